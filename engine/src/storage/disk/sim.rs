@@ -591,7 +591,11 @@ mod tests {
         assert!(d.sync(f).is_err());
         assert!(d.sync(f).is_ok(), "a retried fsync reports success");
         d.crash(Tear::None);
-        assert_eq!(d.file_bytes(&dir.join("a")).unwrap(), [0u8; 3], "but the data never reached disk");
+        assert_eq!(
+            d.file_bytes(&dir.join("a")).unwrap(),
+            [0u8; 3],
+            "but the data never reached disk"
+        );
     }
 
     #[test]
