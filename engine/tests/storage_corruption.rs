@@ -3,6 +3,7 @@
 //! file (and the offset and index for records); bad segment files (wrong magic, future version,
 //! zero length, cut-short header, foreign cluster) give a clear error. Nothing is dropped
 //! silently.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
 

@@ -4,6 +4,7 @@
 //! was written at its index), must hold every entry that was reported durable (unless a
 //! truncation or compaction asking to drop it was under way), and the hard state must be the last
 //! acknowledged one or the one being saved.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
 

@@ -1,6 +1,7 @@
 //! Fault tests on the simulated disk: a failed fdatasync poisons the log (every later write
 //! fails, the fdatasync is never retried); running out of space is a clear error that leaves
 //! durable entries intact; truncation with a batch in flight; one fdatasync per batch.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
 

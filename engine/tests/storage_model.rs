@@ -1,5 +1,6 @@
 //! Property test: random append / submit / complete / truncate / compact / reopen sequences on
 //! the simulated disk agree with an in-memory model of the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
 

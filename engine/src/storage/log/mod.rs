@@ -27,7 +27,7 @@ mod truncate;
 mod write;
 
 use crate::storage::disk::{Completion, Disk, IoBuf, OwnerId};
-use crate::storage::error::{FlushError, HardStateError, Poisoned};
+use crate::storage::error::{CompletionError, FlushError, HardStateError, Poisoned};
 use crate::storage::format::{BLOCK_SIZE_BYTES, SEGMENT_HEADER_BYTES};
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::segment::Segment;
@@ -226,6 +226,19 @@ impl<D: Disk> LogStore<D> {
                 }
             }
         }
+    }
+
+    /// Blocks until the batch in flight (if any) completes, then takes its completion and
+    /// returns the durable index. For callers without an event loop; others wait on the disk's
+    /// eventfd and call `process_completions`.
+    pub fn wait(&mut self) -> Result<LogIndex, CompletionError> {
+        if self.in_flight.is_some() {
+            if let Err(e) = self.disk.wait(self.owner) {
+                self.set_poison(format!("waiting for the disk: {e}"));
+                return Err(CompletionError::WriteFailed(e));
+            }
+        }
+        self.process_completions()
     }
 
     /// Asserts the invariants of the module documentation (for tests and the simulator).
