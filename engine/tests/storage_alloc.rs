@@ -96,4 +96,5 @@ fn write_path_does_not_allocate_per_entry() {
     measure(FsyncMode::Ring, true);
     measure(FsyncMode::Thread, false);
     measure(FsyncMode::Ring, false);
+    measure(FsyncMode::Blocking, true);
 }

@@ -100,6 +100,11 @@ fn thread_fsync_buffered() {
 }
 
 #[test]
+fn blocking_direct() {
+    two_logs_share_one_ring(FsyncMode::Blocking, true);
+}
+
+#[test]
 fn large_batches_and_default_options() {
     let root = tempfile::tempdir().unwrap();
     let disk = disk(FsyncMode::Ring);

@@ -29,8 +29,8 @@ mod sim;
 mod uring;
 
 pub use buf::IoBuf;
-pub use sim::{SimDisk, SimFaults, Tear};
-pub use uring::{FsyncMode, UringDisk, UringOptions};
+pub use sim::{SimDisk, SimFaults, SimStats, Tear};
+pub use uring::{FsyncMode, UringDisk, UringOptions, UringStats};
 
 use bytes::Bytes;
 use std::io;

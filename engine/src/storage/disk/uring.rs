@@ -32,9 +32,26 @@ pub enum FsyncMode {
     /// The write and an fdatasync linked after it go through the ring (the kernel runs the
     /// fdatasync on one of its workers); the thread stays free meanwhile.
     Ring,
-    /// The writer's own thread issues `pwrite` and `fdatasync` system calls inside
-    /// [`Disk::submit`], then queues the completion and signals the eventfd.
+    /// The write goes through the ring; when its completion is reaped, the reaping thread (the
+    /// writer's own shard thread) issues the fdatasync system call itself, then queues the
+    /// completion. This avoids waking a kernel worker on another CPU for the fdatasync.
     Thread,
+    /// For comparison only: `pwrite` and `fdatasync` system calls, both on the writer's thread
+    /// inside [`Disk::submit`], bypassing the ring (the completion is queued at once and the
+    /// eventfd signalled).
+    Blocking,
+}
+
+/// Counters of what a [`UringDisk`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UringStats {
+    /// Queued writes (batches) accepted by [`Disk::submit`].
+    pub ops: u64,
+    /// fdatasyncs issued for queued ops (one per sync op, plus one per retry after a short
+    /// write).
+    pub op_syncs: u64,
+    /// Synchronous fdatasyncs and directory fsyncs (segment creation, hard state, truncation).
+    pub other_syncs: u64,
 }
 
 /// Settings of a [`UringDisk`].
@@ -96,6 +113,8 @@ struct Inner {
     slots: Vec<Option<Slot>>,
     free_slots: Vec<usize>,
     in_flight: usize,
+    stats: UringStats,
+    fsync_mode: FsyncMode,
 }
 
 impl std::fmt::Debug for Inner {
@@ -142,6 +161,8 @@ impl UringDisk {
             slots: Vec::new(),
             free_slots: Vec::new(),
             in_flight: 0,
+            stats: UringStats::default(),
+            fsync_mode: options.fsync_mode,
         };
         Ok(UringDisk { inner: RefCell::new(inner), event_fd, options })
     }
@@ -149,6 +170,11 @@ impl UringDisk {
     /// The settings this disk was made with.
     pub fn options(&self) -> UringOptions {
         self.options
+    }
+
+    /// What the disk did so far.
+    pub fn stats(&self) -> UringStats {
+        self.inner.borrow().stats
     }
 
     /// The eventfd that becomes readable when a completion may be waiting: register it with the
@@ -207,7 +233,7 @@ impl Inner {
         slot.awaiting = 1;
         let mut entries = [write.clone(), write.clone()];
         let mut count = 1;
-        if slot.op.sync {
+        if slot.op.sync && self.fsync_mode == FsyncMode::Ring {
             write = write.flags(squeue::Flags::IO_LINK);
             let fsync = opcode::Fsync::new(types::Fd(fd))
                 .flags(types::FsyncFlags::DATASYNC)
@@ -215,6 +241,7 @@ impl Inner {
                 .user_data(((slot_index as u64) << 1) | USER_DATA_SYNC);
             entries = [write, fsync];
             count = 2;
+            self.stats.op_syncs += 1;
             slot.awaiting = 2;
         }
         let free = {
@@ -270,7 +297,17 @@ impl Inner {
                 resubmit |= self.retry(slot_index);
                 continue;
             }
-            match slot.sync_res {
+            let sync_res = slot.sync_res;
+            if slot.op.sync && sync_res.is_none() {
+                // FsyncMode::Thread: the write is complete; this thread syncs it now.
+                self.stats.op_syncs += 1;
+                let file = slot.op.file;
+                let synced = self.file(file).and_then(|f| f.write.sync_data());
+                let failed = synced.is_err();
+                self.finish(slot_index, synced, failed);
+                continue;
+            }
+            match sync_res {
                 Some(res) if res < 0 => self.finish(slot_index, Err(errno(res)), true),
                 _ => self.finish(slot_index, Ok(()), false),
             }
@@ -448,10 +485,13 @@ impl Disk for UringDisk {
     }
 
     fn sync(&self, file: FileId) -> io::Result<()> {
-        self.inner.borrow().file(file)?.write.sync_data()
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.other_syncs += 1;
+        inner.file(file)?.write.sync_data()
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.borrow_mut().stats.other_syncs += 1;
         File::open(dir)?.sync_all()
     }
 
@@ -480,9 +520,11 @@ impl Disk for UringDisk {
     }
 
     fn submit(&self, owner: OwnerId, op: WriteOp) -> Result<(), SubmitRejected> {
-        if self.options.fsync_mode == FsyncMode::Thread {
+        if self.options.fsync_mode == FsyncMode::Blocking {
             let (result, sync_failed) = {
-                let inner = self.inner.borrow();
+                let mut inner = self.inner.borrow_mut();
+                inner.stats.ops += 1;
+                inner.stats.op_syncs += u64::from(op.sync);
                 match inner.file(op.file) {
                     Ok(f) => write_and_sync(&f.write, &op),
                     Err(e) => return Err(SubmitRejected { op, error: e }),
@@ -500,6 +542,7 @@ impl Disk for UringDisk {
         if let Err(error) = inner.file(op.file) {
             return Err(SubmitRejected { op, error });
         }
+        inner.stats.ops += 1;
         let slot = Slot { owner, op, done_bytes: 0, awaiting: 0, write_res: None, sync_res: None };
         let index = inner.new_slot(slot);
         let pushed = inner.push_round(index).and_then(|()| inner.ring.submit().map(drop));
