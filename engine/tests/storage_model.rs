@@ -160,7 +160,7 @@ fn run(ops: Vec<Op>, direct_io: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn log_store_matches_model_direct(ops in proptest::collection::vec(op(), 1..120)) {
