@@ -107,12 +107,14 @@ pub(crate) struct Measured {
     pub(crate) latency_ns: Histogram<u64>,
     pub(crate) fsyncs: u64,
     pub(crate) batches: u64,
+    /// The fdatasync calls alone (the `raw` reference measures them).
+    pub(crate) fdatasync_ns: Option<Histogram<u64>>,
 }
 
 impl Measured {
     pub(crate) fn row(&self, system: &str, payload: usize, concurrency: usize) -> ResultRow {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        ResultRow {
+        let row = ResultRow {
             system: system.to_owned(),
             payload_bytes: payload as u64,
             concurrency: concurrency as u64,
@@ -121,7 +123,11 @@ impl Measured {
             latency_us: LatencyUs::from_histogram_ns(&self.latency_ns),
             extra: serde_json::Map::new(),
         }
-        .with("fsyncs", self.fsyncs)
+        .with("fsyncs", self.fsyncs);
+        match &self.fdatasync_ns {
+            Some(h) => row.with("fdatasync_p50_us", (LatencyUs::from_histogram_ns(h).p50 * 10.0).round() / 10.0),
+            None => row,
+        }
     }
 }
 
@@ -209,6 +215,7 @@ fn run_raftwal(
         latency_ns: hist,
         fsyncs: (after.op_syncs - before.op_syncs) + (after.other_syncs - before.other_syncs),
         batches: stats.batches,
+        fdatasync_ns: None,
     })
 }
 

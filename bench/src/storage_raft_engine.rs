@@ -85,5 +85,6 @@ pub(crate) fn run(
         // Sync writes issued from one thread: raft-engine fsyncs once per write.
         fsyncs: writes,
         batches: writes,
+        fdatasync_ns: None,
     })
 }

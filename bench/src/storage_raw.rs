@@ -48,6 +48,7 @@ pub(crate) fn run(
         *b = x as u8;
     }
     let mut hist = latency_histogram_ns();
+    let mut sync_hist = latency_histogram_ns();
     let mut offset = BLOCK_SIZE_BYTES as u64;
     let mut allocated = 0u64;
     let (mut batches, mut fsyncs) = (0u64, 0u64);
@@ -72,7 +73,9 @@ pub(crate) fn run(
         let phys_start = align_down(offset as usize, align);
         let phys_end = align_up(end as usize, align);
         file.write_all_at(&buf.as_slice()[..phys_end - phys_start], phys_start as u64)?;
+        let sync_began = now();
         file.sync_data()?;
+        sync_hist.record(now().duration_since(sync_began).as_nanos().max(1) as u64).map_err(io::Error::other)?;
         fsyncs += 1;
         batches += 1;
         offset = end;
@@ -91,5 +94,6 @@ pub(crate) fn run(
         latency_ns: hist,
         fsyncs,
         batches,
+        fdatasync_ns: Some(sync_hist),
     })
 }
