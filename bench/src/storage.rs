@@ -125,7 +125,10 @@ impl Measured {
         }
         .with("fsyncs", self.fsyncs);
         match &self.fdatasync_ns {
-            Some(h) => row.with("fdatasync_p50_us", (LatencyUs::from_histogram_ns(h).p50 * 10.0).round() / 10.0),
+            Some(h) => row.with(
+                "fdatasync_p50_us",
+                (LatencyUs::from_histogram_ns(h).p50 * 10.0).round() / 10.0,
+            ),
             None => row,
         }
     }

@@ -75,7 +75,9 @@ pub(crate) fn run(
         file.write_all_at(&buf.as_slice()[..phys_end - phys_start], phys_start as u64)?;
         let sync_began = now();
         file.sync_data()?;
-        sync_hist.record(now().duration_since(sync_began).as_nanos().max(1) as u64).map_err(io::Error::other)?;
+        sync_hist
+            .record(now().duration_since(sync_began).as_nanos().max(1) as u64)
+            .map_err(io::Error::other)?;
         fsyncs += 1;
         batches += 1;
         offset = end;

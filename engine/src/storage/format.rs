@@ -169,6 +169,16 @@ pub struct RecordHeader {
     pub kind: EntryKind,
     /// Bytes of payload that follow the header.
     pub payload_bytes: u32,
+    /// How many entries before this one its batch started (0 for a batch's first entry).
+    /// Recovery uses it to tell a torn last batch from corruption.
+    pub batch_offset: u32,
+}
+
+impl RecordHeader {
+    /// The index of the first entry of this record's batch.
+    pub fn batch_first_index(&self) -> LogIndex {
+        LogIndex(self.index.get().saturating_sub(u64::from(self.batch_offset)))
+    }
 }
 
 /// Why the bytes at some offset are not a valid record.
@@ -192,19 +202,30 @@ pub enum RecordError {
     /// The checksum matches but the reserved bytes are not zero.
     #[error("reserved record bytes are not zero")]
     ReservedNotZero,
+    /// The checksum matches but the batch offset points before index 1.
+    #[error("batch offset {0} points before the first index")]
+    BadBatchOffset(u32),
 }
 
 /// Writes one record (header and payload, padded with zeros) at the start of `out`, which must
 /// be exactly [`record_size_bytes`]`(payload.len())` long.
 #[inline]
-pub fn encode_record(out: &mut [u8], index: LogIndex, term: Term, kind: EntryKind, payload: &[u8]) {
+pub fn encode_record(
+    out: &mut [u8],
+    index: LogIndex,
+    term: Term,
+    kind: EntryKind,
+    batch_offset: u32,
+    payload: &[u8],
+) {
     debug_assert_eq!(out.len(), record_size_bytes(payload.len()));
     let len = u32::try_from(payload.len()).expect("payload size was checked at append");
     out[4..8].copy_from_slice(&len.to_le_bytes());
     out[8..16].copy_from_slice(&index.get().to_le_bytes());
     out[16..24].copy_from_slice(&term.get().to_le_bytes());
     out[24] = kind.as_u8();
-    out[25..32].fill(0);
+    out[25..28].fill(0);
+    out[28..32].copy_from_slice(&batch_offset.to_le_bytes());
     let end = RECORD_HEADER_BYTES + payload.len();
     out[RECORD_HEADER_BYTES..end].copy_from_slice(payload);
     out[end..].fill(0);
@@ -239,14 +260,20 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordHeader, RecordError> {
         return Err(RecordError::BadChecksum);
     }
     let kind = EntryKind::from_u8(bytes[24]).ok_or(RecordError::UnknownKind(bytes[24]))?;
-    if bytes[25..32].iter().any(|&b| b != 0) {
+    if bytes[25..28].iter().any(|&b| b != 0) {
         return Err(RecordError::ReservedNotZero);
     }
+    let index = u64_at(bytes, 8);
+    let batch_offset = u32::from_le_bytes(array(&bytes[28..32]));
+    if u64::from(batch_offset) >= index.max(1) {
+        return Err(RecordError::BadBatchOffset(batch_offset));
+    }
     Ok(RecordHeader {
-        index: LogIndex(u64_at(bytes, 8)),
+        index: LogIndex(index),
         term: Term(u64_at(bytes, 16)),
         kind,
         payload_bytes,
+        batch_offset,
     })
 }
 
@@ -270,12 +297,13 @@ mod tests {
     fn record_round_trip_and_every_bit_flip_is_detected() {
         let payload = b"hello, raft";
         let mut buf = vec![0u8; record_size_bytes(payload.len())];
-        encode_record(&mut buf, LogIndex(7), Term(3), EntryKind::Tagged, payload);
+        encode_record(&mut buf, LogIndex(7), Term(3), EntryKind::Tagged, 2, payload);
         let h = decode_record(&buf).unwrap();
         assert_eq!(h.index, LogIndex(7));
         assert_eq!(h.term, Term(3));
         assert_eq!(h.kind, EntryKind::Tagged);
         assert_eq!(h.payload_bytes as usize, payload.len());
+        assert_eq!(h.batch_first_index(), LogIndex(5));
         for bit in 0..(RECORD_HEADER_BYTES + payload.len()) * 8 {
             let mut bad = buf.clone();
             bad[bit / 8] ^= 1 << (bit % 8);

@@ -11,6 +11,7 @@
 //!    written again. Only the last segment of a log is active (unsealed).
 
 use crate::storage::disk::FileId;
+use crate::storage::format::RecordHeader;
 use crate::storage::format::{
     decode_record, RecordError, SegmentId, RECORD_ALIGN, RECORD_HEADER_BYTES,
 };
@@ -131,7 +132,7 @@ pub(crate) fn find_record_after(
     bytes: &[u8],
     from: usize,
     after: LogIndex,
-) -> Option<(usize, LogIndex)> {
+) -> Option<(usize, RecordHeader)> {
     let mut offset = from - from % RECORD_ALIGN + RECORD_ALIGN;
     while offset + RECORD_HEADER_BYTES <= bytes.len() {
         let h = &bytes[offset..offset + RECORD_HEADER_BYTES];
@@ -141,10 +142,10 @@ pub(crate) fn find_record_after(
         let plausible = index > after.get()
             && index - after.get() <= (bytes.len() / RECORD_HEADER_BYTES) as u64
             && EntryKind::from_u8(h[24]).is_some()
-            && h[25..32].iter().all(|&b| b == 0);
+            && h[25..28].iter().all(|&b| b == 0);
         if plausible {
             if let Ok(header) = decode_record(&bytes[offset..]) {
-                return Some((offset, header.index));
+                return Some((offset, header));
             }
         }
         offset += RECORD_ALIGN;
@@ -172,6 +173,7 @@ mod tests {
                 LogIndex(10 + k as u64),
                 Term(t),
                 EntryKind::Normal,
+                k as u32,
                 b"abcde",
             );
             at += size;
@@ -206,7 +208,10 @@ mod tests {
         bytes[SEGMENT_HEADER_BYTES + 36] ^= 1;
         let s = scan(&bytes, LogIndex(10), Term(1), None);
         let Some(Stop::Invalid { offset, .. }) = s.stop else { panic!("expected a stop") };
-        assert_eq!(find_record_after(&bytes, offset, LogIndex(9)).map(|f| f.1), Some(LogIndex(11)));
+        assert_eq!(
+            find_record_after(&bytes, offset, LogIndex(9)).map(|f| f.1.index),
+            Some(LogIndex(11))
+        );
         assert_eq!(
             nonzero_end(&bytes, offset),
             SEGMENT_HEADER_BYTES + 3 * record_size_bytes(5) - 3

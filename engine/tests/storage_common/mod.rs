@@ -38,6 +38,8 @@ pub fn small_options(direct_io: bool) -> LogOptions {
         direct_io,
         batch_bytes_max: 6 * 1024,
         tail_cache_bytes_max: 2 * 1024,
+        // Batches above 2 KiB go out in several chunk writes and one fdatasync.
+        write_chunk_bytes: 2 * 1024,
         cluster_id: ClusterId(7),
         log_id: LogId(3),
     }

@@ -209,7 +209,12 @@ impl State {
     fn run_one(&mut self) -> bool {
         let Some((owner, op)) = self.pending.pop_front() else { return false };
         let mut sync_failed = false;
-        let mut result = self.write(op.file, op.offset, op.buf.as_slice());
+        // An empty buffer is a sync-only op: no write point.
+        let mut result = if op.buf.is_empty() {
+            Ok(())
+        } else {
+            self.write(op.file, op.offset, op.buf.as_slice())
+        };
         if result.is_ok() && op.sync {
             result = self.sync(op.file);
             sync_failed = result.is_err();

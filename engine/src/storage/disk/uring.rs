@@ -231,6 +231,21 @@ impl Inner {
         slot.write_res = None;
         slot.sync_res = None;
         slot.awaiting = 1;
+        if rest.is_empty() && slot.op.sync {
+            // A sync-only op: the fdatasync alone, as if an empty write had completed.
+            slot.write_res = Some(0);
+            write = opcode::Fsync::new(types::Fd(fd))
+                .flags(types::FsyncFlags::DATASYNC)
+                .build()
+                .user_data(((slot_index as u64) << 1) | USER_DATA_SYNC);
+            self.stats.op_syncs += 1;
+            if self.ring.submission().is_full() {
+                self.ring.submit()?;
+            }
+            // SAFETY: an fsync SQE holds no pointer; the descriptor stays open until completion.
+            return unsafe { self.ring.submission().push(&write) }
+                .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY));
+        }
         let mut entries = [write.clone(), write.clone()];
         let mut count = 1;
         if slot.op.sync && self.fsync_mode == FsyncMode::Ring {
@@ -520,7 +535,9 @@ impl Disk for UringDisk {
     }
 
     fn submit(&self, owner: OwnerId, op: WriteOp) -> Result<(), SubmitRejected> {
-        if self.options.fsync_mode == FsyncMode::Blocking {
+        // A sync-only op (empty buffer) in Thread mode is the writer's own fdatasync: run it now.
+        let inline = op.buf.is_empty() && self.options.fsync_mode == FsyncMode::Thread;
+        if self.options.fsync_mode == FsyncMode::Blocking || inline {
             let (result, sync_failed) = {
                 let mut inner = self.inner.borrow_mut();
                 inner.stats.ops += 1;

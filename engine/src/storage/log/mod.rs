@@ -50,6 +50,10 @@ pub struct LogOptions {
     pub batch_bytes_max: usize,
     /// Payload bytes of durable entries kept in memory for reads, besides the non-durable ones.
     pub tail_cache_bytes_max: usize,
+    /// A batch larger than this is written in chunks of about this size, each handed to the
+    /// disk as soon as it is encoded, so that encoding the next chunk overlaps the device
+    /// writing the previous one; one fdatasync follows the last chunk.
+    pub write_chunk_bytes: usize,
     /// The cluster this log belongs to (written in every segment header, checked at open).
     pub cluster_id: ClusterId,
     /// Which log of the cluster this is (written in every segment header, checked at open).
@@ -63,6 +67,7 @@ impl Default for LogOptions {
             direct_io: true,
             batch_bytes_max: 8 << 20,
             tail_cache_bytes_max: 16 << 20,
+            write_chunk_bytes: 1 << 20,
             cluster_id: ClusterId(0),
             log_id: LogId(0),
         }
@@ -102,13 +107,18 @@ struct InFlight {
     tag: u64,
     /// The last index the batch carries.
     through: LogIndex,
-    /// The batch's buffer offset just past its last record (the rest is block padding).
-    records_end: usize,
+    /// The batch's writes not completed yet.
+    writes_pending: usize,
+    /// True when the batch needs a separate fdatasync after all its writes (a batch written in
+    /// several chunks); false when its single write carries the fdatasync.
+    sync_after_writes: bool,
+    /// True once that separate fdatasync was submitted.
+    sync_submitted: bool,
+    /// The first failure among the batch's ops (and whether it was the fdatasync).
+    error: Option<(std::io::Error, bool)>,
     /// The segment's `end_offset` and record count before the batch, to withdraw it on ENOSPC.
     prev_end_offset: u64,
     prev_records: usize,
-    /// Bytes of the previous partial block at the front of the buffer.
-    prefix_bytes: usize,
 }
 
 /// One log in one directory. See the module documentation.
@@ -125,9 +135,13 @@ pub struct LogStore<D: Disk> {
     durable_index: LogIndex,
     tail: VecDeque<Entry>,
     tail_payload_bytes: usize,
-    /// The batch buffer while idle; in O_DIRECT mode it holds the active segment's partial last
-    /// block (`end_offset % BLOCK_SIZE_BYTES` bytes).
-    buf: Option<IoBuf>,
+    /// Batch buffers not with the disk, reused so the write path does not allocate.
+    spare: Vec<IoBuf>,
+    /// In O_DIRECT mode, the bytes of the active segment's partial last block
+    /// (`end_offset % BLOCK_SIZE_BYTES` of them), which the next batch writes again.
+    tail_block: Vec<u8>,
+    /// `tail_block` before the batch in flight, to withdraw the batch on ENOSPC.
+    prev_tail_block: Vec<u8>,
     in_flight: Option<InFlight>,
     next_tag: u64,
     hard: HardStateFile,
@@ -268,15 +282,10 @@ impl<D: Disk> LogStore<D> {
             }
         }
         assert_eq!(next, self.written_index.next(), "segments hold every written entry");
-        assert_eq!(
-            self.in_flight.is_some(),
-            self.buf.is_none(),
-            "the buffer is with the disk iff in flight"
-        );
-        if let (Some(buf), Some(active)) = (&self.buf, self.segments.back()) {
+        if let (None, Some(active)) = (&self.in_flight, self.segments.back()) {
             if self.options.direct_io {
                 assert_eq!(
-                    buf.len() as u64,
+                    self.tail_block.len() as u64,
                     active.end_offset % BLOCK_SIZE_BYTES as u64,
                     "partial block held"
                 );

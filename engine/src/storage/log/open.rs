@@ -112,7 +112,9 @@ impl<D: Disk> LogStore<D> {
             durable_index: LogIndex::ZERO,
             tail: VecDeque::new(),
             tail_payload_bytes: 0,
-            buf: Some(IoBuf::with_capacity(BLOCK_SIZE_BYTES)),
+            spare: Vec::new(),
+            tail_block: Vec::with_capacity(BLOCK_SIZE_BYTES),
+            prev_tail_block: Vec::with_capacity(BLOCK_SIZE_BYTES),
             in_flight: None,
             next_tag: 0,
             hard,
@@ -226,11 +228,20 @@ impl<D: Disk> LogStore<D> {
             }
             (Some(Stop::Invalid { offset, error }), None) => {
                 let last_good = first.plus(s.offsets.len() as u64).prev();
-                if let Some((at, index)) = find_record_after(&found.bytes, *offset, last_good) {
-                    let reason = format!(
-                        "{error}, followed by a valid record of index {index} at offset {at}"
-                    );
-                    return Err(corrupt(&found.path, *offset, Some(last_good.next()), reason));
+                // Valid records after the bad one are fine only if they belong to the batch the
+                // bad record belongs to (a batch whose writes were not all persisted before the
+                // crash): a record of a later batch proves the bad one was synced before it.
+                let expected = last_good.next();
+                let mut from = *offset;
+                while let Some((at, header)) = find_record_after(&found.bytes, from, last_good) {
+                    if header.batch_first_index() > expected {
+                        let reason = format!(
+                            "{error}, followed by a valid record of index {} (of a later batch) at offset {at}",
+                            header.index
+                        );
+                        return Err(corrupt(&found.path, *offset, Some(expected), reason));
+                    }
+                    from = at;
                 }
                 let end = nonzero_end(&found.bytes, *offset);
                 if end > *offset {
@@ -263,9 +274,8 @@ impl<D: Disk> LogStore<D> {
             self.disk.close(found.file);
         } else if self.options.direct_io {
             let partial = align_down(s.end_offset, BLOCK_SIZE_BYTES);
-            let buf = self.buf.as_mut().expect("no batch in flight during open");
-            buf.resize_zeroed(s.end_offset - partial);
-            buf.as_mut_slice().copy_from_slice(&found.bytes[partial..s.end_offset]);
+            self.tail_block.clear();
+            self.tail_block.extend_from_slice(&found.bytes[partial..s.end_offset]);
         }
         self.segments.push_back(segment);
         Ok(torn)

@@ -12,10 +12,10 @@
 use super::{InFlight, LogStore};
 use crate::storage::disk::{Completion, Disk, FileId, IoBuf, OpenOptions, WriteOp};
 use crate::storage::error::{AppendError, CompletionError, SubmitError};
+use crate::storage::format::SEGMENT_HEADER_BYTES;
 use crate::storage::format::{
     align_down, align_up, encode_record, record_size_bytes, SegmentHeader, SegmentId,
 };
-use crate::storage::format::{BLOCK_SIZE_BYTES, SEGMENT_HEADER_BYTES};
 use crate::storage::segment::Segment;
 use raftwal_wire::types::{Entry, LogIndex, Term};
 use std::io;
@@ -63,8 +63,10 @@ impl<D: Disk> LogStore<D> {
     }
 
     /// Starts a batch with every queued entry (up to `batch_bytes_max`) if no batch is in
-    /// flight: one write and one fdatasync. Returns whether a batch was started. Never blocks,
-    /// except to create the next segment when the active one is full.
+    /// flight: its records are written (in one write, or in `write_chunk_bytes` chunks handed to
+    /// the disk as they are encoded) and then made durable by one fdatasync. Returns whether a
+    /// batch was started. Never blocks, except to create the next segment when the active one
+    /// is full.
     pub fn submit(&mut self) -> Result<bool, SubmitError> {
         self.check_poison()?;
         if self.in_flight.is_some() || self.written_index == self.last_index {
@@ -80,7 +82,8 @@ impl<D: Disk> LogStore<D> {
             self.roll_over()?;
         }
         let align = self.alignment();
-        let batch_bytes_max = self.options.batch_bytes_max;
+        let (batch_bytes_max, chunk_bytes) =
+            (self.options.batch_bytes_max, self.options.write_chunk_bytes);
         let active = self.segments.back_mut().expect("a log always has an active segment");
         let file = active.file.expect("the active segment has an open file");
         let (mut bytes, mut count, mut end) = (0usize, 0usize, active.end_offset);
@@ -92,122 +95,190 @@ impl<D: Disk> LogStore<D> {
             (bytes, count, end) = (bytes + size, count + 1, end + size as u64);
         }
         assert!(count > 0, "the first entry fits a fresh segment (checked at append)");
-        let mut buf = self.buf.take().expect("the buffer is idle when nothing is in flight");
-        let prefix = buf.len();
-        let records_end = prefix + bytes;
-        let total = align_up(records_end, align);
-        buf.reserve(total);
-        buf.set_len(total);
         let (prev_end_offset, prev_records) = (active.end_offset, active.offsets.len());
-        let mut pos = prefix;
-        for e in self.tail.range(first_pos..first_pos + count) {
-            let size = record_size_bytes(e.data.len());
-            encode_record(
-                &mut buf.as_mut_slice()[pos..pos + size],
-                e.index,
-                e.term,
-                e.kind,
-                &e.data,
-            );
-            let offset = u32::try_from(active.end_offset)
-                .expect("segments are at most 4 GiB (checked at open)");
-            active.offsets.push(offset);
-            active.end_offset += size as u64;
-            pos += size;
-        }
-        buf.as_mut_slice()[records_end..total].fill(0);
+        std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+        self.tail_block.clear();
         let tag = self.next_tag;
         self.next_tag += 1;
-        let op = WriteOp { file, offset: prev_end_offset - prefix as u64, buf, sync: true, tag };
-        match self.disk.submit(self.owner, op) {
-            Ok(()) => {
-                let through = self.written_index.plus(count as u64);
-                self.in_flight = Some(InFlight {
-                    tag,
-                    through,
-                    records_end,
-                    prev_end_offset,
-                    prev_records,
-                    prefix_bytes: prefix,
-                });
-                self.written_index = through;
-                self.stats.batches += 1;
-                self.stats.entries += count as u64;
-                self.stats.data_syncs += 1;
-                self.stats.bytes_written += total as u64;
-                Ok(true)
+        let single = bytes <= chunk_bytes;
+        let mut flight = InFlight {
+            tag,
+            through: self.written_index.plus(count as u64),
+            writes_pending: 0,
+            sync_after_writes: !single,
+            sync_submitted: false,
+            error: None,
+            prev_end_offset,
+            prev_records,
+        };
+        let mut next = first_pos;
+        let batch_end = first_pos + count;
+        let batch_first = self.written_index.next();
+        let mut first_chunk = true;
+        while next < batch_end {
+            // One chunk: the carried partial block, then records up to the chunk size.
+            let mut buf = self.spare.pop().unwrap_or_default();
+            let prefix_len =
+                if first_chunk { self.prev_tail_block.len() } else { self.tail_block.len() };
+            let mut chunk_records = 0usize;
+            for e in self.tail.range(next..batch_end) {
+                let size = record_size_bytes(e.data.len());
+                if chunk_records > 0 && chunk_records + size > chunk_bytes {
+                    break;
+                }
+                chunk_records += size;
             }
-            Err(rejected) => {
-                let active = self.segments.back_mut().expect("a log always has an active segment");
-                active.offsets.truncate(prev_records);
-                active.end_offset = prev_end_offset;
-                let mut buf = rejected.op.buf;
-                buf.set_len(prefix);
-                self.buf = Some(buf);
-                self.set_poison(format!("the disk refused a batch: {}", rejected.error));
-                Err(SubmitError::Io {
-                    context: "submitting a batch".into(),
-                    source: rejected.error,
-                })
+            let records_end = prefix_len + chunk_records;
+            buf.reserve(records_end + align);
+            buf.set_len(records_end);
+            let prefix = if first_chunk { &self.prev_tail_block } else { &self.tail_block };
+            buf.as_mut_slice()[..prefix_len].copy_from_slice(prefix);
+            first_chunk = false;
+            let active = self.segments.back_mut().expect("a log always has an active segment");
+            let write_offset = active.end_offset - prefix_len as u64;
+            let mut pos = prefix_len;
+            while pos < records_end {
+                let e = &self.tail[next];
+                let size = record_size_bytes(e.data.len());
+                let batch_offset = u32::try_from(e.index.get() - batch_first.get())
+                    .expect("a batch holds fewer than 2^32 entries");
+                encode_record(
+                    &mut buf.as_mut_slice()[pos..pos + size],
+                    e.index,
+                    e.term,
+                    e.kind,
+                    batch_offset,
+                    &e.data,
+                );
+                let offset = u32::try_from(active.end_offset)
+                    .expect("segments are at most 4 GiB (checked at open)");
+                active.offsets.push(offset);
+                active.end_offset += size as u64;
+                pos += size;
+                next += 1;
             }
+            // A chunk that is not the batch's last ends at a block boundary: its partial last
+            // block goes to the next chunk, so two writes in flight never share a block.
+            let last_chunk = next == batch_end;
+            let carry_from = align_down(records_end, align);
+            let write_len = if last_chunk { align_up(records_end, align) } else { carry_from };
+            self.tail_block.clear();
+            self.tail_block.extend_from_slice(&buf.as_slice()[carry_from..records_end]);
+            buf.resize_zeroed(write_len);
+            if write_len == 0 {
+                self.spare.push(buf);
+                continue;
+            }
+            let sync = single && last_chunk;
+            self.stats.bytes_written += write_len as u64;
+            let op = WriteOp { file, offset: write_offset, buf, sync, tag };
+            if let Err(rejected) = self.disk.submit(self.owner, op) {
+                self.spare.push(rejected.op.buf);
+                let error = rejected.error;
+                self.set_poison(format!("the disk refused a batch write: {error}"));
+                if flight.writes_pending == 0 {
+                    let active =
+                        self.segments.back_mut().expect("a log always has an active segment");
+                    active.offsets.truncate(prev_records);
+                    active.end_offset = prev_end_offset;
+                    std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+                    return Err(SubmitError::Io {
+                        context: "submitting a batch".into(),
+                        source: error,
+                    });
+                }
+                // Chunks already handed over must complete before anything else happens; the
+                // poison stops every later write, and their completions are reaped as usual.
+                flight.error = Some((error, false));
+                break;
+            }
+            flight.writes_pending += 1;
         }
+        self.written_index = flight.through;
+        self.stats.batches += 1;
+        self.stats.entries += count as u64;
+        self.stats.data_syncs += 1;
+        self.in_flight = Some(flight);
+        Ok(true)
     }
 
-    /// Takes the finished batch, if any, and returns the durable index. Call it when the disk's
-    /// eventfd fires (or after `Disk::wait`). Never blocks.
+    /// Takes finished ops, if any, and returns the durable index. Call it when the disk's
+    /// eventfd fires (or after `Disk::wait`). Never blocks on the device, except that in
+    /// `FsyncMode::Thread` the fdatasync of a batch written in chunks runs here.
     pub fn process_completions(&mut self) -> Result<LogIndex, CompletionError> {
-        if self.in_flight.is_none() {
-            return Ok(self.durable_index);
-        }
-        let mut completions = std::mem::take(&mut self.completions);
-        self.disk.reap(self.owner, &mut completions);
         let mut result = Ok(self.durable_index);
-        for c in completions.drain(..) {
-            if let Err(e) = self.complete(c) {
-                result = Err(e);
+        while self.in_flight.is_some() {
+            let mut completions = std::mem::take(&mut self.completions);
+            self.disk.reap(self.owner, &mut completions);
+            if completions.is_empty() {
+                self.completions = completions;
+                break;
             }
+            for c in completions.drain(..) {
+                if let Err(e) = self.complete(c) {
+                    result = Err(e);
+                }
+            }
+            self.completions = completions;
         }
-        self.completions = completions;
         result.map(|_| self.durable_index)
     }
 
     fn complete(&mut self, c: Completion) -> Result<(), CompletionError> {
         let flight =
-            self.in_flight.take().expect("a completion arrives only for the batch in flight");
+            self.in_flight.as_mut().expect("a completion arrives only for the batch in flight");
         assert_eq!(flight.tag, c.tag, "one batch in flight at a time");
-        let mut buf = c.buf;
-        match c.result {
-            Ok(()) => {
+        let is_sync_op = flight.sync_submitted;
+        if !is_sync_op {
+            flight.writes_pending -= 1;
+        }
+        if let Err(e) = c.result {
+            if flight.error.is_none() {
+                flight.error = Some((e, c.sync_failed || is_sync_op));
+            }
+        }
+        self.spare.push(c.buf);
+        if flight.writes_pending > 0 {
+            return Ok(());
+        }
+        if flight.error.is_none() && flight.sync_after_writes && !flight.sync_submitted {
+            // Every chunk is written: one fdatasync makes the batch durable.
+            flight.sync_submitted = true;
+            let file = self
+                .segments
+                .back()
+                .and_then(|s| s.file)
+                .expect("the active segment has an open file");
+            // An empty buffer: the op is the fdatasync alone (`Vec::new` does not allocate).
+            let op =
+                WriteOp { file, offset: 0, buf: IoBuf::default(), sync: true, tag: flight.tag };
+            match self.disk.submit(self.owner, op) {
+                Ok(()) => return Ok(()),
+                Err(rejected) => flight.error = Some((rejected.error, true)),
+            }
+        }
+        let flight = self.in_flight.take().expect("checked above");
+        match flight.error {
+            None => {
                 self.durable_index = flight.through;
-                if self.options.direct_io {
-                    buf.keep_range(
-                        align_down(flight.records_end, BLOCK_SIZE_BYTES),
-                        flight.records_end,
-                    );
-                } else {
-                    buf.set_len(0);
-                }
-                self.buf = Some(buf);
                 self.trim_tail();
                 Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::StorageFull && !c.sync_failed => {
+            Some((e, false)) if e.kind() == io::ErrorKind::StorageFull && self.poison.is_none() => {
                 let active = self.segments.back_mut().expect("a log always has an active segment");
                 active.offsets.truncate(flight.prev_records);
                 active.end_offset = flight.prev_end_offset;
                 self.written_index = self.durable_index;
-                buf.set_len(flight.prefix_bytes);
-                self.buf = Some(buf);
+                std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
                 Err(CompletionError::NoSpace(e))
             }
-            Err(e) => {
-                self.buf = Some(buf);
-                let what = if c.sync_failed { "fdatasync" } else { "write" };
+            Some((e, sync_failed)) => {
+                let what = if sync_failed { "fdatasync" } else { "write" };
                 self.set_poison(format!(
                     "batch {what} through index {} failed: {e}",
                     flight.through
                 ));
-                Err(if c.sync_failed {
+                Err(if sync_failed {
                     CompletionError::SyncFailed(e)
                 } else {
                     CompletionError::WriteFailed(e)
@@ -320,9 +391,7 @@ impl<D: Disk> LogStore<D> {
             end_offset: SEGMENT_HEADER_BYTES as u64,
             map: None,
         });
-        if let Some(buf) = self.buf.as_mut() {
-            buf.set_len(0);
-        }
+        self.tail_block.clear();
         Ok(())
     }
 
