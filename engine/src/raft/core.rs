@@ -84,6 +84,10 @@ pub struct RaftCore {
     pub(super) heartbeat_due: bool,
     pub(super) transfer: Option<Transfer>,
     pub(super) reads: ReadQueue,
+    /// Follower: the highest index known to match the current leader's log.
+    pub(super) leader_match: LogIndex,
+    /// Follower: the highest match index acknowledged to the current leader.
+    pub(super) acknowledged: LogIndex,
     /// Read requests this follower forwarded to its leader and not yet answered.
     pub(super) forwarded_reads: Vec<u64>,
     pub(super) rng: TimeoutRng,
@@ -151,6 +155,8 @@ impl RaftCore {
             transfer: None,
             reads: ReadQueue::default(),
             forwarded_reads: Vec::new(),
+            leader_match: LogIndex::ZERO,
+            acknowledged: LogIndex::ZERO,
             out: Outbox::default(),
             handed_hard_state: hard_state,
             handed_commit,
@@ -257,8 +263,13 @@ impl RaftCore {
     /// Reports may arrive late (pipelined group commit): one whose entry was overwritten since
     /// (its term no longer matches) is ignored.
     pub fn persisted(&mut self, index: LogIndex, term: Term) {
-        if self.log.mark_durable(index, term) && self.role == Role::Leader {
-            self.maybe_commit();
+        if !self.log.mark_durable(index, term) {
+            return;
+        }
+        match self.role {
+            Role::Leader => self.maybe_commit(),
+            Role::Follower => self.acknowledge_durable(),
+            Role::PreCandidate | Role::Candidate => {}
         }
     }
 

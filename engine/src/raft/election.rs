@@ -14,7 +14,7 @@ use crate::raft::bugs::InjectedBug;
 use crate::raft::core::{RaftCore, Role};
 use crate::raft::progress::Progress;
 use raftwal_wire::message::{MessageBody, RequestVote, RequestVoteResponse};
-use raftwal_wire::types::{EntryKind, NodeId, Term};
+use raftwal_wire::types::{EntryKind, LogIndex, NodeId, Term};
 
 /// The answers received in one (pre-)election.
 #[derive(Clone, Debug, Default)]
@@ -100,6 +100,8 @@ impl RaftCore {
         self.reset_election_timer();
         if leader_changed {
             self.fail_forwarded_reads();
+            self.leader_match = LogIndex::ZERO;
+            self.acknowledged = LogIndex::ZERO;
         }
     }
 

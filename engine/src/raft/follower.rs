@@ -1,12 +1,16 @@
 //! The follower's side of replication: the consistency check, merging entries, acknowledging.
 //!
-//! Owns: handling AppendEntries and heartbeats from the current leader.
-//! Must not: acknowledge an entry before it is durable (acknowledgements go to
-//! `messages_after_persist`, which leave only after the persist that covers the entries);
-//! overwrite a committed entry; commit past what it shares with the leader.
+//! Owns: handling AppendEntries and heartbeats from the current leader, and the follower's
+//! acknowledgements.
+//! Must not: acknowledge an entry before storage reported it durable; overwrite a committed
+//! entry; commit past what it shares with the leader.
 //! Invariants:
-//! 1. A success answer's `match_index` is the last entry of that AppendEntries: the follower's
-//!    log matches the leader's up to it (Log Matching), and after the persist it is durable.
+//! 1. A success answer's `match_index` is at most the durable index (as reported through
+//!    `persisted`, checked against the current log) and at most `leader_match`, the highest
+//!    index known to match the current leader's log. Acknowledgements are computed from the
+//!    durability report, not promised ahead of it: with group commit, a later write in the same
+//!    fsync batch may overwrite entries before they ever become durable, and an answer promised
+//!    for them would lie.
 //! 2. The commit index moves to at most the last entry known to match the leader.
 
 use crate::raft::core::{RaftCore, Role};
@@ -57,13 +61,8 @@ impl RaftCore {
             entries.drain(..skip);
             if prev_log_index < commit {
                 // The whole message lies within the committed prefix, which this replica holds
-                // (it is durable once this answer's persist completes).
-                self.send(
-                    from,
-                    MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success {
-                        match_index: commit,
-                    }),
-                );
+                // and which matches every leader's log.
+                self.answer_append(from, commit);
                 return Ok(());
             }
         }
@@ -76,13 +75,43 @@ impl RaftCore {
             return Err(StepError::ConflictWithCommitted { from, term: self.term, index });
         }
         self.log.commit_to(leader_commit.min(last_new));
-        self.send(
-            from,
-            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success {
-                match_index: last_new,
-            }),
-        );
+        self.answer_append(from, last_new);
         Ok(())
+    }
+
+    /// The leader's log matches this one up to `last_new`. Answer now if that is durable here
+    /// already (a duplicate, or a probe of durable entries); otherwise the answer leaves when
+    /// storage reports the entries durable ([`RaftCore::acknowledge_durable`]).
+    fn answer_append(&mut self, leader: NodeId, last_new: raftwal_wire::types::LogIndex) {
+        self.leader_match = self.leader_match.max(last_new);
+        let durable = self.log.durable();
+        if durable >= last_new {
+            let match_index = durable.min(self.leader_match);
+            self.acknowledged = self.acknowledged.max(match_index);
+            self.send(
+                leader,
+                MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }),
+            );
+        }
+    }
+
+    /// Storage reported more of the log durable: acknowledge to the leader what is now both
+    /// durable and known to match its log (invariant 1).
+    pub(super) fn acknowledge_durable(&mut self) {
+        let Some(leader) = self.leader else {
+            return;
+        };
+        if self.role != Role::Follower {
+            return;
+        }
+        let match_index = self.log.durable().min(self.leader_match);
+        if match_index > self.acknowledged {
+            self.acknowledged = match_index;
+            self.send(
+                leader,
+                MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }),
+            );
+        }
     }
 
     /// Refuses an AppendEntries whose previous entry does not match, with a hint that lets the

@@ -188,31 +188,47 @@ impl Progress {
     }
 
     /// A success answer: the follower holds `match_index` durably. Returns whether the match
-    /// index advanced. A probe that succeeds switches to pipelining.
+    /// index advanced. A success that answers the outstanding probe (or anything after it)
+    /// switches to pipelining; an older one, overtaken by later messages, only teaches the
+    /// match index (switching on it would resend a whole window for nothing).
     pub(crate) fn handle_success(&mut self, match_index: LogIndex) -> bool {
         let advanced = match_index > self.match_index;
         if advanced {
             self.match_index = match_index;
             self.ticks_since_ack = 0;
         }
-        if self.next_index <= match_index {
-            self.next_index = match_index.next();
-        }
-        self.inflight.free_up_to(match_index);
         match self.state {
-            ReplicationState::Probe => self.become_replicate(),
-            ReplicationState::Replicate => {}
+            ReplicationState::Probe => {
+                if match_index.next() >= self.next_index {
+                    self.become_replicate();
+                }
+            }
+            ReplicationState::Replicate => {
+                if self.next_index <= match_index {
+                    self.next_index = match_index.next();
+                }
+                self.inflight.free_up_to(match_index);
+            }
         }
         advanced
     }
 
-    /// A rejection of the AppendEntries whose previous index was `rejected_index`; `next_hint`
-    /// is where the leader's own search (fast backtracking) suggests probing next. Returns
-    /// whether the answer was current (stale answers to older messages change nothing).
-    pub(crate) fn handle_reject(&mut self, rejected_index: LogIndex, next_hint: LogIndex) -> bool {
+    /// A rejection of the AppendEntries whose previous index was `rejected_index`, with the
+    /// follower's hint (`hint_index`, the last entry that could still match) and `next_hint`,
+    /// where the leader's own search (fast backtracking) suggests probing next. Returns whether
+    /// the answer was current; stale answers to older messages change nothing.
+    pub(crate) fn handle_reject(
+        &mut self,
+        rejected_index: LogIndex,
+        hint_index: LogIndex,
+        next_hint: LogIndex,
+    ) -> bool {
         match self.state {
             ReplicationState::Replicate => {
-                if rejected_index <= self.match_index {
+                // The follower's log matches up to `match_index` durably, so a current refusal
+                // always points at or above it: one that does not was sent before the follower
+                // learned those entries (reordered or duplicated on the way).
+                if rejected_index <= self.match_index || hint_index < self.match_index {
                     return false;
                 }
                 self.become_probe();
@@ -317,18 +333,22 @@ mod tests {
     fn rejects_back_off_and_stale_rejects_are_ignored() {
         let mut pr = progress();
         pr.sent_append(LogIndex(10), 0);
-        assert!(!pr.handle_reject(LogIndex(7), LogIndex(3)), "not the outstanding probe");
-        assert!(pr.handle_reject(LogIndex(10), LogIndex(4)));
+        assert!(!pr.handle_reject(LogIndex(7), LogIndex(3), LogIndex(3)), "not the probe");
+        assert!(pr.handle_reject(LogIndex(10), LogIndex(3), LogIndex(4)));
         assert_eq!(pr.next_index, LogIndex(4));
         assert!(pr.wants_append(LogIndex(10)));
         // In Replicate, a reject above the match point falls back to probing.
         pr.sent_append(LogIndex(10), 0);
-        pr.handle_success(LogIndex(6));
-        pr.sent_append(LogIndex(9), 10);
-        assert!(!pr.handle_reject(LogIndex(5), LogIndex(1)), "at or below match: stale");
-        assert!(pr.handle_reject(LogIndex(8), LogIndex(8)));
+        pr.handle_success(LogIndex(2));
+        assert_eq!(pr.state, ReplicationState::Probe, "an overtaken success does not switch");
+        pr.handle_success(LogIndex(10));
+        assert_eq!(pr.state, ReplicationState::Replicate);
+        pr.sent_append(LogIndex(12), 10);
+        assert!(!pr.handle_reject(LogIndex(9), LogIndex(8), LogIndex(9)), "below match: stale");
+        assert!(!pr.handle_reject(LogIndex(11), LogIndex(7), LogIndex(8)), "hint below match");
+        assert!(pr.handle_reject(LogIndex(11), LogIndex(10), LogIndex(11)));
         assert_eq!(pr.state, ReplicationState::Probe);
-        assert_eq!(pr.next_index, LogIndex(8));
+        assert_eq!(pr.next_index, LogIndex(11));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!    log's last index, the stored suffix from that index on must be replaced (a follower
 //!    overwriting a conflicting suffix, paper 5.3). It is never at or below a committed index.
 
-use raftwal_wire::message::{Message, MessageBody};
+use raftwal_wire::message::{AppendEntriesResponse, Message, MessageBody};
 use raftwal_wire::types::{Entry, HardState, LogIndex, Term};
 
 /// The outcome of a read-index request ([`crate::raft::RaftCore::read_index`]).
@@ -47,7 +47,7 @@ pub struct Ready {
     /// Messages to send now.
     pub messages: Vec<Message>,
     /// Messages to send only once this `Ready`'s writes (and all earlier ones) are durable:
-    /// vote requests and grants, and a follower's answers (which acknowledge durable entries).
+    /// vote requests and grants, a follower's refusals and heartbeat answers.
     pub messages_after_persist: Vec<Message>,
     /// The new commit index, when it advanced since the last `Ready`.
     pub committed: Option<LogIndex>,
@@ -94,14 +94,17 @@ impl Outbox {
 }
 
 /// Whether a message may only leave after the preceding persist completes (invariant 1): a real
-/// vote request or grant depends on the persisted term and vote; a follower's answers acknowledge
-/// durable entries or carry a term it must not forget. Pre-votes change no state anywhere, and a
-/// leader's messages depend only on a term that was durable before it could be elected.
+/// vote request or grant depends on the persisted term and vote; a follower's refusals and
+/// heartbeat answers carry a term it should not forget. Pre-votes change no state anywhere, a
+/// leader's messages depend only on a term that was durable before it could be elected, and a
+/// follower's success answers are only ever computed from entries already reported durable.
 pub(crate) fn needs_persist(body: &MessageBody) -> bool {
     match body {
         MessageBody::RequestVote(request) => !request.pre_vote,
         MessageBody::RequestVoteResponse(response) => !response.pre_vote,
-        MessageBody::AppendEntriesResponse(_) | MessageBody::HeartbeatResponse(_) => true,
+        MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { .. }) => false,
+        MessageBody::AppendEntriesResponse(AppendEntriesResponse::Reject { .. })
+        | MessageBody::HeartbeatResponse(_) => true,
         MessageBody::AppendEntries(_)
         | MessageBody::Heartbeat(_)
         | MessageBody::TimeoutNow

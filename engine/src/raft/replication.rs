@@ -140,7 +140,7 @@ impl RaftCore {
                 // The follower's entry at `hint_index` has `hint_term`; the leader's last entry
                 // that could match it is the last one at or below it with a term no higher.
                 let next_hint = self.log.find_conflict_by_term(hint_index, hint_term).next();
-                self.peers[position].handle_reject(rejected_index, next_hint);
+                self.peers[position].handle_reject(rejected_index, hint_index, next_hint);
             }
         }
         Ok(())
