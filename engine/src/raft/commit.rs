@@ -52,6 +52,41 @@ mod tests {
     use bytes::Bytes;
     use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId};
 
+    struct ThreeEntries;
+
+    impl crate::raft::LogSource for ThreeEntries {
+        fn last_index(&self) -> LogIndex {
+            LogIndex(3)
+        }
+        fn term(&self, index: LogIndex) -> Option<raftwal_wire::types::Term> {
+            (index <= LogIndex(3)).then_some(raftwal_wire::types::Term(index.get().min(1)))
+        }
+        fn read(
+            &self,
+            first: LogIndex,
+            _: LogIndex,
+            _: usize,
+        ) -> Result<Vec<raftwal_wire::types::Entry>, crate::raft::LogReadError> {
+            Err(crate::raft::LogReadError::Unavailable { index: first })
+        }
+    }
+
+    #[test]
+    fn a_persisted_commit_beyond_the_stored_log_is_refused_at_restore() {
+        let config = Config::new(NodeId(1), LogId(0), vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let hard_state = raftwal_wire::types::HardState {
+            term: raftwal_wire::types::Term(1),
+            vote: None,
+            commit: LogIndex(5),
+        };
+        let restored = RaftCore::restore(config.clone(), hard_state, &ThreeEntries);
+        assert!(matches!(restored, Err(crate::raft::RestoreError::CommitBeyondLog { .. })));
+        let fine = raftwal_wire::types::HardState { commit: LogIndex(3), ..hard_state };
+        let core = RaftCore::restore(config, fine, &ThreeEntries).expect("consistent");
+        assert_eq!(core.commit_index(), LogIndex(3));
+        assert_eq!(core.durable_index(), LogIndex(3));
+    }
+
     #[test]
     fn a_single_voter_commits_once_its_own_write_is_durable() {
         let config = Config::new(NodeId(1), LogId(0), vec![NodeId(1)]);

@@ -106,7 +106,9 @@ impl RaftCore {
         RaftCore::restore(config, HardState::default(), &EmptyLog).map_err(|error| match error {
             RestoreError::Config(config_error) => config_error,
             // An empty log and a zero hard state cannot be inconsistent.
-            RestoreError::UnknownVote { .. } | RestoreError::InconsistentLog { .. } => {
+            RestoreError::UnknownVote { .. }
+            | RestoreError::InconsistentLog { .. }
+            | RestoreError::CommitBeyondLog { .. } => {
                 unreachable!("an empty log with a zero hard state restores: {error}")
             }
         })
@@ -117,8 +119,8 @@ impl RaftCore {
     ///
     /// The term becomes the larger of the persisted term and the last entry's term (an entry's
     /// term may reach the disk before the hard state that recorded it; no vote was cast in a term
-    /// the hard state does not know, so the vote is then empty). The commit index is clamped to
-    /// the log's end.
+    /// the hard state does not know, so the vote is then empty). A persisted commit index beyond
+    /// the stored log means storage lost committed entries, and is refused.
     pub fn restore<S: LogSource + ?Sized>(
         config: Config,
         hard_state: HardState,
@@ -201,6 +203,11 @@ impl RaftCore {
                 {
                     return Ok(());
                 }
+                // Paper 5.2 (Figure 2): a vote request moves the term forward but resets the
+                // election timer only if the vote is granted. Resetting it for every request
+                // would let a candidate that cannot win (its log is behind) keep everyone's
+                // timers in step, and in-step timers split the votes again and again.
+                MessageBody::RequestVote(_) => self.step_down(term, None, false),
                 _ => {
                     let from_leader = matches!(
                         body,
@@ -338,9 +345,18 @@ impl RaftCore {
         self.vote
     }
 
-    /// The hard state as it is now (it reaches the driver through the next `Ready`).
+    /// The hard state to persist, as it is now (it reaches the driver through the next `Ready`).
+    ///
+    /// Its commit index is capped at the durable index: storage may make a hard state durable
+    /// before entries written with it (they may sit in different files, and a crash may tear a
+    /// write), and a persisted commit index must never cover an entry that a crash could still
+    /// take back, or a restarted replica would claim an older entry at that index committed.
     pub fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.log.commit() }
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.commit().min(self.log.durable()),
+        }
     }
 
     /// The commit index.

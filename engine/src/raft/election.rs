@@ -86,8 +86,15 @@ impl RaftCore {
         true
     }
 
-    /// Follows `leader` (or no one) in `term`, which is never below the current term.
+    /// Follows `leader` (or no one) in `term`, which is never below the current term, with a
+    /// fresh election timer.
     pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        self.step_down(term, leader, true);
+    }
+
+    /// Follows `leader` (or no one) in `term`; restarts the election timer only if
+    /// `reset_timer`.
+    pub(super) fn step_down(&mut self, term: Term, leader: Option<NodeId>, reset_timer: bool) {
         assert!(term >= self.term, "the term never decreases");
         let leader_changed = term != self.term || leader != self.leader;
         if term > self.term {
@@ -95,9 +102,14 @@ impl RaftCore {
             self.vote = None;
         }
         self.leave_leadership();
+        let was_leader = self.role == Role::Leader;
         self.role = Role::Follower;
         self.leader = leader;
-        self.reset_election_timer();
+        // A former leader's elapsed count measured its CheckQuorum period, not silence from a
+        // leader: it always starts a fresh timer.
+        if reset_timer || was_leader {
+            self.reset_election_timer();
+        }
         if leader_changed {
             self.fail_forwarded_reads();
             self.leader_match = LogIndex::ZERO;

@@ -124,6 +124,15 @@ pub enum RestoreError {
         /// The persisted vote.
         vote: NodeId,
     },
+    /// The persisted commit index lies beyond the stored log: storage lost entries that were
+    /// durable and committed. Repair the log from peers before the replica runs.
+    #[error("the persisted commit index {commit} lies beyond the stored log's end {last}")]
+    CommitBeyondLog {
+        /// The persisted commit index.
+        commit: LogIndex,
+        /// The stored log's last index.
+        last: LogIndex,
+    },
     /// The stored log breaks the [`crate::raft::LogSource`] invariants at `index` (a hole, or a
     /// term lower than the one before it). The storage must be repaired before the replica runs.
     #[error("the stored log is inconsistent at index {index}: {reason}")]

@@ -42,8 +42,9 @@ pub(crate) struct EntryBatch {
 
 impl LogView {
     /// The view of a stored log, all of it durable (it was recovered from stable storage).
-    /// `commit` is clamped to the log's end: a hard state may have reached the disk before the
-    /// entries it covers, and the commit index is never needed for safety.
+    /// The core only ever persists a commit index its durable log covers
+    /// (`RaftCore::hard_state`), so a stored log that ends before `commit` lost durable,
+    /// committed entries: that is corruption, reported rather than papered over.
     pub(crate) fn restore<S: LogSource + ?Sized>(
         source: &S,
         commit: LogIndex,
@@ -51,9 +52,12 @@ impl LogView {
     ) -> Result<LogView, RestoreError> {
         let terms = TermRuns::from_source(source)?;
         let last = terms.last_index();
+        if commit > last {
+            return Err(RestoreError::CommitBeyondLog { commit, last });
+        }
         Ok(LogView {
             cache: EntryCache::new(last.next()),
-            commit: commit.min(last),
+            commit,
             durable: last,
             unstable_from: last.next(),
             terms,

@@ -40,7 +40,9 @@ pub struct ReadState {
 /// 5. Answer the reads in `read_states`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
-    /// The hard state to persist, when it changed since the last `Ready`.
+    /// The hard state to persist, when it changed since the last `Ready`. Its commit index never
+    /// exceeds what this replica already holds durably, so it may reach the disk before, after
+    /// or without this `Ready`'s entries.
     pub hard_state: Option<HardState>,
     /// Entries to append (see invariant 2 in the module documentation).
     pub entries: Vec<Entry>,

@@ -37,6 +37,8 @@ pub struct SimOptions {
     /// Raft properties, acknowledged durability, reads and the core's invariants are checked:
     /// useful to measure how fast those alone catch a planted bug.
     pub lemma_checks: bool,
+    /// After the faults heal, a commit must be acknowledged within this many election timeouts.
+    pub liveness_timeouts: u64,
 }
 
 impl SimOptions {
@@ -49,6 +51,7 @@ impl SimOptions {
             trace_capacity: 120,
             event_limit: 3_000_000,
             lemma_checks: true,
+            liveness_timeouts: 10,
         }
     }
 

@@ -298,8 +298,9 @@ impl World {
                     return Err(Violation {
                         property: Property::Liveness,
                         detail: format!(
-                            "no proposal above {baseline:?} was acknowledged within 10 election \
+                            "no proposal above {baseline:?} was acknowledged within {} election \
                              timeouts ({} ms) after the faults healed at {} ms",
+                            self.options.liveness_timeouts,
                             (self.now - healed_at) / 1000,
                             healed_at / 1000
                         ),
@@ -474,13 +475,15 @@ impl World {
         if self.rng.chance(self.duplicate_per_million) {
             self.trace.record(self.now, TraceEvent::Duplicate(MessageSummary::of(&message)));
             // A duplicate takes its own path and may arrive in any order.
-            let delay = self.network_delay();
+            let (delay, _) = self.network_delay();
             self.schedule(self.now + delay, Event::Deliver(message.clone()));
         }
         let link = from * self.options.nodes + to;
-        let mut arrival = self.now + self.network_delay();
-        if self.rng.chance(self.reorder_per_million) {
-            // This one leaves the link's order: it may overtake earlier messages.
+        let (delay, straggler) = self.network_delay();
+        let mut arrival = self.now + delay;
+        if straggler || self.rng.chance(self.reorder_per_million) {
+            // This one leaves the link's order: it may overtake earlier messages, and a
+            // straggler does not hold back the ones behind it.
         } else {
             // Links are ordered like the QUIC streams raftwal uses: a message never overtakes
             // the one sent before it on the same link.
@@ -491,14 +494,15 @@ impl World {
         Ok(())
     }
 
-    /// A delay between the profile's bounds; one message in a hundred straggles far behind.
-    fn network_delay(&mut self) -> u64 {
+    /// A delay between the profile's bounds; during the faults, one message in a hundred
+    /// straggles far behind (and says so).
+    fn network_delay(&mut self) -> (u64, bool) {
         let (low, high) = (self.profile.net_delay_min_us, self.profile.net_delay_max_us);
         let delay = self.rng.range(low, high);
-        if self.rng.chance(10_000) {
-            delay + self.rng.range(0, 10 * high)
+        if self.phase == Phase::Faults && self.rng.chance(10_000) {
+            (delay + self.rng.range(0, 10 * high), true)
         } else {
-            delay
+            (delay, false)
         }
     }
 
@@ -779,7 +783,7 @@ impl World {
             healed_at: self.now,
             baseline: LogIndex(self.checker.committed_count()),
         };
-        let deadline = 10 * u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
+        let deadline = self.options.liveness_timeouts * u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
         self.schedule(self.now + deadline, Event::LivenessDeadline);
         Ok(())
     }
