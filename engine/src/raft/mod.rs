@@ -14,6 +14,7 @@
 //! - `follower`: the follower's consistency check and acknowledgements;
 //! - `commit`: the commit rule; `read_index`: ReadIndex; `transfer`: leadership transfer;
 //! - `progress`: per-follower flow control; `log_view`, `term_runs`, `entry_cache`: the log;
+//! - `validate`: the gateway for untrusted messages;
 //! - `ready`: the output value; `config`, `errors`, `log_source`, `rng`, `bugs`.
 //!
 //! docs/design.md describes the inputs, outputs and invariants in prose.
@@ -35,6 +36,7 @@ mod replication;
 mod rng;
 mod term_runs;
 mod transfer;
+mod validate;
 
 #[cfg(feature = "bug-injection")]
 pub use bugs::InjectedBug;

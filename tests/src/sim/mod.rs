@@ -11,7 +11,11 @@
 //! [`crate::checker::Checker`] checks the safety properties. After the fault phase everything
 //! heals, and commits must resume within ten election timeouts.
 
+mod chaos;
+mod clients;
+mod network;
 mod profile;
+mod report;
 mod trace;
 mod world;
 

@@ -11,23 +11,21 @@
 //! 3. A message crosses a link only if the link is open both when it is sent and when it
 //!    arrives.
 
-use super::profile::{Profile, CLIENT_TIMEOUT_US, ELECTION_TIMEOUT_TICKS, TICK_US};
-use super::trace::{MessageSummary, Trace, TraceEvent};
+use super::profile::{Profile, TICK_US};
+use super::trace::{Trace, TraceEvent};
 use super::{Failure, RunSummary, SimOptions};
 use crate::checker::{Checker, Property, Violation};
 use crate::replica::Replica;
 use crate::rng::SimRng;
 use crate::store::ModelStore;
-use bytes::Bytes;
-use raftwal::raft::{Config, ProposeError, Role};
+use raftwal::raft::{Config, Role};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{LogId, LogIndex, NodeId, Term};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::fmt::Write;
 
 #[derive(Debug)]
-enum Event {
+pub(super) enum Event {
     Tick(usize),
     Deliver(Message),
     Drain(usize),
@@ -41,7 +39,7 @@ enum Event {
 }
 
 #[derive(Debug)]
-struct Scheduled {
+pub(super) struct Scheduled {
     at: u64,
     sequence: u64,
     event: Event,
@@ -69,7 +67,7 @@ impl Ord for Scheduled {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     Faults,
     /// Everything healed at `healed_at`; a proposal above `baseline` must be acknowledged.
     Liveness {
@@ -80,7 +78,7 @@ enum Phase {
 
 /// What the world last saw of a replica, to trace changes only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Seen {
+pub(super) struct Seen {
     role: Role,
     term: Term,
     leader: Option<NodeId>,
@@ -88,48 +86,48 @@ struct Seen {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct PendingRead {
-    node: usize,
-    request_id: u64,
-    acknowledged_at_start: LogIndex,
+pub(super) struct PendingRead {
+    pub(super) node: usize,
+    pub(super) request_id: u64,
+    pub(super) acknowledged_at_start: LogIndex,
 }
 
 pub(super) struct World {
-    options: SimOptions,
-    profile: Profile,
-    rng: SimRng,
-    now: u64,
-    sequence: u64,
-    queue: BinaryHeap<Scheduled>,
-    replicas: Vec<Replica>,
-    epochs: Vec<u64>,
-    drain_scheduled: Vec<bool>,
-    seen: Vec<Option<Seen>>,
+    pub(super) options: SimOptions,
+    pub(super) profile: Profile,
+    pub(super) rng: SimRng,
+    pub(super) now: u64,
+    pub(super) sequence: u64,
+    pub(super) queue: BinaryHeap<Scheduled>,
+    pub(super) replicas: Vec<Replica>,
+    pub(super) epochs: Vec<u64>,
+    pub(super) drain_scheduled: Vec<bool>,
+    pub(super) seen: Vec<Option<Seen>>,
     /// `blocked[from * n + to]`: the link from `from` to `to` is cut.
-    blocked: Vec<bool>,
-    drop_per_million: u64,
-    duplicate_per_million: u64,
-    reorder_per_million: u64,
+    pub(super) blocked: Vec<bool>,
+    pub(super) drop_per_million: u64,
+    pub(super) duplicate_per_million: u64,
+    pub(super) reorder_per_million: u64,
     /// `link_arrival[from * n + to]`: when the last in-order message on the link arrives.
-    link_arrival: Vec<u64>,
-    believed_leader: Vec<Option<usize>>,
+    pub(super) link_arrival: Vec<u64>,
+    pub(super) believed_leader: Vec<Option<usize>>,
     /// Proposals clients wait for: `(tag, client, deadline)`.
-    outstanding: Vec<(u64, usize, u64)>,
-    checker: Checker,
-    trace: Trace,
-    phase: Phase,
-    reads: Vec<PendingRead>,
-    next_tag: u64,
-    next_request_id: u64,
-    summary: RunSummary,
-    done: bool,
+    pub(super) outstanding: Vec<(u64, usize, u64)>,
+    pub(super) checker: Checker,
+    pub(super) trace: Trace,
+    pub(super) phase: Phase,
+    pub(super) reads: Vec<PendingRead>,
+    pub(super) next_tag: u64,
+    pub(super) next_request_id: u64,
+    pub(super) summary: RunSummary,
+    pub(super) done: bool,
 }
 
-fn id_of(position: usize) -> NodeId {
+pub(super) fn id_of(position: usize) -> NodeId {
     NodeId(position as u64 + 1)
 }
 
-fn position_of(id: NodeId) -> usize {
+pub(super) fn position_of(id: NodeId) -> usize {
     usize::try_from(id.get() - 1).expect("simulated node ids are small")
 }
 
@@ -229,7 +227,7 @@ impl World {
         Ok(self.summary)
     }
 
-    fn schedule(&mut self, at: u64, event: Event) {
+    pub(super) fn schedule(&mut self, at: u64, event: Event) {
         self.sequence += 1;
         self.queue.push(Scheduled { at, sequence: self.sequence, event });
     }
@@ -311,33 +309,9 @@ impl World {
         Ok(())
     }
 
-    fn deliver(&mut self, message: Message) -> Result<(), Violation> {
-        let (from, to) = (position_of(message.from), position_of(message.to));
-        let summary = MessageSummary::of(&message);
-        if self.blocked[from * self.options.nodes + to] {
-            self.summary.dropped += 1;
-            self.trace.record(self.now, TraceEvent::Drop(summary, "link cut"));
-            return Ok(());
-        }
-        let Some(core) = self.replicas[to].core_mut() else {
-            self.summary.dropped += 1;
-            self.trace.record(self.now, TraceEvent::Drop(summary, "receiver down"));
-            return Ok(());
-        };
-        self.summary.delivered += 1;
-        self.trace.record(self.now, TraceEvent::Deliver(summary));
-        if let Err(error) = core.step(message) {
-            return Err(Violation {
-                property: Property::CoreError,
-                detail: format!("{:?} refused a message: {error}", id_of(to)),
-            });
-        }
-        self.after_input(to)
-    }
-
     /// After an input to a replica: drain it (or let the loop batch a few inputs first), then
     /// check.
-    fn after_input(&mut self, node: usize) -> Result<(), Violation> {
+    pub(super) fn after_input(&mut self, node: usize) -> Result<(), Violation> {
         if self.profile.drain_delay_max_us > 0 && self.rng.chance(300_000) {
             if !self.drain_scheduled[node] {
                 self.drain_scheduled[node] = true;
@@ -350,7 +324,7 @@ impl World {
         self.check(node)
     }
 
-    fn drain_now(&mut self, node: usize) -> Result<(), Violation> {
+    pub(super) fn drain_now(&mut self, node: usize) -> Result<(), Violation> {
         let drained = self.replicas[node].drain();
         if !drained.entries.is_empty() {
             self.checker.on_entries(id_of(node), drained.prev_term, &drained.entries)?;
@@ -424,7 +398,7 @@ impl World {
     }
 
     /// Runs the checker on a replica and traces its role and commit changes.
-    fn check(&mut self, node: usize) -> Result<(), Violation> {
+    pub(super) fn check(&mut self, node: usize) -> Result<(), Violation> {
         let Some(core) = self.replicas[node].core() else {
             return Ok(());
         };
@@ -455,383 +429,5 @@ impl World {
         }
         self.seen[node] = Some(now_seen);
         Ok(())
-    }
-
-    fn send(&mut self, message: Message) -> Result<(), Violation> {
-        let (from, to) = (position_of(message.from), position_of(message.to));
-        if self.options.lemma_checks {
-            self.checker.on_send(&self.replicas[from], &message)?;
-        }
-        if self.blocked[from * self.options.nodes + to] {
-            self.summary.dropped += 1;
-            self.trace.record(self.now, TraceEvent::Drop(MessageSummary::of(&message), "link cut"));
-            return Ok(());
-        }
-        if self.rng.chance(self.drop_per_million) {
-            self.summary.dropped += 1;
-            self.trace.record(self.now, TraceEvent::Drop(MessageSummary::of(&message), "lost"));
-            return Ok(());
-        }
-        if self.rng.chance(self.duplicate_per_million) {
-            self.trace.record(self.now, TraceEvent::Duplicate(MessageSummary::of(&message)));
-            // A duplicate takes its own path and may arrive in any order.
-            let (delay, _) = self.network_delay();
-            self.schedule(self.now + delay, Event::Deliver(message.clone()));
-        }
-        let link = from * self.options.nodes + to;
-        let (delay, straggler) = self.network_delay();
-        let mut arrival = self.now + delay;
-        if straggler || self.rng.chance(self.reorder_per_million) {
-            // This one leaves the link's order: it may overtake earlier messages, and a
-            // straggler does not hold back the ones behind it.
-        } else {
-            // Links are ordered like the QUIC streams raftwal uses: a message never overtakes
-            // the one sent before it on the same link.
-            arrival = arrival.max(self.link_arrival[link]);
-            self.link_arrival[link] = arrival;
-        }
-        self.schedule(arrival, Event::Deliver(message));
-        Ok(())
-    }
-
-    /// A delay between the profile's bounds; during the faults, one message in a hundred
-    /// straggles far behind (and says so).
-    fn network_delay(&mut self) -> (u64, bool) {
-        let (low, high) = (self.profile.net_delay_min_us, self.profile.net_delay_max_us);
-        let delay = self.rng.range(low, high);
-        if self.phase == Phase::Faults && self.rng.chance(10_000) {
-            (delay + self.rng.range(0, 10 * high), true)
-        } else {
-            (delay, false)
-        }
-    }
-
-    /// Where a client sends: the replica it believes leads, or a random one.
-    fn client_target(&mut self, client: usize) -> usize {
-        match self.believed_leader[client] {
-            Some(node) => node,
-            None => self.rng.index(self.options.nodes),
-        }
-    }
-
-    fn learn_leader(&mut self, client: usize, error: ProposeError) {
-        self.believed_leader[client] = match error {
-            ProposeError::NotLeader { leader } => leader.map(position_of),
-            ProposeError::TransferInProgress { to } => Some(position_of(to)),
-            ProposeError::EmptyBatch => self.believed_leader[client],
-        };
-    }
-
-    fn propose(&mut self, client: usize) -> Result<(), Violation> {
-        let next = self.rng.range(200, self.profile.propose_interval_max_us.max(200));
-        self.schedule(self.now + next, Event::Propose(client));
-        let now = self.now;
-        self.outstanding.retain(|(_, _, deadline)| *deadline > now);
-        let waiting = self.outstanding.iter().filter(|(_, owner, _)| *owner == client).count();
-        if waiting >= self.profile.client_window {
-            return Ok(());
-        }
-        let node = self.client_target(client);
-        let count = self.rng.range(1, self.profile.batch_size_max);
-        let mut payloads = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            self.next_tag += 1;
-            let size = self.rng.range(8, self.profile.payload_size_max) as usize;
-            let mut payload = vec![0u8; size];
-            payload[..8].copy_from_slice(&self.next_tag.to_le_bytes());
-            payloads.push(Bytes::from(payload));
-        }
-        let tag = self.next_tag;
-        let result = self.replicas[node].propose(&payloads, tag);
-        self.trace.record(
-            self.now,
-            TraceEvent::Propose {
-                node: id_of(node),
-                tag,
-                result: result.map(|p| (p.first_index, p.last_index, p.term)),
-            },
-        );
-        match result {
-            Ok(_) => {
-                self.outstanding.push((tag, client, self.now + CLIENT_TIMEOUT_US));
-                self.after_input(node)
-            }
-            Err(error) => {
-                self.learn_leader(client, error);
-                Ok(())
-            }
-        }
-    }
-
-    fn read(&mut self, client: usize) -> Result<(), Violation> {
-        let next = self.rng.range(1_000, self.profile.read_interval_max_us.max(1_000));
-        self.schedule(self.now + next, Event::Read(client));
-        let node = self.client_target(client);
-        self.next_request_id += 1;
-        let request_id = self.next_request_id;
-        let Some(core) = self.replicas[node].core_mut() else {
-            self.believed_leader[client] = None;
-            return Ok(());
-        };
-        if core.read_index(request_id).is_err() {
-            self.believed_leader[client] = None;
-            return Ok(());
-        }
-        let acknowledged_at_start = self.checker.max_acknowledged();
-        self.reads.push(PendingRead { node, request_id, acknowledged_at_start });
-        self.trace.record(
-            self.now,
-            TraceEvent::ReadStart {
-                node: id_of(node),
-                request_id,
-                acknowledged: acknowledged_at_start,
-            },
-        );
-        self.after_input(node)
-    }
-
-    fn chaos(&mut self) -> Result<(), Violation> {
-        let weights = self.profile.chaos;
-        let mut pick = self.rng.below(weights.total().max(1));
-        let n = self.options.nodes;
-        let mut choose = |weight: u64| {
-            if pick < weight {
-                true
-            } else {
-                pick -= weight;
-                false
-            }
-        };
-        if choose(weights.crash) {
-            // Half the crashes hit a replica in the middle of an fsync, when the most state is
-            // at stake.
-            let syncing: Vec<usize> =
-                (0..n).filter(|node| self.replicas[*node].is_syncing()).collect();
-            let up: Vec<usize> = (0..n).filter(|node| self.replicas[*node].is_up()).collect();
-            let pool = if !syncing.is_empty() && self.rng.chance(500_000) { syncing } else { up };
-            if !pool.is_empty() {
-                let node = pool[self.rng.index(pool.len())];
-                self.crash(node)?;
-            }
-        } else if choose(weights.depose_leader) {
-            let leader = (0..n).find(|node| {
-                self.replicas[*node].core().is_some_and(|core| core.role() == Role::Leader)
-            });
-            if let Some(leader) = leader {
-                if self.rng.chance(500_000) {
-                    self.crash(leader)?;
-                } else {
-                    self.blocked.iter_mut().for_each(|link| *link = false);
-                    for other in (0..n).filter(|other| *other != leader) {
-                        self.blocked[leader * n + other] = true;
-                        self.blocked[other * n + leader] = true;
-                    }
-                    self.network_fault();
-                }
-            }
-        } else if choose(weights.partition) {
-            if n > 1 {
-                let mut order: Vec<usize> = (0..n).collect();
-                for position in (1..n).rev() {
-                    let other = self.rng.index(position + 1);
-                    order.swap(position, other);
-                }
-                let split = self.rng.range(1, n as u64 - 1) as usize;
-                self.blocked.iter_mut().for_each(|link| *link = false);
-                for a in &order[..split] {
-                    for b in &order[split..] {
-                        self.blocked[a * n + b] = true;
-                        self.blocked[b * n + a] = true;
-                    }
-                }
-                self.network_fault();
-            }
-        } else if choose(weights.isolate) {
-            let node = self.rng.index(n);
-            self.blocked.iter_mut().for_each(|link| *link = false);
-            for other in 0..n {
-                if other != node {
-                    self.blocked[node * n + other] = true;
-                    self.blocked[other * n + node] = true;
-                }
-            }
-            self.network_fault();
-        } else if choose(weights.one_way) {
-            for _ in 0..self.rng.range(1, n as u64) {
-                let from = self.rng.index(n);
-                let to = self.rng.index(n);
-                if from != to {
-                    self.blocked[from * n + to] = true;
-                }
-            }
-            self.network_fault();
-        } else if choose(weights.heal) {
-            self.blocked.iter_mut().for_each(|link| *link = false);
-            self.trace.record(self.now, TraceEvent::HealNetwork);
-        } else if choose(weights.transfer) {
-            let leader = (0..n).find(|node| {
-                self.replicas[*node].core().is_some_and(|core| core.role() == Role::Leader)
-            });
-            if let (Some(leader), true) = (leader, n > 1) {
-                let mut to = self.rng.index(n - 1);
-                if to >= leader {
-                    to += 1;
-                }
-                let core = self.replicas[leader].core_mut().expect("the leader is up");
-                let accepted = core.transfer_leadership(id_of(to)).is_ok();
-                self.summary.transfers += u64::from(accepted);
-                self.trace.record(
-                    self.now,
-                    TraceEvent::Transfer { from: id_of(leader), to: id_of(to), accepted },
-                );
-                self.after_input(leader)?;
-            }
-        } else {
-            self.drop_per_million = self.rng.below(self.profile.drop_per_million_max + 1);
-            self.duplicate_per_million = self.rng.below(self.profile.duplicate_per_million_max + 1);
-            self.trace.record(
-                self.now,
-                TraceEvent::NetworkQuality {
-                    drop_per_million: self.drop_per_million,
-                    duplicate_per_million: self.duplicate_per_million,
-                },
-            );
-        }
-        Ok(())
-    }
-
-    fn network_fault(&mut self) {
-        self.summary.network_faults += 1;
-        let mut mask = 0u64;
-        for (position, blocked) in self.blocked.iter().enumerate() {
-            if *blocked && position < 64 {
-                mask |= 1 << position;
-            }
-        }
-        self.trace
-            .record(self.now, TraceEvent::Partition { blocked: mask, nodes: self.options.nodes });
-    }
-
-    fn crash(&mut self, node: usize) -> Result<(), Violation> {
-        let unsynced = self.replicas[node].store().unsynced_units();
-        let surviving_units = if self.profile.torn_writes && self.rng.chance(500_000) {
-            self.rng.below(unsynced as u64 + 1) as usize
-        } else {
-            0
-        };
-        let lost_from = self.replicas[node].crash(surviving_units);
-        self.epochs[node] += 1;
-        self.drain_scheduled[node] = false;
-        self.seen[node] = None;
-        self.reads.retain(|read| read.node != node);
-        self.summary.crashes += 1;
-        self.trace.record(
-            self.now,
-            TraceEvent::Crash {
-                node: id_of(node),
-                surviving_units,
-                durable_last: self.replicas[node].store().durable_last_index(),
-            },
-        );
-        if let Some(from) = lost_from {
-            self.checker.on_durable_loss(from, &self.replicas)?;
-        }
-        // Some restarts are immediate (a supervisor restarts the process), most take longer.
-        let downtime = if self.rng.chance(250_000) {
-            self.rng.range(500, 5_000)
-        } else {
-            self.rng.range(1_000, self.profile.downtime_max_us)
-        };
-        let epoch = self.epochs[node];
-        self.schedule(self.now + downtime, Event::Restart { node, epoch });
-        Ok(())
-    }
-
-    fn restart(&mut self, node: usize) -> Result<(), Violation> {
-        let seed = self.rng.fork();
-        self.replicas[node].restart(seed).map_err(|error| Violation {
-            property: Property::CoreError,
-            detail: format!("{:?} could not restart from its durable state: {error}", id_of(node)),
-        })?;
-        self.checker.on_restart(node);
-        let core = self.replicas[node].core().expect("just restarted");
-        self.trace.record(
-            self.now,
-            TraceEvent::Restart {
-                node: id_of(node),
-                term: core.term(),
-                last: core.last_index(),
-                commit: core.commit_index(),
-            },
-        );
-        self.check(node)
-    }
-
-    fn end_faults(&mut self) -> Result<(), Violation> {
-        self.trace.record(self.now, TraceEvent::EndOfFaults);
-        self.blocked.iter_mut().for_each(|link| *link = false);
-        self.drop_per_million = 0;
-        self.duplicate_per_million = 0;
-        self.reorder_per_million = 0;
-        for node in 0..self.options.nodes {
-            if !self.replicas[node].is_up() {
-                self.epochs[node] += 1;
-                self.restart(node)?;
-            }
-        }
-        self.phase = Phase::Liveness {
-            healed_at: self.now,
-            baseline: LogIndex(self.checker.committed_count()),
-        };
-        let deadline = self.options.liveness_timeouts * u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
-        self.schedule(self.now + deadline, Event::LivenessDeadline);
-        Ok(())
-    }
-
-    fn failure(&self, violation: Violation) -> Box<Failure> {
-        let mut state = String::new();
-        for (position, replica) in self.replicas.iter().enumerate() {
-            let store = replica.store();
-            match replica.core() {
-                Some(core) => {
-                    let _ = writeln!(
-                        state,
-                        "{:?}: {:?} {:?} vote {:?} leader {:?}, log {:?}/{:?}, commit {:?}, \
-                         durable {:?} (store: durable log ends at {:?})",
-                        id_of(position),
-                        core.role(),
-                        core.term(),
-                        core.vote(),
-                        core.leader(),
-                        core.last_index(),
-                        core.last_term(),
-                        core.commit_index(),
-                        core.durable_index(),
-                        store.durable_last_index(),
-                    );
-                    for peer in core.config().voters.iter().filter(|peer| **peer != core.id()) {
-                        if let Some(progress) = core.progress(*peer) {
-                            let _ = writeln!(state, "    progress of {peer:?}: {progress:?}");
-                        }
-                    }
-                }
-                None => {
-                    let _ = writeln!(
-                        state,
-                        "{:?}: down (store: durable log ends at {:?}, hard state {:?})",
-                        id_of(position),
-                        store.durable_last_index(),
-                        store.hard_state(),
-                    );
-                }
-            }
-        }
-        Box::new(Failure {
-            options: self.options,
-            at_us: self.now,
-            violation,
-            trace: self.trace.render(),
-            state,
-        })
     }
 }

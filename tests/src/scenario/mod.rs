@@ -32,6 +32,10 @@ use raftwal_wire::message::Message;
 use raftwal_wire::types::{Entry, EntryKind, HardState, LogId, LogIndex, NodeId, Term};
 use std::collections::BTreeSet;
 
+pub mod filter;
+mod network;
+mod time;
+
 /// The log id every scenario cluster uses.
 pub const SCENARIO_LOG: LogId = LogId(1);
 
@@ -313,81 +317,6 @@ impl Cluster {
         self
     }
 
-    /// One tick on `node`.
-    pub fn tick(&mut self, node: u64) -> &mut Cluster {
-        self.ticks(node, 1)
-    }
-
-    /// `count` ticks on `node`, each followed by a step.
-    pub fn ticks(&mut self, node: u64, count: u32) -> &mut Cluster {
-        for _ in 0..count {
-            self.core_mut(node).tick();
-            self.step(node);
-        }
-        self
-    }
-
-    /// `count` ticks on every replica that is up.
-    pub fn tick_all(&mut self, count: u32) -> &mut Cluster {
-        for _ in 0..count {
-            for node in 1..=self.replicas.len() as u64 {
-                if self.replica(node).is_up() {
-                    self.tick(node);
-                }
-            }
-        }
-        self
-    }
-
-    /// Ticks `node` until its election timer fires (it becomes a pre-candidate or candidate).
-    pub fn time_out(&mut self, node: u64) -> &mut Cluster {
-        let limit = 2 * self.config(node).election_timeout_ticks + 1;
-        for _ in 0..limit {
-            if self.role(node) != Role::Follower {
-                return self;
-            }
-            self.tick(node);
-        }
-        assert_ne!(self.role(node), Role::Follower, "n{node} never timed out");
-        self
-    }
-
-    /// Lets time pass for `nodes` only: each round ticks every one of them once and settles the
-    /// network, until `done` holds (at most `rounds_max` rounds). Panics if it never holds.
-    pub fn run_until(
-        &mut self,
-        nodes: &[u64],
-        rounds_max: u32,
-        done: impl Fn(&Cluster) -> bool,
-    ) -> &mut Cluster {
-        for _ in 0..rounds_max {
-            if done(self) {
-                return self;
-            }
-            for node in nodes {
-                if self.replica(*node).is_up() {
-                    self.tick(*node);
-                }
-            }
-            self.settle();
-        }
-        assert!(done(self), "the condition did not hold within {rounds_max} rounds");
-        self
-    }
-
-    /// Lets time pass for `nodes` only, for exactly `rounds` rounds (see [`Cluster::run_until`]).
-    pub fn run(&mut self, nodes: &[u64], rounds: u32) -> &mut Cluster {
-        for _ in 0..rounds {
-            for node in nodes {
-                if self.replica(*node).is_up() {
-                    self.tick(*node);
-                }
-            }
-            self.settle();
-        }
-        self
-    }
-
     /// The replica that leads the highest term among those up, if any.
     pub fn leader(&self) -> Option<u64> {
         (1..=self.replicas.len() as u64)
@@ -400,120 +329,6 @@ impl Cluster {
     /// Whether `node` is up.
     pub fn is_up(&self, node: u64) -> bool {
         self.replica(node).is_up()
-    }
-
-    /// `node` times out and the cluster settles; `node` must then lead.
-    pub fn elect(&mut self, node: u64) -> &mut Cluster {
-        self.time_out(node).settle();
-        assert_eq!(self.role(node), Role::Leader, "n{node} should have won the election");
-        self
-    }
-
-    /// Whether the link from `from` to `to` is cut.
-    fn is_blocked(&self, message: &Message) -> bool {
-        self.blocked.contains(&(message.from.get(), message.to.get()))
-    }
-
-    /// Delivers every message now on the wire, in order (messages they cause wait for the next
-    /// round). Messages over cut links or to crashed replicas are dropped. Returns how many were
-    /// delivered.
-    pub fn deliver(&mut self) -> usize {
-        let batch = std::mem::take(&mut self.wire);
-        let mut delivered = 0;
-        for message in batch {
-            if self.deliver_one(message) {
-                delivered += 1;
-            }
-        }
-        delivered
-    }
-
-    fn deliver_one(&mut self, message: Message) -> bool {
-        if self.is_blocked(&message) {
-            return false;
-        }
-        let to = message.to.get();
-        let position = Cluster::position(to);
-        let Some(core) = self.replicas[position].core_mut() else {
-            return false;
-        };
-        if let Err(error) = core.step(message) {
-            panic!("n{to} refused a message: {error}");
-        }
-        self.step(to);
-        true
-    }
-
-    /// Delivers until the wire is empty (at most 1,000 rounds).
-    pub fn settle(&mut self) -> &mut Cluster {
-        for _ in 0..1000 {
-            if self.wire.is_empty() {
-                return self;
-            }
-            self.deliver();
-        }
-        panic!("the cluster did not settle within 1000 delivery rounds");
-    }
-
-    /// Delivers, in order, only the messages on the wire that `filter` selects; the others stay.
-    pub fn deliver_where(&mut self, filter: impl Fn(&Message) -> bool) -> usize {
-        let (chosen, kept): (Vec<Message>, Vec<Message>) =
-            std::mem::take(&mut self.wire).into_iter().partition(|message| filter(message));
-        self.wire = kept;
-        chosen.into_iter().filter(|message| self.deliver_one(message.clone())).count()
-    }
-
-    /// Removes and returns the messages `filter` selects.
-    pub fn take(&mut self, filter: impl Fn(&Message) -> bool) -> Vec<Message> {
-        let (chosen, kept): (Vec<Message>, Vec<Message>) =
-            std::mem::take(&mut self.wire).into_iter().partition(|message| filter(message));
-        self.wire = kept;
-        chosen
-    }
-
-    /// Drops the messages `filter` selects; returns how many.
-    pub fn drop_where(&mut self, filter: impl Fn(&Message) -> bool) -> usize {
-        self.take(filter).len()
-    }
-
-    /// Puts messages back on the wire (for instance ones taken earlier, to deliver them late or
-    /// twice).
-    pub fn inject(&mut self, messages: impl IntoIterator<Item = Message>) -> &mut Cluster {
-        self.wire.extend(messages);
-        self
-    }
-
-    /// The messages now on the wire.
-    pub fn wire(&self) -> &[Message] {
-        &self.wire
-    }
-
-    /// Every message sent so far, in order.
-    pub fn sent(&self) -> &[Message] {
-        &self.sent_log
-    }
-
-    /// Cuts both directions between `node` and every other replica.
-    pub fn isolate(&mut self, node: u64) -> &mut Cluster {
-        for other in 1..=self.replicas.len() as u64 {
-            if other != node {
-                self.blocked.insert((node, other));
-                self.blocked.insert((other, node));
-            }
-        }
-        self
-    }
-
-    /// Cuts the link from `from` to `to` only.
-    pub fn cut(&mut self, from: u64, to: u64) -> &mut Cluster {
-        self.blocked.insert((from, to));
-        self
-    }
-
-    /// Restores every link.
-    pub fn heal(&mut self) -> &mut Cluster {
-        self.blocked.clear();
-        self
     }
 
     /// Crashes `node`: only its durable state survives.
@@ -572,40 +387,5 @@ impl Cluster {
     /// Proposals acknowledged so far: `(replica, where they went)`.
     pub fn acknowledged(&self) -> &[(u64, Proposed)] {
         &self.acknowledged
-    }
-}
-
-/// Message filters for [`Cluster::deliver_where`], [`Cluster::take`] and [`Cluster::drop_where`].
-pub mod filter {
-    use raftwal_wire::message::Message;
-
-    /// Messages of this kind (`Message::kind_name`).
-    pub fn kind(name: &'static str) -> impl Fn(&Message) -> bool {
-        move |message| message.kind_name() == name
-    }
-
-    /// Messages from `node`.
-    pub fn from(node: u64) -> impl Fn(&Message) -> bool {
-        move |message| message.from.get() == node
-    }
-
-    /// Messages to `node`.
-    pub fn to(node: u64) -> impl Fn(&Message) -> bool {
-        move |message| message.to.get() == node
-    }
-
-    /// Messages of this kind to `node`.
-    pub fn kind_to(name: &'static str, node: u64) -> impl Fn(&Message) -> bool {
-        move |message| message.kind_name() == name && message.to.get() == node
-    }
-
-    /// Messages of this kind from `node`.
-    pub fn kind_from(name: &'static str, node: u64) -> impl Fn(&Message) -> bool {
-        move |message| message.kind_name() == name && message.from.get() == node
-    }
-
-    /// Every message.
-    pub fn all() -> impl Fn(&Message) -> bool {
-        |_| true
     }
 }
