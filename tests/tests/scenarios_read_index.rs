@@ -129,3 +129,17 @@ fn read_index_many_reads_share_one_confirmation_round() {
         );
     }
 }
+
+#[test]
+fn read_index_a_forwarded_read_whose_answer_is_lost_fails_after_an_election_timeout() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    let read = cluster.read_index(2);
+    cluster.drop_where(filter::kind("ReadIndex"));
+    cluster.ticks(2, 9);
+    assert_eq!(cluster.read_answer(read), None);
+    cluster.tick(2);
+    let (_, state) = cluster.read_answer(read).expect("given up on");
+    assert_eq!(state.read_index, None);
+    assert_eq!(cluster.leader_of(2), Some(1), "the follower still follows");
+}

@@ -88,8 +88,9 @@ pub struct RaftCore {
     pub(super) leader_match: LogIndex,
     /// Follower: the highest match index acknowledged to the current leader.
     pub(super) acknowledged: LogIndex,
-    /// Read requests this follower forwarded to its leader and not yet answered.
-    pub(super) forwarded_reads: Vec<u64>,
+    /// Read requests this follower forwarded to its leader and not yet answered, with the ticks
+    /// they have waited.
+    pub(super) forwarded_reads: Vec<(u64, u32)>,
     pub(super) rng: TimeoutRng,
     pub(super) out: Outbox,
     pub(super) handed_hard_state: HardState,

@@ -58,6 +58,7 @@ impl RaftCore {
 
     /// A follower's or candidate's tick: start an election when the timer runs out.
     pub(super) fn tick_election(&mut self) {
+        self.age_forwarded_reads();
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.randomized_election_timeout {
             if self.config.pre_vote {

@@ -9,7 +9,9 @@
 //! 1. Read contexts grow strictly; a read registered while round `c` is open is confirmed only by
 //!    acknowledgements of contexts `>= c`, all sent after it was registered.
 //! 2. Reads are confirmed in registration order.
-//! 3. When leadership ends, every pending read is answered with `None` (retry).
+//! 3. When leadership ends, every pending read is answered with `None` (retry). A follower's
+//!    forwarded read is answered with `None` when its leader changes, or after an election
+//!    timeout without an answer (the request or its answer was lost), so every read is answered.
 
 use crate::raft::core::{RaftCore, Role};
 use crate::raft::errors::ReadIndexError;
@@ -82,7 +84,7 @@ impl RaftCore {
         let Some(leader) = self.leader else {
             return Err(ReadIndexError::NoLeader);
         };
-        self.forwarded_reads.push(request_id);
+        self.forwarded_reads.push((request_id, 0));
         self.send(leader, MessageBody::ReadIndex(ReadIndex { request_id }));
         Ok(())
     }
@@ -152,8 +154,26 @@ impl RaftCore {
 
     /// Invariant 3, on a follower whose leader changed: its forwarded reads will not be answered.
     pub(super) fn fail_forwarded_reads(&mut self) {
-        for request_id in self.forwarded_reads.drain(..) {
+        for (request_id, _) in self.forwarded_reads.drain(..) {
             self.out.read_states.push(ReadState { request_id, read_index: None });
+        }
+    }
+
+    /// Invariant 3 when an answer never comes: a forwarded read waits at most an election
+    /// timeout.
+    pub(super) fn age_forwarded_reads(&mut self) {
+        let limit = self.config.election_timeout_ticks;
+        let mut position = 0;
+        while position < self.forwarded_reads.len() {
+            let (request_id, waited) = &mut self.forwarded_reads[position];
+            *waited += 1;
+            if *waited >= limit {
+                let request_id = *request_id;
+                self.forwarded_reads.swap_remove(position);
+                self.out.read_states.push(ReadState { request_id, read_index: None });
+            } else {
+                position += 1;
+            }
         }
     }
 
@@ -168,8 +188,10 @@ impl RaftCore {
 
     /// The leader answered a forwarded read.
     pub(super) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
-        let Some(position) =
-            self.forwarded_reads.iter().position(|request_id| *request_id == response.request_id)
+        let Some(position) = self
+            .forwarded_reads
+            .iter()
+            .position(|(request_id, _)| *request_id == response.request_id)
         else {
             return;
         };
