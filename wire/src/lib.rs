@@ -3,9 +3,16 @@
 //! - [`types`]: the protocol quantities (`Term`, `LogIndex`, `NodeId`, ...) and [`types::Entry`],
 //!   shared by every layer above. Pure data, no I/O.
 //! - [`message`]: the Raft peer messages exchanged by the consensus core. Pure data, no I/O.
+//! - [`client`]: the client protocol's requests and responses. Pure data, no I/O.
+//! - [`codec`]: the versioned, length-prefixed binary framing of both protocols, zero-copy on
+//!   both sides, with bounded frame sizes and descriptive decode errors. No I/O.
+//! - [`fuzzing`]: the fuzzing oracles for every decoder, shared by `fuzz/` and the corpus tests.
 //!
 //! This crate never depends on the `raftwal` engine; the engine's pure consensus core imports
 //! only [`types`] and [`message`] from here.
 
+pub mod client;
+pub mod codec;
+pub mod fuzzing;
 pub mod message;
 pub mod types;
