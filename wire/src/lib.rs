@@ -15,4 +15,6 @@ pub mod client;
 pub mod codec;
 pub mod fuzzing;
 pub mod message;
+pub mod tls;
+pub mod transport;
 pub mod types;

@@ -16,7 +16,7 @@ use crate::client::{
     ClientResponse, EntriesBatch, ErrorCode, LeaderHint, LogStatus, NotLeader, ReadRequest,
     RequestId, Role, StatusRequest, SubscribeRequest, TaggedPayload, TAG_SIZE_BYTES,
 };
-use crate::types::{LogId, LogIndex, NodeId, Term};
+use crate::types::{Entry, LogId, LogIndex, NodeId, Term};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Smallest encoded batch item: payload size, client id, sequence number.
@@ -133,12 +133,34 @@ impl FrameEncoder {
         Ok(())
     }
 
+    /// Queues an Entries response for `entries` (consecutive) without building a
+    /// [`ClientResponse`]: the subscription path streams slices of the log this way.
+    pub fn encode_entries(
+        &mut self,
+        id: RequestId,
+        log: LogId,
+        entries: &[Entry],
+    ) -> Result<(), EncodeError> {
+        let first = entries.first().map_or(LogIndex::ZERO, |x| x.index);
+        let (run, inline) = run_size(first, entries)?;
+        self.begin_frame(FrameType::Entries, 24 + run, 24 + inline)?;
+        self.put_u64(id.get());
+        self.put_u64(log.get());
+        self.put_u64(first.get());
+        put_run(self, entries);
+        self.end_frame();
+        Ok(())
+    }
+
     /// Queues one client response frame. Entry payloads are handed over as chunks.
     pub fn encode_response(
         &mut self,
         id: RequestId,
         response: &ClientResponse,
     ) -> Result<(), EncodeError> {
+        if let ClientResponse::Entries(e) = response {
+            return self.encode_entries(id, e.log, &e.entries);
+        }
         if let ClientResponse::Error(e) = response {
             let size = e.message.len();
             if size > usize::from(u16::MAX) {
@@ -160,11 +182,6 @@ impl FrameEncoder {
         {
             ClientResponse::Appended(a) => (FrameType::Appended, a.log, 16, 16),
             ClientResponse::AppendedBatch(a) => (FrameType::AppendedBatch, a.log, 20, 20),
-            ClientResponse::Entries(e) => {
-                let first = e.entries.first().map_or(LogIndex::ZERO, |x| x.index);
-                let (run, inline) = run_size(first, &e.entries)?;
-                (FrameType::Entries, e.log, 8 + run, 8 + inline)
-            }
             ClientResponse::Status(s) => {
                 let size = 8 + 1 + 8 + hint_size(&s.leader) + 24;
                 (FrameType::StatusResponse, s.log, size as u64, size)
@@ -173,7 +190,9 @@ impl FrameEncoder {
                 let size = hint_size(&n.leader);
                 (FrameType::NotLeader, n.log, size as u64, size)
             }
-            ClientResponse::Error(_) => unreachable!("handled above"),
+            ClientResponse::Entries(_) | ClientResponse::Error(_) => {
+                unreachable!("encoded above")
+            }
         };
         self.begin_frame(frame_type, 16 + fields_size, 16 + inline)?;
         self.put_u64(id.get());
@@ -188,10 +207,6 @@ impl FrameEncoder {
                 self.put_u32(a.count);
                 self.put_u64(a.term.get());
             }
-            ClientResponse::Entries(e) => {
-                self.put_u64(e.entries.first().map_or(0, |x| x.index.get()));
-                put_run(self, &e.entries);
-            }
             ClientResponse::Status(s) => {
                 self.put_u64(s.node.get());
                 self.put_u8(role_byte(s.role));
@@ -202,7 +217,9 @@ impl FrameEncoder {
                 self.put_u64(s.commit_index.get());
             }
             ClientResponse::NotLeader(n) => self.put_hint(&n.leader),
-            ClientResponse::Error(_) => unreachable!("handled above"),
+            ClientResponse::Entries(_) | ClientResponse::Error(_) => {
+                unreachable!("encoded above")
+            }
         }
         self.end_frame();
         Ok(())
