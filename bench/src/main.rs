@@ -6,16 +6,35 @@
 // The shared report module is used by the benchmarks that land next (storage, transport).
 #[allow(dead_code)]
 mod report;
+mod transport;
 
 use clap::Parser;
 
 /// raftwal's benchmarks.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    #[command(subcommand)]
+    bench: Option<Bench>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Bench {
+    /// QUIC transport: AppendEntries streaming and round trips, beside raw quinn.
+    Transport(transport::TransportArgs),
+}
 
 fn main() {
-    let _args = Args::parse();
-    eprintln!("raftwal-bench: no benchmark is built yet");
-    std::process::exit(2);
+    let args = Args::parse();
+    let result = match args.bench {
+        Some(Bench::Transport(a)) => transport::run(&a),
+        None => {
+            eprintln!("raftwal-bench: name a benchmark (see --help)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("raftwal-bench: {e}");
+        std::process::exit(1);
+    }
 }
