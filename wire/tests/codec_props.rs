@@ -279,10 +279,10 @@ proptest! {
 
     #[test]
     fn decode_arbitrary_bytes_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
-        raftwal_wire::fuzzing::peer_frame(&data);
-        raftwal_wire::fuzzing::client_request(&data);
-        raftwal_wire::fuzzing::client_response(&data);
-        raftwal_wire::fuzzing::frame_stream(&data);
+        let _ = raftwal_wire::fuzzing::peer_frame(&data);
+        let _ = raftwal_wire::fuzzing::client_request(&data);
+        let _ = raftwal_wire::fuzzing::client_response(&data);
+        let _ = raftwal_wire::fuzzing::frame_stream(&data);
     }
 
     #[test]
@@ -294,9 +294,9 @@ proptest! {
         let mut data = vec![PROTOCOL_VERSION, frame_type, 0, 0];
         data.extend_from_slice(&(body.len() as u32).to_le_bytes());
         data.extend_from_slice(&body);
-        raftwal_wire::fuzzing::peer_frame(&data);
-        raftwal_wire::fuzzing::client_request(&data);
-        raftwal_wire::fuzzing::client_response(&data);
+        let _ = raftwal_wire::fuzzing::peer_frame(&data);
+        let _ = raftwal_wire::fuzzing::client_request(&data);
+        let _ = raftwal_wire::fuzzing::client_response(&data);
     }
 }
 
