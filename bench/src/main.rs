@@ -7,6 +7,7 @@ mod report;
 mod storage;
 mod storage_raft_engine;
 mod storage_raw;
+mod transport;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ struct Args {
 enum Bench {
     /// Durable single-node appends: raftwal's log store vs raw pwrite+fdatasync vs raft-engine.
     Storage(storage::StorageArgs),
+    /// QUIC transport: AppendEntries streaming and round trips, beside raw quinn.
+    Transport(transport::TransportArgs),
 }
 
 fn main() {
@@ -30,6 +33,7 @@ fn main() {
     let result = match args.bench {
         Some(Bench::Storage(a)) => storage::run(&a),
         None => storage::run(&storage::StorageArgs::default()),
+        Some(Bench::Transport(a)) => transport::run(&a),
     };
     if let Err(e) = result {
         eprintln!("raftwal-bench: {e}");
