@@ -1,7 +1,7 @@
 //! The bounded simulation CI runs, the proof that the checker bites, determinism, and the seeds
 //! that once failed (regressions).
 //!
-//! Run time: about ten seconds in release mode on the 2-core CI machine; each test runs its seeds
+//! Run time: 10 to 15 seconds in release mode on the 2-core CI machine; each test runs its seeds
 //! on its own thread, so the test harness spreads them over the cores.
 
 use raftwal::raft::InjectedBug;
