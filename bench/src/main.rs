@@ -31,8 +31,8 @@ fn main() {
     let args = Args::parse();
     // Until the cluster benchmark exists, the default job is the storage benchmark.
     let result = match args.bench {
-        Some(Bench::Storage(a)) => storage::run(&a),
-        None => storage::run(&storage::StorageArgs::default()),
+        Some(Bench::Storage(a)) => storage::run(&a).map_err(|e| e.to_string()),
+        None => storage::run(&storage::StorageArgs::default()).map_err(|e| e.to_string()),
         Some(Bench::Transport(a)) => transport::run(&a),
     };
     if let Err(e) = result {
