@@ -18,6 +18,7 @@ use support::Cluster;
 
 const T: Duration = Duration::from_secs(20);
 
+#[allow(clippy::unwrap_used)] // A test helper: a failure is the test's failure.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
