@@ -70,7 +70,7 @@ impl Default for LogOptions {
             direct_io: true,
             batch_bytes_max: 8 << 20,
             tail_cache_bytes_max: 16 << 20,
-            write_chunk_bytes: 1 << 20,
+            write_chunk_bytes: 512 << 10,
             cluster_id: ClusterId(0),
             log_id: LogId(0),
         }
