@@ -178,8 +178,10 @@ impl UringDisk {
     }
 
     /// The eventfd that becomes readable when a completion may be waiting: register it with the
-    /// shard's runtime (`tokio::io::unix::AsyncFd`) and call the log stores'
-    /// `process_completions` when it fires. [`Disk::reap`] clears it.
+    /// shard's runtime (`tokio::io::unix::AsyncFd`) and, when it fires, call
+    /// `process_completions` on every log store of the shard. [`Disk::reap`] clears it, and sets
+    /// it again if completions of other owners are still waiting in their queues, so a wake-up
+    /// is never lost between two logs.
     pub fn event_fd(&self) -> RawFd {
         self.event_fd.as_raw_fd()
     }
@@ -197,6 +199,12 @@ impl UringDisk {
         // pending signal) is fine.
         let _ =
             unsafe { libc::read(self.event_fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}
+
+impl AsRawFd for UringDisk {
+    fn as_raw_fd(&self) -> RawFd {
+        self.event_fd.as_raw_fd()
     }
 }
 
@@ -585,6 +593,14 @@ impl Disk for UringDisk {
         inner.drain_cq();
         if let Some(o) = inner.owners.get_mut(&owner.0) {
             out.extend(o.queue.drain(..));
+        }
+        // The signal just cleared may have announced completions of other owners, now routed to
+        // their queues: keep the eventfd readable while any of them waits, or the shard loop
+        // would sleep with a completion in hand.
+        let others_waiting = inner.owners.values().any(|o| !o.queue.is_empty());
+        drop(inner);
+        if others_waiting {
+            self.signal();
         }
     }
 
