@@ -102,6 +102,12 @@ struct State {
 }
 
 /// The simulated disk. Cheap to create; share one per simulated node through `Rc`.
+///
+/// For a whole-cluster simulator: give each node its own `SimDisk` and small segments
+/// (`LogOptions::segment_size_bytes` of 64 KiB or so: preallocation materializes the bytes). To
+/// crash a node, call [`SimDisk::crash`] *first* and then drop its log stores (dropping a store
+/// first lets its batch in flight finish, like a clean shutdown), then reopen them with
+/// `LogStore::open` on the same disk.
 #[derive(Debug, Default)]
 pub struct SimDisk {
     state: RefCell<State>,
