@@ -28,10 +28,12 @@
 mod buf;
 mod sim;
 mod uring;
+mod uring_options;
 
 pub use buf::IoBuf;
 pub use sim::{SimDisk, SimFaults, SimStats, Tear};
-pub use uring::{FsyncMode, UringDisk, UringOptions, UringStats};
+pub use uring::UringDisk;
+pub use uring_options::{FsyncMode, UringOptions, UringStats};
 
 use bytes::Bytes;
 use std::io;
