@@ -52,6 +52,9 @@ pub(crate) struct StorageArgs {
     /// or pwrite + fdatasync both blocking; fallocate or zero-filled segments.
     #[arg(long)]
     pub(crate) modes: bool,
+    /// raftwal's `write_chunk_bytes` in KiB (batches above it are written in chunks).
+    #[arg(long)]
+    pub(crate) write_chunk_kib: Option<usize>,
 }
 
 impl Default for StorageArgs {
@@ -64,6 +67,7 @@ impl Default for StorageArgs {
             concurrency: vec![1, 16, 256],
             systems: vec!["raftwal".into(), "raw".into(), "raft-engine".into()],
             modes: false,
+            write_chunk_kib: None,
         }
     }
 }
@@ -163,6 +167,7 @@ pub(crate) fn payload_for(source: &Bytes, index: u64, len: usize) -> Bytes {
 fn run_raftwal(
     dir: &Path,
     mode: IoMode,
+    chunk_kib: Option<usize>,
     payload: usize,
     concurrency: usize,
     duration: Duration,
@@ -173,7 +178,9 @@ fn run_raftwal(
         zero_fill: mode.zero_fill,
         ..UringOptions::default()
     })?);
-    let options = LogOptions { direct_io: mode.direct_io, ..LogOptions::default() };
+    let defaults = LogOptions::default();
+    let write_chunk_bytes = chunk_kib.map_or(defaults.write_chunk_bytes, |kib| kib << 10);
+    let options = LogOptions { direct_io: mode.direct_io, write_chunk_bytes, ..defaults };
     let (mut log, _) = LogStore::open(dir, options, disk.clone()).map_err(std::io::Error::other)?;
     let mut hist = latency_histogram_ns();
     let mut batch: Vec<Entry> = Vec::with_capacity(concurrency);
@@ -267,8 +274,15 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                     let dir = root.path().join(format!("cell-{cell_dir}"));
                     let row = match system {
                         "raftwal" => {
-                            let m =
-                                run_raftwal(&dir, *mode, payload, concurrency, duration, &source)?;
+                            let m = run_raftwal(
+                                &dir,
+                                *mode,
+                                args.write_chunk_kib,
+                                payload,
+                                concurrency,
+                                duration,
+                                &source,
+                            )?;
                             let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
                             let record =
                                 raftwal::storage::format::record_size_bytes(payload) as f64;

@@ -47,11 +47,16 @@ fn allocations() -> u64 {
 const BATCH: u64 = 64;
 const BATCHES: u64 = 200;
 
-fn measure(fsync_mode: FsyncMode, direct_io: bool) {
+fn measure(fsync_mode: FsyncMode, direct_io: bool, write_chunk_bytes: usize) {
     let dir = tempfile::tempdir().unwrap();
     let disk =
         Rc::new(UringDisk::new(UringOptions { fsync_mode, ..UringOptions::default() }).unwrap());
-    let options = LogOptions { segment_size_bytes: 64 << 20, direct_io, ..LogOptions::default() };
+    let options = LogOptions {
+        segment_size_bytes: 64 << 20,
+        direct_io,
+        write_chunk_bytes,
+        ..LogOptions::default()
+    };
     let (mut log, _) = LogStore::open(dir.path(), options, disk.clone()).unwrap();
     // Payloads are slices of one shared buffer, as they are slices of received frames in a node.
     let frame = Bytes::from(vec![0xA5u8; 256 * 1024]);
@@ -84,7 +89,7 @@ fn measure(fsync_mode: FsyncMode, direct_io: bool) {
     let allocated = allocations() - before;
     let entries = BATCH * BATCHES;
     assert_eq!(log.durable_index(), LogIndex(total));
-    println!("{fsync_mode:?} direct={direct_io}: {allocated} allocations for {entries} entries in {BATCHES} batches");
+    println!("{fsync_mode:?} direct={direct_io} chunk={write_chunk_bytes}: {allocated} allocations for {entries} entries in {BATCHES} batches");
     // Amortized doubling of the tail queue and the offset table: a logarithmic number in all.
     assert!(allocated <= 24, "{allocated} allocations for {entries} entries: the write path allocates per entry or per batch");
     assert_eq!(log.stats().data_syncs, log.stats().batches, "one fdatasync per batch");
@@ -92,9 +97,15 @@ fn measure(fsync_mode: FsyncMode, direct_io: bool) {
 
 #[test]
 fn write_path_does_not_allocate_per_entry() {
-    measure(FsyncMode::Thread, true);
-    measure(FsyncMode::Ring, true);
-    measure(FsyncMode::Thread, false);
-    measure(FsyncMode::Ring, false);
-    measure(FsyncMode::Blocking, true);
+    // One write per batch (the default chunk size is larger than these batches)...
+    let whole = LogOptions::default().write_chunk_bytes;
+    measure(FsyncMode::Thread, true, whole);
+    measure(FsyncMode::Ring, true, whole);
+    measure(FsyncMode::Thread, false, whole);
+    measure(FsyncMode::Ring, false, whole);
+    measure(FsyncMode::Blocking, true, whole);
+    // ...and batches written in several chunks followed by a separate fdatasync.
+    measure(FsyncMode::Thread, true, 4096);
+    measure(FsyncMode::Ring, true, 4096);
+    measure(FsyncMode::Blocking, false, 4096);
 }

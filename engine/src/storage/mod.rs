@@ -6,7 +6,7 @@
 //! ([`SimDisk`]) used by the crash tests and the cluster simulator. docs/format.md describes
 //! the bytes on disk, every fsync and rename, and the media assumptions.
 //!
-//! Layers inside: [`format`] (pure byte layout) and the record scan are pure; [`disk`] holds
+//! Layers inside: [`format`](mod@format) (pure byte layout) and the record scan are pure; [`disk`] holds
 //! the effects; the log store glues them.
 //!
 //! ```

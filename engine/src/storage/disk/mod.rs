@@ -18,8 +18,9 @@
 //! Invariants every implementation keeps:
 //! 1. A completion with `Ok(())` for a `sync` op means the whole buffer is written and an
 //!    fdatasync that started after the write finished has completed: the bytes are durable.
-//! 2. Ops of one owner on one file complete in submission order (the log store never has more
-//!    than one op of a file in flight, so this holds trivially for it).
+//! 2. Ops may complete in any order. The log store never has two ops in flight that write the
+//!    same bytes, and it submits a batch's separate fdatasync only after all the batch's writes
+//!    completed. A sync op with an empty buffer is an fdatasync alone.
 //! 3. A failed fdatasync is reported, never retried by the disk (a retry could report success for
 //!    pages the kernel already dropped).
 //! 4. Every submitted op yields exactly one completion, carrying its buffer back.
@@ -27,10 +28,12 @@
 mod buf;
 mod sim;
 mod uring;
+mod uring_options;
 
 pub use buf::IoBuf;
 pub use sim::{SimDisk, SimFaults, SimStats, Tear};
-pub use uring::{FsyncMode, UringDisk, UringOptions, UringStats};
+pub use uring::UringDisk;
+pub use uring_options::{FsyncMode, UringOptions, UringStats};
 
 use bytes::Bytes;
 use std::io;

@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 use super::{Completion, Disk, FileId, IoBuf, OpenOptions, OwnerId, SubmitRejected, WriteOp};
+use super::{FsyncMode, UringOptions, UringStats};
 use bytes::Bytes;
 use io_uring::{opcode, squeue, types, IoUring};
 use std::cell::RefCell;
@@ -25,52 +26,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-
-/// Who issues the fdatasync that ends a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FsyncMode {
-    /// The write and an fdatasync linked after it go through the ring (the kernel runs the
-    /// fdatasync on one of its workers); the thread stays free meanwhile.
-    Ring,
-    /// The write goes through the ring; when its completion is reaped, the reaping thread (the
-    /// writer's own shard thread) issues the fdatasync system call itself, then queues the
-    /// completion. This avoids waking a kernel worker on another CPU for the fdatasync.
-    Thread,
-    /// For comparison only: `pwrite` and `fdatasync` system calls, both on the writer's thread
-    /// inside [`Disk::submit`], bypassing the ring (the completion is queued at once and the
-    /// eventfd signalled).
-    Blocking,
-}
-
-/// Counters of what a [`UringDisk`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct UringStats {
-    /// Queued writes (batches) accepted by [`Disk::submit`].
-    pub ops: u64,
-    /// fdatasyncs issued for queued ops (one per sync op, plus one per retry after a short
-    /// write).
-    pub op_syncs: u64,
-    /// Synchronous fdatasyncs and directory fsyncs (segment creation, hard state, truncation).
-    pub other_syncs: u64,
-}
-
-/// Settings of a [`UringDisk`].
-#[derive(Clone, Copy, Debug)]
-pub struct UringOptions {
-    /// Submission queue entries of the ring.
-    pub ring_entries: u32,
-    /// Who issues a batch's fdatasync.
-    pub fsync_mode: FsyncMode,
-    /// Preallocate by writing zeros (then fdatasync) instead of `fallocate`: writes into blocks
-    /// that were already written once need no extent conversion, so their fdatasync is cheaper.
-    pub zero_fill: bool,
-}
-
-impl Default for UringOptions {
-    fn default() -> UringOptions {
-        UringOptions { ring_entries: 256, fsync_mode: FsyncMode::Thread, zero_fill: false }
-    }
-}
 
 #[derive(Debug)]
 struct OpenFile {
@@ -178,8 +133,10 @@ impl UringDisk {
     }
 
     /// The eventfd that becomes readable when a completion may be waiting: register it with the
-    /// shard's runtime (`tokio::io::unix::AsyncFd`) and call the log stores'
-    /// `process_completions` when it fires. [`Disk::reap`] clears it.
+    /// shard's runtime (`tokio::io::unix::AsyncFd`) and, when it fires, call
+    /// `process_completions` on every log store of the shard. [`Disk::reap`] clears it, and sets
+    /// it again if completions of other owners are still waiting in their queues, so a wake-up
+    /// is never lost between two logs.
     pub fn event_fd(&self) -> RawFd {
         self.event_fd.as_raw_fd()
     }
@@ -197,6 +154,12 @@ impl UringDisk {
         // pending signal) is fine.
         let _ =
             unsafe { libc::read(self.event_fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}
+
+impl AsRawFd for UringDisk {
+    fn as_raw_fd(&self) -> RawFd {
+        self.event_fd.as_raw_fd()
     }
 }
 
@@ -585,6 +548,14 @@ impl Disk for UringDisk {
         inner.drain_cq();
         if let Some(o) = inner.owners.get_mut(&owner.0) {
             out.extend(o.queue.drain(..));
+        }
+        // The signal just cleared may have announced completions of other owners, now routed to
+        // their queues: keep the eventfd readable while any of them waits, or the shard loop
+        // would sleep with a completion in hand.
+        let others_waiting = inner.owners.values().any(|o| !o.queue.is_empty());
+        drop(inner);
+        if others_waiting {
+            self.signal();
         }
     }
 

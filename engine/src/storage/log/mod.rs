@@ -6,8 +6,10 @@
 //! The write path, step by step (docs/format.md has the on-disk side):
 //! 1. [`LogStore::append`] checks the entries and queues them in the tail (a `Bytes` clone per
 //!    entry, no copy, no I/O); they are readable at once.
-//! 2. [`LogStore::submit`], when no batch is in flight, encodes every queued entry into the one
-//!    batch buffer and hands it to the disk as one write followed by one fdatasync.
+//! 2. [`LogStore::submit`], when no batch is in flight, encodes every queued entry into reused,
+//!    block-aligned batch buffers and hands them to the disk: one write followed by one
+//!    fdatasync, or, for a batch larger than `write_chunk_bytes`, one write per chunk handed over
+//!    as soon as it is encoded (so encoding overlaps the device) and one fdatasync after the last.
 //! 3. Appends that arrive meanwhile wait in the tail and form the next batch (group commit).
 //! 4. [`LogStore::process_completions`] moves the durable index to the batch's last entry; only
 //!    then may the caller acknowledge those entries.
@@ -18,7 +20,8 @@
 //!    some durable entries before them (a read cache bounded by `tail_cache_bytes_max`).
 //! 3. Segments are contiguous: each starts right after the previous one's last record; only the
 //!    last is active; together they hold every entry in `[first_index, written_index]`.
-//! 4. At most one batch is in flight; while it is, the batch buffer is with the disk.
+//! 4. At most one batch is in flight, and its writes never overlap; when none is, the
+//!    partial last block of the active segment is held in `tail_block` (O_DIRECT).
 //! 5. Once poisoned, no write of any kind is issued again.
 
 mod open;
@@ -67,7 +70,7 @@ impl Default for LogOptions {
             direct_io: true,
             batch_bytes_max: 8 << 20,
             tail_cache_bytes_max: 16 << 20,
-            write_chunk_bytes: 1 << 20,
+            write_chunk_bytes: 512 << 10,
             cluster_id: ClusterId(0),
             log_id: LogId(0),
         }

@@ -1,6 +1,7 @@
 //! The write path of [`LogStore`]: append, batch submission, completions, segment roll-over.
 //!
-//! Owns: turning queued entries into one block-aligned batch buffer per batch, and the segment
+//! Owns: turning queued entries into block-aligned batch buffers (one write per batch, or one
+//! per `write_chunk_bytes` chunk of a large batch, then one fdatasync), and the segment
 //! creation protocol (temporary file, preallocation, header, fdatasync, rename, directory
 //! fsync). It must not block on the disk except in segment creation, which happens once per
 //! `segment_size_bytes`.
@@ -237,7 +238,11 @@ impl<D: Disk> LogStore<D> {
                 flight.error = Some((e, c.sync_failed || is_sync_op));
             }
         }
-        self.spare.push(c.buf);
+        // The sync-only op carries an empty buffer that owns no memory: keep only real ones, so
+        // the next batch reuses an allocation instead of faulting in a fresh one.
+        if c.buf.capacity() > 0 {
+            self.spare.push(c.buf);
+        }
         if flight.writes_pending > 0 {
             return Ok(());
         }
