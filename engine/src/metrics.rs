@@ -85,6 +85,11 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Sum of the values recorded.
+    pub fn sum_total(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str, scale: f64) {
         let mut cumulative = 0;
         for (position, bound) in self.bounds.iter().enumerate() {
