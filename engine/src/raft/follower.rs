@@ -1,0 +1,157 @@
+//! The follower's side of replication: the consistency check, merging entries, acknowledging.
+//!
+//! Owns: handling AppendEntries and heartbeats from the current leader, and the follower's
+//! acknowledgements.
+//! Must not: acknowledge an entry before storage reported it durable; overwrite a committed
+//! entry; commit past what it shares with the leader.
+//! Invariants:
+//! 1. A success answer's `match_index` is at most the durable index (as reported through
+//!    `persisted`, checked against the current log) and at most `leader_match`, the highest
+//!    index known to match the current leader's log. Acknowledgements are computed from the
+//!    durability report, not promised ahead of it: with group commit, a later write in the same
+//!    fsync batch may overwrite entries before they ever become durable, and an answer promised
+//!    for them would lie.
+//! 2. The commit index moves to at most the last entry known to match the leader.
+
+use crate::raft::core::{RaftCore, Role};
+use crate::raft::errors::StepError;
+use raftwal_wire::message::{
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody,
+};
+use raftwal_wire::types::{NodeId, Term};
+
+impl RaftCore {
+    /// Recognizes `from` as the leader of the current term (the message's term equals ours).
+    fn accept_leader(&mut self, from: NodeId, kind: &'static str) -> Result<(), StepError> {
+        if self.role == Role::Leader {
+            // Two leaders in one term break Election Safety; refuse rather than follow.
+            return Err(StepError::Malformed {
+                kind,
+                from,
+                reason: "a second leader in this replica's own term",
+            });
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.election_elapsed = 0;
+        Ok(())
+    }
+
+    /// Paper 5.3, the AppendEntries receiver.
+    pub(super) fn handle_append_entries(
+        &mut self,
+        from: NodeId,
+        append: AppendEntries,
+    ) -> Result<(), StepError> {
+        self.accept_leader(from, "AppendEntries")?;
+        let AppendEntries { mut prev_log_index, mut prev_log_term, leader_commit, mut entries } =
+            append;
+        // Entries up to the commit index are known to match every later leader's log; skip
+        // them, so a delayed message can never ask to touch them.
+        let commit = self.log.commit();
+        if prev_log_index < commit {
+            let skip = usize::try_from(commit.distance_from(prev_log_index))
+                .unwrap_or(usize::MAX)
+                .min(entries.len());
+            if let Some(last_skipped) = skip.checked_sub(1).and_then(|at| entries.get(at)) {
+                prev_log_index = last_skipped.index;
+                prev_log_term = last_skipped.term;
+            }
+            entries.drain(..skip);
+            if prev_log_index < commit {
+                // The whole message lies within the committed prefix, which this replica holds
+                // and which matches every leader's log.
+                self.answer_append(from, commit);
+                return Ok(());
+            }
+        }
+        if self.log.term_at(prev_log_index) != Some(prev_log_term) {
+            self.reject_append(from, prev_log_index, prev_log_term);
+            return Ok(());
+        }
+        let last_new = prev_log_index.plus(entries.len() as u64);
+        if let Err(index) = self.log.append_from_leader(entries) {
+            return Err(StepError::ConflictWithCommitted { from, term: self.term, index });
+        }
+        self.log.commit_to(leader_commit.min(last_new));
+        self.answer_append(from, last_new);
+        Ok(())
+    }
+
+    /// The leader's log matches this one up to `last_new`. Answer now if that is durable here
+    /// already (a duplicate, or a probe of durable entries); otherwise the answer leaves when
+    /// storage reports the entries durable ([`RaftCore::acknowledge_durable`]).
+    fn answer_append(&mut self, leader: NodeId, last_new: raftwal_wire::types::LogIndex) {
+        self.leader_match = self.leader_match.max(last_new);
+        let durable = self.log.durable();
+        if durable >= last_new {
+            let match_index = durable.min(self.leader_match);
+            self.acknowledged = self.acknowledged.max(match_index);
+            self.send(
+                leader,
+                MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }),
+            );
+        }
+    }
+
+    /// Storage reported more of the log durable: acknowledge to the leader what is now both
+    /// durable and known to match its log (invariant 1).
+    pub(super) fn acknowledge_durable(&mut self) {
+        let Some(leader) = self.leader else {
+            return;
+        };
+        if self.role != Role::Follower {
+            return;
+        }
+        let match_index = self.log.durable().min(self.leader_match);
+        if match_index > self.acknowledged {
+            self.acknowledged = match_index;
+            self.send(
+                leader,
+                MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }),
+            );
+        }
+    }
+
+    /// Refuses an AppendEntries whose previous entry does not match, with a hint that lets the
+    /// leader skip a whole term: the last entry at or below the rejected index whose term is at
+    /// most the leader's previous term (any later entry cannot match).
+    fn reject_append(
+        &mut self,
+        from: NodeId,
+        rejected_index: raftwal_wire::types::LogIndex,
+        prev_log_term: Term,
+    ) {
+        let search_from = rejected_index.min(self.log.last_index());
+        let hint_index = self.log.find_conflict_by_term(search_from, prev_log_term);
+        let hint_term = self.log.term_at(hint_index).unwrap_or(Term::ZERO);
+        self.send(
+            from,
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Reject {
+                rejected_index,
+                hint_index,
+                hint_term,
+            }),
+        );
+    }
+
+    /// A heartbeat: the leader lives; learn the commit index (capped by the leader at what this
+    /// follower is known to hold, invariant 2) and echo the read context.
+    pub(super) fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        heartbeat: Heartbeat,
+    ) -> Result<(), StepError> {
+        self.accept_leader(from, "Heartbeat")?;
+        let commit = heartbeat.leader_commit.min(self.log.last_index());
+        self.log.commit_to(commit);
+        self.send(
+            from,
+            MessageBody::HeartbeatResponse(HeartbeatResponse {
+                read_context: heartbeat.read_context,
+            }),
+        );
+        Ok(())
+    }
+}

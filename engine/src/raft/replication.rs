@@ -1,0 +1,168 @@
+//! The leader's side of log replication: AppendEntries, heartbeats, and the answers to them.
+//!
+//! Owns: building AppendEntries from the log (batched, within each follower's window), the
+//! heartbeat schedule, fast backtracking on rejections (paper 5.3, thesis 5.3 optimization),
+//! and the leader's tick.
+//! Must not: send entries past a follower's window, or read storage for entries the cache holds.
+//! Invariants:
+//! 1. An AppendEntries's `prev_log_term` is the leader's term at `prev_log_index`, and its
+//!    entries are the leader's entries that follow it.
+//! 2. A heartbeat's commit index never exceeds what the follower is known to hold, so a
+//!    follower never commits an entry it might not share with the leader.
+
+use crate::raft::core::{RaftCore, Role};
+use crate::raft::errors::StepError;
+use crate::raft::log_source::LogSource;
+use crate::raft::progress::ReplicationState;
+use raftwal_wire::message::{
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody,
+};
+use raftwal_wire::types::NodeId;
+
+impl RaftCore {
+    /// A leader's tick: CheckQuorum, transfer timeout, heartbeat schedule, stalled pipelines.
+    pub(super) fn tick_leader(&mut self) {
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if !self.check_quorum_period() {
+            return;
+        }
+        self.tick_transfer();
+        self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            self.heartbeat_due = true;
+        }
+        let stall_ticks = self.config.election_timeout_ticks;
+        for progress in &mut self.peers {
+            progress.tick(stall_ticks);
+        }
+    }
+
+    /// Whether the leader has AppendEntries or heartbeats to send at the next `ready`.
+    pub(super) fn replication_pending(&self) -> bool {
+        let last_index = self.log.last_index();
+        self.heartbeat_due
+            || self.reads.round_open()
+            || self.peers.iter().any(|progress| progress.wants_append(last_index))
+    }
+
+    /// Sends every AppendEntries the followers' windows allow, then the due heartbeats.
+    pub(super) fn flush_replication<S: LogSource + ?Sized>(&mut self, source: &S) {
+        assert_eq!(self.role, Role::Leader, "only a leader replicates");
+        for position in 0..self.peers.len() {
+            self.send_appends(position, source);
+        }
+        if self.heartbeat_due || self.reads.round_open() {
+            self.heartbeat_due = false;
+            self.broadcast_heartbeat();
+        }
+    }
+
+    fn send_appends<S: LogSource + ?Sized>(&mut self, position: usize, source: &S) {
+        let last_index = self.log.last_index();
+        while self.peers[position].wants_append(last_index) {
+            let next = self.peers[position].next_index;
+            let prev_log_index = next.prev();
+            let prev_log_term = self
+                .log
+                .term_at(prev_log_index)
+                .expect("a follower's next index is at most the leader's last index + 1");
+            let batch = match self.log.entries_for_send(
+                next,
+                self.config.append_size_bytes_max,
+                self.config.append_entry_count_max,
+                source,
+            ) {
+                Ok(batch) => batch,
+                Err(_) => {
+                    // Storage could not serve the entries now: wait for the next heartbeat
+                    // answer to try again rather than spin.
+                    self.log_read_failures += 1;
+                    let progress = &mut self.peers[position];
+                    progress.become_probe();
+                    progress.probe_paused = true;
+                    return;
+                }
+            };
+            let last_sent = prev_log_index.plus(batch.entries.len() as u64);
+            self.peers[position].sent_append(last_sent, batch.size_bytes);
+            let to = self.peers[position].node;
+            let append = AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                leader_commit: self.log.commit(),
+                entries: batch.entries,
+            };
+            self.send(to, MessageBody::AppendEntries(append));
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let read_context = self.reads.context_for_heartbeat();
+        let commit = self.log.commit();
+        for position in 0..self.peers.len() {
+            let progress = &self.peers[position];
+            let heartbeat =
+                Heartbeat { leader_commit: commit.min(progress.match_index), read_context };
+            let to = progress.node;
+            self.send(to, MessageBody::Heartbeat(heartbeat));
+        }
+    }
+
+    /// A follower's answer to an AppendEntries.
+    pub(super) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        response: AppendEntriesResponse,
+    ) -> Result<(), StepError> {
+        if self.role != Role::Leader {
+            return Ok(());
+        }
+        let Some(position) = self.peer_position(from) else {
+            return Ok(());
+        };
+        self.peers[position].recent_active = true;
+        match response {
+            AppendEntriesResponse::Success { match_index } => {
+                if match_index > self.log.last_index() {
+                    return Err(StepError::Malformed {
+                        kind: "AppendEntriesResponse",
+                        from,
+                        reason: "acknowledges entries the leader never had",
+                    });
+                }
+                if self.peers[position].handle_success(match_index) {
+                    self.maybe_commit();
+                }
+                self.maybe_send_timeout_now(position);
+            }
+            AppendEntriesResponse::Reject { rejected_index, hint_index, hint_term } => {
+                // The follower's entry at `hint_index` has `hint_term`; the leader's last entry
+                // that could match it is the last one at or below it with a term no higher.
+                let next_hint = self.log.find_conflict_by_term(hint_index, hint_term).next();
+                self.peers[position].handle_reject(rejected_index, hint_index, next_hint);
+            }
+        }
+        Ok(())
+    }
+
+    /// A follower's answer to a heartbeat: it is alive (CheckQuorum), a paused probe may go
+    /// again, and it confirms leadership for read-index rounds up to the echoed context.
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(position) = self.peer_position(from) else {
+            return;
+        };
+        let progress = &mut self.peers[position];
+        progress.recent_active = true;
+        if progress.state == ReplicationState::Probe {
+            progress.resume_probe();
+        }
+        if let Some(context) = response.read_context {
+            progress.read_context_acked = progress.read_context_acked.max(context);
+            self.confirm_reads();
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! A small DSL for hand-written scenario tests of the consensus core.
+//!
+//! Owns: [`Cluster`], a cluster whose every step the test decides: which replica ticks, which
+//! messages are delivered, dropped, reordered or duplicated, when fsyncs complete, which links
+//! are cut, who crashes and restarts.
+//! Must not: let anything happen that the test did not ask for (no timers, no randomness); skip
+//! the safety checker: every step runs [`crate::checker::Checker`] (all ten properties) and
+//! panics on a violation, so each scenario also proves the properties along its path.
+//! Invariants:
+//! 1. Messages wait on the wire in send order until delivered, dropped or taken.
+//! 2. With `auto_sync` on (the default), each replica's writes become durable as soon as they
+//!    are handed out; with it off, they wait for [`Cluster::sync`].
+//!
+//! ```
+//! use raftwal_tests::scenario::Cluster;
+//! use raftwal::raft::Role;
+//!
+//! let mut cluster = Cluster::new(3);
+//! cluster.elect(1);
+//! let proposed = cluster.propose(1, &["a", "b"]).expect("1 leads");
+//! cluster.settle();
+//! assert_eq!(cluster.role(1), Role::Leader);
+//! assert_eq!(cluster.commit(1), proposed.last_index);
+//! ```
+
+use crate::checker::Checker;
+use crate::replica::Replica;
+use crate::store::{ModelStore, SimStore};
+use bytes::Bytes;
+use raftwal::raft::{Config, ProposeError, Proposed, RaftCore, ReadState, Role};
+use raftwal_wire::message::Message;
+use raftwal_wire::types::{Entry, EntryKind, HardState, LogId, LogIndex, NodeId, Term};
+use std::collections::BTreeSet;
+
+pub mod filter;
+mod network;
+mod time;
+
+/// The log id every scenario cluster uses.
+pub const SCENARIO_LOG: LogId = LogId(1);
+
+/// A cluster under a test's complete control.
+#[derive(Debug)]
+pub struct Cluster {
+    replicas: Vec<Replica>,
+    configs: Vec<Config>,
+    wire: Vec<Message>,
+    blocked: BTreeSet<(u64, u64)>,
+    checker: Checker,
+    auto_sync: bool,
+    next_request_id: u64,
+    next_tag: u64,
+    read_states: Vec<(u64, ReadState)>,
+    acknowledged: Vec<(u64, Proposed)>,
+    sent_log: Vec<Message>,
+}
+
+/// Shorthand for a replica's id.
+pub fn id(node: u64) -> NodeId {
+    NodeId(node)
+}
+
+/// The payload of entry `index` of term `term` in logs built by [`Cluster::with_logs`].
+pub fn scripted_payload(index: u64, term: u64) -> Bytes {
+    Bytes::from(format!("{index}/{term}"))
+}
+
+impl Cluster {
+    /// `size` replicas with ids 1..=size, empty logs, default configuration (election timeout
+    /// 10 ticks, heartbeat every tick, PreVote and CheckQuorum on).
+    pub fn new(size: u64) -> Cluster {
+        Cluster::with(size, |_| {})
+    }
+
+    /// Like [`Cluster::new`], with `configure` applied to every replica's configuration.
+    pub fn with(size: u64, configure: impl Fn(&mut Config)) -> Cluster {
+        let logs: Vec<Vec<u64>> = vec![Vec::new(); size as usize];
+        Cluster::with_logs(&logs, configure)
+    }
+
+    /// Replicas whose durable logs hold entries of the given terms (replica `k + 1` gets
+    /// `logs[k]`; entry `i` gets payload [`scripted_payload`]), each with a hard state at its
+    /// last entry's term, and no vote.
+    pub fn with_logs(logs: &[Vec<u64>], configure: impl Fn(&mut Config)) -> Cluster {
+        Cluster::with_logs_in_term(logs, 0, configure)
+    }
+
+    /// Like [`Cluster::with_logs`], with every hard state at least at term `term` (so the
+    /// replicas know of a term later than their logs show, as in the paper's figures).
+    pub fn with_logs_in_term(
+        logs: &[Vec<u64>],
+        term: u64,
+        configure: impl Fn(&mut Config),
+    ) -> Cluster {
+        let voters: Vec<NodeId> = (1..=logs.len() as u64).map(NodeId).collect();
+        let mut replicas = Vec::new();
+        let mut configs = Vec::new();
+        for (position, terms) in logs.iter().enumerate() {
+            let node = NodeId(position as u64 + 1);
+            let mut config = Config::new(node, SCENARIO_LOG, voters.clone());
+            config.timeout_seed = node.get();
+            configure(&mut config);
+            let entries: Vec<Entry> = terms
+                .iter()
+                .enumerate()
+                .map(|(offset, term)| Entry {
+                    index: LogIndex(offset as u64 + 1),
+                    term: Term(*term),
+                    kind: EntryKind::Normal,
+                    data: scripted_payload(offset as u64 + 1, *term),
+                })
+                .collect();
+            let hard_state = HardState {
+                term: Term(terms.last().copied().unwrap_or(0).max(term)),
+                vote: None,
+                commit: LogIndex::ZERO,
+            };
+            let store = ModelStore::with_durable(hard_state, entries);
+            let replica = Replica::start(config.clone(), Box::new(store), Vec::new())
+                .expect("scenario replicas start");
+            replicas.push(replica);
+            configs.push(config);
+        }
+        Cluster {
+            checker: Checker::new(replicas.len()),
+            replicas,
+            configs,
+            wire: Vec::new(),
+            blocked: BTreeSet::new(),
+            auto_sync: true,
+            next_request_id: 0,
+            next_tag: 0,
+            read_states: Vec::new(),
+            acknowledged: Vec::new(),
+            sent_log: Vec::new(),
+        }
+    }
+
+    fn position(node: u64) -> usize {
+        usize::try_from(node).expect("small ids") - 1
+    }
+
+    fn replica(&self, node: u64) -> &Replica {
+        &self.replicas[Cluster::position(node)]
+    }
+
+    /// The core of `node` (which must be up).
+    pub fn core(&self, node: u64) -> &RaftCore {
+        self.replica(node).core().expect("the replica is up")
+    }
+
+    /// The core of `node`, mutably (changes are drained and checked by the next step).
+    pub fn core_mut(&mut self, node: u64) -> &mut RaftCore {
+        self.replicas[Cluster::position(node)].core_mut().expect("the replica is up")
+    }
+
+    /// The store of `node`.
+    pub fn store(&self, node: u64) -> &dyn SimStore {
+        self.replica(node).store()
+    }
+
+    /// The configuration `node` was started with.
+    pub fn config(&self, node: u64) -> &Config {
+        &self.configs[Cluster::position(node)]
+    }
+
+    /// `node`'s role.
+    pub fn role(&self, node: u64) -> Role {
+        self.core(node).role()
+    }
+
+    /// `node`'s term, as a number.
+    pub fn term(&self, node: u64) -> u64 {
+        self.core(node).term().get()
+    }
+
+    /// The leader `node` knows of, as a number.
+    pub fn leader_of(&self, node: u64) -> Option<u64> {
+        self.core(node).leader().map(NodeId::get)
+    }
+
+    /// `node`'s commit index.
+    pub fn commit(&self, node: u64) -> LogIndex {
+        self.core(node).commit_index()
+    }
+
+    /// The terms of `node`'s log, entry by entry.
+    pub fn log_terms(&self, node: u64) -> Vec<u64> {
+        let core = self.core(node);
+        (1..=core.last_index().get())
+            .map(|index| core.term_at(LogIndex(index)).expect("within the log").get())
+            .collect()
+    }
+
+    /// The terms of `node`'s durable log, entry by entry.
+    pub fn durable_log_terms(&self, node: u64) -> Vec<u64> {
+        let store = self.store(node);
+        (1..=store.durable_last_index().get())
+            .map(|index| store.durable_term(LogIndex(index)).expect("within the log").get())
+            .collect()
+    }
+
+    /// Turns automatic fsync completion on or off (invariant 2).
+    pub fn set_auto_sync(&mut self, on: bool) -> &mut Cluster {
+        self.auto_sync = on;
+        self
+    }
+
+    /// Drains `node`, handles its writes (synced at once under `auto_sync`) and runs the
+    /// checker. Call after changing a core through [`Cluster::core_mut`].
+    pub fn step(&mut self, node: u64) -> &mut Cluster {
+        let position = Cluster::position(node);
+        loop {
+            self.drain(position);
+            if !self.auto_sync || !self.replicas[position].start_sync() {
+                break;
+            }
+            self.finish_sync(position);
+        }
+        self.check(position);
+        self
+    }
+
+    fn drain(&mut self, position: usize) {
+        let drained = self.replicas[position].drain();
+        if !drained.entries.is_empty() {
+            if let Err(violation) = self.checker.on_entries(
+                NodeId(position as u64 + 1),
+                drained.prev_term,
+                &drained.entries,
+            ) {
+                panic!("{violation}");
+            }
+        }
+        for message in drained.send {
+            self.put_on_wire(message);
+        }
+        if !drained.resolved.is_empty() {
+            self.check(position);
+        }
+        for (proposal, acknowledged) in drained.resolved {
+            if acknowledged {
+                if let Err(violation) = self.checker.on_acknowledged(&proposal, &self.replicas) {
+                    panic!("{violation}");
+                }
+                self.acknowledged.push((position as u64 + 1, proposal.proposed));
+            }
+        }
+        for read_state in drained.read_states {
+            self.read_states.push((position as u64 + 1, read_state));
+        }
+    }
+
+    fn finish_sync(&mut self, position: usize) {
+        let synced = self.replicas[position].finish_sync();
+        if let Some(from) = synced.durable_lost_from {
+            if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
+                panic!("{violation}");
+            }
+        }
+        for message in synced.send {
+            self.put_on_wire(message);
+        }
+        self.drain(position);
+    }
+
+    fn put_on_wire(&mut self, message: Message) {
+        let from = Cluster::position(message.from.get());
+        if let Err(violation) = self.checker.on_send(&self.replicas[from], &message) {
+            panic!("{violation}");
+        }
+        self.sent_log.push(message.clone());
+        self.wire.push(message);
+    }
+
+    fn check(&mut self, position: usize) {
+        if let Some(core) = self.replicas[position].core() {
+            if let Err(violation) = self.checker.after_step(position, core) {
+                panic!("{violation}");
+            }
+        }
+        if let Err(violation) = self.checker.check_committed_protected(&self.replicas) {
+            panic!("{violation}");
+        }
+    }
+
+    /// Completes `node`'s running fsync (starting one first if writes wait), releasing the
+    /// messages that waited for it.
+    pub fn sync(&mut self, node: u64) -> &mut Cluster {
+        let position = Cluster::position(node);
+        if !self.replicas[position].is_syncing() {
+            self.replicas[position].start_sync();
+        }
+        self.finish_sync(position);
+        self.replicas[position].start_sync();
+        self.check(position);
+        self
+    }
+
+    /// Starts `node`'s fsync over its queued writes without completing it: the writes reach the
+    /// store's written image, not its durable one.
+    pub fn begin_sync(&mut self, node: u64) -> &mut Cluster {
+        let position = Cluster::position(node);
+        self.replicas[position].start_sync();
+        self
+    }
+
+    /// Completes every replica's pending writes.
+    pub fn sync_all(&mut self) -> &mut Cluster {
+        for node in 1..=self.replicas.len() as u64 {
+            if self.replica(node).is_up() {
+                while self.replica(node).is_syncing() || self.replica(node).has_queued_writes() {
+                    self.sync(node);
+                }
+            }
+        }
+        self
+    }
+
+    /// The replica that leads the highest term among those up, if any.
+    pub fn leader(&self) -> Option<u64> {
+        (1..=self.replicas.len() as u64)
+            .filter(|node| {
+                self.replica(*node).core().is_some_and(|core| core.role() == Role::Leader)
+            })
+            .max_by_key(|node| self.term(*node))
+    }
+
+    /// Whether `node` is up.
+    pub fn is_up(&self, node: u64) -> bool {
+        self.replica(node).is_up()
+    }
+
+    /// Crashes `node`: only its durable state survives.
+    pub fn crash(&mut self, node: u64) -> &mut Cluster {
+        self.crash_keeping(node, 0)
+    }
+
+    /// Crashes `node` while the first `surviving_units` units of its unsynced writes still reach
+    /// the disk (see [`SimStore::crash`]).
+    pub fn crash_keeping(&mut self, node: u64, surviving_units: usize) -> &mut Cluster {
+        let position = Cluster::position(node);
+        if let Some(from) = self.replicas[position].crash(surviving_units) {
+            if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
+                panic!("{violation}");
+            }
+        }
+        self.wire.retain(|message| message.from.get() != node);
+        self
+    }
+
+    /// Restarts `node` from its durable state.
+    pub fn restart(&mut self, node: u64) -> &mut Cluster {
+        let position = Cluster::position(node);
+        self.replicas[position].restart(node).expect("restart from a consistent store");
+        self.checker.on_restart(position);
+        self.step(node)
+    }
+
+    /// Proposes the payloads at `node`.
+    pub fn propose(&mut self, node: u64, payloads: &[&str]) -> Result<Proposed, ProposeError> {
+        self.next_tag += 1;
+        let payloads: Vec<Bytes> =
+            payloads.iter().map(|payload| Bytes::copy_from_slice(payload.as_bytes())).collect();
+        let position = Cluster::position(node);
+        let result = self.replicas[position].propose(&payloads, self.next_tag);
+        if result.is_ok() {
+            self.step(node);
+        }
+        result
+    }
+
+    /// Starts a read at `node`; returns the request id.
+    pub fn read_index(&mut self, node: u64) -> u64 {
+        self.next_request_id += 1;
+        let request_id = self.next_request_id;
+        self.core_mut(node).read_index(request_id).expect("a leader is known");
+        self.step(node);
+        request_id
+    }
+
+    /// The answer to read `request_id`, once it arrived.
+    pub fn read_answer(&self, request_id: u64) -> Option<(u64, ReadState)> {
+        self.read_states.iter().find(|(_, state)| state.request_id == request_id).copied()
+    }
+
+    /// Proposals acknowledged so far: `(replica, where they went)`.
+    pub fn acknowledged(&self) -> &[(u64, Proposed)] {
+        &self.acknowledged
+    }
+}

@@ -1,0 +1,214 @@
+//! The fault injector: crashes and restarts, partitions (two-way and one-way), leader
+//! depositions, leadership transfers, network quality changes, and the end of the faults.
+//!
+//! Owns: [`World::chaos`] and the crash, restart and healing steps.
+//! Must not: act after the fault phase ended (the liveness phase runs on a healed cluster).
+//! Invariants: a crash bumps the replica's epoch, so events scheduled before it are ignored
+//! (world invariant 2); healing restarts every crashed replica.
+
+use super::profile::{ELECTION_TIMEOUT_TICKS, TICK_US};
+use super::trace::TraceEvent;
+use super::world::{id_of, Event, Phase, World};
+use crate::checker::{Property, Violation};
+use raftwal::raft::Role;
+use raftwal_wire::types::LogIndex;
+
+impl World {
+    pub(super) fn chaos(&mut self) -> Result<(), Violation> {
+        let weights = self.profile.chaos;
+        let mut pick = self.rng.below(weights.total().max(1));
+        let n = self.options.nodes;
+        let mut choose = |weight: u64| {
+            if pick < weight {
+                true
+            } else {
+                pick -= weight;
+                false
+            }
+        };
+        if choose(weights.crash) {
+            // Half the crashes hit a replica in the middle of an fsync, when the most state is
+            // at stake.
+            let syncing: Vec<usize> =
+                (0..n).filter(|node| self.replicas[*node].is_syncing()).collect();
+            let up: Vec<usize> = (0..n).filter(|node| self.replicas[*node].is_up()).collect();
+            let pool = if !syncing.is_empty() && self.rng.chance(500_000) { syncing } else { up };
+            if !pool.is_empty() {
+                let node = pool[self.rng.index(pool.len())];
+                self.crash(node)?;
+            }
+        } else if choose(weights.depose_leader) {
+            let leader = (0..n).find(|node| {
+                self.replicas[*node].core().is_some_and(|core| core.role() == Role::Leader)
+            });
+            if let Some(leader) = leader {
+                if self.rng.chance(500_000) {
+                    self.crash(leader)?;
+                } else {
+                    self.blocked.iter_mut().for_each(|link| *link = false);
+                    for other in (0..n).filter(|other| *other != leader) {
+                        self.blocked[leader * n + other] = true;
+                        self.blocked[other * n + leader] = true;
+                    }
+                    self.network_fault();
+                }
+            }
+        } else if choose(weights.partition) {
+            if n > 1 {
+                let mut order: Vec<usize> = (0..n).collect();
+                for position in (1..n).rev() {
+                    let other = self.rng.index(position + 1);
+                    order.swap(position, other);
+                }
+                let split = self.rng.range(1, n as u64 - 1) as usize;
+                self.blocked.iter_mut().for_each(|link| *link = false);
+                for a in &order[..split] {
+                    for b in &order[split..] {
+                        self.blocked[a * n + b] = true;
+                        self.blocked[b * n + a] = true;
+                    }
+                }
+                self.network_fault();
+            }
+        } else if choose(weights.isolate) {
+            let node = self.rng.index(n);
+            self.blocked.iter_mut().for_each(|link| *link = false);
+            for other in 0..n {
+                if other != node {
+                    self.blocked[node * n + other] = true;
+                    self.blocked[other * n + node] = true;
+                }
+            }
+            self.network_fault();
+        } else if choose(weights.one_way) {
+            for _ in 0..self.rng.range(1, n as u64) {
+                let from = self.rng.index(n);
+                let to = self.rng.index(n);
+                if from != to {
+                    self.blocked[from * n + to] = true;
+                }
+            }
+            self.network_fault();
+        } else if choose(weights.heal) {
+            self.blocked.iter_mut().for_each(|link| *link = false);
+            self.trace.record(self.now, TraceEvent::HealNetwork);
+        } else if choose(weights.transfer) {
+            let leader = (0..n).find(|node| {
+                self.replicas[*node].core().is_some_and(|core| core.role() == Role::Leader)
+            });
+            if let (Some(leader), true) = (leader, n > 1) {
+                let mut to = self.rng.index(n - 1);
+                if to >= leader {
+                    to += 1;
+                }
+                let core = self.replicas[leader].core_mut().expect("the leader is up");
+                let accepted = core.transfer_leadership(id_of(to)).is_ok();
+                self.summary.transfers += u64::from(accepted);
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Transfer { from: id_of(leader), to: id_of(to), accepted },
+                );
+                self.after_input(leader)?;
+            }
+        } else {
+            self.drop_per_million = self.rng.below(self.profile.drop_per_million_max + 1);
+            self.duplicate_per_million = self.rng.below(self.profile.duplicate_per_million_max + 1);
+            self.trace.record(
+                self.now,
+                TraceEvent::NetworkQuality {
+                    drop_per_million: self.drop_per_million,
+                    duplicate_per_million: self.duplicate_per_million,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn network_fault(&mut self) {
+        self.summary.network_faults += 1;
+        let mut mask = 0u64;
+        for (position, blocked) in self.blocked.iter().enumerate() {
+            if *blocked && position < 64 {
+                mask |= 1 << position;
+            }
+        }
+        self.trace
+            .record(self.now, TraceEvent::Partition { blocked: mask, nodes: self.options.nodes });
+    }
+
+    pub(super) fn crash(&mut self, node: usize) -> Result<(), Violation> {
+        let unsynced = self.replicas[node].store().unsynced_units();
+        let surviving_units = if self.profile.torn_writes && self.rng.chance(500_000) {
+            self.rng.below(unsynced as u64 + 1) as usize
+        } else {
+            0
+        };
+        let lost_from = self.replicas[node].crash(surviving_units);
+        self.epochs[node] += 1;
+        self.drain_scheduled[node] = false;
+        self.seen[node] = None;
+        self.reads.retain(|read| read.node != node);
+        self.summary.crashes += 1;
+        self.trace.record(
+            self.now,
+            TraceEvent::Crash {
+                node: id_of(node),
+                surviving_units,
+                durable_last: self.replicas[node].store().durable_last_index(),
+            },
+        );
+        if let Some(from) = lost_from {
+            self.checker.on_durable_loss(from, &self.replicas)?;
+        }
+        // Some restarts are immediate (a supervisor restarts the process), most take longer.
+        let downtime = if self.rng.chance(250_000) {
+            self.rng.range(500, 5_000)
+        } else {
+            self.rng.range(1_000, self.profile.downtime_max_us)
+        };
+        let epoch = self.epochs[node];
+        self.schedule(self.now + downtime, Event::Restart { node, epoch });
+        Ok(())
+    }
+
+    pub(super) fn restart(&mut self, node: usize) -> Result<(), Violation> {
+        let seed = self.rng.fork();
+        self.replicas[node].restart(seed).map_err(|error| Violation {
+            property: Property::CoreError,
+            detail: format!("{:?} could not restart from its durable state: {error}", id_of(node)),
+        })?;
+        self.checker.on_restart(node);
+        let core = self.replicas[node].core().expect("just restarted");
+        self.trace.record(
+            self.now,
+            TraceEvent::Restart {
+                node: id_of(node),
+                term: core.term(),
+                last: core.last_index(),
+                commit: core.commit_index(),
+            },
+        );
+        self.check(node)
+    }
+
+    pub(super) fn end_faults(&mut self) -> Result<(), Violation> {
+        self.trace.record(self.now, TraceEvent::EndOfFaults);
+        self.blocked.iter_mut().for_each(|link| *link = false);
+        self.drop_per_million = 0;
+        self.duplicate_per_million = 0;
+        self.reorder_per_million = 0;
+        for node in 0..self.options.nodes {
+            if !self.replicas[node].is_up() {
+                self.epochs[node] += 1;
+                self.restart(node)?;
+            }
+        }
+        self.phase = Phase::Liveness {
+            healed_at: self.now,
+            baseline: LogIndex(self.checker.committed_count()),
+        };
+        let deadline = self.options.liveness_timeouts * u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
+        self.schedule(self.now + deadline, Event::LivenessDeadline);
+        Ok(())
+    }
+}

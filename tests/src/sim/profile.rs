@@ -1,0 +1,160 @@
+//! The shape of one simulated run, drawn from its seed: timing, fault rates, workload and the
+//! cores' replication knobs.
+//!
+//! Owns: [`Profile`].
+//! Must not: draw from anything but the run's generator (a seed must replay exactly).
+//! Invariants: every range is non-empty (`min <= max`); probabilities are in parts per million.
+//!
+//! Seeds differ a lot on purpose: some runs crash often, some partition often, some have a
+//! lossy network, some a slow disk, some tiny AppendEntries and windows, some a tiny entry cache
+//! (so older entries come from the store through the `LogSource`), some run without PreVote or
+//! CheckQuorum. Variety finds bugs that one fixed mix would not.
+
+use crate::rng::SimRng;
+use raftwal::raft::Config;
+
+/// Virtual microseconds per core tick.
+pub(crate) const TICK_US: u64 = 10_000;
+/// A client gives up on a proposal it heard nothing about after this long.
+pub(crate) const CLIENT_TIMEOUT_US: u64 = 300_000;
+/// The cores' election timeout, in ticks (the liveness deadline is ten of these).
+pub(crate) const ELECTION_TIMEOUT_TICKS: u32 = 10;
+
+/// Relative weights of the fault injector's actions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChaosWeights {
+    pub(crate) crash: u64,
+    /// Crash or cut off whoever leads now: leaders that fail right after an election, with their
+    /// entries only partly replicated, are where Raft's subtle cases (Figure 8) live.
+    pub(crate) depose_leader: u64,
+    pub(crate) partition: u64,
+    pub(crate) isolate: u64,
+    pub(crate) one_way: u64,
+    pub(crate) heal: u64,
+    pub(crate) transfer: u64,
+    pub(crate) network_quality: u64,
+}
+
+impl ChaosWeights {
+    pub(crate) fn total(&self) -> u64 {
+        self.crash
+            + self.depose_leader
+            + self.partition
+            + self.isolate
+            + self.one_way
+            + self.heal
+            + self.transfer
+            + self.network_quality
+    }
+}
+
+/// Everything random about a run that is fixed at its start.
+#[derive(Clone, Debug)]
+pub(crate) struct Profile {
+    pub(crate) tick_drift_per_million: Vec<u64>,
+    pub(crate) net_delay_min_us: u64,
+    pub(crate) net_delay_max_us: u64,
+    pub(crate) drop_per_million_max: u64,
+    pub(crate) duplicate_per_million_max: u64,
+    /// Share of messages that leave their link's FIFO order and may overtake earlier ones.
+    pub(crate) reorder_per_million: u64,
+    pub(crate) disk_latency_min_us: u64,
+    pub(crate) disk_latency_max_us: u64,
+    pub(crate) chaos_interval_min_us: u64,
+    pub(crate) chaos_interval_max_us: u64,
+    pub(crate) downtime_max_us: u64,
+    pub(crate) chaos: ChaosWeights,
+    pub(crate) fault_duration_us: u64,
+    pub(crate) client_count: usize,
+    /// Batches a client keeps outstanding at most (clients are closed-loop, like real ones: a
+    /// client waits for answers, so a cluster that cannot commit is not buried in proposals).
+    pub(crate) client_window: usize,
+    pub(crate) propose_interval_max_us: u64,
+    pub(crate) read_interval_max_us: u64,
+    pub(crate) batch_size_max: u64,
+    pub(crate) payload_size_max: u64,
+    /// A crash may keep a random prefix of the writes whose fsync had not completed.
+    pub(crate) torn_writes: bool,
+    /// When non-zero, the replica loop sometimes handles several inputs before draining.
+    pub(crate) drain_delay_max_us: u64,
+    pub(crate) heartbeat_interval_ticks: u32,
+    pub(crate) append_entry_count_max: usize,
+    pub(crate) append_size_bytes_max: usize,
+    pub(crate) inflight_message_count_max: usize,
+    pub(crate) inflight_size_bytes_max: usize,
+    pub(crate) entry_cache_size_bytes_max: usize,
+    pub(crate) pre_vote: bool,
+    pub(crate) check_quorum: bool,
+}
+
+impl Profile {
+    /// Draws a profile for a cluster of `nodes` replicas.
+    pub(crate) fn draw(rng: &mut SimRng, nodes: usize) -> Profile {
+        let net_delay_min_us = rng.range(50, 2_000);
+        let disk_latency_min_us = rng.range(50, 3_000);
+        let chaos_interval_min_us = rng.range(5_000, 100_000);
+        let append_entry_count_max = [1, 2, 3, 8, 64, 4096][rng.index(6)];
+        let append_size_bytes_max = [200, 1_000, 1 << 20][rng.index(3)];
+        let payload_size_max = rng.range(8, 300);
+        let entries_per_message = append_entry_count_max
+            .min((append_size_bytes_max / (payload_size_max as usize + 32)).max(1));
+        Profile {
+            tick_drift_per_million: (0..nodes).map(|_| rng.range(0, 40_000)).collect(),
+            net_delay_min_us,
+            net_delay_max_us: net_delay_min_us + rng.range(0, 20_000),
+            drop_per_million_max: [0, 10_000, 50_000, 200_000][rng.index(4)],
+            duplicate_per_million_max: [0, 10_000, 50_000][rng.index(3)],
+            reorder_per_million: [0, 10_000, 50_000, 200_000][rng.index(4)],
+            disk_latency_min_us,
+            disk_latency_max_us: disk_latency_min_us + rng.range(0, 20_000),
+            chaos_interval_min_us,
+            chaos_interval_max_us: chaos_interval_min_us + rng.range(0, 300_000),
+            downtime_max_us: rng.range(20_000, 800_000),
+            chaos: ChaosWeights {
+                crash: rng.range(0, 10),
+                depose_leader: rng.range(0, 10),
+                partition: rng.range(0, 10),
+                isolate: rng.range(0, 10),
+                one_way: rng.range(0, 6),
+                heal: rng.range(1, 10),
+                transfer: rng.range(0, 6),
+                network_quality: rng.range(0, 4),
+            },
+            fault_duration_us: rng.range(500_000, 2_500_000),
+            client_count: rng.range(1, 3) as usize,
+            client_window: rng.range(1, 8) as usize,
+            propose_interval_max_us: rng.range(500, 20_000),
+            read_interval_max_us: rng.range(5_000, 100_000),
+            batch_size_max: rng.range(1, 6),
+            payload_size_max,
+            torn_writes: rng.chance(500_000),
+            drain_delay_max_us: if rng.chance(300_000) { rng.range(100, 3_000) } else { 0 },
+            heartbeat_interval_ticks: rng.range(1, 3) as u32,
+            append_entry_count_max,
+            append_size_bytes_max,
+            // Tiny messages are allowed, but the window always carries a few hundred entries
+            // per round trip, or a follower far behind could never catch up within the liveness
+            // deadline (a configuration problem, not a protocol one).
+            inflight_message_count_max: [1, 2, 4, 64][rng.index(4)]
+                .max(256usize.div_ceil(entries_per_message)),
+            inflight_size_bytes_max: [100_000, 32 << 20][rng.index(2)],
+            entry_cache_size_bytes_max: [1, 2_000, 64 << 20][rng.index(3)],
+            pre_vote: rng.chance(800_000),
+            check_quorum: rng.chance(800_000),
+        }
+    }
+
+    /// The core configuration of replica `id` under this profile.
+    pub(crate) fn config(&self, mut config: Config) -> Config {
+        config.election_timeout_ticks = ELECTION_TIMEOUT_TICKS;
+        config.heartbeat_interval_ticks = self.heartbeat_interval_ticks;
+        config.append_entry_count_max = self.append_entry_count_max;
+        config.append_size_bytes_max = self.append_size_bytes_max;
+        config.inflight_message_count_max = self.inflight_message_count_max;
+        config.inflight_size_bytes_max = self.inflight_size_bytes_max;
+        config.entry_cache_size_bytes_max = self.entry_cache_size_bytes_max;
+        config.pre_vote = self.pre_vote;
+        config.check_quorum = self.check_quorum;
+        config
+    }
+}
