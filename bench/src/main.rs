@@ -3,19 +3,36 @@
 //! Each benchmark is a subcommand in a module of its own; all of them report through
 //! [`report`] so their JSON and table output share one shape.
 
-// The shared report module is used by the benchmarks that land next (storage, transport).
-#[allow(dead_code)]
 mod report;
+mod storage;
+mod storage_raft_engine;
+mod storage_raw;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// raftwal's benchmarks.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    #[command(subcommand)]
+    bench: Option<Bench>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Durable single-node appends: raftwal's log store vs raw pwrite+fdatasync vs raft-engine.
+    Storage(storage::StorageArgs),
+}
 
 fn main() {
-    let _args = Args::parse();
-    eprintln!("raftwal-bench: no benchmark is built yet");
-    std::process::exit(2);
+    let args = Args::parse();
+    // Until the cluster benchmark exists, the default job is the storage benchmark.
+    let result = match args.bench {
+        Some(Bench::Storage(a)) => storage::run(&a),
+        None => storage::run(&storage::StorageArgs::default()),
+    };
+    if let Err(e) = result {
+        eprintln!("raftwal-bench: {e}");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,339 @@
+//! The `storage` benchmark: durable single-node appends through raftwal's log store, next to
+//! the device's limit for the same pattern (`raw`) and tikv's raft-engine, in one run on one
+//! disk.
+//!
+//! Owns: the grid of cells (payload size x appends outstanding x system), the closed-loop load
+//! of each cell, and the `--modes` comparison of raftwal's I/O settings (O_DIRECT or buffered,
+//! fdatasync on the ring or on the writer's thread).
+//!
+//! Method: each cell keeps `concurrency` appends outstanding. raftwal appends them, submits one
+//! batch (one write + one fdatasync) and waits for its completion; latency runs from the append
+//! to the completion that made the entry durable. The load is closed-loop (a new append starts
+//! when one completes), so there is no schedule for coordinated omission to distort. `raw` then
+//! writes batches of the mean size raftwal formed in the same cell, with pwrite + fdatasync on
+//! the same kind of file (same O_DIRECT choice, same preallocation), so it is the device's
+//! limit for this pattern without any log logic. raft-engine writes `concurrency` entries per
+//! sync write.
+
+use crate::report::{latency_histogram_ns, Format, LatencyUs, Progress, Report, ResultRow};
+use crate::storage_raft_engine;
+use crate::storage_raw;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use raftwal::storage::{FsyncMode, LogOptions, LogStore, UringDisk, UringOptions};
+use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Options of the `storage` subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StorageArgs {
+    /// Seconds of measurement per cell.
+    #[arg(long, default_value_t = 2.5)]
+    pub(crate) duration_s: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+    /// Directory for the benchmark's files (a fresh subdirectory is made and removed).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Payload sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 1024, 16384])]
+    pub(crate) payloads: Vec<usize>,
+    /// Appends outstanding.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 256])]
+    pub(crate) concurrency: Vec<usize>,
+    /// Systems to measure (raw needs raftwal in the same run for its batch size).
+    #[arg(long, value_delimiter = ',', default_values_t = [String::from("raftwal"), String::from("raw"), String::from("raft-engine")])]
+    pub(crate) systems: Vec<String>,
+    /// Instead of the comparison, measure raftwal under each I/O setting: O_DIRECT or
+    /// buffered; fdatasync linked on the ring, issued by the writer's thread after a ring write,
+    /// or pwrite + fdatasync both blocking; fallocate or zero-filled segments.
+    #[arg(long)]
+    pub(crate) modes: bool,
+    /// raftwal's `write_chunk_bytes` in KiB (batches above it are written in chunks).
+    #[arg(long)]
+    pub(crate) write_chunk_kib: Option<usize>,
+}
+
+impl Default for StorageArgs {
+    fn default() -> StorageArgs {
+        StorageArgs {
+            duration_s: 2.5,
+            format: Format::Table,
+            dir: None,
+            payloads: vec![64, 1024, 16384],
+            concurrency: vec![1, 16, 256],
+            systems: vec!["raftwal".into(), "raw".into(), "raft-engine".into()],
+            modes: false,
+            write_chunk_kib: None,
+        }
+    }
+}
+
+/// raftwal's I/O settings for one measurement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IoMode {
+    pub(crate) direct_io: bool,
+    pub(crate) fsync_mode: FsyncMode,
+    pub(crate) zero_fill: bool,
+}
+
+impl IoMode {
+    /// The settings raftwal ships with (`LogOptions::default` and `UringOptions::default`).
+    fn shipped() -> IoMode {
+        IoMode {
+            direct_io: LogOptions::default().direct_io,
+            fsync_mode: UringOptions::default().fsync_mode,
+            zero_fill: UringOptions::default().zero_fill,
+        }
+    }
+
+    fn label(self) -> String {
+        let io = if self.direct_io { "direct" } else { "buffered" };
+        let sync = match self.fsync_mode {
+            FsyncMode::Ring => "ring-fsync",
+            FsyncMode::Thread => "thread-fsync",
+            FsyncMode::Blocking => "blocking-pwrite",
+        };
+        let alloc = if self.zero_fill { ",zero-fill" } else { "" };
+        format!("{io},{sync}{alloc}")
+    }
+}
+
+/// What one measured cell produced, before it becomes a report row.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    pub(crate) entries: u64,
+    pub(crate) payload_bytes_total: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) latency_ns: Histogram<u64>,
+    pub(crate) fsyncs: u64,
+    pub(crate) batches: u64,
+    /// The fdatasync calls alone (the `raw` reference measures them).
+    pub(crate) fdatasync_ns: Option<Histogram<u64>>,
+}
+
+impl Measured {
+    pub(crate) fn row(&self, system: &str, payload: usize, concurrency: usize) -> ResultRow {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let row = ResultRow {
+            system: system.to_owned(),
+            payload_bytes: payload as u64,
+            concurrency: concurrency as u64,
+            entries_per_s: self.entries as f64 / secs,
+            mb_per_s: self.payload_bytes_total as f64 / secs / 1e6,
+            latency_us: LatencyUs::from_histogram_ns(&self.latency_ns),
+            extra: serde_json::Map::new(),
+        }
+        .with("fsyncs", self.fsyncs);
+        match &self.fdatasync_ns {
+            Some(h) => row.with(
+                "fdatasync_p50_us",
+                (LatencyUs::from_histogram_ns(h).p50 * 10.0).round() / 10.0,
+            ),
+            None => row,
+        }
+    }
+}
+
+/// The benchmark's clock. Benchmarks measure time; the pure core never does.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// A buffer of incompressible bytes that payloads are sliced from (zero-copy, as in a node).
+pub(crate) fn payload_source() -> Bytes {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let v: Vec<u8> = (0..(8 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    Bytes::from(v)
+}
+
+/// Slices a payload of `len` bytes for entry `index` out of `source`.
+pub(crate) fn payload_for(source: &Bytes, index: u64, len: usize) -> Bytes {
+    let at = (index as usize * 4099) % (source.len() - len);
+    source.slice(at..at + len)
+}
+
+fn run_raftwal(
+    dir: &Path,
+    mode: IoMode,
+    chunk_kib: Option<usize>,
+    payload: usize,
+    concurrency: usize,
+    duration: Duration,
+    source: &Bytes,
+) -> std::io::Result<Measured> {
+    let disk = Rc::new(UringDisk::new(UringOptions {
+        fsync_mode: mode.fsync_mode,
+        zero_fill: mode.zero_fill,
+        ..UringOptions::default()
+    })?);
+    let defaults = LogOptions::default();
+    let write_chunk_bytes = chunk_kib.map_or(defaults.write_chunk_bytes, |kib| kib << 10);
+    let options = LogOptions { direct_io: mode.direct_io, write_chunk_bytes, ..defaults };
+    let (mut log, _) = LogStore::open(dir, options, disk.clone()).map_err(std::io::Error::other)?;
+    let mut hist = latency_histogram_ns();
+    let mut batch: Vec<Entry> = Vec::with_capacity(concurrency);
+    let mut next = 1u64;
+    let start = now();
+    let deadline = start + duration;
+    let before = disk.stats();
+    let mut entries = 0u64;
+    loop {
+        batch.clear();
+        for _ in 0..concurrency {
+            batch.push(Entry {
+                index: LogIndex(next),
+                term: Term(1),
+                kind: EntryKind::Normal,
+                data: payload_for(source, next, payload),
+            });
+            next += 1;
+        }
+        let appended_at = now();
+        log.append(&batch).map_err(std::io::Error::other)?;
+        let target = log.last_index();
+        while log.durable_index() < target {
+            log.submit().map_err(std::io::Error::other)?;
+            log.wait().map_err(std::io::Error::other)?;
+        }
+        let done = now();
+        let latency = done.duration_since(appended_at).as_nanos() as u64;
+        hist.record_n(latency.max(1), concurrency as u64).map_err(std::io::Error::other)?;
+        entries += concurrency as u64;
+        if done >= deadline {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    let after = disk.stats();
+    let stats = log.stats();
+    Ok(Measured {
+        entries,
+        payload_bytes_total: entries * payload as u64,
+        elapsed,
+        latency_ns: hist,
+        fsyncs: (after.op_syncs - before.op_syncs) + (after.other_syncs - before.other_syncs),
+        batches: stats.batches,
+        fdatasync_ns: None,
+    })
+}
+
+/// Runs the benchmark and prints its report.
+pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent)?;
+    let root = tempfile::Builder::new().prefix("raftwal-bench-storage-").tempdir_in(&parent)?;
+    let duration = Duration::from_secs_f64(args.duration_s);
+    let source = payload_source();
+    let mut report = Report::new("storage");
+    let mut progress = Progress::default();
+    let modes: Vec<IoMode> = if args.modes {
+        let mut all = Vec::new();
+        for direct_io in [true, false] {
+            for fsync_mode in [FsyncMode::Thread, FsyncMode::Ring, FsyncMode::Blocking] {
+                all.push(IoMode { direct_io, fsync_mode, zero_fill: false });
+            }
+        }
+        all.push(IoMode { direct_io: true, fsync_mode: FsyncMode::Thread, zero_fill: true });
+        all
+    } else {
+        vec![IoMode::shipped()]
+    };
+    let systems: Vec<&str> = if args.modes {
+        vec!["raftwal"]
+    } else {
+        args.systems.iter().map(String::as_str).collect()
+    };
+    let cells = args.payloads.len() * args.concurrency.len() * systems.len() * modes.len();
+    let mut cell = 0;
+    let mut cell_dir = 0;
+    for &payload in &args.payloads {
+        for &concurrency in &args.concurrency {
+            let mut raftwal_batch_bytes: Option<f64> = None;
+            for mode in &modes {
+                for &system in &systems {
+                    cell += 1;
+                    cell_dir += 1;
+                    let what = if args.modes {
+                        format!("raftwal[{}]", mode.label())
+                    } else {
+                        system.to_owned()
+                    };
+                    progress.set(&format!("storage: cell {cell}/{cells}: {what}, {payload} B payloads, {concurrency} outstanding"));
+                    let dir = root.path().join(format!("cell-{cell_dir}"));
+                    let row = match system {
+                        "raftwal" => {
+                            let m = run_raftwal(
+                                &dir,
+                                *mode,
+                                args.write_chunk_kib,
+                                payload,
+                                concurrency,
+                                duration,
+                                &source,
+                            )?;
+                            let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
+                            let record =
+                                raftwal::storage::format::record_size_bytes(payload) as f64;
+                            raftwal_batch_bytes = Some(batch_entries * record);
+                            let name = if args.modes {
+                                format!("raftwal[{}]", mode.label())
+                            } else {
+                                "raftwal".to_owned()
+                            };
+                            m.row(&name, payload, concurrency)
+                                .with("batch_entries_mean", (batch_entries * 10.0).round() / 10.0)
+                                .with("io", mode.label())
+                        }
+                        "raw" => {
+                            let Some(batch_bytes) = raftwal_batch_bytes else {
+                                return Err(std::io::Error::other(
+                                    "raw needs raftwal measured first in the same run",
+                                ));
+                            };
+                            let entries_per_batch = concurrency as u64;
+                            let m = storage_raw::run(
+                                &dir,
+                                *mode,
+                                batch_bytes.round() as usize,
+                                entries_per_batch,
+                                payload,
+                                duration,
+                            )?;
+                            m.row("raw", payload, concurrency)
+                                .with("batch_bytes", batch_bytes.round())
+                        }
+                        "raft-engine" => {
+                            let m = storage_raft_engine::run(
+                                &dir,
+                                payload,
+                                concurrency,
+                                duration,
+                                &source,
+                            )?;
+                            m.row("raft-engine", payload, concurrency)
+                        }
+                        other => {
+                            return Err(std::io::Error::other(format!("unknown system {other}")))
+                        }
+                    };
+                    let _ = std::fs::remove_dir_all(&dir);
+                    report.results.push(row);
+                }
+            }
+        }
+    }
+    progress.finish();
+    report.print(args.format)
+}

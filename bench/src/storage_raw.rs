@@ -1,0 +1,101 @@
+//! The `raw` reference of the storage benchmark: the device's limit for raftwal's write
+//! pattern, with no log logic at all.
+//!
+//! Owns: a loop of plain `pwrite` + `fdatasync` system calls over one file, with batches of the
+//! size raftwal formed in the same cell, the same O_DIRECT choice and block padding, and the
+//! same preallocation (fallocate of 64 MiB chunks ahead of the writes). It must not do anything
+//! raftwal can skip, or the ratio would flatter raftwal.
+#![allow(unsafe_code)] // fallocate through libc; each call has a SAFETY comment.
+
+use crate::report::latency_histogram_ns;
+use crate::storage::{now, IoMode, Measured};
+use raftwal::storage::format::{align_down, align_up, BLOCK_SIZE_BYTES};
+use raftwal::storage::IoBuf;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+const CHUNK_BYTES: u64 = 64 << 20;
+
+/// Writes batches of `batch_bytes` (each standing for `entries_per_batch` entries of `payload`
+/// bytes) for `duration`.
+pub(crate) fn run(
+    dir: &Path,
+    mode: IoMode,
+    batch_bytes: usize,
+    entries_per_batch: u64,
+    payload: usize,
+    duration: Duration,
+) -> io::Result<Measured> {
+    std::fs::create_dir_all(dir)?;
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(true);
+    if mode.direct_io {
+        opts.custom_flags(libc::O_DIRECT);
+    }
+    let file = opts.open(dir.join("raw.dat"))?;
+    let align = if mode.direct_io { BLOCK_SIZE_BYTES } else { 1 };
+    let mut buf = IoBuf::with_capacity(batch_bytes + 2 * BLOCK_SIZE_BYTES);
+    buf.resize_zeroed(align_up(batch_bytes + BLOCK_SIZE_BYTES, BLOCK_SIZE_BYTES));
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in buf.as_mut_slice() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let mut hist = latency_histogram_ns();
+    let mut sync_hist = latency_histogram_ns();
+    let mut offset = BLOCK_SIZE_BYTES as u64;
+    let mut allocated = 0u64;
+    let (mut batches, mut fsyncs) = (0u64, 0u64);
+    let start = now();
+    let deadline = start + duration;
+    loop {
+        let began = now();
+        let end = offset + batch_bytes as u64;
+        if end + BLOCK_SIZE_BYTES as u64 > allocated {
+            let len = i64::try_from(CHUNK_BYTES).map_err(io::Error::other)?;
+            let at = i64::try_from(allocated).map_err(io::Error::other)?;
+            // SAFETY: fallocate takes a descriptor we own and plain integers.
+            if unsafe { libc::fallocate(file.as_raw_fd(), 0, at, len) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            allocated += CHUNK_BYTES;
+            // raftwal syncs a new segment once at creation, so its batches never pay for the
+            // size change; the reference does the same.
+            file.sync_data()?;
+            fsyncs += 1;
+        }
+        let phys_start = align_down(offset as usize, align);
+        let phys_end = align_up(end as usize, align);
+        file.write_all_at(&buf.as_slice()[..phys_end - phys_start], phys_start as u64)?;
+        let sync_began = now();
+        file.sync_data()?;
+        sync_hist
+            .record(now().duration_since(sync_began).as_nanos().max(1) as u64)
+            .map_err(io::Error::other)?;
+        fsyncs += 1;
+        batches += 1;
+        offset = end;
+        let done = now();
+        let latency = done.duration_since(began).as_nanos() as u64;
+        hist.record_n(latency.max(1), entries_per_batch).map_err(io::Error::other)?;
+        if done >= deadline {
+            break;
+        }
+    }
+    let entries = batches * entries_per_batch;
+    Ok(Measured {
+        entries,
+        payload_bytes_total: entries * payload as u64,
+        elapsed: start.elapsed(),
+        latency_ns: hist,
+        fsyncs,
+        batches,
+        fdatasync_ns: Some(sync_hist),
+    })
+}

@@ -1,0 +1,570 @@
+//! [`SimDisk`]: a deterministic, single-threaded, in-memory disk for crash and fault tests and
+//! for the whole-cluster simulator.
+//!
+//! Owns: a model of files and directories that keeps, for every file, a *written* image (what
+//! reads see) and a *durable* image (what survives a crash), and, for every directory, written
+//! and durable name tables. It injects faults: a crash after a given number of write and sync
+//! points (optionally tearing the last unsynced write at sector granularity), a failed fdatasync,
+//! running out of space, flipped bits.
+//!
+//! It must not touch real files, threads, clocks or global randomness: the same calls give the
+//! same results, so a failing seed replays exactly.
+//!
+//! Model (docs/format.md, "Media assumptions", says why these are the rules of real disks):
+//! 1. A write changes the written image only. fdatasync of a file copies its written bytes (and
+//!    length) to its durable image. A failed fdatasync leaves the durable image unchanged *and*
+//!    forgets that the written bytes were dirty, as Linux does: a later fdatasync that succeeds
+//!    does not make them durable (fsyncgate).
+//! 2. Creating, renaming and removing a name changes the directory's written table; an fsync of
+//!    the directory copies it to the durable table. Directories themselves are durable at once.
+//! 3. A crash replaces every written image and table with its durable one; with a tear, a prefix
+//!    of whole sectors of the most recent unsynced write survives.
+//! 4. Ops queued with `submit` run, in submission order, when an owner reaps or waits (or when
+//!    the test calls [`SimDisk::run_pending`] in manual mode).
+
+use super::{Completion, Disk, FileId, OpenOptions, OwnerId, SubmitRejected, WriteOp};
+use crate::storage::format::{BLOCK_SIZE_BYTES, SECTOR_SIZE_BYTES};
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Faults to inject; set them with [`SimDisk::set_faults`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimFaults {
+    /// Crash once this many write and sync points (counted by [`SimStats::points`]) have run:
+    /// the next point and every op after it fail until [`SimDisk::crash`] restarts the disk.
+    pub crash_at_point: Option<u64>,
+    /// Fail the next fdatasync (of a file, queued or synchronous) with EIO.
+    pub fail_next_sync: bool,
+    /// Total bytes the files may occupy; writes and allocations past it fail with ENOSPC.
+    pub capacity_bytes: Option<u64>,
+}
+
+/// What survives of the most recent unsynced write at a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tear {
+    /// Nothing unsynced survives.
+    None,
+    /// A prefix of whole sectors of the most recent unsynced write survives: `seed` picks how
+    /// many (from none to all but one).
+    LastWrite {
+        /// Chooses the number of surviving sectors, deterministically.
+        seed: u64,
+    },
+}
+
+/// Counters of what the disk did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Write and sync points run so far: every write, fdatasync, directory fsync, creation,
+    /// rename, removal and allocation. A crash can be placed before any of them.
+    pub points: u64,
+    /// fdatasyncs of files (queued or synchronous) that ran.
+    pub file_syncs: u64,
+    /// Writes that ran (queued or synchronous).
+    pub writes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inode {
+    written: Vec<u8>,
+    durable: Vec<u8>,
+    /// The byte range written since the last fdatasync, if any.
+    dirty: Option<(usize, usize)>,
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    inode: u64,
+    direct: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    inodes: BTreeMap<u64, Inode>,
+    next_inode: u64,
+    written_names: BTreeMap<PathBuf, u64>,
+    durable_names: BTreeMap<PathBuf, u64>,
+    dirs: Vec<PathBuf>,
+    files: BTreeMap<u32, OpenFile>,
+    next_file: u32,
+    owners: BTreeMap<u32, VecDeque<Completion>>,
+    next_owner: u32,
+    pending: VecDeque<(OwnerId, WriteOp)>,
+    manual: bool,
+    faults: SimFaults,
+    crashed: bool,
+    stats: SimStats,
+    /// The most recent unsynced write: (inode, offset, length).
+    last_write: Option<(u64, usize, usize)>,
+}
+
+/// The simulated disk. Cheap to create; share one per simulated node through `Rc`.
+///
+/// For a whole-cluster simulator: give each node its own `SimDisk` and small segments
+/// (`LogOptions::segment_size_bytes` of 64 KiB or so: preallocation materializes the bytes). To
+/// crash a node, call [`SimDisk::crash`] *first* and then drop its log stores (dropping a store
+/// first lets its batch in flight finish, like a clean shutdown), then reopen them with
+/// `LogStore::open` on the same disk.
+#[derive(Debug, Default)]
+pub struct SimDisk {
+    state: RefCell<State>,
+}
+
+fn crashed_error() -> io::Error {
+    io::Error::other("simulated crash: the disk is down until restart")
+}
+
+fn no_space() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOSPC)
+}
+
+impl State {
+    /// Counts one write or sync point; fails if the crash fuse fires now.
+    fn point(&mut self) -> io::Result<()> {
+        if self.crashed {
+            return Err(crashed_error());
+        }
+        if self.faults.crash_at_point == Some(self.stats.points) {
+            self.crashed = true;
+            return Err(crashed_error());
+        }
+        self.stats.points += 1;
+        Ok(())
+    }
+
+    fn open_file(&self, file: FileId) -> io::Result<&OpenFile> {
+        if self.crashed {
+            return Err(crashed_error());
+        }
+        self.files.get(&file.0).ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    fn used_bytes(&self) -> u64 {
+        let mut live: Vec<u64> = self.written_names.values().copied().collect();
+        live.extend(self.files.values().map(|f| f.inode));
+        live.sort_unstable();
+        live.dedup();
+        live.iter().filter_map(|i| self.inodes.get(i)).map(|n| n.written.len() as u64).sum()
+    }
+
+    fn check_space(&self, inode: u64, new_len: usize) -> io::Result<()> {
+        let Some(capacity) = self.faults.capacity_bytes else { return Ok(()) };
+        let current = self.inodes.get(&inode).map_or(0, |n| n.written.len());
+        if new_len <= current {
+            return Ok(());
+        }
+        if self.used_bytes() + (new_len - current) as u64 > capacity {
+            return Err(no_space());
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
+        let of = self.open_file(file)?;
+        let (inode, direct) = (of.inode, of.direct);
+        let block = BLOCK_SIZE_BYTES as u64;
+        if direct && (offset % block != 0 || data.len() as u64 % block != 0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let offset = usize::try_from(offset).map_err(|_| no_space())?;
+        let end = offset + data.len();
+        self.check_space(inode, end)?;
+        self.point()?;
+        self.stats.writes += 1;
+        let node = self.inodes.entry(inode).or_default();
+        if node.written.len() < end {
+            node.written.resize(end, 0);
+        }
+        node.written[offset..end].copy_from_slice(data);
+        node.dirty = Some(match node.dirty {
+            Some((lo, hi)) => (lo.min(offset), hi.max(end)),
+            None => (offset, end),
+        });
+        self.last_write = Some((inode, offset, data.len()));
+        Ok(())
+    }
+
+    fn sync(&mut self, file: FileId) -> io::Result<()> {
+        let inode = self.open_file(file)?.inode;
+        self.point()?;
+        self.stats.file_syncs += 1;
+        let fail = std::mem::take(&mut self.faults.fail_next_sync);
+        let node = self.inodes.entry(inode).or_default();
+        let dirty = node.dirty.take();
+        if fail {
+            // Linux marks the pages clean after a failed writeback: the data stays readable but
+            // is not on disk, and a later fdatasync will not write it again.
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        node.durable.resize(node.written.len(), 0);
+        if let Some((lo, hi)) = dirty {
+            let hi = hi.min(node.written.len());
+            if lo < hi {
+                node.durable[lo..hi].copy_from_slice(&node.written[lo..hi]);
+            }
+        }
+        if self.last_write.is_some_and(|(i, _, _)| i == inode) {
+            self.last_write = None;
+        }
+        Ok(())
+    }
+
+    fn run_one(&mut self) -> bool {
+        let Some((owner, op)) = self.pending.pop_front() else { return false };
+        let mut sync_failed = false;
+        // An empty buffer is a sync-only op: no write point.
+        let mut result = if op.buf.is_empty() {
+            Ok(())
+        } else {
+            self.write(op.file, op.offset, op.buf.as_slice())
+        };
+        if result.is_ok() && op.sync {
+            result = self.sync(op.file);
+            sync_failed = result.is_err();
+        }
+        let completion = Completion { tag: op.tag, buf: op.buf, result, sync_failed };
+        if let Some(queue) = self.owners.get_mut(&owner.0) {
+            queue.push_back(completion);
+        }
+        true
+    }
+
+    fn run_pending(&mut self, max_ops: usize) -> usize {
+        let mut ran = 0;
+        while ran < max_ops && self.run_one() {
+            ran += 1;
+        }
+        ran
+    }
+}
+
+impl SimDisk {
+    /// A new, empty disk with no faults.
+    pub fn new() -> SimDisk {
+        SimDisk::default()
+    }
+
+    /// Replaces the fault settings.
+    pub fn set_faults(&self, faults: SimFaults) {
+        self.state.borrow_mut().faults = faults;
+    }
+
+    /// The current fault settings (a fired `fail_next_sync` reads back as false).
+    pub fn faults(&self) -> SimFaults {
+        self.state.borrow().faults
+    }
+
+    /// What the disk did so far.
+    pub fn stats(&self) -> SimStats {
+        self.state.borrow().stats
+    }
+
+    /// True after the crash fuse fired and before [`SimDisk::crash`].
+    pub fn is_crashed(&self) -> bool {
+        self.state.borrow().crashed
+    }
+
+    /// In manual mode queued ops run only in [`SimDisk::run_pending`] or [`Disk::wait`], so a
+    /// test can hold a write in flight.
+    pub fn set_manual(&self, manual: bool) {
+        self.state.borrow_mut().manual = manual;
+    }
+
+    /// Runs up to `max_ops` queued ops; returns how many ran.
+    pub fn run_pending(&self, max_ops: usize) -> usize {
+        self.state.borrow_mut().run_pending(max_ops)
+    }
+
+    /// Queued ops not yet run.
+    pub fn pending_ops(&self) -> usize {
+        self.state.borrow().pending.len()
+    }
+
+    /// Crashes and restarts the disk: queued ops are dropped, every open file and owner is
+    /// forgotten, and every file and directory goes back to its durable image (keeping a torn
+    /// prefix of the last unsynced write if `tear` says so). Faults are cleared.
+    pub fn crash(&self, tear: Tear) {
+        let mut s = self.state.borrow_mut();
+        if let (Tear::LastWrite { seed }, Some((inode, offset, len))) = (tear, s.last_write) {
+            if let Some(node) = s.inodes.get_mut(&inode) {
+                let first_sector = offset / SECTOR_SIZE_BYTES;
+                let last_sector = (offset + len).div_ceil(SECTOR_SIZE_BYTES);
+                let sectors = (last_sector - first_sector) as u64;
+                let keep = if sectors > 1 { seed % sectors } else { 0 } as usize;
+                let keep_end = ((first_sector + keep) * SECTOR_SIZE_BYTES).min(offset + len);
+                if keep_end > offset {
+                    if node.durable.len() < keep_end {
+                        node.durable.resize(keep_end, 0);
+                    }
+                    node.durable[offset..keep_end].copy_from_slice(&node.written[offset..keep_end]);
+                }
+            }
+        }
+        s.written_names = s.durable_names.clone();
+        let live: Vec<u64> = s.durable_names.values().copied().collect();
+        s.inodes.retain(|id, _| live.contains(id));
+        for node in s.inodes.values_mut() {
+            node.written = node.durable.clone();
+            node.dirty = None;
+        }
+        s.files.clear();
+        s.owners.clear();
+        s.pending.clear();
+        s.crashed = false;
+        s.faults = SimFaults::default();
+        s.last_write = None;
+    }
+
+    /// The written bytes of a file, or `None` if no such name exists.
+    pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        let s = self.state.borrow();
+        let inode = s.written_names.get(path)?;
+        Some(s.inodes.get(inode).map(|n| n.written.clone()).unwrap_or_default())
+    }
+
+    /// Names of the files in `dir` (written table), sorted.
+    pub fn file_names(&self, dir: &Path) -> Vec<String> {
+        let s = self.state.borrow();
+        names_in(&s.written_names, dir)
+    }
+
+    /// Flips one bit of a file in both its written and durable images (media corruption).
+    pub fn flip_bit(&self, path: &Path, offset: usize, bit: u8) -> bool {
+        self.edit_both(path, |image| {
+            if let Some(b) = image.get_mut(offset) {
+                *b ^= 1 << (bit % 8);
+            }
+        })
+    }
+
+    /// Overwrites bytes of a file in both images (crafting bad files in tests).
+    pub fn overwrite(&self, path: &Path, offset: usize, data: &[u8]) -> bool {
+        self.edit_both(path, |image| {
+            if image.len() < offset + data.len() {
+                image.resize(offset + data.len(), 0);
+            }
+            image[offset..offset + data.len()].copy_from_slice(data);
+        })
+    }
+
+    /// Sets a file's length in both images (cutting or zero-extending it).
+    pub fn set_file_len(&self, path: &Path, len: usize) -> bool {
+        self.edit_both(path, |image| image.resize(len, 0))
+    }
+
+    /// Creates a file durably with `data` as both images.
+    pub fn put_file(&self, path: &Path, data: &[u8]) {
+        let mut s = self.state.borrow_mut();
+        let id = s.next_inode;
+        s.next_inode += 1;
+        s.inodes.insert(id, Inode { written: data.to_vec(), durable: data.to_vec(), dirty: None });
+        s.written_names.insert(path.to_path_buf(), id);
+        s.durable_names.insert(path.to_path_buf(), id);
+    }
+
+    fn edit_both(&self, path: &Path, mut edit: impl FnMut(&mut Vec<u8>)) -> bool {
+        let mut s = self.state.borrow_mut();
+        let Some(&inode) = s.written_names.get(path) else { return false };
+        let node = s.inodes.entry(inode).or_default();
+        edit(&mut node.written);
+        edit(&mut node.durable);
+        true
+    }
+}
+
+fn names_in(table: &BTreeMap<PathBuf, u64>, dir: &Path) -> Vec<String> {
+    table
+        .keys()
+        .filter(|p| p.parent() == Some(dir))
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect()
+}
+
+impl Disk for SimDisk {
+    fn register(&self) -> OwnerId {
+        let mut s = self.state.borrow_mut();
+        let id = s.next_owner;
+        s.next_owner += 1;
+        s.owners.insert(id, VecDeque::new());
+        OwnerId(id)
+    }
+
+    fn unregister(&self, owner: OwnerId) {
+        self.state.borrow_mut().owners.remove(&owner.0);
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.borrow_mut();
+        if s.crashed {
+            return Err(crashed_error());
+        }
+        if !s.dirs.iter().any(|d| d == dir) {
+            s.dirs.push(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let s = self.state.borrow();
+        if s.crashed {
+            return Err(crashed_error());
+        }
+        if !s.dirs.iter().any(|d| d == dir)
+            && !s.written_names.keys().any(|p| p.parent() == Some(dir))
+        {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        Ok(names_in(&s.written_names, dir))
+    }
+
+    fn open(&self, path: &Path, options: OpenOptions) -> io::Result<FileId> {
+        let mut s = self.state.borrow_mut();
+        if s.crashed {
+            return Err(crashed_error());
+        }
+        let inode = match s.written_names.get(path) {
+            Some(_) if options.create_new => {
+                return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            Some(&inode) => inode,
+            None if options.create_new => {
+                s.point()?;
+                let id = s.next_inode;
+                s.next_inode += 1;
+                s.inodes.insert(id, Inode::default());
+                s.written_names.insert(path.to_path_buf(), id);
+                id
+            }
+            None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        };
+        let id = s.next_file;
+        s.next_file += 1;
+        s.files.insert(id, OpenFile { inode, direct: options.direct });
+        Ok(FileId(id))
+    }
+
+    fn close(&self, file: FileId) {
+        self.state.borrow_mut().files.remove(&file.0);
+    }
+
+    fn size(&self, file: FileId) -> io::Result<u64> {
+        let s = self.state.borrow();
+        let inode = s.open_file(file)?.inode;
+        Ok(s.inodes.get(&inode).map_or(0, |n| n.written.len() as u64))
+    }
+
+    fn allocate(&self, file: FileId, len: u64) -> io::Result<()> {
+        let mut s = self.state.borrow_mut();
+        let inode = s.open_file(file)?.inode;
+        let len = usize::try_from(len).map_err(|_| no_space())?;
+        s.check_space(inode, len)?;
+        s.point()?;
+        let node = s.inodes.entry(inode).or_default();
+        if node.written.len() < len {
+            let old = node.written.len();
+            node.written.resize(len, 0);
+            node.dirty = Some(match node.dirty {
+                Some((lo, hi)) => (lo.min(old), hi.max(len)),
+                None => (old, len),
+            });
+        }
+        Ok(())
+    }
+
+    fn read_at(&self, file: FileId, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let s = self.state.borrow();
+        let inode = s.open_file(file)?.inode;
+        let image = s.inodes.get(&inode).map(|n| n.written.as_slice()).unwrap_or_default();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(image.len());
+        let n = buf.len().min(image.len() - start);
+        buf[..n].copy_from_slice(&image[start..start + n]);
+        Ok(n)
+    }
+
+    fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.state.borrow_mut().write(file, offset, data)
+    }
+
+    fn sync(&self, file: FileId) -> io::Result<()> {
+        self.state.borrow_mut().sync(file)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.borrow_mut();
+        s.point()?;
+        let in_dir = |p: &PathBuf| p.parent() == Some(dir);
+        let written: Vec<(PathBuf, u64)> = s
+            .written_names
+            .iter()
+            .filter(|(p, _)| in_dir(p))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        s.durable_names.retain(|p, _| !in_dir(p));
+        s.durable_names.extend(written);
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.state.borrow_mut();
+        if !s.written_names.contains_key(from) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        s.point()?;
+        if let Some(inode) = s.written_names.remove(from) {
+            s.written_names.insert(to.to_path_buf(), inode);
+        }
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.state.borrow_mut();
+        if !s.written_names.contains_key(path) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        s.point()?;
+        s.written_names.remove(path);
+        Ok(())
+    }
+
+    fn map(&self, file: FileId, len: u64) -> io::Result<Bytes> {
+        let s = self.state.borrow();
+        let inode = s.open_file(file)?.inode;
+        let image = s.inodes.get(&inode).map(|n| n.written.as_slice()).unwrap_or_default();
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > image.len() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        Ok(Bytes::copy_from_slice(&image[..len]))
+    }
+
+    fn submit(&self, owner: OwnerId, op: WriteOp) -> Result<(), SubmitRejected> {
+        let mut s = self.state.borrow_mut();
+        if s.crashed {
+            return Err(SubmitRejected { op, error: crashed_error() });
+        }
+        s.pending.push_back((owner, op));
+        Ok(())
+    }
+
+    fn reap(&self, owner: OwnerId, out: &mut Vec<Completion>) {
+        let mut s = self.state.borrow_mut();
+        if !s.manual {
+            s.run_pending(usize::MAX);
+        }
+        if let Some(queue) = s.owners.get_mut(&owner.0) {
+            out.extend(queue.drain(..));
+        }
+    }
+
+    fn wait(&self, _owner: OwnerId) -> io::Result<()> {
+        self.state.borrow_mut().run_pending(usize::MAX);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "sim_tests.rs"]
+mod tests;

@@ -1,0 +1,68 @@
+//! Unit tests of the simulated disk's model: durability, fsyncgate, tears, fuses, space.
+use super::*;
+
+fn opts(create_new: bool) -> OpenOptions {
+    OpenOptions { create_new, direct: false }
+}
+
+#[test]
+fn unsynced_data_and_names_are_lost_at_crash() {
+    let d = SimDisk::new();
+    let dir = Path::new("/d");
+    d.create_dir_all(dir).unwrap();
+    let f = d.open(&dir.join("a"), opts(true)).unwrap();
+    d.write_at(f, 0, b"durable").unwrap();
+    d.sync(f).unwrap();
+    d.sync_dir(dir).unwrap();
+    d.write_at(f, 7, b"-lost").unwrap();
+    let g = d.open(&dir.join("b"), opts(true)).unwrap();
+    d.write_at(g, 0, b"x").unwrap();
+    d.sync(g).unwrap();
+    d.crash(Tear::None);
+    assert_eq!(d.file_bytes(&dir.join("a")).unwrap(), b"durable");
+    assert_eq!(d.file_bytes(&dir.join("b")), None, "name b was never made durable");
+}
+
+#[test]
+fn failed_sync_forgets_dirty_data() {
+    let d = SimDisk::new();
+    let dir = Path::new("/d");
+    let f = d.open(&dir.join("a"), opts(true)).unwrap();
+    d.sync_dir(dir).unwrap();
+    d.write_at(f, 0, b"abc").unwrap();
+    d.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
+    assert!(d.sync(f).is_err());
+    assert!(d.sync(f).is_ok(), "a retried fsync reports success");
+    d.crash(Tear::None);
+    assert_eq!(d.file_bytes(&dir.join("a")).unwrap(), [0u8; 3], "but the data never reached disk");
+}
+
+#[test]
+fn torn_write_keeps_a_sector_prefix() {
+    let d = SimDisk::new();
+    let dir = Path::new("/d");
+    let f = d.open(&dir.join("a"), opts(true)).unwrap();
+    d.sync(f).unwrap();
+    d.sync_dir(dir).unwrap();
+    d.write_at(f, 0, &[7u8; 4 * SECTOR_SIZE_BYTES]).unwrap();
+    d.crash(Tear::LastWrite { seed: 2 });
+    assert_eq!(d.file_bytes(&dir.join("a")).unwrap(), vec![7u8; 2 * SECTOR_SIZE_BYTES]);
+}
+
+#[test]
+fn crash_fuse_and_space_limit() {
+    let d = SimDisk::new();
+    let dir = Path::new("/d");
+    d.set_faults(SimFaults {
+        crash_at_point: Some(2),
+        capacity_bytes: Some(10),
+        ..SimFaults::default()
+    });
+    let f = d.open(&dir.join("a"), opts(true)).unwrap(); // point 0
+    let e = d.write_at(f, 0, &[1u8; 11]).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+    d.write_at(f, 0, &[1u8; 10]).unwrap(); // point 1
+    assert!(d.sync(f).is_err()); // point 2: crash
+    assert!(d.is_crashed());
+    assert!(d.write_at(f, 0, b"x").is_err());
+}

@@ -1,0 +1,50 @@
+//! The settings and counters of [`super::UringDisk`]: which thread issues a batch's fdatasync,
+//! how segments are preallocated, what the disk did.
+//!
+//! Plain values; they own no resource and have no invariants beyond their field docs.
+
+/// Who issues the fdatasync that ends a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncMode {
+    /// The write and an fdatasync linked after it go through the ring (the kernel runs the
+    /// fdatasync on one of its workers); the thread stays free meanwhile.
+    Ring,
+    /// The write goes through the ring; when its completion is reaped, the reaping thread (the
+    /// writer's own shard thread) issues the fdatasync system call itself, then queues the
+    /// completion. This avoids waking a kernel worker on another CPU for the fdatasync.
+    Thread,
+    /// For comparison only: `pwrite` and `fdatasync` system calls, both on the writer's thread
+    /// inside [`super::Disk::submit`], bypassing the ring (the completion is queued at once and the
+    /// eventfd signalled).
+    Blocking,
+}
+
+/// Counters of what a [`super::UringDisk`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UringStats {
+    /// Queued writes (batches) accepted by [`super::Disk::submit`].
+    pub ops: u64,
+    /// fdatasyncs issued for queued ops (one per sync op, plus one per retry after a short
+    /// write).
+    pub op_syncs: u64,
+    /// Synchronous fdatasyncs and directory fsyncs (segment creation, hard state, truncation).
+    pub other_syncs: u64,
+}
+
+/// Settings of a [`super::UringDisk`].
+#[derive(Clone, Copy, Debug)]
+pub struct UringOptions {
+    /// Submission queue entries of the ring.
+    pub ring_entries: u32,
+    /// Who issues a batch's fdatasync.
+    pub fsync_mode: FsyncMode,
+    /// Preallocate by writing zeros (then fdatasync) instead of `fallocate`: writes into blocks
+    /// that were already written once need no extent conversion, so their fdatasync is cheaper.
+    pub zero_fill: bool,
+}
+
+impl Default for UringOptions {
+    fn default() -> UringOptions {
+        UringOptions { ring_entries: 256, fsync_mode: FsyncMode::Thread, zero_fill: false }
+    }
+}

@@ -1,0 +1,347 @@
+//! The on-disk byte layout of segments and records (docs/format.md describes it for people).
+//!
+//! Owns: encoding and decoding of the segment header and of one record, the CRC rules, the
+//! alignment constants. It is pure: no file, no disk, no clock.
+//!
+//! Invariants:
+//! 1. A record starts at an offset that is a multiple of [`RECORD_ALIGN`] and occupies
+//!    [`record_size_bytes`] of its payload length.
+//! 2. A record's CRC covers every header byte after the CRC field and the payload, so a flipped
+//!    bit anywhere in the record is detected.
+//! 3. Decoding never panics and never trusts a length field beyond the bytes it was given.
+
+use raftwal_wire::types::{ClusterId, EntryKind, LogId, LogIndex, Term};
+use std::fmt;
+
+/// The identity of a segment: the index of its first entry (its file is named after it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId(pub LogIndex);
+
+impl SegmentId {
+    /// The file name of this segment: the first index, zero-padded so names sort like indexes.
+    pub fn file_name(self) -> String {
+        format!("{:020}.seg", self.0.get())
+    }
+
+    /// Parses a file name made by [`SegmentId::file_name`]; `None` for any other name.
+    pub fn parse_file_name(name: &str) -> Option<SegmentId> {
+        let digits = name.strip_suffix(".seg")?;
+        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<u64>().ok().map(|v| SegmentId(LogIndex(v)))
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file_name())
+    }
+}
+
+/// The block size that O_DIRECT writes are aligned to, and the size of the segment header block.
+pub const BLOCK_SIZE_BYTES: usize = 4096;
+/// The sector size: the unit the media is assumed to write atomically (docs/format.md).
+pub const SECTOR_SIZE_BYTES: usize = 512;
+/// Records start at multiples of this many bytes.
+pub const RECORD_ALIGN: usize = 8;
+/// Bytes of a record header.
+pub const RECORD_HEADER_BYTES: usize = 32;
+/// Bytes of the segment header block; records start right after it.
+pub const SEGMENT_HEADER_BYTES: usize = BLOCK_SIZE_BYTES;
+/// The magic number at the start of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"RAFTWALS";
+/// The segment format version this build writes and reads.
+pub const SEGMENT_VERSION: u32 = 1;
+/// The largest payload a record may carry (the length field is 32 bits, and the whole record
+/// must fit in one O_DIRECT batch buffer of a reasonable size).
+pub const PAYLOAD_BYTES_MAX: usize = 64 << 20;
+
+const _: () = assert!(RECORD_HEADER_BYTES % RECORD_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES % BLOCK_SIZE_BYTES == 0);
+const _: () = assert!(BLOCK_SIZE_BYTES % SECTOR_SIZE_BYTES == 0);
+const _: () = assert!(SEGMENT_HEADER_FIELDS_BYTES <= SECTOR_SIZE_BYTES);
+
+/// Bytes of the meaningful part of the segment header (the rest of the block is zero).
+const SEGMENT_HEADER_FIELDS_BYTES: usize = 56;
+
+/// Rounds `n` up to a multiple of `align` (a power of two).
+#[inline]
+pub const fn align_up(n: usize, align: usize) -> usize {
+    (n + align - 1) & !(align - 1)
+}
+
+/// Rounds `n` down to a multiple of `align` (a power of two).
+#[inline]
+pub const fn align_down(n: usize, align: usize) -> usize {
+    n & !(align - 1)
+}
+
+/// Bytes a record with `payload_bytes` of payload occupies, padding included.
+#[inline]
+pub const fn record_size_bytes(payload_bytes: usize) -> usize {
+    align_up(RECORD_HEADER_BYTES + payload_bytes, RECORD_ALIGN)
+}
+
+/// The fields of a segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The index of the segment's first entry; equals the index in the file name.
+    pub first_index: LogIndex,
+    /// The term of the entry just before `first_index` (0 before index 1). It lets the log
+    /// answer `term(first_index - 1)` after the segments before it were compacted away.
+    pub prev_term: Term,
+    /// The cluster the log belongs to.
+    pub cluster_id: ClusterId,
+    /// Which log of the cluster this is.
+    pub log_id: LogId,
+}
+
+/// Why a segment header is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// Fewer bytes than a header: the file is empty or was cut short.
+    #[error("segment header truncated: {0} bytes, need {SEGMENT_HEADER_BYTES}")]
+    Truncated(usize),
+    /// The file does not start with the segment magic: not a raftwal segment.
+    #[error("bad magic {0:02x?}: not a raftwal segment")]
+    BadMagic([u8; 8]),
+    /// Written by a newer (or unknown) format version.
+    #[error("unsupported segment format version {0} (this build reads {SEGMENT_VERSION})")]
+    UnsupportedVersion(u32),
+    /// The header's checksum does not match its bytes.
+    #[error("segment header checksum mismatch")]
+    BadChecksum,
+}
+
+impl SegmentHeader {
+    /// Writes the header into the first [`SEGMENT_HEADER_BYTES`] of `out` (the rest is zeroed).
+    pub fn encode(&self, out: &mut [u8]) {
+        assert!(out.len() >= SEGMENT_HEADER_BYTES, "segment header buffer too small");
+        out[..SEGMENT_HEADER_BYTES].fill(0);
+        out[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        out[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
+        out[16..24].copy_from_slice(&self.first_index.get().to_le_bytes());
+        out[24..32].copy_from_slice(&self.prev_term.get().to_le_bytes());
+        out[32..40].copy_from_slice(&self.cluster_id.get().to_le_bytes());
+        out[40..48].copy_from_slice(&self.log_id.get().to_le_bytes());
+        let crc = crc32fast::hash(&out[0..48]);
+        out[48..52].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes and checks a header from the start of a segment file.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        if bytes.len() < SEGMENT_HEADER_BYTES {
+            return Err(HeaderError::Truncated(bytes.len()));
+        }
+        let magic: [u8; 8] = array(&bytes[0..8]);
+        if magic != SEGMENT_MAGIC {
+            return Err(HeaderError::BadMagic(magic));
+        }
+        let version = u32::from_le_bytes(array(&bytes[8..12]));
+        let stored_crc = u32::from_le_bytes(array(&bytes[48..52]));
+        if crc32fast::hash(&bytes[0..48]) != stored_crc {
+            return Err(HeaderError::BadChecksum);
+        }
+        // The version is checked after the checksum so that a bit flip in the version field is
+        // reported as corruption, not as a file from the future.
+        if version != SEGMENT_VERSION {
+            return Err(HeaderError::UnsupportedVersion(version));
+        }
+        Ok(SegmentHeader {
+            first_index: LogIndex(u64_at(bytes, 16)),
+            prev_term: Term(u64_at(bytes, 24)),
+            cluster_id: ClusterId(u64_at(bytes, 32)),
+            log_id: LogId(u64_at(bytes, 40)),
+        })
+    }
+}
+
+/// The fields of a record header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// The entry's index.
+    pub index: LogIndex,
+    /// The entry's term.
+    pub term: Term,
+    /// The entry's kind.
+    pub kind: EntryKind,
+    /// Bytes of payload that follow the header.
+    pub payload_bytes: u32,
+    /// How many entries before this one its batch started (0 for a batch's first entry).
+    /// Recovery uses it to tell a torn last batch from corruption.
+    pub batch_offset: u32,
+}
+
+impl RecordHeader {
+    /// The index of the first entry of this record's batch.
+    pub fn batch_first_index(&self) -> LogIndex {
+        LogIndex(self.index.get().saturating_sub(u64::from(self.batch_offset)))
+    }
+}
+
+/// Why the bytes at some offset are not a valid record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Fewer bytes remain than a record header.
+    #[error("record header truncated")]
+    HeaderTruncated,
+    /// The header and payload bytes are all zero: never written (the end of the log, or a gap).
+    #[error("zeroed record header (never written)")]
+    Zero,
+    /// The length field points past the end of the available bytes.
+    #[error("payload length {0} runs past the end of the segment")]
+    PayloadTruncated(u32),
+    /// The checksum does not match.
+    #[error("record checksum mismatch")]
+    BadChecksum,
+    /// The checksum matches but a field holds a value this version does not know.
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    /// The checksum matches but the reserved bytes are not zero.
+    #[error("reserved record bytes are not zero")]
+    ReservedNotZero,
+    /// The checksum matches but the batch offset points before index 1.
+    #[error("batch offset {0} points before the first index")]
+    BadBatchOffset(u32),
+}
+
+/// Writes one record (header and payload, padded with zeros) at the start of `out`, which must
+/// be exactly [`record_size_bytes`]`(payload.len())` long.
+#[inline]
+pub fn encode_record(
+    out: &mut [u8],
+    index: LogIndex,
+    term: Term,
+    kind: EntryKind,
+    batch_offset: u32,
+    payload: &[u8],
+) {
+    debug_assert_eq!(out.len(), record_size_bytes(payload.len()));
+    let len = u32::try_from(payload.len()).expect("payload size was checked at append");
+    out[4..8].copy_from_slice(&len.to_le_bytes());
+    out[8..16].copy_from_slice(&index.get().to_le_bytes());
+    out[16..24].copy_from_slice(&term.get().to_le_bytes());
+    out[24] = kind.as_u8();
+    out[25..28].fill(0);
+    out[28..32].copy_from_slice(&batch_offset.to_le_bytes());
+    let end = RECORD_HEADER_BYTES + payload.len();
+    out[RECORD_HEADER_BYTES..end].copy_from_slice(payload);
+    out[end..].fill(0);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&out[4..end]);
+    out[0..4].copy_from_slice(&hasher.finalize().to_le_bytes());
+}
+
+/// Decodes and checks the record at the start of `bytes` (which may run on past the record).
+/// Returns the header; the payload is `bytes[RECORD_HEADER_BYTES..][..payload_bytes]`.
+#[inline]
+pub fn decode_record(bytes: &[u8]) -> Result<RecordHeader, RecordError> {
+    if bytes.len() < RECORD_HEADER_BYTES {
+        return Err(RecordError::HeaderTruncated);
+    }
+    let stored_crc = u32::from_le_bytes(array(&bytes[0..4]));
+    let payload_bytes = u32::from_le_bytes(array(&bytes[4..8]));
+    let end = RECORD_HEADER_BYTES.checked_add(payload_bytes as usize);
+    let end = match end {
+        Some(end) if end <= bytes.len() && payload_bytes as usize <= PAYLOAD_BYTES_MAX => end,
+        _ => {
+            if bytes[..RECORD_HEADER_BYTES].iter().all(|&b| b == 0) {
+                return Err(RecordError::Zero);
+            }
+            return Err(RecordError::PayloadTruncated(payload_bytes));
+        }
+    };
+    if crc32fast::hash(&bytes[4..end]) != stored_crc {
+        if stored_crc == 0 && bytes[..end].iter().all(|&b| b == 0) {
+            return Err(RecordError::Zero);
+        }
+        return Err(RecordError::BadChecksum);
+    }
+    let kind = EntryKind::from_u8(bytes[24]).ok_or(RecordError::UnknownKind(bytes[24]))?;
+    if bytes[25..28].iter().any(|&b| b != 0) {
+        return Err(RecordError::ReservedNotZero);
+    }
+    let index = u64_at(bytes, 8);
+    let batch_offset = u32::from_le_bytes(array(&bytes[28..32]));
+    if u64::from(batch_offset) >= index.max(1) {
+        return Err(RecordError::BadBatchOffset(batch_offset));
+    }
+    Ok(RecordHeader {
+        index: LogIndex(index),
+        term: Term(u64_at(bytes, 16)),
+        kind,
+        payload_bytes,
+        batch_offset,
+    })
+}
+
+#[inline]
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[..N]);
+    out
+}
+
+#[inline]
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(array(&bytes[at..at + 8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip_and_every_bit_flip_is_detected() {
+        let payload = b"hello, raft";
+        let mut buf = vec![0u8; record_size_bytes(payload.len())];
+        encode_record(&mut buf, LogIndex(7), Term(3), EntryKind::Tagged, 2, payload);
+        let h = decode_record(&buf).unwrap();
+        assert_eq!(h.index, LogIndex(7));
+        assert_eq!(h.term, Term(3));
+        assert_eq!(h.kind, EntryKind::Tagged);
+        assert_eq!(h.payload_bytes as usize, payload.len());
+        assert_eq!(h.batch_first_index(), LogIndex(5));
+        for bit in 0..(RECORD_HEADER_BYTES + payload.len()) * 8 {
+            let mut bad = buf.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_record(&bad).is_err(), "flip of bit {bit} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn zeroed_bytes_decode_as_zero() {
+        assert_eq!(decode_record(&[0u8; 64]), Err(RecordError::Zero));
+        assert_eq!(decode_record(&[0u8; 8]), Err(RecordError::HeaderTruncated));
+    }
+
+    #[test]
+    fn segment_header_round_trip_and_errors() {
+        let h = SegmentHeader {
+            first_index: LogIndex(42),
+            prev_term: Term(5),
+            cluster_id: ClusterId(9),
+            log_id: LogId(1),
+        };
+        let mut buf = vec![0u8; SEGMENT_HEADER_BYTES];
+        h.encode(&mut buf);
+        assert_eq!(SegmentHeader::decode(&buf), Ok(h));
+        assert_eq!(SegmentHeader::decode(&buf[..100]), Err(HeaderError::Truncated(100)));
+        let mut bad = buf.clone();
+        bad[0] = b'X';
+        assert!(matches!(SegmentHeader::decode(&bad), Err(HeaderError::BadMagic(_))));
+        let mut bad = buf.clone();
+        bad[20] ^= 1;
+        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadChecksum));
+    }
+
+    #[test]
+    fn segment_names_round_trip() {
+        let id = SegmentId(LogIndex(12345));
+        assert_eq!(SegmentId::parse_file_name(&id.file_name()), Some(id));
+        assert_eq!(SegmentId::parse_file_name("12345.seg"), None);
+        assert_eq!(SegmentId::parse_file_name("hard_state"), None);
+    }
+}

@@ -1,0 +1,344 @@
+//! [`LogStore`]: one log in one directory, driven from a shard's event loop.
+//!
+//! Owns: the log's segments, its in-memory tail of recent entries, the batch buffer, the batch
+//! in flight, the term runs and the hard state. It reaches the disk only through [`Disk`].
+//!
+//! The write path, step by step (docs/format.md has the on-disk side):
+//! 1. [`LogStore::append`] checks the entries and queues them in the tail (a `Bytes` clone per
+//!    entry, no copy, no I/O); they are readable at once.
+//! 2. [`LogStore::submit`], when no batch is in flight, encodes every queued entry into reused,
+//!    block-aligned batch buffers and hands them to the disk: one write followed by one
+//!    fdatasync, or, for a batch larger than `write_chunk_bytes`, one write per chunk handed over
+//!    as soon as it is encoded (so encoding overlaps the device) and one fdatasync after the last.
+//! 3. Appends that arrive meanwhile wait in the tail and form the next batch (group commit).
+//! 4. [`LogStore::process_completions`] moves the durable index to the batch's last entry; only
+//!    then may the caller acknowledge those entries.
+//!
+//! Invariants (checked by [`LogStore::check_invariants`]):
+//! 1. `first_index <= durable_index + 1`, `durable_index <= written_index <= last_index`.
+//! 2. The tail holds every entry in `(durable_index, last_index]`, contiguously, possibly with
+//!    some durable entries before them (a read cache bounded by `tail_cache_bytes_max`).
+//! 3. Segments are contiguous: each starts right after the previous one's last record; only the
+//!    last is active; together they hold every entry in `[first_index, written_index]`.
+//! 4. At most one batch is in flight, and its writes never overlap; when none is, the
+//!    partial last block of the active segment is held in `tail_block` (O_DIRECT).
+//! 5. Once poisoned, no write of any kind is issued again.
+
+mod open;
+mod read;
+mod truncate;
+mod write;
+
+use crate::storage::disk::{Completion, Disk, IoBuf, OwnerId};
+use crate::storage::error::{CompletionError, FlushError, HardStateError, Poisoned};
+use crate::storage::format::{BLOCK_SIZE_BYTES, SEGMENT_HEADER_BYTES};
+use crate::storage::hard_state::HardStateFile;
+use crate::storage::segment::Segment;
+use crate::storage::terms::TermRuns;
+use raftwal_wire::types::{ClusterId, Entry, HardState, LogId, LogIndex, Term};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Settings of one log.
+#[derive(Clone, Copy, Debug)]
+pub struct LogOptions {
+    /// Bytes each segment file is preallocated to; a multiple of 4096, at most 4 GiB.
+    pub segment_size_bytes: u64,
+    /// Write segments with O_DIRECT (block-aligned batch writes) instead of through the page
+    /// cache. docs/benchmarks.md has the measurement behind the default.
+    pub direct_io: bool,
+    /// The largest batch written at once; larger backlogs go out in several batches.
+    pub batch_bytes_max: usize,
+    /// Payload bytes of durable entries kept in memory for reads, besides the non-durable ones.
+    pub tail_cache_bytes_max: usize,
+    /// A batch larger than this is written in chunks of about this size, each handed to the
+    /// disk as soon as it is encoded, so that encoding the next chunk overlaps the device
+    /// writing the previous one; one fdatasync follows the last chunk.
+    pub write_chunk_bytes: usize,
+    /// The cluster this log belongs to (written in every segment header, checked at open).
+    pub cluster_id: ClusterId,
+    /// Which log of the cluster this is (written in every segment header, checked at open).
+    pub log_id: LogId,
+}
+
+impl Default for LogOptions {
+    fn default() -> LogOptions {
+        LogOptions {
+            segment_size_bytes: 64 << 20,
+            direct_io: true,
+            batch_bytes_max: 8 << 20,
+            tail_cache_bytes_max: 16 << 20,
+            write_chunk_bytes: 512 << 10,
+            cluster_id: ClusterId(0),
+            log_id: LogId(0),
+        }
+    }
+}
+
+/// What [`LogStore::open`] recovered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// The last saved hard state.
+    pub hard_state: HardState,
+    /// The first stored index (`last_index + 1` when the log is empty).
+    pub first_index: LogIndex,
+    /// The last stored index; every entry up to it is durable.
+    pub last_index: LogIndex,
+    /// Bytes of a torn tail (a write not covered by a completed fdatasync) cut off.
+    pub torn_tail_bytes: u64,
+    /// Segment files found.
+    pub segments: usize,
+}
+
+/// Counters of the log's write path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Batches written (each one write and one fdatasync).
+    pub batches: u64,
+    /// Entries written in those batches.
+    pub entries: u64,
+    /// fdatasyncs issued on the data path (one per batch, by construction).
+    pub data_syncs: u64,
+    /// Bytes handed to the disk in batch writes (including O_DIRECT block padding).
+    pub bytes_written: u64,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    tag: u64,
+    /// The last index the batch carries.
+    through: LogIndex,
+    /// The batch's writes not completed yet.
+    writes_pending: usize,
+    /// True when the batch needs a separate fdatasync after all its writes (a batch written in
+    /// several chunks); false when its single write carries the fdatasync.
+    sync_after_writes: bool,
+    /// True once that separate fdatasync was submitted.
+    sync_submitted: bool,
+    /// The first failure among the batch's ops (and whether it was the fdatasync).
+    error: Option<(std::io::Error, bool)>,
+    /// The segment's `end_offset` and record count before the batch, to withdraw it on ENOSPC.
+    prev_end_offset: u64,
+    prev_records: usize,
+}
+
+/// One log in one directory. See the module documentation.
+#[derive(Debug)]
+pub struct LogStore<D: Disk> {
+    disk: Rc<D>,
+    owner: OwnerId,
+    dir: PathBuf,
+    options: LogOptions,
+    segments: VecDeque<Segment>,
+    terms: TermRuns,
+    last_index: LogIndex,
+    written_index: LogIndex,
+    durable_index: LogIndex,
+    tail: VecDeque<Entry>,
+    tail_payload_bytes: usize,
+    /// Batch buffers not with the disk, reused so the write path does not allocate.
+    spare: Vec<IoBuf>,
+    /// In O_DIRECT mode, the bytes of the active segment's partial last block
+    /// (`end_offset % BLOCK_SIZE_BYTES` of them), which the next batch writes again.
+    tail_block: Vec<u8>,
+    /// `tail_block` before the batch in flight, to withdraw the batch on ENOSPC.
+    prev_tail_block: Vec<u8>,
+    in_flight: Option<InFlight>,
+    next_tag: u64,
+    hard: HardStateFile,
+    poison: Option<Poisoned>,
+    completions: Vec<Completion>,
+    stats: LogStats,
+}
+
+impl<D: Disk> LogStore<D> {
+    /// The first stored index (`last_index + 1` when the log is empty).
+    pub fn first_index(&self) -> LogIndex {
+        self.terms.prev_index().next()
+    }
+
+    /// The last index appended (durable or not).
+    pub fn last_index(&self) -> LogIndex {
+        self.last_index
+    }
+
+    /// Every entry up to this index is durable: acknowledge up to here, no further.
+    pub fn durable_index(&self) -> LogIndex {
+        self.durable_index
+    }
+
+    /// The term of `index`, for `first_index - 1 <= index <= last_index`; no disk I/O.
+    pub fn term(&self, index: LogIndex) -> Option<Term> {
+        self.terms.term(index)
+    }
+
+    /// The term of the last entry (of `first_index - 1` when the log is empty).
+    pub fn last_term(&self) -> Term {
+        self.terms.last_term()
+    }
+
+    /// The last saved hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.hard.state()
+    }
+
+    /// True while a batch is with the disk.
+    pub fn has_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// True when appended entries wait for a batch.
+    pub fn has_pending(&self) -> bool {
+        self.written_index < self.last_index
+    }
+
+    /// The poison, if an earlier failure poisoned the log.
+    pub fn poisoned(&self) -> Option<&Poisoned> {
+        self.poison.as_ref()
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Counters of the write path.
+    pub fn stats(&self) -> LogStats {
+        self.stats
+    }
+
+    /// Saves the hard state durably (write and fdatasync) before returning. Call it when the
+    /// term or vote changes, before sending any message that depends on them; the commit index
+    /// needs no durability for safety, so saving it on every commit is optional.
+    pub fn save_hard_state(&mut self, hs: HardState) -> Result<(), HardStateError> {
+        self.check_poison()?;
+        if let Err(e) = self.hard.save(&*self.disk, hs) {
+            self.set_poison(format!(
+                "saving the hard state to {}: {e}",
+                self.hard.path().display()
+            ));
+            return Err(HardStateError::Io(e));
+        }
+        Ok(())
+    }
+
+    /// Blocks until every appended entry is durable (submitting batches as needed) and returns
+    /// the durable index. For simple callers and tests; an event loop uses `submit` and
+    /// `process_completions` instead.
+    pub fn flush(&mut self) -> Result<LogIndex, FlushError> {
+        loop {
+            self.process_completions()?;
+            if self.durable_index == self.last_index {
+                return Ok(self.durable_index);
+            }
+            self.submit()?;
+            if self.in_flight.is_some() {
+                if let Err(e) = self.disk.wait(self.owner) {
+                    self.set_poison(format!("waiting for the disk: {e}"));
+                    return Err(FlushError::Completion(
+                        crate::storage::error::CompletionError::WriteFailed(e),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Blocks until the batch in flight (if any) completes, then takes its completion and
+    /// returns the durable index. For callers without an event loop; others wait on the disk's
+    /// eventfd and call `process_completions`.
+    pub fn wait(&mut self) -> Result<LogIndex, CompletionError> {
+        if self.in_flight.is_some() {
+            if let Err(e) = self.disk.wait(self.owner) {
+                self.set_poison(format!("waiting for the disk: {e}"));
+                return Err(CompletionError::WriteFailed(e));
+            }
+        }
+        self.process_completions()
+    }
+
+    /// Asserts the invariants of the module documentation (for tests and the simulator).
+    pub fn check_invariants(&self) {
+        assert!(self.first_index() <= self.durable_index.next(), "first <= durable + 1");
+        assert!(self.durable_index <= self.written_index, "durable <= written");
+        assert!(self.written_index <= self.last_index, "written <= last");
+        let tail_start = self.tail.front().map_or(self.last_index.next(), |e| e.index);
+        assert!(tail_start <= self.durable_index.next(), "tail holds every non-durable entry");
+        for (k, e) in self.tail.iter().enumerate() {
+            assert_eq!(e.index, tail_start.plus(k as u64), "tail is contiguous");
+            assert_eq!(self.terms.term(e.index), Some(e.term), "term runs match the tail");
+        }
+        assert_eq!(
+            tail_start.plus(self.tail.len() as u64),
+            self.last_index.next(),
+            "tail ends at last"
+        );
+        let mut next = self.first_index();
+        for (k, s) in self.segments.iter().enumerate() {
+            let active = k + 1 == self.segments.len();
+            assert!(s.first_index() <= next, "segments leave no gap");
+            assert_eq!(active, s.map.is_none(), "only the last segment is active");
+            assert_eq!(active, s.file.is_some(), "only the active segment has an open file");
+            if active || s.last_index() >= next {
+                next = s.last_index().next();
+            }
+        }
+        assert_eq!(next, self.written_index.next(), "segments hold every written entry");
+        if let (None, Some(active)) = (&self.in_flight, self.segments.back()) {
+            if self.options.direct_io {
+                assert_eq!(
+                    self.tail_block.len() as u64,
+                    active.end_offset % BLOCK_SIZE_BYTES as u64,
+                    "partial block held"
+                );
+            }
+        }
+    }
+
+    fn check_poison(&self) -> Result<(), Poisoned> {
+        match &self.poison {
+            Some(p) => Err(p.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn set_poison(&mut self, reason: String) {
+        tracing::error!(dir = %self.dir.display(), %reason, "log poisoned");
+        if self.poison.is_none() {
+            self.poison = Some(Poisoned(Arc::from(reason)));
+        }
+    }
+
+    fn alignment(&self) -> usize {
+        if self.options.direct_io {
+            BLOCK_SIZE_BYTES
+        } else {
+            1
+        }
+    }
+
+    /// The largest payload one entry may carry under these options.
+    pub fn payload_bytes_max(&self) -> usize {
+        let room =
+            self.options.segment_size_bytes as usize - SEGMENT_HEADER_BYTES - BLOCK_SIZE_BYTES;
+        room.min(crate::storage::format::PAYLOAD_BYTES_MAX)
+    }
+}
+
+impl<D: Disk> Drop for LogStore<D> {
+    fn drop(&mut self) {
+        // A batch in flight must finish before its buffer and file go away; its outcome no
+        // longer matters to anyone (recovery will find what is durable).
+        if self.in_flight.is_some() {
+            let _ = self.disk.wait(self.owner);
+        }
+        for s in &self.segments {
+            if let Some(f) = s.file {
+                self.disk.close(f);
+            }
+        }
+        self.hard.close(&*self.disk);
+        self.disk.unregister(self.owner);
+    }
+}

@@ -1,0 +1,298 @@
+//! Opening a log: recovery.
+//!
+//! Owns: the checks a log directory must pass before the store trusts it. It removes leftover
+//! temporary files (from a creation or truncation that crashed before its rename), checks every
+//! segment header and every record checksum, cuts a torn tail off the last segment, and
+//! rebuilds the in-memory index.
+//!
+//! The rules (docs/format.md, "Recovery"):
+//! 1. A sealed segment (any but the last) must hold every index up to the next segment's first
+//!    index minus one, all valid; bytes after that are ignored (a truncation leaves them).
+//! 2. In the last segment, the first invalid record ends the log *if* no valid record with a
+//!    later index follows it: that is a torn tail (a write not covered by a completed
+//!    fdatasync). Its bytes are zeroed and synced, and their count logged.
+//! 3. Anything else (a bad record with valid ones after it, a valid record out of sequence, a
+//!    gap between segments) is corruption: open fails, naming file, offset and index.
+
+use super::{LogOptions, LogStats, LogStore, Recovery};
+use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
+use crate::storage::error::{Corruption, OpenError};
+use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
+use crate::storage::format::{SEGMENT_HEADER_BYTES, SEGMENT_VERSION};
+use crate::storage::hard_state::{HardStateFile, LoadError};
+use crate::storage::segment::{find_record_after, nonzero_end, scan, Segment, Stop};
+use crate::storage::terms::TermRuns;
+use bytes::Bytes;
+use raftwal_wire::types::{LogIndex, Term};
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> OpenError {
+    let context = context.into();
+    move |source| OpenError::Io { context, source }
+}
+
+fn validate(options: &LogOptions) -> Result<(), OpenError> {
+    let size = options.segment_size_bytes;
+    if size % BLOCK_SIZE_BYTES as u64 != 0 {
+        return Err(OpenError::InvalidOptions("segment_size_bytes must be a multiple of 4096"));
+    }
+    if size < 4 * BLOCK_SIZE_BYTES as u64 || size > u64::from(u32::MAX) {
+        return Err(OpenError::InvalidOptions(
+            "segment_size_bytes must be between 16 KiB and 4 GiB",
+        ));
+    }
+    if options.batch_bytes_max == 0 {
+        return Err(OpenError::InvalidOptions("batch_bytes_max must be positive"));
+    }
+    Ok(())
+}
+
+fn corrupt(path: &Path, offset: usize, index: Option<LogIndex>, reason: String) -> OpenError {
+    OpenError::Corrupt(Corruption {
+        file: path.to_path_buf(),
+        offset: offset as u64,
+        index,
+        reason,
+    })
+}
+
+/// A segment found on disk, before its records are scanned.
+struct Found {
+    id: SegmentId,
+    path: PathBuf,
+    file: FileId,
+    header: SegmentHeader,
+    bytes: Bytes,
+}
+
+impl<D: Disk> LogStore<D> {
+    /// Opens (creating if needed) the log in `dir` on `disk`, recovering what is durable.
+    ///
+    /// Several logs may share one disk (one io_uring ring per shard thread): each store
+    /// registers as its own owner, so completions reach the right log.
+    pub fn open(
+        dir: &Path,
+        options: LogOptions,
+        disk: Rc<D>,
+    ) -> Result<(LogStore<D>, Recovery), OpenError> {
+        validate(&options)?;
+        disk.create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let mut names = disk.list_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
+        let tmp: Vec<String> = names.iter().filter(|n| n.ends_with(".tmp")).cloned().collect();
+        for name in &tmp {
+            disk.remove(&dir.join(name)).map_err(io_err(format!("removing leftover {name}")))?;
+        }
+        if !tmp.is_empty() {
+            disk.sync_dir(dir).map_err(io_err("syncing the directory"))?;
+            names.retain(|n| !n.ends_with(".tmp"));
+        }
+        let hard = HardStateFile::open(&*disk, dir, &names).map_err(|e| match e {
+            LoadError::Io(context, source) if source.kind() == io::ErrorKind::StorageFull => {
+                OpenError::NoSpace(context.to_owned())
+            }
+            LoadError::Io(context, source) => OpenError::Io { context: context.to_owned(), source },
+            LoadError::Corrupt(c) => OpenError::Corrupt(c),
+        })?;
+        let mut ids: Vec<SegmentId> =
+            names.iter().filter_map(|n| SegmentId::parse_file_name(n)).collect();
+        ids.sort();
+        let owner = disk.register();
+        let mut store = LogStore {
+            disk: disk.clone(),
+            owner,
+            dir: dir.to_path_buf(),
+            options,
+            segments: VecDeque::new(),
+            terms: TermRuns::new(LogIndex::ZERO, Term::ZERO),
+            last_index: LogIndex::ZERO,
+            written_index: LogIndex::ZERO,
+            durable_index: LogIndex::ZERO,
+            tail: VecDeque::new(),
+            tail_payload_bytes: 0,
+            spare: Vec::new(),
+            tail_block: Vec::with_capacity(BLOCK_SIZE_BYTES),
+            prev_tail_block: Vec::with_capacity(BLOCK_SIZE_BYTES),
+            in_flight: None,
+            next_tag: 0,
+            hard,
+            poison: None,
+            completions: Vec::new(),
+            stats: LogStats::default(),
+        };
+        let torn_tail_bytes = if ids.is_empty() {
+            store.create_segment(SegmentId(LogIndex(1)), Term::ZERO).map_err(|e| {
+                if e.kind() == io::ErrorKind::StorageFull {
+                    OpenError::NoSpace("creating the first segment".into())
+                } else {
+                    OpenError::Io { context: "creating the first segment".into(), source: e }
+                }
+            })?;
+            0
+        } else {
+            store.recover_segments(&ids)?
+        };
+        let recovery = Recovery {
+            hard_state: store.hard.state(),
+            first_index: store.first_index(),
+            last_index: store.last_index,
+            torn_tail_bytes,
+            segments: store.segments.len(),
+        };
+        Ok((store, recovery))
+    }
+
+    fn open_segment(&self, id: SegmentId, last: bool) -> Result<Found, OpenError> {
+        let path = self.dir.join(id.file_name());
+        let direct = last && self.options.direct_io;
+        let file = self
+            .disk
+            .open(&path, OpenOptions { create_new: false, direct })
+            .map_err(io_err(format!("opening {}", path.display())))?;
+        let found = self.load_segment(id, &path, file);
+        if found.is_err() {
+            self.disk.close(file);
+        }
+        found
+    }
+
+    fn load_segment(&self, id: SegmentId, path: &Path, file: FileId) -> Result<Found, OpenError> {
+        let size = self.disk.size(file).map_err(io_err(format!("sizing {}", path.display())))?;
+        let bytes =
+            self.disk.map(file, size).map_err(io_err(format!("mapping {}", path.display())))?;
+        let header = SegmentHeader::decode(&bytes)
+            .map_err(|reason| OpenError::BadSegment { file: path.to_path_buf(), reason })?;
+        let foreign = |reason: String| OpenError::Foreign { file: path.to_path_buf(), reason };
+        if header.first_index != id.0 {
+            return Err(foreign(format!(
+                "header says first index {}, name says {}",
+                header.first_index, id.0
+            )));
+        }
+        if header.cluster_id != self.options.cluster_id || header.log_id != self.options.log_id {
+            return Err(foreign(format!(
+                "cluster {} log {}, expected cluster {} log {}",
+                header.cluster_id, header.log_id, self.options.cluster_id, self.options.log_id
+            )));
+        }
+        debug_assert_eq!(SEGMENT_VERSION, 1);
+        Ok(Found { id, path: path.to_path_buf(), file, header, bytes })
+    }
+
+    /// Scans every segment; returns the bytes of torn tail cut off.
+    fn recover_segments(&mut self, ids: &[SegmentId]) -> Result<u64, OpenError> {
+        let mut torn = 0u64;
+        for (k, &id) in ids.iter().enumerate() {
+            let last = k + 1 == ids.len();
+            let found = self.open_segment(id, last)?;
+            let result = self.recover_one(&found, ids.get(k + 1).copied());
+            match result {
+                Ok(t) => torn = t,
+                Err(e) => {
+                    self.disk.close(found.file);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(torn)
+    }
+
+    fn recover_one(&mut self, found: &Found, next: Option<SegmentId>) -> Result<u64, OpenError> {
+        let first = found.id.0;
+        if self.segments.is_empty() {
+            self.terms = TermRuns::new(first.prev(), found.header.prev_term);
+            self.last_index = first.prev();
+        } else if first.prev() > self.last_index {
+            let reason = format!("gap: the previous segment ends at {}", self.last_index);
+            return Err(corrupt(&found.path, 0, Some(first), reason));
+        } else if self.terms.term(first.prev()) != Some(found.header.prev_term) {
+            let reason =
+                format!("header's previous term {} disagrees with the log", found.header.prev_term);
+            return Err(corrupt(&found.path, 0, Some(first.prev()), reason));
+        }
+        let limit = next.map(|n| n.0.prev());
+        let s = scan(&found.bytes, first, found.header.prev_term, limit);
+        let mut torn = 0u64;
+        match (&s.stop, next) {
+            (None, _) => {}
+            (Some(Stop::Inconsistent { offset, reason }), _) => {
+                let index = first.plus(s.offsets.len() as u64);
+                return Err(corrupt(&found.path, *offset, Some(index), reason.clone()));
+            }
+            (Some(Stop::Invalid { offset, error }), Some(_)) => {
+                let index = first.plus(s.offsets.len() as u64);
+                let reason = format!("{error} in a sealed segment");
+                return Err(corrupt(&found.path, *offset, Some(index), reason));
+            }
+            (Some(Stop::Invalid { offset, error }), None) => {
+                let last_good = first.plus(s.offsets.len() as u64).prev();
+                // Valid records after the bad one are fine only if they belong to the batch the
+                // bad record belongs to (a batch whose writes were not all persisted before the
+                // crash): a record of a later batch proves the bad one was synced before it.
+                let expected = last_good.next();
+                let mut from = *offset;
+                while let Some((at, header)) = find_record_after(&found.bytes, from, last_good) {
+                    if header.batch_first_index() > expected {
+                        let reason = format!(
+                            "{error}, followed by a valid record of index {} (of a later batch) at offset {at}",
+                            header.index
+                        );
+                        return Err(corrupt(&found.path, *offset, Some(expected), reason));
+                    }
+                    from = at;
+                }
+                let end = nonzero_end(&found.bytes, *offset);
+                if end > *offset {
+                    torn = (end - *offset) as u64;
+                    tracing::warn!(file = %found.path.display(), offset, bytes = torn, "cutting a torn tail");
+                    self.zero_range(found, *offset, end)?;
+                }
+            }
+        }
+        for (k, _) in s.offsets.iter().enumerate() {
+            let index = first.plus(k as u64);
+            let term = match s.term_changes.binary_search_by(|c| c.0.cmp(&index)) {
+                Ok(at) => s.term_changes[at].1,
+                Err(at) => s.term_changes[at - 1].1,
+            };
+            self.terms.push(index, term);
+        }
+        self.last_index = first.plus(s.offsets.len() as u64).prev();
+        self.written_index = self.last_index;
+        self.durable_index = self.last_index;
+        let end_offset = s.end_offset as u64;
+        let segment = Segment {
+            id: found.id,
+            file: next.is_none().then_some(found.file),
+            offsets: s.offsets,
+            end_offset,
+            map: next.is_some().then(|| found.bytes.slice(..s.end_offset)),
+        };
+        if next.is_some() {
+            self.disk.close(found.file);
+        } else if self.options.direct_io {
+            let partial = align_down(s.end_offset, BLOCK_SIZE_BYTES);
+            self.tail_block.clear();
+            self.tail_block.extend_from_slice(&found.bytes[partial..s.end_offset]);
+        }
+        self.segments.push_back(segment);
+        Ok(torn)
+    }
+
+    /// Zeroes `[from, to)` of a found segment on disk (keeping the valid bytes of the first
+    /// block) and syncs it, so that the cut tail can never be mistaken for records later.
+    fn zero_range(&self, found: &Found, from: usize, to: usize) -> Result<(), OpenError> {
+        let start = align_down(from, BLOCK_SIZE_BYTES).max(SEGMENT_HEADER_BYTES);
+        let end = align_up(to, BLOCK_SIZE_BYTES).min(found.bytes.len()).max(from);
+        let mut buf = IoBuf::with_capacity(end - start);
+        buf.resize_zeroed(align_up(end - start, BLOCK_SIZE_BYTES));
+        buf.as_mut_slice()[..from - start].copy_from_slice(&found.bytes[start..from]);
+        let context = format!("zeroing the torn tail of {}", found.path.display());
+        self.disk
+            .write_at(found.file, start as u64, buf.as_slice())
+            .map_err(io_err(context.clone()))?;
+        self.disk.sync(found.file).map_err(io_err(context))
+    }
+}

@@ -1,0 +1,151 @@
+//! Suffix truncation and prefix compaction of [`LogStore`].
+//!
+//! Owns: the order of file operations that keeps every crash point a valid log (docs/format.md,
+//! "Truncation" and "Compaction"):
+//! - `truncate_after(i)` prepares a new segment starting at `i + 1` under a temporary name
+//!   first (so running out of space changes nothing), removes the segments after `i + 1` from
+//!   the last one backwards with a directory fsync after each, then renames the new segment
+//!   into place and syncs the directory. A crash at any point leaves the old log or a prefix of
+//!   it that still holds `[first, i]`; the segment holding `i` keeps its later records on disk,
+//!   and recovery ignores them because the next segment starts at `i + 1`.
+//! - `compact_before(i)` removes whole sealed segments from the front, with a directory fsync
+//!   after each, so a crash leaves a suffix of the log, never a gap.
+
+use super::LogStore;
+use crate::storage::disk::Disk;
+use crate::storage::error::{CompactError, TruncateError};
+use crate::storage::format::SegmentId;
+use raftwal_wire::types::LogIndex;
+use std::io;
+
+impl<D: Disk> LogStore<D> {
+    /// Removes every entry after `index`, durably before returning (a batch in flight is waited
+    /// for first). A no-op when `index >= last_index`.
+    pub fn truncate_after(&mut self, index: LogIndex) -> Result<(), TruncateError> {
+        self.check_poison()?;
+        if index >= self.last_index {
+            return Ok(());
+        }
+        if index < self.terms.prev_index() {
+            return Err(TruncateError::Compacted { index, first_index: self.first_index() });
+        }
+        if index >= self.written_index {
+            // Only queued entries go: they never reached the disk.
+            self.drop_tail_after(index);
+            return Ok(());
+        }
+        self.wait_idle()?;
+        if index >= self.written_index {
+            // The batch in flight was withdrawn (no space): the cut entries are all queued.
+            self.drop_tail_after(index);
+            return Ok(());
+        }
+        let prev_term = self.terms.term(index).expect("index is inside the log");
+        let id = SegmentId(index.next());
+        let prepared = match self.prepare_segment(id, prev_term) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+                return Err(TruncateError::NoSpace(e))
+            }
+            Err(e) => return Err(self.truncate_failed("preparing the new last segment", e)),
+        };
+        // Remove whole segments after the new end, last first.
+        while self.segments.len() > 1
+            && self.segments.back().is_some_and(|s| s.first_index() > index.next())
+        {
+            let seg = self.segments.pop_back().expect("checked non-empty");
+            if let Some(f) = seg.file {
+                self.disk.close(f);
+            }
+            let path = seg.path(&self.dir);
+            let removed = self.disk.remove(&path).and_then(|()| self.disk.sync_dir(&self.dir));
+            if let Err(e) = removed {
+                self.disk.close(prepared.file);
+                return Err(self.truncate_failed("removing a truncated segment", e));
+            }
+        }
+        let back = self.segments.back_mut().expect("a log always has a segment");
+        if back.first_index() == index.next() {
+            // The new segment replaces this one (the rename below is atomic).
+            let seg = self.segments.pop_back().expect("checked non-empty");
+            if let Some(f) = seg.file {
+                self.disk.close(f);
+            }
+        } else {
+            let keep = (index.get() + 1 - back.first_index().get()) as usize;
+            if keep < back.offsets.len() {
+                back.end_offset = u64::from(back.offsets[keep]);
+                back.offsets.truncate(keep);
+            }
+            if back.file.is_some() {
+                if let Err(e) = self.seal_active() {
+                    self.disk.close(prepared.file);
+                    return Err(self.truncate_failed("sealing the segment before the cut", e));
+                }
+            }
+        }
+        if let Err(e) = self.install_segment(prepared) {
+            return Err(self.truncate_failed("installing the new last segment", e));
+        }
+        self.drop_tail_after(index);
+        self.written_index = index;
+        self.durable_index = index;
+        Ok(())
+    }
+
+    /// Removes whole sealed segments whose entries are all before `index`. Entries before
+    /// `index` that share a segment with later ones stay readable; `first_index` says where the
+    /// log now starts.
+    pub fn compact_before(&mut self, index: LogIndex) -> Result<(), CompactError> {
+        self.check_poison()?;
+        while self.segments.len() > 1 && self.segments[1].first_index() <= index {
+            let seg = self.segments.pop_front().expect("checked non-empty");
+            let next_first = self.segments[0].first_index();
+            self.terms.compact_before(next_first);
+            while self.tail.front().is_some_and(|e| e.index < next_first) {
+                let e = self.tail.pop_front().expect("checked non-empty");
+                self.tail_payload_bytes -= e.data.len();
+            }
+            let path = seg.path(&self.dir);
+            drop(seg);
+            if let Err(e) = self.disk.remove(&path).and_then(|()| self.disk.sync_dir(&self.dir)) {
+                self.set_poison(format!("removing compacted segment {}: {e}", path.display()));
+                return Err(CompactError::Io {
+                    context: format!("removing {}", path.display()),
+                    source: e,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_tail_after(&mut self, index: LogIndex) {
+        while self.tail.back().is_some_and(|e| e.index > index) {
+            let e = self.tail.pop_back().expect("checked non-empty");
+            self.tail_payload_bytes -= e.data.len();
+        }
+        self.terms.truncate_after(index);
+        self.last_index = index;
+    }
+
+    /// Waits for the batch in flight, if any, and takes its completion.
+    fn wait_idle(&mut self) -> Result<(), TruncateError> {
+        while self.in_flight.is_some() {
+            if let Err(e) = self.disk.wait(self.owner) {
+                return Err(self.truncate_failed("waiting for the batch in flight", e));
+            }
+            if let Err(e) = self.process_completions() {
+                return Err(TruncateError::Io {
+                    context: "completing the batch in flight".into(),
+                    source: io::Error::other(e.to_string()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn truncate_failed(&mut self, context: &str, e: io::Error) -> TruncateError {
+        self.set_poison(format!("truncation failed while {context}: {e}"));
+        TruncateError::Io { context: context.to_owned(), source: e }
+    }
+}

@@ -1,0 +1,408 @@
+//! The write path of [`LogStore`]: append, batch submission, completions, segment roll-over.
+//!
+//! Owns: turning queued entries into block-aligned batch buffers (one write per batch, or one
+//! per `write_chunk_bytes` chunk of a large batch, then one fdatasync), and the segment
+//! creation protocol (temporary file, preallocation, header, fdatasync, rename, directory
+//! fsync). It must not block on the disk except in segment creation, which happens once per
+//! `segment_size_bytes`.
+//!
+//! No allocation per entry: an append clones `Bytes` handles into the tail (`VecDeque` growth
+//! is amortized), the batch buffer is reused, and the per-segment offset table grows by
+//! doubling.
+
+use super::{InFlight, LogStore};
+use crate::storage::disk::{Completion, Disk, FileId, IoBuf, OpenOptions, WriteOp};
+use crate::storage::error::{AppendError, CompletionError, SubmitError};
+use crate::storage::format::SEGMENT_HEADER_BYTES;
+use crate::storage::format::{
+    align_down, align_up, encode_record, record_size_bytes, SegmentHeader, SegmentId,
+};
+use crate::storage::segment::Segment;
+use raftwal_wire::types::{Entry, LogIndex, Term};
+use std::io;
+use std::path::PathBuf;
+
+/// A segment file made and synced under its temporary name, not yet renamed into place.
+pub(super) struct Prepared {
+    id: SegmentId,
+    pub(super) file: FileId,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl<D: Disk> LogStore<D> {
+    /// Queues `entries` for the next batch. They must continue the log (`entries[0].index ==
+    /// last_index + 1`, consecutive, terms not decreasing). They are readable at once and become
+    /// durable after a later `submit` and `process_completions`. No disk I/O.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), AppendError> {
+        self.check_poison()?;
+        let max = self.payload_bytes_max();
+        let (mut prev, mut prev_term) = (self.last_index, self.terms.last_term());
+        for e in entries {
+            if e.index != prev.next() {
+                return Err(AppendError::NotContiguous { expected_prev: prev, got: e.index });
+            }
+            if e.term < prev_term {
+                return Err(AppendError::TermRegressed { index: e.index, term: e.term, prev_term });
+            }
+            if e.data.len() > max {
+                return Err(AppendError::EntryTooLarge {
+                    index: e.index,
+                    payload_bytes: e.data.len(),
+                    limit_bytes: max,
+                });
+            }
+            (prev, prev_term) = (e.index, e.term);
+        }
+        for e in entries {
+            self.terms.push(e.index, e.term);
+            self.tail_payload_bytes += e.data.len();
+            self.tail.push_back(e.clone());
+        }
+        self.last_index = prev;
+        Ok(())
+    }
+
+    /// Starts a batch with every queued entry (up to `batch_bytes_max`) if no batch is in
+    /// flight: its records are written (in one write, or in `write_chunk_bytes` chunks handed to
+    /// the disk as they are encoded) and then made durable by one fdatasync. Returns whether a
+    /// batch was started. Never blocks, except to create the next segment when the active one
+    /// is full.
+    pub fn submit(&mut self) -> Result<bool, SubmitError> {
+        self.check_poison()?;
+        if self.in_flight.is_some() || self.written_index == self.last_index {
+            return Ok(false);
+        }
+        let seg_size = self.options.segment_size_bytes;
+        let tail_start = self.tail.front().map_or(self.last_index.next(), |e| e.index);
+        let first_pos = self.written_index.next().distance_from(tail_start) as usize;
+        let first_size = record_size_bytes(self.tail[first_pos].data.len()) as u64;
+        let active_end =
+            self.segments.back().expect("a log always has an active segment").end_offset;
+        if active_end + first_size > seg_size {
+            self.roll_over()?;
+        }
+        let align = self.alignment();
+        let (batch_bytes_max, chunk_bytes) =
+            (self.options.batch_bytes_max, self.options.write_chunk_bytes);
+        let active = self.segments.back_mut().expect("a log always has an active segment");
+        let file = active.file.expect("the active segment has an open file");
+        let (mut bytes, mut count, mut end) = (0usize, 0usize, active.end_offset);
+        for e in self.tail.range(first_pos..) {
+            let size = record_size_bytes(e.data.len());
+            if end + size as u64 > seg_size || (count > 0 && bytes + size > batch_bytes_max) {
+                break;
+            }
+            (bytes, count, end) = (bytes + size, count + 1, end + size as u64);
+        }
+        assert!(count > 0, "the first entry fits a fresh segment (checked at append)");
+        let (prev_end_offset, prev_records) = (active.end_offset, active.offsets.len());
+        std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+        self.tail_block.clear();
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let single = bytes <= chunk_bytes;
+        let mut flight = InFlight {
+            tag,
+            through: self.written_index.plus(count as u64),
+            writes_pending: 0,
+            sync_after_writes: !single,
+            sync_submitted: false,
+            error: None,
+            prev_end_offset,
+            prev_records,
+        };
+        let mut next = first_pos;
+        let batch_end = first_pos + count;
+        let batch_first = self.written_index.next();
+        let mut first_chunk = true;
+        while next < batch_end {
+            // One chunk: the carried partial block, then records up to the chunk size.
+            let mut buf = self.spare.pop().unwrap_or_default();
+            let prefix_len =
+                if first_chunk { self.prev_tail_block.len() } else { self.tail_block.len() };
+            let mut chunk_records = 0usize;
+            for e in self.tail.range(next..batch_end) {
+                let size = record_size_bytes(e.data.len());
+                if chunk_records > 0 && chunk_records + size > chunk_bytes {
+                    break;
+                }
+                chunk_records += size;
+            }
+            let records_end = prefix_len + chunk_records;
+            buf.reserve(records_end + align);
+            buf.set_len(records_end);
+            let prefix = if first_chunk { &self.prev_tail_block } else { &self.tail_block };
+            buf.as_mut_slice()[..prefix_len].copy_from_slice(prefix);
+            first_chunk = false;
+            let active = self.segments.back_mut().expect("a log always has an active segment");
+            let write_offset = active.end_offset - prefix_len as u64;
+            let mut pos = prefix_len;
+            while pos < records_end {
+                let e = &self.tail[next];
+                let size = record_size_bytes(e.data.len());
+                let batch_offset = u32::try_from(e.index.get() - batch_first.get())
+                    .expect("a batch holds fewer than 2^32 entries");
+                encode_record(
+                    &mut buf.as_mut_slice()[pos..pos + size],
+                    e.index,
+                    e.term,
+                    e.kind,
+                    batch_offset,
+                    &e.data,
+                );
+                let offset = u32::try_from(active.end_offset)
+                    .expect("segments are at most 4 GiB (checked at open)");
+                active.offsets.push(offset);
+                active.end_offset += size as u64;
+                pos += size;
+                next += 1;
+            }
+            // A chunk that is not the batch's last ends at a block boundary: its partial last
+            // block goes to the next chunk, so two writes in flight never share a block.
+            let last_chunk = next == batch_end;
+            let carry_from = align_down(records_end, align);
+            let write_len = if last_chunk { align_up(records_end, align) } else { carry_from };
+            self.tail_block.clear();
+            self.tail_block.extend_from_slice(&buf.as_slice()[carry_from..records_end]);
+            buf.resize_zeroed(write_len);
+            if write_len == 0 {
+                self.spare.push(buf);
+                continue;
+            }
+            let sync = single && last_chunk;
+            self.stats.bytes_written += write_len as u64;
+            let op = WriteOp { file, offset: write_offset, buf, sync, tag };
+            if let Err(rejected) = self.disk.submit(self.owner, op) {
+                self.spare.push(rejected.op.buf);
+                let error = rejected.error;
+                self.set_poison(format!("the disk refused a batch write: {error}"));
+                if flight.writes_pending == 0 {
+                    let active =
+                        self.segments.back_mut().expect("a log always has an active segment");
+                    active.offsets.truncate(prev_records);
+                    active.end_offset = prev_end_offset;
+                    std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+                    return Err(SubmitError::Io {
+                        context: "submitting a batch".into(),
+                        source: error,
+                    });
+                }
+                // Chunks already handed over must complete before anything else happens; the
+                // poison stops every later write, and their completions are reaped as usual.
+                flight.error = Some((error, false));
+                break;
+            }
+            flight.writes_pending += 1;
+        }
+        self.written_index = flight.through;
+        self.stats.batches += 1;
+        self.stats.entries += count as u64;
+        self.stats.data_syncs += 1;
+        self.in_flight = Some(flight);
+        Ok(true)
+    }
+
+    /// Takes finished ops, if any, and returns the durable index. Call it when the disk's
+    /// eventfd fires (or after `Disk::wait`). Never blocks on the device, except that in
+    /// `FsyncMode::Thread` the fdatasync of a batch written in chunks runs here.
+    pub fn process_completions(&mut self) -> Result<LogIndex, CompletionError> {
+        let mut result = Ok(self.durable_index);
+        while self.in_flight.is_some() {
+            let mut completions = std::mem::take(&mut self.completions);
+            self.disk.reap(self.owner, &mut completions);
+            if completions.is_empty() {
+                self.completions = completions;
+                break;
+            }
+            for c in completions.drain(..) {
+                if let Err(e) = self.complete(c) {
+                    result = Err(e);
+                }
+            }
+            self.completions = completions;
+        }
+        result.map(|_| self.durable_index)
+    }
+
+    fn complete(&mut self, c: Completion) -> Result<(), CompletionError> {
+        let flight =
+            self.in_flight.as_mut().expect("a completion arrives only for the batch in flight");
+        assert_eq!(flight.tag, c.tag, "one batch in flight at a time");
+        let is_sync_op = flight.sync_submitted;
+        if !is_sync_op {
+            flight.writes_pending -= 1;
+        }
+        if let Err(e) = c.result {
+            if flight.error.is_none() {
+                flight.error = Some((e, c.sync_failed || is_sync_op));
+            }
+        }
+        // The sync-only op carries an empty buffer that owns no memory: keep only real ones, so
+        // the next batch reuses an allocation instead of faulting in a fresh one.
+        if c.buf.capacity() > 0 {
+            self.spare.push(c.buf);
+        }
+        if flight.writes_pending > 0 {
+            return Ok(());
+        }
+        if flight.error.is_none() && flight.sync_after_writes && !flight.sync_submitted {
+            // Every chunk is written: one fdatasync makes the batch durable.
+            flight.sync_submitted = true;
+            let file = self
+                .segments
+                .back()
+                .and_then(|s| s.file)
+                .expect("the active segment has an open file");
+            // An empty buffer: the op is the fdatasync alone (`Vec::new` does not allocate).
+            let op =
+                WriteOp { file, offset: 0, buf: IoBuf::default(), sync: true, tag: flight.tag };
+            match self.disk.submit(self.owner, op) {
+                Ok(()) => return Ok(()),
+                Err(rejected) => flight.error = Some((rejected.error, true)),
+            }
+        }
+        let flight = self.in_flight.take().expect("checked above");
+        match flight.error {
+            None => {
+                self.durable_index = flight.through;
+                self.trim_tail();
+                Ok(())
+            }
+            Some((e, false)) if e.kind() == io::ErrorKind::StorageFull && self.poison.is_none() => {
+                let active = self.segments.back_mut().expect("a log always has an active segment");
+                active.offsets.truncate(flight.prev_records);
+                active.end_offset = flight.prev_end_offset;
+                self.written_index = self.durable_index;
+                std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+                Err(CompletionError::NoSpace(e))
+            }
+            Some((e, sync_failed)) => {
+                let what = if sync_failed { "fdatasync" } else { "write" };
+                self.set_poison(format!(
+                    "batch {what} through index {} failed: {e}",
+                    flight.through
+                ));
+                Err(if sync_failed {
+                    CompletionError::SyncFailed(e)
+                } else {
+                    CompletionError::WriteFailed(e)
+                })
+            }
+        }
+    }
+
+    /// Drops durable entries from the front of the tail while it holds more than the cache
+    /// budget.
+    pub(super) fn trim_tail(&mut self) {
+        while self.tail_payload_bytes > self.options.tail_cache_bytes_max {
+            match self.tail.front() {
+                Some(e) if e.index <= self.durable_index => {
+                    self.tail_payload_bytes -= e.data.len();
+                    self.tail.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Seals the full active segment and starts the next one. Nothing is in flight.
+    fn roll_over(&mut self) -> Result<(), SubmitError> {
+        assert!(self.in_flight.is_none(), "roll-over waits for the batch in flight");
+        let next = SegmentId(self.written_index.next());
+        let prev_term =
+            self.terms.term(self.written_index).expect("the written index is in the log");
+        let prepared = match self.prepare_segment(next, prev_term) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+                return Err(SubmitError::NoSpace(e))
+            }
+            Err(e) => {
+                self.set_poison(format!("creating segment {next}: {e}"));
+                return Err(SubmitError::Io {
+                    context: format!("creating segment {next}"),
+                    source: e,
+                });
+            }
+        };
+        let sealed = self.seal_active().and_then(|()| self.install_segment(prepared));
+        if let Err(e) = sealed {
+            self.set_poison(format!("rolling over to segment {next}: {e}"));
+            return Err(SubmitError::Io {
+                context: format!("rolling over to segment {next}"),
+                source: e,
+            });
+        }
+        Ok(())
+    }
+
+    /// Maps the active segment read-only and closes its file: it is never written again.
+    pub(super) fn seal_active(&mut self) -> io::Result<()> {
+        let active = self.segments.back_mut().expect("a log always has an active segment");
+        let file = active.file.expect("the active segment has an open file");
+        active.map = Some(self.disk.map(file, active.end_offset)?);
+        active.file = None;
+        self.disk.close(file);
+        Ok(())
+    }
+
+    /// Creates a segment under a temporary name: preallocated, header written and synced.
+    pub(super) fn prepare_segment(
+        &mut self,
+        id: SegmentId,
+        prev_term: Term,
+    ) -> io::Result<Prepared> {
+        let path = self.dir.join(id.file_name());
+        let tmp = self.dir.join(format!("{}.tmp", id.file_name()));
+        let file = self
+            .disk
+            .open(&tmp, OpenOptions { create_new: true, direct: self.options.direct_io })?;
+        let header = SegmentHeader {
+            first_index: id.0,
+            prev_term,
+            cluster_id: self.options.cluster_id,
+            log_id: self.options.log_id,
+        };
+        let mut block = IoBuf::with_capacity(SEGMENT_HEADER_BYTES);
+        block.resize_zeroed(SEGMENT_HEADER_BYTES);
+        header.encode(block.as_mut_slice());
+        let made = self
+            .disk
+            .allocate(file, self.options.segment_size_bytes)
+            .and_then(|()| self.disk.write_at(file, 0, block.as_slice()))
+            .and_then(|()| self.disk.sync(file));
+        if let Err(e) = made {
+            self.disk.close(file);
+            // The leftover temporary file is removed here if possible, and by the next open
+            // otherwise.
+            let _ = self.disk.remove(&tmp);
+            return Err(e);
+        }
+        Ok(Prepared { id, file, tmp, path })
+    }
+
+    /// Renames a prepared segment into place, syncs the directory and makes it the active one.
+    pub(super) fn install_segment(&mut self, p: Prepared) -> io::Result<()> {
+        let installed =
+            self.disk.rename(&p.tmp, &p.path).and_then(|()| self.disk.sync_dir(&self.dir));
+        if let Err(e) = installed {
+            self.disk.close(p.file);
+            return Err(e);
+        }
+        self.segments.push_back(Segment {
+            id: p.id,
+            file: Some(p.file),
+            offsets: Vec::new(),
+            end_offset: SEGMENT_HEADER_BYTES as u64,
+            map: None,
+        });
+        self.tail_block.clear();
+        Ok(())
+    }
+
+    /// Creates and installs a segment (used for the first segment of a new log).
+    pub(super) fn create_segment(&mut self, id: SegmentId, prev_term: Term) -> io::Result<()> {
+        let prepared = self.prepare_segment(id, prev_term)?;
+        self.install_segment(prepared)
+    }
+}

@@ -1,0 +1,51 @@
+//! Helpers shared by the storage tests: deterministic entries and small-segment options.
+#![allow(dead_code, unreachable_pub)]
+
+use bytes::Bytes;
+use raftwal::storage::LogOptions;
+use raftwal_wire::types::{ClusterId, Entry, EntryKind, LogId, LogIndex, Term};
+
+/// A payload that depends only on (index, term), so any stored copy can be checked.
+pub fn payload(index: u64, term: u64) -> Bytes {
+    let len = ((index * 7919 + term * 104_729) % 700) as usize;
+    let mut v = Vec::with_capacity(len);
+    let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ term;
+    for _ in 0..len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(x as u8);
+    }
+    Bytes::from(v)
+}
+
+/// The entry (index, term) with its deterministic payload.
+pub fn entry(index: u64, term: u64) -> Entry {
+    let kind = if index % 11 == 0 { EntryKind::Noop } else { EntryKind::Normal };
+    let data = if kind == EntryKind::Noop { Bytes::new() } else { payload(index, term) };
+    Entry { index: LogIndex(index), term: Term(term), kind, data }
+}
+
+/// Entries `from..from+count` of `term`.
+pub fn entries(from: u64, count: u64, term: u64) -> Vec<Entry> {
+    (from..from + count).map(|i| entry(i, term)).collect()
+}
+
+/// Options with small segments so that tests cross many segment boundaries.
+pub fn small_options(direct_io: bool) -> LogOptions {
+    LogOptions {
+        segment_size_bytes: 16 * 1024,
+        direct_io,
+        batch_bytes_max: 6 * 1024,
+        tail_cache_bytes_max: 2 * 1024,
+        // Batches above 2 KiB go out in several chunk writes and one fdatasync.
+        write_chunk_bytes: 2 * 1024,
+        cluster_id: ClusterId(7),
+        log_id: LogId(3),
+    }
+}
+
+/// Checks that `e` is exactly the deterministic entry for its (index, term).
+pub fn assert_genuine(e: &Entry) {
+    assert_eq!(*e, entry(e.index.get(), e.term.get()), "entry {:?} has foreign bytes", e.index);
+}

@@ -1,0 +1,162 @@
+//! Crash test on the simulated disk: a workload of appends, batches, segment roll-overs, hard
+//! state saves, a truncation and a compaction is crashed at every write and sync point, with and
+//! without a torn last write. After reopening, the log must be a genuine log (every entry one that
+//! was written at its index), must hold every entry that was reported durable (unless a
+//! truncation or compaction asking to drop it was under way), and the hard state must be the last
+//! acknowledged one or the one being saved.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
+
+mod storage_common;
+
+use raftwal::storage::{LogStore, SimDisk, SimFaults, Tear};
+use raftwal_wire::types::{HardState, LogIndex, NodeId, Term};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::rc::Rc;
+use storage_common::{assert_genuine, entries, small_options};
+
+/// What the workload did and what the log acknowledged.
+#[derive(Default)]
+struct Record {
+    /// Every term ever written at each index.
+    versions: BTreeMap<u64, BTreeSet<u64>>,
+    /// The current log (index -> term), as the caller sees it.
+    current: BTreeMap<u64, u64>,
+    /// Entries up to here were reported durable (and not truncated since).
+    durable: u64,
+    /// A truncation under way: entries after it may be gone.
+    truncating: Option<u64>,
+    /// The highest index a compaction was asked for.
+    compact_requested: u64,
+    /// Every hard state the workload tried to save, in order.
+    hard_states: Vec<HardState>,
+    /// How many of them were acknowledged.
+    hard_states_acked: usize,
+}
+
+const DIR: &str = "/logs/crash";
+
+fn workload(log: &mut LogStore<SimDisk>, rec: &mut Record) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut term = 1;
+    let save = |log: &mut LogStore<SimDisk>, rec: &mut Record, term: u64, commit: u64| {
+        let hs =
+            HardState { term: Term(term), vote: Some(NodeId(term % 3)), commit: LogIndex(commit) };
+        rec.hard_states.push(hs);
+        log.save_hard_state(hs).map_err(|x| e(&x))?;
+        rec.hard_states_acked = rec.hard_states.len();
+        Ok::<(), String>(())
+    };
+    save(log, rec, term, 0)?;
+    for round in 0..40u64 {
+        let next = log.last_index().get() + 1;
+        let new = entries(next, round % 7 + 1, term);
+        for x in &new {
+            rec.versions.entry(x.index.get()).or_default().insert(term);
+            rec.current.insert(x.index.get(), term);
+        }
+        log.append(&new).map_err(|x| e(&x))?;
+        if round % 3 != 2 {
+            // Leave some rounds' entries queued so that batches coalesce several appends.
+            log.submit().map_err(|x| e(&x))?;
+            rec.durable = log.process_completions().map_err(|x| e(&x))?.get();
+        }
+        if round == 12 || round == 29 {
+            let to = log.last_index().get() - 9;
+            rec.truncating = Some(to);
+            log.truncate_after(LogIndex(to)).map_err(|x| e(&x))?;
+            rec.current.retain(|&i, _| i <= to);
+            rec.durable = rec.durable.min(to);
+            rec.truncating = None;
+            term += 1;
+            save(log, rec, term, rec.durable)?;
+        }
+        if round == 21 {
+            rec.compact_requested = log.durable_index().get() / 2;
+            log.compact_before(LogIndex(rec.compact_requested)).map_err(|x| e(&x))?;
+        }
+    }
+    rec.durable = log.flush().map_err(|x| e(&x))?.get();
+    Ok(())
+}
+
+fn check_recovered(log: &LogStore<SimDisk>, rec: &Record, what: &str) {
+    log.check_invariants();
+    let (first, last) = (log.first_index().get(), log.last_index().get());
+    assert!(first <= rec.compact_requested.max(1), "{what}: compacted past the request ({first})");
+    let mut required = rec.durable;
+    if let Some(to) = rec.truncating {
+        required = required.min(to);
+    }
+    assert!(last >= required, "{what}: durable entries lost: last {last} < {required}");
+    let mut next = first;
+    while next <= last {
+        let got = log
+            .read(LogIndex(next), 1 << 20)
+            .unwrap_or_else(|e| panic!("{what}: read {next}: {e}"));
+        for x in &got {
+            assert_genuine(x);
+            let i = x.index.get();
+            let t = x.term.get();
+            assert!(
+                rec.versions.get(&i).is_some_and(|v| v.contains(&t)),
+                "{what}: {i} has unwritten term {t}"
+            );
+            if i <= required {
+                assert_eq!(rec.current.get(&i), Some(&t), "{what}: durable entry {i} changed");
+            }
+        }
+        next += got.len() as u64;
+    }
+    let hs = log.hard_state();
+    if rec.hard_states_acked > 0 {
+        let at = rec.hard_states.iter().rposition(|h| *h == hs);
+        assert!(
+            at.is_some_and(|at| at + 1 >= rec.hard_states_acked),
+            "{what}: hard state {hs:?} is not the last acknowledged one"
+        );
+    }
+}
+
+fn crash_everywhere(direct_io: bool) {
+    let dir = Path::new(DIR);
+    let options = small_options(direct_io);
+    let clean = Rc::new(SimDisk::new());
+    let (mut log, _) = LogStore::open(dir, options, clean.clone()).expect("open");
+    let mut rec = Record::default();
+    workload(&mut log, &mut rec).expect("the workload succeeds without faults");
+    let points = clean.stats().points;
+    assert!(points > 80, "the workload should cross many write and sync points ({points})");
+    let mut crashed_runs = 0;
+    for point in 0..points {
+        for tear in [Tear::None, Tear::LastWrite { seed: point * 31 + 7 }] {
+            let what = format!("crash at point {point} of {points} ({tear:?}, direct={direct_io})");
+            let disk = Rc::new(SimDisk::new());
+            disk.set_faults(SimFaults { crash_at_point: Some(point), ..SimFaults::default() });
+            let mut rec = Record::default();
+            if let Ok((mut log, _)) = LogStore::open(dir, options, disk.clone()) {
+                let outcome = workload(&mut log, &mut rec);
+                assert!(outcome.is_err(), "{what}: the workload ran past the crash");
+                disk.crash(tear);
+                drop(log);
+            } else {
+                disk.crash(tear);
+            }
+            crashed_runs += 1;
+            let (log, _) = LogStore::open(dir, options, disk.clone())
+                .unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            check_recovered(&log, &rec, &what);
+        }
+    }
+    assert_eq!(crashed_runs, 2 * points);
+}
+
+#[test]
+fn crash_at_every_point_direct_io() {
+    crash_everywhere(true);
+}
+
+#[test]
+fn crash_at_every_point_buffered() {
+    crash_everywhere(false);
+}

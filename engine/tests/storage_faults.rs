@@ -1,0 +1,229 @@
+//! Fault tests on the simulated disk: a failed fdatasync poisons the log (every later write
+//! fails, the fdatasync is never retried); running out of space is a clear error that leaves
+//! durable entries intact; truncation with a batch in flight; one fdatasync per batch.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
+
+mod storage_common;
+
+use raftwal::storage::{
+    AppendError, CompletionError, FlushError, HardStateError, LogStore, SimDisk, SimFaults,
+    SubmitError, Tear, TruncateError,
+};
+use raftwal_wire::types::{HardState, LogIndex, Term};
+use std::path::Path;
+use std::rc::Rc;
+use storage_common::{assert_genuine, entries, small_options};
+
+const DIR: &str = "/logs/f";
+
+fn open(disk: &Rc<SimDisk>) -> LogStore<SimDisk> {
+    LogStore::open(Path::new(DIR), small_options(true), disk.clone()).unwrap().0
+}
+
+fn read_all(log: &LogStore<SimDisk>) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut next = log.first_index();
+    while next <= log.last_index() {
+        let got = log.read(next, 1 << 20).unwrap();
+        for e in &got {
+            assert_genuine(e);
+            out.push(e.index.get());
+        }
+        next = next.plus(got.len() as u64);
+    }
+    out
+}
+
+#[test]
+fn failed_fsync_poisons_the_log_and_is_not_retried() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    log.append(&entries(1, 10, 1)).unwrap();
+    assert_eq!(log.flush().unwrap(), LogIndex(10));
+    log.append(&entries(11, 5, 1)).unwrap();
+    disk.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
+    assert!(log.submit().unwrap());
+    match log.process_completions() {
+        Err(CompletionError::SyncFailed(_)) => {}
+        other => panic!("expected a failed fdatasync, got {other:?}"),
+    }
+    let syncs_before = disk.stats().file_syncs;
+    assert_eq!(log.durable_index(), LogIndex(10), "nothing after the failed batch is durable");
+    assert!(log.poisoned().is_some());
+    assert!(matches!(log.append(&entries(16, 1, 1)), Err(AppendError::Poisoned(_))));
+    assert!(matches!(log.submit(), Err(SubmitError::Poisoned(_))));
+    assert!(matches!(log.flush(), Err(FlushError::Submit(SubmitError::Poisoned(_)))));
+    assert!(matches!(log.truncate_after(LogIndex(5)), Err(TruncateError::Poisoned(_))));
+    assert!(matches!(log.save_hard_state(HardState::default()), Err(HardStateError::Poisoned(_))));
+    assert_eq!(disk.stats().file_syncs, syncs_before, "the failed fdatasync was retried");
+    // Reads of what is stored still work.
+    assert_eq!(log.read(LogIndex(1), 1 << 20).unwrap().len(), 15);
+    // After a restart, exactly the durable entries are there.
+    disk.crash(Tear::None);
+    drop(log);
+    let log = open(&disk);
+    assert_eq!(read_all(&log), (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn failed_hard_state_fsync_poisons() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    disk.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
+    let hs = HardState { term: Term(4), vote: None, commit: LogIndex(0) };
+    assert!(matches!(log.save_hard_state(hs), Err(HardStateError::Io(_))));
+    assert!(matches!(log.append(&entries(1, 1, 1)), Err(AppendError::Poisoned(_))));
+}
+
+#[test]
+fn out_of_space_is_a_clear_error_and_keeps_durable_entries() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    // Room for the hard state, the first segment and nothing more.
+    let used: usize = disk
+        .file_names(Path::new(DIR))
+        .iter()
+        .map(|n| disk.file_bytes(&Path::new(DIR).join(n)).unwrap().len())
+        .sum();
+    disk.set_faults(SimFaults { capacity_bytes: Some(used as u64 + 1000), ..SimFaults::default() });
+    let mut next = 1;
+    let err = loop {
+        log.append(&entries(next, 4, 1)).unwrap();
+        next += 4;
+        match log.flush() {
+            Ok(_) => assert!(next < 1000, "the disk never filled up"),
+            Err(e) => break e,
+        }
+    };
+    match &err {
+        FlushError::Submit(SubmitError::NoSpace(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::StorageFull)
+        }
+        other => panic!("expected no space, got {other}"),
+    }
+    assert!(err.to_string().contains("no space"), "unclear message: {err}");
+    assert!(log.poisoned().is_none(), "running out of space does not poison the log");
+    let durable = log.durable_index();
+    assert!(durable.get() > 0 && durable < log.last_index());
+    // Still readable, including the queued entries.
+    assert_eq!(read_all(&log).len() as u64, log.last_index().get());
+    // Space comes back (an operator freed some): the queued entries go out.
+    disk.set_faults(SimFaults::default());
+    assert_eq!(log.flush().unwrap(), log.last_index());
+    let last = log.last_index();
+    disk.crash(Tear::None);
+    drop(log);
+    let log = open(&disk);
+    assert_eq!(log.last_index(), last);
+    assert_eq!(read_all(&log).len() as u64, last.get());
+}
+
+#[test]
+fn out_of_space_then_restart_keeps_every_durable_entry() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    let used: usize = disk
+        .file_names(Path::new(DIR))
+        .iter()
+        .map(|n| disk.file_bytes(&Path::new(DIR).join(n)).unwrap().len())
+        .sum();
+    disk.set_faults(SimFaults {
+        capacity_bytes: Some(used as u64 + 20_000),
+        ..SimFaults::default()
+    });
+    let mut next = 1;
+    while log.flush().is_ok() {
+        log.append(&entries(next, 3, 1)).unwrap();
+        next += 3;
+    }
+    let durable = log.durable_index();
+    disk.crash(Tear::None);
+    drop(log);
+    let log = open(&disk);
+    assert_eq!(log.last_index(), durable);
+    assert_eq!(read_all(&log), (1..=durable.get()).collect::<Vec<_>>());
+}
+
+#[test]
+fn truncation_waits_for_the_batch_in_flight() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    log.append(&entries(1, 20, 1)).unwrap();
+    log.flush().unwrap();
+    disk.set_manual(true);
+    log.append(&entries(21, 10, 1)).unwrap();
+    assert!(log.submit().unwrap());
+    assert!(log.has_in_flight());
+    log.append(&entries(31, 5, 1)).unwrap();
+    // Cut into the batch in flight: it must land first, then be cut durably.
+    log.truncate_after(LogIndex(25)).unwrap();
+    assert!(!log.has_in_flight());
+    assert_eq!(log.last_index(), LogIndex(25));
+    assert_eq!(log.durable_index(), LogIndex(25));
+    log.check_invariants();
+    log.append(&entries(26, 3, 2)).unwrap();
+    disk.set_manual(false);
+    log.flush().unwrap();
+    disk.crash(Tear::None);
+    drop(log);
+    let log = open(&disk);
+    assert_eq!(read_all(&log), (1..=28).collect::<Vec<_>>());
+    assert_eq!(log.term(LogIndex(25)), Some(Term(1)));
+    assert_eq!(log.term(LogIndex(26)), Some(Term(2)));
+}
+
+#[test]
+fn truncating_only_queued_entries_needs_no_disk_io() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    log.append(&entries(1, 5, 1)).unwrap();
+    log.flush().unwrap();
+    log.append(&entries(6, 5, 1)).unwrap();
+    let points = disk.stats().points;
+    log.truncate_after(LogIndex(7)).unwrap();
+    assert_eq!(disk.stats().points, points);
+    assert_eq!(log.flush().unwrap(), LogIndex(7));
+}
+
+/// Group commit: appends that arrive while a batch is in flight coalesce into the next batch,
+/// and each batch costs exactly one fdatasync (segment creation, once per segment, aside).
+#[test]
+fn one_fdatasync_per_batch_and_appends_coalesce() {
+    let disk = Rc::new(SimDisk::new());
+    let options =
+        raftwal::storage::LogOptions { segment_size_bytes: 1 << 20, ..small_options(true) };
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    disk.set_manual(true);
+    let syncs_before = disk.stats().file_syncs;
+    let batches_before = log.stats().batches;
+    let mut next = 1;
+    for _ in 0..50 {
+        // Three appends arrive while the previous batch is in flight...
+        for _ in 0..3 {
+            log.append(&entries(next, 2, 1)).unwrap();
+            next += 2;
+            let started = log.submit().unwrap();
+            assert!(
+                !started || log.stats().batches == batches_before + 1,
+                "a batch started while one was in flight"
+            );
+        }
+        // ...the disk finishes the batch (its chunk writes, then its fdatasync); the next
+        // submit takes all queued appends at once.
+        while log.has_in_flight() {
+            disk.run_pending(usize::MAX);
+            log.process_completions().unwrap();
+        }
+        assert!(log.submit().unwrap());
+    }
+    while log.has_in_flight() {
+        disk.run_pending(usize::MAX);
+        log.process_completions().unwrap();
+    }
+    let batches = log.stats().batches - batches_before;
+    let syncs = disk.stats().file_syncs - syncs_before;
+    assert_eq!(syncs, batches, "fdatasyncs per batch");
+    assert!(disk.stats().writes > batches, "batches above the chunk size go out in several writes");
+    assert_eq!(batches, 51, "three appends per round coalesced into one batch");
+    assert_eq!(log.durable_index().get(), next - 1);
+}

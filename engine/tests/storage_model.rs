@@ -1,0 +1,174 @@
+//! Property test: random append / submit / complete / truncate / compact / reopen sequences on
+//! the simulated disk agree with an in-memory model of the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
+
+mod storage_common;
+
+use proptest::prelude::*;
+use raftwal::storage::{LogStore, SimDisk, Tear};
+use raftwal_wire::types::{Entry, HardState, LogIndex, NodeId, Term};
+use std::path::Path;
+use std::rc::Rc;
+use storage_common::{entries, small_options};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append { count: u64, term_bump: bool },
+    Submit,
+    Complete,
+    Flush,
+    Truncate { back: u64 },
+    Compact { fraction: u8 },
+    SaveHardState { term: u64, vote: Option<u64> },
+    Reopen { complete_first: bool, tear: Option<u64> },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u64..12, any::<bool>()).prop_map(|(count, b)| Op::Append { count, term_bump: b && count % 3 == 0 }),
+        3 => Just(Op::Submit),
+        3 => Just(Op::Complete),
+        2 => Just(Op::Flush),
+        2 => (0u64..40).prop_map(|back| Op::Truncate { back }),
+        1 => (0u8..=100).prop_map(|fraction| Op::Compact { fraction }),
+        1 => (1u64..5, proptest::option::of(0u64..3)).prop_map(|(term, vote)| Op::SaveHardState { term, vote }),
+        1 => (any::<bool>(), proptest::option::of(any::<u64>()))
+            .prop_map(|(complete_first, tear)| Op::Reopen { complete_first, tear }),
+    ]
+}
+
+/// The model: the entries of the log, the first stored index and what is known durable.
+struct Model {
+    entries: Vec<Entry>,
+    first: u64,
+    durable: u64,
+    term: u64,
+    hard_state: HardState,
+}
+
+impl Model {
+    fn last(&self) -> u64 {
+        self.first + self.entries.len() as u64 - 1
+    }
+    fn get(&self, index: u64) -> &Entry {
+        &self.entries[(index - self.first) as usize]
+    }
+}
+
+fn check(log: &LogStore<SimDisk>, model: &Model) {
+    log.check_invariants();
+    assert_eq!(log.first_index(), LogIndex(model.first), "first index");
+    assert_eq!(log.last_index(), LogIndex(model.last()), "last index");
+    assert!(log.durable_index() >= LogIndex(model.durable), "durable index went back");
+    assert_eq!(log.hard_state(), model.hard_state);
+    for e in &model.entries {
+        assert_eq!(log.term(e.index), Some(e.term), "term of {:?}", e.index);
+    }
+    let mut next = model.first;
+    while next <= model.last() {
+        let got = log.read(LogIndex(next), 3000).expect("read");
+        assert!(!got.is_empty(), "read returned nothing at {next}");
+        for e in &got {
+            assert_eq!(e, model.get(e.index.get()), "entry {:?}", e.index);
+        }
+        next += got.len() as u64;
+    }
+    assert!(log.read(LogIndex(model.last() + 1), 100).expect("read at end").is_empty());
+}
+
+fn run(ops: Vec<Op>, direct_io: bool) {
+    let dir = Path::new("/logs/a");
+    let disk = Rc::new(SimDisk::new());
+    let options = small_options(direct_io);
+    let (mut log, _) = LogStore::open(dir, options, disk.clone()).expect("open");
+    let mut model = Model {
+        entries: Vec::new(),
+        first: 1,
+        durable: 0,
+        term: 1,
+        hard_state: HardState::default(),
+    };
+    for op in ops {
+        match op {
+            Op::Append { count, term_bump } => {
+                if term_bump {
+                    model.term += 1;
+                }
+                let new = entries(model.last() + 1, count, model.term);
+                log.append(&new).expect("append");
+                model.entries.extend(new);
+            }
+            Op::Submit => {
+                log.submit().expect("submit");
+            }
+            Op::Complete => {
+                model.durable = log.process_completions().expect("complete").get();
+            }
+            Op::Flush => {
+                model.durable = log.flush().expect("flush").get();
+                assert_eq!(model.durable, model.last());
+            }
+            Op::Truncate { back } => {
+                let to = model.last().saturating_sub(back).max(model.first - 1);
+                log.truncate_after(LogIndex(to)).expect("truncate");
+                model.entries.truncate((to + 1 - model.first) as usize);
+                model.durable = model.durable.min(to);
+                // A new leader's entries follow a truncation, in a higher term.
+                model.term += 1;
+            }
+            Op::Compact { fraction } => {
+                let span = model.last() + 1 - model.first;
+                let to = model.first + span * u64::from(fraction) / 100;
+                log.compact_before(LogIndex(to)).expect("compact");
+                let first = log.first_index().get();
+                assert!(
+                    first >= model.first && first <= to.max(model.first),
+                    "compaction kept too little"
+                );
+                model.entries.drain(..(first - model.first) as usize);
+                model.first = first;
+            }
+            Op::SaveHardState { term, vote } => {
+                let hs = HardState {
+                    term: Term(term),
+                    vote: vote.map(NodeId),
+                    commit: LogIndex(model.durable),
+                };
+                log.save_hard_state(hs).expect("save hard state");
+                model.hard_state = hs;
+            }
+            Op::Reopen { complete_first, tear } => {
+                if complete_first {
+                    model.durable = log.process_completions().expect("complete").get();
+                }
+                // The process dies: the disk loses what was not synced before the store can
+                // finish its batch in flight.
+                disk.crash(tear.map_or(Tear::None, |seed| Tear::LastWrite { seed }));
+                drop(log);
+                let (reopened, recovery) =
+                    LogStore::open(dir, options, disk.clone()).expect("reopen");
+                log = reopened;
+                let last = recovery.last_index.get();
+                assert!(last >= model.durable, "lost durable entries: {last} < {}", model.durable);
+                assert!(last <= model.last(), "recovered entries never appended");
+                model.entries.truncate((last + 1 - model.first) as usize);
+                model.durable = last;
+            }
+        }
+        check(&log, &model);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn log_store_matches_model_direct(ops in proptest::collection::vec(op(), 1..120)) {
+        run(ops, true);
+    }
+
+    #[test]
+    fn log_store_matches_model_buffered(ops in proptest::collection::vec(op(), 1..120)) {
+        run(ops, false);
+    }
+}
