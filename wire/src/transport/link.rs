@@ -409,10 +409,16 @@ async fn dial_once(shared: &Arc<Shared>, peer: NodeId, addr: SocketAddr) -> Resu
         Ok(Ok(c)) => c,
         Ok(Err(quinn::ConnectionError::TransportError(e))) => {
             // A certificate that is not the expected node of this cluster (another CA, another
-            // cluster id) fails the handshake here.
+            // cluster id) fails the handshake here, on this side.
             bump(&shared.counters.connections_refused);
             warn!("TLS handshake with {who} failed: {e}");
             return Err(e.to_string());
+        }
+        Ok(Err(quinn::ConnectionError::ConnectionClosed(close))) => {
+            // The peer refused this node's certificate during the handshake.
+            bump(&shared.counters.connections_refused);
+            warn!("TLS handshake with {who} refused by the peer: {close}");
+            return Err(close.to_string());
         }
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err("TLS handshake timed out".into()),

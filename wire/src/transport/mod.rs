@@ -337,6 +337,7 @@ impl Transport {
     }
 
     /// Makes `peer` (reachable at `addr`, the same shard's endpoint on that node) a destination.
+    /// Panics if `peer` is this node (a configuration validated before start never does that).
     /// If this node's id is the lower one, it dials the peer now and redials whenever the link
     /// drops; otherwise it waits for the peer to dial. Adding a known peer updates its address.
     pub fn add_peer(&self, peer: NodeId, addr: SocketAddr) {
