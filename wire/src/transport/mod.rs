@@ -248,7 +248,9 @@ fn bump(counter: &AtomicU64) {
 struct PeerEntry {
     addr: Option<SocketAddr>,
     link: Option<Arc<Link>>,
-    dialing: bool,
+    /// The dial loop that owns this peer, if this node dials it. A loop whose id is no longer
+    /// here (the peer was removed, or removed and added again) stops.
+    dialer: Option<u64>,
 }
 
 /// State shared by the transport handle and its tasks.
@@ -344,12 +346,12 @@ impl Transport {
         assert_ne!(peer, self.shared.config.node, "a node is not its own peer");
         let dial = self.shared.config.node < peer;
         let mut peers = self.shared.peers();
-        let entry =
-            peers.entry(peer).or_insert(PeerEntry { addr: None, link: None, dialing: false });
+        let entry = peers.entry(peer).or_insert(PeerEntry { addr: None, link: None, dialer: None });
         entry.addr = Some(addr);
-        if dial && !entry.dialing {
-            entry.dialing = true;
-            tokio::spawn(link::dial_loop(self.shared.clone(), peer));
+        if dial && entry.dialer.is_none() {
+            let id = self.shared.next_link_id.fetch_add(1, Ordering::Relaxed);
+            entry.dialer = Some(id);
+            tokio::spawn(link::dial_loop(self.shared.clone(), peer, id));
         }
     }
 
