@@ -29,8 +29,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub const INLINE_PAYLOAD_BYTES_MAX: usize = 4096;
 
 /// Scratch space is reserved in blocks of at least this size, so that encoding many frames costs
-/// one allocation per block, not one per frame or per entry.
-const SCRATCH_BLOCK_SIZE_BYTES: usize = 64 * 1024;
+/// one allocation per block, not one per frame or per entry, and quinn gets few large chunks.
+const SCRATCH_BLOCK_SIZE_BYTES: usize = 256 * 1024;
 
 /// Encodes frames into `Bytes` chunks.
 #[derive(Debug)]
@@ -107,6 +107,9 @@ impl FrameEncoder {
         }
         let needed = FRAME_HEADER_SIZE_BYTES + inline_size_bytes;
         if self.scratch.capacity() - self.scratch.len() < needed {
+            // Close the filled part as a chunk first: growing a buffer that still holds data
+            // would copy that data into the new allocation.
+            self.flush_scratch();
             self.scratch.reserve(needed.max(SCRATCH_BLOCK_SIZE_BYTES));
         }
         // The size is at most the limit, which is at most FRAME_SIZE_BYTES_CEILING < u32::MAX.
