@@ -1,0 +1,7 @@
+//! Fuzzes the decoder of one whole client response frame: it must never panic, and what decodes must survive encode and
+//! decode unchanged (the oracle is raftwal_wire::fuzzing::client_response).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = raftwal_wire::fuzzing::client_response(data);
+});

@@ -1,0 +1,108 @@
+//! The fuzzing oracles: one function per decoder, shared by the cargo-fuzz targets in `fuzz/`
+//! and by the tests that replay the fuzz corpora on stable Rust (`wire/tests/fuzz_corpus.rs`).
+//!
+//! Each function feeds arbitrary bytes to a decoder. Decoding may fail (that is the expected
+//! outcome for most inputs); it must not panic, and whatever decodes must encode again and decode
+//! to the same value. A panic here is a bug the fuzzer found. Each returns whether the input
+//! decoded, so the corpus tests can check that their seeds reach past the first check.
+//!
+//! The limits used are small ([`FUZZ_FRAME_SIZE_BYTES_MAX`]) so that the fuzzer reaches the
+//! frame-size check with short inputs.
+
+use crate::codec::{
+    decode_client_request, decode_client_request_bytes, decode_client_response,
+    decode_client_response_bytes, decode_peer_frame, decode_peer_frame_bytes, FrameAssembler,
+    FrameEncoder, FrameLimits, FrameType, PeerFrame,
+};
+use bytes::Bytes;
+
+/// The frame body bound the oracles decode with.
+pub const FUZZ_FRAME_SIZE_BYTES_MAX: u32 = 64 * 1024;
+
+fn limits() -> FrameLimits {
+    FrameLimits::new(FUZZ_FRAME_SIZE_BYTES_MAX).expect("the fuzz limit is within the allowed range")
+}
+
+fn reencode_peer(frame: &PeerFrame) -> Bytes {
+    let mut enc = FrameEncoder::new(limits());
+    let result = match frame {
+        PeerFrame::Hello(h) => enc.encode_hello(h),
+        PeerFrame::Message(m) => enc.encode_message(m),
+    };
+    result.expect("a decoded peer frame encodes again");
+    enc.take_contiguous()
+}
+
+/// Decodes `data` as one whole peer frame.
+pub fn peer_frame(data: &[u8]) -> bool {
+    let Ok(frame) = decode_peer_frame_bytes(Bytes::copy_from_slice(data), &limits()) else {
+        return false;
+    };
+    let again = decode_peer_frame_bytes(reencode_peer(&frame), &limits())
+        .expect("a re-encoded peer frame decodes");
+    assert_eq!(frame, again, "peer frame changed through encode and decode");
+    true
+}
+
+/// Decodes `data` as one whole client request frame.
+pub fn client_request(data: &[u8]) -> bool {
+    let Ok((id, request)) = decode_client_request_bytes(Bytes::copy_from_slice(data), &limits())
+    else {
+        return false;
+    };
+    let mut enc = FrameEncoder::new(limits());
+    enc.encode_request(id, &request).expect("a decoded request encodes again");
+    let again = decode_client_request_bytes(enc.take_contiguous(), &limits())
+        .expect("a re-encoded request decodes");
+    assert_eq!((id, request), again, "request changed through encode and decode");
+    true
+}
+
+/// Decodes `data` as one whole client response frame.
+pub fn client_response(data: &[u8]) -> bool {
+    let Ok((id, response)) = decode_client_response_bytes(Bytes::copy_from_slice(data), &limits())
+    else {
+        return false;
+    };
+    let mut enc = FrameEncoder::new(limits());
+    enc.encode_response(id, &response).expect("a decoded response encodes again");
+    let again = decode_client_response_bytes(enc.take_contiguous(), &limits())
+        .expect("a re-encoded response decodes");
+    assert_eq!((id, response), again, "response changed through encode and decode");
+    true
+}
+
+/// Feeds `data` to a [`FrameAssembler`] as a stream cut into chunks (the first byte picks the
+/// chunk size), and decodes every frame it yields with the decoder its type belongs to, as the
+/// transport's stream readers do.
+pub fn frame_stream(data: &[u8]) -> bool {
+    let Some((&seed, stream)) = data.split_first() else {
+        return false;
+    };
+    let mut decoded_any = false;
+    let chunk_size = usize::from(seed % 64) + 1;
+    let mut asm = FrameAssembler::new(limits());
+    for chunk in stream.chunks(chunk_size) {
+        asm.push(Bytes::copy_from_slice(chunk));
+        loop {
+            match asm.next_frame() {
+                Ok(Some(frame)) => {
+                    let t = frame.header().frame_type().as_u8();
+                    let ok = if t < FrameType::Append.as_u8() {
+                        decode_peer_frame(frame).is_ok()
+                    } else if t < FrameType::Appended.as_u8() {
+                        decode_client_request(frame).is_ok()
+                    } else {
+                        decode_client_response(frame).is_ok()
+                    };
+                    decoded_any |= ok;
+                }
+                Ok(None) => break,
+                Err(_) => return decoded_any,
+            }
+        }
+    }
+    // Whether the stream ended mid-frame does not change what was decoded.
+    let _ = asm.finish();
+    decoded_any
+}

@@ -1,0 +1,215 @@
+//! A stream's send queue: synchronous, non-blocking encoding into a window-bounded queue, and
+//! the writer task that drains it into a quinn stream.
+//!
+//! The shard's event loop calls [`SendQueue::push_with`] from synchronous code: it encodes the
+//! frame into the queue's [`FrameEncoder`] (payloads become chunks, not copies) and wakes the
+//! writer task. The writer takes every queued chunk at once and hands them to quinn in one
+//! `write_all_chunks` call, so many frames cost one wake-up and one write.
+//!
+//! Invariants:
+//! 1. `in_flight_bytes` counts bytes encoded and not yet accepted by quinn (queued or being
+//!    written). A push is refused while it is at or above the window, so it never exceeds the
+//!    window by more than one frame.
+//! 2. After a refusal, the owner is told (through `on_writable`) once the queue has drained to
+//!    half the window, so it can resume without polling.
+//! 3. Once closed (stream error or shutdown), every push is refused and the queue holds nothing.
+//! 4. Once finishing, every push is refused; the writer sends what is queued, then finishes the
+//!    stream cleanly and closes the queue.
+
+use crate::codec::{EncodeError, FrameEncoder, FrameLimits};
+use bytes::Bytes;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// Why a frame was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The window is full; the frame was dropped.
+    WindowFull,
+    /// The stream is closed; the frame was dropped.
+    Closed,
+    /// The frame could not be encoded; nothing was queued.
+    Encode(EncodeError),
+}
+
+#[derive(Debug)]
+struct State {
+    encoder: FrameEncoder,
+    in_flight_bytes: usize,
+    refused: bool,
+    closed: bool,
+    finishing: bool,
+}
+
+/// A window-bounded queue of encoded frames for one stream.
+#[derive(Debug)]
+pub(crate) struct SendQueue {
+    state: Mutex<State>,
+    /// Wakes the writer task when frames are queued or the queue is closed.
+    work: Notify,
+    /// Wakes tasks waiting for room in the window.
+    room: Notify,
+    window_bytes: usize,
+}
+
+impl SendQueue {
+    pub(crate) fn new(limits: FrameLimits, window_bytes: usize) -> Arc<SendQueue> {
+        Arc::new(SendQueue {
+            state: Mutex::new(State {
+                encoder: FrameEncoder::new(limits),
+                in_flight_bytes: 0,
+                refused: false,
+                closed: false,
+                finishing: false,
+            }),
+            work: Notify::new(),
+            room: Notify::new(),
+            window_bytes,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock is held only for encoding and counter updates, which do not panic on any
+        // input (encode errors are values), so a poisoned lock cannot hold a broken state.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Encodes one or more frames with `encode` if the window has room. With `over_window`, the
+    /// window is not checked: for replies whose number is already bounded by the requests
+    /// admitted, which must not be lost.
+    pub(crate) fn push_with(
+        &self,
+        over_window: bool,
+        encode: impl FnOnce(&mut FrameEncoder) -> Result<(), EncodeError>,
+    ) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.closed || state.finishing {
+            return Err(PushError::Closed);
+        }
+        if !over_window && state.in_flight_bytes >= self.window_bytes {
+            state.refused = true;
+            return Err(PushError::WindowFull);
+        }
+        let before = state.encoder.pending_size_bytes();
+        encode(&mut state.encoder).map_err(PushError::Encode)?;
+        state.in_flight_bytes += state.encoder.pending_size_bytes() - before;
+        drop(state);
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// Whether a push would be accepted now.
+    pub(crate) fn has_room(&self) -> bool {
+        let state = self.lock();
+        !state.closed && state.in_flight_bytes < self.window_bytes
+    }
+
+    /// Bytes queued or being written.
+    pub(crate) fn in_flight_bytes(&self) -> usize {
+        self.lock().in_flight_bytes
+    }
+
+    /// Waits until a push would be accepted; `false` if the queue closed instead.
+    pub(crate) async fn wait_for_room(&self) -> bool {
+        loop {
+            let notified = self.room.notified();
+            {
+                let state = self.lock();
+                if state.closed {
+                    return false;
+                }
+                if state.in_flight_bytes < self.window_bytes {
+                    return true;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Closes the queue: drops what is queued and refuses every later push.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let mut dropped = Vec::new();
+        state.encoder.take_chunks(&mut dropped);
+        state.in_flight_bytes = 0;
+        drop(state);
+        self.work.notify_one();
+        self.room.notify_waiters();
+    }
+
+    /// Ends the stream cleanly once everything queued is written.
+    pub(crate) fn finish(&self) {
+        self.lock().finishing = true;
+        self.work.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        let state = self.lock();
+        state.closed || state.finishing
+    }
+
+    /// Drains the queue into `stream` until the queue is closed or finished, or the stream
+    /// fails. `on_writable` runs after a refused push once the queue is down to half the window.
+    pub(crate) async fn run_writer(
+        self: Arc<SendQueue>,
+        mut stream: quinn::SendStream,
+        on_writable: impl Fn(),
+    ) -> Result<(), quinn::WriteError> {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        // Resolves when the receiver stops the stream or the connection ends: an idle writer
+        // must notice that too, so that the queue's owner learns its peer is gone.
+        let mut stopped = std::pin::pin!(stream.stopped());
+        loop {
+            let notified = self.work.notified();
+            let batch_bytes = {
+                let mut state = self.lock();
+                if state.closed {
+                    return Ok(());
+                }
+                let size = state.encoder.pending_size_bytes();
+                if size == 0 && state.finishing {
+                    state.closed = true;
+                    drop(state);
+                    self.room.notify_waiters();
+                    // The peer learns that the stream ended cleanly; an error only means it is
+                    // already gone.
+                    let _ = stream.finish();
+                    return Ok(());
+                }
+                state.encoder.take_chunks(&mut chunks);
+                size
+            };
+            if batch_bytes == 0 {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = &mut stopped => {
+                        self.close();
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+            let written = stream.write_all_chunks(&mut chunks).await;
+            chunks.clear();
+            if let Err(e) = written {
+                self.close();
+                return Err(e);
+            }
+            let wake = {
+                let mut state = self.lock();
+                state.in_flight_bytes = state.in_flight_bytes.saturating_sub(batch_bytes);
+                let below_half = state.in_flight_bytes <= self.window_bytes / 2;
+                let wake = state.refused && below_half;
+                if wake {
+                    state.refused = false;
+                }
+                wake
+            };
+            self.room.notify_waiters();
+            if wake {
+                on_writable();
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Reading frames from a quinn receive stream.
+//!
+//! Chunks from quinn go into a [`FrameAssembler`], which hands back whole frames (each
+//! reassembled at most once). Errors distinguish a broken stream (the connection's problem) from
+//! bytes that are not valid frames (the sender's fault, closed with a protocol error).
+
+use crate::codec::{DecodeError, FrameAssembler, FrameLimits, RawFrame};
+use thiserror::Error;
+
+/// Why reading the next frame failed.
+#[derive(Debug, Error)]
+pub(crate) enum ReadFrameError {
+    /// The sender sent bytes that are not a valid frame.
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    /// The stream or its connection failed.
+    #[error("stream failed: {0}")]
+    Stream(#[from] quinn::ReadError),
+}
+
+/// Frames from one receive stream.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    stream: quinn::RecvStream,
+    assembler: FrameAssembler,
+}
+
+impl FrameReader {
+    pub(crate) fn new(stream: quinn::RecvStream, limits: FrameLimits) -> FrameReader {
+        FrameReader { stream, assembler: FrameAssembler::new(limits) }
+    }
+
+    /// The next frame, or `None` when the stream ended cleanly between frames.
+    pub(crate) async fn next(&mut self) -> Result<Option<RawFrame>, ReadFrameError> {
+        loop {
+            if let Some(frame) = self.assembler.next_frame()? {
+                return Ok(Some(frame));
+            }
+            match self.stream.read_chunk(usize::MAX, true).await? {
+                Some(chunk) => self.assembler.push(chunk.bytes),
+                None => {
+                    self.assembler.finish()?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Asks the sender to stop (when the reader gives up on the stream).
+    pub(crate) fn stop(&mut self, code: u32) {
+        // The stream may already be finished or reset; there is nothing more to do then.
+        let _ = self.stream.stop(quinn::VarInt::from_u32(code));
+    }
+}

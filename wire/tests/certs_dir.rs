@@ -1,0 +1,66 @@
+//! The files `raftwal certs` writes are enough to run a cluster: two nodes and a client load
+//! their identities from the directory and talk to each other over mutual TLS.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use raftwal_wire::client::*;
+use raftwal_wire::codec::FrameLimits;
+use raftwal_wire::tls::certs::ClusterCerts;
+use raftwal_wire::tls::TlsIdentity;
+use raftwal_wire::transport::*;
+use raftwal_wire::types::*;
+use support::*;
+
+#[tokio::test]
+async fn identities_loaded_from_a_certs_directory_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = ClusterCerts::generate(None, &[NodeId(1), NodeId(2)]).unwrap();
+    certs.write_to_dir(dir.path()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            std::fs::metadata(dir.path().join("node-1.key.pem")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "private keys are readable by their owner only");
+    }
+
+    let id1 = TlsIdentity::load_node(dir.path(), NodeId(1)).unwrap();
+    let id2 = TlsIdentity::load_node(dir.path(), NodeId(2)).unwrap();
+    assert_eq!(id1.cluster(), certs.cluster);
+    let (t1, mut e1) = start(fast_config(1, loopback()), &id1);
+    let (t2, mut e2) = start(fast_config(2, loopback()), &id2);
+    t1.add_peer(NodeId(2), t2.local_addr().unwrap());
+    t2.add_peer(NodeId(1), t1.local_addr().unwrap());
+    wait_connected(&mut e1, 2).await;
+    t2.send(&heartbeat(2, 1, 1)).unwrap();
+    assert_eq!(wait_message(&mut e1).await, heartbeat(2, 1, 1));
+
+    let client = ClientEndpoint::open(
+        &TlsIdentity::load_client(dir.path()).unwrap(),
+        loopback(),
+        &QuicTuning::default(),
+        FrameLimits::default(),
+    )
+    .unwrap();
+    let conn = client.connect(t2.local_addr().unwrap()).await.unwrap();
+    let request = ClientRequest::Status(StatusRequest { log: LogId(1) });
+    let (answer, ()) = tokio::join!(conn.request(&request), async {
+        let event = wait_for(&mut e2, |e| match e {
+            TransportEvent::ClientRequest(r) => Some(r),
+            _ => None,
+        })
+        .await;
+        let answer = ClientResponse::NotLeader(NotLeader { log: LogId(1), leader: None });
+        event.responder.respond(&answer).unwrap();
+    });
+    assert_eq!(
+        answer.unwrap(),
+        ClientResponse::NotLeader(NotLeader { log: LogId(1), leader: None })
+    );
+    t1.close();
+    t2.close();
+    client.close();
+}

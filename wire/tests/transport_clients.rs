@@ -1,0 +1,304 @@
+//! The client protocol over loopback QUIC: pipelined requests answered out of order, NotLeader
+//! hints, an unanswered request, subscriptions with a bounded window, a garbage-sending client,
+//! and a client without a client certificate.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use bytes::Bytes;
+use raftwal_wire::client::*;
+use raftwal_wire::codec::FrameLimits;
+use raftwal_wire::tls::certs::ClusterCa;
+use raftwal_wire::tls::names::cluster_name;
+use raftwal_wire::tls::ALPN_CLIENT;
+use raftwal_wire::transport::*;
+use raftwal_wire::types::*;
+use support::*;
+
+fn append_request(seq: u64, size: usize) -> ClientRequest {
+    ClientRequest::Append(AppendRequest {
+        log: LogId(7),
+        tagged: TaggedPayload::new(
+            ClientId(42),
+            ClientSeq(seq),
+            Bytes::from(vec![seq as u8; size]),
+        ),
+    })
+}
+
+async fn next_request(events: &mut TransportEvents) -> ClientRequestEvent {
+    wait_for(events, |e| match e {
+        TransportEvent::ClientRequest(r) => Some(r),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_delivered_in_order_and_answered_by_id() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
+    let client = ClientEndpoint::open(
+        &client_identity(&ca),
+        loopback(),
+        &QuicTuning::default(),
+        FrameLimits::default(),
+    )
+    .unwrap();
+    let conn = client.connect(t1.local_addr().unwrap()).await.unwrap();
+
+    let requests: Vec<ClientRequest> = vec![
+        append_request(1, 5000),
+        append_request(2, 10),
+        ClientRequest::Status(StatusRequest { log: LogId(7) }),
+        ClientRequest::Read(ReadRequest {
+            log: LogId(7),
+            from: LogIndex(1),
+            count_max: 10,
+            size_bytes_max: 1 << 20,
+        }),
+    ];
+    let hint = LeaderHint { node: NodeId(3), client_addr: Some("10.1.2.3:7000".parse().unwrap()) };
+    let server = async {
+        // Collect all four, then answer in reverse order.
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(next_request(&mut e1).await);
+        }
+        let order: Vec<ClientRequest> = got.iter().map(|r| r.request.clone()).collect();
+        assert_eq!(order, requests, "delivered in the order sent");
+        let ClientRequest::Append(first) = &got[0].request else { panic!() };
+        assert_eq!(first.tagged.client_id(), ClientId(42));
+        assert_eq!(first.tagged.clone().into_entry_data().len(), 16 + 5000);
+        for event in got.into_iter().rev() {
+            let answer = match &event.request {
+                ClientRequest::Append(a) => ClientResponse::Appended(Appended {
+                    log: a.log,
+                    index: LogIndex(a.tagged.seq().get() * 10),
+                    term: Term(1),
+                }),
+                ClientRequest::Status(_) => {
+                    ClientResponse::NotLeader(NotLeader { log: LogId(7), leader: Some(hint) })
+                }
+                ClientRequest::Read(r) => ClientResponse::Entries(EntriesBatch {
+                    log: r.log,
+                    entries: vec![Entry {
+                        index: LogIndex(1),
+                        term: Term(1),
+                        kind: EntryKind::Normal,
+                        data: Bytes::from_static(b"one"),
+                    }],
+                }),
+                _ => unreachable!(),
+            };
+            event.responder.respond(&answer).unwrap();
+        }
+    };
+    let client_side = async {
+        let futures: Vec<_> = requests.iter().map(|r| conn.request(r)).collect();
+        let mut answers = Vec::new();
+        for f in futures {
+            answers.push(f);
+        }
+        let (a, b, c, d) = tokio::join!(
+            answers.remove(0),
+            answers.remove(0),
+            answers.remove(0),
+            answers.remove(0)
+        );
+        (a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap())
+    };
+    let (_, (a1, a2, status, read)) = tokio::join!(server, client_side);
+    assert_eq!(
+        a1,
+        ClientResponse::Appended(Appended { log: LogId(7), index: LogIndex(10), term: Term(1) })
+    );
+    assert_eq!(
+        a2,
+        ClientResponse::Appended(Appended { log: LogId(7), index: LogIndex(20), term: Term(1) })
+    );
+    assert_eq!(status, ClientResponse::NotLeader(NotLeader { log: LogId(7), leader: Some(hint) }));
+    let ClientResponse::Entries(batch) = read else { panic!("{read:?}") };
+    assert_eq!(batch.entries[0].data, Bytes::from_static(b"one"));
+
+    // A request the node drops without answering still gets an answer.
+    let dropped = append_request(3, 1);
+    let (answer, ()) = tokio::join!(conn.request(&dropped), async {
+        drop(next_request(&mut e1).await);
+    });
+    match answer.unwrap() {
+        ClientResponse::Error(e) => assert_eq!(e.code, ErrorCode::Internal),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        conn.request(&ClientRequest::Subscribe(SubscribeRequest {
+            log: LogId(7),
+            from: LogIndex(1)
+        }))
+        .await,
+        Err(RequestError::SubscribeNotARequest)
+    );
+    t1.close();
+    client.close();
+}
+
+#[tokio::test]
+async fn subscription_is_bounded_by_its_window_and_resumes_when_read() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let mut config = fast_config(1, loopback());
+    config.subscription_window_bytes = 64 * 1024;
+    config.quic.stream_receive_window_bytes = 128 * 1024;
+    config.quic.connection_receive_window_bytes = 256 * 1024;
+    let (t1, mut e1) = start(config, &node_identity(&ca, 1));
+    let client = ClientEndpoint::open(
+        &client_identity(&ca),
+        loopback(),
+        &QuicTuning::default(),
+        FrameLimits::default(),
+    )
+    .unwrap();
+    let conn = client.connect(t1.local_addr().unwrap()).await.unwrap();
+    let mut sub =
+        conn.subscribe(SubscribeRequest { log: LogId(7), from: LogIndex(1) }).await.unwrap();
+    let event = wait_for(&mut e1, |e| match e {
+        TransportEvent::Subscribe(s) => Some(s),
+        _ => None,
+    })
+    .await;
+    assert_eq!(event.request, SubscribeRequest { log: LogId(7), from: LogIndex(1) });
+    let sink = event.sink;
+    let batch = |first: u64| -> Vec<Entry> {
+        (0..8)
+            .map(|i| Entry {
+                index: LogIndex(first + i),
+                term: Term(2),
+                kind: EntryKind::Normal,
+                data: Bytes::from(vec![(first + i) as u8; 1024]),
+            })
+            .collect()
+    };
+
+    // The client does not read: the sink fills up and refuses.
+    let mut next = 1u64;
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match sink.try_send(&batch(next)) {
+                Ok(()) => next += 8,
+                Err(SinkError::Full) => return,
+                Err(e) => panic!("{e}"),
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the sink fills while nobody reads");
+    assert!(!sink.has_room());
+
+    // The client reads everything sent so far, in order; the sink has room again.
+    let sent_last = next - 1;
+    let reader = async {
+        let mut expect = 1u64;
+        while expect <= sent_last {
+            let b = sub.next().await.unwrap().unwrap();
+            for e in b.entries {
+                assert_eq!(e.index, LogIndex(expect));
+                assert_eq!(e.data[0], expect as u8);
+                expect += 1;
+            }
+        }
+    };
+    let (_, ready) = tokio::join!(reader, sink.ready());
+    ready.unwrap();
+    sink.try_send(&batch(next)).unwrap();
+    assert_eq!(sub.next().await.unwrap().unwrap().entries[0].index, LogIndex(next));
+
+    // The node ends the subscription with a reason.
+    sink.end(Some(ClientError { code: ErrorCode::SubscriberLagged, message: "too slow".into() }));
+    match sub.next().await {
+        Err(RequestError::Server(e)) => assert_eq!(e.code, ErrorCode::SubscriberLagged),
+        other => panic!("{other:?}"),
+    }
+
+    // A subscriber that goes away is noticed by the sink.
+    let sub = conn.subscribe(SubscribeRequest { log: LogId(7), from: LogIndex(5) }).await.unwrap();
+    let event = wait_for(&mut e1, |e| match e {
+        TransportEvent::Subscribe(s) => Some(s),
+        _ => None,
+    })
+    .await;
+    drop(sub);
+    wait_until(|| event.sink.is_closed()).await;
+    assert_eq!(event.sink.try_send(&batch(5)), Err(SinkError::Closed));
+    t1.close();
+    client.close();
+}
+
+#[tokio::test]
+async fn garbage_client_is_closed_and_other_clients_are_served() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let ca = ClusterCa::generate(None).unwrap();
+    let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
+    let addr1 = t1.local_addr().unwrap();
+    let tuning = QuicTuning::default();
+
+    // A raw client with a valid client certificate that sends an unknown frame type.
+    let endpoint = open_endpoint(loopback(), None).unwrap();
+    let config = client_config(&client_identity(&ca), ALPN_CLIENT, &tuning).unwrap();
+    let rogue =
+        endpoint.connect_with(config, addr1, &cluster_name(ca.cluster())).unwrap().await.unwrap();
+    let (mut send, _recv) = rogue.open_bi().await.unwrap();
+    send.write_all(&[1, 0x7f, 0, 0, 0, 0, 0, 0]).await.unwrap();
+    match rogue.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code.into_inner(), u64::from(close_code::PROTOCOL_ERROR));
+            assert!(String::from_utf8_lossy(&c.reason).contains("unknown frame type 0x7f"));
+        }
+        other => panic!("{other}"),
+    }
+
+    // A client presenting a node certificate instead of a client certificate is refused.
+    let config = client_config(&node_identity(&ca, 9), ALPN_CLIENT, &tuning).unwrap();
+    let imposter =
+        endpoint.connect_with(config, addr1, &cluster_name(ca.cluster())).unwrap().await.unwrap();
+    match imposter.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code.into_inner(), u64::from(close_code::REFUSED));
+        }
+        other => panic!("{other}"),
+    }
+
+    // A well-behaved client is served as usual.
+    let client =
+        ClientEndpoint::open(&client_identity(&ca), loopback(), &tuning, FrameLimits::default())
+            .unwrap();
+    let conn = client.connect(addr1).await.unwrap();
+    let status_request = ClientRequest::Status(StatusRequest { log: LogId(1) });
+    let (answer, ()) = tokio::join!(conn.request(&status_request), async {
+        let event = next_request(&mut e1).await;
+        let status = LogStatus {
+            log: LogId(1),
+            node: NodeId(1),
+            role: Role::Leader,
+            term: Term(4),
+            leader: Some(LeaderHint { node: NodeId(1), client_addr: None }),
+            first_index: LogIndex(1),
+            last_index: LogIndex(9),
+            commit_index: LogIndex(8),
+        };
+        event.responder.respond(&ClientResponse::Status(status)).unwrap();
+    });
+    assert!(matches!(
+        answer.unwrap(),
+        ClientResponse::Status(LogStatus { commit_index: LogIndex(8), .. })
+    ));
+    assert_eq!(t1.stats().protocol_errors, 1);
+    assert_eq!(t1.stats().connections_refused, 1);
+    let text = logs.text();
+    assert!(text.contains("unknown frame type 0x7f"), "{text}");
+    assert!(text.contains("refused client"), "{text}");
+    t1.close();
+    client.close();
+}
