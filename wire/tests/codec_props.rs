@@ -11,13 +11,18 @@ use raftwal_wire::types::*;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 fn arb_data(kind: EntryKind) -> BoxedStrategy<Bytes> {
-    // Sizes straddle the encoder's inline threshold so both paths are exercised.
-    let range = match kind {
-        EntryKind::Noop => 0..1usize,
-        EntryKind::Tagged => 16..300usize,
-        EntryKind::Normal => 0..300usize,
+    // Sizes on both sides of the encoder's inline threshold, so both paths are exercised.
+    let (small, large) = match kind {
+        EntryKind::Noop => return Just(Bytes::new()).boxed(),
+        EntryKind::Tagged => (16..300usize, 4090..4200usize),
+        EntryKind::Normal => (0..300usize, 4090..4200usize),
     };
-    proptest::collection::vec(any::<u8>(), range).prop_map(Bytes::from).boxed()
+    prop_oneof![
+        4 => proptest::collection::vec(any::<u8>(), small),
+        1 => proptest::collection::vec(any::<u8>(), large),
+    ]
+    .prop_map(Bytes::from)
+    .boxed()
 }
 
 fn arb_entry_parts() -> impl Strategy<Value = (u64, EntryKind, Bytes)> {
@@ -302,7 +307,7 @@ proptest! {
 
 #[test]
 fn large_payloads_travel_as_chunks_not_copies() {
-    let payload = Bytes::from(vec![9u8; 4096]);
+    let payload = Bytes::from(vec![9u8; INLINE_PAYLOAD_BYTES_MAX + 1]);
     let msg = Message {
         log: LogId(1),
         from: NodeId(1),

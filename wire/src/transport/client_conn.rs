@@ -223,6 +223,14 @@ impl ClientConnection {
     }
 }
 
+impl Drop for ClientConnection {
+    /// Dropping the connection closes it (and ends its subscriptions): its reader task would
+    /// otherwise keep it open, kept alive by keep-alives, forever.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 async fn read_answers(
     session: Arc<Session>,
     connection: quinn::Connection,

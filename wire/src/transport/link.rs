@@ -231,8 +231,7 @@ async fn run_link(
         Arc::new(Link { id, connection: connection.clone(), control: queues.0, bulk: queues.1 });
     let replaced = {
         let mut peers = shared.peers();
-        let entry =
-            peers.entry(peer).or_insert(PeerEntry { addr: None, link: None, dialing: false });
+        let entry = peers.entry(peer).or_insert(PeerEntry { addr: None, link: None, dialer: None });
         entry.link.replace(link.clone())
     };
     if let Some(old) = replaced {
@@ -370,8 +369,9 @@ async fn accept_peer(shared: Arc<Shared>, connection: quinn::Connection) {
     }
 }
 
-/// Dials `peer` and keeps a link to it until shutdown or until the peer is removed.
-pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId) {
+/// Dials `peer` and keeps a link to it until shutdown or until the peer is removed. `id`
+/// identifies this loop in the peer's entry.
+pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, id: u64) {
     let config = &shared.config;
     let mut backoff = config.reconnect_backoff_min;
     let mut shutdown = shared.shutdown.subscribe();
@@ -380,8 +380,8 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId) {
             return;
         }
         let addr = match shared.peers().get(&peer) {
-            Some(PeerEntry { addr: Some(addr), .. }) => *addr,
-            _ => return, // Removed.
+            Some(PeerEntry { addr: Some(addr), dialer: Some(d), .. }) if *d == id => *addr,
+            _ => return, // Removed, or another loop took over.
         };
         match dial_once(&shared, peer, addr).await {
             Ok(()) => backoff = config.reconnect_backoff_min,
@@ -409,10 +409,16 @@ async fn dial_once(shared: &Arc<Shared>, peer: NodeId, addr: SocketAddr) -> Resu
         Ok(Ok(c)) => c,
         Ok(Err(quinn::ConnectionError::TransportError(e))) => {
             // A certificate that is not the expected node of this cluster (another CA, another
-            // cluster id) fails the handshake here.
+            // cluster id) fails the handshake here, on this side.
             bump(&shared.counters.connections_refused);
             warn!("TLS handshake with {who} failed: {e}");
             return Err(e.to_string());
+        }
+        Ok(Err(quinn::ConnectionError::ConnectionClosed(close))) => {
+            // The peer refused this node's certificate during the handshake.
+            bump(&shared.counters.connections_refused);
+            warn!("TLS handshake with {who} refused by the peer: {close}");
+            return Err(close.to_string());
         }
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err("TLS handshake timed out".into()),

@@ -248,7 +248,9 @@ fn bump(counter: &AtomicU64) {
 struct PeerEntry {
     addr: Option<SocketAddr>,
     link: Option<Arc<Link>>,
-    dialing: bool,
+    /// The dial loop that owns this peer, if this node dials it. A loop whose id is no longer
+    /// here (the peer was removed, or removed and added again) stops.
+    dialer: Option<u64>,
 }
 
 /// State shared by the transport handle and its tasks.
@@ -337,18 +339,19 @@ impl Transport {
     }
 
     /// Makes `peer` (reachable at `addr`, the same shard's endpoint on that node) a destination.
+    /// Panics if `peer` is this node (a configuration validated before start never does that).
     /// If this node's id is the lower one, it dials the peer now and redials whenever the link
     /// drops; otherwise it waits for the peer to dial. Adding a known peer updates its address.
     pub fn add_peer(&self, peer: NodeId, addr: SocketAddr) {
         assert_ne!(peer, self.shared.config.node, "a node is not its own peer");
         let dial = self.shared.config.node < peer;
         let mut peers = self.shared.peers();
-        let entry =
-            peers.entry(peer).or_insert(PeerEntry { addr: None, link: None, dialing: false });
+        let entry = peers.entry(peer).or_insert(PeerEntry { addr: None, link: None, dialer: None });
         entry.addr = Some(addr);
-        if dial && !entry.dialing {
-            entry.dialing = true;
-            tokio::spawn(link::dial_loop(self.shared.clone(), peer));
+        if dial && entry.dialer.is_none() {
+            let id = self.shared.next_link_id.fetch_add(1, Ordering::Relaxed);
+            entry.dialer = Some(id);
+            tokio::spawn(link::dial_loop(self.shared.clone(), peer, id));
         }
     }
 
