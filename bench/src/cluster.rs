@@ -361,6 +361,7 @@ async fn run_raftwal(
             let counters = FsyncCounters {
                 batches: after.batches.saturating_sub(before.batches),
                 entries: after.entries.saturating_sub(before.entries),
+                latency_us_sum: after.latency_us_sum.saturating_sub(before.latency_us_sum),
             };
             (counters, killed_at)
         })

@@ -46,6 +46,8 @@ pub(crate) struct RaftwalCluster {
 pub(crate) struct FsyncCounters {
     pub(crate) batches: u64,
     pub(crate) entries: u64,
+    /// Sum of the batches' write-plus-fdatasync times, in microseconds.
+    pub(crate) latency_us_sum: u64,
 }
 
 impl RaftwalCluster {
@@ -133,6 +135,7 @@ impl RaftwalCluster {
         FsyncCounters {
             batches: metrics.fsync_batch_entries.count_total(),
             entries: metrics.fsync_batch_entries.sum_total(),
+            latency_us_sum: metrics.fsync_latency_us.sum_total(),
         }
     }
 
