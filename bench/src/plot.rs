@@ -90,6 +90,41 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
+/// Round tick values (1, 2 or 5 times a power of ten apart) inside `[lo, hi]`, about five.
+fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).max(1e-12);
+    let raw = span / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| span / s <= 6.0)
+        .unwrap_or(10.0 * magnitude);
+    let mut ticks = Vec::new();
+    let mut t = (lo / step).ceil() * step;
+    while t <= hi + step * 1e-9 {
+        ticks.push(t);
+        t += step;
+    }
+    ticks
+}
+
+/// Tick positions (in log10 units) at 1, 2 and 5 times powers of ten inside `[lo, hi]`.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = lo.floor() as i32;
+    while f64::from(decade) <= hi {
+        for m in [1.0f64, 2.0, 5.0] {
+            let t = f64::from(decade) + m.log10();
+            if t >= lo - 1e-9 && t <= hi + 1e-9 {
+                ticks.push(t);
+            }
+        }
+        decade += 1;
+    }
+    ticks
+}
+
 impl Chart {
     /// Renders the chart as a standalone SVG document.
     pub(crate) fn to_svg(&self) -> String {
@@ -142,8 +177,8 @@ impl Chart {
             svg,
             r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##
         );
-        for i in 0..=5 {
-            let t = y0 + (y1 - y0) * i as f64 / 5.0;
+        let y_ticks = if self.y_log { log_ticks(y0, y1) } else { nice_ticks(y0, y1) };
+        for t in y_ticks {
             let label = if self.y_log { 10f64.powf(t) } else { t };
             let y = sy(t);
             let _ = write!(
@@ -179,8 +214,7 @@ impl Chart {
                 }
             }
             XScale::Linear => {
-                for i in 0..=5 {
-                    let t = x0 + (x1 - x0) * i as f64 / 5.0;
+                for t in nice_ticks(x0, x1) {
                     let x = sx(t);
                     let _ = write!(
                         svg,
@@ -252,6 +286,19 @@ mod tests {
         let b = x_transform(XScale::Percentile, 99.0);
         let c = x_transform(XScale::Percentile, 99.9);
         assert!((b - a - (c - b)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ticks_are_round_numbers_inside_the_range() {
+        assert_eq!(
+            nice_ticks(0.0, 53_896.0),
+            vec![0.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0]
+        );
+        let t = nice_ticks(0.0, 4.9);
+        assert_eq!(t, vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+        let l: Vec<f64> = log_ticks(-0.6, 1.0).iter().map(|t| 10f64.powf(*t)).collect();
+        let rounded: Vec<f64> = l.iter().map(|v| (v * 1000.0).round() / 1000.0).collect();
+        assert_eq!(rounded, vec![0.5, 1.0, 2.0, 5.0, 10.0]);
     }
 
     #[test]

@@ -78,7 +78,12 @@ pub(crate) fn write(
     }
     let json = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("results.json"), json).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("report.html"), html(report, cells, sweep, summary))
+    let charts = charts(cells, sweep);
+    for (name, chart) in &charts {
+        std::fs::write(dir.join(format!("{name}.svg")), chart.to_svg())
+            .map_err(|e| e.to_string())?;
+    }
+    std::fs::write(dir.join("report.html"), html(report, &charts, summary))
         .map_err(|e| e.to_string())?;
     Ok(dir)
 }
@@ -87,35 +92,73 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn html(report: &Report, cells: &[CellRecord], sweep: &[SweepPoint], summary: &str) -> String {
-    let latency = Chart {
-        title: "Commit latency by percentile".into(),
-        x_label: "percentile".into(),
-        y_label: "latency (ms, log scale)".into(),
-        x_scale: XScale::Percentile,
-        y_log: true,
-        series: cells.iter().map(|c| percentile_series(&c.label, &c.latency_ns)).collect(),
-    };
+/// The run's charts, by file name: latency by percentile, throughput over time, and the sweep.
+fn charts(cells: &[CellRecord], sweep: &[SweepPoint]) -> Vec<(&'static str, Chart)> {
+    let mut out = vec![(
+        "latency",
+        Chart {
+            title: "Commit latency by percentile".into(),
+            x_label: "percentile".into(),
+            y_label: "latency (ms, log scale)".into(),
+            x_scale: XScale::Percentile,
+            y_log: true,
+            series: cells.iter().map(|c| percentile_series(&c.label, &c.latency_ns)).collect(),
+        },
+    )];
     let bucket_s = TIMELINE_BUCKET.as_secs_f64();
-    let throughput = Chart {
-        title: "Throughput over time (warm-up included)".into(),
-        x_label: "seconds since start".into(),
-        y_label: "appends per second".into(),
-        x_scale: XScale::Linear,
-        y_log: false,
-        series: cells
-            .iter()
-            .map(|c| Series {
-                name: c.label.clone(),
-                points: c
-                    .timeline
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| (i as f64 * bucket_s, *n as f64 / bucket_s))
-                    .collect(),
-            })
-            .collect(),
-    };
+    out.push((
+        "throughput",
+        Chart {
+            title: "Throughput over time (warm-up included)".into(),
+            x_label: "seconds since start".into(),
+            y_label: "appends per second".into(),
+            x_scale: XScale::Linear,
+            y_log: false,
+            series: cells
+                .iter()
+                .map(|c| Series {
+                    name: c.label.clone(),
+                    points: c
+                        .timeline
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| (i as f64 * bucket_s, *n as f64 / bucket_s))
+                        .collect(),
+                })
+                .collect(),
+        },
+    ));
+    if !sweep.is_empty() {
+        let mut systems: Vec<&str> = sweep.iter().map(|p| p.system.as_str()).collect();
+        systems.dedup();
+        let mut series = Vec::new();
+        for system in systems {
+            let points: Vec<&SweepPoint> = sweep.iter().filter(|p| p.system == system).collect();
+            series.push(Series {
+                name: format!("{system} p50"),
+                points: points.iter().map(|p| (p.entries_per_s, p.p50_ms)).collect(),
+            });
+            series.push(Series {
+                name: format!("{system} p99"),
+                points: points.iter().map(|p| (p.entries_per_s, p.p99_ms)).collect(),
+            });
+        }
+        out.push((
+            "sweep",
+            Chart {
+                title: "Latency against throughput (open loop)".into(),
+                x_label: "achieved appends per second".into(),
+                y_label: "latency (ms, log scale)".into(),
+                x_scale: XScale::Linear,
+                y_log: true,
+                series,
+            },
+        ));
+    }
+    out
+}
+
+fn html(report: &Report, charts: &[(&str, Chart)], summary: &str) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
@@ -147,31 +190,7 @@ fn html(report: &Report, cells: &[CellRecord], sweep: &[SweepPoint], summary: &s
         );
     }
     page.push_str("</table>");
-    page.push_str(&latency.to_svg());
-    page.push_str(&throughput.to_svg());
-    if !sweep.is_empty() {
-        let mut systems: Vec<&str> = sweep.iter().map(|p| p.system.as_str()).collect();
-        systems.dedup();
-        let mut series = Vec::new();
-        for system in systems {
-            let points: Vec<&SweepPoint> = sweep.iter().filter(|p| p.system == system).collect();
-            series.push(Series {
-                name: format!("{system} p50"),
-                points: points.iter().map(|p| (p.entries_per_s, p.p50_ms)).collect(),
-            });
-            series.push(Series {
-                name: format!("{system} p99"),
-                points: points.iter().map(|p| (p.entries_per_s, p.p99_ms)).collect(),
-            });
-        }
-        let chart = Chart {
-            title: "Latency against throughput (open loop)".into(),
-            x_label: "achieved appends per second".into(),
-            y_label: "latency (ms, log scale)".into(),
-            x_scale: XScale::Linear,
-            y_log: true,
-            series,
-        };
+    for (_, chart) in charts {
         page.push_str(&chart.to_svg());
     }
     page.push_str("</body></html>\n");
