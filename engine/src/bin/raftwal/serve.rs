@@ -236,6 +236,31 @@ mod tests {
         assert!(parse(&["--config=node.toml"]).is_ok());
     }
 
+    /// The annotated TOML example in docs/operations.md parses, validates, and states the real
+    /// defaults of every tuning field.
+    #[test]
+    fn the_documented_config_example_is_valid_and_its_defaults_are_true() {
+        let doc = include_str!("../../../../docs/operations.md");
+        let start = doc.find("```toml\n").expect("docs/operations.md has a TOML example") + 8;
+        let toml = &doc[start..start + doc[start..].find("```").expect("the block ends")];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config = NodeConfig::from_toml_file(&path).unwrap();
+        let defaults = NodeConfig::new(
+            config.id,
+            config.listen,
+            config.peers.clone(),
+            &config.data_dir,
+            &config.tls_dir,
+        );
+        assert_eq!(config.raft, defaults.raft);
+        assert_eq!(config.storage, defaults.storage);
+        assert_eq!(config.transport, defaults.transport);
+        assert_eq!(config.log_count, defaults.log_count);
+        assert_eq!(config.entry_size_bytes_max, defaults.entry_size_bytes_max);
+    }
+
     #[test]
     fn a_malformed_config_file_names_the_problem() {
         let dir = tempfile::tempdir().unwrap();
