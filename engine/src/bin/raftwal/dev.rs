@@ -12,7 +12,7 @@
 use crate::interrupt;
 use clap::Args;
 use raftwal::{Node, NodeConfig, PeerConfig};
-use raftwal_wire::tls::certs::{ClusterCerts, CA_CERT_FILE};
+use raftwal_wire::tls::certs::{node_cert_file, ClusterCerts, CA_CERT_FILE};
 use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::types::{LogId, NodeId};
 use std::net::{SocketAddr, UdpSocket};
@@ -41,9 +41,17 @@ pub(crate) struct DevArgs {
     shards: u16,
 }
 
-/// Makes certificates for nodes 1..=n in `dir`, unless a previous run did.
+/// Makes certificates for nodes 1..=n in `dir`, unless a previous run did (then they must
+/// cover every node).
 fn ensure_certs(dir: &Path, nodes: u64) -> Result<(), String> {
     if dir.join(CA_CERT_FILE).exists() {
+        if let Some(missing) = (1..=nodes).find(|n| !node_cert_file(dir, NodeId(*n)).exists()) {
+            return Err(format!(
+                "{} holds the certificates of a smaller dev cluster (no certificate for node \
+                 {missing}): use a new --dir, or the same --nodes as before",
+                dir.display()
+            ));
+        }
         return Ok(());
     }
     let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
@@ -189,6 +197,17 @@ mod tests {
 
     fn args(base_port: u16, shards: u16) -> DevArgs {
         DevArgs { nodes: 3, dir: PathBuf::from("/tmp/dev"), base_port, shards }
+    }
+
+    #[test]
+    fn certificates_are_made_once_and_must_cover_every_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        ensure_certs(&tls, 2).unwrap();
+        ensure_certs(&tls, 2).unwrap();
+        ensure_certs(&tls, 1).unwrap();
+        let e = ensure_certs(&tls, 3).unwrap_err();
+        assert!(e.contains("no certificate for node 3"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::client_args::ClusterArgs;
 use crate::interrupt;
 use crate::output::{write_line, StatusErrorLine, StatusLine};
 use clap::Args;
-use raftwal::client::Client;
+use raftwal::client::{Client, ClientError};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -47,7 +47,14 @@ async fn status(args: StatusArgs) -> Result<(), String> {
                 answered += 1;
                 write_line(&mut out, &StatusLine::new(addr, &status))
             }
-            Ok(Err(e)) => write_line(&mut out, &StatusErrorLine { addr, error: &e.to_string() }),
+            Ok(Err(e)) => {
+                // One node was asked: say what failed there, not "no node answered".
+                let error = match e {
+                    ClientError::Unavailable(reason) => reason,
+                    other => other.to_string(),
+                };
+                write_line(&mut out, &StatusErrorLine { addr, error: &error })
+            }
             Err(e) => write_line(&mut out, &StatusErrorLine { addr, error: &e.to_string() }),
         };
         written.map_err(|e| format!("cannot write standard output: {e}"))?;
