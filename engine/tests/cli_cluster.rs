@@ -178,8 +178,9 @@ fn appends_survive_two_leader_kills_and_a_clean_restart_keeps_the_log() {
         .collect();
 
     // First fault: while the first 30% of the input is being appended. Second fault: while the
-    // next 40% is. Each kill leaves lines in flight: some retried on the dead leader's
-    // successor, some answered twice by deduplication, none lost or doubled.
+    // next 40% is. Each kill leaves lines in flight: they are retried on the dead leader's
+    // successor, which appends the lost ones and answers the committed ones from its
+    // deduplication table, so none is lost or doubled.
     let (killed_first, acked_first) =
         kill_leader_and_restart(&mut cluster, &gate, LINES_PER_CLIENT * 3 / 10, &acked, 1_000);
     let (killed_second, acked_second) =
