@@ -93,7 +93,7 @@ impl<D: Disk> Replica<D> {
 
     /// Appends tagged payloads from a remote client, deduplicating retries: a batch is keyed by
     /// its first item (it was proposed as one run of consecutive entries, so its first item's
-    /// position says where all of them are).
+    /// position says where all of them are), and checked by its last (see `answer_retry`).
     fn append_remote(&mut self, items: Vec<TaggedPayload>, responder: Responder, now: Instant) {
         let batch = items.len() != 1;
         let reply = AppendReply::Remote { responder, batch };
@@ -107,27 +107,13 @@ impl<D: Disk> Replica<D> {
             return reply.fail(self.log, Failure::EmptyBatch);
         };
         let key = (first.client_id(), first.seq());
-        let count = items.len() as u64;
         match self.dedup.lookup(key.0, key.1) {
-            Lookup::Applied { index, term } => {
-                reply.succeed(self.log, BatchPosition { first_index: index, count, term });
-            }
+            Lookup::Applied { index, .. } => self.answer_retry(index, &items, reply, now),
             Lookup::Forgotten => reply.fail(self.log, Failure::Forgotten),
             Lookup::Unknown => {
                 if let Some(&first_index) = self.pending_tags.get(&key) {
-                    // The entry is in this leader's log, not committed yet: wait for it.
-                    let last = first_index.plus(count - 1);
-                    match self.core.term_at(last) {
-                        Some(term) => self.waiters.push(Waiter {
-                            first: first_index,
-                            last,
-                            term,
-                            reply,
-                            arrived: now,
-                        }),
-                        None => reply.fail(self.log, Failure::LeadershipLost(None)),
-                    }
-                    return;
+                    // The entry is in this leader's log, not committed yet.
+                    return self.answer_retry(first_index, &items, reply, now);
                 }
                 let bytes: usize = items.iter().map(TaggedPayload::payload_size_bytes).sum();
                 LogMetrics::add(&self.metrics.bytes_in, bytes as u64);
@@ -135,6 +121,42 @@ impl<D: Disk> Replica<D> {
                 let entries = items.into_iter().map(|t| (EntryKind::Tagged, t.into_entry_data()));
                 self.propose(entries, &tags, reply, now);
             }
+        }
+    }
+
+    /// Answers a retry whose first item is already in the log at `first_index`. The batch went
+    /// in as one run, so its last item must be at `first_index + count - 1`: committed (answer
+    /// now) or in this leader's log (wait for its commit). Anything else means only a prefix of
+    /// the batch reached the log before a leader change (an AppendEntries may end inside a
+    /// batch, and the commit index with it): acknowledging the whole batch would name entries
+    /// that are not the batch's, or not committed, so the retry is refused instead.
+    fn answer_retry(
+        &mut self,
+        first_index: LogIndex,
+        items: &[TaggedPayload],
+        reply: AppendReply,
+        now: Instant,
+    ) {
+        let count = items.len() as u64;
+        let last_index = first_index.plus(count - 1);
+        let Some(last) = items.last() else {
+            return reply.fail(self.log, Failure::EmptyBatch);
+        };
+        let key = (last.client_id(), last.seq());
+        if let Lookup::Applied { index, term } = self.dedup.lookup(key.0, key.1) {
+            if index == last_index {
+                return reply.succeed(self.log, BatchPosition { first_index, count, term });
+            }
+        }
+        match (self.pending_tags.get(&key), self.core.term_at(last_index)) {
+            (Some(&index), Some(term)) if index == last_index => self.waiters.push(Waiter {
+                first: first_index,
+                last: last_index,
+                term,
+                reply,
+                arrived: now,
+            }),
+            _ => reply.fail(self.log, Failure::PartialBatch { first_index }),
         }
     }
 

@@ -36,8 +36,15 @@ pub(crate) enum Failure {
     NotLeader(Option<LeaderInfo>),
     LeadershipLost(Option<LeaderInfo>),
     TransferInProgress,
-    TooLarge { size_bytes: usize, max_bytes: usize },
+    TooLarge {
+        size_bytes: usize,
+        max_bytes: usize,
+    },
     Forgotten,
+    /// A retried batch of which only a prefix, from `first_index`, is in the log.
+    PartialBatch {
+        first_index: LogIndex,
+    },
     EmptyBatch,
     Poisoned(String),
     ShuttingDown,
@@ -86,9 +93,11 @@ impl AppendReply {
                     Failure::TooLarge { size_bytes, max_bytes } => {
                         AppendError::TooLarge { size_bytes, max_bytes }
                     }
-                    // Local appends carry no sequence numbers; this cannot arise for them, but
+                    // Local appends carry no sequence numbers; these cannot arise for them, but
                     // an answer is still owed.
-                    Failure::Forgotten => AppendError::LeadershipLost { log },
+                    Failure::Forgotten | Failure::PartialBatch { .. } => {
+                        AppendError::LeadershipLost { log }
+                    }
                     Failure::EmptyBatch => AppendError::EmptyBatch,
                     Failure::Poisoned(reason) => AppendError::Poisoned { log, reason },
                     Failure::ShuttingDown => AppendError::ShuttingDown,
@@ -117,6 +126,14 @@ impl AppendReply {
                         "sequence number is older than the log's deduplication window; \
                          use a new sequence number"
                             .into(),
+                    ),
+                    Failure::PartialBatch { first_index } => error(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "only part of this batch is in the log (from index {first_index}); \
+                             the rest was lost in a leader change: read from that index and \
+                             append the missing entries as a new request"
+                        ),
                     ),
                     Failure::EmptyBatch => error(ErrorCode::InvalidRequest, "empty batch".into()),
                     Failure::Poisoned(reason) => error(
