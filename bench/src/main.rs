@@ -1,23 +1,34 @@
 //! raftwal's benchmark runner.
 //!
-//! Each benchmark is a subcommand in a module of its own; all of them report through
-//! [`report`] so their JSON and table output share one shape. Until the cluster benchmark
-//! exists, running with no subcommand runs the storage benchmark.
+//! With no subcommand it runs the cluster benchmark (an embedded 3-node cluster driven over
+//! QUIC, with `--peer etcd` side by side); `storage` and `transport` measure the layers below.
+//! Each benchmark is a module of its own; all of them report through [`report`] so their JSON
+//! and table output share one shape.
 
+mod cluster;
+#[cfg(feature = "etcd")]
+mod etcd;
+mod floor;
+mod load;
+mod plot;
 mod report;
+mod results;
 mod storage;
 mod storage_raft_engine;
 mod storage_raw;
+mod systems;
 mod transport;
 
 use clap::{Parser, Subcommand};
 
-/// raftwal's benchmarks.
+/// raftwal's benchmarks. Without a subcommand: the cluster benchmark.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     bench: Option<Bench>,
+    #[command(flatten)]
+    cluster: cluster::ClusterArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,7 +44,7 @@ fn main() {
     let result = match args.bench {
         Some(Bench::Storage(a)) => storage::run(&a).map_err(|e| e.to_string()),
         Some(Bench::Transport(a)) => transport::run(&a),
-        None => storage::run(&storage::StorageArgs::default()).map_err(|e| e.to_string()),
+        None => cluster::run(&args.cluster),
     };
     if let Err(e) = result {
         eprintln!("raftwal-bench: {e}");

@@ -109,6 +109,24 @@ impl RaftCore {
         }
     }
 
+    /// The driver could not hand a message to `peer` (no link to it, or its send window was
+    /// full), so entries in flight to it may be lost. The leader stops pipelining to it and
+    /// probes again once the follower answers a heartbeat: without this, a lost AppendEntries in
+    /// the middle of a window would only be noticed after an election timeout of silence.
+    pub fn report_unreachable(&mut self, peer: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(position) = self.peer_position(peer) else {
+            return;
+        };
+        let progress = &mut self.peers[position];
+        progress.become_probe();
+        // Stay quiet until a heartbeat answer shows the peer is back: probing a peer with no
+        // link would fail again at once.
+        progress.probe_paused = true;
+    }
+
     /// A follower's answer to an AppendEntries.
     pub(super) fn handle_append_response(
         &mut self,

@@ -1,42 +1,38 @@
-//! The `raftwal` command line.
+//! `raftwal certs`: writes a cluster CA, one certificate per node (ids 1..=N) and a client
+//! certificate, so that a cluster is set up with one command.
 //!
-//! Today it has one subcommand, `raftwal certs --out DIR --nodes N [--cluster-id HEX]`, which
-//! writes a cluster CA, one certificate per node (ids 1..=N) and a client certificate, so that a
-//! cluster can be set up with one command. The certificate logic lives in
-//! `raftwal_wire::tls::certs`; this file only parses arguments and reports.
+//! Owns: the command's arguments and its report. The certificate logic is
+//! `raftwal_wire::tls::certs`; this file only parses and reports.
+//! Must not: overwrite existing files (the library refuses, and the error says which file).
 
-use clap::{Parser, Subcommand};
+use clap::Args;
 use raftwal_wire::tls::certs::ClusterCerts;
 use raftwal_wire::tls::names::{format_cluster_id, parse_cluster_id};
 use raftwal_wire::types::NodeId;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-/// raftwal: a Raft-replicated write-ahead log engine.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+/// Arguments of `raftwal certs`.
+#[derive(Debug, Args)]
+pub(crate) struct CertsArgs {
+    /// Directory to write into (created if missing; existing files are never overwritten).
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of nodes.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    nodes: u64,
+    /// Cluster id as hexadecimal; a random one when omitted.
+    #[arg(long)]
+    cluster_id: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Write a cluster CA, node certificates (node ids 1..=N) and a client certificate.
-    Certs {
-        /// Directory to write into (created if missing; existing files are never overwritten).
-        #[arg(long)]
-        out: PathBuf,
-        /// Number of nodes.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
-        nodes: u64,
-        /// Cluster id as hexadecimal; a random one when omitted.
-        #[arg(long)]
-        cluster_id: Option<String>,
-    },
+pub(crate) fn run(args: CertsArgs) -> Result<(), String> {
+    let report = certs(&args.out, args.nodes, args.cluster_id.as_deref())?;
+    print!("{report}");
+    Ok(())
 }
 
-fn certs(out: &Path, nodes: u64, cluster_id: Option<&str>) -> Result<String, String> {
+/// Writes the certificates and returns the report to print.
+pub(crate) fn certs(out: &Path, nodes: u64, cluster_id: Option<&str>) -> Result<String, String> {
     let cluster =
         match cluster_id {
             Some(text) => Some(parse_cluster_id(text).ok_or_else(|| {
@@ -58,24 +54,6 @@ fn certs(out: &Path, nodes: u64, cluster_id: Option<&str>) -> Result<String, Str
         report.push_str(&format!("  {}\n", file.display()));
     }
     Ok(report)
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Certs { out, nodes, cluster_id } => {
-            match certs(&out, nodes, cluster_id.as_deref()) {
-                Ok(report) => {
-                    print!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("raftwal certs: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,309 @@
+//! Load generation over any append target: closed loop (N appenders, each waiting for its
+//! acknowledgement before sending the next) and open loop (a fixed rate of intended sends, each
+//! latency measured from its intended send time, so a stalled system is charged for every request
+//! it kept waiting: coordinated omission is corrected by construction).
+//!
+//! The driver runs on the caller's current-thread tokio runtime inside a `LocalSet`, so a target
+//! needs neither `Send` nor locks. It owns no system under test: targets (raftwal's client, etcd's
+//! gRPC API) live in their own modules and implement [`AppendTarget`].
+
+use crate::report::latency_histogram_ns;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Width of one bucket of the throughput timeline.
+pub(crate) const TIMELINE_BUCKET: Duration = Duration::from_millis(100);
+
+/// Something the load generator appends to.
+pub(crate) trait AppendTarget {
+    /// Appends `payload` and resolves once the target acknowledges it as durably committed, with
+    /// the position the target gave it (a log index, a revision). `worker` and `seq` identify the
+    /// request (a key-value target derives its key from them).
+    async fn append(&self, worker: usize, seq: u64, payload: Bytes) -> Result<u64, String>;
+}
+
+/// What load to apply.
+#[derive(Clone, Debug)]
+pub(crate) struct Workload {
+    pub(crate) payload_bytes: usize,
+    /// Closed loop: the number of appenders. Open loop: the most requests outstanding at once;
+    /// an intended send beyond it is counted as `dropped` (the client, not the target, saturated).
+    pub(crate) concurrency: usize,
+    /// Open loop when set: intended appends per second.
+    pub(crate) rate_per_s: Option<f64>,
+    /// Load applied before measuring, to fill caches, open files and settle leadership.
+    pub(crate) warmup: Duration,
+    /// Measured time.
+    pub(crate) duration: Duration,
+}
+
+/// What one run measured (the warm-up excluded).
+#[derive(Debug)]
+pub(crate) struct LoadResult {
+    /// Latency from send (closed loop) or intended send (open loop) to acknowledgement, ns.
+    pub(crate) latency_ns: Histogram<u64>,
+    /// Appends acknowledged inside the measured window.
+    pub(crate) completed: u64,
+    /// Appends that failed inside the measured window (each error message is counted once in
+    /// `error_samples`).
+    pub(crate) errors: u64,
+    pub(crate) error_samples: Vec<String>,
+    /// Open loop: intended sends the client could not issue because `concurrency` were outstanding.
+    pub(crate) dropped: u64,
+    /// Length of the measured window.
+    pub(crate) elapsed: Duration,
+    /// Acknowledgements per [`TIMELINE_BUCKET`] from the start of the warm-up.
+    pub(crate) timeline: Vec<u64>,
+    /// Positions and acknowledgement instants, when the caller asked for them (tail lag).
+    pub(crate) acks: Vec<(u64, Instant)>,
+}
+
+impl LoadResult {
+    pub(crate) fn entries_per_s(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub(crate) fn mb_per_s(&self, payload_bytes: usize) -> f64 {
+        self.entries_per_s() * payload_bytes as f64 / 1e6
+    }
+}
+
+struct Shared {
+    start: Instant,
+    measure_start: Instant,
+    end: Instant,
+    latency_ns: Histogram<u64>,
+    completed: u64,
+    errors: u64,
+    error_samples: Vec<String>,
+    dropped: u64,
+    outstanding: usize,
+    timeline: Vec<u64>,
+    keep_acks: bool,
+    acks: Vec<(u64, Instant)>,
+}
+
+impl Shared {
+    fn record(&mut self, intended: Instant, done: Instant, outcome: Result<u64, String>) {
+        let bucket = (done.saturating_duration_since(self.start).as_nanos()
+            / TIMELINE_BUCKET.as_nanos()) as usize;
+        if done < self.measure_start || done > self.end {
+            // Warm-up or drain: shown on the timeline, kept out of the figures.
+            if outcome.is_ok() && done <= self.end {
+                self.bump_timeline(bucket);
+            }
+            return;
+        }
+        match outcome {
+            Ok(position) => {
+                self.completed += 1;
+                self.bump_timeline(bucket);
+                let ns = done.saturating_duration_since(intended).as_nanos();
+                let ns = u64::try_from(ns).unwrap_or(u64::MAX).max(1);
+                // Values above the histogram's bound (100 s) are clamped rather than lost.
+                self.latency_ns.saturating_record(ns);
+                if self.keep_acks {
+                    self.acks.push((position, done));
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                if self.error_samples.len() < 8 && !self.error_samples.contains(&e) {
+                    self.error_samples.push(e);
+                }
+            }
+        }
+    }
+
+    fn bump_timeline(&mut self, bucket: usize) {
+        if self.timeline.len() <= bucket {
+            self.timeline.resize(bucket + 1, 0);
+        }
+        self.timeline[bucket] += 1;
+    }
+}
+
+/// Runs `workload` against `target` on the current `LocalSet`, calling `progress` about every
+/// 250 ms with (time since start, appends acknowledged so far in the measured window).
+pub(crate) async fn run<T: AppendTarget + 'static>(
+    target: Rc<T>,
+    workload: &Workload,
+    keep_acks: bool,
+    mut progress: impl FnMut(Duration, u64),
+) -> LoadResult {
+    assert!(workload.concurrency > 0, "concurrency must be positive");
+    assert!(workload.payload_bytes > 0, "payload must not be empty");
+    #[allow(clippy::disallowed_methods)] // the benchmark's own clock is the point of a benchmark
+    let start = Instant::now();
+    let measure_start = start + workload.warmup;
+    let end = measure_start + workload.duration;
+    let shared = Rc::new(RefCell::new(Shared {
+        start,
+        measure_start,
+        end,
+        latency_ns: latency_histogram_ns(),
+        completed: 0,
+        errors: 0,
+        error_samples: Vec::new(),
+        dropped: 0,
+        outstanding: 0,
+        timeline: Vec::new(),
+        keep_acks,
+        acks: Vec::new(),
+    }));
+    // Payloads differ per worker in their first bytes so that no layer can deduplicate them, and
+    // are otherwise shared: the harness must not spend the CPU it is measuring on copies.
+    let payloads: Vec<Bytes> = (0..workload.concurrency)
+        .map(|w| {
+            let mut p = vec![0x5a_u8; workload.payload_bytes];
+            for (i, b) in (w as u64).to_le_bytes().iter().enumerate().take(p.len()) {
+                p[i] = *b;
+            }
+            Bytes::from(p)
+        })
+        .collect();
+
+    let driver = match workload.rate_per_s {
+        None => tokio::task::spawn_local(closed_loop(target, shared.clone(), payloads)),
+        Some(rate) => tokio::task::spawn_local(open_loop(
+            target,
+            shared.clone(),
+            payloads,
+            rate,
+            workload.concurrency,
+        )),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        progress(now.saturating_duration_since(start), shared.borrow().completed);
+        if now >= end {
+            break;
+        }
+    }
+    // Requests still outstanding at the end finish outside the window and are not counted;
+    // give them a bounded time to drain so the target is idle for whatever runs next.
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while shared.borrow().outstanding > 0 && tokio::time::Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    driver.abort();
+    let mut s = shared.borrow_mut();
+    let total_buckets =
+        ((workload.warmup + workload.duration).as_nanos() / TIMELINE_BUCKET.as_nanos()) as usize;
+    let mut timeline = s.timeline.clone();
+    timeline.resize(total_buckets.max(timeline.len()), 0);
+    LoadResult {
+        latency_ns: s.latency_ns.clone(),
+        completed: s.completed,
+        errors: s.errors,
+        error_samples: s.error_samples.clone(),
+        dropped: s.dropped,
+        elapsed: workload.duration,
+        timeline,
+        acks: std::mem::take(&mut s.acks),
+    }
+}
+
+async fn closed_loop<T: AppendTarget + 'static>(
+    target: Rc<T>,
+    shared: Rc<RefCell<Shared>>,
+    payloads: Vec<Bytes>,
+) {
+    let end = shared.borrow().end;
+    let mut workers = Vec::with_capacity(payloads.len());
+    for (worker, payload) in payloads.into_iter().enumerate() {
+        let target = target.clone();
+        let shared = shared.clone();
+        workers.push(tokio::task::spawn_local(async move {
+            let mut seq = 0_u64;
+            loop {
+                #[allow(clippy::disallowed_methods)]
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                shared.borrow_mut().outstanding += 1;
+                let outcome = target.append(worker, seq, payload.clone()).await;
+                #[allow(clippy::disallowed_methods)]
+                let done = Instant::now();
+                let failed = outcome.is_err();
+                {
+                    let mut s = shared.borrow_mut();
+                    s.outstanding -= 1;
+                    s.record(sent, done, outcome);
+                }
+                seq += 1;
+                if failed {
+                    // A failing target (leader change, restart) is retried by the next request;
+                    // pausing briefly keeps a dead target from turning the loop into a spin.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+}
+
+async fn open_loop<T: AppendTarget + 'static>(
+    target: Rc<T>,
+    shared: Rc<RefCell<Shared>>,
+    payloads: Vec<Bytes>,
+    rate_per_s: f64,
+    max_outstanding: usize,
+) {
+    assert!(rate_per_s > 0.0, "rate must be positive");
+    let (start, end) = {
+        let s = shared.borrow();
+        (s.start, s.end)
+    };
+    let interval = Duration::from_secs_f64(1.0 / rate_per_s);
+    let mut k: u64 = 0;
+    loop {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        // Issue every request whose intended time has come. The tokio timer has a 1 ms
+        // resolution, so requests leave in small bursts; their latency still counts from their
+        // own intended time, which charges the burst delay to the measurement (conservative).
+        loop {
+            let intended = start + interval.mul_f64(k as f64);
+            if intended > now {
+                break;
+            }
+            k += 1;
+            let mut s = shared.borrow_mut();
+            if s.outstanding >= max_outstanding {
+                if intended >= s.measure_start {
+                    s.dropped += 1;
+                }
+                continue;
+            }
+            s.outstanding += 1;
+            drop(s);
+            let worker = (k % payloads.len() as u64) as usize;
+            let payload = payloads[worker].clone();
+            let target = target.clone();
+            let shared = shared.clone();
+            tokio::task::spawn_local(async move {
+                let outcome = target.append(worker, k, payload).await;
+                #[allow(clippy::disallowed_methods)]
+                let done = Instant::now();
+                let mut s = shared.borrow_mut();
+                s.outstanding -= 1;
+                s.record(intended, done, outcome);
+            });
+        }
+        let next = start + interval.mul_f64(k as f64);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+    }
+}

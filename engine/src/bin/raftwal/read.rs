@@ -1,0 +1,127 @@
+//! `raftwal read` and `raftwal tail`: committed entries as JSON lines.
+//!
+//! Owns: paging a read through the client, and running a tail until SIGINT or SIGTERM.
+//! Must not: ask the leader: committed entries are the same on every replica, so both commands
+//! are served by the node the client reaches (the first in `--cluster`, the next one when it
+//! fails), from its own log, up to its own commit index.
+//!
+//! Output is buffered and flushed whenever no entry is ready, so a fast stream costs few writes
+//! and a slow one shows each entry at once. A closed standard output (`| head`) ends the command
+//! successfully.
+
+use crate::client_args::ClusterArgs;
+use crate::interrupt;
+use crate::output::{write_line, EntryLine};
+use clap::Args;
+use raftwal::client::Client;
+use raftwal_wire::types::LogIndex;
+use std::io::Write;
+use std::sync::Arc;
+
+/// Entries asked for per read request.
+const READ_PAGE_ENTRIES: u64 = 10_000;
+
+/// Arguments of `raftwal read`.
+#[derive(Debug, Args)]
+pub(crate) struct ReadArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// First index to print (entries below are skipped; indices of internal entries never
+    /// print).
+    #[arg(long, default_value_t = 1, value_name = "I")]
+    from: u64,
+    /// Entries to print at most; without it, every entry committed on the node reached.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+}
+
+/// Arguments of `raftwal tail`.
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// First index to print; entries then follow as they commit.
+    #[arg(long, default_value_t = 1, value_name = "I")]
+    from: u64,
+}
+
+/// What stopped output.
+enum Written {
+    Ok,
+    /// The reader closed standard output: stop quietly.
+    Closed,
+}
+
+fn written(result: std::io::Result<()>) -> Result<Written, String> {
+    match result {
+        Ok(()) => Ok(Written::Ok),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Written::Closed),
+        Err(e) => Err(format!("cannot write standard output: {e}")),
+    }
+}
+
+pub(crate) fn run_read(args: ReadArgs) -> Result<(), String> {
+    interrupt::runtime()?.block_on(read(args))
+}
+
+async fn read(args: ReadArgs) -> Result<(), String> {
+    let client = Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut next = LogIndex(args.from.max(1));
+    let mut remaining = args.count.unwrap_or(u64::MAX);
+    while remaining > 0 {
+        let page = u32::try_from(remaining.min(READ_PAGE_ENTRIES)).unwrap_or(u32::MAX);
+        let entries = client.read(next, page).await.map_err(|e| e.to_string())?;
+        let Some(last) = entries.last() else { break };
+        next = last.index.next();
+        for entry in entries.iter().take(usize::try_from(remaining).unwrap_or(usize::MAX)) {
+            if let Written::Closed = written(write_line(&mut out, &EntryLine::new(entry)))? {
+                return Ok(());
+            }
+            remaining -= 1;
+        }
+    }
+    let _ = written(out.flush())?;
+    client.close();
+    Ok(())
+}
+
+pub(crate) fn run_tail(args: TailArgs) -> Result<(), String> {
+    interrupt::runtime()?.block_on(tail(args))
+}
+
+async fn tail(args: TailArgs) -> Result<(), String> {
+    let interrupted = interrupt::interrupted()?;
+    tokio::pin!(interrupted);
+    let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
+    let mut subscription = client.subscribe(LogIndex(args.from.max(1)));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut unflushed = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut interrupted => break,
+            entry = subscription.next() => {
+                let entry = entry.map_err(|e| {
+                    format!("stopped before index {}: {e}", subscription.next_index())
+                })?;
+                if let Written::Closed = written(write_line(&mut out, &EntryLine::new(&entry)))? {
+                    return Ok(());
+                }
+                unflushed = true;
+                continue;
+            }
+            _ = std::future::ready(()), if unflushed => {}
+        }
+        // Nothing was ready: show what was written before waiting.
+        if let Written::Closed = written(out.flush())? {
+            return Ok(());
+        }
+        unflushed = false;
+    }
+    let _ = written(out.flush())?;
+    client.close();
+    Ok(())
+}

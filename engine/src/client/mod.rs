@@ -1,0 +1,404 @@
+//! The remote client: append, read, subscribe and status over QUIC, to any node of a cluster.
+//!
+//! Owns: [`Client`] (one QUIC endpoint with the cluster's client certificate, a connection to
+//! the node it believes leads, the client id and the next sequence number), its retry policy,
+//! and [`RemoteSubscription`].
+//! Must not: give up an append on a leader change, or append one twice: every append carries the
+//! client id and a sequence number, a retry carries the same ones, and the log deduplicates it.
+//!
+//! Appends follow the leader: a `NotLeader` answer names it (with its address), and the client
+//! reconnects there; a lost connection or a timeout moves on to the next node. Reads and
+//! subscriptions are served by whichever node the client reaches, from its own log, up to its own
+//! commit index: committed entries are the same on every replica, so consumers spread over them.
+
+mod subscribe;
+
+pub use subscribe::RemoteSubscription;
+
+use crate::log::{BatchPosition, LogEntry, Position};
+use bytes::Bytes;
+use raftwal_wire::client::{
+    AppendBatchRequest, AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq,
+    ErrorCode, LogStatus, ReadRequest, StatusRequest, TaggedPayload,
+};
+use raftwal_wire::codec::FrameLimits;
+use raftwal_wire::tls::TlsIdentity;
+use raftwal_wire::transport::{ClientConnection, ClientEndpoint, QuicTuning, RequestError};
+use raftwal_wire::types::{LogId, LogIndex};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+
+/// How to reach a cluster.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Addresses of the cluster's nodes (any subset; more gives more places to retry).
+    pub nodes: Vec<SocketAddr>,
+    /// A directory with the cluster CA and a client certificate (see `raftwal certs`).
+    pub tls_dir: PathBuf,
+    /// The log to work on.
+    pub log: LogId,
+    /// How long one attempt of a request may take before the client moves to another node.
+    pub attempt_timeout: Duration,
+    /// How long a request is retried (across leader changes) before it fails.
+    pub retry_deadline: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with the default timeouts (5 s per attempt, 30 s in all).
+    pub fn new(nodes: Vec<SocketAddr>, tls_dir: impl Into<PathBuf>, log: LogId) -> ClientConfig {
+        ClientConfig {
+            nodes,
+            tls_dir: tls_dir.into(),
+            log,
+            attempt_timeout: Duration::from_secs(5),
+            retry_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a client request failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// The configuration is unusable (no node address, unreadable certificates).
+    #[error("client configuration: {0}")]
+    Config(String),
+    /// No node could be reached, or none answered, before the retry deadline. The last failure
+    /// is given. An append may or may not have been applied: retrying it with a new client
+    /// would append it again.
+    #[error("no node answered before the deadline; last failure: {0}")]
+    Unavailable(String),
+    /// A node refused the request for a reason a retry does not fix.
+    #[error("refused ({code:?}): {message}")]
+    Refused {
+        /// What the node said, for programs.
+        code: ErrorCode,
+        /// What the node said, for people.
+        message: String,
+    },
+    /// A node answered with something that does not answer the request (a protocol bug).
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+/// What one attempt at a request came to.
+enum Attempt<T> {
+    Done(T),
+    /// Try again at the leader the node named, if any.
+    Redirect(Option<SocketAddr>),
+    /// Try again elsewhere (connection lost, timeout, node overloaded or stopping).
+    Retry(String),
+}
+
+/// A client of one log of a cluster. Cheap to share: wrap it in an `Arc` and call it from many
+/// tasks; requests from all of them are pipelined over one connection.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    endpoint: ClientEndpoint,
+    client_id: ClientId,
+    next_seq: AtomicU64,
+    /// The node appends go to, and the connection to it.
+    current: Mutex<Current>,
+}
+
+#[derive(Debug, Default)]
+struct Current {
+    /// Index in `config.nodes` of the node to try next when there is no better idea.
+    rotation: usize,
+    /// The node believed to lead (from a redirect).
+    preferred: Option<SocketAddr>,
+    connection: Option<Arc<ClientConnection>>,
+}
+
+/// A client id that differs between clients and runs: it keys the log's deduplication table.
+fn new_client_id() -> ClientId {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the operating system's randomness.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    ClientId(hasher.finish())
+}
+
+impl Client {
+    /// A client for `config`. Call it inside a tokio runtime; no connection is made yet.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let Some(first) = config.nodes.first() else {
+            return Err(ClientError::Config("no node address given".into()));
+        };
+        let identity = TlsIdentity::load_client(&config.tls_dir)
+            .map_err(|e| ClientError::Config(format!("{}: {e}", config.tls_dir.display())))?;
+        let bind: SocketAddr = if first.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint =
+            ClientEndpoint::open(&identity, bind, &QuicTuning::default(), FrameLimits::default())
+                .map_err(|e| ClientError::Config(format!("cannot open a QUIC endpoint: {e}")))?;
+        Ok(Client {
+            config,
+            endpoint,
+            client_id: new_client_id(),
+            next_seq: AtomicU64::new(1),
+            current: Mutex::new(Current::default()),
+        })
+    }
+
+    /// This client's id in the log's deduplication table.
+    pub fn client_id(&self) -> ClientId {
+        self.client_id
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        // Only plain field updates happen under this lock; a panic cannot leave it half-done.
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The connection appends use, connecting (to the preferred node, else the next in turn).
+    async fn connection(&self) -> Result<Arc<ClientConnection>, String> {
+        let target = {
+            let current = self.current();
+            if let Some(connection) = &current.connection {
+                return Ok(connection.clone());
+            }
+            current
+                .preferred
+                .unwrap_or(self.config.nodes[current.rotation % self.config.nodes.len()])
+        };
+        let connect = self.endpoint.connect(target);
+        let connection = match tokio::time::timeout(self.config.attempt_timeout, connect).await {
+            Ok(Ok(connection)) => Arc::new(connection),
+            Ok(Err(e)) => {
+                self.move_on(None);
+                return Err(format!("{target}: {e}"));
+            }
+            Err(_) => {
+                self.move_on(None);
+                return Err(format!("{target}: connection timed out"));
+            }
+        };
+        let mut current = self.current();
+        // Another task may have connected meanwhile; keep one connection.
+        match &current.connection {
+            Some(existing) => Ok(existing.clone()),
+            None => {
+                current.connection = Some(connection.clone());
+                Ok(connection)
+            }
+        }
+    }
+
+    /// Drops the connection `failed` (if it is still the current one) and moves to `next`, or to
+    /// the next node in turn.
+    fn forget(&self, failed: &Arc<ClientConnection>, next: Option<SocketAddr>) {
+        let mut current = self.current();
+        if current.connection.as_ref().is_some_and(|c| Arc::ptr_eq(c, failed)) {
+            current.connection = None;
+            drop(current);
+            self.move_on(next);
+        }
+    }
+
+    fn move_on(&self, next: Option<SocketAddr>) {
+        let mut current = self.current();
+        current.connection = None;
+        match next {
+            Some(addr) => current.preferred = Some(addr),
+            None => {
+                current.preferred = None;
+                current.rotation = current.rotation.wrapping_add(1);
+            }
+        }
+    }
+
+    /// Sends `request` until it gets a final answer, following redirects and retrying elsewhere
+    /// on failures, until the retry deadline.
+    async fn call<T>(
+        &self,
+        request: &ClientRequest,
+        mut interpret: impl FnMut(ClientResponse) -> Result<Attempt<T>, ClientError>,
+    ) -> Result<T, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.config.retry_deadline;
+        let mut backoff = Duration::from_millis(5);
+        let mut last_failure = String::from("no attempt made");
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Unavailable(last_failure));
+            }
+            let connection = match self.connection().await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    last_failure = e;
+                    pause(&mut backoff).await;
+                    continue;
+                }
+            };
+            let attempt =
+                tokio::time::timeout(self.config.attempt_timeout, connection.request(request))
+                    .await;
+            let outcome = match attempt {
+                Ok(Ok(response)) => interpret(response)?,
+                Ok(Err(RequestError::ConnectionLost(e))) => Attempt::Retry(e),
+                Ok(Err(e @ RequestError::Protocol(_))) => Attempt::Retry(e.to_string()),
+                Ok(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
+                Err(_) => {
+                    Attempt::Retry(format!("{}: no answer in time", connection.remote_addr()))
+                }
+            };
+            match outcome {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Redirect(Some(addr)) if addr != connection.remote_addr() => {
+                    last_failure = format!("redirected to {addr}");
+                    self.forget(&connection, Some(addr));
+                }
+                Attempt::Redirect(_) => {
+                    // No leader known yet (an election is running): wait a little, then ask
+                    // around.
+                    last_failure = "no leader known".into();
+                    self.forget(&connection, None);
+                    pause(&mut backoff).await;
+                }
+                Attempt::Retry(e) => {
+                    last_failure = e;
+                    self.forget(&connection, None);
+                    pause(&mut backoff).await;
+                }
+            }
+        }
+    }
+
+    fn tagged(&self, data: Bytes) -> TaggedPayload {
+        let seq = ClientSeq(self.next_seq.fetch_add(1, Ordering::Relaxed));
+        TaggedPayload::new(self.client_id, seq, data)
+    }
+
+    /// Appends one entry; returns once it is committed. Retried across leader changes with the
+    /// same sequence number, so it is appended once.
+    pub async fn append(&self, data: Bytes) -> Result<Position, ClientError> {
+        let request = ClientRequest::Append(AppendRequest {
+            log: self.config.log,
+            tagged: self.tagged(data),
+        });
+        self.call(&request, |response| match response {
+            ClientResponse::Appended(a) => {
+                Ok(Attempt::Done(Position { index: a.index, term: a.term }))
+            }
+            other => common(other),
+        })
+        .await
+    }
+
+    /// Appends entries as consecutive entries; returns once all are committed.
+    pub async fn append_batch(&self, data: Vec<Bytes>) -> Result<BatchPosition, ClientError> {
+        if data.is_empty() {
+            return Err(ClientError::Refused {
+                code: ErrorCode::InvalidRequest,
+                message: "empty batch".into(),
+            });
+        }
+        let items = data.into_iter().map(|d| self.tagged(d)).collect();
+        let request =
+            ClientRequest::AppendBatch(AppendBatchRequest { log: self.config.log, items });
+        self.call(&request, |response| match response {
+            ClientResponse::AppendedBatch(a) => Ok(Attempt::Done(BatchPosition {
+                first_index: a.first_index,
+                count: u64::from(a.count),
+                term: a.term,
+            })),
+            other => common(other),
+        })
+        .await
+    }
+
+    /// Committed entries from `from`, at most `count_max` of them (fewer at the end of what is
+    /// committed), from whichever node the client reaches.
+    pub async fn read(&self, from: LogIndex, count_max: u32) -> Result<Vec<LogEntry>, ClientError> {
+        let mut next = from;
+        loop {
+            let request = ClientRequest::Read(ReadRequest {
+                log: self.config.log,
+                from: next,
+                count_max: count_max.max(1),
+                size_bytes_max: 4 << 20,
+            });
+            let raw = self
+                .call(&request, |response| match response {
+                    ClientResponse::Entries(batch) => Ok(Attempt::Done(batch.entries)),
+                    other => common(other),
+                })
+                .await?;
+            let Some(last) = raw.last().map(|e| e.index) else { return Ok(Vec::new()) };
+            let entries: Vec<LogEntry> = raw.iter().filter_map(LogEntry::from_entry).collect();
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+            next = last.next();
+        }
+    }
+
+    /// The log's status on the node at `node`.
+    pub async fn status_of(&self, node: SocketAddr) -> Result<LogStatus, ClientError> {
+        let connect = self.endpoint.connect(node);
+        let connection = match tokio::time::timeout(self.config.attempt_timeout, connect).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => return Err(ClientError::Unavailable(format!("{node}: {e}"))),
+            Err(_) => {
+                return Err(ClientError::Unavailable(format!("{node}: connection timed out")))
+            }
+        };
+        let request = ClientRequest::Status(StatusRequest { log: self.config.log });
+        let response =
+            tokio::time::timeout(self.config.attempt_timeout, connection.request(&request))
+                .await
+                .map_err(|_| ClientError::Unavailable(format!("{node}: no answer in time")))?
+                .map_err(|e| ClientError::Unavailable(format!("{node}: {e}")))?;
+        connection.close();
+        match response {
+            ClientResponse::Status(status) => Ok(status),
+            ClientResponse::Error(e) => {
+                Err(ClientError::Refused { code: e.code, message: e.message })
+            }
+            other => {
+                Err(ClientError::Protocol(format!("{} to a status request", other.kind_name())))
+            }
+        }
+    }
+
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub(crate) fn endpoint(&self) -> &ClientEndpoint {
+        &self.endpoint
+    }
+
+    /// Closes every connection.
+    pub fn close(&self) {
+        self.endpoint.close();
+    }
+}
+
+/// How every request reads the answers that are not its own success.
+fn common<T>(response: ClientResponse) -> Result<Attempt<T>, ClientError> {
+    match response {
+        ClientResponse::NotLeader(n) => Ok(Attempt::Redirect(n.leader.and_then(|l| l.client_addr))),
+        ClientResponse::Error(e) => match e.code {
+            ErrorCode::Overloaded
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Poisoned
+            | ErrorCode::Internal => Ok(Attempt::Retry(format!("{:?}: {}", e.code, e.message))),
+            code => Err(ClientError::Refused { code, message: e.message }),
+        },
+        other => Err(ClientError::Protocol(format!("unexpected {} answer", other.kind_name()))),
+    }
+}
+
+/// Waits `backoff`, then doubles it up to 500 ms.
+async fn pause(backoff: &mut Duration) {
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(Duration::from_millis(500));
+}

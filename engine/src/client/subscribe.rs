@@ -1,0 +1,152 @@
+//! [`RemoteSubscription`]: a tail of committed entries over the network that survives node
+//! failures.
+//!
+//! Owns: one subscription stream at a time, the next index it expects, and the move to another
+//! node when the stream fails (a node stopped, or ended the stream because it lagged).
+//! Must not: skip, repeat or reorder an entry: every entry it yields has the index right after
+//! the previous one, whichever node served it (no-ops excepted, which it does not yield), and a
+//! stream that breaks that rule is treated as a failed node.
+
+use super::{Client, ClientError};
+use crate::log::LogEntry;
+use raftwal_wire::client::{ErrorCode, SubscribeRequest};
+use raftwal_wire::transport::{ClientConnection, RequestError, Subscription};
+use raftwal_wire::types::LogIndex;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A stream of committed entries from a cluster. See the module documentation.
+#[derive(Debug)]
+pub struct RemoteSubscription {
+    client: Arc<Client>,
+    next: LogIndex,
+    /// Index in the client's node list of the node to use.
+    node: usize,
+    stream: Option<(ClientConnection, Subscription)>,
+    buffer: VecDeque<LogEntry>,
+    /// Why the last stream failed, for the error once every node failed for too long.
+    last_failure: String,
+}
+
+impl RemoteSubscription {
+    pub(super) fn new(client: Arc<Client>, from: LogIndex, node: usize) -> RemoteSubscription {
+        RemoteSubscription {
+            client,
+            next: from.max(LogIndex(1)),
+            node,
+            stream: None,
+            buffer: VecDeque::new(),
+            last_failure: String::new(),
+        }
+    }
+
+    /// The index of the next entry this subscription will yield (or skip, if it is a no-op).
+    pub fn next_index(&self) -> LogIndex {
+        self.next
+    }
+
+    /// The node currently serving the subscription, if connected.
+    pub fn node(&self) -> Option<SocketAddr> {
+        self.stream.as_ref().map(|(c, _)| c.remote_addr())
+    }
+
+    fn node_addr(&self) -> SocketAddr {
+        let nodes = &self.client.config().nodes;
+        nodes[self.node % nodes.len()]
+    }
+
+    async fn open(&mut self) -> Result<(), String> {
+        let addr = self.node_addr();
+        let timeout = self.client.config().attempt_timeout;
+        let connection = tokio::time::timeout(timeout, self.client.endpoint().connect(addr))
+            .await
+            .map_err(|_| format!("{addr}: connection timed out"))?
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let request = SubscribeRequest { log: self.client.config().log, from: self.next };
+        let stream = tokio::time::timeout(timeout, connection.subscribe(request))
+            .await
+            .map_err(|_| format!("{addr}: no answer in time"))?
+            .map_err(|e| format!("{addr}: {e}"))?;
+        self.stream = Some((connection, stream));
+        Ok(())
+    }
+
+    fn fail_over(&mut self, why: String) {
+        self.last_failure = why;
+        if let Some((connection, _)) = self.stream.take() {
+            connection.close();
+        }
+        self.node = self.node.wrapping_add(1);
+    }
+
+    /// The next committed entry. Fails only when no node could serve the subscription for the
+    /// client's retry deadline, or when the entries wanted were compacted away.
+    pub async fn next(&mut self) -> Result<LogEntry, ClientError> {
+        let retry_deadline = self.client.config().retry_deadline;
+        let mut deadline = tokio::time::Instant::now() + retry_deadline;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            if let Some(entry) = self.buffer.pop_front() {
+                return Ok(entry);
+            }
+            if self.stream.is_none() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ClientError::Unavailable(self.last_failure.clone()));
+                }
+                if let Err(e) = self.open().await {
+                    self.fail_over(e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    continue;
+                }
+            }
+            let Some((_, stream)) = self.stream.as_mut() else { continue };
+            match stream.next().await {
+                Ok(Some(batch)) => {
+                    for entry in &batch.entries {
+                        if entry.index < self.next {
+                            continue;
+                        }
+                        if entry.index != self.next {
+                            let why = format!(
+                                "stream skipped from {} to {}; resubscribing",
+                                self.next, entry.index
+                            );
+                            self.buffer.clear();
+                            self.fail_over(why);
+                            break;
+                        }
+                        self.next = entry.index.next();
+                        if let Some(user) = LogEntry::from_entry(entry) {
+                            self.buffer.push_back(user);
+                        }
+                    }
+                    // Progress: the node serves us; the deadline counts from the last progress.
+                    deadline = tokio::time::Instant::now() + retry_deadline;
+                    backoff = Duration::from_millis(5);
+                }
+                Ok(None) => self.fail_over("the node ended the subscription".into()),
+                Err(RequestError::Server(e)) if e.code == ErrorCode::Compacted => {
+                    return Err(ClientError::Refused { code: e.code, message: e.message });
+                }
+                Err(e) => self.fail_over(e.to_string()),
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Tails committed entries from `from` on, starting at the first configured node and moving
+    /// to the next one when a node fails.
+    pub fn subscribe(self: &Arc<Self>, from: LogIndex) -> RemoteSubscription {
+        RemoteSubscription::new(self.clone(), from, 0)
+    }
+
+    /// Like [`Client::subscribe`], starting at the `node`-th configured node (to spread
+    /// consumers over the replicas).
+    pub fn subscribe_at(self: &Arc<Self>, node: usize, from: LogIndex) -> RemoteSubscription {
+        RemoteSubscription::new(self.clone(), from, node)
+    }
+}

@@ -1,0 +1,469 @@
+//! A node's configuration: who it is, where it listens and stores, who its peers are, and the
+//! tuning of its consensus, storage and transport.
+//!
+//! Owns: [`NodeConfig`] (built in code by an embedding program, or read from TOML by
+//! `raftwal serve --config`) and its validation ([`ConfigError`]).
+//! Must not: open files or sockets (that is the node's start), or hold run-time state.
+//! Invariants of a validated config (checked by [`NodeConfig::validate`]):
+//! 1. The node's id is not 0 and is not among its peers; peer ids are distinct and not 0.
+//! 2. `shards >= 1`, `log_count >= 1`, and every shard's port (`listen` port + shard index) fits
+//!    in 16 bits, for this node and for every peer.
+//! 3. The timing is sane: `tick_ms >= 1`, and the election timeout exceeds the heartbeat
+//!    interval (the consensus core checks the ticks again).
+//! 4. `entry_size_bytes_max` fits in one AppendEntries and one storage batch.
+//!
+//! A log `l` lives on shard `l % shards` of every node, so every node of a cluster should run the
+//! same number of shards; traffic that reaches another shard is forwarded, so a mismatch costs a
+//! hop, not correctness.
+
+use crate::storage::FsyncMode;
+use raftwal_wire::types::{LogId, NodeId};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// One peer of this node.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's node id.
+    pub id: NodeId,
+    /// The peer's address (its shard 0; shard `i` listens on this port + `i`).
+    pub addr: SocketAddr,
+}
+
+/// Consensus tuning. The defaults suit a LAN or a single host.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftTuning {
+    /// Length of one tick of the consensus clock.
+    pub tick_ms: u64,
+    /// Base election timeout in ticks (the actual one is drawn from `[t, 2t)`).
+    pub election_timeout_ticks: u32,
+    /// A leader sends heartbeats every this many ticks.
+    pub heartbeat_interval_ticks: u32,
+    /// Run a PreVote round before elections (keeps a rejoining node from deposing a leader).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a majority for an election timeout steps down.
+    pub check_quorum: bool,
+    /// Entry bytes per AppendEntries message, at most.
+    pub append_size_bytes_max: usize,
+    /// AppendEntries messages in flight to one follower, at most.
+    pub inflight_message_count_max: usize,
+    /// Entry bytes in flight to one follower, at most. Keep it below the transport's bulk
+    /// window (`TransportTuning::bulk_window_bytes`) so the core's flow control acts first.
+    pub inflight_size_bytes_max: usize,
+    /// Bytes of recent durable entries the core keeps in memory for replication.
+    pub entry_cache_size_bytes_max: usize,
+}
+
+impl Default for RaftTuning {
+    fn default() -> RaftTuning {
+        RaftTuning {
+            tick_ms: 10,
+            election_timeout_ticks: 30,
+            heartbeat_interval_ticks: 5,
+            pre_vote: true,
+            check_quorum: true,
+            append_size_bytes_max: 1 << 20,
+            inflight_message_count_max: 64,
+            inflight_size_bytes_max: 4 << 20,
+            entry_cache_size_bytes_max: 64 << 20,
+        }
+    }
+}
+
+/// Storage tuning.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageTuning {
+    /// Size every segment file is preallocated to (a multiple of 4096).
+    pub segment_size_bytes: u64,
+    /// Write segments with O_DIRECT.
+    pub direct_io: bool,
+    /// Who issues a batch's fdatasync: `"thread"` (the shard thread, after the ring's write) or
+    /// `"ring"` (linked in io_uring, run by a kernel worker).
+    pub fsync: FsyncChoice,
+    /// The largest batch written at once.
+    pub batch_bytes_max: usize,
+    /// Payload bytes of durable entries kept in memory for reads.
+    pub tail_cache_bytes_max: usize,
+}
+
+impl Default for StorageTuning {
+    fn default() -> StorageTuning {
+        let log = crate::storage::LogOptions::default();
+        StorageTuning {
+            segment_size_bytes: log.segment_size_bytes,
+            direct_io: log.direct_io,
+            fsync: FsyncChoice::Thread,
+            batch_bytes_max: log.batch_bytes_max,
+            tail_cache_bytes_max: log.tail_cache_bytes_max,
+        }
+    }
+}
+
+/// Who issues a batch's fdatasync (see [`StorageTuning::fsync`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncChoice {
+    /// The shard thread, right after reaping the batch's write.
+    Thread,
+    /// io_uring, linked after the write.
+    Ring,
+}
+
+impl FsyncChoice {
+    pub(crate) fn mode(self) -> FsyncMode {
+        match self {
+            FsyncChoice::Thread => FsyncMode::Thread,
+            FsyncChoice::Ring => FsyncMode::Ring,
+        }
+    }
+}
+
+/// Transport tuning.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportTuning {
+    /// Bytes of AppendEntries queued for one peer before sends are refused.
+    pub bulk_window_bytes: usize,
+    /// Largest frame sent or accepted.
+    pub frame_size_bytes_max: u32,
+}
+
+impl Default for TransportTuning {
+    fn default() -> TransportTuning {
+        TransportTuning { bulk_window_bytes: 8 << 20, frame_size_bytes_max: 16 << 20 }
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id (not 0), matching its certificate in `tls_dir`.
+    pub id: NodeId,
+    /// This node's address: shard 0's UDP port; shard `i` listens on this port + `i`. Peers and
+    /// clients both connect here (the TLS ALPN tells them apart).
+    pub listen: SocketAddr,
+    /// The other members of the cluster.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Where the logs and the node's identity file live.
+    pub data_dir: PathBuf,
+    /// Where the cluster CA and this node's certificate and key are (see `raftwal certs`).
+    pub tls_dir: PathBuf,
+    /// Shard threads; `None` means one per available core.
+    #[serde(default)]
+    pub shards: Option<usize>,
+    /// Number of logs the cluster keeps: log ids `0..log_count`.
+    #[serde(default = "default_log_count")]
+    pub log_count: u64,
+    /// Largest payload of one entry.
+    #[serde(default = "default_entry_size_bytes_max")]
+    pub entry_size_bytes_max: usize,
+    /// Address to serve Prometheus metrics on (`GET /metrics`), if any.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// Consensus tuning.
+    #[serde(default)]
+    pub raft: RaftTuning,
+    /// Storage tuning.
+    #[serde(default)]
+    pub storage: StorageTuning,
+    /// Transport tuning.
+    #[serde(default)]
+    pub transport: TransportTuning,
+}
+
+fn default_log_count() -> u64 {
+    1
+}
+
+fn default_entry_size_bytes_max() -> usize {
+    1 << 20
+}
+
+/// Why a configuration is invalid. Fix the configuration and start again.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a node configuration.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line and column.
+        message: String,
+    },
+    /// Node id 0 is reserved.
+    #[error("node id 0 is reserved; use ids from 1")]
+    ZeroId,
+    /// The node lists itself as a peer.
+    #[error("node {0} lists itself among its peers")]
+    SelfPeer(NodeId),
+    /// A peer appears twice, or with id 0.
+    #[error("peer {0} appears more than once or has the reserved id 0")]
+    BadPeer(NodeId),
+    /// A count that must be positive is zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// A shard's port would not fit in 16 bits.
+    #[error("address {addr} with {shards} shards needs ports beyond 65535")]
+    PortRange {
+        /// The base address.
+        addr: SocketAddr,
+        /// The shard count.
+        shards: usize,
+    },
+    /// The election timeout does not exceed the heartbeat interval.
+    #[error(
+        "election timeout ({election} ticks) must exceed the heartbeat interval ({heartbeat} ticks)"
+    )]
+    Timing {
+        /// Election timeout in ticks.
+        election: u32,
+        /// Heartbeat interval in ticks.
+        heartbeat: u32,
+    },
+    /// The largest entry does not fit the message or batch limits.
+    #[error(
+        "entry_size_bytes_max ({entry}) must be at most {limit} ({what}); raise that limit or \
+         lower the entry size"
+    )]
+    EntryTooLarge {
+        /// The configured maximum entry size.
+        entry: usize,
+        /// The limit it exceeds.
+        limit: usize,
+        /// Which limit.
+        what: &'static str,
+    },
+}
+
+impl NodeConfig {
+    /// A configuration with defaults for everything but identity, addresses and directories.
+    pub fn new(
+        id: NodeId,
+        listen: SocketAddr,
+        peers: Vec<PeerConfig>,
+        data_dir: impl Into<PathBuf>,
+        tls_dir: impl Into<PathBuf>,
+    ) -> NodeConfig {
+        NodeConfig {
+            id,
+            listen,
+            peers,
+            data_dir: data_dir.into(),
+            tls_dir: tls_dir.into(),
+            shards: None,
+            log_count: default_log_count(),
+            entry_size_bytes_max: default_entry_size_bytes_max(),
+            metrics: None,
+            raft: RaftTuning::default(),
+            storage: StorageTuning::default(),
+            transport: TransportTuning::default(),
+        }
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: NodeConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The number of shard threads this node runs.
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| {
+            std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
+        })
+    }
+
+    /// The shard that owns `log` (on every node with the same shard count).
+    pub fn shard_of(&self, log: LogId) -> usize {
+        (log.get() % self.shard_count() as u64) as usize
+    }
+
+    /// The address of shard `shard` of a node whose shard 0 is at `base`.
+    pub fn shard_addr(base: SocketAddr, shard: usize) -> SocketAddr {
+        let mut addr = base;
+        // Validation guarantees the port fits; saturate rather than wrap if it is skipped.
+        addr.set_port(base.port().saturating_add(shard as u16));
+        addr
+    }
+
+    /// Every voter of every log: this node and its peers.
+    pub fn voters(&self) -> Vec<NodeId> {
+        let mut voters: Vec<NodeId> = self.peers.iter().map(|p| p.id).collect();
+        voters.push(self.id);
+        voters.sort();
+        voters
+    }
+
+    /// The consensus clock's tick.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.raft.tick_ms)
+    }
+
+    /// Checks the invariants listed in the module documentation.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == NodeId::ZERO {
+            return Err(ConfigError::ZeroId);
+        }
+        let mut seen = BTreeSet::new();
+        for peer in &self.peers {
+            if peer.id == self.id {
+                return Err(ConfigError::SelfPeer(peer.id));
+            }
+            if peer.id == NodeId::ZERO || !seen.insert(peer.id) {
+                return Err(ConfigError::BadPeer(peer.id));
+            }
+        }
+        let shards = self.shard_count();
+        if shards == 0 {
+            return Err(ConfigError::Zero("shards"));
+        }
+        if self.log_count == 0 {
+            return Err(ConfigError::Zero("log_count"));
+        }
+        if self.raft.tick_ms == 0 {
+            return Err(ConfigError::Zero("raft.tick_ms"));
+        }
+        if self.raft.heartbeat_interval_ticks == 0 {
+            return Err(ConfigError::Zero("raft.heartbeat_interval_ticks"));
+        }
+        if self.entry_size_bytes_max == 0 {
+            return Err(ConfigError::Zero("entry_size_bytes_max"));
+        }
+        for addr in std::iter::once(self.listen).chain(self.peers.iter().map(|p| p.addr)) {
+            if u32::from(addr.port()) + shards as u32 - 1 > u32::from(u16::MAX) {
+                return Err(ConfigError::PortRange { addr, shards });
+            }
+        }
+        if self.raft.election_timeout_ticks <= self.raft.heartbeat_interval_ticks {
+            return Err(ConfigError::Timing {
+                election: self.raft.election_timeout_ticks,
+                heartbeat: self.raft.heartbeat_interval_ticks,
+            });
+        }
+        // A frame carries the entry plus a little framing; a batch carries the record header.
+        let frame_room = (self.transport.frame_size_bytes_max as usize).saturating_sub(4096);
+        for (limit, what) in [
+            (self.raft.append_size_bytes_max, "raft.append_size_bytes_max"),
+            (frame_room, "transport.frame_size_bytes_max minus 4096 bytes of framing"),
+            (
+                self.storage.batch_bytes_max.saturating_sub(4096),
+                "storage.batch_bytes_max minus 4096",
+            ),
+        ] {
+            if self.entry_size_bytes_max > limit {
+                return Err(ConfigError::EntryTooLarge {
+                    entry: self.entry_size_bytes_max,
+                    limit,
+                    what,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> NodeConfig {
+        NodeConfig::new(
+            NodeId(1),
+            "127.0.0.1:7000".parse().unwrap(),
+            vec![
+                PeerConfig { id: NodeId(2), addr: "127.0.0.1:7100".parse().unwrap() },
+                PeerConfig { id: NodeId(3), addr: "127.0.0.1:7200".parse().unwrap() },
+            ],
+            "/tmp/x",
+            "/tmp/tls",
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        base().validate().unwrap();
+        assert_eq!(base().voters(), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    }
+
+    #[test]
+    fn bad_identities_are_refused() {
+        let mut c = base();
+        c.id = NodeId(0);
+        assert!(matches!(c.validate(), Err(ConfigError::ZeroId)));
+        let mut c = base();
+        c.peers[0].id = NodeId(1);
+        assert!(matches!(c.validate(), Err(ConfigError::SelfPeer(NodeId(1)))));
+        let mut c = base();
+        c.peers[1].id = NodeId(2);
+        assert!(matches!(c.validate(), Err(ConfigError::BadPeer(NodeId(2)))));
+    }
+
+    #[test]
+    fn ports_timing_and_sizes_are_checked() {
+        let mut c = base();
+        c.listen = "127.0.0.1:65535".parse().unwrap();
+        c.shards = Some(2);
+        assert!(matches!(c.validate(), Err(ConfigError::PortRange { .. })));
+        let mut c = base();
+        c.raft.election_timeout_ticks = 5;
+        assert!(matches!(c.validate(), Err(ConfigError::Timing { .. })));
+        let mut c = base();
+        c.entry_size_bytes_max = 2 << 20;
+        assert!(matches!(c.validate(), Err(ConfigError::EntryTooLarge { .. })));
+    }
+
+    #[test]
+    fn toml_is_parsed_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            r#"
+id = 2
+listen = "127.0.0.1:7100"
+data_dir = "/var/lib/raftwal"
+tls_dir = "/etc/raftwal"
+shards = 1
+peers = [ { id = 1, addr = "127.0.0.1:7000" } ]
+[raft]
+tick_ms = 20
+"#,
+        )
+        .unwrap();
+        let c = NodeConfig::from_toml_file(&path).unwrap();
+        assert_eq!(c.id, NodeId(2));
+        assert_eq!(c.raft.tick_ms, 20);
+        assert_eq!(c.raft.election_timeout_ticks, RaftTuning::default().election_timeout_ticks);
+        std::fs::write(&path, "id = 2\nlisten = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
+        let e = NodeConfig::from_toml_file(&path).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn shard_addresses_are_consecutive_ports() {
+        let a = NodeConfig::shard_addr("10.0.0.1:7000".parse().unwrap(), 3);
+        assert_eq!(a, "10.0.0.1:7003".parse().unwrap());
+    }
+}

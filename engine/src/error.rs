@@ -1,0 +1,212 @@
+//! The errors of the embedding API, one enum per operation. Each variant says what the caller can
+//! do next.
+//!
+//! Recoverable errors (a retry, elsewhere or later, may succeed) are kept apart from the fatal
+//! ones of a log that can no longer write ([`AppendError::Poisoned`]), which need an operator.
+
+use raftwal_wire::types::{LogId, LogIndex, NodeId};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Why [`crate::Node::start`] failed. Nothing was left running.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The node's certificate, key or the cluster CA could not be loaded.
+    #[error("TLS identity in {dir}: {source}")]
+    Tls {
+        /// The TLS directory.
+        dir: PathBuf,
+        /// What failed.
+        source: raftwal_wire::tls::identity::IdentityError,
+    },
+    /// The data directory belongs to another cluster or another node.
+    #[error(
+        "data directory {dir} belongs to cluster {found_cluster} node {found_node}, but this node \
+         is cluster {cluster} node {node}: point --data-dir at this node's own directory"
+    )]
+    ForeignDataDir {
+        /// The data directory.
+        dir: PathBuf,
+        /// The cluster id it records.
+        found_cluster: String,
+        /// The node id it records.
+        found_node: NodeId,
+        /// This node's cluster id.
+        cluster: String,
+        /// This node's id.
+        node: NodeId,
+    },
+    /// The data directory could not be prepared (created, read, its identity file written).
+    #[error("data directory {dir}: {message}")]
+    DataDir {
+        /// The data directory.
+        dir: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A log could not be opened: its files are unreadable or corrupt (see the message for the
+    /// file, offset and index). Corruption is never repaired silently.
+    #[error("log {log} in {dir}: {source}")]
+    Storage {
+        /// The log.
+        log: LogId,
+        /// Its directory.
+        dir: PathBuf,
+        /// What failed.
+        source: crate::storage::OpenError,
+    },
+    /// A log's recovered state is inconsistent (for example a commit index past its last entry).
+    #[error("log {log}: recovered state refused: {message}")]
+    Restore {
+        /// The log.
+        log: LogId,
+        /// What is wrong.
+        message: String,
+    },
+    /// A shard could not open its io_uring ring or its QUIC endpoint.
+    #[error("shard {shard}: {message}")]
+    Shard {
+        /// The shard.
+        shard: usize,
+        /// What failed (for example "address already in use" with the address).
+        message: String,
+    },
+}
+
+/// Where the leader is, when known: retry the append there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderInfo {
+    /// The leader's node id.
+    pub node: NodeId,
+    /// Its client address for this log, when this node knows it.
+    pub addr: Option<SocketAddr>,
+}
+
+/// Why an append was not acknowledged.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AppendError {
+    /// This node is not the log's leader. Append on the leader (the remote client does this for
+    /// you).
+    #[error("node is not the leader of log {log}{}", leader_text(.leader))]
+    NotLeader {
+        /// The log.
+        log: LogId,
+        /// The leader this node knows of.
+        leader: Option<LeaderInfo>,
+    },
+    /// Leadership changed before the entry committed. It may or may not commit: a remote client
+    /// retries with the same sequence number, which the log deduplicates.
+    #[error("leadership of log {log} changed before the entry committed; it may still commit")]
+    LeadershipLost {
+        /// The log.
+        log: LogId,
+    },
+    /// The payload is larger than the configured maximum entry size. Split it.
+    #[error("entry of {size_bytes} bytes exceeds the maximum of {max_bytes} bytes")]
+    TooLarge {
+        /// The payload's size.
+        size_bytes: usize,
+        /// The configured maximum (`entry_size_bytes_max`).
+        max_bytes: usize,
+    },
+    /// The batch has no entries.
+    #[error("empty batch")]
+    EmptyBatch,
+    /// A leadership transfer is under way; retry shortly.
+    #[error("leadership transfer of log {log} in progress; retry shortly")]
+    TransferInProgress {
+        /// The log.
+        log: LogId,
+    },
+    /// The log's storage failed (an fsync or write error) and refuses writes for good: the node
+    /// needs an operator. Other replicas go on serving.
+    #[error("log {log} refuses writes after a storage failure: {reason}")]
+    Poisoned {
+        /// The log.
+        log: LogId,
+        /// The original failure.
+        reason: String,
+    },
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// The node hosts no such log.
+    #[error("unknown log {0}")]
+    UnknownLog(LogId),
+}
+
+fn leader_text(leader: &Option<LeaderInfo>) -> String {
+    match leader {
+        Some(LeaderInfo { node, addr: Some(addr) }) => format!("; leader is node {node} at {addr}"),
+        Some(LeaderInfo { node, addr: None }) => format!("; leader is node {node}"),
+        None => "; no leader known".to_owned(),
+    }
+}
+
+/// Why a read or a subscription failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The requested index was compacted away; start at `first_index` or later.
+    #[error("index {requested} is compacted; the log starts at {first_index}")]
+    Compacted {
+        /// The index asked for.
+        requested: LogIndex,
+        /// The first index still stored.
+        first_index: LogIndex,
+    },
+    /// A limit of zero entries or bytes was asked for.
+    #[error("a read must allow at least one entry and one byte")]
+    EmptyLimit,
+    /// Reading the log failed (an I/O error or a checksum mismatch, named in the message).
+    #[error("log {log}: read failed: {reason}")]
+    Storage {
+        /// The log.
+        log: LogId,
+        /// What failed.
+        reason: String,
+    },
+    /// The subscriber fell behind and was dropped; subscribe again from the next index wanted.
+    #[error("subscriber lagged behind and was dropped; resubscribe from {next}")]
+    Lagged {
+        /// The next index the subscriber would have received.
+        next: LogIndex,
+    },
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// The node hosts no such log.
+    #[error("unknown log {0}")]
+    UnknownLog(LogId),
+}
+
+/// Why a status query failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StatusError {
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// The node hosts no such log.
+    #[error("unknown log {0}")]
+    UnknownLog(LogId),
+}
+
+/// Why a leadership transfer could not start.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TransferError {
+    /// This node is not the leader.
+    #[error("node is not the leader")]
+    NotLeader,
+    /// The target is not a member, or is this node.
+    #[error("node {0} is not another member of the cluster")]
+    BadTarget(NodeId),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// The node hosts no such log.
+    #[error("unknown log {0}")]
+    UnknownLog(LogId),
+}

@@ -1,0 +1,327 @@
+//! Metrics: counters, gauges and latency histograms kept by the shards, and their Prometheus text
+//! exposition (served by `raftwal serve --metrics ADDR` on `GET /metrics`).
+//!
+//! Owns: [`LogMetrics`] (one per log, written only by the shard thread that owns the log, read
+//! by the exporter), [`Histogram`] (fixed exponential buckets of atomic counters) and the text
+//! rendering.
+//! Must not: lock or allocate on the shard's hot path. Every update is a relaxed atomic add on
+//! memory only the owning shard writes, once per batch or per client request, never per entry.
+
+use raftwal_wire::types::{LogId, NodeId};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in microseconds: 10 us to about 21 s, doubling.
+const LATENCY_BOUNDS_US: [u64; 22] = {
+    let mut b = [0u64; 22];
+    let mut i = 0;
+    while i < 22 {
+        b[i] = 10 << i;
+        i += 1;
+    }
+    b
+};
+
+/// Upper bounds of the batch-size buckets, in entries: 1 to 65,536, doubling.
+const COUNT_BOUNDS: [u64; 17] = {
+    let mut b = [0u64; 17];
+    let mut i = 0;
+    while i < 17 {
+        b[i] = 1 << i;
+        i += 1;
+    }
+    b
+};
+
+/// A histogram with fixed bucket bounds and atomic counts.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds,
+            // One bucket per bound plus the overflow bucket (+Inf).
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// A latency histogram (values in microseconds).
+    pub fn latency() -> Histogram {
+        Histogram::new(&LATENCY_BOUNDS_US)
+    }
+
+    /// A count histogram (values in entries).
+    pub fn count() -> Histogram {
+        Histogram::new(&COUNT_BOUNDS)
+    }
+
+    /// Records one value.
+    pub fn observe(&self, value: u64) {
+        let position = self.bounds.partition_point(|&bound| bound < value);
+        self.buckets[position].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// Records a duration in microseconds.
+    pub fn observe_duration(&self, duration: Duration) {
+        self.observe(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Number of values recorded.
+    pub fn count_total(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the values recorded.
+    pub fn sum_total(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, scale: f64) {
+        let mut cumulative = 0;
+        for (position, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets[position].load(Ordering::Relaxed);
+            let le = *bound as f64 * scale;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum.load(Ordering::Relaxed) as f64 * scale;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count.load(Ordering::Relaxed));
+    }
+}
+
+/// The metrics of one log on one node.
+#[derive(Debug)]
+pub struct LogMetrics {
+    /// The log.
+    pub log: LogId,
+    /// Client and API append requests received (each may carry many entries).
+    pub append_requests: AtomicU64,
+    /// Entries proposed by this node as leader.
+    pub entries_proposed: AtomicU64,
+    /// From an append request's arrival on the shard to its answer (us).
+    pub append_latency_us: Histogram,
+    /// From a proposal to its commit on the leader (us).
+    pub commit_latency_us: Histogram,
+    /// From a storage batch's submission to its durability (write plus fdatasync, us).
+    pub fsync_latency_us: Histogram,
+    /// Entries per storage batch (one fdatasync each).
+    pub fsync_batch_entries: Histogram,
+    /// Current term.
+    pub term: AtomicU64,
+    /// Commit index.
+    pub commit_index: AtomicU64,
+    /// Last index in the log.
+    pub last_index: AtomicU64,
+    /// Whether this node leads the log (0 or 1).
+    pub is_leader: AtomicU64,
+    /// Times this node saw the leader change (including to "no leader").
+    pub leader_changes: AtomicU64,
+    /// Entry payload bytes received from clients and peers.
+    pub bytes_in: AtomicU64,
+    /// Entry payload bytes sent to peers and subscribers.
+    pub bytes_out: AtomicU64,
+}
+
+impl LogMetrics {
+    /// Zeroed metrics for `log`.
+    pub fn new(log: LogId) -> LogMetrics {
+        LogMetrics {
+            log,
+            append_requests: AtomicU64::new(0),
+            entries_proposed: AtomicU64::new(0),
+            append_latency_us: Histogram::latency(),
+            commit_latency_us: Histogram::latency(),
+            fsync_latency_us: Histogram::latency(),
+            fsync_batch_entries: Histogram::count(),
+            term: AtomicU64::new(0),
+            commit_index: AtomicU64::new(0),
+            last_index: AtomicU64::new(0),
+            is_leader: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
+    }
+}
+
+/// A named counter or gauge: name, help text, and where to read it.
+type Scalar = (&'static str, &'static str, fn(&LogMetrics) -> &AtomicU64);
+
+/// A named histogram: name, help text, unit scale to the exposed unit, and where to read it.
+type Distribution = (&'static str, &'static str, f64, fn(&LogMetrics) -> &Histogram);
+
+/// Every log's metrics on one node.
+#[derive(Debug)]
+pub struct NodeMetrics {
+    node: NodeId,
+    logs: Vec<Arc<LogMetrics>>,
+}
+
+impl NodeMetrics {
+    /// Metrics for `log_count` logs of node `node`.
+    pub fn new(node: NodeId, log_count: u64) -> NodeMetrics {
+        NodeMetrics {
+            node,
+            logs: (0..log_count).map(|l| Arc::new(LogMetrics::new(LogId(l)))).collect(),
+        }
+    }
+
+    /// The metrics of `log`, if the node has it.
+    pub fn log(&self, log: LogId) -> Option<&Arc<LogMetrics>> {
+        usize::try_from(log.get()).ok().and_then(|i| self.logs.get(i))
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let us = 1e-6;
+        let counters: [Scalar; 5] = [
+            ("raftwal_append_requests_total", "Append requests received.", |m| &m.append_requests),
+            ("raftwal_entries_proposed_total", "Entries proposed as leader.", |m| {
+                &m.entries_proposed
+            }),
+            ("raftwal_leader_changes_total", "Leader changes seen.", |m| &m.leader_changes),
+            ("raftwal_bytes_in_total", "Entry payload bytes received.", |m| &m.bytes_in),
+            ("raftwal_bytes_out_total", "Entry payload bytes sent.", |m| &m.bytes_out),
+        ];
+        for (name, help, get) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for m in &self.logs {
+                let v = get(m).load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{node=\"{}\",log=\"{}\"}} {v}", self.node, m.log);
+            }
+        }
+        let gauges: [Scalar; 4] = [
+            ("raftwal_term", "Current term.", |m| &m.term),
+            ("raftwal_commit_index", "Commit index.", |m| &m.commit_index),
+            ("raftwal_last_index", "Last index in the log.", |m| &m.last_index),
+            ("raftwal_is_leader", "1 when this node leads the log.", |m| &m.is_leader),
+        ];
+        for (name, help, get) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for m in &self.logs {
+                let v = get(m).load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{node=\"{}\",log=\"{}\"}} {v}", self.node, m.log);
+            }
+        }
+        let histograms: [Distribution; 4] = [
+            ("raftwal_append_latency_seconds", "Append request arrival to answer.", us, |m| {
+                &m.append_latency_us
+            }),
+            ("raftwal_commit_latency_seconds", "Proposal to commit.", us, |m| &m.commit_latency_us),
+            ("raftwal_fsync_latency_seconds", "Storage batch write plus fdatasync.", us, |m| {
+                &m.fsync_latency_us
+            }),
+            ("raftwal_fsync_batch_entries", "Entries per storage batch.", 1.0, |m| {
+                &m.fsync_batch_entries
+            }),
+        ];
+        for (name, help, scale, get) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for m in &self.logs {
+                let labels = format!("node=\"{}\",log=\"{}\"", self.node, m.log);
+                get(m).render(&mut out, name, &labels, scale);
+            }
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `addr` from a thread of its own until the process exits. Returns the
+/// bound address.
+pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("raftwal-metrics".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request_line = String::new();
+            let mut reader = BufReader::new(&stream);
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // Drain the headers; the request has no body we care about.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let (status, body) = if request_line.starts_with("GET /metrics") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "only GET /metrics is served\n".to_owned())
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_complete() {
+        let h = Histogram::latency();
+        for v in [1, 10, 11, 1000, u64::MAX / 2] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x", "a=\"b\"", 1.0);
+        assert!(out.contains("x_bucket{a=\"b\",le=\"10\"} 2"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"20\"} 3"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 5"), "{out}");
+        assert!(out.contains("x_count{a=\"b\"} 5"), "{out}");
+    }
+
+    #[test]
+    fn exposition_names_every_metric_per_log() {
+        let m = NodeMetrics::new(NodeId(3), 2);
+        m.log(LogId(1)).unwrap().commit_index.store(42, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("raftwal_commit_index{node=\"3\",log=\"1\"} 42"), "{text}");
+        assert!(text.contains("# TYPE raftwal_fsync_latency_seconds histogram"));
+        assert_eq!(text.matches("raftwal_term{").count(), 2);
+    }
+
+    #[test]
+    fn served_over_http() {
+        let m = Arc::new(NodeMetrics::new(NodeId(1), 1));
+        let addr = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut s, &mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        assert!(body.contains("raftwal_term{node=\"1\",log=\"0\"} 0"), "{body}");
+    }
+}

@@ -1,0 +1,278 @@
+//! [`Node`]: a running raftwal node, as an embedding program sees it.
+//!
+//! Owns: the node's start (configuration, TLS identity, data directory identity, one thread per
+//! shard), its handles on the shards, its metrics, and its shutdown.
+//! Must not: do consensus, storage or network work itself; the shards do.
+//!
+//! The data directory records which cluster and node it belongs to (`raftwal.id`, written once,
+//! with a temporary file, an fsync, a rename and an fsync of the directory); a node refuses to
+//! start on another cluster's or another node's directory.
+
+use crate::config::NodeConfig;
+use crate::error::StartError;
+use crate::log::Log;
+use crate::metrics::{self, NodeMetrics};
+use crate::runtime::command::{Command, ShardHandle};
+use crate::runtime::shard::{self, ShardContext};
+use raftwal_wire::tls::names::format_cluster_id;
+use raftwal_wire::tls::TlsIdentity;
+use raftwal_wire::types::{ClusterId, LogId, NodeId};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Name of the data directory's identity file.
+pub const IDENTITY_FILE: &str = "raftwal.id";
+
+/// A running node. Dropping it shuts it down (as [`Node::shutdown`] does).
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    cluster: ClusterId,
+    config: Arc<NodeConfig>,
+    shards: Vec<ShardHandle>,
+    threads: Vec<JoinHandle<()>>,
+    addrs: Vec<SocketAddr>,
+    metrics: Arc<NodeMetrics>,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Node {
+    /// Validates `config`, loads the TLS identity, checks the data directory, starts one thread
+    /// per shard (each opens and recovers its logs and binds its endpoint) and returns once all
+    /// are serving. On any failure, nothing is left running.
+    pub fn start(config: NodeConfig) -> Result<Node, StartError> {
+        config.validate()?;
+        let identity = TlsIdentity::load_node(&config.tls_dir, config.id)
+            .map_err(|source| StartError::Tls { dir: config.tls_dir.clone(), source })?;
+        let cluster = identity.cluster();
+        check_data_dir(&config.data_dir, cluster, config.id)?;
+        let config = Arc::new(config);
+        let metrics = Arc::new(NodeMetrics::new(config.id, config.log_count));
+        let shard_count = config.shard_count();
+        let (handles, inboxes): (Vec<_>, Vec<_>) =
+            (0..shard_count).map(|_| ShardHandle::new()).unzip();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::with_capacity(shard_count);
+        let mut spawn_error = None;
+        for (index, inbox) in inboxes.into_iter().enumerate() {
+            let context = ShardContext {
+                index,
+                config: config.clone(),
+                identity: identity.clone(),
+                cluster,
+                inbox,
+                shards: handles.clone(),
+                metrics: metrics.clone(),
+            };
+            let started = started_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("raftwal-n{}-s{index}", config.id))
+                .spawn(move || shard::run(context, started));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    spawn_error = Some(StartError::Shard { shard: index, message: e.to_string() });
+                    break;
+                }
+            }
+        }
+        drop(started_tx);
+        let mut node = Node {
+            id: config.id,
+            cluster,
+            config: config.clone(),
+            shards: handles,
+            threads,
+            addrs: vec![config.listen; shard_count],
+            metrics,
+            metrics_addr: None,
+        };
+        if let Some(e) = spawn_error {
+            node.stop();
+            return Err(e);
+        }
+        let mut first_error = None;
+        for _ in 0..node.threads.len() {
+            match started_rx.recv() {
+                Ok(Ok(addr)) => node.record_addr(addr),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(StartError::Shard {
+                        shard: usize::MAX,
+                        message: "a shard thread exited during start".into(),
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            node.stop();
+            return Err(e);
+        }
+        if let Some(addr) = config.metrics {
+            match metrics::serve(addr, node.metrics.clone()) {
+                Ok(bound) => node.metrics_addr = Some(bound),
+                Err(e) => {
+                    node.stop();
+                    return Err(StartError::Shard {
+                        shard: 0,
+                        message: format!("cannot serve metrics on {addr}: {e}"),
+                    });
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    fn record_addr(&mut self, addr: SocketAddr) {
+        // A shard listens on the configured port + its index, unless that port was 0 (then the
+        // system chose): match by port offset when possible, else fill the first unset slot.
+        let base = self.config.listen.port();
+        if base != 0 {
+            let offset = usize::from(addr.port().wrapping_sub(base));
+            if offset < self.addrs.len() {
+                self.addrs[offset] = addr;
+                return;
+            }
+        }
+        if let Some(slot) = self.addrs.iter_mut().find(|a| a.port() == 0) {
+            *slot = addr;
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The cluster this node belongs to (from its certificate).
+    pub fn cluster(&self) -> ClusterId {
+        self.cluster
+    }
+
+    /// The address clients connect to (shard 0's endpoint; any shard's endpoint serves every
+    /// log, forwarding to the owner).
+    pub fn client_addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Every shard's endpoint address.
+    pub fn shard_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+        &self.metrics
+    }
+
+    /// Where metrics are served, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// A handle on log `log`, if the cluster has it (`log < log_count`).
+    pub fn log(&self, log: LogId) -> Option<Log> {
+        if log.get() >= self.config.log_count {
+            return None;
+        }
+        let shard = self.shards.get(self.config.shard_of(log))?.clone();
+        Some(Log::new(log, shard))
+    }
+
+    /// Stops every shard: pending appends are answered with `ShuttingDown`, batches in flight
+    /// finish, hard states are saved, connections are closed. Returns once all threads exited.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for shard in &self.shards {
+            let _ = shard.send(Command::Shutdown);
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Creates the data directory and its identity file, or checks that they are this node's.
+fn check_data_dir(dir: &Path, cluster: ClusterId, node: NodeId) -> Result<(), StartError> {
+    let fail = |message: String| StartError::DataDir { dir: dir.to_owned(), message };
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
+    let path = dir.join(IDENTITY_FILE);
+    let expected = format!("cluster = \"{}\"\nnode = {}\n", format_cluster_id(cluster), node);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found = parse_identity(&text)
+                .ok_or_else(|| fail(format!("{IDENTITY_FILE} is unreadable: {text:?}")))?;
+            if found != (format_cluster_id(cluster), node) {
+                return Err(StartError::ForeignDataDir {
+                    dir: dir.to_owned(),
+                    found_cluster: found.0,
+                    found_node: found.1,
+                    cluster: format_cluster_id(cluster),
+                    node,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(expected.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(|e| fail(format!("cannot write {IDENTITY_FILE}: {e}")))
+        }
+        Err(e) => Err(fail(format!("cannot read {IDENTITY_FILE}: {e}"))),
+    }
+}
+
+fn parse_identity(text: &str) -> Option<(String, NodeId)> {
+    let mut cluster = None;
+    let mut node = None;
+    for line in text.lines() {
+        let (key, value) = line.split_once('=')?;
+        match key.trim() {
+            "cluster" => cluster = Some(value.trim().trim_matches('"').to_owned()),
+            "node" => node = value.trim().parse().ok().map(NodeId),
+            _ => return None,
+        }
+    }
+    Some((cluster?, node?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_remembers_its_cluster_and_node() {
+        let dir = tempfile::tempdir().unwrap();
+        check_data_dir(dir.path(), ClusterId(7), NodeId(1)).unwrap();
+        check_data_dir(dir.path(), ClusterId(7), NodeId(1)).unwrap();
+        let e = check_data_dir(dir.path(), ClusterId(8), NodeId(1)).unwrap_err();
+        assert!(matches!(e, StartError::ForeignDataDir { .. }), "{e}");
+        let e = check_data_dir(dir.path(), ClusterId(7), NodeId(2)).unwrap_err();
+        assert!(e.to_string().contains("belongs to cluster"), "{e}");
+    }
+}

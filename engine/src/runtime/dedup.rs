@@ -1,0 +1,211 @@
+//! Deduplication of retried client appends: which (client id, sequence number) pairs a log
+//! already holds, and where.
+//!
+//! Owns: [`DedupTable`], replicated state: every replica applies the same committed tagged
+//! entries in the same order, so every replica's table is the same function of the log, and a
+//! new leader answers a retry exactly as the old one would have.
+//! Must not: depend on anything but the committed log (no clock, no arrival order), or a replica's
+//! table would differ from the leader's.
+//!
+//! The window, documented for users in docs/operations.md:
+//! - per client, the last [`SEQS_PER_CLIENT`] sequence numbers applied, with their positions; a
+//!   retry of an older one is refused ([`Lookup::Forgotten`]) rather than appended twice;
+//! - at most [`CLIENTS_MAX`] clients; when a new client would exceed it, the client whose last
+//!   entry is oldest in the log is forgotten entirely, and a retry from it is appended again;
+//! - after a restart, the table is rebuilt from the last [`REBUILD_ENTRIES_MAX`] committed
+//!   entries; a retry of an append older than that is appended again.
+//!
+//! Invariants:
+//! 1. Each client's window is sorted by sequence number, holds at most `SEQS_PER_CLIENT` of them,
+//!    and every number in it is at least the client's `floor`.
+//! 2. `last_used` orders clients by the log index of their last applied entry.
+
+use raftwal_wire::client::{ClientId, ClientSeq};
+use raftwal_wire::types::{LogIndex, Term};
+use std::collections::{HashMap, VecDeque};
+
+/// Sequence numbers remembered per client.
+pub(crate) const SEQS_PER_CLIENT: usize = 1024;
+/// Clients remembered.
+pub(crate) const CLIENTS_MAX: usize = 4096;
+/// Committed entries scanned at start to rebuild the table.
+pub(crate) const REBUILD_ENTRIES_MAX: u64 = 100_000;
+
+/// What the table knows of a (client, sequence number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Committed at this position: answer the retry with it.
+    Applied { index: LogIndex, term: Term },
+    /// Older than the client's window: the table cannot tell; refuse rather than duplicate.
+    Forgotten,
+    /// Not committed (as far as the window shows): append it.
+    Unknown,
+}
+
+#[derive(Debug)]
+struct ClientWindow {
+    /// (seq, index, term), sorted by seq.
+    recent: VecDeque<(ClientSeq, LogIndex, Term)>,
+    /// Sequence numbers below this were dropped from the window.
+    floor: ClientSeq,
+    /// Log index of the client's last applied entry.
+    last_used: LogIndex,
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub(crate) struct DedupTable {
+    clients: HashMap<ClientId, ClientWindow>,
+}
+
+impl DedupTable {
+    pub(crate) fn lookup(&self, client: ClientId, seq: ClientSeq) -> Lookup {
+        let Some(window) = self.clients.get(&client) else {
+            return Lookup::Unknown;
+        };
+        if seq < window.floor {
+            return Lookup::Forgotten;
+        }
+        match window.recent.binary_search_by_key(&seq, |&(s, _, _)| s) {
+            Ok(position) => {
+                let (_, index, term) = window.recent[position];
+                Lookup::Applied { index, term }
+            }
+            Err(_) => Lookup::Unknown,
+        }
+    }
+
+    /// Records a committed tagged entry. A sequence number already recorded keeps its first
+    /// position (a duplicate that slipped in is not the one retries are answered with).
+    pub(crate) fn record(&mut self, client: ClientId, seq: ClientSeq, index: LogIndex, term: Term) {
+        if !self.clients.contains_key(&client) && self.clients.len() >= CLIENTS_MAX {
+            self.evict_oldest();
+        }
+        let window = self.clients.entry(client).or_insert_with(|| ClientWindow {
+            recent: VecDeque::with_capacity(SEQS_PER_CLIENT),
+            floor: ClientSeq(0),
+            last_used: index,
+        });
+        window.last_used = window.last_used.max(index);
+        if seq < window.floor {
+            return;
+        }
+        match window.recent.binary_search_by_key(&seq, |&(s, _, _)| s) {
+            Ok(_) => {}
+            Err(position) => {
+                window.recent.insert(position, (seq, index, term));
+                if window.recent.len() > SEQS_PER_CLIENT {
+                    if let Some((dropped, _, _)) = window.recent.pop_front() {
+                        window.floor = ClientSeq(dropped.get() + 1);
+                    }
+                }
+            }
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self.clients.iter().min_by_key(|(_, w)| w.last_used).map(|(c, _)| *c);
+        if let Some(client) = oldest {
+            self.clients.remove(&client);
+        }
+    }
+
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        for w in self.clients.values() {
+            assert!(w.recent.len() <= SEQS_PER_CLIENT);
+            assert!(w.recent.iter().zip(w.recent.iter().skip(1)).all(|(a, b)| a.0 < b.0));
+            assert!(w.recent.iter().all(|e| e.0 >= w.floor));
+        }
+        assert!(self.clients.len() <= CLIENTS_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn retries_are_answered_with_the_first_position() {
+        let mut t = DedupTable::default();
+        t.record(ClientId(7), ClientSeq(1), LogIndex(10), Term(2));
+        t.record(ClientId(7), ClientSeq(1), LogIndex(12), Term(3));
+        assert_eq!(
+            t.lookup(ClientId(7), ClientSeq(1)),
+            Lookup::Applied { index: LogIndex(10), term: Term(2) }
+        );
+        assert_eq!(t.lookup(ClientId(7), ClientSeq(2)), Lookup::Unknown);
+        assert_eq!(t.lookup(ClientId(8), ClientSeq(1)), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_gap_filled_later_is_found_and_old_numbers_are_refused() {
+        let mut t = DedupTable::default();
+        for seq in 0..(SEQS_PER_CLIENT as u64 + 10) {
+            if seq != 5 {
+                t.record(ClientId(1), ClientSeq(seq), LogIndex(seq + 1), Term(1));
+            }
+        }
+        // The window slid past 5 before it was filled: a retry of 5 is refused, not duplicated.
+        assert_eq!(t.lookup(ClientId(1), ClientSeq(5)), Lookup::Forgotten);
+        let mut t = DedupTable::default();
+        t.record(ClientId(1), ClientSeq(6), LogIndex(1), Term(1));
+        t.record(ClientId(1), ClientSeq(5), LogIndex(2), Term(1));
+        assert_eq!(
+            t.lookup(ClientId(1), ClientSeq(5)),
+            Lookup::Applied { index: LogIndex(2), term: Term(1) }
+        );
+        t.check_invariants();
+    }
+
+    #[test]
+    fn the_client_with_the_oldest_entry_is_evicted() {
+        let mut t = DedupTable::default();
+        for c in 0..CLIENTS_MAX as u64 {
+            t.record(ClientId(c), ClientSeq(0), LogIndex(c + 1), Term(1));
+        }
+        t.record(ClientId(0), ClientSeq(1), LogIndex(1_000_000), Term(1));
+        t.record(ClientId(99_999), ClientSeq(0), LogIndex(1_000_001), Term(1));
+        assert_eq!(t.lookup(ClientId(1), ClientSeq(0)), Lookup::Unknown);
+        assert!(matches!(t.lookup(ClientId(0), ClientSeq(0)), Lookup::Applied { .. }));
+        t.check_invariants();
+    }
+
+    proptest! {
+        /// Against a model that remembers everything: the table never answers a retry with a
+        /// position other than the first one recorded, never claims an unrecorded pair, and
+        /// remembers at least the last `SEQS_PER_CLIENT` numbers of each client.
+        #[test]
+        fn never_a_wrong_answer(ops in proptest::collection::vec((0u64..4, 0u64..3000), 1..1500)) {
+            let mut table = DedupTable::default();
+            let mut model: HashMap<(u64, u64), LogIndex> = HashMap::new();
+            let mut per_client: HashMap<u64, Vec<u64>> = HashMap::new();
+            for (i, (c, s)) in ops.iter().enumerate() {
+                let index = LogIndex(i as u64 + 1);
+                table.record(ClientId(*c), ClientSeq(*s), index, Term(1));
+                model.entry((*c, *s)).or_insert(index);
+                per_client.entry(*c).or_default().push(*s);
+            }
+            table.check_invariants();
+            for c in 0..4u64 {
+                for s in 0..3000u64 {
+                    match table.lookup(ClientId(c), ClientSeq(s)) {
+                        Lookup::Applied { index, .. } => {
+                            prop_assert_eq!(Some(&index), model.get(&(c, s)));
+                        }
+                        Lookup::Forgotten | Lookup::Unknown => {}
+                    }
+                }
+                // Remembered: the largest numbers recorded, as many as the window holds.
+                let mut seqs = per_client.get(&c).cloned().unwrap_or_default();
+                seqs.sort_unstable();
+                seqs.dedup();
+                for s in seqs.iter().rev().take(SEQS_PER_CLIENT) {
+                    let found = matches!(table.lookup(ClientId(c), ClientSeq(*s)), Lookup::Applied { .. });
+                    prop_assert!(found, "client {} seq {} forgotten too early", c, s);
+                }
+            }
+        }
+    }
+}

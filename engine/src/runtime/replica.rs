@@ -1,0 +1,478 @@
+//! The replica driver: one log's consensus core and log store, run by the shard that owns them.
+//!
+//! Owns: the glue between [`RaftCore`] and [`LogStore`]: the Ready loop, the order of effects,
+//! durability reports, the leader's waiting appends, the applied index (which feeds the
+//! deduplication table) and the log's subscribers.
+//! Must not: block, except in the rare synchronous storage operations the store documents
+//! (hard state saves on term or vote changes, truncations, segment roll-over).
+//!
+//! The order of effects for one [`Ready`] (see its documentation):
+//! 1. A changed term or vote is saved synchronously (an fsync) before anything else, so no
+//!    message that depends on it can leave first. A commit-only change is saved lazily.
+//! 2. Entries go to the store's pending batch (truncating a conflicting suffix first, durably);
+//!    the batch is submitted when no batch is in flight (group commit): appends that arrive while
+//!    a write and fdatasync are in flight form the next batch.
+//! 3. `messages` leave at once: the leader's AppendEntries run in parallel with its own write.
+//! 4. `messages_after_persist` wait until everything written so far is durable.
+//! 5. When the store reports durability, the core hears it ([`RaftCore::persisted`]): a leader
+//!    counts its own copy only then, a follower acknowledges only then.
+//!
+//! Invariants:
+//! 1. `persist_points` are increasing and each is above the durable index when queued.
+//! 2. Once `failed` is set, the replica never writes or sends again.
+
+use crate::config::NodeConfig;
+use crate::error::LeaderInfo;
+use crate::metrics::LogMetrics;
+use crate::raft::{RaftCore, Ready, Role};
+use crate::runtime::clock;
+use crate::runtime::dedup::{DedupTable, REBUILD_ENTRIES_MAX};
+use crate::runtime::source::StoreSource;
+use crate::runtime::subscribers::{RoomWaker, Subscribers};
+use crate::runtime::waiters::{Failure, Waiters};
+use crate::storage::{CompletionError, Disk, LogStore, SubmitError};
+use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
+use raftwal_wire::message::{Message, MessageBody};
+use raftwal_wire::transport::{SendError, Transport};
+use raftwal_wire::types::{EntryKind, HardState, LogId, LogIndex, NodeId, Term};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{error, info, warn};
+
+/// Ticks between lazy saves of a commit-only hard state change.
+const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
+
+/// Bytes read per step when applying committed entries.
+const APPLY_READ_BYTES: usize = 4 << 20;
+
+/// One log on this node. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct Replica<D: Disk> {
+    pub(crate) log: LogId,
+    pub(crate) node: NodeId,
+    pub(crate) config: Arc<NodeConfig>,
+    pub(crate) core: RaftCore,
+    pub(crate) store: LogStore<D>,
+    pub(crate) transport: Transport,
+    pub(crate) metrics: Arc<LogMetrics>,
+    /// The hard state last made durable.
+    saved: HardState,
+    ticks_since_commit_save: u64,
+    /// (index, term) of each batch of entries handed to the store, not yet reported durable.
+    persist_points: VecDeque<(LogIndex, Term)>,
+    /// Messages that may leave once the store is durable up to the index they carry.
+    after_persist: VecDeque<(LogIndex, Vec<Message>)>,
+    /// When the batch in flight was submitted, and its last index (fsync latency).
+    batch_in_flight: Option<(Instant, LogIndex, u64)>,
+    pub(crate) waiters: Waiters,
+    /// Last index of each proposal and when it was made (commit latency), leader only.
+    proposals: VecDeque<(LogIndex, Instant)>,
+    pub(crate) dedup: DedupTable,
+    /// Tagged entries in the leader's log above the commit index.
+    pub(crate) pending_tags: HashMap<(ClientId, ClientSeq), LogIndex>,
+    /// Every committed entry up to here was applied to the deduplication table.
+    applied: LogIndex,
+    /// The commit index the waiters and subscribers last saw.
+    commit_seen: LogIndex,
+    pub(crate) subscribers: Subscribers,
+    role: Role,
+    leader: Option<NodeId>,
+    /// Why the log's storage failed, once it did.
+    pub(crate) failed: Option<String>,
+}
+
+impl<D: Disk> Replica<D> {
+    pub(crate) fn new(
+        config: Arc<NodeConfig>,
+        core: RaftCore,
+        store: LogStore<D>,
+        transport: Transport,
+        metrics: Arc<LogMetrics>,
+    ) -> Replica<D> {
+        let log = core.config().log;
+        let saved = store.hard_state();
+        // Rebuild the deduplication table from the recent committed past (see dedup's window).
+        let commit = core.commit_index();
+        let applied = LogIndex(commit.get().saturating_sub(REBUILD_ENTRIES_MAX))
+            .max(store.first_index().prev());
+        let mut replica = Replica {
+            log,
+            node: core.id(),
+            config,
+            role: core.role(),
+            leader: core.leader(),
+            core,
+            store,
+            transport,
+            metrics,
+            saved,
+            ticks_since_commit_save: 0,
+            persist_points: VecDeque::new(),
+            after_persist: VecDeque::new(),
+            batch_in_flight: None,
+            waiters: Waiters::default(),
+            proposals: VecDeque::new(),
+            dedup: DedupTable::default(),
+            pending_tags: HashMap::new(),
+            applied,
+            commit_seen: LogIndex::ZERO,
+            subscribers: Subscribers::new(log),
+            failed: None,
+        };
+        replica.apply_committed(commit);
+        replica.publish_gauges();
+        replica
+    }
+
+    /// The leader as callers should be told of it: its id and its client address for this log.
+    pub(crate) fn leader_info(&self, leader: Option<NodeId>) -> Option<LeaderInfo> {
+        let leader = leader?;
+        let shard = self.config.shard_of(self.log);
+        let addr = if leader == self.node {
+            Some(NodeConfig::shard_addr(self.config.listen, shard))
+        } else {
+            self.config
+                .peers
+                .iter()
+                .find(|p| p.id == leader)
+                .map(|p| NodeConfig::shard_addr(p.addr, shard))
+        };
+        Some(LeaderInfo { node: leader, addr })
+    }
+
+    /// Runs the core's Ready loop until it has nothing more to do, submits the store's pending
+    /// batch, and answers whatever the commit index now covers.
+    pub(crate) fn drive(&mut self, waker: &RoomWaker) {
+        if self.failed.is_some() {
+            return;
+        }
+        loop {
+            if let Err(e) = self.reap() {
+                return self.fail_storage(e);
+            }
+            if !self.core.has_ready() {
+                break;
+            }
+            let ready = self.core.ready(&StoreSource(&self.store));
+            if let Err(e) = self.handle_ready(ready) {
+                return self.fail_storage(e);
+            }
+        }
+        self.submit();
+        self.after_progress(waker);
+    }
+
+    /// Takes the store's completions: moves the durable index, tells the core, releases the
+    /// messages that waited for it.
+    fn reap(&mut self) -> Result<(), String> {
+        let durable = match self.store.process_completions() {
+            Ok(durable) => durable,
+            Err(CompletionError::NoSpace(e)) => {
+                // The batch was withdrawn and stays queued; the next submit retries it.
+                warn!(log = %self.log, "disk full while writing a batch ({e}); will retry");
+                self.batch_in_flight = None;
+                self.store.durable_index()
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Some((since, through, entries)) = self.batch_in_flight {
+            if durable >= through {
+                self.metrics.fsync_latency_us.observe_duration(clock::now() - since);
+                self.metrics.fsync_batch_entries.observe(entries);
+                self.batch_in_flight = None;
+            }
+        }
+        let mut persisted = None;
+        while let Some(&(index, term)) = self.persist_points.front() {
+            if index > durable {
+                break;
+            }
+            self.persist_points.pop_front();
+            persisted = Some((index, term));
+        }
+        if let Some((index, term)) = persisted {
+            // Reporting the highest point covers the lower ones: the core checks the term there
+            // and everything before it is durable too.
+            self.core.persisted(index, term);
+        }
+        while self.after_persist.front().is_some_and(|(need, _)| *need <= durable) {
+            if let Some((_, messages)) = self.after_persist.pop_front() {
+                for message in &messages {
+                    self.send(message);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_ready(&mut self, ready: Ready) -> Result<(), String> {
+        if let Some(hard_state) = ready.hard_state {
+            if hard_state.term != self.saved.term || hard_state.vote != self.saved.vote {
+                self.save_hard_state(hard_state)?;
+            }
+        }
+        if let Some(first) = ready.entries.first() {
+            if first.index <= self.store.last_index() {
+                // A follower replaces a conflicting suffix (never a committed entry: paper 5.3).
+                let keep = first.index.prev();
+                self.store.truncate_after(keep).map_err(|e| e.to_string())?;
+                self.persist_points.retain(|&(index, _)| index <= keep);
+                for (need, _) in &mut self.after_persist {
+                    *need = (*need).min(keep);
+                }
+            }
+            self.store.append(&ready.entries).map_err(|e| e.to_string())?;
+        }
+        if let Some(point) = ready.persist_point() {
+            self.persist_points.push_back(point);
+        }
+        for message in &ready.messages {
+            self.send(message);
+        }
+        if !ready.messages_after_persist.is_empty() {
+            let need = self.store.last_index();
+            if need <= self.store.durable_index() && self.after_persist.is_empty() {
+                for message in &ready.messages_after_persist {
+                    self.send(message);
+                }
+            } else {
+                self.after_persist.push_back((need, ready.messages_after_persist));
+            }
+        }
+        Ok(())
+    }
+
+    fn save_hard_state(&mut self, hard_state: HardState) -> Result<(), String> {
+        // The commit index is never saved past what this replica holds durably: a restart must
+        // not claim an entry committed that it no longer has.
+        let hard_state =
+            HardState { commit: hard_state.commit.min(self.store.durable_index()), ..hard_state };
+        self.store.save_hard_state(hard_state).map_err(|e| e.to_string())?;
+        self.saved = hard_state;
+        self.ticks_since_commit_save = 0;
+        Ok(())
+    }
+
+    /// Hands the pending batch to the disk when none is in flight.
+    fn submit(&mut self) {
+        let through = self.store.last_index();
+        let before = self.store.stats().entries;
+        match self.store.submit() {
+            Ok(true) => {
+                let entries = self.store.stats().entries - before;
+                if self.batch_in_flight.is_none() {
+                    self.batch_in_flight = Some((clock::now(), through, entries));
+                }
+            }
+            Ok(false) => {}
+            Err(SubmitError::NoSpace(e)) => {
+                warn!(log = %self.log, "disk full: cannot start a segment ({e}); will retry");
+            }
+            Err(e) => self.fail_storage(e.to_string()),
+        }
+    }
+
+    /// Sends one message; a peer that cannot take it is reported unreachable to the core.
+    fn send(&mut self, message: &Message) {
+        if let MessageBody::AppendEntries(append) = &message.body {
+            let bytes: usize = append.entries.iter().map(|e| e.data.len()).sum();
+            LogMetrics::add(&self.metrics.bytes_out, bytes as u64);
+        }
+        match self.transport.send(message) {
+            Ok(()) => {}
+            Err(SendError::NotConnected(peer) | SendError::WindowFull(peer)) => {
+                self.core.report_unreachable(peer);
+            }
+            Err(e) => {
+                warn!(log = %self.log, "dropped {} to {}: {e}", message.kind_name(), message.to)
+            }
+        }
+    }
+
+    /// A message from a peer.
+    pub(crate) fn step(&mut self, message: Message) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let MessageBody::AppendEntries(append) = &message.body {
+            let bytes: usize = append.entries.iter().map(|e| e.data.len()).sum();
+            LogMetrics::add(&self.metrics.bytes_in, bytes as u64);
+        }
+        if let Err(e) = self.core.step(message) {
+            warn!(log = %self.log, "dropped a message: {e}");
+        }
+    }
+
+    /// A peer's link went down: whatever was in flight to it may be lost.
+    pub(crate) fn peer_down(&mut self, peer: NodeId) {
+        self.core.report_unreachable(peer);
+    }
+
+    /// One tick of the consensus clock; saves a commit-only hard state change now and then.
+    pub(crate) fn tick(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.core.tick();
+        self.ticks_since_commit_save += 1;
+        let commit = self.core.commit_index().min(self.store.durable_index());
+        if self.ticks_since_commit_save >= COMMIT_SAVE_INTERVAL_TICKS && commit > self.saved.commit
+        {
+            let hard_state = HardState { commit, ..self.saved };
+            if let Err(e) = self.save_hard_state(hard_state) {
+                self.fail_storage(e);
+            }
+        }
+    }
+
+    /// After the core moved: answer committed appends, apply, feed subscribers, follow role
+    /// changes.
+    fn after_progress(&mut self, waker: &RoomWaker) {
+        let role = self.core.role();
+        let leader = self.core.leader();
+        if leader != self.leader {
+            LogMetrics::add(&self.metrics.leader_changes, 1);
+            info!(log = %self.log, term = %self.core.term(), "leader is now {leader:?}");
+        }
+        if self.role == Role::Leader && role != Role::Leader {
+            let hint = self.leader_info(leader);
+            self.waiters.fail_all(self.log, &Failure::NotLeader(hint));
+            self.pending_tags.clear();
+            self.proposals.clear();
+        }
+        if self.role != Role::Leader && role == Role::Leader {
+            self.rebuild_pending_tags();
+        }
+        self.role = role;
+        self.leader = leader;
+        let commit = self.core.commit_index();
+        if commit > self.commit_seen {
+            self.commit_seen = commit;
+            self.apply_committed(commit);
+            let now = clock::now();
+            while self.proposals.front().is_some_and(|(last, _)| *last <= commit) {
+                if let Some((_, since)) = self.proposals.pop_front() {
+                    self.metrics.commit_latency_us.observe_duration(now - since);
+                }
+            }
+            let core = &self.core;
+            let leader = self.leader_info(leader);
+            self.waiters.complete(
+                self.log,
+                commit,
+                |i| core.term_at(i),
+                leader,
+                &self.metrics,
+                now,
+            );
+        }
+        if !self.subscribers.is_empty() {
+            let before = self.subscribers.bytes_out();
+            self.subscribers.deliver(&self.store, commit, waker);
+            LogMetrics::add(&self.metrics.bytes_out, self.subscribers.bytes_out() - before);
+        }
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        LogMetrics::set(&self.metrics.term, self.core.term().get());
+        LogMetrics::set(&self.metrics.commit_index, self.core.commit_index().get());
+        LogMetrics::set(&self.metrics.last_index, self.core.last_index().get());
+        LogMetrics::set(&self.metrics.is_leader, u64::from(self.role == Role::Leader));
+    }
+
+    /// Applies committed entries up to `commit` to the deduplication table.
+    fn apply_committed(&mut self, commit: LogIndex) {
+        while self.applied < commit {
+            let entries = match self.store.read(self.applied.next(), APPLY_READ_BYTES) {
+                Ok(entries) => entries,
+                Err(crate::storage::ReadError::Compacted { first_index, .. }) => {
+                    self.applied = first_index.prev().max(self.applied);
+                    continue;
+                }
+                Err(e) => {
+                    // The entries stay committed; only deduplication of retries that hit them
+                    // is lost. Leave it to the read path to report the storage error.
+                    warn!(log = %self.log, "cannot apply committed entries: {e}");
+                    return;
+                }
+            };
+            if entries.is_empty() {
+                return;
+            }
+            for entry in entries.iter().take_while(|e| e.index <= commit) {
+                if entry.kind == EntryKind::Tagged {
+                    if let Some(tagged) = TaggedPayload::from_entry_data(entry.data.clone()) {
+                        let key = (tagged.client_id(), tagged.seq());
+                        self.dedup.record(key.0, key.1, entry.index, entry.term);
+                        self.pending_tags.remove(&key);
+                    }
+                }
+                self.applied = entry.index;
+            }
+        }
+    }
+
+    /// A new leader learns which client entries its log already holds above the commit index,
+    /// so that a retry of one waits for it instead of appending it twice.
+    fn rebuild_pending_tags(&mut self) {
+        self.pending_tags.clear();
+        let mut next = self.core.commit_index().next();
+        let last = self.store.last_index();
+        while next <= last {
+            let Ok(entries) = self.store.read(next, APPLY_READ_BYTES) else { return };
+            let Some(last_read) = entries.last().map(|e| e.index) else { return };
+            for entry in &entries {
+                if entry.kind == EntryKind::Tagged {
+                    if let Some(tagged) = TaggedPayload::from_entry_data(entry.data.clone()) {
+                        self.pending_tags.insert((tagged.client_id(), tagged.seq()), entry.index);
+                    }
+                }
+            }
+            next = last_read.next();
+        }
+    }
+
+    /// The log's storage failed for good: answer everyone, stop writing and sending.
+    fn fail_storage(&mut self, reason: String) {
+        error!(log = %self.log, "log storage failed; the log stops on this node: {reason}");
+        self.waiters.fail_all(self.log, &Failure::Poisoned(reason.clone()));
+        self.subscribers.end_all(
+            crate::error::ReadError::Storage { log: self.log, reason: reason.clone() },
+            raftwal_wire::client::ErrorCode::Poisoned,
+        );
+        self.failed = Some(reason);
+    }
+
+    /// Records a proposal for commit-latency metrics.
+    pub(crate) fn note_proposal(&mut self, last: LogIndex, now: Instant) {
+        self.proposals.push_back((last, now));
+    }
+
+    /// Stops: answers waiters and subscribers, lets the batch in flight finish, saves the hard
+    /// state with the durable part of the commit index.
+    pub(crate) fn shut_down(&mut self) {
+        self.waiters.fail_all(self.log, &Failure::ShuttingDown);
+        self.subscribers.end_all(
+            crate::error::ReadError::ShuttingDown,
+            raftwal_wire::client::ErrorCode::ShuttingDown,
+        );
+        if self.failed.is_some() {
+            return;
+        }
+        while self.store.has_in_flight() {
+            if let Err(e) = self.store.wait() {
+                warn!(log = %self.log, "batch in flight failed at shutdown: {e}");
+                return;
+            }
+        }
+        let commit = self.core.commit_index().min(self.store.durable_index());
+        if commit > self.saved.commit {
+            let hard_state = HardState { commit, ..self.saved };
+            if let Err(e) = self.save_hard_state(hard_state) {
+                warn!(log = %self.log, "cannot save the hard state at shutdown: {e}");
+            }
+        }
+    }
+}

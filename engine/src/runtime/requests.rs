@@ -1,0 +1,332 @@
+//! What callers ask of a replica: appends (local and remote, with deduplication of remote
+//! retries), reads of committed entries, subscriptions, status and leadership transfer.
+//!
+//! Owns: turning requests into proposals, waiters, reads and answers.
+//! Must not: answer an append before its commit (the waiters do that), or serve an entry above
+//! the commit index: reads and subscriptions show committed entries only, so every replica
+//! serves the same bytes and reads never need the leader.
+
+use crate::error::{LeaderInfo, ReadError, TransferError};
+use crate::log::{BatchPosition, LogEntry, LogStatus, PeerStatus, ReadLimit};
+use crate::metrics::LogMetrics;
+use crate::raft::{ProposeError, Role, TransferError as CoreTransferError};
+use crate::runtime::dedup::Lookup;
+use crate::runtime::replica::Replica;
+use crate::runtime::subscribers::{LocalSink, RoomWaker};
+use crate::runtime::waiters::{AppendReply, Failure, Waiter};
+use crate::storage::{Disk, ReadError as StoreReadError};
+use bytes::Bytes;
+use raftwal_wire::client::{
+    self, ClientError, ClientRequest, ClientResponse, EntriesBatch, ErrorCode, LeaderHint,
+    TaggedPayload,
+};
+use raftwal_wire::transport::{ClientRequestEvent, Responder, SubscribeEvent};
+use raftwal_wire::types::{Entry, EntryKind, LogIndex, NodeId};
+use std::time::Instant;
+
+/// Entries one remote read returns at most when the client asks for more.
+const REMOTE_READ_BYTES_MAX: usize = 4 << 20;
+
+impl<D: Disk> Replica<D> {
+    /// Appends payloads from the embedding API (untagged: local callers do not retry over a
+    /// network, so they need no deduplication).
+    pub(crate) fn append_local(&mut self, payloads: Vec<Bytes>, reply: AppendReply, now: Instant) {
+        LogMetrics::add(&self.metrics.append_requests, 1);
+        let sizes = payloads.iter().map(Bytes::len);
+        if let Some(failure) = self.refuse_append(sizes) {
+            return reply.fail(self.log, failure);
+        }
+        let bytes: usize = payloads.iter().map(Bytes::len).sum();
+        LogMetrics::add(&self.metrics.bytes_in, bytes as u64);
+        let items = payloads.into_iter().map(|data| (EntryKind::Normal, data));
+        self.propose(items, &[], reply, now);
+    }
+
+    /// Why an append cannot be taken at all, before looking at its contents' history.
+    fn refuse_append(&self, mut sizes: impl Iterator<Item = usize>) -> Option<Failure> {
+        if let Some(reason) = &self.failed {
+            return Some(Failure::Poisoned(reason.clone()));
+        }
+        if self.core.role() != Role::Leader {
+            return Some(Failure::NotLeader(self.leader_info(self.core.leader())));
+        }
+        let max_bytes = self.config.entry_size_bytes_max;
+        sizes
+            .find(|&size| size > max_bytes)
+            .map(|size_bytes| Failure::TooLarge { size_bytes, max_bytes })
+    }
+
+    fn propose(
+        &mut self,
+        items: impl Iterator<Item = (EntryKind, Bytes)>,
+        tags: &[(client::ClientId, client::ClientSeq)],
+        reply: AppendReply,
+        now: Instant,
+    ) {
+        match self.core.propose(items) {
+            Ok(proposed) => {
+                let count = proposed.last_index.distance_from(proposed.first_index.prev());
+                LogMetrics::add(&self.metrics.entries_proposed, count);
+                for (offset, key) in tags.iter().enumerate() {
+                    self.pending_tags.insert(*key, proposed.first_index.plus(offset as u64));
+                }
+                self.note_proposal(proposed.last_index, now);
+                self.waiters.push(Waiter {
+                    first: proposed.first_index,
+                    last: proposed.last_index,
+                    term: proposed.term,
+                    reply,
+                    arrived: now,
+                });
+            }
+            Err(ProposeError::NotLeader { leader }) => {
+                reply.fail(self.log, Failure::NotLeader(self.leader_info(leader)));
+            }
+            Err(ProposeError::TransferInProgress { .. }) => {
+                reply.fail(self.log, Failure::TransferInProgress);
+            }
+            Err(ProposeError::EmptyBatch) => {
+                reply.fail(self.log, Failure::EmptyBatch);
+            }
+        }
+    }
+
+    /// Appends tagged payloads from a remote client, deduplicating retries: a batch is keyed by
+    /// its first item (it was proposed as one run of consecutive entries, so its first item's
+    /// position says where all of them are), and checked by its last (see `answer_retry`).
+    fn append_remote(&mut self, items: Vec<TaggedPayload>, responder: Responder, now: Instant) {
+        let batch = items.len() != 1;
+        let reply = AppendReply::Remote { responder, batch };
+        LogMetrics::add(&self.metrics.append_requests, 1);
+        if let Some(failure) =
+            self.refuse_append(items.iter().map(TaggedPayload::payload_size_bytes))
+        {
+            return reply.fail(self.log, failure);
+        }
+        let Some(first) = items.first() else {
+            return reply.fail(self.log, Failure::EmptyBatch);
+        };
+        let key = (first.client_id(), first.seq());
+        match self.dedup.lookup(key.0, key.1) {
+            Lookup::Applied { index, .. } => self.answer_retry(index, &items, reply, now),
+            Lookup::Forgotten => reply.fail(self.log, Failure::Forgotten),
+            Lookup::Unknown => {
+                if let Some(&first_index) = self.pending_tags.get(&key) {
+                    // The entry is in this leader's log, not committed yet.
+                    return self.answer_retry(first_index, &items, reply, now);
+                }
+                let bytes: usize = items.iter().map(TaggedPayload::payload_size_bytes).sum();
+                LogMetrics::add(&self.metrics.bytes_in, bytes as u64);
+                let tags: Vec<_> = items.iter().map(|t| (t.client_id(), t.seq())).collect();
+                let entries = items.into_iter().map(|t| (EntryKind::Tagged, t.into_entry_data()));
+                self.propose(entries, &tags, reply, now);
+            }
+        }
+    }
+
+    /// Answers a retry whose first item is already in the log at `first_index`. The batch went
+    /// in as one run, so its last item must be at `first_index + count - 1`: committed (answer
+    /// now) or in this leader's log (wait for its commit). Anything else means only a prefix of
+    /// the batch reached the log before a leader change (an AppendEntries may end inside a
+    /// batch, and the commit index with it): acknowledging the whole batch would name entries
+    /// that are not the batch's, or not committed, so the retry is refused instead.
+    fn answer_retry(
+        &mut self,
+        first_index: LogIndex,
+        items: &[TaggedPayload],
+        reply: AppendReply,
+        now: Instant,
+    ) {
+        let count = items.len() as u64;
+        let last_index = first_index.plus(count - 1);
+        let Some(last) = items.last() else {
+            return reply.fail(self.log, Failure::EmptyBatch);
+        };
+        let key = (last.client_id(), last.seq());
+        if let Lookup::Applied { index, term } = self.dedup.lookup(key.0, key.1) {
+            if index == last_index {
+                return reply.succeed(self.log, BatchPosition { first_index, count, term });
+            }
+        }
+        match (self.pending_tags.get(&key), self.core.term_at(last_index)) {
+            (Some(&index), Some(term)) if index == last_index => self.waiters.push(Waiter {
+                first: first_index,
+                last: last_index,
+                term,
+                reply,
+                arrived: now,
+            }),
+            _ => reply.fail(self.log, Failure::PartialBatch { first_index }),
+        }
+    }
+
+    /// Committed entries from `from`, raw (no-ops and tags included), within the limits.
+    fn read_committed(
+        &self,
+        from: LogIndex,
+        entries_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, ReadError> {
+        let commit = self.core.commit_index();
+        let first = self.store.first_index();
+        if from < first && from <= commit {
+            return Err(ReadError::Compacted { requested: from, first_index: first });
+        }
+        let from = from.max(LogIndex(1));
+        if from > commit {
+            return Ok(Vec::new());
+        }
+        let mut entries = self.store.read(from, bytes_max).map_err(|e| match e {
+            StoreReadError::Compacted { index, first_index } => {
+                ReadError::Compacted { requested: index, first_index }
+            }
+            other => ReadError::Storage { log: self.log, reason: other.to_string() },
+        })?;
+        entries.truncate(entries_max);
+        while entries.last().is_some_and(|e| e.index > commit) {
+            entries.pop();
+        }
+        Ok(entries)
+    }
+
+    /// Committed user entries from `from` (no-ops skipped, tags stripped): at least one when one
+    /// is committed at or after `from`.
+    pub(crate) fn read_local(
+        &self,
+        from: LogIndex,
+        limit: ReadLimit,
+    ) -> Result<Vec<LogEntry>, ReadError> {
+        let mut next = from;
+        loop {
+            let raw = self.read_committed(next, limit.entries_max, limit.bytes_max)?;
+            let Some(last) = raw.last().map(|e| e.index) else {
+                return Ok(Vec::new());
+            };
+            let entries: Vec<LogEntry> = raw.iter().filter_map(LogEntry::from_entry).collect();
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+            // Only internal entries in this stretch: look further.
+            next = last.next();
+        }
+    }
+
+    /// Adds a local subscriber.
+    pub(crate) fn subscribe_local(&mut self, sink: LocalSink, from: LogIndex, waker: &RoomWaker) {
+        self.subscribers.add_local(sink, from, self.store.first_index());
+        self.subscribers.deliver(&self.store, self.core.commit_index(), waker);
+    }
+
+    /// Adds a remote subscriber.
+    pub(crate) fn subscribe_remote(&mut self, event: SubscribeEvent, waker: &RoomWaker) {
+        self.subscribers.add_remote(event.sink, event.request.from, self.store.first_index());
+        self.subscribers.deliver(&self.store, self.core.commit_index(), waker);
+    }
+
+    /// A subscriber has room again.
+    pub(crate) fn resume_subscriber(&mut self, id: u64, waker: &RoomWaker) {
+        self.subscribers.room(id);
+        self.subscribers.deliver(&self.store, self.core.commit_index(), waker);
+    }
+
+    /// The log's status on this node.
+    pub(crate) fn status(&self) -> LogStatus {
+        let peers = self
+            .config
+            .peers
+            .iter()
+            .filter_map(|p| {
+                self.core
+                    .progress(p.id)
+                    .map(|view| PeerStatus { node: p.id, match_index: view.match_index })
+            })
+            .collect();
+        LogStatus {
+            log: self.log,
+            node: self.node,
+            role: self.core.role(),
+            term: self.core.term(),
+            leader: self.core.leader(),
+            commit_index: self.core.commit_index(),
+            first_index: self.store.first_index(),
+            last_index: self.store.last_index(),
+            durable_index: self.store.durable_index(),
+            peers,
+        }
+    }
+
+    /// Starts a leadership transfer.
+    pub(crate) fn transfer(&mut self, to: NodeId) -> Result<(), TransferError> {
+        self.core.transfer_leadership(to).map_err(|e| match e {
+            CoreTransferError::NotLeader { .. } => TransferError::NotLeader,
+            _ => TransferError::BadTarget(to),
+        })
+    }
+
+    /// A request from a remote client.
+    pub(crate) fn handle_client(&mut self, event: ClientRequestEvent, now: Instant) {
+        let ClientRequestEvent { request, responder } = event;
+        match request {
+            ClientRequest::Append(r) => self.append_remote(vec![r.tagged], responder, now),
+            ClientRequest::AppendBatch(r) => self.append_remote(r.items, responder, now),
+            ClientRequest::Read(r) => {
+                let response = if r.count_max == 0 || r.size_bytes_max == 0 {
+                    invalid("a read must allow at least one entry and one byte")
+                } else {
+                    let bytes = (r.size_bytes_max as usize).min(REMOTE_READ_BYTES_MAX);
+                    match self.read_committed(r.from, r.count_max as usize, bytes) {
+                        Ok(entries) => {
+                            ClientResponse::Entries(EntriesBatch { log: self.log, entries })
+                        }
+                        Err(ReadError::Compacted { first_index, .. }) => error(
+                            ErrorCode::Compacted,
+                            format!(
+                                "index {} is compacted; the log starts at {first_index}",
+                                r.from
+                            ),
+                        ),
+                        Err(e) => error(ErrorCode::Internal, e.to_string()),
+                    }
+                };
+                let _ = responder.respond(&response);
+            }
+            ClientRequest::Status(_) => {
+                let _ = responder.respond(&ClientResponse::Status(self.wire_status()));
+            }
+            ClientRequest::Subscribe(_) => {
+                // The transport delivers subscriptions as their own event, with a sink.
+                let _ = responder.respond(&invalid("subscribe on a request stream"));
+            }
+        }
+    }
+
+    fn wire_status(&self) -> client::LogStatus {
+        let role = match self.core.role() {
+            Role::Leader => client::Role::Leader,
+            Role::Candidate | Role::PreCandidate => client::Role::Candidate,
+            Role::Follower => client::Role::Follower,
+        };
+        client::LogStatus {
+            log: self.log,
+            node: self.node,
+            role,
+            term: self.core.term(),
+            leader: self.leader_info(self.core.leader()).map(hint),
+            first_index: self.store.first_index(),
+            last_index: self.store.durable_index(),
+            commit_index: self.core.commit_index(),
+        }
+    }
+}
+
+fn hint(leader: LeaderInfo) -> LeaderHint {
+    LeaderHint { node: leader.node, client_addr: leader.addr }
+}
+
+fn error(code: ErrorCode, message: String) -> ClientResponse {
+    ClientResponse::Error(ClientError { code, message })
+}
+
+fn invalid(message: &str) -> ClientResponse {
+    error(ErrorCode::InvalidRequest, message.to_owned())
+}

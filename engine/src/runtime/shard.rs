@@ -1,0 +1,406 @@
+//! One shard: a thread that owns some logs' replicas, one io_uring ring and one QUIC endpoint,
+//! and runs them all from one event loop.
+//!
+//! Owns: the shard's current-thread tokio runtime, its [`UringDisk`] (shared by its logs' stores),
+//! its [`Transport`], its replicas, and the routing of traffic for logs it does not own to the
+//! shard that does.
+//! Must not: share state with other shards (they talk through [`Command`]s over crossbeam
+//! channels), or block the loop except in the storage's documented synchronous operations.
+//!
+//! The loop waits on four things at once and, whichever wakes it, takes everything that is ready
+//! from all of them before driving the replicas, so that every proposal, message and completion
+//! that arrived together is handled as one batch (one Ready, one storage batch, one send per
+//! peer):
+//! - the ring's eventfd, registered with the runtime (`AsyncFd`): disk completions;
+//! - the transport's events: peer messages, client requests and subscriptions;
+//! - the command channel's wake-up: the embedding API and traffic forwarded by other shards;
+//! - the consensus clock's tick.
+//!
+//! Invariant: every replica is driven after every batch of inputs, so no Ready is left undrained
+//! while the loop sleeps.
+
+use crate::config::NodeConfig;
+use crate::error::{AppendError, ReadError, StartError, StatusError, TransferError};
+use crate::metrics::NodeMetrics;
+use crate::raft::{Config as RaftConfig, RaftCore};
+use crate::runtime::clock;
+use crate::runtime::command::{Command, ShardHandle, ShardInbox};
+use crate::runtime::disk_wake::DiskWake;
+use crate::runtime::replica::Replica;
+use crate::runtime::source::StoreSource;
+use crate::runtime::subscribers::RoomWaker;
+use crate::runtime::waiters::AppendReply;
+use crate::storage::{LogOptions, LogStore, UringDisk, UringOptions};
+use raftwal_wire::client::{ClientError, ClientResponse, ErrorCode};
+use raftwal_wire::codec::FrameLimits;
+use raftwal_wire::message::Message;
+use raftwal_wire::tls::TlsIdentity;
+use raftwal_wire::transport::{
+    ClientRequestEvent, SubscribeEvent, Transport, TransportConfig, TransportEvent, TransportEvents,
+};
+use raftwal_wire::types::{ClusterId, LogId};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Events or commands taken per loop turn before the replicas are driven (a bound on latency
+/// for the rest when a flood arrives).
+const DRAIN_MAX: usize = 4096;
+
+/// Everything a shard thread needs to start.
+#[derive(Debug)]
+pub(crate) struct ShardContext {
+    pub(crate) index: usize,
+    pub(crate) config: Arc<NodeConfig>,
+    pub(crate) identity: TlsIdentity,
+    pub(crate) cluster: ClusterId,
+    pub(crate) inbox: ShardInbox,
+    pub(crate) shards: Vec<ShardHandle>,
+    pub(crate) metrics: Arc<NodeMetrics>,
+}
+
+/// What woke the loop.
+enum Wake {
+    Disk,
+    Event(Option<TransportEvent>),
+    Commands,
+    Tick,
+    Room(Option<(LogId, u64)>),
+}
+
+#[derive(Debug)]
+struct Shard {
+    disk_wake: DiskWake,
+    index: usize,
+    config: Arc<NodeConfig>,
+    replicas: BTreeMap<LogId, Replica<UringDisk>>,
+    transport: Transport,
+    events: TransportEvents,
+    inbox: ShardInbox,
+    shards: Vec<ShardHandle>,
+    room_tx: RoomWaker,
+    room_rx: mpsc::UnboundedReceiver<(LogId, u64)>,
+    stopping: bool,
+}
+
+/// The body of a shard thread: opens the shard, reports its address (or why it could not start)
+/// on `started`, and runs until told to shut down.
+pub(crate) fn run(
+    context: ShardContext,
+    started: std::sync::mpsc::Sender<Result<SocketAddr, StartError>>,
+) {
+    let index = context.index;
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = started.send(Err(StartError::Shard { shard: index, message: e.to_string() }));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut shard = match Shard::open(context) {
+            Ok(shard) => shard,
+            Err(e) => {
+                let _ = started.send(Err(e));
+                return;
+            }
+        };
+        let addr = shard
+            .transport
+            .local_addr()
+            .unwrap_or(NodeConfig::shard_addr(shard.config.listen, shard.index));
+        let _ = started.send(Ok(addr));
+        shard.run().await;
+        shard.shut_down().await;
+    });
+}
+
+impl Shard {
+    fn open(context: ShardContext) -> Result<Shard, StartError> {
+        let ShardContext { index, config, identity, cluster, inbox, shards, metrics } = context;
+        let shard_error = |message: String| StartError::Shard { shard: index, message };
+        let disk = UringDisk::new(UringOptions {
+            fsync_mode: config.storage.fsync.mode(),
+            ..UringOptions::default()
+        })
+        .map_err(|e| shard_error(format!("cannot create the io_uring ring: {e}")))?;
+        let disk = Rc::new(disk);
+        let disk_wake = DiskWake::register(disk.clone())
+            .map_err(|e| shard_error(format!("cannot register the ring's eventfd: {e}")))?;
+
+        let addr = NodeConfig::shard_addr(config.listen, index);
+        let mut transport_config = TransportConfig::new(config.id, addr);
+        transport_config.bulk_window_bytes = config.transport.bulk_window_bytes;
+        transport_config.frame_limits = FrameLimits::new(config.transport.frame_size_bytes_max)
+            .map_err(|e| shard_error(format!("transport.frame_size_bytes_max: {e}")))?;
+        let (transport, events) = Transport::bind(transport_config, &identity)
+            .map_err(|e| shard_error(format!("cannot listen on {addr}: {e}")))?;
+        for peer in &config.peers {
+            transport.add_peer(peer.id, NodeConfig::shard_addr(peer.addr, index));
+        }
+
+        let mut replicas = BTreeMap::new();
+        for log in (0..config.log_count).map(LogId) {
+            if config.shard_of(log) != index {
+                continue;
+            }
+            let Some(log_metrics) = metrics.log(log).cloned() else {
+                return Err(shard_error(format!("no metrics for log {log}")));
+            };
+            let dir = config.data_dir.join(format!("log-{}", log.get()));
+            let options = LogOptions {
+                segment_size_bytes: config.storage.segment_size_bytes,
+                direct_io: config.storage.direct_io,
+                batch_bytes_max: config.storage.batch_bytes_max,
+                tail_cache_bytes_max: config.storage.tail_cache_bytes_max,
+                cluster_id: cluster,
+                log_id: log,
+                ..LogOptions::default()
+            };
+            let (store, recovery) = LogStore::open(&dir, options, disk.clone())
+                .map_err(|source| StartError::Storage { log, dir: dir.clone(), source })?;
+            if recovery.torn_tail_bytes > 0 {
+                warn!(
+                    log = %log,
+                    "cut a torn tail of {} bytes (a write not covered by a completed fsync)",
+                    recovery.torn_tail_bytes
+                );
+            }
+            info!(
+                log = %log,
+                "opened: entries {}..={}, term {}, commit {}",
+                recovery.first_index,
+                recovery.last_index,
+                recovery.hard_state.term,
+                recovery.hard_state.commit
+            );
+            let core = RaftCore::restore(
+                raft_config(&config, log),
+                recovery.hard_state,
+                &StoreSource(&store),
+            )
+            .map_err(|e| StartError::Restore { log, message: e.to_string() })?;
+            let replica = Replica::new(config.clone(), core, store, transport.clone(), log_metrics);
+            replicas.insert(log, replica);
+        }
+        let (room_tx, room_rx) = mpsc::unbounded_channel();
+        Ok(Shard {
+            disk_wake,
+            index,
+            config,
+            replicas,
+            transport,
+            events,
+            inbox,
+            shards,
+            room_tx,
+            room_rx,
+            stopping: false,
+        })
+    }
+
+    async fn run(&mut self) {
+        let mut ticker = tokio::time::interval(self.config.tick());
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.stopping {
+            let wake = tokio::select! {
+                _ = self.disk_wake.ready() => Wake::Disk,
+                event = self.events.recv() => Wake::Event(event),
+                _ = self.inbox.wake.notified() => Wake::Commands,
+                _ = ticker.tick() => Wake::Tick,
+                room = self.room_rx.recv() => Wake::Room(room),
+            };
+            let now = clock::now();
+            match wake {
+                Wake::Disk | Wake::Commands => {}
+                Wake::Event(Some(event)) => self.on_event(event, now),
+                Wake::Event(None) => {
+                    warn!(shard = self.index, "transport closed; shard stops");
+                    self.stopping = true;
+                }
+                Wake::Tick => {
+                    for replica in self.replicas.values_mut() {
+                        replica.tick();
+                    }
+                }
+                Wake::Room(Some((log, id))) => {
+                    if let Some(replica) = self.replicas.get_mut(&log) {
+                        replica.resume_subscriber(id, &self.room_tx);
+                    }
+                }
+                Wake::Room(None) => {}
+            }
+            // Take everything else that is ready, so it joins this batch.
+            for _ in 0..DRAIN_MAX {
+                let Some(event) = self.events.try_recv() else { break };
+                self.on_event(event, now);
+            }
+            for _ in 0..DRAIN_MAX {
+                let Ok(command) = self.inbox.rx.try_recv() else { break };
+                self.on_command(command, now);
+            }
+            for replica in self.replicas.values_mut() {
+                replica.drive(&self.room_tx);
+            }
+        }
+    }
+
+    /// Which shard owns `log`, if this node has it.
+    fn owner(&self, log: LogId) -> Option<usize> {
+        (log.get() < self.config.log_count).then(|| self.config.shard_of(log))
+    }
+
+    fn on_event(&mut self, event: TransportEvent, now: Instant) {
+        match event {
+            TransportEvent::Message(inbound) => self.on_peer_message(inbound.into_message(), true),
+            TransportEvent::PeerDisconnected(peer) => {
+                for replica in self.replicas.values_mut() {
+                    replica.peer_down(peer);
+                }
+            }
+            // A peer back or a window drained: the next heartbeat answer resumes replication.
+            TransportEvent::PeerConnected(_) | TransportEvent::Writable(_) => {}
+            TransportEvent::ClientRequest(event) => self.on_client_request(event, now, true),
+            TransportEvent::Subscribe(event) => self.on_subscribe(event, true),
+        }
+    }
+
+    fn forward(&self, shard: usize, command: Command) {
+        if let Some(handle) = self.shards.get(shard) {
+            // A stopped shard drops what it is sent; Raft and clients retry.
+            let _ = handle.send(command);
+        }
+    }
+
+    fn on_peer_message(&mut self, message: Message, may_forward: bool) {
+        match self.owner(message.log) {
+            Some(shard) if shard == self.index => {
+                if let Some(replica) = self.replicas.get_mut(&message.log) {
+                    replica.step(message);
+                }
+            }
+            Some(shard) if may_forward => self.forward(shard, Command::Peer(message)),
+            _ => warn!(
+                shard = self.index,
+                "dropped a message for log {} not on this shard", message.log
+            ),
+        }
+    }
+
+    fn on_client_request(&mut self, event: ClientRequestEvent, now: Instant, may_forward: bool) {
+        let log = event.request.log();
+        match self.owner(log) {
+            Some(shard) if shard == self.index => {
+                if let Some(replica) = self.replicas.get_mut(&log) {
+                    replica.handle_client(event, now);
+                }
+            }
+            Some(shard) if may_forward => self.forward(shard, Command::Client(event)),
+            _ => {
+                let response = ClientResponse::Error(ClientError {
+                    code: ErrorCode::UnknownLog,
+                    message: format!("this node has no log {log}"),
+                });
+                let _ = event.responder.respond(&response);
+            }
+        }
+    }
+
+    fn on_subscribe(&mut self, event: SubscribeEvent, may_forward: bool) {
+        let log = event.request.log;
+        match self.owner(log) {
+            Some(shard) if shard == self.index => {
+                if let Some(replica) = self.replicas.get_mut(&log) {
+                    replica.subscribe_remote(event, &self.room_tx);
+                }
+            }
+            Some(shard) if may_forward => self.forward(shard, Command::ClientSubscribe(event)),
+            _ => event.sink.end(Some(ClientError {
+                code: ErrorCode::UnknownLog,
+                message: format!("this node has no log {log}"),
+            })),
+        }
+    }
+
+    fn on_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Append { log, payloads, reply } => match self.replicas.get_mut(&log) {
+                Some(replica) => replica.append_local(payloads, AppendReply::Local(reply), now),
+                None => {
+                    let _ = reply.send(Err(AppendError::UnknownLog(log)));
+                }
+            },
+            Command::Read { log, from, limit, reply } => {
+                let result = match self.replicas.get(&log) {
+                    Some(replica) => replica.read_local(from, limit),
+                    None => Err(ReadError::UnknownLog(log)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Subscribe { log, from, sink } => match self.replicas.get_mut(&log) {
+                Some(replica) => replica.subscribe_local(sink, from, &self.room_tx),
+                None => {
+                    let _ = sink.tx.try_send(Err(ReadError::UnknownLog(log)));
+                }
+            },
+            Command::ResumeSubscriber { log, id } => {
+                if let Some(replica) = self.replicas.get_mut(&log) {
+                    replica.resume_subscriber(id, &self.room_tx);
+                }
+            }
+            Command::Status { log, reply } => {
+                let result = match self.replicas.get(&log) {
+                    Some(replica) => Ok(replica.status()),
+                    None => Err(StatusError::UnknownLog(log)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Transfer { log, to, reply } => {
+                let result = match self.replicas.get_mut(&log) {
+                    Some(replica) => replica.transfer(to),
+                    None => Err(TransferError::UnknownLog(log)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Peer(message) => self.on_peer_message(message, false),
+            Command::Client(event) => self.on_client_request(event, now, false),
+            Command::ClientSubscribe(event) => self.on_subscribe(event, false),
+            Command::Shutdown => self.stopping = true,
+        }
+    }
+
+    async fn shut_down(&mut self) {
+        // Answer whatever is still queued for this shard before going.
+        while let Ok(command) = self.inbox.rx.try_recv() {
+            self.on_command(command, clock::now());
+        }
+        for replica in self.replicas.values_mut() {
+            replica.shut_down();
+        }
+        self.transport.close();
+        // Give the closes a moment to reach the peers, so they notice at once rather than after
+        // an idle timeout; never hang on it.
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.transport.wait_idle()).await;
+        info!(shard = self.index, "shard stopped");
+    }
+}
+
+/// The consensus configuration of `log` on this node.
+fn raft_config(config: &NodeConfig, log: LogId) -> RaftConfig {
+    let mut raft = RaftConfig::new(config.id, log, config.voters());
+    let tuning = &config.raft;
+    raft.election_timeout_ticks = tuning.election_timeout_ticks;
+    raft.heartbeat_interval_ticks = tuning.heartbeat_interval_ticks;
+    raft.pre_vote = tuning.pre_vote;
+    raft.check_quorum = tuning.check_quorum;
+    raft.append_size_bytes_max = tuning.append_size_bytes_max;
+    raft.inflight_message_count_max = tuning.inflight_message_count_max;
+    raft.inflight_size_bytes_max = tuning.inflight_size_bytes_max;
+    raft.entry_cache_size_bytes_max = tuning.entry_cache_size_bytes_max;
+    raft.timeout_seed = clock::timeout_seed(config.id.get(), log.get());
+    raft
+}

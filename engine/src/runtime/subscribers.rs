@@ -1,0 +1,286 @@
+//! The subscribers of one log on one node: local ones (the embedding API's [`Subscription`]s)
+//! and remote ones (a client's Subscribe stream), each with its own cursor.
+//!
+//! Owns: every subscriber's cursor and sink, and delivery: on every commit advance (and when a
+//! stalled subscriber made room), read committed entries from the log store in batches and push
+//! them while the sink has room.
+//! Must not: deliver an entry past the commit index (subscribers see committed entries only, so
+//! any replica serves them the same bytes), or block: a full sink pauses that subscriber alone.
+//!
+//! Invariants:
+//! 1. A subscriber's cursor only moves forward, one batch at a time, over consecutive indices:
+//!    no gap, no duplicate.
+//! 2. A paused subscriber is woken exactly when its sink has room again: a local sink by the
+//!    consumer's resume command (the `stalled` flag is raised before the final re-check, so the
+//!    consumer cannot miss it), a remote sink by a task waiting for room.
+//!
+//! [`Subscription`]: crate::Subscription
+
+use crate::error::ReadError;
+use crate::log::LogEntry;
+use crate::storage::{Disk, LogStore, ReadError as StoreReadError};
+use raftwal_wire::client::{ClientError, ErrorCode};
+use raftwal_wire::transport::{SinkError, SubscriptionSink};
+use raftwal_wire::types::{Entry, LogId, LogIndex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+/// Payload bytes read per delivered batch, about.
+pub(crate) const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// The shard's end of a local subscription.
+#[derive(Debug)]
+pub(crate) struct LocalSink {
+    pub(crate) id: u64,
+    pub(crate) tx: mpsc::Sender<Result<Vec<LogEntry>, ReadError>>,
+    pub(crate) stalled: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Local(LocalSink),
+    Remote {
+        sink: Arc<SubscriptionSink>,
+        /// A task is waiting for room in the sink and will wake the shard.
+        waiting: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    next: LogIndex,
+    sink: Sink,
+}
+
+/// What delivery to one subscriber came to.
+enum Outcome {
+    /// Everything committed was delivered, or the sink is full (and will wake us).
+    Paused,
+    /// The subscriber is gone; drop it.
+    Remove,
+    /// Reading for the subscriber failed; end it with this error.
+    Fail(ReadError, ErrorCode),
+}
+
+/// Asks the shard loop to deliver again to remote subscriber `(log, id)` once its sink has room.
+pub(crate) type RoomWaker = mpsc::UnboundedSender<(LogId, u64)>;
+
+/// The subscribers of one log.
+#[derive(Debug)]
+pub(crate) struct Subscribers {
+    log: LogId,
+    list: Vec<Subscriber>,
+    next_remote_id: u64,
+    /// Payload bytes pushed to subscribers, for metrics.
+    bytes_out: u64,
+}
+
+impl Subscribers {
+    pub(crate) fn new(log: LogId) -> Subscribers {
+        // Remote ids count down from the top so they never meet the local ids counted up by
+        // `Subscription`.
+        Subscribers { log, list: Vec::new(), next_remote_id: u64::MAX, bytes_out: 0 }
+    }
+
+    /// Payload bytes delivered so far.
+    pub(crate) fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Adds a local subscriber from `from` (at least the log's first stored index).
+    pub(crate) fn add_local(&mut self, sink: LocalSink, from: LogIndex, first: LogIndex) {
+        if from < first {
+            let _ =
+                sink.tx.try_send(Err(ReadError::Compacted { requested: from, first_index: first }));
+            return;
+        }
+        self.list.push(Subscriber { id: sink.id, next: from, sink: Sink::Local(sink) });
+    }
+
+    /// Adds a remote subscriber from `from`.
+    pub(crate) fn add_remote(&mut self, sink: SubscriptionSink, from: LogIndex, first: LogIndex) {
+        if from < first {
+            sink.end(Some(ClientError {
+                code: ErrorCode::Compacted,
+                message: format!("index {from} is compacted; the log starts at {first}"),
+            }));
+            return;
+        }
+        let id = self.next_remote_id;
+        self.next_remote_id -= 1;
+        let sink = Sink::Remote { sink: Arc::new(sink), waiting: false };
+        self.list.push(Subscriber { id, next: from.max(LogIndex(1)), sink });
+    }
+
+    /// Marks subscriber `id` as having room again (its waker fired or its consumer resumed).
+    pub(crate) fn room(&mut self, id: u64) {
+        if let Some(s) = self.list.iter_mut().find(|s| s.id == id) {
+            if let Sink::Remote { waiting, .. } = &mut s.sink {
+                *waiting = false;
+            }
+        }
+    }
+
+    /// Delivers every committed entry (up to `commit`) that fits in the subscribers' sinks.
+    pub(crate) fn deliver<D: Disk>(
+        &mut self,
+        store: &LogStore<D>,
+        commit: LogIndex,
+        waker: &RoomWaker,
+    ) {
+        let log = self.log;
+        let mut bytes_out = 0;
+        let mut position = 0;
+        while position < self.list.len() {
+            let s = &mut self.list[position];
+            match deliver_one(s, store, commit, log, waker, &mut bytes_out) {
+                Outcome::Paused => position += 1,
+                Outcome::Remove => {
+                    self.list.swap_remove(position);
+                }
+                Outcome::Fail(error, code) => {
+                    let s = self.list.swap_remove(position);
+                    end_one(s.sink, error, code);
+                }
+            }
+        }
+        self.bytes_out += bytes_out;
+    }
+
+    /// Ends every subscription with `error` (shutdown, storage failure).
+    pub(crate) fn end_all(&mut self, error: ReadError, code: ErrorCode) {
+        for s in self.list.drain(..) {
+            end_one(s.sink, error.clone(), code);
+        }
+    }
+}
+
+fn end_one(sink: Sink, error: ReadError, code: ErrorCode) {
+    match sink {
+        Sink::Local(local) => {
+            let _ = local.tx.try_send(Err(error));
+        }
+        Sink::Remote { sink, .. } => {
+            // A task waiting for room may share the sink; the stream then ends when it drops its
+            // copy, without the error text.
+            if let Ok(sink) = Arc::try_unwrap(sink) {
+                sink.end(Some(ClientError { code, message: error.to_string() }));
+            }
+        }
+    }
+}
+
+/// Reads the next batch for a subscriber at `next`, up to `commit`.
+fn read_batch<D: Disk>(
+    store: &LogStore<D>,
+    next: LogIndex,
+    commit: LogIndex,
+) -> Result<Vec<Entry>, StoreReadError> {
+    let mut entries = store.read(next, BATCH_BYTES_MAX)?;
+    while entries.last().is_some_and(|e| e.index > commit) {
+        entries.pop();
+    }
+    Ok(entries)
+}
+
+fn deliver_one<D: Disk>(
+    s: &mut Subscriber,
+    store: &LogStore<D>,
+    commit: LogIndex,
+    log: LogId,
+    waker: &RoomWaker,
+    bytes_out: &mut u64,
+) -> Outcome {
+    while s.next <= commit {
+        match &mut s.sink {
+            Sink::Local(local) => {
+                if local.tx.is_closed() {
+                    return Outcome::Remove;
+                }
+                // Do not read what cannot be sent: a consumer that stopped costs no reads.
+                if local.tx.capacity() == 0 && !recheck_local(local) {
+                    return Outcome::Paused;
+                }
+            }
+            Sink::Remote { sink, waiting } => {
+                if sink.is_closed() {
+                    return Outcome::Remove;
+                }
+                if *waiting {
+                    return Outcome::Paused;
+                }
+                if !sink.has_room() {
+                    *waiting = true;
+                    let (sink, waker, id) = (sink.clone(), waker.clone(), s.id);
+                    tokio::spawn(async move {
+                        if sink.ready().await.is_ok() {
+                            let _ = waker.send((log, id));
+                        }
+                    });
+                    return Outcome::Paused;
+                }
+            }
+        }
+        let entries = match read_batch(store, s.next, commit) {
+            Ok(entries) => entries,
+            Err(e) => return fail(log, e),
+        };
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Outcome::Paused;
+        };
+        let size: u64 = entries.iter().map(|e| e.data.len() as u64).sum();
+        match &mut s.sink {
+            Sink::Local(local) => {
+                let batch: Vec<LogEntry> =
+                    entries.iter().filter_map(LogEntry::from_entry).collect();
+                if !batch.is_empty() {
+                    match local.tx.try_send(Ok(batch)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Closed(_)) => return Outcome::Remove,
+                        // Capacity was checked above and only this thread sends.
+                        Err(TrySendError::Full(_)) => return Outcome::Paused,
+                    }
+                }
+            }
+            Sink::Remote { sink, .. } => match sink.try_send(&entries) {
+                Ok(()) => {}
+                Err(SinkError::Full) => continue,
+                Err(_) => return Outcome::Remove,
+            },
+        }
+        *bytes_out += size;
+        s.next = last.next();
+    }
+    Outcome::Paused
+}
+
+/// The channel of a local subscriber is full: raise `stalled`, then look again, so that a
+/// consumer taking a batch right now either sees the flag or left room we see here.
+fn recheck_local(local: &LocalSink) -> bool {
+    local.stalled.store(true, Ordering::SeqCst);
+    if local.tx.capacity() > 0 {
+        local.stalled.store(false, Ordering::SeqCst);
+        return true;
+    }
+    false
+}
+
+fn fail(log: LogId, e: StoreReadError) -> Outcome {
+    match e {
+        StoreReadError::Compacted { index, first_index } => Outcome::Fail(
+            ReadError::Compacted { requested: index, first_index },
+            ErrorCode::Compacted,
+        ),
+        other => Outcome::Fail(
+            ReadError::Storage { log, reason: other.to_string() },
+            ErrorCode::Internal,
+        ),
+    }
+}

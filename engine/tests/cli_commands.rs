@@ -1,0 +1,288 @@
+//! The `raftwal` commands as a user runs them: a `dev` cluster driven by `append`, `read`,
+//! `status` and `tail`, the errors a user sees (unreachable cluster, oversized entry), and the
+//! start errors of `serve` (malformed config, bad peer list, missing certificates, another
+//! cluster's data directory), each with its exit status and message.
+
+// Test code: a failed unwrap is the test's failure, and it waits on real processes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod cli_support;
+
+use cli_support::{bin, free_udp_addr, run, wait_until, Entry, Proc};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A running `raftwal dev` cluster and what it printed.
+struct Dev {
+    proc: Proc,
+    cluster: String,
+    tls: String,
+}
+
+fn start_dev(dir: &std::path::Path) -> Dev {
+    let mut command = Command::new(bin());
+    command
+        .args(["dev", "--nodes", "3", "--base-port", "0", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.with_extension("log")).unwrap());
+    let mut proc = Proc::spawn("dev", &mut command);
+    let printed = Arc::new(Mutex::new(String::new()));
+    let sink = printed.clone();
+    let stdout = proc.take_stdout();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    wait_until(T, "dev to print its instructions", || {
+        printed.lock().unwrap().contains("Ctrl-C stops the cluster")
+    });
+    let text = printed.lock().unwrap().clone();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name:?} line in:\n{text}"))
+            .trim()
+            .to_owned()
+    };
+    assert!(text.contains("leader of log 0: node"), "{text}");
+    assert!(text.contains("raftwal append --cluster"), "{text}");
+    Dev { proc, cluster: field("cluster:"), tls: field("tls-dir:") }
+}
+
+#[test]
+fn a_dev_cluster_serves_append_read_status_and_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(&dir.path().join("dev"));
+    let c = ["--cluster", dev.cluster.as_str(), "--tls-dir", dev.tls.as_str()];
+    let with = |cmd: &str, more: &[&str]| -> Vec<String> {
+        std::iter::once(cmd).chain(c).chain(more.iter().copied()).map(String::from).collect()
+    };
+
+    // Append: one position per line, in input order; the last line needs no newline; bytes
+    // that are not UTF-8 go through untouched; an empty line is an empty entry.
+    let mut input = Vec::new();
+    for i in 0..10 {
+        input.extend_from_slice(format!("line {i}\n").as_bytes());
+    }
+    input.extend_from_slice(b"\n\xff\xfe raw\nno newline");
+    let v = with("append", &["--batch", "4"]);
+    let (status, out, err) = run(&args(&v), &input);
+    assert!(status.success(), "{err}");
+    let positions = json_lines(&out);
+    assert_eq!(positions.len(), 13, "{out}");
+    let first = positions[0]["index"].as_u64().unwrap();
+    for (i, p) in positions.iter().enumerate() {
+        assert_eq!(p["index"].as_u64().unwrap(), first + i as u64, "{out}");
+    }
+
+    // Read: the same entries back, the raw one as base64. Reads are served by the node reached,
+    // up to its own commit index: wait until every node learned the last commit.
+    let last = first + 12;
+    wait_until(T, "every node to commit the appends", || {
+        let (_, out, _) = run(&args(&with("status", &[])), b"");
+        let lines = json_lines(&out);
+        lines.len() == 3 && lines.iter().all(|l| l["commit_index"].as_u64() >= Some(last))
+    });
+    let v = with("read", &["--from", &first.to_string()]);
+    let (status, out, err) = run(&args(&v), b"");
+    assert!(status.success(), "{err}");
+    let entries: Vec<Entry> = json_lines(&out).iter().map(Entry::from_json).collect();
+    let data: Vec<&[u8]> = entries.iter().map(|e| &e.data[..]).collect();
+    let mut expected: Vec<Vec<u8>> = (0..10).map(|i| format!("line {i}").into_bytes()).collect();
+    expected.extend([b"".to_vec(), b"\xff\xfe raw".to_vec(), b"no newline".to_vec()]);
+    assert_eq!(data, expected.iter().map(|d| &d[..]).collect::<Vec<_>>(), "{out}");
+    assert!(out.contains("\"data_b64\":\"//4gcmF3\""), "{out}");
+    let v = with("read", &["--from", &first.to_string(), "--count", "2"]);
+    let (_, out, _) = run(&args(&v), b"");
+    assert_eq!(json_lines(&out).len(), 2, "{out}");
+
+    // Status: one line per node, all agreeing on one leader; an unreachable node gets an error
+    // line and the command still succeeds.
+    let unreachable = free_udp_addr().to_string();
+    let both = format!("{},{unreachable}", dev.cluster);
+    let (status, out, err) = run(
+        &["status", "--cluster", &both, "--tls-dir", &dev.tls, "--attempt-timeout-ms", "500"],
+        b"",
+    );
+    assert!(status.success(), "{err}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4, "{out}");
+    let leaders: Vec<&serde_json::Value> = lines[..3].iter().map(|l| &l["leader"]).collect();
+    assert!(leaders.iter().all(|l| *l == leaders[0] && l.is_u64()), "{out}");
+    assert_eq!(lines[..3].iter().filter(|l| l["role"] == "leader").count(), 1, "{out}");
+    for l in &lines[..3] {
+        assert!(l["commit_index"].as_u64().unwrap() >= first, "{out}");
+        assert!(l["last_index"].is_u64() && l["term"].is_u64() && l["id"].is_u64(), "{out}");
+    }
+    assert_eq!(lines[3]["addr"], unreachable.as_str());
+    assert!(lines[3]["error"].is_string(), "{out}");
+    // No node at all: exit status 1.
+    let (status, out, _) = run(
+        &[
+            "status",
+            "--cluster",
+            &unreachable,
+            "--tls-dir",
+            &dev.tls,
+            "--attempt-timeout-ms",
+            "300",
+        ],
+        b"",
+    );
+    assert!(!status.success());
+    assert_eq!(json_lines(&out).len(), 1);
+
+    // An entry over the maximum size is refused with a clear error; the cluster goes on.
+    let mut huge = vec![b'x'; (1 << 20) + 1];
+    huge.push(b'\n');
+    let v = with("append", &[]);
+    let (status, out, err) = run(&args(&v), &huge);
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("\"line\":1") && out.contains("exceeds the maximum"), "{out}");
+    assert!(err.contains("input line 1 was not acknowledged"), "{err}");
+    let (status, out, err) = run(&args(&v), b"still serving\n");
+    assert!(status.success() && json_lines(&out).len() == 1, "{out}{err}");
+
+    // Tail: everything from the start, then new entries as they commit; SIGTERM ends it.
+    let mut command = Command::new(bin());
+    command.args(args(&with("tail", &["--from", "1"]))).stdout(Stdio::piped());
+    let mut tail = Proc::spawn("tail", &mut command);
+    let tailed = Arc::new(Mutex::new(Vec::new()));
+    let sink = tailed.clone();
+    let reader = cli_support::read_json_lines(tail.take_stdout(), move |v| {
+        sink.lock().unwrap().push(Entry::from_json(&v));
+    });
+    wait_until(T, "the tail to catch up", || tailed.lock().unwrap().len() >= 14);
+    let (status, _, _) = run(&args(&with("append", &[])), b"tailed\n");
+    assert!(status.success());
+    wait_until(T, "the tail to see the new entry", || {
+        tailed.lock().unwrap().last().is_some_and(|e| e.data == b"tailed")
+    });
+    tail.signal(libc::SIGTERM);
+    assert!(tail.wait(T).success());
+    reader.join().unwrap();
+    let tailed = tailed.lock().unwrap();
+    assert!(tailed.windows(2).all(|w| w[0].index < w[1].index), "in order, no duplicate");
+    assert_eq!(tailed.len(), 15);
+
+    dev.proc.signal(libc::SIGINT);
+    assert!(dev.proc.wait(T).success(), "dev exits cleanly on Ctrl-C");
+}
+
+#[test]
+fn an_unreachable_cluster_fails_the_append_with_an_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let (status, _, _) = run(&["certs", "--out", tls.to_str().unwrap(), "--nodes", "1"], b"");
+    assert!(status.success());
+    let nowhere = free_udp_addr().to_string();
+    let (status, out, err) = run(
+        &[
+            "append",
+            "--cluster",
+            &nowhere,
+            "--tls-dir",
+            tls.to_str().unwrap(),
+            "--attempt-timeout-ms",
+            "200",
+            "--retry-s",
+            "1",
+        ],
+        b"a\nb\n",
+    );
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["line"], 1, "{out}");
+    assert!(lines[0]["error"].as_str().unwrap().contains("no node answered"), "{out}");
+    assert!(err.contains("may or may not be in the log"), "{err}");
+    // Certificates missing: a clear configuration error before anything is sent.
+    let (status, _, err) =
+        run(&["read", "--cluster", &nowhere, "--tls-dir", "/nonexistent", "--from", "1"], b"");
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("client configuration") && err.contains("/nonexistent"), "{err}");
+}
+
+fn serve(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    let (status, out, err) = run(&all, b"");
+    (status, format!("{out}{err}"))
+}
+
+#[test]
+fn serve_refuses_bad_starts_with_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p).display().to_string();
+    let (status, _, _) = run(&["certs", "--out", &path("tls-a"), "--nodes", "1"], b"");
+    assert!(status.success());
+    let (status, _, _) = run(&["certs", "--out", &path("tls-b"), "--nodes", "1"], b"");
+    assert!(status.success());
+    let listen = free_udp_addr().to_string();
+    let (d1, tls_a, tls_b, no_tls) = (path("d1"), path("tls-a"), path("tls-b"), path("no-tls"));
+
+    // A malformed config file: the file, the line and the key are named.
+    std::fs::write(path("bad.toml"), "id = 1\nlisten = \"127.0.0.1:7000\"\nshards = \"two\"\n")
+        .unwrap();
+    let (status, text) = serve(&["--config", &path("bad.toml")]);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("invalid config file") && text.contains("shards"), "{text}");
+    // A config file and node flags together are refused (neither silently wins).
+    let (status, text) = serve(&["--config", &path("bad.toml"), "--id", "2"]);
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(text.contains("cannot be used with"), "{text}");
+
+    // A bad peer list.
+    let base = ["--id", "1", "--listen", &listen, "--data-dir", &d1];
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &tls_a, "--peers", "2:127.0.0.1:7001"]);
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(text.contains("'=' is missing"), "{text}");
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &tls_a, "--peers", "1=127.0.0.1:7001"]);
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("lists itself among its peers"), "{text}");
+
+    // Missing certificates: the directory and the way to make them are named.
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &no_tls]);
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("no-tls") && text.contains("raftwal certs --out"), "{text}");
+
+    // A data directory of another cluster: run a node of cluster A on d1, then point a node of
+    // cluster B at it.
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &tls_a]);
+    let mut command = Command::new(bin());
+    command.arg("serve").args(&args).stdout(Stdio::null()).stderr(Stdio::null());
+    let node = Proc::spawn("serve a", &mut command);
+    wait_until(T, "the node to write its identity", || {
+        dir.path().join("d1").join(raftwal::IDENTITY_FILE).exists()
+    });
+    node.signal(libc::SIGTERM);
+    assert!(node.wait(T).success());
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &tls_b]);
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("belongs to cluster") && text.contains("--data-dir"), "{text}");
+}

@@ -1,0 +1,134 @@
+//! The remote client against an in-process 3-node cluster: redirects, retries deduplicated by
+//! client id and sequence number, reads and tails served by any replica, across a failover.
+
+mod support;
+
+use bytes::Bytes;
+use raftwal::client::{Client, ClientConfig};
+use raftwal_wire::client::{
+    AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, TaggedPayload,
+};
+use raftwal_wire::codec::FrameLimits;
+use raftwal_wire::tls::TlsIdentity;
+use raftwal_wire::transport::{ClientEndpoint, QuicTuning};
+use raftwal_wire::types::{LogId, LogIndex};
+use std::sync::Arc;
+use std::time::Duration;
+use support::Cluster;
+
+const T: Duration = Duration::from_secs(20);
+
+#[allow(clippy::unwrap_used)] // A test helper: a failure is the test's failure.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn appends_through_a_follower_are_redirected_to_the_leader() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    // Only the follower's address: the client learns the leader from the redirect.
+    let nodes = vec![cluster.configs[(follower - 1) as usize].listen];
+    runtime().block_on(async {
+        let client = Client::new(ClientConfig::new(nodes, cluster.tls_dir(), LogId(0))).unwrap();
+        let mut last = LogIndex(0);
+        for i in 0..20u32 {
+            let position = client.append(Bytes::from(i.to_string())).await.unwrap();
+            assert!(position.index > last);
+            last = position.index;
+        }
+        let batch = client
+            .append_batch((0..10).map(|i| Bytes::from(format!("b{i}"))).collect())
+            .await
+            .unwrap();
+        assert_eq!(batch.count, 10);
+        assert_eq!(batch.first_index, last.next());
+        // A read is served by the node the client reaches, from its own committed log.
+        let entries = client.read(LogIndex(1), 100).await.unwrap();
+        assert_eq!(entries.len(), 30, "{entries:?}");
+        assert_eq!(entries[0].data, "0");
+        assert_eq!(entries[29].data, "b9");
+    });
+}
+
+#[test]
+fn a_retried_append_is_applied_once() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    let addr = cluster.configs[(leader - 1) as usize].listen;
+    runtime().block_on(async {
+        let identity = TlsIdentity::load_client(&cluster.tls_dir()).unwrap();
+        let endpoint = ClientEndpoint::open(
+            &identity,
+            "127.0.0.1:0".parse().unwrap(),
+            &QuicTuning::default(),
+            FrameLimits::default(),
+        )
+        .unwrap();
+        let connection = endpoint.connect(addr).await.unwrap();
+        let append = |seq: u64, data: &'static str| {
+            ClientRequest::Append(AppendRequest {
+                log: LogId(0),
+                tagged: TaggedPayload::new(
+                    ClientId(42),
+                    ClientSeq(seq),
+                    Bytes::from_static(data.as_bytes()),
+                ),
+            })
+        };
+        let index_of = |response: ClientResponse| match response {
+            ClientResponse::Appended(a) => a.index,
+            other => panic!("expected Appended, got {other:?}"),
+        };
+        let first = index_of(connection.request(&append(1, "once")).await.unwrap());
+        // The same client id and sequence number again (a retry after a lost answer): the log
+        // answers with the first position and appends nothing.
+        let again = index_of(connection.request(&append(1, "once")).await.unwrap());
+        assert_eq!(first, again);
+        let next = index_of(connection.request(&append(2, "twice")).await.unwrap());
+        assert_eq!(next, first.next());
+        // A retry that arrives while the first copy is still in flight waits for it.
+        let retry = append(3, "x");
+        let (a, b) = tokio::join!(connection.request(&retry), connection.request(&retry));
+        assert_eq!(index_of(a.unwrap()), index_of(b.unwrap()));
+    });
+    let log = cluster.log(leader);
+    let entries = log.read_blocking(LogIndex(1), raftwal::ReadLimit::entries(100)).unwrap();
+    let texts: Vec<&[u8]> = entries.iter().map(|e| &e.data[..]).collect();
+    assert_eq!(texts, [&b"once"[..], b"twice", b"x"]);
+}
+
+#[test]
+fn a_remote_tail_continues_across_a_failover_without_gaps() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    let nodes = cluster.client_addrs();
+    let rt = runtime();
+    let client = rt.block_on(async {
+        Arc::new(
+            Client::new(ClientConfig::new(nodes.clone(), cluster.tls_dir(), LogId(0))).unwrap(),
+        )
+    });
+    // Tail from the leader's address first, so that its failure forces the tail to move.
+    let mut tail = client.subscribe_at((leader - 1) as usize, LogIndex(1));
+    rt.block_on(async {
+        for i in 0..30u32 {
+            client.append(Bytes::from(i.to_string())).await.unwrap();
+        }
+        for i in 0..30u32 {
+            assert_eq!(tail.next().await.unwrap().data, i.to_string());
+        }
+    });
+    cluster.stop(leader);
+    rt.block_on(async {
+        for i in 30..60u32 {
+            client.append(Bytes::from(i.to_string())).await.unwrap();
+        }
+        for i in 30..60u32 {
+            let entry = tokio::time::timeout(T, tail.next()).await.unwrap().unwrap();
+            assert_eq!(entry.data, i.to_string());
+        }
+        assert_ne!(tail.node(), Some(nodes[(leader - 1) as usize]));
+    });
+}
