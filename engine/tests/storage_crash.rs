@@ -8,7 +8,7 @@
 
 mod storage_common;
 
-use raftwal::storage::{LogStore, SimDisk, SimFaults, Tear};
+use raftwal::storage::{LogOptions, LogStore, SimDisk, SimFaults, Tear, ZeroFill};
 use raftwal_wire::types::{HardState, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -118,9 +118,9 @@ fn check_recovered(log: &LogStore<SimDisk>, rec: &Record, what: &str) {
     }
 }
 
-fn crash_everywhere(direct_io: bool) {
+fn crash_everywhere(direct_io: bool, zero_fill: ZeroFill) {
     let dir = Path::new(DIR);
-    let options = small_options(direct_io);
+    let options = LogOptions { zero_fill, ..small_options(direct_io) };
     let clean = Rc::new(SimDisk::new());
     let (mut log, _) = LogStore::open(dir, options, clean.clone()).expect("open");
     let mut rec = Record::default();
@@ -131,12 +131,17 @@ fn crash_everywhere(direct_io: bool) {
     // The crash points include the background work: zero-fill ahead of the writer and over the
     // next segment, that segment's fdatasync, and roll-overs into it.
     assert!(stats.background_writes > 0 && stats.background_syncs > 0, "{stats:?}");
+    if zero_fill == ZeroFill::Always {
+        assert!(stats.background_bytes > 4096 * stats.background_writes / 2, "{stats:?}");
+    }
     assert!(stats.roll_overs_prepared > 0, "{stats:?}");
     assert!(points > 80, "the workload should cross many write and sync points ({points})");
     let mut crashed_runs = 0;
     for point in 0..points {
         for tear in [Tear::None, Tear::LastWrite { seed: point * 31 + 7 }] {
-            let what = format!("crash at point {point} of {points} ({tear:?}, direct={direct_io})");
+            let what = format!(
+                "crash at point {point} of {points} ({tear:?}, direct={direct_io}, {zero_fill:?})"
+            );
             let disk = Rc::new(SimDisk::new());
             disk.set_faults(SimFaults { crash_at_point: Some(point), ..SimFaults::default() });
             let mut rec = Record::default();
@@ -164,10 +169,21 @@ fn crash_everywhere(direct_io: bool) {
 
 #[test]
 fn crash_at_every_point_direct_io() {
-    crash_everywhere(true);
+    crash_everywhere(true, ZeroFill::Always);
 }
 
 #[test]
 fn crash_at_every_point_buffered() {
-    crash_everywhere(false);
+    crash_everywhere(false, ZeroFill::Always);
+}
+
+#[test]
+fn crash_at_every_point_without_zero_fill() {
+    crash_everywhere(true, ZeroFill::Never);
+}
+
+/// The workload's batches range from a few hundred bytes to 6 KiB: zero-fill starts and stops.
+#[test]
+fn crash_at_every_point_zero_fill_by_batch_size() {
+    crash_everywhere(true, ZeroFill::BatchBytesBelow(2048));
 }

@@ -86,9 +86,9 @@ struct Spare {
 #[derive(Debug)]
 pub(super) struct Background {
     spare: Option<Spare>,
-    /// The active segment is known written (zeros or records) in `[zero_from, active_zeroed_to)`
-    /// for the blocks the writer has not reached; below the writer's end, records fill it.
-    active_zeroed_to: u64,
+    /// Zero-fill ahead of the writer in the active segment may write from here on (the
+    /// segment size when it must not: the segment was prepared, or zero-filling it failed).
+    active_zero_from: u64,
     in_flight: Option<(u64, Op)>,
     /// The zero buffer, reused; `None` while a zero-fill write has it.
     zeros: Option<IoBuf>,
@@ -105,7 +105,7 @@ impl Background {
     pub(super) fn new() -> Background {
         Background {
             spare: None,
-            active_zeroed_to: 0,
+            active_zero_from: 0,
             in_flight: None,
             zeros: None,
             batch_bytes_mean: None,
@@ -147,8 +147,9 @@ impl<D: Disk> LogStore<D> {
         match self.options.zero_fill {
             ZeroFill::Never => false,
             ZeroFill::Always => true,
+            // Before the first batch nothing is known of the load: wait for it.
             ZeroFill::BatchBytesBelow(limit) => {
-                self.bg.batch_bytes_mean.is_none_or(|mean| mean < limit as u64)
+                self.bg.batch_bytes_mean.is_some_and(|mean| mean < limit as u64)
             }
         }
     }
@@ -170,9 +171,11 @@ impl<D: Disk> LogStore<D> {
         if allowed {
             let active = self.segments.back().expect("a log always has an active segment");
             // One chunk of slack between the writer and the zeros, so a batch rarely has to
-            // stop before a zero-fill write in flight.
+            // stop before a zero-fill write in flight. Not paced: while zeros are written into
+            // the active file, each batch's fdatasync commits their extent conversions, so
+            // the sooner they are done the better (docs/benchmarks.md measured pacing).
             let frontier = align_up(active.end_offset as usize, BLOCK_SIZE_BYTES) as u64 + chunk;
-            let from = self.bg.active_zeroed_to.max(frontier);
+            let from = self.bg.active_zero_from.max(frontier);
             if from < size {
                 let to = (from + chunk).min(size);
                 return self.submit_zero(Target::Active, from, to);
@@ -194,7 +197,9 @@ impl<D: Disk> LogStore<D> {
             }
         }
         let done_or_paused = spare.zeroed_to == size || !allowed;
-        if done_or_paused && spare.synced_to != Some(spare.zeroed_to) {
+        // The first sync commits the allocation early (its header block is zeroed by then).
+        let first = spare.synced_to.is_none() && spare.zeroed_to > 0;
+        if first || (done_or_paused && spare.synced_to != Some(spare.zeroed_to)) {
             // Commits the allocation and the extent conversions now, so the roll-over's own
             // fdatasync has nothing left to commit.
             let (file, zeroed_to) = (spare.file, spare.zeroed_to);
@@ -267,7 +272,7 @@ impl<D: Disk> LogStore<D> {
         }
         match what {
             Op::Zero { target: Target::Active, to, .. } => {
-                self.bg.active_zeroed_to = self.bg.active_zeroed_to.max(to);
+                self.bg.active_zero_from = self.bg.active_zero_from.max(to);
             }
             Op::Zero { target: Target::Spare, to, .. } => {
                 if let Some(spare) = &mut self.bg.spare {
@@ -286,7 +291,7 @@ impl<D: Disk> LogStore<D> {
         match what {
             Op::Zero { target: Target::Active, .. } => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "zero-filling ahead of the writer failed; stopped for this segment");
-                self.bg.active_zeroed_to = u64::MAX;
+                self.bg.active_zero_from = u64::MAX;
             }
             Op::Zero { target: Target::Spare, .. } | Op::SyncSpare { .. } => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "preparing the next segment failed; it will be created at roll-over");
@@ -387,7 +392,7 @@ impl<D: Disk> LogStore<D> {
         }
         let path = self.dir.join(id.file_name());
         self.stats.roll_overs_prepared += 1;
-        Some(Prepared::new(id, spare.file, spare.tmp, path, spare.zeroed_to))
+        Some(Prepared::new(id, spare.file, spare.tmp, path, true))
     }
 
     /// Asserts invariants 1 and 2 of the module documentation.
@@ -411,9 +416,19 @@ impl<D: Disk> LogStore<D> {
         }
     }
 
-    /// After a new segment became active: its zeroed extent, and a new spare may be made.
-    pub(super) fn activated(&mut self, zeroed_to: u64) {
-        self.bg.active_zeroed_to = zeroed_to;
+    /// After a new segment became active: where zero-fill ahead of the writer may start in
+    /// it, and a new spare may be made.
+    ///
+    /// A segment that was prepared ahead gets no zero-fill ahead of the writer, even if its
+    /// own zero-fill was not finished: zeros written into the active file convert its extents
+    /// while batches are being synced, so each batch's fdatasync would have to commit those
+    /// conversions, which costs more than it saves. The background moves on to the next spare.
+    pub(super) fn activated(&mut self, prepared_ahead: bool) {
+        self.bg.active_zero_from = if prepared_ahead {
+            self.options.segment_size_bytes
+        } else {
+            SEGMENT_HEADER_BYTES as u64
+        };
         self.bg.spare_failed = false;
     }
 }

@@ -29,8 +29,8 @@ pub(super) struct Prepared {
     pub(super) file: FileId,
     tmp: PathBuf,
     path: PathBuf,
-    /// Bytes from the start already written (header and zeros).
-    zeroed_to: u64,
+    /// Made ahead in the background (the spare), rather than on the spot.
+    prepared_ahead: bool,
 }
 
 impl Prepared {
@@ -39,9 +39,9 @@ impl Prepared {
         file: FileId,
         tmp: PathBuf,
         path: PathBuf,
-        zeroed_to: u64,
+        prepared_ahead: bool,
     ) -> Prepared {
-        Prepared { id, file, tmp, path, zeroed_to }
+        Prepared { id, file, tmp, path, prepared_ahead }
     }
 }
 
@@ -438,7 +438,7 @@ impl<D: Disk> LogStore<D> {
             let _ = self.disk.remove(&tmp);
             return Err(e);
         }
-        Ok(Prepared { id, file, tmp, path, zeroed_to: SEGMENT_HEADER_BYTES as u64 })
+        Ok(Prepared { id, file, tmp, path, prepared_ahead: false })
     }
 
     /// Renames a prepared segment into place, syncs the directory and makes it the active one.
@@ -457,7 +457,7 @@ impl<D: Disk> LogStore<D> {
             map: None,
         });
         self.tail_block.clear();
-        self.activated(p.zeroed_to);
+        self.activated(p.prepared_ahead);
         Ok(())
     }
 
