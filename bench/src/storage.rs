@@ -167,7 +167,11 @@ impl Measured {
                 .with("background_fsyncs", disk.background_syncs)
                 .with("background_mb", (log.background_bytes as f64 / 1e5).round() / 10.0)
                 .with("segments_prepared", log.roll_overs_prepared)
-                .with("segments_created", log.segments_created),
+                .with("segments_created", log.segments_created)
+                .with(
+                    "prepared_unzeroed_mb",
+                    (log.prepared_unzeroed_bytes as f64 / 1e5).round() / 10.0,
+                ),
             None => row,
         };
         match &self.fdatasync_ns {
@@ -277,6 +281,7 @@ fn run_raftwal(
         background_syncs: stats.background_syncs - log_before.background_syncs,
         roll_overs_prepared: stats.roll_overs_prepared - log_before.roll_overs_prepared,
         segments_created: stats.segments_created - log_before.segments_created,
+        prepared_unzeroed_bytes: stats.prepared_unzeroed_bytes - log_before.prepared_unzeroed_bytes,
     };
     let disk_delta = UringStats {
         ops: after.ops - before.ops,

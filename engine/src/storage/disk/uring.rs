@@ -13,6 +13,8 @@
 //!    first error that is not EINTR/EAGAIN. Short writes continue from where they stopped.
 //! 3. A failed fdatasync is reported, never retried.
 //! 4. Dropping the disk waits for every op in flight, so the kernel never reads freed memory.
+//! 5. A background op always goes through the ring (its fdatasync linked after its write),
+//!    whatever the fsync mode, so it never runs on the shard thread; it is counted apart.
 #![allow(unsafe_code)]
 
 use super::{Completion, Disk, FileId, OpenOptions, OwnerId, SubmitRejected, WriteOp};

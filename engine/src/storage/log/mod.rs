@@ -13,6 +13,10 @@
 //! 3. Appends that arrive meanwhile wait in the tail and form the next batch (group commit).
 //! 4. [`LogStore::process_completions`] moves the durable index to the batch's last entry; only
 //!    then may the caller acknowledge those entries.
+//! 5. After every submit and completion, the next background op starts if none is in flight:
+//!    zeros ahead of the writer, the next segment's creation, zero-fill and fdatasync
+//!    (`prepare.rs`). Their completions come back through the same calls; they never delay a
+//!    batch, except that a batch stops before a zero-fill write in flight.
 //!
 //! Invariants (checked by [`LogStore::check_invariants`]):
 //! 1. `first_index <= durable_index + 1`, `durable_index <= written_index <= last_index`.
@@ -22,7 +26,9 @@
 //!    last is active; together they hold every entry in `[first_index, written_index]`.
 //! 4. At most one batch is in flight, and its writes never overlap; when none is, the
 //!    partial last block of the active segment is held in `tail_block` (O_DIRECT).
-//! 5. Once poisoned, no write of any kind is issued again.
+//! 5. Once poisoned, no write of any kind is issued again (background ones included).
+//! 6. At most one background op is in flight; its tag has `BACKGROUND_TAG` set, a batch's
+//!    never does (`prepare.rs` lists its own invariants).
 
 mod open;
 mod prepare;
@@ -124,6 +130,9 @@ pub struct LogStats {
     pub roll_overs_prepared: u64,
     /// Segments created on the spot (the first one, or when none was prepared in time).
     pub segments_created: u64,
+    /// Bytes of prepared segments that were not zero-filled yet when they became active (the
+    /// policy did not allow it, or the zero-fill had not kept up with the writer).
+    pub prepared_unzeroed_bytes: u64,
 }
 
 #[derive(Debug)]

@@ -392,6 +392,7 @@ impl<D: Disk> LogStore<D> {
         }
         let path = self.dir.join(id.file_name());
         self.stats.roll_overs_prepared += 1;
+        self.stats.prepared_unzeroed_bytes += self.options.segment_size_bytes - spare.zeroed_to;
         Some(Prepared::new(id, spare.file, spare.tmp, path, true))
     }
 

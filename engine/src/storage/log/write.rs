@@ -3,8 +3,10 @@
 //! Owns: turning queued entries into block-aligned batch buffers (one write per batch, or one
 //! per `write_chunk_bytes` chunk of a large batch, then one fdatasync), and the segment
 //! creation protocol (temporary file, preallocation, header, fdatasync, rename, directory
-//! fsync). It must not block on the disk except in segment creation, which happens once per
-//! `segment_size_bytes`.
+//! fsync). It must not block on the disk except at roll-over (once per `segment_size_bytes`):
+//! with the next segment prepared ahead in the background (`prepare.rs`), that is a header
+//! write, an fdatasync, a rename and a directory fsync; the preallocation and zero-fill were
+//! done before, off the data path.
 //!
 //! No allocation per entry: an append clones `Bytes` handles into the tail (`VecDeque` growth
 //! is amortized), the batch buffer is reused, and the per-segment offset table grows by
