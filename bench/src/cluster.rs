@@ -635,3 +635,63 @@ fn summarize(args: &ClusterArgs, report: &Report, fsync_us: f64, rtt_us: Option<
     }
     lines.join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole job on a real 3-node cluster, briefly: every run row has the documented shape,
+    /// the figures are positive, and the results directory holds the JSON and the plots. (A
+    /// smoke test of the harness; speed is measured by running the benchmark, not here.)
+    #[test]
+    fn a_short_default_job_writes_a_complete_report() {
+        let out = tempfile::tempdir().unwrap();
+        let args = ClusterArgs {
+            payload_bytes: 256,
+            concurrency: 8,
+            duration_s: 1.0,
+            warmup_s: 0.3,
+            nodes: 3,
+            format: Format::Json,
+            rate: None,
+            sweep: None,
+            failover: false,
+            peer: None,
+            rounds: 1,
+            no_floor_run: false,
+            dir: None,
+            out: out.path().to_owned(),
+        };
+        run(&args).unwrap();
+        let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert_eq!(dirs.len(), 1);
+        let dir = dirs[0].as_ref().unwrap().path();
+        for file in ["results.json", "report.html", "latency.svg", "throughput.svg"] {
+            assert!(dir.join(file).exists(), "{file} missing");
+        }
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(doc["bench"], "cluster");
+        let rows = doc["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "the main run and the 1-appender run");
+        for row in rows {
+            assert_eq!(row["system"], "raftwal");
+            assert_eq!(row["payload_bytes"], 256);
+            assert_eq!(row["errors"], 0, "{row}");
+            assert!(row["entries_per_s"].as_f64().unwrap() > 0.0);
+            for q in ["p50", "p90", "p99", "p999", "max"] {
+                assert!(row["latency_us"][q].as_f64().unwrap() > 0.0, "{q} in {row}");
+            }
+        }
+        assert!(rows[0]["tail_delivered"].as_u64().unwrap() > 0, "the follower's tail saw entries");
+        assert!(rows[0]["leader_fsyncs_per_s"].as_f64().unwrap() > 0.0);
+        assert!(doc["floor"]["fdatasync_us_p50"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn cluster_sizes_are_1_3_or_5() {
+        assert_eq!(parse_nodes("5"), Ok(5));
+        assert!(parse_nodes("2").is_err());
+    }
+}
