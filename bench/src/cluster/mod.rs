@@ -157,7 +157,7 @@ async fn run_job(args: &ClusterArgs) -> Result<(), String> {
     let mut progress = Progress::default();
 
     // The floor: one fdatasync on this disk, one QUIC round trip on loopback.
-    let fsync_us = floor::fdatasync_us(work.path(), 300)?;
+    let disk = floor::durable_write(work.path(), 300)?;
     let mut rtt_us = None;
 
     for round in 0..rounds {
@@ -221,11 +221,15 @@ async fn run_job(args: &ClusterArgs) -> Result<(), String> {
     }
     progress.finish();
 
-    let summary = summarize(args, &report, fsync_us, rtt_us);
+    let summary = summarize(args, &report, disk, rtt_us);
     let mut extra = serde_json::Map::new();
     extra.insert(
         "floor".into(),
-        serde_json::json!({ "fdatasync_us_p50": fsync_us, "quic_rtt_us_p50": rtt_us }),
+        serde_json::json!({
+            "fdatasync_us_p50": disk.fdatasync_us,
+            "write_fdatasync_us_p50": disk.write_fdatasync_us,
+            "quic_rtt_us_p50": rtt_us,
+        }),
     );
     extra.insert("machine".into(), machine());
     let stamp =
