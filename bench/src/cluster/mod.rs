@@ -303,7 +303,10 @@ fn row(
             .with("tail_delivered", extras.tail_delivered);
     }
     if let Some((gap_ms, spike_ms)) = extras.failover {
-        row = row.with("unavailable_ms", gap_ms).with("max_latency_after_kill_ms", spike_ms);
+        let round = |v: f64| (v * 10.0).round() / 10.0;
+        row = row
+            .with("unavailable_ms", round(gap_ms))
+            .with("max_latency_after_kill_ms", round(spike_ms));
     }
     row
 }

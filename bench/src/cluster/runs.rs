@@ -108,7 +108,7 @@ pub(super) async fn run_raftwal(
         extras.tail_delivered = count;
     }
     if let Some(killed) = killed_at {
-        extras.failover = Some(failover_figures(&result, killed));
+        extras.failover = Some(failover_figures(&result, killed, result.end));
     }
     client.close();
     // Stopping joins node threads: do it off this thread's runtime.
@@ -137,14 +137,23 @@ fn tail_lag(
 
 /// The longest time without an acknowledgement around the kill, and the slowest append that
 /// completed after it, both in ms.
-fn failover_figures(result: &LoadResult, killed: Instant) -> (f64, f64) {
+///
+/// The stop is requested at `killed`, but a node finishes what is in flight while it stops, so
+/// the window is the longest gap between consecutive acknowledgements from the last one before
+/// the request to the end of the run, the end counting as an acknowledgement (a run that never
+/// recovered reports the whole time left).
+fn failover_figures(result: &LoadResult, killed: Instant, end: Instant) -> (f64, f64) {
     let mut acks: Vec<Instant> = result.acks.iter().map(|(_, at)| *at).collect();
     acks.sort();
-    let before = acks.iter().rev().find(|at| **at <= killed).copied().unwrap_or(killed);
-    let after = acks.iter().find(|at| **at > killed).copied();
-    let gap = after.map_or(f64::NAN, |a| a.duration_since(before).as_secs_f64() * 1000.0);
+    let start = acks.iter().rposition(|at| *at <= killed).unwrap_or(0);
+    let mut tail: Vec<Instant> = acks[start..].to_vec();
+    if tail.is_empty() {
+        tail.push(killed);
+    }
+    tail.push(end.max(*tail.last().unwrap_or(&end)));
+    let gap = tail.windows(2).map(|w| w[1].duration_since(w[0])).max().unwrap_or_default();
     let max_ms = result.latency_ns.max() as f64 / 1e6;
-    (gap, max_ms)
+    (gap.as_secs_f64() * 1000.0, max_ms)
 }
 
 #[cfg(feature = "etcd")]
@@ -186,7 +195,7 @@ pub(super) async fn run_etcd(
     let mut extras = RunExtras::default();
     let (cluster, killed) = killer.await.map_err(|e| e.to_string())?;
     if let Some(killed) = killed {
-        extras.failover = Some(failover_figures(&result, killed));
+        extras.failover = Some(failover_figures(&result, killed, result.end));
     }
     drop(cluster);
     Ok((result, extras))
