@@ -280,7 +280,7 @@ fn row(
     .with("loop", if workload.rate_per_s.is_some() { "open" } else { "closed" })
     .with("errors", result.errors);
     if let Some(rate) = workload.rate_per_s {
-        row = row.with("rate", rate).with("dropped", result.dropped);
+        row = row.with("rate", rate.round()).with("dropped", result.dropped);
     }
     if let Some(first) = result.error_samples.first() {
         row = row.with("first_error", first.clone());
