@@ -11,7 +11,12 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
         return None;
     }
     values.sort_by(f64::total_cmp);
-    Some(values[values.len() / 2])
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 0 {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    })
 }
 
 /// The figures a reader wants first, as text.
@@ -103,4 +108,16 @@ pub(super) fn summarize(
         }
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![f64::NAN]), None);
+    }
 }
