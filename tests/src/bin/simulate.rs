@@ -7,8 +7,7 @@
 //! run.
 
 use clap::Parser;
-use raftwal::raft::InjectedBug;
-use raftwal_tests::sim::{self, RunSummary, SimOptions};
+use raftwal_tests::sim::{self, PlantedBug, RunSummary, SimOptions};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -23,8 +22,8 @@ struct Args {
     /// Cluster size; without it, even seeds run 3 replicas and odd seeds 5.
     #[arg(long)]
     nodes: Option<usize>,
-    /// Plant a known bug: commit-old-term, vote-not-durable, ack-before-fsync or
-    /// no-election-restriction.
+    /// Plant a known bug in the core (commit-old-term, vote-not-durable, ack-before-fsync,
+    /// no-election-restriction) or in the replica loop (reopen-poisoned-log).
     #[arg(long)]
     inject_bug: Option<String>,
     /// Events shown when a violation is found.
@@ -48,11 +47,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let bug = match args.inject_bug.as_deref().map(|name| (name, InjectedBug::from_name(name))) {
+    let bug = match args.inject_bug.as_deref().map(|name| (name, PlantedBug::from_name(name))) {
         None => None,
         Some((_, Some(bug))) => Some(bug),
         Some((name, None)) => {
-            let known: Vec<_> = InjectedBug::ALL.iter().map(|bug| bug.name()).collect();
+            let known: Vec<_> = PlantedBug::all().iter().map(|bug| bug.name()).collect();
             eprintln!("unknown bug {name:?}; known bugs: {}", known.join(", "));
             return ExitCode::from(2);
         }
@@ -103,19 +102,33 @@ fn main() -> ExitCode {
     );
     println!(
         "totals: {} events, {:.1} s virtual, {} entries committed, {} proposals acknowledged, \
-         {} leader terms, {} crashes, {} network faults, {} messages delivered, {} dropped, \
+         {} leader terms, {} network faults, {} messages delivered, {} dropped, \
          {} reads answered, {} transfers",
         total.events,
         total.virtual_us as f64 / 1e6,
         total.committed,
         total.acknowledged,
         total.leader_terms,
-        total.crashes,
         total.network_faults,
         total.delivered,
         total.dropped,
         total.reads_answered,
         total.transfers
+    );
+    println!(
+        "storage: {} crashes ({} inside a disk operation, {} with a torn last write; {} \
+         recoveries cut a torn tail), {} disk faults ({} logs poisoned, {} steps refused by a \
+         full disk), {} batches of {} entries ({:.2} entries per batch and fdatasync)",
+        total.crashes,
+        total.crashes_in_disk_ops,
+        total.torn_crashes,
+        total.torn_tails_cut,
+        total.disk_faults,
+        total.poisoned,
+        total.disk_full_refusals,
+        total.batches,
+        total.batched_entries,
+        total.batched_entries as f64 / total.batches.max(1) as f64
     );
     println!(
         "slowest recovery after healing: {:.1} ms at seed {slowest_seed} (deadline: {} \
@@ -138,4 +151,12 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.dropped += run.dropped;
     total.reads_answered += run.reads_answered;
     total.transfers += run.transfers;
+    total.torn_crashes += run.torn_crashes;
+    total.torn_tails_cut += run.torn_tails_cut;
+    total.crashes_in_disk_ops += run.crashes_in_disk_ops;
+    total.disk_faults += run.disk_faults;
+    total.poisoned += run.poisoned;
+    total.disk_full_refusals += run.disk_full_refusals;
+    total.batches += run.batches;
+    total.batched_entries += run.batched_entries;
 }

@@ -10,6 +10,8 @@
 //! 1. Messages wait on the wire in send order until delivered, dropped or taken.
 //! 2. With `auto_sync` on (the default), each replica's writes become durable as soon as they
 //!    are handed out; with it off, they wait for [`Cluster::sync`].
+//! 3. Replicas run the real log store on their own simulated disks, like the simulator's, and
+//!    save every change of the commit index (so restarts exercise the persisted commit index).
 //!
 //! ```
 //! use raftwal_tests::scenario::Cluster;
@@ -24,10 +26,11 @@
 //! ```
 
 use crate::checker::Checker;
-use crate::replica::Replica;
-use crate::store::{ModelStore, SimStore};
+use crate::replica::{CommitPersistence, Down, Replica, WriterStep};
+use crate::store::SimStore;
 use bytes::Bytes;
 use raftwal::raft::{Config, ProposeError, Proposed, RaftCore, ReadState, Role};
+use raftwal::storage::{LogOptions, Tear};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{Entry, EntryKind, HardState, LogId, LogIndex, NodeId, Term};
 use std::collections::BTreeSet;
@@ -38,6 +41,18 @@ mod time;
 
 /// The log id every scenario cluster uses.
 pub const SCENARIO_LOG: LogId = LogId(1);
+
+/// The log store settings of every scenario replica: small segments, so a few dozen entries
+/// already roll over to a new one.
+pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
+    segment_size_bytes: 16 << 10,
+    direct_io: true,
+    batch_bytes_max: 8 << 20,
+    tail_cache_bytes_max: 16 << 20,
+    write_chunk_bytes: 512 << 10,
+    cluster_id: raftwal_wire::types::ClusterId(0),
+    log_id: SCENARIO_LOG,
+};
 
 /// A cluster under a test's complete control.
 #[derive(Debug)]
@@ -115,9 +130,10 @@ impl Cluster {
                 vote: None,
                 commit: LogIndex::ZERO,
             };
-            let store = ModelStore::with_durable(hard_state, entries);
-            let replica = Replica::start(config.clone(), Box::new(store), Vec::new())
-                .expect("scenario replicas start");
+            let store = SimStore::with_durable(SCENARIO_LOG_OPTIONS, hard_state, &entries);
+            let replica =
+                Replica::start(config.clone(), store, Vec::new(), CommitPersistence::EveryChange)
+                    .unwrap_or_else(|violation| panic!("scenario replicas start: {violation}"));
             replicas.push(replica);
             configs.push(config);
         }
@@ -155,7 +171,7 @@ impl Cluster {
     }
 
     /// The store of `node`.
-    pub fn store(&self, node: u64) -> &dyn SimStore {
+    pub fn store(&self, node: u64) -> &SimStore {
         self.replica(node).store()
     }
 
@@ -192,11 +208,11 @@ impl Cluster {
             .collect()
     }
 
-    /// The terms of `node`'s durable log, entry by entry.
+    /// The terms of `node`'s durable log (as its disk holds it), entry by entry.
     pub fn durable_log_terms(&self, node: u64) -> Vec<u64> {
-        let store = self.store(node);
-        (1..=store.durable_last_index().get())
-            .map(|index| store.durable_term(LogIndex(index)).expect("within the log").get())
+        let image = self.store(node).durable();
+        (1..=image.last_index().get())
+            .map(|index| image.term(LogIndex(index)).expect("within the log").get())
             .collect()
     }
 
@@ -206,16 +222,15 @@ impl Cluster {
         self
     }
 
-    /// Drains `node`, handles its writes (synced at once under `auto_sync`) and runs the
+    /// Drains `node`, handles its writes (durable at once under `auto_sync`) and runs the
     /// checker. Call after changing a core through [`Cluster::core_mut`].
     pub fn step(&mut self, node: u64) -> &mut Cluster {
         let position = Cluster::position(node);
         loop {
             self.drain(position);
-            if !self.auto_sync || !self.replicas[position].start_sync() {
+            if !self.auto_sync || !self.finish_group(position) {
                 break;
             }
-            self.finish_sync(position);
         }
         self.check(position);
         self
@@ -251,17 +266,78 @@ impl Cluster {
         }
     }
 
-    fn finish_sync(&mut self, position: usize) {
-        let synced = self.replicas[position].finish_sync();
-        if let Some(from) = synced.durable_lost_from {
-            if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
-                panic!("{violation}");
+    /// Runs one writer step's outcome: returns the step when the replica is still up, after
+    /// reading its durable image again; a replica whose log got poisoned (or whose disk crashed)
+    /// goes down as a crashed one does.
+    fn writer_outcome(
+        &mut self,
+        position: usize,
+        step: Result<WriterStep, Down>,
+    ) -> Option<WriterStep> {
+        match step {
+            Ok(step) => {
+                match self.replicas[position].store_mut().refresh() {
+                    Ok(Some(from)) => {
+                        if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
+                            panic!("{violation}");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => panic!("n{}: {error}", position + 1),
+                }
+                Some(step)
+            }
+            Err(Down::Broken(violation)) => panic!("{violation}"),
+            Err(Down::Crashed | Down::Poisoned(_)) => {
+                self.crash(position as u64 + 1);
+                None
             }
         }
-        for message in synced.send {
-            self.put_on_wire(message);
+    }
+
+    /// Runs `position`'s writer until its group (started first if writes wait) is durable and
+    /// releases its messages. Returns false when there was no group, the disk is full, or the
+    /// replica went down.
+    fn finish_group(&mut self, position: usize) -> bool {
+        let replica = &mut self.replicas[position];
+        let mut step = match replica.start_group() {
+            Some(step) => step,
+            None if replica.has_group() => replica.disk_step(),
+            None => return false,
+        };
+        loop {
+            match self.writer_outcome(position, step) {
+                Some(WriterStep::Busy) => step = self.replicas[position].disk_step(),
+                Some(WriterStep::Done(send)) => {
+                    for message in send {
+                        self.put_on_wire(message);
+                    }
+                    return true;
+                }
+                Some(WriterStep::Blocked) | None => return false,
+            }
         }
-        self.drain(position);
+    }
+
+    /// Starts `position`'s next group, if writes wait, up to the point where its first batch
+    /// is queued on the disk: the hard state is saved and the entries are in the store, none
+    /// of them durable yet.
+    fn begin_group(&mut self, position: usize) {
+        let Some(mut step) = self.replicas[position].start_group() else { return };
+        loop {
+            match self.writer_outcome(position, step) {
+                Some(WriterStep::Busy) if !self.replicas[position].disk_busy() => {
+                    step = self.replicas[position].disk_step();
+                }
+                Some(WriterStep::Done(send)) => {
+                    for message in send {
+                        self.put_on_wire(message);
+                    }
+                    return;
+                }
+                Some(_) | None => return,
+            }
+        }
     }
 
     fn put_on_wire(&mut self, message: Message) {
@@ -284,34 +360,36 @@ impl Cluster {
         }
     }
 
-    /// Completes `node`'s running fsync (starting one first if writes wait), releasing the
-    /// messages that waited for it.
+    /// Completes `node`'s writer group in progress (starting one first if writes wait),
+    /// releasing the messages that waited for it, then starts the next one
+    /// ([`Cluster::begin_sync`]).
     pub fn sync(&mut self, node: u64) -> &mut Cluster {
         let position = Cluster::position(node);
-        if !self.replicas[position].is_syncing() {
-            self.replicas[position].start_sync();
+        if self.finish_group(position) {
+            self.drain(position);
         }
-        self.finish_sync(position);
-        self.replicas[position].start_sync();
+        if self.replicas[position].is_up() {
+            self.begin_group(position);
+        }
         self.check(position);
         self
     }
 
-    /// Starts `node`'s fsync over its queued writes without completing it: the writes reach the
-    /// store's written image, not its durable one.
+    /// Starts `node`'s writer group over its queued writes without completing it: its hard state
+    /// is saved and its entries are in the store, whose batch waits on the disk (not durable).
     pub fn begin_sync(&mut self, node: u64) -> &mut Cluster {
         let position = Cluster::position(node);
-        self.replicas[position].start_sync();
+        self.begin_group(position);
         self
     }
 
     /// Completes every replica's pending writes.
     pub fn sync_all(&mut self) -> &mut Cluster {
         for node in 1..=self.replicas.len() as u64 {
-            if self.replica(node).is_up() {
-                while self.replica(node).is_syncing() || self.replica(node).has_queued_writes() {
-                    self.sync(node);
-                }
+            while self.replica(node).is_up()
+                && (self.replica(node).has_group() || self.replica(node).has_queued_writes())
+            {
+                self.sync(node);
             }
         }
         self
@@ -331,28 +409,50 @@ impl Cluster {
         self.replica(node).is_up()
     }
 
-    /// Crashes `node`: only its durable state survives.
+    /// Crashes `node`: only what its disk holds durably survives.
     pub fn crash(&mut self, node: u64) -> &mut Cluster {
-        self.crash_keeping(node, 0)
+        self.crash_with(node, Tear::None)
     }
 
-    /// Crashes `node` while the first `surviving_units` units of its unsynced writes still reach
-    /// the disk (see [`SimStore::crash`]).
-    pub fn crash_keeping(&mut self, node: u64, surviving_units: usize) -> &mut Cluster {
+    /// Crashes `node` while its last unsynced write is torn: a prefix of its sectors (chosen by
+    /// `seed`) reached the disk.
+    pub fn crash_tearing(&mut self, node: u64, seed: u64) -> &mut Cluster {
+        self.crash_with(node, Tear::LastWrite { seed })
+    }
+
+    fn crash_with(&mut self, node: u64, tear: Tear) -> &mut Cluster {
         let position = Cluster::position(node);
-        if let Some(from) = self.replicas[position].crash(surviving_units) {
-            if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
-                panic!("{violation}");
+        match self.replicas[position].crash(tear) {
+            Ok(Some(from)) => {
+                if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
+                    panic!("{violation}");
+                }
             }
+            Ok(None) => {}
+            Err(error) => panic!("n{node}: {error}"),
         }
         self.wire.retain(|message| message.from.get() != node);
+        self
+    }
+
+    /// Makes `node`'s next fdatasync fail.
+    pub fn fail_next_sync(&mut self, node: u64) -> &mut Cluster {
+        self.replicas[Cluster::position(node)].store().fail_next_sync();
+        self
+    }
+
+    /// Fills `node`'s disk: its files may grow by `slack_bytes` at most (`None` frees it).
+    pub fn fill_disk(&mut self, node: u64, slack_bytes: Option<u64>) -> &mut Cluster {
+        self.replicas[Cluster::position(node)].store_mut().set_full(slack_bytes);
         self
     }
 
     /// Restarts `node` from its durable state.
     pub fn restart(&mut self, node: u64) -> &mut Cluster {
         let position = Cluster::position(node);
-        self.replicas[position].restart(node).expect("restart from a consistent store");
+        if let Err(violation) = self.replicas[position].restart(node) {
+            panic!("n{node} restarts from its disk: {violation}");
+        }
         self.checker.on_restart(position);
         self.step(node)
     }

@@ -6,18 +6,18 @@
 //! no threads); skip the checker after a step that touched a replica.
 //! Invariants:
 //! 1. Events run in `(time, sequence)` order; the sequence breaks ties in scheduling order.
-//! 2. A replica's events from before a crash (fsync completions, restarts) are ignored after it
+//! 2. A replica's events from before a crash (disk steps, restarts) are ignored after it
 //!    (`epochs`).
 //! 3. A message crosses a link only if the link is open both when it is sent and when it
 //!    arrives.
 
 use super::profile::{Profile, TICK_US};
 use super::trace::{Trace, TraceEvent};
-use super::{Failure, RunSummary, SimOptions};
+use super::{Failure, PlantedBug, RunSummary, SimOptions};
 use crate::checker::{Checker, Property, Violation};
 use crate::replica::Replica;
 use crate::rng::SimRng;
-use crate::store::ModelStore;
+use crate::store::SimStore;
 use raftwal::raft::{Config, Role};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{LogId, LogIndex, NodeId, Term};
@@ -29,11 +29,18 @@ pub(super) enum Event {
     Tick(usize),
     Deliver(Message),
     Drain(usize),
-    SyncDone { node: usize, epoch: u64 },
+    /// The disk of `node` had time for the next operation of its writer's group.
+    DiskStep {
+        node: usize,
+        epoch: u64,
+    },
     Propose(usize),
     Read(usize),
     Chaos,
-    Restart { node: usize, epoch: u64 },
+    Restart {
+        node: usize,
+        epoch: u64,
+    },
     EndOfFaults,
     LivenessDeadline,
 }
@@ -121,6 +128,8 @@ pub(super) struct World {
     pub(super) next_request_id: u64,
     pub(super) summary: RunSummary,
     pub(super) done: bool,
+    /// The replica that does not restart any more (it stays sick through the liveness phase).
+    pub(super) stays_down: Option<usize>,
 }
 
 pub(super) fn id_of(position: usize) -> NodeId {
@@ -137,14 +146,18 @@ impl World {
         let mut rng = SimRng::new(options.seed);
         let profile = Profile::draw(&mut rng, options.nodes);
         let voters: Vec<NodeId> = (0..options.nodes).map(id_of).collect();
-        let bugs: Vec<_> = options.bug.into_iter().collect();
+        let bugs: Vec<_> = match options.bug {
+            Some(PlantedBug::Core(bug)) => vec![bug],
+            _ => Vec::new(),
+        };
         let replicas = (0..options.nodes)
             .map(|position| {
                 let mut config =
                     profile.config(Config::new(id_of(position), LogId(7), voters.clone()));
                 config.timeout_seed = rng.fork();
-                Replica::start(config, Box::new(ModelStore::new()), bugs.clone())
-                    .expect("a fresh replica with a valid config starts")
+                let store = SimStore::new(profile.log_options);
+                Replica::start(config, store, bugs.clone(), profile.commit_persistence)
+                    .expect("a fresh replica with a valid config starts on an empty disk")
             })
             .collect();
         let drop_per_million = rng.below(profile.drop_per_million_max + 1);
@@ -175,6 +188,7 @@ impl World {
             next_request_id: 0,
             summary: RunSummary::default(),
             done: false,
+            stays_down: None,
             options,
         }
     }
@@ -222,6 +236,11 @@ impl World {
             }
         }
         self.summary.virtual_us = self.now;
+        for replica in &self.replicas {
+            let stats = replica.store().batch_stats();
+            self.summary.batches += stats.batches;
+            self.summary.batched_entries += stats.entries;
+        }
         self.summary.committed = self.checker.committed_count();
         self.summary.leader_terms = self.checker.leader_terms() as u64;
         Ok(self.summary)
@@ -251,26 +270,17 @@ impl World {
                     self.check(node)?;
                 }
             }
-            Event::SyncDone { node, epoch } => {
-                if epoch == self.epochs[node] && self.replicas[node].is_up() {
-                    let synced = self.replicas[node].finish_sync();
-                    let durable_last = self.replicas[node].store().durable_last_index();
-                    self.trace.record(
-                        self.now,
-                        TraceEvent::Durable {
-                            node: id_of(node),
-                            index: durable_last,
-                            lost_from: synced.durable_lost_from,
-                        },
-                    );
-                    if let Some(from) = synced.durable_lost_from {
-                        self.checker.on_durable_loss(from, &self.replicas)?;
+            Event::DiskStep { node, epoch } => {
+                if epoch == self.epochs[node]
+                    && self.replicas[node].is_up()
+                    && self.replicas[node].has_group()
+                {
+                    let step = self.replicas[node].disk_step();
+                    if self.after_writer(node, step)? {
+                        // The core may have heard of durability: drain what that produced.
+                        self.drain_now(node)?;
+                        self.check(node)?;
                     }
-                    for message in synced.send {
-                        self.send(message)?;
-                    }
-                    self.drain_now(node)?;
-                    self.check(node)?;
                 }
             }
             Event::Propose(client) => self.propose(client)?,
@@ -325,6 +335,9 @@ impl World {
     }
 
     pub(super) fn drain_now(&mut self, node: usize) -> Result<(), Violation> {
+        if !self.replicas[node].is_up() {
+            return Ok(());
+        }
         let drained = self.replicas[node].drain();
         if !drained.entries.is_empty() {
             self.checker.on_entries(id_of(node), drained.prev_term, &drained.entries)?;
@@ -388,13 +401,7 @@ impl World {
                 )?;
             }
         }
-        if self.replicas[node].start_sync() {
-            let latency =
-                self.rng.range(self.profile.disk_latency_min_us, self.profile.disk_latency_max_us);
-            let epoch = self.epochs[node];
-            self.schedule(self.now + latency, Event::SyncDone { node, epoch });
-        }
-        Ok(())
+        self.kick_writer(node)
     }
 
     /// Runs the checker on a replica and traces its role and commit changes.
