@@ -72,8 +72,8 @@ pub enum Property {
     /// The disk's durable image lost an entry that no truncation removed, broke the on-disk
     /// format, or disagreed with what recovery returned.
     DurableImage,
-    /// A failed write or fsync did not poison the log for good, or a full disk changed
-    /// something (poisoned the log, moved its durable index).
+    /// A failed write or fsync did not poison the log for good, a full disk changed something
+    /// (poisoned the log, moved its durable index), or the log store broke its own invariants.
     StorageFault,
 }
 

@@ -32,9 +32,10 @@ struct Args {
     /// Report a run that processes more events than this as a livelock.
     #[arg(long, default_value_t = 3_000_000)]
     event_limit: u64,
-    /// Check only the five Raft properties, acknowledged durability, reads and the core's
-    /// invariants (not the lemmas: promise 3 at the network boundary, one vote per term,
-    /// committed entries protected against elections).
+    /// Check only the five Raft properties, acknowledged durability, reads, the core's
+    /// invariants and the storage's own promises (not the lemmas: promise 3 at the network
+    /// boundary, one vote per term, committed entries protected against elections, recovery
+    /// equal to the durable image).
     #[arg(long)]
     raft_properties_only: bool,
     /// Election timeouts within which commits must resume after the faults heal.

@@ -12,7 +12,7 @@
 //! 1. A group's hard state is saved before its entries reach the store, and the group's
 //!    messages are released only when the hard state is saved and every entry handed to the
 //!    store is durable (the store's durable index reaches its last index).
-//! 2. Between two disk steps at most one queued op of the disk runs.
+//! 2. Queued ops of the disk run only in a disk step, as many as the caller allows.
 //! 3. A full disk changes nothing: the step is retried later, the log is not poisoned and its
 //!    durable index does not move.
 
@@ -48,8 +48,8 @@ pub enum WriterStep {
 enum Stage {
     /// The group was just formed: nothing may take disk time yet.
     Start,
-    /// The disk had time for one operation.
-    DiskStep,
+    /// The disk had time for up to `ops_max` queued operations.
+    DiskStep { ops_max: usize },
 }
 
 impl Replica {
@@ -81,12 +81,14 @@ impl Replica {
         Some(self.advance(Stage::Start))
     }
 
-    /// One disk step of the group in progress: the hard state save, or one queued op of the
-    /// disk (a write, a write and its fdatasync, or an fdatasync), then whatever follows at
-    /// once (the store's completion handling, its next batch).
-    pub fn disk_step(&mut self) -> Result<WriterStep, Down> {
+    /// One disk step of the group in progress: the hard state save, or up to `ops_max` of the
+    /// ops queued on the disk (chunk writes of a batch are in flight together, so the device
+    /// may complete several at once), then whatever follows at once (the store's completion
+    /// handling: the batch's fdatasync after its chunk writes, its next batch).
+    pub fn disk_step(&mut self, ops_max: usize) -> Result<WriterStep, Down> {
         assert!(self.group.is_some(), "a disk step belongs to a group");
-        self.advance(Stage::DiskStep)
+        assert!(ops_max > 0, "a disk step runs at least one op");
+        self.advance(Stage::DiskStep { ops_max })
     }
 
     fn advance(&mut self, stage: Stage) -> Result<WriterStep, Down> {
@@ -101,10 +103,10 @@ impl Replica {
                 return Err(self.down(format!("saving the hard state: {error}"), durable_before));
             }
             group.hard_state = None;
-        } else if stage == Stage::DiskStep
-            && self.store.log().is_some_and(|log| log.has_in_flight())
+        } else if let (Stage::DiskStep { ops_max }, true) =
+            (stage, self.store.log().is_some_and(|log| log.has_in_flight()))
         {
-            self.store.disk().run_pending(1);
+            self.store.disk().run_pending(ops_max);
             let log = self.store.log_mut().expect("up");
             let durable_before = log.durable_index();
             match log.process_completions() {

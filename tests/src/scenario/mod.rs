@@ -285,6 +285,9 @@ impl Cluster {
                     Ok(None) => {}
                     Err(error) => panic!("n{}: {error}", position + 1),
                 }
+                if let Err(detail) = self.replicas[position].store().check_log_invariants() {
+                    panic!("n{}: {detail}", position + 1);
+                }
                 Some(step)
             }
             Err(Down::Broken(violation)) => panic!("{violation}"),
@@ -302,12 +305,12 @@ impl Cluster {
         let replica = &mut self.replicas[position];
         let mut step = match replica.start_group() {
             Some(step) => step,
-            None if replica.has_group() => replica.disk_step(),
+            None if replica.has_group() => replica.disk_step(usize::MAX),
             None => return false,
         };
         loop {
             match self.writer_outcome(position, step) {
-                Some(WriterStep::Busy) => step = self.replicas[position].disk_step(),
+                Some(WriterStep::Busy) => step = self.replicas[position].disk_step(usize::MAX),
                 Some(WriterStep::Done(send)) => {
                     for message in send {
                         self.put_on_wire(message);
@@ -327,7 +330,7 @@ impl Cluster {
         loop {
             match self.writer_outcome(position, step) {
                 Some(WriterStep::Busy) if !self.replicas[position].disk_busy() => {
-                    step = self.replicas[position].disk_step();
+                    step = self.replicas[position].disk_step(usize::MAX);
                 }
                 Some(WriterStep::Done(send)) => {
                     for message in send {
@@ -418,6 +421,16 @@ impl Cluster {
     /// `seed`) reached the disk.
     pub fn crash_tearing(&mut self, node: u64, seed: u64) -> &mut Cluster {
         self.crash_with(node, Tear::LastWrite { seed })
+    }
+
+    /// Crashes `node` in the middle of its batch on the disk (see [`Cluster::begin_sync`]): the
+    /// batch's write ran but not its fdatasync, and the write is torn, keeping a prefix of its
+    /// sectors chosen by `seed`.
+    pub fn crash_mid_batch(&mut self, node: u64, seed: u64) -> &mut Cluster {
+        let store = self.replicas[Cluster::position(node)].store();
+        assert!(store.disk().pending_ops() > 0, "n{node} has a batch on its disk");
+        store.run_into_crash(1);
+        self.crash_tearing(node, seed)
     }
 
     fn crash_with(&mut self, node: u64, tear: Tear) -> &mut Cluster {

@@ -78,6 +78,10 @@ impl World {
             Err(Down::Broken(violation)) => return Err(violation),
         };
         self.refresh_durable(node)?;
+        self.replicas[node].store().check_log_invariants().map_err(|detail| Violation {
+            property: Property::StorageFault,
+            detail: format!("{:?}: {detail}", id_of(node)),
+        })?;
         let epoch = self.epochs[node];
         match step {
             WriterStep::Busy => {

@@ -76,9 +76,10 @@ pub struct SimOptions {
     /// A run that processes more events than this without finishing is reported as a livelock.
     pub event_limit: u64,
     /// Also check the lemmas (promise 3 at the network boundary, one vote per term, committed
-    /// entries protected against elections; checker properties 9 and 10). Off, only the five
-    /// Raft properties, acknowledged durability, reads and the core's invariants are checked:
-    /// useful to measure how fast those alone catch a planted bug.
+    /// entries protected against elections; checker properties 9 and 10; and that recovery
+    /// returns exactly the disk's durable image). Off, only the five Raft properties,
+    /// acknowledged durability, reads, the core's invariants and the storage's own promises are
+    /// checked: useful to measure how fast those alone catch a planted bug.
     pub lemma_checks: bool,
     /// After the faults heal, a commit must be acknowledged within this many election timeouts.
     pub liveness_timeouts: u64,

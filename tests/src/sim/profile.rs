@@ -168,7 +168,9 @@ impl Profile {
             log_options: LogOptions {
                 segment_size_bytes: [16 << 10, 32 << 10, 64 << 10][rng.index(3)],
                 direct_io: rng.chance(700_000),
-                batch_bytes_max: [4 << 10, 64 << 10, 8 << 20][rng.index(3)],
+                // Batches small enough that a group takes several, but not so small that a
+                // slow disk falls behind the clients for good (that is overload, not a bug).
+                batch_bytes_max: [16 << 10, 64 << 10, 8 << 20][rng.index(3)],
                 tail_cache_bytes_max: [0, 4 << 10, 16 << 20][rng.index(3)],
                 write_chunk_bytes: [1 << 10, 512 << 10][rng.index(2)],
                 log_id: LogId(7),

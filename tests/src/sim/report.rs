@@ -49,6 +49,7 @@ impl World {
                 }
             }
         }
+        let _ = writeln!(state, "--- profile drawn from the seed ---\n{:?}", self.profile);
         Box::new(Failure {
             options: self.options,
             at_us: self.now,

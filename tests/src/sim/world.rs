@@ -155,7 +155,10 @@ impl World {
                 let mut config =
                     profile.config(Config::new(id_of(position), LogId(7), voters.clone()));
                 config.timeout_seed = rng.fork();
-                let store = SimStore::new(profile.log_options);
+                let mut store = SimStore::new(profile.log_options);
+                if !options.lemma_checks {
+                    store = store.without_recovery_check();
+                }
                 Replica::start(config, store, bugs.clone(), profile.commit_persistence)
                     .expect("a fresh replica with a valid config starts on an empty disk")
             })
@@ -275,7 +278,12 @@ impl World {
                     && self.replicas[node].is_up()
                     && self.replicas[node].has_group()
                 {
-                    let step = self.replicas[node].disk_step();
+                    // The device completes some of its queued ops, often all of them (the
+                    // chunk writes of a batch are in flight together).
+                    let pending = self.replicas[node].store().disk().pending_ops().max(1) as u64;
+                    let ops_max =
+                        if self.rng.chance(500_000) { pending } else { self.rng.range(1, pending) };
+                    let step = self.replicas[node].disk_step(ops_max as usize);
                     if self.after_writer(node, step)? {
                         // The core may have heard of durability: drain what that produced.
                         self.drain_now(node)?;
