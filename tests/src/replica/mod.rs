@@ -1,20 +1,24 @@
 //! A model of the replica loop that drives one consensus core against the real log store.
 //!
-//! Owns: [`Replica`]: the core, its [`SimStore`], the `Ready`s waiting for the group-commit
-//! writer ([`writer`]), the messages held until their persist completes, and the proposals
-//! waiting for acknowledgement.
+//! Owns: [`Replica`]: the core, its [`SimStore`], the writes and messages waiting for the disk,
+//! and the proposals waiting for acknowledgement. It drives the store in one of two orders
+//! ([`DriverOrder`]): the runtime's ([`inline`]: a changed term or vote saved before anything
+//! leaves, entries straight into the store's batch), or a group-commit writer whose every write
+//! takes disk time ([`writer`]: the most the driver contract of docs/design.md allows, which is
+//! what the planted `vote-not-durable` bug needs to show).
 //! Must not: send a message from `messages_after_persist` before every write handed out up to
 //! and including its `Ready` is durable; acknowledge a proposal before the commit index covers
 //! it with its own term; keep anything but the disk across a crash; decide by itself when the
-//! disk completes anything (the caller schedules every disk step).
+//! disk completes a queued op (the caller schedules every disk step).
 //! Invariants:
-//! 1. Writes reach the store in the order the core handed them out; one group covers every
-//!    `Ready` queued when it starts, and `Ready`s handed out while a group runs wait for the
-//!    next one (group commit; the store adds its own batching inside a group).
+//! 1. Writes reach the store in the order the core handed them out.
 //! 2. While the replica is down, `core` is `None`, nothing is queued and the log is closed.
-//! 3. The core hears of durability only from the store's completions (`persisted` with the
-//!    store's durable index and its term).
+//! 3. The core hears of durability only from the store's completions (`persisted` with an index
+//!    the store reports durable and its term).
+//! 4. A failed write or fdatasync stops the replica, and the log must be poisoned for good; a
+//!    full disk changes nothing durable and does not poison the log.
 
+mod inline;
 mod writer;
 
 use raftwal::raft::{Config, InjectedBug, ProposeError, Proposed, RaftCore, ReadState};
@@ -28,7 +32,8 @@ use crate::durable::ImageError;
 use crate::store::SimStore;
 use bytes::Bytes;
 
-pub use writer::WriterStep;
+pub use inline::COMMIT_SAVE_INTERVAL_TICKS;
+use writer::GroupStep;
 
 /// One `Ready`'s writes and the messages that wait for them.
 #[derive(Debug, Default)]
@@ -75,8 +80,24 @@ pub enum Down {
     /// A write or fsync failed and poisoned the log (checked: it refuses every write); the
     /// replica stops, as a crashed one would, until it restarts from its disk.
     Poisoned(String),
+    /// The replica loop gave up on the log after an error that did not poison it (the runtime
+    /// does so when a full disk refuses the segment a truncation needs); the replica stops until
+    /// it restarts.
+    Stopped(String),
     /// The storage broke a promise the checker must report.
     Broken(Violation),
+}
+
+/// The order in which the replica loop carries out a `Ready`'s effects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverOrder {
+    /// The runtime's order (`engine/src/runtime`, see [`inline`]): a changed term or vote is
+    /// saved synchronously before anything of the `Ready` leaves; entries go straight into the
+    /// store's pending batch; `messages_after_persist` wait for the store's durable index.
+    Runtime,
+    /// A group-commit writer ([`writer`]): `Ready`s queue, and each group saves its hard state,
+    /// then writes its entries, each taking disk time, while `messages` have left already.
+    Groups,
 }
 
 /// How the replica loop saves the hard state.
@@ -95,11 +116,18 @@ pub struct Replica {
     config: Config,
     core: Option<RaftCore>,
     store: SimStore,
+    order: DriverOrder,
+    /// The group writer's `Ready`s waiting for the next group ([`DriverOrder::Groups`]).
     queued: VecDeque<PendingWrite>,
     group: Option<writer::Group>,
+    /// The group writer's last step was refused by a full disk.
+    group_blocked: bool,
+    /// The runtime-order loop's state ([`DriverOrder::Runtime`]).
+    inline: inline::InlineState,
     pending: Vec<PendingProposal>,
     bugs: Vec<InjectedBug>,
     commit_persistence: CommitPersistence,
+    full_disk_refusals: u64,
     /// The newest hard state handed to the writer (saved or queued).
     handed_hard_state: HardState,
     /// The durable index last reported to the core.
@@ -112,17 +140,22 @@ impl Replica {
         config: Config,
         store: SimStore,
         bugs: Vec<InjectedBug>,
+        order: DriverOrder,
         commit_persistence: CommitPersistence,
     ) -> Result<Replica, Violation> {
         let mut replica = Replica {
             config,
             core: None,
             store,
+            order,
             queued: VecDeque::new(),
             group: None,
+            group_blocked: false,
+            inline: inline::InlineState::default(),
             pending: Vec::new(),
             bugs,
             commit_persistence,
+            full_disk_refusals: 0,
             handed_hard_state: HardState::default(),
             reported_durable: LogIndex::ZERO,
         };
@@ -185,39 +218,64 @@ impl Replica {
                 && hard_state.commit != handed.commit)
     }
 
-    /// Drains the core's `Ready`: queues its writes for the writer, releases what may leave now,
-    /// resolves proposals covered by the new commit index.
-    pub fn drain(&mut self) -> Drained {
+    /// Drains the core's `Ready` and carries out its writes in the replica's order (queued for
+    /// the group writer, or handed to the store at once); releases what may leave now; resolves
+    /// proposals covered by the new commit index.
+    pub fn drain(&mut self) -> Result<Drained, Down> {
         let mut drained = Drained::default();
-        let Some(core) = self.core.as_mut() else {
-            return drained;
-        };
+        if self.core.is_none() {
+            return Ok(drained);
+        }
+        if self.order == DriverOrder::Runtime {
+            drained.send.extend(self.reap_inline()?);
+        }
+        let core = self.core.as_mut().expect("checked above");
         if !core.has_ready() {
-            return drained;
+            if self.order == DriverOrder::Runtime {
+                self.submit_inline()?;
+            }
+            return Ok(drained);
         }
         let ready = core.ready(&self.store.source());
+        let persist_point = ready.persist_point();
         if let Some(first) = ready.entries.first() {
             drained.prev_term = core
                 .term_at(first.index.prev())
                 .expect("the entry before handed-out entries is in the core's log");
             drained.entries = ready.entries.clone();
         }
-        drained.send = ready.messages;
-        let hard_state = ready.hard_state.filter(|hard_state| self.needs_save(hard_state));
-        if let Some(hard_state) = hard_state {
-            self.handed_hard_state = hard_state;
-        }
-        let write = PendingWrite {
-            hard_state,
-            entries: ready.entries,
-            after_persist: ready.messages_after_persist,
-        };
-        let nothing_to_write = write.hard_state.is_none() && write.entries.is_empty();
-        if nothing_to_write && self.queued.is_empty() && self.group.is_none() {
-            // Every earlier write is durable already: the messages may leave at once.
-            drained.send.extend(write.after_persist);
-        } else if !(nothing_to_write && write.after_persist.is_empty()) {
-            self.queued.push_back(write);
+        drained.send.extend(ready.messages);
+        match self.order {
+            DriverOrder::Runtime => {
+                let released = self.handle_ready_inline(
+                    ready.hard_state,
+                    &ready.entries,
+                    persist_point,
+                    ready.messages_after_persist,
+                )?;
+                drained.send.extend(released);
+                // A truncation may have waited for the batch in flight.
+                drained.send.extend(self.reap_inline()?);
+                self.submit_inline()?;
+            }
+            DriverOrder::Groups => {
+                let hard_state = ready.hard_state.filter(|hard_state| self.needs_save(hard_state));
+                if let Some(hard_state) = hard_state {
+                    self.handed_hard_state = hard_state;
+                }
+                let write = PendingWrite {
+                    hard_state,
+                    entries: ready.entries,
+                    after_persist: ready.messages_after_persist,
+                };
+                let nothing_to_write = write.hard_state.is_none() && write.entries.is_empty();
+                if nothing_to_write && self.queued.is_empty() && self.group.is_none() {
+                    // Every earlier write is durable already: the messages may leave at once.
+                    drained.send.extend(write.after_persist);
+                } else if !(nothing_to_write && write.after_persist.is_empty()) {
+                    self.queued.push_back(write);
+                }
+            }
         }
         let core = self.core.as_mut().expect("checked above");
         if let Some(commit) = ready.committed {
@@ -233,7 +291,142 @@ impl Replica {
             }
         }
         drained.read_states = ready.read_states;
-        drained
+        Ok(drained)
+    }
+
+    /// One tick of the core's clock (in the runtime's order, also the occasional save of a
+    /// commit index that moved alone).
+    pub fn tick(&mut self) -> Result<(), Down> {
+        match self.order {
+            DriverOrder::Runtime => self.tick_inline(),
+            DriverOrder::Groups => {
+                self.core.as_mut().expect("only a replica that is up ticks").tick();
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the writer on what waits for it (the group writer's next groups; the runtime
+    /// order hands entries to the store as it drains, so nothing waits). Returns the messages
+    /// of groups that finished at once (nothing to write).
+    pub fn start_writes(&mut self) -> Result<Vec<Message>, Down> {
+        let mut released = Vec::new();
+        while let Some(step) = self.start_group() {
+            match step? {
+                GroupStep::Busy => {
+                    self.group_blocked = false;
+                    break;
+                }
+                GroupStep::Blocked => {
+                    self.group_blocked = true;
+                    self.full_disk_refusals += 1;
+                    break;
+                }
+                GroupStep::Done(messages) => released.extend(messages),
+            }
+        }
+        Ok(released)
+    }
+
+    /// One disk step: the disk completes up to `ops_max` of its queued ops (the chunk writes of
+    /// a batch are in flight together, so the device may complete several at once), or the
+    /// group writer saves its hard state; then whatever follows at once (the store's completion
+    /// handling, its next batch). Returns the messages released.
+    pub fn disk_step(&mut self, ops_max: usize) -> Result<Vec<Message>, Down> {
+        assert!(ops_max > 0, "a disk step runs at least one op");
+        match self.order {
+            DriverOrder::Runtime => self.disk_step_inline(ops_max),
+            DriverOrder::Groups => match self.group_step(ops_max)? {
+                GroupStep::Busy => {
+                    self.group_blocked = false;
+                    Ok(Vec::new())
+                }
+                GroupStep::Blocked => {
+                    self.group_blocked = true;
+                    self.full_disk_refusals += 1;
+                    Ok(Vec::new())
+                }
+                GroupStep::Done(messages) => {
+                    self.group_blocked = false;
+                    Ok(messages)
+                }
+            },
+        }
+    }
+
+    /// Whether the writer needs a disk step: work on the disk, or a step a full disk refused.
+    pub fn needs_disk_step(&self) -> bool {
+        if self.core.is_none() {
+            return false;
+        }
+        match self.order {
+            DriverOrder::Runtime => self.needs_disk_step_inline(),
+            DriverOrder::Groups => self.group.is_some(),
+        }
+    }
+
+    /// Whether the writer's last step was refused by a full disk (retry later).
+    pub fn disk_blocked(&self) -> bool {
+        match self.order {
+            DriverOrder::Runtime => self.inline.blocked,
+            DriverOrder::Groups => self.group_blocked,
+        }
+    }
+
+    /// Whether writes wait for the disk or for the writer (nothing handed out is durable yet).
+    pub fn has_pending_writes(&self) -> bool {
+        self.needs_disk_step()
+            || !self.queued.is_empty()
+            || self.store.log().is_some_and(|log| log.has_pending())
+    }
+
+    /// Whether the disk has queued ops (a batch's writes or fdatasync in flight).
+    pub fn disk_busy(&self) -> bool {
+        self.store.disk().pending_ops() > 0
+    }
+
+    /// Disk steps and submits a full disk refused so far.
+    pub fn full_disk_refusals(&self) -> u64 {
+        self.full_disk_refusals
+    }
+
+    /// The disk refused an operation for lack of space: checks that this changed nothing (the
+    /// log is not poisoned, its durable index is where it was before the refused call).
+    fn check_refusal(&self, durable_before: LogIndex) -> Result<(), Down> {
+        let log = self.store.log().expect("up");
+        if let Some(poison) = log.poisoned() {
+            return Err(Down::Broken(Violation {
+                property: Property::StorageFault,
+                detail: format!("{:?}: a full disk poisoned the log: {poison}", self.config.id),
+            }));
+        }
+        if log.durable_index() != durable_before {
+            return Err(Down::Broken(Violation {
+                property: Property::StorageFault,
+                detail: format!(
+                    "{:?}: a full disk moved the durable index from {durable_before} to {}",
+                    self.config.id,
+                    log.durable_index()
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    /// A disk operation failed: the disk crashed (its armed crash fired), or the failure must
+    /// have poisoned the log for good (and not moved the durable index from where it was before
+    /// the failed call).
+    fn down(&mut self, what: String, durable_before: LogIndex) -> Down {
+        if self.store.disk().is_crashed() {
+            return Down::Crashed;
+        }
+        match self.store.confirm_poisoned(durable_before) {
+            Ok(()) => Down::Poisoned(what),
+            Err(detail) => Down::Broken(Violation {
+                property: Property::StorageFault,
+                detail: format!("{:?}: {detail} ({what})", self.config.id),
+            }),
+        }
     }
 
     /// Crashes: the core and everything in memory are gone; the disk keeps what was durable (and
@@ -255,6 +448,8 @@ impl Replica {
         self.core = None;
         self.queued.clear();
         self.group = None;
+        self.group_blocked = false;
+        self.inline = inline::InlineState::default();
         self.pending.clear();
     }
 
@@ -283,6 +478,7 @@ impl Replica {
         }
         self.core = Some(core);
         self.handed_hard_state = recovery.hard_state;
+        self.inline = inline::InlineState::restarted(recovery.hard_state);
         self.reported_durable = recovery.last_index;
         Ok(recovery)
     }

@@ -1,5 +1,5 @@
-//! The replica loop's group-commit writer: the queued `Ready`s' writes, carried out by the real
-//! log store, one disk step at a time.
+//! The replica loop's group-commit writer ([`super::DriverOrder::Groups`]): the queued
+//! `Ready`s' writes, carried out by the real log store, one disk step at a time.
 //!
 //! Owns: the group in progress and its stages: save the hard state (one synchronous write and
 //! fdatasync of its slot), hand the entries to the store (truncating a conflicting suffix
@@ -32,10 +32,10 @@ pub(super) struct Group {
     applied: usize,
 }
 
-/// What one step of the writer did.
+/// What one step of the group writer did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum WriterStep {
-    /// Disk work remains: call [`Replica::disk_step`] again once the disk had time for it.
+pub(super) enum GroupStep {
+    /// Disk work remains: step again once the disk had time for it.
     Busy,
     /// The disk is full; nothing changed. Try the step again later.
     Blocked,
@@ -53,25 +53,10 @@ enum Stage {
 }
 
 impl Replica {
-    /// Whether a group is in progress.
-    pub fn has_group(&self) -> bool {
-        self.group.is_some()
-    }
-
-    /// Whether `Ready`s wait for the next group.
-    pub fn has_queued_writes(&self) -> bool {
-        !self.queued.is_empty()
-    }
-
-    /// Whether the disk has a queued op (a batch write or fdatasync in flight).
-    pub fn disk_busy(&self) -> bool {
-        self.store.disk().pending_ops() > 0
-    }
-
     /// Starts a group with every queued `Ready`, if none is in progress. Without a hard state
     /// to save, the entries go to the store at once (and its first batch is queued on the
     /// disk). `None` when no group started.
-    pub fn start_group(&mut self) -> Option<Result<WriterStep, Down>> {
+    pub(super) fn start_group(&mut self) -> Option<Result<GroupStep, Down>> {
         if self.core.is_none() || self.group.is_some() || self.queued.is_empty() {
             return None;
         }
@@ -85,17 +70,16 @@ impl Replica {
     /// ops queued on the disk (chunk writes of a batch are in flight together, so the device
     /// may complete several at once), then whatever follows at once (the store's completion
     /// handling: the batch's fdatasync after its chunk writes, its next batch).
-    pub fn disk_step(&mut self, ops_max: usize) -> Result<WriterStep, Down> {
+    pub(super) fn group_step(&mut self, ops_max: usize) -> Result<GroupStep, Down> {
         assert!(self.group.is_some(), "a disk step belongs to a group");
-        assert!(ops_max > 0, "a disk step runs at least one op");
         self.advance(Stage::DiskStep { ops_max })
     }
 
-    fn advance(&mut self, stage: Stage) -> Result<WriterStep, Down> {
+    fn advance(&mut self, stage: Stage) -> Result<GroupStep, Down> {
         let group = self.group.as_mut().expect("checked by the callers");
         if let Some(hard_state) = group.hard_state {
             if stage == Stage::Start {
-                return Ok(WriterStep::Busy);
+                return Ok(GroupStep::Busy);
             }
             let log = self.store.log_mut().expect("a group runs only while the replica is up");
             let durable_before = log.durable_index();
@@ -140,7 +124,7 @@ impl Replica {
                 self.store.disk().pending_ops() > 0,
                 "a batch in flight has an op queued on the disk (manual mode)"
             );
-            return Ok(WriterStep::Busy);
+            return Ok(GroupStep::Busy);
         }
         assert_eq!(log.durable_index(), log.last_index(), "nothing in flight, nothing pending");
         let group = self.group.take().expect("checked above");
@@ -148,12 +132,12 @@ impl Replica {
         for write in group.writes {
             send.extend(write.after_persist);
         }
-        Ok(WriterStep::Done(send))
+        Ok(GroupStep::Done(send))
     }
 
     /// Hands the group's entries not yet in the store to it, truncating a conflicting suffix
     /// first. `Some` when the step ends here (the disk is full).
-    fn apply(&mut self) -> Result<Option<WriterStep>, Down> {
+    fn apply(&mut self) -> Result<Option<GroupStep>, Down> {
         loop {
             let group = self.group.as_mut().expect("a group runs");
             let Some(write) = group.writes.get(group.applied) else {
@@ -212,42 +196,9 @@ impl Replica {
         }
     }
 
-    /// The disk is full: checks that this changed nothing (the durable index is where it was
-    /// before the refused call), and asks for a later retry.
-    fn blocked(&mut self, durable_before: LogIndex) -> Result<WriterStep, Down> {
-        let log = self.store.log().expect("up");
-        if let Some(poison) = log.poisoned() {
-            return Err(Down::Broken(Violation {
-                property: Property::StorageFault,
-                detail: format!("{:?}: a full disk poisoned the log: {poison}", self.config.id),
-            }));
-        }
-        if log.durable_index() != durable_before {
-            return Err(Down::Broken(Violation {
-                property: Property::StorageFault,
-                detail: format!(
-                    "{:?}: a full disk moved the durable index from {durable_before} to {}",
-                    self.config.id,
-                    log.durable_index()
-                ),
-            }));
-        }
-        Ok(WriterStep::Blocked)
-    }
-
-    /// A disk operation failed: the disk crashed (its armed crash fired), or the failure must
-    /// have poisoned the log for good (and not moved the durable index from where it was before
-    /// the failed call).
-    fn down(&mut self, what: String, durable_before: LogIndex) -> Down {
-        if self.store.disk().is_crashed() {
-            return Down::Crashed;
-        }
-        match self.store.confirm_poisoned(durable_before) {
-            Ok(()) => Down::Poisoned(what),
-            Err(detail) => Down::Broken(Violation {
-                property: Property::StorageFault,
-                detail: format!("{:?}: {detail} ({what})", self.config.id),
-            }),
-        }
+    /// The disk is full: checks that this changed nothing, and asks for a later retry.
+    fn blocked(&mut self, durable_before: LogIndex) -> Result<GroupStep, Down> {
+        self.check_refusal(durable_before)?;
+        Ok(GroupStep::Blocked)
     }
 }

@@ -26,7 +26,7 @@
 //! ```
 
 use crate::checker::Checker;
-use crate::replica::{CommitPersistence, Down, Replica, WriterStep};
+use crate::replica::{CommitPersistence, Down, DriverOrder, Replica};
 use crate::store::SimStore;
 use bytes::Bytes;
 use raftwal::raft::{Config, ProposeError, Proposed, RaftCore, ReadState, Role};
@@ -131,9 +131,16 @@ impl Cluster {
                 commit: LogIndex::ZERO,
             };
             let store = SimStore::with_durable(SCENARIO_LOG_OPTIONS, hard_state, &entries);
-            let replica =
-                Replica::start(config.clone(), store, Vec::new(), CommitPersistence::EveryChange)
-                    .unwrap_or_else(|violation| panic!("scenario replicas start: {violation}"));
+            // The group writer: nothing a replica writes is durable until the test lets its disk
+            // complete it (`sync`), which the scenarios about persist-before-send need.
+            let replica = Replica::start(
+                config.clone(),
+                store,
+                Vec::new(),
+                DriverOrder::Groups,
+                CommitPersistence::EveryChange,
+            )
+            .unwrap_or_else(|violation| panic!("scenario replicas start: {violation}"));
             replicas.push(replica);
             configs.push(config);
         }
@@ -237,7 +244,11 @@ impl Cluster {
     }
 
     fn drain(&mut self, position: usize) {
-        let drained = self.replicas[position].drain();
+        let drained = match self.replicas[position].drain() {
+            Ok(drained) => drained,
+            Err(down) => return self.handle_down(position, down),
+        };
+        self.after_disk(position);
         if !drained.entries.is_empty() {
             if let Err(violation) = self.checker.on_entries(
                 NodeId(position as u64 + 1),
@@ -266,58 +277,85 @@ impl Cluster {
         }
     }
 
-    /// Runs one writer step's outcome: returns the step when the replica is still up, after
-    /// reading its durable image again; a replica whose log got poisoned (or whose disk crashed)
-    /// goes down as a crashed one does.
-    fn writer_outcome(
+    /// A replica stopped in the middle of a disk operation: it goes down as a crashed one does
+    /// (a poisoned log, a crash fired inside the operation); a broken storage promise fails the
+    /// test.
+    fn handle_down(&mut self, position: usize, down: Down) {
+        match down {
+            Down::Broken(violation) => panic!("{violation}"),
+            Down::Crashed | Down::Poisoned(_) | Down::Stopped(_) => {
+                self.crash(position as u64 + 1);
+            }
+        }
+    }
+
+    /// After a replica's disk may have changed: reads its durable image again (checking the
+    /// acknowledged entries if a truncation removed durable ones) and the log store's invariants.
+    fn after_disk(&mut self, position: usize) {
+        if !self.replicas[position].is_up() {
+            return;
+        }
+        match self.replicas[position].store_mut().refresh() {
+            Ok(Some(from)) => {
+                if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
+                    panic!("{violation}");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => panic!("n{}: {error}", position + 1),
+        }
+        if let Err(detail) = self.replicas[position].store().check_log_invariants() {
+            panic!("n{}: {detail}", position + 1);
+        }
+    }
+
+    /// Runs one writer operation of `position` and handles its outcome: the released messages go
+    /// on the wire. Returns false when the replica went down.
+    fn writer_op(
         &mut self,
         position: usize,
-        step: Result<WriterStep, Down>,
-    ) -> Option<WriterStep> {
-        match step {
-            Ok(step) => {
-                match self.replicas[position].store_mut().refresh() {
-                    Ok(Some(from)) => {
-                        if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
-                            panic!("{violation}");
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(error) => panic!("n{}: {error}", position + 1),
+        op: impl FnOnce(&mut Replica) -> Result<Vec<Message>, Down>,
+    ) -> bool {
+        match op(&mut self.replicas[position]) {
+            Ok(released) => {
+                self.after_disk(position);
+                for message in released {
+                    self.put_on_wire(message);
                 }
-                if let Err(detail) = self.replicas[position].store().check_log_invariants() {
-                    panic!("n{}: {detail}", position + 1);
-                }
-                Some(step)
+                true
             }
-            Err(Down::Broken(violation)) => panic!("{violation}"),
-            Err(Down::Crashed | Down::Poisoned(_)) => {
-                self.crash(position as u64 + 1);
-                None
+            Err(down) => {
+                self.handle_down(position, down);
+                false
             }
         }
     }
 
     /// Runs `position`'s writer until its group (started first if writes wait) is durable and
-    /// releases its messages. Returns false when there was no group, the disk is full, or the
-    /// replica went down.
+    /// releases its messages. Returns false when there was nothing to write, the disk is full,
+    /// or the replica went down.
     fn finish_group(&mut self, position: usize) -> bool {
-        let replica = &mut self.replicas[position];
-        let mut step = match replica.start_group() {
-            Some(step) => step,
-            None if replica.has_group() => replica.disk_step(usize::MAX),
-            None => return false,
-        };
+        if !self.replicas[position].needs_disk_step() {
+            if !self.replicas[position].has_pending_writes() {
+                return false;
+            }
+            if !self.writer_op(position, Replica::start_writes) {
+                return false;
+            }
+            if !self.replicas[position].needs_disk_step() {
+                return true;
+            }
+        }
         loop {
-            match self.writer_outcome(position, step) {
-                Some(WriterStep::Busy) => step = self.replicas[position].disk_step(usize::MAX),
-                Some(WriterStep::Done(send)) => {
-                    for message in send {
-                        self.put_on_wire(message);
-                    }
-                    return true;
-                }
-                Some(WriterStep::Blocked) | None => return false,
+            if !self.writer_op(position, |replica| replica.disk_step(usize::MAX)) {
+                return false;
+            }
+            let replica = &self.replicas[position];
+            if !replica.needs_disk_step() {
+                return true;
+            }
+            if replica.disk_blocked() {
+                return false;
             }
         }
     }
@@ -326,19 +364,18 @@ impl Cluster {
     /// is queued on the disk: the hard state is saved and the entries are in the store, none
     /// of them durable yet.
     fn begin_group(&mut self, position: usize) {
-        let Some(mut step) = self.replicas[position].start_group() else { return };
+        if !self.replicas[position].needs_disk_step()
+            && !self.writer_op(position, Replica::start_writes)
+        {
+            return;
+        }
         loop {
-            match self.writer_outcome(position, step) {
-                Some(WriterStep::Busy) if !self.replicas[position].disk_busy() => {
-                    step = self.replicas[position].disk_step(usize::MAX);
-                }
-                Some(WriterStep::Done(send)) => {
-                    for message in send {
-                        self.put_on_wire(message);
-                    }
-                    return;
-                }
-                Some(_) | None => return,
+            let replica = &self.replicas[position];
+            if !replica.needs_disk_step() || replica.disk_busy() || replica.disk_blocked() {
+                return;
+            }
+            if !self.writer_op(position, |replica| replica.disk_step(usize::MAX)) {
+                return;
             }
         }
     }
@@ -389,10 +426,11 @@ impl Cluster {
     /// Completes every replica's pending writes.
     pub fn sync_all(&mut self) -> &mut Cluster {
         for node in 1..=self.replicas.len() as u64 {
-            while self.replica(node).is_up()
-                && (self.replica(node).has_group() || self.replica(node).has_queued_writes())
-            {
+            while self.replica(node).is_up() && self.replica(node).has_pending_writes() {
                 self.sync(node);
+                if self.replica(node).disk_blocked() {
+                    break;
+                }
             }
         }
         self

@@ -136,6 +136,9 @@ pub struct RunSummary {
     pub disk_faults: u64,
     /// Logs poisoned by a failed fsync (each replica then went down).
     pub poisoned: u64,
+    /// Replicas whose loop gave up on the log after an error that did not poison it (a full
+    /// disk refusing a truncation, in the runtime's order).
+    pub stopped: u64,
     /// Disk steps a full disk refused (retried later).
     pub disk_full_refusals: u64,
     /// Batches the log stores wrote (each one write or a few chunk writes, and one fdatasync).

@@ -14,7 +14,7 @@
 //! tail cache of nothing (reads from segment files). Variety finds bugs that one fixed mix would
 //! not.
 
-use crate::replica::CommitPersistence;
+use crate::replica::{CommitPersistence, DriverOrder};
 use crate::rng::SimRng;
 use raftwal::raft::Config;
 use raftwal::storage::LogOptions;
@@ -105,7 +105,9 @@ pub(crate) struct Profile {
     pub(crate) disk_retry_us: u64,
     /// The log store's settings on every replica.
     pub(crate) log_options: LogOptions,
-    /// Whether the replica loop saves every commit index change.
+    /// The order in which the replica loop carries out a `Ready`'s effects.
+    pub(crate) driver_order: DriverOrder,
+    /// Whether the group writer saves every commit index change.
     pub(crate) commit_persistence: CommitPersistence,
     /// A replica that stays unwell after the faults heal, in some runs.
     pub(crate) sick_after_heal: Option<Sickness>,
@@ -175,6 +177,11 @@ impl Profile {
                 write_chunk_bytes: [1 << 10, 512 << 10][rng.index(2)],
                 log_id: LogId(7),
                 ..LogOptions::default()
+            },
+            driver_order: if rng.chance(500_000) {
+                DriverOrder::Runtime
+            } else {
+                DriverOrder::Groups
             },
             commit_persistence: if rng.chance(500_000) {
                 CommitPersistence::EveryChange

@@ -190,6 +190,7 @@ impl fmt::Display for TraceEvent {
                     DownCause::Crash => "CRASHES",
                     DownCause::CrashInDiskOp => "CRASHES inside a disk operation",
                     DownCause::Poisoned => "STOPS: a failed write or fsync poisoned its log",
+                    DownCause::Stopped => "STOPS: its replica loop gave up on the log",
                     DownCause::Sick => "GOES DOWN for the liveness phase",
                 };
                 let tear = if *torn { ", the last unsynced write torn" } else { "" };

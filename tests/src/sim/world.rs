@@ -109,6 +109,8 @@ pub(super) struct World {
     pub(super) replicas: Vec<Replica>,
     pub(super) epochs: Vec<u64>,
     pub(super) drain_scheduled: Vec<bool>,
+    /// A `DiskStep` is scheduled for the replica's current epoch.
+    pub(super) disk_step_scheduled: Vec<bool>,
     pub(super) seen: Vec<Option<Seen>>,
     /// `blocked[from * n + to]`: the link from `from` to `to` is cut.
     pub(super) blocked: Vec<bool>,
@@ -159,8 +161,14 @@ impl World {
                 if !options.lemma_checks {
                     store = store.without_recovery_check();
                 }
-                Replica::start(config, store, bugs.clone(), profile.commit_persistence)
-                    .expect("a fresh replica with a valid config starts on an empty disk")
+                Replica::start(
+                    config,
+                    store,
+                    bugs.clone(),
+                    profile.driver_order,
+                    profile.commit_persistence,
+                )
+                .expect("a fresh replica with a valid config starts on an empty disk")
             })
             .collect();
         let drop_per_million = rng.below(profile.drop_per_million_max + 1);
@@ -177,6 +185,7 @@ impl World {
             replicas,
             epochs: vec![0; options.nodes],
             drain_scheduled: vec![false; options.nodes],
+            disk_step_scheduled: vec![false; options.nodes],
             seen: vec![None; options.nodes],
             blocked: vec![false; options.nodes * options.nodes],
             drop_per_million,
@@ -243,6 +252,7 @@ impl World {
             let stats = replica.store().batch_stats();
             self.summary.batches += stats.batches;
             self.summary.batched_entries += stats.entries;
+            self.summary.disk_full_refusals += replica.full_disk_refusals();
         }
         self.summary.committed = self.checker.committed_count();
         self.summary.leader_terms = self.checker.leader_terms() as u64;
@@ -260,9 +270,11 @@ impl World {
                 let drift = self.profile.tick_drift_per_million[node];
                 let period = TICK_US + TICK_US * drift / 1_000_000;
                 self.schedule(self.now + period, Event::Tick(node));
-                if let Some(core) = self.replicas[node].core_mut() {
-                    core.tick();
-                    self.after_input(node)?;
+                if self.replicas[node].is_up() {
+                    match self.replicas[node].tick() {
+                        Ok(()) => self.after_input(node)?,
+                        Err(down) => self.handle_down(node, down)?,
+                    }
                 }
             }
             Event::Deliver(message) => self.deliver(message)?,
@@ -274,17 +286,9 @@ impl World {
                 }
             }
             Event::DiskStep { node, epoch } => {
-                if epoch == self.epochs[node]
-                    && self.replicas[node].is_up()
-                    && self.replicas[node].has_group()
-                {
-                    // The device completes some of its queued ops, often all of them (the
-                    // chunk writes of a batch are in flight together).
-                    let pending = self.replicas[node].store().disk().pending_ops().max(1) as u64;
-                    let ops_max =
-                        if self.rng.chance(500_000) { pending } else { self.rng.range(1, pending) };
-                    let step = self.replicas[node].disk_step(ops_max as usize);
-                    if self.after_writer(node, step)? {
+                if epoch == self.epochs[node] {
+                    self.disk_step_scheduled[node] = false;
+                    if self.replicas[node].needs_disk_step() && self.disk_step(node)? {
                         // The core may have heard of durability: drain what that produced.
                         self.drain_now(node)?;
                         self.check(node)?;
@@ -343,10 +347,29 @@ impl World {
     }
 
     pub(super) fn drain_now(&mut self, node: usize) -> Result<(), Violation> {
+        // A drain can make more work for the core (a truncation that waited for the batch in
+        // flight reports durability): drain until the core has nothing more to say.
+        for _ in 0..16 {
+            self.drain_once(node)?;
+            if !self.replicas[node].core().is_some_and(|core| core.has_ready()) {
+                break;
+            }
+        }
+        self.start_writes(node)?;
+        self.after_disk_activity(node)
+    }
+
+    fn drain_once(&mut self, node: usize) -> Result<(), Violation> {
         if !self.replicas[node].is_up() {
             return Ok(());
         }
-        let drained = self.replicas[node].drain();
+        let drained = match self.replicas[node].drain() {
+            Ok(drained) => drained,
+            Err(down) => return self.handle_down(node, down),
+        };
+        // The drain may have saved a hard state or truncated: the messages are judged against
+        // the disk as it is now.
+        self.refresh_durable(node)?;
         if !drained.entries.is_empty() {
             self.checker.on_entries(id_of(node), drained.prev_term, &drained.entries)?;
         }
@@ -409,7 +432,7 @@ impl World {
                 )?;
             }
         }
-        self.kick_writer(node)
+        Ok(())
     }
 
     /// Runs the checker on a replica and traces its role and commit changes.
