@@ -65,9 +65,10 @@ impl fmt::Display for ImageError {
 }
 
 /// How far one durable segment has been read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct SegmentRead {
     id: SegmentId,
+    path: PathBuf,
     /// The offset after the last record read.
     end_offset: usize,
     /// The offset of the last record read, if any.
@@ -85,6 +86,13 @@ pub struct DurableImage {
     segments: Vec<SegmentRead>,
     /// The disk's point count at the last refresh.
     points_read: Option<u64>,
+    /// The disk's count of namespace points (creations, renames, removals, allocations,
+    /// directory fsyncs: points that are neither writes nor file fsyncs) when the durable name
+    /// table was last listed: while it stands still, the table cannot have changed.
+    names_read: Option<u64>,
+    hard_state_path: PathBuf,
+    /// The durable bytes of the hard state file when last decoded.
+    hard_state_bytes: Vec<u8>,
 }
 
 impl DurableImage {
@@ -98,6 +106,9 @@ impl DurableImage {
             entries: Vec::new(),
             segments: Vec::new(),
             points_read: None,
+            names_read: None,
+            hard_state_path: dir.join(HARD_STATE_FILE),
+            hard_state_bytes: Vec::new(),
         }
     }
 
@@ -133,27 +144,26 @@ impl DurableImage {
         disk: &SimDisk,
         reread: Reread,
     ) -> Result<Option<LogIndex>, ImageError> {
-        let points = disk.stats().points;
-        if reread == Reread::IfChanged && self.points_read == Some(points) {
+        let stats = disk.stats();
+        if reread == Reread::IfChanged && self.points_read == Some(stats.points) {
             return Ok(None);
         }
-        self.points_read = Some(points);
-        let hard_state = read_hard_state(disk, &self.dir)?;
-        let old = self.hard_state;
-        if hard_state.term < old.term
-            || (hard_state.term == old.term && old.vote.is_some() && hard_state.vote != old.vote)
-        {
-            return Err(ImageError(format!(
-                "the durable hard state went back from {old:?} to {hard_state:?}"
-            )));
-        }
-        self.hard_state = hard_state;
-        let mut ids: Vec<SegmentId> = disk
-            .durable_file_names(&self.dir)
-            .iter()
-            .filter_map(|name| SegmentId::parse_file_name(name))
-            .collect();
-        ids.sort();
+        self.points_read = Some(stats.points);
+        self.refresh_hard_state(disk, reread)?;
+        let namespace_points = stats.points - stats.writes - stats.file_syncs;
+        let ids: Vec<SegmentId> =
+            if reread == Reread::IfChanged && self.names_read == Some(namespace_points) {
+                self.segments.iter().map(|read| read.id).collect()
+            } else {
+                self.names_read = Some(namespace_points);
+                let mut ids: Vec<SegmentId> = disk
+                    .durable_file_names(&self.dir)
+                    .iter()
+                    .filter_map(|name| SegmentId::parse_file_name(name))
+                    .collect();
+                ids.sort();
+                ids
+            };
         if reread == Reread::IfChanged && self.read_appended(disk, &ids)? {
             return Ok(None);
         }
@@ -186,8 +196,9 @@ impl DurableImage {
             return Ok(false);
         }
         let last = known - 1;
-        let path = self.dir.join(ids[last].file_name());
-        let still_there = disk.with_durable_bytes(&path, |bytes| self.last_record_unchanged(bytes));
+        let still_there = disk.with_durable_bytes(&self.segments[last].path, |bytes| {
+            self.last_record_unchanged(bytes)
+        });
         if still_there != Some(true) {
             return Ok(false);
         }
@@ -249,7 +260,12 @@ impl DurableImage {
                 self.term(id.0.prev())
             )));
         }
-        self.segments.push(SegmentRead { id, end_offset: SEGMENT_HEADER_BYTES, last_record: None });
+        self.segments.push(SegmentRead {
+            id,
+            path,
+            end_offset: SEGMENT_HEADER_BYTES,
+            last_record: None,
+        });
         self.continue_segment(disk, ids, position)
     }
 
@@ -262,15 +278,15 @@ impl DurableImage {
         position: usize,
     ) -> Result<(), ImageError> {
         let limit = ids.get(position + 1).map(|next| next.0.prev());
-        let path = self.dir.join(ids[position].file_name());
-        let mut read = self.segments[position];
+        let (mut end_offset, mut last_record) =
+            (self.segments[position].end_offset, self.segments[position].last_record);
+        let path = &self.segments[position].path;
         let (mut entries, mut last_term) = (Vec::new(), self.term(self.last_index()));
-        let outcome = disk.with_durable_bytes(&path, |bytes| {
+        let outcome = disk.with_durable_bytes(path, |bytes| {
             let mut next = self.last_index().next();
             while limit.is_none_or(|limit| next <= limit) {
                 // The first invalid record ends the log (zeros, or a torn tail).
-                let Ok(header) = decode_record(bytes.get(read.end_offset..).unwrap_or_default())
-                else {
+                let Ok(header) = decode_record(bytes.get(end_offset..).unwrap_or_default()) else {
                     break;
                 };
                 if header.index != next || last_term.is_some_and(|term| header.term < term) {
@@ -280,18 +296,18 @@ impl DurableImage {
                         path.display(),
                         header.index,
                         header.term,
-                        read.end_offset
+                        end_offset
                     )));
                 }
-                let start = read.end_offset + RECORD_HEADER_BYTES;
+                let start = end_offset + RECORD_HEADER_BYTES;
                 let payload = &bytes[start..start + header.payload_bytes as usize];
                 entries.push(DurableEntry {
                     term: header.term,
                     hash: entry_hash(header.kind, payload),
                 });
                 last_term = Some(header.term);
-                read.last_record = Some(read.end_offset);
-                read.end_offset += record_size_bytes(header.payload_bytes as usize);
+                last_record = Some(end_offset);
+                end_offset += record_size_bytes(header.payload_bytes as usize);
                 next = next.next();
             }
             Ok(())
@@ -299,7 +315,8 @@ impl DurableImage {
         outcome
             .ok_or_else(|| ImageError(format!("{} vanished while being read", path.display())))??;
         self.entries.extend(entries);
-        self.segments[position] = read;
+        self.segments[position].end_offset = end_offset;
+        self.segments[position].last_record = last_record;
         if let Some(limit) = limit {
             if self.last_index() < limit {
                 return Err(ImageError(format!(
@@ -314,13 +331,37 @@ impl DurableImage {
     }
 }
 
-/// Reads the durable hard state file of `dir` (docs/format.md, "Hard state file"): the valid
+impl DurableImage {
+    /// Reads the durable hard state again if its bytes changed; checks that it never goes back.
+    fn refresh_hard_state(&mut self, disk: &SimDisk, reread: Reread) -> Result<(), ImageError> {
+        let unchanged = disk
+            .with_durable_bytes(&self.hard_state_path, |bytes| bytes == self.hard_state_bytes)
+            .unwrap_or(self.hard_state_bytes.is_empty());
+        if unchanged && reread == Reread::IfChanged {
+            return Ok(());
+        }
+        self.hard_state_bytes =
+            disk.with_durable_bytes(&self.hard_state_path, <[u8]>::to_vec).unwrap_or_default();
+        let hard_state = read_hard_state(disk, &self.hard_state_path)?;
+        let old = self.hard_state;
+        if hard_state.term < old.term
+            || (hard_state.term == old.term && old.vote.is_some() && hard_state.vote != old.vote)
+        {
+            return Err(ImageError(format!(
+                "the durable hard state went back from {old:?} to {hard_state:?}"
+            )));
+        }
+        self.hard_state = hard_state;
+        Ok(())
+    }
+}
+
+/// Reads the durable hard state file at `path` (docs/format.md, "Hard state file"): the valid
 /// slot with the higher sequence number; the default when the file is not durable yet or both
 /// slots are zero.
-fn read_hard_state(disk: &SimDisk, dir: &Path) -> Result<HardState, ImageError> {
-    let path = dir.join(HARD_STATE_FILE);
+fn read_hard_state(disk: &SimDisk, path: &Path) -> Result<HardState, ImageError> {
     let slots =
-        disk.with_durable_bytes(&path, |bytes| -> Result<Option<(u64, HardState)>, String> {
+        disk.with_durable_bytes(path, |bytes| -> Result<Option<(u64, HardState)>, String> {
             if bytes.len() != 1024 {
                 return Err(format!("the durable hard state file has {} bytes", bytes.len()));
             }

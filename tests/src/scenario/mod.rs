@@ -304,7 +304,7 @@ impl Cluster {
             Ok(None) => {}
             Err(error) => panic!("n{}: {error}", position + 1),
         }
-        if let Err(detail) = self.replicas[position].store().check_log_invariants() {
+        if let Err(detail) = self.replicas[position].store_mut().check_log_invariants() {
             panic!("n{}: {detail}", position + 1);
         }
     }

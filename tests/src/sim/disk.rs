@@ -107,7 +107,7 @@ impl World {
             return Ok(());
         }
         self.refresh_durable(node)?;
-        self.replicas[node].store().check_log_invariants().map_err(|detail| Violation {
+        self.replicas[node].store_mut().check_log_invariants().map_err(|detail| Violation {
             property: Property::StorageFault,
             detail: format!("{:?}: {detail}", id_of(node)),
         })?;
@@ -285,9 +285,9 @@ impl World {
         }
     }
 
-    /// Once the cluster healed, one replica stays unwell in some runs: it crashes for good, its
-    /// next fsync fails (it then stays down), or its disk stays full. The others are a healthy
-    /// majority, which must make progress on their own.
+    /// Once the cluster healed, one replica stays unwell in some runs: it crashes for good, or
+    /// its next fsync fails (it then stays down). The others are a healthy majority, which must
+    /// make progress on their own.
     ///
     /// Only in runs with PreVote on (the default): without it, replicas whose logs are stale
     /// keep starting elections they cannot win, each one costing the others their vote in that
@@ -307,14 +307,6 @@ impl World {
                 self.replicas[node].store().fail_next_sync();
                 self.summary.disk_faults += 1;
                 let fault = DiskFault::FsyncFails;
-                self.trace.record(self.now, TraceEvent::DiskFault { node: id_of(node), fault });
-                Ok(())
-            }
-            Sickness::FullDisk => {
-                self.stays_down = None;
-                self.replicas[node].store_mut().set_full(Some(0));
-                self.summary.disk_faults += 1;
-                let fault = DiskFault::Full { slack_bytes: 0 };
                 self.trace.record(self.now, TraceEvent::DiskFault { node: id_of(node), fault });
                 Ok(())
             }
