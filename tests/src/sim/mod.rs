@@ -25,6 +25,7 @@ mod trace;
 mod world;
 
 use crate::checker::Violation;
+pub use chaos::SICK_LIVENESS_FACTOR;
 use raftwal::raft::InjectedBug;
 use std::fmt;
 
@@ -157,6 +158,8 @@ pub struct RunSummary {
     pub transfers: u64,
     /// Virtual microseconds from the end of the faults to the first acknowledged new commit.
     pub recovery_us: u64,
+    /// Whether a replica stayed sick (down, or poisoned) through the liveness phase.
+    pub stayed_sick: bool,
 }
 
 /// A broken property, with everything needed to understand and replay it.

@@ -320,7 +320,7 @@ impl World {
                         detail: format!(
                             "no proposal above {baseline:?} was acknowledged within {} election \
                              timeouts ({} ms) after the faults healed at {} ms",
-                            self.options.liveness_timeouts,
+                            self.liveness_timeouts(),
                             (self.now - healed_at) / 1000,
                             healed_at / 1000
                         ),
