@@ -125,7 +125,8 @@ fn main() -> ExitCode {
     println!(
         "storage: {} crashes ({} inside a disk operation, {} with a torn last write; {} \
          recoveries cut a torn tail), {} disk faults ({} logs poisoned, {} steps refused by a \
-         full disk), {} batches of {} entries ({:.2} entries per batch and fdatasync)",
+         full disk, {} logs given up by the runtime's order on a full disk), {} batches of {} \
+         entries ({:.2} entries per batch and fdatasync)",
         total.crashes,
         total.crashes_in_disk_ops,
         total.torn_crashes,
@@ -133,6 +134,7 @@ fn main() -> ExitCode {
         total.disk_faults,
         total.poisoned,
         total.disk_full_refusals,
+        total.stopped,
         total.batches,
         total.batched_entries,
         total.batched_entries as f64 / total.batches.max(1) as f64
@@ -168,6 +170,7 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.crashes_in_disk_ops += run.crashes_in_disk_ops;
     total.disk_faults += run.disk_faults;
     total.poisoned += run.poisoned;
+    total.stopped += run.stopped;
     total.disk_full_refusals += run.disk_full_refusals;
     total.batches += run.batches;
     total.batched_entries += run.batched_entries;
