@@ -33,7 +33,7 @@ use raftwal_wire::types::{Entry, HardState, LogIndex, Term};
 use std::collections::VecDeque;
 
 /// Ticks between saves of a commit-index-only change of the hard state (as the runtime).
-pub const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
+const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
 
 /// The runtime-order loop's state. See the module documentation.
 #[derive(Debug, Default)]

@@ -32,7 +32,6 @@ use crate::durable::ImageError;
 use crate::store::SimStore;
 use bytes::Bytes;
 
-pub use inline::COMMIT_SAVE_INTERVAL_TICKS;
 use writer::GroupStep;
 
 /// One `Ready`'s writes and the messages that wait for them.
@@ -100,7 +99,8 @@ pub enum DriverOrder {
     Groups,
 }
 
-/// How the replica loop saves the hard state.
+/// How the group writer saves the hard state (the runtime's order has its own rule, see
+/// [`inline`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitPersistence {
     /// Only term and vote changes are saved (each costs an fsync); the commit index rides along
