@@ -76,8 +76,9 @@ impl Replica {
                 match self.store.truncate_after(keep) {
                     Ok(()) => {}
                     Err(TruncateError::NoSpace(error)) => {
-                        // Nothing changed, but the runtime gives up on the log here.
-                        self.check_refusal(durable_before)?;
+                        // Nothing changed (but for the batch in flight, which the truncation
+                        // waited for), and the runtime gives up on the log here.
+                        self.check_refusal(durable_before, true)?;
                         return Err(Down::Stopped(format!("truncating after {keep}: {error}")));
                     }
                     Err(error) => {
@@ -146,7 +147,7 @@ impl Replica {
             Ok(durable) => durable,
             Err(CompletionError::NoSpace(_)) => {
                 // The batch was withdrawn and stays queued; the next submit retries it.
-                self.check_refusal(durable_before)?;
+                self.check_refusal(durable_before, false)?;
                 self.store.log().expect("up").durable_index()
             }
             Err(error) => {
@@ -189,7 +190,7 @@ impl Replica {
                 Ok(())
             }
             Err(SubmitError::NoSpace(_)) => {
-                self.check_refusal(durable_before)?;
+                self.check_refusal(durable_before, false)?;
                 self.inline.blocked = true;
                 self.full_disk_refusals += 1;
                 Ok(())

@@ -391,8 +391,10 @@ impl Replica {
     }
 
     /// The disk refused an operation for lack of space: checks that this changed nothing (the
-    /// log is not poisoned, its durable index is where it was before the refused call).
-    fn check_refusal(&self, durable_before: LogIndex) -> Result<(), Down> {
+    /// log is not poisoned, its durable index is where it was before the refused call). With
+    /// `waited`, the refused call first waited for the batch in flight (a truncation does), so
+    /// the durable index may have moved forward, never back.
+    fn check_refusal(&self, durable_before: LogIndex, waited: bool) -> Result<(), Down> {
         let log = self.store.log().expect("up");
         if let Some(poison) = log.poisoned() {
             return Err(Down::Broken(Violation {
@@ -400,7 +402,12 @@ impl Replica {
                 detail: format!("{:?}: a full disk poisoned the log: {poison}", self.config.id),
             }));
         }
-        if log.durable_index() != durable_before {
+        let moved = if waited {
+            log.durable_index() < durable_before
+        } else {
+            log.durable_index() != durable_before
+        };
+        if moved {
             return Err(Down::Broken(Violation {
                 property: Property::StorageFault,
                 detail: format!(

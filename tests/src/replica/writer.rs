@@ -198,7 +198,8 @@ impl Replica {
 
     /// The disk is full: checks that this changed nothing, and asks for a later retry.
     fn blocked(&mut self, durable_before: LogIndex) -> Result<GroupStep, Down> {
-        self.check_refusal(durable_before)?;
+        // A group truncates only with no batch in flight: nothing can have completed.
+        self.check_refusal(durable_before, false)?;
         Ok(GroupStep::Blocked)
     }
 }
