@@ -21,9 +21,18 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Instant;
 
-/// Median microseconds of `samples` fdatasyncs, each after a 4 KiB O_DIRECT write appended to a
-/// preallocated file (the pattern of a one-entry batch in the log's active segment).
-pub(crate) fn fdatasync_us(dir: &Path, samples: usize) -> Result<f64, String> {
+/// The medians of one durable small write on this disk.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DiskFloor {
+    /// The fdatasync call alone, after the write it makes durable (us).
+    pub(crate) fdatasync_us: f64,
+    /// The write and its fdatasync together: what a one-entry batch costs at least (us).
+    pub(crate) write_fdatasync_us: f64,
+}
+
+/// Medians over `samples` durable writes, each a 4 KiB O_DIRECT write appended to a preallocated
+/// file and its fdatasync (the pattern of a one-entry batch in the log's active segment).
+pub(crate) fn durable_write(dir: &Path, samples: usize) -> Result<DiskFloor, String> {
     let path = dir.join("floor-fdatasync.dat");
     let file = OpenOptions::new()
         .read(true)
@@ -42,20 +51,26 @@ pub(crate) fn fdatasync_us(dir: &Path, samples: usize) -> Result<f64, String> {
     file.sync_all().map_err(|e| e.to_string())?;
     let mut buf = IoBuf::with_capacity(BLOCK_SIZE_BYTES);
     buf.resize_zeroed(BLOCK_SIZE_BYTES);
-    let mut hist = latency_histogram_ns();
+    let mut sync = latency_histogram_ns();
+    let mut both = latency_histogram_ns();
     for i in 0..samples + 8 {
         let offset = (i * BLOCK_SIZE_BYTES) as u64;
-        file.write_all_at(buf.as_slice(), offset).map_err(|e| e.to_string())?;
         let start = Instant::now();
+        file.write_all_at(buf.as_slice(), offset).map_err(|e| e.to_string())?;
+        let written = Instant::now();
         file.sync_data().map_err(|e| e.to_string())?;
-        let ns = start.elapsed().as_nanos() as u64;
+        let done = Instant::now();
         // The first few warm the file's metadata.
         if i >= 8 {
-            hist.saturating_record(ns.max(1));
+            sync.saturating_record((done - written).as_nanos().max(1) as u64);
+            both.saturating_record((done - start).as_nanos().max(1) as u64);
         }
     }
     let _ = std::fs::remove_file(&path);
-    Ok(hist.value_at_quantile(0.5) as f64 / 1000.0)
+    Ok(DiskFloor {
+        fdatasync_us: sync.value_at_quantile(0.5) as f64 / 1000.0,
+        write_fdatasync_us: both.value_at_quantile(0.5) as f64 / 1000.0,
+    })
 }
 
 /// Median microseconds of `samples` round trips of a small request (a status query) to the node

@@ -55,6 +55,8 @@ pub(crate) struct LoadResult {
     pub(crate) dropped: u64,
     /// Length of the measured window.
     pub(crate) elapsed: Duration,
+    /// When the measured window ended.
+    pub(crate) end: Instant,
     /// Acknowledgements per [`TIMELINE_BUCKET`] from the start of the warm-up.
     pub(crate) timeline: Vec<u64>,
     /// Positions and acknowledgement instants, when the caller asked for them (tail lag).
@@ -205,6 +207,7 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
         error_samples: s.error_samples.clone(),
         dropped: s.dropped,
         elapsed: workload.duration,
+        end,
         timeline,
         acks: std::mem::take(&mut s.acks),
     }

@@ -28,7 +28,15 @@
 //!     replicas whose logs are more up-to-date than any replica lacking it that no such replica
 //!     could collect a majority of votes. This catches a commit that is unsafe (Figure 8) as
 //!     soon as it happens, without waiting for the unlucky election that would lose it.
+//!
+//! "Durable" always means the disk's durable image as [`crate::durable::DurableImage`] reads it
+//! from the simulated disk's bytes, never what a log store believes. The storage's own promises
+//! (durable entries vanish only through a requested truncation, recovery returns exactly the
+//! durable image, a failed fsync poisons the log, a full disk changes nothing) are checked where
+//! the replica loop meets the store ([`crate::store`], [`crate::replica`]) and reported with the
+//! properties [`Property::DurableImage`] and [`Property::StorageFault`].
 
+use crate::durable::DurableEntry;
 use crate::replica::{PendingProposal, Replica};
 use raftwal::raft::{RaftCore, Role};
 use raftwal_wire::message::{AppendEntriesResponse, Message, MessageBody};
@@ -61,6 +69,12 @@ pub enum Property {
     CoreError,
     /// A message left before what it depends on was durable (promise 3).
     PersistBeforeSend,
+    /// The disk's durable image lost an entry that no truncation removed, broke the on-disk
+    /// format, or disagreed with what recovery returned.
+    DurableImage,
+    /// A failed write or fsync did not poison the log for good, a full disk changed something
+    /// (poisoned the log, moved its durable index), or the log store broke its own invariants.
+    StorageFault,
 }
 
 /// A broken property, with what was seen.
@@ -109,11 +123,13 @@ struct ReplicaView {
     commit_checked: LogIndex,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Acknowledged {
     first: LogIndex,
     last: LogIndex,
     term: Term,
+    /// Content hash of each entry, in order.
+    hashes: Vec<u64>,
 }
 
 /// The global observer of one simulated cluster.
@@ -340,6 +356,7 @@ impl Checker {
             first: proposed.first_index,
             last: proposed.last_index,
             term: proposed.term,
+            hashes: proposal.hashes.clone(),
         };
         self.check_durable(&acknowledged, proposed.first_index, replicas, "when acknowledged")?;
         self.acknowledged.push(acknowledged);
@@ -366,9 +383,13 @@ impl Checker {
     ) -> Result<(), Violation> {
         let mut index = acknowledged.first.max(from);
         while index <= acknowledged.last {
+            let offset = usize::try_from(index.distance_from(acknowledged.first.prev()) - 1)
+                .expect("a proposal's size fits in memory");
+            let expected =
+                DurableEntry { term: acknowledged.term, hash: acknowledged.hashes[offset] };
             let holders = replicas
                 .iter()
-                .filter(|replica| replica.store().durable_term(index) == Some(acknowledged.term))
+                .filter(|replica| replica.store().durable().entry(index) == Some(expected))
                 .count();
             if holders < self.majority {
                 return Err(violation(
@@ -408,8 +429,8 @@ impl Checker {
 
     /// Property 9 for a message `sender` puts on the network.
     pub fn on_send(&mut self, sender: &Replica, message: &Message) -> Result<(), Violation> {
-        let store = sender.store();
-        let durable = store.durable_hard_state();
+        let image = sender.store().durable();
+        let durable = image.hard_state();
         let term = message.term;
         let broken = |what: String| {
             Err(violation(
@@ -456,7 +477,7 @@ impl Checker {
             }
             MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }) => {
                 let in_log = sender.core().and_then(|core| core.term_at(*match_index));
-                let on_disk = store.durable_term(*match_index);
+                let on_disk = image.term(*match_index);
                 if on_disk.is_none() || on_disk != in_log {
                     return broken(format!(
                         "it acknowledges {match_index:?}, which its durable log holds as \
@@ -490,23 +511,17 @@ impl Checker {
         let mut refusers: Vec<(Term, LogIndex)> = Vec::with_capacity(replicas.len());
         let mut threats: Vec<(NodeId, (Term, LogIndex))> = Vec::new();
         for replica in replicas {
-            let store = replica.store();
-            let durable_last = store.durable_last_index();
-            let durable_position =
-                (store.durable_term(durable_last).unwrap_or(Term::ZERO), durable_last);
+            let image = replica.store().durable();
+            let durable_last = image.last_index();
+            let durable_position = (image.term(durable_last).unwrap_or(Term::ZERO), durable_last);
+            let durable_holds = image.term(index) == Some(term);
+            // A replica that is down holds what its disk holds durably.
             let (written_holds, written_position) = match replica.core() {
                 Some(core) => {
                     (core.term_at(index) == Some(term), (core.last_term(), core.last_index()))
                 }
-                None => {
-                    let last = store.last_index();
-                    (
-                        store.term(index) == Some(term),
-                        (store.term(last).unwrap_or(Term::ZERO), last),
-                    )
-                }
+                None => (durable_holds, durable_position),
             };
-            let durable_holds = store.durable_term(index) == Some(term);
             if written_holds && durable_holds {
                 refusers.push(written_position.min(durable_position));
             }

@@ -1,149 +1,366 @@
-//! The storage seam of a simulated replica, and a faithful model of written versus durable state.
+//! The storage of a simulated node: the real [`LogStore`] on the node's own [`SimDisk`].
 //!
-//! Owns: the [`SimStore`] trait (what the replica loop needs from storage: write, fsync, crash,
-//! recover, and read-only inspection for the checker) and [`ModelStore`], its model.
-//! Must not: let a crash keep a write whose fsync had not completed unless the caller asks for it
-//! (the `surviving_units` of [`SimStore::crash`]), nor lose a write that was fsynced.
-//! The seam is deliberately narrow so the real log store running on the storage engine's
-//! simulated disk can replace [`ModelStore`] without touching the simulator.
-//!
-//! Invariants of [`ModelStore`]:
-//! 1. `written` is `durable` with every unsynced write applied in order.
-//! 2. Both images are logs without holes: entry `k` of the vector has index `k + 1`.
-//! 3. A sync makes `durable` equal to `written`; a crash makes `written` equal to `durable`
-//!    after applying the surviving prefix of the unsynced writes.
+//! Owns: [`SimStore`]: the node's disk (which outlives crashes), the log store while the node
+//! is up, the [`DurableImage`] the checker reads, the faults that outlive a crash (a full disk
+//! stays full), and the checks the storage must pass at the seams: recovery returns exactly the
+//! durable image, durable entries vanish only through a truncation the driver asked for, a
+//! failed fsync poisons the log for good.
+//! Must not: make anything durable on its own (only the disk's completions, which the driver
+//! schedules, and the store's own synchronous calls do), or read the durable image through the
+//! log store.
+//! Invariants:
+//! 1. The disk runs in manual mode: a queued write or fsync completes only when the driver runs
+//!    it ([`SimDisk::run_pending`]).
+//! 2. `log` is `Some` exactly while the node is up.
+//! 3. After [`SimStore::refresh`], `durable` matches the disk's durable image.
 
+use crate::durable::{DurableImage, ImageError, Reread};
 use raftwal::raft::{LogReadError, LogSource, ENTRY_OVERHEAD_BYTES};
-use raftwal_wire::types::{Entry, HardState, LogIndex, Term};
+use raftwal::storage::{
+    AppendError, HardStateError, LogOptions, LogStats, LogStore, ReadError, Recovery, SimDisk,
+    SubmitError, Tear, TruncateError,
+};
+use raftwal_wire::types::{Entry, EntryKind, HardState, LogIndex, Term};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-/// What the simulated replica loop needs from its storage.
-pub trait SimStore: LogSource + std::fmt::Debug {
-    /// The hard state as last written (after a crash: as recovered).
-    fn hard_state(&self) -> HardState;
+/// Where every simulated node keeps its log, on its own disk.
+pub const LOG_DIR: &str = "/raftwal/log";
 
-    /// Writes a hard state and entries (not yet durable). Entries replace the stored suffix from
-    /// the first entry's index on, as [`raftwal::raft::Ready`] specifies.
-    fn write(&mut self, hard_state: Option<HardState>, entries: &[Entry]);
-
-    /// Makes every write so far durable (the group fsync completed). Returns the lowest index the
-    /// durable log lost in the process (a durable suffix replaced by new entries), if any.
-    fn sync(&mut self) -> Option<LogIndex>;
-
-    /// How many units (one per hard-state write, one per entry) were written since the last sync.
-    fn unsynced_units(&self) -> usize;
-
-    /// Crashes: everything not durable is lost, except the first `surviving_units` units of the
-    /// unsynced writes, in order (a process crash whose page cache still reached the disk).
-    /// Returns the lowest index the durable log lost, if a surviving write replaced a suffix.
-    fn crash(&mut self, surviving_units: usize) -> Option<LogIndex>;
-
-    /// The hard state as it is durable.
-    fn durable_hard_state(&self) -> HardState;
-
-    /// Term of the durable entry at `index`, if the durable log has one.
-    fn durable_term(&self, index: LogIndex) -> Option<Term>;
-
-    /// Last index of the durable log.
-    fn durable_last_index(&self) -> LogIndex;
+/// A simulated node's storage. See the module documentation.
+#[derive(Debug)]
+pub struct SimStore {
+    disk: Rc<SimDisk>,
+    dir: PathBuf,
+    options: LogOptions,
+    log: Option<LogStore<SimDisk>>,
+    durable: DurableImage,
+    /// The lowest index a truncation may have removed since the durable image was last read:
+    /// durable entries from there on may vanish.
+    truncated_from: Option<LogIndex>,
+    /// A full disk: the space the files may use, restored after every crash.
+    capacity_bytes: Option<u64>,
+    /// What the log stores closed so far wrote.
+    retired: LogStats,
+    /// Whether [`SimStore::open`] compares what recovery returns with the durable image.
+    check_recovery: bool,
+    /// The disk's point count and the log's last and durable indexes at the last invariant check.
+    invariants_checked: Option<(u64, LogIndex, LogIndex)>,
 }
 
-/// A hard state and a log.
-#[derive(Clone, Debug, Default)]
-struct Image {
-    hard_state: HardState,
-    entries: Vec<Entry>,
-}
-
-/// One write: a hard state, or entries replacing the suffix from their first index on.
-#[derive(Clone, Debug)]
-enum Write {
-    HardState(HardState),
-    Entries(Vec<Entry>),
-}
-
-impl Write {
-    fn units(&self) -> usize {
-        match self {
-            Write::HardState(_) => 1,
-            Write::Entries(entries) => entries.len(),
+impl SimStore {
+    /// A node with an empty disk (the log is created at the first [`SimStore::open`]).
+    pub fn new(options: LogOptions) -> SimStore {
+        let disk = Rc::new(SimDisk::new());
+        disk.set_manual(true);
+        let dir = PathBuf::from(LOG_DIR);
+        SimStore {
+            durable: DurableImage::new(&dir),
+            disk,
+            dir,
+            options,
+            log: None,
+            truncated_from: None,
+            capacity_bytes: None,
+            retired: LogStats::default(),
+            check_recovery: true,
+            invariants_checked: None,
         }
+    }
+
+    /// A node whose disk already holds `hard_state` and `entries` durably (for scenarios that
+    /// start from given logs, such as the paper's Figure 7).
+    pub fn with_durable(options: LogOptions, hard_state: HardState, entries: &[Entry]) -> SimStore {
+        let store = SimStore::new(options);
+        let (mut log, _) = LogStore::open(&store.dir, options, store.disk.clone())
+            .expect("a fresh simulated disk opens");
+        log.save_hard_state(hard_state).expect("a fresh simulated disk saves");
+        log.append(entries).expect("scenario logs are consecutive with terms that never fall");
+        log.flush().expect("a fresh simulated disk syncs");
+        drop(log);
+        store
+    }
+
+    /// Turns off the comparison of what recovery returns with the durable image (to measure
+    /// how soon the Raft properties alone notice a recovery that claims too much).
+    pub fn without_recovery_check(mut self) -> SimStore {
+        self.check_recovery = false;
+        self
+    }
+
+    /// The node's disk.
+    pub fn disk(&self) -> &SimDisk {
+        &self.disk
+    }
+
+    /// The log store, while the node is up.
+    pub fn log(&self) -> Option<&LogStore<SimDisk>> {
+        self.log.as_ref()
+    }
+
+    /// The log store, mutably, while the node is up.
+    pub fn log_mut(&mut self) -> Option<&mut LogStore<SimDisk>> {
+        self.log.as_mut()
+    }
+
+    /// The log as the core reads it. Panics if the node is down.
+    pub fn source(&self) -> StoredLog<'_> {
+        StoredLog(self.log.as_ref().expect("the log is read only while the node is up"))
+    }
+
+    /// What the disk holds durably, as of the last [`SimStore::refresh`].
+    pub fn durable(&self) -> &DurableImage {
+        &self.durable
+    }
+
+    /// Opens the log on the disk, recovering what it holds, and checks the recovery: it must
+    /// lose nothing durable and return exactly the disk's durable image (entries, terms,
+    /// payloads and hard state).
+    pub fn open(&mut self) -> Result<Recovery, ImageError> {
+        assert!(self.log.is_none(), "only a closed log opens");
+        let (log, recovery) = LogStore::open(&self.dir, self.options, self.disk.clone())
+            .map_err(|error| ImageError(format!("the log does not reopen: {error}")))?;
+        if let Some(from) = self.durable.refresh(&self.disk, Reread::Full)? {
+            return Err(ImageError(format!("recovery lost durable entries from {from}")));
+        }
+        if !self.check_recovery {
+            self.log = Some(log);
+            return Ok(recovery);
+        }
+        let durable = &self.durable;
+        let mismatch = |what: String| {
+            Err(ImageError(format!("recovery disagrees with the durable image: {what}")))
+        };
+        if recovery.hard_state != durable.hard_state() {
+            return mismatch(format!(
+                "hard state {:?}, durable {:?}",
+                recovery.hard_state,
+                durable.hard_state()
+            ));
+        }
+        if recovery.last_index != durable.last_index() {
+            return mismatch(format!(
+                "log ends at {}, durable at {}",
+                recovery.last_index,
+                durable.last_index()
+            ));
+        }
+        let entries = if recovery.last_index < recovery.first_index {
+            Vec::new()
+        } else {
+            log.read(recovery.first_index, usize::MAX)
+                .map_err(|error| ImageError(format!("the recovered log does not read: {error}")))?
+        };
+        if entries.len() as u64 != recovery.last_index.distance_from(recovery.first_index.prev()) {
+            return mismatch(format!("{} entries read back", entries.len()));
+        }
+        for entry in &entries {
+            let stored = durable.entry(entry.index);
+            let read = crate::checker::entry_hash(entry.kind, &entry.data);
+            if stored.map(|durable| (durable.term, durable.hash)) != Some((entry.term, read)) {
+                return mismatch(format!(
+                    "entry {}/{} reads back as {stored:?}",
+                    entry.index, entry.term
+                ));
+            }
+        }
+        self.log = Some(log);
+        Ok(recovery)
+    }
+
+    /// Removes the stored entries after `index` (durably, before returning), noting that durable
+    /// entries from `index + 1` on may vanish.
+    pub fn truncate_after(&mut self, index: LogIndex) -> Result<(), TruncateError> {
+        let log = self.log.as_mut().expect("only an open log truncates");
+        let from = index.next();
+        self.truncated_from = Some(self.truncated_from.map_or(from, |earlier| earlier.min(from)));
+        log.truncate_after(index)
+    }
+
+    /// The log store's own invariants (`LogStore::check_invariants`, which asserts), as an
+    /// error instead of a panic so that a run reports its seed. Skipped when neither the disk
+    /// nor the log's extent changed since the last check (the check walks the whole tail).
+    pub fn check_log_invariants(&mut self) -> Result<(), String> {
+        let Some(log) = &self.log else { return Ok(()) };
+        let state = (self.disk.stats().points, log.last_index(), log.durable_index());
+        if self.invariants_checked == Some(state) {
+            return Ok(());
+        }
+        self.invariants_checked = Some(state);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| log.check_invariants())).map_err(
+            |panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_string()));
+                format!("the log store broke an invariant: {}", what.unwrap_or_default())
+            },
+        )
+    }
+
+    /// Reads the durable image again. Returns the lowest index whose durable entry a truncation
+    /// removed, if any; a durable entry that vanished any other way is an error.
+    pub fn refresh(&mut self) -> Result<Option<LogIndex>, ImageError> {
+        let reread = if self.truncated_from.is_some() { Reread::Full } else { Reread::IfChanged };
+        let lost = self.durable.refresh(&self.disk, reread)?;
+        let allowed = self.truncated_from.take();
+        match lost {
+            Some(from) if allowed.is_none_or(|allowed| from < allowed) => Err(ImageError(format!(
+                "durable entry {from} vanished, but no truncation removed it (truncated from \
+                 {allowed:?})"
+            ))),
+            lost => Ok(lost),
+        }
+    }
+
+    /// The node crashes: the disk loses everything not durable (keeping a torn prefix of its
+    /// last unsynced write if `tear` says so) and the log store is gone. Returns the lowest
+    /// durable index a truncation in progress removed, if any.
+    pub fn crash(&mut self, tear: Tear) -> Result<Option<LogIndex>, ImageError> {
+        // The disk crashes first: dropping the store first would let its batch in flight finish.
+        self.disk.crash(tear);
+        self.retire_log();
+        self.apply_capacity();
+        let allowed = self.truncated_from.take();
+        match self.durable.refresh(&self.disk, Reread::Full)? {
+            Some(from) if allowed.is_none_or(|allowed| from < allowed) => Err(ImageError(format!(
+                "the crash lost durable entry {from}, which no truncation removed"
+            ))),
+            lost => Ok(lost),
+        }
+    }
+
+    /// Closes the log without crashing the disk: what was written stays readable, durable or
+    /// not. Only the planted driver bug that reopens a poisoned log in the same boot does this.
+    pub fn close(&mut self) {
+        self.retire_log();
+    }
+
+    fn retire_log(&mut self) {
+        if let Some(log) = self.log.take() {
+            let stats = log.stats();
+            self.retired.batches += stats.batches;
+            self.retired.entries += stats.entries;
+            self.retired.data_syncs += stats.data_syncs;
+            self.retired.bytes_written += stats.bytes_written;
+        }
+    }
+
+    /// What every log store of this node wrote: batches, entries, data fsyncs, bytes.
+    pub fn batch_stats(&self) -> LogStats {
+        let mut stats = self.retired;
+        if let Some(log) = &self.log {
+            let live = log.stats();
+            stats.batches += live.batches;
+            stats.entries += live.entries;
+            stats.data_syncs += live.data_syncs;
+            stats.bytes_written += live.bytes_written;
+        }
+        stats
+    }
+
+    /// Lets the queued ops run into a crash: `points` more write or sync points succeed, the
+    /// next one fails and the disk is down until [`SimStore::crash`].
+    pub fn run_into_crash(&self, points: u64) {
+        let mut faults = self.disk.faults();
+        faults.crash_at_point = Some(self.disk.stats().points + points);
+        self.disk.set_faults(faults);
+        self.disk.run_pending(usize::MAX);
+    }
+
+    /// Arms a crash: `points` more write or sync points succeed, whatever runs them.
+    pub fn arm_crash(&self, points: u64) {
+        let mut faults = self.disk.faults();
+        faults.crash_at_point = Some(self.disk.stats().points + points);
+        self.disk.set_faults(faults);
+    }
+
+    /// Disarms a crash that has not fired.
+    pub fn disarm_crash(&self) {
+        let mut faults = self.disk.faults();
+        faults.crash_at_point = None;
+        self.disk.set_faults(faults);
+    }
+
+    /// Makes the next fdatasync fail (EIO), as a dying device does.
+    pub fn fail_next_sync(&self) {
+        let mut faults = self.disk.faults();
+        faults.fail_next_sync = true;
+        self.disk.set_faults(faults);
+    }
+
+    /// Fills the disk: the files may grow by `slack_bytes` at most (`None` frees it again).
+    pub fn set_full(&mut self, slack_bytes: Option<u64>) {
+        self.capacity_bytes = slack_bytes.map(|slack| self.disk.used_bytes() + slack);
+        self.apply_capacity();
+    }
+
+    /// Heals the disk: no armed crash, no failing fsync, room again.
+    pub fn clear_faults(&mut self) {
+        self.capacity_bytes = None;
+        self.disk.set_faults(raftwal::storage::SimFaults::default());
+    }
+
+    /// Whether the disk is full (a capacity is set).
+    pub fn is_full(&self) -> bool {
+        self.capacity_bytes.is_some()
+    }
+
+    fn apply_capacity(&self) {
+        let mut faults = self.disk.faults();
+        faults.capacity_bytes = self.capacity_bytes;
+        self.disk.set_faults(faults);
+    }
+
+    /// Checks that the log is poisoned for good after a failed write or fsync: it says so, it
+    /// refuses every kind of write, and its durable index did not pass `durable_before`.
+    pub fn confirm_poisoned(&mut self, durable_before: LogIndex) -> Result<(), String> {
+        let log = self.log.as_mut().expect("only an open log is poisoned");
+        let Some(poison) = log.poisoned().cloned() else {
+            return Err("a failed write or fsync did not poison the log".to_string());
+        };
+        if log.durable_index() > durable_before {
+            return Err(format!(
+                "the durable index moved from {durable_before} to {} in a failed batch ({poison})",
+                log.durable_index()
+            ));
+        }
+        let next = Entry {
+            index: log.last_index().next(),
+            term: log.last_term(),
+            kind: EntryKind::Normal,
+            data: bytes::Bytes::new(),
+        };
+        let hard_state = log.hard_state();
+        let refused = matches!(log.append(&[next]), Err(AppendError::Poisoned(_)))
+            && matches!(log.submit(), Err(SubmitError::Poisoned(_)))
+            && matches!(log.save_hard_state(hard_state), Err(HardStateError::Poisoned(_)))
+            && matches!(log.truncate_after(LogIndex::ZERO), Err(TruncateError::Poisoned(_)));
+        if refused {
+            Ok(())
+        } else {
+            Err(format!("the poisoned log ({poison}) accepted a write"))
+        }
+    }
+
+    /// The directory of the log on the disk.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 
-impl Image {
+/// The stored log as the core reads it ([`LogSource`]): everything handed to the store,
+/// durable or not (the core reads only entries it knows durable).
+#[derive(Clone, Copy, Debug)]
+pub struct StoredLog<'a>(&'a LogStore<SimDisk>);
+
+impl LogSource for StoredLog<'_> {
     fn last_index(&self) -> LogIndex {
-        LogIndex(self.entries.len() as u64)
+        self.0.last_index()
     }
 
     fn term(&self, index: LogIndex) -> Option<Term> {
-        if index == LogIndex::ZERO {
-            return Some(Term::ZERO);
-        }
-        self.entries.get(usize::try_from(index.get()).ok()? - 1).map(|entry| entry.term)
-    }
-
-    /// Applies at most `units` units of `write`; returns the lowest index it removed, if any.
-    fn apply(&mut self, write: &Write, units: usize) -> Option<LogIndex> {
-        match write {
-            Write::HardState(hard_state) => {
-                if units > 0 {
-                    self.hard_state = *hard_state;
-                }
-                None
-            }
-            Write::Entries(entries) => {
-                let first = entries.first()?;
-                if units == 0 {
-                    return None;
-                }
-                let keep = usize::try_from(first.index.get() - 1).expect("index fits");
-                assert!(keep <= self.entries.len(), "a write never leaves a hole (invariant 2)");
-                let removed = (keep < self.entries.len()).then_some(first.index);
-                self.entries.truncate(keep);
-                self.entries.extend(entries.iter().take(units).cloned());
-                removed
-            }
-        }
-    }
-}
-
-/// The model disk: a written image, a durable image, and the writes between them.
-#[derive(Clone, Debug, Default)]
-pub struct ModelStore {
-    durable: Image,
-    written: Image,
-    unsynced: Vec<Write>,
-}
-
-impl ModelStore {
-    /// An empty disk.
-    pub fn new() -> ModelStore {
-        ModelStore::default()
-    }
-
-    /// A disk that already holds `hard_state` and `entries`, durably (for scenarios that start
-    /// from given logs, such as the paper's Figure 7).
-    pub fn with_durable(hard_state: HardState, entries: Vec<Entry>) -> ModelStore {
-        let image = Image { hard_state, entries };
-        for (position, entry) in image.entries.iter().enumerate() {
-            assert_eq!(entry.index.get(), position as u64 + 1, "no holes (invariant 2)");
-        }
-        ModelStore { durable: image.clone(), written: image, unsynced: Vec::new() }
-    }
-
-    /// The written entry at `index`, if any.
-    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        self.written.entries.get(usize::try_from(index.get()).ok()?.checked_sub(1)?)
-    }
-}
-
-impl LogSource for ModelStore {
-    fn last_index(&self) -> LogIndex {
-        self.written.last_index()
-    }
-
-    fn term(&self, index: LogIndex) -> Option<Term> {
-        self.written.term(index)
+        self.0.term(index)
     }
 
     fn read(
@@ -152,146 +369,33 @@ impl LogSource for ModelStore {
         last: LogIndex,
         size_bytes_max: usize,
     ) -> Result<Vec<Entry>, LogReadError> {
-        let mut out = Vec::new();
-        let mut size = 0;
-        let mut index = first;
-        while index <= last {
-            let Some(entry) = self.entry(index) else {
-                break;
-            };
+        if first > last || first > self.0.last_index() {
+            return Err(LogReadError::Unavailable { index: first });
+        }
+        let mut entries = self.0.read(first, size_bytes_max).map_err(|error| match error {
+            ReadError::Compacted { .. } | ReadError::BeyondEnd { .. } => {
+                LogReadError::Unavailable { index: first }
+            }
+            other => LogReadError::Storage { reason: other.to_string() },
+        })?;
+        // The store counts payload bytes; the core's budget also counts each entry's overhead.
+        let (mut size, mut keep) = (0, 0);
+        for entry in &entries {
             let entry_size = entry.data.len() + ENTRY_OVERHEAD_BYTES;
-            if !out.is_empty() && size + entry_size > size_bytes_max {
+            if entry.index > last || (keep > 0 && size + entry_size > size_bytes_max) {
                 break;
             }
             size += entry_size;
-            out.push(entry.clone());
-            index = index.next();
+            keep += 1;
         }
-        if out.is_empty() {
+        entries.truncate(keep);
+        if entries.is_empty() {
             return Err(LogReadError::Unavailable { index: first });
         }
-        Ok(out)
-    }
-}
-
-impl SimStore for ModelStore {
-    fn hard_state(&self) -> HardState {
-        self.written.hard_state
-    }
-
-    fn write(&mut self, hard_state: Option<HardState>, entries: &[Entry]) {
-        if let Some(hard_state) = hard_state {
-            let write = Write::HardState(hard_state);
-            self.written.apply(&write, 1);
-            self.unsynced.push(write);
-        }
-        if !entries.is_empty() {
-            let write = Write::Entries(entries.to_vec());
-            self.written.apply(&write, usize::MAX);
-            self.unsynced.push(write);
-        }
-    }
-
-    fn sync(&mut self) -> Option<LogIndex> {
-        let mut lost = None::<LogIndex>;
-        for write in self.unsynced.drain(..) {
-            if let Some(index) = self.durable.apply(&write, usize::MAX) {
-                lost = Some(lost.map_or(index, |previous| previous.min(index)));
-            }
-        }
-        lost
-    }
-
-    fn unsynced_units(&self) -> usize {
-        self.unsynced.iter().map(Write::units).sum()
-    }
-
-    fn crash(&mut self, surviving_units: usize) -> Option<LogIndex> {
-        let mut remaining = surviving_units;
-        let mut lost = None::<LogIndex>;
-        for write in self.unsynced.drain(..) {
-            if remaining == 0 {
-                break;
-            }
-            let units = write.units().min(remaining);
-            remaining -= units;
-            if let Some(index) = self.durable.apply(&write, units) {
-                lost = Some(lost.map_or(index, |previous| previous.min(index)));
-            }
-        }
-        self.written = self.durable.clone();
-        lost
-    }
-
-    fn durable_hard_state(&self) -> HardState {
-        self.durable.hard_state
-    }
-
-    fn durable_term(&self, index: LogIndex) -> Option<Term> {
-        self.durable.term(index)
-    }
-
-    fn durable_last_index(&self) -> LogIndex {
-        self.durable.last_index()
+        Ok(entries)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-    use raftwal_wire::types::{EntryKind, NodeId};
-
-    fn entries(first: u64, terms: &[u64]) -> Vec<Entry> {
-        terms
-            .iter()
-            .enumerate()
-            .map(|(offset, term)| Entry {
-                index: LogIndex(first + offset as u64),
-                term: Term(*term),
-                kind: EntryKind::Normal,
-                data: Bytes::from_static(b"p"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_crash_keeps_exactly_the_durable_state() {
-        let mut store = ModelStore::new();
-        let voted = HardState { term: Term(1), vote: Some(NodeId(1)), commit: LogIndex(0) };
-        store.write(Some(voted), &entries(1, &[1, 1]));
-        assert_eq!(store.sync(), None);
-        store.write(Some(HardState { term: Term(2), ..voted }), &entries(3, &[2]));
-        assert_eq!(store.last_index(), LogIndex(3));
-        assert_eq!(store.durable_last_index(), LogIndex(2));
-        assert_eq!(store.crash(0), None);
-        assert_eq!(store.hard_state(), voted);
-        assert_eq!(store.last_index(), LogIndex(2));
-    }
-
-    #[test]
-    fn a_crash_may_keep_a_prefix_of_unsynced_writes() {
-        let mut store = ModelStore::new();
-        store.write(None, &entries(1, &[1, 1, 1]));
-        store.sync();
-        store.write(None, &entries(2, &[2, 2, 2]));
-        assert_eq!(store.unsynced_units(), 3);
-        // Two units survive: the overwrite of the suffix from 2 on, with two of its entries.
-        assert_eq!(store.crash(2), Some(LogIndex(2)));
-        assert_eq!(store.last_index(), LogIndex(3));
-        assert_eq!(store.term(LogIndex(3)), Some(Term(2)));
-    }
-
-    #[test]
-    fn sync_reports_a_durable_suffix_replaced() {
-        let mut store = ModelStore::new();
-        store.write(None, &entries(1, &[1, 1, 1]));
-        store.sync();
-        store.write(None, &entries(3, &[2]));
-        assert_eq!(store.durable_term(LogIndex(3)), Some(Term(1)));
-        assert_eq!(store.sync(), Some(LogIndex(3)));
-        assert_eq!(store.durable_term(LogIndex(3)), Some(Term(2)));
-        let read = store.read(LogIndex(1), LogIndex(3), 0).expect("stored");
-        assert_eq!(read.len(), 1, "one entry even when it exceeds the size limit");
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

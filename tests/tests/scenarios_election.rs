@@ -136,9 +136,9 @@ fn s5_2_a_vote_leaves_only_after_it_is_durable() {
     cluster.deliver_where(filter::to(2));
     assert_eq!(cluster.core(2).vote(), Some(NodeId(1)));
     assert!(cluster.wire().iter().all(|m| m.from != NodeId(2)), "the grant waits for the fsync");
-    assert_eq!(cluster.store(2).durable_hard_state().vote, None);
+    assert_eq!(cluster.store(2).durable().hard_state().vote, None);
     cluster.sync(2);
-    assert_eq!(cluster.store(2).durable_hard_state().vote, Some(NodeId(1)));
+    assert_eq!(cluster.store(2).durable().hard_state().vote, Some(NodeId(1)));
     assert!(cluster
         .wire()
         .iter()

@@ -130,7 +130,7 @@ fn thesis_10_2_1_the_leader_sends_appends_before_its_own_write_completes() {
     cluster.elect(1);
     cluster.set_auto_sync(false);
     cluster.propose(1, &["a"]).expect("leader");
-    assert_eq!(cluster.store(1).durable_last_index(), LogIndex(1), "the leader's write waits");
+    assert_eq!(cluster.store(1).durable().last_index(), LogIndex(1), "the leader's write waits");
     assert_eq!(
         cluster.wire().iter().filter(|m| m.kind_name() == "AppendEntries").count(),
         2,
@@ -162,7 +162,7 @@ fn thesis_10_2_1_followers_alone_can_form_the_majority() {
     cluster.deliver_where(filter::kind("AppendEntries"));
     cluster.sync(2).sync(3);
     cluster.deliver_where(filter::to(1));
-    assert_eq!(cluster.store(1).durable_last_index(), LogIndex(1), "the leader has not synced");
+    assert_eq!(cluster.store(1).durable().last_index(), LogIndex(1), "the leader has not synced");
     assert_eq!(cluster.commit(1), proposed.last_index, "two followers are a majority of three");
 }
 
@@ -439,11 +439,13 @@ fn durability_a_torn_write_never_leaves_a_commit_index_beyond_durable_entries() 
     }
     assert_eq!(cluster.core(3).term_at(LogIndex(2)), Some(Term(2)));
     assert_eq!(cluster.commit(3), LogIndex(2));
-    // The write starts; the replica crashes with its first unit (the hard state) on disk, not
-    // the entry.
+    // The writer starts: the hard state is saved (durable) before the entry, whose batch waits
+    // on the disk; the replica crashes with the hard state on disk and not the entry.
     cluster.begin_sync(3);
-    assert_eq!(cluster.store(3).unsynced_units(), 2);
-    cluster.crash_keeping(3, 1).restart(3);
+    assert_eq!(cluster.store(3).durable().hard_state().term, Term(2));
+    assert_eq!(cluster.store(3).durable().last_index(), LogIndex(1), "the stale suffix is cut");
+    // A persisted commit index of 2 would now lie beyond the durable log: restoring would fail.
+    cluster.crash(3).restart(3);
     let core = cluster.core(3);
     assert!(core.commit_index() < LogIndex(2) || core.term_at(LogIndex(2)) == Some(Term(2)));
 }

@@ -43,18 +43,22 @@ pub struct ClientConfig {
     pub log: LogId,
     /// How long one attempt of a request may take before the client moves to another node.
     pub attempt_timeout: Duration,
+    /// How long a connection attempt (QUIC and TLS handshake) may take. A stopped node never
+    /// answers, so this bounds how long a client spends on one before it tries another.
+    pub connect_timeout: Duration,
     /// How long a request is retried (across leader changes) before it fails.
     pub retry_deadline: Duration,
 }
 
 impl ClientConfig {
-    /// A configuration with the default timeouts (5 s per attempt, 30 s in all).
+    /// A configuration with the default timeouts (1 s to connect, 5 s per attempt, 30 s in all).
     pub fn new(nodes: Vec<SocketAddr>, tls_dir: impl Into<PathBuf>, log: LogId) -> ClientConfig {
         ClientConfig {
             nodes,
             tls_dir: tls_dir.into(),
             log,
             attempt_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
             retry_deadline: Duration::from_secs(30),
         }
     }
@@ -103,6 +107,9 @@ pub struct Client {
     next_seq: AtomicU64,
     /// The node appends go to, and the connection to it.
     current: Mutex<Current>,
+    /// Held while connecting, so that concurrent requests wait for one connection attempt
+    /// instead of each making their own.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +119,39 @@ struct Current {
     /// The node believed to lead (from a redirect).
     preferred: Option<SocketAddr>,
     connection: Option<Arc<ClientConnection>>,
+    /// Nodes that just failed (a lost connection, a failed connect), with when to try them
+    /// again: a stopped node is skipped while others remain, rather than tried again at once.
+    down: Vec<(SocketAddr, tokio::time::Instant)>,
+}
+
+/// How long a node that just failed is skipped.
+const DOWN_FOR: Duration = Duration::from_secs(2);
+
+impl Current {
+    fn is_down(&self, addr: SocketAddr, now: tokio::time::Instant) -> bool {
+        self.down.iter().any(|(a, until)| *a == addr && *until > now)
+    }
+
+    fn mark_down(&mut self, addr: SocketAddr, now: tokio::time::Instant) {
+        self.down.retain(|(a, until)| *a != addr && *until > now);
+        self.down.push((addr, now + DOWN_FOR));
+    }
+
+    /// The node to connect to: the preferred one, else the next in turn that is not down (or
+    /// the next in turn, when every node is down).
+    fn target(&mut self, nodes: &[SocketAddr], now: tokio::time::Instant) -> SocketAddr {
+        if let Some(preferred) = self.preferred.filter(|p| !self.is_down(*p, now)) {
+            return preferred;
+        }
+        for _ in 0..nodes.len() {
+            let candidate = nodes[self.rotation % nodes.len()];
+            if !self.is_down(candidate, now) {
+                return candidate;
+            }
+            self.rotation = self.rotation.wrapping_add(1);
+        }
+        nodes[self.rotation % nodes.len()]
+    }
 }
 
 /// A client id that differs between clients and runs: it keys the log's deduplication table.
@@ -145,6 +185,7 @@ impl Client {
             client_id: new_client_id(),
             next_seq: AtomicU64::new(1),
             current: Mutex::new(Current::default()),
+            connecting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -158,44 +199,43 @@ impl Client {
         self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The connection appends use, connecting (to the preferred node, else the next in turn).
+    /// The connection appends use, connecting (to the preferred node, else the next in turn
+    /// that is not down) when there is none.
     async fn connection(&self) -> Result<Arc<ClientConnection>, String> {
+        if let Some(connection) = self.current().connection.clone() {
+            return Ok(connection);
+        }
+        let _connecting = self.connecting.lock().await;
         let target = {
-            let current = self.current();
+            let mut current = self.current();
+            // Another task may have connected while this one waited.
             if let Some(connection) = &current.connection {
                 return Ok(connection.clone());
             }
-            current
-                .preferred
-                .unwrap_or(self.config.nodes[current.rotation % self.config.nodes.len()])
+            current.target(&self.config.nodes, tokio::time::Instant::now())
         };
         let connect = self.endpoint.connect(target);
-        let connection = match tokio::time::timeout(self.config.attempt_timeout, connect).await {
-            Ok(Ok(connection)) => Arc::new(connection),
-            Ok(Err(e)) => {
-                self.move_on(None);
-                return Err(format!("{target}: {e}"));
+        let failure = match tokio::time::timeout(self.config.connect_timeout, connect).await {
+            Ok(Ok(connection)) => {
+                let connection = Arc::new(connection);
+                self.current().connection = Some(connection.clone());
+                return Ok(connection);
             }
-            Err(_) => {
-                self.move_on(None);
-                return Err(format!("{target}: connection timed out"));
-            }
+            Ok(Err(e)) => format!("{target}: {e}"),
+            Err(_) => format!("{target}: connection timed out"),
         };
-        let mut current = self.current();
-        // Another task may have connected meanwhile; keep one connection.
-        match &current.connection {
-            Some(existing) => Ok(existing.clone()),
-            None => {
-                current.connection = Some(connection.clone());
-                Ok(connection)
-            }
-        }
+        self.current().mark_down(target, tokio::time::Instant::now());
+        self.move_on(None);
+        Err(failure)
     }
 
     /// Drops the connection `failed` (if it is still the current one) and moves to `next`, or to
-    /// the next node in turn.
-    fn forget(&self, failed: &Arc<ClientConnection>, next: Option<SocketAddr>) {
+    /// the next node in turn; `down` marks the failed node to be skipped for a while.
+    fn forget(&self, failed: &Arc<ClientConnection>, next: Option<SocketAddr>, down: bool) {
         let mut current = self.current();
+        if down {
+            current.mark_down(failed.remote_addr(), tokio::time::Instant::now());
+        }
         if current.connection.as_ref().is_some_and(|c| Arc::ptr_eq(c, failed)) {
             current.connection = None;
             drop(current);
@@ -253,18 +293,18 @@ impl Client {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Redirect(Some(addr)) if addr != connection.remote_addr() => {
                     last_failure = format!("redirected to {addr}");
-                    self.forget(&connection, Some(addr));
+                    self.forget(&connection, Some(addr), false);
                 }
                 Attempt::Redirect(_) => {
                     // No leader known yet (an election is running): wait a little, then ask
                     // around.
                     last_failure = "no leader known".into();
-                    self.forget(&connection, None);
+                    self.forget(&connection, None, false);
                     pause(&mut backoff).await;
                 }
                 Attempt::Retry(e) => {
                     last_failure = e;
-                    self.forget(&connection, None);
+                    self.forget(&connection, None, true);
                     pause(&mut backoff).await;
                 }
             }
@@ -343,7 +383,7 @@ impl Client {
     /// The log's status on the node at `node`.
     pub async fn status_of(&self, node: SocketAddr) -> Result<LogStatus, ClientError> {
         let connect = self.endpoint.connect(node);
-        let connection = match tokio::time::timeout(self.config.attempt_timeout, connect).await {
+        let connection = match tokio::time::timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(e)) => return Err(ClientError::Unavailable(format!("{node}: {e}"))),
             Err(_) => {

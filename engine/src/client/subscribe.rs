@@ -60,10 +60,12 @@ impl RemoteSubscription {
     async fn open(&mut self) -> Result<(), String> {
         let addr = self.node_addr();
         let timeout = self.client.config().attempt_timeout;
-        let connection = tokio::time::timeout(timeout, self.client.endpoint().connect(addr))
-            .await
-            .map_err(|_| format!("{addr}: connection timed out"))?
-            .map_err(|e| format!("{addr}: {e}"))?;
+        let connect_timeout = self.client.config().connect_timeout;
+        let connection =
+            tokio::time::timeout(connect_timeout, self.client.endpoint().connect(addr))
+                .await
+                .map_err(|_| format!("{addr}: connection timed out"))?
+                .map_err(|e| format!("{addr}: {e}"))?;
         let request = SubscribeRequest { log: self.client.config().log, from: self.next };
         let stream = tokio::time::timeout(timeout, connection.subscribe(request))
             .await

@@ -10,6 +10,8 @@
 //! 1. Messages wait on the wire in send order until delivered, dropped or taken.
 //! 2. With `auto_sync` on (the default), each replica's writes become durable as soon as they
 //!    are handed out; with it off, they wait for [`Cluster::sync`].
+//! 3. Replicas run the real log store on their own simulated disks, like the simulator's, and
+//!    save every change of the commit index (so restarts exercise the persisted commit index).
 //!
 //! ```
 //! use raftwal_tests::scenario::Cluster;
@@ -24,10 +26,11 @@
 //! ```
 
 use crate::checker::Checker;
-use crate::replica::Replica;
-use crate::store::{ModelStore, SimStore};
+use crate::replica::{CommitPersistence, Down, DriverOrder, Replica};
+use crate::store::SimStore;
 use bytes::Bytes;
 use raftwal::raft::{Config, ProposeError, Proposed, RaftCore, ReadState, Role};
+use raftwal::storage::{LogOptions, Tear};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{Entry, EntryKind, HardState, LogId, LogIndex, NodeId, Term};
 use std::collections::BTreeSet;
@@ -38,6 +41,18 @@ mod time;
 
 /// The log id every scenario cluster uses.
 pub const SCENARIO_LOG: LogId = LogId(1);
+
+/// The log store settings of every scenario replica: small segments, so a few dozen entries
+/// already roll over to a new one.
+pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
+    segment_size_bytes: 16 << 10,
+    direct_io: true,
+    batch_bytes_max: 8 << 20,
+    tail_cache_bytes_max: 16 << 20,
+    write_chunk_bytes: 512 << 10,
+    cluster_id: raftwal_wire::types::ClusterId(0),
+    log_id: SCENARIO_LOG,
+};
 
 /// A cluster under a test's complete control.
 #[derive(Debug)]
@@ -115,9 +130,17 @@ impl Cluster {
                 vote: None,
                 commit: LogIndex::ZERO,
             };
-            let store = ModelStore::with_durable(hard_state, entries);
-            let replica = Replica::start(config.clone(), Box::new(store), Vec::new())
-                .expect("scenario replicas start");
+            let store = SimStore::with_durable(SCENARIO_LOG_OPTIONS, hard_state, &entries);
+            // The group writer: nothing a replica writes is durable until the test lets its disk
+            // complete it (`sync`), which the scenarios about persist-before-send need.
+            let replica = Replica::start(
+                config.clone(),
+                store,
+                Vec::new(),
+                DriverOrder::Groups,
+                CommitPersistence::EveryChange,
+            )
+            .unwrap_or_else(|violation| panic!("scenario replicas start: {violation}"));
             replicas.push(replica);
             configs.push(config);
         }
@@ -155,7 +178,7 @@ impl Cluster {
     }
 
     /// The store of `node`.
-    pub fn store(&self, node: u64) -> &dyn SimStore {
+    pub fn store(&self, node: u64) -> &SimStore {
         self.replica(node).store()
     }
 
@@ -192,11 +215,11 @@ impl Cluster {
             .collect()
     }
 
-    /// The terms of `node`'s durable log, entry by entry.
+    /// The terms of `node`'s durable log (as its disk holds it), entry by entry.
     pub fn durable_log_terms(&self, node: u64) -> Vec<u64> {
-        let store = self.store(node);
-        (1..=store.durable_last_index().get())
-            .map(|index| store.durable_term(LogIndex(index)).expect("within the log").get())
+        let image = self.store(node).durable();
+        (1..=image.last_index().get())
+            .map(|index| image.term(LogIndex(index)).expect("within the log").get())
             .collect()
     }
 
@@ -206,23 +229,26 @@ impl Cluster {
         self
     }
 
-    /// Drains `node`, handles its writes (synced at once under `auto_sync`) and runs the
+    /// Drains `node`, handles its writes (durable at once under `auto_sync`) and runs the
     /// checker. Call after changing a core through [`Cluster::core_mut`].
     pub fn step(&mut self, node: u64) -> &mut Cluster {
         let position = Cluster::position(node);
         loop {
             self.drain(position);
-            if !self.auto_sync || !self.replicas[position].start_sync() {
+            if !self.auto_sync || !self.finish_group(position) {
                 break;
             }
-            self.finish_sync(position);
         }
         self.check(position);
         self
     }
 
     fn drain(&mut self, position: usize) {
-        let drained = self.replicas[position].drain();
+        let drained = match self.replicas[position].drain() {
+            Ok(drained) => drained,
+            Err(down) => return self.handle_down(position, down),
+        };
+        self.after_disk(position);
         if !drained.entries.is_empty() {
             if let Err(violation) = self.checker.on_entries(
                 NodeId(position as u64 + 1),
@@ -251,17 +277,107 @@ impl Cluster {
         }
     }
 
-    fn finish_sync(&mut self, position: usize) {
-        let synced = self.replicas[position].finish_sync();
-        if let Some(from) = synced.durable_lost_from {
-            if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
-                panic!("{violation}");
+    /// A replica stopped in the middle of a disk operation: it goes down as a crashed one does
+    /// (a poisoned log, a crash fired inside the operation); a broken storage promise fails the
+    /// test.
+    fn handle_down(&mut self, position: usize, down: Down) {
+        match down {
+            Down::Broken(violation) => panic!("{violation}"),
+            Down::Crashed | Down::Poisoned(_) | Down::Stopped(_) => {
+                self.crash(position as u64 + 1);
             }
         }
-        for message in synced.send {
-            self.put_on_wire(message);
+    }
+
+    /// After a replica's disk may have changed: reads its durable image again (checking the
+    /// acknowledged entries if a truncation removed durable ones) and the log store's invariants.
+    fn after_disk(&mut self, position: usize) {
+        if !self.replicas[position].is_up() {
+            return;
         }
-        self.drain(position);
+        match self.replicas[position].store_mut().refresh() {
+            Ok(Some(from)) => {
+                if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
+                    panic!("{violation}");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => panic!("n{}: {error}", position + 1),
+        }
+        if let Err(detail) = self.replicas[position].store_mut().check_log_invariants() {
+            panic!("n{}: {detail}", position + 1);
+        }
+    }
+
+    /// Runs one writer operation of `position` and handles its outcome: the released messages go
+    /// on the wire. Returns false when the replica went down.
+    fn writer_op(
+        &mut self,
+        position: usize,
+        op: impl FnOnce(&mut Replica) -> Result<Vec<Message>, Down>,
+    ) -> bool {
+        match op(&mut self.replicas[position]) {
+            Ok(released) => {
+                self.after_disk(position);
+                for message in released {
+                    self.put_on_wire(message);
+                }
+                true
+            }
+            Err(down) => {
+                self.handle_down(position, down);
+                false
+            }
+        }
+    }
+
+    /// Runs `position`'s writer until its group (started first if writes wait) is durable and
+    /// releases its messages. Returns false when there was nothing to write, the disk is full,
+    /// or the replica went down.
+    fn finish_group(&mut self, position: usize) -> bool {
+        if !self.replicas[position].needs_disk_step() {
+            if !self.replicas[position].has_pending_writes() {
+                return false;
+            }
+            if !self.writer_op(position, Replica::start_writes) {
+                return false;
+            }
+            if !self.replicas[position].needs_disk_step() {
+                return true;
+            }
+        }
+        loop {
+            if !self.writer_op(position, |replica| replica.disk_step(usize::MAX)) {
+                return false;
+            }
+            let replica = &self.replicas[position];
+            if !replica.needs_disk_step() {
+                return true;
+            }
+            if replica.disk_blocked() {
+                return false;
+            }
+        }
+    }
+
+    /// Starts `position`'s next group, if writes wait, up to the point where its first batch
+    /// is queued on the disk: the hard state is saved and the entries are in the store, none
+    /// of them durable yet.
+    fn begin_group(&mut self, position: usize) {
+        if !self.replicas[position].needs_disk_step()
+            && !self.writer_op(position, Replica::start_writes)
+        {
+            return;
+        }
+        loop {
+            let replica = &self.replicas[position];
+            if !replica.needs_disk_step() || replica.disk_busy() || replica.disk_blocked() {
+                return;
+            }
+            if !self.writer_op(position, |replica| replica.disk_step(usize::MAX)) {
+                return;
+            }
+        }
     }
 
     fn put_on_wire(&mut self, message: Message) {
@@ -284,33 +400,36 @@ impl Cluster {
         }
     }
 
-    /// Completes `node`'s running fsync (starting one first if writes wait), releasing the
-    /// messages that waited for it.
+    /// Completes `node`'s writer group in progress (starting one first if writes wait),
+    /// releasing the messages that waited for it, then starts the next one
+    /// ([`Cluster::begin_sync`]).
     pub fn sync(&mut self, node: u64) -> &mut Cluster {
         let position = Cluster::position(node);
-        if !self.replicas[position].is_syncing() {
-            self.replicas[position].start_sync();
+        if self.finish_group(position) {
+            self.drain(position);
         }
-        self.finish_sync(position);
-        self.replicas[position].start_sync();
+        if self.replicas[position].is_up() {
+            self.begin_group(position);
+        }
         self.check(position);
         self
     }
 
-    /// Starts `node`'s fsync over its queued writes without completing it: the writes reach the
-    /// store's written image, not its durable one.
+    /// Starts `node`'s writer group over its queued writes without completing it: its hard state
+    /// is saved and its entries are in the store, whose batch waits on the disk (not durable).
     pub fn begin_sync(&mut self, node: u64) -> &mut Cluster {
         let position = Cluster::position(node);
-        self.replicas[position].start_sync();
+        self.begin_group(position);
         self
     }
 
     /// Completes every replica's pending writes.
     pub fn sync_all(&mut self) -> &mut Cluster {
         for node in 1..=self.replicas.len() as u64 {
-            if self.replica(node).is_up() {
-                while self.replica(node).is_syncing() || self.replica(node).has_queued_writes() {
-                    self.sync(node);
+            while self.replica(node).is_up() && self.replica(node).has_pending_writes() {
+                self.sync(node);
+                if self.replica(node).disk_blocked() {
+                    break;
                 }
             }
         }
@@ -331,28 +450,60 @@ impl Cluster {
         self.replica(node).is_up()
     }
 
-    /// Crashes `node`: only its durable state survives.
+    /// Crashes `node`: only what its disk holds durably survives.
     pub fn crash(&mut self, node: u64) -> &mut Cluster {
-        self.crash_keeping(node, 0)
+        self.crash_with(node, Tear::None)
     }
 
-    /// Crashes `node` while the first `surviving_units` units of its unsynced writes still reach
-    /// the disk (see [`SimStore::crash`]).
-    pub fn crash_keeping(&mut self, node: u64, surviving_units: usize) -> &mut Cluster {
+    /// Crashes `node` while its last unsynced write is torn: a prefix of its sectors (chosen by
+    /// `seed`) reached the disk.
+    pub fn crash_tearing(&mut self, node: u64, seed: u64) -> &mut Cluster {
+        self.crash_with(node, Tear::LastWrite { seed })
+    }
+
+    /// Crashes `node` in the middle of its batch on the disk (see [`Cluster::begin_sync`]): the
+    /// batch's write ran but not its fdatasync, and the write is torn, keeping a prefix of its
+    /// sectors chosen by `seed`.
+    pub fn crash_mid_batch(&mut self, node: u64, seed: u64) -> &mut Cluster {
+        let store = self.replicas[Cluster::position(node)].store();
+        assert!(store.disk().pending_ops() > 0, "n{node} has a batch on its disk");
+        store.run_into_crash(1);
+        self.crash_tearing(node, seed)
+    }
+
+    fn crash_with(&mut self, node: u64, tear: Tear) -> &mut Cluster {
         let position = Cluster::position(node);
-        if let Some(from) = self.replicas[position].crash(surviving_units) {
-            if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
-                panic!("{violation}");
+        match self.replicas[position].crash(tear) {
+            Ok(Some(from)) => {
+                if let Err(violation) = self.checker.on_durable_loss(from, &self.replicas) {
+                    panic!("{violation}");
+                }
             }
+            Ok(None) => {}
+            Err(error) => panic!("n{node}: {error}"),
         }
         self.wire.retain(|message| message.from.get() != node);
+        self
+    }
+
+    /// Makes `node`'s next fdatasync fail.
+    pub fn fail_next_sync(&mut self, node: u64) -> &mut Cluster {
+        self.replicas[Cluster::position(node)].store().fail_next_sync();
+        self
+    }
+
+    /// Fills `node`'s disk: its files may grow by `slack_bytes` at most (`None` frees it).
+    pub fn fill_disk(&mut self, node: u64, slack_bytes: Option<u64>) -> &mut Cluster {
+        self.replicas[Cluster::position(node)].store_mut().set_full(slack_bytes);
         self
     }
 
     /// Restarts `node` from its durable state.
     pub fn restart(&mut self, node: u64) -> &mut Cluster {
         let position = Cluster::position(node);
-        self.replicas[position].restart(node).expect("restart from a consistent store");
+        if let Err(violation) = self.replicas[position].restart(node) {
+            panic!("n{node} restarts from its disk: {violation}");
+        }
         self.checker.on_restart(position);
         self.step(node)
     }

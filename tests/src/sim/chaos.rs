@@ -1,17 +1,26 @@
-//! The fault injector: crashes and restarts, partitions (two-way and one-way), leader
-//! depositions, leadership transfers, network quality changes, and the end of the faults.
+//! The fault injector: crashes, partitions (two-way and one-way), leader depositions,
+//! leadership transfers, network quality changes, disk faults, and the end of the faults.
 //!
-//! Owns: [`World::chaos`] and the crash, restart and healing steps.
-//! Must not: act after the fault phase ended (the liveness phase runs on a healed cluster).
+//! Owns: [`World::chaos`] and the healing step.
+//! Must not: act after the fault phase ended (the liveness phase runs on a healed cluster, but
+//! for the one replica that stays sick in some runs).
 //! Invariants: a crash bumps the replica's epoch, so events scheduled before it are ignored
-//! (world invariant 2); healing restarts every crashed replica.
+//! (world invariant 2); healing restarts every crashed replica but a sick one.
 
 use super::profile::{ELECTION_TIMEOUT_TICKS, TICK_US};
 use super::trace::TraceEvent;
 use super::world::{id_of, Event, Phase, World};
-use crate::checker::{Property, Violation};
+use crate::checker::Violation;
 use raftwal::raft::Role;
 use raftwal_wire::types::LogIndex;
+
+/// How many times longer commits may take to resume when a replica stays sick through the
+/// liveness phase. With a replica missing, the others split their votes far more often (in a
+/// cluster of three, the remaining two must both vote for the same candidate, and with PreVote
+/// both pass their pre-votes and stand together whenever their timers fire within a round trip
+/// of each other, which includes a disk write of up to 23 ms here): at seed 460,068 of an
+/// exploratory run two replicas split six elections in a row, over a second.
+pub const SICK_LIVENESS_FACTOR: u64 = 3;
 
 impl World {
     pub(super) fn chaos(&mut self) -> Result<(), Violation> {
@@ -30,12 +39,12 @@ impl World {
             // Half the crashes hit a replica in the middle of an fsync, when the most state is
             // at stake.
             let syncing: Vec<usize> =
-                (0..n).filter(|node| self.replicas[*node].is_syncing()).collect();
+                (0..n).filter(|node| self.replicas[*node].disk_busy()).collect();
             let up: Vec<usize> = (0..n).filter(|node| self.replicas[*node].is_up()).collect();
             let pool = if !syncing.is_empty() && self.rng.chance(500_000) { syncing } else { up };
             if !pool.is_empty() {
                 let node = pool[self.rng.index(pool.len())];
-                self.crash(node)?;
+                self.chaos_crash(node)?;
             }
         } else if choose(weights.depose_leader) {
             let leader = (0..n).find(|node| {
@@ -43,7 +52,7 @@ impl World {
             });
             if let Some(leader) = leader {
                 if self.rng.chance(500_000) {
-                    self.crash(leader)?;
+                    self.chaos_crash(leader)?;
                 } else {
                     self.blocked.iter_mut().for_each(|link| *link = false);
                     for other in (0..n).filter(|other| *other != leader) {
@@ -110,6 +119,8 @@ impl World {
                 );
                 self.after_input(leader)?;
             }
+        } else if choose(weights.disk_fault) {
+            self.disk_fault();
         } else {
             self.drop_per_million = self.rng.below(self.profile.drop_per_million_max + 1);
             self.duplicate_per_million = self.rng.below(self.profile.duplicate_per_million_max + 1);
@@ -136,79 +147,37 @@ impl World {
             .record(self.now, TraceEvent::Partition { blocked: mask, nodes: self.options.nodes });
     }
 
-    pub(super) fn crash(&mut self, node: usize) -> Result<(), Violation> {
-        let unsynced = self.replicas[node].store().unsynced_units();
-        let surviving_units = if self.profile.torn_writes && self.rng.chance(500_000) {
-            self.rng.below(unsynced as u64 + 1) as usize
-        } else {
-            0
-        };
-        let lost_from = self.replicas[node].crash(surviving_units);
-        self.epochs[node] += 1;
-        self.drain_scheduled[node] = false;
-        self.seen[node] = None;
-        self.reads.retain(|read| read.node != node);
-        self.summary.crashes += 1;
-        self.trace.record(
-            self.now,
-            TraceEvent::Crash {
-                node: id_of(node),
-                surviving_units,
-                durable_last: self.replicas[node].store().durable_last_index(),
-            },
-        );
-        if let Some(from) = lost_from {
-            self.checker.on_durable_loss(from, &self.replicas)?;
-        }
-        // Some restarts are immediate (a supervisor restarts the process), most take longer.
-        let downtime = if self.rng.chance(250_000) {
-            self.rng.range(500, 5_000)
-        } else {
-            self.rng.range(1_000, self.profile.downtime_max_us)
-        };
-        let epoch = self.epochs[node];
-        self.schedule(self.now + downtime, Event::Restart { node, epoch });
-        Ok(())
-    }
-
-    pub(super) fn restart(&mut self, node: usize) -> Result<(), Violation> {
-        let seed = self.rng.fork();
-        self.replicas[node].restart(seed).map_err(|error| Violation {
-            property: Property::CoreError,
-            detail: format!("{:?} could not restart from its durable state: {error}", id_of(node)),
-        })?;
-        self.checker.on_restart(node);
-        let core = self.replicas[node].core().expect("just restarted");
-        self.trace.record(
-            self.now,
-            TraceEvent::Restart {
-                node: id_of(node),
-                term: core.term(),
-                last: core.last_index(),
-                commit: core.commit_index(),
-            },
-        );
-        self.check(node)
-    }
-
     pub(super) fn end_faults(&mut self) -> Result<(), Violation> {
         self.trace.record(self.now, TraceEvent::EndOfFaults);
         self.blocked.iter_mut().for_each(|link| *link = false);
         self.drop_per_million = 0;
         self.duplicate_per_million = 0;
         self.reorder_per_million = 0;
+        self.heal_disks();
         for node in 0..self.options.nodes {
             if !self.replicas[node].is_up() {
                 self.epochs[node] += 1;
                 self.restart(node)?;
             }
         }
+        self.make_one_sick()?;
+        self.summary.stayed_sick = self.stays_down.is_some();
         self.phase = Phase::Liveness {
             healed_at: self.now,
             baseline: LogIndex(self.checker.committed_count()),
         };
-        let deadline = self.options.liveness_timeouts * u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
+        let deadline = self.liveness_timeouts() * u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
         self.schedule(self.now + deadline, Event::LivenessDeadline);
         Ok(())
+    }
+
+    /// Election timeouts within which commits must resume after the heal: the option's, or
+    /// [`SICK_LIVENESS_FACTOR`] times as many when a replica stays sick.
+    pub(super) fn liveness_timeouts(&self) -> u64 {
+        if self.stays_down.is_some() {
+            self.options.liveness_timeouts * SICK_LIVENESS_FACTOR
+        } else {
+            self.options.liveness_timeouts
+        }
     }
 }

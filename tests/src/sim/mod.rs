@@ -4,15 +4,20 @@
 //! Must not: use a clock, a thread or entropy: a run is a pure function of its options, so a
 //! failing seed replays exactly (the `simulate` binary and the regression tests rely on it).
 //!
-//! A run: 3 or 5 replicas running the real [`raftwal::raft::RaftCore`] on model disks
-//! ([`crate::store::ModelStore`]), a network that delays, reorders, drops, duplicates and
-//! partitions (both ways or one way), crashes and restarts, clients that propose and read
-//! through whichever replica they believe leads, leadership transfers. After every step the
-//! [`crate::checker::Checker`] checks the safety properties. After the fault phase everything
-//! heals, and commits must resume within ten election timeouts.
+//! A run: 3 or 5 replicas running the real [`raftwal::raft::RaftCore`] on the real log store,
+//! each on its own simulated disk ([`crate::store::SimStore`]) whose every write and fsync
+//! completes when the run's scheduler says so; a network that delays, reorders, drops,
+//! duplicates and partitions (both ways or one way); crashes (some tearing the last write, some
+//! landing inside a disk operation) and restarts from what the disk holds; failed fsyncs that
+//! poison a replica's log; full disks; clients that propose and read through whichever replica
+//! they believe leads; leadership transfers. After every step the [`crate::checker::Checker`]
+//! checks the safety properties against the disks' durable images. After the fault phase
+//! everything heals (in some runs one replica stays down or its disk stays full), and commits
+//! must resume within ten election timeouts.
 
 mod chaos;
 mod clients;
+mod disk;
 mod network;
 mod profile;
 mod report;
@@ -20,8 +25,43 @@ mod trace;
 mod world;
 
 use crate::checker::Violation;
+pub use chaos::SICK_LIVENESS_FACTOR;
 use raftwal::raft::InjectedBug;
 use std::fmt;
+
+/// A known bug to plant, to show the checker bites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// A bug in every replica's consensus core (`RaftCore::inject_bug`).
+    Core(InjectedBug),
+    /// A bug in the replica loop: a replica whose log a failed fsync poisoned restarts by
+    /// reopening the log in the same boot, where the writes the fsync failed to make durable
+    /// are still readable (fsyncgate), instead of restarting from what the disk really holds.
+    ReopenPoisonedLog,
+}
+
+impl PlantedBug {
+    /// Every bug, core bugs first.
+    pub fn all() -> Vec<PlantedBug> {
+        let mut all: Vec<PlantedBug> =
+            InjectedBug::ALL.iter().map(|bug| PlantedBug::Core(*bug)).collect();
+        all.push(PlantedBug::ReopenPoisonedLog);
+        all
+    }
+
+    /// The name `--inject-bug` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::Core(bug) => bug.name(),
+            PlantedBug::ReopenPoisonedLog => "reopen-poisoned-log",
+        }
+    }
+
+    /// The bug called `name`, if any.
+    pub fn from_name(name: &str) -> Option<PlantedBug> {
+        PlantedBug::all().into_iter().find(|bug| bug.name() == name)
+    }
+}
 
 /// What to simulate.
 #[derive(Clone, Copy, Debug)]
@@ -30,16 +70,17 @@ pub struct SimOptions {
     pub seed: u64,
     /// Cluster size (3 or 5 in the standard runs; any size from 1 works).
     pub nodes: usize,
-    /// A bug to plant in every replica's core.
-    pub bug: Option<InjectedBug>,
+    /// A bug to plant.
+    pub bug: Option<PlantedBug>,
     /// How many of the last events a failure report shows.
     pub trace_capacity: usize,
     /// A run that processes more events than this without finishing is reported as a livelock.
     pub event_limit: u64,
     /// Also check the lemmas (promise 3 at the network boundary, one vote per term, committed
-    /// entries protected against elections; checker properties 9 and 10). Off, only the five
-    /// Raft properties, acknowledged durability, reads and the core's invariants are checked:
-    /// useful to measure how fast those alone catch a planted bug.
+    /// entries protected against elections; checker properties 9 and 10; and that recovery
+    /// returns exactly the disk's durable image). Off, only the five Raft properties,
+    /// acknowledged durability, reads, the core's invariants and the storage's own promises are
+    /// checked: useful to measure how fast those alone catch a planted bug.
     pub lemma_checks: bool,
     /// After the faults heal, a commit must be acknowledged within this many election timeouts.
     pub liveness_timeouts: u64,
@@ -83,8 +124,28 @@ pub struct RunSummary {
     pub acknowledged: u64,
     /// Terms that had a leader.
     pub leader_terms: u64,
-    /// Crashes injected.
+    /// Crashes injected (including those that landed inside a disk operation).
     pub crashes: u64,
+    /// Crashes that kept a torn prefix of the last unsynced write.
+    pub torn_crashes: u64,
+    /// Crashes that fired inside a disk operation (an armed crash point, or queued writes and
+    /// fsyncs run into the crash).
+    pub crashes_in_disk_ops: u64,
+    /// Restarts whose recovery cut a torn tail off the log.
+    pub torn_tails_cut: u64,
+    /// Disk faults injected: fsyncs made to fail, disks filled.
+    pub disk_faults: u64,
+    /// Logs poisoned by a failed fsync (each replica then went down).
+    pub poisoned: u64,
+    /// Replicas whose loop gave up on the log after an error that did not poison it (a full
+    /// disk refusing a truncation, in the runtime's order).
+    pub stopped: u64,
+    /// Disk steps a full disk refused (retried later).
+    pub disk_full_refusals: u64,
+    /// Batches the log stores wrote (each one write or a few chunk writes, and one fdatasync).
+    pub batches: u64,
+    /// Entries in those batches.
+    pub batched_entries: u64,
     /// Network faults injected (partitions, isolations, one-way cuts).
     pub network_faults: u64,
     /// Messages delivered.
@@ -97,6 +158,8 @@ pub struct RunSummary {
     pub transfers: u64,
     /// Virtual microseconds from the end of the faults to the first acknowledged new commit.
     pub recovery_us: u64,
+    /// Whether a replica stayed sick (down, or poisoned) through the liveness phase.
+    pub stayed_sick: bool,
 }
 
 /// A broken property, with everything needed to understand and replay it.
@@ -152,7 +215,7 @@ pub fn first_failure(
     from: u64,
     count: u64,
     nodes: Option<usize>,
-    bug: Option<InjectedBug>,
+    bug: Option<PlantedBug>,
 ) -> Option<(u64, Box<Failure>)> {
     for seed in from..from + count {
         let mut options =

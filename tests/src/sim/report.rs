@@ -13,13 +13,21 @@ impl World {
     pub(super) fn failure(&self, violation: Violation) -> Box<Failure> {
         let mut state = String::new();
         for (position, replica) in self.replicas.iter().enumerate() {
-            let store = replica.store();
+            let image = replica.store().durable();
+            let disk = replica.store().disk();
+            let disk_state = format!(
+                "disk: durable log ends at {:?}, durable {:?}, {} ops queued{}",
+                image.last_index(),
+                image.hard_state(),
+                disk.pending_ops(),
+                if replica.store().is_full() { ", FULL" } else { "" }
+            );
             match replica.core() {
                 Some(core) => {
                     let _ = writeln!(
                         state,
                         "{:?}: {:?} {:?} vote {:?} leader {:?}, log {:?}/{:?}, commit {:?}, \
-                         durable {:?} (store: durable log ends at {:?})",
+                         durable {:?} ({disk_state})",
                         id_of(position),
                         core.role(),
                         core.term(),
@@ -29,7 +37,6 @@ impl World {
                         core.last_term(),
                         core.commit_index(),
                         core.durable_index(),
-                        store.durable_last_index(),
                     );
                     for peer in core.config().voters.iter().filter(|peer| **peer != core.id()) {
                         if let Some(progress) = core.progress(*peer) {
@@ -38,16 +45,11 @@ impl World {
                     }
                 }
                 None => {
-                    let _ = writeln!(
-                        state,
-                        "{:?}: down (store: durable log ends at {:?}, hard state {:?})",
-                        id_of(position),
-                        store.durable_last_index(),
-                        store.hard_state(),
-                    );
+                    let _ = writeln!(state, "{:?}: down ({disk_state})", id_of(position));
                 }
             }
         }
+        let _ = writeln!(state, "--- profile drawn from the seed ---\n{:?}", self.profile);
         Box::new(Failure {
             options: self.options,
             at_us: self.now,

@@ -5,6 +5,7 @@
 //! rendered only on failure.
 //! Invariants: at most `capacity` events are kept, the newest last.
 
+use super::disk::{DiskFault, DownCause};
 use raftwal::raft::{ProposeError, Role};
 use raftwal_wire::message::{AppendEntriesResponse, Message, MessageBody};
 use raftwal_wire::types::{LogIndex, NodeId, Term};
@@ -127,10 +128,14 @@ pub(crate) enum TraceEvent {
     Duplicate(MessageSummary),
     RoleChange { node: NodeId, role: Role, term: Term, leader: Option<NodeId> },
     Commit { node: NodeId, index: LogIndex },
-    Durable { node: NodeId, index: LogIndex, lost_from: Option<LogIndex> },
+    Durable { node: NodeId, index: LogIndex },
+    DurableLoss { node: NodeId, from: LogIndex },
+    DiskFull { node: NodeId },
+    DiskFault { node: NodeId, fault: DiskFault },
+    ArmCrash { node: NodeId, points: u64 },
     Propose { node: NodeId, tag: u64, result: Result<(LogIndex, LogIndex, Term), ProposeError> },
     Acknowledged { node: NodeId, tag: u64, first: LogIndex, last: LogIndex, term: Term },
-    Crash { node: NodeId, surviving_units: usize, durable_last: LogIndex },
+    Down { node: NodeId, cause: DownCause, torn: bool, durable_last: LogIndex },
     Restart { node: NodeId, term: Term, last: LogIndex, commit: LogIndex },
     Partition { blocked: u64, nodes: usize },
     HealNetwork,
@@ -151,12 +156,24 @@ impl fmt::Display for TraceEvent {
                 write!(f, "{node:?} is {role:?} in {term:?} (leader {leader:?})")
             }
             TraceEvent::Commit { node, index } => write!(f, "{node:?} commits up to {index:?}"),
-            TraceEvent::Durable { node, index, lost_from } => {
-                write!(f, "{node:?} fsync done, log durable to {index:?}")?;
-                if let Some(from) = lost_from {
-                    write!(f, " (durable suffix from {from:?} replaced)")?;
+            TraceEvent::Durable { node, index } => {
+                write!(f, "{node:?} writer group durable; the disk holds the log to {index:?}")
+            }
+            TraceEvent::DurableLoss { node, from } => {
+                write!(f, "{node:?} truncated its durable log from {from:?}")
+            }
+            TraceEvent::DiskFull { node } => {
+                write!(f, "{node:?} disk full: the writer's step is refused, retried later")
+            }
+            TraceEvent::DiskFault { node, fault } => match fault {
+                DiskFault::FsyncFails => write!(f, "{node:?} DISK: its next fsync will fail"),
+                DiskFault::Full { slack_bytes } => {
+                    write!(f, "{node:?} DISK FULL: {slack_bytes} bytes left")
                 }
-                Ok(())
+                DiskFault::Freed => write!(f, "{node:?} disk has room again"),
+            },
+            TraceEvent::ArmCrash { node, points } => {
+                write!(f, "{node:?} will crash after {points} more disk write or sync points")
             }
             TraceEvent::Propose { node, tag, result } => match result {
                 Ok((first, last, term)) => {
@@ -168,11 +185,17 @@ impl fmt::Display for TraceEvent {
                 f,
                 "{node:?} acknowledges proposal {tag} ({first:?}..={last:?} {term:?}) to its client"
             ),
-            TraceEvent::Crash { node, surviving_units, durable_last } => write!(
-                f,
-                "{node:?} CRASHES (durable log ends at {durable_last:?}, {surviving_units} \
-                 unsynced units survive)"
-            ),
+            TraceEvent::Down { node, cause, torn, durable_last } => {
+                let what = match cause {
+                    DownCause::Crash => "CRASHES",
+                    DownCause::CrashInDiskOp => "CRASHES inside a disk operation",
+                    DownCause::Poisoned => "STOPS: a failed write or fsync poisoned its log",
+                    DownCause::Stopped => "STOPS: its replica loop gave up on the log",
+                    DownCause::Sick => "GOES DOWN for the liveness phase",
+                };
+                let tear = if *torn { ", the last unsynced write torn" } else { "" };
+                write!(f, "{node:?} {what} (durable log ends at {durable_last:?}{tear})")
+            }
             TraceEvent::Restart { node, term, last, commit } => {
                 write!(f, "{node:?} restarts: {term:?}, log ends at {last:?}, commit {commit:?}")
             }
@@ -194,7 +217,11 @@ impl fmt::Display for TraceEvent {
             }
             TraceEvent::HealNetwork => write!(f, "network heals"),
             TraceEvent::EndOfFaults => {
-                write!(f, "END OF FAULTS: network heals, every replica restarts, liveness phase")
+                write!(
+                    f,
+                    "END OF FAULTS: network and disks heal, every replica restarts (one may stay \
+                     sick), liveness phase"
+                )
             }
             TraceEvent::NetworkQuality { drop_per_million, duplicate_per_million } => write!(
                 f,

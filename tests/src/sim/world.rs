@@ -6,18 +6,18 @@
 //! no threads); skip the checker after a step that touched a replica.
 //! Invariants:
 //! 1. Events run in `(time, sequence)` order; the sequence breaks ties in scheduling order.
-//! 2. A replica's events from before a crash (fsync completions, restarts) are ignored after it
+//! 2. A replica's events from before a crash (disk steps, restarts) are ignored after it
 //!    (`epochs`).
 //! 3. A message crosses a link only if the link is open both when it is sent and when it
 //!    arrives.
 
 use super::profile::{Profile, TICK_US};
 use super::trace::{Trace, TraceEvent};
-use super::{Failure, RunSummary, SimOptions};
+use super::{Failure, PlantedBug, RunSummary, SimOptions};
 use crate::checker::{Checker, Property, Violation};
 use crate::replica::Replica;
 use crate::rng::SimRng;
-use crate::store::ModelStore;
+use crate::store::SimStore;
 use raftwal::raft::{Config, Role};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{LogId, LogIndex, NodeId, Term};
@@ -29,11 +29,18 @@ pub(super) enum Event {
     Tick(usize),
     Deliver(Message),
     Drain(usize),
-    SyncDone { node: usize, epoch: u64 },
+    /// The disk of `node` had time for the next operation of its writer's group.
+    DiskStep {
+        node: usize,
+        epoch: u64,
+    },
     Propose(usize),
     Read(usize),
     Chaos,
-    Restart { node: usize, epoch: u64 },
+    Restart {
+        node: usize,
+        epoch: u64,
+    },
     EndOfFaults,
     LivenessDeadline,
 }
@@ -102,6 +109,8 @@ pub(super) struct World {
     pub(super) replicas: Vec<Replica>,
     pub(super) epochs: Vec<u64>,
     pub(super) drain_scheduled: Vec<bool>,
+    /// A `DiskStep` is scheduled for the replica's current epoch.
+    pub(super) disk_step_scheduled: Vec<bool>,
     pub(super) seen: Vec<Option<Seen>>,
     /// `blocked[from * n + to]`: the link from `from` to `to` is cut.
     pub(super) blocked: Vec<bool>,
@@ -121,6 +130,8 @@ pub(super) struct World {
     pub(super) next_request_id: u64,
     pub(super) summary: RunSummary,
     pub(super) done: bool,
+    /// The replica that does not restart any more (it stays sick through the liveness phase).
+    pub(super) stays_down: Option<usize>,
 }
 
 pub(super) fn id_of(position: usize) -> NodeId {
@@ -137,14 +148,27 @@ impl World {
         let mut rng = SimRng::new(options.seed);
         let profile = Profile::draw(&mut rng, options.nodes);
         let voters: Vec<NodeId> = (0..options.nodes).map(id_of).collect();
-        let bugs: Vec<_> = options.bug.into_iter().collect();
+        let bugs: Vec<_> = match options.bug {
+            Some(PlantedBug::Core(bug)) => vec![bug],
+            _ => Vec::new(),
+        };
         let replicas = (0..options.nodes)
             .map(|position| {
                 let mut config =
                     profile.config(Config::new(id_of(position), LogId(7), voters.clone()));
                 config.timeout_seed = rng.fork();
-                Replica::start(config, Box::new(ModelStore::new()), bugs.clone())
-                    .expect("a fresh replica with a valid config starts")
+                let mut store = SimStore::new(profile.log_options);
+                if !options.lemma_checks {
+                    store = store.without_recovery_check();
+                }
+                Replica::start(
+                    config,
+                    store,
+                    bugs.clone(),
+                    profile.driver_order,
+                    profile.commit_persistence,
+                )
+                .expect("a fresh replica with a valid config starts on an empty disk")
             })
             .collect();
         let drop_per_million = rng.below(profile.drop_per_million_max + 1);
@@ -161,6 +185,7 @@ impl World {
             replicas,
             epochs: vec![0; options.nodes],
             drain_scheduled: vec![false; options.nodes],
+            disk_step_scheduled: vec![false; options.nodes],
             seen: vec![None; options.nodes],
             blocked: vec![false; options.nodes * options.nodes],
             drop_per_million,
@@ -175,6 +200,7 @@ impl World {
             next_request_id: 0,
             summary: RunSummary::default(),
             done: false,
+            stays_down: None,
             options,
         }
     }
@@ -222,6 +248,12 @@ impl World {
             }
         }
         self.summary.virtual_us = self.now;
+        for replica in &self.replicas {
+            let stats = replica.store().batch_stats();
+            self.summary.batches += stats.batches;
+            self.summary.batched_entries += stats.entries;
+            self.summary.disk_full_refusals += replica.full_disk_refusals();
+        }
         self.summary.committed = self.checker.committed_count();
         self.summary.leader_terms = self.checker.leader_terms() as u64;
         Ok(self.summary)
@@ -238,9 +270,11 @@ impl World {
                 let drift = self.profile.tick_drift_per_million[node];
                 let period = TICK_US + TICK_US * drift / 1_000_000;
                 self.schedule(self.now + period, Event::Tick(node));
-                if let Some(core) = self.replicas[node].core_mut() {
-                    core.tick();
-                    self.after_input(node)?;
+                if self.replicas[node].is_up() {
+                    match self.replicas[node].tick() {
+                        Ok(()) => self.after_input(node)?,
+                        Err(down) => self.handle_down(node, down)?,
+                    }
                 }
             }
             Event::Deliver(message) => self.deliver(message)?,
@@ -251,26 +285,14 @@ impl World {
                     self.check(node)?;
                 }
             }
-            Event::SyncDone { node, epoch } => {
-                if epoch == self.epochs[node] && self.replicas[node].is_up() {
-                    let synced = self.replicas[node].finish_sync();
-                    let durable_last = self.replicas[node].store().durable_last_index();
-                    self.trace.record(
-                        self.now,
-                        TraceEvent::Durable {
-                            node: id_of(node),
-                            index: durable_last,
-                            lost_from: synced.durable_lost_from,
-                        },
-                    );
-                    if let Some(from) = synced.durable_lost_from {
-                        self.checker.on_durable_loss(from, &self.replicas)?;
+            Event::DiskStep { node, epoch } => {
+                if epoch == self.epochs[node] {
+                    self.disk_step_scheduled[node] = false;
+                    if self.replicas[node].needs_disk_step() && self.disk_step(node)? {
+                        // The core may have heard of durability: drain what that produced.
+                        self.drain_now(node)?;
+                        self.check(node)?;
                     }
-                    for message in synced.send {
-                        self.send(message)?;
-                    }
-                    self.drain_now(node)?;
-                    self.check(node)?;
                 }
             }
             Event::Propose(client) => self.propose(client)?,
@@ -298,7 +320,7 @@ impl World {
                         detail: format!(
                             "no proposal above {baseline:?} was acknowledged within {} election \
                              timeouts ({} ms) after the faults healed at {} ms",
-                            self.options.liveness_timeouts,
+                            self.liveness_timeouts(),
                             (self.now - healed_at) / 1000,
                             healed_at / 1000
                         ),
@@ -325,7 +347,29 @@ impl World {
     }
 
     pub(super) fn drain_now(&mut self, node: usize) -> Result<(), Violation> {
-        let drained = self.replicas[node].drain();
+        // A drain can make more work for the core (a truncation that waited for the batch in
+        // flight reports durability): drain until the core has nothing more to say.
+        for _ in 0..16 {
+            self.drain_once(node)?;
+            if !self.replicas[node].core().is_some_and(|core| core.has_ready()) {
+                break;
+            }
+        }
+        self.start_writes(node)?;
+        self.after_disk_activity(node)
+    }
+
+    fn drain_once(&mut self, node: usize) -> Result<(), Violation> {
+        if !self.replicas[node].is_up() {
+            return Ok(());
+        }
+        let drained = match self.replicas[node].drain() {
+            Ok(drained) => drained,
+            Err(down) => return self.handle_down(node, down),
+        };
+        // The drain may have saved a hard state or truncated: the messages are judged against
+        // the disk as it is now.
+        self.refresh_durable(node)?;
         if !drained.entries.is_empty() {
             self.checker.on_entries(id_of(node), drained.prev_term, &drained.entries)?;
         }
@@ -387,12 +431,6 @@ impl World {
                     read_index,
                 )?;
             }
-        }
-        if self.replicas[node].start_sync() {
-            let latency =
-                self.rng.range(self.profile.disk_latency_min_us, self.profile.disk_latency_max_us);
-            let epoch = self.epochs[node];
-            self.schedule(self.now + latency, Event::SyncDone { node, epoch });
         }
         Ok(())
     }

@@ -110,6 +110,22 @@ pub fn client_config(
     Ok(config)
 }
 
+/// Bytes asked for each UDP socket's kernel receive and send buffers.
+///
+/// The default receive buffer (about 208 KiB) overflows when a burst of replication traffic
+/// arrives while the shard thread is busy (a batch's fdatasync runs on it), and every datagram
+/// dropped there is a QUIC loss: a retransmission and a halved congestion window, seen as a
+/// latency spike. The kernel caps the request at `net.core.rmem_max` / `wmem_max`; whatever it
+/// grants is used.
+pub(crate) const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+fn size_socket_buffers(socket: &std::net::UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    // Best effort: a smaller buffer only means more losses under bursts, never wrong results.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+}
+
 /// Opens a quinn endpoint on `addr` on the current tokio runtime (which may be a current-thread
 /// runtime), serving `server` when given.
 pub fn open_endpoint(
@@ -118,6 +134,7 @@ pub fn open_endpoint(
 ) -> Result<quinn::Endpoint, EndpointError> {
     let socket =
         std::net::UdpSocket::bind(addr).map_err(|source| EndpointError::Bind { addr, source })?;
+    size_socket_buffers(&socket);
     let runtime = quinn::default_runtime().ok_or_else(|| EndpointError::Bind {
         addr,
         source: std::io::Error::other("no tokio runtime is running on this thread"),

@@ -576,6 +576,9 @@ impl Disk for SimDisk {
     }
 }
 
+#[path = "sim_images.rs"]
+mod images;
+
 #[cfg(test)]
 #[path = "sim_tests.rs"]
 mod tests;

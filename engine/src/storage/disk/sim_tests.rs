@@ -66,3 +66,30 @@ fn crash_fuse_and_space_limit() {
     assert!(d.is_crashed());
     assert!(d.write_at(f, 0, b"x").is_err());
 }
+
+#[test]
+fn durable_views_show_only_what_a_crash_would_keep() {
+    let d = SimDisk::new();
+    let dir = Path::new("/d");
+    d.create_dir_all(dir).unwrap();
+    let path = dir.join("a");
+    let f = d.open(&path, opts(true)).unwrap();
+    d.allocate(f, 16).unwrap();
+    assert_eq!(d.used_bytes(), 16);
+    assert!(d.durable_file_names(dir).is_empty(), "the creation is not durable yet");
+    assert_eq!(d.with_durable_bytes(&path, <[u8]>::len), None);
+    d.sync_dir(dir).unwrap();
+    assert_eq!(d.durable_file_names(dir), ["a"]);
+    d.write_at(f, 0, b"abc").unwrap();
+    assert_eq!(d.with_durable_bytes(&path, <[u8]>::to_vec), Some(Vec::new()), "not synced");
+    d.sync(f).unwrap();
+    let mut synced = vec![0u8; 16];
+    synced[..3].copy_from_slice(b"abc");
+    assert_eq!(d.with_durable_bytes(&path, <[u8]>::to_vec), Some(synced.clone()));
+    d.write_at(f, 0, b"xyz").unwrap();
+    d.remove(&path).unwrap();
+    assert_eq!(d.durable_file_names(dir), ["a"], "the removal is not durable yet");
+    assert_eq!(d.with_durable_bytes(&path, <[u8]>::to_vec), Some(synced));
+    d.crash(Tear::None);
+    assert_eq!(d.file_bytes(&path).unwrap()[..3], *b"abc", "the views agree with a crash");
+}

@@ -1,0 +1,372 @@
+//! The cluster benchmark, raftwal-bench's default job: an embedded raftwal cluster on loopback
+//! QUIC with real files and fsyncs, driven through the remote client from this process, with
+//! etcd side by side when asked.
+//!
+//! Owns: the workloads (closed loop, open loop, rate sweep, failover), the order of the runs
+//! (systems alternate round by round on the same disk), the figures the report prints, and the
+//! results directory.
+//!
+//! What is measured, and how (docs/benchmarks.md has the method in prose):
+//! - commit latency: from the append's send (closed loop) or intended send (open loop, so a stall
+//!   is charged to every request it delayed) to the client's acknowledgement, in an HDR histogram;
+//! - the leader's fsyncs per second and mean entries per fsync, from its storage metrics over the
+//!   measured window;
+//! - tail lag: a subscriber on a follower (remote, through the client) records when each entry
+//!   arrives; its lag is the time from the appender's acknowledgement of that entry to its
+//!   delivery (0 when the follower delivered first);
+//! - the latency floor: one fdatasync and one QUIC round trip, measured in the same run.
+#![allow(clippy::disallowed_methods)] // A benchmark reads the clock.
+
+mod runs;
+mod summary;
+mod sweep;
+
+use runs::{run_etcd, run_raftwal};
+use summary::summarize;
+use sweep::sweep;
+
+use crate::floor;
+use crate::load::{LoadResult, Workload};
+use crate::report::{Format, LatencyUs, Progress, Report, ResultRow};
+use crate::results::{self, CellRecord};
+use crate::systems::FsyncCounters;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A peer system to compare with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Peer {
+    /// A 3-node etcd 3.4 cluster on loopback (Debian's etcd-server, installed when missing).
+    Etcd,
+}
+
+/// What to sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Sweep {
+    /// Open-loop rates from 10% to 110% of the closed-loop throughput.
+    Rate,
+}
+
+/// Options of the cluster benchmark (the default command).
+#[derive(Clone, Debug, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// Payload bytes per append.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) payload_bytes: usize,
+    /// Appenders (closed loop), or the most appends outstanding (open loop).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) duration_s: f64,
+    /// Warm-up seconds before each run.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) warmup_s: f64,
+    /// Cluster size.
+    #[arg(long, default_value_t = 3, value_parser = parse_nodes)]
+    pub(crate) nodes: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+    /// Open loop at this many appends per second (latency from the intended send time).
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Sweep a latency-against-throughput curve up to saturation.
+    #[arg(long, value_enum)]
+    pub(crate) sweep: Option<Sweep>,
+    /// Stop the leader halfway through the run; report the time without commits and the
+    /// latency spike.
+    #[arg(long)]
+    pub(crate) failover: bool,
+    /// Run a peer system side by side (alternating runs on the same disk).
+    #[arg(long, value_enum)]
+    pub(crate) peer: Option<Peer>,
+    /// Rounds per system when a peer runs (systems alternate each round).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) rounds: usize,
+    /// Skip the 1-appender latency-floor run of the default job.
+    #[arg(long)]
+    pub(crate) no_floor_run: bool,
+    /// Where the clusters keep their data (a fresh subdirectory is made and removed).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Where results directories are written.
+    #[arg(long, default_value = "bench-results")]
+    pub(crate) out: PathBuf,
+}
+
+fn parse_nodes(text: &str) -> Result<usize, String> {
+    match text {
+        "1" | "3" | "5" => text.parse().map_err(|e| format!("{e}")),
+        _ => Err("a cluster has 1, 3 or 5 nodes".into()),
+    }
+}
+
+/// Which system a run drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum System {
+    Raftwal,
+    Etcd,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Raftwal => "raftwal",
+            System::Etcd => "etcd",
+        }
+    }
+}
+
+/// One run's figures beside the load result.
+#[derive(Debug, Default)]
+struct RunExtras {
+    fsyncs: Option<FsyncCounters>,
+    tail_lag_ns: Option<hdrhistogram::Histogram<u64>>,
+    tail_delivered: u64,
+    failover: Option<(f64, f64)>,
+}
+
+/// The whole job.
+pub(crate) fn run(args: &ClusterArgs) -> Result<(), String> {
+    if args.payload_bytes == 0 || args.concurrency == 0 || args.duration_s <= 0.0 {
+        return Err("payload, concurrency and duration must be positive".into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, run_job(args))
+}
+
+async fn run_job(args: &ClusterArgs) -> Result<(), String> {
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("raftwal-bench-")
+        .tempdir_in(&base)
+        .map_err(|e| format!("{}: {e}", base.display()))?;
+    let mut systems = vec![System::Raftwal];
+    if args.peer == Some(Peer::Etcd) {
+        systems.push(System::Etcd);
+    }
+    let rounds = if systems.len() > 1 { args.rounds.max(1) } else { 1 };
+    let mut report = Report::new("cluster");
+    let mut cells = Vec::new();
+    let mut sweep_points = Vec::new();
+    let mut progress = Progress::default();
+
+    // The floor: one fdatasync on this disk, one QUIC round trip on loopback.
+    let disk = floor::durable_write(work.path(), 300)?;
+    let mut rtt_us = None;
+
+    for round in 0..rounds {
+        for &system in &systems {
+            let dir = work.path().join(format!("{}-{round}", system.name()));
+            if args.sweep.is_some() {
+                sweep(args, system, &dir, &mut report, &mut sweep_points, &mut progress).await?;
+                continue;
+            }
+            let workload = Workload {
+                payload_bytes: args.payload_bytes,
+                concurrency: args.concurrency,
+                rate_per_s: args.rate,
+                warmup: Duration::from_secs_f64(args.warmup_s),
+                duration: Duration::from_secs_f64(args.duration_s),
+            };
+            let label =
+                format!("{} c={}{}", system.name(), args.concurrency, round_tag(rounds, round));
+            let (result, extras) = match system {
+                System::Raftwal => {
+                    let (r, e, rtt) =
+                        run_raftwal(args, &dir, &workload, &label, true, &mut progress).await?;
+                    rtt_us = rtt_us.or(rtt);
+                    (r, e)
+                }
+                System::Etcd => run_etcd(args, &dir, &workload, &label, &mut progress).await?,
+            };
+            report.results.push(row(system, &workload, &result, &extras, round));
+            cells.push(CellRecord {
+                label: label.clone(),
+                latency_ns: result.latency_ns.clone(),
+                timeline: result.timeline.clone(),
+            });
+            // The latency floor run: one appender, default job only.
+            if !args.no_floor_run && !args.failover && args.rate.is_none() {
+                let single = Workload {
+                    concurrency: 1,
+                    rate_per_s: None,
+                    warmup: Duration::from_secs(1),
+                    duration: Duration::from_secs_f64((args.duration_s / 4.0).clamp(1.0, 5.0)),
+                    ..workload.clone()
+                };
+                let label = format!("{} c=1{}", system.name(), round_tag(rounds, round));
+                let dir = work.path().join(format!("{}-{round}-c1", system.name()));
+                let (result, extras) = match system {
+                    System::Raftwal => {
+                        let (r, e, _) =
+                            run_raftwal(args, &dir, &single, &label, false, &mut progress).await?;
+                        (r, e)
+                    }
+                    System::Etcd => run_etcd(args, &dir, &single, &label, &mut progress).await?,
+                };
+                report.results.push(row(system, &single, &result, &extras, round));
+                cells.push(CellRecord {
+                    label,
+                    latency_ns: result.latency_ns.clone(),
+                    timeline: result.timeline.clone(),
+                });
+            }
+        }
+    }
+    progress.finish();
+
+    let summary = summarize(args, &report, disk, rtt_us);
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "floor".into(),
+        serde_json::json!({
+            "fdatasync_us_p50": disk.fdatasync_us,
+            "write_fdatasync_us_p50": disk.write_fdatasync_us,
+            "quic_rtt_us_p50": rtt_us,
+        }),
+    );
+    extra.insert("machine".into(), machine());
+    let stamp =
+        results::timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let out = results::write(&args.out, &stamp, &report, extra, &cells, &sweep_points, &summary)?;
+    match args.format {
+        Format::Json => report.print(Format::Json).map_err(|e| e.to_string())?,
+        Format::Table => {
+            report.print(Format::Table).map_err(|e| e.to_string())?;
+            println!("\n{summary}");
+            println!("results: {}/results.json and report.html", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn round_tag(rounds: usize, round: usize) -> String {
+    if rounds > 1 {
+        format!(" #{}", round + 1)
+    } else {
+        String::new()
+    }
+}
+
+fn machine() -> serde_json::Value {
+    let cores = std::thread::available_parallelism().map_or(0, |p| p.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    serde_json::json!({ "cores": cores, "kernel": kernel.trim() })
+}
+
+fn row(
+    system: System,
+    workload: &Workload,
+    result: &LoadResult,
+    extras: &RunExtras,
+    round: usize,
+) -> ResultRow {
+    let mut row = ResultRow {
+        system: system.name().into(),
+        payload_bytes: workload.payload_bytes as u64,
+        concurrency: workload.concurrency as u64,
+        entries_per_s: result.entries_per_s(),
+        mb_per_s: result.mb_per_s(workload.payload_bytes),
+        latency_us: LatencyUs::from_histogram_ns(&result.latency_ns),
+        extra: serde_json::Map::new(),
+    }
+    .with("round", round as u64 + 1)
+    .with("loop", if workload.rate_per_s.is_some() { "open" } else { "closed" })
+    .with("errors", result.errors);
+    if let Some(rate) = workload.rate_per_s {
+        row = row.with("rate", rate.round()).with("dropped", result.dropped);
+    }
+    if let Some(first) = result.error_samples.first() {
+        row = row.with("first_error", first.clone());
+    }
+    if let Some(f) = extras.fsyncs {
+        let secs = result.elapsed.as_secs_f64().max(1e-9);
+        row = row.with("leader_fsyncs_per_s", (f.batches as f64 / secs).round());
+        if f.batches > 0 {
+            row = row.with(
+                "mean_batch_entries",
+                ((f.entries as f64 / f.batches as f64) * 10.0).round() / 10.0,
+            );
+        }
+    }
+    if let Some(lag) = &extras.tail_lag_ns {
+        let us = |q: f64| (lag.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
+        row = row
+            .with("tail_lag_us_p50", us(0.5))
+            .with("tail_lag_us_p99", us(0.99))
+            .with("tail_delivered", extras.tail_delivered);
+    }
+    if let Some((gap_ms, spike_ms)) = extras.failover {
+        let round = |v: f64| (v * 10.0).round() / 10.0;
+        row = row
+            .with("unavailable_ms", round(gap_ms))
+            .with("max_latency_after_kill_ms", round(spike_ms));
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole job on a real 3-node cluster, briefly: every run row has the documented shape,
+    /// the figures are positive, and the results directory holds the JSON and the plots. (A
+    /// smoke test of the harness; speed is measured by running the benchmark, not here.)
+    #[test]
+    fn a_short_default_job_writes_a_complete_report() {
+        let out = tempfile::tempdir().unwrap();
+        let args = ClusterArgs {
+            payload_bytes: 256,
+            concurrency: 8,
+            duration_s: 1.0,
+            warmup_s: 0.3,
+            nodes: 3,
+            format: Format::Json,
+            rate: None,
+            sweep: None,
+            failover: false,
+            peer: None,
+            rounds: 1,
+            no_floor_run: false,
+            dir: None,
+            out: out.path().to_owned(),
+        };
+        run(&args).unwrap();
+        let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert_eq!(dirs.len(), 1);
+        let dir = dirs[0].as_ref().unwrap().path();
+        for file in ["results.json", "report.html", "latency.svg", "throughput.svg"] {
+            assert!(dir.join(file).exists(), "{file} missing");
+        }
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(doc["bench"], "cluster");
+        let rows = doc["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "the main run and the 1-appender run");
+        for row in rows {
+            assert_eq!(row["system"], "raftwal");
+            assert_eq!(row["payload_bytes"], 256);
+            assert_eq!(row["errors"], 0, "{row}");
+            assert!(row["entries_per_s"].as_f64().unwrap() > 0.0);
+            for q in ["p50", "p90", "p99", "p999", "max"] {
+                assert!(row["latency_us"][q].as_f64().unwrap() > 0.0, "{q} in {row}");
+            }
+        }
+        assert!(rows[0]["tail_delivered"].as_u64().unwrap() > 0, "the follower's tail saw entries");
+        assert!(rows[0]["leader_fsyncs_per_s"].as_f64().unwrap() > 0.0);
+        assert!(doc["floor"]["fdatasync_us_p50"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn cluster_sizes_are_1_3_or_5() {
+        assert_eq!(parse_nodes("5"), Ok(5));
+        assert!(parse_nodes("2").is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! One measured run of each system: a fresh cluster, the load, and the figures beside it (the
+//! leader's fsyncs, a follower subscriber's tail lag, a failover's unavailability window).
+
+use super::{ClusterArgs, RunExtras};
+use crate::floor;
+use crate::load::{self, LoadResult, Workload};
+use crate::report::{latency_histogram_ns, Progress};
+use crate::systems::{agreed_leader, FsyncCounters, RaftwalCluster, RaftwalTarget};
+use raftwal_wire::types::LogIndex;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs `workload` against a fresh raftwal cluster in `dir`. Returns the load result, the extra
+/// figures, and the QUIC round trip measured on it before the load.
+pub(super) async fn run_raftwal(
+    args: &ClusterArgs,
+    dir: &Path,
+    workload: &Workload,
+    label: &str,
+    with_tail: bool,
+    progress: &mut Progress,
+) -> Result<(LoadResult, RunExtras, Option<f64>), String> {
+    progress.set(&format!("[{label}] starting a {}-node raftwal cluster", args.nodes));
+    // Starting waits for a leader with blocking calls: do it off this thread's runtime.
+    let (nodes, start_dir) = (args.nodes, dir.to_owned());
+    let cluster = tokio::task::spawn_blocking(move || RaftwalCluster::start(nodes, &start_dir))
+        .await
+        .map_err(|e| e.to_string())??;
+    let leader = agreed_leader(&cluster.logs()).await.ok_or("no leader after start")?;
+    let follower = cluster.follower_of(leader);
+    let rtt = floor::quic_rtt_us(&cluster.tls_dir, cluster.addrs[follower], 300).await.ok();
+    let client = Arc::new(cluster.client()?);
+    let cluster = Rc::new(RefCell::new(cluster));
+
+    // The follower's subscriber (only with followers).
+    let delivered: Rc<RefCell<Vec<(u64, Instant)>>> = Rc::new(RefCell::new(Vec::new()));
+    let tail_task = (with_tail && args.nodes > 1).then(|| {
+        let mut tail = client.subscribe_at(follower, LogIndex(1));
+        let delivered = delivered.clone();
+        tokio::task::spawn_local(async move {
+            while let Ok(entry) = tail.next().await {
+                delivered.borrow_mut().push((entry.index.get(), Instant::now()));
+            }
+        })
+    });
+
+    // Fsync counters over the measured window, and the failover kill.
+    let window = {
+        let cluster = cluster.clone();
+        let (warmup, duration, failover) = (workload.warmup, workload.duration, args.failover);
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(warmup).await;
+            let logs = cluster.borrow().logs();
+            let leader = agreed_leader(&logs).await.unwrap_or(leader);
+            let before = cluster.borrow().fsync_counters(leader);
+            let mut killed_at = None;
+            if failover {
+                tokio::time::sleep(duration / 2).await;
+                let logs = cluster.borrow().logs();
+                if let Some(victim) = agreed_leader(&logs).await {
+                    if cluster.borrow_mut().stop_node(victim) {
+                        killed_at = Some(Instant::now());
+                    }
+                }
+                tokio::time::sleep(duration / 2).await;
+            } else {
+                tokio::time::sleep(duration).await;
+            }
+            let after = cluster.borrow().fsync_counters(leader);
+            let counters = FsyncCounters {
+                batches: after.batches.saturating_sub(before.batches),
+                entries: after.entries.saturating_sub(before.entries),
+                latency_us_sum: after.latency_us_sum.saturating_sub(before.latency_us_sum),
+            };
+            (counters, killed_at)
+        })
+    };
+
+    let target = Rc::new(RaftwalTarget(client.clone()));
+    let started = Instant::now();
+    let total = (workload.warmup + workload.duration).as_secs_f64();
+    let result = load::run(target, workload, with_tail || args.failover, |elapsed, done| {
+        let rate = done as f64 / elapsed.saturating_sub(workload.warmup).as_secs_f64().max(1e-3);
+        let shown = if elapsed > workload.warmup {
+            format!("{rate:>9.0} appends/s")
+        } else {
+            "warming up".into()
+        };
+        progress.set(&format!("[{label}] {:>5.1}/{total:.1} s  {shown}", elapsed.as_secs_f64()));
+    })
+    .await;
+    let _ = started;
+    let (fsyncs, killed_at) = window.await.map_err(|e| e.to_string())?;
+    if let Some(task) = tail_task {
+        // Let the subscriber take what is committed, then stop it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        task.abort();
+    }
+    let mut extras =
+        RunExtras { fsyncs: (!args.failover).then_some(fsyncs), ..RunExtras::default() };
+    if with_tail && args.nodes > 1 {
+        let (lag, count) = tail_lag(&result.acks, &delivered.borrow());
+        extras.tail_lag_ns = Some(lag);
+        extras.tail_delivered = count;
+    }
+    if let Some(killed) = killed_at {
+        extras.failover = Some(failover_figures(&result, killed, result.end));
+    }
+    client.close();
+    // Stopping joins node threads: do it off this thread's runtime.
+    let mut cluster = Rc::try_unwrap(cluster).map_err(|_| "cluster still shared")?.into_inner();
+    tokio::task::spawn_blocking(move || cluster.stop()).await.map_err(|e| e.to_string())?;
+    Ok((result, extras, rtt))
+}
+
+/// Lag of each delivered entry behind its acknowledgement.
+fn tail_lag(
+    acks: &[(u64, Instant)],
+    delivered: &[(u64, Instant)],
+) -> (hdrhistogram::Histogram<u64>, u64) {
+    let acked: HashMap<u64, Instant> = acks.iter().copied().collect();
+    let mut lag = latency_histogram_ns();
+    let mut count = 0;
+    for (index, at) in delivered {
+        if let Some(acked_at) = acked.get(index) {
+            let ns = at.saturating_duration_since(*acked_at).as_nanos() as u64;
+            lag.saturating_record(ns.max(1));
+            count += 1;
+        }
+    }
+    (lag, count)
+}
+
+/// The longest time without an acknowledgement around the kill, and the slowest append that
+/// completed after it, both in ms.
+///
+/// The stop is requested at `killed`, but a node finishes what is in flight while it stops, so
+/// the window is the longest gap between consecutive acknowledgements from the last one before
+/// the request to the end of the run, the end counting as an acknowledgement (a run that never
+/// recovered reports the whole time left).
+fn failover_figures(result: &LoadResult, killed: Instant, end: Instant) -> (f64, f64) {
+    let mut acks: Vec<Instant> = result.acks.iter().map(|(_, at)| *at).collect();
+    acks.sort();
+    let start = acks.iter().rposition(|at| *at <= killed).unwrap_or(0);
+    let mut tail: Vec<Instant> = acks[start..].to_vec();
+    if tail.is_empty() {
+        tail.push(killed);
+    }
+    tail.push(end.max(*tail.last().unwrap_or(&end)));
+    let gap = tail.windows(2).map(|w| w[1].duration_since(w[0])).max().unwrap_or_default();
+    let max_ms = result.latency_ns.max() as f64 / 1e6;
+    (gap.as_secs_f64() * 1000.0, max_ms)
+}
+
+#[cfg(feature = "etcd")]
+pub(super) async fn run_etcd(
+    args: &ClusterArgs,
+    dir: &Path,
+    workload: &Workload,
+    label: &str,
+    progress: &mut Progress,
+) -> Result<(LoadResult, RunExtras), String> {
+    use crate::etcd::EtcdCluster;
+    progress.set(&format!("[{label}] starting a {}-node etcd cluster", args.nodes));
+    let base_port = 23_790 + (std::process::id() % 200) as u16 * 10;
+    let mut cluster = EtcdCluster::start(args.nodes, dir, base_port).await?;
+    let target = Rc::new(cluster.target().await?);
+    // The killer task owns the cluster while the load runs, and hands it back at the end.
+    let at = workload.warmup + workload.duration / 2;
+    let failover = args.failover;
+    let killer = tokio::task::spawn_local(async move {
+        let mut killed = None;
+        if failover {
+            tokio::time::sleep(at).await;
+            let when = Instant::now();
+            killed = cluster.kill_leader().await.ok().map(|_| when);
+        }
+        (cluster, killed)
+    });
+    let total = (workload.warmup + workload.duration).as_secs_f64();
+    let result = load::run(target, workload, args.failover, |elapsed, done| {
+        let rate = done as f64 / elapsed.saturating_sub(workload.warmup).as_secs_f64().max(1e-3);
+        let shown = if elapsed > workload.warmup {
+            format!("{rate:>9.0} puts/s")
+        } else {
+            "warming up".into()
+        };
+        progress.set(&format!("[{label}] {:>5.1}/{total:.1} s  {shown}", elapsed.as_secs_f64()));
+    })
+    .await;
+    let mut extras = RunExtras::default();
+    let (cluster, killed) = killer.await.map_err(|e| e.to_string())?;
+    if let Some(killed) = killed {
+        extras.failover = Some(failover_figures(&result, killed, result.end));
+    }
+    drop(cluster);
+    Ok((result, extras))
+}
+
+#[cfg(not(feature = "etcd"))]
+pub(super) async fn run_etcd(
+    _args: &ClusterArgs,
+    _dir: &Path,
+    _workload: &Workload,
+    _label: &str,
+    _progress: &mut Progress,
+) -> Result<(LoadResult, RunExtras), String> {
+    Err("this raftwal-bench was built without the `etcd` feature; build it with \
+         `--features etcd` (the default) to run --peer etcd"
+        .into())
+}

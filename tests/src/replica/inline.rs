@@ -1,0 +1,234 @@
+//! The replica loop in the runtime's order of effects: the order `engine/src/runtime` carries out
+//! for every `Ready` (its replica driver documents it), so the simulator checks the protocol that
+//! production runs, on the same store.
+//!
+//! Owns: [`InlineState`]: the persist points handed to the store and not yet reported durable,
+//! the messages waiting for durability, the hard state last saved, the ticks since the commit
+//! index was last saved, and whether the disk refused the last submit for lack of space.
+//! Must not: complete a disk op itself (only a disk step, or the store's own synchronous calls,
+//! do); send a message from `messages_after_persist` before the store is durable up to the last
+//! index it held when the message was handed out.
+//!
+//! The order of effects for one `Ready`:
+//! 1. A changed term or vote is saved synchronously (a hard-state slot written and fdatasynced)
+//!    before anything of the `Ready` leaves, with its commit index capped at the store's durable
+//!    index. A change of the commit index alone is saved every [`COMMIT_SAVE_INTERVAL_TICKS`].
+//! 2. Entries go to the store's pending batch; a conflicting suffix is truncated first, durably
+//!    (the store waits for its batch in flight to do so). The batch is submitted when none is in
+//!    flight (the store's group commit).
+//! 3. `messages` leave at once.
+//! 4. `messages_after_persist` wait until the store is durable up to its last index at the time.
+//! 5. When the store reports durability, the core hears the highest persist point covered.
+//!
+//! Invariants:
+//! 1. `persist_points` increase and each is above the durable index when queued.
+//! 2. The indexes `after_persist` waits for never decrease along the queue, except where a
+//!    truncation lowered them (to the truncation point, which is durable).
+
+use super::{Down, Replica};
+use crate::checker::{Property, Violation};
+use raftwal::storage::{AppendError, CompletionError, SubmitError, TruncateError};
+use raftwal_wire::message::Message;
+use raftwal_wire::types::{Entry, HardState, LogIndex, Term};
+use std::collections::VecDeque;
+
+/// Ticks between saves of a commit-index-only change of the hard state (as the runtime).
+const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
+
+/// The runtime-order loop's state. See the module documentation.
+#[derive(Debug, Default)]
+pub(super) struct InlineState {
+    persist_points: VecDeque<(LogIndex, Term)>,
+    after_persist: VecDeque<(LogIndex, Vec<Message>)>,
+    saved: HardState,
+    ticks_since_commit_save: u64,
+    pub(super) blocked: bool,
+}
+
+impl InlineState {
+    /// The state of a replica that just restarted with `saved` on its disk.
+    pub(super) fn restarted(saved: HardState) -> InlineState {
+        InlineState { saved, ..InlineState::default() }
+    }
+}
+
+impl Replica {
+    /// Carries out one `Ready`'s writes in the runtime's order (steps 1, 2 and 4); returns the
+    /// messages of `after_persist` that may leave at once.
+    pub(super) fn handle_ready_inline(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: &[Entry],
+        persist_point: Option<(LogIndex, Term)>,
+        after_persist: Vec<Message>,
+    ) -> Result<Vec<Message>, Down> {
+        if let Some(hard_state) = hard_state {
+            let saved = self.inline.saved;
+            if (hard_state.term, hard_state.vote) != (saved.term, saved.vote) {
+                self.save_hard_state_inline(hard_state)?;
+            }
+        }
+        if let Some(first) = entries.first() {
+            let log = self.store.log().expect("a Ready is handled only while the replica is up");
+            let durable_before = log.durable_index();
+            if first.index <= log.last_index() {
+                let keep = first.index.prev();
+                match self.store.truncate_after(keep) {
+                    Ok(()) => {}
+                    Err(TruncateError::NoSpace(error)) => {
+                        // Nothing changed (but for the batch in flight, which the truncation
+                        // waited for), and the runtime gives up on the log here.
+                        self.check_refusal(durable_before, true)?;
+                        return Err(Down::Stopped(format!("truncating after {keep}: {error}")));
+                    }
+                    Err(error) => {
+                        let what = format!("truncating after {keep}: {error}");
+                        return Err(self.down(what, durable_before));
+                    }
+                }
+                self.inline.persist_points.retain(|(index, _)| *index <= keep);
+                for (need, _) in &mut self.inline.after_persist {
+                    *need = (*need).min(keep);
+                }
+                let durable = self.store.log().expect("up").durable_index();
+                self.reported_durable = self.reported_durable.min(durable);
+            }
+            let log = self.store.log_mut().expect("up");
+            match log.append(entries) {
+                Ok(()) => {}
+                Err(AppendError::Poisoned(error)) => {
+                    return Err(self.down(format!("appending: {error}"), durable_before));
+                }
+                Err(error) => {
+                    return Err(Down::Broken(Violation {
+                        property: Property::CoreError,
+                        detail: format!(
+                            "{:?}: the entries of a Ready do not continue the stored log: {error}",
+                            self.config.id
+                        ),
+                    }));
+                }
+            }
+        }
+        if let Some(point) = persist_point {
+            self.inline.persist_points.push_back(point);
+        }
+        if after_persist.is_empty() {
+            return Ok(Vec::new());
+        }
+        let log = self.store.log().expect("up");
+        let need = log.last_index();
+        if need <= log.durable_index() && self.inline.after_persist.is_empty() {
+            return Ok(after_persist);
+        }
+        self.inline.after_persist.push_back((need, after_persist));
+        Ok(Vec::new())
+    }
+
+    fn save_hard_state_inline(&mut self, hard_state: HardState) -> Result<(), Down> {
+        let log = self.store.log_mut().expect("up");
+        let durable = log.durable_index();
+        // A restart must not claim an entry committed that the replica no longer holds.
+        let hard_state = HardState { commit: hard_state.commit.min(durable), ..hard_state };
+        if let Err(error) = log.save_hard_state(hard_state) {
+            return Err(self.down(format!("saving the hard state: {error}"), durable));
+        }
+        self.inline.saved = hard_state;
+        self.inline.ticks_since_commit_save = 0;
+        Ok(())
+    }
+
+    /// Takes the store's completions (step 5): tells the core the highest persist point now
+    /// durable and returns the messages that waited for it.
+    pub(super) fn reap_inline(&mut self) -> Result<Vec<Message>, Down> {
+        let log = self.store.log_mut().expect("up");
+        let durable_before = log.durable_index();
+        let durable = match log.process_completions() {
+            Ok(durable) => durable,
+            Err(CompletionError::NoSpace(_)) => {
+                // The batch was withdrawn and stays queued; the next submit retries it.
+                self.check_refusal(durable_before, false)?;
+                self.store.log().expect("up").durable_index()
+            }
+            Err(error) => {
+                return Err(self.down(format!("completing a batch: {error}"), durable_before))
+            }
+        };
+        let mut persisted = None;
+        while let Some(&(index, term)) = self.inline.persist_points.front() {
+            if index > durable {
+                break;
+            }
+            self.inline.persist_points.pop_front();
+            persisted = Some((index, term));
+        }
+        if let Some((index, term)) = persisted {
+            // The highest point covers the lower ones: everything before it is durable too.
+            self.core.as_mut().expect("up").persisted(index, term);
+            self.reported_durable = index;
+        }
+        let mut released = Vec::new();
+        while self.inline.after_persist.front().is_some_and(|(need, _)| *need <= durable) {
+            if let Some((_, messages)) = self.inline.after_persist.pop_front() {
+                released.extend(messages);
+            }
+        }
+        Ok(released)
+    }
+
+    /// Hands the store's pending entries to the disk when no batch is in flight.
+    pub(super) fn submit_inline(&mut self) -> Result<(), Down> {
+        let log = self.store.log_mut().expect("up");
+        if log.has_in_flight() || !log.has_pending() {
+            self.inline.blocked = false;
+            return Ok(());
+        }
+        let durable_before = log.durable_index();
+        match log.submit() {
+            Ok(_) => {
+                self.inline.blocked = false;
+                Ok(())
+            }
+            Err(SubmitError::NoSpace(_)) => {
+                self.check_refusal(durable_before, false)?;
+                self.inline.blocked = true;
+                self.full_disk_refusals += 1;
+                Ok(())
+            }
+            Err(error) => Err(self.down(format!("submitting a batch: {error}"), durable_before)),
+        }
+    }
+
+    /// One disk step: up to `ops_max` queued ops complete, then the completions are taken and
+    /// the next batch submitted. Returns the messages released.
+    pub(super) fn disk_step_inline(&mut self, ops_max: usize) -> Result<Vec<Message>, Down> {
+        if self.store.log().is_some_and(|log| log.has_in_flight()) {
+            self.store.disk().run_pending(ops_max);
+        }
+        let released = self.reap_inline()?;
+        self.submit_inline()?;
+        Ok(released)
+    }
+
+    /// Whether the store needs the disk: a batch in flight, or one the full disk refused.
+    pub(super) fn needs_disk_step_inline(&self) -> bool {
+        self.store
+            .log()
+            .is_some_and(|log| log.has_in_flight() || (log.has_pending() && self.inline.blocked))
+    }
+
+    /// One tick: the core's, and now and then a save of a commit index that moved alone.
+    pub(super) fn tick_inline(&mut self) -> Result<(), Down> {
+        self.core.as_mut().expect("up").tick();
+        self.inline.ticks_since_commit_save += 1;
+        let log = self.store.log().expect("up");
+        let commit = self.core.as_ref().expect("up").commit_index().min(log.durable_index());
+        if self.inline.ticks_since_commit_save >= COMMIT_SAVE_INTERVAL_TICKS
+            && commit > self.inline.saved.commit
+        {
+            let hard_state = HardState { commit, ..self.inline.saved };
+            self.save_hard_state_inline(hard_state)?;
+        }
+        Ok(())
+    }
+}
