@@ -30,7 +30,7 @@ use crate::replica::{CommitPersistence, Down, DriverOrder, Replica};
 use crate::store::SimStore;
 use bytes::Bytes;
 use raftwal::raft::{Config, ProposeError, Proposed, RaftCore, ReadState, Role};
-use raftwal::storage::{LogOptions, Tear};
+use raftwal::storage::{LogOptions, Tear, ZeroFill};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{Entry, EntryKind, HardState, LogId, LogIndex, NodeId, Term};
 use std::collections::BTreeSet;
@@ -52,6 +52,8 @@ pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
     write_chunk_bytes: 512 << 10,
     cluster_id: raftwal_wire::types::ClusterId(0),
     log_id: SCENARIO_LOG,
+    zero_fill: ZeroFill::BatchBytesBelow(1 << 20),
+    zero_chunk_bytes: 4 << 10,
 };
 
 /// A cluster under a test's complete control.
