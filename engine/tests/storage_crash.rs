@@ -4,6 +4,12 @@
 //! was written at its index), must hold every entry that was reported durable (unless a
 //! truncation or compaction asking to drop it was under way), and the hard state must be the last
 //! acknowledged one or the one being saved.
+//!
+//! The points include every background op (docs/format.md): the prepared segment's creation
+//! and preallocation, its zero-fill writes and fdatasyncs, zeros ahead of the writer in the
+//! active segment, roll-overs into the prepared segment (header, fdatasync, rename, directory
+//! fsync) and truncations that make it the new last segment; the clean run asserts that each
+//! kind happened.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
@@ -32,6 +38,8 @@ struct Record {
     hard_states: Vec<HardState>,
     /// How many of them were acknowledged.
     hard_states_acked: usize,
+    /// Truncations that made the segment prepared in the background the new last one.
+    truncations_into_prepared: u32,
 }
 
 const DIR: &str = "/logs/crash";
@@ -64,7 +72,11 @@ fn workload(log: &mut LogStore<SimDisk>, rec: &mut Record) -> Result<(), String>
         if round == 12 || round == 29 {
             let to = log.last_index().get() - 9;
             rec.truncating = Some(to);
+            let prepared_before = log.stats().roll_overs_prepared;
             log.truncate_after(LogIndex(to)).map_err(|x| e(&x))?;
+            if log.stats().roll_overs_prepared > prepared_before {
+                rec.truncations_into_prepared += 1;
+            }
             rec.current.retain(|&i, _| i <= to);
             rec.durable = rec.durable.min(to);
             rec.truncating = None;
@@ -134,7 +146,9 @@ fn crash_everywhere(direct_io: bool, zero_fill: ZeroFill) {
     if zero_fill == ZeroFill::Always {
         assert!(stats.background_bytes > 4096 * stats.background_writes / 2, "{stats:?}");
     }
-    assert!(stats.roll_overs_prepared > 0, "{stats:?}");
+    assert!(stats.roll_overs_prepared > rec.truncations_into_prepared as u64, "{stats:?}");
+    // Both truncations find a prepared segment ready and use it as the new last segment.
+    assert_eq!(rec.truncations_into_prepared, 2, "{stats:?}");
     assert!(points > 80, "the workload should cross many write and sync points ({points})");
     let mut crashed_runs = 0;
     for point in 0..points {
