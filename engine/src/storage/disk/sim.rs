@@ -294,6 +294,12 @@ impl SimDisk {
         self.state.borrow().pending.len()
     }
 
+    /// Whether the next queued op is a background one (a log's zero-fill or the fdatasync of
+    /// its prepared segment), so a test can let those run and strike the batch behind them.
+    pub fn next_pending_is_background(&self) -> bool {
+        self.state.borrow().pending.front().is_some_and(|(_, op)| op.background)
+    }
+
     /// Crashes and restarts the disk: queued ops are dropped, every open file and owner is
     /// forgotten, and every file and directory goes back to its durable image (keeping a torn
     /// prefix of the last unsynced write if `tear` says so). Faults are cleared.
