@@ -301,8 +301,9 @@ impl<D: Disk> LogStore<D> {
         }
     }
 
-    /// Creates the spare: a temporary file, preallocated. Two short system calls on the
-    /// writer's thread (the expensive part, committing the allocation, is a background fdatasync).
+    /// Creates the spare: a temporary file, preallocated. Two system calls on the writer's
+    /// thread, once per segment (about 0.25 ms for 64 MiB on ext4 here); the expensive part,
+    /// committing the allocation, is a background fdatasync.
     fn create_spare(&mut self) {
         let tmp = self.dir.join(SPARE_FILE);
         let opened =
