@@ -52,7 +52,11 @@ pub(crate) struct FsyncCounters {
 
 impl RaftwalCluster {
     /// Starts `n` nodes with data and certificates under `dir`, and waits for a leader.
-    pub(crate) fn start(n: usize, dir: &Path) -> Result<RaftwalCluster, String> {
+    pub(crate) fn start(
+        n: usize,
+        dir: &Path,
+        fsync: raftwal::config::FsyncChoice,
+    ) -> Result<RaftwalCluster, String> {
         let tls_dir = dir.join("tls");
         let ids: Vec<NodeId> = (1..=n as u64).map(NodeId).collect();
         ClusterCerts::generate(None, &ids)
@@ -76,6 +80,7 @@ impl RaftwalCluster {
             let mut config =
                 NodeConfig::new(NodeId(id), *addr, peers, dir.join(format!("node-{id}")), &tls_dir);
             config.shards = Some(shards);
+            config.storage.fsync = fsync;
             let node = Node::start(config).map_err(|e| format!("node {id}: {e}"))?;
             nodes.push(Some(node));
         }

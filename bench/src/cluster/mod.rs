@@ -93,6 +93,28 @@ pub(crate) struct ClusterArgs {
     /// Where results directories are written.
     #[arg(long, default_value = "bench-results")]
     pub(crate) out: PathBuf,
+    /// Who issues each batch's fdatasync on the raftwal nodes: the shard thread (`thread`, the
+    /// node's default) or a kernel worker through io_uring (`ring`). For comparing the two.
+    #[arg(long, value_enum, default_value_t = FsyncArg::Thread)]
+    pub(crate) fsync: FsyncArg,
+}
+
+/// The nodes' `storage.fsync` setting, as a command-line value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FsyncArg {
+    /// The shard thread issues the fdatasync after the ring's write.
+    Thread,
+    /// The fdatasync is linked after the write in io_uring.
+    Ring,
+}
+
+impl FsyncArg {
+    pub(crate) fn choice(self) -> raftwal::config::FsyncChoice {
+        match self {
+            FsyncArg::Thread => raftwal::config::FsyncChoice::Thread,
+            FsyncArg::Ring => raftwal::config::FsyncChoice::Ring,
+        }
+    }
 }
 
 fn parse_nodes(text: &str) -> Result<usize, String> {
@@ -336,6 +358,7 @@ mod tests {
             no_floor_run: false,
             dir: None,
             out: out.path().to_owned(),
+            fsync: FsyncArg::Ring,
         };
         run(&args).unwrap();
         let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
