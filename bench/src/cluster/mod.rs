@@ -144,6 +144,7 @@ impl System {
 #[derive(Debug, Default)]
 struct RunExtras {
     fsyncs: Option<FsyncCounters>,
+    follower_fsyncs: Option<FsyncCounters>,
     tail_lag_ns: Option<hdrhistogram::Histogram<u64>>,
     tail_delivered: u64,
     failover: Option<(f64, f64)>,
@@ -315,6 +316,17 @@ fn row(
                 "mean_batch_entries",
                 ((f.entries as f64 / f.batches as f64) * 10.0).round() / 10.0,
             );
+        }
+    }
+    let tenth = |v: f64| (v * 10.0).round() / 10.0;
+    if let Some(us) = extras.fsyncs.and_then(|f| f.mean_batch_us()) {
+        row = row.with("leader_batch_us_mean", tenth(us));
+    }
+    if let Some(f) = extras.follower_fsyncs {
+        let secs = result.elapsed.as_secs_f64().max(1e-9);
+        row = row.with("follower_fsyncs_per_s", (f.batches as f64 / secs).round());
+        if let Some(us) = f.mean_batch_us() {
+            row = row.with("follower_batch_us_mean", tenth(us));
         }
     }
     if let Some(lag) = &extras.tail_lag_ns {
