@@ -41,18 +41,40 @@ pub(crate) struct RaftwalCluster {
     pub(crate) tls_dir: PathBuf,
 }
 
-/// Counters read off the leader, to turn into fsyncs per second and mean batch size.
+/// Storage counters read off a node, to turn into fsyncs per second, mean batch size and mean
+/// batch time.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct FsyncCounters {
     pub(crate) batches: u64,
     pub(crate) entries: u64,
-    /// Sum of the batches' write-plus-fdatasync times, in microseconds.
+    /// Sum of the batches' times from submission to durable (write, fdatasync and the wake-up
+    /// that reports it), in microseconds.
     pub(crate) latency_us_sum: u64,
+}
+
+impl FsyncCounters {
+    /// What happened between `before` and these counters.
+    pub(crate) fn since(&self, before: &FsyncCounters) -> FsyncCounters {
+        FsyncCounters {
+            batches: self.batches.saturating_sub(before.batches),
+            entries: self.entries.saturating_sub(before.entries),
+            latency_us_sum: self.latency_us_sum.saturating_sub(before.latency_us_sum),
+        }
+    }
+
+    /// Mean microseconds from a batch's submission to its durability.
+    pub(crate) fn mean_batch_us(&self) -> Option<f64> {
+        (self.batches > 0).then(|| self.latency_us_sum as f64 / self.batches as f64)
+    }
 }
 
 impl RaftwalCluster {
     /// Starts `n` nodes with data and certificates under `dir`, and waits for a leader.
-    pub(crate) fn start(n: usize, dir: &Path) -> Result<RaftwalCluster, String> {
+    pub(crate) fn start(
+        n: usize,
+        dir: &Path,
+        fsync: raftwal::config::FsyncChoice,
+    ) -> Result<RaftwalCluster, String> {
         let tls_dir = dir.join("tls");
         let ids: Vec<NodeId> = (1..=n as u64).map(NodeId).collect();
         ClusterCerts::generate(None, &ids)
@@ -76,6 +98,7 @@ impl RaftwalCluster {
             let mut config =
                 NodeConfig::new(NodeId(id), *addr, peers, dir.join(format!("node-{id}")), &tls_dir);
             config.shards = Some(shards);
+            config.storage.fsync = fsync;
             let node = Node::start(config).map_err(|e| format!("node {id}: {e}"))?;
             nodes.push(Some(node));
         }
@@ -124,9 +147,9 @@ impl RaftwalCluster {
             .unwrap_or(0)
     }
 
-    /// The leader's storage counters of log 0.
-    pub(crate) fn fsync_counters(&self, leader: u64) -> FsyncCounters {
-        let Some(Some(node)) = self.nodes.get(leader as usize - 1) else {
+    /// The storage counters of log 0 on node `id`.
+    pub(crate) fn fsync_counters(&self, id: u64) -> FsyncCounters {
+        let Some(Some(node)) = self.nodes.get((id as usize).wrapping_sub(1)) else {
             return FsyncCounters::default();
         };
         let Some(metrics) = node.metrics().log(LogId(0)) else {

@@ -93,6 +93,28 @@ pub(crate) struct ClusterArgs {
     /// Where results directories are written.
     #[arg(long, default_value = "bench-results")]
     pub(crate) out: PathBuf,
+    /// Who issues each batch's fdatasync on the raftwal nodes: the shard thread (`thread`, the
+    /// node's default) or a kernel worker through io_uring (`ring`). For comparing the two.
+    #[arg(long, value_enum, default_value_t = FsyncArg::Thread)]
+    pub(crate) fsync: FsyncArg,
+}
+
+/// The nodes' `storage.fsync` setting, as a command-line value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FsyncArg {
+    /// The shard thread issues the fdatasync after the ring's write.
+    Thread,
+    /// The fdatasync is linked after the write in io_uring.
+    Ring,
+}
+
+impl FsyncArg {
+    pub(crate) fn choice(self) -> raftwal::config::FsyncChoice {
+        match self {
+            FsyncArg::Thread => raftwal::config::FsyncChoice::Thread,
+            FsyncArg::Ring => raftwal::config::FsyncChoice::Ring,
+        }
+    }
 }
 
 fn parse_nodes(text: &str) -> Result<usize, String> {
@@ -122,6 +144,7 @@ impl System {
 #[derive(Debug, Default)]
 struct RunExtras {
     fsyncs: Option<FsyncCounters>,
+    follower_fsyncs: Option<FsyncCounters>,
     tail_lag_ns: Option<hdrhistogram::Histogram<u64>>,
     tail_delivered: u64,
     failover: Option<(f64, f64)>,
@@ -295,6 +318,17 @@ fn row(
             );
         }
     }
+    let tenth = |v: f64| (v * 10.0).round() / 10.0;
+    if let Some(us) = extras.fsyncs.and_then(|f| f.mean_batch_us()) {
+        row = row.with("leader_batch_us_mean", tenth(us));
+    }
+    if let Some(f) = extras.follower_fsyncs {
+        let secs = result.elapsed.as_secs_f64().max(1e-9);
+        row = row.with("follower_fsyncs_per_s", (f.batches as f64 / secs).round());
+        if let Some(us) = f.mean_batch_us() {
+            row = row.with("follower_batch_us_mean", tenth(us));
+        }
+    }
     if let Some(lag) = &extras.tail_lag_ns {
         let us = |q: f64| (lag.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
         row = row
@@ -336,6 +370,7 @@ mod tests {
             no_floor_run: false,
             dir: None,
             out: out.path().to_owned(),
+            fsync: FsyncArg::Ring,
         };
         run(&args).unwrap();
         let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();

@@ -5,7 +5,7 @@ use super::{ClusterArgs, RunExtras};
 use crate::floor;
 use crate::load::{self, LoadResult, Workload};
 use crate::report::{latency_histogram_ns, Progress};
-use crate::systems::{agreed_leader, FsyncCounters, RaftwalCluster, RaftwalTarget};
+use crate::systems::{agreed_leader, RaftwalCluster, RaftwalTarget};
 use raftwal_wire::types::LogIndex;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,10 +26,11 @@ pub(super) async fn run_raftwal(
 ) -> Result<(LoadResult, RunExtras, Option<f64>), String> {
     progress.set(&format!("[{label}] starting a {}-node raftwal cluster", args.nodes));
     // Starting waits for a leader with blocking calls: do it off this thread's runtime.
-    let (nodes, start_dir) = (args.nodes, dir.to_owned());
-    let cluster = tokio::task::spawn_blocking(move || RaftwalCluster::start(nodes, &start_dir))
-        .await
-        .map_err(|e| e.to_string())??;
+    let (nodes, start_dir, fsync) = (args.nodes, dir.to_owned(), args.fsync.choice());
+    let cluster =
+        tokio::task::spawn_blocking(move || RaftwalCluster::start(nodes, &start_dir, fsync))
+            .await
+            .map_err(|e| e.to_string())??;
     let leader = agreed_leader(&cluster.logs()).await.ok_or("no leader after start")?;
     let follower = cluster.follower_of(leader);
     let rtt = floor::quic_rtt_us(&cluster.tls_dir, cluster.addrs[follower], 300).await.ok();
@@ -56,7 +57,9 @@ pub(super) async fn run_raftwal(
             tokio::time::sleep(warmup).await;
             let logs = cluster.borrow().logs();
             let leader = agreed_leader(&logs).await.unwrap_or(leader);
+            let follower_id = follower as u64 + 1;
             let before = cluster.borrow().fsync_counters(leader);
+            let follower_before = cluster.borrow().fsync_counters(follower_id);
             let mut killed_at = None;
             if failover {
                 tokio::time::sleep(duration / 2).await;
@@ -71,12 +74,11 @@ pub(super) async fn run_raftwal(
                 tokio::time::sleep(duration).await;
             }
             let after = cluster.borrow().fsync_counters(leader);
-            let counters = FsyncCounters {
-                batches: after.batches.saturating_sub(before.batches),
-                entries: after.entries.saturating_sub(before.entries),
-                latency_us_sum: after.latency_us_sum.saturating_sub(before.latency_us_sum),
-            };
-            (counters, killed_at)
+            let follower_after = cluster.borrow().fsync_counters(follower_id);
+            let counters = after.since(&before);
+            let follower_counters =
+                (follower_id != leader).then(|| follower_after.since(&follower_before));
+            (counters, follower_counters, killed_at)
         })
     };
 
@@ -94,14 +96,17 @@ pub(super) async fn run_raftwal(
     })
     .await;
     let _ = started;
-    let (fsyncs, killed_at) = window.await.map_err(|e| e.to_string())?;
+    let (fsyncs, follower_fsyncs, killed_at) = window.await.map_err(|e| e.to_string())?;
     if let Some(task) = tail_task {
         // Let the subscriber take what is committed, then stop it.
         tokio::time::sleep(Duration::from_millis(300)).await;
         task.abort();
     }
-    let mut extras =
-        RunExtras { fsyncs: (!args.failover).then_some(fsyncs), ..RunExtras::default() };
+    let mut extras = RunExtras {
+        fsyncs: (!args.failover).then_some(fsyncs),
+        follower_fsyncs: follower_fsyncs.filter(|_| !args.failover),
+        ..RunExtras::default()
+    };
     if with_tail && args.nodes > 1 {
         let (lag, count) = tail_lag(&result.acks, &delivered.borrow());
         extras.tail_lag_ns = Some(lag);

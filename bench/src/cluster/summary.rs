@@ -56,7 +56,19 @@ pub(super) fn summarize(
         if let (Some(f), Some(b)) =
             (r.extra.get("leader_fsyncs_per_s"), r.extra.get("mean_batch_entries"))
         {
-            lines.push(format!("leader: {f} fsyncs/s, {b} entries per fsync (mean)"));
+            let mean = |key: &str| {
+                r.extra.get(key).map_or(String::new(), |us| format!(", batch {us} us (mean)"))
+            };
+            lines.push(format!(
+                "leader: {f} fsyncs/s, {b} entries per fsync (mean){}",
+                mean("leader_batch_us_mean")
+            ));
+            if let Some(ff) = r.extra.get("follower_fsyncs_per_s") {
+                lines.push(format!(
+                    "follower: {ff} fsyncs/s{} (a batch: submitted to durable)",
+                    mean("follower_batch_us_mean")
+                ));
+            }
         }
         if let (Some(p50), Some(p99)) =
             (r.extra.get("tail_lag_us_p50"), r.extra.get("tail_lag_us_p99"))
