@@ -20,7 +20,9 @@ use crate::storage_raft_engine;
 use crate::storage_raw;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use raftwal::storage::{FsyncMode, LogOptions, LogStore, UringDisk, UringOptions};
+use raftwal::storage::{
+    FsyncMode, LogOptions, LogStats, LogStore, UringDisk, UringOptions, UringStats, ZeroFill,
+};
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -49,12 +51,33 @@ pub(crate) struct StorageArgs {
     pub(crate) systems: Vec<String>,
     /// Instead of the comparison, measure raftwal under each I/O setting: O_DIRECT or
     /// buffered; fdatasync linked on the ring, issued by the writer's thread after a ring write,
-    /// or pwrite + fdatasync both blocking; fallocate or zero-filled segments.
+    /// or pwrite + fdatasync both blocking; and, with O_DIRECT and the thread's fdatasync, each
+    /// zero-fill policy.
     #[arg(long)]
     pub(crate) modes: bool,
     /// raftwal's `write_chunk_bytes` in KiB (batches above it are written in chunks).
     #[arg(long)]
     pub(crate) write_chunk_kib: Option<usize>,
+    /// raftwal's zero-fill policy: `never`, `always`, or `below:KIB` (only while the mean batch
+    /// is below KIB KiB). Default: the shipped one.
+    #[arg(long, value_parser = parse_zero_fill)]
+    pub(crate) zero_fill: Option<ZeroFill>,
+    /// raftwal's `zero_chunk_bytes` in KiB (one background zero-fill write).
+    #[arg(long)]
+    pub(crate) zero_chunk_kib: Option<usize>,
+}
+
+/// Parses `never`, `always` or `below:KIB`.
+fn parse_zero_fill(text: &str) -> Result<ZeroFill, String> {
+    match text {
+        "never" => Ok(ZeroFill::Never),
+        "always" => Ok(ZeroFill::Always),
+        _ => text
+            .strip_prefix("below:")
+            .and_then(|kib| kib.parse::<usize>().ok())
+            .map(|kib| ZeroFill::BatchBytesBelow(kib << 10))
+            .ok_or_else(|| format!("expected never, always or below:KIB, got {text}")),
+    }
 }
 
 impl Default for StorageArgs {
@@ -68,6 +91,8 @@ impl Default for StorageArgs {
             systems: vec!["raftwal".into(), "raw".into(), "raft-engine".into()],
             modes: false,
             write_chunk_kib: None,
+            zero_fill: None,
+            zero_chunk_kib: None,
         }
     }
 }
@@ -77,7 +102,7 @@ impl Default for StorageArgs {
 pub(crate) struct IoMode {
     pub(crate) direct_io: bool,
     pub(crate) fsync_mode: FsyncMode,
-    pub(crate) zero_fill: bool,
+    pub(crate) zero_fill: ZeroFill,
 }
 
 impl IoMode {
@@ -86,7 +111,7 @@ impl IoMode {
         IoMode {
             direct_io: LogOptions::default().direct_io,
             fsync_mode: UringOptions::default().fsync_mode,
-            zero_fill: UringOptions::default().zero_fill,
+            zero_fill: LogOptions::default().zero_fill,
         }
     }
 
@@ -97,8 +122,12 @@ impl IoMode {
             FsyncMode::Thread => "thread-fsync",
             FsyncMode::Blocking => "blocking-pwrite",
         };
-        let alloc = if self.zero_fill { ",zero-fill" } else { "" };
-        format!("{io},{sync}{alloc}")
+        let zero = match self.zero_fill {
+            ZeroFill::Never => "zero-fill:never".to_owned(),
+            ZeroFill::Always => "zero-fill:always".to_owned(),
+            ZeroFill::BatchBytesBelow(bytes) => format!("zero-fill:below:{}", bytes >> 10),
+        };
+        format!("{io},{sync},{zero}")
     }
 }
 
@@ -111,6 +140,8 @@ pub(crate) struct Measured {
     pub(crate) latency_ns: Histogram<u64>,
     pub(crate) fsyncs: u64,
     pub(crate) batches: u64,
+    /// raftwal only: its counters and the disk's, for the report's extra columns.
+    pub(crate) raftwal: Option<(LogStats, UringStats)>,
     /// The fdatasync calls alone (the `raw` reference measures them).
     pub(crate) fdatasync_ns: Option<Histogram<u64>>,
 }
@@ -128,6 +159,21 @@ impl Measured {
             extra: serde_json::Map::new(),
         }
         .with("fsyncs", self.fsyncs);
+        let row = match self.raftwal {
+            Some((log, disk)) => row
+                .with("batches", log.batches)
+                .with("data_fsyncs", disk.op_syncs)
+                .with("other_fsyncs", disk.other_syncs)
+                .with("background_fsyncs", disk.background_syncs)
+                .with("background_mb", (log.background_bytes as f64 / 1e5).round() / 10.0)
+                .with("segments_prepared", log.roll_overs_prepared)
+                .with("segments_created", log.segments_created)
+                .with(
+                    "prepared_unzeroed_mb",
+                    (log.prepared_unzeroed_bytes as f64 / 1e5).round() / 10.0,
+                ),
+            None => row,
+        };
         match &self.fdatasync_ns {
             Some(h) => row.with(
                 "fdatasync_p50_us",
@@ -167,7 +213,7 @@ pub(crate) fn payload_for(source: &Bytes, index: u64, len: usize) -> Bytes {
 fn run_raftwal(
     dir: &Path,
     mode: IoMode,
-    chunk_kib: Option<usize>,
+    args: &StorageArgs,
     payload: usize,
     concurrency: usize,
     duration: Duration,
@@ -175,12 +221,18 @@ fn run_raftwal(
 ) -> std::io::Result<Measured> {
     let disk = Rc::new(UringDisk::new(UringOptions {
         fsync_mode: mode.fsync_mode,
-        zero_fill: mode.zero_fill,
         ..UringOptions::default()
     })?);
     let defaults = LogOptions::default();
-    let write_chunk_bytes = chunk_kib.map_or(defaults.write_chunk_bytes, |kib| kib << 10);
-    let options = LogOptions { direct_io: mode.direct_io, write_chunk_bytes, ..defaults };
+    let write_chunk_bytes = args.write_chunk_kib.map_or(defaults.write_chunk_bytes, |k| k << 10);
+    let zero_chunk_bytes = args.zero_chunk_kib.map_or(defaults.zero_chunk_bytes, |k| k << 10);
+    let options = LogOptions {
+        direct_io: mode.direct_io,
+        write_chunk_bytes,
+        zero_fill: mode.zero_fill,
+        zero_chunk_bytes,
+        ..defaults
+    };
     let (mut log, _) = LogStore::open(dir, options, disk.clone()).map_err(std::io::Error::other)?;
     let mut hist = latency_histogram_ns();
     let mut batch: Vec<Entry> = Vec::with_capacity(concurrency);
@@ -188,6 +240,7 @@ fn run_raftwal(
     let start = now();
     let deadline = start + duration;
     let before = disk.stats();
+    let log_before = log.stats();
     let mut entries = 0u64;
     loop {
         batch.clear();
@@ -218,14 +271,36 @@ fn run_raftwal(
     let elapsed = start.elapsed();
     let after = disk.stats();
     let stats = log.stats();
+    let log_delta = LogStats {
+        batches: stats.batches - log_before.batches,
+        entries: stats.entries - log_before.entries,
+        data_syncs: stats.data_syncs - log_before.data_syncs,
+        bytes_written: stats.bytes_written - log_before.bytes_written,
+        background_writes: stats.background_writes - log_before.background_writes,
+        background_bytes: stats.background_bytes - log_before.background_bytes,
+        background_syncs: stats.background_syncs - log_before.background_syncs,
+        roll_overs_prepared: stats.roll_overs_prepared - log_before.roll_overs_prepared,
+        segments_created: stats.segments_created - log_before.segments_created,
+        prepared_unzeroed_bytes: stats.prepared_unzeroed_bytes - log_before.prepared_unzeroed_bytes,
+    };
+    let disk_delta = UringStats {
+        ops: after.ops - before.ops,
+        op_syncs: after.op_syncs - before.op_syncs,
+        other_syncs: after.other_syncs - before.other_syncs,
+        background_ops: after.background_ops - before.background_ops,
+        background_syncs: after.background_syncs - before.background_syncs,
+    };
     Ok(Measured {
         entries,
         payload_bytes_total: entries * payload as u64,
         elapsed,
         latency_ns: hist,
-        fsyncs: (after.op_syncs - before.op_syncs) + (after.other_syncs - before.other_syncs),
-        batches: stats.batches,
+        // Every fdatasync and directory fsync: the batches', the roll-overs' and the background
+        // ones of the segment prepared ahead.
+        fsyncs: disk_delta.op_syncs + disk_delta.other_syncs + disk_delta.background_syncs,
+        batches: log_delta.batches,
         fdatasync_ns: None,
+        raftwal: Some((log_delta, disk_delta)),
     })
 }
 
@@ -240,15 +315,25 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
     let mut progress = Progress::default();
     let modes: Vec<IoMode> = if args.modes {
         let mut all = Vec::new();
+        let zero_fill = args.zero_fill.unwrap_or(IoMode::shipped().zero_fill);
         for direct_io in [true, false] {
             for fsync_mode in [FsyncMode::Thread, FsyncMode::Ring, FsyncMode::Blocking] {
-                all.push(IoMode { direct_io, fsync_mode, zero_fill: false });
+                all.push(IoMode { direct_io, fsync_mode, zero_fill });
             }
         }
-        all.push(IoMode { direct_io: true, fsync_mode: FsyncMode::Thread, zero_fill: true });
+        for policy in [ZeroFill::Never, ZeroFill::Always] {
+            if policy != zero_fill {
+                all.push(IoMode {
+                    direct_io: true,
+                    fsync_mode: FsyncMode::Thread,
+                    zero_fill: policy,
+                });
+            }
+        }
         all
     } else {
-        vec![IoMode::shipped()]
+        let shipped = IoMode::shipped();
+        vec![IoMode { zero_fill: args.zero_fill.unwrap_or(shipped.zero_fill), ..shipped }]
     };
     let systems: Vec<&str> = if args.modes {
         vec!["raftwal"]
@@ -277,7 +362,7 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                             let m = run_raftwal(
                                 &dir,
                                 *mode,
-                                args.write_chunk_kib,
+                                args,
                                 payload,
                                 concurrency,
                                 duration,

@@ -86,5 +86,6 @@ pub(crate) fn run(
         fsyncs: writes,
         batches: writes,
         fdatasync_ns: None,
+        raftwal: None,
     })
 }

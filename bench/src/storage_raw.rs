@@ -97,5 +97,6 @@ pub(crate) fn run(
         fsyncs,
         batches,
         fdatasync_ns: Some(sync_hist),
+        raftwal: None,
     })
 }

@@ -197,3 +197,33 @@ fn missing_middle_segment_is_a_gap() {
     // The segment before the gap ends before the next one starts: entries are missing.
     expect_corrupt(&disk, &segs[0], None);
 }
+
+/// Bytes that are not zero in the zero-filled space after the last record of the active
+/// segment (a torn write there, or damage) are a torn tail: cut, counted, nothing else lost.
+#[test]
+fn garbage_in_the_zero_filled_space_after_the_end() {
+    let (disk, segs) = build();
+    let active = segs.last().unwrap();
+    let bytes = disk.file_bytes(&path(active)).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let at = (end + 4096).min(bytes.len() - 1);
+    disk.flip_bit(&path(active), at, 6);
+    let (log, recovery) =
+        LogStore::open(Path::new(DIR), small_options(true), disk.clone()).unwrap();
+    assert_eq!(log.last_index(), LogIndex(100));
+    // From the end of the last record (its padding may end in zeros) to the flipped byte.
+    let torn = recovery.torn_tail_bytes;
+    assert!(torn <= (at + 1 - end) as u64 && torn + 8 > (at + 1 - end) as u64, "{torn}");
+    drop(log);
+    assert!(disk.file_bytes(&path(active)).unwrap()[end..].iter().all(|&b| b == 0), "zeroed");
+}
+
+/// A segment that became active from the segment prepared ahead carries a header like any
+/// other: damage to it is reported with the file's name.
+#[test]
+fn flipped_bit_in_the_header_of_a_prepared_segment() {
+    let (disk, segs) = build();
+    // Every segment but the first was prepared ahead (the fixture rolls over several times).
+    disk.flip_bit(&path(&segs[2]), 30, 1);
+    expect_bad_segment(&disk, &segs[2], "checksum");
+}

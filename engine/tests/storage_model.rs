@@ -5,7 +5,7 @@
 mod storage_common;
 
 use proptest::prelude::*;
-use raftwal::storage::{LogStore, SimDisk, Tear};
+use raftwal::storage::{LogOptions, LogStore, SimDisk, Tear, ZeroFill};
 use raftwal_wire::types::{Entry, HardState, LogIndex, NodeId, Term};
 use std::path::Path;
 use std::rc::Rc;
@@ -76,10 +76,10 @@ fn check(log: &LogStore<SimDisk>, model: &Model) {
     assert!(log.read(LogIndex(model.last() + 1), 100).expect("read at end").is_empty());
 }
 
-fn run(ops: Vec<Op>, direct_io: bool) {
+fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
     let dir = Path::new("/logs/a");
     let disk = Rc::new(SimDisk::new());
-    let options = small_options(direct_io);
+    let options = LogOptions { zero_fill, ..small_options(direct_io) };
     let (mut log, _) = LogStore::open(dir, options, disk.clone()).expect("open");
     let mut model = Model {
         entries: Vec::new(),
@@ -164,11 +164,16 @@ proptest! {
 
     #[test]
     fn log_store_matches_model_direct(ops in proptest::collection::vec(op(), 1..120)) {
-        run(ops, true);
+        run(ops, true, ZeroFill::Always);
     }
 
     #[test]
     fn log_store_matches_model_buffered(ops in proptest::collection::vec(op(), 1..120)) {
-        run(ops, false);
+        run(ops, false, ZeroFill::Always);
+    }
+
+    #[test]
+    fn log_store_matches_model_zero_fill_by_batch_size(ops in proptest::collection::vec(op(), 1..120)) {
+        run(ops, true, ZeroFill::BatchBytesBelow(2048));
     }
 }

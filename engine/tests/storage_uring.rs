@@ -61,6 +61,13 @@ fn two_logs_share_one_ring(fsync_mode: FsyncMode, direct_io: bool) {
         assert_eq!(a.durable_index(), a.last_index());
         assert_eq!(b.durable_index(), b.last_index());
     }
+    // Segments were prepared ahead and zero-filled through the ring, in every fsync mode.
+    for stats in [a.stats(), b.stats()] {
+        assert!(stats.roll_overs_prepared > 0 && stats.background_writes > 0, "{stats:?}");
+        assert_eq!(stats.data_syncs, stats.batches, "{stats:?}");
+    }
+    let ring = disk.stats();
+    assert!(ring.background_ops > 0 && ring.background_syncs > 0, "{ring:?}");
     a.truncate_after(LogIndex(40)).unwrap();
     a.append(&entries(41, 3, 3)).unwrap();
     a.flush().unwrap();

@@ -238,23 +238,16 @@ impl SimStore {
 
     fn retire_log(&mut self) {
         if let Some(log) = self.log.take() {
-            let stats = log.stats();
-            self.retired.batches += stats.batches;
-            self.retired.entries += stats.entries;
-            self.retired.data_syncs += stats.data_syncs;
-            self.retired.bytes_written += stats.bytes_written;
+            add_stats(&mut self.retired, &log.stats());
         }
     }
 
-    /// What every log store of this node wrote: batches, entries, data fsyncs, bytes.
+    /// What every log store of this node wrote: batches, entries, data fsyncs, bytes, and the
+    /// background work (zero-fill writes and fsyncs, roll-overs into a prepared segment).
     pub fn batch_stats(&self) -> LogStats {
         let mut stats = self.retired;
         if let Some(log) = &self.log {
-            let live = log.stats();
-            stats.batches += live.batches;
-            stats.entries += live.entries;
-            stats.data_syncs += live.data_syncs;
-            stats.bytes_written += live.bytes_written;
+            add_stats(&mut stats, &log.stats());
         }
         stats
     }
@@ -399,3 +392,17 @@ impl LogSource for StoredLog<'_> {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+/// Adds the counters of `from` to `into`.
+fn add_stats(into: &mut LogStats, from: &LogStats) {
+    into.batches += from.batches;
+    into.entries += from.entries;
+    into.data_syncs += from.data_syncs;
+    into.bytes_written += from.bytes_written;
+    into.background_writes += from.background_writes;
+    into.background_bytes += from.background_bytes;
+    into.background_syncs += from.background_syncs;
+    into.roll_overs_prepared += from.roll_overs_prepared;
+    into.segments_created += from.segments_created;
+    into.prepared_unzeroed_bytes += from.prepared_unzeroed_bytes;
+}

@@ -35,7 +35,8 @@ mod segment;
 mod terms;
 
 pub use disk::{
-    Disk, FsyncMode, IoBuf, OwnerId, SimDisk, SimFaults, Tear, UringDisk, UringOptions,
+    Disk, FsyncMode, IoBuf, OwnerId, SimDisk, SimFaults, SimStats, Tear, UringDisk, UringOptions,
+    UringStats,
 };
 pub use error::{
     AppendError, CompactError, CompletionError, Corruption, FlushError, HardStateError, OpenError,
@@ -43,4 +44,4 @@ pub use error::{
 };
 pub use format::SegmentId;
 pub use hard_state::HARD_STATE_FILE;
-pub use log::{LogOptions, LogStats, LogStore, Recovery};
+pub use log::{LogOptions, LogStats, LogStore, Recovery, ZeroFill};

@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bytes::Bytes;
-use raftwal::storage::LogOptions;
+use raftwal::storage::{LogOptions, ZeroFill};
 use raftwal_wire::types::{ClusterId, Entry, EntryKind, LogId, LogIndex, Term};
 
 /// A payload that depends only on (index, term), so any stored copy can be checked.
@@ -42,6 +42,9 @@ pub fn small_options(direct_io: bool) -> LogOptions {
         write_chunk_bytes: 2 * 1024,
         cluster_id: ClusterId(7),
         log_id: LogId(3),
+        // Zeros ahead of the writer and over the next segment, in several writes per segment.
+        zero_fill: ZeroFill::Always,
+        zero_chunk_bytes: 4 * 1024,
     }
 }
 

@@ -380,7 +380,8 @@ impl Replica {
             || self.store.log().is_some_and(|log| log.has_pending())
     }
 
-    /// Whether the disk has queued ops (a batch's writes or fdatasync in flight).
+    /// Whether the disk has queued ops (a batch's writes or fdatasync in flight, or the log's
+    /// background work: zeros, the next segment's preparation).
     pub fn disk_busy(&self) -> bool {
         self.store.disk().pending_ops() > 0
     }

@@ -30,7 +30,7 @@ use crate::replica::{CommitPersistence, Down, DriverOrder, Replica};
 use crate::store::SimStore;
 use bytes::Bytes;
 use raftwal::raft::{Config, ProposeError, Proposed, RaftCore, ReadState, Role};
-use raftwal::storage::{LogOptions, Tear};
+use raftwal::storage::{LogOptions, Tear, ZeroFill};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{Entry, EntryKind, HardState, LogId, LogIndex, NodeId, Term};
 use std::collections::BTreeSet;
@@ -52,6 +52,8 @@ pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
     write_chunk_bytes: 512 << 10,
     cluster_id: raftwal_wire::types::ClusterId(0),
     log_id: SCENARIO_LOG,
+    zero_fill: ZeroFill::BatchBytesBelow(1 << 20),
+    zero_chunk_bytes: 4 << 10,
 };
 
 /// A cluster under a test's complete control.
@@ -371,7 +373,10 @@ impl Cluster {
         }
         loop {
             let replica = &self.replicas[position];
-            if !replica.needs_disk_step() || replica.disk_busy() || replica.disk_blocked() {
+            // A batch on the disk ends the beginning; background ops queued alone (zeros, the
+            // next segment's preparation) do not: the group still has to submit its batch.
+            let batch_in_flight = replica.store().log().is_some_and(|log| log.has_in_flight());
+            if !replica.needs_disk_step() || batch_in_flight || replica.disk_blocked() {
                 return;
             }
             if !self.writer_op(position, |replica| replica.disk_step(usize::MAX)) {
@@ -466,6 +471,11 @@ impl Cluster {
     /// sectors chosen by `seed`.
     pub fn crash_mid_batch(&mut self, node: u64, seed: u64) -> &mut Cluster {
         let store = self.replicas[Cluster::position(node)].store();
+        // Background ops queued ahead of the batch (zeros, the next segment's preparation)
+        // complete first, so that the crash strikes the batch itself.
+        while store.disk().next_pending_is_background() {
+            store.disk().run_pending(1);
+        }
         assert!(store.disk().pending_ops() > 0, "n{node} has a batch on its disk");
         store.run_into_crash(1);
         self.crash_tearing(node, seed)

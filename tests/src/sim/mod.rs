@@ -146,6 +146,14 @@ pub struct RunSummary {
     pub batches: u64,
     /// Entries in those batches.
     pub batched_entries: u64,
+    /// Background zero-fill writes (ahead of the writer, or of the next segment).
+    pub background_writes: u64,
+    /// Background fdatasyncs of a prepared next segment.
+    pub background_syncs: u64,
+    /// Roll-overs and truncations that used a segment prepared in the background.
+    pub roll_overs_prepared: u64,
+    /// Segments created on the spot (a log's first, or when none was prepared).
+    pub segments_created: u64,
     /// Network faults injected (partitions, isolations, one-way cuts).
     pub network_faults: u64,
     /// Messages delivered.

@@ -11,13 +11,14 @@
 //! CheckQuorum, some fail fsyncs or fill disks. The log stores vary too: small segments (many
 //! roll-overs and sealed segments), O_DIRECT or buffered writes, small batches (groups that take
 //! several batches), small chunks (batches written in several chunk writes and one fdatasync), a
-//! tail cache of nothing (reads from segment files). Variety finds bugs that one fixed mix would
+//! tail cache of nothing (reads from segment files), every zero-fill policy and chunk size (the
+//! background preparation of the next segment and zeros ahead of the writer). Variety finds bugs that one fixed mix would
 //! not.
 
 use crate::replica::{CommitPersistence, DriverOrder};
 use crate::rng::SimRng;
 use raftwal::raft::Config;
-use raftwal::storage::LogOptions;
+use raftwal::storage::{LogOptions, ZeroFill};
 use raftwal_wire::types::LogId;
 
 /// Virtual microseconds per core tick.
@@ -180,6 +181,17 @@ impl Profile {
                 tail_cache_bytes_max: [0, 4 << 10, 16 << 20][rng.index(3)],
                 write_chunk_bytes: [1 << 10, 512 << 10][rng.index(2)],
                 log_id: LogId(7),
+                // Background work on every path: no zeros (the prepared segment's header block
+                // only), zeros always, zeros only while batches are small (the default policy,
+                // and one that a few large batches switch off), in chunks from one block (many
+                // background ops between batches) to more than a whole segment.
+                zero_fill: [
+                    ZeroFill::Never,
+                    ZeroFill::Always,
+                    ZeroFill::BatchBytesBelow(1 << 20),
+                    ZeroFill::BatchBytesBelow(2 << 10),
+                ][rng.index(4)],
+                zero_chunk_bytes: [4 << 10, 8 << 10, 1 << 20][rng.index(3)],
                 ..LogOptions::default()
             },
             driver_order: if rng.chance(500_000) {

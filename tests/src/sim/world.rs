@@ -252,6 +252,10 @@ impl World {
             let stats = replica.store().batch_stats();
             self.summary.batches += stats.batches;
             self.summary.batched_entries += stats.entries;
+            self.summary.background_writes += stats.background_writes;
+            self.summary.background_syncs += stats.background_syncs;
+            self.summary.roll_overs_prepared += stats.roll_overs_prepared;
+            self.summary.segments_created += stats.segments_created;
             self.summary.disk_full_refusals += replica.full_disk_refusals();
         }
         self.summary.committed = self.checker.committed_count();

@@ -11,6 +11,10 @@
 //! - The data path is queued: [`Disk::submit`] hands over a [`WriteOp`] (one buffer, one write,
 //!   and, when `sync` is set, one fdatasync after it) and returns at once; its [`Completion`]
 //!   comes back later from [`Disk::reap`].
+//! - Background work (preparing the next segment: zero-filling it, syncing it) is queued the
+//!   same way, marked `background`: it is always asynchronous (on io_uring, the kernel's
+//!   workers run it), whatever the disk does with data ops, so it never holds the writer's
+//!   thread.
 //! - Multi-raft: one disk serves several log stores on one thread. Each store registers as an
 //!   owner ([`Disk::register`]); completions are routed to their owner's queue, so a store only
 //!   ever sees its own.
@@ -70,6 +74,9 @@ pub struct WriteOp {
     pub sync: bool,
     /// The caller's label for this op, returned in the completion.
     pub tag: u64,
+    /// Background work, off the data path: never run on the caller's thread (not even in the
+    /// modes that run a data op's fdatasync or write there), and counted apart.
+    pub background: bool,
 }
 
 /// The outcome of one [`WriteOp`].

@@ -65,6 +65,10 @@ pub struct SimStats {
     pub file_syncs: u64,
     /// Writes that ran (queued or synchronous).
     pub writes: u64,
+    /// Of those writes, the queued background ones (zero-filling ahead of the writer).
+    pub background_writes: u64,
+    /// Of those fdatasyncs, the ones of queued background ops.
+    pub background_syncs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -221,9 +225,16 @@ impl State {
         } else {
             self.write(op.file, op.offset, op.buf.as_slice())
         };
+        if result.is_ok() && op.background && !op.buf.is_empty() {
+            self.stats.background_writes += 1;
+        }
         if result.is_ok() && op.sync {
+            let syncs_before = self.stats.file_syncs;
             result = self.sync(op.file);
             sync_failed = result.is_err();
+            if op.background {
+                self.stats.background_syncs += self.stats.file_syncs - syncs_before;
+            }
         }
         let completion = Completion { tag: op.tag, buf: op.buf, result, sync_failed };
         if let Some(queue) = self.owners.get_mut(&owner.0) {
@@ -281,6 +292,12 @@ impl SimDisk {
     /// Queued ops not yet run.
     pub fn pending_ops(&self) -> usize {
         self.state.borrow().pending.len()
+    }
+
+    /// Whether the next queued op is a background one (a log's zero-fill or the fdatasync of
+    /// its prepared segment), so a test can let those run and strike the batch behind them.
+    pub fn next_pending_is_background(&self) -> bool {
+        self.state.borrow().pending.front().is_some_and(|(_, op)| op.background)
     }
 
     /// Crashes and restarts the disk: queued ops are dropped, every open file and owner is

@@ -13,9 +13,11 @@
 //!    first error that is not EINTR/EAGAIN. Short writes continue from where they stopped.
 //! 3. A failed fdatasync is reported, never retried.
 //! 4. Dropping the disk waits for every op in flight, so the kernel never reads freed memory.
+//! 5. A background op always goes through the ring (its fdatasync linked after its write),
+//!    whatever the fsync mode, so it never runs on the shard thread; it is counted apart.
 #![allow(unsafe_code)]
 
-use super::{Completion, Disk, FileId, IoBuf, OpenOptions, OwnerId, SubmitRejected, WriteOp};
+use super::{Completion, Disk, FileId, OpenOptions, OwnerId, SubmitRejected, WriteOp};
 use super::{FsyncMode, UringOptions, UringStats};
 use bytes::Bytes;
 use io_uring::{opcode, squeue, types, IoUring};
@@ -201,7 +203,11 @@ impl Inner {
                 .flags(types::FsyncFlags::DATASYNC)
                 .build()
                 .user_data(((slot_index as u64) << 1) | USER_DATA_SYNC);
-            self.stats.op_syncs += 1;
+            if slot.op.background {
+                self.stats.background_syncs += 1;
+            } else {
+                self.stats.op_syncs += 1;
+            }
             if self.ring.submission().is_full() {
                 self.ring.submit()?;
             }
@@ -211,7 +217,9 @@ impl Inner {
         }
         let mut entries = [write.clone(), write.clone()];
         let mut count = 1;
-        if slot.op.sync && self.fsync_mode == FsyncMode::Ring {
+        // A background op's fdatasync is always linked on the ring: it must not run on the
+        // writer's thread.
+        if slot.op.sync && (self.fsync_mode == FsyncMode::Ring || slot.op.background) {
             write = write.flags(squeue::Flags::IO_LINK);
             let fsync = opcode::Fsync::new(types::Fd(fd))
                 .flags(types::FsyncFlags::DATASYNC)
@@ -219,7 +227,11 @@ impl Inner {
                 .user_data(((slot_index as u64) << 1) | USER_DATA_SYNC);
             entries = [write, fsync];
             count = 2;
-            self.stats.op_syncs += 1;
+            if slot.op.background {
+                self.stats.background_syncs += 1;
+            } else {
+                self.stats.op_syncs += 1;
+            }
             slot.awaiting = 2;
         }
         let free = {
@@ -429,17 +441,6 @@ impl Disk for UringDisk {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        if self.options.zero_fill {
-            let chunk = IoBuf::with_capacity(1 << 20);
-            let mut chunk = chunk;
-            chunk.resize_zeroed(1 << 20);
-            let mut offset = 0u64;
-            while offset < len {
-                let n = (len - offset).min(1 << 20) as usize;
-                f.write.write_all_at(&chunk.as_slice()[..n], offset)?;
-                offset += n as u64;
-            }
-        }
         Ok(())
     }
 
@@ -498,9 +499,11 @@ impl Disk for UringDisk {
     }
 
     fn submit(&self, owner: OwnerId, op: WriteOp) -> Result<(), SubmitRejected> {
-        // A sync-only op (empty buffer) in Thread mode is the writer's own fdatasync: run it now.
-        let inline = op.buf.is_empty() && self.options.fsync_mode == FsyncMode::Thread;
-        if self.options.fsync_mode == FsyncMode::Blocking || inline {
+        // A sync-only data op (empty buffer) in Thread mode is the writer's own fdatasync: run it
+        // now. Background ops always go through the ring.
+        let thread = !op.background;
+        let inline = thread && op.buf.is_empty() && self.options.fsync_mode == FsyncMode::Thread;
+        if (thread && self.options.fsync_mode == FsyncMode::Blocking) || inline {
             let (result, sync_failed) = {
                 let mut inner = self.inner.borrow_mut();
                 inner.stats.ops += 1;
@@ -522,7 +525,11 @@ impl Disk for UringDisk {
         if let Err(error) = inner.file(op.file) {
             return Err(SubmitRejected { op, error });
         }
-        inner.stats.ops += 1;
+        if op.background {
+            inner.stats.background_ops += 1;
+        } else {
+            inner.stats.ops += 1;
+        }
         let slot = Slot { owner, op, done_bytes: 0, awaiting: 0, write_res: None, sync_res: None };
         let index = inner.new_slot(slot);
         let pushed = inner.push_round(index).and_then(|()| inner.ring.submit().map(drop));

@@ -1,5 +1,5 @@
 //! The settings and counters of [`super::UringDisk`]: which thread issues a batch's fdatasync,
-//! how segments are preallocated, what the disk did.
+//! what the disk did.
 //!
 //! Plain values; they own no resource and have no invariants beyond their field docs.
 
@@ -27,8 +27,14 @@ pub struct UringStats {
     /// fdatasyncs issued for queued ops (one per sync op, plus one per retry after a short
     /// write).
     pub op_syncs: u64,
-    /// Synchronous fdatasyncs and directory fsyncs (segment creation, hard state, truncation).
+    /// Synchronous fdatasyncs and directory fsyncs (segment creation and roll-over, hard state,
+    /// truncation).
     pub other_syncs: u64,
+    /// Queued background writes (zero-filling a segment ahead of the writer).
+    pub background_ops: u64,
+    /// fdatasyncs of background ops (making a prepared segment's allocation durable), issued on
+    /// the ring.
+    pub background_syncs: u64,
 }
 
 /// Settings of a [`super::UringDisk`].
@@ -38,13 +44,10 @@ pub struct UringOptions {
     pub ring_entries: u32,
     /// Who issues a batch's fdatasync.
     pub fsync_mode: FsyncMode,
-    /// Preallocate by writing zeros (then fdatasync) instead of `fallocate`: writes into blocks
-    /// that were already written once need no extent conversion, so their fdatasync is cheaper.
-    pub zero_fill: bool,
 }
 
 impl Default for UringOptions {
     fn default() -> UringOptions {
-        UringOptions { ring_entries: 256, fsync_mode: FsyncMode::Thread, zero_fill: false }
+        UringOptions { ring_entries: 256, fsync_mode: FsyncMode::Thread }
     }
 }

@@ -13,6 +13,10 @@
 //! 3. Appends that arrive meanwhile wait in the tail and form the next batch (group commit).
 //! 4. [`LogStore::process_completions`] moves the durable index to the batch's last entry; only
 //!    then may the caller acknowledge those entries.
+//! 5. After every submit and completion, the next background op starts if none is in flight:
+//!    zeros ahead of the writer, the next segment's creation, zero-fill and fdatasync
+//!    (`prepare.rs`). Their completions come back through the same calls; they never delay a
+//!    batch, except that a batch stops before a zero-fill write in flight.
 //!
 //! Invariants (checked by [`LogStore::check_invariants`]):
 //! 1. `first_index <= durable_index + 1`, `durable_index <= written_index <= last_index`.
@@ -22,9 +26,12 @@
 //!    last is active; together they hold every entry in `[first_index, written_index]`.
 //! 4. At most one batch is in flight, and its writes never overlap; when none is, the
 //!    partial last block of the active segment is held in `tail_block` (O_DIRECT).
-//! 5. Once poisoned, no write of any kind is issued again.
+//! 5. Once poisoned, no write of any kind is issued again (background ones included).
+//! 6. At most one background op is in flight; its tag has `BACKGROUND_TAG` set, a batch's
+//!    never does (`prepare.rs` lists its own invariants).
 
 mod open;
+mod prepare;
 mod read;
 mod truncate;
 mod write;
@@ -40,6 +47,8 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+
+pub use prepare::ZeroFill;
 
 /// Settings of one log.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +70,11 @@ pub struct LogOptions {
     pub cluster_id: ClusterId,
     /// Which log of the cluster this is (written in every segment header, checked at open).
     pub log_id: LogId,
+    /// When to write zeros over preallocated blocks ahead of the writer, in the background, so
+    /// that batches write into blocks written before (see [`ZeroFill`]).
+    pub zero_fill: ZeroFill,
+    /// Bytes of one background zero-fill write; a multiple of 4096.
+    pub zero_chunk_bytes: usize,
 }
 
 impl Default for LogOptions {
@@ -73,6 +87,8 @@ impl Default for LogOptions {
             write_chunk_bytes: 512 << 10,
             cluster_id: ClusterId(0),
             log_id: LogId(0),
+            zero_fill: ZeroFill::BatchBytesBelow(1 << 20),
+            zero_chunk_bytes: 1 << 20,
         }
     }
 }
@@ -103,6 +119,20 @@ pub struct LogStats {
     pub data_syncs: u64,
     /// Bytes handed to the disk in batch writes (including O_DIRECT block padding).
     pub bytes_written: u64,
+    /// Background zero-fill writes issued (ahead of the writer, or of the next segment).
+    pub background_writes: u64,
+    /// Bytes of those writes.
+    pub background_bytes: u64,
+    /// Background fdatasyncs of the prepared next segment (never on the data path).
+    pub background_syncs: u64,
+    /// Roll-overs (and truncations) that used the segment prepared ahead, instead of creating
+    /// one on the spot.
+    pub roll_overs_prepared: u64,
+    /// Segments created on the spot (the first one, or when none was prepared in time).
+    pub segments_created: u64,
+    /// Bytes of prepared segments that were not zero-filled yet when they became active (the
+    /// policy did not allow it, or the zero-fill had not kept up with the writer).
+    pub prepared_unzeroed_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -151,6 +181,7 @@ pub struct LogStore<D: Disk> {
     poison: Option<Poisoned>,
     completions: Vec<Completion>,
     stats: LogStats,
+    bg: prepare::Background,
 }
 
 impl<D: Disk> LogStore<D> {
@@ -234,7 +265,8 @@ impl<D: Disk> LogStore<D> {
                 return Ok(self.durable_index);
             }
             self.submit()?;
-            if self.in_flight.is_some() {
+            // No batch started while a background write is in the way: wait for it too.
+            if self.in_flight.is_some() || self.bg.has_in_flight() {
                 if let Err(e) = self.disk.wait(self.owner) {
                     self.set_poison(format!("waiting for the disk: {e}"));
                     return Err(FlushError::Completion(
@@ -245,14 +277,22 @@ impl<D: Disk> LogStore<D> {
         }
     }
 
-    /// Blocks until the batch in flight (if any) completes, then takes its completion and
-    /// returns the durable index. For callers without an event loop; others wait on the disk's
-    /// eventfd and call `process_completions`.
+    /// Blocks until the batch in flight (if any) completes, or, with no batch in flight, until
+    /// the background op in flight (if any) completes; then takes the completions and returns
+    /// the durable index. For callers without an event loop; others wait on the disk's eventfd
+    /// and call `process_completions`.
     pub fn wait(&mut self) -> Result<LogIndex, CompletionError> {
-        if self.in_flight.is_some() {
-            if let Err(e) = self.disk.wait(self.owner) {
-                self.set_poison(format!("waiting for the disk: {e}"));
-                return Err(CompletionError::WriteFailed(e));
+        let batch = self.in_flight.is_some();
+        if batch || self.bg.has_in_flight() {
+            loop {
+                if let Err(e) = self.disk.wait(self.owner) {
+                    self.set_poison(format!("waiting for the disk: {e}"));
+                    return Err(CompletionError::WriteFailed(e));
+                }
+                let durable = self.process_completions()?;
+                if !batch || self.in_flight.is_none() {
+                    return Ok(durable);
+                }
             }
         }
         self.process_completions()
@@ -285,6 +325,7 @@ impl<D: Disk> LogStore<D> {
             }
         }
         assert_eq!(next, self.written_index.next(), "segments hold every written entry");
+        self.check_background_invariants();
         if let (None, Some(active)) = (&self.in_flight, self.segments.back()) {
             if self.options.direct_io {
                 assert_eq!(
@@ -328,10 +369,29 @@ impl<D: Disk> LogStore<D> {
 
 impl<D: Disk> Drop for LogStore<D> {
     fn drop(&mut self) {
-        // A batch in flight must finish before its buffer and file go away; its outcome no
-        // longer matters to anyone (recovery will find what is durable).
-        if self.in_flight.is_some() {
-            let _ = self.disk.wait(self.owner);
+        // Ops in flight must finish before their files are closed; their outcome no longer
+        // matters to anyone (recovery will find what is durable).
+        self.bg.close();
+        let mut completions = std::mem::take(&mut self.completions);
+        while self.in_flight.is_some() || self.bg.has_in_flight() {
+            if self.disk.wait(self.owner).is_err() {
+                break;
+            }
+            self.disk.reap(self.owner, &mut completions);
+            if completions.is_empty() {
+                // The disk has nothing of ours left (a simulated crash forgot its queue).
+                break;
+            }
+            for c in completions.drain(..) {
+                if c.tag & prepare::BACKGROUND_TAG != 0 {
+                    self.complete_background(c);
+                } else if self.in_flight.is_some() {
+                    let _ = self.complete(c);
+                }
+            }
+        }
+        if !self.bg.has_in_flight() {
+            self.discard_spare();
         }
         for s in &self.segments {
             if let Some(f) = s.file {

@@ -14,6 +14,7 @@
 //! 3. Anything else (a bad record with valid ones after it, a valid record out of sequence, a
 //!    gap between segments) is corruption: open fails, naming file, offset and index.
 
+use super::prepare::Background;
 use super::{LogOptions, LogStats, LogStore, Recovery};
 use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
 use crate::storage::error::{Corruption, OpenError};
@@ -42,6 +43,11 @@ fn validate(options: &LogOptions) -> Result<(), OpenError> {
     if size < 4 * BLOCK_SIZE_BYTES as u64 || size > u64::from(u32::MAX) {
         return Err(OpenError::InvalidOptions(
             "segment_size_bytes must be between 16 KiB and 4 GiB",
+        ));
+    }
+    if options.zero_chunk_bytes == 0 || options.zero_chunk_bytes % BLOCK_SIZE_BYTES != 0 {
+        return Err(OpenError::InvalidOptions(
+            "zero_chunk_bytes must be a positive multiple of 4096",
         ));
     }
     if options.batch_bytes_max == 0 {
@@ -121,6 +127,7 @@ impl<D: Disk> LogStore<D> {
             poison: None,
             completions: Vec::new(),
             stats: LogStats::default(),
+            bg: Background::new(),
         };
         let torn_tail_bytes = if ids.is_empty() {
             store.create_segment(SegmentId(LogIndex(1)), Term::ZERO).map_err(|e| {

@@ -3,7 +3,8 @@
 //! Owns: the order of file operations that keeps every crash point a valid log (docs/format.md,
 //! "Truncation" and "Compaction"):
 //! - `truncate_after(i)` prepares a new segment starting at `i + 1` under a temporary name
-//!   first (so running out of space changes nothing), removes the segments after `i + 1` from
+//!   first (the segment prepared ahead, if there is one; so running out of space changes
+//!   nothing), removes the segments after `i + 1` from
 //!   the last one backwards with a directory fsync after each, then renames the new segment
 //!   into place and syncs the directory. A crash at any point leaves the old log or a prefix of
 //!   it that still holds `[first, i]`; the segment holding `i` keeps its later records on disk,
@@ -42,7 +43,13 @@ impl<D: Disk> LogStore<D> {
         }
         let prev_term = self.terms.term(index).expect("index is inside the log");
         let id = SegmentId(index.next());
-        let prepared = match self.prepare_segment(id, prev_term) {
+        // A zero-fill write ahead of the writer must not land after the cut (nor in a segment
+        // about to be removed); the segment prepared ahead, if any, becomes the new last one.
+        if let Err(e) = self.wait_background() {
+            return Err(self.truncate_failed("waiting for background work", e));
+        }
+        let prepared = self.take_spare(id, prev_term);
+        let prepared = match prepared.map_or_else(|| self.prepare_segment(id, prev_term), Ok) {
             Ok(p) => p,
             Err(e) if e.kind() == io::ErrorKind::StorageFull => {
                 return Err(TruncateError::NoSpace(e))

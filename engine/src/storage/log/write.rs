@@ -3,13 +3,17 @@
 //! Owns: turning queued entries into block-aligned batch buffers (one write per batch, or one
 //! per `write_chunk_bytes` chunk of a large batch, then one fdatasync), and the segment
 //! creation protocol (temporary file, preallocation, header, fdatasync, rename, directory
-//! fsync). It must not block on the disk except in segment creation, which happens once per
-//! `segment_size_bytes`.
+//! fsync). It must not block on the disk except at roll-over (once per `segment_size_bytes`):
+//! with the next segment prepared ahead in the background (`prepare.rs`), that is a header
+//! write, an fdatasync, a rename and a directory fsync; the preallocation was done earlier
+//! (on this thread, right after a batch was handed to the disk, so the device works meanwhile)
+//! and the zero-fill in the background.
 //!
 //! No allocation per entry: an append clones `Bytes` handles into the tail (`VecDeque` growth
 //! is amortized), the batch buffer is reused, and the per-segment offset table grows by
 //! doubling.
 
+use super::prepare::BACKGROUND_TAG;
 use super::{InFlight, LogStore};
 use crate::storage::disk::{Completion, Disk, FileId, IoBuf, OpenOptions, WriteOp};
 use crate::storage::error::{AppendError, CompletionError, SubmitError};
@@ -28,6 +32,20 @@ pub(super) struct Prepared {
     pub(super) file: FileId,
     tmp: PathBuf,
     path: PathBuf,
+    /// Made ahead in the background (the spare), rather than on the spot.
+    prepared_ahead: bool,
+}
+
+impl Prepared {
+    pub(super) fn new(
+        id: SegmentId,
+        file: FileId,
+        tmp: PathBuf,
+        path: PathBuf,
+        prepared_ahead: bool,
+    ) -> Prepared {
+        Prepared { id, file, tmp, path, prepared_ahead }
+    }
 }
 
 impl<D: Disk> LogStore<D> {
@@ -66,9 +84,20 @@ impl<D: Disk> LogStore<D> {
     /// Starts a batch with every queued entry (up to `batch_bytes_max`) if no batch is in
     /// flight: its records are written (in one write, or in `write_chunk_bytes` chunks handed to
     /// the disk as they are encoded) and then made durable by one fdatasync. Returns whether a
-    /// batch was started. Never blocks, except to create the next segment when the active one
-    /// is full.
+    /// batch was started (none when one is in flight, nothing is queued, or a background
+    /// zero-fill write in flight covers where the first record would go: its completion makes
+    /// the next `submit` start it). Then starts the next background op if none is in flight.
+    /// Never blocks, except at roll-over when the active segment is full (header, fdatasync,
+    /// rename and directory fsync of the segment prepared ahead).
     pub fn submit(&mut self) -> Result<bool, SubmitError> {
+        let started = self.submit_batch();
+        if started.is_ok() {
+            self.advance_background();
+        }
+        started
+    }
+
+    fn submit_batch(&mut self) -> Result<bool, SubmitError> {
         self.check_poison()?;
         if self.in_flight.is_some() || self.written_index == self.last_index {
             return Ok(false);
@@ -85,6 +114,8 @@ impl<D: Disk> LogStore<D> {
         let align = self.alignment();
         let (batch_bytes_max, chunk_bytes) =
             (self.options.batch_bytes_max, self.options.write_chunk_bytes);
+        // A zero-fill write in flight ahead of the writer: the batch's writes end before it.
+        let zero_limit = self.bg.active_write_limit();
         let active = self.segments.back_mut().expect("a log always has an active segment");
         let file = active.file.expect("the active segment has an open file");
         let (mut bytes, mut count, mut end) = (0usize, 0usize, active.end_offset);
@@ -93,9 +124,20 @@ impl<D: Disk> LogStore<D> {
             if end + size as u64 > seg_size || (count > 0 && bytes + size > batch_bytes_max) {
                 break;
             }
+            let write_end = align_up(end as usize + size, align) as u64;
+            if zero_limit.is_some_and(|limit| write_end > limit) {
+                break;
+            }
             (bytes, count, end) = (bytes + size, count + 1, end + size as u64);
         }
-        assert!(count > 0, "the first entry fits a fresh segment (checked at append)");
+        if count == 0 {
+            assert!(
+                zero_limit.is_some(),
+                "the first entry fits a fresh segment (checked at append)"
+            );
+            return Ok(false);
+        }
+        self.bg.note_batch(bytes);
         let (prev_end_offset, prev_records) = (active.end_offset, active.offsets.len());
         std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
         self.tail_block.clear();
@@ -172,7 +214,7 @@ impl<D: Disk> LogStore<D> {
             }
             let sync = single && last_chunk;
             self.stats.bytes_written += write_len as u64;
-            let op = WriteOp { file, offset: write_offset, buf, sync, tag };
+            let op = WriteOp { file, offset: write_offset, buf, sync, tag, background: false };
             if let Err(rejected) = self.disk.submit(self.owner, op) {
                 self.spare.push(rejected.op.buf);
                 let error = rejected.error;
@@ -208,7 +250,7 @@ impl<D: Disk> LogStore<D> {
     /// `FsyncMode::Thread` the fdatasync of a batch written in chunks runs here.
     pub fn process_completions(&mut self) -> Result<LogIndex, CompletionError> {
         let mut result = Ok(self.durable_index);
-        while self.in_flight.is_some() {
+        while self.in_flight.is_some() || self.bg.has_in_flight() {
             let mut completions = std::mem::take(&mut self.completions);
             self.disk.reap(self.owner, &mut completions);
             if completions.is_empty() {
@@ -216,16 +258,19 @@ impl<D: Disk> LogStore<D> {
                 break;
             }
             for c in completions.drain(..) {
-                if let Err(e) = self.complete(c) {
+                if c.tag & BACKGROUND_TAG != 0 {
+                    self.complete_background(c);
+                } else if let Err(e) = self.complete(c) {
                     result = Err(e);
                 }
             }
             self.completions = completions;
         }
+        self.advance_background();
         result.map(|_| self.durable_index)
     }
 
-    fn complete(&mut self, c: Completion) -> Result<(), CompletionError> {
+    pub(super) fn complete(&mut self, c: Completion) -> Result<(), CompletionError> {
         let flight =
             self.in_flight.as_mut().expect("a completion arrives only for the batch in flight");
         assert_eq!(flight.tag, c.tag, "one batch in flight at a time");
@@ -255,8 +300,14 @@ impl<D: Disk> LogStore<D> {
                 .and_then(|s| s.file)
                 .expect("the active segment has an open file");
             // An empty buffer: the op is the fdatasync alone (`Vec::new` does not allocate).
-            let op =
-                WriteOp { file, offset: 0, buf: IoBuf::default(), sync: true, tag: flight.tag };
+            let op = WriteOp {
+                file,
+                offset: 0,
+                buf: IoBuf::default(),
+                sync: true,
+                tag: flight.tag,
+                background: false,
+            };
             match self.disk.submit(self.owner, op) {
                 Ok(()) => return Ok(()),
                 Err(rejected) => flight.error = Some((rejected.error, true)),
@@ -306,13 +357,24 @@ impl<D: Disk> LogStore<D> {
         }
     }
 
-    /// Seals the full active segment and starts the next one. Nothing is in flight.
+    /// Seals the full active segment and starts the next one: the segment prepared ahead if
+    /// there is one, else a new one made now. No batch is in flight.
     fn roll_over(&mut self) -> Result<(), SubmitError> {
         assert!(self.in_flight.is_none(), "roll-over waits for the batch in flight");
         let next = SegmentId(self.written_index.next());
         let prev_term =
             self.terms.term(self.written_index).expect("the written index is in the log");
-        let prepared = match self.prepare_segment(next, prev_term) {
+        if let Err(e) = self.wait_background() {
+            self.set_poison(format!("waiting for background work before segment {next}: {e}"));
+            return Err(SubmitError::Io {
+                context: format!("waiting for background work before segment {next}"),
+                source: e,
+            });
+        }
+        let prepared = match self
+            .take_spare(next, prev_term)
+            .map_or_else(|| self.prepare_segment(next, prev_term), Ok)
+        {
             Ok(p) => p,
             Err(e) if e.kind() == io::ErrorKind::StorageFull => {
                 return Err(SubmitError::NoSpace(e))
@@ -352,6 +414,7 @@ impl<D: Disk> LogStore<D> {
         id: SegmentId,
         prev_term: Term,
     ) -> io::Result<Prepared> {
+        self.stats.segments_created += 1;
         let path = self.dir.join(id.file_name());
         let tmp = self.dir.join(format!("{}.tmp", id.file_name()));
         let file = self
@@ -378,7 +441,7 @@ impl<D: Disk> LogStore<D> {
             let _ = self.disk.remove(&tmp);
             return Err(e);
         }
-        Ok(Prepared { id, file, tmp, path })
+        Ok(Prepared { id, file, tmp, path, prepared_ahead: false })
     }
 
     /// Renames a prepared segment into place, syncs the directory and makes it the active one.
@@ -397,6 +460,7 @@ impl<D: Disk> LogStore<D> {
             map: None,
         });
         self.tail_block.clear();
+        self.activated(p.prepared_ahead);
         Ok(())
     }
 
