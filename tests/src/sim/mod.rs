@@ -26,6 +26,10 @@ mod world;
 
 use crate::checker::Violation;
 pub use chaos::SICK_LIVENESS_FACTOR;
+
+/// One election timeout of the simulated cores, in virtual microseconds (the liveness deadline
+/// is counted in these).
+pub const ELECTION_TIMEOUT_US: u64 = profile::ELECTION_TIMEOUT_TICKS as u64 * profile::TICK_US;
 use raftwal::raft::InjectedBug;
 use std::fmt;
 
@@ -168,6 +172,10 @@ pub struct RunSummary {
     pub recovery_us: u64,
     /// Whether a replica stayed sick (down, or poisoned) through the liveness phase.
     pub stayed_sick: bool,
+    /// Whether the cores ran PreVote (the profile turns it off in a fifth of the runs).
+    pub pre_vote: bool,
+    /// Whether the cores ran CheckQuorum (the profile turns it off in a fifth of the runs).
+    pub check_quorum: bool,
 }
 
 /// A broken property, with everything needed to understand and replay it.

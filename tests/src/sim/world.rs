@@ -174,6 +174,11 @@ impl World {
         let drop_per_million = rng.below(profile.drop_per_million_max + 1);
         let duplicate_per_million = rng.below(profile.duplicate_per_million_max + 1);
         let reorder_per_million = profile.reorder_per_million;
+        let summary = RunSummary {
+            pre_vote: profile.pre_vote,
+            check_quorum: profile.check_quorum,
+            ..RunSummary::default()
+        };
         World {
             believed_leader: vec![None; profile.client_count],
             outstanding: Vec::new(),
@@ -198,7 +203,7 @@ impl World {
             reads: Vec::new(),
             next_tag: 0,
             next_request_id: 0,
-            summary: RunSummary::default(),
+            summary,
             done: false,
             stays_down: None,
             options,
