@@ -41,6 +41,13 @@ const RIGHT: f64 = 170.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+/// Dash patterns for the rounds of one series (first round solid).
+const DASHES: [&str; 4] = [
+    "",
+    r#" stroke-dasharray="7 3""#,
+    r#" stroke-dasharray="2 3""#,
+    r#" stroke-dasharray="9 3 2 3""#,
+];
 
 /// The percentile series of a latency histogram (ns), in milliseconds, from p0 to the max.
 pub(crate) fn percentile_series(name: &str, h: &Histogram<u64>) -> Series {
@@ -240,9 +247,19 @@ impl Chart {
             TOP + ph / 2.0,
             escape(&self.y_label)
         );
-        // Lines and legend.
+        // Lines and legend. Series that differ only by their round (" #2") share a colour and
+        // tell rounds apart by the dash pattern.
+        let mut bases: Vec<&str> = Vec::new();
         for (i, s) in self.series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
+            let base = s.name.split(" #").next().unwrap_or(&s.name);
+            let round =
+                self.series[..i].iter().filter(|o| o.name.split(" #").next() == Some(base)).count();
+            let slot = bases.iter().position(|b| *b == base).unwrap_or_else(|| {
+                bases.push(base);
+                bases.len() - 1
+            });
+            let color = COLORS[slot % COLORS.len()];
+            let dash = DASHES[round % DASHES.len()];
             let path: Vec<String> = s
                 .points
                 .iter()
@@ -257,14 +274,14 @@ impl Chart {
                 .collect();
             let _ = write!(
                 svg,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
                 path.join(" ")
             );
             let ly = TOP + 10.0 + i as f64 * 18.0;
             let lx = WIDTH - RIGHT + 12.0;
             let _ = write!(
                 svg,
-                r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+                r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="3"{dash}/><text x="{}" y="{}">{}</text>"#,
                 lx + 18.0,
                 lx + 24.0,
                 ly + 4.0,
@@ -318,6 +335,26 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("a &lt; b"));
         assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn rounds_of_one_series_share_a_colour_and_differ_by_dashes() {
+        let series =
+            |name: &str| Series { name: name.into(), points: vec![(0.0, 1.0), (1.0, 2.0)] };
+        let chart = Chart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_scale: XScale::Linear,
+            y_log: false,
+            series: vec![series("raftwal #1"), series("etcd #1"), series("raftwal #2")],
+        };
+        let svg = chart.to_svg();
+        let lines: Vec<&str> = svg.split("<polyline").skip(1).collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].contains(COLORS[0]) && !lines[0].contains("dasharray"));
+        assert!(lines[1].contains(COLORS[1]) && !lines[1].contains("dasharray"));
+        assert!(lines[2].contains(COLORS[0]) && lines[2].contains("stroke-dasharray=\"7 3\""));
     }
 
     #[test]
