@@ -48,7 +48,8 @@ pub enum ZeroFill {
     Always,
     /// Only while the recent mean batch is smaller than this many bytes: small batches pay the
     /// unwritten-extent cost per batch, large ones amortize it and need the device's bandwidth
-    /// for themselves.
+    /// for themselves. The next segment's zeros follow the writer's pace (see
+    /// `spare_zero_pace`).
     BatchBytesBelow(usize),
 }
 
