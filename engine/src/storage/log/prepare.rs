@@ -32,7 +32,7 @@ use super::write::Prepared;
 use super::LogStore;
 use crate::storage::disk::{Completion, Disk, FileId, IoBuf, OpenOptions, WriteOp};
 use crate::storage::format::SEGMENT_HEADER_BYTES;
-use crate::storage::format::{align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
+use crate::storage::format::{align_up, SegmentId, BLOCK_SIZE_BYTES};
 use raftwal_wire::types::Term;
 use std::io;
 use std::path::PathBuf;
@@ -396,15 +396,7 @@ impl<D: Disk> LogStore<D> {
     pub(super) fn take_spare(&mut self, id: SegmentId, prev_term: Term) -> Option<Prepared> {
         assert!(self.bg.in_flight.is_none(), "wait for the background op first");
         let spare = self.bg.spare.take()?;
-        let header = SegmentHeader {
-            first_index: id.0,
-            prev_term,
-            cluster_id: self.options.cluster_id,
-            log_id: self.options.log_id,
-        };
-        let mut block = IoBuf::with_capacity(SEGMENT_HEADER_BYTES);
-        block.resize_zeroed(SEGMENT_HEADER_BYTES);
-        header.encode(block.as_mut_slice());
+        let block = self.header_block(id, prev_term);
         let written = self
             .disk
             .write_at(spare.file, 0, block.as_slice())

@@ -420,15 +420,7 @@ impl<D: Disk> LogStore<D> {
         let file = self
             .disk
             .open(&tmp, OpenOptions { create_new: true, direct: self.options.direct_io })?;
-        let header = SegmentHeader {
-            first_index: id.0,
-            prev_term,
-            cluster_id: self.options.cluster_id,
-            log_id: self.options.log_id,
-        };
-        let mut block = IoBuf::with_capacity(SEGMENT_HEADER_BYTES);
-        block.resize_zeroed(SEGMENT_HEADER_BYTES);
-        header.encode(block.as_mut_slice());
+        let block = self.header_block(id, prev_term);
         let made = self
             .disk
             .allocate(file, self.options.segment_size_bytes)
@@ -462,6 +454,20 @@ impl<D: Disk> LogStore<D> {
         self.tail_block.clear();
         self.activated(p.prepared_ahead);
         Ok(())
+    }
+
+    /// The header block of segment `id`, zero-padded to its full size.
+    pub(super) fn header_block(&self, id: SegmentId, prev_term: Term) -> IoBuf {
+        let header = SegmentHeader {
+            first_index: id.0,
+            prev_term,
+            cluster_id: self.options.cluster_id,
+            log_id: self.options.log_id,
+        };
+        let mut block = IoBuf::with_capacity(SEGMENT_HEADER_BYTES);
+        block.resize_zeroed(SEGMENT_HEADER_BYTES);
+        header.encode(block.as_mut_slice());
+        block
     }
 
     /// Creates and installs a segment (used for the first segment of a new log).
