@@ -81,23 +81,29 @@ pub(super) fn summarize(
     }
     // Two readings of "an fdatasync": the bare call after its write (strict), and a small
     // write with its fdatasync (what a one-entry batch costs at least on this disk).
-    let rtt = rtt_us.unwrap_or(f64::NAN);
-    let strict = 2.0 * disk.fdatasync_us + 2.0 * rtt;
-    let durable = 2.0 * disk.write_fdatasync_us + 2.0 * rtt;
-    lines.push(format!(
-        "floor (same run): fdatasync p50 {:.0} us (write + fdatasync {:.0} us), QUIC round trip p50 {} us \
-         => 2 fdatasyncs + 2 round trips = {strict:.0} us ({durable:.0} us counting the writes)",
-        disk.fdatasync_us,
-        disk.write_fdatasync_us,
-        rtt_us.map_or("n/a".into(), |r| format!("{r:.0}"))
-    ));
     let single = pick("raftwal", 1);
-    if let Some(p50) = median(single.iter().map(|r| r.latency_us.p50).collect()) {
-        lines.push(format!(
-            "raftwal 1 appender: commit p50 {p50:.0} us = {:.2} x the floor ({:.2} x counting the writes)",
-            p50 / strict,
-            p50 / durable
-        ));
+    match rtt_us {
+        Some(rtt) => {
+            let strict = 2.0 * disk.fdatasync_us + 2.0 * rtt;
+            let durable = 2.0 * disk.write_fdatasync_us + 2.0 * rtt;
+            lines.push(format!(
+                "floor (same run): fdatasync p50 {:.0} us (write + fdatasync {:.0} us), QUIC round trip p50 {rtt:.0} us \
+                 => 2 fdatasyncs + 2 round trips = {strict:.0} us ({durable:.0} us counting the writes)",
+                disk.fdatasync_us, disk.write_fdatasync_us,
+            ));
+            if let Some(p50) = median(single.iter().map(|r| r.latency_us.p50).collect()) {
+                lines.push(format!(
+                    "raftwal 1 appender: commit p50 {p50:.0} us = {:.2} x the floor ({:.2} x counting the writes)",
+                    p50 / strict,
+                    p50 / durable
+                ));
+            }
+        }
+        // A sweep keeps no round trip of its points: there is no bound to show.
+        None => lines.push(format!(
+            "floor (same run): fdatasync p50 {:.0} us (write + fdatasync {:.0} us); no QUIC round trip measured in this mode",
+            disk.fdatasync_us, disk.write_fdatasync_us,
+        )),
     }
     let etcd = pick("etcd", conc);
     if let (Some(ours), Some(theirs)) = (
