@@ -27,6 +27,8 @@
 //! 4. A failed background op never poisons the log: it concerns bytes that hold no record. The
 //!    spare is discarded (roll-over falls back to creating a segment), or zero-filling of the
 //!    active segment stops.
+//! 5. Under [`ZeroFill::BatchBytesBelow`], a zero-fill write of the spare starts below 4/3 of the
+//!    active segment's fill plus one chunk (`spare_zero_pace`): the zeros follow the writer.
 
 use super::write::Prepared;
 use super::LogStore;
@@ -413,7 +415,7 @@ impl<D: Disk> LogStore<D> {
         Some(Prepared::new(id, spare.file, spare.tmp, path, true))
     }
 
-    /// Asserts invariants 1 and 2 of the module documentation.
+    /// Asserts invariants 1, 2 and 5 of the module documentation.
     pub(super) fn check_background_invariants(&self) {
         let active = self.segments.back().expect("a log always has an active segment");
         let written_end = align_up(active.end_offset as usize, BLOCK_SIZE_BYTES) as u64;
@@ -425,6 +427,12 @@ impl<D: Disk> LogStore<D> {
                     assert!(from >= written_end, "zero-fill ahead of every record");
                 } else {
                     assert!(self.bg.spare.is_some(), "zero-fill of a spare that exists");
+                    // The active segment only grows while the op is in flight (roll-over and
+                    // truncation wait for it), so the pace that let it start still covers it.
+                    assert!(
+                        from < self.spare_zero_pace(active.end_offset),
+                        "the spare's zero-fill keeps the writer's pace"
+                    );
                 }
             }
             Some((_, Op::SyncSpare { .. })) => {
