@@ -79,4 +79,5 @@ pub use config::{NodeConfig, PeerConfig};
 pub use error::{AppendError, LeaderInfo, ReadError, StartError, StatusError, TransferError};
 pub use log::{BatchPosition, Log, LogEntry, LogStatus, PeerStatus, Position, ReadLimit};
 pub use node::{Node, IDENTITY_FILE};
+pub use runtime::source::StoreSource;
 pub use subscription::{BlockingIter, Subscription};

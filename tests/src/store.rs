@@ -15,12 +15,12 @@
 //! 3. After [`SimStore::refresh`], `durable` matches the disk's durable image.
 
 use crate::durable::{DurableImage, ImageError, Reread};
-use raftwal::raft::{LogReadError, LogSource, ENTRY_OVERHEAD_BYTES};
 use raftwal::storage::{
-    AppendError, HardStateError, LogOptions, LogStats, LogStore, ReadError, Recovery, SimDisk,
-    SubmitError, Tear, TruncateError,
+    AppendError, HardStateError, LogOptions, LogStats, LogStore, Recovery, SimDisk, SubmitError,
+    Tear, TruncateError,
 };
-use raftwal_wire::types::{Entry, EntryKind, HardState, LogIndex, Term};
+use raftwal::StoreSource;
+use raftwal_wire::types::{Entry, EntryKind, HardState, LogIndex};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -104,8 +104,8 @@ impl SimStore {
     }
 
     /// The log as the core reads it. Panics if the node is down.
-    pub fn source(&self) -> StoredLog<'_> {
-        StoredLog(self.log.as_ref().expect("the log is read only while the node is up"))
+    pub fn source(&self) -> StoreSource<'_, SimDisk> {
+        StoreSource(self.log.as_ref().expect("the log is read only while the node is up"))
     }
 
     /// What the disk holds durably, as of the last [`SimStore::refresh`].
@@ -339,53 +339,6 @@ impl SimStore {
     /// The directory of the log on the disk.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-}
-
-/// The stored log as the core reads it ([`LogSource`]): everything handed to the store,
-/// durable or not (the core reads only entries it knows durable).
-#[derive(Clone, Copy, Debug)]
-pub struct StoredLog<'a>(&'a LogStore<SimDisk>);
-
-impl LogSource for StoredLog<'_> {
-    fn last_index(&self) -> LogIndex {
-        self.0.last_index()
-    }
-
-    fn term(&self, index: LogIndex) -> Option<Term> {
-        self.0.term(index)
-    }
-
-    fn read(
-        &self,
-        first: LogIndex,
-        last: LogIndex,
-        size_bytes_max: usize,
-    ) -> Result<Vec<Entry>, LogReadError> {
-        if first > last || first > self.0.last_index() {
-            return Err(LogReadError::Unavailable { index: first });
-        }
-        let mut entries = self.0.read(first, size_bytes_max).map_err(|error| match error {
-            ReadError::Compacted { .. } | ReadError::BeyondEnd { .. } => {
-                LogReadError::Unavailable { index: first }
-            }
-            other => LogReadError::Storage { reason: other.to_string() },
-        })?;
-        // The store counts payload bytes; the core's budget also counts each entry's overhead.
-        let (mut size, mut keep) = (0, 0);
-        for entry in &entries {
-            let entry_size = entry.data.len() + ENTRY_OVERHEAD_BYTES;
-            if entry.index > last || (keep > 0 && size + entry_size > size_bytes_max) {
-                break;
-            }
-            size += entry_size;
-            keep += 1;
-        }
-        entries.truncate(keep);
-        if entries.is_empty() {
-            return Err(LogReadError::Unavailable { index: first });
-        }
-        Ok(entries)
     }
 }
 

@@ -3,9 +3,10 @@
 
 use super::*;
 use crate::checker::entry_hash;
+use raftwal::raft::{LogSource, ENTRY_OVERHEAD_BYTES};
 use raftwal::storage::format::SegmentId;
 use raftwal::storage::HARD_STATE_FILE;
-use raftwal_wire::types::NodeId;
+use raftwal_wire::types::{NodeId, Term};
 
 const OPTIONS: LogOptions = crate::scenario::SCENARIO_LOG_OPTIONS;
 
