@@ -12,7 +12,7 @@ use raftwal::storage::{
 use raftwal_wire::types::{HardState, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{assert_genuine, entries, small_options};
+use storage_common::{entries, small_options};
 
 const DIR: &str = "/logs/f";
 
@@ -21,17 +21,7 @@ fn open(disk: &Rc<SimDisk>) -> LogStore<SimDisk> {
 }
 
 fn read_all(log: &LogStore<SimDisk>) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut next = log.first_index();
-    while next <= log.last_index() {
-        let got = log.read(next, 1 << 20).unwrap();
-        for e in &got {
-            assert_genuine(e);
-            out.push(e.index.get());
-        }
-        next = next.plus(got.len() as u64);
-    }
-    out
+    storage_common::read_all(log, 1 << 20)
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod storage_common;
 use raftwal::storage::{Disk, LogOptions, LogStore, SimDisk, SimFaults, Tear, ZeroFill};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{assert_genuine, entries, small_options};
+use storage_common::{entries, small_options};
 
 const DIR: &str = "/logs/p";
 const SPARE: &str = "next-segment.tmp";
@@ -20,17 +20,7 @@ fn open(disk: &Rc<SimDisk>, options: LogOptions) -> LogStore<SimDisk> {
 }
 
 fn read_all(log: &LogStore<SimDisk>) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut next = log.first_index();
-    while next <= log.last_index() {
-        let got = log.read(next, 1 << 20).unwrap();
-        for e in &got {
-            assert_genuine(e);
-            out.push(e.index.get());
-        }
-        next = next.plus(got.len() as u64);
-    }
-    out
+    storage_common::read_all(log, 1 << 20)
 }
 
 /// Appends `rounds` batches of `per_batch` entries, flushing each.

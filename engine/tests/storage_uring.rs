@@ -10,24 +10,14 @@ use raftwal::storage::{Disk, FsyncMode, LogOptions, LogStore, UringDisk, UringOp
 use raftwal_wire::types::{LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{assert_genuine, entries, small_options};
+use storage_common::{entries, small_options};
 
 fn disk(fsync_mode: FsyncMode) -> Rc<UringDisk> {
     Rc::new(UringDisk::new(UringOptions { fsync_mode, ..UringOptions::default() }).unwrap())
 }
 
 fn read_all(log: &LogStore<UringDisk>) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut next = log.first_index();
-    while next <= log.last_index() {
-        let got = log.read(next, 4096).unwrap();
-        for e in &got {
-            assert_genuine(e);
-            out.push(e.index.get());
-        }
-        next = next.plus(got.len() as u64);
-    }
-    out
+    storage_common::read_all(log, 4096)
 }
 
 /// Waits (with a generous deadline, never a fixed sleep) until the eventfd is readable.

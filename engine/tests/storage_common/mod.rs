@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bytes::Bytes;
-use raftwal::storage::{LogOptions, ZeroFill};
+use raftwal::storage::{Disk, LogOptions, LogStore, ZeroFill};
 use raftwal_wire::types::{ClusterId, Entry, EntryKind, LogId, LogIndex, Term};
 
 /// A payload that depends only on (index, term), so any stored copy can be checked.
@@ -51,4 +51,20 @@ pub fn small_options(direct_io: bool) -> LogOptions {
 /// Checks that `e` is exactly the deterministic entry for its (index, term).
 pub fn assert_genuine(e: &Entry) {
     assert_eq!(*e, entry(e.index.get(), e.term.get()), "entry {:?} has foreign bytes", e.index);
+}
+
+/// The indexes of every entry the log holds, read front to back in reads of at most
+/// `read_bytes_max` payload bytes, each entry checked genuine on the way.
+pub fn read_all<D: Disk>(log: &LogStore<D>, read_bytes_max: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut next = log.first_index();
+    while next <= log.last_index() {
+        let got = log.read(next, read_bytes_max).unwrap();
+        for e in &got {
+            assert_genuine(e);
+            out.push(e.index.get());
+        }
+        next = next.plus(got.len() as u64);
+    }
+    out
 }
