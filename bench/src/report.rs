@@ -100,9 +100,11 @@ impl Report {
 
     fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(out, "bench: {}", self.bench)?;
+        // The system column is as wide as its longest name.
+        let width = self.results.iter().map(|r| r.system.len()).chain([12]).max().unwrap_or(12);
         writeln!(
             out,
-            "{:<12} {:>8} {:>5} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}  extra",
+            "{:<width$} {:>8} {:>5} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}  extra",
             "system",
             "payload",
             "conc",
@@ -118,7 +120,7 @@ impl Report {
             let extra: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
             writeln!(
                 out,
-                "{:<12} {:>8} {:>5} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1}  {}",
+                "{:<width$} {:>8} {:>5} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1}  {}",
                 r.system,
                 r.payload_bytes,
                 r.concurrency,
