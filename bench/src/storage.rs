@@ -61,9 +61,13 @@ pub(crate) struct StorageArgs {
     /// zero-fill policy.
     #[arg(long)]
     pub(crate) modes: bool,
-    /// raftwal's `write_chunk_bytes` in KiB (batches above it are written in chunks).
+    /// raftwal's `write_chunk_bytes` in KiB (the largest chunk of a batch written in chunks).
     #[arg(long)]
     pub(crate) write_chunk_kib: Option<usize>,
+    /// raftwal's `write_chunk_first_bytes` in KiB (batches above it are written in chunks
+    /// doubling from it up to `--write-chunk-kib`).
+    #[arg(long)]
+    pub(crate) write_chunk_first_kib: Option<usize>,
     /// raftwal's zero-fill policy: `never`, `always`, or `below:KIB` (only while the mean batch
     /// is below KIB KiB). Default: the shipped one.
     #[arg(long, value_parser = parse_zero_fill)]
@@ -97,6 +101,7 @@ impl Default for StorageArgs {
             systems: vec!["raftwal".into(), "raw".into(), "raft-engine".into()],
             modes: false,
             write_chunk_kib: None,
+            write_chunk_first_kib: None,
             zero_fill: None,
             zero_chunk_kib: None,
         }
@@ -231,10 +236,13 @@ fn run_raftwal(
     })?);
     let defaults = LogOptions::default();
     let write_chunk_bytes = args.write_chunk_kib.map_or(defaults.write_chunk_bytes, |k| k << 10);
+    let write_chunk_first_bytes =
+        args.write_chunk_first_kib.map_or(defaults.write_chunk_first_bytes, |k| k << 10);
     let zero_chunk_bytes = args.zero_chunk_kib.map_or(defaults.zero_chunk_bytes, |k| k << 10);
     let options = LogOptions {
         direct_io: mode.direct_io,
         write_chunk_bytes,
+        write_chunk_first_bytes,
         zero_fill: mode.zero_fill,
         zero_chunk_bytes,
         ..defaults

@@ -47,7 +47,7 @@ fn allocations() -> u64 {
 const BATCH: u64 = 64;
 const BATCHES: u64 = 200;
 
-fn measure(fsync_mode: FsyncMode, direct_io: bool, write_chunk_bytes: usize) {
+fn measure(fsync_mode: FsyncMode, direct_io: bool, (first, write_chunk_bytes): (usize, usize)) {
     let dir = tempfile::tempdir().unwrap();
     let disk =
         Rc::new(UringDisk::new(UringOptions { fsync_mode, ..UringOptions::default() }).unwrap());
@@ -55,6 +55,7 @@ fn measure(fsync_mode: FsyncMode, direct_io: bool, write_chunk_bytes: usize) {
         segment_size_bytes: 64 << 20,
         direct_io,
         write_chunk_bytes,
+        write_chunk_first_bytes: first,
         ..LogOptions::default()
     };
     let (mut log, _) = LogStore::open(dir.path(), options, disk.clone()).unwrap();
@@ -89,7 +90,7 @@ fn measure(fsync_mode: FsyncMode, direct_io: bool, write_chunk_bytes: usize) {
     let allocated = allocations() - before;
     let entries = BATCH * BATCHES;
     assert_eq!(log.durable_index(), LogIndex(total));
-    println!("{fsync_mode:?} direct={direct_io} chunk={write_chunk_bytes}: {allocated} allocations for {entries} entries in {BATCHES} batches");
+    println!("{fsync_mode:?} direct={direct_io} chunks={first}..{write_chunk_bytes}: {allocated} allocations for {entries} entries in {BATCHES} batches");
     // Amortized doubling of the tail queue and the offset table: a logarithmic number in all.
     assert!(allocated <= 24, "{allocated} allocations for {entries} entries: the write path allocates per entry or per batch");
     assert_eq!(log.stats().data_syncs, log.stats().batches, "one fdatasync per batch");
@@ -98,14 +99,17 @@ fn measure(fsync_mode: FsyncMode, direct_io: bool, write_chunk_bytes: usize) {
 #[test]
 fn write_path_does_not_allocate_per_entry() {
     // One write per batch (the default chunk size is larger than these batches)...
-    let whole = LogOptions::default().write_chunk_bytes;
+    let whole = (LogOptions::default().write_chunk_bytes, LogOptions::default().write_chunk_bytes);
     measure(FsyncMode::Thread, true, whole);
     measure(FsyncMode::Ring, true, whole);
     measure(FsyncMode::Thread, false, whole);
     measure(FsyncMode::Ring, false, whole);
     measure(FsyncMode::Blocking, true, whole);
     // ...and batches written in several chunks followed by a separate fdatasync.
-    measure(FsyncMode::Thread, true, 4096);
-    measure(FsyncMode::Ring, true, 4096);
-    measure(FsyncMode::Blocking, false, 4096);
+    measure(FsyncMode::Thread, true, (4096, 4096));
+    measure(FsyncMode::Ring, true, (4096, 4096));
+    measure(FsyncMode::Blocking, false, (4096, 4096));
+    // ...and in chunks that double from 1 KiB to 8 KiB.
+    measure(FsyncMode::Thread, true, (1024, 8192));
+    measure(FsyncMode::Ring, false, (1024, 8192));
 }

@@ -178,6 +178,66 @@ fn truncating_only_queued_entries_needs_no_disk_io() {
 /// Group commit: appends that arrive while a batch is in flight coalesce into the next batch,
 /// and each batch costs exactly one fdatasync (segment creation, once per segment, aside).
 #[test]
+fn a_large_batch_goes_out_in_doubling_chunks_and_one_fdatasync() {
+    let disk = Rc::new(SimDisk::new());
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        batch_bytes_max: 1 << 20,
+        write_chunk_first_bytes: 4 << 10,
+        write_chunk_bytes: 16 << 10,
+        zero_fill: raftwal::storage::ZeroFill::Never,
+        ..small_options(true)
+    };
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    // Records of exactly 1 KiB (32-byte header + 992 bytes), so chunk boundaries fall on
+    // block boundaries and no partial block is carried between chunks.
+    let data = bytes::Bytes::from(vec![7u8; 992]);
+    assert_eq!(raftwal::storage::format::record_size_bytes(data.len()), 1024);
+    let batch: Vec<_> = (1..=60u64)
+        .map(|i| raftwal_wire::types::Entry {
+            index: LogIndex(i),
+            term: Term(1),
+            kind: raftwal_wire::types::EntryKind::Normal,
+            data: data.clone(),
+        })
+        .collect();
+    let stats = |disk: &SimDisk| {
+        let s = disk.stats();
+        (s.writes - s.background_writes, s.file_syncs - s.background_syncs)
+    };
+    let (writes_before, syncs_before) = stats(&disk);
+    log.append(&batch).unwrap();
+    assert!(log.submit().unwrap());
+    while log.has_in_flight() {
+        log.wait().unwrap();
+    }
+    let (writes, syncs) = stats(&disk);
+    // 60 KiB in chunks of 4, 8, 16, 16 and 16 KiB: five writes, then one fdatasync.
+    assert_eq!(writes - writes_before, 5, "chunk writes of one 60 KiB batch");
+    assert_eq!(syncs - syncs_before, 1, "fdatasyncs of one batch");
+    assert_eq!(log.durable_index(), LogIndex(60));
+    // A batch no larger than the first chunk is one write carrying its fdatasync.
+    log.append(
+        &batch[..4]
+            .iter()
+            .enumerate()
+            .map(|(k, e)| raftwal_wire::types::Entry {
+                index: LogIndex(61 + k as u64),
+                ..e.clone()
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(log.submit().unwrap());
+    while log.has_in_flight() {
+        log.wait().unwrap();
+    }
+    let (writes_after, syncs_after) = stats(&disk);
+    assert_eq!((writes_after - writes, syncs_after - syncs), (1, 1), "a small batch");
+    assert_eq!(log.durable_index(), LogIndex(64));
+}
+
+#[test]
 fn one_fdatasync_per_batch_and_appends_coalesce() {
     let disk = Rc::new(SimDisk::new());
     let options =

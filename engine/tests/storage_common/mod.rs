@@ -38,8 +38,10 @@ pub fn small_options(direct_io: bool) -> LogOptions {
         direct_io,
         batch_bytes_max: 6 * 1024,
         tail_cache_bytes_max: 2 * 1024,
-        // Batches above 2 KiB go out in several chunk writes and one fdatasync.
+        // Batches above 1 KiB go out in several chunk writes (1 KiB, then 2 KiB each) and one
+        // fdatasync.
         write_chunk_bytes: 2 * 1024,
+        write_chunk_first_bytes: 1024,
         cluster_id: ClusterId(7),
         log_id: LogId(3),
         // Zeros ahead of the writer and over the next segment, in several writes per segment.

@@ -50,6 +50,7 @@ pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
     batch_bytes_max: 8 << 20,
     tail_cache_bytes_max: 16 << 20,
     write_chunk_bytes: 512 << 10,
+    write_chunk_first_bytes: 128 << 10,
     cluster_id: raftwal_wire::types::ClusterId(0),
     log_id: SCENARIO_LOG,
     zero_fill: ZeroFill::BatchBytesBelow(1 << 20),

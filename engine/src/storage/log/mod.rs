@@ -8,8 +8,9 @@
 //!    entry, no copy, no I/O); they are readable at once.
 //! 2. [`LogStore::submit`], when no batch is in flight, encodes every queued entry into reused,
 //!    block-aligned batch buffers and hands them to the disk: one write followed by one
-//!    fdatasync, or, for a batch larger than `write_chunk_bytes`, one write per chunk handed over
-//!    as soon as it is encoded (so encoding overlaps the device) and one fdatasync after the last.
+//!    fdatasync, or, for a batch larger than `write_chunk_first_bytes`, one write per chunk
+//!    (doubling from that size up to `write_chunk_bytes`) handed over as soon as it is encoded
+//!    (so encoding overlaps the device) and one fdatasync after the last.
 //! 3. Appends that arrive meanwhile wait in the tail and form the next batch (group commit).
 //! 4. [`LogStore::process_completions`] moves the durable index to the batch's last entry; only
 //!    then may the caller acknowledge those entries.
@@ -62,10 +63,15 @@ pub struct LogOptions {
     pub batch_bytes_max: usize,
     /// Payload bytes of durable entries kept in memory for reads, besides the non-durable ones.
     pub tail_cache_bytes_max: usize,
-    /// A batch larger than this is written in chunks of about this size, each handed to the
-    /// disk as soon as it is encoded, so that encoding the next chunk overlaps the device
-    /// writing the previous one; one fdatasync follows the last chunk.
+    /// The largest chunk of a batch written in chunks (see `write_chunk_first_bytes`).
     pub write_chunk_bytes: usize,
+    /// A batch larger than this is written in chunks, each handed to the disk as soon as it is
+    /// encoded, so that encoding the next chunk overlaps the device writing the previous one;
+    /// one fdatasync follows the last chunk. The first chunk is about this size (at most
+    /// `write_chunk_bytes`), so the device starts early; each next one doubles, up to
+    /// `write_chunk_bytes`, so a large batch is still a few large writes. docs/benchmarks.md has
+    /// the measurement behind the defaults.
+    pub write_chunk_first_bytes: usize,
     /// The cluster this log belongs to (written in every segment header, checked at open).
     pub cluster_id: ClusterId,
     /// Which log of the cluster this is (written in every segment header, checked at open).
@@ -85,6 +91,7 @@ impl Default for LogOptions {
             batch_bytes_max: 8 << 20,
             tail_cache_bytes_max: 16 << 20,
             write_chunk_bytes: 512 << 10,
+            write_chunk_first_bytes: 128 << 10,
             cluster_id: ClusterId(0),
             log_id: LogId(0),
             zero_fill: ZeroFill::BatchBytesBelow(1 << 20),

@@ -1,7 +1,8 @@
 //! The write path of [`LogStore`]: append, batch submission, completions, segment roll-over.
 //!
-//! Owns: turning queued entries into block-aligned batch buffers (one write per batch, or one
-//! per `write_chunk_bytes` chunk of a large batch, then one fdatasync), and the segment
+//! Owns: turning queued entries into block-aligned batch buffers (one write per batch, or, for
+//! a batch above `write_chunk_first_bytes`, one write per chunk, the chunks doubling from that
+//! size up to `write_chunk_bytes`; then one fdatasync), and the segment
 //! creation protocol (temporary file, preallocation, header, fdatasync, rename, directory
 //! fsync). It must not block on the disk except at roll-over (once per `segment_size_bytes`):
 //! with the next segment prepared ahead in the background (`prepare.rs`), that is a header
@@ -112,8 +113,11 @@ impl<D: Disk> LogStore<D> {
             self.roll_over()?;
         }
         let align = self.alignment();
-        let (batch_bytes_max, chunk_bytes) =
-            (self.options.batch_bytes_max, self.options.write_chunk_bytes);
+        let batch_bytes_max = self.options.batch_bytes_max;
+        let chunk_bytes_max = self.options.write_chunk_bytes;
+        // Chunks start small, so the device gets the first write soon, and double up to the
+        // maximum (see `LogOptions::write_chunk_first_bytes`).
+        let mut chunk_bytes = self.options.write_chunk_first_bytes.min(chunk_bytes_max);
         // A zero-fill write in flight ahead of the writer: the batch's writes end before it.
         let zero_limit = self.bg.active_write_limit();
         let active = self.segments.back_mut().expect("a log always has an active segment");
@@ -171,6 +175,7 @@ impl<D: Disk> LogStore<D> {
                 }
                 chunk_records += size;
             }
+            chunk_bytes = chunk_bytes.saturating_mul(2).min(chunk_bytes_max);
             let records_end = prefix_len + chunk_records;
             buf.reserve(records_end + align);
             buf.set_len(records_end);
