@@ -163,3 +163,11 @@ impl Progress {
         }
     }
 }
+
+impl Drop for Progress {
+    /// A benchmark that stops early (an error) still ends its progress line, so the error
+    /// message starts on a line of its own.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -55,7 +55,7 @@ pub(crate) struct TransportArgs {
     /// Seconds of streaming per system and run.
     #[arg(long, default_value_t = 3)]
     duration_s: u64,
-    /// Streaming runs per system (phases alternate raw, raftwal, raw, ...).
+    /// Streaming runs per system (phases alternate raw-quinn, raw-quinn-hot, raftwal, ...).
     #[arg(long, default_value_t = 3)]
     runs: u32,
     /// Payload bytes per entry.
@@ -551,8 +551,9 @@ pub(crate) fn run(args: &TransportArgs) -> Result<(), String> {
     if args.runs == 0 || args.duration_s == 0 || args.entries_per_frame == 0 {
         return Err("runs, duration and entries per frame must be positive".into());
     }
-    if args.entry_bytes > SOURCE_BYTES {
-        return Err(format!("entry bytes must be at most {SOURCE_BYTES}"));
+    // At most a quarter of the source, so that consecutive entries are distinct bytes.
+    if args.entry_bytes == 0 || args.entry_bytes > SOURCE_BYTES / 4 {
+        return Err(format!("entry bytes must be between 1 and {}", SOURCE_BYTES / 4));
     }
     let ids = identities()?;
     let mut progress = Progress::default();

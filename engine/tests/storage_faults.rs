@@ -175,8 +175,8 @@ fn truncating_only_queued_entries_needs_no_disk_io() {
     assert_eq!(log.flush().unwrap(), LogIndex(7));
 }
 
-/// Group commit: appends that arrive while a batch is in flight coalesce into the next batch,
-/// and each batch costs exactly one fdatasync (segment creation, once per segment, aside).
+/// A batch above `write_chunk_first_bytes` is written in chunks that double up to
+/// `write_chunk_bytes`, then synced once; a batch no larger than the first chunk is one op.
 #[test]
 fn a_large_batch_goes_out_in_doubling_chunks_and_one_fdatasync() {
     let disk = Rc::new(SimDisk::new());
@@ -216,27 +216,26 @@ fn a_large_batch_goes_out_in_doubling_chunks_and_one_fdatasync() {
     assert_eq!(writes - writes_before, 5, "chunk writes of one 60 KiB batch");
     assert_eq!(syncs - syncs_before, 1, "fdatasyncs of one batch");
     assert_eq!(log.durable_index(), LogIndex(60));
-    // A batch no larger than the first chunk is one write carrying its fdatasync.
-    log.append(
-        &batch[..4]
-            .iter()
-            .enumerate()
-            .map(|(k, e)| raftwal_wire::types::Entry {
-                index: LogIndex(61 + k as u64),
-                ..e.clone()
-            })
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    // A batch no larger than the first chunk is one op: its write carries its fdatasync, so
+    // the log is durable once that single op has run.
+    disk.set_manual(true);
+    let small: Vec<_> = (61..=64u64)
+        .map(|i| raftwal_wire::types::Entry { index: LogIndex(i), ..batch[0].clone() })
+        .collect();
+    log.append(&small).unwrap();
     assert!(log.submit().unwrap());
-    while log.has_in_flight() {
-        log.wait().unwrap();
+    while disk.next_pending_is_background() {
+        disk.run_pending(1);
     }
+    assert_eq!(disk.run_pending(1), 1, "the small batch's op");
+    log.process_completions().unwrap();
+    assert_eq!(log.durable_index(), LogIndex(64), "one op wrote and synced the small batch");
     let (writes_after, syncs_after) = stats(&disk);
     assert_eq!((writes_after - writes, syncs_after - syncs), (1, 1), "a small batch");
-    assert_eq!(log.durable_index(), LogIndex(64));
 }
 
+/// Group commit: appends that arrive while a batch is in flight coalesce into the next batch,
+/// and each batch costs exactly one fdatasync (segment creation, once per segment, aside).
 #[test]
 fn one_fdatasync_per_batch_and_appends_coalesce() {
     let disk = Rc::new(SimDisk::new());
@@ -279,4 +278,26 @@ fn one_fdatasync_per_batch_and_appends_coalesce() {
     assert!(data_writes > batches, "batches above the chunk size go out in several writes");
     assert_eq!(batches, 51, "three appends per round coalesced into one batch");
     assert_eq!(log.durable_index().get(), next - 1);
+}
+
+/// Settings that cannot work are refused at open with an error naming them, before any file is
+/// touched.
+#[test]
+fn invalid_options_are_refused_at_open() {
+    let base = small_options(true);
+    let bad = [
+        raftwal::storage::LogOptions { segment_size_bytes: 20_000, ..base },
+        raftwal::storage::LogOptions { zero_chunk_bytes: 0, ..base },
+        raftwal::storage::LogOptions { write_chunk_bytes: 0, ..base },
+        raftwal::storage::LogOptions { write_chunk_first_bytes: 0, ..base },
+        raftwal::storage::LogOptions { batch_bytes_max: 0, ..base },
+    ];
+    for options in bad {
+        let disk = Rc::new(SimDisk::new());
+        match LogStore::open(Path::new(DIR), options, disk.clone()) {
+            Err(raftwal::storage::OpenError::InvalidOptions(what)) => assert!(!what.is_empty()),
+            other => panic!("{options:?} opened: {:?}", other.map(|_| ())),
+        }
+        assert_eq!(disk.stats().points, 0, "nothing was written for {options:?}");
+    }
 }

@@ -180,8 +180,9 @@ impl Profile {
                 batch_bytes_max: [16 << 10, 64 << 10, 8 << 20][rng.index(3)],
                 tail_cache_bytes_max: [0, 4 << 10, 16 << 20][rng.index(3)],
                 write_chunk_bytes: [1 << 10, 512 << 10][rng.index(2)],
-                // Chunks that double from half a block: every batch above 512 bytes is written
-                // in several chunks of growing size, so crashes land between them.
+                // Chunks that double from an eighth of a block: every batch above 512 bytes is
+                // written in several chunks of growing size, so crashes land between them
+                // (smaller batches still take the single write that carries the fdatasync).
                 write_chunk_first_bytes: 512,
                 log_id: LogId(7),
                 // Background work on every path: no zeros (the prepared segment's header block

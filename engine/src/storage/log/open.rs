@@ -50,6 +50,11 @@ fn validate(options: &LogOptions) -> Result<(), OpenError> {
             "zero_chunk_bytes must be a positive multiple of 4096",
         ));
     }
+    if options.write_chunk_bytes == 0 || options.write_chunk_first_bytes == 0 {
+        return Err(OpenError::InvalidOptions(
+            "write_chunk_bytes and write_chunk_first_bytes must be positive",
+        ));
+    }
     if options.batch_bytes_max == 0 {
         return Err(OpenError::InvalidOptions("batch_bytes_max must be positive"));
     }

@@ -83,8 +83,9 @@ impl<D: Disk> LogStore<D> {
     }
 
     /// Starts a batch with every queued entry (up to `batch_bytes_max`) if no batch is in
-    /// flight: its records are written (in one write, or in `write_chunk_bytes` chunks handed to
-    /// the disk as they are encoded) and then made durable by one fdatasync. Returns whether a
+    /// flight: its records are written (in one write, or, above `write_chunk_first_bytes`, in
+    /// chunks that double from that size up to `write_chunk_bytes`, each handed to the disk as
+    /// soon as it is encoded) and then made durable by one fdatasync. Returns whether a
     /// batch was started (none when one is in flight, nothing is queued, or a background
     /// zero-fill write in flight covers where the first record would go: its completion makes
     /// the next `submit` start it). Then starts the next background op if none is in flight.
