@@ -287,25 +287,8 @@ fn run_raftwal(
     let elapsed = start.elapsed();
     let after = disk.stats();
     let stats = log.stats();
-    let log_delta = LogStats {
-        batches: stats.batches - log_before.batches,
-        entries: stats.entries - log_before.entries,
-        data_syncs: stats.data_syncs - log_before.data_syncs,
-        bytes_written: stats.bytes_written - log_before.bytes_written,
-        background_writes: stats.background_writes - log_before.background_writes,
-        background_bytes: stats.background_bytes - log_before.background_bytes,
-        background_syncs: stats.background_syncs - log_before.background_syncs,
-        roll_overs_prepared: stats.roll_overs_prepared - log_before.roll_overs_prepared,
-        segments_created: stats.segments_created - log_before.segments_created,
-        prepared_unzeroed_bytes: stats.prepared_unzeroed_bytes - log_before.prepared_unzeroed_bytes,
-    };
-    let disk_delta = UringStats {
-        ops: after.ops - before.ops,
-        op_syncs: after.op_syncs - before.op_syncs,
-        other_syncs: after.other_syncs - before.other_syncs,
-        background_ops: after.background_ops - before.background_ops,
-        background_syncs: after.background_syncs - before.background_syncs,
-    };
+    let log_delta = stats.since(&log_before);
+    let disk_delta = after.since(&before);
     Ok(Measured {
         entries,
         payload_bytes_total: entries * payload as u64,

@@ -238,7 +238,7 @@ impl SimStore {
 
     fn retire_log(&mut self) {
         if let Some(log) = self.log.take() {
-            add_stats(&mut self.retired, &log.stats());
+            self.retired = self.retired.plus(&log.stats());
         }
     }
 
@@ -247,7 +247,7 @@ impl SimStore {
     pub fn batch_stats(&self) -> LogStats {
         let mut stats = self.retired;
         if let Some(log) = &self.log {
-            add_stats(&mut stats, &log.stats());
+            stats = stats.plus(&log.stats());
         }
         stats
     }
@@ -345,17 +345,3 @@ impl SimStore {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
-
-/// Adds the counters of `from` to `into`.
-fn add_stats(into: &mut LogStats, from: &LogStats) {
-    into.batches += from.batches;
-    into.entries += from.entries;
-    into.data_syncs += from.data_syncs;
-    into.bytes_written += from.bytes_written;
-    into.background_writes += from.background_writes;
-    into.background_bytes += from.background_bytes;
-    into.background_syncs += from.background_syncs;
-    into.roll_overs_prepared += from.roll_overs_prepared;
-    into.segments_created += from.segments_created;
-    into.prepared_unzeroed_bytes += from.prepared_unzeroed_bytes;
-}

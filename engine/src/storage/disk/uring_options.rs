@@ -37,6 +37,19 @@ pub struct UringStats {
     pub background_syncs: u64,
 }
 
+impl UringStats {
+    /// What was counted since `earlier` (a reading of the same disk's counters).
+    pub fn since(&self, earlier: &UringStats) -> UringStats {
+        UringStats {
+            ops: self.ops.saturating_sub(earlier.ops),
+            op_syncs: self.op_syncs.saturating_sub(earlier.op_syncs),
+            other_syncs: self.other_syncs.saturating_sub(earlier.other_syncs),
+            background_ops: self.background_ops.saturating_sub(earlier.background_ops),
+            background_syncs: self.background_syncs.saturating_sub(earlier.background_syncs),
+        }
+    }
+}
+
 /// Settings of a [`super::UringDisk`].
 #[derive(Clone, Copy, Debug)]
 pub struct UringOptions {

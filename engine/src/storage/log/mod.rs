@@ -142,6 +142,37 @@ pub struct LogStats {
     pub prepared_unzeroed_bytes: u64,
 }
 
+impl LogStats {
+    /// Every counter combined with its twin in `other` by `op`.
+    fn zip(&self, other: &LogStats, op: fn(u64, u64) -> u64) -> LogStats {
+        LogStats {
+            batches: op(self.batches, other.batches),
+            entries: op(self.entries, other.entries),
+            data_syncs: op(self.data_syncs, other.data_syncs),
+            bytes_written: op(self.bytes_written, other.bytes_written),
+            background_writes: op(self.background_writes, other.background_writes),
+            background_bytes: op(self.background_bytes, other.background_bytes),
+            background_syncs: op(self.background_syncs, other.background_syncs),
+            roll_overs_prepared: op(self.roll_overs_prepared, other.roll_overs_prepared),
+            segments_created: op(self.segments_created, other.segments_created),
+            prepared_unzeroed_bytes: op(
+                self.prepared_unzeroed_bytes,
+                other.prepared_unzeroed_bytes,
+            ),
+        }
+    }
+
+    /// What was counted since `earlier` (a reading of the same log's counters).
+    pub fn since(&self, earlier: &LogStats) -> LogStats {
+        self.zip(earlier, u64::saturating_sub)
+    }
+
+    /// The counters of two logs (or two lives of one) together.
+    pub fn plus(&self, other: &LogStats) -> LogStats {
+        self.zip(other, u64::saturating_add)
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     tag: u64,
