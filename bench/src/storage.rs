@@ -76,6 +76,11 @@ pub(crate) struct StorageArgs {
     /// raftwal's `zero_chunk_bytes` in KiB (one background zero-fill write).
     #[arg(long)]
     pub(crate) zero_chunk_kib: Option<usize>,
+    /// Rounds per cell: each round measures every system for `--duration-s`, starting one
+    /// system later than the round before, so the systems alternate in time and share the
+    /// disk's ups and downs. A row sums its rounds (and lists each round's entries/s).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) rounds: u32,
 }
 
 /// Parses `never`, `always` or `below:KIB`.
@@ -105,6 +110,7 @@ impl Default for StorageArgs {
             write_chunk_first_kib: None,
             zero_fill: None,
             zero_chunk_kib: None,
+            rounds: 1,
         }
     }
 }
@@ -159,6 +165,27 @@ pub(crate) struct Measured {
 }
 
 impl Measured {
+    /// Adds a later measurement of the same system and cell: counts and times add up, the
+    /// histograms merge.
+    fn absorb(&mut self, other: Measured) -> std::io::Result<()> {
+        self.entries += other.entries;
+        self.payload_bytes_total += other.payload_bytes_total;
+        self.elapsed += other.elapsed;
+        self.latency_ns.add(&other.latency_ns).map_err(std::io::Error::other)?;
+        self.fsyncs += other.fsyncs;
+        self.batches += other.batches;
+        self.raftwal = match (self.raftwal, other.raftwal) {
+            (Some((log, disk)), Some((log2, disk2))) => Some((log.plus(&log2), disk.plus(&disk2))),
+            (mine, theirs) => mine.or(theirs),
+        };
+        match (&mut self.fdatasync_ns, other.fdatasync_ns) {
+            (Some(h), Some(h2)) => h.add(&h2).map_err(std::io::Error::other)?,
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+        Ok(())
+    }
+
     pub(crate) fn row(&self, system: &str, payload: usize, concurrency: usize) -> ResultRow {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let row = ResultRow {
@@ -193,6 +220,28 @@ impl Measured {
             ),
             None => row,
         }
+    }
+}
+
+/// One system's measurements of one cell, summed over the rounds.
+#[derive(Default)]
+struct Totals {
+    sum: Option<Measured>,
+    /// Entries per second of each round, in order.
+    per_round: Vec<f64>,
+    /// `raw` only: the batch size (bytes) it wrote in each round.
+    raw_batch_bytes: Vec<f64>,
+}
+
+impl Totals {
+    fn add(&mut self, m: Measured) -> std::io::Result<()> {
+        let rate = m.entries as f64 / m.elapsed.as_secs_f64().max(1e-9);
+        self.per_round.push((rate * 10.0).round() / 10.0);
+        match &mut self.sum {
+            None => self.sum = Some(m),
+            Some(sum) => sum.absorb(m)?,
+        }
+        Ok(())
     }
 }
 
@@ -344,26 +393,39 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
     } else {
         args.systems.iter().map(String::as_str).collect()
     };
+    let rounds = args.rounds as usize;
     let cells = args.payloads.len() * args.concurrency.len() * systems.len() * modes.len();
-    let mut cell = 0;
+    let steps = cells * rounds;
+    let mut step = 0;
     let mut cell_dir = 0;
     for &payload in &args.payloads {
         for &concurrency in &args.concurrency {
+            // The mean batch raftwal formed in this cell so far, which `raw` writes.
             let mut raftwal_batch_bytes: Option<f64> = None;
             for mode in &modes {
-                for &system in &systems {
-                    cell += 1;
-                    cell_dir += 1;
-                    let what = if args.modes {
-                        format!("raftwal[{}]", mode.label())
-                    } else {
-                        system.to_owned()
-                    };
-                    progress.set(&format!("storage: cell {cell}/{cells}: {what}, {payload} B payloads, {concurrency} outstanding"));
-                    let dir = root.path().join(format!("cell-{cell_dir}"));
-                    let row = match system {
-                        "raftwal" => {
-                            let m = run_raftwal(
+                let mut totals: Vec<Totals> = systems.iter().map(|_| Totals::default()).collect();
+                for round in 0..rounds {
+                    // Each round starts one system later, so no system always runs first (or
+                    // right after another's deleted files) in its cell.
+                    for k in 0..systems.len() {
+                        let at = (k + round) % systems.len();
+                        let system = systems[at];
+                        step += 1;
+                        cell_dir += 1;
+                        let what = if args.modes {
+                            format!("raftwal[{}]", mode.label())
+                        } else {
+                            system.to_owned()
+                        };
+                        let of_rounds = if rounds > 1 {
+                            format!(", round {}/{rounds}", round + 1)
+                        } else {
+                            String::new()
+                        };
+                        progress.set(&format!("storage: step {step}/{steps}: {what}, {payload} B payloads, {concurrency} outstanding{of_rounds}"));
+                        let dir = root.path().join(format!("cell-{cell_dir}"));
+                        let measured = match system {
+                            "raftwal" => run_raftwal(
                                 &dir,
                                 *mode,
                                 args,
@@ -371,53 +433,69 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                                 concurrency,
                                 duration,
                                 &source,
-                            )?;
-                            let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
-                            let record =
-                                raftwal::storage::format::record_size_bytes(payload) as f64;
-                            raftwal_batch_bytes = Some(batch_entries * record);
-                            let name = if args.modes {
-                                format!("raftwal[{}]", mode.label())
-                            } else {
-                                "raftwal".to_owned()
-                            };
-                            m.row(&name, payload, concurrency)
-                                .with("batch_entries_mean", (batch_entries * 10.0).round() / 10.0)
-                                .with("io", mode.label())
-                        }
-                        "raw" => {
-                            let Some(batch_bytes) = raftwal_batch_bytes else {
-                                return Err(std::io::Error::other(
-                                    "raw needs raftwal measured first in the same run",
-                                ));
-                            };
-                            let entries_per_batch = concurrency as u64;
-                            let m = storage_raw::run(
-                                &dir,
-                                *mode,
-                                batch_bytes.round() as usize,
-                                entries_per_batch,
-                                payload,
-                                duration,
-                            )?;
-                            m.row("raw", payload, concurrency)
-                                .with("batch_bytes", batch_bytes.round())
-                        }
-                        "raft-engine" => {
-                            let m = storage_raft_engine::run(
+                            )?,
+                            "raw" => {
+                                let Some(batch_bytes) = raftwal_batch_bytes else {
+                                    return Err(std::io::Error::other(
+                                        "raw needs raftwal measured first in the same run",
+                                    ));
+                                };
+                                totals[at].raw_batch_bytes.push(batch_bytes);
+                                storage_raw::run(
+                                    &dir,
+                                    *mode,
+                                    batch_bytes.round() as usize,
+                                    concurrency as u64,
+                                    payload,
+                                    duration,
+                                )?
+                            }
+                            "raft-engine" => storage_raft_engine::run(
                                 &dir,
                                 payload,
                                 concurrency,
                                 duration,
                                 &source,
-                            )?;
-                            m.row("raft-engine", payload, concurrency)
+                            )?,
+                            other => {
+                                return Err(std::io::Error::other(format!(
+                                    "unknown system {other}"
+                                )))
+                            }
+                        };
+                        let _ = std::fs::remove_dir_all(&dir);
+                        totals[at].add(measured)?;
+                        if system == "raftwal" {
+                            if let Some(m) = &totals[at].sum {
+                                let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
+                                let record =
+                                    raftwal::storage::format::record_size_bytes(payload) as f64;
+                                raftwal_batch_bytes = Some(batch_entries * record);
+                            }
                         }
-                        other => {
-                            return Err(std::io::Error::other(format!("unknown system {other}")))
-                        }
+                    }
+                }
+                for (system, t) in systems.iter().zip(totals) {
+                    let Some(m) = &t.sum else { continue };
+                    let name = match *system {
+                        "raftwal" if args.modes => format!("raftwal[{}]", mode.label()),
+                        other => other.to_owned(),
                     };
-                    let _ = std::fs::remove_dir_all(&dir);
+                    let mut row = m.row(&name, payload, concurrency);
+                    if *system == "raftwal" {
+                        let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
+                        row = row
+                            .with("batch_entries_mean", (batch_entries * 10.0).round() / 10.0)
+                            .with("io", mode.label());
+                    }
+                    if !t.raw_batch_bytes.is_empty() {
+                        let mean =
+                            t.raw_batch_bytes.iter().sum::<f64>() / t.raw_batch_bytes.len() as f64;
+                        row = row.with("batch_bytes", mean.round());
+                    }
+                    if rounds > 1 {
+                        row = row.with("rounds_entries_per_s", t.per_round);
+                    }
                     report.results.push(row);
                 }
             }
@@ -425,4 +503,48 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
     }
     progress.finish();
     report.print(args.format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(entries: u64, secs: u64, latency_ns: u64, raftwal: bool) -> Measured {
+        let mut hist = latency_histogram_ns();
+        hist.record_n(latency_ns, entries).expect("in range");
+        let stats = (
+            LogStats { batches: entries / 2, ..LogStats::default() },
+            UringStats { op_syncs: entries / 2, ..UringStats::default() },
+        );
+        Measured {
+            entries,
+            payload_bytes_total: entries * 1024,
+            elapsed: Duration::from_secs(secs),
+            latency_ns: hist,
+            fsyncs: entries / 2,
+            batches: entries / 2,
+            raftwal: raftwal.then_some(stats),
+            fdatasync_ns: None,
+        }
+    }
+
+    #[test]
+    fn rounds_add_up_to_one_row_and_keep_each_rate() {
+        let mut t = Totals::default();
+        t.add(measured(1000, 1, 100_000, true)).expect("add");
+        t.add(measured(3000, 2, 300_000, true)).expect("add");
+        assert_eq!(t.per_round, vec![1000.0, 1500.0]);
+        let sum = t.sum.as_ref().expect("two rounds");
+        assert_eq!(
+            (sum.entries, sum.elapsed, sum.fsyncs, sum.batches),
+            (4000, Duration::from_secs(3), 2000, 2000)
+        );
+        assert_eq!(sum.latency_ns.len(), 4000);
+        let (log, disk) = sum.raftwal.expect("raftwal counters");
+        assert_eq!((log.batches, disk.op_syncs), (2000, 2000));
+        let row = sum.row("raftwal", 1024, 16);
+        assert!((row.entries_per_s - 4000.0 / 3.0).abs() < 1e-6);
+        // Three quarters of the entries took 300 us: the merged median is theirs.
+        assert!((row.latency_us.p50 - 300.0).abs() < 1.0, "p50 {}", row.latency_us.p50);
+    }
 }

@@ -40,12 +40,21 @@ pub struct UringStats {
 impl UringStats {
     /// What was counted since `earlier` (a reading of the same disk's counters).
     pub fn since(&self, earlier: &UringStats) -> UringStats {
+        self.zip(earlier, u64::saturating_sub)
+    }
+
+    /// The counters of two disks (or two stretches of one) together.
+    pub fn plus(&self, other: &UringStats) -> UringStats {
+        self.zip(other, u64::saturating_add)
+    }
+
+    fn zip(&self, other: &UringStats, f: fn(u64, u64) -> u64) -> UringStats {
         UringStats {
-            ops: self.ops.saturating_sub(earlier.ops),
-            op_syncs: self.op_syncs.saturating_sub(earlier.op_syncs),
-            other_syncs: self.other_syncs.saturating_sub(earlier.other_syncs),
-            background_ops: self.background_ops.saturating_sub(earlier.background_ops),
-            background_syncs: self.background_syncs.saturating_sub(earlier.background_syncs),
+            ops: f(self.ops, other.ops),
+            op_syncs: f(self.op_syncs, other.op_syncs),
+            other_syncs: f(self.other_syncs, other.other_syncs),
+            background_ops: f(self.background_ops, other.background_ops),
+            background_syncs: f(self.background_syncs, other.background_syncs),
         }
     }
 }
