@@ -76,9 +76,10 @@ pub(crate) struct StorageArgs {
     /// raftwal's `zero_chunk_bytes` in KiB (one background zero-fill write).
     #[arg(long)]
     pub(crate) zero_chunk_kib: Option<usize>,
-    /// Rounds per cell: each round measures every system for `--duration-s`, starting one
-    /// system later than the round before, so the systems alternate in time and share the
-    /// disk's ups and downs. A row sums its rounds (and lists each round's entries/s).
+    /// Rounds per cell: each round measures every system (with `--modes`, every I/O setting)
+    /// for `--duration-s`, starting one later than the round before, so they alternate in time
+    /// and share the disk's ups and downs. A row sums its rounds (and lists each round's
+    /// entries/s).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) rounds: u32,
 }
@@ -394,110 +395,98 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
         args.systems.iter().map(String::as_str).collect()
     };
     let rounds = args.rounds as usize;
-    let cells = args.payloads.len() * args.concurrency.len() * systems.len() * modes.len();
-    let steps = cells * rounds;
+    // What a cell measures: each system under each I/O setting (one setting unless `--modes`).
+    let items: Vec<(IoMode, &str)> =
+        modes.iter().flat_map(|&mode| systems.iter().map(move |&system| (mode, system))).collect();
+    let steps = args.payloads.len() * args.concurrency.len() * items.len() * rounds;
     let mut step = 0;
     let mut cell_dir = 0;
     for &payload in &args.payloads {
         for &concurrency in &args.concurrency {
             // The mean batch raftwal formed in this cell so far, which `raw` writes.
             let mut raftwal_batch_bytes: Option<f64> = None;
-            for mode in &modes {
-                let mut totals: Vec<Totals> = systems.iter().map(|_| Totals::default()).collect();
-                for round in 0..rounds {
-                    // Each round starts one system later, so no system always runs first (or
-                    // right after another's deleted files) in its cell.
-                    for k in 0..systems.len() {
-                        let at = (k + round) % systems.len();
-                        let system = systems[at];
-                        step += 1;
-                        cell_dir += 1;
-                        let what = if args.modes {
-                            format!("raftwal[{}]", mode.label())
-                        } else {
-                            system.to_owned()
-                        };
-                        let of_rounds = if rounds > 1 {
-                            format!(", round {}/{rounds}", round + 1)
-                        } else {
-                            String::new()
-                        };
-                        progress.set(&format!("storage: step {step}/{steps}: {what}, {payload} B payloads, {concurrency} outstanding{of_rounds}"));
-                        let dir = root.path().join(format!("cell-{cell_dir}"));
-                        let measured = match system {
-                            "raftwal" => run_raftwal(
+            let mut totals: Vec<Totals> = items.iter().map(|_| Totals::default()).collect();
+            for round in 0..rounds {
+                // Each round starts one item later, so none always runs first (or right after
+                // another's deleted files) in its cell, and all share the disk's swings.
+                for k in 0..items.len() {
+                    let at = (k + round) % items.len();
+                    let (mode, system) = items[at];
+                    step += 1;
+                    cell_dir += 1;
+                    let what = if args.modes {
+                        format!("raftwal[{}]", mode.label())
+                    } else {
+                        system.to_owned()
+                    };
+                    let of_rounds = if rounds > 1 {
+                        format!(", round {}/{rounds}", round + 1)
+                    } else {
+                        String::new()
+                    };
+                    progress.set(&format!("storage: step {step}/{steps}: {what}, {payload} B payloads, {concurrency} outstanding{of_rounds}"));
+                    let dir = root.path().join(format!("cell-{cell_dir}"));
+                    let measured = match system {
+                        "raftwal" => {
+                            run_raftwal(&dir, mode, args, payload, concurrency, duration, &source)?
+                        }
+                        "raw" => {
+                            let Some(batch_bytes) = raftwal_batch_bytes else {
+                                return Err(std::io::Error::other(
+                                    "raw needs raftwal measured first in the same run",
+                                ));
+                            };
+                            totals[at].raw_batch_bytes.push(batch_bytes);
+                            storage_raw::run(
                                 &dir,
-                                *mode,
-                                args,
+                                mode,
+                                batch_bytes.round() as usize,
+                                concurrency as u64,
                                 payload,
-                                concurrency,
                                 duration,
-                                &source,
-                            )?,
-                            "raw" => {
-                                let Some(batch_bytes) = raftwal_batch_bytes else {
-                                    return Err(std::io::Error::other(
-                                        "raw needs raftwal measured first in the same run",
-                                    ));
-                                };
-                                totals[at].raw_batch_bytes.push(batch_bytes);
-                                storage_raw::run(
-                                    &dir,
-                                    *mode,
-                                    batch_bytes.round() as usize,
-                                    concurrency as u64,
-                                    payload,
-                                    duration,
-                                )?
-                            }
-                            "raft-engine" => storage_raft_engine::run(
-                                &dir,
-                                payload,
-                                concurrency,
-                                duration,
-                                &source,
-                            )?,
-                            other => {
-                                return Err(std::io::Error::other(format!(
-                                    "unknown system {other}"
-                                )))
-                            }
-                        };
-                        let _ = std::fs::remove_dir_all(&dir);
-                        totals[at].add(measured)?;
-                        if system == "raftwal" {
-                            if let Some(m) = &totals[at].sum {
-                                let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
-                                let record =
-                                    raftwal::storage::format::record_size_bytes(payload) as f64;
-                                raftwal_batch_bytes = Some(batch_entries * record);
-                            }
+                            )?
+                        }
+                        "raft-engine" => {
+                            storage_raft_engine::run(&dir, payload, concurrency, duration, &source)?
+                        }
+                        other => {
+                            return Err(std::io::Error::other(format!("unknown system {other}")))
+                        }
+                    };
+                    let _ = std::fs::remove_dir_all(&dir);
+                    totals[at].add(measured)?;
+                    if system == "raftwal" {
+                        if let Some(m) = &totals[at].sum {
+                            let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
+                            let record =
+                                raftwal::storage::format::record_size_bytes(payload) as f64;
+                            raftwal_batch_bytes = Some(batch_entries * record);
                         }
                     }
                 }
-                for (system, t) in systems.iter().zip(totals) {
-                    let Some(m) = &t.sum else { continue };
-                    let name = match *system {
-                        "raftwal" if args.modes => format!("raftwal[{}]", mode.label()),
-                        other => other.to_owned(),
-                    };
-                    let mut row = m.row(&name, payload, concurrency);
-                    if *system == "raftwal" {
-                        let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
-                        row = row
-                            .with("batch_entries_mean", (batch_entries * 10.0).round() / 10.0)
-                            .with("io", mode.label());
-                    }
-                    if !t.raw_batch_bytes.is_empty() {
-                        let mean =
-                            t.raw_batch_bytes.iter().sum::<f64>() / t.raw_batch_bytes.len() as f64;
-                        row = row.with("batch_bytes", mean.round());
-                    }
-                    if rounds > 1 {
-                        row = row.with("rounds_entries_per_s", t.per_round);
-                    }
-                    report.results.push(row);
+            }
+            for (&(mode, system), t) in items.iter().zip(totals) {
+                let Some(m) = &t.sum else { continue };
+                let name = match system {
+                    "raftwal" if args.modes => format!("raftwal[{}]", mode.label()),
+                    other => other.to_owned(),
+                };
+                let mut row = m.row(&name, payload, concurrency);
+                if system == "raftwal" {
+                    let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
+                    row = row
+                        .with("batch_entries_mean", (batch_entries * 10.0).round() / 10.0)
+                        .with("io", mode.label());
                 }
+                if !t.raw_batch_bytes.is_empty() {
+                    let mean =
+                        t.raw_batch_bytes.iter().sum::<f64>() / t.raw_batch_bytes.len() as f64;
+                    row = row.with("batch_bytes", mean.round());
+                }
+                if rounds > 1 {
+                    row = row.with("rounds_entries_per_s", t.per_round);
+                }
+                report.results.push(row);
             }
         }
     }
