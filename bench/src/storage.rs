@@ -13,7 +13,9 @@
 //! writes batches of the mean size raftwal formed in the same cell, with pwrite + fdatasync on
 //! the same kind of file (same O_DIRECT choice, same preallocation), so it is the device's
 //! limit for this pattern without any log logic. raft-engine writes `concurrency` entries per
-//! sync write.
+//! sync write. With `--rounds N` each system (with `--modes`, each I/O setting) measures every
+//! cell N times, the order rotating by one each round so that all share the disk's swings; a
+//! row sums its rounds.
 //!
 //! Payloads: raftwal and raft-engine append the same payload bytes. The k-th entry of every
 //! batch carries the k-th of `concurrency` slices of one source buffer: raftwal appends `Bytes`
@@ -185,6 +187,11 @@ impl Measured {
             (Some(_), None) => {}
         }
         Ok(())
+    }
+
+    /// Entries per batch (per sync write for the references).
+    fn batch_entries_mean(&self) -> f64 {
+        self.entries as f64 / self.batches.max(1) as f64
     }
 
     pub(crate) fn row(&self, system: &str, payload: usize, concurrency: usize) -> ResultRow {
@@ -457,7 +464,7 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                     totals[at].add(measured)?;
                     if system == "raftwal" {
                         if let Some(m) = &totals[at].sum {
-                            let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
+                            let batch_entries = m.batch_entries_mean();
                             let record =
                                 raftwal::storage::format::record_size_bytes(payload) as f64;
                             raftwal_batch_bytes = Some(batch_entries * record);
@@ -473,7 +480,7 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                 };
                 let mut row = m.row(&name, payload, concurrency);
                 if system == "raftwal" {
-                    let batch_entries = m.entries as f64 / m.batches.max(1) as f64;
+                    let batch_entries = m.batch_entries_mean();
                     row = row
                         .with("batch_entries_mean", (batch_entries * 10.0).round() / 10.0)
                         .with("io", mode.label());
