@@ -449,3 +449,63 @@ fn durability_a_torn_write_never_leaves_a_commit_index_beyond_durable_entries() 
     let core = cluster.core(3);
     assert!(core.commit_index() < LogIndex(2) || core.term_at(LogIndex(2)) == Some(Term(2)));
 }
+
+#[test]
+fn s5_3_an_acknowledgement_from_an_older_term_never_leaves_after_the_entries_it_covers_are_replaced(
+) {
+    // Found by the simulator (seed 103261): a follower stepped a duplicate AppendEntries of term
+    // t, whose answer acknowledged durable entries, and, before its driver drained the core, an
+    // AppendEntries of a newer leader that replaced those entries. The drained `Ready` carried
+    // both the replacement and the term-t acknowledgement, so the acknowledgement left after the
+    // entries it covers were gone (Ready invariant 1). It must be dropped instead: its leader
+    // is deposed, and Raft tolerates a lost message.
+    let mut cluster =
+        Cluster::with_logs_in_term(&[vec![1, 1], vec![1, 1], vec![1, 2, 2, 2]], 2, |_| {});
+    cluster.isolate(3);
+    cluster.elect(1);
+    assert_eq!(cluster.term(1), 3);
+    assert_eq!(cluster.log_terms(1), vec![1, 1, 3]);
+    cluster.heal();
+    // Replica 3 still follows term 2: an append of that term that its log matches through i4
+    // (durable) earns a Success for i4 ...
+    let old = Message {
+        log: SCENARIO_LOG,
+        from: NodeId(2),
+        to: NodeId(3),
+        term: Term(2),
+        body: MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(4),
+            prev_log_term: Term(2),
+            leader_commit: LogIndex(1),
+            entries: Vec::new(),
+        }),
+    };
+    // ... and the term-3 leader's append, stepped before the driver drains, replaces i2..=i4.
+    let leader_entries: Vec<Entry> = (2..=3)
+        .map(|index| {
+            let log = cluster.store(1).log().expect("n1 is up");
+            log.read(LogIndex(index), usize::MAX).expect("n1 holds it")[0].clone()
+        })
+        .collect();
+    let new = Message {
+        log: SCENARIO_LOG,
+        from: NodeId(1),
+        to: NodeId(3),
+        term: Term(3),
+        body: MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(1),
+            prev_log_term: Term(1),
+            leader_commit: LogIndex(3),
+            entries: leader_entries,
+        }),
+    };
+    cluster.core_mut(3).step(old).expect("a valid message");
+    cluster.core_mut(3).step(new).expect("a valid message");
+    // Draining runs the checker on every message sent (PersistBeforeSend panics on a stale one).
+    cluster.step(3);
+    assert_eq!(cluster.log_terms(3), vec![1, 1, 3]);
+    let stale = cluster.sent().iter().filter(|m| m.from == NodeId(3) && m.term < Term(3)).count();
+    assert_eq!(stale, 0, "replica 3 sent a message of a term it had left");
+    cluster.settle();
+    assert_eq!(cluster.commit(3), LogIndex(3));
+}

@@ -150,6 +150,12 @@ fn regressions_seeds_that_once_failed() {
         // durable index moved forward during a refused call; the simulator's full-disk check
         // took that for a change. Fixed in the check (only a waiting call may move it, forward).
         (78957, 5, "full-disk check and a truncation's wait"),
+        // The second 100,000-seed run (seeds 100,000 on): a follower stepped a term-4 append
+        // (answered with a Success for durable entries) and, in the same drain, a term-6
+        // leader's append that replaced those entries; the Success left after the
+        // replacement. Fix: the core drops answers to appends of a term it has left (scenario
+        // s5_3_an_acknowledgement_from_an_older_term_never_leaves_after_the_entries_it_covers_are_replaced).
+        (103261, 5, "older-term acknowledgement after its entries were replaced"),
     ];
     for (seed, nodes, cause) in seeds {
         if let Err(failure) = sim::run(&SimOptions::new(*seed, *nodes)) {

@@ -305,12 +305,24 @@ impl RaftCore {
         let commit = self.log.commit();
         let committed = (commit > self.handed_commit).then_some(commit);
         self.handed_commit = self.handed_commit.max(commit);
+        let mut messages = std::mem::take(&mut self.out.messages);
+        let mut messages_after_persist = std::mem::take(&mut self.out.messages_after_persist);
+        // Answers to appends of a term this replica has left since they were queued speak for
+        // a log this `Ready` may change: a newer leader's entries, stepped in the same batch of
+        // inputs, can replace the entries an older-term Success acknowledged (invariant 1 of
+        // `Ready`). Their leader is deposed and Raft tolerates a lost message: drop them.
+        let term = self.term;
+        let current = |m: &Message| {
+            m.term >= term || !matches!(m.body, MessageBody::AppendEntriesResponse(_))
+        };
+        messages.retain(current);
+        messages_after_persist.retain(current);
         Ready {
             must_sync: vote_changed || !entries.is_empty(),
             hard_state: (hard_state != previous).then_some(hard_state),
             entries,
-            messages: std::mem::take(&mut self.out.messages),
-            messages_after_persist: std::mem::take(&mut self.out.messages_after_persist),
+            messages,
+            messages_after_persist,
             committed,
             read_states: std::mem::take(&mut self.out.read_states),
         }

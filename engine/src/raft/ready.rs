@@ -6,6 +6,8 @@
 //! 1. A message in [`Ready::messages`] never depends on anything in the same or an earlier
 //!    `Ready` that is not yet durable (it carries no vote, and acknowledges no entry, that could
 //!    still be lost in a crash). Everything that does is in [`Ready::messages_after_persist`].
+//!    Nor does it acknowledge entries the same `Ready` replaces: answers to appends of a term
+//!    the replica left before the drain are dropped, not handed out.
 //! 2. [`Ready::entries`] are consecutive; when the first one's index is at or below the stored
 //!    log's last index, the stored suffix from that index on must be replaced (a follower
 //!    overwriting a conflicting suffix, paper 5.3). It is never at or below a committed index.
