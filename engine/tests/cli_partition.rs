@@ -22,9 +22,8 @@
 
 mod cli_support;
 
-use cli_support::{bin, wait_until, Entry, Proc};
+use cli_support::{bin, run_command, wait_until, Entry, Proc};
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -130,26 +129,7 @@ impl Drop for Net {
 
 /// Runs `raftwal args` inside namespace `ns` with `stdin`; returns status, stdout, stderr.
 fn run_in(ns: &str, args: &[&str], stdin: &[u8]) -> (ExitStatus, String, String) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, bin()])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    run_command(Command::new("ip").args(["netns", "exec", ns, bin()]).args(args), stdin)
 }
 
 fn cluster_arg(ids: &[u64]) -> String {

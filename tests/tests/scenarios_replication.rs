@@ -466,20 +466,21 @@ fn s5_3_an_acknowledgement_from_an_older_term_never_leaves_after_the_entries_it_
     assert_eq!(cluster.term(1), 3);
     assert_eq!(cluster.log_terms(1), vec![1, 1, 3]);
     cluster.heal();
-    // Replica 3 still follows term 2: an append of that term that its log matches through i4
-    // (durable) earns a Success for i4 ...
-    let old = Message {
+    let append = |from: u64, term: u64, prev: (u64, u64), commit: u64, entries| Message {
         log: SCENARIO_LOG,
-        from: NodeId(2),
+        from: NodeId(from),
         to: NodeId(3),
-        term: Term(2),
+        term: Term(term),
         body: MessageBody::AppendEntries(AppendEntries {
-            prev_log_index: LogIndex(4),
-            prev_log_term: Term(2),
-            leader_commit: LogIndex(1),
-            entries: Vec::new(),
+            prev_log_index: LogIndex(prev.0),
+            prev_log_term: Term(prev.1),
+            leader_commit: LogIndex(commit),
+            entries,
         }),
     };
+    // Replica 3 still follows term 2: an append of that term that its log matches through i4
+    // (durable) earns a Success for i4 ...
+    let old = append(2, 2, (4, 2), 1, Vec::new());
     // ... and the term-3 leader's append, stepped before the driver drains, replaces i2..=i4.
     let leader_entries: Vec<Entry> = (2..=3)
         .map(|index| {
@@ -487,18 +488,7 @@ fn s5_3_an_acknowledgement_from_an_older_term_never_leaves_after_the_entries_it_
             log.read(LogIndex(index), usize::MAX).expect("n1 holds it")[0].clone()
         })
         .collect();
-    let new = Message {
-        log: SCENARIO_LOG,
-        from: NodeId(1),
-        to: NodeId(3),
-        term: Term(3),
-        body: MessageBody::AppendEntries(AppendEntries {
-            prev_log_index: LogIndex(1),
-            prev_log_term: Term(1),
-            leader_commit: LogIndex(3),
-            entries: leader_entries,
-        }),
-    };
+    let new = append(1, 3, (1, 1), 3, leader_entries);
     cluster.core_mut(3).step(old).expect("a valid message");
     cluster.core_mut(3).step(new).expect("a valid message");
     // Draining runs the checker on every message sent (PersistBeforeSend panics on a stale one).

@@ -105,11 +105,16 @@ pub(crate) fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMu
     }
 }
 
-/// Runs a command to completion with `stdin` as input; returns its status, stdout and stderr.
+/// Runs `raftwal args` to completion with `stdin` as input; returns its status, stdout and
+/// stderr.
 pub(crate) fn run(args: &[&str], stdin: &[u8]) -> (ExitStatus, String, String) {
+    run_command(Command::new(bin()).args(args), stdin)
+}
+
+/// Runs `command` to completion with `stdin` as input; returns its status, stdout and stderr.
+pub(crate) fn run_command(command: &mut Command, stdin: &[u8]) -> (ExitStatus, String, String) {
     use std::io::Write;
-    let mut child = Command::new(bin())
-        .args(args)
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
