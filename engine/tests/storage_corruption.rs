@@ -7,9 +7,12 @@
 
 mod storage_common;
 
-use raftwal::storage::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use bytes::Bytes;
+use raftwal::storage::format::{
+    decode_record, record_size_bytes, SegmentHeader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 use raftwal::storage::{LogStore, OpenError, SimDisk, HARD_STATE_FILE};
-use raftwal_wire::types::{ClusterId, HardState, LogIndex, NodeId, Term};
+use raftwal_wire::types::{ClusterId, Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use storage_common::{entries, small_options};
@@ -226,4 +229,52 @@ fn flipped_bit_in_the_header_of_a_prepared_segment() {
     // Every segment but the first was prepared ahead (the fixture rolls over several times).
     disk.flip_bit(&path(&segs[2]), 30, 1);
     expect_bad_segment(&disk, &segs[2], "checksum");
+}
+
+/// A file cut inside the zero padding after its last record (found by the `recovery` fuzz
+/// target, where it panicked at open) loses no record: the record's header and payload are
+/// whole, and the padding is zeros by format. Both for a sealed segment and the active one,
+/// which then takes more appends.
+#[test]
+fn a_file_cut_inside_the_padding_of_its_last_record_keeps_every_record() {
+    let record = |index: u64| Entry {
+        index: LogIndex(index),
+        term: Term(1),
+        kind: EntryKind::Normal,
+        data: Bytes::from(vec![index as u8 | 1; 13]),
+    };
+    for sealed in [true, false] {
+        let disk = Rc::new(SimDisk::new());
+        let mut log = open(&disk).unwrap();
+        for batch in 0..30 {
+            let batch: Vec<Entry> = (batch * 20 + 1..=batch * 20 + 20).map(record).collect();
+            log.append(&batch).unwrap();
+            log.flush().unwrap();
+        }
+        drop(log);
+        let segs: Vec<String> =
+            disk.file_names(Path::new(DIR)).into_iter().filter(|n| n.ends_with(".seg")).collect();
+        assert!(segs.len() >= 3, "{segs:?}");
+        let name = if sealed { &segs[0] } else { segs.last().unwrap() };
+        let bytes = disk.file_bytes(&path(name)).unwrap();
+        // The end of the last record's payload, before its padding.
+        let (mut at, mut end) = (SEGMENT_HEADER_BYTES, 0);
+        while let Ok(header) = decode_record(&bytes[at..]) {
+            let len = header.payload_bytes as usize;
+            end = at + RECORD_HEADER_BYTES + len;
+            at += record_size_bytes(len);
+        }
+        assert!(end < at, "the last record must have padding to cut");
+        disk.set_file_len(&path(name), end);
+        let mut log = open(&disk).unwrap_or_else(|e| panic!("sealed {sealed}: {e}"));
+        assert_eq!(log.last_index(), LogIndex(600));
+        let all: Vec<Entry> = log.read(LogIndex(1), usize::MAX).unwrap();
+        assert_eq!(all, (1..=600).map(record).collect::<Vec<_>>(), "sealed {sealed}");
+        log.append(&(601..=605).map(record).collect::<Vec<_>>()).unwrap();
+        log.flush().unwrap();
+        drop(log);
+        let log = open(&disk).unwrap();
+        assert_eq!(log.last_index(), LogIndex(605), "sealed {sealed}");
+        assert_eq!(log.read(LogIndex(601), usize::MAX).unwrap().len(), 5);
+    }
 }

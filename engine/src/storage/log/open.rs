@@ -198,8 +198,8 @@ impl<D: Disk> LogStore<D> {
         let mut torn = 0u64;
         for (k, &id) in ids.iter().enumerate() {
             let last = k + 1 == ids.len();
-            let found = self.open_segment(id, last)?;
-            let result = self.recover_one(&found, ids.get(k + 1).copied());
+            let mut found = self.open_segment(id, last)?;
+            let result = self.recover_one(&mut found, ids.get(k + 1).copied());
             match result {
                 Ok(t) => torn = t,
                 Err(e) => {
@@ -211,7 +211,11 @@ impl<D: Disk> LogStore<D> {
         Ok(torn)
     }
 
-    fn recover_one(&mut self, found: &Found, next: Option<SegmentId>) -> Result<u64, OpenError> {
+    fn recover_one(
+        &mut self,
+        found: &mut Found,
+        next: Option<SegmentId>,
+    ) -> Result<u64, OpenError> {
         let first = found.id.0;
         if self.segments.is_empty() {
             self.terms = TermRuns::new(first.prev(), found.header.prev_term);
@@ -226,6 +230,26 @@ impl<D: Disk> LogStore<D> {
         }
         let limit = next.map(|n| n.0.prev());
         let s = scan(&found.bytes, first, found.header.prev_term, limit);
+        if s.end_offset > found.bytes.len() {
+            // The file ends inside the zero padding after its last valid record (the record's
+            // header and payload are whole: their checksum held). The padding is zeros by
+            // format and outside the checksum, so read the missing bytes as zeros.
+            tracing::warn!(
+                file = %found.path.display(),
+                len = found.bytes.len(),
+                end = s.end_offset,
+                "segment file ends inside the padding of its last record"
+            );
+            let len = found.bytes.len();
+            let mut padded = found.bytes.to_vec();
+            padded.resize(s.end_offset, 0);
+            found.bytes = Bytes::from(padded);
+            if next.is_none() {
+                // The active segment is read with pread and written on: give the file its
+                // padding back, durably, as a torn tail's zeros are.
+                self.zero_range(found, len, s.end_offset)?;
+            }
+        }
         let mut torn = 0u64;
         match (&s.stop, next) {
             (None, _) => {}
