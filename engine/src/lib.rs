@@ -63,10 +63,13 @@
 //! - [`storage`]: segmented, CRC-checked log files, group fsync and recovery, behind a disk seam;
 //! - `runtime`: shard threads driving core, storage and the QUIC transport;
 //! - [`Node`], [`Log`], [`Subscription`]: the embedding API; [`client`]: the remote client.
+//!
+//! [`fuzzing`] holds the oracles of the storage and consensus fuzz targets (`fuzz/`).
 
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 mod log;
 pub mod metrics;
 mod node;

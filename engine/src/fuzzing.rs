@@ -1,0 +1,341 @@
+//! The engine's fuzzing oracles, shared by the cargo-fuzz targets in `fuzz/` and by the tests
+//! that replay the fuzz corpora on stable Rust (`engine/tests/fuzz_corpus.rs`).
+//!
+//! Owns: [`record`] (the record and segment header decoders), [`recovery`] (a log directory
+//! damaged in arbitrary ways, opened by the real [`LogStore`] on the simulated disk) and
+//! [`raft_step`] (a consensus core fed arbitrary peer messages, ticks, proposals and drains).
+//! Each feeds untrusted bytes where the engine takes them from a disk or a network (promise 5 of
+//! the design: an error, never a panic) and checks what must hold on whatever gets through. A
+//! panic here is a bug the fuzzer found. Each returns whether the input got past the first
+//! check, so the corpus tests can tell stale seeds.
+//! Must not: depend on time or on the host's file system (the simulated disk only).
+
+use crate::raft::{Config, LogReadError, LogSource, RaftCore, ENTRY_OVERHEAD_BYTES};
+use crate::storage::format::{
+    decode_record, encode_record, record_size_bytes, SegmentHeader, RECORD_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
+use crate::storage::{LogOptions, LogStore, SimDisk, ZeroFill};
+use bytes::Bytes;
+use raftwal_wire::message::{
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, Message, MessageBody,
+    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse,
+};
+use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
+use std::path::Path;
+use std::rc::Rc;
+
+/// Decodes `data` as a record and as a segment header. What decodes must encode to the same
+/// bytes (a record: header and payload) or decode again to the same value (a header).
+pub fn record(data: &[u8]) -> bool {
+    let mut decoded = false;
+    if let Ok(header) = decode_record(data) {
+        decoded = true;
+        let len = header.payload_bytes as usize;
+        let payload = &data[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len];
+        let mut again = vec![0u8; record_size_bytes(len)];
+        encode_record(
+            &mut again,
+            header.index,
+            header.term,
+            header.kind,
+            header.batch_offset,
+            payload,
+        );
+        assert_eq!(
+            &again[..RECORD_HEADER_BYTES + len],
+            &data[..RECORD_HEADER_BYTES + len],
+            "a decoded record encodes to other bytes"
+        );
+        assert_eq!(decode_record(&again), Ok(header), "a re-encoded record decodes differently");
+    }
+    if let Ok(header) = SegmentHeader::decode(data) {
+        decoded = true;
+        let mut again = [0u8; SEGMENT_HEADER_BYTES];
+        header.encode(&mut again);
+        assert_eq!(SegmentHeader::decode(&again), Ok(header), "a segment header changed");
+    }
+    decoded
+}
+
+/// Consumes `data` a few bytes at a time; missing bytes read as zero.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    fn bytes(&mut self, n: usize) -> &[u8] {
+        let n = n.min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+}
+
+/// Options for the recovery oracle: the smallest segments, so the base log spans several.
+fn recovery_options() -> LogOptions {
+    LogOptions {
+        segment_size_bytes: 16 << 10,
+        direct_io: true,
+        batch_bytes_max: 4 << 10,
+        tail_cache_bytes_max: 0,
+        write_chunk_bytes: 4 << 10,
+        write_chunk_first_bytes: 1 << 10,
+        zero_fill: ZeroFill::Never,
+        ..LogOptions::default()
+    }
+}
+
+const RECOVERY_DIR: &str = "/fuzz/log";
+
+/// Writes a log of 80 entries (terms 1 to 4, payloads of 0 to 899 bytes, three segments) in batches of 1 to 7
+/// entries to a fresh simulated disk, and closes it.
+fn base_log(disk: &Rc<SimDisk>) -> LogIndex {
+    let dir = Path::new(RECOVERY_DIR);
+    let (mut log, _) =
+        LogStore::open(dir, recovery_options(), disk.clone()).expect("a fresh log opens");
+    let mut index = 0u64;
+    let mut batch = 0u64;
+    while index < 80 {
+        batch += 1;
+        let entries: Vec<Entry> = (0..(batch % 7 + 1))
+            .map(|_| {
+                index += 1;
+                let len = (index * 37 % 900) as usize;
+                Entry {
+                    index: LogIndex(index),
+                    term: Term(1 + index / 25),
+                    kind: EntryKind::Normal,
+                    data: Bytes::from(vec![index as u8; len]),
+                }
+            })
+            .collect();
+        log.append(&entries).expect("the base log appends");
+        while log.durable_index() < log.last_index() {
+            log.submit().expect("the base log submits");
+            log.wait().expect("the simulated disk completes");
+        }
+    }
+    let last = log.last_index();
+    drop(log);
+    last
+}
+
+/// Opens a log whose files `data` damaged: it writes a valid base log on the simulated disk,
+/// then applies edits read from `data` (pick a file among the segments and the hard state;
+/// overwrite bytes at an offset, cut the file, or flip a bit), and opens it again. Opening may
+/// fail with an error; it must not panic. When it succeeds, every recovered entry must read
+/// back, and opening once more must recover the same log (a cut torn tail stays cut).
+pub fn recovery(data: &[u8]) -> bool {
+    let disk = Rc::new(SimDisk::new());
+    base_log(&disk);
+    let dir = Path::new(RECOVERY_DIR);
+    let mut input = Reader(data);
+    let mut edits = 0;
+    while !input.is_empty() && edits < 16 {
+        edits += 1;
+        let files = disk.file_names(dir);
+        if files.is_empty() {
+            break;
+        }
+        let path = dir.join(&files[usize::from(input.u8()) % files.len()]);
+        let len = disk.file_bytes(&path).map_or(0, |b| b.len());
+        let op = input.u8();
+        let offset = usize::from(input.u16()) % len.max(1);
+        match op % 3 {
+            0 => {
+                let n = usize::from(input.u8() % 32);
+                let bytes = input.bytes(n).to_vec();
+                disk.overwrite(&path, offset, &bytes);
+            }
+            1 => {
+                disk.set_file_len(&path, offset);
+            }
+            _ => {
+                disk.flip_bit(&path, offset, input.u8() % 8);
+            }
+        }
+    }
+    let Ok((log, recovery)) = LogStore::open(dir, recovery_options(), disk.clone()) else {
+        return false;
+    };
+    let read_all = |log: &LogStore<SimDisk>| -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let mut next = log.first_index();
+        while next <= log.last_index() {
+            let got = log.read(next, 1 << 20).expect("a recovered entry reads back");
+            let last = got.last().expect("a read below the last index returns entries");
+            assert_eq!(got[0].index, next, "a read starts where asked");
+            next = last.index.next();
+            entries.extend(got);
+        }
+        entries
+    };
+    let first = read_all(&log);
+    assert_eq!(first.len() as u64, recovery.last_index.get() + 1 - log.first_index().get());
+    drop(log);
+    let (again, _) =
+        LogStore::open(dir, recovery_options(), disk.clone()).expect("a recovered log reopens");
+    assert_eq!(read_all(&again), first, "opening twice recovered different logs");
+    true
+}
+
+/// The replica's stored log, as the oracle's driver keeps it.
+#[derive(Default)]
+struct Stored(Vec<Entry>);
+
+impl LogSource for Stored {
+    fn last_index(&self) -> LogIndex {
+        LogIndex(self.0.len() as u64)
+    }
+
+    fn term(&self, index: LogIndex) -> Option<Term> {
+        match index.get() {
+            0 => Some(Term::ZERO),
+            i => self.0.get(i as usize - 1).map(|e| e.term),
+        }
+    }
+
+    fn read(
+        &self,
+        first: LogIndex,
+        last: LogIndex,
+        size_bytes_max: usize,
+    ) -> Result<Vec<Entry>, LogReadError> {
+        let mut out = Vec::new();
+        let mut size = 0;
+        let mut index = first;
+        while index <= last {
+            let Some(entry) = self.0.get(index.get() as usize - 1) else {
+                return Err(LogReadError::Unavailable { index });
+            };
+            if !out.is_empty() && size + entry.data.len() + ENTRY_OVERHEAD_BYTES > size_bytes_max {
+                break;
+            }
+            size += entry.data.len() + ENTRY_OVERHEAD_BYTES;
+            out.push(entry.clone());
+            index = index.next();
+        }
+        Ok(out)
+    }
+}
+
+/// Builds a peer message of any kind from `input`: small terms and indexes (so that they meet
+/// the replica's own), any sender (including unknown ones and itself).
+fn message(input: &mut Reader<'_>) -> Message {
+    let from = NodeId(u64::from(input.u8() % 5));
+    let term = Term(u64::from(input.u8() % 8));
+    let mut index = || LogIndex(u64::from(input.u8() % 24));
+    let (a, b, c) = (index(), index(), index());
+    let flags = input.u8();
+    let small_term = Term(u64::from(flags >> 5));
+    let body = match input.u8() % 10 {
+        0 => MessageBody::RequestVote(RequestVote {
+            pre_vote: flags & 1 != 0,
+            last_log_index: a,
+            last_log_term: small_term,
+            leadership_transfer: flags & 2 != 0,
+        }),
+        1 => MessageBody::RequestVoteResponse(RequestVoteResponse {
+            pre_vote: flags & 1 != 0,
+            granted: flags & 2 != 0,
+        }),
+        2 => {
+            let count = input.u8() % 6;
+            let entries = (0..u64::from(count))
+                .map(|k| Entry {
+                    index: LogIndex(a.get() + 1 + k),
+                    term: Term(u64::from(input.u8() % 8)),
+                    kind: if flags & 4 != 0 { EntryKind::Noop } else { EntryKind::Normal },
+                    data: Bytes::from(vec![input.u8(); usize::from(flags & 3)]),
+                })
+                .collect();
+            MessageBody::AppendEntries(AppendEntries {
+                prev_log_index: a,
+                prev_log_term: small_term,
+                leader_commit: b,
+                entries,
+            })
+        }
+        3 => MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index: a }),
+        4 => MessageBody::AppendEntriesResponse(AppendEntriesResponse::Reject {
+            rejected_index: a,
+            hint_index: b,
+            hint_term: small_term,
+        }),
+        5 => MessageBody::Heartbeat(Heartbeat {
+            leader_commit: a,
+            read_context: (flags & 1 != 0).then_some(c.get()),
+        }),
+        6 => MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_context: (flags & 1 != 0).then_some(c.get()),
+        }),
+        7 => MessageBody::TimeoutNow,
+        8 => MessageBody::ReadIndex(ReadIndex { request_id: c.get() }),
+        _ => MessageBody::ReadIndexResponse(ReadIndexResponse {
+            request_id: c.get(),
+            read_index: (flags & 1 != 0).then_some(b),
+        }),
+    };
+    Message { log: LogId(1), from, to: NodeId(1), term, body }
+}
+
+/// Runs replica 1 of three through a sequence read from `data`: ticks, peer messages of any kind
+/// with any fields, proposals and drains whose writes become durable at once. A message may be
+/// refused with an error; nothing may panic, and the core's invariants
+/// ([`RaftCore::check_invariants`]) must hold after every input. Returns whether any message was
+/// accepted.
+pub fn raft_step(data: &[u8]) -> bool {
+    let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1), LogId(1), voters);
+    config.election_timeout_ticks = 4;
+    config.append_entry_count_max = 8;
+    config.inflight_message_count_max = 4;
+    let mut core = RaftCore::new(config).expect("a valid configuration");
+    let mut stored = Stored::default();
+    let mut input = Reader(data);
+    let mut accepted = false;
+    while !input.is_empty() {
+        match input.u8() % 8 {
+            0 => core.tick(),
+            1 => {
+                let payloads = vec![(EntryKind::Normal, Bytes::from(vec![input.u8(); 3]))];
+                let _ = core.propose(payloads);
+            }
+            2 => {
+                let ready = core.ready(&stored);
+                if let Some(first) = ready.entries.first() {
+                    stored.0.truncate(first.index.get() as usize - 1);
+                    stored.0.extend(ready.entries.iter().cloned());
+                }
+                if let Some((index, term)) = ready.persist_point() {
+                    core.persisted(index, term);
+                }
+            }
+            _ => {
+                let message = message(&mut input);
+                accepted |= core.step(message).is_ok();
+            }
+        }
+        if let Err(violation) = core.check_invariants() {
+            panic!("the core broke an invariant: {violation}");
+        }
+    }
+    accepted
+}
