@@ -4,7 +4,9 @@
 //! Each function feeds arbitrary bytes to a decoder. Decoding may fail (that is the expected
 //! outcome for most inputs); it must not panic, and whatever decodes must encode again and decode
 //! to the same value. A panic here is a bug the fuzzer found. Each returns whether the input
-//! decoded, so the corpus tests can check that their seeds reach past the first check.
+//! decoded, so the corpus tests can check that their seeds reach past the first check;
+//! [`replay_corpus`] runs a corpus directory through an oracle for those tests (this crate's and
+//! the engine's, whose storage and consensus oracles live in `raftwal::fuzzing`).
 //!
 //! The limits used are small ([`FUZZ_FRAME_SIZE_BYTES_MAX`]) so that the fuzzer reaches the
 //! frame-size check with short inputs.
@@ -105,4 +107,31 @@ pub fn frame_stream(data: &[u8]) -> bool {
     // Whether the stream ended mid-frame does not change what was decoded.
     let _ = asm.finish();
     decoded_any
+}
+
+/// Replays every file of the corpus directory `dir` through `oracle`, for the tests that run
+/// the fuzz corpora on stable Rust (this crate's and the engine's). Panics, naming the file, if
+/// the directory is missing or holds fewer than 4 inputs, if an input makes the oracle panic,
+/// or if fewer than `passing` inputs get past the first check (stale seeds).
+pub fn replay_corpus(dir: &std::path::Path, oracle: fn(&[u8]) -> bool, passing: usize) {
+    let mut inputs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("corpus {} is missing: {e}", dir.display()))
+        .map(|entry| entry.expect("readable corpus directory").path())
+        .collect();
+    inputs.sort();
+    assert!(inputs.len() >= 4, "corpus {} has only {} inputs", dir.display(), inputs.len());
+    let mut passed = 0;
+    for path in inputs {
+        let data = std::fs::read(&path).expect("readable corpus file");
+        match std::panic::catch_unwind(|| oracle(&data)) {
+            Ok(true) => passed += 1,
+            Ok(false) => {}
+            Err(_) => panic!("the oracle panics on {}", path.display()),
+        }
+    }
+    assert!(
+        passed >= passing,
+        "only {passed} inputs of {} get past the first check: the seeds are stale",
+        dir.display()
+    );
 }
