@@ -69,11 +69,13 @@ impl FsyncCounters {
 }
 
 impl RaftwalCluster {
-    /// Starts `n` nodes with data and certificates under `dir`, and waits for a leader.
+    /// Starts `n` nodes with data and certificates under `dir`, and waits for a leader. The
+    /// nodes use `fsync` and, when given, segments of `segment_size_bytes`.
     pub(crate) fn start(
         n: usize,
         dir: &Path,
         fsync: raftwal::config::FsyncChoice,
+        segment_size_bytes: Option<u64>,
     ) -> Result<RaftwalCluster, String> {
         let tls_dir = dir.join("tls");
         let ids: Vec<NodeId> = (1..=n as u64).map(NodeId).collect();
@@ -99,6 +101,9 @@ impl RaftwalCluster {
                 NodeConfig::new(NodeId(id), *addr, peers, dir.join(format!("node-{id}")), &tls_dir);
             config.shards = Some(shards);
             config.storage.fsync = fsync;
+            if let Some(bytes) = segment_size_bytes {
+                config.storage.segment_size_bytes = bytes;
+            }
             let node = Node::start(config).map_err(|e| format!("node {id}: {e}"))?;
             nodes.push(Some(node));
         }

@@ -97,6 +97,10 @@ pub(crate) struct ClusterArgs {
     /// node's default) or a kernel worker through io_uring (`ring`). For comparing the two.
     #[arg(long, value_enum, default_value_t = FsyncArg::Thread)]
     pub(crate) fsync: FsyncArg,
+    /// The raftwal nodes' `storage.segment_size_bytes`, in MiB (default: the node's, 64 MiB).
+    /// For measuring what segment roll-overs cost.
+    #[arg(long)]
+    pub(crate) segment_mib: Option<u64>,
 }
 
 /// The nodes' `storage.fsync` setting, as a command-line value.
@@ -371,6 +375,7 @@ mod tests {
             dir: None,
             out: out.path().to_owned(),
             fsync: FsyncArg::Ring,
+            segment_mib: None,
         };
         run(&args).unwrap();
         let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();

@@ -27,10 +27,12 @@ pub(super) async fn run_raftwal(
     progress.set(&format!("[{label}] starting a {}-node raftwal cluster", args.nodes));
     // Starting waits for a leader with blocking calls: do it off this thread's runtime.
     let (nodes, start_dir, fsync) = (args.nodes, dir.to_owned(), args.fsync.choice());
-    let cluster =
-        tokio::task::spawn_blocking(move || RaftwalCluster::start(nodes, &start_dir, fsync))
-            .await
-            .map_err(|e| e.to_string())??;
+    let segment_size_bytes = args.segment_mib.map(|mib| mib << 20);
+    let cluster = tokio::task::spawn_blocking(move || {
+        RaftwalCluster::start(nodes, &start_dir, fsync, segment_size_bytes)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     let leader = agreed_leader(&cluster.logs()).await.ok_or("no leader after start")?;
     let follower = cluster.follower_of(leader);
     let rtt = floor::quic_rtt_us(&cluster.tls_dir, cluster.addrs[follower], 300).await.ok();
