@@ -230,17 +230,17 @@ impl<D: Disk> LogStore<D> {
         }
         let limit = next.map(|n| n.0.prev());
         let s = scan(&found.bytes, first, found.header.prev_term, limit);
-        if s.end_offset > found.bytes.len() {
+        let len = found.bytes.len();
+        if s.end_offset > len {
             // The file ends inside the zero padding after its last valid record (the record's
             // header and payload are whole: their checksum held). The padding is zeros by
             // format and outside the checksum, so read the missing bytes as zeros.
             tracing::warn!(
                 file = %found.path.display(),
-                len = found.bytes.len(),
+                len,
                 end = s.end_offset,
                 "segment file ends inside the padding of its last record"
             );
-            let len = found.bytes.len();
             let mut padded = found.bytes.to_vec();
             padded.resize(s.end_offset, 0);
             found.bytes = Bytes::from(padded);
