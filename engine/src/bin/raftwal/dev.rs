@@ -158,6 +158,12 @@ pub(crate) fn run(args: DevArgs) -> Result<(), String> {
     let tls = args.dir.join("tls");
     ensure_certs(&tls, args.nodes)?;
     let addrs = addresses(&args)?;
+    // Handlers first, as in `serve`: a signal during the start stops the cluster once it is up.
+    let runtime = interrupt::runtime()?;
+    let interrupted = {
+        let _entered = runtime.enter();
+        interrupt::interrupted()?
+    };
     let mut nodes = Vec::new();
     for config in configs(&args, &addrs) {
         let id = config.id;
@@ -166,9 +172,7 @@ pub(crate) fn run(args: DevArgs) -> Result<(), String> {
             .map_err(|e| format!("node {id}: {}", crate::serve::explain_start_error(&e)))?;
         nodes.push(node);
     }
-    let runtime = interrupt::runtime()?;
     let signal = runtime.block_on(async {
-        let interrupted = interrupt::interrupted()?;
         tokio::pin!(interrupted);
         let leader = match nodes[0].log(LogId(0)) {
             Some(log) => tokio::select! {

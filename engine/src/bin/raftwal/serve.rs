@@ -108,6 +108,13 @@ pub(crate) fn explain_start_error(error: &StartError) -> String {
 pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     let config = args.node_config()?;
     let peers: Vec<String> = config.peers.iter().map(|p| format!("{}={}", p.id, p.addr)).collect();
+    // The handlers go in before the node starts: a SIGTERM that arrives while it opens its logs
+    // then stops it cleanly as soon as it is up, instead of killing the process mid-start.
+    let runtime = interrupt::runtime()?;
+    let interrupted = {
+        let _entered = runtime.enter();
+        interrupt::interrupted()?
+    };
     let node = Node::start(config).map_err(|e| explain_start_error(&e))?;
     info!(
         "node {} of cluster {} serving on {} (shards {:?}), data in {}, peers [{}]",
@@ -121,11 +128,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(addr) = node.metrics_addr() {
         info!("metrics on http://{addr}/metrics");
     }
-    let runtime = interrupt::runtime()?;
-    let signal = runtime.block_on(async {
-        let interrupted = interrupt::interrupted()?;
-        Ok::<_, String>(watch_until(&node, interrupted).await)
-    })?;
+    let signal = runtime.block_on(watch_until(&node, interrupted));
     info!("{} received; shutting down", signal.name());
     node.shutdown();
     info!("stopped");
