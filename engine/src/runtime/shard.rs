@@ -243,8 +243,17 @@ impl Shard {
                 let Ok(command) = self.inbox.rx.try_recv() else { break };
                 self.on_command(command, now);
             }
+            let mut batch_ready = false;
             for replica in self.replicas.values_mut() {
-                replica.drive(&self.room_tx);
+                batch_ready |= replica.drive(&self.room_tx);
+            }
+            if batch_ready {
+                // The messages this round produced (AppendEntries above all) leave before the
+                // batch goes to the disk: the transport's tasks run now, the submission after.
+                tokio::task::yield_now().await;
+            }
+            for replica in self.replicas.values_mut() {
+                replica.submit_to_disk();
             }
         }
     }
