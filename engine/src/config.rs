@@ -320,6 +320,21 @@ impl NodeConfig {
         Duration::from_millis(self.raft.tick_ms)
     }
 
+    /// Settings that are valid but unwise, each with what to do instead (the node logs them at
+    /// start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.raft.check_quorum && !self.raft.pre_vote {
+            warnings.push(
+                "raft.check_quorum is on without raft.pre_vote: after a partition heals, a node \
+                 whose term ran ahead can depose leader after leader for a while; keep pre_vote \
+                 on (docs/operations.md)"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+
     /// Checks the invariants listed in the module documentation.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id == NodeId::ZERO {
@@ -404,6 +419,19 @@ mod tests {
     fn defaults_are_valid() {
         base().validate().unwrap();
         assert_eq!(base().voters(), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    }
+
+    #[test]
+    fn check_quorum_without_pre_vote_is_valid_but_warned_about() {
+        assert!(base().warnings().is_empty());
+        let mut c = base();
+        c.raft.pre_vote = false;
+        c.validate().unwrap();
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("keep pre_vote on"), "{warnings:?}");
+        c.raft.check_quorum = false;
+        assert!(c.warnings().is_empty());
     }
 
     #[test]

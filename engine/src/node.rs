@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use tracing::warn;
 
 /// Name of the data directory's identity file.
 pub const IDENTITY_FILE: &str = "raftwal.id";
@@ -45,6 +46,9 @@ impl Node {
     /// are serving. On any failure, nothing is left running.
     pub fn start(config: NodeConfig) -> Result<Node, StartError> {
         config.validate()?;
+        for warning in config.warnings() {
+            warn!("{warning}");
+        }
         let identity = TlsIdentity::load_node(&config.tls_dir, config.id)
             .map_err(|source| StartError::Tls { dir: config.tls_dir.clone(), source })?;
         let cluster = identity.cluster();
