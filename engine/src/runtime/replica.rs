@@ -80,6 +80,8 @@ pub(crate) struct Replica<D: Disk> {
     leader: Option<NodeId>,
     /// Why the log's storage failed, once it did.
     pub(crate) failed: Option<String>,
+    /// The current [`Replica::drive`] queued AppendEntries (this replica leads).
+    sent_appends: bool,
 }
 
 impl<D: Disk> Replica<D> {
@@ -119,6 +121,7 @@ impl<D: Disk> Replica<D> {
             commit_seen: LogIndex::ZERO,
             subscribers: Subscribers::new(log),
             failed: None,
+            sent_appends: false,
         };
         replica.apply_committed(commit);
         replica.publish_gauges();
@@ -142,15 +145,17 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Runs the core's Ready loop until it has nothing more to do and answers whatever the
-    /// commit index now covers; the messages go to the transport's queues. Returns true when
-    /// the store holds a batch for the disk, which [`Replica::submit_to_disk`] then hands over.
+    /// commit index now covers; the messages go to the transport's queues.
+    /// [`Replica::submit_to_disk`] then hands the store's batch to the disk. Returns true when
+    /// this turn queued AppendEntries and the store holds a batch for the disk: the shard then
+    /// lets the transport put the messages on the wire before the batch goes to the disk.
     ///
-    /// The two are apart so that the shard can let the transport put this round's messages on
-    /// the wire first: handing a batch to the disk costs the thread tens of microseconds (the
-    /// `io_uring_enter` that issues an O_DIRECT write runs the block layer and the device
-    /// notification inline), and a follower's write, which the commit waits for, should not
-    /// start that much later than the leader's.
+    /// Handing a batch to the disk costs the thread tens of microseconds (the `io_uring_enter`
+    /// that issues an O_DIRECT write runs the block layer and the device notification inline).
+    /// A leader's commit waits for a follower's write, which should not start that much later
+    /// than the leader's own; a follower's commit path is its own write, which goes first.
     pub(crate) fn drive(&mut self, waker: &RoomWaker) -> bool {
+        self.sent_appends = false;
         if self.failed.is_some() {
             return false;
         }
@@ -169,7 +174,7 @@ impl<D: Disk> Replica<D> {
             }
         }
         self.after_progress(waker);
-        self.store.has_pending() && !self.store.has_in_flight()
+        self.sent_appends && self.store.has_pending() && !self.store.has_in_flight()
     }
 
     /// Hands the store's pending batch to the disk (when none is in flight) and moves the
@@ -295,6 +300,7 @@ impl<D: Disk> Replica<D> {
         if let MessageBody::AppendEntries(append) = &message.body {
             let bytes: usize = append.entries.iter().map(|e| e.data.len()).sum();
             LogMetrics::add(&self.metrics.bytes_out, bytes as u64);
+            self.sent_appends = true;
         }
         match self.transport.send(message) {
             Ok(()) => {}

@@ -243,13 +243,13 @@ impl Shard {
                 let Ok(command) = self.inbox.rx.try_recv() else { break };
                 self.on_command(command, now);
             }
-            let mut batch_ready = false;
+            let mut send_first = false;
             for replica in self.replicas.values_mut() {
-                batch_ready |= replica.drive(&self.room_tx);
+                send_first |= replica.drive(&self.room_tx);
             }
-            if batch_ready {
-                // The messages this round produced (AppendEntries above all) leave before the
-                // batch goes to the disk: the transport's tasks run now, the submission after.
+            if send_first {
+                // A leader's AppendEntries leave before its batch goes to the disk: the
+                // transport's tasks run now, the submission after (see `Replica::drive`).
                 tokio::task::yield_now().await;
             }
             for replica in self.replicas.values_mut() {
