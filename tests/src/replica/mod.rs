@@ -2,10 +2,10 @@
 //!
 //! Owns: [`Replica`]: the core, its [`SimStore`], the writes and messages waiting for the disk,
 //! and the proposals waiting for acknowledgement. It drives the store in one of two orders
-//! ([`DriverOrder`]): the runtime's ([`inline`]: a changed term or vote saved before anything
-//! leaves, entries straight into the store's batch), or a group-commit writer whose every write
-//! takes disk time ([`writer`]: the most the driver contract of docs/design.md allows, which is
-//! what the planted `vote-not-durable` bug needs to show).
+//! ([`DriverOrder`]): the runtime's (module `inline`: a changed term or vote saved before
+//! anything leaves, entries straight into the store's batch), or a group-commit writer whose
+//! every write takes disk time (module `writer`: the most the driver contract of docs/design.md
+//! allows, which is what the planted `vote-not-durable` bug needs to show).
 //! Must not: send a message from `messages_after_persist` before every write handed out up to
 //! and including its `Ready` is durable; acknowledge a proposal before the commit index covers
 //! it with its own term; keep anything but the disk across a crash; decide by itself when the
@@ -90,17 +90,17 @@ pub enum Down {
 /// The order in which the replica loop carries out a `Ready`'s effects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DriverOrder {
-    /// The runtime's order (`engine/src/runtime`, see [`inline`]): a changed term or vote is
+    /// The runtime's order (`engine/src/runtime`, see module `inline`): a changed term or vote is
     /// saved synchronously before anything of the `Ready` leaves; entries go straight into the
     /// store's pending batch; `messages_after_persist` wait for the store's durable index.
     Runtime,
-    /// A group-commit writer ([`writer`]): `Ready`s queue, and each group saves its hard state,
-    /// then writes its entries, each taking disk time, while `messages` have left already.
+    /// A group-commit writer (module `writer`): `Ready`s queue, and each group saves its hard
+    /// state, then writes its entries, each taking disk time, while `messages` have left already.
     Groups,
 }
 
 /// How the group writer saves the hard state (the runtime's order has its own rule, see
-/// [`inline`]).
+/// module `inline`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitPersistence {
     /// Only term and vote changes are saved (each costs an fsync); the commit index rides along
