@@ -29,7 +29,7 @@ fn append_read_and_follower_reads() {
     let expected =
         vec![Bytes::from_static(b"one"), Bytes::from_static(b"two"), Bytes::from_static(b"three")];
     // Every replica serves the committed entries from its own log (followers learn the commit
-    // index with the next heartbeat).
+    // index from the leader's next message).
     for id in 1..=3 {
         let log = cluster.log(id);
         wait_until(T, "follower commit", || {

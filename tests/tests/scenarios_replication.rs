@@ -29,8 +29,8 @@ fn s5_3_the_leader_replicates_and_every_replica_commits() {
     let proposed = cluster.propose(1, &["a", "b", "c"]).expect("leader");
     cluster.settle();
     assert_eq!(cluster.commit(1), proposed.last_index);
-    // Followers learn the commit index from the next message.
-    cluster.tick(1).settle();
+    // Followers learn the commit index without waiting for another proposal or a heartbeat
+    // tick: the leader tells a follower with nothing in flight at once.
     for node in 1..=3 {
         assert_eq!(cluster.log_terms(node), vec![1, 1, 1, 1]);
         assert_eq!(cluster.commit(node), proposed.last_index);
@@ -185,6 +185,35 @@ fn s5_3_heartbeats_carry_the_commit_index_capped_at_each_follower_match() {
     };
     assert_eq!(commit_for(2), Some(LogIndex(3)));
     assert_eq!(commit_for(3), Some(LogIndex(1)), "3 is only known to hold the first entry");
+}
+
+#[test]
+fn s5_3_an_idle_follower_hears_of_a_new_commit_at_once_and_only_up_to_its_match() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.settle();
+    // Replica 3 misses the entry; replica 2 acknowledges it, which commits it.
+    cluster.cut(1, 3);
+    cluster.propose(1, &["a"]).expect("leader");
+    cluster.settle();
+    assert_eq!(cluster.commit(1), LogIndex(2));
+    // No tick passed: the commit reached 2 by a heartbeat the commit itself caused, with no
+    // read context (read-index rounds stay with the scheduled broadcasts).
+    let told: Vec<_> = cluster
+        .sent()
+        .iter()
+        .filter(|m| m.from == NodeId(1))
+        .filter_map(|m| match &m.body {
+            MessageBody::Heartbeat(hb) => Some((m.to, hb.leader_commit, hb.read_context)),
+            _ => None,
+        })
+        .collect();
+    assert!(told.contains(&(NodeId(2), LogIndex(2), None)), "{told:?}");
+    assert_eq!(cluster.commit(2), LogIndex(2));
+    // Replica 3 has the AppendEntries for "a" in flight (lost): it is told nothing beyond what
+    // it is known to hold.
+    assert!(told.iter().all(|&(to, commit, _)| to != NodeId(3) || commit <= LogIndex(1)));
+    assert_eq!(cluster.commit(3), LogIndex(1));
 }
 
 #[test]

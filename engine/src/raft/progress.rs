@@ -111,6 +111,8 @@ pub(crate) struct Progress {
     pub(crate) ticks_since_ack: u32,
     /// Highest read-index context the follower echoed in this term (0: none; contexts start at 1).
     pub(crate) read_context_acked: u64,
+    /// Highest commit index sent to the follower (in an AppendEntries or a heartbeat).
+    pub(crate) commit_sent: LogIndex,
 }
 
 impl Progress {
@@ -131,6 +133,7 @@ impl Progress {
             recent_active: false,
             ticks_since_ack: 0,
             read_context_acked: 0,
+            commit_sent: LogIndex::ZERO,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::raft::progress::ReplicationState;
 use raftwal_wire::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody,
 };
-use raftwal_wire::types::NodeId;
+use raftwal_wire::types::{LogIndex, NodeId};
 
 impl RaftCore {
     /// A leader's tick: CheckQuorum, transfer timeout, heartbeat schedule, stalled pipelines.
@@ -44,9 +44,11 @@ impl RaftCore {
         self.heartbeat_due
             || self.reads.round_open()
             || self.peers.iter().any(|progress| progress.wants_append(last_index))
+            || (0..self.peers.len()).any(|position| self.commit_to_tell(position).is_some())
     }
 
-    /// Sends every AppendEntries the followers' windows allow, then the due heartbeats.
+    /// Sends every AppendEntries the followers' windows allow, then the due heartbeats, then
+    /// the new commit index to followers that nothing else would tell soon.
     pub(super) fn flush_replication<S: LogSource + ?Sized>(&mut self, source: &S) {
         assert_eq!(self.role, Role::Leader, "only a leader replicates");
         for position in 0..self.peers.len() {
@@ -56,6 +58,32 @@ impl RaftCore {
             self.heartbeat_due = false;
             self.broadcast_heartbeat();
         }
+        self.notify_commit();
+    }
+
+    /// A follower learns the commit index from the next AppendEntries or heartbeat. Under load
+    /// the next AppendEntries follows within a batch time; but a follower with nothing in
+    /// flight would wait for the next heartbeat (up to a heartbeat interval, 50 ms by default)
+    /// before it applies and delivers to its subscribers what the leader committed. Such a
+    /// follower gets a heartbeat now, its commit capped at its match index as every heartbeat's
+    /// (invariant 2). It carries no read context: read-index rounds stay with the broadcasts.
+    fn notify_commit(&mut self) {
+        for position in 0..self.peers.len() {
+            let Some(tell) = self.commit_to_tell(position) else { continue };
+            let progress = &mut self.peers[position];
+            progress.commit_sent = tell;
+            let to = progress.node;
+            let heartbeat = Heartbeat { leader_commit: tell, read_context: None };
+            self.send(to, MessageBody::Heartbeat(heartbeat));
+        }
+    }
+
+    /// The commit index `notify_commit` would send the follower at `position` now, if any.
+    fn commit_to_tell(&self, position: usize) -> Option<LogIndex> {
+        let progress = &self.peers[position];
+        let tell = self.log.commit().min(progress.match_index);
+        let idle = progress.state == ReplicationState::Replicate && progress.inflight.is_empty();
+        (idle && tell > progress.commit_sent).then_some(tell)
     }
 
     fn send_appends<S: LogSource + ?Sized>(&mut self, position: usize, source: &S) {
@@ -87,10 +115,13 @@ impl RaftCore {
             let last_sent = prev_log_index.plus(batch.entries.len() as u64);
             self.peers[position].sent_append(last_sent, batch.size_bytes);
             let to = self.peers[position].node;
+            let leader_commit = self.log.commit();
+            let progress = &mut self.peers[position];
+            progress.commit_sent = progress.commit_sent.max(leader_commit.min(last_sent));
             let append = AppendEntries {
                 prev_log_index,
                 prev_log_term,
-                leader_commit: self.log.commit(),
+                leader_commit,
                 entries: batch.entries,
             };
             self.send(to, MessageBody::AppendEntries(append));
@@ -101,9 +132,10 @@ impl RaftCore {
         let read_context = self.reads.context_for_heartbeat();
         let commit = self.log.commit();
         for position in 0..self.peers.len() {
-            let progress = &self.peers[position];
+            let progress = &mut self.peers[position];
             let heartbeat =
                 Heartbeat { leader_commit: commit.min(progress.match_index), read_context };
+            progress.commit_sent = progress.commit_sent.max(heartbeat.leader_commit);
             let to = progress.node;
             self.send(to, MessageBody::Heartbeat(heartbeat));
         }
