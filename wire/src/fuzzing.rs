@@ -5,7 +5,7 @@
 //! outcome for most inputs); it must not panic, and whatever decodes must encode again and decode
 //! to the same value. A panic here is a bug the fuzzer found. Each returns whether the input
 //! decoded, so the corpus tests can check that their seeds reach past the first check;
-//! [`replay_corpus`] runs a corpus directory through an oracle for those tests (this crate's and
+//! [`replay_corpus`] runs a target's corpus through an oracle for those tests (this crate's and
 //! the engine's, whose storage and consensus oracles live in `raftwal::fuzzing`).
 //!
 //! The limits used are small ([`FUZZ_FRAME_SIZE_BYTES_MAX`]) so that the fuzzer reaches the
@@ -109,12 +109,17 @@ pub fn frame_stream(data: &[u8]) -> bool {
     decoded_any
 }
 
-/// Replays every file of the corpus directory `dir` through `oracle`, for the tests that run
-/// the fuzz corpora on stable Rust (this crate's and the engine's). Panics, naming the file, if
-/// the directory is missing or holds fewer than 4 inputs, if an input makes the oracle panic,
-/// or if fewer than `passing` inputs get past the first check (stale seeds).
-pub fn replay_corpus(dir: &std::path::Path, oracle: fn(&[u8]) -> bool, passing: usize) {
-    let mut inputs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+/// Inputs of a corpus that must get past the first check (fewer means the seeds are stale).
+const CORPUS_PASSING_MIN: usize = 3;
+
+/// Replays every file of the fuzz corpus of `target` (`fuzz/corpus/<target>/` in the
+/// workspace) through `oracle`, for the tests that run the fuzz corpora on stable Rust (this
+/// crate's and the engine's). Panics, naming the file, if the directory is missing or holds
+/// fewer than 4 inputs, if an input makes the oracle panic, or if fewer than 3 inputs get past
+/// the first check (stale seeds).
+pub fn replay_corpus(target: &str, oracle: fn(&[u8]) -> bool) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut inputs: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus {} is missing: {e}", dir.display()))
         .map(|entry| entry.expect("readable corpus directory").path())
         .collect();
@@ -130,7 +135,7 @@ pub fn replay_corpus(dir: &std::path::Path, oracle: fn(&[u8]) -> bool, passing: 
         }
     }
     assert!(
-        passed >= passing,
+        passed >= CORPUS_PASSING_MIN,
         "only {passed} inputs of {} get past the first check: the seeds are stale",
         dir.display()
     );

@@ -3,29 +3,23 @@
 //! A corpus that went missing fails the test instead of passing on nothing.
 
 use raftwal_wire::fuzzing::replay_corpus;
-use std::path::PathBuf;
-
-fn replay(target: &str, oracle: fn(&[u8]) -> bool) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    replay_corpus(&dir, oracle, 3);
-}
 
 #[test]
 fn peer_frame_corpus() {
-    replay("peer_frame", raftwal_wire::fuzzing::peer_frame);
+    replay_corpus("peer_frame", raftwal_wire::fuzzing::peer_frame);
 }
 
 #[test]
 fn client_request_corpus() {
-    replay("client_request", raftwal_wire::fuzzing::client_request);
+    replay_corpus("client_request", raftwal_wire::fuzzing::client_request);
 }
 
 #[test]
 fn client_response_corpus() {
-    replay("client_response", raftwal_wire::fuzzing::client_response);
+    replay_corpus("client_response", raftwal_wire::fuzzing::client_response);
 }
 
 #[test]
 fn frame_stream_corpus() {
-    replay("frame_stream", raftwal_wire::fuzzing::frame_stream);
+    replay_corpus("frame_stream", raftwal_wire::fuzzing::frame_stream);
 }
