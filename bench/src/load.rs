@@ -8,6 +8,7 @@
 //! gRPC API) live in their own modules and implement [`AppendTarget`].
 
 use crate::report::latency_histogram_ns;
+use crate::timer::PreciseTimer;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -16,6 +17,12 @@ use std::time::{Duration, Instant};
 
 /// Width of one bucket of the throughput timeline.
 pub(crate) const TIMELINE_BUCKET: Duration = Duration::from_millis(100);
+
+/// Open loop, by default: the generator wakes at most once per quantum and sends every request
+/// due by then, so a request leaves at most this late (plus the thread's wake-up), and the
+/// lateness is measured (`LoadResult::send_lag_ns`). A shorter quantum costs the machine more
+/// wake-ups of the generator; a longer one sends in bursts.
+pub(crate) const SEND_QUANTUM: Duration = Duration::from_micros(50);
 
 /// Something the load generator appends to.
 pub(crate) trait AppendTarget {
@@ -34,6 +41,8 @@ pub(crate) struct Workload {
     pub(crate) concurrency: usize,
     /// Open loop when set: intended appends per second.
     pub(crate) rate_per_s: Option<f64>,
+    /// Open loop: the generator's pacing quantum (see [`SEND_QUANTUM`]).
+    pub(crate) send_quantum: Duration,
     /// Load applied before measuring, to fill caches, open files and settle leadership.
     pub(crate) warmup: Duration,
     /// Measured time.
@@ -53,6 +62,9 @@ pub(crate) struct LoadResult {
     pub(crate) error_samples: Vec<String>,
     /// Open loop: intended sends the client could not issue because `concurrency` were outstanding.
     pub(crate) dropped: u64,
+    /// Open loop: how late the generator issued each request after its intended time, ns (its
+    /// own timing error, included in `latency_ns`). Empty in a closed loop.
+    pub(crate) send_lag_ns: Histogram<u64>,
     /// Length of the measured window.
     pub(crate) elapsed: Duration,
     /// When the measured window ended.
@@ -82,6 +94,7 @@ struct Shared {
     errors: u64,
     error_samples: Vec<String>,
     dropped: u64,
+    send_lag_ns: Histogram<u64>,
     outstanding: usize,
     timeline: Vec<u64>,
     keep_acks: bool,
@@ -89,6 +102,14 @@ struct Shared {
 }
 
 impl Shared {
+    fn record_send_lag(&mut self, intended: Instant, sent: Instant) {
+        if intended >= self.measure_start && intended <= self.end {
+            let ns = u64::try_from(sent.saturating_duration_since(intended).as_nanos())
+                .unwrap_or(u64::MAX);
+            self.send_lag_ns.saturating_record(ns.max(1));
+        }
+    }
+
     fn record(&mut self, intended: Instant, done: Instant, outcome: Result<u64, String>) {
         let bucket = (done.saturating_duration_since(self.start).as_nanos()
             / TIMELINE_BUCKET.as_nanos()) as usize;
@@ -151,6 +172,7 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
         errors: 0,
         error_samples: Vec::new(),
         dropped: 0,
+        send_lag_ns: latency_histogram_ns(),
         outstanding: 0,
         timeline: Vec::new(),
         keep_acks,
@@ -176,6 +198,7 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
             payloads,
             rate,
             workload.concurrency,
+            workload.send_quantum,
         )),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -206,6 +229,7 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
         errors: s.errors,
         error_samples: s.error_samples.clone(),
         dropped: s.dropped,
+        send_lag_ns: s.send_lag_ns.clone(),
         elapsed: workload.duration,
         end,
         timeline,
@@ -261,6 +285,7 @@ async fn open_loop<T: AppendTarget + 'static>(
     payloads: Vec<Bytes>,
     rate_per_s: f64,
     max_outstanding: usize,
+    quantum: Duration,
 ) {
     assert!(rate_per_s > 0.0, "rate must be positive");
     let (start, end) = {
@@ -268,6 +293,13 @@ async fn open_loop<T: AppendTarget + 'static>(
         (s.start, s.end)
     };
     let interval = Duration::from_secs_f64(1.0 / rate_per_s);
+    let mut timer = match PreciseTimer::new() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("open loop: no timerfd ({e}); pacing with tokio's 1 ms timer");
+            None
+        }
+    };
     let mut k: u64 = 0;
     loop {
         #[allow(clippy::disallowed_methods)]
@@ -275,9 +307,7 @@ async fn open_loop<T: AppendTarget + 'static>(
         if now >= end {
             break;
         }
-        // Issue every request whose intended time has come. The tokio timer has a 1 ms
-        // resolution, so requests leave in small bursts; their latency still counts from their
-        // own intended time, which charges the burst delay to the measurement (conservative).
+        // Issue every request whose intended time has come.
         loop {
             let intended = start + interval.mul_f64(k as f64);
             if intended > now {
@@ -298,6 +328,9 @@ async fn open_loop<T: AppendTarget + 'static>(
             let target = target.clone();
             let shared = shared.clone();
             tokio::task::spawn_local(async move {
+                #[allow(clippy::disallowed_methods)]
+                let sent = Instant::now();
+                shared.borrow_mut().record_send_lag(intended, sent);
                 let outcome = target.append(worker, k, payload).await;
                 #[allow(clippy::disallowed_methods)]
                 let done = Instant::now();
@@ -306,7 +339,86 @@ async fn open_loop<T: AppendTarget + 'static>(
                 s.record(intended, done, outcome);
             });
         }
-        let next = start + interval.mul_f64(k as f64);
-        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        // Sleep until the next intended send, but no less than a quantum: requests due within it
+        // leave together, at most a quantum late, and the generator wakes at most once per
+        // quantum (its CPU is the cluster's CPU on a small machine).
+        let next = (start + interval.mul_f64(k as f64)).max(now + quantum);
+        match &timer {
+            Some(t) => {
+                if let Err(e) = t.sleep_until(next).await {
+                    eprintln!("open loop: the timerfd failed ({e}); pacing with tokio's timer");
+                    timer = None;
+                }
+            }
+            None => tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Acknowledges every append at once, numbering them.
+    struct Instant0(std::cell::Cell<u64>);
+
+    impl AppendTarget for Instant0 {
+        async fn append(&self, _worker: usize, _seq: u64, _payload: Bytes) -> Result<u64, String> {
+            let n = self.0.get() + 1;
+            self.0.set(n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_open_loop_issues_the_whole_schedule_and_measures_its_own_lateness() {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let workload = Workload {
+            payload_bytes: 16,
+            concurrency: 8,
+            rate_per_s: Some(2_000.0),
+            send_quantum: SEND_QUANTUM,
+            warmup: Duration::from_millis(50),
+            duration: Duration::from_millis(250),
+        };
+        let result = tokio::task::LocalSet::new().block_on(&rt, async {
+            run(Rc::new(Instant0(std::cell::Cell::new(0))), &workload, true, |_, _| {}).await
+        });
+        // 500 sends are due in the window; a target that answers at once drops none. The last
+        // few may be acknowledged after the window closes (a loaded machine delays the loop,
+        // never the schedule: late sends leave at once and are charged their lateness).
+        let due = 500;
+        assert_eq!(result.errors, 0);
+        assert_eq!(result.dropped, 0, "an instant target never has 8 outstanding");
+        assert!(
+            result.completed <= due + 1 && result.completed >= due * 9 / 10,
+            "{} of {due} due sends acknowledged in the window",
+            result.completed
+        );
+        assert_eq!(result.acks.len() as u64, result.completed);
+        // Every request's lateness is recorded, and it is part of its latency.
+        assert!(result.send_lag_ns.len() >= result.completed.saturating_sub(1));
+        assert!(result.latency_ns.max() >= result.send_lag_ns.value_at_quantile(0.5));
+    }
+
+    #[test]
+    fn the_closed_loop_records_no_send_lag() {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let workload = Workload {
+            payload_bytes: 16,
+            concurrency: 2,
+            rate_per_s: None,
+            send_quantum: SEND_QUANTUM,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(50),
+        };
+        let result = tokio::task::LocalSet::new().block_on(&rt, async {
+            run(Rc::new(Instant0(std::cell::Cell::new(0))), &workload, false, |_, _| {}).await
+        });
+        assert!(result.completed > 0);
+        assert!(result.send_lag_ns.is_empty());
+        assert!(result.acks.is_empty(), "acks are kept only when asked for");
     }
 }

@@ -17,6 +17,7 @@ mod storage;
 mod storage_raft_engine;
 mod storage_raw;
 mod systems;
+mod timer;
 mod transport;
 
 use clap::{Parser, Subcommand};
@@ -39,7 +40,21 @@ enum Bench {
     Transport(transport::TransportArgs),
 }
 
+/// The nodes' own log (elections, warnings) goes to standard error only when `RUST_LOG` asks
+/// for it (`RUST_LOG=raftwal=info`): by default the report is all a run prints.
+fn init_logging() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_thread_names(true)
+            .with_target(false)
+            .try_init();
+    }
+}
+
 fn main() {
+    init_logging();
     let args = Args::parse();
     let result = match args.bench {
         Some(Bench::Storage(a)) => storage::run(&a).map_err(|e| e.to_string()),

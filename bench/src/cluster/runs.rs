@@ -110,9 +110,10 @@ pub(super) async fn run_raftwal(
         ..RunExtras::default()
     };
     if with_tail && args.nodes > 1 {
-        let (lag, count) = tail_lag(&result.acks, &delivered.borrow());
+        let (lag, count, early) = tail_lag(&result.acks, &delivered.borrow());
         extras.tail_lag_ns = Some(lag);
         extras.tail_delivered = count;
+        extras.tail_before_ack = early;
     }
     if let Some(killed) = killed_at {
         extras.failover = Some(failover_figures(&result, killed, result.end));
@@ -124,22 +125,27 @@ pub(super) async fn run_raftwal(
     Ok((result, extras, rtt))
 }
 
-/// Lag of each delivered entry behind its acknowledgement.
+/// Lag of each delivered entry behind its acknowledgement, the number of entries matched, and
+/// how many of them reached the subscriber no later than the appender saw its ack (recorded as
+/// a lag of zero: the follower's commit notice and the leader's answer travel in parallel).
 fn tail_lag(
     acks: &[(u64, Instant)],
     delivered: &[(u64, Instant)],
-) -> (hdrhistogram::Histogram<u64>, u64) {
+) -> (hdrhistogram::Histogram<u64>, u64, u64) {
     let acked: HashMap<u64, Instant> = acks.iter().copied().collect();
     let mut lag = latency_histogram_ns();
-    let mut count = 0;
+    let (mut count, mut early) = (0, 0);
     for (index, at) in delivered {
         if let Some(acked_at) = acked.get(index) {
+            if at <= acked_at {
+                early += 1;
+            }
             let ns = at.saturating_duration_since(*acked_at).as_nanos() as u64;
             lag.saturating_record(ns.max(1));
             count += 1;
         }
     }
-    (lag, count)
+    (lag, count, early)
 }
 
 /// The longest time without an acknowledgement around the kill, and the slowest append that

@@ -42,11 +42,14 @@ pub(super) fn summarize(
     let main = pick("raftwal", conc);
     if let Some(rate) = median(main.iter().map(|r| r.entries_per_s).collect()) {
         let p99 = median(main.iter().map(|r| r.latency_us.p99).collect()).unwrap_or(f64::NAN);
+        let load = match args.rate {
+            Some(r) => format!("open loop at {r:.0}/s (at most {conc} outstanding)"),
+            None => format!("{conc} appenders"),
+        };
         lines.push(format!(
-            "raftwal, {} nodes, {} B, {} appenders: {:.0} appends/s, {:.1} MB/s, commit p99 {:.0} us",
+            "raftwal, {} nodes, {} B, {load}: {:.0} appends/s, {:.1} MB/s, commit p99 {:.0} us",
             args.nodes,
             args.payload_bytes,
-            conc,
             rate,
             rate * args.payload_bytes as f64 / 1e6,
             p99
@@ -73,7 +76,19 @@ pub(super) fn summarize(
         if let (Some(p50), Some(p99)) =
             (r.extra.get("tail_lag_us_p50"), r.extra.get("tail_lag_us_p99"))
         {
-            lines.push(format!("subscriber on a follower: tail lag p50 {p50} us, p99 {p99} us (after the appender's ack)"));
+            let early = r.extra.get("tail_before_ack_pct").map_or(String::new(), |pct| {
+                format!("; {pct} % arrived before the ack, counted as 0")
+            });
+            lines.push(format!(
+                "subscriber on a follower: tail lag p50 {p50} us, p99 {p99} us (after the appender's ack{early})"
+            ));
+        }
+        if let (Some(p50), Some(p99)) =
+            (r.extra.get("send_lag_us_p50"), r.extra.get("send_lag_us_p99"))
+        {
+            lines.push(format!(
+                "open loop: requests left p50 {p50} us, p99 {p99} us after their intended time (included in the latencies)"
+            ));
         }
         if let Some(gap) = r.extra.get("unavailable_ms") {
             lines.push(format!("failover: {gap} ms without a commit"));

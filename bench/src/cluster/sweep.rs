@@ -23,6 +23,7 @@ pub(super) async fn sweep(
         payload_bytes: args.payload_bytes,
         concurrency: args.concurrency,
         rate_per_s: None,
+        send_quantum: Duration::from_micros(args.send_quantum_us),
         warmup: Duration::from_secs(1),
         duration: step,
     };
