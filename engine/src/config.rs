@@ -84,8 +84,10 @@ pub struct StorageTuning {
     pub segment_size_bytes: u64,
     /// Write segments with O_DIRECT.
     pub direct_io: bool,
-    /// Who issues a batch's fdatasync: `"thread"` (the shard thread, after the ring's write) or
-    /// `"ring"` (linked in io_uring, run by a kernel worker).
+    /// Who issues a batch's fdatasync: `"ring"` (linked after the write in io_uring, run by a
+    /// kernel worker; the default) or `"thread"` (the shard thread, after the ring's write). Under
+    /// `"thread"` the shard serves nothing while it waits for the device: not its other logs, not
+    /// the followers' answers that could commit without the leader's own copy, not heartbeats.
     pub fsync: FsyncChoice,
     /// The largest batch written at once.
     pub batch_bytes_max: usize,
@@ -99,7 +101,7 @@ impl Default for StorageTuning {
         StorageTuning {
             segment_size_bytes: log.segment_size_bytes,
             direct_io: log.direct_io,
-            fsync: FsyncChoice::Thread,
+            fsync: FsyncChoice::Ring,
             batch_bytes_max: log.batch_bytes_max,
             tail_cache_bytes_max: log.tail_cache_bytes_max,
         }
@@ -110,9 +112,12 @@ impl Default for StorageTuning {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncChoice {
-    /// The shard thread, right after reaping the batch's write.
+    /// The shard thread, right after reaping the batch's write: no kernel worker's wake-up per
+    /// batch (a lone appender's commit is about 8 % faster on the benchmark machine), but the
+    /// shard blocks for the flush.
     Thread,
-    /// io_uring, linked after the write.
+    /// io_uring, linked after the write: the shard keeps serving while a kernel worker flushes.
+    /// The default.
     Ring,
 }
 

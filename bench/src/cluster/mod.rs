@@ -97,9 +97,9 @@ pub(crate) struct ClusterArgs {
     /// Where results directories are written.
     #[arg(long, default_value = "bench-results")]
     pub(crate) out: PathBuf,
-    /// Who issues each batch's fdatasync on the raftwal nodes: the shard thread (`thread`, the
-    /// node's default) or a kernel worker through io_uring (`ring`). For comparing the two.
-    #[arg(long, value_enum, default_value_t = FsyncArg::Thread)]
+    /// Who issues each batch's fdatasync on the raftwal nodes: a kernel worker through io_uring
+    /// (`ring`, the node's default) or the shard thread (`thread`). For comparing the two.
+    #[arg(long, value_enum, default_value_t = FsyncArg::Ring)]
     pub(crate) fsync: FsyncArg,
     /// The raftwal nodes' `storage.segment_size_bytes`, in MiB (default: the node's, 64 MiB).
     /// For measuring what segment roll-overs cost.
