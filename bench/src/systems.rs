@@ -69,13 +69,15 @@ impl FsyncCounters {
 }
 
 impl RaftwalCluster {
-    /// Starts `n` nodes with data and certificates under `dir`, and waits for a leader. The
-    /// nodes use `fsync` and, when given, segments of `segment_size_bytes`.
+    /// Starts `n` nodes keeping `logs` logs, with data and certificates under `dir`, and waits
+    /// for a leader of log 0. The nodes use `fsync` and, when given, segments of
+    /// `segment_size_bytes`.
     pub(crate) fn start(
         n: usize,
         dir: &Path,
         fsync: raftwal::config::FsyncChoice,
         segment_size_bytes: Option<u64>,
+        logs: u64,
     ) -> Result<RaftwalCluster, String> {
         let tls_dir = dir.join("tls");
         let ids: Vec<NodeId> = (1..=n as u64).map(NodeId).collect();
@@ -101,6 +103,7 @@ impl RaftwalCluster {
                 NodeConfig::new(NodeId(id), *addr, peers, dir.join(format!("node-{id}")), &tls_dir);
             config.shards = Some(shards);
             config.storage.fsync = fsync;
+            config.log_count = logs;
             if let Some(bytes) = segment_size_bytes {
                 config.storage.segment_size_bytes = bytes;
             }
@@ -129,11 +132,16 @@ impl RaftwalCluster {
         }
     }
 
-    /// The leader all running nodes agree on, if any.
+    /// The leader of log 0 all running nodes agree on, if any.
     pub(crate) fn leader(&self) -> Option<u64> {
+        self.leader_of(LogId(0))
+    }
+
+    /// The leader of `log` all running nodes agree on, if any.
+    pub(crate) fn leader_of(&self, log: LogId) -> Option<u64> {
         let mut agreed = None;
         for node in self.nodes.iter().flatten() {
-            let log = node.log(LogId(0))?;
+            let log = node.log(log)?;
             let leader = log.status_blocking().ok()?.leader?;
             if agreed.is_some_and(|a| a != leader) {
                 return None;
@@ -167,9 +175,47 @@ impl RaftwalCluster {
         }
     }
 
-    /// A client of log 0 that knows every node.
-    pub(crate) fn client(&self) -> Result<Client, String> {
-        let mut config = ClientConfig::new(self.addrs.clone(), &self.tls_dir, LogId(0));
+    /// Moves the leadership of every log i to node `i mod n + 1`, so that with as many logs as
+    /// nodes each node leads one (elections alone may put every leader on one node). Returns
+    /// once all running nodes agree on every log's leader.
+    pub(crate) async fn spread_leaders(&self, logs: u64, timeout: Duration) -> Result<(), String> {
+        if logs <= 1 || self.nodes.len() <= 1 {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        for log in 0..logs {
+            let want = log % self.nodes.len() as u64 + 1;
+            let handles: Vec<(u64, Log)> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| Some((i as u64 + 1, n.as_ref()?.log(LogId(log))?)))
+                .collect();
+            loop {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "log {log}: leadership not on node {want} after {timeout:?}"
+                    ));
+                }
+                match agreed_leader(&handles).await {
+                    Some(leader) if leader == want => break,
+                    Some(leader) => {
+                        if let Some((_, handle)) = handles.iter().find(|(id, _)| *id == leader) {
+                            // A refused or lost transfer is tried again until the deadline.
+                            let _ = handle.transfer_leadership(NodeId(want)).await;
+                        }
+                    }
+                    None => {}
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A client of `log` that knows every node.
+    pub(crate) fn client(&self, log: LogId) -> Result<Client, String> {
+        let mut config = ClientConfig::new(self.addrs.clone(), &self.tls_dir, log);
         config.retry_deadline = Duration::from_secs(60);
         Client::new(config).map_err(|e| e.to_string())
     }
@@ -215,12 +261,18 @@ pub(crate) async fn agreed_leader(logs: &[(u64, Log)]) -> Option<u64> {
     logs.iter().any(|(id, _)| *id == leader).then_some(leader)
 }
 
-/// The remote client as a load target.
+/// The remote client as a load target: one client per log, appender k writing to log k mod N.
 #[derive(Debug)]
-pub(crate) struct RaftwalTarget(pub(crate) Arc<Client>);
+pub(crate) struct RaftwalTarget(pub(crate) Vec<Arc<Client>>);
+
+/// Positions of logs other than log 0 carry their log id above this bit, so that they never
+/// match a log-0 index (the tail lag is log 0's).
+const LOG_SHIFT: u32 = 48;
 
 impl AppendTarget for RaftwalTarget {
-    async fn append(&self, _worker: usize, _seq: u64, payload: Bytes) -> Result<u64, String> {
-        self.0.append(payload).await.map(|p| p.index.get()).map_err(|e| e.to_string())
+    async fn append(&self, worker: usize, _seq: u64, payload: Bytes) -> Result<u64, String> {
+        let log = worker % self.0.len();
+        let position = self.0[log].append(payload).await.map_err(|e| e.to_string())?;
+        Ok(((log as u64) << LOG_SHIFT) | position.index.get())
     }
 }

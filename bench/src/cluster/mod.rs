@@ -105,6 +105,11 @@ pub(crate) struct ClusterArgs {
     /// For measuring what segment roll-overs cost.
     #[arg(long)]
     pub(crate) segment_mib: Option<u64>,
+    /// Logs the raftwal cluster keeps (`log_count`); appender k writes to log k mod N, and the
+    /// leaderships are spread over the nodes (log i led by node i mod nodes + 1) before the load
+    /// starts. The fsync figures and the subscriber are log 0's.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub(crate) logs: u64,
 }
 
 /// The nodes' `storage.fsync` setting, as a command-line value.
@@ -157,6 +162,8 @@ struct RunExtras {
     tail_delivered: u64,
     /// Of `tail_delivered`, the entries the subscriber had no later than the appender's ack.
     tail_before_ack: u64,
+    /// Logs the load was spread over (raftwal), when more than one.
+    logs: u64,
     failover: Option<(f64, f64)>,
 }
 
@@ -313,6 +320,9 @@ fn row(
     .with("round", round as u64 + 1)
     .with("loop", if workload.rate_per_s.is_some() { "open" } else { "closed" })
     .with("errors", result.errors);
+    if extras.logs > 1 {
+        row = row.with("logs", extras.logs);
+    }
     if let Some(rate) = workload.rate_per_s {
         row = row.with("rate", rate.round()).with("dropped", result.dropped);
         if !result.send_lag_ns.is_empty() {
@@ -394,6 +404,7 @@ mod tests {
             out: out.path().to_owned(),
             fsync: FsyncArg::Ring,
             segment_mib: None,
+            logs: 1,
         };
         run(&args).unwrap();
         let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
@@ -422,8 +433,9 @@ mod tests {
         assert!(doc["floor"]["fdatasync_us_p50"].as_f64().unwrap() > 0.0);
     }
 
-    /// An open-loop run: one row, marked open, with the generator's own lateness reported and
-    /// the schedule's appends acknowledged (a smoke test; speed is measured by the benchmark).
+    /// An open-loop run over three logs: one row, marked open, with the generator's own lateness
+    /// reported and the schedule's appends acknowledged (a smoke test; speed is measured by the
+    /// benchmark).
     #[test]
     fn an_open_loop_run_reports_its_send_lag() {
         let out = tempfile::tempdir().unwrap();
@@ -445,6 +457,7 @@ mod tests {
             out: out.path().to_owned(),
             fsync: FsyncArg::Thread,
             segment_mib: None,
+            logs: 3,
         };
         run(&args).unwrap();
         let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
@@ -457,6 +470,9 @@ mod tests {
         let row = &rows[0];
         assert_eq!(row["loop"], "open");
         assert_eq!(row["rate"], 400.0);
+        // Three logs, each led by a different node (the run fails if the leaderships could not
+        // be spread), appenders spread over them.
+        assert_eq!(row["logs"], 3);
         assert_eq!(row["errors"], 0, "{row}");
         // 400 appends are due in the window; a stalled disk may make the client drop some, but
         // every one is either acknowledged or counted as dropped (or still in flight at the end).

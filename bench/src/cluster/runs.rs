@@ -6,7 +6,7 @@ use crate::floor;
 use crate::load::{self, LoadResult, Workload};
 use crate::report::{latency_histogram_ns, Progress};
 use crate::systems::{agreed_leader, RaftwalCluster, RaftwalTarget};
-use raftwal_wire::types::LogIndex;
+use raftwal_wire::types::{LogId, LogIndex};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,17 +26,23 @@ pub(super) async fn run_raftwal(
 ) -> Result<(LoadResult, RunExtras, Option<f64>), String> {
     progress.set(&format!("[{label}] starting a {}-node raftwal cluster", args.nodes));
     // Starting waits for a leader with blocking calls: do it off this thread's runtime.
-    let (nodes, start_dir, fsync) = (args.nodes, dir.to_owned(), args.fsync.choice());
+    let (nodes, start_dir, fsync, logs) =
+        (args.nodes, dir.to_owned(), args.fsync.choice(), args.logs);
     let segment_size_bytes = args.segment_mib.map(|mib| mib << 20);
     let cluster = tokio::task::spawn_blocking(move || {
-        RaftwalCluster::start(nodes, &start_dir, fsync, segment_size_bytes)
+        RaftwalCluster::start(nodes, &start_dir, fsync, segment_size_bytes, logs)
     })
     .await
     .map_err(|e| e.to_string())??;
+    cluster.spread_leaders(logs, Duration::from_secs(30)).await?;
     let leader = agreed_leader(&cluster.logs()).await.ok_or("no leader after start")?;
     let follower = cluster.follower_of(leader);
     let rtt = floor::quic_rtt_us(&cluster.tls_dir, cluster.addrs[follower], 300).await.ok();
-    let client = Arc::new(cluster.client()?);
+    let client = Arc::new(cluster.client(LogId(0))?);
+    let mut clients = vec![client.clone()];
+    for log in 1..args.logs {
+        clients.push(Arc::new(cluster.client(LogId(log))?));
+    }
     let cluster = Rc::new(RefCell::new(cluster));
 
     // The follower's subscriber (only with followers).
@@ -84,7 +90,7 @@ pub(super) async fn run_raftwal(
         })
     };
 
-    let target = Rc::new(RaftwalTarget(client.clone()));
+    let target = Rc::new(RaftwalTarget(clients.clone()));
     let started = Instant::now();
     let total = (workload.warmup + workload.duration).as_secs_f64();
     let result = load::run(target, workload, with_tail || args.failover, |elapsed, done| {
@@ -107,6 +113,7 @@ pub(super) async fn run_raftwal(
     let mut extras = RunExtras {
         fsyncs: (!args.failover).then_some(fsyncs),
         follower_fsyncs: follower_fsyncs.filter(|_| !args.failover),
+        logs: args.logs,
         ..RunExtras::default()
     };
     if with_tail && args.nodes > 1 {
@@ -118,7 +125,9 @@ pub(super) async fn run_raftwal(
     if let Some(killed) = killed_at {
         extras.failover = Some(failover_figures(&result, killed, result.end));
     }
-    client.close();
+    for c in &clients {
+        c.close();
+    }
     // Stopping joins node threads: do it off this thread's runtime.
     let mut cluster = Rc::try_unwrap(cluster).map_err(|_| "cluster still shared")?.into_inner();
     tokio::task::spawn_blocking(move || cluster.stop()).await.map_err(|e| e.to_string())?;

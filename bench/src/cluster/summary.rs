@@ -46,6 +46,11 @@ pub(super) fn summarize(
             Some(r) => format!("open loop at {r:.0}/s (at most {conc} outstanding)"),
             None => format!("{conc} appenders"),
         };
+        let load = if args.logs > 1 {
+            format!("{load} over {} logs (fsync and tail figures: log 0's)", args.logs)
+        } else {
+            load
+        };
         lines.push(format!(
             "raftwal, {} nodes, {} B, {load}: {:.0} appends/s, {:.1} MB/s, commit p99 {:.0} us",
             args.nodes,
