@@ -58,6 +58,9 @@ impl PreciseTimer {
                 libc::read(self.fd.get_ref().as_raw_fd(), expirations.as_mut_ptr().cast(), 8)
             };
             if n == 8 {
+                // The one-shot timer is now disarmed and unreadable until armed again: forget
+                // this readiness, so the next wait does not begin with a read that finds nothing.
+                guard.clear_ready();
                 return Ok(());
             }
             let e = io::Error::last_os_error();
