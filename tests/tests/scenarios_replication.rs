@@ -217,6 +217,46 @@ fn s5_3_an_idle_follower_hears_of_a_new_commit_at_once_and_only_up_to_its_match(
 }
 
 #[test]
+fn s5_3_a_pipelining_follower_hears_of_a_new_commit_at_once_too() {
+    // One entry per AppendEntries, so replica 2 has two in flight at once.
+    let mut cluster = Cluster::with(3, |config| config.append_entry_count_max = 1);
+    cluster.elect(1);
+    cluster.settle();
+    cluster.cut(1, 3);
+    cluster.propose(1, &["a", "b"]).expect("leader");
+    let appends = cluster.deliver_where(filter::kind_to("AppendEntries", 2));
+    assert_eq!(appends, 2, "two AppendEntries in flight to replica 2");
+    // Replica 2 acknowledged both; the leader hears only the first, which commits "a" while
+    // "b" is still in flight to replica 2.
+    let mut answers = cluster.take(filter::from(2));
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let second = answers.pop().expect("two answers");
+    let before = cluster.sent().len();
+    cluster.inject(answers);
+    cluster.deliver_where(filter::from(2));
+    assert_eq!(cluster.commit(1), LogIndex(2));
+    // Replica 2 is told at once, not only with the leader's next AppendEntries: under load a
+    // follower always has some in flight, and its subscribers would trail by a client's round
+    // trip and more.
+    let told: Vec<_> = cluster.sent()[before..]
+        .iter()
+        .filter(|m| m.from == NodeId(1))
+        .filter_map(|m| match &m.body {
+            MessageBody::Heartbeat(hb) => Some((m.to, hb.leader_commit, hb.read_context)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, vec![(NodeId(2), LogIndex(2), None)]);
+    cluster.deliver_where(filter::kind_to("Heartbeat", 2));
+    assert_eq!(cluster.commit(2), LogIndex(2));
+    // The second answer then commits "b", and replica 2 hears of it the same way.
+    cluster.inject([second]);
+    cluster.settle();
+    assert_eq!(cluster.commit(1), LogIndex(3));
+    assert_eq!(cluster.commit(2), LogIndex(3));
+}
+
+#[test]
 fn s5_3_a_follower_commits_no_further_than_the_entries_it_received() {
     let mut cluster = Cluster::with(3, |config| config.append_entry_count_max = 1);
     cluster.elect(1);

@@ -61,12 +61,15 @@ impl RaftCore {
         self.notify_commit();
     }
 
-    /// A follower learns the commit index from the next AppendEntries or heartbeat. Under load
-    /// the next AppendEntries follows within a batch time; but a follower with nothing in
-    /// flight would wait for the next heartbeat (up to a heartbeat interval, 50 ms by default)
-    /// before it applies and delivers to its subscribers what the leader committed. Such a
-    /// follower gets a heartbeat now, its commit capped at its match index as every heartbeat's
-    /// (invariant 2). It carries no read context: read-index rounds stay with the broadcasts.
+    /// A follower learns the commit index from the next AppendEntries or heartbeat. A follower
+    /// with nothing in flight would wait for the next heartbeat (up to a heartbeat interval, 50
+    /// ms by default), and one with AppendEntries in flight for the leader's next one, which
+    /// under a closed-loop load leaves only after the clients heard of this commit and sent
+    /// more (a client's round trip and two wake-ups at least), before it applies and delivers
+    /// to its subscribers what the leader committed. So every follower that is pipelining and
+    /// was not told this commit by an AppendEntries of this turn gets a heartbeat now, its
+    /// commit capped at its match index as every heartbeat's (invariant 2). It carries no read
+    /// context: read-index rounds stay with the broadcasts.
     fn notify_commit(&mut self) {
         for position in 0..self.peers.len() {
             let Some(tell) = self.commit_to_tell(position) else { continue };
@@ -82,8 +85,8 @@ impl RaftCore {
     fn commit_to_tell(&self, position: usize) -> Option<LogIndex> {
         let progress = &self.peers[position];
         let tell = self.log.commit().min(progress.match_index);
-        let idle = progress.state == ReplicationState::Replicate && progress.inflight.is_empty();
-        (idle && tell > progress.commit_sent).then_some(tell)
+        let replicating = progress.state == ReplicationState::Replicate;
+        (replicating && tell > progress.commit_sent).then_some(tell)
     }
 
     fn send_appends<S: LogSource + ?Sized>(&mut self, position: usize, source: &S) {
