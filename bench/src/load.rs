@@ -370,10 +370,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_open_loop_issues_the_whole_schedule_and_measures_its_own_lateness() {
+    /// Runs `workload` against [`Instant0`] on a fresh current-thread runtime.
+    fn run_instant(workload: &Workload, keep_acks: bool) -> LoadResult {
         let rt =
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            run(Rc::new(Instant0(std::cell::Cell::new(0))), workload, keep_acks, |_, _| {}).await
+        })
+    }
+
+    #[test]
+    fn the_open_loop_issues_the_whole_schedule_and_measures_its_own_lateness() {
         let workload = Workload {
             payload_bytes: 16,
             concurrency: 8,
@@ -382,9 +389,7 @@ mod tests {
             warmup: Duration::from_millis(50),
             duration: Duration::from_millis(250),
         };
-        let result = tokio::task::LocalSet::new().block_on(&rt, async {
-            run(Rc::new(Instant0(std::cell::Cell::new(0))), &workload, true, |_, _| {}).await
-        });
+        let result = run_instant(&workload, true);
         // 500 sends are due in the window; a target that answers at once drops none. The last
         // few may be acknowledged after the window closes (a loaded machine delays the loop,
         // never the schedule: late sends leave at once and are charged their lateness).
@@ -404,8 +409,6 @@ mod tests {
 
     #[test]
     fn the_closed_loop_records_no_send_lag() {
-        let rt =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let workload = Workload {
             payload_bytes: 16,
             concurrency: 2,
@@ -414,9 +417,7 @@ mod tests {
             warmup: Duration::ZERO,
             duration: Duration::from_millis(50),
         };
-        let result = tokio::task::LocalSet::new().block_on(&rt, async {
-            run(Rc::new(Instant0(std::cell::Cell::new(0))), &workload, false, |_, _| {}).await
-        });
+        let result = run_instant(&workload, false);
         assert!(result.completed > 0);
         assert!(result.send_lag_ns.is_empty());
         assert!(result.acks.is_empty(), "acks are kept only when asked for");

@@ -8,6 +8,18 @@ use raftwal_tests::scenario::{filter, Cluster, SCENARIO_LOG};
 use raftwal_wire::message::{AppendEntries, AppendEntriesResponse, Message, MessageBody};
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, NodeId, Term};
 
+/// The heartbeats `leader` sent among `messages`: (to, commit index told, read context).
+fn heartbeats_from(messages: &[Message], leader: u64) -> Vec<(NodeId, LogIndex, Option<u64>)> {
+    messages
+        .iter()
+        .filter(|m| m.from == NodeId(leader))
+        .filter_map(|m| match &m.body {
+            MessageBody::Heartbeat(hb) => Some((m.to, hb.leader_commit, hb.read_context)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn rejections_to(cluster: &Cluster, leader: u64, follower: u64) -> usize {
     cluster
         .sent()
@@ -199,15 +211,7 @@ fn s5_3_an_idle_follower_hears_of_a_new_commit_at_once_and_only_up_to_its_match(
     assert_eq!(cluster.commit(1), LogIndex(2));
     // No tick passed: the commit reached 2 by a heartbeat the commit itself caused, with no
     // read context (read-index rounds stay with the scheduled broadcasts).
-    let told: Vec<_> = cluster
-        .sent()
-        .iter()
-        .filter(|m| m.from == NodeId(1))
-        .filter_map(|m| match &m.body {
-            MessageBody::Heartbeat(hb) => Some((m.to, hb.leader_commit, hb.read_context)),
-            _ => None,
-        })
-        .collect();
+    let told = heartbeats_from(cluster.sent(), 1);
     assert!(told.contains(&(NodeId(2), LogIndex(2), None)), "{told:?}");
     assert_eq!(cluster.commit(2), LogIndex(2));
     // Replica 3 has the AppendEntries for "a" in flight (lost): it is told nothing beyond what
@@ -238,14 +242,7 @@ fn s5_3_a_pipelining_follower_hears_of_a_new_commit_at_once_too() {
     // Replica 2 is told at once, not only with the leader's next AppendEntries: under load a
     // follower always has some in flight, and its subscribers would trail by a client's round
     // trip and more.
-    let told: Vec<_> = cluster.sent()[before..]
-        .iter()
-        .filter(|m| m.from == NodeId(1))
-        .filter_map(|m| match &m.body {
-            MessageBody::Heartbeat(hb) => Some((m.to, hb.leader_commit, hb.read_context)),
-            _ => None,
-        })
-        .collect();
+    let told = heartbeats_from(&cluster.sent()[before..], 1);
     assert_eq!(told, vec![(NodeId(2), LogIndex(2), None)]);
     cluster.deliver_where(filter::kind_to("Heartbeat", 2));
     assert_eq!(cluster.commit(2), LogIndex(2));

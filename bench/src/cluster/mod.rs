@@ -379,6 +379,34 @@ fn row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    /// A one-second job of a 3-node cluster with the command line's defaults otherwise (the
+    /// output directory is set by [`short_job`]).
+    const ARGS: ClusterArgs = ClusterArgs {
+        payload_bytes: 1024,
+        concurrency: 64,
+        duration_s: 1.0,
+        warmup_s: 0.3,
+        nodes: 3,
+        format: Format::Json,
+        rate: None,
+        send_quantum_us: 50,
+        sweep: None,
+        failover: false,
+        peer: None,
+        rounds: 1,
+        no_floor_run: false,
+        dir: None,
+        out: PathBuf::new(),
+        fsync: FsyncArg::Ring,
+        segment_mib: None,
+        logs: 1,
+    };
+
+    fn short_job(out: &Path, args: ClusterArgs) -> ClusterArgs {
+        ClusterArgs { out: out.to_owned(), ..args }
+    }
 
     /// The whole job on a real 3-node cluster, briefly: every run row has the documented shape,
     /// the figures are positive, and the results directory holds the JSON and the plots. (A
@@ -386,26 +414,8 @@ mod tests {
     #[test]
     fn a_short_default_job_writes_a_complete_report() {
         let out = tempfile::tempdir().unwrap();
-        let args = ClusterArgs {
-            payload_bytes: 256,
-            concurrency: 8,
-            duration_s: 1.0,
-            warmup_s: 0.3,
-            nodes: 3,
-            format: Format::Json,
-            rate: None,
-            send_quantum_us: 50,
-            sweep: None,
-            failover: false,
-            peer: None,
-            rounds: 1,
-            no_floor_run: false,
-            dir: None,
-            out: out.path().to_owned(),
-            fsync: FsyncArg::Ring,
-            segment_mib: None,
-            logs: 1,
-        };
+        let args =
+            short_job(out.path(), ClusterArgs { payload_bytes: 256, concurrency: 8, ..ARGS });
         run(&args).unwrap();
         let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
         assert_eq!(dirs.len(), 1);
@@ -439,26 +449,17 @@ mod tests {
     #[test]
     fn an_open_loop_run_reports_its_send_lag() {
         let out = tempfile::tempdir().unwrap();
-        let args = ClusterArgs {
-            payload_bytes: 128,
-            concurrency: 64,
-            duration_s: 1.0,
-            warmup_s: 0.3,
-            nodes: 3,
-            format: Format::Json,
-            rate: Some(400.0),
-            send_quantum_us: 50,
-            sweep: None,
-            failover: false,
-            peer: None,
-            rounds: 1,
-            no_floor_run: true,
-            dir: None,
-            out: out.path().to_owned(),
-            fsync: FsyncArg::Thread,
-            segment_mib: None,
-            logs: 3,
-        };
+        let args = short_job(
+            out.path(),
+            ClusterArgs {
+                payload_bytes: 128,
+                rate: Some(400.0),
+                no_floor_run: true,
+                fsync: FsyncArg::Thread,
+                logs: 3,
+                ..ARGS
+            },
+        );
         run(&args).unwrap();
         let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
         let dir = dirs[0].as_ref().unwrap().path();
