@@ -392,12 +392,13 @@ mod tests {
         let result = run_instant(&workload, true);
         // 500 sends are due in the window; a target that answers at once drops none. The last
         // few may be acknowledged after the window closes (a loaded machine delays the loop,
-        // never the schedule: late sends leave at once and are charged their lateness).
+        // never the schedule: late sends leave at once and are charged their lateness), and
+        // sends due just before it may be acknowledged inside it (at most the 8 outstanding).
         let due = 500;
         assert_eq!(result.errors, 0);
         assert_eq!(result.dropped, 0, "an instant target never has 8 outstanding");
         assert!(
-            result.completed <= due + 1 && result.completed >= due * 9 / 10,
+            result.completed <= due + 8 && result.completed >= due * 9 / 10,
             "{} of {due} due sends acknowledged in the window",
             result.completed
         );

@@ -477,9 +477,11 @@ mod tests {
         assert_eq!(row["errors"], 0, "{row}");
         // 400 appends are due in the window; a stalled disk may make the client drop some, but
         // every one is either acknowledged or counted as dropped (or still in flight at the end).
+        // The window also counts the acknowledgements of appends sent before it opened, at
+        // most the 64 that may be outstanding.
         let acked = row["entries_per_s"].as_f64().unwrap();
         let dropped = row["dropped"].as_f64().unwrap();
-        assert!(acked + dropped >= 300.0 && acked <= 401.0, "{row}");
+        assert!(acked + dropped >= 300.0 && acked <= 400.0 + 64.0, "{row}");
         assert!(row["send_lag_us_p50"].as_f64().unwrap() > 0.0, "{row}");
         assert!(
             row["send_lag_us_p99"].as_f64().unwrap() >= row["send_lag_us_p50"].as_f64().unwrap()
