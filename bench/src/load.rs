@@ -101,12 +101,15 @@ struct Shared {
     acks: Vec<(u64, Instant)>,
 }
 
+/// Nanoseconds from `from` to `to`, at least 1 (HDR histograms record no zero here).
+fn ns_between(from: Instant, to: Instant) -> u64 {
+    u64::try_from(to.saturating_duration_since(from).as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
 impl Shared {
     fn record_send_lag(&mut self, intended: Instant, sent: Instant) {
         if intended >= self.measure_start && intended <= self.end {
-            let ns = u64::try_from(sent.saturating_duration_since(intended).as_nanos())
-                .unwrap_or(u64::MAX);
-            self.send_lag_ns.saturating_record(ns.max(1));
+            self.send_lag_ns.saturating_record(ns_between(intended, sent));
         }
     }
 
@@ -124,10 +127,8 @@ impl Shared {
             Ok(position) => {
                 self.completed += 1;
                 self.bump_timeline(bucket);
-                let ns = done.saturating_duration_since(intended).as_nanos();
-                let ns = u64::try_from(ns).unwrap_or(u64::MAX).max(1);
                 // Values above the histogram's bound (100 s) are clamped rather than lost.
-                self.latency_ns.saturating_record(ns);
+                self.latency_ns.saturating_record(ns_between(intended, done));
                 if self.keep_acks {
                     self.acks.push((position, done));
                 }

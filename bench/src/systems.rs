@@ -134,14 +134,9 @@ impl RaftwalCluster {
 
     /// The leader of log 0 all running nodes agree on, if any.
     pub(crate) fn leader(&self) -> Option<u64> {
-        self.leader_of(LogId(0))
-    }
-
-    /// The leader of `log` all running nodes agree on, if any.
-    pub(crate) fn leader_of(&self, log: LogId) -> Option<u64> {
         let mut agreed = None;
         for node in self.nodes.iter().flatten() {
-            let log = node.log(log)?;
+            let log = node.log(LogId(0))?;
             let leader = log.status_blocking().ok()?.leader?;
             if agreed.is_some_and(|a| a != leader) {
                 return None;
@@ -185,12 +180,7 @@ impl RaftwalCluster {
         let deadline = tokio::time::Instant::now() + timeout;
         for log in 0..logs {
             let want = log % self.nodes.len() as u64 + 1;
-            let handles: Vec<(u64, Log)> = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| Some((i as u64 + 1, n.as_ref()?.log(LogId(log))?)))
-                .collect();
+            let handles = self.logs_of(LogId(log));
             loop {
                 if tokio::time::Instant::now() > deadline {
                     return Err(format!(
@@ -222,10 +212,15 @@ impl RaftwalCluster {
 
     /// Handles on log 0 of every running node, by node id.
     pub(crate) fn logs(&self) -> Vec<(u64, Log)> {
+        self.logs_of(LogId(0))
+    }
+
+    /// Handles on `log` of every running node, by node id.
+    pub(crate) fn logs_of(&self, log: LogId) -> Vec<(u64, Log)> {
         self.nodes
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| Some((i as u64 + 1, n.as_ref()?.log(LogId(0))?)))
+            .filter_map(|(i, n)| Some((i as u64 + 1, n.as_ref()?.log(log)?)))
             .collect()
     }
 

@@ -327,9 +327,10 @@ fn row(
         row = row.with("rate", rate.round()).with("dropped", result.dropped);
         if !result.send_lag_ns.is_empty() {
             // The generator's own lateness, part of every latency above (see `load::SEND_QUANTUM`).
-            let us =
-                |q: f64| (result.send_lag_ns.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
-            row = row.with("send_lag_us_p50", us(0.5)).with("send_lag_us_p99", us(0.99));
+            let lag = &result.send_lag_ns;
+            row = row
+                .with("send_lag_us_p50", quantile_us(lag, 0.5))
+                .with("send_lag_us_p99", quantile_us(lag, 0.99));
         }
     }
     if let Some(first) = result.error_samples.first() {
@@ -339,13 +340,9 @@ fn row(
         let secs = result.elapsed.as_secs_f64().max(1e-9);
         row = row.with("leader_fsyncs_per_s", (f.batches as f64 / secs).round());
         if f.batches > 0 {
-            row = row.with(
-                "mean_batch_entries",
-                ((f.entries as f64 / f.batches as f64) * 10.0).round() / 10.0,
-            );
+            row = row.with("mean_batch_entries", tenth(f.entries as f64 / f.batches as f64));
         }
     }
-    let tenth = |v: f64| (v * 10.0).round() / 10.0;
     if let Some(us) = extras.fsyncs.and_then(|f| f.mean_batch_us()) {
         row = row.with("leader_batch_us_mean", tenth(us));
     }
@@ -357,23 +354,31 @@ fn row(
         }
     }
     if let Some(lag) = &extras.tail_lag_ns {
-        let us = |q: f64| (lag.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
         row = row
-            .with("tail_lag_us_p50", us(0.5))
-            .with("tail_lag_us_p99", us(0.99))
+            .with("tail_lag_us_p50", quantile_us(lag, 0.5))
+            .with("tail_lag_us_p99", quantile_us(lag, 0.99))
             .with("tail_delivered", extras.tail_delivered);
         if extras.tail_delivered > 0 {
             let pct = 100.0 * extras.tail_before_ack as f64 / extras.tail_delivered as f64;
-            row = row.with("tail_before_ack_pct", (pct * 10.0).round() / 10.0);
+            row = row.with("tail_before_ack_pct", tenth(pct));
         }
     }
     if let Some((gap_ms, spike_ms)) = extras.failover {
-        let round = |v: f64| (v * 10.0).round() / 10.0;
         row = row
-            .with("unavailable_ms", round(gap_ms))
-            .with("max_latency_after_kill_ms", round(spike_ms));
+            .with("unavailable_ms", tenth(gap_ms))
+            .with("max_latency_after_kill_ms", tenth(spike_ms));
     }
     row
+}
+
+/// `v` rounded to one decimal, as the report's figures are.
+fn tenth(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// The `q` quantile of a nanosecond histogram, in microseconds to one decimal.
+fn quantile_us(histogram: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    tenth(histogram.value_at_quantile(q) as f64 / 1000.0)
 }
 
 #[cfg(test)]
