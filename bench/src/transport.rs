@@ -298,7 +298,8 @@ fn stream_raw(
     let name = node_name(ids.node2.cluster(), NodeId(2));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let receiver = on_thread(move || async move {
-        let endpoint = open_endpoint(loopback(), Some(server)).map_err(|e| e.to_string())?;
+        let endpoint = open_endpoint(loopback(), Some(server), &QuicTuning::default())
+            .map_err(|e| e.to_string())?;
         let _ = addr_tx.send(endpoint.local_addr().map_err(|e| e.to_string()));
         let incoming = endpoint.accept().await.ok_or("endpoint closed")?;
         let connection = incoming.await.map_err(|e| e.to_string())?;
@@ -317,7 +318,8 @@ fn stream_raw(
     let addr = addr_rx.recv().map_err(|_| "receiver thread failed to start".to_string())??;
     let duration = Duration::from_secs(args.duration_s);
     let sender = on_thread(move || async move {
-        let endpoint = open_endpoint(loopback(), None).map_err(|e| e.to_string())?;
+        let endpoint =
+            open_endpoint(loopback(), None, &QuicTuning::default()).map_err(|e| e.to_string())?;
         let connection = endpoint
             .connect_with(client, addr, &name)
             .map_err(|e| e.to_string())?
@@ -499,7 +501,8 @@ fn rtt_raw(ids: &Identities, samples: u64) -> Result<hdrhistogram::Histogram<u64
     let name = node_name(ids.node2.cluster(), NodeId(2));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let echo = on_thread(move || async move {
-        let endpoint = open_endpoint(loopback(), Some(server)).map_err(|e| e.to_string())?;
+        let endpoint = open_endpoint(loopback(), Some(server), &QuicTuning::default())
+            .map_err(|e| e.to_string())?;
         let _ = addr_tx.send(endpoint.local_addr().map_err(|e| e.to_string()));
         let connection =
             endpoint.accept().await.ok_or("endpoint closed")?.await.map_err(|e| e.to_string())?;
@@ -513,7 +516,8 @@ fn rtt_raw(ids: &Identities, samples: u64) -> Result<hdrhistogram::Histogram<u64
     });
     let addr = addr_rx.recv().map_err(|_| "echo thread failed to start".to_string())??;
     let pinger = on_thread(move || async move {
-        let endpoint = open_endpoint(loopback(), None).map_err(|e| e.to_string())?;
+        let endpoint =
+            open_endpoint(loopback(), None, &QuicTuning::default()).map_err(|e| e.to_string())?;
         let connection = endpoint
             .connect_with(client, addr, &name)
             .map_err(|e| e.to_string())?

@@ -245,7 +245,7 @@ async fn garbage_client_is_closed_and_other_clients_are_served() {
     let tuning = QuicTuning::default();
 
     // A raw client with a valid client certificate that sends an unknown frame type.
-    let endpoint = open_endpoint(loopback(), None).unwrap();
+    let endpoint = open_endpoint(loopback(), None, &tuning).unwrap();
     let config = client_config(&client_identity(&ca), ALPN_CLIENT, &tuning).unwrap();
     let rogue =
         endpoint.connect_with(config, addr1, &cluster_name(ca.cluster())).unwrap().await.unwrap();

@@ -106,7 +106,7 @@ async fn refuses_a_peer_of_another_cluster_signed_by_the_same_ca() {
 /// A hand-driven peer: a raw quinn connection with a chosen certificate and chosen frames.
 async fn rogue_connect(identity: &TlsIdentity, to: SocketAddr, name: &str) -> quinn::Connection {
     let tuning = QuicTuning::default();
-    let endpoint = open_endpoint(loopback(), None).unwrap();
+    let endpoint = open_endpoint(loopback(), None, &tuning).unwrap();
     let config = client_config(identity, ALPN_PEER, &tuning).unwrap();
     endpoint.connect_with(config, to, name).unwrap().await.unwrap()
 }

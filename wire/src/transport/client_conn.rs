@@ -79,7 +79,7 @@ impl ClientEndpoint {
         limits: FrameLimits,
     ) -> Result<ClientEndpoint, EndpointError> {
         let config = client_config(identity, ALPN_CLIENT, tuning)?;
-        let endpoint = open_endpoint(bind, None)?;
+        let endpoint = open_endpoint(bind, None, tuning)?;
         Ok(ClientEndpoint {
             endpoint,
             config,

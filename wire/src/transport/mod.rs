@@ -43,7 +43,10 @@ mod reader;
 mod serve_client;
 
 pub use client_conn::{ClientConnection, ClientEndpoint, ConnectError, RequestError, Subscription};
-pub use quic::{client_config, open_endpoint, server_config, EndpointError, QuicTuning};
+pub use quic::{
+    client_config, open_endpoint, server_config, EndpointError, QuicTuning,
+    MTU_UPPER_BOUND_MAX_BYTES,
+};
 pub use serve_client::{
     ClientRequestEvent, RespondError, Responder, SinkError, SubscribeEvent, SubscriptionSink,
 };
@@ -300,7 +303,7 @@ impl Transport {
     ) -> Result<(Transport, TransportEvents), BindError> {
         let server = server_config(identity, &[ALPN_PEER, ALPN_CLIENT], &config.quic)?;
         let peer_client_config = client_config(identity, ALPN_PEER, &config.quic)?;
-        let endpoint = open_endpoint(config.listen_addr, Some(server))?;
+        let endpoint = open_endpoint(config.listen_addr, Some(server), &config.quic)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let frame_max = config.frame_limits.frame_size_bytes_max() as usize;
         // A budget smaller than one frame could never admit that frame: round it up.

@@ -24,13 +24,28 @@ pub struct QuicTuning {
     /// Bidirectional streams a client may have open at once (client sessions, subscriptions).
     pub bidi_streams_max: u32,
     /// The largest UDP payload path MTU discovery tries (it starts at QUIC's 1200 bytes and
-    /// probes upwards; probes a path cannot carry are lost and cost nothing else). Larger packets
-    /// mean fewer packets, and per-packet work (encryption calls, acknowledgements, system
-    /// calls) dominates a replication stream of small entries: on loopback, 8952 instead of
-    /// quinn's 1452 raised a 3-node cluster's appends per second by about a third
-    /// (docs/benchmarks.md).
+    /// probes upwards; probes a path cannot carry are lost and cost nothing else), and the
+    /// largest this endpoint says it accepts (QUIC's `max_udp_payload_size` transport
+    /// parameter: a peer never sends more, so both ends must raise it). Larger packets mean
+    /// fewer packets, and per-packet work (encryption calls, headers, acknowledgements)
+    /// dominates a replication stream of small entries. At most [`MTU_UPPER_BOUND_MAX_BYTES`]:
+    /// quinn hands the kernel up to ten packets in one UDP segmentation-offload send, which
+    /// must fit one 64 KiB datagram; above that bound every such send fails and the connection
+    /// crawls (docs/benchmarks.md, "Packet size").
     pub mtu_upper_bound_bytes: u16,
 }
+
+/// The largest `mtu_upper_bound_bytes` that keeps quinn's segmentation-offload sends (up to ten
+/// packets of that size in one call) within a 64 KiB UDP datagram.
+pub const MTU_UPPER_BOUND_MAX_BYTES: u16 = 6500;
+
+/// Packets quinn puts in one segmentation-offload send, at most (its `MAX_TRANSMIT_SEGMENTS`).
+const GSO_PACKETS_MAX: u32 = 10;
+
+/// The largest UDP payload one IPv4 datagram carries (65,535 bytes less the IP and UDP headers).
+const UDP_PAYLOAD_MAX_BYTES: u32 = 65_507;
+
+const _: () = assert!(MTU_UPPER_BOUND_MAX_BYTES as u32 * GSO_PACKETS_MAX <= UDP_PAYLOAD_MAX_BYTES);
 
 impl Default for QuicTuning {
     fn default() -> QuicTuning {
@@ -40,12 +55,18 @@ impl Default for QuicTuning {
             connection_receive_window_bytes: 16 * 1024 * 1024,
             send_window_bytes: 16 * 1024 * 1024,
             bidi_streams_max: 256,
-            mtu_upper_bound_bytes: 8952,
+            mtu_upper_bound_bytes: MTU_UPPER_BOUND_MAX_BYTES,
         }
     }
 }
 
 impl QuicTuning {
+    /// `mtu_upper_bound_bytes`, held between QUIC's minimum (1200) and
+    /// [`MTU_UPPER_BOUND_MAX_BYTES`].
+    pub fn mtu_bytes(&self) -> u16 {
+        self.mtu_upper_bound_bytes.clamp(1200, MTU_UPPER_BOUND_MAX_BYTES)
+    }
+
     /// The quinn transport configuration for these parameters.
     pub fn transport_config(&self) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
@@ -62,7 +83,7 @@ impl QuicTuning {
         // replacement stream without ever allowing a flood of them.
         t.max_concurrent_uni_streams(quinn::VarInt::from_u32(4));
         let mut mtu = quinn::MtuDiscoveryConfig::default();
-        mtu.upper_bound(self.mtu_upper_bound_bytes);
+        mtu.upper_bound(self.mtu_bytes());
         t.mtu_discovery_config(Some(mtu));
         Arc::new(t)
     }
@@ -127,10 +148,11 @@ fn size_socket_buffers(socket: &std::net::UdpSocket) {
 }
 
 /// Opens a quinn endpoint on `addr` on the current tokio runtime (which may be a current-thread
-/// runtime), serving `server` when given.
+/// runtime), serving `server` when given, accepting UDP payloads up to `tuning`'s MTU bound.
 pub fn open_endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
+    tuning: &QuicTuning,
 ) -> Result<quinn::Endpoint, EndpointError> {
     let socket =
         std::net::UdpSocket::bind(addr).map_err(|source| EndpointError::Bind { addr, source })?;
@@ -139,6 +161,12 @@ pub fn open_endpoint(
         addr,
         source: std::io::Error::other("no tokio runtime is running on this thread"),
     })?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+    // quinn's default (1472) would cap every peer's path MTU discovery at Ethernet's size, on
+    // loopback too, whatever the transport configuration asks for.
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config
+        .max_udp_payload_size(tuning.mtu_bytes())
+        .expect("1200 to 6500 bytes is within QUIC's bounds");
+    quinn::Endpoint::new(endpoint_config, server, socket, runtime)
         .map_err(|source| EndpointError::Bind { addr, source })
 }
