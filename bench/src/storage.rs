@@ -64,6 +64,12 @@ pub(crate) struct StorageArgs {
     /// zero-fill policy.
     #[arg(long)]
     pub(crate) modes: bool,
+    /// Who makes raftwal's batches durable: `thread` (the writer's own fdatasync after a ring
+    /// write), `ring` (fdatasync linked after the write on the ring), `dsync` (the ring write
+    /// itself with RWF_DSYNC), `blocking` (pwrite + fdatasync system calls). Default: the
+    /// shipped one.
+    #[arg(long, value_parser = parse_fsync_mode)]
+    pub(crate) fsync: Option<FsyncMode>,
     /// raftwal's `write_chunk_bytes` in KiB (the largest chunk of a batch written in chunks).
     #[arg(long)]
     pub(crate) write_chunk_kib: Option<usize>,
@@ -84,6 +90,17 @@ pub(crate) struct StorageArgs {
     /// entries/s).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) rounds: u32,
+}
+
+/// Parses `thread`, `ring`, `dsync` or `blocking`.
+fn parse_fsync_mode(text: &str) -> Result<FsyncMode, String> {
+    match text {
+        "thread" => Ok(FsyncMode::Thread),
+        "ring" => Ok(FsyncMode::Ring),
+        "dsync" => Ok(FsyncMode::Dsync),
+        "blocking" => Ok(FsyncMode::Blocking),
+        _ => Err(format!("expected thread, ring, dsync or blocking, got {text}")),
+    }
 }
 
 /// Parses `never`, `always` or `below:KIB`.
@@ -109,6 +126,7 @@ impl Default for StorageArgs {
             concurrency: vec![1, 16, 256],
             systems: vec!["raftwal".into(), "raw".into(), "raft-engine".into()],
             modes: false,
+            fsync: None,
             write_chunk_kib: None,
             write_chunk_first_kib: None,
             zero_fill: None,
@@ -141,6 +159,7 @@ impl IoMode {
         let sync = match self.fsync_mode {
             FsyncMode::Ring => "ring-fsync",
             FsyncMode::Thread => "thread-fsync",
+            FsyncMode::Dsync => "dsync-write",
             FsyncMode::Blocking => "blocking-pwrite",
         };
         let zero = match self.zero_fill {
@@ -378,7 +397,9 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
         let mut all = Vec::new();
         let zero_fill = args.zero_fill.unwrap_or(IoMode::shipped().zero_fill);
         for direct_io in [true, false] {
-            for fsync_mode in [FsyncMode::Thread, FsyncMode::Ring, FsyncMode::Blocking] {
+            for fsync_mode in
+                [FsyncMode::Thread, FsyncMode::Ring, FsyncMode::Dsync, FsyncMode::Blocking]
+            {
                 all.push(IoMode { direct_io, fsync_mode, zero_fill });
             }
         }
@@ -394,7 +415,11 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
         all
     } else {
         let shipped = IoMode::shipped();
-        vec![IoMode { zero_fill: args.zero_fill.unwrap_or(shipped.zero_fill), ..shipped }]
+        vec![IoMode {
+            zero_fill: args.zero_fill.unwrap_or(shipped.zero_fill),
+            fsync_mode: args.fsync.unwrap_or(shipped.fsync_mode),
+            ..shipped
+        }]
     };
     let systems: Vec<&str> = if args.modes {
         vec!["raftwal"]

@@ -105,10 +105,13 @@ fn write_path_does_not_allocate_per_entry() {
     measure(FsyncMode::Thread, false, whole);
     measure(FsyncMode::Ring, false, whole);
     measure(FsyncMode::Blocking, true, whole);
+    measure(FsyncMode::Dsync, true, whole);
+    measure(FsyncMode::Dsync, false, whole);
     // ...and batches written in several chunks followed by a separate fdatasync.
     measure(FsyncMode::Thread, true, (4096, 4096));
     measure(FsyncMode::Ring, true, (4096, 4096));
     measure(FsyncMode::Blocking, false, (4096, 4096));
+    measure(FsyncMode::Dsync, true, (4096, 4096));
     // ...and in chunks that double from 1 KiB to 8 KiB.
     measure(FsyncMode::Thread, true, (1024, 8192));
     measure(FsyncMode::Ring, false, (1024, 8192));

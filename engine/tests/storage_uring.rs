@@ -1,6 +1,6 @@
 //! The real io_uring disk: several logs share one ring with completions routed to the right
 //! log, the eventfd signals completions, and segment roll-over, truncation, compaction and
-//! recovery work on real files, with and without O_DIRECT, in both fsync modes.
+//! recovery work on real files, with and without O_DIRECT, in every fsync mode.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
@@ -58,6 +58,8 @@ fn two_logs_share_one_ring(fsync_mode: FsyncMode, direct_io: bool) {
     }
     let ring = disk.stats();
     assert!(ring.background_ops > 0 && ring.background_syncs > 0, "{ring:?}");
+    // Single-write batches are durable writes under Dsync, and only there.
+    assert_eq!(ring.dsync_writes > 0, fsync_mode == FsyncMode::Dsync, "{ring:?}");
     a.truncate_after(LogIndex(40)).unwrap();
     a.append(&entries(41, 3, 3)).unwrap();
     a.flush().unwrap();
@@ -97,14 +99,26 @@ fn thread_fsync_buffered() {
 }
 
 #[test]
+fn dsync_direct() {
+    two_logs_share_one_ring(FsyncMode::Dsync, true);
+}
+
+#[test]
+fn dsync_buffered() {
+    two_logs_share_one_ring(FsyncMode::Dsync, false);
+}
+
+#[test]
 fn blocking_direct() {
     two_logs_share_one_ring(FsyncMode::Blocking, true);
 }
 
-#[test]
-fn large_batches_and_default_options() {
+/// Batches of 50 entries of about 1 KiB on default options: above the first chunk, so written in
+/// chunks and ended by one fdatasync, in every mode (under `Dsync` too, whose single-write
+/// batches carry their own durability).
+fn large_batches_and_default_options(fsync_mode: FsyncMode) {
     let root = tempfile::tempdir().unwrap();
-    let disk = disk(FsyncMode::Ring);
+    let disk = disk(fsync_mode);
     let options = LogOptions { segment_size_bytes: 256 << 10, ..LogOptions::default() };
     let (mut log, _) = LogStore::open(root.path(), options, disk.clone()).unwrap();
     let mut next = 1;
@@ -114,9 +128,20 @@ fn large_batches_and_default_options() {
     }
     log.flush().unwrap();
     assert_eq!(read_all(&log).len(), 2000);
+    assert_eq!(log.stats().data_syncs, log.stats().batches, "{:?}", log.stats());
     drop(log);
     let names = disk.list_dir(root.path()).unwrap();
     assert!(names.iter().filter(|n| n.ends_with(".seg")).count() > 1, "no roll-over: {names:?}");
     let (log, _) = LogStore::open(Path::new(root.path()), options, disk).unwrap();
     assert_eq!(log.last_index(), LogIndex(2000));
+}
+
+#[test]
+fn large_batches_ring() {
+    large_batches_and_default_options(FsyncMode::Ring);
+}
+
+#[test]
+fn large_batches_dsync() {
+    large_batches_and_default_options(FsyncMode::Dsync);
 }

@@ -97,9 +97,10 @@ pub(crate) struct ClusterArgs {
     /// Where results directories are written.
     #[arg(long, default_value = "bench-results")]
     pub(crate) out: PathBuf,
-    /// Who issues each batch's fdatasync on the raftwal nodes: a kernel worker through io_uring
-    /// (`ring`, the node's default) or the shard thread (`thread`). For comparing the two.
-    #[arg(long, value_enum, default_value_t = FsyncArg::Ring)]
+    /// How the raftwal nodes make each batch durable: an RWF_DSYNC write through io_uring
+    /// (`dsync`, the node's default), an fdatasync linked after the write (`ring`, run by a
+    /// kernel worker) or issued by the shard thread (`thread`). For comparing them.
+    #[arg(long, value_enum, default_value_t = FsyncArg::Dsync)]
     pub(crate) fsync: FsyncArg,
     /// The raftwal nodes' `storage.segment_size_bytes`, in MiB (default: the node's, 64 MiB).
     /// For measuring what segment roll-overs cost.
@@ -119,6 +120,8 @@ pub(crate) enum FsyncArg {
     Thread,
     /// The fdatasync is linked after the write in io_uring.
     Ring,
+    /// The write itself is durable (RWF_DSYNC), through io_uring.
+    Dsync,
 }
 
 impl FsyncArg {
@@ -126,6 +129,7 @@ impl FsyncArg {
         match self {
             FsyncArg::Thread => raftwal::config::FsyncChoice::Thread,
             FsyncArg::Ring => raftwal::config::FsyncChoice::Ring,
+            FsyncArg::Dsync => raftwal::config::FsyncChoice::Dsync,
         }
     }
 }
@@ -404,7 +408,7 @@ mod tests {
         no_floor_run: false,
         dir: None,
         out: PathBuf::new(),
-        fsync: FsyncArg::Ring,
+        fsync: FsyncArg::Dsync,
         segment_mib: None,
         logs: 1,
     };

@@ -215,6 +215,17 @@ impl Inner {
             return unsafe { self.ring.submission().push(&write) }
                 .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY));
         }
+        let dsync = slot.op.sync && !slot.op.background && self.fsync_mode == FsyncMode::Dsync;
+        if dsync {
+            // The write carries its own durability; no fdatasync follows it.
+            write = opcode::Write::new(types::Fd(fd), rest.as_ptr(), len)
+                .offset(slot.op.offset + slot.done_bytes as u64)
+                .rw_flags(libc::RWF_DSYNC)
+                .build()
+                .user_data((slot_index as u64) << 1);
+            self.stats.op_syncs += 1;
+            self.stats.dsync_writes += 1;
+        }
         let mut entries = [write.clone(), write.clone()];
         let mut count = 1;
         // A background op's fdatasync is always linked on the ring: it must not run on the
@@ -272,8 +283,13 @@ impl Inner {
                 resubmit |= self.retry(slot_index);
                 continue;
             }
+            let dsync = slot.op.sync && !slot.op.background && self.fsync_mode == FsyncMode::Dsync;
             if write_res < 0 {
-                self.finish(slot_index, Err(errno(write_res)), false);
+                // A durable write's failure may come from making it durable: report it as a
+                // failed sync (never retried), except for a lack of space, which only the write
+                // itself reports.
+                let sync_failed = dsync && write_res != -libc::ENOSPC;
+                self.finish(slot_index, Err(errno(write_res)), sync_failed);
                 continue;
             }
             if write_res == 0 && slot.done_bytes < slot.op.buf.len() {
@@ -288,6 +304,10 @@ impl Inner {
                 continue;
             }
             let sync_res = slot.sync_res;
+            if dsync {
+                self.finish(slot_index, Ok(()), false);
+                continue;
+            }
             if slot.op.sync && sync_res.is_none() {
                 // FsyncMode::Thread: the write is complete; this thread syncs it now.
                 self.stats.op_syncs += 1;

@@ -13,6 +13,13 @@ pub enum FsyncMode {
     /// writer's own shard thread) issues the fdatasync system call itself, then queues the
     /// completion. This avoids waking a kernel worker on another CPU for the fdatasync.
     Thread,
+    /// As `Ring`, except that a batch written in one write makes that write itself durable: it
+    /// goes through the ring with `RWF_DSYNC`, so the kernel makes its data (and any metadata
+    /// needed to read it back) durable before completing it, as the write and its fdatasync
+    /// would, in one op instead of two linked ones. A batch written in several chunks still
+    /// ends with one fdatasync on the ring: one chunk's durable write would not cover chunks
+    /// still in flight.
+    Dsync,
     /// For comparison only: `pwrite` and `fdatasync` system calls, both on the writer's thread
     /// inside [`super::Disk::submit`], bypassing the ring (the completion is queued at once and the
     /// eventfd signalled).
@@ -27,6 +34,9 @@ pub struct UringStats {
     /// fdatasyncs issued for queued ops (one per sync op, plus one per retry after a short
     /// write).
     pub op_syncs: u64,
+    /// Writes made durable by themselves (`RWF_DSYNC`, [`FsyncMode::Dsync`]); counted in
+    /// `op_syncs` too.
+    pub dsync_writes: u64,
     /// Synchronous fdatasyncs and directory fsyncs (segment creation and roll-over, hard state,
     /// truncation).
     pub other_syncs: u64,
@@ -52,6 +62,7 @@ impl UringStats {
         UringStats {
             ops: f(self.ops, other.ops),
             op_syncs: f(self.op_syncs, other.op_syncs),
+            dsync_writes: f(self.dsync_writes, other.dsync_writes),
             other_syncs: f(self.other_syncs, other.other_syncs),
             background_ops: f(self.background_ops, other.background_ops),
             background_syncs: f(self.background_syncs, other.background_syncs),
