@@ -60,8 +60,8 @@ pub(crate) struct StorageArgs {
     pub(crate) systems: Vec<String>,
     /// Instead of the comparison, measure raftwal under each I/O setting: O_DIRECT or
     /// buffered; fdatasync linked on the ring, issued by the writer's thread after a ring write,
-    /// or pwrite + fdatasync both blocking; and, with O_DIRECT and the thread's fdatasync, each
-    /// zero-fill policy.
+    /// replaced by an RWF_DSYNC write, or pwrite + fdatasync both blocking; and, with O_DIRECT
+    /// and the thread's fdatasync, each zero-fill policy.
     #[arg(long)]
     pub(crate) modes: bool,
     /// Who makes raftwal's batches durable: `thread` (the writer's own fdatasync after a ring
