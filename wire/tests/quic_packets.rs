@@ -73,8 +73,19 @@ async fn stream_to(
     (received, mtu)
 }
 
+/// The loopback interface's MTU, when Linux reports it.
+fn loopback_mtu() -> Option<u32> {
+    std::fs::read_to_string("/sys/class/net/lo/mtu").ok()?.trim().parse().ok()
+}
+
 #[tokio::test]
 async fn path_mtu_climbs_past_ethernet_size_and_stays_within_the_offload_bound() {
+    // Linux's loopback carries 65,536 bytes; one configured below Ethernet's payload plus
+    // headers could not show the climb.
+    if let Some(mtu) = loopback_mtu().filter(|&m| m < 1600) {
+        eprintln!("skipped: the loopback MTU is {mtu} bytes");
+        return;
+    }
     let ca = ClusterCa::generate(None).unwrap();
     let (server_id, client_id) = (node_identity(&ca, 2), node_identity(&ca, 1));
     let tuning = QuicTuning::default();
