@@ -289,7 +289,13 @@ impl Inner {
                 // failed sync (never retried), except for a lack of space, which only the write
                 // itself reports.
                 let sync_failed = dsync && write_res != -libc::ENOSPC;
-                self.finish(slot_index, Err(errno(write_res)), sync_failed);
+                let error = errno(write_res);
+                let error = if sync_failed {
+                    io::Error::new(error.kind(), format!("durable write (RWF_DSYNC): {error}"))
+                } else {
+                    error
+                };
+                self.finish(slot_index, Err(error), sync_failed);
                 continue;
             }
             if write_res == 0 && slot.done_bytes < slot.op.buf.len() {
