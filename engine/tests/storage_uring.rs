@@ -6,7 +6,8 @@
 
 mod storage_common;
 
-use raftwal::storage::{Disk, FsyncMode, LogOptions, LogStore, UringDisk, UringOptions};
+use raftwal::storage::disk::{OpenOptions, WriteOp};
+use raftwal::storage::{Disk, FsyncMode, IoBuf, LogOptions, LogStore, UringDisk, UringOptions};
 use raftwal_wire::types::{LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
@@ -144,4 +145,41 @@ fn large_batches_ring() {
 #[test]
 fn large_batches_dsync() {
     large_batches_and_default_options(FsyncMode::Dsync);
+}
+
+/// A failed fdatasync is reported, in every mode: a sync-only op (the fdatasync that ends a
+/// chunked batch) on a file that cannot be synced (a FIFO: EINVAL) completes with the error,
+/// marked as the sync's. Under `Dsync` in particular, only data writes carry `RWF_DSYNC`; the
+/// sync-only op is a real fdatasync whose result must not be dropped.
+#[test]
+fn a_failed_fdatasync_is_reported_in_every_mode() {
+    let root = tempfile::tempdir().unwrap();
+    let fifo = root.path().join("fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a live, NUL-terminated path.
+    #[allow(unsafe_code)]
+    let made = unsafe { libc::mkfifo(name.as_ptr(), 0o600) };
+    assert_eq!(made, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    for mode in [FsyncMode::Thread, FsyncMode::Ring, FsyncMode::Dsync, FsyncMode::Blocking] {
+        let disk = disk(mode);
+        let owner = disk.register();
+        let file = disk.open(&fifo, OpenOptions { create_new: false, direct: false }).unwrap();
+        let op = WriteOp {
+            file,
+            offset: 0,
+            buf: IoBuf::default(),
+            sync: true,
+            tag: 7,
+            background: false,
+        };
+        disk.submit(owner, op).unwrap();
+        disk.wait(owner).unwrap();
+        let mut done = Vec::new();
+        disk.reap(owner, &mut done);
+        assert_eq!(done.len(), 1, "{mode:?}");
+        assert_eq!(done[0].tag, 7);
+        assert!(done[0].result.is_err(), "{mode:?}: a failed fdatasync reported as success");
+        assert!(done[0].sync_failed, "{mode:?}: the failure is the sync's");
+        disk.close(file);
+    }
 }

@@ -93,6 +93,13 @@ pub struct UringDisk {
 
 const USER_DATA_SYNC: u64 = 1;
 
+/// True when `op` is a data op written with `RWF_DSYNC` instead of followed by an fdatasync
+/// ([`FsyncMode::Dsync`]). A sync-only op (empty buffer) never is: it is the fdatasync, and its
+/// result must be reported.
+fn durable_write(mode: FsyncMode, op: &WriteOp) -> bool {
+    mode == FsyncMode::Dsync && op.sync && !op.background && !op.buf.is_empty()
+}
+
 fn errno(res: i32) -> io::Error {
     io::Error::from_raw_os_error(-res)
 }
@@ -215,8 +222,7 @@ impl Inner {
             return unsafe { self.ring.submission().push(&write) }
                 .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY));
         }
-        let dsync = slot.op.sync && !slot.op.background && self.fsync_mode == FsyncMode::Dsync;
-        if dsync {
+        if durable_write(self.fsync_mode, &slot.op) {
             // The write carries its own durability; no fdatasync follows it.
             write = opcode::Write::new(types::Fd(fd), rest.as_ptr(), len)
                 .offset(slot.op.offset + slot.done_bytes as u64)
@@ -283,7 +289,7 @@ impl Inner {
                 resubmit |= self.retry(slot_index);
                 continue;
             }
-            let dsync = slot.op.sync && !slot.op.background && self.fsync_mode == FsyncMode::Dsync;
+            let dsync = durable_write(self.fsync_mode, &slot.op);
             if write_res < 0 {
                 // A durable write's failure may come from making it durable: report it as a
                 // failed sync (never retried), except for a lack of space, which only the write
