@@ -196,8 +196,11 @@ impl Inner {
         let rest = &slot.op.buf.as_slice()[slot.done_bytes..];
         let len =
             u32::try_from(rest.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // Under Dsync a data write carries its own durability and no fdatasync follows it.
+        let dsync = durable_write(self.fsync_mode, &slot.op);
         let mut write = opcode::Write::new(types::Fd(fd), rest.as_ptr(), len)
             .offset(slot.op.offset + slot.done_bytes as u64)
+            .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
             .build()
             .user_data((slot_index as u64) << 1);
         slot.write_res = None;
@@ -222,13 +225,7 @@ impl Inner {
             return unsafe { self.ring.submission().push(&write) }
                 .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY));
         }
-        if durable_write(self.fsync_mode, &slot.op) {
-            // The write carries its own durability; no fdatasync follows it.
-            write = opcode::Write::new(types::Fd(fd), rest.as_ptr(), len)
-                .offset(slot.op.offset + slot.done_bytes as u64)
-                .rw_flags(libc::RWF_DSYNC)
-                .build()
-                .user_data((slot_index as u64) << 1);
+        if dsync {
             self.stats.op_syncs += 1;
             self.stats.dsync_writes += 1;
         }
