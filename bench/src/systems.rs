@@ -68,15 +68,21 @@ impl FsyncCounters {
     }
 }
 
+/// The nodes' storage settings a benchmark run chooses; `None` keeps the node's default.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StorageOverrides {
+    pub(crate) fsync: raftwal::config::FsyncChoice,
+    pub(crate) segment_size_bytes: Option<u64>,
+    pub(crate) zero_chunk_bytes: Option<usize>,
+}
+
 impl RaftwalCluster {
     /// Starts `n` nodes keeping `logs` logs, with data and certificates under `dir`, and waits
-    /// for a leader of log 0. The nodes use `fsync` and, when given, segments of
-    /// `segment_size_bytes`.
+    /// for a leader of log 0. The nodes use the `storage` settings.
     pub(crate) fn start(
         n: usize,
         dir: &Path,
-        fsync: raftwal::config::FsyncChoice,
-        segment_size_bytes: Option<u64>,
+        storage: StorageOverrides,
         logs: u64,
     ) -> Result<RaftwalCluster, String> {
         let tls_dir = dir.join("tls");
@@ -102,10 +108,13 @@ impl RaftwalCluster {
             let mut config =
                 NodeConfig::new(NodeId(id), *addr, peers, dir.join(format!("node-{id}")), &tls_dir);
             config.shards = Some(shards);
-            config.storage.fsync = fsync;
+            config.storage.fsync = storage.fsync;
             config.log_count = logs;
-            if let Some(bytes) = segment_size_bytes {
+            if let Some(bytes) = storage.segment_size_bytes {
                 config.storage.segment_size_bytes = bytes;
+            }
+            if let Some(bytes) = storage.zero_chunk_bytes {
+                config.storage.zero_chunk_bytes = bytes;
             }
             let node = Node::start(config).map_err(|e| format!("node {id}: {e}"))?;
             nodes.push(Some(node));

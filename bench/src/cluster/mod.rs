@@ -106,6 +106,10 @@ pub(crate) struct ClusterArgs {
     /// For measuring what segment roll-overs cost.
     #[arg(long)]
     pub(crate) segment_mib: Option<u64>,
+    /// The raftwal nodes' `storage.zero_chunk_bytes`, in KiB (default: the node's, 128 KiB).
+    /// For measuring what the background zero-fill writes cost the batches queued behind them.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(4..=65536))]
+    pub(crate) zero_chunk_kib: Option<u64>,
     /// Logs the raftwal cluster keeps (`log_count`); appender k writes to log k mod N, and the
     /// leaderships are spread over the nodes (log i led by node i mod nodes + 1) before the load
     /// starts. The fsync figures and the subscriber are log 0's.
@@ -410,6 +414,7 @@ mod tests {
         out: PathBuf::new(),
         fsync: FsyncArg::Dsync,
         segment_mib: None,
+        zero_chunk_kib: None,
         logs: 1,
     };
 

@@ -5,7 +5,7 @@ use super::{ClusterArgs, RunExtras};
 use crate::floor;
 use crate::load::{self, LoadResult, Workload};
 use crate::report::{latency_histogram_ns, Progress};
-use crate::systems::{agreed_leader, RaftwalCluster, RaftwalTarget};
+use crate::systems::{agreed_leader, RaftwalCluster, RaftwalTarget, StorageOverrides};
 use raftwal_wire::types::{LogId, LogIndex};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,9 +28,13 @@ pub(super) async fn run_raftwal(
     // Starting waits for a leader with blocking calls: do it off this thread's runtime.
     let (nodes, start_dir, fsync, logs) =
         (args.nodes, dir.to_owned(), args.fsync.choice(), args.logs);
-    let segment_size_bytes = args.segment_mib.map(|mib| mib << 20);
+    let storage = StorageOverrides {
+        fsync,
+        segment_size_bytes: args.segment_mib.map(|mib| mib << 20),
+        zero_chunk_bytes: args.zero_chunk_kib.map(|kib| (kib as usize) << 10),
+    };
     let cluster = tokio::task::spawn_blocking(move || {
-        RaftwalCluster::start(nodes, &start_dir, fsync, segment_size_bytes, logs)
+        RaftwalCluster::start(nodes, &start_dir, storage, logs)
     })
     .await
     .map_err(|e| e.to_string())??;

@@ -157,6 +157,7 @@ impl Shard {
                 direct_io: config.storage.direct_io,
                 batch_bytes_max: config.storage.batch_bytes_max,
                 tail_cache_bytes_max: config.storage.tail_cache_bytes_max,
+                zero_chunk_bytes: config.storage.zero_chunk_bytes,
                 cluster_id: cluster,
                 log_id: log,
                 ..LogOptions::default()
