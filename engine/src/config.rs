@@ -102,7 +102,7 @@ pub struct StorageTuning {
     /// A batch that reaches the device behind such a write waits for it, and every log of a
     /// node (and, on a shared disk, every replica) writes them, so the node keeps them small:
     /// with 128 KiB instead of the standalone store's 1 MiB, the commit latency p99 at 64
-    /// appenders on the benchmark machine fell from about 3.6 to 1.8 ms at the same
+    /// appenders on the benchmark machine fell from about 3.7 to 1.9 ms at the same
     /// throughput (docs/benchmarks.md, "Zero-fill writes and the tail").
     pub zero_chunk_bytes: usize,
 }
