@@ -136,6 +136,11 @@ pub struct LogMetrics {
     pub bytes_in: AtomicU64,
     /// Entry payload bytes sent to peers and subscribers.
     pub bytes_out: AtomicU64,
+    /// Background writes of zeros ahead of the writer since the log was opened (the store's
+    /// count, copied after each completion).
+    pub zero_fill_writes: AtomicU64,
+    /// Bytes of those writes.
+    pub zero_fill_bytes: AtomicU64,
 }
 
 impl LogMetrics {
@@ -156,6 +161,8 @@ impl LogMetrics {
             leader_changes: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            zero_fill_writes: AtomicU64::new(0),
+            zero_fill_bytes: AtomicU64::new(0),
         }
     }
 
@@ -199,7 +206,7 @@ impl NodeMetrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let us = 1e-6;
-        let counters: [Scalar; 5] = [
+        let counters: [Scalar; 7] = [
             ("raftwal_append_requests_total", "Append requests received.", |m| &m.append_requests),
             ("raftwal_entries_proposed_total", "Entries proposed as leader.", |m| {
                 &m.entries_proposed
@@ -207,6 +214,12 @@ impl NodeMetrics {
             ("raftwal_leader_changes_total", "Leader changes seen.", |m| &m.leader_changes),
             ("raftwal_bytes_in_total", "Entry payload bytes received.", |m| &m.bytes_in),
             ("raftwal_bytes_out_total", "Entry payload bytes sent.", |m| &m.bytes_out),
+            ("raftwal_zero_fill_writes_total", "Background zero-fill writes.", |m| {
+                &m.zero_fill_writes
+            }),
+            ("raftwal_zero_fill_bytes_total", "Background zero-fill bytes.", |m| {
+                &m.zero_fill_bytes
+            }),
         ];
         for (name, help, get) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -137,3 +137,44 @@ fn clean_restart_of_every_node_keeps_the_log() {
         assert_eq!(texts, expected, "node {id}");
     }
 }
+
+/// The value of `name` with labels `{node="N",log="0"}` in a Prometheus text rendering.
+fn metric(text: &str, name: &str, node: u64) -> u64 {
+    let key = format!("{name}{{node=\"{node}\",log=\"0\"}} ");
+    let line =
+        text.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key}:\n{text}"));
+    line[key.len()..].trim().parse().expect("a counter is an integer")
+}
+
+#[test]
+fn storage_zero_chunk_bytes_sets_the_size_of_the_zero_fill_writes() {
+    // 8 KiB, far below the default, so writes of the default size would show.
+    const CHUNK: u64 = 8 << 10;
+    let cluster = Cluster::start_with(3, |c| c.storage.zero_chunk_bytes = CHUNK as usize);
+    let leader = cluster.wait_leader(T);
+    let log = cluster.log(leader);
+    let mut last = None;
+    for round in 0..20u8 {
+        let batch = (0..32).map(|i| Bytes::from(vec![round ^ i; 1000])).collect();
+        last = Some(log.append_batch_blocking(batch).unwrap().last_index());
+    }
+    let last = last.unwrap();
+    for id in 1..=3 {
+        let log = cluster.log(id);
+        wait_until(T, "every replica commits", || {
+            log.status_blocking().unwrap().commit_index >= last
+        });
+        // Small batches on a fresh log: the store zero-fills ahead of its writer, one chunk at a
+        // time (the count is copied after each completion).
+        wait_until(T, "zero-fill writes", || {
+            metric(&cluster.node(id).metrics().render(), "raftwal_zero_fill_writes_total", id) >= 4
+        });
+        let text = cluster.node(id).metrics().render();
+        let writes = metric(&text, "raftwal_zero_fill_writes_total", id);
+        let bytes = metric(&text, "raftwal_zero_fill_bytes_total", id);
+        assert!(
+            bytes > 0 && bytes <= writes * CHUNK,
+            "node {id}: {writes} writes of {bytes} bytes"
+        );
+    }
+}

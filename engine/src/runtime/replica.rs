@@ -198,6 +198,9 @@ impl<D: Disk> Replica<D> {
             }
             Err(e) => return Err(e.to_string()),
         };
+        let stats = self.store.stats();
+        LogMetrics::set(&self.metrics.zero_fill_writes, stats.background_writes);
+        LogMetrics::set(&self.metrics.zero_fill_bytes, stats.background_bytes);
         if let Some((since, through, entries)) = self.batch_in_flight {
             if durable >= through {
                 self.metrics.fsync_latency_us.observe_duration(clock::now() - since);

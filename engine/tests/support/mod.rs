@@ -52,10 +52,16 @@ impl Cluster {
     }
 
     pub(crate) fn start(n: u64) -> Cluster {
+        Self::start_with(n, |_| {})
+    }
+
+    /// Starts `n` nodes after `adjust` changed each one's configuration.
+    pub(crate) fn start_with(n: u64, adjust: impl Fn(&mut NodeConfig)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
         ClusterCerts::generate(None, &ids).unwrap().write_to_dir(&dir.path().join("tls")).unwrap();
-        let configs = Self::configs(dir.path(), n);
+        let mut configs = Self::configs(dir.path(), n);
+        configs.iter_mut().for_each(adjust);
         let nodes = configs.iter().map(|c| Some(Node::start(c.clone()).unwrap())).collect();
         Cluster { dir, configs, nodes }
     }
