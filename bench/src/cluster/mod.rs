@@ -281,6 +281,7 @@ async fn run_job(args: &ClusterArgs) -> Result<(), String> {
         }),
     );
     extra.insert("machine".into(), machine());
+    extra.insert("settings".into(), settings(args));
     let stamp =
         results::timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     let out = results::write(&args.out, &stamp, &report, extra, &cells, &sweep_points, &summary)?;
@@ -301,6 +302,33 @@ fn round_tag(rounds: usize, round: usize) -> String {
     } else {
         String::new()
     }
+}
+
+/// What the run was made with: the load's shape and the raftwal nodes' storage settings (the
+/// node's defaults where the command line left them), so a results file says how to repeat it.
+fn settings(args: &ClusterArgs) -> serde_json::Value {
+    let storage = raftwal::config::StorageTuning::default();
+    let fsync = match args.fsync {
+        FsyncArg::Thread => "thread",
+        FsyncArg::Ring => "ring",
+        FsyncArg::Dsync => "dsync",
+    };
+    serde_json::json!({
+        "raftwal_version": env!("CARGO_PKG_VERSION"),
+        "nodes": args.nodes,
+        "logs": args.logs,
+        "duration_s": args.duration_s,
+        "warmup_s": args.warmup_s,
+        "rate": args.rate,
+        "storage": {
+            "fsync": fsync,
+            "direct_io": storage.direct_io,
+            "segment_size_bytes": args.segment_mib.map_or(storage.segment_size_bytes, |mib| mib << 20),
+            "zero_chunk_bytes": args
+                .zero_chunk_kib
+                .map_or(storage.zero_chunk_bytes as u64, |kib| kib << 10),
+        },
+    })
 }
 
 fn machine() -> serde_json::Value {
@@ -455,6 +483,11 @@ mod tests {
         assert!(rows[0]["tail_delivered"].as_u64().unwrap() > 0, "the follower's tail saw entries");
         assert!(rows[0]["leader_fsyncs_per_s"].as_f64().unwrap() > 0.0);
         assert!(doc["floor"]["fdatasync_us_p50"].as_f64().unwrap() > 0.0);
+        let storage = &doc["settings"]["storage"];
+        assert_eq!(storage["fsync"], "dsync", "{storage}");
+        assert_eq!(storage["zero_chunk_bytes"], 128 << 10, "{storage}");
+        assert_eq!(storage["segment_size_bytes"], 64 << 20, "{storage}");
+        assert_eq!(doc["settings"]["nodes"], 3);
     }
 
     /// An open-loop run over three logs: one row, marked open, with the generator's own lateness
