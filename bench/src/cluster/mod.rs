@@ -308,11 +308,8 @@ fn round_tag(rounds: usize, round: usize) -> String {
 /// node's defaults where the command line left them), so a results file says how to repeat it.
 fn settings(args: &ClusterArgs) -> serde_json::Value {
     let storage = raftwal::config::StorageTuning::default();
-    let fsync = match args.fsync {
-        FsyncArg::Thread => "thread",
-        FsyncArg::Ring => "ring",
-        FsyncArg::Dsync => "dsync",
-    };
+    // The name the command line takes for it.
+    let fsync = clap::ValueEnum::to_possible_value(&args.fsync).map(|v| v.get_name().to_owned());
     serde_json::json!({
         "raftwal_version": env!("CARGO_PKG_VERSION"),
         "nodes": args.nodes,
