@@ -50,6 +50,8 @@ pub(crate) struct FsyncCounters {
     /// Sum of the batches' times from submission to durable (write, fdatasync and the wake-up
     /// that reports it), in microseconds.
     pub(crate) latency_us_sum: u64,
+    /// Of the batches, those started while an earlier one was in flight.
+    pub(crate) pipelined: u64,
 }
 
 impl FsyncCounters {
@@ -59,6 +61,7 @@ impl FsyncCounters {
             batches: self.batches.saturating_sub(before.batches),
             entries: self.entries.saturating_sub(before.entries),
             latency_us_sum: self.latency_us_sum.saturating_sub(before.latency_us_sum),
+            pipelined: self.pipelined.saturating_sub(before.pipelined),
         }
     }
 
@@ -74,6 +77,7 @@ pub(crate) struct StorageOverrides {
     pub(crate) fsync: raftwal::config::FsyncChoice,
     pub(crate) segment_size_bytes: Option<u64>,
     pub(crate) zero_chunk_bytes: Option<usize>,
+    pub(crate) batches_in_flight: Option<usize>,
 }
 
 impl RaftwalCluster {
@@ -115,6 +119,9 @@ impl RaftwalCluster {
             }
             if let Some(bytes) = storage.zero_chunk_bytes {
                 config.storage.zero_chunk_bytes = bytes;
+            }
+            if let Some(n) = storage.batches_in_flight {
+                config.storage.batches_in_flight = n;
             }
             let node = Node::start(config).map_err(|e| format!("node {id}: {e}"))?;
             nodes.push(Some(node));
@@ -176,6 +183,7 @@ impl RaftwalCluster {
             batches: metrics.fsync_batch_entries.count_total(),
             entries: metrics.fsync_batch_entries.sum_total(),
             latency_us_sum: metrics.fsync_latency_us.sum_total(),
+            pipelined: metrics.pipelined_batches.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

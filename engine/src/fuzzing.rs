@@ -98,6 +98,9 @@ fn recovery_options() -> LogOptions {
         write_chunk_bytes: 4 << 10,
         write_chunk_first_bytes: 1 << 10,
         zero_fill: ZeroFill::Never,
+        // Every other batch is pipelined behind the one before: the base log has the gaps
+        // before pipelined batches too.
+        batches_in_flight_max: 2,
         ..LogOptions::default()
     }
 }
@@ -105,7 +108,8 @@ fn recovery_options() -> LogOptions {
 const RECOVERY_DIR: &str = "/fuzz/log";
 
 /// Writes a log of 80 entries (terms 1 to 4, payloads of 0 to 899 bytes, three segments) in batches of 1 to 7
-/// entries to a fresh simulated disk, closes it, and returns the entries.
+/// entries, every other one submitted while the one before is in flight (pipelined), to a fresh
+/// simulated disk, closes it, and returns the entries.
 fn base_log(disk: &Rc<SimDisk>) -> Vec<Entry> {
     let dir = Path::new(RECOVERY_DIR);
     let (mut log, _) =
@@ -129,11 +133,16 @@ fn base_log(disk: &Rc<SimDisk>) -> Vec<Entry> {
             .collect();
         log.append(&entries).expect("the base log appends");
         written.extend(entries);
+        if batch % 2 == 1 {
+            log.submit().expect("the base log submits");
+            continue;
+        }
         while log.durable_index() < log.last_index() {
             log.submit().expect("the base log submits");
             log.wait().expect("the simulated disk completes");
         }
     }
+    assert!(log.stats().pipelined_batches > 0, "the base log pipelines batches");
     drop(log);
     written
 }

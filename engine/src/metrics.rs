@@ -141,6 +141,9 @@ pub struct LogMetrics {
     pub zero_fill_writes: AtomicU64,
     /// Bytes of those writes.
     pub zero_fill_bytes: AtomicU64,
+    /// Storage batches started while an earlier batch of the log was in flight (the store's
+    /// count, copied after each completion).
+    pub pipelined_batches: AtomicU64,
 }
 
 impl LogMetrics {
@@ -163,6 +166,7 @@ impl LogMetrics {
             bytes_out: AtomicU64::new(0),
             zero_fill_writes: AtomicU64::new(0),
             zero_fill_bytes: AtomicU64::new(0),
+            pipelined_batches: AtomicU64::new(0),
         }
     }
 
@@ -206,7 +210,7 @@ impl NodeMetrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let us = 1e-6;
-        let counters: [Scalar; 7] = [
+        let counters: [Scalar; 8] = [
             ("raftwal_append_requests_total", "Append requests received.", |m| &m.append_requests),
             ("raftwal_entries_proposed_total", "Entries proposed as leader.", |m| {
                 &m.entries_proposed
@@ -220,6 +224,11 @@ impl NodeMetrics {
             ("raftwal_zero_fill_bytes_total", "Background zero-fill bytes.", |m| {
                 &m.zero_fill_bytes
             }),
+            (
+                "raftwal_pipelined_batches_total",
+                "Storage batches started while another was in flight.",
+                |m| &m.pipelined_batches,
+            ),
         ];
         for (name, help, get) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -178,3 +178,50 @@ fn storage_zero_chunk_bytes_sets_the_size_of_the_zero_fill_writes() {
         );
     }
 }
+
+/// `storage.batches_in_flight` reaches every log store: with 3, appends that arrive while a
+/// batch is being written start pipelined batches (counted by `raftwal_pipelined_batches_total`),
+/// and everything still commits and reads back; with the default of 1, none is pipelined.
+#[test]
+fn storage_batches_in_flight_pipelines_batches() {
+    for batches in [1usize, 3] {
+        let cluster = Cluster::start_with(3, |c| c.storage.batches_in_flight = batches);
+        let leader = cluster.wait_leader(T);
+        let log = cluster.log(leader);
+        // Many appenders at once, so entries arrive while batches are in flight.
+        let last = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16u8)
+                .map(|t| {
+                    let log = log.clone();
+                    s.spawn(move || {
+                        let mut last = None;
+                        for round in 0..40u8 {
+                            let data = Bytes::from(vec![t ^ round; 512]);
+                            last = Some(log.append_blocking(data).unwrap().index);
+                        }
+                        last.unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+        });
+        let mut pipelined = 0;
+        for id in 1..=3 {
+            let log = cluster.log(id);
+            wait_until(T, "every replica commits", || {
+                log.status_blocking().unwrap().commit_index >= last
+            });
+            let text = cluster.node(id).metrics().render();
+            pipelined += metric(&text, "raftwal_pipelined_batches_total", id);
+        }
+        if batches == 1 {
+            assert_eq!(pipelined, 0);
+        } else {
+            assert!(pipelined > 0, "no batch was pipelined with {batches} allowed in flight");
+        }
+        let entries =
+            cluster.log(leader).read_blocking(LogIndex(1), ReadLimit::entries(2000)).unwrap();
+        let data = entries.iter().filter(|e| e.data.len() == 512).count();
+        assert_eq!(data, 16 * 40, "every append reads back");
+    }
+}

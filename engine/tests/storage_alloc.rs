@@ -47,7 +47,18 @@ fn allocations() -> u64 {
 const BATCH: u64 = 64;
 const BATCHES: u64 = 200;
 
-fn measure(fsync_mode: FsyncMode, direct_io: bool, (first, write_chunk_bytes): (usize, usize)) {
+fn measure(fsync_mode: FsyncMode, direct_io: bool, chunks: (usize, usize)) {
+    measure_with(fsync_mode, direct_io, chunks, 1);
+}
+
+/// With `in_flight` above 1, each round appends and submits that many batches, pipelined behind
+/// each other, before it waits.
+fn measure_with(
+    fsync_mode: FsyncMode,
+    direct_io: bool,
+    (first, write_chunk_bytes): (usize, usize),
+    in_flight: usize,
+) {
     let dir = tempfile::tempdir().unwrap();
     let disk =
         Rc::new(UringDisk::new(UringOptions { fsync_mode, ..UringOptions::default() }).unwrap());
@@ -56,6 +67,7 @@ fn measure(fsync_mode: FsyncMode, direct_io: bool, (first, write_chunk_bytes): (
         direct_io,
         write_chunk_bytes,
         write_chunk_first_bytes: first,
+        batches_in_flight_max: in_flight,
         ..LogOptions::default()
     };
     let (mut log, _) = LogStore::open(dir.path(), options, disk.clone()).unwrap();
@@ -75,9 +87,11 @@ fn measure(fsync_mode: FsyncMode, direct_io: bool, (first, write_chunk_bytes): (
         .collect();
     let mut batches = all.chunks(BATCH as usize);
     let mut run = |log: &mut LogStore<UringDisk>, n: u64| {
-        for _ in 0..n {
-            log.append(batches.next().unwrap()).unwrap();
-            assert!(log.submit().unwrap());
+        for _ in 0..n / in_flight as u64 {
+            for _ in 0..in_flight {
+                log.append(batches.next().unwrap()).unwrap();
+                assert!(log.submit().unwrap());
+            }
             while log.has_in_flight() {
                 log.wait().unwrap();
             }
@@ -90,7 +104,10 @@ fn measure(fsync_mode: FsyncMode, direct_io: bool, (first, write_chunk_bytes): (
     let allocated = allocations() - before;
     let entries = BATCH * BATCHES;
     assert_eq!(log.durable_index(), LogIndex(total));
-    println!("{fsync_mode:?} direct={direct_io} chunks={first}..{write_chunk_bytes}: {allocated} allocations for {entries} entries in {BATCHES} batches");
+    println!("{fsync_mode:?} direct={direct_io} chunks={first}..{write_chunk_bytes} in flight={in_flight}: {allocated} allocations for {entries} entries in {BATCHES} batches");
+    if in_flight > 1 {
+        assert!(log.stats().pipelined_batches >= BATCHES / 2, "{:?}", log.stats());
+    }
     // Amortized doubling of the tail queue and the offset table: a logarithmic number in all.
     assert!(allocated <= 24, "{allocated} allocations for {entries} entries: the write path allocates per entry or per batch");
     assert_eq!(log.stats().data_syncs, log.stats().batches, "one fdatasync per batch");
@@ -115,4 +132,8 @@ fn write_path_does_not_allocate_per_entry() {
     // ...and in chunks that double from 1 KiB to 8 KiB.
     measure(FsyncMode::Thread, true, (1024, 8192));
     measure(FsyncMode::Ring, false, (1024, 8192));
+    // ...and two batches in flight, the second pipelined behind the first.
+    measure_with(FsyncMode::Dsync, true, whole, 2);
+    measure_with(FsyncMode::Ring, true, (1024, 8192), 2);
+    measure_with(FsyncMode::Thread, false, whole, 2);
 }

@@ -278,3 +278,70 @@ fn a_file_cut_inside_the_padding_of_its_last_record_keeps_every_record() {
         assert_eq!(log.read(LogIndex(601), usize::MAX).unwrap().len(), 5);
     }
 }
+
+/// Pipelined batches: a flipped bit in either batch of a pair that was in flight together is
+/// corruption once a batch written after both were durable follows (its records say so: their
+/// `unsynced_from` is past the bad record). A crash hole is never that.
+#[test]
+fn flipped_bit_in_a_pipelined_pair_with_a_later_batch_after_it() {
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        batches_in_flight_max: 2,
+        ..small_options(true)
+    };
+    let build = || {
+        let disk = Rc::new(SimDisk::new());
+        let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+        log.append(&entries(1, 5, 1)).unwrap();
+        assert!(log.submit().unwrap());
+        log.append(&entries(6, 5, 1)).unwrap();
+        assert!(log.submit().unwrap(), "the second batch is pipelined");
+        assert_eq!(log.stats().pipelined_batches, 1);
+        assert_eq!(log.flush().unwrap(), LogIndex(10));
+        log.append(&entries(11, 5, 1)).unwrap();
+        assert_eq!(log.flush().unwrap(), LogIndex(15));
+        drop(log);
+        disk
+    };
+    let name = raftwal::storage::SegmentId(LogIndex(1)).file_name();
+    let bytes = build().file_bytes(&path(&name)).unwrap();
+    // Where each record is: walk the records, skipping the zero gap before the pipelined batch.
+    let mut offsets = Vec::new();
+    let mut at = SEGMENT_HEADER_BYTES;
+    while offsets.len() < 15 {
+        match decode_record(&bytes[at..]) {
+            Ok(h) => {
+                assert_eq!(h.index, LogIndex(offsets.len() as u64 + 1));
+                offsets.push(at);
+                at += record_size_bytes(h.payload_bytes as usize);
+            }
+            Err(_) => {
+                assert!(bytes[at..at.next_multiple_of(4096)].iter().all(|&b| b == 0));
+                at = at.next_multiple_of(4096);
+            }
+        }
+    }
+    assert_eq!(offsets[5] % 4096, 0, "the pipelined batch starts on a block boundary");
+    assert!(offsets[5] > offsets[4] + record_size_bytes(0), "after a gap");
+    let clean = build();
+    assert_eq!(open(&clean).map(|_| ()).err().map(|e| e.to_string()), None::<String>);
+    // The scan names where record 6 was due: right after record 5, at the gap.
+    let gap = offsets[4] + record_size_bytes(storage_common::entry(5, 1).data.len());
+    for (index, offset, named) in [
+        (1, offsets[0], offsets[0]),
+        (5, offsets[4], offsets[4]),
+        (6, offsets[5], gap),
+        (10, offsets[9], offsets[9]),
+    ] {
+        let disk = build();
+        disk.flip_bit(&path(&name), offset + RECORD_HEADER_BYTES + 1, 4);
+        match LogStore::open(Path::new(DIR), options, disk.clone()) {
+            Err(OpenError::Corrupt(c)) => {
+                assert_eq!(c.offset, named as u64, "index {index}: {c}");
+                assert_eq!(c.index, Some(LogIndex(index)), "{c}");
+            }
+            Err(other) => panic!("index {index}: expected corruption, got {other}"),
+            Ok(_) => panic!("index {index}: a corrupt log opened without error"),
+        }
+    }
+}

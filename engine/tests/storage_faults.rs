@@ -239,8 +239,11 @@ fn a_large_batch_goes_out_in_doubling_chunks_and_one_fdatasync() {
 #[test]
 fn one_fdatasync_per_batch_and_appends_coalesce() {
     let disk = Rc::new(SimDisk::new());
-    let options =
-        raftwal::storage::LogOptions { segment_size_bytes: 1 << 20, ..small_options(true) };
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        batches_in_flight_max: 1,
+        ..small_options(true)
+    };
     let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
     disk.set_manual(true);
     // Background fdatasyncs (of the segment prepared ahead) are not on the data path.
@@ -291,6 +294,8 @@ fn invalid_options_are_refused_at_open() {
         raftwal::storage::LogOptions { write_chunk_bytes: 0, ..base },
         raftwal::storage::LogOptions { write_chunk_first_bytes: 0, ..base },
         raftwal::storage::LogOptions { batch_bytes_max: 0, ..base },
+        raftwal::storage::LogOptions { batches_in_flight_max: 0, ..base },
+        raftwal::storage::LogOptions { batches_in_flight_max: 9, ..base },
     ];
     for options in bad {
         let disk = Rc::new(SimDisk::new());
@@ -300,4 +305,114 @@ fn invalid_options_are_refused_at_open() {
         }
         assert_eq!(disk.stats().points, 0, "nothing was written for {options:?}");
     }
+}
+
+/// Pipelining: with `batches_in_flight_max` 2, appends that arrive while a batch is in flight
+/// start a second batch at once (at the next block boundary), a third waits; when the disk
+/// finishes the second batch first, nothing becomes durable until the first is; each batch
+/// still costs one fdatasync. The log reads back whole, before and after reopening.
+#[test]
+fn a_second_batch_is_pipelined_and_durability_stays_in_order() {
+    let disk = Rc::new(SimDisk::new());
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        batches_in_flight_max: 2,
+        ..small_options(true)
+    };
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    disk.set_manual(true);
+    let data_syncs = |disk: &SimDisk| disk.stats().file_syncs - disk.stats().background_syncs;
+    let syncs_before = data_syncs(&disk);
+    let mut next = 1;
+    for round in 0..30u64 {
+        let before = log.stats();
+        log.append(&entries(next, 1, 1)).unwrap();
+        next += 1;
+        assert!(log.submit().unwrap(), "round {round}: the first batch starts");
+        log.append(&entries(next, 1, 1)).unwrap();
+        next += 1;
+        assert!(log.submit().unwrap(), "round {round}: the second batch is pipelined");
+        log.append(&entries(next, 1, 1)).unwrap();
+        next += 1;
+        assert!(!log.submit().unwrap(), "round {round}: a third batch waits");
+        assert!(!log.can_start_batch());
+        let after = log.stats();
+        assert_eq!(after.batches - before.batches, 2, "round {round}");
+        assert_eq!(after.pipelined_batches - before.pipelined_batches, 1, "round {round}");
+        log.check_invariants();
+        let durable = log.durable_index();
+        // The device finishes the pipelined batch (the newest op) first: it is not durable
+        // before the first one is.
+        assert!(disk.run_newest_pending());
+        log.process_completions().unwrap();
+        assert_eq!(log.durable_index(), durable, "round {round}: durable out of order");
+        assert!(log.has_in_flight());
+        disk.run_pending(usize::MAX);
+        log.process_completions().unwrap();
+        assert_eq!(log.durable_index(), durable.plus(2), "round {round}");
+        log.check_invariants();
+        // The third append goes out alone.
+        while log.durable_index().get() < next - 1 {
+            log.submit().unwrap();
+            disk.run_pending(usize::MAX);
+            log.process_completions().unwrap();
+        }
+    }
+    let batches = log.stats().batches;
+    assert_eq!(data_syncs(&disk) - syncs_before, batches, "one fdatasync per batch");
+    assert_eq!(read_all(&log), (1..next).collect::<Vec<_>>());
+    drop(log);
+    disk.set_manual(false);
+    let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    assert_eq!(recovery.torn_tail_bytes, 0, "gaps before pipelined batches are not torn tails");
+    assert_eq!(recovery.last_index, LogIndex(next - 1));
+    assert_eq!(read_all(&log), (1..next).collect::<Vec<_>>());
+    log.check_invariants();
+}
+
+/// fsyncgate with pipelined batches: the later batch's fdatasync fails first, which (as on
+/// Linux) drops the dirty pages of the earlier batch too; that batch's own fdatasync then
+/// "succeeds". Nothing may be reported durable after the failure: the log is poisoned at once,
+/// the durable index stays, and after a crash the log holds at least what was durable before.
+#[test]
+fn a_failed_fdatasync_of_a_pipelined_batch_leaves_every_batch_in_flight_not_durable() {
+    let disk = Rc::new(SimDisk::new());
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        batches_in_flight_max: 2,
+        zero_fill: raftwal::storage::ZeroFill::Never,
+        ..small_options(true)
+    };
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    log.append(&entries(1, 4, 1)).unwrap();
+    assert_eq!(log.flush().unwrap(), LogIndex(4));
+    disk.set_manual(true);
+    log.append(&entries(5, 2, 1)).unwrap();
+    assert!(log.submit().unwrap());
+    log.append(&entries(7, 2, 1)).unwrap();
+    assert!(log.submit().unwrap(), "pipelined");
+    // The first batch is written but its op has not finished; run the second batch's write
+    // and failing fdatasync first.
+    while disk.next_pending_is_background() {
+        disk.run_pending(1);
+    }
+    assert_eq!(disk.pending_ops(), 2, "two batch ops queued");
+    disk.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
+    assert!(disk.run_newest_pending());
+    match log.process_completions() {
+        Err(raftwal::storage::CompletionError::SyncFailed(_)) => {}
+        other => panic!("expected the fdatasync failure, got {other:?}"),
+    }
+    assert!(log.poisoned().is_some(), "poisoned at once");
+    // The first batch's op runs now; its fdatasync reports success, but the failed one has
+    // dropped its dirty pages: it must not become durable.
+    disk.run_pending(usize::MAX);
+    assert_eq!(log.process_completions().unwrap(), LogIndex(4), "nothing in flight became durable");
+    assert!(!log.has_in_flight());
+    assert!(log.submit().is_err(), "a poisoned log takes no more batches");
+    disk.crash(Tear::None);
+    drop(log);
+    let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    assert!(recovery.last_index >= LogIndex(4), "{recovery:?}");
+    log.check_invariants();
 }

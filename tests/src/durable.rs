@@ -26,8 +26,8 @@
 
 use crate::checker::entry_hash;
 use raftwal::storage::format::{
-    decode_record, record_size_bytes, SegmentHeader, SegmentId, RECORD_HEADER_BYTES,
-    SEGMENT_HEADER_BYTES,
+    decode_record, record_size_bytes, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES,
+    RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use raftwal::storage::{SimDisk, HARD_STATE_FILE};
 use raftwal_wire::types::{HardState, LogIndex, NodeId, Term};
@@ -285,9 +285,29 @@ impl DurableImage {
         let outcome = disk.with_durable_bytes(path, |bytes| {
             let mut next = self.last_index().next();
             while limit.is_none_or(|limit| next <= limit) {
-                // The first invalid record ends the log (zeros, or a torn tail).
-                let Ok(header) = decode_record(bytes.get(end_offset..).unwrap_or_default()) else {
-                    break;
+                // The first invalid record ends the log (zeros, or a torn tail), unless it is
+                // the gap before a pipelined batch: zeros up to the next block boundary, where
+                // the record of the expected index starts (docs/format.md, "Recovery").
+                let header = match decode_record(bytes.get(end_offset..).unwrap_or_default()) {
+                    Ok(header) => header,
+                    Err(_) => {
+                        let boundary = end_offset.next_multiple_of(BLOCK_SIZE_BYTES);
+                        let gap = bytes.get(end_offset..boundary).unwrap_or_default();
+                        let after = bytes.get(boundary..).unwrap_or_default();
+                        match decode_record(after) {
+                            Ok(h)
+                                if boundary > end_offset
+                                    && gap.len() == boundary - end_offset
+                                    && gap.iter().all(|&b| b == 0)
+                                    && h.index == next
+                                    && last_term.is_none_or(|term| h.term >= term) =>
+                            {
+                                end_offset = boundary;
+                                h
+                            }
+                            _ => break,
+                        }
+                    }
                 };
                 if header.index != next || last_term.is_some_and(|term| header.term < term) {
                     return Err(ImageError(format!(

@@ -288,10 +288,25 @@ impl SimStore {
         self.apply_capacity();
     }
 
-    /// Heals the disk: no armed crash, no failing fsync, room again.
+    /// Heals the disk: no armed crash, no failing fsync, room again (the order in which it runs
+    /// queued ops stays: that is the device, not a fault).
     pub fn clear_faults(&mut self) {
         self.capacity_bytes = None;
-        self.disk.set_faults(raftwal::storage::SimFaults::default());
+        let reorder_seed = self.disk.faults().reorder_seed;
+        self.disk.set_faults(raftwal::storage::SimFaults {
+            reorder_seed,
+            ..raftwal::storage::SimFaults::default()
+        });
+    }
+
+    /// Makes the disk run queued ops in an order drawn from `seed` instead of submission order
+    /// (for the rest of the node's life, crashes included): pipelined batches then complete
+    /// and persist out of order, and a crash can leave a later batch durable behind a lost one.
+    pub fn with_disk_reorder(self, seed: u64) -> SimStore {
+        let mut faults = self.disk.faults();
+        faults.reorder_seed = Some(seed);
+        self.disk.set_faults(faults);
+        self
     }
 
     /// Whether the disk is full (a capacity is set).

@@ -93,7 +93,7 @@ fn planted_bug_reopen_poisoned_log_is_caught() {
 
 #[test]
 fn the_same_seed_replays_the_same_run() {
-    let mut disk_paths = (0, 0, 0);
+    let mut disk_paths = (0, 0, 0, 0);
     for seed in [0, 3, 4, 77] {
         let options = SimOptions::new(seed, SimOptions::default_nodes(seed));
         let first = sim::run(&options).expect("clean seed");
@@ -103,9 +103,14 @@ fn the_same_seed_replays_the_same_run() {
         disk_paths.0 += first.crashes_in_disk_ops;
         disk_paths.1 += first.torn_crashes;
         disk_paths.2 += first.poisoned;
+        disk_paths.3 += first.pipelined_batches;
     }
-    // The replayed runs cover crashes inside disk operations, torn writes and poisoned logs.
-    assert!(disk_paths.0 > 0 && disk_paths.1 > 0 && disk_paths.2 > 0, "{disk_paths:?}");
+    // The replayed runs cover crashes inside disk operations, torn writes, poisoned logs and
+    // pipelined batches.
+    assert!(
+        disk_paths.0 > 0 && disk_paths.1 > 0 && disk_paths.2 > 0 && disk_paths.3 > 0,
+        "{disk_paths:?}"
+    );
     let bug = PlantedBug::Core(InjectedBug::NoElectionRestriction);
     let (_, caught) = first_failure(0, 50, None, Some(bug)).expect("caught within 50 seeds");
     let first = sim::run(&caught.options).expect_err("the failing seed fails again");
@@ -160,6 +165,14 @@ fn regressions_seeds_that_once_failed() {
         // broadcast time of their election by a rival's higher term; 1,279 ms to recover.
         // Not a defect (docs/testing.md); such runs now get CHECK_QUORUM_ONLY_LIVENESS_FACTOR.
         (177550, 3, "CheckQuorum without PreVote over ten election timeouts"),
+        // Pipelined batches (two in flight) on a disk that runs ops out of order: the later
+        // batch's fdatasync failed (and, as Linux does, dropped the earlier batch's dirty
+        // pages), then the earlier batch's own fdatasync succeeded and moved the durable index
+        // over data that was not on disk. Fix: a failure poisons the log at once and nothing
+        // in flight is reported durable after it (storage test
+        // a_failed_fdatasync_of_a_pipelined_batch_leaves_every_batch_in_flight_not_durable).
+        (44, 3, "pipelined batch durable after a later batch's failed fdatasync"),
+        (87, 5, "pipelined batch durable after a later batch's failed fdatasync"),
     ];
     for (seed, nodes, cause) in seeds {
         if let Err(failure) = sim::run(&SimOptions::new(*seed, *nodes)) {

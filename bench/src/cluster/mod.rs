@@ -110,6 +110,10 @@ pub(crate) struct ClusterArgs {
     /// For measuring what the background zero-fill writes cost the batches queued behind them.
     #[arg(long, value_parser = clap::value_parser!(u64).range(4..=65536))]
     pub(crate) zero_chunk_kib: Option<u64>,
+    /// The raftwal nodes' `storage.batches_in_flight` (default: the node's). For measuring
+    /// what pipelining a log's batches to the disk gives.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8))]
+    pub(crate) batches_in_flight: Option<u64>,
     /// Logs the raftwal cluster keeps (`log_count`); appender k writes to log k mod N, and the
     /// leaderships are spread over the nodes (log i led by node i mod nodes + 1) before the load
     /// starts. The fsync figures and the subscriber are log 0's.
@@ -324,6 +328,7 @@ fn settings(args: &ClusterArgs) -> serde_json::Value {
             "zero_chunk_bytes": args
                 .zero_chunk_kib
                 .map_or(storage.zero_chunk_bytes as u64, |kib| kib << 10),
+            "batches_in_flight": args.batches_in_flight.unwrap_or(storage.batches_in_flight as u64),
         },
     })
 }
@@ -374,6 +379,8 @@ fn row(
         row = row.with("leader_fsyncs_per_s", (f.batches as f64 / secs).round());
         if f.batches > 0 {
             row = row.with("mean_batch_entries", tenth(f.entries as f64 / f.batches as f64));
+            row = row
+                .with("leader_pipelined_pct", tenth(100.0 * f.pipelined as f64 / f.batches as f64));
         }
     }
     if let Some(us) = extras.fsyncs.and_then(|f| f.mean_batch_us()) {
@@ -384,6 +391,12 @@ fn row(
         row = row.with("follower_fsyncs_per_s", (f.batches as f64 / secs).round());
         if let Some(us) = f.mean_batch_us() {
             row = row.with("follower_batch_us_mean", tenth(us));
+        }
+        if f.batches > 0 {
+            row = row.with(
+                "follower_pipelined_pct",
+                tenth(100.0 * f.pipelined as f64 / f.batches as f64),
+            );
         }
     }
     if let Some(lag) = &extras.tail_lag_ns {
@@ -440,6 +453,7 @@ mod tests {
         fsync: FsyncArg::Dsync,
         segment_mib: None,
         zero_chunk_kib: None,
+        batches_in_flight: None,
         logs: 1,
     };
 

@@ -32,6 +32,7 @@ pub(super) async fn run_raftwal(
         fsync,
         segment_size_bytes: args.segment_mib.map(|mib| mib << 20),
         zero_chunk_bytes: args.zero_chunk_kib.map(|kib| (kib as usize) << 10),
+        batches_in_flight: args.batches_in_flight.map(|n| n as usize),
     };
     let cluster = tokio::task::spawn_blocking(move || {
         RaftwalCluster::start(nodes, &start_dir, storage, logs)

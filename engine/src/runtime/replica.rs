@@ -10,8 +10,8 @@
 //! 1. A changed term or vote is saved synchronously (an fsync) before anything else, so no
 //!    message that depends on it can leave first. A commit-only change is saved lazily.
 //! 2. Entries go to the store's pending batch (truncating a conflicting suffix first, durably);
-//!    the batch is submitted when no batch is in flight (group commit): appends that arrive while
-//!    a write and fdatasync are in flight form the next batch.
+//!    the batch is submitted when the store can start one (fewer than `batches_in_flight_max`
+//!    in flight; group commit): appends that arrive meanwhile form the next batch.
 //! 3. `messages` leave at once: the leader's AppendEntries run in parallel with its own write.
 //! 4. `messages_after_persist` wait until everything written so far is durable.
 //! 5. When the store reports durability, the core hears it ([`RaftCore::persisted`]): a leader
@@ -63,8 +63,9 @@ pub(crate) struct Replica<D: Disk> {
     persist_points: VecDeque<(LogIndex, Term)>,
     /// Messages that may leave once the store is durable up to the index they carry.
     after_persist: VecDeque<(LogIndex, Vec<Message>)>,
-    /// When the batch in flight was submitted, and its last index (fsync latency).
-    batch_in_flight: Option<(Instant, LogIndex, u64)>,
+    /// When each batch in flight was submitted, its last index and its entries (fsync latency
+    /// and batch size), oldest first.
+    batches_in_flight: VecDeque<(Instant, LogIndex, u64)>,
     pub(crate) waiters: Waiters,
     /// Last index of each proposal and when it was made (commit latency), leader only.
     proposals: VecDeque<(LogIndex, Instant)>,
@@ -112,7 +113,7 @@ impl<D: Disk> Replica<D> {
             ticks_since_commit_save: 0,
             persist_points: VecDeque::new(),
             after_persist: VecDeque::new(),
-            batch_in_flight: None,
+            batches_in_flight: VecDeque::new(),
             waiters: Waiters::default(),
             proposals: VecDeque::new(),
             dedup: DedupTable::default(),
@@ -174,7 +175,7 @@ impl<D: Disk> Replica<D> {
             }
         }
         self.after_progress(waker);
-        self.sent_appends && self.store.has_pending() && !self.store.has_in_flight()
+        self.sent_appends && self.store.can_start_batch()
     }
 
     /// Hands the store's pending batch to the disk (when none is in flight) and moves the
@@ -193,7 +194,7 @@ impl<D: Disk> Replica<D> {
             Err(CompletionError::NoSpace(e)) => {
                 // The batch was withdrawn and stays queued; the next submit retries it.
                 warn!(log = %self.log, "disk full while writing a batch ({e}); will retry");
-                self.batch_in_flight = None;
+                self.batches_in_flight.clear();
                 self.store.durable_index()
             }
             Err(e) => return Err(e.to_string()),
@@ -201,12 +202,14 @@ impl<D: Disk> Replica<D> {
         let stats = self.store.stats();
         LogMetrics::set(&self.metrics.zero_fill_writes, stats.background_writes);
         LogMetrics::set(&self.metrics.zero_fill_bytes, stats.background_bytes);
-        if let Some((since, through, entries)) = self.batch_in_flight {
-            if durable >= through {
-                self.metrics.fsync_latency_us.observe_duration(clock::now() - since);
-                self.metrics.fsync_batch_entries.observe(entries);
-                self.batch_in_flight = None;
+        LogMetrics::set(&self.metrics.pipelined_batches, stats.pipelined_batches);
+        while let Some(&(since, through, entries)) = self.batches_in_flight.front() {
+            if durable < through {
+                break;
             }
+            self.metrics.fsync_latency_us.observe_duration(clock::now() - since);
+            self.metrics.fsync_batch_entries.observe(entries);
+            self.batches_in_flight.pop_front();
         }
         let mut persisted = None;
         while let Some(&(index, term)) = self.persist_points.front() {
@@ -243,6 +246,7 @@ impl<D: Disk> Replica<D> {
                 let keep = first.index.prev();
                 self.store.truncate_after(keep).map_err(|e| e.to_string())?;
                 self.persist_points.retain(|&(index, _)| index <= keep);
+                self.batches_in_flight.retain(|&(_, through, _)| through <= keep);
                 for (need, _) in &mut self.after_persist {
                     *need = (*need).min(keep);
                 }
@@ -279,15 +283,19 @@ impl<D: Disk> Replica<D> {
         Ok(())
     }
 
-    /// Hands the pending batch to the disk when none is in flight.
+    /// Hands the pending entries to the disk in as many batches as the store starts.
     fn submit(&mut self) {
-        let through = self.store.last_index();
-        let before = self.store.stats().entries;
         match self.store.submit() {
             Ok(true) => {
-                let entries = self.store.stats().entries - before;
-                if self.batch_in_flight.is_none() {
-                    self.batch_in_flight = Some((clock::now(), through, entries));
+                let now = clock::now();
+                let mut prev = self.batches_in_flight.back().map(|b| b.1);
+                for through in self.store.batch_ends_in_flight() {
+                    if prev.is_none_or(|p| through > p) {
+                        let first = prev.unwrap_or(self.store.durable_index()).next();
+                        let entries = through.get() + 1 - first.get();
+                        self.batches_in_flight.push_back((now, through, entries));
+                        prev = Some(through);
+                    }
                 }
             }
             Ok(false) => {}

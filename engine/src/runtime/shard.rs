@@ -158,6 +158,7 @@ impl Shard {
                 batch_bytes_max: config.storage.batch_bytes_max,
                 tail_cache_bytes_max: config.storage.tail_cache_bytes_max,
                 zero_chunk_bytes: config.storage.zero_chunk_bytes,
+                batches_in_flight_max: config.storage.batches_in_flight,
                 cluster_id: cluster,
                 log_id: log,
                 ..LogOptions::default()

@@ -169,14 +169,17 @@ pub struct RecordHeader {
     pub kind: EntryKind,
     /// Bytes of payload that follow the header.
     pub payload_bytes: u32,
-    /// How many entries before this one its batch started (0 for a batch's first entry).
-    /// Recovery uses it to tell a torn last batch from corruption.
+    /// How many entries before this one start the entries that were not durable when its
+    /// batch was submitted: its batch's first entry, or, for a batch submitted while earlier
+    /// ones were in flight, the first entry of the oldest of them. Recovery uses it to tell
+    /// a torn tail (or a hole left by batches in flight at a crash) from corruption.
     pub batch_offset: u32,
 }
 
 impl RecordHeader {
-    /// The index of the first entry of this record's batch.
-    pub fn batch_first_index(&self) -> LogIndex {
+    /// The first index that was not durable when this record's batch was submitted: every
+    /// entry before it was durable (and may have been acknowledged) by then.
+    pub fn unsynced_from(&self) -> LogIndex {
         LogIndex(self.index.get().saturating_sub(u64::from(self.batch_offset)))
     }
 }
@@ -303,7 +306,7 @@ mod tests {
         assert_eq!(h.term, Term(3));
         assert_eq!(h.kind, EntryKind::Tagged);
         assert_eq!(h.payload_bytes as usize, payload.len());
-        assert_eq!(h.batch_first_index(), LogIndex(5));
+        assert_eq!(h.unsynced_from(), LogIndex(5));
         for bit in 0..(RECORD_HEADER_BYTES + payload.len()) * 8 {
             let mut bad = buf.clone();
             bad[bit / 8] ^= 1 << (bit % 8);

@@ -44,4 +44,4 @@ pub use error::{
 };
 pub use format::SegmentId;
 pub use hard_state::HARD_STATE_FILE;
-pub use log::{LogOptions, LogStats, LogStore, Recovery, ZeroFill};
+pub use log::{LogOptions, LogStats, LogStore, Recovery, ZeroFill, BATCHES_IN_FLIGHT_LIMIT};

@@ -5,17 +5,19 @@
 //!
 //! Invariants of a [`Segment`]:
 //! 1. `offsets[k]` is the offset of the record of index `first + k`; offsets increase and the
-//!    records are contiguous: `offsets[k + 1] = offsets[k] + record_size_bytes(payload k)`.
+//!    records are contiguous, `offsets[k + 1] = offsets[k] + record_size_bytes(payload k)`,
+//!    except that a record may start at the next block boundary instead, after a gap of zeros
+//!    (a pipelined batch: docs/format.md). `offsets[k + 1] - offsets[k]` bounds the payload.
 //! 2. `end_offset` is the offset after the last record (or [`SEGMENT_HEADER_BYTES`]).
 //! 3. A sealed segment has `map` covering `[0, end_offset)` and no open file; it is never
 //!    written again. Only the last segment of a log is active (unsealed).
 
 use crate::storage::disk::FileId;
 use crate::storage::format::RecordHeader;
+use crate::storage::format::{align_up, record_size_bytes, BLOCK_SIZE_BYTES, SEGMENT_HEADER_BYTES};
 use crate::storage::format::{
     decode_record, RecordError, SegmentId, RECORD_ALIGN, RECORD_HEADER_BYTES,
 };
-use crate::storage::format::{record_size_bytes, SEGMENT_HEADER_BYTES};
 use bytes::Bytes;
 use raftwal_wire::types::{EntryKind, LogIndex, Term};
 use std::path::{Path, PathBuf};
@@ -93,6 +95,12 @@ pub(crate) fn scan(bytes: &[u8], first: LogIndex, prev_term: Term, last: Option<
     while last.is_none_or(|l| expected <= l) {
         let header = match decode_record(bytes.get(offset..).unwrap_or_default()) {
             Ok(h) => h,
+            // A gap shorter than a record header does not decode as zeros: check for one
+            // whatever the error.
+            Err(_) if gap_before_record(bytes, offset, expected, term) => {
+                offset = align_up(offset, BLOCK_SIZE_BYTES);
+                continue;
+            }
             Err(error) => {
                 out.stop = Some(Stop::Invalid { offset, error });
                 break;
@@ -124,6 +132,21 @@ pub(crate) fn scan(bytes: &[u8], first: LogIndex, prev_term: Term, last: Option<
         expected = expected.next();
     }
     out
+}
+
+/// True when the bytes from `offset` (inside a block) to the next block boundary are zero and a
+/// valid record of index `expected` (term not below `term`) starts at that boundary: the gap a
+/// pipelined batch leaves before itself. Nothing else leaves one: a record of the index that
+/// was due at `offset` can only sit further on if the writer put it there.
+fn gap_before_record(bytes: &[u8], offset: usize, expected: LogIndex, term: Term) -> bool {
+    let boundary = align_up(offset, BLOCK_SIZE_BYTES);
+    if boundary == offset || boundary >= bytes.len() {
+        return false;
+    }
+    if bytes[offset..boundary].iter().any(|&b| b != 0) {
+        return false;
+    }
+    decode_record(&bytes[boundary..]).is_ok_and(|h| h.index == expected && h.term >= term)
 }
 
 /// Looks for a valid record after `from` whose index is past `after` (a record that a torn
@@ -191,6 +214,77 @@ mod tests {
         let s = scan(&bytes, LogIndex(10), Term(1), Some(LogIndex(11)));
         assert_eq!(s.offsets.len(), 2);
         assert_eq!(s.stop, None);
+    }
+
+    /// The gap before a pipelined batch (zeros to the next block boundary, the expected index
+    /// there) is stepped over, whatever its length; a gap with a non-zero byte, or a record of
+    /// another index at the boundary, ends the scan.
+    #[test]
+    fn scan_steps_over_the_gap_before_a_pipelined_batch() {
+        for records_before in [1usize, 9, 10] {
+            let size = record_size_bytes(300);
+            let mut bytes = vec![0u8; SEGMENT_HEADER_BYTES + 3 * 4096];
+            let put = |bytes: &mut Vec<u8>, at: usize, k: u64| {
+                encode_record(
+                    &mut bytes[at..at + size],
+                    LogIndex(10 + k),
+                    Term(1),
+                    EntryKind::Normal,
+                    0,
+                    &[7u8; 300],
+                );
+            };
+            let mut at = SEGMENT_HEADER_BYTES;
+            for k in 0..records_before as u64 {
+                put(&mut bytes, at, k);
+                at += size;
+            }
+            // 1, 9 and 10 records of 336 bytes leave gaps of 3760, 1072 and 736 bytes.
+            let boundary = at.next_multiple_of(4096);
+            let gap = boundary - at;
+            put(&mut bytes, boundary, records_before as u64);
+            put(&mut bytes, boundary + size, records_before as u64 + 1);
+            let s = scan(&bytes, LogIndex(10), Term(1), None);
+            assert_eq!(s.offsets.len(), records_before + 2, "gap of {gap} bytes");
+            assert_eq!(s.offsets[records_before] as usize, boundary);
+            assert_eq!(s.end_offset, boundary + 2 * size);
+            // A non-zero byte in the gap: not a gap, the scan stops there.
+            let mut dirty = bytes.clone();
+            dirty[boundary - 1] = 1;
+            let s = scan(&dirty, LogIndex(10), Term(1), None);
+            assert_eq!(s.offsets.len(), records_before);
+            assert!(matches!(s.stop, Some(Stop::Invalid { offset, .. }) if offset == at));
+            // The record at the boundary is not the one due: the scan stops at the gap.
+            let mut skip = bytes.clone();
+            put(&mut skip, boundary, records_before as u64 + 1);
+            let s = scan(&skip, LogIndex(10), Term(1), None);
+            assert_eq!(s.offsets.len(), records_before);
+        }
+        // A gap shorter than a record header (24 bytes): the bytes there do not decode as
+        // zeros, but the gap is still recognized.
+        let payload = vec![5u8; 4096 - 24 - RECORD_HEADER_BYTES];
+        let size = record_size_bytes(payload.len());
+        let mut bytes = vec![0u8; SEGMENT_HEADER_BYTES + 2 * 4096];
+        encode_record(
+            &mut bytes[SEGMENT_HEADER_BYTES..SEGMENT_HEADER_BYTES + size],
+            LogIndex(10),
+            Term(1),
+            EntryKind::Normal,
+            0,
+            &payload,
+        );
+        let boundary = SEGMENT_HEADER_BYTES + 4096;
+        assert_eq!(boundary - (SEGMENT_HEADER_BYTES + size), 24);
+        encode_record(
+            &mut bytes[boundary..boundary + record_size_bytes(5)],
+            LogIndex(11),
+            Term(1),
+            EntryKind::Normal,
+            1,
+            b"abcde",
+        );
+        let s = scan(&bytes, LogIndex(10), Term(1), None);
+        assert_eq!(s.offsets.len(), 2);
     }
 
     #[test]

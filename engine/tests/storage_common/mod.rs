@@ -47,6 +47,8 @@ pub fn small_options(direct_io: bool) -> LogOptions {
         // Zeros ahead of the writer and over the next segment, in several writes per segment.
         zero_fill: ZeroFill::Always,
         zero_chunk_bytes: 4 * 1024,
+        // Batches submitted while one is in flight are pipelined (where a test submits twice).
+        batches_in_flight_max: 2,
     }
 }
 

@@ -176,10 +176,11 @@ impl Replica {
         Ok(released)
     }
 
-    /// Hands the store's pending entries to the disk when no batch is in flight.
+    /// Hands the store's pending entries to the disk when a batch can start (none in flight, or
+    /// fewer than the store's `batches_in_flight_max`: pipelined).
     pub(super) fn submit_inline(&mut self) -> Result<(), Down> {
         let log = self.store.log_mut().expect("up");
-        if log.has_in_flight() || !log.has_pending() {
+        if !log.can_start_batch() {
             self.inline.blocked = false;
             return Ok(());
         }

@@ -55,6 +55,7 @@ pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
     log_id: SCENARIO_LOG,
     zero_fill: ZeroFill::BatchBytesBelow(1 << 20),
     zero_chunk_bytes: 4 << 10,
+    batches_in_flight_max: 1,
 };
 
 /// A cluster under a test's complete control.

@@ -150,6 +150,8 @@ pub struct RunSummary {
     pub batches: u64,
     /// Entries in those batches.
     pub batched_entries: u64,
+    /// Of the batches, those started while an earlier one of the same log was in flight.
+    pub pipelined_batches: u64,
     /// Background zero-fill writes (ahead of the writer, or of the next segment).
     pub background_writes: u64,
     /// Background fdatasyncs of a prepared next segment.

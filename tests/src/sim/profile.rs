@@ -110,6 +110,9 @@ pub(crate) struct Profile {
     pub(crate) disk_retry_us: u64,
     /// The log store's settings on every replica.
     pub(crate) log_options: LogOptions,
+    /// Whether each node's disk runs queued ops out of order (pipelined batches complete and
+    /// persist in any order; see [`Profile::draw_pipelining`]).
+    pub(crate) disk_reorder: bool,
     /// The order in which the replica loop carries out a `Ready`'s effects.
     pub(crate) driver_order: DriverOrder,
     /// Whether the group writer saves every commit index change.
@@ -198,6 +201,7 @@ impl Profile {
                 zero_chunk_bytes: [4 << 10, 8 << 10, 1 << 20][rng.index(3)],
                 ..LogOptions::default()
             },
+            disk_reorder: false,
             driver_order: if rng.chance(500_000) {
                 DriverOrder::Runtime
             } else {
@@ -227,6 +231,15 @@ impl Profile {
             pre_vote: rng.chance(800_000),
             check_quorum: rng.chance(800_000),
         }
+    }
+
+    /// Draws how many batches a log store keeps in flight (1 to 3) and whether the disks run
+    /// queued ops out of order, from a stream of their own derived from `seed`: adding them
+    /// changed no other draw of the profile or of the run.
+    pub(crate) fn draw_pipelining(&mut self, seed: u64) {
+        let mut rng = SimRng::new(seed ^ 0x7069_7065_6c69_6e65);
+        self.log_options.batches_in_flight_max = [1, 2, 3][rng.index(3)];
+        self.disk_reorder = self.log_options.batches_in_flight_max > 1 && rng.chance(600_000);
     }
 
     /// The core configuration of replica `id` under this profile.

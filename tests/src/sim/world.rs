@@ -146,7 +146,8 @@ impl World {
     pub(super) fn new(options: SimOptions) -> World {
         assert!(options.nodes >= 1, "a cluster has at least one replica");
         let mut rng = SimRng::new(options.seed);
-        let profile = Profile::draw(&mut rng, options.nodes);
+        let mut profile = Profile::draw(&mut rng, options.nodes);
+        profile.draw_pipelining(options.seed);
         let voters: Vec<NodeId> = (0..options.nodes).map(id_of).collect();
         let bugs: Vec<_> = match options.bug {
             Some(PlantedBug::Core(bug)) => vec![bug],
@@ -158,6 +159,9 @@ impl World {
                     profile.config(Config::new(id_of(position), LogId(7), voters.clone()));
                 config.timeout_seed = rng.fork();
                 let mut store = SimStore::new(profile.log_options);
+                if profile.disk_reorder {
+                    store = store.with_disk_reorder(options.seed ^ position as u64);
+                }
                 if !options.lemma_checks {
                     store = store.without_recovery_check();
                 }
@@ -257,6 +261,7 @@ impl World {
             let stats = replica.store().batch_stats();
             self.summary.batches += stats.batches;
             self.summary.batched_entries += stats.entries;
+            self.summary.pipelined_batches += stats.pipelined_batches;
             self.summary.background_writes += stats.background_writes;
             self.summary.background_syncs += stats.background_syncs;
             self.summary.roll_overs_prepared += stats.roll_overs_prepared;

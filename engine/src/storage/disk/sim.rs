@@ -19,8 +19,9 @@
 //!    the directory copies it to the durable table. Directories themselves are durable at once.
 //! 3. A crash replaces every written image and table with its durable one; with a tear, a prefix
 //!    of whole sectors of the most recent unsynced write survives.
-//! 4. Ops queued with `submit` run, in submission order, when an owner reaps or waits (or when
-//!    the test calls [`SimDisk::run_pending`] in manual mode).
+//! 4. Ops queued with `submit` run, in submission order (or in an order drawn from
+//!    [`SimFaults::reorder_seed`]), when an owner reaps or waits (or when the test calls
+//!    [`SimDisk::run_pending`] in manual mode).
 
 use super::{Completion, Disk, FileId, OpenOptions, OwnerId, SubmitRejected, WriteOp};
 use crate::storage::format::{BLOCK_SIZE_BYTES, SECTOR_SIZE_BYTES};
@@ -40,6 +41,11 @@ pub struct SimFaults {
     pub fail_next_sync: bool,
     /// Total bytes the files may occupy; writes and allocations past it fail with ENOSPC.
     pub capacity_bytes: Option<u64>,
+    /// Run queued ops in an order drawn from this seed instead of the order they were
+    /// submitted in, as a device does with concurrent writes (it completes and persists them
+    /// in any order): a later batch's write and fdatasync may run before an earlier batch's
+    /// write, and a crash then leaves a hole.
+    pub reorder_seed: Option<u64>,
 }
 
 /// What survives of the most recent unsynced write at a crash.
@@ -103,6 +109,16 @@ struct State {
     stats: SimStats,
     /// The most recent unsynced write: (inode, offset, length).
     last_write: Option<(u64, usize, usize)>,
+    /// Draws made for [`SimFaults::reorder_seed`].
+    reorder_draws: u64,
+}
+
+/// A 64-bit mix (splitmix64's finalizer): deterministic, well spread.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 /// The simulated disk. Cheap to create; share one per simulated node through `Rc`.
@@ -217,7 +233,16 @@ impl State {
     }
 
     fn run_one(&mut self) -> bool {
-        let Some((owner, op)) = self.pending.pop_front() else { return false };
+        let next = match (self.faults.reorder_seed, self.pending.len()) {
+            (_, 0) => return false,
+            (Some(seed), n) => {
+                self.reorder_draws += 1;
+                (splitmix64(seed ^ self.reorder_draws.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    % n as u64) as usize
+            }
+            (None, _) => 0,
+        };
+        let Some((owner, op)) = self.pending.remove(next) else { return false };
         let mut sync_failed = false;
         // An empty buffer is a sync-only op: no write point.
         let mut result = if op.buf.is_empty() {
@@ -241,6 +266,15 @@ impl State {
             queue.push_back(completion);
         }
         true
+    }
+
+    fn run_newest_pending(&mut self) -> bool {
+        let Some(last) = self.pending.pop_back() else { return false };
+        self.pending.push_front(last);
+        let seed = self.faults.reorder_seed.take();
+        let ran = self.run_one();
+        self.faults.reorder_seed = seed;
+        ran
     }
 
     fn run_pending(&mut self, max_ops: usize) -> usize {
@@ -289,6 +323,12 @@ impl SimDisk {
         self.state.borrow_mut().run_pending(max_ops)
     }
 
+    /// Runs the most recently queued op (in manual mode: a device finishing a later write
+    /// first); returns whether there was one.
+    pub fn run_newest_pending(&self) -> bool {
+        self.state.borrow_mut().run_newest_pending()
+    }
+
     /// Queued ops not yet run.
     pub fn pending_ops(&self) -> usize {
         self.state.borrow().pending.len()
@@ -302,7 +342,8 @@ impl SimDisk {
 
     /// Crashes and restarts the disk: queued ops are dropped, every open file and owner is
     /// forgotten, and every file and directory goes back to its durable image (keeping a torn
-    /// prefix of the last unsynced write if `tear` says so). Faults are cleared.
+    /// prefix of the last unsynced write if `tear` says so). Faults are cleared, except the
+    /// order queued ops run in ([`SimFaults::reorder_seed`]: the device, not a fault).
     pub fn crash(&self, tear: Tear) {
         let mut s = self.state.borrow_mut();
         if let (Tear::LastWrite { seed }, Some((inode, offset, len))) = (tear, s.last_write) {
@@ -331,7 +372,8 @@ impl SimDisk {
         s.owners.clear();
         s.pending.clear();
         s.crashed = false;
-        s.faults = SimFaults::default();
+        // The faults are spent; the device's ordering is not a fault and stays.
+        s.faults = SimFaults { reorder_seed: s.faults.reorder_seed, ..SimFaults::default() };
         s.last_write = None;
     }
 

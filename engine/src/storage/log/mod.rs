@@ -6,14 +6,18 @@
 //! The write path, step by step (docs/format.md has the on-disk side):
 //! 1. [`LogStore::append`] checks the entries and queues them in the tail (a `Bytes` clone per
 //!    entry, no copy, no I/O); they are readable at once.
-//! 2. [`LogStore::submit`], when no batch is in flight, encodes every queued entry into reused,
-//!    block-aligned batch buffers and hands them to the disk: one write followed by one
-//!    fdatasync, or, for a batch larger than `write_chunk_first_bytes`, one write per chunk
-//!    (doubling from that size up to `write_chunk_bytes`) handed over as soon as it is encoded
-//!    (so encoding overlaps the device) and one fdatasync after the last.
+//! 2. [`LogStore::submit`], when fewer than `batches_in_flight_max` batches are in flight,
+//!    encodes every queued entry into reused, block-aligned batch buffers and hands them to the
+//!    disk: one write followed by one fdatasync, or, for a batch larger than
+//!    `write_chunk_first_bytes`, one write per chunk (doubling from that size up to
+//!    `write_chunk_bytes`) handed over as soon as it is encoded (so encoding overlaps the
+//!    device) and one fdatasync after the last. A batch started while another is in flight
+//!    (pipelined) starts at the next block boundary (O_DIRECT), so no two writes in flight
+//!    share a block; the gap stays zero (docs/format.md, "Pipelined batches").
 //! 3. Appends that arrive meanwhile wait in the tail and form the next batch (group commit).
-//! 4. [`LogStore::process_completions`] moves the durable index to the batch's last entry; only
-//!    then may the caller acknowledge those entries.
+//! 4. [`LogStore::process_completions`] moves the durable index to the last entry of the
+//!    earliest batches that completed, in order: a batch that completed before an earlier one
+//!    still in flight waits for it. Only then may the caller acknowledge those entries.
 //! 5. After every submit and completion, the next background op starts if none is in flight:
 //!    zeros ahead of the writer, the next segment's creation, zero-fill and fdatasync
 //!    (`prepare.rs`). Their completions come back through the same calls; they never delay a
@@ -25,8 +29,10 @@
 //!    some durable entries before them (a read cache bounded by `tail_cache_bytes_max`).
 //! 3. Segments are contiguous: each starts right after the previous one's last record; only the
 //!    last is active; together they hold every entry in `[first_index, written_index]`.
-//! 4. At most one batch is in flight, and its writes never overlap; when none is, the
-//!    partial last block of the active segment is held in `tail_block` (O_DIRECT).
+//! 4. At most `batches_in_flight_max` batches are in flight, in index order, and no two writes in
+//!    flight overlap; when none is, the partial last block of the active segment is held in
+//!    `tail_block` (O_DIRECT). Every record's `batch_offset` counts back to the first index that
+//!    was not durable when its batch was submitted (recovery relies on it).
 //! 5. Once poisoned, no write of any kind is issued again (background ones included).
 //! 6. At most one background op is in flight; its tag has `BACKGROUND_TAG` set, a batch's
 //!    never does (`prepare.rs` lists its own invariants).
@@ -81,7 +87,17 @@ pub struct LogOptions {
     pub zero_fill: ZeroFill,
     /// Bytes of one background zero-fill write; a multiple of 4096.
     pub zero_chunk_bytes: usize,
+    /// How many batches may be with the disk at once (1 to [`BATCHES_IN_FLIGHT_LIMIT`]). With
+    /// more than one, appends that arrive while a batch is being written start the next batch
+    /// at once instead of waiting for it; the device works on both. A batch so started begins
+    /// at a block boundary (O_DIRECT), leaving the rest of the previous block unused. The
+    /// default, 1, waits: on the benchmark machine (two vCPUs, a 3-node cluster) pipelining
+    /// gained no throughput and worsened the tail (docs/benchmarks.md, "Pipelined batches").
+    pub batches_in_flight_max: usize,
 }
+
+/// The most batches [`LogOptions::batches_in_flight_max`] allows.
+pub const BATCHES_IN_FLIGHT_LIMIT: usize = 8;
 
 impl Default for LogOptions {
     fn default() -> LogOptions {
@@ -96,6 +112,7 @@ impl Default for LogOptions {
             log_id: LogId(0),
             zero_fill: ZeroFill::BatchBytesBelow(1 << 20),
             zero_chunk_bytes: 1 << 20,
+            batches_in_flight_max: 1,
         }
     }
 }
@@ -126,6 +143,8 @@ pub struct LogStats {
     pub data_syncs: u64,
     /// Bytes handed to the disk in batch writes (including O_DIRECT block padding).
     pub bytes_written: u64,
+    /// Of the batches, those started while an earlier one was in flight.
+    pub pipelined_batches: u64,
     /// Background zero-fill writes issued (ahead of the writer, or of the next segment).
     pub background_writes: u64,
     /// Bytes of those writes.
@@ -150,6 +169,7 @@ impl LogStats {
             entries: op(self.entries, other.entries),
             data_syncs: op(self.data_syncs, other.data_syncs),
             bytes_written: op(self.bytes_written, other.bytes_written),
+            pipelined_batches: op(self.pipelined_batches, other.pipelined_batches),
             background_writes: op(self.background_writes, other.background_writes),
             background_bytes: op(self.background_bytes, other.background_bytes),
             background_syncs: op(self.background_syncs, other.background_syncs),
@@ -187,7 +207,13 @@ struct InFlight {
     sync_submitted: bool,
     /// The first failure among the batch's ops (and whether it was the fdatasync).
     error: Option<(std::io::Error, bool)>,
-    /// The segment's `end_offset` and record count before the batch, to withdraw it on ENOSPC.
+    /// Every op of the batch completed (it leaves the queue once every earlier batch did too).
+    done: bool,
+    /// Started while an earlier batch was in flight: it begins at a block boundary, with no
+    /// partial block carried from before.
+    pipelined: bool,
+    /// The segment's `end_offset` (after the gap, for a pipelined batch) and record count before
+    /// the batch, to withdraw it on ENOSPC.
     prev_end_offset: u64,
     prev_records: usize,
 }
@@ -211,9 +237,11 @@ pub struct LogStore<D: Disk> {
     /// In O_DIRECT mode, the bytes of the active segment's partial last block
     /// (`end_offset % BLOCK_SIZE_BYTES` of them), which the next batch writes again.
     tail_block: Vec<u8>,
-    /// `tail_block` before the batch in flight, to withdraw the batch on ENOSPC.
+    /// `tail_block` before the earliest batch in flight that was not pipelined, to withdraw it
+    /// on ENOSPC.
     prev_tail_block: Vec<u8>,
-    in_flight: Option<InFlight>,
+    /// The batches with the disk, oldest first.
+    in_flight: VecDeque<InFlight>,
     next_tag: u64,
     hard: HardStateFile,
     poison: Option<Poisoned>,
@@ -255,7 +283,22 @@ impl<D: Disk> LogStore<D> {
 
     /// True while a batch is with the disk.
     pub fn has_in_flight(&self) -> bool {
-        self.in_flight.is_some()
+        !self.in_flight.is_empty()
+    }
+
+    /// The last index of each batch in flight, oldest first.
+    pub fn batch_ends_in_flight(&self) -> impl Iterator<Item = LogIndex> + '_ {
+        self.in_flight.iter().map(|f| f.through)
+    }
+
+    /// True when appended entries wait for a batch and one could start now: fewer than
+    /// `batches_in_flight_max` are in flight and none of them failed. (`submit` may still start
+    /// none: at a segment's end it waits for every batch in flight, and it stops before a
+    /// zero-fill write in flight.)
+    pub fn can_start_batch(&self) -> bool {
+        self.has_pending()
+            && self.in_flight.len() < self.options.batches_in_flight_max
+            && self.in_flight.iter().all(|f| f.error.is_none())
     }
 
     /// True when appended entries wait for a batch.
@@ -304,7 +347,7 @@ impl<D: Disk> LogStore<D> {
             }
             self.submit()?;
             // No batch started while a background write is in the way: wait for it too.
-            if self.in_flight.is_some() || self.bg.has_in_flight() {
+            if self.has_in_flight() || self.bg.has_in_flight() {
                 if let Err(e) = self.disk.wait(self.owner) {
                     self.set_poison(format!("waiting for the disk: {e}"));
                     return Err(FlushError::Completion(
@@ -315,20 +358,20 @@ impl<D: Disk> LogStore<D> {
         }
     }
 
-    /// Blocks until the batch in flight (if any) completes, or, with no batch in flight, until
-    /// the background op in flight (if any) completes; then takes the completions and returns
-    /// the durable index. For callers without an event loop; others wait on the disk's eventfd
-    /// and call `process_completions`.
+    /// Blocks until the oldest batch in flight (if any) leaves the queue, or, with no batch in
+    /// flight, until the background op in flight (if any) completes; then takes the
+    /// completions and returns the durable index. For callers without an event loop; others
+    /// wait on the disk's eventfd and call `process_completions`.
     pub fn wait(&mut self) -> Result<LogIndex, CompletionError> {
-        let batch = self.in_flight.is_some();
-        if batch || self.bg.has_in_flight() {
+        let oldest = self.in_flight.front().map(|f| f.tag);
+        if oldest.is_some() || self.bg.has_in_flight() {
             loop {
                 if let Err(e) = self.disk.wait(self.owner) {
                     self.set_poison(format!("waiting for the disk: {e}"));
                     return Err(CompletionError::WriteFailed(e));
                 }
                 let durable = self.process_completions()?;
-                if !batch || self.in_flight.is_none() {
+                if oldest.is_none() || self.in_flight.front().map(|f| f.tag) != oldest {
                     return Ok(durable);
                 }
             }
@@ -364,7 +407,17 @@ impl<D: Disk> LogStore<D> {
         }
         assert_eq!(next, self.written_index.next(), "segments hold every written entry");
         self.check_background_invariants();
-        if let (None, Some(active)) = (&self.in_flight, self.segments.back()) {
+        assert!(
+            self.in_flight.len() <= self.options.batches_in_flight_max,
+            "at most batches_in_flight_max batches in flight"
+        );
+        let mut prev_through = self.durable_index;
+        for (k, f) in self.in_flight.iter().enumerate() {
+            assert!(f.through > prev_through, "batches in flight are in index order");
+            assert!(k == 0 || f.pipelined, "every batch in flight but the oldest is pipelined");
+            prev_through = f.through;
+        }
+        if let (true, Some(active)) = (self.in_flight.is_empty(), self.segments.back()) {
             if self.options.direct_io {
                 assert_eq!(
                     self.tail_block.len() as u64,
@@ -411,7 +464,7 @@ impl<D: Disk> Drop for LogStore<D> {
         // matters to anyone (recovery will find what is durable).
         self.bg.close();
         let mut completions = std::mem::take(&mut self.completions);
-        while self.in_flight.is_some() || self.bg.has_in_flight() {
+        while self.has_in_flight() || self.bg.has_in_flight() {
             if self.disk.wait(self.owner).is_err() {
                 break;
             }
@@ -423,7 +476,7 @@ impl<D: Disk> Drop for LogStore<D> {
             for c in completions.drain(..) {
                 if c.tag & prepare::BACKGROUND_TAG != 0 {
                     self.complete_background(c);
-                } else if self.in_flight.is_some() {
+                } else if self.has_in_flight() {
                     let _ = self.complete(c);
                 }
             }

@@ -8,14 +8,16 @@
 //! The rules (docs/format.md, "Recovery"):
 //! 1. A sealed segment (any but the last) must hold every index up to the next segment's first
 //!    index minus one, all valid; bytes after that are ignored (a truncation leaves them).
-//! 2. In the last segment, the first invalid record ends the log *if* no valid record with a
-//!    later index follows it: that is a torn tail (a write not covered by a completed
-//!    fdatasync). Its bytes are zeroed and synced, and their count logged.
+//! 2. In the last segment, the first invalid record ends the log *if* every valid record with a
+//!    later index after it was written while it was not yet durable (its `unsynced_from` is not
+//!    past it): that is a torn tail (writes not covered by a completed fdatasync; with
+//!    pipelined batches, a later batch may have reached the disk and an earlier one not). Its
+//!    bytes are zeroed and synced, and their count logged.
 //! 3. Anything else (a bad record with valid ones after it, a valid record out of sequence, a
 //!    gap between segments) is corruption: open fails, naming file, offset and index.
 
 use super::prepare::Background;
-use super::{LogOptions, LogStats, LogStore, Recovery};
+use super::{LogOptions, LogStats, LogStore, Recovery, BATCHES_IN_FLIGHT_LIMIT};
 use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
 use crate::storage::error::{Corruption, OpenError};
 use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
@@ -57,6 +59,10 @@ fn validate(options: &LogOptions) -> Result<(), OpenError> {
     }
     if options.batch_bytes_max == 0 {
         return Err(OpenError::InvalidOptions("batch_bytes_max must be positive"));
+    }
+    if options.batches_in_flight_max == 0 || options.batches_in_flight_max > BATCHES_IN_FLIGHT_LIMIT
+    {
+        return Err(OpenError::InvalidOptions("batches_in_flight_max must be between 1 and 8"));
     }
     Ok(())
 }
@@ -126,7 +132,7 @@ impl<D: Disk> LogStore<D> {
             spare: Vec::new(),
             tail_block: Vec::with_capacity(BLOCK_SIZE_BYTES),
             prev_tail_block: Vec::with_capacity(BLOCK_SIZE_BYTES),
-            in_flight: None,
+            in_flight: VecDeque::new(),
             next_tag: 0,
             hard,
             poison: None,
@@ -264,15 +270,16 @@ impl<D: Disk> LogStore<D> {
             }
             (Some(Stop::Invalid { offset, error }), None) => {
                 let last_good = first.plus(s.offsets.len() as u64).prev();
-                // Valid records after the bad one are fine only if they belong to the batch the
-                // bad record belongs to (a batch whose writes were not all persisted before the
-                // crash): a record of a later batch proves the bad one was synced before it.
+                // Valid records after the bad one are fine only if they were written while the
+                // bad record was not yet durable (its batch, or a batch pipelined behind it,
+                // whose writes reached the disk before it at the crash): a record written after
+                // the bad one was durable proves it was synced, and perhaps acknowledged.
                 let expected = last_good.next();
                 let mut from = *offset;
                 while let Some((at, header)) = find_record_after(&found.bytes, from, last_good) {
-                    if header.batch_first_index() > expected {
+                    if header.unsynced_from() > expected {
                         let reason = format!(
-                            "{error}, followed by a valid record of index {} (of a later batch) at offset {at}",
+                            "{error}, followed by a valid record of index {} (written after it was durable) at offset {at}",
                             header.index
                         );
                         return Err(corrupt(&found.path, *offset, Some(expected), reason));

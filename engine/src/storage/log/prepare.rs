@@ -371,7 +371,7 @@ impl<D: Disk> LogStore<D> {
     /// Blocks until no background op is in flight (there is at most one: a zero-fill write or
     /// an fdatasync of the spare). No batch may be in flight.
     pub(super) fn wait_background(&mut self) -> io::Result<()> {
-        assert!(self.in_flight.is_none(), "wait for the batch first");
+        assert!(self.in_flight.is_empty(), "wait for the batches first");
         let mut completions = std::mem::take(&mut self.completions);
         let mut result = Ok(());
         while self.bg.in_flight.is_some() {

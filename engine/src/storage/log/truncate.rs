@@ -20,8 +20,8 @@ use raftwal_wire::types::LogIndex;
 use std::io;
 
 impl<D: Disk> LogStore<D> {
-    /// Removes every entry after `index`, durably before returning (a batch in flight is waited
-    /// for first). A no-op when `index >= last_index`.
+    /// Removes every entry after `index`, durably before returning (the batches in flight are
+    /// waited for first). A no-op when `index >= last_index`.
     pub fn truncate_after(&mut self, index: LogIndex) -> Result<(), TruncateError> {
         self.check_poison()?;
         if index >= self.last_index {
@@ -135,9 +135,9 @@ impl<D: Disk> LogStore<D> {
         self.last_index = index;
     }
 
-    /// Waits for the batch in flight, if any, and takes its completion.
+    /// Waits for the batches in flight, if any, and takes their completions.
     fn wait_idle(&mut self) -> Result<(), TruncateError> {
-        while self.in_flight.is_some() {
+        while self.has_in_flight() {
             if let Err(e) = self.disk.wait(self.owner) {
                 return Err(self.truncate_failed("waiting for the batch in flight", e));
             }

@@ -82,17 +82,30 @@ impl<D: Disk> LogStore<D> {
         Ok(())
     }
 
-    /// Starts a batch with every queued entry (up to `batch_bytes_max`) if no batch is in
-    /// flight: its records are written (in one write, or, above `write_chunk_first_bytes`, in
-    /// chunks that double from that size up to `write_chunk_bytes`, each handed to the disk as
-    /// soon as it is encoded) and then made durable by one fdatasync. Returns whether a
-    /// batch was started (none when one is in flight, nothing is queued, or a background
-    /// zero-fill write in flight covers where the first record would go: its completion makes
-    /// the next `submit` start it). Then starts the next background op if none is in flight.
-    /// Never blocks, except at roll-over when the active segment is full (header, fdatasync,
-    /// rename and directory fsync of the segment prepared ahead).
+    /// Starts batches with the queued entries (each up to `batch_bytes_max`) while fewer than
+    /// `batches_in_flight_max` are in flight: a batch's records are written (in one write, or,
+    /// above `write_chunk_first_bytes`, in chunks that double from that size up to
+    /// `write_chunk_bytes`, each handed to the disk as soon as it is encoded) and then made
+    /// durable by one fdatasync. A batch started while another is in flight begins at the next
+    /// block boundary (O_DIRECT). Returns whether a batch was started (none when enough are in
+    /// flight or one failed, nothing is queued, the active segment is full while a batch is in
+    /// flight, or a background zero-fill write in flight covers where the first record would
+    /// go: its completion makes the next `submit` start it). Then starts the next background
+    /// op if none is in flight. Never blocks, except at roll-over when the active segment is
+    /// full and no batch is in flight (header, fdatasync, rename and directory fsync of the
+    /// segment prepared ahead).
     pub fn submit(&mut self) -> Result<bool, SubmitError> {
-        let started = self.submit_batch();
+        let mut started = Ok(false);
+        loop {
+            match self.submit_batch() {
+                Ok(true) => started = Ok(true),
+                Ok(false) => break,
+                Err(e) => {
+                    started = Err(e);
+                    break;
+                }
+            }
+        }
         if started.is_ok() {
             self.advance_background();
         }
@@ -101,19 +114,28 @@ impl<D: Disk> LogStore<D> {
 
     fn submit_batch(&mut self) -> Result<bool, SubmitError> {
         self.check_poison()?;
-        if self.in_flight.is_some() || self.written_index == self.last_index {
+        if !self.can_start_batch() {
             return Ok(false);
         }
+        let pipelined = self.has_in_flight();
+        let align = self.alignment();
         let seg_size = self.options.segment_size_bytes;
         let tail_start = self.tail.front().map_or(self.last_index.next(), |e| e.index);
         let first_pos = self.written_index.next().distance_from(tail_start) as usize;
         let first_size = record_size_bytes(self.tail[first_pos].data.len()) as u64;
         let active_end =
             self.segments.back().expect("a log always has an active segment").end_offset;
-        if active_end + first_size > seg_size {
+        // A pipelined batch must not write the block the batch before it ends in (two writes in
+        // flight never share a block): it starts at the next boundary, after a zero gap.
+        let start =
+            if pipelined { align_up(active_end as usize, align) as u64 } else { active_end };
+        if start + first_size > seg_size {
+            if pipelined {
+                // Roll-over waits until no batch is in flight.
+                return Ok(false);
+            }
             self.roll_over()?;
         }
-        let align = self.alignment();
         let batch_bytes_max = self.options.batch_bytes_max;
         let chunk_bytes_max = self.options.write_chunk_bytes;
         // Chunks start small, so the device gets the first write soon, and double up to the
@@ -123,7 +145,8 @@ impl<D: Disk> LogStore<D> {
         let zero_limit = self.bg.active_write_limit();
         let active = self.segments.back_mut().expect("a log always has an active segment");
         let file = active.file.expect("the active segment has an open file");
-        let (mut bytes, mut count, mut end) = (0usize, 0usize, active.end_offset);
+        let start = if pipelined { start } else { active.end_offset };
+        let (mut bytes, mut count, mut end) = (0usize, 0usize, start);
         for e in self.tail.range(first_pos..) {
             let size = record_size_bytes(e.data.len());
             if end + size as u64 > seg_size || (count > 0 && bytes + size > batch_bytes_max) {
@@ -143,9 +166,16 @@ impl<D: Disk> LogStore<D> {
             return Ok(false);
         }
         self.bg.note_batch(bytes);
+        active.end_offset = start;
         let (prev_end_offset, prev_records) = (active.end_offset, active.offsets.len());
-        std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
-        self.tail_block.clear();
+        if pipelined {
+            // Nothing is carried: the batch starts on a block of its own. `prev_tail_block`
+            // keeps the oldest batch's, to withdraw from there.
+            self.tail_block.clear();
+        } else {
+            std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+            self.tail_block.clear();
+        }
         let tag = self.next_tag;
         self.next_tag += 1;
         let single = bytes <= chunk_bytes;
@@ -156,18 +186,26 @@ impl<D: Disk> LogStore<D> {
             sync_after_writes: !single,
             sync_submitted: false,
             error: None,
+            done: false,
+            pipelined,
             prev_end_offset,
             prev_records,
         };
         let mut next = first_pos;
         let batch_end = first_pos + count;
-        let batch_first = self.written_index.next();
+        // Every record says how far back the entries go that were not durable when its batch
+        // was submitted (this batch's and those of the batches in flight): recovery must not
+        // mistake a hole they left at a crash for corruption (docs/format.md).
+        let unsynced_from = self.durable_index.next();
         let mut first_chunk = true;
         while next < batch_end {
             // One chunk: the carried partial block, then records up to the chunk size.
             let mut buf = self.spare.pop().unwrap_or_default();
-            let prefix_len =
-                if first_chunk { self.prev_tail_block.len() } else { self.tail_block.len() };
+            let prefix_len = match (first_chunk, pipelined) {
+                (true, true) => 0,
+                (true, false) => self.prev_tail_block.len(),
+                (false, _) => self.tail_block.len(),
+            };
             let mut chunk_records = 0usize;
             for e in self.tail.range(next..batch_end) {
                 let size = record_size_bytes(e.data.len());
@@ -181,7 +219,7 @@ impl<D: Disk> LogStore<D> {
             buf.reserve(records_end + align);
             buf.set_len(records_end);
             let prefix = if first_chunk { &self.prev_tail_block } else { &self.tail_block };
-            buf.as_mut_slice()[..prefix_len].copy_from_slice(prefix);
+            buf.as_mut_slice()[..prefix_len].copy_from_slice(&prefix[..prefix_len]);
             first_chunk = false;
             let active = self.segments.back_mut().expect("a log always has an active segment");
             let write_offset = active.end_offset - prefix_len as u64;
@@ -189,8 +227,8 @@ impl<D: Disk> LogStore<D> {
             while pos < records_end {
                 let e = &self.tail[next];
                 let size = record_size_bytes(e.data.len());
-                let batch_offset = u32::try_from(e.index.get() - batch_first.get())
-                    .expect("a batch holds fewer than 2^32 entries");
+                let batch_offset = u32::try_from(e.index.get() - unsynced_from.get())
+                    .expect("fewer than 2^32 entries are in flight (batches are bounded)");
                 encode_record(
                     &mut buf.as_mut_slice()[pos..pos + size],
                     e.index,
@@ -230,7 +268,11 @@ impl<D: Disk> LogStore<D> {
                         self.segments.back_mut().expect("a log always has an active segment");
                     active.offsets.truncate(prev_records);
                     active.end_offset = prev_end_offset;
-                    std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+                    if pipelined {
+                        self.tail_block.clear();
+                    } else {
+                        std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+                    }
                     return Err(SubmitError::Io {
                         context: "submitting a batch".into(),
                         source: error,
@@ -247,7 +289,10 @@ impl<D: Disk> LogStore<D> {
         self.stats.batches += 1;
         self.stats.entries += count as u64;
         self.stats.data_syncs += 1;
-        self.in_flight = Some(flight);
+        if pipelined {
+            self.stats.pipelined_batches += 1;
+        }
+        self.in_flight.push_back(flight);
         Ok(true)
     }
 
@@ -256,7 +301,7 @@ impl<D: Disk> LogStore<D> {
     /// `FsyncMode::Thread` the fdatasync of a batch written in chunks runs here.
     pub fn process_completions(&mut self) -> Result<LogIndex, CompletionError> {
         let mut result = Ok(self.durable_index);
-        while self.in_flight.is_some() || self.bg.has_in_flight() {
+        while self.has_in_flight() || self.bg.has_in_flight() {
             let mut completions = std::mem::take(&mut self.completions);
             self.disk.reap(self.owner, &mut completions);
             if completions.is_empty() {
@@ -277,16 +322,39 @@ impl<D: Disk> LogStore<D> {
     }
 
     pub(super) fn complete(&mut self, c: Completion) -> Result<(), CompletionError> {
-        let flight =
-            self.in_flight.as_mut().expect("a completion arrives only for the batch in flight");
-        assert_eq!(flight.tag, c.tag, "one batch in flight at a time");
+        let at = self
+            .in_flight
+            .iter()
+            .position(|f| f.tag == c.tag)
+            .expect("a completion arrives only for a batch in flight");
+        let flight = &mut self.in_flight[at];
         let is_sync_op = flight.sync_submitted;
         if !is_sync_op {
             flight.writes_pending -= 1;
         }
+        let mut failed_now = None;
         if let Err(e) = c.result {
-            if flight.error.is_none() {
-                flight.error = Some((e, c.sync_failed || is_sync_op));
+            let sync_failed = c.sync_failed || is_sync_op;
+            if !sync_failed && e.kind() == io::ErrorKind::StorageFull && self.poison.is_none() {
+                // Withdrawn once every batch in flight completed (`settle`).
+                if flight.error.is_none() {
+                    flight.error = Some((e, false));
+                }
+            } else {
+                // Any other failure poisons the log at once. A failed fdatasync may have
+                // dropped the dirty pages of every batch in flight, so none of them may be
+                // reported durable from now on, even if its own fdatasync succeeds later.
+                let what = if sync_failed { "fdatasync" } else { "write" };
+                let through = flight.through;
+                if flight.error.is_none() {
+                    flight.error = Some((io::Error::new(e.kind(), e.to_string()), sync_failed));
+                }
+                self.set_poison(format!("batch {what} through index {through} failed: {e}"));
+                failed_now = Some(if sync_failed {
+                    CompletionError::SyncFailed(e)
+                } else {
+                    CompletionError::WriteFailed(e)
+                });
             }
         }
         // The sync-only op carries an empty buffer that owns no memory: keep only real ones, so
@@ -294,10 +362,13 @@ impl<D: Disk> LogStore<D> {
         if c.buf.capacity() > 0 {
             self.spare.push(c.buf);
         }
+        let poisoned = self.poison.is_some();
+        let flight = &mut self.in_flight[at];
         if flight.writes_pending > 0 {
-            return Ok(());
+            return failed_now.map_or(Ok(()), Err);
         }
-        if flight.error.is_none() && flight.sync_after_writes && !flight.sync_submitted {
+        if flight.error.is_none() && !poisoned && flight.sync_after_writes && !flight.sync_submitted
+        {
             // Every chunk is written: one fdatasync makes the batch durable.
             flight.sync_submitted = true;
             let file = self
@@ -315,38 +386,62 @@ impl<D: Disk> LogStore<D> {
                 background: false,
             };
             match self.disk.submit(self.owner, op) {
-                Ok(()) => return Ok(()),
-                Err(rejected) => flight.error = Some((rejected.error, true)),
+                Ok(()) => return failed_now.map_or(Ok(()), Err),
+                Err(rejected) => {
+                    let through = flight.through;
+                    flight.error = Some((io::Error::other("fdatasync refused"), true));
+                    self.set_poison(format!(
+                        "the disk refused the fdatasync of the batch through index {through}: {}",
+                        rejected.error
+                    ));
+                    failed_now = Some(CompletionError::SyncFailed(rejected.error));
+                }
             }
         }
-        let flight = self.in_flight.take().expect("checked above");
-        match flight.error {
-            None => {
+        self.in_flight[at].done = true;
+        let settled = self.settle();
+        match failed_now {
+            Some(e) => Err(e),
+            None => settled,
+        }
+    }
+
+    /// Moves the durable index over the oldest batches that completed, in order (never once the
+    /// log is poisoned). When every batch in flight has completed, forgets them; if the oldest
+    /// left failed with ENOSPC (and the log is not poisoned), withdraws it and every later one:
+    /// their entries stay queued, and the next batch rewrites from where it started.
+    fn settle(&mut self) -> Result<(), CompletionError> {
+        if self.poison.is_none() {
+            let durable_before = self.durable_index;
+            while self.in_flight.front().is_some_and(|f| f.done && f.error.is_none()) {
+                let flight = self.in_flight.pop_front().expect("checked above");
                 self.durable_index = flight.through;
+            }
+            if self.durable_index > durable_before {
                 self.trim_tail();
-                Ok(())
-            }
-            Some((e, false)) if e.kind() == io::ErrorKind::StorageFull && self.poison.is_none() => {
-                let active = self.segments.back_mut().expect("a log always has an active segment");
-                active.offsets.truncate(flight.prev_records);
-                active.end_offset = flight.prev_end_offset;
-                self.written_index = self.durable_index;
-                std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
-                Err(CompletionError::NoSpace(e))
-            }
-            Some((e, sync_failed)) => {
-                let what = if sync_failed { "fdatasync" } else { "write" };
-                self.set_poison(format!(
-                    "batch {what} through index {} failed: {e}",
-                    flight.through
-                ));
-                Err(if sync_failed {
-                    CompletionError::SyncFailed(e)
-                } else {
-                    CompletionError::WriteFailed(e)
-                })
             }
         }
+        if self.in_flight.iter().any(|f| !f.done) {
+            return Ok(());
+        }
+        // (Emptied in place: the queue keeps its allocation for the next batches.)
+        let Some(flight) = self.in_flight.pop_front() else { return Ok(()) };
+        self.in_flight.clear();
+        if self.poison.is_some() {
+            // The failure was reported when it arrived; the log takes no more writes.
+            return Ok(());
+        }
+        let (e, _) = flight.error.expect("a batch that completed without error left the queue");
+        let active = self.segments.back_mut().expect("a log always has an active segment");
+        active.offsets.truncate(flight.prev_records);
+        active.end_offset = flight.prev_end_offset;
+        self.written_index = self.durable_index;
+        if flight.pipelined {
+            self.tail_block.clear();
+        } else {
+            std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
+        }
+        Err(CompletionError::NoSpace(e))
     }
 
     /// Drops durable entries from the front of the tail while it holds more than the cache
@@ -366,7 +461,7 @@ impl<D: Disk> LogStore<D> {
     /// Seals the full active segment and starts the next one: the segment prepared ahead if
     /// there is one, else a new one made now. No batch is in flight.
     fn roll_over(&mut self) -> Result<(), SubmitError> {
-        assert!(self.in_flight.is_none(), "roll-over waits for the batch in flight");
+        assert!(self.in_flight.is_empty(), "roll-over waits for the batches in flight");
         let next = SegmentId(self.written_index.next());
         let prev_term =
             self.terms.term(self.written_index).expect("the written index is in the log");
