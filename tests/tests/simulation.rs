@@ -173,6 +173,7 @@ fn regressions_seeds_that_once_failed() {
         // a_failed_fdatasync_of_a_pipelined_batch_leaves_every_batch_in_flight_not_durable).
         (44, 3, "pipelined batch durable after a later batch's failed fdatasync"),
         (87, 5, "pipelined batch durable after a later batch's failed fdatasync"),
+        (1_000_293, 5, "pipelined batch durable after a later batch's failed fdatasync"),
     ];
     for (seed, nodes, cause) in seeds {
         if let Err(failure) = sim::run(&SimOptions::new(*seed, *nodes)) {
