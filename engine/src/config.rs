@@ -541,18 +541,19 @@ mod tests {
         }
     }
 
+    /// A minimal config file with one `[storage]` line, parsed.
+    fn with_storage_line(line: &str) -> NodeConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let head = "id = 2\nlisten = \"127.0.0.1:7100\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\n";
+        std::fs::write(&path, format!("{head}[storage]\n{line}\n")).unwrap();
+        NodeConfig::from_toml_file(&path).unwrap()
+    }
+
     #[test]
     fn batches_in_flight_defaults_to_one_is_read_from_toml_and_checked() {
         assert_eq!(StorageTuning::default().batches_in_flight, 1);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.toml");
-        std::fs::write(
-            &path,
-            "id = 2\nlisten = \"127.0.0.1:7100\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\n\
-             [storage]\nbatches_in_flight = 3\n",
-        )
-        .unwrap();
-        assert_eq!(NodeConfig::from_toml_file(&path).unwrap().storage.batches_in_flight, 3);
+        assert_eq!(with_storage_line("batches_in_flight = 3").storage.batches_in_flight, 3);
         for bad in [0, 9] {
             let mut c = base();
             c.storage.batches_in_flight = bad;
@@ -566,15 +567,10 @@ mod tests {
     fn zero_chunk_defaults_to_128_kib_and_is_read_from_toml() {
         assert_eq!(StorageTuning::default().zero_chunk_bytes, 128 << 10);
         assert!(base().validate().is_ok());
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.toml");
-        std::fs::write(
-            &path,
-            "id = 2\nlisten = \"127.0.0.1:7100\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\n\
-             [storage]\nzero_chunk_bytes = 1048576\n",
-        )
-        .unwrap();
-        assert_eq!(NodeConfig::from_toml_file(&path).unwrap().storage.zero_chunk_bytes, 1 << 20);
+        assert_eq!(
+            with_storage_line("zero_chunk_bytes = 1048576").storage.zero_chunk_bytes,
+            1 << 20
+        );
     }
 
     #[test]

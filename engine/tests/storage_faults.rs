@@ -24,6 +24,26 @@ fn read_all(log: &LogStore<SimDisk>) -> Vec<u64> {
     storage_common::read_all(log, 1 << 20)
 }
 
+/// A log with 1 MiB segments and `batches` in flight at most, on a disk in manual mode.
+fn open_manual_with_batches(
+    batches: usize,
+) -> (Rc<SimDisk>, LogStore<SimDisk>, raftwal::storage::LogOptions) {
+    let disk = Rc::new(SimDisk::new());
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        batches_in_flight_max: batches,
+        ..small_options(true)
+    };
+    let (log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    disk.set_manual(true);
+    (disk, log, options)
+}
+
+/// fdatasyncs of the data path: background ones (of the segment prepared ahead) are not on it.
+fn data_syncs(disk: &SimDisk) -> u64 {
+    disk.stats().file_syncs - disk.stats().background_syncs
+}
+
 #[test]
 fn failed_fsync_poisons_the_log_and_is_not_retried() {
     let disk = Rc::new(SimDisk::new());
@@ -238,16 +258,7 @@ fn a_large_batch_goes_out_in_doubling_chunks_and_one_fdatasync() {
 /// and each batch costs exactly one fdatasync (segment creation, once per segment, aside).
 #[test]
 fn one_fdatasync_per_batch_and_appends_coalesce() {
-    let disk = Rc::new(SimDisk::new());
-    let options = raftwal::storage::LogOptions {
-        segment_size_bytes: 1 << 20,
-        batches_in_flight_max: 1,
-        ..small_options(true)
-    };
-    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
-    disk.set_manual(true);
-    // Background fdatasyncs (of the segment prepared ahead) are not on the data path.
-    let data_syncs = |disk: &SimDisk| disk.stats().file_syncs - disk.stats().background_syncs;
+    let (disk, mut log, _) = open_manual_with_batches(1);
     let syncs_before = data_syncs(&disk);
     let batches_before = log.stats().batches;
     let mut next = 1;
@@ -313,15 +324,7 @@ fn invalid_options_are_refused_at_open() {
 /// still costs one fdatasync. The log reads back whole, before and after reopening.
 #[test]
 fn a_second_batch_is_pipelined_and_durability_stays_in_order() {
-    let disk = Rc::new(SimDisk::new());
-    let options = raftwal::storage::LogOptions {
-        segment_size_bytes: 1 << 20,
-        batches_in_flight_max: 2,
-        ..small_options(true)
-    };
-    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
-    disk.set_manual(true);
-    let data_syncs = |disk: &SimDisk| disk.stats().file_syncs - disk.stats().background_syncs;
+    let (disk, mut log, options) = open_manual_with_batches(2);
     let syncs_before = data_syncs(&disk);
     let mut next = 1;
     for round in 0..30u64 {
