@@ -254,6 +254,7 @@ fn appends_survive_two_leader_kills_and_a_clean_restart_keeps_the_log() {
         "raftwal_bytes_out_total",
         "raftwal_zero_fill_writes_total",
         "raftwal_zero_fill_bytes_total",
+        "raftwal_pipelined_batches_total",
     ];
     let labels = format!("{{node=\"{leader}\",log=\"0\"}}");
     assert!(metric(&text, &format!("raftwal_commit_index{labels}")).unwrap() >= commit as f64);
