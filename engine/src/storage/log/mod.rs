@@ -286,6 +286,13 @@ impl<D: Disk> LogStore<D> {
         !self.in_flight.is_empty()
     }
 
+    /// True when appended entries wait although no batch is in flight: the next batch's first
+    /// record would overlap the background zero-fill write in flight, and starts once that
+    /// completes (`process_completions`, then `submit`). The disk must run for the log to move.
+    pub fn waits_for_background(&self) -> bool {
+        self.has_pending() && self.in_flight.is_empty() && self.bg.has_in_flight()
+    }
+
     /// The last index of each batch in flight, oldest first.
     pub fn batch_ends_in_flight(&self) -> impl Iterator<Item = LogIndex> + '_ {
         self.in_flight.iter().map(|f| f.through)
