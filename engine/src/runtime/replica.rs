@@ -178,7 +178,7 @@ impl<D: Disk> Replica<D> {
         self.sent_appends && self.store.can_start_batch()
     }
 
-    /// Hands the store's pending batch to the disk (when none is in flight) and moves the
+    /// Hands the store's pending entries to the disk (when it can start a batch) and moves the
     /// background preparation of the next segment along.
     pub(crate) fn submit_to_disk(&mut self) {
         if self.failed.is_none() {
