@@ -203,7 +203,7 @@ impl Replica {
     /// One disk step: up to `ops_max` queued ops complete, then the completions are taken and
     /// the next batch submitted. Returns the messages released.
     pub(super) fn disk_step_inline(&mut self, ops_max: usize) -> Result<Vec<Message>, Down> {
-        if self.store.log().is_some_and(|log| log.has_in_flight() || log.waits_for_background()) {
+        if self.store.log().is_some_and(super::needs_disk) {
             self.store.disk().run_pending(ops_max);
         }
         let released = self.reap_inline()?;
@@ -214,11 +214,9 @@ impl Replica {
     /// Whether the store needs the disk: a batch in flight, one the full disk refused, or one
     /// that waits for the zero-fill write in flight.
     pub(super) fn needs_disk_step_inline(&self) -> bool {
-        self.store.log().is_some_and(|log| {
-            log.has_in_flight()
-                || log.waits_for_background()
-                || (log.has_pending() && self.inline.blocked)
-        })
+        self.store
+            .log()
+            .is_some_and(|log| super::needs_disk(log) || (log.has_pending() && self.inline.blocked))
     }
 
     /// One tick: the core's, and now and then a save of a commit index that moved alone.

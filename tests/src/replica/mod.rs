@@ -34,6 +34,12 @@ use bytes::Bytes;
 
 use writer::GroupStep;
 
+/// Whether the log can move only after the disk runs: a batch is in flight, or the next batch
+/// waits for the zero-fill write in flight (`LogStore::waits_for_background`).
+fn needs_disk(log: &raftwal::storage::LogStore<raftwal::storage::SimDisk>) -> bool {
+    log.has_in_flight() || log.waits_for_background()
+}
+
 /// One `Ready`'s writes and the messages that wait for them.
 #[derive(Debug, Default)]
 struct PendingWrite {

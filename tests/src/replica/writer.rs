@@ -87,10 +87,9 @@ impl Replica {
                 return Err(self.down(format!("saving the hard state: {error}"), durable_before));
             }
             group.hard_state = None;
-        } else if let (Stage::DiskStep { ops_max }, true) = (
-            stage,
-            self.store.log().is_some_and(|log| log.has_in_flight() || log.waits_for_background()),
-        ) {
+        } else if let (Stage::DiskStep { ops_max }, true) =
+            (stage, self.store.log().is_some_and(super::needs_disk))
+        {
             self.store.disk().run_pending(ops_max);
             let log = self.store.log_mut().expect("up");
             let durable_before = log.durable_index();
@@ -120,7 +119,7 @@ impl Replica {
             }
         }
         let log = self.store.log().expect("up");
-        if log.has_in_flight() || log.waits_for_background() {
+        if super::needs_disk(log) {
             assert!(
                 self.store.disk().pending_ops() > 0,
                 "a batch in flight, or the zero-fill write the next one waits for, has an op \

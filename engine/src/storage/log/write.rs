@@ -127,7 +127,7 @@ impl<D: Disk> LogStore<D> {
             self.segments.back().expect("a log always has an active segment").end_offset;
         // A pipelined batch must not write the block the batch before it ends in (two writes in
         // flight never share a block): it starts at the next boundary, after a zero gap.
-        let start =
+        let mut start =
             if pipelined { align_up(active_end as usize, align) as u64 } else { active_end };
         if start + first_size > seg_size {
             if pipelined {
@@ -135,6 +135,7 @@ impl<D: Disk> LogStore<D> {
                 return Ok(false);
             }
             self.roll_over()?;
+            start = self.segments.back().expect("a log always has an active segment").end_offset;
         }
         let batch_bytes_max = self.options.batch_bytes_max;
         let chunk_bytes_max = self.options.write_chunk_bytes;
@@ -145,7 +146,6 @@ impl<D: Disk> LogStore<D> {
         let zero_limit = self.bg.active_write_limit();
         let active = self.segments.back_mut().expect("a log always has an active segment");
         let file = active.file.expect("the active segment has an open file");
-        let start = if pipelined { start } else { active.end_offset };
         let (mut bytes, mut count, mut end) = (0usize, 0usize, start);
         for e in self.tail.range(first_pos..) {
             let size = record_size_bytes(e.data.len());
@@ -264,15 +264,7 @@ impl<D: Disk> LogStore<D> {
                 let error = rejected.error;
                 self.set_poison(format!("the disk refused a batch write: {error}"));
                 if flight.writes_pending == 0 {
-                    let active =
-                        self.segments.back_mut().expect("a log always has an active segment");
-                    active.offsets.truncate(prev_records);
-                    active.end_offset = prev_end_offset;
-                    if pipelined {
-                        self.tail_block.clear();
-                    } else {
-                        std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
-                    }
+                    self.withdraw(&flight);
                     return Err(SubmitError::Io {
                         context: "submitting a batch".into(),
                         source: error,
@@ -431,17 +423,24 @@ impl<D: Disk> LogStore<D> {
             // The failure was reported when it arrived; the log takes no more writes.
             return Ok(());
         }
+        self.withdraw(&flight);
+        self.written_index = self.durable_index;
         let (e, _) = flight.error.expect("a batch that completed without error left the queue");
+        Err(CompletionError::NoSpace(e))
+    }
+
+    /// Puts the active segment back as it was before `flight` (and every batch after it) was
+    /// encoded: its records are forgotten, and the partial last block is the one it started
+    /// from (none for a pipelined batch, which began on a block of its own).
+    fn withdraw(&mut self, flight: &InFlight) {
         let active = self.segments.back_mut().expect("a log always has an active segment");
         active.offsets.truncate(flight.prev_records);
         active.end_offset = flight.prev_end_offset;
-        self.written_index = self.durable_index;
         if flight.pipelined {
             self.tail_block.clear();
         } else {
             std::mem::swap(&mut self.tail_block, &mut self.prev_tail_block);
         }
-        Err(CompletionError::NoSpace(e))
     }
 
     /// Drops durable entries from the front of the tail while it holds more than the cache
