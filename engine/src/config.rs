@@ -274,6 +274,13 @@ pub enum ConfigError {
         /// The largest allowed value.
         max: u64,
     },
+    /// Pipelined batches with buffered I/O and syncs on a kernel worker: two fdatasyncs of one
+    /// file at once may report a writeback error to only one of them.
+    #[error(
+        "storage.batches_in_flight above 1 needs storage.direct_io = true or storage.fsync = \
+         \"thread\": buffered batches synced at once on the ring may lose a writeback error"
+    )]
+    BufferedPipelining,
     /// A shard's port would not fit in 16 bits.
     #[error("address {addr} with {shards} shards needs ports beyond 65535")]
     PortRange {
@@ -437,6 +444,12 @@ impl NodeConfig {
                 max: limit as u64,
             });
         }
+        if self.storage.batches_in_flight > 1
+            && !self.storage.direct_io
+            && self.storage.fsync != FsyncChoice::Thread
+        {
+            return Err(ConfigError::BufferedPipelining);
+        }
         for addr in std::iter::once(self.listen).chain(self.peers.iter().map(|p| p.addr)) {
             if u32::from(addr.port()) + shards as u32 - 1 > u32::from(u16::MAX) {
                 return Err(ConfigError::PortRange { addr, shards });
@@ -548,6 +561,24 @@ mod tests {
         let head = "id = 2\nlisten = \"127.0.0.1:7100\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\n";
         std::fs::write(&path, format!("{head}[storage]\n{line}\n")).unwrap();
         NodeConfig::from_toml_file(&path).unwrap()
+    }
+
+    #[test]
+    fn buffered_pipelining_needs_the_thread_fsync() {
+        let mut c = with_storage_line("batches_in_flight = 2");
+        c.storage.direct_io = false;
+        for (fsync, ok) in
+            [(FsyncChoice::Thread, true), (FsyncChoice::Ring, false), (FsyncChoice::Dsync, false)]
+        {
+            c.storage.fsync = fsync;
+            match c.validate() {
+                Ok(()) => assert!(ok, "{fsync:?} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{fsync:?} refused: {e}");
+                    assert!(e.to_string().contains("storage.direct_io"), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -419,3 +419,118 @@ fn a_failed_fdatasync_of_a_pipelined_batch_leaves_every_batch_in_flight_not_dura
     assert!(recovery.last_index >= LogIndex(4), "{recovery:?}");
     log.check_invariants();
 }
+
+/// Two pipelined batches, A (16..=20) then B (21..=30); B's write and fdatasync finish first,
+/// then A's write fails with ENOSPC, so both are withdrawn with B's records durable on disk
+/// after the gap. A leader's conflicting entries 16..=20 of a lower term follow (their records
+/// are sized so that, without clearing, B's first record would sit exactly where recovery
+/// looks for index 21). `truncate_in_flight`: the truncation comes while A and B are still in
+/// flight, so it is the truncation that meets the ENOSPC.
+fn withdrawn_batch_records_never_come_back(truncate_in_flight: bool) {
+    let disk = Rc::new(SimDisk::new());
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        batches_in_flight_max: 2,
+        batch_bytes_max: 1 << 20,
+        write_chunk_bytes: 1 << 20,
+        write_chunk_first_bytes: 1 << 20,
+        zero_fill: raftwal::storage::ZeroFill::Never,
+        ..small_options(true)
+    };
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    log.append(&entries(1, 15, 3)).unwrap();
+    assert_eq!(log.flush().unwrap(), LogIndex(15));
+    disk.set_manual(true);
+    log.append(&entries(16, 5, 5)).unwrap();
+    assert!(log.submit().unwrap());
+    log.append(&entries(21, 10, 5)).unwrap();
+    assert!(log.submit().unwrap(), "pipelined");
+    while disk.next_pending_is_background() {
+        disk.run_pending(1);
+    }
+    assert_eq!(disk.pending_ops(), 2, "two batch ops queued");
+    assert!(disk.run_newest_pending(), "B is written and synced first");
+    disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    if truncate_in_flight {
+        log.truncate_after(LogIndex(15)).expect("a withdrawn batch does not fail a truncation");
+    } else {
+        disk.run_pending(usize::MAX);
+        match log.process_completions() {
+            Err(CompletionError::NoSpace(_)) => {}
+            other => panic!("expected ENOSPC, got {other:?}"),
+        }
+        assert_eq!(log.durable_index(), LogIndex(15));
+        assert_eq!(log.last_index(), LogIndex(30), "withdrawn entries stay queued");
+        log.truncate_after(LogIndex(15)).unwrap();
+    }
+    assert!(log.poisoned().is_none());
+    log.append(&entries(16, 5, 4)).unwrap();
+    disk.set_manual(false);
+    assert_eq!(log.flush().unwrap(), LogIndex(20));
+    log.check_invariants();
+    disk.crash(Tear::None);
+    drop(log);
+    let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    assert_eq!(recovery.last_index, LogIndex(20), "{recovery:?}");
+    assert_eq!(read_all(&log), (1..=20).collect::<Vec<_>>());
+    assert_eq!(log.term(LogIndex(20)), Some(Term(4)));
+}
+
+#[test]
+fn records_of_withdrawn_pipelined_batches_never_come_back() {
+    withdrawn_batch_records_never_come_back(false);
+}
+
+#[test]
+fn a_truncation_that_meets_enospc_withdraws_and_goes_on() {
+    withdrawn_batch_records_never_come_back(true);
+}
+
+/// The first truncation cuts inside a segment and leaves its later records on disk; the
+/// second cuts below it, which makes that segment the last one again. At every crash point
+/// of the second truncation, recovery must find the log before it or a prefix of it, never
+/// the records the first truncation removed.
+#[test]
+fn a_deeper_truncation_never_brings_back_what_an_earlier_one_cut() {
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        zero_fill: raftwal::storage::ZeroFill::Never,
+        ..small_options(true)
+    };
+    let setup = |disk: &Rc<SimDisk>| {
+        let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+        log.append(&entries(1, 100, 1)).unwrap();
+        log.flush().unwrap();
+        log.truncate_after(LogIndex(50)).unwrap();
+        log.append(&entries(51, 10, 2)).unwrap();
+        log.flush().unwrap();
+        log
+    };
+    let probe = Rc::new(SimDisk::new());
+    let mut log = setup(&probe);
+    let before = probe.stats().points;
+    log.truncate_after(LogIndex(40)).unwrap();
+    let points = probe.stats().points - before;
+    assert!(points >= 4, "the truncation crosses several points ({points})");
+    for at in 0..=points {
+        let disk = Rc::new(SimDisk::new());
+        let mut log = setup(&disk);
+        let crash_at = disk.stats().points + at;
+        disk.set_faults(SimFaults { crash_at_point: Some(crash_at), ..SimFaults::default() });
+        let cut = log.truncate_after(LogIndex(40)).is_ok() && !disk.is_crashed();
+        disk.crash(Tear::None);
+        drop(log);
+        let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone())
+            .unwrap_or_else(|e| panic!("crash at point {at}: {e}"));
+        let last = recovery.last_index.get();
+        assert!(last >= 40, "crash at point {at}: entries before the cut lost ({last})");
+        if cut {
+            assert_eq!(last, 40, "crash after the truncation returned");
+        }
+        for i in 1..=last {
+            let term = if i <= 50 { 1 } else { 2 };
+            assert_eq!(log.term(LogIndex(i)), Some(Term(term)), "crash at point {at}: index {i}");
+        }
+        assert!(last <= 60, "crash at point {at}: records the first truncation cut came back");
+    }
+}

@@ -33,7 +33,11 @@ fn eventfd_fires(disk: &UringDisk) -> bool {
 fn two_logs_share_one_ring(fsync_mode: FsyncMode, direct_io: bool) {
     let root = tempfile::tempdir().unwrap();
     let disk = disk(fsync_mode);
-    let options = small_options(direct_io);
+    let mut options = small_options(direct_io);
+    if !direct_io && disk.concurrent_syncs_share_errors() {
+        // Refused with buffered I/O when syncs run at once (below).
+        options.batches_in_flight_max = 1;
+    }
     let (mut a, _) = LogStore::open(&root.path().join("a"), options, disk.clone()).unwrap();
     let (mut b, _) = LogStore::open(&root.path().join("b"), options, disk.clone()).unwrap();
     for round in 0..30u64 {
@@ -181,5 +185,30 @@ fn a_failed_fdatasync_is_reported_in_every_mode() {
         assert!(done[0].result.is_err(), "{mode:?}: a failed fdatasync reported as success");
         assert!(done[0].sync_failed, "{mode:?}: the failure is the sync's");
         disk.close(file);
+    }
+}
+
+/// Two buffered batches synced at once by kernel workers could lose a writeback error between
+/// them (Linux reports it to one fdatasync of the file): the log refuses to pipeline them, and
+/// allows it where the writer's thread runs the syncs one after the other.
+#[test]
+fn pipelined_buffered_batches_need_syncs_on_the_writers_thread() {
+    for (mode, allowed) in [
+        (FsyncMode::Ring, false),
+        (FsyncMode::Dsync, false),
+        (FsyncMode::Thread, true),
+        (FsyncMode::Blocking, true),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let options = LogOptions { batches_in_flight_max: 2, ..small_options(false) };
+        match LogStore::open(root.path(), options, disk(mode)) {
+            Ok(_) => assert!(allowed, "{mode:?}: pipelined buffered batches accepted"),
+            Err(e) => {
+                assert!(!allowed, "{mode:?}: refused: {e}");
+                assert!(e.to_string().contains("direct_io"), "{mode:?}: {e}");
+            }
+        }
+        let direct = LogOptions { batches_in_flight_max: 2, ..small_options(true) };
+        assert!(LogStore::open(&root.path().join("d"), direct, disk(mode)).is_ok(), "{mode:?}");
     }
 }

@@ -144,6 +144,13 @@ impl HardStateFile {
                 }
             }
         }
+        // The newest slot may have been written by a process killed before its fdatasync:
+        // make it durable before the node acts on it (a vote read here and then lost to a power
+        // failure would let the node vote twice in one term).
+        if let Err(e) = disk.sync(file) {
+            disk.close(file);
+            return Err(LoadError::Io("syncing the hard state", e));
+        }
         let (seq, state) = best.unwrap_or((0, HardState::default()));
         Ok(HardStateFile { file, path, seq, state, slot_buf: vec![0u8; SECTOR_SIZE_BYTES] })
     }

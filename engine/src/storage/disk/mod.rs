@@ -138,9 +138,19 @@ pub trait Disk {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
-    /// A read-only view of the first `len` bytes of a file that will not be written again
-    /// (a sealed segment): an mmap on a real disk.
+    /// A read-only view of the first `len` bytes of a file whose first `len` bytes will not
+    /// change again (a sealed segment; a later truncation may still clear bytes after them):
+    /// an mmap on a real disk.
     fn map(&self, file: FileId, len: u64) -> io::Result<Bytes>;
+
+    /// Whether two fdatasyncs of one buffered file may run at once and a writeback error then
+    /// reach only one of them (Linux reports such an error once per open file: to whichever
+    /// sync checks first). With two batches in flight the earlier one's sync could succeed
+    /// while the later one's consumed the error of the earlier one's pages, so the log refuses
+    /// pipelined batches with buffered I/O on such a disk.
+    fn concurrent_syncs_share_errors(&self) -> bool {
+        false
+    }
 
     /// Queues a write (and fdatasync); returns at once.
     fn submit(&self, owner: OwnerId, op: WriteOp) -> Result<(), SubmitRejected>;

@@ -46,6 +46,10 @@ pub struct SimFaults {
     /// in any order): a later batch's write and fdatasync may run before an earlier batch's
     /// write, and a crash then leaves a hole.
     pub reorder_seed: Option<u64>,
+    /// Fail the next write (queued or synchronous, to any file) with ENOSPC, writing nothing:
+    /// a file system that needs a block for its own metadata (an extent split) even inside
+    /// preallocated space.
+    pub no_space_next_write: bool,
 }
 
 /// What survives of the most recent unsynced write at a crash.
@@ -191,6 +195,9 @@ impl State {
         }
         let offset = usize::try_from(offset).map_err(|_| no_space())?;
         let end = offset + data.len();
+        if std::mem::take(&mut self.faults.no_space_next_write) {
+            return Err(no_space());
+        }
         self.check_space(inode, end)?;
         self.point()?;
         self.stats.writes += 1;
@@ -375,6 +382,20 @@ impl SimDisk {
         // The faults are spent; the device's ordering is not a fault and stays.
         s.faults = SimFaults { reorder_seed: s.faults.reorder_seed, ..SimFaults::default() };
         s.last_write = None;
+    }
+
+    /// The process dies and restarts, the machine does not: queued ops are dropped (never
+    /// run), every open file and owner is forgotten and a fired crash fuse is reset, but the
+    /// written images and names stay as they are (the page cache and the device's volatile
+    /// cache survive a process), still unsynced: a later [`SimDisk::crash`] loses what no
+    /// fdatasync covered. Faults are cleared except [`SimFaults::reorder_seed`].
+    pub fn restart_process(&self) {
+        let mut s = self.state.borrow_mut();
+        s.files.clear();
+        s.owners.clear();
+        s.pending.clear();
+        s.crashed = false;
+        s.faults = SimFaults { reorder_seed: s.faults.reorder_seed, ..SimFaults::default() };
     }
 
     /// The written bytes of a file, or `None` if no such name exists.

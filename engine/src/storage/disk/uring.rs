@@ -527,6 +527,12 @@ impl Disk for UringDisk {
         Ok(Bytes::from_owner(map))
     }
 
+    fn concurrent_syncs_share_errors(&self) -> bool {
+        // Ring and Dsync run each batch's sync on a kernel worker, so two may overlap; Thread
+        // and Blocking run them one after the other on the writer's thread.
+        matches!(self.options.fsync_mode, FsyncMode::Ring | FsyncMode::Dsync)
+    }
+
     fn submit(&self, owner: OwnerId, op: WriteOp) -> Result<(), SubmitRejected> {
         // A sync-only data op (empty buffer) in Thread mode is the writer's own fdatasync: run it
         // now. Background ops always go through the ring.
@@ -561,20 +567,21 @@ impl Disk for UringDisk {
         }
         let slot = Slot { owner, op, done_bytes: 0, awaiting: 0, write_res: None, sync_res: None };
         let index = inner.new_slot(slot);
-        let pushed = inner.push_round(index).and_then(|()| inner.ring.submit().map(drop));
-        if let Err(error) = pushed {
-            // Nothing reached the kernel only if the push itself failed; a failed io_uring_enter
-            // leaves the SQEs queued for the next submit, and the op stays in flight.
-            if inner.ring.submission().is_empty() {
-                let slot = inner.slots[index].take().expect("slot just created");
-                inner.free_slots.push(index);
-                inner.in_flight -= 1;
-                if let Some(o) = inner.owners.get_mut(&owner.0) {
-                    o.in_flight -= 1;
-                }
-                return Err(SubmitRejected { op: slot.op, error });
+        // `push_round` fails only before it queued any SQE of the op (the SQEs of other ops may
+        // be queued, so an empty queue says nothing about this one): then the op never reaches
+        // the kernel and goes back to the caller.
+        if let Err(error) = inner.push_round(index) {
+            let slot = inner.slots[index].take().expect("slot just created");
+            inner.free_slots.push(index);
+            inner.in_flight -= 1;
+            if let Some(o) = inner.owners.get_mut(&owner.0) {
+                o.in_flight -= 1;
             }
+            return Err(SubmitRejected { op: slot.op, error });
         }
+        // A failed io_uring_enter leaves the SQEs queued: the next submit or wait hands them to
+        // the kernel, and the op stays in flight meanwhile.
+        let _ = inner.ring.submit();
         Ok(())
     }
 
@@ -582,6 +589,11 @@ impl Disk for UringDisk {
         self.clear_signal();
         let mut inner = self.inner.borrow_mut();
         inner.drain_cq();
+        if !inner.ring.submission().is_empty() {
+            // SQEs an earlier io_uring_enter failed to hand over (the completion queue was
+            // full, say): now that completions were taken, try again.
+            let _ = inner.ring.submit();
+        }
         if let Some(o) = inner.owners.get_mut(&owner.0) {
             out.extend(o.queue.drain(..));
         }

@@ -124,7 +124,7 @@ pub struct Recovery {
     pub hard_state: HardState,
     /// The first stored index (`last_index + 1` when the log is empty).
     pub first_index: LogIndex,
-    /// The last stored index; every entry up to it is durable.
+    /// The last stored index; every entry up to it is durable (open syncs what it recovered).
     pub last_index: LogIndex,
     /// Bytes of a torn tail (a write not covered by a completed fdatasync) cut off.
     pub torn_tail_bytes: u64,
@@ -248,6 +248,9 @@ pub struct LogStore<D: Disk> {
     completions: Vec<Completion>,
     stats: LogStats,
     bg: prepare::Background,
+    /// Byte range of the active segment after its last record where withdrawn batches may
+    /// have left records; cleared before the next batch is written.
+    scrub: Option<(u64, u64)>,
 }
 
 impl<D: Disk> LogStore<D> {

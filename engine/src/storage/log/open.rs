@@ -37,7 +37,7 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> OpenError {
     move |source| OpenError::Io { context, source }
 }
 
-fn validate(options: &LogOptions) -> Result<(), OpenError> {
+fn validate(options: &LogOptions, disk: &impl Disk) -> Result<(), OpenError> {
     let size = options.segment_size_bytes;
     if size % BLOCK_SIZE_BYTES as u64 != 0 {
         return Err(OpenError::InvalidOptions("segment_size_bytes must be a multiple of 4096"));
@@ -63,6 +63,16 @@ fn validate(options: &LogOptions) -> Result<(), OpenError> {
     if options.batches_in_flight_max == 0 || options.batches_in_flight_max > BATCHES_IN_FLIGHT_LIMIT
     {
         return Err(OpenError::InvalidOptions("batches_in_flight_max must be between 1 and 8"));
+    }
+    if options.batches_in_flight_max > 1
+        && !options.direct_io
+        && disk.concurrent_syncs_share_errors()
+    {
+        return Err(OpenError::InvalidOptions(
+            "batches_in_flight_max above 1 needs direct_io, or an fsync mode that syncs on the \
+             writer's thread (thread, blocking): buffered batches synced at once may lose a \
+             writeback error",
+        ));
     }
     Ok(())
 }
@@ -95,7 +105,7 @@ impl<D: Disk> LogStore<D> {
         options: LogOptions,
         disk: Rc<D>,
     ) -> Result<(LogStore<D>, Recovery), OpenError> {
-        validate(&options)?;
+        validate(&options, &*disk)?;
         disk.create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let mut names = disk.list_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
         let tmp: Vec<String> = names.iter().filter(|n| n.ends_with(".tmp")).cloned().collect();
@@ -139,6 +149,7 @@ impl<D: Disk> LogStore<D> {
             completions: Vec::new(),
             stats: LogStats::default(),
             bg: Background::new(),
+            scrub: None,
         };
         let torn_tail_bytes = if ids.is_empty() {
             store.create_segment(SegmentId(LogIndex(1)), Term::ZERO).map_err(|e| {
@@ -150,7 +161,9 @@ impl<D: Disk> LogStore<D> {
             })?;
             0
         } else {
-            store.recover_segments(&ids)?
+            let torn = store.recover_segments(&ids)?;
+            store.sync_recovered()?;
+            torn
         };
         let recovery = Recovery {
             hard_state: store.hard.state(),
@@ -322,6 +335,19 @@ impl<D: Disk> LogStore<D> {
         }
         self.segments.push_back(segment);
         Ok(torn)
+    }
+
+    /// Makes durable what recovery read and is about to report durable. A process killed after
+    /// a write and before its fdatasync (or after a rename and before the directory fsync)
+    /// leaves the data in the page cache or the device's volatile cache, where recovery reads
+    /// it as valid; without this a power loss after the restart could take entries, or a
+    /// segment's name, the node had since acknowledged. Sealed segments need nothing: a segment
+    /// is sealed only after every batch in it completed its fdatasync.
+    fn sync_recovered(&self) -> Result<(), OpenError> {
+        if let Some(file) = self.segments.back().and_then(|s| s.file) {
+            self.disk.sync(file).map_err(io_err("syncing the recovered last segment"))?;
+        }
+        self.disk.sync_dir(&self.dir).map_err(io_err("syncing the directory"))
     }
 
     /// Zeroes `[from, to)` of a found segment on disk (keeping the valid bytes of the first

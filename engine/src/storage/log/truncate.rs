@@ -4,20 +4,27 @@
 //! "Truncation" and "Compaction"):
 //! - `truncate_after(i)` prepares a new segment starting at `i + 1` under a temporary name
 //!   first (the segment prepared ahead, if there is one; so running out of space changes
-//!   nothing), removes the segments after `i + 1` from
-//!   the last one backwards with a directory fsync after each, then renames the new segment
-//!   into place and syncs the directory. A crash at any point leaves the old log or a prefix of
-//!   it that still holds `[first, i]`; the segment holding `i` keeps its later records on disk,
-//!   and recovery ignores them because the next segment starts at `i + 1`.
+//!   nothing). If the segment holding `i` is sealed, it will be the last one for a moment, and
+//!   recovery reads a last segment to its end: so, while the segments after it still limit
+//!   what recovery reads of it, the bytes after its last record (the records an earlier
+//!   truncation cut, which must never come back) are overwritten with zeros and synced. Then
+//!   the segments after `i + 1` are removed from the last one backwards with a directory fsync
+//!   after each, and the new segment is renamed into place and the directory synced. A crash
+//!   at any point leaves the old log or a prefix of it that still holds `[first, i]`; the
+//!   segment holding `i` keeps its records after `i` on disk (they are the old log's), and
+//!   recovery ignores them because the next segment starts at `i + 1`.
 //! - `compact_before(i)` removes whole sealed segments from the front, with a directory fsync
 //!   after each, so a crash leaves a suffix of the log, never a gap.
 
 use super::LogStore;
-use crate::storage::disk::Disk;
-use crate::storage::error::{CompactError, TruncateError};
-use crate::storage::format::SegmentId;
+use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
+use crate::storage::error::{CompactError, CompletionError, TruncateError};
+use crate::storage::format::{align_down, align_up, SegmentId, BLOCK_SIZE_BYTES};
 use raftwal_wire::types::LogIndex;
 use std::io;
+
+/// The largest write of zeros [`LogStore::zero_after_records`] issues at once.
+const ZERO_WRITE_BYTES_MAX: usize = 1 << 20;
 
 impl<D: Disk> LogStore<D> {
     /// Removes every entry after `index`, durably before returning (the batches in flight are
@@ -56,6 +63,30 @@ impl<D: Disk> LogStore<D> {
             }
             Err(e) => return Err(self.truncate_failed("preparing the new last segment", e)),
         };
+        // The segment that holds `index` becomes the last one once the segments after it are
+        // gone: clear what an earlier truncation left after its records first, while those
+        // segments still bound what recovery reads of it.
+        // (None when the cut is before the first segment, which the new one then replaces.)
+        let holder = self.segments.partition_point(|s| s.first_index() <= index).checked_sub(1);
+        let needs_clearing = holder.is_some_and(|k| {
+            let replaced = self.segments[k].last_index() == index
+                && self.segments.get(k + 1).is_some_and(|s| s.first_index() == index.next());
+            k + 1 < self.segments.len() && !replaced
+        });
+        if let (Some(holder), true) = (holder, needs_clearing) {
+            let from = self.segments[holder].end_offset;
+            if let Err(e) = self.zero_after_records(holder, from, None) {
+                self.disk.close(prepared.file);
+                if e.kind() == io::ErrorKind::StorageFull {
+                    return Err(TruncateError::NoSpace(e));
+                }
+                return Err(self.truncate_failed("clearing a segment's bytes after its records", e));
+            }
+        }
+        // The active segment is about to be sealed or removed: the records of withdrawn
+        // batches after its end need no clearing of their own any more (a later truncation
+        // that makes it the last segment again clears them with the rest).
+        self.scrub = None;
         // Remove whole segments after the new end, last first.
         while self.segments.len() > 1
             && self.segments.back().is_some_and(|s| s.first_index() > index.next())
@@ -135,20 +166,81 @@ impl<D: Disk> LogStore<D> {
         self.last_index = index;
     }
 
-    /// Waits for the batches in flight, if any, and takes their completions.
+    /// Waits for the batches in flight, if any, and takes their completions. Batches that ran
+    /// out of space are withdrawn (their entries stay queued), which is no failure here.
     fn wait_idle(&mut self) -> Result<(), TruncateError> {
         while self.has_in_flight() {
             if let Err(e) = self.disk.wait(self.owner) {
                 return Err(self.truncate_failed("waiting for the batch in flight", e));
             }
-            if let Err(e) = self.process_completions() {
-                return Err(TruncateError::Io {
-                    context: "completing the batch in flight".into(),
-                    source: io::Error::other(e.to_string()),
-                });
+            match self.process_completions() {
+                Ok(_) | Err(CompletionError::NoSpace(_)) => {}
+                Err(e) => {
+                    return Err(TruncateError::Io {
+                        context: "completing the batch in flight".into(),
+                        source: io::Error::other(e.to_string()),
+                    })
+                }
             }
         }
         Ok(())
+    }
+
+    /// Overwrites the bytes of segment `k` from `from` up to `to` (to the end of its file when
+    /// `None`), rounded out to whole blocks, with zeros, keeping the bytes before `from` in its
+    /// first block, and fdatasyncs the file. Records there can never be read again, after any
+    /// crash. Blocks the thread: it runs only for a truncation that makes a sealed segment the
+    /// last one and after a withdrawal, never per batch.
+    pub(super) fn zero_after_records(
+        &mut self,
+        k: usize,
+        from: u64,
+        to: Option<u64>,
+    ) -> io::Result<()> {
+        let seg = &self.segments[k];
+        let (file, opened) = match seg.file {
+            Some(file) => (file, false),
+            None => {
+                let path = seg.path(&self.dir);
+                let options = OpenOptions { create_new: false, direct: self.options.direct_io };
+                (self.disk.open(&path, options)?, true)
+            }
+        };
+        let done = self.zero_file_range(file, from, to);
+        if opened {
+            self.disk.close(file);
+        }
+        done
+    }
+
+    fn zero_file_range(&mut self, file: FileId, from: u64, to: Option<u64>) -> io::Result<()> {
+        let size = self.disk.size(file)?;
+        let end = align_up(to.unwrap_or(size).min(size) as usize, BLOCK_SIZE_BYTES) as u64;
+        if end <= from {
+            return Ok(());
+        }
+        let mut at = align_down(from as usize, BLOCK_SIZE_BYTES) as u64;
+        let mut buf = IoBuf::with_capacity(ZERO_WRITE_BYTES_MAX);
+        buf.resize_zeroed(((end - at) as usize).min(ZERO_WRITE_BYTES_MAX));
+        // The first block keeps the records before `from`.
+        let keep = (from - at) as usize;
+        if keep > 0 {
+            let n = self.disk.read_at(file, at, &mut buf.as_mut_slice()[..keep])?;
+            if n != keep {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment file shorter than its records",
+                ));
+            }
+        }
+        while at < end {
+            // Both ends are block-aligned, and so is the buffer's length.
+            let len = ((end - at) as usize).min(buf.len());
+            self.disk.write_at(file, at, &buf.as_slice()[..len])?;
+            buf.as_mut_slice()[..keep].fill(0);
+            at += len as u64;
+        }
+        self.disk.sync(file)
     }
 
     fn truncate_failed(&mut self, context: &str, e: io::Error) -> TruncateError {

@@ -117,6 +117,22 @@ impl<D: Disk> LogStore<D> {
         if !self.can_start_batch() {
             return Ok(false);
         }
+        if let Some((from, to)) = self.scrub {
+            // Withdrawn batches left records after the durable end: clear them (nothing is in
+            // flight after a withdrawal), or keep the entries queued while space lacks.
+            let last = self.segments.len() - 1;
+            match self.zero_after_records(last, from, Some(to)) {
+                Ok(()) => self.scrub = None,
+                Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+                    return Err(SubmitError::NoSpace(e))
+                }
+                Err(e) => {
+                    let context = "clearing the records of withdrawn batches";
+                    self.set_poison(format!("{context}: {e}"));
+                    return Err(SubmitError::Io { context: context.into(), source: e });
+                }
+            }
+        }
         let pipelined = self.has_in_flight();
         let align = self.alignment();
         let seg_size = self.options.segment_size_bytes;
@@ -432,8 +448,18 @@ impl<D: Disk> LogStore<D> {
     /// Puts the active segment back as it was before `flight` (and every batch after it) was
     /// encoded: its records are forgotten, and the partial last block is the one it started
     /// from (none for a pipelined batch, which began on a block of its own).
+    ///
+    /// Writes of the withdrawn batches may have reached the disk, a later batch's whole and
+    /// durable (pipelined behind the one that failed): their records must be cleared before
+    /// anything is written before them, or recovery could read them after the next batch's
+    /// records as if they continued the log. The next batch clears them first (`scrub`).
     fn withdraw(&mut self, flight: &InFlight) {
         let active = self.segments.back_mut().expect("a log always has an active segment");
+        let stale = (flight.prev_end_offset, active.end_offset);
+        self.scrub = Some(match self.scrub {
+            Some((from, to)) => (from.min(stale.0), to.max(stale.1)),
+            None => stale,
+        });
         active.offsets.truncate(flight.prev_records);
         active.end_offset = flight.prev_end_offset;
         if flight.pipelined {
