@@ -23,6 +23,17 @@ pub enum StartError {
         /// What failed.
         source: raftwal_wire::tls::identity::IdentityError,
     },
+    /// Another process holds the data directory (a node running on it already).
+    #[error(
+        "data directory {dir} is in use by another raftwal process ({holder}); two nodes on one \
+         directory would corrupt its logs: stop the other one first"
+    )]
+    DataDirInUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// What the lock file says about its holder (its process id), if anything.
+        holder: String,
+    },
     /// The data directory belongs to another cluster or another node.
     #[error(
         "data directory {dir} belongs to cluster {found_cluster} node {found_node}, but this node \

@@ -6,7 +6,9 @@
 //!
 //! The data directory records which cluster and node it belongs to (`raftwal.id`, written once,
 //! with a temporary file, an fsync, a rename and an fsync of the directory); a node refuses to
-//! start on another cluster's or another node's directory.
+//! start on another cluster's or another node's directory. A running node holds an exclusive
+//! lock on the directory (`raftwal.lock`, `flock`), so a second process refuses to start on it;
+//! the kernel drops the lock when the process ends, however it ends.
 
 use crate::config::NodeConfig;
 use crate::error::StartError;
@@ -17,8 +19,9 @@ use crate::runtime::shard::{self, ShardContext};
 use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::tls::TlsIdentity;
 use raftwal_wire::types::{ClusterId, LogId, NodeId};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,6 +29,9 @@ use tracing::warn;
 
 /// Name of the data directory's identity file.
 pub const IDENTITY_FILE: &str = "raftwal.id";
+
+/// Name of the data directory's lock file (it holds the running node's process id).
+pub(crate) const LOCK_FILE: &str = "raftwal.lock";
 
 /// A running node. Dropping it shuts it down (as [`Node::shutdown`] does).
 #[derive(Debug)]
@@ -38,6 +44,9 @@ pub struct Node {
     addrs: Vec<SocketAddr>,
     metrics: Arc<NodeMetrics>,
     metrics_addr: Option<SocketAddr>,
+    /// Holds the data directory's lock; dropped after the shards stopped (`Drop` stops them
+    /// first).
+    _dir_lock: std::fs::File,
 }
 
 impl Node {
@@ -52,6 +61,7 @@ impl Node {
         let identity = TlsIdentity::load_node(&config.tls_dir, config.id)
             .map_err(|source| StartError::Tls { dir: config.tls_dir.clone(), source })?;
         let cluster = identity.cluster();
+        let dir_lock = lock_data_dir(&config.data_dir)?;
         check_data_dir(&config.data_dir, cluster, config.id)?;
         let config = Arc::new(config);
         let metrics = Arc::new(NodeMetrics::new(config.id, config.log_count));
@@ -93,6 +103,7 @@ impl Node {
             addrs: vec![config.listen; shard_count],
             metrics,
             metrics_addr: None,
+            _dir_lock: dir_lock,
         };
         if let Some(e) = spawn_error {
             node.stop();
@@ -215,6 +226,41 @@ impl Drop for Node {
     }
 }
 
+/// Creates the data directory if needed and takes its exclusive lock, writing this process's id
+/// into the lock file for the error another process would print.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
+    let fail = |message: String| StartError::DataDir { dir: dir.to_owned(), message };
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| fail(format!("cannot open {LOCK_FILE}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Only for the message another process prints: no fsync.
+            let pid = format!("pid {}\n", std::process::id());
+            file.set_len(0)
+                .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+                .map_err(|e| fail(format!("cannot write {LOCK_FILE}: {e}")))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "process id unknown".to_owned(),
+                text => text.to_owned(),
+            };
+            Err(StartError::DataDirInUse { dir: dir.to_owned(), holder })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(format!("cannot lock {LOCK_FILE}: {e}"))),
+    }
+}
+
 /// Creates the data directory and its identity file, or checks that they are this node's.
 fn check_data_dir(dir: &Path, cluster: ClusterId, node: NodeId) -> Result<(), StartError> {
     let fail = |message: String| StartError::DataDir { dir: dir.to_owned(), message };
@@ -268,6 +314,20 @@ fn parse_identity(text: &str) -> Option<(String, NodeId)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_dir_is_locked_while_a_node_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(dir.path()).unwrap();
+        match lock_data_dir(dir.path()) {
+            Err(StartError::DataDirInUse { holder, .. }) => {
+                assert_eq!(holder, format!("pid {}", std::process::id()));
+            }
+            other => panic!("a second lock was not refused: {other:?}"),
+        }
+        drop(held);
+        lock_data_dir(dir.path()).expect("the lock is free again once its holder is gone");
+    }
 
     #[test]
     fn a_data_dir_remembers_its_cluster_and_node() {

@@ -345,3 +345,66 @@ fn flipped_bit_in_a_pipelined_pair_with_a_later_batch_after_it() {
         }
     }
 }
+
+/// Damage to the last records is a torn tail only above the persisted commit index: at or
+/// below it the entries were durable (and committed) when it was saved, so it is corruption,
+/// and nothing is cut: the bytes stay for inspection.
+#[test]
+fn damage_at_or_below_the_persisted_commit_is_corruption_and_nothing_is_cut() {
+    let (disk, segs) = build();
+    {
+        let mut log = open(&disk).unwrap();
+        let commit = log.last_index();
+        log.save_hard_state(HardState { term: Term(3), vote: Some(NodeId(1)), commit }).unwrap();
+    }
+    let active = segs.last().unwrap();
+    let bytes = disk.file_bytes(&path(active)).unwrap();
+    let last = bytes.iter().rposition(|&b| b != 0).unwrap();
+    disk.flip_bit(&path(active), last, 1);
+    let damaged = disk.file_bytes(&path(active)).unwrap();
+    match open(&disk) {
+        Err(OpenError::Corrupt(c)) => {
+            assert_eq!(c.file, path(active), "{c}");
+            assert_eq!(c.index, Some(LogIndex(100)), "{c}");
+            assert!(c.reason.contains("commit index 100"), "{c}");
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("committed entries were cut as a torn tail"),
+    }
+    assert_eq!(disk.file_bytes(&path(active)).unwrap(), damaged, "the file was changed");
+}
+
+/// A stray file named like a segment after the real ones is named as what it is, not blamed
+/// on the segment before it (which would look cut short against the stray one's name).
+#[test]
+fn a_stray_segment_file_is_named_not_the_healthy_one_before_it() {
+    let (disk, _) = build();
+    let stray = "00000000000000999999.seg";
+    disk.put_file(&path(stray), &[0x5a; 8192]);
+    expect_bad_segment(&disk, stray, "magic");
+}
+
+/// A last segment cut short (by something outside raftwal: a crash never shortens a
+/// preallocated file) inside its records is corruption, not a torn tail: the records after the
+/// cut were durable.
+#[test]
+fn a_last_segment_cut_inside_its_records_is_corruption() {
+    let (disk, segs) = build();
+    let active = segs.last().unwrap();
+    let bytes = disk.file_bytes(&path(active)).unwrap();
+    // Cut in the middle of the second record's payload.
+    let first = decode_record(&bytes[SEGMENT_HEADER_BYTES..]).unwrap();
+    let second_at = SEGMENT_HEADER_BYTES + record_size_bytes(first.payload_bytes as usize);
+    let second = decode_record(&bytes[second_at..]).unwrap();
+    assert!(second.payload_bytes > 2, "the fixture's record needs a payload to cut");
+    disk.set_file_len(&path(active), second_at + RECORD_HEADER_BYTES + 1);
+    match open(&disk) {
+        Err(OpenError::Corrupt(c)) => {
+            assert_eq!(c.file, path(active), "{c}");
+            assert_eq!(c.offset, second_at as u64, "{c}");
+            assert!(c.reason.contains("ends inside a record"), "{c}");
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("a cut-short segment lost its records silently"),
+    }
+}

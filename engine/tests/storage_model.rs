@@ -109,7 +109,13 @@ fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
                 assert_eq!(model.durable, model.last());
             }
             Op::Truncate { back } => {
-                let to = model.last().saturating_sub(back).max(model.first - 1);
+                // Never below the saved commit index: Raft never truncates committed entries
+                // (and recovery refuses damage at or below it as corruption).
+                let to = model
+                    .last()
+                    .saturating_sub(back)
+                    .max(model.first - 1)
+                    .max(model.hard_state.commit.get().min(model.last()));
                 log.truncate_after(LogIndex(to)).expect("truncate");
                 model.entries.truncate((to + 1 - model.first) as usize);
                 model.durable = model.durable.min(to);

@@ -57,9 +57,9 @@ pub const SEGMENT_VERSION: u32 = 1;
 /// must fit in one O_DIRECT batch buffer of a reasonable size).
 pub const PAYLOAD_BYTES_MAX: usize = 64 << 20;
 
-const _: () = assert!(RECORD_HEADER_BYTES % RECORD_ALIGN == 0);
-const _: () = assert!(SEGMENT_HEADER_BYTES % BLOCK_SIZE_BYTES == 0);
-const _: () = assert!(BLOCK_SIZE_BYTES % SECTOR_SIZE_BYTES == 0);
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(BLOCK_SIZE_BYTES));
+const _: () = assert!(BLOCK_SIZE_BYTES.is_multiple_of(SECTOR_SIZE_BYTES));
 const _: () = assert!(SEGMENT_HEADER_FIELDS_BYTES <= SECTOR_SIZE_BYTES);
 
 /// Bytes of the meaningful part of the segment header (the rest of the block is zero).

@@ -15,7 +15,7 @@
 
 use crate::storage::disk::{Disk, FileId, OpenOptions};
 use crate::storage::error::Corruption;
-use crate::storage::format::SECTOR_SIZE_BYTES;
+use crate::storage::format::{SegmentId, SECTOR_SIZE_BYTES};
 use raftwal_wire::types::{HardState, LogIndex, NodeId, Term};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -101,6 +101,19 @@ impl HardStateFile {
     ) -> Result<HardStateFile, LoadError> {
         let path = dir.join(HARD_STATE_FILE);
         if !names.iter().any(|n| n == HARD_STATE_FILE) {
+            // The hard state is made before the first segment, so segments without it mean it
+            // was removed: starting from term 0 with no vote could let the node vote twice in a
+            // term it already voted in.
+            if names.iter().any(|n| SegmentId::parse_file_name(n).is_some()) {
+                return Err(LoadError::Corrupt(Corruption {
+                    file: path,
+                    offset: 0,
+                    index: None,
+                    reason: "the hard state file is missing while the log has segments (the \
+                             term and vote it held are lost)"
+                        .into(),
+                }));
+            }
             let tmp = dir.join(format!("{HARD_STATE_FILE}.tmp"));
             let f = disk
                 .open(&tmp, OpenOptions { create_new: true, direct: false })
@@ -187,6 +200,18 @@ impl HardStateFile {
 mod tests {
     use super::*;
     use crate::storage::disk::{SimDisk, Tear};
+
+    #[test]
+    fn a_missing_hard_state_beside_segments_is_corruption() {
+        let disk = SimDisk::new();
+        let dir = Path::new("/h");
+        let names = vec!["00000000000000000001.seg".to_owned()];
+        match HardStateFile::open(&disk, dir, &names) {
+            Err(LoadError::Corrupt(c)) => assert!(c.reason.contains("missing"), "{c:?}"),
+            other => panic!("a missing hard state was recreated: {other:?}"),
+        }
+        assert!(HardStateFile::open(&disk, dir, &[]).is_ok(), "a fresh directory gets one");
+    }
 
     #[test]
     fn saves_alternate_slots_and_survive_reopen() {

@@ -21,7 +21,7 @@ pub fn payload(index: u64, term: u64) -> Bytes {
 
 /// The entry (index, term) with its deterministic payload.
 pub fn entry(index: u64, term: u64) -> Entry {
-    let kind = if index % 11 == 0 { EntryKind::Noop } else { EntryKind::Normal };
+    let kind = if index.is_multiple_of(11) { EntryKind::Noop } else { EntryKind::Normal };
     let data = if kind == EntryKind::Noop { Bytes::new() } else { payload(index, term) };
     Entry { index: LogIndex(index), term: Term(term), kind, data }
 }

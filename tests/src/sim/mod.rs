@@ -107,7 +107,7 @@ impl SimOptions {
     /// The cluster size the standard runs use for `seed` when none is forced: 3 for even seeds,
     /// 5 for odd ones.
     pub fn default_nodes(seed: u64) -> usize {
-        if seed % 2 == 0 {
+        if seed.is_multiple_of(2) {
             3
         } else {
             5

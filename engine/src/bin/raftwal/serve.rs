@@ -154,7 +154,7 @@ async fn watch_until(
         match log.status().await {
             Ok(status) if status.leader.is_none() => {
                 leaderless += Duration::from_secs(1);
-                if leaderless.as_secs() % NO_LEADER_WARNING_AFTER.as_secs() == 0 {
+                if leaderless.as_secs().is_multiple_of(NO_LEADER_WARNING_AFTER.as_secs()) {
                     let peers: Vec<String> = node
                         .config()
                         .peers

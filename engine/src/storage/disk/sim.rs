@@ -190,7 +190,7 @@ impl State {
         let of = self.open_file(file)?;
         let (inode, direct) = (of.inode, of.direct);
         let block = BLOCK_SIZE_BYTES as u64;
-        if direct && (offset % block != 0 || data.len() as u64 % block != 0) {
+        if direct && (!offset.is_multiple_of(block) || !(data.len() as u64).is_multiple_of(block)) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         let offset = usize::try_from(offset).map_err(|_| no_space())?;

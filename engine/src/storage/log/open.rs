@@ -14,14 +14,19 @@
 //!    pipelined batches, a later batch may have reached the disk and an earlier one not). Its
 //!    bytes are zeroed and synced, and their count logged.
 //! 3. Anything else (a bad record with valid ones after it, a valid record out of sequence, a
-//!    gap between segments) is corruption: open fails, naming file, offset and index.
+//!    gap between segments) is corruption: open fails, naming file, offset and index. So is a
+//!    cut at or below the hard state's commit index (committed entries were durable), a
+//!    record running past the end of a last segment shorter than a segment (a crash never
+//!    shortens a preallocated file), and segments without a hard state file.
+//! 4. What recovery read is synced before it is reported durable (a killed process may have
+//!    left it in the caches only).
 
 use super::prepare::Background;
 use super::{LogOptions, LogStats, LogStore, Recovery, BATCHES_IN_FLIGHT_LIMIT};
 use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
 use crate::storage::error::{Corruption, OpenError};
 use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
-use crate::storage::format::{SEGMENT_HEADER_BYTES, SEGMENT_VERSION};
+use crate::storage::format::{RecordError, SEGMENT_HEADER_BYTES, SEGMENT_VERSION};
 use crate::storage::hard_state::{HardStateFile, LoadError};
 use crate::storage::segment::{find_record_after, nonzero_end, scan, Segment, Stop};
 use crate::storage::terms::TermRuns;
@@ -39,7 +44,7 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> OpenError {
 
 fn validate(options: &LogOptions, disk: &impl Disk) -> Result<(), OpenError> {
     let size = options.segment_size_bytes;
-    if size % BLOCK_SIZE_BYTES as u64 != 0 {
+    if !size.is_multiple_of(BLOCK_SIZE_BYTES as u64) {
         return Err(OpenError::InvalidOptions("segment_size_bytes must be a multiple of 4096"));
     }
     if size < 4 * BLOCK_SIZE_BYTES as u64 || size > u64::from(u32::MAX) {
@@ -47,7 +52,7 @@ fn validate(options: &LogOptions, disk: &impl Disk) -> Result<(), OpenError> {
             "segment_size_bytes must be between 16 KiB and 4 GiB",
         ));
     }
-    if options.zero_chunk_bytes == 0 || options.zero_chunk_bytes % BLOCK_SIZE_BYTES != 0 {
+    if options.zero_chunk_bytes == 0 || !options.zero_chunk_bytes.is_multiple_of(BLOCK_SIZE_BYTES) {
         return Err(OpenError::InvalidOptions(
             "zero_chunk_bytes must be a positive multiple of 4096",
         ));
@@ -75,6 +80,18 @@ fn validate(options: &LogOptions, disk: &impl Disk) -> Result<(), OpenError> {
         ));
     }
     Ok(())
+}
+
+/// Whether the last segment's scan stopped at a record that runs past the end of a file shorter
+/// than a segment: a crash never shortens a preallocated file, so something cut it and the
+/// records past the cut are lost. (A file cut inside the zeros after its last record loses
+/// nothing and is accepted: `recover_one`.)
+fn cut_short(bytes: &[u8], offset: usize, error: &RecordError, segment_size: u64) -> bool {
+    let truncated =
+        matches!(error, RecordError::HeaderTruncated | RecordError::PayloadTruncated(_));
+    truncated
+        && (bytes.len() as u64) < segment_size
+        && bytes.get(offset..).is_some_and(|rest| rest.iter().any(|&b| b != 0))
 }
 
 fn corrupt(path: &Path, offset: usize, index: Option<LogIndex>, reason: String) -> OpenError {
@@ -214,6 +231,13 @@ impl<D: Disk> LogStore<D> {
 
     /// Scans every segment; returns the bytes of torn tail cut off.
     fn recover_segments(&mut self, ids: &[SegmentId]) -> Result<u64, OpenError> {
+        // Every header first: a stray or foreign file is named as what it is, rather than
+        // making the segment before it look cut short (a sealed segment is read up to the next
+        // one's first index).
+        for &id in ids {
+            let found = self.open_segment(id, false)?;
+            self.disk.close(found.file);
+        }
         let mut torn = 0u64;
         for (k, &id) in ids.iter().enumerate() {
             let last = k + 1 == ids.len();
@@ -283,6 +307,26 @@ impl<D: Disk> LogStore<D> {
             }
             (Some(Stop::Invalid { offset, error }), None) => {
                 let last_good = first.plus(s.offsets.len() as u64).prev();
+                let commit = self.hard.state().commit;
+                if last_good < commit {
+                    // Entries up to the persisted commit index were durable on this node when it
+                    // was saved: damage among them is no torn write. Nothing is cut, so the
+                    // bytes stay for inspection.
+                    let reason = format!(
+                        "{error} at or below the persisted commit index {commit} (committed \
+                         entries are never a torn tail)"
+                    );
+                    return Err(corrupt(&found.path, *offset, Some(last_good.next()), reason));
+                }
+                if cut_short(&found.bytes, *offset, error, self.options.segment_size_bytes) {
+                    let reason = format!(
+                        "the file ends inside a record ({} bytes; segment files are preallocated \
+                         to {} bytes and never shortened: something outside raftwal cut it)",
+                        found.bytes.len(),
+                        self.options.segment_size_bytes
+                    );
+                    return Err(corrupt(&found.path, *offset, Some(last_good.next()), reason));
+                }
                 // Valid records after the bad one are fine only if they were written while the
                 // bad record was not yet durable (its batch, or a batch pipelined behind it,
                 // whose writes reached the disk before it at the crash): a record written after
