@@ -464,6 +464,7 @@ fn withdrawn_batch_records_never_come_back(truncate_in_flight: bool) {
         log.truncate_after(LogIndex(15)).unwrap();
     }
     assert!(log.poisoned().is_none());
+    assert_eq!(log.stats().withdrawn_batches, 2, "A and B");
     log.append(&entries(16, 5, 4)).unwrap();
     disk.set_manual(false);
     assert_eq!(log.flush().unwrap(), LogIndex(20));

@@ -282,6 +282,13 @@ impl SimStore {
         self.disk.set_faults(faults);
     }
 
+    /// Makes the next write fail with ENOSPC, even inside allocated space.
+    pub fn no_space_next_write(&self) {
+        let mut faults = self.disk.faults();
+        faults.no_space_next_write = true;
+        self.disk.set_faults(faults);
+    }
+
     /// Fills the disk: the files may grow by `slack_bytes` at most (`None` frees it again).
     pub fn set_full(&mut self, slack_bytes: Option<u64>) {
         self.capacity_bytes = slack_bytes.map(|slack| self.disk.used_bytes() + slack);

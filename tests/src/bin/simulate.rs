@@ -135,7 +135,8 @@ fn main() -> ExitCode {
         "storage: {} crashes ({} inside a disk operation, {} with a torn last write; {} \
          recoveries cut a torn tail), {} disk faults ({} logs poisoned, {} steps refused by a \
          full disk, {} logs given up by the runtime's order on a full disk), {} batches of {} \
-         entries ({:.2} entries per batch and fdatasync; {} pipelined); background: {} zero-fill writes, {} \
+         entries ({:.2} entries per batch and fdatasync; {} pipelined, {} withdrawn after a write \
+         found no space); background: {} zero-fill writes, {} \
          fdatasyncs of prepared segments, {} roll-overs or truncations into a prepared segment, \
          {} segments created on the spot",
         total.crashes,
@@ -150,6 +151,7 @@ fn main() -> ExitCode {
         total.batched_entries,
         total.batched_entries as f64 / total.batches.max(1) as f64,
         total.pipelined_batches,
+        total.withdrawn_batches,
         total.background_writes,
         total.background_syncs,
         total.roll_overs_prepared,
@@ -245,6 +247,7 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.batches += run.batches;
     total.batched_entries += run.batched_entries;
     total.pipelined_batches += run.pipelined_batches;
+    total.withdrawn_batches += run.withdrawn_batches;
     total.background_writes += run.background_writes;
     total.background_syncs += run.background_syncs;
     total.roll_overs_prepared += run.roll_overs_prepared;

@@ -146,8 +146,10 @@ impl Replica {
         let durable = match log.process_completions() {
             Ok(durable) => durable,
             Err(CompletionError::NoSpace(_)) => {
-                // The batch was withdrawn and stays queued; the next submit retries it.
-                self.check_refusal(durable_before, false)?;
+                // The batch was withdrawn and stays queued; the next submit retries it. Batches
+                // that completed before it in the same call may have moved the durable index
+                // forward, never back.
+                self.check_refusal(durable_before, true)?;
                 self.store.log().expect("up").durable_index()
             }
             Err(error) => {

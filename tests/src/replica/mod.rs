@@ -399,8 +399,9 @@ impl Replica {
 
     /// The disk refused an operation for lack of space: checks that this changed nothing (the
     /// log is not poisoned, its durable index is where it was before the refused call). With
-    /// `waited`, the refused call first waited for the batch in flight (a truncation does), so
-    /// the durable index may have moved forward, never back.
+    /// `waited`, the refused call first took completions (a truncation waiting for the batch in
+    /// flight, a reap of a withdrawn batch behind completed ones), so the durable index may
+    /// have moved forward, never back.
     fn check_refusal(&self, durable_before: LogIndex, waited: bool) -> Result<(), Down> {
         let log = self.store.log().expect("up");
         if let Some(poison) = log.poisoned() {

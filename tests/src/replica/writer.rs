@@ -96,7 +96,11 @@ impl Replica {
             match log.process_completions() {
                 Ok(_) => {}
                 Err(CompletionError::NoSpace(_)) => {
-                    return self.blocked(durable_before);
+                    // Batches that completed before the withdrawn one may have moved the
+                    // durable index forward in the same call; never back.
+                    self.check_refusal(durable_before, true)?;
+                    self.report_durable();
+                    return Ok(GroupStep::Blocked);
                 }
                 Err(error) => {
                     return Err(self.down(format!("completing a batch: {error}"), durable_before));

@@ -43,6 +43,9 @@ pub(crate) enum DiskFault {
     FsyncFails,
     /// The files may grow by this many bytes at most.
     Full { slack_bytes: u64 },
+    /// The next write fails with ENOSPC although it lands in allocated space (a file system
+    /// that needs a block for its own metadata): a batch in flight is withdrawn.
+    WriteNoSpace,
     /// A full disk has room again.
     Freed,
 }
@@ -249,15 +252,16 @@ impl World {
         self.check(node)
     }
 
-    /// The injector's disk faults: a replica's next fsync fails, its disk fills up, or a full
-    /// disk gets room again.
+    /// The injector's disk faults: a replica's next fsync fails, its disk fills up, its next
+    /// write finds no space, or a full disk gets room again.
     pub(super) fn disk_fault(&mut self) {
         let n = self.options.nodes;
         let up: Vec<usize> = (0..n).filter(|node| self.replicas[*node].is_up()).collect();
         let full: Vec<usize> =
             (0..n).filter(|node| self.replicas[*node].store().is_full()).collect();
-        let (node, fault) = match self.rng.below(3) {
+        let (node, fault) = match self.rng.below(4) {
             0 if !up.is_empty() => (up[self.rng.index(up.len())], DiskFault::FsyncFails),
+            2 if !up.is_empty() => (up[self.rng.index(up.len())], DiskFault::WriteNoSpace),
             1 if !up.is_empty() => {
                 let segment_bytes = self.profile.log_options.segment_size_bytes;
                 let slack_bytes = self.rng.below(2 * segment_bytes);
@@ -269,6 +273,7 @@ impl World {
         let store = self.replicas[node].store_mut();
         match fault {
             DiskFault::FsyncFails => store.fail_next_sync(),
+            DiskFault::WriteNoSpace => store.no_space_next_write(),
             DiskFault::Full { slack_bytes } => store.set_full(Some(slack_bytes)),
             DiskFault::Freed => store.set_full(None),
         }

@@ -152,6 +152,8 @@ pub struct RunSummary {
     pub batched_entries: u64,
     /// Of the batches, those started while an earlier one of the same log was in flight.
     pub pipelined_batches: u64,
+    /// Batches withdrawn after a write found no space.
+    pub withdrawn_batches: u64,
     /// Background zero-fill writes (ahead of the writer, or of the next segment).
     pub background_writes: u64,
     /// Background fdatasyncs of a prepared next segment.

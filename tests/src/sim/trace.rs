@@ -167,6 +167,9 @@ impl fmt::Display for TraceEvent {
             }
             TraceEvent::DiskFault { node, fault } => match fault {
                 DiskFault::FsyncFails => write!(f, "{node:?} DISK: its next fsync will fail"),
+                DiskFault::WriteNoSpace => {
+                    write!(f, "{node:?} DISK: its next write will find no space")
+                }
                 DiskFault::Full { slack_bytes } => {
                     write!(f, "{node:?} DISK FULL: {slack_bytes} bytes left")
                 }

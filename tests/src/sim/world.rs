@@ -262,6 +262,7 @@ impl World {
             self.summary.batches += stats.batches;
             self.summary.batched_entries += stats.entries;
             self.summary.pipelined_batches += stats.pipelined_batches;
+            self.summary.withdrawn_batches += stats.withdrawn_batches;
             self.summary.background_writes += stats.background_writes;
             self.summary.background_syncs += stats.background_syncs;
             self.summary.roll_overs_prepared += stats.roll_overs_prepared;

@@ -145,6 +145,9 @@ pub struct LogStats {
     pub bytes_written: u64,
     /// Of the batches, those started while an earlier one was in flight.
     pub pipelined_batches: u64,
+    /// Batches withdrawn after a write found no space (their entries stayed queued and went
+    /// out again in later batches).
+    pub withdrawn_batches: u64,
     /// Background zero-fill writes issued (ahead of the writer, or of the next segment).
     pub background_writes: u64,
     /// Bytes of those writes.
@@ -170,6 +173,7 @@ impl LogStats {
             data_syncs: op(self.data_syncs, other.data_syncs),
             bytes_written: op(self.bytes_written, other.bytes_written),
             pipelined_batches: op(self.pipelined_batches, other.pipelined_batches),
+            withdrawn_batches: op(self.withdrawn_batches, other.withdrawn_batches),
             background_writes: op(self.background_writes, other.background_writes),
             background_bytes: op(self.background_bytes, other.background_bytes),
             background_syncs: op(self.background_syncs, other.background_syncs),

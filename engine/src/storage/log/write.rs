@@ -433,12 +433,14 @@ impl<D: Disk> LogStore<D> {
             return Ok(());
         }
         // (Emptied in place: the queue keeps its allocation for the next batches.)
+        let left = self.in_flight.len() as u64;
         let Some(flight) = self.in_flight.pop_front() else { return Ok(()) };
         self.in_flight.clear();
         if self.poison.is_some() {
             // The failure was reported when it arrived; the log takes no more writes.
             return Ok(());
         }
+        self.stats.withdrawn_batches += left;
         self.withdraw(&flight);
         self.written_index = self.durable_index;
         let (e, _) = flight.error.expect("a batch that completed without error left the queue");
