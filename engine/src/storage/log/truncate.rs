@@ -220,8 +220,9 @@ impl<D: Disk> LogStore<D> {
             return Ok(());
         }
         let mut at = align_down(from as usize, BLOCK_SIZE_BYTES) as u64;
-        let mut buf = IoBuf::with_capacity(ZERO_WRITE_BYTES_MAX);
-        buf.resize_zeroed(((end - at) as usize).min(ZERO_WRITE_BYTES_MAX));
+        let chunk = ((end - at) as usize).min(ZERO_WRITE_BYTES_MAX);
+        let mut buf = IoBuf::with_capacity(chunk);
+        buf.resize_zeroed(chunk);
         // The first block keeps the records before `from`.
         let keep = (from - at) as usize;
         if keep > 0 {

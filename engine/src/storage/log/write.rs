@@ -4,11 +4,12 @@
 //! a batch above `write_chunk_first_bytes`, one write per chunk, the chunks doubling from that
 //! size up to `write_chunk_bytes`; then one fdatasync), and the segment
 //! creation protocol (temporary file, preallocation, header, fdatasync, rename, directory
-//! fsync). It must not block on the disk except at roll-over (once per `segment_size_bytes`):
+//! fsync). It must not block on the disk except at roll-over (once per `segment_size_bytes`:
 //! with the next segment prepared ahead in the background (`prepare.rs`), that is a header
 //! write, an fdatasync, a rename and a directory fsync; the preallocation was done earlier
 //! (on this thread, right after a batch was handed to the disk, so the device works meanwhile)
-//! and the zero-fill in the background.
+//! and the zero-fill in the background), and in the first batch after a withdrawal (ENOSPC),
+//! which first clears what the withdrawn batches wrote.
 //!
 //! No allocation per entry: an append clones `Bytes` handles into the tail (`VecDeque` growth
 //! is amortized), the batch buffer is reused, and the per-segment offset table grows by
