@@ -169,12 +169,28 @@ impl SimStore {
     }
 
     /// Removes the stored entries after `index` (durably, before returning), noting that durable
-    /// entries from `index + 1` on may vanish.
+    /// entries from `index + 1` on may vanish (and, if a batch it waited for was withdrawn,
+    /// those after the durable index: `note_withdrawal`).
     pub fn truncate_after(&mut self, index: LogIndex) -> Result<(), TruncateError> {
         let log = self.log.as_mut().expect("only an open log truncates");
         let from = index.next();
         self.truncated_from = Some(self.truncated_from.map_or(from, |earlier| earlier.min(from)));
-        log.truncate_after(index)
+        let withdrawn_before = log.stats().withdrawn_batches;
+        let result = log.truncate_after(index);
+        if self.log.as_ref().is_some_and(|log| log.stats().withdrawn_batches > withdrawn_before) {
+            self.note_withdrawal();
+        }
+        result
+    }
+
+    /// Batches were withdrawn (a write found no space): entries after the durable index that
+    /// reached the disk (a withdrawn batch's chunk, or a later batch synced behind the failed
+    /// one) were never reported durable, and the next batch clears them before writing, so
+    /// they may vanish from the durable image as a truncation's do.
+    pub fn note_withdrawal(&mut self) {
+        let Some(log) = &self.log else { return };
+        let from = log.durable_index().next();
+        self.truncated_from = Some(self.truncated_from.map_or(from, |earlier| earlier.min(from)));
     }
 
     /// The log store's own invariants (`LogStore::check_invariants`, which asserts), as an

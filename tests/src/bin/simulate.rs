@@ -9,6 +9,12 @@
 use clap::Parser;
 use raftwal_tests::sim::{self, PlantedBug, RunSummary, SimOptions};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// The seed (and its cluster size) running now, for the panic hook: a panic inside the store or
+/// the core (an assertion) ends the process, and without the seed it could not be replayed.
+static RUNNING_SEED: AtomicU64 = AtomicU64::new(u64::MAX);
+static RUNNING_NODES: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Debug, Parser)]
 #[command(about = "Deterministic simulation of a raftwal cluster under faults")]
@@ -63,6 +69,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        let seed = RUNNING_SEED.load(Ordering::Relaxed);
+        if seed != u64::MAX {
+            let nodes = RUNNING_NODES.load(Ordering::Relaxed);
+            eprintln!(
+                "the panic above happened in seed {seed} ({nodes} nodes; a store invariant's \
+                 panic is reported as a violation below, any other ends the run)\nreplay: cargo \
+                 run --release -p raftwal-tests --bin simulate -- --seeds 1 --from {seed} \
+                 --nodes {nodes}"
+            );
+        }
+    }));
     let mut total = RunSummary::default();
     // The slowest recovery (microseconds, seed) of fully healed runs and of runs where a replica
     // stayed sick (which have a longer deadline), and how many runs were of the second kind.
@@ -75,6 +95,8 @@ fn main() -> ExitCode {
     let half_deadline_us = args.liveness_timeouts * sim::ELECTION_TIMEOUT_US / 2;
     for seed in args.from..args.from.saturating_add(args.seeds) {
         let nodes = args.nodes.unwrap_or_else(|| SimOptions::default_nodes(seed));
+        RUNNING_SEED.store(seed, Ordering::Relaxed);
+        RUNNING_NODES.store(nodes, Ordering::Relaxed);
         let options = SimOptions {
             seed,
             nodes,

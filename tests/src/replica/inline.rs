@@ -150,6 +150,7 @@ impl Replica {
                 // that completed before it in the same call may have moved the durable index
                 // forward, never back.
                 self.check_refusal(durable_before, true)?;
+                self.store.note_withdrawal();
                 self.store.log().expect("up").durable_index()
             }
             Err(error) => {

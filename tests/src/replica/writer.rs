@@ -99,6 +99,7 @@ impl Replica {
                     // Batches that completed before the withdrawn one may have moved the
                     // durable index forward in the same call; never back.
                     self.check_refusal(durable_before, true)?;
+                    self.store.note_withdrawal();
                     self.report_durable();
                     return Ok(GroupStep::Blocked);
                 }

@@ -102,6 +102,9 @@ pub(super) struct Background {
     /// Set when the store closes: start nothing new.
     closing: bool,
     next_tag: u64,
+    /// The active segment's end when the spare's zero-fill write in flight was started (the
+    /// pace it was started under: a withdrawal may shrink the active segment meanwhile).
+    spare_paced_at: u64,
 }
 
 impl Background {
@@ -115,6 +118,7 @@ impl Background {
             spare_failed: false,
             closing: false,
             next_tag: 0,
+            spare_paced_at: 0,
         }
     }
 
@@ -194,6 +198,7 @@ impl<D: Disk> LogStore<D> {
             // no extent conversion; the rest only when the policy allows.
             if allowed && spare.zeroed_to < self.spare_zero_pace(active_end) {
                 let (from, to) = (spare.zeroed_to, (spare.zeroed_to + chunk).min(size));
+                self.bg.spare_paced_at = active_end;
                 return self.submit_zero(Target::Spare, from, to);
             }
             if spare.zeroed_to == 0 {
@@ -427,10 +432,12 @@ impl<D: Disk> LogStore<D> {
                     assert!(from >= written_end, "zero-fill ahead of every record");
                 } else {
                     assert!(self.bg.spare.is_some(), "zero-fill of a spare that exists");
-                    // The active segment only grows while the op is in flight (roll-over and
-                    // truncation wait for it), so the pace that let it start still covers it.
+                    // Roll-over and truncation wait for the op, and only a withdrawal (ENOSPC)
+                    // shrinks the active segment meanwhile: the pace that let it start, or the
+                    // active segment's growth since, covers it.
+                    let paced_at = self.bg.spare_paced_at.max(active.end_offset);
                     assert!(
-                        from < self.spare_zero_pace(active.end_offset),
+                        from < self.spare_zero_pace(paced_at),
                         "the spare's zero-fill keeps the writer's pace"
                     );
                 }
