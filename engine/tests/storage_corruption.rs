@@ -149,7 +149,7 @@ fn expect_bad_segment(disk: &Rc<SimDisk>, name: &str, needle: &str) {
 fn wrong_magic() {
     let (disk, segs) = build();
     disk.overwrite(&path(&segs[1]), 0, b"NOTRAFT!");
-    expect_bad_segment(&disk, &segs[1], "magic");
+    expect_bad_segment(&disk, &segs[1], "bad magic 0x4e4f545241465421 (\"NOTRAFT!\")");
 }
 
 #[test]
@@ -185,7 +185,11 @@ fn segment_of_another_cluster() {
     SegmentHeader { cluster_id: ClusterId(99), ..decoded }.encode(&mut header);
     disk.overwrite(&path(&segs[0]), 0, &header);
     match open(&disk) {
-        Err(OpenError::Foreign { file, .. }) => assert_eq!(file, path(&segs[0])),
+        Err(OpenError::Foreign { file, reason }) => {
+            assert_eq!(file, path(&segs[0]));
+            // Cluster ids as everywhere else: 16 hexadecimal digits.
+            assert!(reason.starts_with("cluster 0000000000000063 log"), "{reason}");
+        }
         Err(other) => panic!("expected a foreign segment error, got {other}"),
         Ok(_) => panic!("a foreign segment was accepted"),
     }

@@ -367,7 +367,8 @@ impl<D: Disk> Replica<D> {
         let leader = self.core.leader();
         if leader != self.leader {
             LogMetrics::add(&self.metrics.leader_changes, 1);
-            info!(log = %self.log, term = %self.core.term(), "leader is now {leader:?}");
+            let now = leader.map_or_else(|| "unknown".to_owned(), |id| format!("{id:?}"));
+            info!(log = %self.log, term = %self.core.term(), "leader is now {now}");
         }
         if self.role == Role::Leader && role != Role::Leader {
             let hint = self.leader_info(leader);

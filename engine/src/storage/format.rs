@@ -97,6 +97,16 @@ pub struct SegmentHeader {
     pub log_id: LogId,
 }
 
+/// Eight magic bytes as `0x` and hexadecimal, with their text when they are printable ASCII.
+fn magic_text(bytes: &[u8; 8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("0x{hex} ({:?})", String::from_utf8_lossy(bytes))
+    } else {
+        format!("0x{hex}")
+    }
+}
+
 /// Why a segment header is invalid.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
@@ -104,7 +114,7 @@ pub enum HeaderError {
     #[error("segment header truncated: {0} bytes, need {SEGMENT_HEADER_BYTES}")]
     Truncated(usize),
     /// The file does not start with the segment magic: not a raftwal segment.
-    #[error("bad magic {0:02x?}: not a raftwal segment")]
+    #[error("bad magic {}: not a raftwal segment", magic_text(.0))]
     BadMagic([u8; 8]),
     /// Written by a newer (or unknown) format version.
     #[error("unsupported segment format version {0} (this build reads {SEGMENT_VERSION})")]

@@ -31,6 +31,7 @@ use crate::storage::hard_state::{HardStateFile, LoadError};
 use crate::storage::segment::{find_record_after, nonzero_end, scan, Segment, Stop};
 use crate::storage::terms::TermRuns;
 use bytes::Bytes;
+use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::types::{LogIndex, Term};
 use std::collections::VecDeque;
 use std::io;
@@ -222,7 +223,10 @@ impl<D: Disk> LogStore<D> {
         if header.cluster_id != self.options.cluster_id || header.log_id != self.options.log_id {
             return Err(foreign(format!(
                 "cluster {} log {}, expected cluster {} log {}",
-                header.cluster_id, header.log_id, self.options.cluster_id, self.options.log_id
+                format_cluster_id(header.cluster_id),
+                header.log_id,
+                format_cluster_id(self.options.cluster_id),
+                self.options.log_id
             )));
         }
         debug_assert_eq!(SEGMENT_VERSION, 1);
