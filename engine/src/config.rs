@@ -49,8 +49,9 @@ pub struct RaftTuning {
     pub append_size_bytes_max: usize,
     /// AppendEntries messages in flight to one follower, at most.
     pub inflight_message_count_max: usize,
-    /// Entry bytes in flight to one follower, at most. Keep it below the transport's bulk
-    /// window (`TransportTuning::bulk_window_bytes`) so the core's flow control acts first.
+    /// Entry bytes in flight to one follower, at most. At most the transport's bulk window
+    /// (`TransportTuning::bulk_window_bytes`, checked by validation), so the core's flow control
+    /// acts before the transport refuses a message.
     pub inflight_size_bytes_max: usize,
     /// Bytes of recent durable entries the core keeps in memory for replication.
     pub entry_cache_size_bytes_max: usize,

@@ -13,6 +13,8 @@
 //! 4. `entry_size_bytes_max` fits in one AppendEntries and one storage batch.
 //! 5. `storage.segment_size_bytes` and `storage.zero_chunk_bytes` are positive multiples of 4096
 //!    (the store checks the rest of its options when it opens).
+//! 6. `transport.bulk_window_bytes >= raft.inflight_size_bytes_max`, so the consensus core's flow
+//!    control stops sending before the transport's window refuses a message.
 
 use super::{FsyncChoice, NodeConfig};
 use raftwal_wire::types::NodeId;
@@ -97,6 +99,20 @@ pub enum ConfigError {
         /// Heartbeat interval in ticks.
         heartbeat: u32,
     },
+    /// The transport's window for AppendEntries is smaller than what the consensus core may
+    /// send to a follower before it waits: the transport would refuse the core's messages, and
+    /// replication would stall with a leader elected.
+    #[error(
+        "transport.bulk_window_bytes ({window}) must be at least raft.inflight_size_bytes_max \
+         ({inflight}): a smaller window refuses the AppendEntries the consensus core may send, \
+         and followers stop catching up; raise the window or lower the in-flight bytes"
+    )]
+    WindowBelowInflight {
+        /// `transport.bulk_window_bytes`.
+        window: usize,
+        /// `raft.inflight_size_bytes_max`.
+        inflight: usize,
+    },
     /// The largest entry does not fit the message or batch limits.
     #[error(
         "entry_size_bytes_max ({entry}) must be at most {limit} ({what}); raise that limit or \
@@ -115,6 +131,26 @@ pub enum ConfigError {
 impl NodeConfig {
     /// Checks the invariants listed in the module documentation.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_members()?;
+        let shards = self.shard_count();
+        if shards == 0 {
+            return Err(ConfigError::Zero("shards"));
+        }
+        if self.log_count == 0 {
+            return Err(ConfigError::Zero("log_count"));
+        }
+        self.check_timing()?;
+        if self.entry_size_bytes_max == 0 {
+            return Err(ConfigError::Zero("entry_size_bytes_max"));
+        }
+        self.check_storage()?;
+        self.check_ports(shards)?;
+        self.check_flow()?;
+        self.check_entry_size()
+    }
+
+    /// Invariant 1: ids.
+    fn check_members(&self) -> Result<(), ConfigError> {
         if self.id == NodeId::ZERO {
             return Err(ConfigError::ZeroId);
         }
@@ -127,22 +163,28 @@ impl NodeConfig {
                 return Err(ConfigError::BadPeer(peer.id));
             }
         }
-        let shards = self.shard_count();
-        if shards == 0 {
-            return Err(ConfigError::Zero("shards"));
-        }
-        if self.log_count == 0 {
-            return Err(ConfigError::Zero("log_count"));
-        }
+        Ok(())
+    }
+
+    /// Invariant 3: the consensus clock.
+    fn check_timing(&self) -> Result<(), ConfigError> {
         if self.raft.tick_ms == 0 {
             return Err(ConfigError::Zero("raft.tick_ms"));
         }
         if self.raft.heartbeat_interval_ticks == 0 {
             return Err(ConfigError::Zero("raft.heartbeat_interval_ticks"));
         }
-        if self.entry_size_bytes_max == 0 {
-            return Err(ConfigError::Zero("entry_size_bytes_max"));
+        if self.raft.election_timeout_ticks <= self.raft.heartbeat_interval_ticks {
+            return Err(ConfigError::Timing {
+                election: self.raft.election_timeout_ticks,
+                heartbeat: self.raft.heartbeat_interval_ticks,
+            });
         }
+        Ok(())
+    }
+
+    /// Invariant 5: the store's options.
+    fn check_storage(&self) -> Result<(), ConfigError> {
         for (value, what) in [
             (self.storage.segment_size_bytes, "storage.segment_size_bytes"),
             (self.storage.zero_chunk_bytes as u64, "storage.zero_chunk_bytes"),
@@ -166,17 +208,32 @@ impl NodeConfig {
         {
             return Err(ConfigError::BufferedPipelining);
         }
+        Ok(())
+    }
+
+    /// Invariant 2: every shard's port fits in 16 bits.
+    fn check_ports(&self, shards: usize) -> Result<(), ConfigError> {
         for addr in std::iter::once(self.listen).chain(self.peers.iter().map(|p| p.addr)) {
             if u32::from(addr.port()) + shards as u32 - 1 > u32::from(u16::MAX) {
                 return Err(ConfigError::PortRange { addr, shards });
             }
         }
-        if self.raft.election_timeout_ticks <= self.raft.heartbeat_interval_ticks {
-            return Err(ConfigError::Timing {
-                election: self.raft.election_timeout_ticks,
-                heartbeat: self.raft.heartbeat_interval_ticks,
+        Ok(())
+    }
+
+    /// Invariant 6: the consensus core's flow control acts before the transport's window.
+    fn check_flow(&self) -> Result<(), ConfigError> {
+        if self.transport.bulk_window_bytes < self.raft.inflight_size_bytes_max {
+            return Err(ConfigError::WindowBelowInflight {
+                window: self.transport.bulk_window_bytes,
+                inflight: self.raft.inflight_size_bytes_max,
             });
         }
+        Ok(())
+    }
+
+    /// Invariant 4: the largest entry fits every message and batch that carries it.
+    fn check_entry_size(&self) -> Result<(), ConfigError> {
         // A frame carries the entry plus a little framing; a batch carries the record header.
         let frame_room = (self.transport.frame_size_bytes_max as usize).saturating_sub(4096);
         for (limit, what) in [
@@ -237,5 +294,28 @@ mod tests {
             assert!(matches!(e, ConfigError::NotBlockMultiple { .. }), "{e}");
             assert!(e.to_string().contains("multiple of 4096"), "{e}");
         }
+    }
+    /// The error's text, which must name every one of `names`.
+    fn refusal(config: &NodeConfig, names: &[&str]) -> String {
+        let text = match config.validate() {
+            Ok(()) => panic!("accepted: {config:?}"),
+            Err(e) => e.to_string(),
+        };
+        for name in names {
+            assert!(text.contains(name), "{text:?} does not name {name}");
+        }
+        text
+    }
+
+    #[test]
+    fn a_bulk_window_below_the_inflight_bytes_is_refused() {
+        for window in [0, (4 << 20) - 1] {
+            let mut c = base();
+            c.transport.bulk_window_bytes = window;
+            refusal(&c, &["transport.bulk_window_bytes", "raft.inflight_size_bytes_max"]);
+        }
+        let mut c = base();
+        c.transport.bulk_window_bytes = c.raft.inflight_size_bytes_max;
+        c.validate().unwrap();
     }
 }
