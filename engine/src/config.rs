@@ -12,7 +12,9 @@
 
 mod validate;
 
-pub use validate::ConfigError;
+pub use validate::{
+    ConfigError, ELECTION_TIMEOUT_MS_MAX, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
+};
 
 use crate::storage::FsyncMode;
 use raftwal_wire::types::{LogId, NodeId};

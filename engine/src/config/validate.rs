@@ -8,20 +8,44 @@
 //! 1. The node's id is not 0 and is not among its peers; peer ids are distinct and not 0.
 //! 2. `shards >= 1`, `log_count >= 1`, and every shard's port (`listen` port + shard index) fits
 //!    in 16 bits, for this node and for every peer.
-//! 3. The timing is sane: `tick_ms >= 1`, and the election timeout exceeds the heartbeat
-//!    interval (the consensus core checks the ticks again).
-//! 4. `entry_size_bytes_max` fits in one AppendEntries and one storage batch.
-//! 5. `storage.segment_size_bytes` and `storage.zero_chunk_bytes` are positive multiples of 4096
-//!    (the store checks the rest of its options when it opens).
-//! 6. `transport.bulk_window_bytes >= raft.inflight_size_bytes_max`, so the consensus core's flow
-//!    control stops sending before the transport's window refuses a message.
+//! 3. The timing is sane: `tick_ms >= 1`, the election timeout exceeds the heartbeat interval
+//!    (the consensus core checks the ticks again), and it is at most
+//!    [`ELECTION_TIMEOUT_MS_MAX`] long.
+//! 4. `entry_size_bytes_max` fits in one AppendEntries, one frame, one storage batch and one
+//!    segment.
+//! 5. `storage.segment_size_bytes` is a multiple of 4096 from [`SEGMENT_SIZE_BYTES_MIN`] to
+//!    [`SEGMENT_SIZE_BYTES_MAX`], and `storage.zero_chunk_bytes` a positive multiple of 4096
+//!    (the store checks its options again when it opens).
+//! 6. The consensus core's flow limits (`raft.inflight_message_count_max`,
+//!    `raft.inflight_size_bytes_max`, `raft.entry_cache_size_bytes_max`) are positive, and
+//!    `transport.bulk_window_bytes >= raft.inflight_size_bytes_max`, so the core's flow control
+//!    stops sending before the transport's window refuses a message.
+//!
+//! Every setting that the consensus core, the store or the transport would refuse later is
+//! refused here, by its name: the node's start opens the logs only after validation, and a
+//! refusal after that reads like a damaged log.
 
 use super::{FsyncChoice, NodeConfig};
+use crate::storage::format::{BLOCK_SIZE_BYTES, PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
 use raftwal_wire::types::NodeId;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use thiserror::Error;
+
+/// The smallest `storage.segment_size_bytes` the store accepts: a header block, one block of
+/// records and room to pad (16 KiB).
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 16 << 10;
+
+/// The largest `storage.segment_size_bytes` the store accepts: record offsets are 32-bit, so a
+/// segment stays below 4 GiB (4 GiB minus one 4096-byte block).
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = (4 << 30) - 4096;
+
+/// The longest election timeout (`raft.election_timeout_ticks` ticks of `raft.tick_ms`)
+/// accepted: 10 minutes. After a leader fails, the cluster waits about this long before it
+/// elects another, so a longer one is a mistake (usually a tick in microseconds or seconds
+/// written as milliseconds), not a tuning.
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
 
 /// Why a configuration is invalid. Fix the configuration and start again.
 #[derive(Debug, Error)]
@@ -113,6 +137,20 @@ pub enum ConfigError {
         /// `raft.inflight_size_bytes_max`.
         inflight: usize,
     },
+    /// The election timeout is longer than [`ELECTION_TIMEOUT_MS_MAX`].
+    #[error(
+        "raft.election_timeout_ticks ({ticks}) times raft.tick_ms ({tick_ms}) is an election \
+         timeout of {timeout_ms} ms; at most {ELECTION_TIMEOUT_MS_MAX} ms (10 minutes) is \
+         allowed: after a leader fails, the cluster waits that long before it elects another"
+    )]
+    ElectionTimeoutTooLong {
+        /// `raft.election_timeout_ticks`.
+        ticks: u32,
+        /// `raft.tick_ms`.
+        tick_ms: u64,
+        /// Their product.
+        timeout_ms: u128,
+    },
     /// The largest entry does not fit the message or batch limits.
     #[error(
         "entry_size_bytes_max ({entry}) must be at most {limit} ({what}); raise that limit or \
@@ -180,6 +218,15 @@ impl NodeConfig {
                 heartbeat: self.raft.heartbeat_interval_ticks,
             });
         }
+        let timeout_ms =
+            u128::from(self.raft.election_timeout_ticks) * u128::from(self.raft.tick_ms);
+        if timeout_ms > u128::from(ELECTION_TIMEOUT_MS_MAX) {
+            return Err(ConfigError::ElectionTimeoutTooLong {
+                ticks: self.raft.election_timeout_ticks,
+                tick_ms: self.raft.tick_ms,
+                timeout_ms,
+            });
+        }
         Ok(())
     }
 
@@ -192,6 +239,15 @@ impl NodeConfig {
             if value == 0 || value % 4096 != 0 {
                 return Err(ConfigError::NotBlockMultiple { what, value });
             }
+        }
+        let segment = self.storage.segment_size_bytes;
+        if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&segment) {
+            return Err(ConfigError::OutOfRange {
+                what: "storage.segment_size_bytes",
+                value: segment,
+                min: SEGMENT_SIZE_BYTES_MIN,
+                max: SEGMENT_SIZE_BYTES_MAX,
+            });
         }
         let limit = crate::storage::BATCHES_IN_FLIGHT_LIMIT;
         if !(1..=limit).contains(&self.storage.batches_in_flight) {
@@ -221,8 +277,18 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// Invariant 6: the consensus core's flow control acts before the transport's window.
+    /// Invariant 6: the consensus core's flow control is open, and acts before the transport's
+    /// window.
     fn check_flow(&self) -> Result<(), ConfigError> {
+        for (value, what) in [
+            (self.raft.inflight_message_count_max, "raft.inflight_message_count_max"),
+            (self.raft.inflight_size_bytes_max, "raft.inflight_size_bytes_max"),
+            (self.raft.entry_cache_size_bytes_max, "raft.entry_cache_size_bytes_max"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(what));
+            }
+        }
         if self.transport.bulk_window_bytes < self.raft.inflight_size_bytes_max {
             return Err(ConfigError::WindowBelowInflight {
                 window: self.transport.bulk_window_bytes,
@@ -234,7 +300,9 @@ impl NodeConfig {
 
     /// Invariant 4: the largest entry fits every message and batch that carries it.
     fn check_entry_size(&self) -> Result<(), ConfigError> {
-        // A frame carries the entry plus a little framing; a batch carries the record header.
+        // A frame carries the entry plus a little framing; a batch carries the record header; a
+        // segment holds its header, and a record never starts in its last block (the store's
+        // own limit, `LogStore::payload_bytes_max`).
         let frame_room = (self.transport.frame_size_bytes_max as usize).saturating_sub(4096);
         for (limit, what) in [
             (self.raft.append_size_bytes_max, "raft.append_size_bytes_max"),
@@ -242,6 +310,13 @@ impl NodeConfig {
             (
                 self.storage.batch_bytes_max.saturating_sub(4096),
                 "storage.batch_bytes_max minus 4096",
+            ),
+            (
+                (self.storage.segment_size_bytes as usize)
+                    .saturating_sub(SEGMENT_HEADER_BYTES + BLOCK_SIZE_BYTES)
+                    .min(PAYLOAD_BYTES_MAX),
+                "the payload one segment holds: storage.segment_size_bytes minus 8192, at most \
+                 64 MiB",
             ),
         ] {
             if self.entry_size_bytes_max > limit {
@@ -317,5 +392,74 @@ mod tests {
         let mut c = base();
         c.transport.bulk_window_bytes = c.raft.inflight_size_bytes_max;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn zero_flow_limits_of_the_consensus_core_are_refused_by_name() {
+        let mut c = base();
+        c.raft.inflight_message_count_max = 0;
+        refusal(&c, &["raft.inflight_message_count_max"]);
+        let mut c = base();
+        c.raft.inflight_size_bytes_max = 0;
+        refusal(&c, &["raft.inflight_size_bytes_max"]);
+        let mut c = base();
+        c.raft.entry_cache_size_bytes_max = 0;
+        refusal(&c, &["raft.entry_cache_size_bytes_max"]);
+    }
+
+    #[test]
+    fn segment_sizes_outside_16_kib_to_4_gib_are_refused() {
+        for segment in [8 << 10, 4 << 30, 8 << 30] {
+            let mut c = base();
+            c.storage.segment_size_bytes = segment;
+            refusal(&c, &["storage.segment_size_bytes", "16384", "4294963200"]);
+        }
+        let mut c = base();
+        c.storage.segment_size_bytes = (4 << 30) - 4096;
+        c.validate().unwrap();
+        // The smallest segment holds 8 KiB of payload: larger entries are refused with it.
+        c.storage.segment_size_bytes = 16 << 10;
+        refusal(&c, &["entry_size_bytes_max", "storage.segment_size_bytes"]);
+        c.entry_size_bytes_max = 8 << 10;
+        c.validate().unwrap();
+    }
+
+    /// The bounds are the store's own: what validation lets through, the store opens, and what
+    /// it refuses, the store refuses too.
+    #[test]
+    fn the_segment_size_bounds_and_payload_room_are_the_stores() {
+        use crate::storage::{LogOptions, LogStore, OpenError, SimDisk};
+        use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
+        let open = |segment_size_bytes: u64| {
+            let options = LogOptions { segment_size_bytes, ..LogOptions::default() };
+            LogStore::open(std::path::Path::new("/log"), options, std::rc::Rc::new(SimDisk::new()))
+        };
+        for refused in [SEGMENT_SIZE_BYTES_MIN - 4096, SEGMENT_SIZE_BYTES_MAX + 4096] {
+            assert!(matches!(open(refused), Err(OpenError::InvalidOptions(_))), "{refused}");
+        }
+        let (mut store, _) = open(SEGMENT_SIZE_BYTES_MIN).unwrap();
+        let mut c = base();
+        c.storage.segment_size_bytes = SEGMENT_SIZE_BYTES_MIN;
+        c.entry_size_bytes_max = 8 << 10;
+        c.validate().unwrap();
+        let entry = |index: u64, size: usize| Entry {
+            index: LogIndex(index),
+            term: Term(1),
+            kind: EntryKind::Normal,
+            data: vec![7; size].into(),
+        };
+        store.append(&[entry(1, c.entry_size_bytes_max)]).unwrap();
+        assert!(store.append(&[entry(2, c.entry_size_bytes_max + 1)]).is_err());
+    }
+
+    #[test]
+    fn an_election_timeout_over_ten_minutes_is_refused() {
+        let mut c = base();
+        c.raft.tick_ms = 20_000; // 30 ticks: exactly 10 minutes
+        c.validate().unwrap();
+        c.raft.tick_ms = 20_001;
+        refusal(&c, &["raft.tick_ms", "raft.election_timeout_ticks", "600030 ms", "10 minutes"]);
+        c.raft.tick_ms = u64::MAX;
+        refusal(&c, &["raft.tick_ms"]);
     }
 }
