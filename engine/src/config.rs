@@ -13,7 +13,8 @@
 mod validate;
 
 pub use validate::{
-    ConfigError, ELECTION_TIMEOUT_MS_MAX, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
+    ConfigError, ELECTION_TIMEOUT_MS_MAX, LOG_COUNT_MAX, SEGMENT_SIZE_BYTES_MAX,
+    SEGMENT_SIZE_BYTES_MIN,
 };
 
 use crate::storage::FsyncMode;
@@ -192,7 +193,8 @@ pub struct NodeConfig {
     /// Shard threads; `None` means one per available core.
     #[serde(default)]
     pub shards: Option<usize>,
-    /// Number of logs the cluster keeps: log ids `0..log_count`.
+    /// Number of logs the cluster keeps: log ids `0..log_count`, 1 to [`LOG_COUNT_MAX`]. Each log
+    /// preallocates a segment (`storage.segment_size_bytes`) on every node when it opens.
     #[serde(default = "default_log_count")]
     pub log_count: u64,
     /// Largest payload of one entry.

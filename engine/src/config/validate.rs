@@ -6,8 +6,8 @@
 //!
 //! Invariants of a validated config:
 //! 1. The node's id is not 0 and is not among its peers; peer ids are distinct and not 0.
-//! 2. `shards >= 1`, `log_count >= 1`, and every shard's port (`listen` port + shard index) fits
-//!    in 16 bits, for this node and for every peer.
+//! 2. `shards >= 1`, `1 <= log_count <= LOG_COUNT_MAX`, and every shard's port (`listen` port +
+//!    shard index) fits in 16 bits, for this node and for every peer.
 //! 3. The timing is sane: `tick_ms >= 1`, the election timeout exceeds the heartbeat interval
 //!    (the consensus core checks the ticks again), and it is at most
 //!    [`ELECTION_TIMEOUT_MS_MAX`] long.
@@ -32,6 +32,13 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use thiserror::Error;
+
+/// The most logs a cluster may keep. Every node opens every log at start, and each log
+/// preallocates two segments on its disk (the active one and the next, prepared ahead): 1024
+/// logs of the default 64 MiB segments take 128 GiB per node before the first append. A count
+/// above it is a mistake (a million logs tried to preallocate 64 TB and filled the disk), not a
+/// tuning; a node that needs more logs per disk should use smaller segments, not more logs.
+pub const LOG_COUNT_MAX: u64 = 1024;
 
 /// The smallest `storage.segment_size_bytes` the store accepts: a header block, one block of
 /// records and room to pad (16 KiB).
@@ -174,8 +181,13 @@ impl NodeConfig {
         if shards == 0 {
             return Err(ConfigError::Zero("shards"));
         }
-        if self.log_count == 0 {
-            return Err(ConfigError::Zero("log_count"));
+        if !(1..=LOG_COUNT_MAX).contains(&self.log_count) {
+            return Err(ConfigError::OutOfRange {
+                what: "log_count",
+                value: self.log_count,
+                min: 1,
+                max: LOG_COUNT_MAX,
+            });
         }
         self.check_timing()?;
         if self.entry_size_bytes_max == 0 {
@@ -461,5 +473,16 @@ mod tests {
         refusal(&c, &["raft.tick_ms", "raft.election_timeout_ticks", "600030 ms", "10 minutes"]);
         c.raft.tick_ms = u64::MAX;
         refusal(&c, &["raft.tick_ms"]);
+    }
+
+    #[test]
+    fn log_count_is_between_1_and_1024() {
+        let mut c = base();
+        c.log_count = LOG_COUNT_MAX;
+        c.validate().unwrap();
+        for bad in [0, LOG_COUNT_MAX + 1, 1_000_000] {
+            c.log_count = bad;
+            refusal(&c, &["log_count", "1024"]);
+        }
     }
 }
