@@ -7,7 +7,9 @@
 //! Invariants of a validated config:
 //! 1. The node's id is not 0 and is not among its peers; peer ids are distinct and not 0.
 //! 2. `shards >= 1`, `1 <= log_count <= LOG_COUNT_MAX`, and every shard's port (`listen` port +
-//!    shard index) fits in 16 bits, for this node and for every peer.
+//!    shard index) fits in 16 bits, for this node and for every peer; no two members' port
+//!    ranges (`port .. port + shards - 1`, this node's shard count for all) overlap on one host
+//!    (the same IP address, or a wildcard and a loopback or wildcard address).
 //! 3. The timing is sane: `tick_ms >= 1`, the election timeout exceeds the heartbeat interval
 //!    (the consensus core checks the ticks again), and it is at most
 //!    [`ELECTION_TIMEOUT_MS_MAX`] long.
@@ -29,7 +31,7 @@ use super::{FsyncChoice, NodeConfig};
 use crate::storage::format::{BLOCK_SIZE_BYTES, PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
 use raftwal_wire::types::NodeId;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -117,6 +119,26 @@ pub enum ConfigError {
     PortRange {
         /// The base address.
         addr: SocketAddr,
+        /// The shard count.
+        shards: usize,
+    },
+    /// Two members would listen on one port of one host: with `shards` shards, a node listens
+    /// on its port and the `shards - 1` ports after it.
+    #[error(
+        "node {first} at {first_addr} and node {second} at {second_addr} would share ports: with \
+         {shards} shards every node listens on its port and the {} after it, so the ports of two \
+         nodes on one host must be at least {shards} apart (their ranges overlap)",
+        shards - 1
+    )]
+    PortOverlap {
+        /// One member.
+        first: NodeId,
+        /// Its shard-0 address.
+        first_addr: SocketAddr,
+        /// The other member.
+        second: NodeId,
+        /// Its shard-0 address.
+        second_addr: SocketAddr,
         /// The shard count.
         shards: usize,
     },
@@ -279,11 +301,30 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// Invariant 2: every shard's port fits in 16 bits.
+    /// Invariant 2: every member's shard ports fit in 16 bits and are its own.
     fn check_ports(&self, shards: usize) -> Result<(), ConfigError> {
-        for addr in std::iter::once(self.listen).chain(self.peers.iter().map(|p| p.addr)) {
-            if u32::from(addr.port()) + shards as u32 - 1 > u32::from(u16::MAX) {
+        let members: Vec<(NodeId, SocketAddr)> = std::iter::once((self.id, self.listen))
+            .chain(self.peers.iter().map(|p| (p.id, p.addr)))
+            .collect();
+        // In u64: a shard count near usize::MAX must be refused, not overflow.
+        let span = shards as u64;
+        for &(_, addr) in &members {
+            if u64::from(addr.port()) + span - 1 > u64::from(u16::MAX) {
                 return Err(ConfigError::PortRange { addr, shards });
+            }
+        }
+        for (k, &(first, first_addr)) in members.iter().enumerate() {
+            for &(second, second_addr) in &members[k + 1..] {
+                let apart = u64::from(first_addr.port().abs_diff(second_addr.port()));
+                if apart < span && may_share_ports(first_addr.ip(), second_addr.ip()) {
+                    return Err(ConfigError::PortOverlap {
+                        first,
+                        first_addr,
+                        second,
+                        second_addr,
+                        shards,
+                    });
+                }
             }
         }
         Ok(())
@@ -343,10 +384,26 @@ impl NodeConfig {
     }
 }
 
+/// Whether sockets bound to `a` and `b` with the same port would be one port of one host: the
+/// same address, or a wildcard address and an address of the host that the wildcard covers
+/// (another wildcard, or loopback; an IPv4 wildcard does not cover IPv6 addresses, an IPv6 one
+/// covers both). Whether any other address is this host's cannot be known without asking the
+/// system, so a node that listens on the wildcard next to peers on other addresses passes: that
+/// is the usual deployment, one node per host.
+fn may_share_ports(a: IpAddr, b: IpAddr) -> bool {
+    let covers = |wildcard: IpAddr, other: IpAddr| {
+        wildcard.is_unspecified()
+            && (other.is_unspecified() || other.is_loopback())
+            && (wildcard.is_ipv6() || other.is_ipv4())
+    };
+    a == b || covers(a, b) || covers(b, a)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::base;
     use super::*;
+    use crate::config::PeerConfig;
 
     #[test]
     fn bad_identities_are_refused() {
@@ -484,5 +541,47 @@ mod tests {
             c.log_count = bad;
             refusal(&c, &["log_count", "1024"]);
         }
+    }
+
+    #[test]
+    fn shard_port_ranges_of_members_on_one_host_must_not_overlap() {
+        let with = |listen: &str, peers: &[&str]| {
+            let mut c = base();
+            c.listen = listen.parse().unwrap();
+            c.peers = peers
+                .iter()
+                .enumerate()
+                .map(|(i, a)| PeerConfig { id: NodeId(i as u64 + 2), addr: a.parse().unwrap() })
+                .collect();
+            c
+        };
+        // base() runs 4 shards: ports p..p+3.
+        for (listen, peers) in [
+            ("127.0.0.1:7000", &["127.0.0.1:7003"][..]),
+            ("127.0.0.1:7003", &["127.0.0.1:7000"]),
+            ("127.0.0.1:7000", &["127.0.0.1:7000"]),
+            ("0.0.0.0:7000", &["127.0.0.1:7002"]),
+            ("[::]:7000", &["127.0.0.1:7001"]),
+            ("[::]:7000", &["0.0.0.0:7001"]),
+            ("[::1]:7000", &["[::1]:7002"]),
+            ("10.0.0.1:7000", &["10.0.0.2:7000", "10.0.0.2:7002"]),
+        ] {
+            let c = with(listen, peers);
+            refusal(&c, &["overlap", "4 shards"]);
+        }
+        for (listen, peers) in [
+            ("127.0.0.1:7000", &["127.0.0.1:7004", "127.0.0.1:7008"][..]),
+            ("127.0.0.1:7000", &["127.0.0.2:7000"]),
+            // The usual deployment: every node on its own host, listening on the wildcard.
+            ("0.0.0.0:7000", &["10.0.0.2:7000", "10.0.0.3:7000"]),
+            ("0.0.0.0:7000", &["[::1]:7000"]),
+        ] {
+            let c = with(listen, peers);
+            c.validate().unwrap_or_else(|e| panic!("{listen} {peers:?}: {e}"));
+        }
+        // A shard count beyond any port range is refused, not an arithmetic overflow.
+        let mut c = base();
+        c.shards = Some(1 << 32);
+        assert!(matches!(c.validate(), Err(ConfigError::PortRange { .. })));
     }
 }
