@@ -10,6 +10,8 @@
 //!    shard index) fits in 16 bits, for this node and for every peer; no two members' port
 //!    ranges (`port .. port + shards - 1`, this node's shard count for all) overlap on one host
 //!    (the same IP address, or a wildcard and a loopback or wildcard address).
+//!    No peer's port is 0, nor this node's unless it runs one shard and has no peers (an
+//!    embedding program or a test may then let the system pick the port).
 //! 3. The timing is sane: `tick_ms >= 1`, the election timeout exceeds the heartbeat interval
 //!    (the consensus core checks the ticks again), and it is at most
 //!    [`ELECTION_TIMEOUT_MS_MAX`] long.
@@ -121,6 +123,25 @@ pub enum ConfigError {
         addr: SocketAddr,
         /// The shard count.
         shards: usize,
+    },
+    /// A peer is listed with port 0, on which no node listens.
+    #[error("peer {peer} has port 0 ({addr}): list the port it listens on (its `listen` address)")]
+    PeerPortZero {
+        /// The peer.
+        peer: NodeId,
+        /// Its address as listed.
+        addr: SocketAddr,
+    },
+    /// This node would let the system pick its port although peers must reach it, or although
+    /// its other shards' ports follow from it.
+    #[error(
+        "listen address {addr} has port 0: a node with peers needs a fixed port for them to \
+         reach it, and with several shards shard i listens on the port + i; only a one-shard node \
+         without peers may let the system pick its port"
+    )]
+    ListenPortZero {
+        /// The listen address.
+        addr: SocketAddr,
     },
     /// Two members would listen on one port of one host: with `shards` shards, a node listens
     /// on its port and the `shards - 1` ports after it.
@@ -306,6 +327,14 @@ impl NodeConfig {
         let members: Vec<(NodeId, SocketAddr)> = std::iter::once((self.id, self.listen))
             .chain(self.peers.iter().map(|p| (p.id, p.addr)))
             .collect();
+        if let Some(peer) = self.peers.iter().find(|p| p.addr.port() == 0) {
+            return Err(ConfigError::PeerPortZero { peer: peer.id, addr: peer.addr });
+        }
+        // Port 0 lets the system pick shard 0's port, which only the node learns
+        // (`Node::client_addr`): no peer could reach it, and shard i would bind port i.
+        if self.listen.port() == 0 && (!self.peers.is_empty() || shards > 1) {
+            return Err(ConfigError::ListenPortZero { addr: self.listen });
+        }
         // In u64: a shard count near usize::MAX must be refused, not overflow.
         let span = shards as u64;
         for &(_, addr) in &members {
@@ -583,5 +612,22 @@ mod tests {
         let mut c = base();
         c.shards = Some(1 << 32);
         assert!(matches!(c.validate(), Err(ConfigError::PortRange { .. })));
+    }
+
+    #[test]
+    fn port_zero_is_refused_where_a_fixed_port_is_needed() {
+        let mut c = base();
+        c.peers[1].addr = "127.0.0.1:0".parse().unwrap();
+        refusal(&c, &["peer 3", "port 0"]);
+        let mut c = base();
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        refusal(&c, &["port 0", "peers"]);
+        // A one-shard node without peers may let the system pick its port (its address is
+        // known once it started: `Node::client_addr`).
+        c.peers.clear();
+        c.shards = Some(1);
+        c.validate().unwrap();
+        c.shards = Some(2);
+        refusal(&c, &["port 0", "shard"]);
     }
 }

@@ -73,7 +73,9 @@ impl ServeArgs {
     /// The node's configuration: the file's, or the flags'.
     fn node_config(self) -> Result<NodeConfig, String> {
         if let Some(path) = &self.config {
-            return NodeConfig::from_toml_file(path).map_err(|e| e.to_string());
+            let config = NodeConfig::from_toml_file(path).map_err(|e| e.to_string())?;
+            refuse_listen_port_zero(&config)?;
+            return Ok(config);
         }
         // clap enforces these without --config; say so rather than panic if that ever changes.
         let missing = |flag: &str| format!("--{flag} is required without --config");
@@ -85,8 +87,23 @@ impl ServeArgs {
         config.shards = self.shards.map(usize::from);
         config.metrics = self.metrics;
         config.validate().map_err(|e| e.to_string())?;
+        refuse_listen_port_zero(&config)?;
         Ok(config)
     }
+}
+
+/// `serve` runs a node that clients and peers reach at a configured address, so its port must be
+/// fixed even where validation would let the system pick it (a one-shard node without peers,
+/// which an embedding program may want).
+fn refuse_listen_port_zero(config: &NodeConfig) -> Result<(), String> {
+    if config.listen.port() == 0 {
+        return Err(format!(
+            "listen address {} has port 0: give the node a fixed port (clients and peers connect \
+             to it)",
+            config.listen
+        ));
+    }
+    Ok(())
 }
 
 /// A start error with what to do about it.
@@ -226,6 +243,30 @@ mod tests {
         ])
         .unwrap();
         assert!(args.node_config().unwrap_err().contains("lists itself"));
+    }
+
+    #[test]
+    fn listen_port_zero_is_refused_from_flags_and_files() {
+        let args = parse(&["--id=1", "--listen=127.0.0.1:0", "--data-dir=/d", "--tls-dir=/t"]);
+        let e = args.unwrap().node_config().unwrap_err();
+        assert!(e.contains("port 0") && e.contains("fixed port"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let toml =
+            "id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\nshards = 1\n";
+        std::fs::write(&path, toml).unwrap();
+        let e = parse(&["--config", path.to_str().unwrap()]).unwrap().node_config().unwrap_err();
+        assert!(e.contains("port 0"), "{e}");
+        // With peers, validation itself refuses it (for embedding programs too).
+        let args = parse(&[
+            "--id=1",
+            "--listen=127.0.0.1:0",
+            "--peers=2=127.0.0.1:7100",
+            "--data-dir=/d",
+            "--tls-dir=/t",
+        ]);
+        let e = args.unwrap().node_config().unwrap_err();
+        assert!(e.contains("port 0") && e.contains("peers"), "{e}");
     }
 
     #[test]
