@@ -285,4 +285,16 @@ fn serve_refuses_bad_starts_with_clear_messages() {
     let (status, text) = serve(&args);
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(text.contains("belongs to cluster") && text.contains("--data-dir"), "{text}");
+
+    // A log directory that cannot be used (here: a file in its place) is an I/O error, not a
+    // damaged log: no word about corruption.
+    let log_dir = dir.path().join("d1").join("log-0");
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    std::fs::write(&log_dir, b"not a directory").unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &tls_a]);
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("log 0 in") && text.contains("I/O error"), "{text}");
+    assert!(!text.contains("corruption"), "{text}");
 }

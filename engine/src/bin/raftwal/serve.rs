@@ -8,6 +8,7 @@
 use crate::client_args::parse_addr;
 use crate::interrupt;
 use clap::Args;
+use raftwal::storage::OpenError;
 use raftwal::{Node, NodeConfig, PeerConfig, StartError};
 use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::types::{LogId, NodeId};
@@ -114,11 +115,25 @@ pub(crate) fn explain_start_error(error: &StartError) -> String {
              node-ID.key.pem; create them with `raftwal certs --out {} --nodes N`)",
             dir.display()
         ),
-        StartError::Storage { .. } => format!(
-            "{error}\n  (the files are left as they are: corruption is never repaired silently; \
-             see docs/operations.md, \"Start errors\")"
-        ),
+        StartError::Storage { source, .. } if is_damage(source) => {
+            format!("{error}\n  {DAMAGE_HINT}")
+        }
+        StartError::Restore { .. } => format!("{error}\n  {DAMAGE_HINT}"),
         _ => error.to_string(),
+    }
+}
+
+/// What to do about a log whose files are damaged or not its own.
+const DAMAGE_HINT: &str = "(the files are left as they are: corruption is never repaired \
+    silently; see docs/operations.md, \"Start errors\")";
+
+/// Whether the store refused a log for what its files hold (a bad record, a segment that is
+/// not a segment or not this log's), as opposed to a disk it cannot use (I/O error, no space)
+/// or options it refuses: only the first leaves files an operator must look at.
+fn is_damage(error: &OpenError) -> bool {
+    match error {
+        OpenError::Corrupt(_) | OpenError::BadSegment { .. } | OpenError::Foreign { .. } => true,
+        OpenError::InvalidOptions(_) | OpenError::Io { .. } | OpenError::NoSpace(_) => false,
     }
 }
 
@@ -267,6 +282,43 @@ mod tests {
         ]);
         let e = args.unwrap().node_config().unwrap_err();
         assert!(e.contains("port 0") && e.contains("peers"), "{e}");
+    }
+
+    #[test]
+    fn only_damaged_logs_get_the_corruption_hint() {
+        use raftwal::storage::Corruption;
+        use raftwal_wire::types::LogIndex;
+        let storage =
+            |source| StartError::Storage { log: LogId(0), dir: "/d/log-0".into(), source };
+        let io = |kind, text: &str| std::io::Error::new(kind, text.to_owned());
+        let plain = [
+            storage(OpenError::Io {
+                context: "creating /d/log-0".into(),
+                source: io(std::io::ErrorKind::AlreadyExists, "File exists"),
+            }),
+            storage(OpenError::NoSpace("creating segment 1".into())),
+            storage(OpenError::InvalidOptions("batch_bytes_max must be positive")),
+            StartError::Shard { shard: 0, message: "cannot listen on 127.0.0.1:1".into() },
+        ];
+        for error in &plain {
+            let text = explain_start_error(error);
+            assert_eq!(text, error.to_string(), "no hint for {error:?}");
+        }
+        let damaged = [
+            storage(OpenError::Corrupt(Corruption {
+                file: "/d/log-0/1.seg".into(),
+                offset: 4096,
+                index: Some(LogIndex(1)),
+                reason: "checksum mismatch".into(),
+            })),
+            storage(OpenError::Foreign { file: "/d/log-0/1.seg".into(), reason: "x".into() }),
+            StartError::Restore { log: LogId(0), message: "commit index beyond the log".into() },
+        ];
+        for error in &damaged {
+            let text = explain_start_error(error);
+            assert!(text.starts_with(&error.to_string()), "{text}");
+            assert!(text.contains("corruption is never repaired silently"), "{text}");
+        }
     }
 
     #[test]
