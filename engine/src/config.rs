@@ -218,8 +218,11 @@ fn default_log_count() -> u64 {
     1
 }
 
+/// The default [`NodeConfig::entry_size_bytes_max`] (1 MiB).
+pub const ENTRY_SIZE_BYTES_MAX_DEFAULT: usize = 1 << 20;
+
 fn default_entry_size_bytes_max() -> usize {
-    1 << 20
+    ENTRY_SIZE_BYTES_MAX_DEFAULT
 }
 
 impl NodeConfig {

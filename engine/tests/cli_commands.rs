@@ -181,6 +181,25 @@ fn a_dev_cluster_serves_append_read_status_and_tail() {
     let tailed = tailed.lock().unwrap();
     assert!(tailed.windows(2).all(|w| w[0].index < w[1].index), "in order, no duplicate");
     assert_eq!(tailed.len(), 15);
+    drop(tailed);
+
+    // A line far over the maximum (and over any frame) is refused the same way, without being
+    // read whole or sent.
+    let v = with("append", &[]);
+    let (status, out, err) = run(&args(&v), &vec![b'y'; 64 << 20]);
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("\"line\":1") && out.contains("exceeds the maximum of 1048576"), "{out}");
+    assert!(!out.contains("cannot encode"), "{out}");
+    // Lines each within the maximum but together over a frame go out as several requests.
+    let mut input = Vec::new();
+    for i in 0..40u8 {
+        input.extend(std::iter::repeat_n(b'a' + i % 26, 1 << 20));
+        input.push(b'\n');
+    }
+    let v = with("append", &["--batch", "64"]);
+    let (status, out, err) = run(&args(&v), &input);
+    assert!(status.success(), "{}{err}", &out[..out.len().min(2000)]);
+    assert_eq!(json_lines(&out).len(), 40, "{out}");
 
     dev.proc.signal(libc::SIGINT);
     assert!(dev.proc.wait(T).success(), "dev exits cleanly on Ctrl-C");
