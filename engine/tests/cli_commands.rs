@@ -183,6 +183,23 @@ fn a_dev_cluster_serves_append_read_status_and_tail() {
     assert_eq!(tailed.len(), 15);
     drop(tailed);
 
+    // A tail of a log the cluster does not have fails at once, as a read does, however long it
+    // may retry.
+    let err_path = dir.path().join("tail-unknown.err");
+    let mut command = Command::new(bin());
+    command
+        .args(args(&with("tail", &["--log", "5", "--retry-s", "3600"])))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let status = Proc::spawn("tail --log 5", &mut command).wait(T);
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("refused (UnknownLog): this node has no log 5"), "{err}");
+    assert!(!err.contains("ClientError {"), "{err}");
+    let (status, _, read_err) = run(&args(&with("read", &["--log", "5"])), b"");
+    assert_eq!(status.code(), Some(1));
+    assert!(read_err.contains("refused (UnknownLog): this node has no log 5"), "{read_err}");
+
     // A line far over the maximum (and over any frame) is refused the same way, without being
     // read whole or sent.
     let v = with("append", &[]);
