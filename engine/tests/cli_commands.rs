@@ -304,6 +304,22 @@ fn serve_refuses_bad_starts_with_clear_messages() {
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(text.contains("no-tls") && text.contains("raftwal certs --out"), "{text}");
 
+    // A key that is not the certificate's: both files are named, before anything is opened.
+    let mixed = path("tls-mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    for name in ["ca.pem", "cluster-id", "node-1.pem"] {
+        std::fs::copy(dir.path().join("tls-a").join(name), dir.path().join("tls-mixed").join(name))
+            .unwrap();
+    }
+    let key = dir.path().join("tls-mixed").join("node-1.key.pem");
+    std::fs::copy(dir.path().join("tls-b").join("node-1.key.pem"), &key).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &mixed]);
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("the key {} does not match the certificate", key.display())));
+    assert!(!text.contains("KeyMismatch"), "{text}");
+
     // A data directory of another cluster: run a node of cluster A on d1, then point a node of
     // cluster B at it.
     let mut args = base.to_vec();
