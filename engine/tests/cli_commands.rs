@@ -248,6 +248,39 @@ fn an_unreachable_cluster_fails_the_append_with_an_error_line() {
     assert_eq!(lines[0]["line"], 1, "{out}");
     assert!(lines[0]["error"].as_str().unwrap().contains("no node answered"), "{out}");
     assert!(err.contains("may or may not be in the log"), "{err}");
+    // --retry-s 0 makes one attempt, and says why it failed.
+    let (status, out, err) = run(
+        &[
+            "append",
+            "--cluster",
+            &nowhere,
+            "--tls-dir",
+            tls.to_str().unwrap(),
+            "--attempt-timeout-ms",
+            "200",
+            "--retry-s",
+            "0",
+        ],
+        b"a\n",
+    );
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    let error = json_lines(&out)[0]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("no node answered") && error.contains(&nowhere), "{error}");
+    assert!(!error.contains("no attempt made"), "{error}");
+    // Values that cannot work are usage errors: a read of zero entries, a zero attempt timeout.
+    let tls_dir = tls.to_str().unwrap();
+    for (command, flag) in [("read", "--count"), ("read", "--attempt-timeout-ms")] {
+        let (status, out, err) =
+            run(&[command, "--cluster", &nowhere, "--tls-dir", tls_dir, flag, "0"], b"");
+        assert_eq!(status.code(), Some(2), "{command} {flag} 0: {out}{err}");
+        assert!(err.contains(flag) && out.is_empty(), "{err}");
+    }
+    let (status, _, err) = run(
+        &["append", "--cluster", &nowhere, "--tls-dir", tls_dir, "--attempt-timeout-ms", "0"],
+        b"a\n",
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+
     // Certificates missing: a clear configuration error before anything is sent.
     let (status, _, err) =
         run(&["read", "--cluster", &nowhere, "--tls-dir", "/nonexistent", "--from", "1"], b"");

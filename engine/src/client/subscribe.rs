@@ -90,14 +90,18 @@ impl RemoteSubscription {
         let retry_deadline = self.client.config().retry_deadline;
         let mut deadline = tokio::time::Instant::now() + retry_deadline;
         let mut backoff = Duration::from_millis(5);
+        // Each call opens a stream at least once whatever the deadline (a zero retry deadline
+        // means one attempt), so a failure always has a reason.
+        let mut opened = false;
         loop {
             if let Some(entry) = self.buffer.pop_front() {
                 return Ok(entry);
             }
             if self.stream.is_none() {
-                if tokio::time::Instant::now() >= deadline {
+                if opened && tokio::time::Instant::now() >= deadline {
                     return Err(ClientError::Unavailable(self.last_failure.clone()));
                 }
+                opened = true;
                 if let Err(e) = self.open().await {
                     self.fail_over(e);
                     tokio::time::sleep(backoff).await;
