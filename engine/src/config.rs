@@ -2,19 +2,21 @@
 //! tuning of its consensus, storage and transport.
 //!
 //! Owns: [`NodeConfig`] (built in code by an embedding program, or read from TOML by
-//! `raftwal serve --config`); its validation ([`ConfigError`], [`NodeConfig::validate`]) lives in
-//! `validate.rs`, which lists the invariants of a validated config.
+//! `raftwal serve --config`); its validation ([`NodeConfig::validate`]) lives in `validate.rs`,
+//! which lists the invariants of a validated config, and its errors ([`ConfigError`]) in
+//! `error.rs`.
 //! Must not: open files or sockets (that is the node's start), or hold run-time state.
 //!
 //! A log `l` lives on shard `l % shards` of every node, so every node of a cluster should run the
 //! same number of shards; traffic that reaches another shard is forwarded, so a mismatch costs a
 //! hop, not correctness.
 
+mod error;
 mod validate;
 
+pub use error::ConfigError;
 pub use validate::{
-    ConfigError, ELECTION_TIMEOUT_MS_MAX, LOG_COUNT_MAX, SEGMENT_SIZE_BYTES_MAX,
-    SEGMENT_SIZE_BYTES_MIN,
+    ELECTION_TIMEOUT_MS_MAX, LOG_COUNT_MAX, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
 };
 
 use crate::storage::FsyncMode;
@@ -181,7 +183,8 @@ pub struct NodeConfig {
     /// This node's id (not 0), matching its certificate in `tls_dir`.
     pub id: NodeId,
     /// This node's address: shard 0's UDP port; shard `i` listens on this port + `i`. Peers and
-    /// clients both connect here (the TLS ALPN tells them apart).
+    /// clients both connect here (the TLS ALPN tells them apart). Port 0 (the system picks one,
+    /// see `Node::client_addr`) only for a one-shard node without peers.
     pub listen: SocketAddr,
     /// The other members of the cluster.
     #[serde(default)]
