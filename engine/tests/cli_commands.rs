@@ -181,6 +181,42 @@ fn a_dev_cluster_serves_append_read_status_and_tail() {
     let tailed = tailed.lock().unwrap();
     assert!(tailed.windows(2).all(|w| w[0].index < w[1].index), "in order, no duplicate");
     assert_eq!(tailed.len(), 15);
+    drop(tailed);
+
+    // A tail of a log the cluster does not have fails at once, as a read does, however long it
+    // may retry.
+    let err_path = dir.path().join("tail-unknown.err");
+    let mut command = Command::new(bin());
+    command
+        .args(args(&with("tail", &["--log", "5", "--retry-s", "3600"])))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let status = Proc::spawn("tail --log 5", &mut command).wait(T);
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("refused (UnknownLog): this node has no log 5"), "{err}");
+    assert!(!err.contains("ClientError {"), "{err}");
+    let (status, _, read_err) = run(&args(&with("read", &["--log", "5"])), b"");
+    assert_eq!(status.code(), Some(1));
+    assert!(read_err.contains("refused (UnknownLog): this node has no log 5"), "{read_err}");
+
+    // A line far over the maximum (and over any frame) is refused the same way, without being
+    // read whole or sent.
+    let v = with("append", &[]);
+    let (status, out, err) = run(&args(&v), &vec![b'y'; 64 << 20]);
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("\"line\":1") && out.contains("exceeds the maximum of 1048576"), "{out}");
+    assert!(!out.contains("cannot encode"), "{out}");
+    // Lines each within the maximum but together over a frame go out as several requests.
+    let mut input = Vec::new();
+    for i in 0..40u8 {
+        input.extend(std::iter::repeat_n(b'a' + i % 26, 1 << 20));
+        input.push(b'\n');
+    }
+    let v = with("append", &["--batch", "64"]);
+    let (status, out, err) = run(&args(&v), &input);
+    assert!(status.success(), "{}{err}", &out[..out.len().min(2000)]);
+    assert_eq!(json_lines(&out).len(), 40, "{out}");
 
     dev.proc.signal(libc::SIGINT);
     assert!(dev.proc.wait(T).success(), "dev exits cleanly on Ctrl-C");
@@ -212,6 +248,39 @@ fn an_unreachable_cluster_fails_the_append_with_an_error_line() {
     assert_eq!(lines[0]["line"], 1, "{out}");
     assert!(lines[0]["error"].as_str().unwrap().contains("no node answered"), "{out}");
     assert!(err.contains("may or may not be in the log"), "{err}");
+    // --retry-s 0 makes one attempt, and says why it failed.
+    let (status, out, err) = run(
+        &[
+            "append",
+            "--cluster",
+            &nowhere,
+            "--tls-dir",
+            tls.to_str().unwrap(),
+            "--attempt-timeout-ms",
+            "200",
+            "--retry-s",
+            "0",
+        ],
+        b"a\n",
+    );
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    let error = json_lines(&out)[0]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("no node answered") && error.contains(&nowhere), "{error}");
+    assert!(!error.contains("no attempt made"), "{error}");
+    // Values that cannot work are usage errors: a read of zero entries, a zero attempt timeout.
+    let tls_dir = tls.to_str().unwrap();
+    for (command, flag) in [("read", "--count"), ("read", "--attempt-timeout-ms")] {
+        let (status, out, err) =
+            run(&[command, "--cluster", &nowhere, "--tls-dir", tls_dir, flag, "0"], b"");
+        assert_eq!(status.code(), Some(2), "{command} {flag} 0: {out}{err}");
+        assert!(err.contains(flag) && out.is_empty(), "{err}");
+    }
+    let (status, _, err) = run(
+        &["append", "--cluster", &nowhere, "--tls-dir", tls_dir, "--attempt-timeout-ms", "0"],
+        b"a\n",
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+
     // Certificates missing: a clear configuration error before anything is sent.
     let (status, _, err) =
         run(&["read", "--cluster", &nowhere, "--tls-dir", "/nonexistent", "--from", "1"], b"");
@@ -268,6 +337,22 @@ fn serve_refuses_bad_starts_with_clear_messages() {
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(text.contains("no-tls") && text.contains("raftwal certs --out"), "{text}");
 
+    // A key that is not the certificate's: both files are named, before anything is opened.
+    let mixed = path("tls-mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    for name in ["ca.pem", "cluster-id", "node-1.pem"] {
+        std::fs::copy(dir.path().join("tls-a").join(name), dir.path().join("tls-mixed").join(name))
+            .unwrap();
+    }
+    let key = dir.path().join("tls-mixed").join("node-1.key.pem");
+    std::fs::copy(dir.path().join("tls-b").join("node-1.key.pem"), &key).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &mixed]);
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("the key {} does not match the certificate", key.display())));
+    assert!(!text.contains("KeyMismatch"), "{text}");
+
     // A data directory of another cluster: run a node of cluster A on d1, then point a node of
     // cluster B at it.
     let mut args = base.to_vec();
@@ -285,4 +370,16 @@ fn serve_refuses_bad_starts_with_clear_messages() {
     let (status, text) = serve(&args);
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(text.contains("belongs to cluster") && text.contains("--data-dir"), "{text}");
+
+    // A log directory that cannot be used (here: a file in its place) is an I/O error, not a
+    // damaged log: no word about corruption.
+    let log_dir = dir.path().join("d1").join("log-0");
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    std::fs::write(&log_dir, b"not a directory").unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", &tls_a]);
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("log 0 in") && text.contains("I/O error"), "{text}");
+    assert!(!text.contains("corruption"), "{text}");
 }

@@ -64,3 +64,33 @@ async fn identities_loaded_from_a_certs_directory_connect() {
     t2.close();
     client.close();
 }
+
+#[test]
+fn a_mismatched_key_or_a_damaged_file_is_named() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(a.path()).unwrap();
+    ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(b.path()).unwrap();
+    let file = |dir: &tempfile::TempDir, name: &str| dir.path().join(name);
+
+    // Node 1's key from another run of `raftwal certs`: refused at load, naming both files.
+    std::fs::copy(file(&b, "node-1.key.pem"), file(&a, "node-1.key.pem")).unwrap();
+    let e = TlsIdentity::load_node(a.path(), NodeId(1)).unwrap_err().to_string();
+    let key = file(&a, "node-1.key.pem").display().to_string();
+    let cert = file(&a, "node-1.pem").display().to_string();
+    assert!(e.contains(&format!("the key {key} does not match the certificate {cert}")), "{e}");
+    assert!(!e.contains("KeyMismatch"), "{e}");
+    // The same for the client's files.
+    std::fs::copy(file(&b, "client.key.pem"), file(&a, "client.key.pem")).unwrap();
+    let e = TlsIdentity::load_client(a.path()).unwrap_err().to_string();
+    assert!(e.contains("does not match the certificate") && e.contains("client.pem"), "{e}");
+
+    // A certificate file without a certificate: the file is named.
+    std::fs::write(file(&b, "node-1.pem"), "not a certificate\n").unwrap();
+    let e = TlsIdentity::load_node(b.path(), NodeId(1)).unwrap_err().to_string();
+    let cert = file(&b, "node-1.pem").display().to_string();
+    assert_eq!(e, format!("invalid PEM in certificate {cert}: no certificate"));
+    std::fs::write(file(&b, "ca.pem"), "").unwrap();
+    let e = TlsIdentity::load_node(b.path(), NodeId(1)).unwrap_err().to_string();
+    assert!(e.contains("CA certificate") && e.contains("ca.pem"), "{e}");
+}

@@ -46,7 +46,8 @@ pub struct ClientConfig {
     /// How long a connection attempt (QUIC and TLS handshake) may take. A stopped node never
     /// answers, so this bounds how long a client spends on one before it tries another.
     pub connect_timeout: Duration,
-    /// How long a request is retried (across leader changes) before it fails.
+    /// How long a request is retried (across leader changes) before it fails. Every request
+    /// makes at least one attempt, so zero means exactly one.
     pub retry_deadline: Duration,
 }
 
@@ -264,11 +265,14 @@ impl Client {
     ) -> Result<T, ClientError> {
         let deadline = tokio::time::Instant::now() + self.config.retry_deadline;
         let mut backoff = Duration::from_millis(5);
-        let mut last_failure = String::from("no attempt made");
+        let mut last_failure = String::new();
+        // The first attempt is made whatever the deadline, so a failure always has a reason.
+        let mut attempted = false;
         loop {
-            if tokio::time::Instant::now() >= deadline {
+            if attempted && tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::Unavailable(last_failure));
             }
+            attempted = true;
             let connection = match self.connection().await {
                 Ok(connection) => connection,
                 Err(e) => {

@@ -83,20 +83,25 @@ impl RemoteSubscription {
         self.node = self.node.wrapping_add(1);
     }
 
-    /// The next committed entry. Fails only when no node could serve the subscription for the
-    /// client's retry deadline, or when the entries wanted were compacted away.
+    /// The next committed entry. Fails when no node could serve the subscription for the
+    /// client's retry deadline, or at once when a node refused it for a reason no retry fixes
+    /// (no such log, the entries wanted were compacted away, an invalid request).
     pub async fn next(&mut self) -> Result<LogEntry, ClientError> {
         let retry_deadline = self.client.config().retry_deadline;
         let mut deadline = tokio::time::Instant::now() + retry_deadline;
         let mut backoff = Duration::from_millis(5);
+        // Each call opens a stream at least once whatever the deadline (a zero retry deadline
+        // means one attempt), so a failure always has a reason.
+        let mut opened = false;
         loop {
             if let Some(entry) = self.buffer.pop_front() {
                 return Ok(entry);
             }
             if self.stream.is_none() {
-                if tokio::time::Instant::now() >= deadline {
+                if opened && tokio::time::Instant::now() >= deadline {
                     return Err(ClientError::Unavailable(self.last_failure.clone()));
                 }
+                opened = true;
                 if let Err(e) = self.open().await {
                     self.fail_over(e);
                     tokio::time::sleep(backoff).await;
@@ -130,12 +135,25 @@ impl RemoteSubscription {
                     backoff = Duration::from_millis(5);
                 }
                 Ok(None) => self.fail_over("the node ended the subscription".into()),
-                Err(RequestError::Server(e)) if e.code == ErrorCode::Compacted => {
+                Err(RequestError::Server(e)) if no_retry_fixes(e.code) => {
                     return Err(ClientError::Refused { code: e.code, message: e.message });
                 }
                 Err(e) => self.fail_over(e.to_string()),
             }
         }
+    }
+}
+
+/// Whether a node that ended a subscription with `code` refused it for a reason that no other
+/// node and no later attempt can fix (the same refusals a read or an append reports at once).
+fn no_retry_fixes(code: ErrorCode) -> bool {
+    match code {
+        ErrorCode::UnknownLog | ErrorCode::Compacted | ErrorCode::InvalidRequest => true,
+        ErrorCode::Overloaded
+        | ErrorCode::ShuttingDown
+        | ErrorCode::Poisoned
+        | ErrorCode::Internal
+        | ErrorCode::SubscriberLagged => false,
     }
 }
 

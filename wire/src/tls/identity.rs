@@ -15,7 +15,8 @@ use crate::types::{ClusterId, NodeId};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::RootCertStore;
+use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, RootCertStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -45,7 +46,19 @@ pub enum IdentityError {
         /// The file.
         path: PathBuf,
     },
-    /// rustls refused the certificates or key (wrong key for the certificate, bad CA, ...).
+    /// The private key is not the key of the certificate (their public keys differ): the two
+    /// files are not from one `raftwal certs` run, or one was replaced.
+    #[error(
+        "the {key} does not match the {certificate} (their public keys differ): use the key \
+         written with that certificate"
+    )]
+    KeyMismatch {
+        /// The key document (with its file, when loaded from one).
+        key: String,
+        /// The certificate document (with its file, when loaded from one).
+        certificate: String,
+    },
+    /// rustls refused the certificates or key (a bad CA, ...).
     #[error("TLS configuration refused: {0}")]
     Tls(String),
 }
@@ -100,67 +113,90 @@ fn read(path: &Path) -> Result<String, IdentityError> {
         .map_err(|source| IdentityError::Read { path: path.into(), source })
 }
 
+/// One PEM document of an identity: its text, and what it is called in errors (its kind, and
+/// its file when it was read from one).
+struct Document<'a> {
+    name: String,
+    pem: &'a str,
+}
+
+impl<'a> Document<'a> {
+    fn text(kind: &str, pem: &'a str) -> Document<'a> {
+        Document { name: kind.to_owned(), pem }
+    }
+
+    fn file(kind: &str, path: &Path, pem: &'a str) -> Document<'a> {
+        Document { name: format!("{kind} {}", path.display()), pem }
+    }
+
+    fn invalid(&self, detail: impl std::fmt::Display) -> IdentityError {
+        IdentityError::Pem { what: self.name.clone(), detail: detail.to_string() }
+    }
+}
+
 impl TlsIdentity {
     /// An identity from PEM text: the cluster CA certificate, this party's certificate chain
-    /// (leaf first) and its private key.
+    /// (leaf first) and its private key, which must be the key of the leaf certificate.
     pub fn from_pem(
         cluster: ClusterId,
         ca_pem: &str,
         cert_pem: &str,
         key_pem: &str,
     ) -> Result<TlsIdentity, IdentityError> {
-        let pem_err = |what: &str| {
-            let what = what.to_owned();
-            move |e: rustls::pki_types::pem::Error| IdentityError::Pem {
-                what,
-                detail: e.to_string(),
-            }
-        };
+        TlsIdentity::from_documents(
+            cluster,
+            Document::text("CA certificate", ca_pem),
+            Document::text("certificate", cert_pem),
+            Document::text("key", key_pem),
+        )
+    }
+
+    fn from_documents(
+        cluster: ClusterId,
+        ca: Document<'_>,
+        cert: Document<'_>,
+        key: Document<'_>,
+    ) -> Result<TlsIdentity, IdentityError> {
         let mut roots = RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(ca.map_err(pem_err("CA certificate"))?).map_err(|e| IdentityError::Pem {
-                what: "CA certificate".into(),
-                detail: e.to_string(),
-            })?;
+        for root in CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+            roots.add(root.map_err(|e| ca.invalid(e))?).map_err(|e| ca.invalid(e))?;
         }
         if roots.is_empty() {
-            return Err(IdentityError::Pem {
-                what: "CA certificate".into(),
-                detail: "no certificate".into(),
-            });
+            return Err(ca.invalid("no certificate"));
         }
-        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        let chain = CertificateDer::pem_slice_iter(cert.pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(pem_err("certificate"))?;
+            .map_err(|e| cert.invalid(e))?;
         if chain.is_empty() {
-            return Err(IdentityError::Pem {
-                what: "certificate".into(),
-                detail: "no certificate".into(),
-            });
+            return Err(cert.invalid("no certificate"));
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(pem_err("key"))?;
-        Ok(TlsIdentity { cluster, roots: Arc::new(roots), chain, key })
+        let private =
+            PrivateKeyDer::from_pem_slice(key.pem.as_bytes()).map_err(|e| key.invalid(e))?;
+        check_key_matches(&chain, &private, &cert, &key)?;
+        Ok(TlsIdentity { cluster, roots: Arc::new(roots), chain, key: private })
     }
 
     /// Loads node `node`'s identity from a directory written by `raftwal certs`.
     pub fn load_node(dir: &Path, node: NodeId) -> Result<TlsIdentity, IdentityError> {
-        let cluster = read_cluster_id(dir)?;
-        TlsIdentity::from_pem(
-            cluster,
-            &read(&dir.join(CA_CERT_FILE))?,
-            &read(&node_cert_file(dir, node))?,
-            &read(&node_key_file(dir, node))?,
-        )
+        TlsIdentity::load(dir, &node_cert_file(dir, node), &node_key_file(dir, node))
     }
 
     /// Loads the client identity from a directory written by `raftwal certs`.
     pub fn load_client(dir: &Path) -> Result<TlsIdentity, IdentityError> {
+        TlsIdentity::load(dir, &dir.join(CLIENT_CERT_FILE), &dir.join(CLIENT_KEY_FILE))
+    }
+
+    /// Loads the cluster id and CA from `dir`, and the certificate and key from their files;
+    /// errors name the file they are about.
+    fn load(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<TlsIdentity, IdentityError> {
         let cluster = read_cluster_id(dir)?;
-        TlsIdentity::from_pem(
+        let ca_path = dir.join(CA_CERT_FILE);
+        let (ca, cert, key) = (read(&ca_path)?, read(cert_path)?, read(key_path)?);
+        TlsIdentity::from_documents(
             cluster,
-            &read(&dir.join(CA_CERT_FILE))?,
-            &read(&dir.join(CLIENT_CERT_FILE))?,
-            &read(&dir.join(CLIENT_KEY_FILE))?,
+            Document::file("CA certificate", &ca_path, &ca),
+            Document::file("certificate", cert_path, &cert),
+            Document::file("key", key_path, &key),
         )
     }
 
@@ -173,6 +209,32 @@ impl TlsIdentity {
 fn read_cluster_id(dir: &Path) -> Result<ClusterId, IdentityError> {
     let path = dir.join(CLUSTER_ID_FILE);
     parse_cluster_id(&read(&path)?).ok_or(IdentityError::ClusterId { path })
+}
+
+/// Checks that `key` is the private key of the leaf of `chain`, as TLS would find out only when a
+/// configuration is built (at the node's first listen, with a message that names no file).
+fn check_key_matches(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    cert_document: &Document<'_>,
+    key_document: &Document<'_>,
+) -> Result<(), IdentityError> {
+    let signing = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| key_document.invalid(format!("the key cannot be used: {e}")))?;
+    match CertifiedKey::new(chain.to_vec(), signing).keys_match() {
+        // A key that cannot tell its public key is left to the TLS configuration, as rustls
+        // itself does.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            Err(IdentityError::KeyMismatch {
+                key: key_document.name.clone(),
+                certificate: cert_document.name.clone(),
+            })
+        }
+        Err(e) => Err(cert_document.invalid(e)),
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -56,7 +56,7 @@ pub enum RequestError {
     #[error("use ClientConnection::subscribe for Subscribe requests")]
     SubscribeNotARequest,
     /// The subscription ended with an error from the node.
-    #[error("the node ended the subscription: {0:?}")]
+    #[error("the node ended the subscription ({:?}): {}", .0.code, .0.message)]
     Server(ClientError),
 }
 
@@ -297,5 +297,23 @@ impl Subscription {
                 }),
             })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientError, ErrorCode};
+
+    #[test]
+    fn a_subscription_ended_by_the_node_says_why_in_words() {
+        let error = RequestError::Server(ClientError {
+            code: ErrorCode::UnknownLog,
+            message: "this node has no log 5".into(),
+        });
+        assert_eq!(
+            error.to_string(),
+            "the node ended the subscription (UnknownLog): this node has no log 5"
+        );
     }
 }

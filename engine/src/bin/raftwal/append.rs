@@ -1,11 +1,13 @@
 //! `raftwal append`: appends standard input, one entry per line, with many appends in flight,
 //! and prints each line's position in input order.
 //!
-//! Owns: reading lines (a thread of its own, so slow input never stalls answers), grouping them
-//! into requests (`--batch N`: up to N lines that are ready together), the window of requests
-//! in flight, and printing the answers in input order.
-//! Must not: print a position before the node acknowledged it (committed on a majority), or let
-//! more entries be in flight than the log's deduplication window covers.
+//! Owns: grouping the lines of standard input (read on a thread of their own by `input.rs`, so
+//! slow input never stalls answers) into requests (`--batch N`: up to N lines that are ready
+//! together, and at most `--entry-size-bytes-max` bytes of them, so that a request always fits
+//! a frame), the window of requests in flight, and printing the answers in input order.
+//! Must not: print a position before the node acknowledged it (committed on a majority), let
+//! more entries be in flight than the log's deduplication window covers, or send (or buffer) a
+//! line over the entry size: it is answered with the error a node gives for it.
 //!
 //! Pipelining: requests go out over one connection in input order while earlier ones are in
 //! flight, and their answers are printed as the oldest one completes. The window is counted
@@ -19,15 +21,17 @@
 //! line is.
 
 use crate::client_args::ClusterArgs;
+use crate::input::{Input, Lines};
 use crate::interrupt;
 use crate::output::{write_line, AppendErrorLine, PositionLine};
 use bytes::Bytes;
 use clap::Args;
 use raftwal::client::{Client, ClientError};
+use raftwal::config::ENTRY_SIZE_BYTES_MAX_DEFAULT;
+use raftwal_wire::client::ErrorCode;
 use std::collections::VecDeque;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Lines sent past the oldest unanswered one, at most: half the log's per-client deduplication
@@ -36,6 +40,11 @@ pub(crate) const IN_FLIGHT_ENTRIES_MAX: usize = 512;
 
 /// Lines read ahead of the requests.
 const READ_AHEAD_LINES: usize = 4096;
+
+/// The largest `--entry-size-bytes-max`: the client's frames hold at most 16 MiB
+/// (`FrameLimits::default`), and a node's entries are at most its frame size minus 4096 bytes of
+/// framing (`NodeConfig::validate`).
+const ENTRY_SIZE_BYTES_CEILING: usize = (16 << 20) - 4096;
 
 /// Arguments of `raftwal append`.
 #[derive(Debug, Args)]
@@ -50,40 +59,33 @@ pub(crate) struct AppendArgs {
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=IN_FLIGHT_ENTRIES_MAX as i64))]
     batch: u32,
+    /// The cluster's `entry_size_bytes_max`: a longer line is refused without being sent (or
+    /// read further), and a request of several lines carries at most this many bytes.
+    #[arg(long, default_value_t = ENTRY_SIZE_BYTES_MAX_DEFAULT as u64, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..=ENTRY_SIZE_BYTES_CEILING as u64))]
+    entry_size_bytes_max: u64,
 }
 
-/// One line of input, or why input could not be read.
-type Line = Result<Bytes, String>;
+/// Lines that go out as one request.
+#[derive(Debug, Default)]
+struct Request {
+    lines: Vec<Bytes>,
+    size_bytes: usize,
+}
 
-/// Reads standard input line by line on a thread of its own; each line without its `\n`.
-fn spawn_reader(tx: mpsc::Sender<Line>) {
-    let spawned = std::thread::Builder::new().name("raftwal-stdin".into()).spawn(move || {
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
-        loop {
-            let mut line = Vec::new();
-            match input.read_until(b'\n', &mut line) {
-                Ok(0) => return,
-                Ok(_) => {
-                    if line.last() == Some(&b'\n') {
-                        line.pop();
-                    }
-                    // The receiver stops listening after a failure; then so does this thread.
-                    if tx.blocking_send(Ok(Bytes::from(line))).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(format!("cannot read standard input: {e}")));
-                    return;
-                }
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        // Without the thread the sender is dropped: the command sees an input error.
-        tracing::error!("cannot start the input thread: {e}");
-    }
+/// The answer for a line over the entry size, which is not sent: the error a node gives for an
+/// entry over its maximum.
+fn refuse_too_long(max_bytes: usize) -> JoinHandle<Result<(u64, u64), ClientError>> {
+    tokio::spawn(async move {
+        Err(ClientError::Refused {
+            code: ErrorCode::InvalidRequest,
+            message: format!(
+                "entry of more than {max_bytes} bytes exceeds the maximum of {max_bytes} (not \
+                 sent, and the rest of the line not read; a cluster with a larger \
+                 entry_size_bytes_max needs --entry-size-bytes-max)"
+            ),
+        })
+    })
 }
 
 /// A request in flight: the input lines `first_line..first_line + count` (numbered from 1).
@@ -152,8 +154,10 @@ pub(crate) fn run(args: AppendArgs) -> Result<(), String> {
 async fn append(args: AppendArgs) -> Result<(), String> {
     let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
     let batch_max = args.batch as usize;
-    let (tx, mut rx) = mpsc::channel(READ_AHEAD_LINES);
-    spawn_reader(tx);
+    // Bounded by ENTRY_SIZE_BYTES_CEILING through clap.
+    let entry_size_bytes_max = usize::try_from(args.entry_size_bytes_max)
+        .map_err(|_| "--entry-size-bytes-max is too large".to_string())?;
+    let mut lines = Lines::stdin(READ_AHEAD_LINES, entry_size_bytes_max);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
@@ -187,30 +191,63 @@ async fn append(args: AppendArgs) -> Result<(), String> {
                 }
                 unflushed = true;
             }
-            line = rx.recv(), if may_send => {
-                let mut lines = Vec::with_capacity(batch_max);
-                match line {
-                    Some(Ok(data)) => lines.push(data),
-                    Some(Err(e)) => failure = Some((next_line, e)),
-                    None => input_open = false,
-                }
-                // Whatever else is ready joins this request, up to the batch size.
-                while !lines.is_empty() && lines.len() < batch_max && failure.is_none() {
-                    match rx.try_recv() {
-                        Ok(Ok(data)) => lines.push(data),
-                        Ok(Err(e)) => failure = Some((next_line + lines.len() as u64, e)),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
+            input = lines.next(), if may_send => {
+                let mut request = Request::default();
+                let mut next = input;
+                let mut too_long = false;
+                // Whatever else is ready joins this request, up to the batch size and the entry
+                // size in bytes (so that a request always fits a frame); what does not fit
+                // comes next.
+                loop {
+                    match next {
+                        None => {
                             input_open = false;
                             break;
                         }
+                        Some(Input::Line(data)) => {
+                            let size_bytes = request.size_bytes + data.len();
+                            if !request.lines.is_empty() && size_bytes > entry_size_bytes_max {
+                                lines.hold(Input::Line(data));
+                                break;
+                            }
+                            request.lines.push(data);
+                            request.size_bytes = size_bytes;
+                        }
+                        Some(Input::TooLong) if request.lines.is_empty() => {
+                            too_long = true;
+                            break;
+                        }
+                        Some(Input::TooLong) => {
+                            lines.hold(Input::TooLong);
+                            break;
+                        }
+                        Some(Input::Failed(e)) => {
+                            failure = Some((next_line + request.lines.len() as u64, e));
+                            break;
+                        }
+                    }
+                    if request.lines.len() == batch_max {
+                        break;
+                    }
+                    match lines.try_next() {
+                        Ok(Some(input)) => next = Some(input),
+                        Ok(None) => break,
+                        Err(()) => next = None,
                     }
                 }
-                if !lines.is_empty() {
-                    let count = lines.len() as u64;
-                    in_flight_entries += lines.len();
-                    in_flight.push_back(InFlight { first_line: next_line, count, answer: send(&client, lines) });
+                if !request.lines.is_empty() {
+                    let count = request.lines.len() as u64;
+                    in_flight_entries += request.lines.len();
+                    let answer = send(&client, request.lines);
+                    in_flight.push_back(InFlight { first_line: next_line, count, answer });
                     next_line += count;
+                }
+                if too_long {
+                    // Answered in input order, after the lines before it.
+                    in_flight_entries += 1;
+                    let answer = refuse_too_long(entry_size_bytes_max);
+                    in_flight.push_back(InFlight { first_line: next_line, count: 1, answer });
+                    next_line += 1;
                 }
             }
             _ = std::future::ready(()), if unflushed => {
@@ -220,7 +257,7 @@ async fn append(args: AppendArgs) -> Result<(), String> {
         }
         if failure.is_some() {
             // Stop reading: the reader thread ends at its next line.
-            rx.close();
+            lines.close();
         }
     }
     out.flush().map_err(|e| format!("cannot write standard output: {e}"))?;
@@ -231,5 +268,17 @@ async fn append(args: AppendArgs) -> Result<(), String> {
             "input line {line} was not acknowledged ({error}); no later line was read. Lines \
              without a printed position may or may not be in the log"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftwal_wire::codec::FrameLimits;
+
+    #[test]
+    fn the_entry_size_ceiling_fits_the_clients_frames() {
+        let frame = FrameLimits::default().frame_size_bytes_max() as usize;
+        assert_eq!(ENTRY_SIZE_BYTES_CEILING, frame - 4096);
     }
 }

@@ -25,11 +25,13 @@ pub(crate) struct ClusterArgs {
     /// The log to work on.
     #[arg(long, default_value_t = 0)]
     pub(crate) log: u64,
-    /// How long one attempt may take before the client tries another node, in milliseconds.
-    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    /// How long one attempt may take before the client tries another node, in milliseconds (at
+    /// least 1).
+    #[arg(long, default_value_t = 5000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) attempt_timeout_ms: u64,
     /// How long a request is retried across failures and leader changes before the command
-    /// fails, in seconds.
+    /// fails, in seconds; 0 makes one attempt.
     #[arg(long, default_value_t = 30, value_name = "S")]
     pub(crate) retry_s: u64,
 }
@@ -37,7 +39,7 @@ pub(crate) struct ClusterArgs {
 impl ClusterArgs {
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new(self.cluster.clone(), &self.tls_dir, LogId(self.log));
-        config.attempt_timeout = Duration::from_millis(self.attempt_timeout_ms.max(1));
+        config.attempt_timeout = Duration::from_millis(self.attempt_timeout_ms);
         config.retry_deadline = Duration::from_secs(self.retry_s);
         config
     }

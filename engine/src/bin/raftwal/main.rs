@@ -14,6 +14,7 @@ mod append;
 mod certs;
 mod client_args;
 mod dev;
+mod input;
 mod interrupt;
 mod output;
 mod read;

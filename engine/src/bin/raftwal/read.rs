@@ -30,8 +30,9 @@ pub(crate) struct ReadArgs {
     /// print).
     #[arg(long, default_value_t = 1, value_name = "I")]
     from: u64,
-    /// Entries to print at most; without it, every entry committed on the node reached.
-    #[arg(long, value_name = "N")]
+    /// Entries to print at most (at least 1); without it, every entry committed on the node
+    /// reached.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 }
 

@@ -8,6 +8,7 @@
 use crate::client_args::parse_addr;
 use crate::interrupt;
 use clap::Args;
+use raftwal::storage::OpenError;
 use raftwal::{Node, NodeConfig, PeerConfig, StartError};
 use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::types::{LogId, NodeId};
@@ -73,7 +74,9 @@ impl ServeArgs {
     /// The node's configuration: the file's, or the flags'.
     fn node_config(self) -> Result<NodeConfig, String> {
         if let Some(path) = &self.config {
-            return NodeConfig::from_toml_file(path).map_err(|e| e.to_string());
+            let config = NodeConfig::from_toml_file(path).map_err(|e| e.to_string())?;
+            refuse_listen_port_zero(&config)?;
+            return Ok(config);
         }
         // clap enforces these without --config; say so rather than panic if that ever changes.
         let missing = |flag: &str| format!("--{flag} is required without --config");
@@ -85,8 +88,23 @@ impl ServeArgs {
         config.shards = self.shards.map(usize::from);
         config.metrics = self.metrics;
         config.validate().map_err(|e| e.to_string())?;
+        refuse_listen_port_zero(&config)?;
         Ok(config)
     }
+}
+
+/// `serve` runs a node that clients and peers reach at a configured address, so its port must be
+/// fixed even where validation would let the system pick it (a one-shard node without peers,
+/// which an embedding program may want).
+fn refuse_listen_port_zero(config: &NodeConfig) -> Result<(), String> {
+    if config.listen.port() == 0 {
+        return Err(format!(
+            "listen address {} has port 0: give the node a fixed port (clients and peers connect \
+             to it)",
+            config.listen
+        ));
+    }
+    Ok(())
 }
 
 /// A start error with what to do about it.
@@ -97,11 +115,25 @@ pub(crate) fn explain_start_error(error: &StartError) -> String {
              node-ID.key.pem; create them with `raftwal certs --out {} --nodes N`)",
             dir.display()
         ),
-        StartError::Storage { .. } => format!(
-            "{error}\n  (the files are left as they are: corruption is never repaired silently; \
-             see docs/operations.md, \"Start errors\")"
-        ),
+        StartError::Storage { source, .. } if is_damage(source) => {
+            format!("{error}\n  {DAMAGE_HINT}")
+        }
+        StartError::Restore { .. } => format!("{error}\n  {DAMAGE_HINT}"),
         _ => error.to_string(),
+    }
+}
+
+/// What to do about a log whose files are damaged or not its own.
+const DAMAGE_HINT: &str = "(the files are left as they are: corruption is never repaired \
+    silently; see docs/operations.md, \"Start errors\")";
+
+/// Whether the store refused a log for what its files hold (a bad record, a segment that is
+/// not a segment or not this log's), as opposed to a disk it cannot use (I/O error, no space)
+/// or options it refuses: only the first leaves files an operator must look at.
+fn is_damage(error: &OpenError) -> bool {
+    match error {
+        OpenError::Corrupt(_) | OpenError::BadSegment { .. } | OpenError::Foreign { .. } => true,
+        OpenError::InvalidOptions(_) | OpenError::Io { .. } | OpenError::NoSpace(_) => false,
     }
 }
 
@@ -226,6 +258,67 @@ mod tests {
         ])
         .unwrap();
         assert!(args.node_config().unwrap_err().contains("lists itself"));
+    }
+
+    #[test]
+    fn listen_port_zero_is_refused_from_flags_and_files() {
+        let args = parse(&["--id=1", "--listen=127.0.0.1:0", "--data-dir=/d", "--tls-dir=/t"]);
+        let e = args.unwrap().node_config().unwrap_err();
+        assert!(e.contains("port 0") && e.contains("fixed port"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let toml =
+            "id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\nshards = 1\n";
+        std::fs::write(&path, toml).unwrap();
+        let e = parse(&["--config", path.to_str().unwrap()]).unwrap().node_config().unwrap_err();
+        assert!(e.contains("port 0"), "{e}");
+        // With peers, validation itself refuses it (for embedding programs too).
+        let args = parse(&[
+            "--id=1",
+            "--listen=127.0.0.1:0",
+            "--peers=2=127.0.0.1:7100",
+            "--data-dir=/d",
+            "--tls-dir=/t",
+        ]);
+        let e = args.unwrap().node_config().unwrap_err();
+        assert!(e.contains("port 0") && e.contains("peers"), "{e}");
+    }
+
+    #[test]
+    fn only_damaged_logs_get_the_corruption_hint() {
+        use raftwal::storage::Corruption;
+        use raftwal_wire::types::LogIndex;
+        let storage =
+            |source| StartError::Storage { log: LogId(0), dir: "/d/log-0".into(), source };
+        let io = |kind, text: &str| std::io::Error::new(kind, text.to_owned());
+        let plain = [
+            storage(OpenError::Io {
+                context: "creating /d/log-0".into(),
+                source: io(std::io::ErrorKind::AlreadyExists, "File exists"),
+            }),
+            storage(OpenError::NoSpace("creating segment 1".into())),
+            storage(OpenError::InvalidOptions("batch_bytes_max must be positive")),
+            StartError::Shard { shard: 0, message: "cannot listen on 127.0.0.1:1".into() },
+        ];
+        for error in &plain {
+            let text = explain_start_error(error);
+            assert_eq!(text, error.to_string(), "no hint for {error:?}");
+        }
+        let damaged = [
+            storage(OpenError::Corrupt(Corruption {
+                file: "/d/log-0/1.seg".into(),
+                offset: 4096,
+                index: Some(LogIndex(1)),
+                reason: "checksum mismatch".into(),
+            })),
+            storage(OpenError::Foreign { file: "/d/log-0/1.seg".into(), reason: "x".into() }),
+            StartError::Restore { log: LogId(0), message: "commit index beyond the log".into() },
+        ];
+        for error in &damaged {
+            let text = explain_start_error(error);
+            assert!(text.starts_with(&error.to_string()), "{text}");
+            assert!(text.contains("corruption is never repaired silently"), "{text}");
+        }
     }
 
     #[test]
