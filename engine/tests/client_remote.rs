@@ -4,7 +4,7 @@
 mod support;
 
 use bytes::Bytes;
-use raftwal::client::{Client, ClientConfig};
+use raftwal::client::{Client, ClientConfig, ClientError};
 use raftwal_wire::client::{
     AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, TaggedPayload,
 };
@@ -130,5 +130,39 @@ fn a_remote_tail_continues_across_a_failover_without_gaps() {
             assert_eq!(entry.data, i.to_string());
         }
         assert_ne!(tail.node(), Some(nodes[(leader - 1) as usize]));
+    });
+}
+
+/// A client with another cluster's certificates: every node's TLS refuses the handshake, which
+/// no retry fixes, so the client says so at once instead of retrying until its deadline.
+#[test]
+fn a_client_of_another_cluster_is_told_at_once() {
+    let cluster = Cluster::start(3);
+    cluster.wait_leader(T);
+    let foreign = tempfile::tempdir().unwrap();
+    let ids: Vec<raftwal_wire::types::NodeId> = (1..=3).map(raftwal_wire::types::NodeId).collect();
+    raftwal_wire::tls::ClusterCerts::generate(None, &ids)
+        .unwrap()
+        .write_to_dir(foreign.path())
+        .unwrap();
+    let nodes: Vec<_> = cluster.configs.iter().map(|c| c.listen).collect();
+    runtime().block_on(async {
+        let mut config = ClientConfig::new(nodes, foreign.path().to_path_buf(), LogId(0));
+        // Retried until this deadline, the refusal would surface as Unavailable.
+        config.retry_deadline = Duration::from_secs(60);
+        let client = Arc::new(Client::new(config).unwrap());
+        match client.append(Bytes::from_static(b"x")).await {
+            Err(ClientError::Config(message)) => {
+                assert!(message.contains("refused the TLS handshake"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+        let mut tail = client.subscribe(LogIndex(1));
+        match tail.next().await {
+            Err(ClientError::Config(message)) => {
+                assert!(message.contains("refused the TLS handshake"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
     });
 }

@@ -68,7 +68,8 @@ impl ClientConfig {
 /// Why a client request failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ClientError {
-    /// The configuration is unusable (no node address, unreadable certificates).
+    /// The configuration is unusable (no node address, unreadable certificates, or
+    /// certificates that every node's TLS refuses: reported at once, not retried).
     #[error("client configuration: {0}")]
     Config(String),
     /// No node could be reached, or none answered, before the retry deadline. The last failure
@@ -123,6 +124,8 @@ struct Current {
     /// Nodes that just failed (a lost connection, a failed connect), with when to try them
     /// again: a stopped node is skipped while others remain, rather than tried again at once.
     down: Vec<(SocketAddr, tokio::time::Instant)>,
+    /// Nodes whose last handshake TLS refused (certificates of another cluster, say).
+    refused_by_tls: Vec<SocketAddr>,
 }
 
 /// How long a node that just failed is skipped.
@@ -219,15 +222,32 @@ impl Client {
         let failure = match tokio::time::timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(connection)) => {
                 let connection = Arc::new(connection);
-                self.current().connection = Some(connection.clone());
+                let mut current = self.current();
+                current.refused_by_tls.retain(|a| *a != target);
+                current.connection = Some(connection.clone());
                 return Ok(connection);
             }
-            Ok(Err(e)) => format!("{target}: {e}"),
+            Ok(Err(e)) => {
+                if e.is_refused_by_tls() {
+                    let mut current = self.current();
+                    if !current.refused_by_tls.contains(&target) {
+                        current.refused_by_tls.push(target);
+                    }
+                }
+                format!("{target}: {e}")
+            }
             Err(_) => format!("{target}: connection timed out"),
         };
         self.current().mark_down(target, tokio::time::Instant::now());
         self.move_on(None);
         Err(failure)
+    }
+
+    /// Whether TLS refused the last handshake with every node: certificates that no node takes
+    /// (another cluster's, or a client certificate its CA did not sign), which no retry fixes.
+    fn refused_by_every_node(&self) -> bool {
+        let current = self.current();
+        self.config.nodes.iter().all(|node| current.refused_by_tls.contains(node))
     }
 
     /// Drops the connection `failed` (if it is still the current one) and moves to `next`, or to
@@ -275,6 +295,12 @@ impl Client {
             attempted = true;
             let connection = match self.connection().await {
                 Ok(connection) => connection,
+                Err(e) if self.refused_by_every_node() => {
+                    return Err(ClientError::Config(format!(
+                        "every node refused the TLS handshake (certificates of another \
+                         cluster?); last: {e}"
+                    )));
+                }
                 Err(e) => {
                     last_failure = e;
                     pause(&mut backoff).await;

@@ -28,6 +28,9 @@ pub struct RemoteSubscription {
     buffer: VecDeque<LogEntry>,
     /// Why the last stream failed, for the error once every node failed for too long.
     last_failure: String,
+    /// Handshakes TLS refused in a row (each at the next node in turn): once every node did,
+    /// the certificates are wrong for this cluster and no retry helps.
+    refused_by_tls: usize,
 }
 
 impl RemoteSubscription {
@@ -39,6 +42,7 @@ impl RemoteSubscription {
             stream: None,
             buffer: VecDeque::new(),
             last_failure: String::new(),
+            refused_by_tls: 0,
         }
     }
 
@@ -64,8 +68,18 @@ impl RemoteSubscription {
         let connection =
             tokio::time::timeout(connect_timeout, self.client.endpoint().connect(addr))
                 .await
-                .map_err(|_| format!("{addr}: connection timed out"))?
-                .map_err(|e| format!("{addr}: {e}"))?;
+                .map_err(|_| format!("{addr}: connection timed out"))?;
+        let connection = match connection {
+            Ok(connection) => {
+                self.refused_by_tls = 0;
+                connection
+            }
+            Err(e) => {
+                self.refused_by_tls =
+                    if e.is_refused_by_tls() { self.refused_by_tls + 1 } else { 0 };
+                return Err(format!("{addr}: {e}"));
+            }
+        };
         let request = SubscribeRequest { log: self.client.config().log, from: self.next };
         let stream = tokio::time::timeout(timeout, connection.subscribe(request))
             .await
@@ -103,6 +117,12 @@ impl RemoteSubscription {
                 }
                 opened = true;
                 if let Err(e) = self.open().await {
+                    if self.refused_by_tls >= self.client.config().nodes.len() {
+                        return Err(ClientError::Config(format!(
+                            "every node refused the TLS handshake (certificates of another \
+                             cluster?); last: {e}"
+                        )));
+                    }
                     self.fail_over(e);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));

@@ -39,6 +39,23 @@ pub enum ConnectError {
     Handshake(#[from] quinn::ConnectionError),
 }
 
+impl ConnectError {
+    /// Whether TLS refused the handshake (a certificate not signed by the expected CA, not valid
+    /// for the name, or refused by the node), as opposed to an unreachable or slow node: a
+    /// retry with the same certificates cannot succeed at that node.
+    pub fn is_refused_by_tls(&self) -> bool {
+        // TLS alerts travel as QUIC CRYPTO_ERROR codes, 0x100 plus the alert (RFC 9001, 4.8).
+        let crypto = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+        match self {
+            ConnectError::Handshake(quinn::ConnectionError::TransportError(e)) => crypto(e.code),
+            ConnectError::Handshake(quinn::ConnectionError::ConnectionClosed(close)) => {
+                crypto(close.error_code)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Why a request got no answer.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum RequestError {
