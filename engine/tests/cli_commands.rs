@@ -229,46 +229,25 @@ fn an_unreachable_cluster_fails_the_append_with_an_error_line() {
     let (status, _, _) = run(&["certs", "--out", tls.to_str().unwrap(), "--nodes", "1"], b"");
     assert!(status.success());
     let nowhere = free_udp_addr().to_string();
-    let (status, out, err) = run(
-        &[
-            "append",
-            "--cluster",
-            &nowhere,
-            "--tls-dir",
-            tls.to_str().unwrap(),
-            "--attempt-timeout-ms",
-            "200",
-            "--retry-s",
-            "1",
-        ],
-        b"a\nb\n",
-    );
+    let tls_dir = tls.to_str().unwrap();
+    // `append` of `input` to no node, retrying for `retry_s` seconds.
+    let append_nowhere = |retry_s: &str, input: &[u8]| {
+        let args = ["append", "--cluster", &nowhere, "--tls-dir", tls_dir];
+        run(&[&args[..], &["--attempt-timeout-ms", "200", "--retry-s", retry_s]].concat(), input)
+    };
+    let (status, out, err) = append_nowhere("1", b"a\nb\n");
     assert_eq!(status.code(), Some(1), "{out}{err}");
     let lines = json_lines(&out);
     assert_eq!(lines[0]["line"], 1, "{out}");
     assert!(lines[0]["error"].as_str().unwrap().contains("no node answered"), "{out}");
     assert!(err.contains("may or may not be in the log"), "{err}");
     // --retry-s 0 makes one attempt, and says why it failed.
-    let (status, out, err) = run(
-        &[
-            "append",
-            "--cluster",
-            &nowhere,
-            "--tls-dir",
-            tls.to_str().unwrap(),
-            "--attempt-timeout-ms",
-            "200",
-            "--retry-s",
-            "0",
-        ],
-        b"a\n",
-    );
+    let (status, out, err) = append_nowhere("0", b"a\n");
     assert_eq!(status.code(), Some(1), "{out}{err}");
     let error = json_lines(&out)[0]["error"].as_str().unwrap().to_owned();
     assert!(error.contains("no node answered") && error.contains(&nowhere), "{error}");
     assert!(!error.contains("no attempt made"), "{error}");
     // Values that cannot work are usage errors: a read of zero entries, a zero attempt timeout.
-    let tls_dir = tls.to_str().unwrap();
     for (command, flag) in [("read", "--count"), ("read", "--attempt-timeout-ms")] {
         let (status, out, err) =
             run(&[command, "--cluster", &nowhere, "--tls-dir", tls_dir, flag, "0"], b"");

@@ -377,6 +377,32 @@ fn a_second_batch_is_pipelined_and_durability_stays_in_order() {
 /// Linux) drops the dirty pages of the earlier batch too; that batch's own fdatasync then
 /// "succeeds". Nothing may be reported durable after the failure: the log is poisoned at once,
 /// the durable index stays, and after a crash the log holds at least what was durable before.
+/// Opens a log on `disk` with `durable.0` entries of term `durable.1` made durable, then, with
+/// the disk in manual mode, starts two batches of `counts` entries of `term`, the second
+/// pipelined behind the first, and runs the background ops queued before them: exactly the two
+/// batches' ops are left queued (each batch one op: the options must not chunk them).
+fn two_batches_in_flight(
+    disk: &Rc<SimDisk>,
+    options: raftwal::storage::LogOptions,
+    durable: (u64, u64),
+    counts: [u64; 2],
+    term: u64,
+) -> LogStore<SimDisk> {
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    log.append(&entries(1, durable.0, durable.1)).unwrap();
+    assert_eq!(log.flush().unwrap(), LogIndex(durable.0));
+    disk.set_manual(true);
+    log.append(&entries(durable.0 + 1, counts[0], term)).unwrap();
+    assert!(log.submit().unwrap());
+    log.append(&entries(durable.0 + 1 + counts[0], counts[1], term)).unwrap();
+    assert!(log.submit().unwrap(), "pipelined");
+    while disk.next_pending_is_background() {
+        disk.run_pending(1);
+    }
+    assert_eq!(disk.pending_ops(), 2, "two batch ops queued");
+    log
+}
+
 #[test]
 fn a_failed_fdatasync_of_a_pipelined_batch_leaves_every_batch_in_flight_not_durable() {
     let disk = Rc::new(SimDisk::new());
@@ -386,20 +412,9 @@ fn a_failed_fdatasync_of_a_pipelined_batch_leaves_every_batch_in_flight_not_dura
         zero_fill: raftwal::storage::ZeroFill::Never,
         ..small_options(true)
     };
-    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
-    log.append(&entries(1, 4, 1)).unwrap();
-    assert_eq!(log.flush().unwrap(), LogIndex(4));
-    disk.set_manual(true);
-    log.append(&entries(5, 2, 1)).unwrap();
-    assert!(log.submit().unwrap());
-    log.append(&entries(7, 2, 1)).unwrap();
-    assert!(log.submit().unwrap(), "pipelined");
+    let mut log = two_batches_in_flight(&disk, options, (4, 1), [2, 2], 1);
     // The first batch is written but its op has not finished; run the second batch's write
     // and failing fdatasync first.
-    while disk.next_pending_is_background() {
-        disk.run_pending(1);
-    }
-    assert_eq!(disk.pending_ops(), 2, "two batch ops queued");
     disk.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
     assert!(disk.run_newest_pending());
     match log.process_completions() {
@@ -437,18 +452,7 @@ fn withdrawn_batch_records_never_come_back(truncate_in_flight: bool) {
         zero_fill: raftwal::storage::ZeroFill::Never,
         ..small_options(true)
     };
-    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
-    log.append(&entries(1, 15, 3)).unwrap();
-    assert_eq!(log.flush().unwrap(), LogIndex(15));
-    disk.set_manual(true);
-    log.append(&entries(16, 5, 5)).unwrap();
-    assert!(log.submit().unwrap());
-    log.append(&entries(21, 10, 5)).unwrap();
-    assert!(log.submit().unwrap(), "pipelined");
-    while disk.next_pending_is_background() {
-        disk.run_pending(1);
-    }
-    assert_eq!(disk.pending_ops(), 2, "two batch ops queued");
+    let mut log = two_batches_in_flight(&disk, options, (15, 3), [5, 10], 5);
     assert!(disk.run_newest_pending(), "B is written and synced first");
     disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
     if truncate_in_flight {
