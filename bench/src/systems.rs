@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A free block of `count` consecutive UDP ports on loopback (one per shard of a node).
-fn free_port_block(count: u16) -> Result<u16, String> {
+/// A free block of `count` consecutive UDP ports on loopback (one per shard of a node), apart
+/// from the blocks starting at `taken` (the other nodes', free until they bind them).
+fn free_port_block(count: u16, taken: &[u16]) -> Result<u16, String> {
     for _ in 0..200 {
         let probe = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let base = probe.local_addr().map_err(|e| e.to_string())?.port();
         drop(probe);
-        if base.checked_add(count).is_none() {
+        if base.checked_add(count).is_none() || taken.iter().any(|t| t.abs_diff(base) < count) {
             continue;
         }
         let all_free = (0..count).all(|i| UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
@@ -96,8 +97,10 @@ impl RaftwalCluster {
             .map_err(|e| format!("certificates: {e}"))?;
         let shards = std::thread::available_parallelism().map_or(1, |p| p.get());
         let mut addrs = Vec::new();
+        let mut taken = Vec::new();
         for _ in 0..n {
-            let port = free_port_block(shards as u16)?;
+            let port = free_port_block(shards as u16, &taken)?;
+            taken.push(port);
             addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
         }
         let mut nodes = Vec::new();
