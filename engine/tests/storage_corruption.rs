@@ -412,3 +412,31 @@ fn a_last_segment_cut_inside_its_records_is_corruption() {
         Ok(_) => panic!("a cut-short segment lost its records silently"),
     }
 }
+
+/// A sealed segment whose file was cut inside the padding of its last record (accepted) is
+/// cleared after its records when a deeper truncation makes it the last one: the bytes the file
+/// lacks are padding and read as zeros, and the truncation goes through.
+#[test]
+fn a_truncation_clears_a_segment_cut_inside_its_last_padding() {
+    let (disk, segs) = build();
+    let first = path(&segs[0]);
+    let bytes = disk.file_bytes(&first).unwrap();
+    // The end of the last record's payload, before its padding.
+    let (mut at, mut end, mut count) = (SEGMENT_HEADER_BYTES, 0, 0u64);
+    while let Ok(header) = decode_record(&bytes[at..]) {
+        let len = header.payload_bytes as usize;
+        end = at + RECORD_HEADER_BYTES + len;
+        at += record_size_bytes(len);
+        count += 1;
+    }
+    assert!(end < at && end % 4096 != 0, "the fixture's last record needs padding to cut");
+    disk.set_file_len(&first, end);
+    let mut log = open(&disk).unwrap();
+    // Raft never truncates committed entries: a commit index below the cut.
+    log.save_hard_state(HardState { term: Term(3), vote: Some(NodeId(1)), commit: LogIndex(1) })
+        .unwrap();
+    log.truncate_after(LogIndex(count - 1)).expect("the truncation clears and goes through");
+    drop(log);
+    let log = open(&disk).unwrap();
+    assert_eq!(log.last_index(), LogIndex(count - 1));
+}

@@ -393,6 +393,19 @@ impl<D: Disk> LogStore<D> {
     /// is sealed only after every batch in it completed its fdatasync.
     fn sync_recovered(&self) -> Result<(), OpenError> {
         if let Some(file) = self.segments.back().and_then(|s| s.file) {
+            // A segment made under a smaller `segment_size_bytes` is filled to the current one:
+            // preallocate it, or the writes past its end would grow the file, and a crash could
+            // leave it cut inside a record (which recovery takes for damage).
+            let size = self.disk.size(file).map_err(io_err("sizing the last segment"))?;
+            if size < self.options.segment_size_bytes {
+                self.disk.allocate(file, self.options.segment_size_bytes).map_err(|e| {
+                    if e.kind() == io::ErrorKind::StorageFull {
+                        OpenError::NoSpace("growing the last segment to the segment size".into())
+                    } else {
+                        OpenError::Io { context: "growing the last segment".into(), source: e }
+                    }
+                })?;
+            }
             self.disk.sync(file).map_err(io_err("syncing the recovered last segment"))?;
         }
         self.disk.sync_dir(&self.dir).map_err(io_err("syncing the directory"))

@@ -2,13 +2,13 @@
 //!
 //! Owns: the order of file operations that keeps every crash point a valid log (docs/format.md,
 //! "Truncation" and "Compaction"):
-//! - `truncate_after(i)` prepares a new segment starting at `i + 1` under a temporary name
-//!   first (the segment prepared ahead, if there is one; so running out of space changes
-//!   nothing). If the segment holding `i` is sealed, it will be the last one for a moment, and
-//!   recovery reads a last segment to its end: so, while the segments after it still limit
-//!   what recovery reads of it, the bytes after its last record (the records an earlier
-//!   truncation cut, which must never come back) are overwritten with zeros and synced. Then
-//!   the segments after `i + 1` are removed from the last one backwards with a directory fsync
+//! - `truncate_after(i)`: if the segment holding `i` is sealed, it will be the last one for a
+//!   moment, and recovery reads a last segment to its end: so first, while the segments after
+//!   it still limit what recovery reads of it, the bytes after its last record (the records an
+//!   earlier truncation cut, which must never come back) are overwritten with zeros and synced.
+//!   Then a new segment starting at `i + 1` is prepared under a temporary name (the segment
+//!   prepared ahead, if there is one; so running out of space changes nothing). Then the
+//!   segments after `i + 1` are removed from the last one backwards with a directory fsync
 //!   after each, and the new segment is renamed into place and the directory synced. A crash
 //!   at any point leaves the old log or a prefix of it that still holds `[first, i]`; the
 //!   segment holding `i` keeps its records after `i` on disk (they are the old log's), and
@@ -55,17 +55,10 @@ impl<D: Disk> LogStore<D> {
         if let Err(e) = self.wait_background() {
             return Err(self.truncate_failed("waiting for background work", e));
         }
-        let prepared = self.take_spare(id, prev_term);
-        let prepared = match prepared.map_or_else(|| self.prepare_segment(id, prev_term), Ok) {
-            Ok(p) => p,
-            Err(e) if e.kind() == io::ErrorKind::StorageFull => {
-                return Err(TruncateError::NoSpace(e))
-            }
-            Err(e) => return Err(self.truncate_failed("preparing the new last segment", e)),
-        };
         // The segment that holds `index` becomes the last one once the segments after it are
         // gone: clear what an earlier truncation left after its records first, while those
-        // segments still bound what recovery reads of it.
+        // segments still bound what recovery reads of it (and before anything is prepared, so
+        // running out of space here leaves nothing behind).
         // (None when the cut is before the first segment, which the new one then replaces.)
         let holder = self.segments.partition_point(|s| s.first_index() <= index).checked_sub(1);
         let needs_clearing = holder.is_some_and(|k| {
@@ -76,13 +69,20 @@ impl<D: Disk> LogStore<D> {
         if let (Some(holder), true) = (holder, needs_clearing) {
             let from = self.segments[holder].end_offset;
             if let Err(e) = self.zero_after_records(holder, from, None) {
-                self.disk.close(prepared.file);
                 if e.kind() == io::ErrorKind::StorageFull {
                     return Err(TruncateError::NoSpace(e));
                 }
                 return Err(self.truncate_failed("clearing a segment's bytes after its records", e));
             }
         }
+        let prepared = self.take_spare(id, prev_term);
+        let prepared = match prepared.map_or_else(|| self.prepare_segment(id, prev_term), Ok) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+                return Err(TruncateError::NoSpace(e))
+            }
+            Err(e) => return Err(self.truncate_failed("preparing the new last segment", e)),
+        };
         // The active segment is about to be sealed or removed: the records of withdrawn
         // batches after its end need no clearing of their own any more (a later truncation
         // that makes it the last segment again clears them with the rest).
@@ -226,13 +226,9 @@ impl<D: Disk> LogStore<D> {
         // The first block keeps the records before `from`.
         let keep = (from - at) as usize;
         if keep > 0 {
-            let n = self.disk.read_at(file, at, &mut buf.as_mut_slice()[..keep])?;
-            if n != keep {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "segment file shorter than its records",
-                ));
-            }
+            // A file cut inside the padding of its last record (recovery accepts it) ends
+            // before `from`: the bytes it lacks are padding, zeros by format, as the buffer is.
+            self.disk.read_at(file, at, &mut buf.as_mut_slice()[..keep])?;
         }
         while at < end {
             // Both ends are block-aligned, and so is the buffer's length.
