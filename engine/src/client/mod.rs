@@ -90,6 +90,13 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// The error once TLS refused the handshake with every node (`last`: the latest refusal).
+pub(super) fn refused_by_tls(last: &str) -> ClientError {
+    ClientError::Config(format!(
+        "every node refused the TLS handshake (certificates of another cluster?); last: {last}"
+    ))
+}
+
 /// What one attempt at a request came to.
 enum Attempt<T> {
     Done(T),
@@ -295,12 +302,7 @@ impl Client {
             attempted = true;
             let connection = match self.connection().await {
                 Ok(connection) => connection,
-                Err(e) if self.refused_by_every_node() => {
-                    return Err(ClientError::Config(format!(
-                        "every node refused the TLS handshake (certificates of another \
-                         cluster?); last: {e}"
-                    )));
-                }
+                Err(e) if self.refused_by_every_node() => return Err(refused_by_tls(&e)),
                 Err(e) => {
                     last_failure = e;
                     pause(&mut backoff).await;

@@ -118,10 +118,7 @@ impl RemoteSubscription {
                 opened = true;
                 if let Err(e) = self.open().await {
                     if self.refused_by_tls >= self.client.config().nodes.len() {
-                        return Err(ClientError::Config(format!(
-                            "every node refused the TLS handshake (certificates of another \
-                             cluster?); last: {e}"
-                        )));
+                        return Err(super::refused_by_tls(&e));
                     }
                     self.fail_over(e);
                     tokio::time::sleep(backoff).await;
