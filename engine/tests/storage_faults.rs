@@ -75,6 +75,50 @@ fn failed_fsync_poisons_the_log_and_is_not_retried() {
     assert_eq!(read_all(&log), (1..=10).collect::<Vec<_>>());
 }
 
+/// What a log reopened in the same boot (the process restarted, the machine did not) reports
+/// after its batch's fdatasync, or its hard state's, failed: (entries, term).
+fn reopened_in_the_same_boot(fail_hard_state: bool, keeps_stale_cache: bool) -> (Vec<u64>, Term) {
+    let disk = Rc::new(SimDisk::new());
+    disk.set_keeps_stale_cache(keeps_stale_cache);
+    let mut log = open(&disk);
+    log.append(&entries(1, 10, 1)).unwrap();
+    assert_eq!(log.flush().unwrap(), LogIndex(10));
+    log.save_hard_state(HardState { term: Term(4), vote: None, commit: LogIndex(0) }).unwrap();
+    disk.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
+    if fail_hard_state {
+        let hs = HardState { term: Term(5), vote: None, commit: LogIndex(0) };
+        assert!(matches!(log.save_hard_state(hs), Err(HardStateError::Io(_))));
+    } else {
+        log.append(&entries(11, 5, 4)).unwrap();
+        assert!(log.flush().is_err());
+    }
+    assert!(log.poisoned().is_some());
+    drop(log);
+    disk.restart_process();
+    let log = open(&disk);
+    let reopened = (read_all(&log), log.hard_state().term);
+    drop(log);
+    // What it reported survives a power loss.
+    disk.crash(Tear::None);
+    let log = open(&disk);
+    if !keeps_stale_cache {
+        assert_eq!((read_all(&log), log.hard_state().term), reopened);
+    }
+    reopened
+}
+
+#[test]
+fn a_restart_in_the_same_boot_reads_what_a_failed_fsync_did_not_write() {
+    // Linux keeps serving the pages a failed fdatasync could not write; recovery drops them
+    // from the cache before it reads the last segment and the hard state.
+    let durable = ((1..=10).collect::<Vec<_>>(), Term(4));
+    assert_eq!(reopened_in_the_same_boot(false, false), durable);
+    assert_eq!(reopened_in_the_same_boot(true, false), durable);
+    // Without the drop, the restarted log would report what the device does not hold.
+    assert_eq!(reopened_in_the_same_boot(false, true).0, (1..=15).collect::<Vec<_>>());
+    assert_eq!(reopened_in_the_same_boot(true, true).1, Term(5));
+}
+
 #[test]
 fn failed_hard_state_fsync_poisons() {
     let disk = Rc::new(SimDisk::new());

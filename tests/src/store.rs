@@ -246,10 +246,12 @@ impl SimStore {
         }
     }
 
-    /// Closes the log without crashing the disk: what was written stays readable, durable or
-    /// not. Only the planted driver bug that reopens a poisoned log in the same boot does this.
-    pub fn close(&mut self) {
+    /// The process dies and the machine stays up: queued disk ops never run, but what was
+    /// written stays readable (in the page cache), durable or not, until a crash or a sync.
+    pub fn kill(&mut self) {
+        self.disk.restart_process();
         self.retire_log();
+        self.apply_capacity();
     }
 
     fn retire_log(&mut self) {

@@ -129,6 +129,12 @@ impl HardStateFile {
         let file = disk
             .open(&path, OpenOptions { create_new: false, direct: false })
             .map_err(|e| LoadError::Io("opening the hard state file", e))?;
+        // A slot whose fdatasync failed in an earlier process of this boot may still be cached
+        // (Linux keeps the pages it could not write): read what the device holds.
+        if let Err(e) = disk.drop_clean_cache(file) {
+            disk.close(file);
+            return Err(LoadError::Io("dropping the cached hard state", e));
+        }
         let mut bytes = vec![0u8; FILE_BYTES];
         let n = disk
             .read_at(file, 0, &mut bytes)

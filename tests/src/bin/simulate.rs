@@ -29,7 +29,7 @@ struct Args {
     #[arg(long)]
     nodes: Option<usize>,
     /// Plant a known bug in the core (commit-old-term, vote-not-durable, ack-before-fsync,
-    /// no-election-restriction) or in the replica loop (reopen-poisoned-log).
+    /// no-election-restriction) or in recovery (reopen-poisoned-log).
     #[arg(long)]
     inject_bug: Option<String>,
     /// Events shown when a violation is found.
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
     );
     println!(
         "storage: {} crashes ({} inside a disk operation, {} with a torn last write; {} \
-         recoveries cut a torn tail), {} disk faults ({} logs poisoned, {} steps refused by a \
+         recoveries cut a torn tail), {} downs of the process only (crashes, poisoned or stopped logs, in a boot that went on), {} disk faults ({} logs poisoned, {} steps refused by a \
          full disk, {} logs given up by the runtime's order on a full disk), {} batches of {} \
          entries ({:.2} entries per batch and fdatasync; {} pipelined, {} withdrawn after a write \
          found no space); background: {} zero-fill writes, {} \
@@ -165,6 +165,7 @@ fn main() -> ExitCode {
         total.crashes_in_disk_ops,
         total.torn_crashes,
         total.torn_tails_cut,
+        total.process_kills,
         total.disk_faults,
         total.poisoned,
         total.disk_full_refusals,
@@ -260,6 +261,7 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.reads_answered += run.reads_answered;
     total.transfers += run.transfers;
     total.torn_crashes += run.torn_crashes;
+    total.process_kills += run.process_kills;
     total.torn_tails_cut += run.torn_tails_cut;
     total.crashes_in_disk_ops += run.crashes_in_disk_ops;
     total.disk_faults += run.disk_faults;

@@ -452,11 +452,11 @@ impl Replica {
         self.store.crash(tear)
     }
 
-    /// Stops without crashing the disk (the planted driver bug that reopens a poisoned log in
-    /// the same boot, where unsynced writes are still readable).
-    pub fn stop_without_crash(&mut self) {
+    /// The process dies in a boot that goes on: the disk keeps what was written but not
+    /// synced, readable ([`SimStore::kill`]).
+    pub fn kill(&mut self) {
         self.forget();
-        self.store.close();
+        self.store.kill();
     }
 
     fn forget(&mut self) {

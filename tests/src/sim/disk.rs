@@ -169,15 +169,23 @@ impl World {
         self.node_down(node, DownCause::Crash)
     }
 
-    /// A replica goes down: its disk crashes (keeping a torn prefix of the last unsynced write
-    /// in some runs) and everything in memory is lost. It restarts after a downtime, unless it
-    /// stays sick.
+    /// A replica goes down and everything in memory is lost. Either its process dies in a boot
+    /// that goes on (the caches keep what was written and not synced: some crashes, half the
+    /// poisoned or stopped logs, which a supervisor restarts), or the machine loses power: its
+    /// disk keeps what is durable (and a torn prefix of the last unsynced write in some runs).
+    /// It restarts after a downtime, unless it stays sick.
     pub(super) fn node_down(&mut self, node: usize, cause: DownCause) -> Result<(), Violation> {
-        let reopen_in_place =
-            cause == DownCause::Poisoned && self.options.bug == Some(PlantedBug::ReopenPoisonedLog);
+        let in_place = match cause {
+            // The planted bug: always in place, on a disk whose recovery trusts the cache.
+            DownCause::Poisoned if self.options.bug == Some(PlantedBug::ReopenPoisonedLog) => true,
+            DownCause::Poisoned | DownCause::Stopped => self.rng.chance(500_000),
+            DownCause::Crash => self.rng.chance(250_000),
+            DownCause::CrashInDiskOp | DownCause::Sick => false,
+        };
         let mut torn = false;
-        let lost_from = if reopen_in_place {
-            self.replicas[node].stop_without_crash();
+        let lost_from = if in_place {
+            self.replicas[node].kill();
+            self.summary.process_kills += 1;
             None
         } else {
             let tear = if self.profile.torn_writes && self.rng.chance(500_000) {
@@ -212,6 +220,7 @@ impl World {
             TraceEvent::Down {
                 node: id_of(node),
                 cause,
+                in_place,
                 torn,
                 durable_last: self.replicas[node].store().durable().last_index(),
             },

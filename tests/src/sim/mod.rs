@@ -38,9 +38,9 @@ use std::fmt;
 pub enum PlantedBug {
     /// A bug in every replica's consensus core (`RaftCore::inject_bug`).
     Core(InjectedBug),
-    /// A bug in the replica loop: a replica whose log a failed fsync poisoned restarts by
-    /// reopening the log in the same boot, where the writes the fsync failed to make durable
-    /// are still readable (fsyncgate), instead of restarting from what the disk really holds.
+    /// A bug in recovery: a replica whose log a failed fsync poisoned restarts in the same boot
+    /// and reads the writes the fsync failed to make durable from the page cache (fsyncgate):
+    /// recovery does not drop the cached pages first (`SimDisk::set_keeps_stale_cache`).
     ReopenPoisonedLog,
 }
 
@@ -132,6 +132,9 @@ pub struct RunSummary {
     pub crashes: u64,
     /// Crashes that kept a torn prefix of the last unsynced write.
     pub torn_crashes: u64,
+    /// Replicas that went down as a process in a boot that went on (the caches kept what was
+    /// written and not synced): some crashes, some poisoned or stopped logs.
+    pub process_kills: u64,
     /// Crashes that fired inside a disk operation (an armed crash point, or queued writes and
     /// fsyncs run into the crash).
     pub crashes_in_disk_ops: u64,

@@ -135,7 +135,7 @@ pub(crate) enum TraceEvent {
     ArmCrash { node: NodeId, points: u64 },
     Propose { node: NodeId, tag: u64, result: Result<(LogIndex, LogIndex, Term), ProposeError> },
     Acknowledged { node: NodeId, tag: u64, first: LogIndex, last: LogIndex, term: Term },
-    Down { node: NodeId, cause: DownCause, torn: bool, durable_last: LogIndex },
+    Down { node: NodeId, cause: DownCause, in_place: bool, torn: bool, durable_last: LogIndex },
     Restart { node: NodeId, term: Term, last: LogIndex, commit: LogIndex },
     Partition { blocked: u64, nodes: usize },
     HealNetwork,
@@ -188,7 +188,7 @@ impl fmt::Display for TraceEvent {
                 f,
                 "{node:?} acknowledges proposal {tag} ({first:?}..={last:?} {term:?}) to its client"
             ),
-            TraceEvent::Down { node, cause, torn, durable_last } => {
+            TraceEvent::Down { node, cause, in_place, torn, durable_last } => {
                 let what = match cause {
                     DownCause::Crash => "CRASHES",
                     DownCause::CrashInDiskOp => "CRASHES inside a disk operation",
@@ -197,7 +197,12 @@ impl fmt::Display for TraceEvent {
                     DownCause::Sick => "GOES DOWN for the liveness phase",
                 };
                 let tear = if *torn { ", the last unsynced write torn" } else { "" };
-                write!(f, "{node:?} {what} (durable log ends at {durable_last:?}{tear})")
+                let boot = if *in_place {
+                    ", its process only: the caches keep what it wrote"
+                } else {
+                    ""
+                };
+                write!(f, "{node:?} {what} (durable log ends at {durable_last:?}{tear}{boot})")
             }
             TraceEvent::Restart { node, term, last, commit } => {
                 write!(f, "{node:?} restarts: {term:?}, log ends at {last:?}, commit {commit:?}")

@@ -165,6 +165,9 @@ impl World {
                 if !options.lemma_checks {
                     store = store.without_recovery_check();
                 }
+                if options.bug == Some(PlantedBug::ReopenPoisonedLog) {
+                    store.disk().set_keeps_stale_cache(true);
+                }
                 Replica::start(
                     config,
                     store,

@@ -134,6 +134,12 @@ pub trait Disk {
     fn sync(&self, file: FileId) -> io::Result<()>;
     /// fsync of a directory, making creations, renames and removals in it durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Drops the file's clean cached pages, so that the next reads come from the device
+    /// (`posix_fadvise(POSIX_FADV_DONTNEED)`). After a failed fdatasync Linux marks the pages it
+    /// could not write clean and keeps serving them: without this, a process restarted in the
+    /// same boot reads them as if they were on disk. Dirty pages stay (they are written back
+    /// later); pages of direct I/O never enter the cache.
+    fn drop_clean_cache(&self, file: FileId) -> io::Result<()>;
     /// Renames a file (atomically replacing `to` if it exists).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.

@@ -22,6 +22,10 @@
 //! 4. Ops queued with `submit` run, in submission order (or in an order drawn from
 //!    [`SimFaults::reorder_seed`]), when an owner reaps or waits (or when the test calls
 //!    [`SimDisk::run_pending`] in manual mode).
+//! 5. [`Disk::drop_clean_cache`] makes reads of a file see its durable image again, except over
+//!    its dirty range (pages waiting for writeback stay cached): after a failed fdatasync the
+//!    bytes it could not write stop being readable. [`SimDisk::restart_process`] keeps the
+//!    written images, so a process restarted in the same boot reads them until it drops them.
 
 use super::{Completion, Disk, FileId, OpenOptions, OwnerId, SubmitRejected, WriteOp};
 use crate::storage::format::{BLOCK_SIZE_BYTES, SECTOR_SIZE_BYTES};
@@ -115,6 +119,8 @@ struct State {
     last_write: Option<(u64, usize, usize)>,
     /// Draws made for [`SimFaults::reorder_seed`].
     reorder_draws: u64,
+    /// [`Disk::drop_clean_cache`] does nothing (see [`SimDisk::set_keeps_stale_cache`]).
+    keeps_stale_cache: bool,
 }
 
 /// A 64-bit mix (splitmix64's finalizer): deterministic, well spread.
@@ -398,6 +404,12 @@ impl SimDisk {
         s.faults = SimFaults { reorder_seed: s.faults.reorder_seed, ..SimFaults::default() };
     }
 
+    /// Makes [`Disk::drop_clean_cache`] do nothing: a recovery that trusts the page cache
+    /// after a failed fdatasync, planted to prove that the simulator's checker catches it.
+    pub fn set_keeps_stale_cache(&self, keeps: bool) {
+        self.state.borrow_mut().keeps_stale_cache = keeps;
+    }
+
     /// The written bytes of a file, or `None` if no such name exists.
     pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
         let s = self.state.borrow();
@@ -570,6 +582,26 @@ impl Disk for SimDisk {
 
     fn sync(&self, file: FileId) -> io::Result<()> {
         self.state.borrow_mut().sync(file)
+    }
+
+    fn drop_clean_cache(&self, file: FileId) -> io::Result<()> {
+        let mut s = self.state.borrow_mut();
+        let inode = s.open_file(file)?.inode;
+        if s.keeps_stale_cache {
+            return Ok(());
+        }
+        // Reads now come from the device, except over the dirty range (pages still waiting
+        // for writeback stay cached). A failed fdatasync forgot its range's dirtiness, so the
+        // bytes it could not write read back as what the device holds.
+        let node = s.inodes.entry(inode).or_default();
+        let len = node.written.len();
+        let (lo, hi) = node.dirty.map_or((len, len), |(lo, hi)| (lo.min(len), hi.min(len)));
+        for (from, to) in [(0, lo), (hi, len)] {
+            let held = node.durable.len().clamp(from, to);
+            node.written[from..held].copy_from_slice(&node.durable[from..held]);
+            node.written[held..to].fill(0);
+        }
+        Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

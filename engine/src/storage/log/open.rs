@@ -200,7 +200,13 @@ impl<D: Disk> LogStore<D> {
             .disk
             .open(&path, OpenOptions { create_new: false, direct })
             .map_err(io_err(format!("opening {}", path.display())))?;
-        let found = self.load_segment(id, &path, file);
+        // Only the last segment can hold writes whose fdatasync failed (a segment is sealed
+        // after every batch in it was synced): Linux keeps serving those pages from its cache
+        // in this boot, so read what the device holds instead.
+        let dropped = if last { self.disk.drop_clean_cache(file) } else { Ok(()) };
+        let found = dropped
+            .map_err(io_err(format!("dropping the cached pages of {}", path.display())))
+            .and_then(|()| self.load_segment(id, &path, file));
         if found.is_err() {
             self.disk.close(file);
         }
