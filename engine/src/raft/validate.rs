@@ -30,8 +30,17 @@ impl RaftCore {
         }
         let malformed =
             |reason| StepError::Malformed { kind: message.kind_name(), from: message.from, reason };
+        // The top of the range is no real term or position: no election can follow the last
+        // term, and no entry can follow the last index. Refusing them here keeps every `next()`
+        // downstream (checked arithmetic in release builds) from overflowing on a peer's values.
+        if message.term == Term(u64::MAX) {
+            return Err(malformed("the term is the largest possible; no election could follow"));
+        }
         match &message.body {
             MessageBody::AppendEntries(append) => {
+                if append.prev_log_index == LogIndex(u64::MAX) {
+                    return Err(malformed("no entry can follow the previous index"));
+                }
                 if append.prev_log_term > message.term {
                     return Err(malformed("previous entry's term is above the leader's term"));
                 }
@@ -60,6 +69,9 @@ impl RaftCore {
             }) => {
                 if hint_index > rejected_index {
                     return Err(malformed("the hint is above the rejected index"));
+                }
+                if *rejected_index == LogIndex(u64::MAX) {
+                    return Err(malformed("no AppendEntries can follow the rejected index"));
                 }
             }
             MessageBody::RequestVote(request) => {
@@ -99,5 +111,83 @@ impl RaftCore {
             ),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::raft::{Config, RaftCore, Role, StepError};
+    use raftwal_wire::message::{
+        AppendEntries, AppendEntriesResponse, Heartbeat, Message, MessageBody, RequestVoteResponse,
+    };
+    use raftwal_wire::types::{LogId, LogIndex, NodeId, Term};
+
+    fn core() -> RaftCore {
+        let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let mut config = Config::new(NodeId(1), LogId(1), voters);
+        config.election_timeout_ticks = 4;
+        RaftCore::new(config).expect("a valid configuration")
+    }
+
+    fn from_2(term: u64, body: MessageBody) -> Message {
+        Message { log: LogId(1), from: NodeId(2), to: NodeId(1), term: Term(term), body }
+    }
+
+    // A peer's message carries any u64 its sender chose. Values at the top of the range are
+    // refused at the gateway; they must not reach arithmetic that overflows (overflow checks
+    // are on in release builds, so that would be a panic of the shard thread).
+
+    #[test]
+    fn an_append_after_the_last_index_is_refused_not_a_panic() {
+        let mut c = core();
+        let probe_past_the_end = from_2(
+            1,
+            MessageBody::AppendEntries(AppendEntries {
+                prev_log_index: LogIndex(u64::MAX),
+                prev_log_term: Term(1),
+                leader_commit: LogIndex(0),
+                entries: Vec::new(),
+            }),
+        );
+        assert!(matches!(c.step(probe_past_the_end), Err(StepError::Malformed { .. })));
+    }
+
+    #[test]
+    fn the_last_term_is_refused_not_a_panic_at_the_next_election() {
+        // A term no election can follow: adopting it would make the next campaign overflow.
+        let mut c = core();
+        let last_term = from_2(
+            u64::MAX,
+            MessageBody::Heartbeat(Heartbeat { leader_commit: LogIndex(0), read_context: None }),
+        );
+        let result = c.step(last_term);
+        // Long past the election timeout: the replica campaigns in the next term.
+        for _ in 0..100 {
+            c.tick();
+        }
+        assert!(matches!(result, Err(StepError::Malformed { .. })));
+        assert!(c.term() < Term(u64::MAX));
+    }
+
+    #[test]
+    fn a_reject_of_the_last_index_is_refused_not_a_panic() {
+        // A refusal of an AppendEntries "after" the last possible index, sent to a leader that
+        // is probing the follower.
+        let mut c = core();
+        while c.role() != Role::PreCandidate {
+            c.tick();
+        }
+        let pre_vote = RequestVoteResponse { pre_vote: true, granted: true };
+        c.step(from_2(1, MessageBody::RequestVoteResponse(pre_vote))).expect("pre-vote granted");
+        let vote = RequestVoteResponse { pre_vote: false, granted: true };
+        c.step(from_2(1, MessageBody::RequestVoteResponse(vote))).expect("vote granted");
+        assert_eq!(c.role(), Role::Leader);
+        let reject = AppendEntriesResponse::Reject {
+            rejected_index: LogIndex(u64::MAX),
+            hint_index: LogIndex(0),
+            hint_term: Term(0),
+        };
+        let result = c.step(from_2(1, MessageBody::AppendEntriesResponse(reject)));
+        assert!(matches!(result, Err(StepError::Malformed { .. })));
     }
 }
