@@ -302,3 +302,75 @@ async fn garbage_client_is_closed_and_other_clients_are_served() {
     t1.close();
     client.close();
 }
+
+/// A client that pipelines small Read requests and never reads the answers. The node reads a
+/// session's requests only while the stream's response window has room, but it checks that
+/// when it reads each request, before any answer exists: every request read in one go is then
+/// answered in full, whatever the answers' size, so a few bytes of requests make the node queue
+/// up to (unanswered-request budget / request size) x (answer size).
+#[tokio::test]
+#[ignore = "known defect: answers of already-read requests are queued past the response window \
+            without bound; the fix needs each request to hold its answer's bound (not its own \
+            size) against the window or budget until the answer is written"]
+async fn answers_a_client_does_not_read_stay_within_the_response_window() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let window: usize = 64 * 1024;
+    let frame_max: u32 = 1024 * 1024;
+    let mut config = fast_config(1, loopback());
+    config.client_response_window_bytes = window;
+    config.frame_limits = FrameLimits::new(frame_max).unwrap();
+    let (t1, mut e1) = start(config, &node_identity(&ca, 1));
+
+    // A raw client with small receive windows, so QUIC itself takes little of the answers.
+    let tuning = QuicTuning {
+        stream_receive_window_bytes: 64 * 1024,
+        connection_receive_window_bytes: 128 * 1024,
+        ..QuicTuning::default()
+    };
+    let endpoint = open_endpoint(loopback(), None, &tuning).unwrap();
+    let client = client_config(&client_identity(&ca), ALPN_CLIENT, &tuning).unwrap();
+    let conn = endpoint
+        .connect_with(client, t1.local_addr().unwrap(), &cluster_name(ca.cluster()))
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let requests = 9u64;
+    let mut enc = raftwal_wire::codec::FrameEncoder::new(FrameLimits::default());
+    for id in 1..=requests {
+        let read = ReadRequest {
+            log: LogId(7),
+            from: LogIndex(1),
+            count_max: 1,
+            size_bytes_max: frame_max,
+        };
+        enc.encode_request(RequestId(id), &ClientRequest::Read(read)).unwrap();
+    }
+    send.write_all(&enc.take_contiguous()).await.unwrap();
+
+    let mut responders = Vec::new();
+    for _ in 0..requests {
+        responders.push(next_request(&mut e1).await.responder);
+    }
+    let last = responders.pop().unwrap();
+    let answer = ClientResponse::Entries(EntriesBatch {
+        log: LogId(7),
+        entries: vec![Entry {
+            index: LogIndex(1),
+            term: Term(1),
+            kind: EntryKind::Normal,
+            data: Bytes::from(vec![7u8; 256 * 1024]),
+        }],
+    });
+    for responder in responders {
+        responder.respond(&answer).unwrap();
+    }
+    let queued = last.queued_answer_bytes();
+    assert!(
+        queued <= window + frame_max as usize,
+        "{queued} bytes of answers queued on a stream whose window is {window} bytes"
+    );
+    drop(last);
+    t1.close();
+    endpoint.close(0u32.into(), b"");
+}

@@ -101,6 +101,12 @@ impl Responder {
         self.remote
     }
 
+    /// Bytes of answers queued on this request's stream and not yet taken by QUIC (for metrics
+    /// and tests).
+    pub fn queued_answer_bytes(&self) -> usize {
+        self.out.queue.in_flight_bytes()
+    }
+
     /// Sends the answer. Never blocks; the answer is queued even when the stream's window is
     /// full (the number of unanswered requests is already bounded by the connection's budget).
     pub fn respond(mut self, response: &ClientResponse) -> Result<(), RespondError> {
