@@ -36,6 +36,8 @@ pub(crate) enum PushError {
 struct State {
     encoder: FrameEncoder,
     in_flight_bytes: usize,
+    /// Bytes promised to frames not pushed yet ([`SendQueue::reserve`]).
+    reserved_bytes: usize,
     refused: bool,
     closed: bool,
     finishing: bool,
@@ -58,6 +60,7 @@ impl SendQueue {
             state: Mutex::new(State {
                 encoder: FrameEncoder::new(limits),
                 in_flight_bytes: 0,
+                reserved_bytes: 0,
                 refused: false,
                 closed: false,
                 finishing: false,
@@ -124,6 +127,36 @@ impl SendQueue {
             }
             notified.await;
         }
+    }
+
+    /// Waits until what is queued and reserved is below the window, then reserves `bytes` for a
+    /// frame to be pushed later (with `over_window`): a reply whose bound is known when its
+    /// request is admitted, so that the replies already promised never take the queue past its
+    /// window plus one reply. `false` if the queue closed instead.
+    pub(crate) async fn reserve(&self, bytes: usize) -> bool {
+        loop {
+            let notified = self.room.notified();
+            {
+                let mut state = self.lock();
+                if state.closed || state.finishing {
+                    return false;
+                }
+                if state.in_flight_bytes + state.reserved_bytes < self.window_bytes {
+                    state.reserved_bytes += bytes;
+                    return true;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Gives back bytes [`SendQueue::reserve`] took (after pushing the frame they were for, or
+    /// instead of it).
+    pub(crate) fn release(&self, bytes: usize) {
+        let mut state = self.lock();
+        state.reserved_bytes = state.reserved_bytes.saturating_sub(bytes);
+        drop(state);
+        self.room.notify_waiters();
     }
 
     /// Closes the queue: drops what is queued and refuses every later push.

@@ -9,9 +9,12 @@
 //! Invariants:
 //! 1. Every delivered request gets exactly one answer: [`Responder::respond`], or, when the
 //!    responder is dropped unanswered, an `Internal` error sent on its behalf.
-//! 2. Requests a connection has waiting for an answer hold credit from its budget; when it is
-//!    spent, or a stream's answers are not being read (its window is full), the stream's requests
-//!    are not read any more, so a client cannot make the node buffer without bound.
+//! 2. Requests a connection has waiting for an answer hold credit from its budget, and room for
+//!    their answer in their stream's window ([`answer_bytes_max`]: a frame for a Read, a small
+//!    bound for the rest); when either is spent (a client that does not read its answers fills
+//!    the window), the stream's requests are not read any more, so a client cannot make the node
+//!    buffer without bound: a session stream's queued answers stay within its window plus one
+//!    answer.
 //! 3. A subscription buffers at most its window: [`SubscriptionSink::try_send`] refuses beyond it
 //!    and [`SubscriptionSink::ready`] says when to go on.
 //! 4. Bytes that are not valid requests close the whole connection with the reason; other clients
@@ -23,10 +26,11 @@ use super::{bump, close_code, Shared, TransportEvent};
 use crate::client::{
     ClientError, ClientRequest, ClientResponse, ErrorCode, RequestId, SubscribeRequest,
 };
-use crate::codec::{decode_client_request, EncodeError};
+use crate::codec::{decode_client_request, EncodeError, FRAME_HEADER_SIZE_BYTES};
 use crate::tls::check_peer_name;
 use crate::tls::names::client_name;
 use crate::types::{Entry, LogId};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use thiserror::Error;
@@ -80,13 +84,49 @@ pub struct ClientRequestEvent {
     pub responder: Responder,
 }
 
-/// Answers one client request. Holds the request's credit until it is answered or dropped.
+/// The longest error message sent in an answer; longer ones are cut (at a character boundary)
+/// so that every answer but a Read's fits [`SMALL_ANSWER_BYTES_MAX`].
+pub(crate) const ANSWER_MESSAGE_BYTES_MAX: usize = 1024;
+
+/// The most an answer other than a Read's takes in its stream's queue: the frame header, the
+/// request id and the largest fixed fields (a `Status`, a `NotLeader` with its hint), or an
+/// error with a message of at most [`ANSWER_MESSAGE_BYTES_MAX`] bytes.
+const SMALL_ANSWER_BYTES_MAX: usize = 2048;
+
+/// The most the answer to `request` can take in its stream's queue, reserved when the request is
+/// admitted: a Read's answer is a batch of entries of up to a frame (its first entry is sent
+/// even when larger than the size the Read asked for), any other answer is small.
+pub(crate) fn answer_bytes_max(request: &ClientRequest, frame_size_bytes_max: u32) -> usize {
+    match request {
+        ClientRequest::Read(_) => FRAME_HEADER_SIZE_BYTES + frame_size_bytes_max as usize,
+        _ => SMALL_ANSWER_BYTES_MAX,
+    }
+}
+
+/// The response as sent: an error message cut to [`ANSWER_MESSAGE_BYTES_MAX`] bytes.
+fn bounded(response: &ClientResponse) -> Cow<'_, ClientResponse> {
+    match response {
+        ClientResponse::Error(e) if e.message.len() > ANSWER_MESSAGE_BYTES_MAX => {
+            let mut cut = ANSWER_MESSAGE_BYTES_MAX - 3;
+            while !e.message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let message = format!("{}...", &e.message[..cut]);
+            Cow::Owned(ClientResponse::Error(ClientError { code: e.code, message }))
+        }
+        other => Cow::Borrowed(other),
+    }
+}
+
+/// Answers one client request. Holds the request's credit, and the room reserved for its
+/// answer, until it is answered or dropped.
 #[derive(Debug)]
 pub struct Responder {
     out: Arc<StreamOut>,
     id: RequestId,
     remote: SocketAddr,
     answered: bool,
+    reserved_bytes: usize,
     _credit: OwnedSemaphorePermit,
 }
 
@@ -107,10 +147,12 @@ impl Responder {
         self.out.queue.in_flight_bytes()
     }
 
-    /// Sends the answer. Never blocks; the answer is queued even when the stream's window is
-    /// full (the number of unanswered requests is already bounded by the connection's budget).
+    /// Sends the answer. Never blocks; the answer always has room in the stream's queue (it was
+    /// reserved when the request was admitted). An error message longer than
+    /// [`ANSWER_MESSAGE_BYTES_MAX`] is cut.
     pub fn respond(mut self, response: &ClientResponse) -> Result<(), RespondError> {
-        let result = self.out.queue.push_with(true, |enc| enc.encode_response(self.id, response));
+        let response = bounded(response);
+        let result = self.out.queue.push_with(true, |enc| enc.encode_response(self.id, &response));
         match result {
             Ok(()) => {
                 self.answered = true;
@@ -135,6 +177,8 @@ impl Drop for Responder {
             // The client may already be gone; then there is no one left to tell.
             let _ = self.out.queue.push_with(true, |enc| enc.encode_response(self.id, &error));
         }
+        // The answer, if any, is queued and counted by the queue itself now.
+        self.out.queue.release(self.reserved_bytes);
     }
 }
 
@@ -305,19 +349,81 @@ async fn serve_stream(
             shared.emit(TransportEvent::Subscribe(SubscribeEvent { request, sink }));
             continue;
         }
-        // Stop reading while the client does not read its answers, or while its connection has
-        // too many requests waiting for one.
-        if !out.queue.wait_for_room().await {
+        // Stop reading while the client does not read its answers (their room in the window is
+        // taken), or while its connection has too many requests waiting for one.
+        let reserved_bytes = answer_bytes_max(&request, config.frame_limits.frame_size_bytes_max());
+        if !out.queue.reserve(reserved_bytes).await {
             return;
         }
         let credit = tokio::select! {
-            credit = budget.clone().acquire_many_owned(cost) => match credit {
-                Ok(c) => c,
-                Err(_) => return, // The semaphore is never closed.
-            },
-            _ = connection.closed() => return,
+            credit = budget.clone().acquire_many_owned(cost) => credit.ok(),
+            _ = connection.closed() => None,
         };
-        let responder = Responder { out, id, remote, answered: false, _credit: credit };
+        // The semaphore is never closed: no credit means the connection is gone.
+        let Some(credit) = credit else {
+            out.queue.release(reserved_bytes);
+            return;
+        };
+        let responder =
+            Responder { out, id, remote, answered: false, reserved_bytes, _credit: credit };
         shared.emit(TransportEvent::ClientRequest(ClientRequestEvent { request, responder }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{LeaderHint, LogStatus, NotLeader, Role};
+    use crate::codec::{FrameEncoder, FrameLimits};
+    use crate::types::{LogIndex, NodeId, Term};
+
+    fn encoded_bytes(response: &ClientResponse) -> usize {
+        let mut enc = FrameEncoder::new(FrameLimits::default());
+        enc.encode_response(RequestId(u64::MAX), &bounded(response)).expect("encodes");
+        enc.pending_size_bytes()
+    }
+
+    #[test]
+    fn long_error_messages_are_cut_at_a_character_boundary() {
+        let long = ClientResponse::Error(ClientError {
+            code: ErrorCode::Internal,
+            message: "é".repeat(40_000),
+        });
+        let ClientResponse::Error(cut) = bounded(&long).into_owned() else { panic!() };
+        assert!(cut.message.len() <= ANSWER_MESSAGE_BYTES_MAX, "{}", cut.message.len());
+        assert!(cut.message.ends_with("...") && cut.message.starts_with("éé"));
+        let short = ClientResponse::Error(ClientError {
+            code: ErrorCode::Internal,
+            message: "x".repeat(ANSWER_MESSAGE_BYTES_MAX),
+        });
+        assert_eq!(bounded(&short).into_owned(), short);
+    }
+
+    #[test]
+    fn every_answer_but_a_reads_fits_the_small_bound() {
+        let addr = Some("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".parse().unwrap());
+        let hint = Some(LeaderHint { node: NodeId(u64::MAX), client_addr: addr });
+        let big = LogIndex(u64::MAX);
+        let answers = [
+            ClientResponse::Error(ClientError {
+                code: ErrorCode::Internal,
+                message: "x".repeat(100_000),
+            }),
+            ClientResponse::NotLeader(NotLeader { log: LogId(u64::MAX), leader: hint }),
+            ClientResponse::Status(LogStatus {
+                log: LogId(u64::MAX),
+                node: NodeId(u64::MAX),
+                role: Role::Leader,
+                term: Term(u64::MAX),
+                leader: hint,
+                first_index: big,
+                last_index: big,
+                commit_index: big,
+            }),
+        ];
+        for answer in &answers {
+            let bytes = encoded_bytes(answer);
+            assert!(bytes <= SMALL_ANSWER_BYTES_MAX, "{} takes {bytes}", answer.kind_name());
+        }
     }
 }
