@@ -18,4 +18,6 @@ pub(crate) mod requests;
 pub(crate) mod shard;
 pub(crate) mod source;
 pub(crate) mod subscribers;
+#[cfg(test)]
+mod tests;
 pub(crate) mod waiters;

@@ -215,12 +215,26 @@ impl<D: Disk> Replica<D> {
     pub(crate) fn subscribe_local(&mut self, sink: LocalSink, from: LogIndex, waker: &RoomWaker) {
         self.subscribers.add_local(sink, from, self.store.first_index());
         self.subscribers.deliver(&self.store, self.core.commit_index(), waker);
+        self.end_subscribers_if_failed();
     }
 
     /// Adds a remote subscriber.
     pub(crate) fn subscribe_remote(&mut self, event: SubscribeEvent, waker: &RoomWaker) {
         self.subscribers.add_remote(event.sink, event.request.from, self.store.first_index());
         self.subscribers.deliver(&self.store, self.core.commit_index(), waker);
+        self.end_subscribers_if_failed();
+    }
+
+    /// A log whose storage failed on this node never commits here again, and its replica is no
+    /// longer driven: a subscriber that arrives after the failure gets what was committed
+    /// (as much as its sink takes now) and then the reason, rather than waiting forever.
+    fn end_subscribers_if_failed(&mut self) {
+        if let Some(reason) = &self.failed {
+            self.subscribers.end_all(
+                ReadError::Storage { log: self.log, reason: reason.clone() },
+                client::ErrorCode::Poisoned,
+            );
+        }
     }
 
     /// A subscriber has room again.

@@ -1,0 +1,189 @@
+//! Tests of the replica driver: one replica on a simulated disk, driven by hand in the order the
+//! shard loop drives it (inputs first, then `drive`, then `submit_to_disk`), with a real but idle
+//! transport (its peers are never connected, so what the replica sends goes nowhere).
+
+use super::replica::Replica;
+use super::subscribers::{LocalSink, RoomWaker};
+use super::waiters::AppendReply;
+use crate::config::{NodeConfig, PeerConfig};
+use crate::error::{AppendError, ReadError};
+use crate::log::{BatchPosition, LogEntry};
+use crate::metrics::LogMetrics;
+use crate::raft::{Config as RaftConfig, RaftCore, Role};
+use crate::runtime::clock;
+use crate::runtime::source::StoreSource;
+use crate::storage::{LogOptions, LogStore, SimDisk};
+use bytes::Bytes;
+use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
+use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
+use raftwal_wire::types::{LogId, LogIndex, NodeId};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub(super) const LOG: LogId = LogId(0);
+
+pub(super) type AppendRx = oneshot::Receiver<Result<BatchPosition, AppendError>>;
+pub(super) type SubscriptionRx = mpsc::Receiver<Result<Vec<LogEntry>, ReadError>>;
+
+/// A current-thread runtime to enter for the transport.
+pub(super) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Node 1 of a cluster, its replica of log 0 on a simulated disk.
+pub(super) struct Harness {
+    pub(super) disk: Rc<SimDisk>,
+    _events: TransportEvents,
+    pub(super) replica: Replica<SimDisk>,
+    pub(super) room_tx: RoomWaker,
+    _room_rx: mpsc::UnboundedReceiver<(LogId, u64)>,
+    next_subscriber: u64,
+}
+
+impl Harness {
+    /// Node 1 of `voters` voters on a fresh disk. Call it inside a runtime.
+    pub(super) fn new(voters: u64) -> Harness {
+        let ids: Vec<NodeId> = (1..=voters).map(NodeId).collect();
+        let certs = ClusterCerts::generate(None, &ids).unwrap();
+        let own = &certs.nodes[0].1;
+        let identity =
+            TlsIdentity::from_pem(certs.cluster, &certs.ca.cert_pem, &own.cert_pem, &own.key_pem)
+                .unwrap();
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let peers = (2..=voters)
+            .map(|id| PeerConfig { id: NodeId(id), addr: "127.0.0.1:9".parse().unwrap() })
+            .collect();
+        let config = Arc::new(NodeConfig::new(NodeId(1), addr, peers, "/data", "/tls"));
+        let (transport, events) =
+            Transport::bind(TransportConfig::new(NodeId(1), addr), &identity).unwrap();
+        let disk = Rc::new(SimDisk::new());
+        let replica = open(&disk, &config, &transport);
+        let (room_tx, room_rx) = mpsc::unbounded_channel();
+        Harness { disk, _events: events, replica, room_tx, _room_rx: room_rx, next_subscriber: 1 }
+    }
+
+    /// One loop turn after the inputs: drive, then hand the batch to the disk.
+    pub(super) fn turn(&mut self) {
+        self.replica.drive(&self.room_tx);
+        self.replica.submit_to_disk();
+    }
+
+    /// Turns until the disk and the core have nothing left to do.
+    pub(super) fn settle(&mut self) {
+        for _ in 0..8 {
+            self.turn();
+        }
+    }
+
+    /// Ticks (one loop turn each) until this single voter leads.
+    pub(super) fn elect(&mut self) {
+        for _ in 0..100 {
+            if self.replica.core.role() == Role::Leader {
+                self.settle();
+                return;
+            }
+            self.replica.tick();
+            self.turn();
+        }
+        panic!("node 1 did not become leader");
+    }
+
+    /// A local append of `data`, not yet driven.
+    pub(super) fn append(&mut self, data: &'static [u8]) -> AppendRx {
+        let (tx, rx) = oneshot::channel();
+        let payloads = vec![Bytes::from_static(data)];
+        self.replica.append_local(payloads, AppendReply::Local(tx), clock::now());
+        rx
+    }
+
+    /// A local subscriber from `from` (its first delivery happens at once).
+    pub(super) fn subscribe(&mut self, from: u64) -> SubscriptionRx {
+        let (tx, rx) = mpsc::channel(crate::subscription::CHANNEL_BATCHES);
+        let id = self.next_subscriber;
+        self.next_subscriber += 1;
+        let sink = LocalSink { id, tx, stalled: Arc::new(AtomicBool::new(false)) };
+        self.replica.subscribe_local(sink, LogIndex(from), &self.room_tx);
+        rx
+    }
+}
+
+fn open(disk: &Rc<SimDisk>, config: &Arc<NodeConfig>, transport: &Transport) -> Replica<SimDisk> {
+    let options = LogOptions {
+        segment_size_bytes: 1 << 20,
+        zero_chunk_bytes: 64 << 10,
+        log_id: LOG,
+        ..LogOptions::default()
+    };
+    let (store, recovery) =
+        LogStore::open(Path::new("/data/log-0"), options, disk.clone()).unwrap();
+    let mut raft = RaftConfig::new(NodeId(1), LOG, config.voters());
+    raft.timeout_seed = 1;
+    let core = RaftCore::restore(raft, recovery.hard_state, &StoreSource(&store)).unwrap();
+    Replica::new(config.clone(), core, store, transport.clone(), Arc::new(LogMetrics::new(LOG)))
+}
+
+/// Everything a subscriber holds now: its entries, and how it ended (`None`: still open).
+pub(super) fn drain(rx: &mut SubscriptionRx) -> (Vec<LogEntry>, Option<Option<ReadError>>) {
+    let mut entries = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(Ok(batch)) => entries.extend(batch),
+            Ok(Err(e)) => return (entries, Some(Some(e))),
+            Err(mpsc::error::TryRecvError::Empty) => return (entries, None),
+            Err(mpsc::error::TryRecvError::Disconnected) => return (entries, Some(None)),
+        }
+    }
+}
+
+#[test]
+fn a_local_append_is_answered_once_durable_with_its_position() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    h.disk.set_manual(true);
+    let mut rx = h.append(b"one");
+    h.settle();
+    assert!(rx.try_recv().is_err(), "answered before its entry was durable");
+    h.disk.run_pending(usize::MAX);
+    h.settle();
+    h.disk.set_manual(false);
+    h.settle();
+    let position = rx.try_recv().expect("answered").expect("appended");
+    assert_eq!(position.first_index, LogIndex(2), "after the leader's no-op");
+    assert_eq!(position.count, 1);
+    let mut sub = h.subscribe(1);
+    let (entries, end) = drain(&mut sub);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].index, LogIndex(2));
+    assert!(end.is_none());
+}
+
+#[test]
+fn a_subscriber_that_arrives_after_the_log_was_poisoned_is_ended() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    let mut first = h.append(b"one");
+    h.settle();
+    assert!(matches!(first.try_recv(), Ok(Ok(_))));
+    h.disk.set_faults(crate::storage::SimFaults { fail_next_sync: true, ..Default::default() });
+    let mut second = h.append(b"two");
+    h.settle();
+    assert!(matches!(second.try_recv(), Ok(Err(AppendError::Poisoned { .. }))));
+    assert!(h.replica.failed.is_some());
+    // The log stops on this node: a subscriber gets what is committed and then the reason,
+    // instead of waiting for entries that will never come.
+    let mut sub = h.subscribe(1);
+    h.settle();
+    let (entries, end) = drain(&mut sub);
+    assert!(entries.iter().all(|e| e.index <= LogIndex(2)), "{entries:?}");
+    match end {
+        Some(Some(ReadError::Storage { .. })) => {}
+        other => panic!("a subscriber of a poisoned log was not ended with its reason: {other:?}"),
+    }
+}
