@@ -363,24 +363,8 @@ impl<D: Disk> Replica<D> {
     /// After the core moved: answer committed appends, apply, feed subscribers, follow role
     /// changes.
     fn after_progress(&mut self, waker: &RoomWaker) {
-        let role = self.core.role();
-        let leader = self.core.leader();
-        if leader != self.leader {
-            LogMetrics::add(&self.metrics.leader_changes, 1);
-            let now = leader.map_or_else(|| "unknown".to_owned(), |id| format!("{id:?}"));
-            info!(log = %self.log, term = %self.core.term(), "leader is now {now}");
-        }
-        if self.role == Role::Leader && role != Role::Leader {
-            let hint = self.leader_info(leader);
-            self.waiters.fail_all(self.log, &Failure::NotLeader(hint));
-            self.pending_tags.clear();
-            self.proposals.clear();
-        }
-        if self.role != Role::Leader && role == Role::Leader {
-            self.rebuild_pending_tags();
-        }
-        self.role = role;
-        self.leader = leader;
+        self.observe_role();
+        let leader = self.leader;
         let commit = self.core.commit_index();
         if commit > self.commit_seen {
             self.commit_seen = commit;
@@ -408,6 +392,32 @@ impl<D: Disk> Replica<D> {
             LogMetrics::add(&self.metrics.bytes_out, self.subscribers.bytes_out() - before);
         }
         self.publish_gauges();
+    }
+
+    /// Follows a change of the core's role: a deposed leader fails its waiting appends, a new
+    /// one learns which client entries its log holds above what it applied. Runs after every
+    /// drive, and before a remote append is looked up: the core may have become leader earlier
+    /// in this loop turn (a tick, a vote), before the replica was driven, and a retry handled
+    /// then must find the entries the log already holds rather than append them again.
+    pub(crate) fn observe_role(&mut self) {
+        let role = self.core.role();
+        let leader = self.core.leader();
+        if leader != self.leader {
+            LogMetrics::add(&self.metrics.leader_changes, 1);
+            let now = leader.map_or_else(|| "unknown".to_owned(), |id| format!("{id:?}"));
+            info!(log = %self.log, term = %self.core.term(), "leader is now {now}");
+        }
+        if self.role == Role::Leader && role != Role::Leader {
+            let hint = self.leader_info(leader);
+            self.waiters.fail_all(self.log, &Failure::NotLeader(hint));
+            self.pending_tags.clear();
+            self.proposals.clear();
+        }
+        if self.role != Role::Leader && role == Role::Leader {
+            self.rebuild_pending_tags();
+        }
+        self.role = role;
+        self.leader = leader;
     }
 
     fn publish_gauges(&self) {
@@ -449,11 +459,12 @@ impl<D: Disk> Replica<D> {
         }
     }
 
-    /// A new leader learns which client entries its log already holds above the commit index,
-    /// so that a retry of one waits for it instead of appending it twice.
+    /// A new leader learns which client entries its log already holds above the applied index
+    /// (above the commit index, or committed in this loop turn and not yet in the deduplication
+    /// table), so that a retry of one waits for it instead of appending it twice.
     fn rebuild_pending_tags(&mut self) {
         self.pending_tags.clear();
-        let mut next = self.core.commit_index().next();
+        let mut next = self.applied.min(self.core.commit_index()).next();
         let last = self.store.last_index();
         while next <= last {
             let Ok(entries) = self.store.read(next, APPLY_READ_BYTES) else { return };

@@ -20,7 +20,7 @@ use raftwal_wire::client::{
     self, ClientError, ClientRequest, ClientResponse, EntriesBatch, ErrorCode, LeaderHint,
     TaggedPayload,
 };
-use raftwal_wire::transport::{ClientRequestEvent, Responder, SubscribeEvent};
+use raftwal_wire::transport::{ClientRequestEvent, SubscribeEvent};
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, NodeId};
 use std::time::Instant;
 
@@ -94,10 +94,14 @@ impl<D: Disk> Replica<D> {
     /// Appends tagged payloads from a remote client, deduplicating retries: a batch is keyed by
     /// its first item (it was proposed as one run of consecutive entries, so its first item's
     /// position says where all of them are), and checked by its last (see `answer_retry`).
-    fn append_remote(&mut self, items: Vec<TaggedPayload>, responder: Responder, now: Instant) {
-        let batch = items.len() != 1;
-        let reply = AppendReply::Remote { responder, batch };
+    pub(super) fn append_remote(
+        &mut self,
+        items: Vec<TaggedPayload>,
+        reply: AppendReply,
+        now: Instant,
+    ) {
         LogMetrics::add(&self.metrics.append_requests, 1);
+        self.observe_role();
         if let Some(failure) =
             self.refuse_append(items.iter().map(TaggedPayload::payload_size_bytes))
         {
@@ -281,8 +285,14 @@ impl<D: Disk> Replica<D> {
     pub(crate) fn handle_client(&mut self, event: ClientRequestEvent, now: Instant) {
         let ClientRequestEvent { request, responder } = event;
         match request {
-            ClientRequest::Append(r) => self.append_remote(vec![r.tagged], responder, now),
-            ClientRequest::AppendBatch(r) => self.append_remote(r.items, responder, now),
+            ClientRequest::Append(r) => {
+                let reply = AppendReply::Remote { responder, batch: false };
+                self.append_remote(vec![r.tagged], reply, now);
+            }
+            ClientRequest::AppendBatch(r) => {
+                let reply = AppendReply::Remote { responder, batch: r.items.len() != 1 };
+                self.append_remote(r.items, reply, now);
+            }
             ClientRequest::Read(r) => {
                 let response = if r.count_max == 0 || r.size_bytes_max == 0 {
                     invalid("a read must allow at least one entry and one byte")

@@ -14,9 +14,10 @@ use crate::runtime::clock;
 use crate::runtime::source::StoreSource;
 use crate::storage::{LogOptions, LogStore, SimDisk};
 use bytes::Bytes;
+use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
-use raftwal_wire::types::{LogId, LogIndex, NodeId};
+use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
@@ -36,6 +37,8 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
 /// Node 1 of a cluster, its replica of log 0 on a simulated disk.
 pub(super) struct Harness {
     pub(super) disk: Rc<SimDisk>,
+    pub(super) config: Arc<NodeConfig>,
+    pub(super) transport: Transport,
     _events: TransportEvents,
     pub(super) replica: Replica<SimDisk>,
     pub(super) room_tx: RoomWaker,
@@ -62,7 +65,24 @@ impl Harness {
         let disk = Rc::new(SimDisk::new());
         let replica = open(&disk, &config, &transport);
         let (room_tx, room_rx) = mpsc::unbounded_channel();
-        Harness { disk, _events: events, replica, room_tx, _room_rx: room_rx, next_subscriber: 1 }
+        Harness {
+            disk,
+            config,
+            transport,
+            _events: events,
+            replica,
+            room_tx,
+            _room_rx: room_rx,
+            next_subscriber: 1,
+        }
+    }
+
+    /// Replaces the replica with a new one opened from the same disk, as a process that
+    /// stopped without its shutdown (a crash that kept every durable byte) and started again.
+    pub(super) fn restart(&mut self) {
+        self.disk.restart_process();
+        let fresh = open(&self.disk, &self.config, &self.transport);
+        drop(std::mem::replace(&mut self.replica, fresh));
     }
 
     /// One loop turn after the inputs: drive, then hand the batch to the disk.
@@ -186,4 +206,38 @@ fn a_subscriber_that_arrives_after_the_log_was_poisoned_is_ended() {
         Some(Some(ReadError::Storage { .. })) => {}
         other => panic!("a subscriber of a poisoned log was not ended with its reason: {other:?}"),
     }
+}
+
+#[test]
+fn a_retry_handled_in_the_turn_its_node_became_leader_is_not_appended_twice() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    let tagged = || vec![TaggedPayload::new(ClientId(7), ClientSeq(1), Bytes::from_static(b"x"))];
+    let (tx, mut rx) = oneshot::channel();
+    h.replica.append_remote(tagged(), AppendReply::Local(tx), clock::now());
+    h.settle();
+    let first = rx.try_recv().expect("answered").expect("appended");
+    // The node stops without its shutdown: the commit index reached the disk only with the
+    // term, so the restarted node holds the client's entry above its commit index.
+    h.restart();
+    assert!(h.replica.core.commit_index() < first.first_index);
+    // The tick that makes it leader and the client's retry come in the same loop turn, before
+    // the replica is driven.
+    for _ in 0..100 {
+        h.replica.tick();
+        if h.replica.core.role() == Role::Leader {
+            break;
+        }
+        h.turn();
+    }
+    assert_eq!(h.replica.core.role(), Role::Leader);
+    let (tx, mut rx) = oneshot::channel();
+    h.replica.append_remote(tagged(), AppendReply::Local(tx), clock::now());
+    h.settle();
+    let entries = h.replica.store.read(LogIndex(1), usize::MAX).unwrap();
+    let copies = entries.iter().filter(|e| e.kind == EntryKind::Tagged).count();
+    assert_eq!(copies, 1, "the retried entry is in the log twice: {entries:?}");
+    assert_eq!(rx.try_recv().expect("answered").expect("appended"), first);
 }
