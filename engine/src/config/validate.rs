@@ -17,7 +17,7 @@
 //!    (the consensus core checks the ticks again), and it is at most
 //!    [`ELECTION_TIMEOUT_MS_MAX`] long.
 //! 4. `entry_size_bytes_max` fits in one AppendEntries, one frame, one storage batch and one
-//!    segment.
+//!    segment, with a remote client's 16-byte entry header.
 //! 5. `storage.segment_size_bytes` is a multiple of 4096 from [`SEGMENT_SIZE_BYTES_MIN`] to
 //!    [`SEGMENT_SIZE_BYTES_MAX`], and `storage.zero_chunk_bytes` a positive multiple of 4096
 //!    (the store checks its options again when it opens).
@@ -32,6 +32,7 @@
 
 use super::{ConfigError, FsyncChoice, NodeConfig};
 use crate::storage::format::{BLOCK_SIZE_BYTES, PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
+use raftwal_wire::client::TAG_SIZE_BYTES;
 use raftwal_wire::types::NodeId;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -234,12 +235,15 @@ impl NodeConfig {
                 self.storage.batch_bytes_max.saturating_sub(4096),
                 "storage.batch_bytes_max minus 4096",
             ),
+            // A remote client's entry carries its deduplication header before the payload, and
+            // the store refuses an entry it cannot hold (which poisons the log on every replica).
             (
                 (self.storage.segment_size_bytes as usize)
                     .saturating_sub(SEGMENT_HEADER_BYTES + BLOCK_SIZE_BYTES)
-                    .min(PAYLOAD_BYTES_MAX),
+                    .min(PAYLOAD_BYTES_MAX)
+                    .saturating_sub(TAG_SIZE_BYTES),
                 "the payload one segment holds: storage.segment_size_bytes minus 8192, at most \
-                 64 MiB",
+                 64 MiB, minus a remote client's 16-byte entry header",
             ),
         ] {
             if self.entry_size_bytes_max > limit {
@@ -356,10 +360,13 @@ mod tests {
         let mut c = base();
         c.storage.segment_size_bytes = (4 << 30) - 4096;
         c.validate().unwrap();
-        // The smallest segment holds 8 KiB of payload: larger entries are refused with it.
+        // The smallest segment holds 8 KiB of payload, a remote client's entry header included:
+        // larger entries are refused with it.
         c.storage.segment_size_bytes = 16 << 10;
         refusal(&c, &["entry_size_bytes_max", "storage.segment_size_bytes"]);
-        c.entry_size_bytes_max = 8 << 10;
+        c.entry_size_bytes_max = (8 << 10) - TAG_SIZE_BYTES + 1;
+        refusal(&c, &["entry_size_bytes_max", "storage.segment_size_bytes", "16-byte"]);
+        c.entry_size_bytes_max = (8 << 10) - TAG_SIZE_BYTES;
         c.validate().unwrap();
     }
 
@@ -379,16 +386,19 @@ mod tests {
         let (mut store, _) = open(SEGMENT_SIZE_BYTES_MIN).unwrap();
         let mut c = base();
         c.storage.segment_size_bytes = SEGMENT_SIZE_BYTES_MIN;
-        c.entry_size_bytes_max = 8 << 10;
+        c.entry_size_bytes_max = (8 << 10) - TAG_SIZE_BYTES;
         c.validate().unwrap();
         let entry = |index: u64, size: usize| Entry {
             index: LogIndex(index),
             term: Term(1),
-            kind: EntryKind::Normal,
+            kind: EntryKind::Tagged,
             data: vec![7; size].into(),
         };
-        store.append(&[entry(1, c.entry_size_bytes_max)]).unwrap();
-        assert!(store.append(&[entry(2, c.entry_size_bytes_max + 1)]).is_err());
+        // The largest payload, with a remote client's header, is the largest entry the store
+        // takes.
+        let largest = c.entry_size_bytes_max + TAG_SIZE_BYTES;
+        store.append(&[entry(1, largest)]).unwrap();
+        assert!(store.append(&[entry(2, largest + 1)]).is_err());
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub(super) struct Harness {
 impl Harness {
     /// Node 1 of `voters` voters on a fresh disk. Call it inside a runtime.
     pub(super) fn new(voters: u64) -> Harness {
+        Harness::with(voters, |_| {})
+    }
+
+    /// [`Harness::new`] with the node's configuration adjusted first.
+    pub(super) fn with(voters: u64, adjust: impl FnOnce(&mut NodeConfig)) -> Harness {
         let ids: Vec<NodeId> = (1..=voters).map(NodeId).collect();
         let certs = ClusterCerts::generate(None, &ids).unwrap();
         let own = &certs.nodes[0].1;
@@ -59,7 +64,11 @@ impl Harness {
         let peers = (2..=voters)
             .map(|id| PeerConfig { id: NodeId(id), addr: "127.0.0.1:9".parse().unwrap() })
             .collect();
-        let config = Arc::new(NodeConfig::new(NodeId(1), addr, peers, "/data", "/tls"));
+        let mut config = NodeConfig::new(NodeId(1), addr, peers, "/data", "/tls");
+        config.shards = Some(1);
+        config.storage.segment_size_bytes = 1 << 20;
+        adjust(&mut config);
+        let config = Arc::new(config);
         let (transport, events) =
             Transport::bind(TransportConfig::new(NodeId(1), addr), &identity).unwrap();
         let disk = Rc::new(SimDisk::new());
@@ -132,7 +141,7 @@ impl Harness {
 
 fn open(disk: &Rc<SimDisk>, config: &Arc<NodeConfig>, transport: &Transport) -> Replica<SimDisk> {
     let options = LogOptions {
-        segment_size_bytes: 1 << 20,
+        segment_size_bytes: config.storage.segment_size_bytes,
         zero_chunk_bytes: 64 << 10,
         log_id: LOG,
         ..LogOptions::default()
@@ -240,4 +249,27 @@ fn a_retry_handled_in_the_turn_its_node_became_leader_is_not_appended_twice() {
     let copies = entries.iter().filter(|e| e.kind == EntryKind::Tagged).count();
     assert_eq!(copies, 1, "the retried entry is in the log twice: {entries:?}");
     assert_eq!(rx.try_recv().expect("answered").expect("appended"), first);
+}
+
+#[test]
+fn a_remote_entry_of_the_largest_payload_the_configuration_allows_does_not_poison_the_log() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with(1, |c| {
+        // The largest entry size the configuration accepts with this segment size.
+        c.entry_size_bytes_max = c.storage.segment_size_bytes as usize;
+        while c.validate().is_err() {
+            c.entry_size_bytes_max -= 1;
+        }
+    });
+    h.elect();
+    let size = h.config.entry_size_bytes_max;
+    let payload = Bytes::from(vec![5u8; size]);
+    let items = vec![TaggedPayload::new(ClientId(7), ClientSeq(1), payload)];
+    let (tx, mut rx) = oneshot::channel();
+    h.replica.append_remote(items, AppendReply::Local(tx), clock::now());
+    h.settle();
+    assert_eq!(h.replica.failed, None, "a client's append of {size} bytes poisoned the log");
+    let position = rx.try_recv().expect("answered").expect("appended");
+    assert_eq!(position.count, 1);
 }
