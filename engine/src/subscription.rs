@@ -20,7 +20,7 @@ use futures_core::Stream;
 use raftwal_wire::types::{LogId, LogIndex};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
@@ -37,6 +37,8 @@ pub struct Subscription {
     shard: ShardHandle,
     rx: mpsc::Receiver<Result<Vec<LogEntry>, ReadError>>,
     stalled: Arc<AtomicBool>,
+    /// Why the shard ended the stream, when it could not queue the reason (the buffer was full).
+    end: Arc<OnceLock<ReadError>>,
     batch: std::vec::IntoIter<LogEntry>,
     done: bool,
 }
@@ -46,11 +48,21 @@ impl Subscription {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let stalled = Arc::new(AtomicBool::new(false));
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let sink = LocalSink { id, tx, stalled: stalled.clone() };
+        let end = Arc::new(OnceLock::new());
+        let sink = LocalSink { id, tx, stalled: stalled.clone(), end: end.clone() };
         // When the shard is gone, dropping the command drops the sender: the stream then ends
         // with `ShuttingDown` below.
         let _ = shard.send(Command::Subscribe { log, from, sink });
-        Subscription { log, id, shard, rx, stalled, batch: Vec::new().into_iter(), done: false }
+        Subscription {
+            log,
+            id,
+            shard,
+            rx,
+            stalled,
+            end,
+            batch: Vec::new().into_iter(),
+            done: false,
+        }
     }
 
     fn take_batch(&mut self, batch: Vec<LogEntry>) {
@@ -59,6 +71,11 @@ impl Subscription {
             let _ = self.shard.send(Command::ResumeSubscriber { log: self.log, id: self.id });
         }
         self.batch = batch.into_iter();
+    }
+
+    /// Why the channel closed: the reason the shard could not queue, else the shard is gone.
+    fn closed_with(&self) -> ReadError {
+        self.end.get().cloned().unwrap_or(ReadError::ShuttingDown)
     }
 
     fn poll_entry(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<LogEntry, ReadError>>> {
@@ -78,7 +95,7 @@ impl Subscription {
                 }
                 Poll::Ready(None) => {
                     self.done = true;
-                    return Poll::Ready(Some(Err(ReadError::ShuttingDown)));
+                    return Poll::Ready(Some(Err(self.closed_with())));
                 }
             }
         }
@@ -107,7 +124,7 @@ impl Subscription {
                 }
                 None => {
                     self.done = true;
-                    return Some(Err(ReadError::ShuttingDown));
+                    return Some(Err(self.closed_with()));
                 }
             }
         }

@@ -23,7 +23,7 @@ use raftwal_wire::client::{ClientError, ErrorCode};
 use raftwal_wire::transport::{SinkError, SubscriptionSink};
 use raftwal_wire::types::{Entry, LogId, LogIndex};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -36,6 +36,9 @@ pub(crate) struct LocalSink {
     pub(crate) id: u64,
     pub(crate) tx: mpsc::Sender<Result<Vec<LogEntry>, ReadError>>,
     pub(crate) stalled: Arc<AtomicBool>,
+    /// Why the subscription ended, when its buffer was full at the end: the consumer reads it
+    /// once it drained the buffer and found the channel closed.
+    pub(crate) end: Arc<OnceLock<ReadError>>,
 }
 
 #[derive(Debug)]
@@ -165,7 +168,10 @@ impl Subscribers {
 fn end_one(sink: Sink, error: ReadError, code: ErrorCode) {
     match sink {
         Sink::Local(local) => {
-            let _ = local.tx.try_send(Err(error));
+            if let Err(TrySendError::Full(Err(error))) = local.tx.try_send(Err(error)) {
+                // A lagging consumer: it learns why once it drained its buffer.
+                let _ = local.end.set(error);
+            }
         }
         Sink::Remote { sink, .. } => {
             // A task waiting for room may share the sink; the stream then ends when it drops its

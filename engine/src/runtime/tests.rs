@@ -2,8 +2,9 @@
 //! shard loop drives it (inputs first, then `drive`, then `submit_to_disk`), with a real but idle
 //! transport (its peers are never connected, so what the replica sends goes nowhere).
 
+use super::command::{Command, ShardHandle, ShardInbox};
 use super::replica::Replica;
-use super::subscribers::{LocalSink, RoomWaker};
+use super::subscribers::RoomWaker;
 use super::waiters::AppendReply;
 use crate::config::{NodeConfig, PeerConfig};
 use crate::error::{AppendError, ReadError};
@@ -13,21 +14,23 @@ use crate::raft::{Config as RaftConfig, RaftCore, Role};
 use crate::runtime::clock;
 use crate::runtime::source::StoreSource;
 use crate::storage::{LogOptions, LogStore, SimDisk};
+use crate::subscription::Subscription;
 use bytes::Bytes;
+use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
 use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId};
 use std::path::Path;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use tokio::sync::{mpsc, oneshot};
 
 pub(super) const LOG: LogId = LogId(0);
 
 pub(super) type AppendRx = oneshot::Receiver<Result<BatchPosition, AppendError>>;
-pub(super) type SubscriptionRx = mpsc::Receiver<Result<Vec<LogEntry>, ReadError>>;
 
 /// A current-thread runtime to enter for the transport.
 pub(super) fn runtime() -> tokio::runtime::Runtime {
@@ -43,7 +46,9 @@ pub(super) struct Harness {
     pub(super) replica: Replica<SimDisk>,
     pub(super) room_tx: RoomWaker,
     _room_rx: mpsc::UnboundedReceiver<(LogId, u64)>,
-    next_subscriber: u64,
+    /// The way the embedding API reaches the shard, and the shard's end of it.
+    shard: ShardHandle,
+    inbox: ShardInbox,
 }
 
 impl Harness {
@@ -74,6 +79,7 @@ impl Harness {
         let disk = Rc::new(SimDisk::new());
         let replica = open(&disk, &config, &transport);
         let (room_tx, room_rx) = mpsc::unbounded_channel();
+        let (shard, inbox) = ShardHandle::new();
         Harness {
             disk,
             config,
@@ -82,7 +88,8 @@ impl Harness {
             replica,
             room_tx,
             _room_rx: room_rx,
-            next_subscriber: 1,
+            shard,
+            inbox,
         }
     }
 
@@ -128,14 +135,27 @@ impl Harness {
         rx
     }
 
-    /// A local subscriber from `from` (its first delivery happens at once).
-    pub(super) fn subscribe(&mut self, from: u64) -> SubscriptionRx {
-        let (tx, rx) = mpsc::channel(crate::subscription::CHANNEL_BATCHES);
-        let id = self.next_subscriber;
-        self.next_subscriber += 1;
-        let sink = LocalSink { id, tx, stalled: Arc::new(AtomicBool::new(false)) };
-        self.replica.subscribe_local(sink, LogIndex(from), &self.room_tx);
-        rx
+    /// A subscription from `from`, through the embedding API (its first delivery happens at
+    /// once).
+    pub(super) fn subscribe(&mut self, from: u64) -> Subscription {
+        let subscription = Subscription::start(LOG, self.shard.clone(), LogIndex(from));
+        self.commands();
+        subscription
+    }
+
+    /// Carries out the commands the embedding API queued for the shard.
+    pub(super) fn commands(&mut self) {
+        while let Ok(command) = self.inbox.rx.try_recv() {
+            match command {
+                Command::Subscribe { from, sink, .. } => {
+                    self.replica.subscribe_local(sink, from, &self.room_tx);
+                }
+                Command::ResumeSubscriber { id, .. } => {
+                    self.replica.resume_subscriber(id, &self.room_tx);
+                }
+                other => panic!("unexpected command {other:?}"),
+            }
+        }
     }
 }
 
@@ -154,15 +174,16 @@ fn open(disk: &Rc<SimDisk>, config: &Arc<NodeConfig>, transport: &Transport) -> 
     Replica::new(config.clone(), core, store, transport.clone(), Arc::new(LogMetrics::new(LOG)))
 }
 
-/// Everything a subscriber holds now: its entries, and how it ended (`None`: still open).
-pub(super) fn drain(rx: &mut SubscriptionRx) -> (Vec<LogEntry>, Option<Option<ReadError>>) {
+/// Everything a subscription yields now without waiting: its entries, and its error when it
+/// ended.
+pub(super) fn drain(subscription: &mut Subscription) -> (Vec<LogEntry>, Option<ReadError>) {
+    let mut cx = Context::from_waker(Waker::noop());
     let mut entries = Vec::new();
     loop {
-        match rx.try_recv() {
-            Ok(Ok(batch)) => entries.extend(batch),
-            Ok(Err(e)) => return (entries, Some(Some(e))),
-            Err(mpsc::error::TryRecvError::Empty) => return (entries, None),
-            Err(mpsc::error::TryRecvError::Disconnected) => return (entries, Some(None)),
+        match Pin::new(&mut *subscription).poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(entry))) => entries.push(entry),
+            Poll::Ready(Some(Err(e))) => return (entries, Some(e)),
+            Poll::Ready(None) | Poll::Pending => return (entries, None),
         }
     }
 }
@@ -212,7 +233,7 @@ fn a_subscriber_that_arrives_after_the_log_was_poisoned_is_ended() {
     let (entries, end) = drain(&mut sub);
     assert!(entries.iter().all(|e| e.index <= LogIndex(2)), "{entries:?}");
     match end {
-        Some(Some(ReadError::Storage { .. })) => {}
+        Some(ReadError::Storage { .. }) => {}
         other => panic!("a subscriber of a poisoned log was not ended with its reason: {other:?}"),
     }
 }
@@ -272,4 +293,28 @@ fn a_remote_entry_of_the_largest_payload_the_configuration_allows_does_not_poiso
     assert_eq!(h.replica.failed, None, "a client's append of {size} bytes poisoned the log");
     let position = rx.try_recv().expect("answered").expect("appended");
     assert_eq!(position.count, 1);
+}
+
+#[test]
+fn a_lagging_subscriber_of_a_log_that_fails_learns_the_failure_after_its_backlog() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    let mut sub = h.subscribe(1);
+    // The consumer reads nothing while more batches commit than its buffer holds.
+    for _ in 0..crate::subscription::CHANNEL_BATCHES + 2 {
+        drop(h.append(b"entry"));
+        h.settle();
+    }
+    h.disk.set_faults(crate::storage::SimFaults { fail_next_sync: true, ..Default::default() });
+    drop(h.append(b"lost"));
+    h.settle();
+    assert!(h.replica.failed.is_some());
+    let (entries, end) = drain(&mut sub);
+    assert_eq!(entries.len(), crate::subscription::CHANNEL_BATCHES);
+    match end {
+        Some(ReadError::Storage { .. }) => {}
+        other => panic!("the subscriber was not told why its log stopped: {other:?}"),
+    }
 }
