@@ -303,6 +303,43 @@ async fn garbage_client_is_closed_and_other_clients_are_served() {
     client.close();
 }
 
+/// A request whose caller stops waiting (a timeout drops its future) is forgotten at once: the
+/// connection's table of requests waiting for an answer does not keep it, and the answer that
+/// arrives later is ignored.
+#[tokio::test]
+async fn a_request_given_up_on_is_forgotten() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
+    let client = ClientEndpoint::open(
+        &client_identity(&ca),
+        loopback(),
+        &QuicTuning::default(),
+        FrameLimits::default(),
+    )
+    .unwrap();
+    let conn = client.connect(t1.local_addr().unwrap()).await.unwrap();
+    let status = ClientRequest::Status(StatusRequest { log: LogId(7) });
+    let waited =
+        tokio::time::timeout(std::time::Duration::from_millis(50), conn.request(&status)).await;
+    assert!(waited.is_err(), "the node has not answered yet");
+    assert_eq!(conn.pending_requests(), 0, "the request given up on is still pending");
+    // The node answers late; the connection ignores it and serves the next request.
+    let late = next_request(&mut e1).await;
+    late.responder
+        .respond(&ClientResponse::NotLeader(NotLeader { log: LogId(7), leader: None }))
+        .unwrap();
+    let answered = async {
+        let event = next_request(&mut e1).await;
+        let answer = ClientResponse::NotLeader(NotLeader { log: LogId(3), leader: None });
+        event.responder.respond(&answer).unwrap();
+    };
+    let (answer, ()) = tokio::join!(conn.request(&status), answered);
+    let answer = answer.unwrap();
+    assert_eq!(answer, ClientResponse::NotLeader(NotLeader { log: LogId(3), leader: None }));
+    assert_eq!(conn.pending_requests(), 0);
+    t1.close();
+}
+
 /// A client that pipelines small Read requests and never reads the answers. Each Read's answer
 /// may be as large as a frame, so its room in the stream's window is reserved when the node
 /// reads the request: the node stops reading the stream's requests once the answers queued and

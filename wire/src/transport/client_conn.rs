@@ -169,6 +169,20 @@ impl Session {
     }
 }
 
+/// Forgets a request's pending entry when its requester stops waiting (its future is dropped,
+/// by a timeout for example), so that requests given up on do not pile up; an answer that
+/// arrives later is ignored.
+struct GiveUp<'a> {
+    session: &'a Session,
+    id: RequestId,
+}
+
+impl Drop for GiveUp<'_> {
+    fn drop(&mut self) {
+        self.session.pending().waiting.remove(&self.id);
+    }
+}
+
 /// A client's connection to one node.
 #[derive(Debug)]
 pub struct ClientConnection {
@@ -193,6 +207,7 @@ impl ClientConnection {
             }
             pending.waiting.insert(id, tx);
         }
+        let _give_up = GiveUp { session: &self.session, id };
         loop {
             match self.session.queue.push_with(false, |enc| enc.encode_request(id, request)) {
                 Ok(()) => break,
@@ -202,16 +217,18 @@ impl ClientConnection {
                     }
                 }
                 Err(PushError::Closed) => break,
-                Err(PushError::Encode(e)) => {
-                    self.session.pending().waiting.remove(&id);
-                    return Err(RequestError::Encode(e));
-                }
+                Err(PushError::Encode(e)) => return Err(RequestError::Encode(e)),
             }
         }
         match rx.await {
             Ok(outcome) => outcome,
             Err(_) => Err(RequestError::ConnectionLost("session ended".into())),
         }
+    }
+
+    /// Requests sent on this connection and still waiting for their answer.
+    pub fn pending_requests(&self) -> usize {
+        self.session.pending().waiting.len()
     }
 
     /// Opens a subscription: committed entries from `request.from` on, as they commit.
