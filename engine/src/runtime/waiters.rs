@@ -123,8 +123,9 @@ impl AppendReply {
                     ),
                     Failure::Forgotten => error(
                         ErrorCode::InvalidRequest,
-                        "sequence number is older than the log's deduplication window; \
-                         use a new sequence number"
+                        "sequence number is older than the log's deduplication window: \
+                         whether this append is in the log is unknown; read the log before \
+                         appending it again"
                             .into(),
                     ),
                     Failure::PartialBatch { first_index } => error(
