@@ -267,12 +267,22 @@ impl LogSource for Stored {
     }
 }
 
+/// `byte % modulo`, except that the top four byte values give the top four `u64`s: a peer may
+/// send any value, and arithmetic on the largest ones overflows.
+fn small_or_top(byte: u8, modulo: u8) -> u64 {
+    if byte >= 252 {
+        u64::MAX - u64::from(u8::MAX - byte)
+    } else {
+        u64::from(byte % modulo)
+    }
+}
+
 /// Builds a peer message of any kind from `input`: small terms and indexes (so that they meet
-/// the replica's own), any sender (including unknown ones and itself).
+/// the replica's own) or the largest ones, any sender (including unknown ones and itself).
 fn message(input: &mut Reader<'_>) -> Message {
     let from = NodeId(u64::from(input.u8() % 5));
-    let term = Term(u64::from(input.u8() % 8));
-    let mut index = || LogIndex(u64::from(input.u8() % 24));
+    let term = Term(small_or_top(input.u8(), 8));
+    let mut index = || LogIndex(small_or_top(input.u8(), 24));
     let (a, b, c) = (index(), index(), index());
     let flags = input.u8();
     let small_term = Term(u64::from(flags >> 5));
@@ -291,7 +301,7 @@ fn message(input: &mut Reader<'_>) -> Message {
             let count = input.u8() % 6;
             let entries = (0..u64::from(count))
                 .map(|k| Entry {
-                    index: LogIndex(a.get() + 1 + k),
+                    index: LogIndex(a.get().wrapping_add(1 + k)),
                     term: Term(u64::from(input.u8() % 8)),
                     kind: if flags & 4 != 0 { EntryKind::Noop } else { EntryKind::Normal },
                     data: Bytes::from(vec![input.u8(); usize::from(flags & 3)]),
