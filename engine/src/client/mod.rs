@@ -11,6 +11,7 @@
 //! subscriptions are served by whichever node the client reaches, from its own log, up to its own
 //! commit index: committed entries are the same on every replica, so consumers spread over them.
 
+mod seq_window;
 mod subscribe;
 
 pub use subscribe::RemoteSubscription;
@@ -25,9 +26,9 @@ use raftwal_wire::codec::FrameLimits;
 use raftwal_wire::tls::TlsIdentity;
 use raftwal_wire::transport::{ClientConnection, ClientEndpoint, QuicTuning, RequestError};
 use raftwal_wire::types::{LogId, LogIndex};
+use seq_window::{SeqWindow, DEDUP_WINDOW_SEQS};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
@@ -113,7 +114,8 @@ pub struct Client {
     config: ClientConfig,
     endpoint: ClientEndpoint,
     client_id: ClientId,
-    next_seq: AtomicU64,
+    /// Sequence numbers for appends, kept within the node's deduplication window.
+    seqs: SeqWindow,
     /// The node appends go to, and the connection to it.
     current: Mutex<Current>,
     /// Held while connecting, so that concurrent requests wait for one connection attempt
@@ -194,7 +196,7 @@ impl Client {
             config,
             endpoint,
             client_id: new_client_id(),
-            next_seq: AtomicU64::new(1),
+            seqs: SeqWindow::new(1),
             current: Mutex::new(Current::default()),
             connecting: tokio::sync::Mutex::new(()),
         })
@@ -343,17 +345,15 @@ impl Client {
         }
     }
 
-    fn tagged(&self, data: Bytes) -> TaggedPayload {
-        let seq = ClientSeq(self.next_seq.fetch_add(1, Ordering::Relaxed));
-        TaggedPayload::new(self.client_id, seq, data)
-    }
-
     /// Appends one entry; returns once it is committed. Retried across leader changes with the
-    /// same sequence number, so it is appended once.
+    /// same sequence number, so it is appended once. Waits first while this client's oldest
+    /// unsettled append is 1,024 sequence numbers behind (the node's deduplication window), so
+    /// that its retries stay recognisable.
     pub async fn append(&self, data: Bytes) -> Result<Position, ClientError> {
+        let seq = self.seqs.lease(1).await;
         let request = ClientRequest::Append(AppendRequest {
             log: self.config.log,
-            tagged: self.tagged(data),
+            tagged: TaggedPayload::new(self.client_id, ClientSeq(seq.first()), data),
         });
         self.call(&request, |response| match response {
             ClientResponse::Appended(a) => {
@@ -372,7 +372,21 @@ impl Client {
                 message: "empty batch".into(),
             });
         }
-        let items = data.into_iter().map(|d| self.tagged(d)).collect();
+        let count = data.len() as u64;
+        if count > DEDUP_WINDOW_SEQS {
+            return Err(ClientError::Refused {
+                code: ErrorCode::InvalidRequest,
+                message: format!(
+                    "a batch of {count} entries: at most {DEDUP_WINDOW_SEQS} (the node's \
+                     deduplication window; a larger batch could be appended twice on a retry)"
+                ),
+            });
+        }
+        let seqs = self.seqs.lease(count).await;
+        let items = (seqs.first()..)
+            .zip(data)
+            .map(|(seq, d)| TaggedPayload::new(self.client_id, ClientSeq(seq), d))
+            .collect();
         let request =
             ClientRequest::AppendBatch(AppendBatchRequest { log: self.config.log, items });
         self.call(&request, |response| match response {
