@@ -28,6 +28,19 @@ fn append_request(seq: u64, size: usize) -> ClientRequest {
     })
 }
 
+/// A client of `ca`'s cluster with default settings, connected to `node`.
+async fn connect_client(ca: &ClusterCa, node: &Transport) -> (ClientEndpoint, ClientConnection) {
+    let client = ClientEndpoint::open(
+        &client_identity(ca),
+        loopback(),
+        &QuicTuning::default(),
+        FrameLimits::default(),
+    )
+    .unwrap();
+    let conn = client.connect(node.local_addr().unwrap()).await.unwrap();
+    (client, conn)
+}
+
 async fn next_request(events: &mut TransportEvents) -> ClientRequestEvent {
     wait_for(events, |e| match e {
         TransportEvent::ClientRequest(r) => Some(r),
@@ -40,14 +53,7 @@ async fn next_request(events: &mut TransportEvents) -> ClientRequestEvent {
 async fn pipelined_requests_are_delivered_in_order_and_answered_by_id() {
     let ca = ClusterCa::generate(None).unwrap();
     let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
-    let client = ClientEndpoint::open(
-        &client_identity(&ca),
-        loopback(),
-        &QuicTuning::default(),
-        FrameLimits::default(),
-    )
-    .unwrap();
-    let conn = client.connect(t1.local_addr().unwrap()).await.unwrap();
+    let (client, conn) = connect_client(&ca, &t1).await;
 
     let requests: Vec<ClientRequest> = vec![
         append_request(1, 5000),
@@ -152,14 +158,7 @@ async fn subscription_is_bounded_by_its_window_and_resumes_when_read() {
     config.quic.stream_receive_window_bytes = 128 * 1024;
     config.quic.connection_receive_window_bytes = 256 * 1024;
     let (t1, mut e1) = start(config, &node_identity(&ca, 1));
-    let client = ClientEndpoint::open(
-        &client_identity(&ca),
-        loopback(),
-        &QuicTuning::default(),
-        FrameLimits::default(),
-    )
-    .unwrap();
-    let conn = client.connect(t1.local_addr().unwrap()).await.unwrap();
+    let (client, conn) = connect_client(&ca, &t1).await;
     let mut sub =
         conn.subscribe(SubscribeRequest { log: LogId(7), from: LogIndex(1) }).await.unwrap();
     let event = wait_for(&mut e1, |e| match e {
@@ -310,14 +309,7 @@ async fn garbage_client_is_closed_and_other_clients_are_served() {
 async fn a_request_given_up_on_is_forgotten() {
     let ca = ClusterCa::generate(None).unwrap();
     let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
-    let client = ClientEndpoint::open(
-        &client_identity(&ca),
-        loopback(),
-        &QuicTuning::default(),
-        FrameLimits::default(),
-    )
-    .unwrap();
-    let conn = client.connect(t1.local_addr().unwrap()).await.unwrap();
+    let (client, conn) = connect_client(&ca, &t1).await;
     let status = ClientRequest::Status(StatusRequest { log: LogId(7) });
     let waited =
         tokio::time::timeout(std::time::Duration::from_millis(50), conn.request(&status)).await;
@@ -338,6 +330,7 @@ async fn a_request_given_up_on_is_forgotten() {
     assert_eq!(answer, ClientResponse::NotLeader(NotLeader { log: LogId(3), leader: None }));
     assert_eq!(conn.pending_requests(), 0);
     t1.close();
+    client.close();
 }
 
 /// A client that pipelines small Read requests and never reads the answers. Each Read's answer
