@@ -3,6 +3,12 @@
 //! latency measured from its intended send time, so a stalled system is charged for every request
 //! it kept waiting: coordinated omission is corrected by construction).
 //!
+//! The measured window selects requests by when they were issued (closed loop) or due (open
+//! loop), not by when they were answered: every request of the window is followed to its answer,
+//! even after the window closes, so the slowest ones (those a stall at the end of the window
+//! delays past it, or the growing queue of an overloaded open loop) are not left out. One still
+//! unanswered when the drain gives up counts as an error.
+//!
 //! The driver runs on the caller's current-thread tokio runtime inside a `LocalSet`, so a target
 //! needs neither `Send` nor locks. It owns no system under test: targets (raftwal's client, etcd's
 //! gRPC API) live in their own modules and implement [`AppendTarget`].
@@ -49,15 +55,31 @@ pub(crate) struct Workload {
     pub(crate) duration: Duration,
 }
 
+/// How long requests of the measured window still outstanding when it closes are waited for.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// One acknowledged append of the measured window.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ack {
+    /// The position the target gave it.
+    pub(crate) position: u64,
+    /// When it was sent (closed loop) or due (open loop): where its latency starts.
+    pub(crate) issued: Instant,
+    /// When its acknowledgement arrived.
+    pub(crate) done: Instant,
+}
+
 /// What one run measured (the warm-up excluded).
 #[derive(Debug)]
 pub(crate) struct LoadResult {
-    /// Latency from send (closed loop) or intended send (open loop) to acknowledgement, ns.
+    /// Latency from send (closed loop) or intended send (open loop) to acknowledgement, ns, of
+    /// the appends issued (or due) in the measured window.
     pub(crate) latency_ns: Histogram<u64>,
-    /// Appends acknowledged inside the measured window.
+    /// Appends issued (closed loop) or due (open loop) inside the measured window and
+    /// acknowledged, whenever the acknowledgement came.
     pub(crate) completed: u64,
-    /// Appends that failed inside the measured window (each error message is counted once in
-    /// `error_samples`).
+    /// Appends of the measured window that failed, or were still unanswered when the drain
+    /// after the window gave up (each error message is counted once in `error_samples`).
     pub(crate) errors: u64,
     pub(crate) error_samples: Vec<String>,
     /// Open loop: intended sends the client could not issue because `concurrency` were outstanding.
@@ -69,10 +91,12 @@ pub(crate) struct LoadResult {
     pub(crate) elapsed: Duration,
     /// When the measured window ended.
     pub(crate) end: Instant,
-    /// Acknowledgements per [`TIMELINE_BUCKET`] from the start of the warm-up.
+    /// Acknowledgements per [`TIMELINE_BUCKET`] from the start of the warm-up, by when they
+    /// arrived (up to the end of the window).
     pub(crate) timeline: Vec<u64>,
-    /// Positions and acknowledgement instants, when the caller asked for them (tail lag).
-    pub(crate) acks: Vec<(u64, Instant)>,
+    /// The acknowledged appends of the window, when the caller asked for them (tail lag,
+    /// failover).
+    pub(crate) acks: Vec<Ack>,
 }
 
 impl LoadResult {
@@ -96,9 +120,11 @@ struct Shared {
     dropped: u64,
     send_lag_ns: Histogram<u64>,
     outstanding: usize,
+    /// Of `outstanding`, the requests of the measured window.
+    outstanding_in_window: u64,
     timeline: Vec<u64>,
     keep_acks: bool,
-    acks: Vec<(u64, Instant)>,
+    acks: Vec<Ack>,
 }
 
 /// Nanoseconds from `from` to `to`, at least 1 (HDR histograms record no zero here).
@@ -107,38 +133,57 @@ fn ns_between(from: Instant, to: Instant) -> u64 {
 }
 
 impl Shared {
+    /// Whether a request sent (closed loop) or due (open loop) at `issued` belongs to the
+    /// measured window.
+    fn in_window(&self, issued: Instant) -> bool {
+        issued >= self.measure_start && issued < self.end
+    }
+
+    /// Counts a request as outstanding from its send on.
+    fn issue(&mut self, issued: Instant) {
+        self.outstanding += 1;
+        if self.in_window(issued) {
+            self.outstanding_in_window += 1;
+        }
+    }
+
     fn record_send_lag(&mut self, intended: Instant, sent: Instant) {
-        if intended >= self.measure_start && intended <= self.end {
+        if self.in_window(intended) {
             self.send_lag_ns.saturating_record(ns_between(intended, sent));
         }
     }
 
-    fn record(&mut self, intended: Instant, done: Instant, outcome: Result<u64, String>) {
-        let bucket = (done.saturating_duration_since(self.start).as_nanos()
-            / TIMELINE_BUCKET.as_nanos()) as usize;
-        if done < self.measure_start || done > self.end {
-            // Warm-up or drain: shown on the timeline, kept out of the figures.
-            if outcome.is_ok() && done <= self.end {
-                self.bump_timeline(bucket);
-            }
+    /// Records the outcome of a request counted by [`Shared::issue`] at `issued`.
+    fn record(&mut self, issued: Instant, done: Instant, outcome: Result<u64, String>) {
+        self.outstanding -= 1;
+        if outcome.is_ok() && done >= self.start && done <= self.end {
+            // The timeline shows acknowledgements as they arrived, warm-up included.
+            let bucket = (done.saturating_duration_since(self.start).as_nanos()
+                / TIMELINE_BUCKET.as_nanos()) as usize;
+            self.bump_timeline(bucket);
+        }
+        if !self.in_window(issued) {
+            // Warm-up: kept out of the figures.
             return;
         }
+        self.outstanding_in_window -= 1;
         match outcome {
             Ok(position) => {
                 self.completed += 1;
-                self.bump_timeline(bucket);
                 // Values above the histogram's bound (100 s) are clamped rather than lost.
-                self.latency_ns.saturating_record(ns_between(intended, done));
+                self.latency_ns.saturating_record(ns_between(issued, done));
                 if self.keep_acks {
-                    self.acks.push((position, done));
+                    self.acks.push(Ack { position, issued, done });
                 }
             }
-            Err(e) => {
-                self.errors += 1;
-                if self.error_samples.len() < 8 && !self.error_samples.contains(&e) {
-                    self.error_samples.push(e);
-                }
-            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    fn error(&mut self, e: String) {
+        self.errors += 1;
+        if self.error_samples.len() < 8 && !self.error_samples.contains(&e) {
+            self.error_samples.push(e);
         }
     }
 
@@ -175,6 +220,7 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
         dropped: 0,
         send_lag_ns: latency_histogram_ns(),
         outstanding: 0,
+        outstanding_in_window: 0,
         timeline: Vec::new(),
         keep_acks,
         acks: Vec::new(),
@@ -191,7 +237,7 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
         })
         .collect();
 
-    let driver = match workload.rate_per_s {
+    let mut driver = match workload.rate_per_s {
         None => tokio::task::spawn_local(closed_loop(target, shared.clone(), payloads)),
         Some(rate) => tokio::task::spawn_local(open_loop(
             target,
@@ -212,14 +258,21 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
             break;
         }
     }
-    // Requests still outstanding at the end finish outside the window and are not counted;
-    // give them a bounded time to drain so the target is idle for whatever runs next.
-    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Requests of the window still outstanding are followed to their answers, for a bounded
+    // time; this also leaves the target idle for whatever runs next. The driver first issues
+    // what is left of the schedule (a late open-loop generator still owes the sends due before
+    // the end) and waits for its appenders.
+    let drain_deadline = tokio::time::Instant::now() + DRAIN;
+    let _ = tokio::time::timeout_at(drain_deadline, &mut driver).await;
     while shared.borrow().outstanding > 0 && tokio::time::Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     driver.abort();
     let mut s = shared.borrow_mut();
+    let unanswered = std::mem::take(&mut s.outstanding_in_window);
+    for _ in 0..unanswered {
+        s.error(format!("no answer {} s after the measured window", DRAIN.as_secs()));
+    }
     let total_buckets =
         ((workload.warmup + workload.duration).as_nanos() / TIMELINE_BUCKET.as_nanos()) as usize;
     let mut timeline = s.timeline.clone();
@@ -256,16 +309,12 @@ async fn closed_loop<T: AppendTarget + 'static>(
                 if sent >= end {
                     break;
                 }
-                shared.borrow_mut().outstanding += 1;
+                shared.borrow_mut().issue(sent);
                 let outcome = target.append(worker, seq, payload.clone()).await;
                 #[allow(clippy::disallowed_methods)]
                 let done = Instant::now();
                 let failed = outcome.is_err();
-                {
-                    let mut s = shared.borrow_mut();
-                    s.outstanding -= 1;
-                    s.record(sent, done, outcome);
-                }
+                shared.borrow_mut().record(sent, done, outcome);
                 seq += 1;
                 if failed {
                     // A failing target (leader change, restart) is retried by the next request;
@@ -305,12 +354,14 @@ async fn open_loop<T: AppendTarget + 'static>(
     loop {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        // Issue every request whose intended time has come.
+        // Issue every request whose intended time has come. The schedule ends with the window,
+        // but a generator that wakes late (after the end) still sends everything due before it:
+        // those are the requests a stall delayed the most.
         loop {
             let intended = start + interval.mul_f64(k as f64);
+            if intended >= end {
+                return;
+            }
             if intended > now {
                 break;
             }
@@ -322,7 +373,7 @@ async fn open_loop<T: AppendTarget + 'static>(
                 }
                 continue;
             }
-            s.outstanding += 1;
+            s.issue(intended);
             drop(s);
             let worker = (k % payloads.len() as u64) as usize;
             let payload = payloads[worker].clone();
@@ -335,9 +386,7 @@ async fn open_loop<T: AppendTarget + 'static>(
                 let outcome = target.append(worker, k, payload).await;
                 #[allow(clippy::disallowed_methods)]
                 let done = Instant::now();
-                let mut s = shared.borrow_mut();
-                s.outstanding -= 1;
-                s.record(intended, done, outcome);
+                shared.borrow_mut().record(intended, done, outcome);
             });
         }
         // Sleep until the next intended send, but no less than a quantum: requests due within it
@@ -419,6 +468,100 @@ mod tests {
         // Every request's lateness is recorded, and it is part of its latency.
         assert!(result.send_lag_ns.len() >= result.completed.saturating_sub(1));
         assert!(result.latency_ns.max() >= result.send_lag_ns.value_at_quantile(0.5));
+    }
+
+    /// Serves one append at a time, each for `SERVICE` (at least: a timer never fires early):
+    /// offered more than 1 / `SERVICE` appends per second, its queue and latency grow for as
+    /// long as the load lasts.
+    struct Serial {
+        busy_until: std::cell::Cell<Option<tokio::time::Instant>>,
+        served: std::cell::Cell<u64>,
+    }
+
+    const SERVICE: Duration = Duration::from_millis(2);
+
+    impl AppendTarget for Serial {
+        async fn append(&self, _worker: usize, _seq: u64, _payload: Bytes) -> Result<u64, String> {
+            let now = tokio::time::Instant::now();
+            let begin = self.busy_until.get().map_or(now, |b| b.max(now));
+            let done = begin + SERVICE;
+            self.busy_until.set(Some(done));
+            tokio::time::sleep_until(done).await;
+            let n = self.served.get() + 1;
+            self.served.set(n);
+            Ok(n)
+        }
+    }
+
+    /// An open loop at twice what the target serves: every append due in the window is
+    /// measured, to its answer, although most are answered after the window closed. Counting
+    /// only the answers that arrive inside the window left out the later half of the schedule,
+    /// the requests that waited longest (about half the appends, and the latencies above the
+    /// window's length).
+    #[test]
+    fn an_overloaded_open_loop_measures_every_due_append_to_its_answer() {
+        let workload = Workload {
+            payload_bytes: 16,
+            concurrency: 4096,
+            rate_per_s: Some(1_000.0),
+            send_quantum: SEND_QUANTUM,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(200),
+        };
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let target =
+            Rc::new(Serial { busy_until: std::cell::Cell::new(None), served: Default::default() });
+        let result = tokio::task::LocalSet::new().block_on(&rt, {
+            let target = target.clone();
+            async move { run(target, &workload, true, |_, _| {}).await }
+        });
+        // Due at 0, 1, ..., 199 ms: 200 appends, none dropped (4096 may be outstanding).
+        assert_eq!(result.dropped, 0);
+        assert_eq!(result.errors, 0, "{:?}", result.error_samples);
+        assert_eq!(result.completed, 200, "every due append is measured");
+        assert_eq!(result.acks.len(), 200);
+        // The target answers the k-th append (from 0) no earlier than (k + 1) x SERVICE after
+        // the start, so the last one, due at 199 ms, waited at least 400 - 199 ms.
+        assert!(
+            result.latency_ns.max() >= 201_000_000,
+            "max latency {} ms",
+            result.latency_ns.max() / 1_000_000
+        );
+    }
+
+    /// A closed loop counts the appends sent in the window, each to its answer: none sent in
+    /// the warm-up, and the ones still in flight when the window closes are waited for.
+    #[test]
+    fn the_closed_loop_measures_the_appends_sent_in_the_window() {
+        let workload = Workload {
+            payload_bytes: 16,
+            concurrency: 4,
+            rate_per_s: None,
+            send_quantum: SEND_QUANTUM,
+            warmup: Duration::from_millis(30),
+            duration: Duration::from_millis(100),
+        };
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let target =
+            Rc::new(Serial { busy_until: std::cell::Cell::new(None), served: Default::default() });
+        let result = tokio::task::LocalSet::new().block_on(&rt, {
+            let (target, workload) = (target.clone(), workload.clone());
+            async move { run(target, &workload, true, |_, _| {}).await }
+        });
+        assert_eq!(result.errors, 0);
+        let start = result.end - workload.duration - workload.warmup;
+        let measure_start = start + workload.warmup;
+        assert!(result.completed > 0);
+        for ack in &result.acks {
+            assert!(ack.issued >= measure_start && ack.issued < result.end, "{ack:?}");
+        }
+        // Four appenders, each with one append in flight when the window closed: those were
+        // answered after it and are counted (the target served every append it was sent).
+        assert!(result.acks.iter().any(|a| a.done > result.end));
+        let sent_in_warmup = target.served.get() - result.completed;
+        assert!(sent_in_warmup > 0, "the warm-up's appends are not counted");
     }
 
     #[test]

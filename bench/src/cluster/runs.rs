@@ -3,7 +3,7 @@
 
 use super::{ClusterArgs, RunExtras};
 use crate::floor;
-use crate::load::{self, LoadResult, Workload};
+use crate::load::{self, Ack, LoadResult, Workload};
 use crate::report::{latency_histogram_ns, Progress};
 use crate::systems::{agreed_leader, RaftwalCluster, RaftwalTarget, StorageOverrides};
 use raftwal_wire::types::{LogId, LogIndex};
@@ -143,10 +143,10 @@ pub(super) async fn run_raftwal(
 /// how many of them reached the subscriber no later than the appender saw its ack (recorded as
 /// a lag of zero: the follower's commit notice and the leader's answer travel in parallel).
 fn tail_lag(
-    acks: &[(u64, Instant)],
+    acks: &[Ack],
     delivered: &[(u64, Instant)],
 ) -> (hdrhistogram::Histogram<u64>, u64, u64) {
-    let acked: HashMap<u64, Instant> = acks.iter().copied().collect();
+    let acked: HashMap<u64, Instant> = acks.iter().map(|a| (a.position, a.done)).collect();
     let mut lag = latency_histogram_ns();
     let (mut count, mut early) = (0, 0);
     for (index, at) in delivered {
@@ -162,15 +162,15 @@ fn tail_lag(
     (lag, count, early)
 }
 
-/// The longest time without an acknowledgement around the kill, and the slowest append that
-/// completed after it, both in ms.
+/// The longest time without an acknowledgement around the kill, and the slowest append
+/// acknowledged after it, both in ms.
 ///
 /// The stop is requested at `killed`, but a node finishes what is in flight while it stops, so
 /// the window is the longest gap between consecutive acknowledgements from the last one before
 /// the request to the end of the run, the end counting as an acknowledgement (a run that never
 /// recovered reports the whole time left).
 fn failover_figures(result: &LoadResult, killed: Instant, end: Instant) -> (f64, f64) {
-    let mut acks: Vec<Instant> = result.acks.iter().map(|(_, at)| *at).collect();
+    let mut acks: Vec<Instant> = result.acks.iter().map(|a| a.done).collect();
     acks.sort();
     let start = acks.iter().rposition(|at| *at <= killed).unwrap_or(0);
     let mut tail: Vec<Instant> = acks[start..].to_vec();
@@ -179,8 +179,15 @@ fn failover_figures(result: &LoadResult, killed: Instant, end: Instant) -> (f64,
     }
     tail.push(end.max(*tail.last().unwrap_or(&end)));
     let gap = tail.windows(2).map(|w| w[1].duration_since(w[0])).max().unwrap_or_default();
-    let max_ms = result.latency_ns.max() as f64 / 1e6;
-    (gap.as_secs_f64() * 1000.0, max_ms)
+    // Only the appends answered after the kill: the slowest of the whole run may predate it.
+    let max = result
+        .acks
+        .iter()
+        .filter(|a| a.done > killed)
+        .map(|a| a.done.duration_since(a.issued))
+        .max()
+        .unwrap_or_default();
+    (gap.as_secs_f64() * 1000.0, max.as_secs_f64() * 1000.0)
 }
 
 #[cfg(feature = "etcd")]
@@ -239,4 +246,64 @@ pub(super) async fn run_etcd(
     Err("this raftwal-bench was built without the `etcd` feature; build it with \
          `--features etcd` (the default) to run --peer etcd"
         .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's result with the given acknowledged appends (issued, answered after `t0`, in ms)
+    /// and an end at `end_ms`.
+    fn result_with(t0: Instant, appends: &[(u64, u64)], end_ms: u64) -> LoadResult {
+        let ms = |v: u64| t0 + Duration::from_millis(v);
+        let mut latency_ns = latency_histogram_ns();
+        let acks: Vec<Ack> = appends
+            .iter()
+            .enumerate()
+            .map(|(i, &(issued, done))| {
+                latency_ns.saturating_record((done - issued) * 1_000_000);
+                Ack { position: i as u64 + 1, issued: ms(issued), done: ms(done) }
+            })
+            .collect();
+        LoadResult {
+            latency_ns,
+            completed: acks.len() as u64,
+            errors: 0,
+            error_samples: Vec::new(),
+            dropped: 0,
+            send_lag_ns: latency_histogram_ns(),
+            elapsed: Duration::from_millis(end_ms),
+            end: ms(end_ms),
+            timeline: Vec::new(),
+            acks,
+        }
+    }
+
+    /// The slowest append after the kill is one answered after it, not the slowest of the run:
+    /// here a 500 ms stall before the kill, and 120 ms for the append the failover delayed.
+    #[test]
+    fn the_failover_spike_counts_only_appends_answered_after_the_kill() {
+        let t0 = Instant::now();
+        let appends =
+            [(0, 10), (10, 510), (510, 520), (990, 1_000), (1_000, 1_120), (1_120, 1_130)];
+        let result = result_with(t0, &appends, 2_000);
+        let killed = t0 + Duration::from_millis(1_005);
+        let (gap_ms, spike_ms) = failover_figures(&result, killed, result.end);
+        assert!((spike_ms - 120.0).abs() < 1e-6, "spike {spike_ms} ms");
+        // The longest time without an answer from the last one before the kill: the end of the
+        // run after the last answer (870 ms), not the stall before the kill.
+        assert!((gap_ms - 870.0).abs() < 1e-6, "gap {gap_ms} ms");
+    }
+
+    /// Tail lag runs from an entry's acknowledgement (not its send) to its delivery; entries
+    /// delivered first count as zero.
+    #[test]
+    fn tail_lag_runs_from_the_acknowledgement() {
+        let t0 = Instant::now();
+        let result = result_with(t0, &[(0, 10), (5, 20)], 100);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let (lag, count, early) = tail_lag(&result.acks, &[(1, at(13)), (2, at(19)), (3, at(30))]);
+        assert_eq!((count, early), (2, 1));
+        assert!(lag.max() >= 2_990_000 && lag.max() <= 3_010_000, "{}", lag.max());
+    }
 }
