@@ -11,8 +11,8 @@
 //! to the completion that made the entry durable. The load is closed-loop (a new append starts
 //! when one completes), so there is no schedule for coordinated omission to distort. `raw` then
 //! writes batches of the mean size raftwal formed in the same cell, with pwrite + fdatasync on
-//! the same kind of file (same O_DIRECT choice, same preallocation), so it is the device's
-//! limit for this pattern without any log logic. raft-engine writes `concurrency` entries per
+//! the same kind of file (same O_DIRECT choice, blocks written before as raftwal's zero-filled
+//! segments are), so it is the device's limit for this pattern without any log logic. raft-engine writes `concurrency` entries per
 //! sync write. With `--rounds N` each system (with `--modes`, each I/O setting) measures every
 //! cell N times, the order rotating by one each round so that all share the disk's swings; a
 //! row sums its rounds.
@@ -84,6 +84,11 @@ pub(crate) struct StorageArgs {
     /// raftwal's `zero_chunk_bytes` in KiB (one background zero-fill write).
     #[arg(long)]
     pub(crate) zero_chunk_kib: Option<usize>,
+    /// `raw` writes into blocks only preallocated, never written (each fdatasync then also
+    /// commits their conversion to written extents), instead of into blocks written before as
+    /// raftwal's zero-filled segments are. The reference before the change; for comparison.
+    #[arg(long)]
+    pub(crate) raw_unwritten: bool,
     /// Rounds per cell: each round measures every system (with `--modes`, every I/O setting)
     /// for `--duration-s`, starting one later than the round before, so they alternate in time
     /// and share the disk's ups and downs. A row sums its rounds (and lists each round's
@@ -131,6 +136,7 @@ impl Default for StorageArgs {
             write_chunk_first_kib: None,
             zero_fill: None,
             zero_chunk_kib: None,
+            raw_unwritten: false,
             rounds: 1,
         }
     }
@@ -476,6 +482,7 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                                 concurrency as u64,
                                 payload,
                                 duration,
+                                args.raw_unwritten,
                             )?
                         }
                         "raft-engine" => {

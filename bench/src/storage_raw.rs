@@ -2,9 +2,15 @@
 //! pattern, with no log logic at all.
 //!
 //! Owns: a loop of plain `pwrite` + `fdatasync` system calls over one file, with batches of the
-//! size raftwal formed in the same cell, the same O_DIRECT choice and block padding, and the
-//! same preallocation (fallocate of 64 MiB chunks ahead of the writes). It must not do anything
-//! raftwal can skip, or the ratio would flatter raftwal.
+//! size raftwal formed in the same cell and the same O_DIRECT choice and block padding. The
+//! batches go into blocks written before (a region of [`REGION_BYTES`] preallocated and written
+//! with zeros before the clock starts, then written over sequentially, from its start again when
+//! a batch would pass its end), as raftwal's batches go into its zero-filled segments: a write
+//! into blocks that were only preallocated would make every fdatasync commit an extent
+//! conversion to the journal, which raftwal's zero-fill avoids. It must not do anything raftwal
+//! can skip, or the ratio would flatter raftwal. (`--raw-unwritten` keeps the earlier reference:
+//! 64 MiB chunks preallocated ahead of the writes and never written before, so each batch pays
+//! that conversion.)
 #![allow(unsafe_code)] // fallocate through libc; each call has a SAFETY comment.
 
 use crate::report::latency_histogram_ns;
@@ -20,8 +26,33 @@ use std::time::Duration;
 
 const CHUNK_BYTES: u64 = 64 << 20;
 
+/// The written region `raw` writes over, again and again.
+const REGION_BYTES: u64 = 256 << 20;
+
+/// Preallocates `len` bytes of `file` and writes them with zeros (`align`-sized writes of at most
+/// 8 MiB), then syncs it.
+fn prewrite(file: &std::fs::File, len: u64) -> io::Result<()> {
+    let at_most: usize = 8 << 20;
+    // SAFETY: fallocate takes a descriptor we own and plain integers.
+    if unsafe {
+        libc::fallocate(file.as_raw_fd(), 0, 0, i64::try_from(len).map_err(io::Error::other)?)
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let mut zeros = IoBuf::with_capacity(at_most);
+    zeros.resize_zeroed(at_most);
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(at_most as u64) as usize;
+        file.write_all_at(&zeros.as_slice()[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
+}
+
 /// Writes batches of `batch_bytes` (each standing for `entries_per_batch` entries of `payload`
-/// bytes) for `duration`.
+/// bytes) for `duration`, into blocks written before unless `unwritten`.
 pub(crate) fn run(
     dir: &Path,
     mode: IoMode,
@@ -29,6 +60,7 @@ pub(crate) fn run(
     entries_per_batch: u64,
     payload: usize,
     duration: Duration,
+    unwritten: bool,
 ) -> io::Result<Measured> {
     std::fs::create_dir_all(dir)?;
     let mut opts = OpenOptions::new();
@@ -51,13 +83,23 @@ pub(crate) fn run(
     let mut sync_hist = latency_histogram_ns();
     let mut offset = BLOCK_SIZE_BYTES as u64;
     let mut allocated = 0u64;
+    // A region of at least a few batches, all of it written before the clock starts.
+    let region = REGION_BYTES.max(align_up(4 * batch_bytes, BLOCK_SIZE_BYTES) as u64);
+    if !unwritten {
+        prewrite(&file, region)?;
+    }
     let (mut batches, mut fsyncs) = (0u64, 0u64);
     let start = now();
     let deadline = start + duration;
     loop {
         let began = now();
-        let end = offset + batch_bytes as u64;
-        if end + BLOCK_SIZE_BYTES as u64 > allocated {
+        let mut end = offset + batch_bytes as u64;
+        if !unwritten && end + BLOCK_SIZE_BYTES as u64 > region {
+            // Over the written region again, from its first block.
+            offset = BLOCK_SIZE_BYTES as u64;
+            end = offset + batch_bytes as u64;
+        }
+        if unwritten && end + BLOCK_SIZE_BYTES as u64 > allocated {
             let len = i64::try_from(CHUNK_BYTES).map_err(io::Error::other)?;
             let at = i64::try_from(allocated).map_err(io::Error::other)?;
             // SAFETY: fallocate takes a descriptor we own and plain integers.
@@ -99,4 +141,27 @@ pub(crate) fn run(
         fdatasync_ns: Some(sync_hist),
         raftwal: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftwal::storage::{FsyncMode, ZeroFill};
+
+    /// `raw` writes into blocks written before the clock started, as raftwal's batches go into
+    /// its zero-filled segments: its file has no preallocated, never-written blocks (ext4 reports
+    /// those as a hole to `SEEK_HOLE`) where the batches go.
+    #[test]
+    fn raw_writes_into_blocks_written_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode =
+            IoMode { direct_io: true, fsync_mode: FsyncMode::Thread, zero_fill: ZeroFill::Never };
+        let m =
+            run(dir.path(), mode, 64 << 10, 64, 1024, Duration::from_millis(20), false).unwrap();
+        assert!(m.batches > 0);
+        let file = std::fs::File::open(dir.path().join("raw.dat")).unwrap();
+        // SAFETY: lseek on a valid open descriptor with plain integers.
+        let hole = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_HOLE) };
+        assert!(hole >= REGION_BYTES as libc::off_t, "a hole at {hole}");
+    }
 }
