@@ -38,7 +38,10 @@ impl RaftCore {
         }
         match &message.body {
             MessageBody::AppendEntries(append) => {
-                if append.prev_log_index == LogIndex(u64::MAX) {
+                // The last entry must leave room for one more index: the loop below steps past
+                // it, and so does every later AppendEntries.
+                let room = u64::MAX - append.prev_log_index.get();
+                if room <= append.entries.len() as u64 {
                     return Err(malformed("no entry can follow the previous index"));
                 }
                 if append.prev_log_term > message.term {
@@ -117,10 +120,11 @@ impl RaftCore {
 #[cfg(test)]
 mod tests {
     use crate::raft::{Config, RaftCore, Role, StepError};
+    use bytes::Bytes;
     use raftwal_wire::message::{
         AppendEntries, AppendEntriesResponse, Heartbeat, Message, MessageBody, RequestVoteResponse,
     };
-    use raftwal_wire::types::{LogId, LogIndex, NodeId, Term};
+    use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
 
     fn core() -> RaftCore {
         let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
@@ -150,6 +154,28 @@ mod tests {
             }),
         );
         assert!(matches!(c.step(probe_past_the_end), Err(StepError::Malformed { .. })));
+    }
+
+    #[test]
+    fn an_entry_at_the_last_index_is_refused_not_a_panic() {
+        // The previous index is one below the top, so the gateway lets it through; the entry
+        // that follows sits at the last possible index, and nothing can follow it.
+        let mut c = core();
+        let entry_at_the_top = from_2(
+            1,
+            MessageBody::AppendEntries(AppendEntries {
+                prev_log_index: LogIndex(u64::MAX - 1),
+                prev_log_term: Term(1),
+                leader_commit: LogIndex(0),
+                entries: vec![Entry {
+                    index: LogIndex(u64::MAX),
+                    term: Term(1),
+                    kind: EntryKind::Normal,
+                    data: Bytes::new(),
+                }],
+            }),
+        );
+        assert!(matches!(c.step(entry_at_the_top), Err(StepError::Malformed { .. })));
     }
 
     #[test]
