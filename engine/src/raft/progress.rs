@@ -106,8 +106,9 @@ pub(crate) struct Progress {
     pub(crate) inflight: Inflights,
     /// Heard from in the current CheckQuorum period.
     pub(crate) recent_active: bool,
-    /// Leader ticks since the follower last acknowledged entries; a pipeline that stays silent for
-    /// an election timeout lost a message and falls back to probing.
+    /// Leader ticks since the follower last acknowledged entries or, if later, since a message
+    /// went into an empty window; a pipeline that stays silent for an election timeout lost a
+    /// message and falls back to probing.
     pub(crate) ticks_since_ack: u32,
     /// Highest read-index context the follower echoed in this term (0: none; contexts start at 1).
     pub(crate) read_context_acked: u64,
@@ -184,6 +185,11 @@ impl Progress {
             ReplicationState::Probe => self.probe_paused = true,
             ReplicationState::Replicate => {
                 assert!(last_sent >= self.next_index, "a pipelined AppendEntries carries entries");
+                if self.inflight.is_empty() {
+                    // Silence while nothing was outstanding lost nothing: the stall clock
+                    // starts with the first message of the window.
+                    self.ticks_since_ack = 0;
+                }
                 self.next_index = last_sent.next();
                 self.inflight.add(last_sent, size_bytes);
             }
@@ -352,6 +358,26 @@ mod tests {
         assert!(pr.handle_reject(LogIndex(11), LogIndex(10), LogIndex(11)));
         assert_eq!(pr.state, ReplicationState::Probe);
         assert_eq!(pr.next_index, LogIndex(11));
+    }
+
+    #[test]
+    fn an_idle_pipeline_is_not_stalled_by_its_next_message() {
+        // Nothing was outstanding for a long while (no proposals): the silence since the last
+        // acknowledgement lost no message, so the first message after it gets its own
+        // election timeout before the pipeline is declared stalled.
+        let mut pr = progress();
+        pr.handle_success(LogIndex(10));
+        for _ in 0..20 {
+            pr.tick(5);
+        }
+        assert_eq!(pr.state, ReplicationState::Replicate, "an empty window never stalls");
+        pr.sent_append(LogIndex(12), 10);
+        pr.tick(5);
+        assert_eq!(pr.state, ReplicationState::Replicate, "sent one tick ago, not lost");
+        for _ in 0..4 {
+            pr.tick(5);
+        }
+        assert_eq!(pr.state, ReplicationState::Probe, "silent for an election timeout: lost");
     }
 
     #[test]
