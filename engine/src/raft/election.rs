@@ -56,11 +56,23 @@ impl RaftCore {
         self.randomized_election_timeout = base + self.rng.below(base);
     }
 
+    /// Whether an election can follow the current term. The gateway refuses messages of the
+    /// largest term (`validate`), so an election in it could never be won, and one after it
+    /// does not exist: a replica that reached the term below it (a peer may send any term
+    /// up to there) stays where it is rather than overflow.
+    fn election_possible(&self) -> bool {
+        self.term < Term(u64::MAX - 1)
+    }
+
     /// A follower's or candidate's tick: start an election when the timer runs out.
     pub(super) fn tick_election(&mut self) {
         self.age_forwarded_reads();
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.randomized_election_timeout {
+            if !self.election_possible() {
+                self.reset_election_timer();
+                return;
+            }
             if self.config.pre_vote {
                 self.become_pre_candidate();
             } else {
@@ -141,6 +153,9 @@ impl RaftCore {
     /// Paper 5.2: move to a new term, vote for itself and ask everyone else. The requests wait
     /// for the new term and vote to be persisted.
     pub(super) fn campaign(&mut self, leadership_transfer: bool) {
+        if !self.election_possible() {
+            return;
+        }
         self.leave_leadership();
         self.term = self.term.next();
         self.vote = Some(self.config.id);

@@ -196,6 +196,28 @@ mod tests {
     }
 
     #[test]
+    fn the_term_below_the_last_is_adopted_without_a_panic_at_later_elections() {
+        // A heartbeat at the largest term the gateway lets through: the replica follows it,
+        // then (its leader silent) campaigns in the last term, where no one can answer, and
+        // must not overflow when its timer runs out again.
+        for pre_vote in [false, true] {
+            let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+            let mut config = Config::new(NodeId(1), LogId(1), voters);
+            config.election_timeout_ticks = 4;
+            config.pre_vote = pre_vote;
+            let mut c = RaftCore::new(config).expect("a valid configuration");
+            let heartbeat = Heartbeat { leader_commit: LogIndex(0), read_context: None };
+            c.step(from_2(u64::MAX - 1, MessageBody::Heartbeat(heartbeat))).expect("valid");
+            // A leadership transfer skips PreVote: the replica campaigns in the last term.
+            c.step(from_2(u64::MAX - 1, MessageBody::TimeoutNow)).expect("valid");
+            for _ in 0..100 {
+                c.tick();
+            }
+            assert!(c.term() >= Term(u64::MAX - 1));
+        }
+    }
+
+    #[test]
     fn a_reject_of_the_last_index_is_refused_not_a_panic() {
         // A refusal of an AppendEntries "after" the last possible index, sent to a leader that
         // is probing the follower.
