@@ -155,3 +155,60 @@ impl RaftCore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::raft::{Config, EmptyLog, RaftCore};
+    use bytes::Bytes;
+    use raftwal_wire::message::{AppendEntries, AppendEntriesResponse, Message, MessageBody};
+    use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let data = Bytes::from_static(b"x");
+        Entry { index: LogIndex(index), term: Term(term), kind: EntryKind::Normal, data }
+    }
+
+    fn append(from: u64, term: u64, prev: (u64, u64), entries: Vec<Entry>) -> Message {
+        let body = MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(prev.0),
+            prev_log_term: Term(prev.1),
+            leader_commit: LogIndex(0),
+            entries,
+        });
+        Message { log: LogId(1), from: NodeId(from), to: NodeId(1), term: Term(term), body }
+    }
+
+    #[test]
+    #[ignore = "open: Ready's step 3 lets a driver report a Ready's point after a later Ready \
+                replaced its entries, and (index, term) cannot tell that Ready from a later one \
+                with the same point; the runtime and both simulator drivers drop such points, \
+                so the fix is a contract decision (say so in Ready's docs, or number Readys)"]
+    fn a_report_for_entries_replaced_and_then_restored_acknowledges_nothing_replaced() {
+        // Five voters, so that leader 2 can win term 3 without the votes of 1 and 3.
+        let voters = (1..=5).map(NodeId).collect();
+        let mut c = RaftCore::new(Config::new(NodeId(1), LogId(1), voters)).expect("valid");
+        // Ready A: entries 1..=5 of term 1 (leader 2).
+        let a = (1..=5).map(|index| entry(index, 1)).collect();
+        c.step(append(2, 1, (0, 0), a)).expect("valid");
+        let ready_a = c.ready(&EmptyLog);
+        // Ready B: leader 3 of term 2 replaces 4..=5 with its own entry 4.
+        c.step(append(3, 2, (3, 1), vec![entry(4, 2)])).expect("valid");
+        let _ready_b = c.ready(&EmptyLog);
+        // Ready C: leader 2 of term 3 (its term-1 entries 4 and 5 are in its log) replaces 4.
+        c.step(append(2, 3, (3, 1), vec![entry(4, 1), entry(5, 1)])).expect("valid");
+        let ready_c = c.ready(&EmptyLog);
+        assert_eq!(ready_a.persist_point(), ready_c.persist_point(), "the same (index, term)");
+        // A's writes are durable, B's and C's not yet (Ready step 3): a crash now may leave
+        // A's entries with B's write over them (1..=3, then 4 of term 2), so 4 and 5 are not
+        // durable here.
+        let (index, term) = ready_a.persist_point().expect("entries");
+        c.persisted(index, term);
+        let acked = c.ready(&EmptyLog).messages.iter().find_map(|m| match m.body {
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }) => {
+                Some(match_index)
+            }
+            _ => None,
+        });
+        assert!(acked.is_none_or(|match_index| match_index <= LogIndex(3)), "acked {acked:?}");
+    }
+}
