@@ -179,10 +179,9 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "open: Ready's step 3 lets a driver report a Ready's point after a later Ready \
-                replaced its entries, and (index, term) cannot tell that Ready from a later one \
-                with the same point; the runtime and both simulator drivers drop such points, \
-                so the fix is a contract decision (say so in Ready's docs, or number Readys)"]
+    #[ignore = "a report Ready's step 3 forbids (the point of a Ready whose entries a later \
+                Ready replaced): kept to show why the contract drops such points; the core \
+                cannot tell them from a later Ready's equal point"]
     fn a_report_for_entries_replaced_and_then_restored_acknowledges_nothing_replaced() {
         // Five voters, so that leader 2 can win term 3 without the votes of 1 and 3.
         let voters = (1..=5).map(NodeId).collect();

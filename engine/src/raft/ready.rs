@@ -34,7 +34,11 @@ pub struct ReadState {
 ///    out in parallel with its own disk write, thesis 10.2.1).
 /// 3. When the writes of this `Ready` and of every earlier one are durable (fsynced), send
 ///    `messages_after_persist` and report [`Ready::persist_point`] through
-///    [`crate::raft::RaftCore::persisted`].
+///    [`crate::raft::RaftCore::persisted`]. Drop, never report, the point of a `Ready` whose
+///    entries a later `Ready` replaced (its entries start at or below that point): entries
+///    replaced and then written back by a third leader have the same `(index, term)` again, so
+///    the core could not tell the stale report from the new one and would acknowledge entries
+///    the disk may not hold. Reporting only the newest durable point satisfies this.
 /// 4. Entries up to `committed` are committed: acknowledge the proposals they carry (check the
 ///    term with [`crate::raft::RaftCore::term_at`], an entry at that index may be another
 ///    leader's) and wake readers. Committed entries may not be durable on this replica yet; they
