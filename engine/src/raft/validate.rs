@@ -197,9 +197,9 @@ mod tests {
 
     #[test]
     fn the_term_below_the_last_is_adopted_without_a_panic_at_later_elections() {
-        // A heartbeat at the largest term the gateway lets through: the replica follows it,
-        // then (its leader silent) campaigns in the last term, where no one can answer, and
-        // must not overflow when its timer runs out again.
+        // A heartbeat at the largest term the gateway lets through: the replica follows it. An
+        // election from there would be in the last term, which every node refuses, and the one
+        // after it would overflow: none starts, whether a transfer or the timer asks for it.
         for pre_vote in [false, true] {
             let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
             let mut config = Config::new(NodeId(1), LogId(1), voters);
@@ -208,7 +208,7 @@ mod tests {
             let mut c = RaftCore::new(config).expect("a valid configuration");
             let heartbeat = Heartbeat { leader_commit: LogIndex(0), read_context: None };
             c.step(from_2(u64::MAX - 1, MessageBody::Heartbeat(heartbeat))).expect("valid");
-            // A leadership transfer skips PreVote: the replica campaigns in the last term.
+            // A leadership transfer skips PreVote.
             c.step(from_2(u64::MAX - 1, MessageBody::TimeoutNow)).expect("valid");
             for _ in 0..100 {
                 c.tick();
