@@ -10,6 +10,7 @@ use crate::load::AppendTarget;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
@@ -239,18 +240,18 @@ impl EtcdCluster {
         Ok(m.name.clone())
     }
 
-    /// A load target that puts to the current leader.
+    /// A load target that puts to the current leader, and follows the leader when it fails.
     pub(crate) async fn target(&mut self) -> Result<EtcdTarget, String> {
         let url = self.leader_url().await?;
-        let channel = Self::connect(&url).await?;
-        let others = {
-            let mut v = Vec::new();
-            for m in self.members.iter().filter(|m| m.child.is_some() && m.client_url != url) {
-                v.push(Self::connect(&m.client_url).await?);
+        let mut members = Vec::new();
+        let mut leader = 0;
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            if m.client_url == url {
+                leader = members.len();
             }
-            v
-        };
-        Ok(EtcdTarget { channel, others, keys_per_worker: 1024 })
+            members.push((m.member_id, Self::connect(&m.client_url).await?));
+        }
+        Ok(EtcdTarget { members, leader: AtomicUsize::new(leader), keys_per_worker: 1024 })
     }
 }
 
@@ -269,12 +270,36 @@ impl Drop for EtcdCluster {
 ///
 /// Each worker cycles through its own `keys_per_worker` keys, so etcd's key space stays small
 /// and its B-tree warm: this favours etcd slightly over a workload of ever-new keys.
+///
+/// Puts go to the member believed to lead. When a put to it fails (the leader was killed in a
+/// failover run), the target asks the other members who leads now and moves there, as
+/// raftwal's client follows its leader; while no member names a leader, any live member takes
+/// the put and forwards it.
 #[derive(Debug)]
 pub(crate) struct EtcdTarget {
-    channel: Channel,
-    /// Connections to the other members, tried after the leader fails (failover runs).
-    others: Vec<Channel>,
+    /// Every member running when the load started: its id and a connection to it.
+    members: Vec<(Option<u64>, Channel)>,
+    /// Index in `members` of the member believed to lead.
+    leader: AtomicUsize,
     keys_per_worker: u64,
+}
+
+impl EtcdTarget {
+    /// The index of the member another member names as leader, asking all but `failed`.
+    async fn find_leader(&self, failed: usize) -> Option<usize> {
+        for (at, (_, channel)) in self.members.iter().enumerate() {
+            if at == failed {
+                continue;
+            }
+            let status = unary::<_, StatusResponse>(channel, STATUS, StatusRequest {});
+            if let Ok(Ok(st)) = tokio::time::timeout(PUT_DEADLINE, status).await {
+                if st.leader != 0 {
+                    return self.members.iter().position(|(id, _)| *id == Some(st.leader));
+                }
+            }
+        }
+        None
+    }
 }
 
 impl AppendTarget for EtcdTarget {
@@ -283,17 +308,25 @@ impl AppendTarget for EtcdTarget {
         let req = PutRequest { key, value: payload, lease: 0, prev_kv: false };
         let revision =
             |r: PutResponse| r.header.map_or(0, |h| u64::try_from(h.revision).unwrap_or(0));
-        match put(&self.channel, req.clone()).await {
-            Ok(r) => Ok(revision(r)),
-            Err(first) => {
-                // After a leader failure, any live member forwards the put to the new leader.
-                for ch in &self.others {
-                    if let Ok(r) = put(ch, req.clone()).await {
-                        return Ok(revision(r));
-                    }
-                }
-                Err(first)
+        let at = self.leader.load(Ordering::Relaxed);
+        let first = match put(&self.members[at].1, req.clone()).await {
+            Ok(r) => return Ok(revision(r)),
+            Err(e) => e,
+        };
+        if let Some(next) = self.find_leader(at).await.filter(|next| *next != at) {
+            self.leader.store(next, Ordering::Relaxed);
+            if let Ok(r) = put(&self.members[next].1, req.clone()).await {
+                return Ok(revision(r));
             }
         }
+        // No leader named yet: any live member forwards the put once there is one.
+        for (other, (_, channel)) in self.members.iter().enumerate() {
+            if other != at {
+                if let Ok(r) = put(channel, req.clone()).await {
+                    return Ok(revision(r));
+                }
+            }
+        }
+        Err(first)
     }
 }
