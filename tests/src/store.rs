@@ -38,6 +38,10 @@ pub struct SimStore {
     /// The lowest index a truncation may have removed since the durable image was last read:
     /// durable entries from there on may vanish.
     truncated_from: Option<LogIndex>,
+    /// The durable index when batches were withdrawn: entries after it that reached the disk
+    /// may vanish until the log has cleared them (`LogStore::has_withdrawn_records`), however
+    /// many refreshes that takes.
+    withdrawn_from: Option<LogIndex>,
     /// A full disk: the space the files may use, restored after every crash.
     capacity_bytes: Option<u64>,
     /// What the log stores closed so far wrote.
@@ -61,6 +65,7 @@ impl SimStore {
             options,
             log: None,
             truncated_from: None,
+            withdrawn_from: None,
             capacity_bytes: None,
             retired: LogStats::default(),
             check_recovery: true,
@@ -190,7 +195,21 @@ impl SimStore {
     pub fn note_withdrawal(&mut self) {
         let Some(log) = &self.log else { return };
         let from = log.durable_index().next();
-        self.truncated_from = Some(self.truncated_from.map_or(from, |earlier| earlier.min(from)));
+        self.withdrawn_from = Some(self.withdrawn_from.map_or(from, |earlier| earlier.min(from)));
+    }
+
+    /// The lowest index whose durable entry may vanish now (a truncation's, or a withdrawal's
+    /// until it is cleared); takes the truncation's allowance, and the withdrawal's once the
+    /// log no longer holds withdrawn records (or is gone).
+    fn take_allowance(&mut self) -> Option<LogIndex> {
+        let allowed = match (self.truncated_from.take(), self.withdrawn_from) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if !self.log.as_ref().is_some_and(LogStore::has_withdrawn_records) {
+            self.withdrawn_from = None;
+        }
+        allowed
     }
 
     /// The log store's own invariants (`LogStore::check_invariants`, which asserts), as an
@@ -217,9 +236,13 @@ impl SimStore {
     /// Reads the durable image again. Returns the lowest index whose durable entry a truncation
     /// removed, if any; a durable entry that vanished any other way is an error.
     pub fn refresh(&mut self) -> Result<Option<LogIndex>, ImageError> {
-        let reread = if self.truncated_from.is_some() { Reread::Full } else { Reread::IfChanged };
+        let reread = if self.truncated_from.is_some() || self.withdrawn_from.is_some() {
+            Reread::Full
+        } else {
+            Reread::IfChanged
+        };
         let lost = self.durable.refresh(&self.disk, reread)?;
-        let allowed = self.truncated_from.take();
+        let allowed = self.take_allowance();
         match lost {
             Some(from) if allowed.is_none_or(|allowed| from < allowed) => Err(ImageError(format!(
                 "durable entry {from} vanished, but no truncation removed it (truncated from \
@@ -237,7 +260,7 @@ impl SimStore {
         self.disk.crash(tear);
         self.retire_log();
         self.apply_capacity();
-        let allowed = self.truncated_from.take();
+        let allowed = self.take_allowance();
         match self.durable.refresh(&self.disk, Reread::Full)? {
             Some(from) if allowed.is_none_or(|allowed| from < allowed) => Err(ImageError(format!(
                 "the crash lost durable entry {from}, which no truncation removed"

@@ -251,3 +251,60 @@ fn the_log_source_counts_overhead_and_stops_at_last() {
     assert_eq!(source.read(LogIndex(4), LogIndex(9), 0).expect("stored").len(), 1);
     assert!(source.read(LogIndex(11), LogIndex(12), usize::MAX).is_err());
 }
+
+#[test]
+fn records_of_withdrawn_batches_may_vanish_until_the_log_cleared_them() {
+    // A batch written in chunks: its first chunk lands, its second finds no space, its last
+    // lands with the fdatasync that makes the first durable. The batch is withdrawn (never
+    // reported durable), and the durable entries it left are cleared by the next batch, which
+    // may come several refreshes later.
+    let options = LogOptions {
+        segment_size_bytes: 64 << 10,
+        write_chunk_first_bytes: 4096,
+        write_chunk_bytes: 4096,
+        zero_fill: raftwal::storage::ZeroFill::Never,
+        batches_in_flight_max: 2,
+        ..OPTIONS
+    };
+    let mut store = SimStore::new(options);
+    open(&mut store);
+    write_durably(&mut store, &entries(1, &[1, 1]));
+    settle_background(&mut store);
+    let log = store.log_mut().expect("open");
+    log.append(&entries(3, &[1; 150])).expect("continues");
+    log.submit().expect("room");
+    let chunks = store.disk().pending_ops();
+    assert!(chunks >= 3, "the batch goes out in chunks");
+    // A second batch, pipelined behind the first: its fdatasync covers the whole file.
+    let log = store.log_mut().expect("open");
+    log.append(&entries(153, &[1; 5])).expect("continues");
+    log.submit().expect("room");
+    assert!(store.disk().pending_ops() > chunks, "pipelined");
+    store.disk().run_pending(1);
+    store.no_space_next_write();
+    store.disk().run_pending(usize::MAX);
+    let failed = store.log_mut().expect("open").process_completions();
+    assert!(matches!(failed, Err(raftwal::storage::CompletionError::NoSpace(_))), "{failed:?}");
+    store.note_withdrawal();
+    assert_eq!(store.log().expect("open").durable_index(), LogIndex(2));
+    assert!(store.log().expect("open").has_withdrawn_records());
+    assert_eq!(store.refresh(), Ok(None));
+    assert!(store.durable().last_index() > LogIndex(2), "the first chunk's entries are durable");
+    // Other disk activity and refreshes before the next batch.
+    let hard_state = store.log().expect("open").hard_state();
+    store.log_mut().expect("open").save_hard_state(hard_state).expect("saved");
+    assert_eq!(store.refresh(), Ok(None));
+    // The next batch clears them first: they vanish from the durable image, allowed.
+    store.log_mut().expect("open").submit().expect("room again");
+    assert!(!store.log().expect("open").has_withdrawn_records());
+    assert_eq!(store.refresh(), Ok(Some(LogIndex(3))));
+    // The entries are written again and become durable.
+    while store.log().expect("open").durable_index() < LogIndex(157) {
+        store.disk().run_pending(usize::MAX);
+        let log = store.log_mut().expect("open");
+        log.process_completions().expect("no fault");
+        log.submit().expect("room");
+    }
+    assert_eq!(store.refresh(), Ok(None));
+    assert_eq!(store.durable().last_index(), LogIndex(157));
+}

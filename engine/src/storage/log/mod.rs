@@ -320,6 +320,14 @@ impl<D: Disk> LogStore<D> {
         self.written_index < self.last_index
     }
 
+    /// True while records of withdrawn batches (a write found no space) may still be on the
+    /// disk after the durable end, some of them durable (a later batch's fdatasync covers the
+    /// whole file): the next batch clears them before it writes, and a truncation instead.
+    /// They were never reported durable, so nothing acknowledged depends on them.
+    pub fn has_withdrawn_records(&self) -> bool {
+        self.scrub.is_some()
+    }
+
     /// The poison, if an earlier failure poisoned the log.
     pub fn poisoned(&self) -> Option<&Poisoned> {
         self.poison.as_ref()
