@@ -151,7 +151,9 @@ pub(crate) struct IoMode {
 }
 
 impl IoMode {
-    /// The settings raftwal ships with (`LogOptions::default` and `UringOptions::default`).
+    /// The storage layer's defaults (`LogOptions::default` and `UringOptions::default`), which
+    /// this benchmark runs raftwal with; a node's configuration defaults differ (`dsync`, 128
+    /// KiB zero-fill writes: `NodeConfig`), and the cluster benchmark runs those.
     fn shipped() -> IoMode {
         IoMode {
             direct_io: LogOptions::default().direct_io,
