@@ -23,6 +23,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tracing::warn;
@@ -69,6 +70,7 @@ impl Node {
         let (handles, inboxes): (Vec<_>, Vec<_>) =
             (0..shard_count).map(|_| ShardHandle::new()).unzip();
         let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let start_abandoned = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(shard_count);
         let mut spawn_error = None;
         for (index, inbox) in inboxes.into_iter().enumerate() {
@@ -80,6 +82,7 @@ impl Node {
                 inbox,
                 shards: handles.clone(),
                 metrics: metrics.clone(),
+                start_abandoned: start_abandoned.clone(),
             };
             let started = started_tx.clone();
             let spawned = std::thread::Builder::new()
@@ -114,9 +117,12 @@ impl Node {
             match started_rx.recv() {
                 Ok(Ok(addr)) => node.record_addr(addr),
                 Ok(Err(e)) => {
+                    // The other shards stop opening logs; the error reported is this first one.
+                    start_abandoned.store(true, Ordering::Relaxed);
                     first_error.get_or_insert(e);
                 }
                 Err(_) => {
+                    start_abandoned.store(true, Ordering::Relaxed);
                     first_error.get_or_insert(StartError::Shard {
                         shard: usize::MAX,
                         message: "a shard thread exited during start".into(),

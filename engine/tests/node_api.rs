@@ -225,3 +225,28 @@ fn storage_batches_in_flight_pipelines_batches() {
         assert_eq!(data, 16 * 40, "every append reads back");
     }
 }
+
+/// A node whose shard cannot start fails with that shard's own cause; the other shards stop
+/// opening their logs when they learn of it (they report that they gave up, which is never the
+/// error the start returns).
+#[test]
+fn a_shard_that_cannot_listen_fails_the_start_with_its_own_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    raftwal_wire::tls::ClusterCerts::generate(None, &[raftwal_wire::types::NodeId(1)])
+        .unwrap()
+        .write_to_dir(&dir.path().join("tls"))
+        .unwrap();
+    let mut config = Cluster::configs(dir.path(), 1).remove(0);
+    config.shards = Some(2);
+    config.log_count = 64;
+    // Shard 1 listens on the port after shard 0's: take it first.
+    let _taken = std::net::UdpSocket::bind(raftwal::NodeConfig::shard_addr(config.listen, 1))
+        .expect("a free port after the test's");
+    match raftwal::Node::start(config) {
+        Err(raftwal::StartError::Shard { shard: 1, message }) => {
+            assert!(message.contains("cannot listen"), "{message}");
+        }
+        Err(other) => panic!("the start failed for another reason: {other}"),
+        Ok(_) => panic!("the start succeeded without shard 1's port"),
+    }
+}

@@ -42,6 +42,7 @@ use raftwal_wire::types::{ClusterId, LogId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -50,6 +51,10 @@ use tracing::{info, warn};
 /// Events or commands taken per loop turn before the replicas are driven (a bound on latency
 /// for the rest when a flood arrives).
 const DRAIN_MAX: usize = 4096;
+
+/// Why a shard stopped opening its logs: another shard had failed to start (never the error a
+/// failed start reports, which is that shard's own).
+pub(crate) const START_ABANDONED: &str = "start abandoned: another shard failed to start";
 
 /// Everything a shard thread needs to start.
 #[derive(Debug)]
@@ -61,6 +66,9 @@ pub(crate) struct ShardContext {
     pub(crate) inbox: ShardInbox,
     pub(crate) shards: Vec<ShardHandle>,
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// Set by the node when another shard failed to start: this one stops opening logs (a
+    /// node with hundreds of logs would otherwise open them all before it could exit).
+    pub(crate) start_abandoned: Arc<AtomicBool>,
 }
 
 /// What woke the loop.
@@ -121,7 +129,16 @@ pub(crate) fn run(
 
 impl Shard {
     fn open(context: ShardContext) -> Result<Shard, StartError> {
-        let ShardContext { index, config, identity, cluster, inbox, shards, metrics } = context;
+        let ShardContext {
+            index,
+            config,
+            identity,
+            cluster,
+            inbox,
+            shards,
+            metrics,
+            start_abandoned,
+        } = context;
         let shard_error = |message: String| StartError::Shard { shard: index, message };
         let disk = UringDisk::new(UringOptions {
             fsync_mode: config.storage.fsync.mode(),
@@ -147,6 +164,9 @@ impl Shard {
         for log in (0..config.log_count).map(LogId) {
             if config.shard_of(log) != index {
                 continue;
+            }
+            if start_abandoned.load(Ordering::Relaxed) {
+                return Err(shard_error(START_ABANDONED.into()));
             }
             let Some(log_metrics) = metrics.log(log).cloned() else {
                 return Err(shard_error(format!("no metrics for log {log}")));
