@@ -4,7 +4,9 @@
 //! the node it believes leads, the client id and the next sequence number), its retry policy,
 //! and [`RemoteSubscription`].
 //! Must not: give up an append on a leader change, or append one twice: every append carries the
-//! client id and a sequence number, a retry carries the same ones, and the log deduplicates it.
+//! client id and a sequence number, a retry carries the same ones, and the log deduplicates it;
+//! no number is handed out a deduplication window past the oldest unsettled append
+//! (`seq_window`), so a retry is always recognised.
 //!
 //! Appends follow the leader: a `NotLeader` answer names it (with its address), and the client
 //! reconnects there; a lost connection or a timeout moves on to the next node. Reads and
