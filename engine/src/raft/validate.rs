@@ -137,6 +137,17 @@ mod tests {
         Message { log: LogId(1), from: NodeId(2), to: NodeId(1), term: Term(term), body }
     }
 
+    /// An AppendEntries of term 1 from node 2 after `prev_log_index` (of term 1).
+    fn append_from_2(prev_log_index: u64, entries: Vec<Entry>) -> Message {
+        let append = AppendEntries {
+            prev_log_index: LogIndex(prev_log_index),
+            prev_log_term: Term(1),
+            leader_commit: LogIndex(0),
+            entries,
+        };
+        from_2(1, MessageBody::AppendEntries(append))
+    }
+
     // A peer's message carries any u64 its sender chose. Values at the top of the range are
     // refused at the gateway; they must not reach arithmetic that overflows (overflow checks
     // are on in release builds, so that would be a panic of the shard thread).
@@ -144,15 +155,7 @@ mod tests {
     #[test]
     fn an_append_after_the_last_index_is_refused_not_a_panic() {
         let mut c = core();
-        let probe_past_the_end = from_2(
-            1,
-            MessageBody::AppendEntries(AppendEntries {
-                prev_log_index: LogIndex(u64::MAX),
-                prev_log_term: Term(1),
-                leader_commit: LogIndex(0),
-                entries: Vec::new(),
-            }),
-        );
+        let probe_past_the_end = append_from_2(u64::MAX, Vec::new());
         assert!(matches!(c.step(probe_past_the_end), Err(StepError::Malformed { .. })));
     }
 
@@ -161,20 +164,13 @@ mod tests {
         // The previous index is one below the top, so the gateway lets it through; the entry
         // that follows sits at the last possible index, and nothing can follow it.
         let mut c = core();
-        let entry_at_the_top = from_2(
-            1,
-            MessageBody::AppendEntries(AppendEntries {
-                prev_log_index: LogIndex(u64::MAX - 1),
-                prev_log_term: Term(1),
-                leader_commit: LogIndex(0),
-                entries: vec![Entry {
-                    index: LogIndex(u64::MAX),
-                    term: Term(1),
-                    kind: EntryKind::Normal,
-                    data: Bytes::new(),
-                }],
-            }),
-        );
+        let top = Entry {
+            index: LogIndex(u64::MAX),
+            term: Term(1),
+            kind: EntryKind::Normal,
+            data: Bytes::new(),
+        };
+        let entry_at_the_top = append_from_2(u64::MAX - 1, vec![top]);
         assert!(matches!(c.step(entry_at_the_top), Err(StepError::Malformed { .. })));
     }
 
