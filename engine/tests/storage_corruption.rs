@@ -154,13 +154,17 @@ fn wrong_magic() {
 
 #[test]
 fn future_version() {
-    let (disk, segs) = build();
-    let mut header = disk.file_bytes(&path(&segs[0])).unwrap()[..SEGMENT_HEADER_BYTES].to_vec();
-    header[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let crc = crc32fast::hash(&header[0..48]);
-    header[48..52].copy_from_slice(&crc.to_le_bytes());
-    disk.overwrite(&path(&segs[0]), 0, &header);
-    expect_bad_segment(&disk, &segs[0], "version 2");
+    // A version after this build's, its checksum where version 1 or version 2 keeps it.
+    for crc_at in [48, 52] {
+        let (disk, segs) = build();
+        let mut header = disk.file_bytes(&path(&segs[0])).unwrap()[..SEGMENT_HEADER_BYTES].to_vec();
+        header[8..12].copy_from_slice(&3u32.to_le_bytes());
+        header[48..56].fill(0);
+        let crc = crc32fast::hash(&header[0..crc_at]);
+        header[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        disk.overwrite(&path(&segs[0]), 0, &header);
+        expect_bad_segment(&disk, &segs[0], "version 3");
+    }
 }
 
 #[test]

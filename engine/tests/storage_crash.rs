@@ -14,8 +14,9 @@
 //! The points include every background op (docs/format.md): the prepared segment's creation
 //! and preallocation, its zero-fill writes and fdatasyncs, zeros ahead of the writer in the
 //! active segment, roll-overs into the prepared segment (header, fdatasync, rename, directory
-//! fsync) and truncations that make it the new last segment; the clean run asserts that each
-//! kind happened.
+//! fsync) and truncations that make it the new last segment, and the recycling of compacted
+//! segments (the rename that keeps a file, roll-overs into a recycled file, whose bytes after
+//! the records hold an earlier use's); the clean run asserts that each kind happened.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
@@ -109,8 +110,9 @@ fn workload(log: &mut LogStore<SimDisk>, rec: &mut Record) -> Result<(), String>
             // removes committed entries; recovery relies on it).
             save(log, rec, term, rec.durable.saturating_sub(3))?;
         }
-        if round == 21 {
-            rec.compact_requested = log.durable_index().get() / 2;
+        if matches!(round, 21 | 26 | 31 | 36) {
+            // Compacted segments' files are kept and reused as later segments (recycled).
+            rec.compact_requested = rec.compact_requested.max(log.durable_index().get() / 2);
             log.compact_before(LogIndex(rec.compact_requested)).map_err(|x| e(&x))?;
         }
     }
@@ -188,6 +190,8 @@ fn crash_everywhere_with(
         assert!(stats.background_bytes > 4096 * stats.background_writes / 2, "{stats:?}");
     }
     assert!(stats.roll_overs_prepared > rec.truncations_into_prepared as u64, "{stats:?}");
+    // Later segments reuse the files of compacted ones, so crashes hit recycled segments too.
+    assert!(stats.segments_recycled > 0 && stats.roll_overs_recycled > 0, "{stats:?}");
     // The truncations find a prepared segment ready and use it as the new last segment (at
     // least two of the three; at least one when pipelined batches fill segments differently).
     if batches == 1 {

@@ -51,8 +51,16 @@ pub const RECORD_HEADER_BYTES: usize = 32;
 pub const SEGMENT_HEADER_BYTES: usize = BLOCK_SIZE_BYTES;
 /// The magic number at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RAFTWALS";
-/// The segment format version this build writes and reads.
-pub const SEGMENT_VERSION: u32 = 1;
+/// The newest segment format version this build writes and reads. Version 1 is a segment made
+/// from a new file; version 2 adds the flags field, written for a recycled file (its bytes after
+/// the records may hold records of the file's earlier use). A fresh segment is still written as
+/// version 1.
+pub const SEGMENT_VERSION: u32 = 2;
+/// The oldest segment format version this build reads.
+pub const SEGMENT_VERSION_MIN: u32 = 1;
+/// Header flag (version 2): the file was recycled from a compacted segment, so records of its
+/// earlier use (all of indexes below this segment's first index) may follow the last record.
+pub const SEGMENT_FLAG_RECYCLED: u32 = 1;
 /// The largest payload a record may carry (the length field is 32 bits, and the whole record
 /// must fit in one O_DIRECT batch buffer of a reasonable size).
 pub const PAYLOAD_BYTES_MAX: usize = 64 << 20;
@@ -95,6 +103,10 @@ pub struct SegmentHeader {
     pub cluster_id: ClusterId,
     /// Which log of the cluster this is.
     pub log_id: LogId,
+    /// The file was recycled from a compacted segment of this log: its bytes after the last
+    /// record may hold records of its earlier use, every one of an index below `first_index`
+    /// (written as version 2 with [`SEGMENT_FLAG_RECYCLED`]; a fresh segment is version 1).
+    pub recycled: bool,
 }
 
 /// Eight magic bytes as `0x` and hexadecimal, with their text when they are printable ASCII.
@@ -117,27 +129,42 @@ pub enum HeaderError {
     #[error("bad magic {}: not a raftwal segment", magic_text(.0))]
     BadMagic([u8; 8]),
     /// Written by a newer (or unknown) format version.
-    #[error("unsupported segment format version {0} (this build reads {SEGMENT_VERSION})")]
+    #[error(
+        "unsupported segment format version {0} (this build reads {SEGMENT_VERSION_MIN} to \
+         {SEGMENT_VERSION})"
+    )]
     UnsupportedVersion(u32),
+    /// A version 2 header with a flag this build does not know.
+    #[error("unknown segment header flags {0:#x}")]
+    UnknownFlags(u32),
     /// The header's checksum does not match its bytes.
     #[error("segment header checksum mismatch")]
     BadChecksum,
 }
 
 impl SegmentHeader {
-    /// Writes the header into the first [`SEGMENT_HEADER_BYTES`] of `out` (the rest is zeroed).
+    /// Writes the header into the first [`SEGMENT_HEADER_BYTES`] of `out` (the rest is zeroed):
+    /// version 1 (checksum at byte 48) for a fresh segment, version 2 (flags at byte 48,
+    /// checksum at byte 52) for a recycled one.
     pub fn encode(&self, out: &mut [u8]) {
         assert!(out.len() >= SEGMENT_HEADER_BYTES, "segment header buffer too small");
         out[..SEGMENT_HEADER_BYTES].fill(0);
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        out[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        let version = if self.recycled { 2u32 } else { 1 };
+        out[8..12].copy_from_slice(&version.to_le_bytes());
         out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.first_index.get().to_le_bytes());
         out[24..32].copy_from_slice(&self.prev_term.get().to_le_bytes());
         out[32..40].copy_from_slice(&self.cluster_id.get().to_le_bytes());
         out[40..48].copy_from_slice(&self.log_id.get().to_le_bytes());
-        let crc = crc32fast::hash(&out[0..48]);
-        out[48..52].copy_from_slice(&crc.to_le_bytes());
+        let crc_at = if self.recycled {
+            out[48..52].copy_from_slice(&SEGMENT_FLAG_RECYCLED.to_le_bytes());
+            52
+        } else {
+            48
+        };
+        let crc = crc32fast::hash(&out[0..crc_at]);
+        out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Decodes and checks a header from the start of a segment file.
@@ -150,20 +177,29 @@ impl SegmentHeader {
             return Err(HeaderError::BadMagic(magic));
         }
         let version = u32::from_le_bytes(array(&bytes[8..12]));
-        let stored_crc = u32::from_le_bytes(array(&bytes[48..52]));
-        if crc32fast::hash(&bytes[0..48]) != stored_crc {
-            return Err(HeaderError::BadChecksum);
-        }
+        // Version 1 keeps its checksum at byte 48, version 2 at byte 52 (after the flags).
+        let sound = |crc_at: usize| {
+            crc32fast::hash(&bytes[0..crc_at]) == u32::from_le_bytes(array(&bytes[crc_at..]))
+        };
+        let (v1, v2) = (sound(48), sound(52));
         // The version is checked after the checksum so that a bit flip in the version field is
         // reported as corruption, not as a file from the future.
-        if version != SEGMENT_VERSION {
-            return Err(HeaderError::UnsupportedVersion(version));
+        let flags = match version {
+            1 if v1 => 0,
+            2 if v2 => u32::from_le_bytes(array(&bytes[48..52])),
+            1 | 2 => return Err(HeaderError::BadChecksum),
+            _ if v1 || v2 => return Err(HeaderError::UnsupportedVersion(version)),
+            _ => return Err(HeaderError::BadChecksum),
+        };
+        if flags & !SEGMENT_FLAG_RECYCLED != 0 {
+            return Err(HeaderError::UnknownFlags(flags));
         }
         Ok(SegmentHeader {
             first_index: LogIndex(u64_at(bytes, 16)),
             prev_term: Term(u64_at(bytes, 24)),
             cluster_id: ClusterId(u64_at(bytes, 32)),
             log_id: LogId(u64_at(bytes, 40)),
+            recycled: flags & SEGMENT_FLAG_RECYCLED != 0,
         })
     }
 }
@@ -218,6 +254,10 @@ pub enum RecordError {
     /// The checksum matches but the batch offset points before index 1.
     #[error("batch offset {0} points before the first index")]
     BadBatchOffset(u32),
+    /// A valid record of an index below the segment's first index, in a recycled segment: left
+    /// by the file's earlier use (never returned by [`decode_record`]; the scan reports it).
+    #[error("record of index {0} from the recycled file's earlier use")]
+    Stale(u64),
 }
 
 /// Writes one record (header and payload, padded with zeros) at the start of `out`, which must
@@ -337,6 +377,7 @@ mod tests {
             prev_term: Term(5),
             cluster_id: ClusterId(9),
             log_id: LogId(1),
+            recycled: false,
         };
         let mut buf = vec![0u8; SEGMENT_HEADER_BYTES];
         h.encode(&mut buf);

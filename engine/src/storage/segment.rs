@@ -10,7 +10,9 @@
 //!    (a pipelined batch: docs/format.md). `offsets[k + 1] - offsets[k]` bounds the payload.
 //! 2. `end_offset` is the offset after the last record (or [`SEGMENT_HEADER_BYTES`]).
 //! 3. A sealed segment has `map` covering `[0, end_offset)` and no open file; it is never
-//!    written again. Only the last segment of a log is active (unsealed).
+//!    written again while it is part of the log. Only the last segment of a log is active
+//!    (unsealed). Its file is recycled after compaction only when no `Bytes` handed out of its
+//!    map is alive any more (`map_users`), since a recycled file is written again.
 
 use crate::storage::disk::FileId;
 use crate::storage::format::RecordHeader;
@@ -21,6 +23,7 @@ use crate::storage::format::{
 use bytes::Bytes;
 use raftwal_wire::types::{EntryKind, LogIndex, Term};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 
 /// A segment of the log, as the store tracks it.
 #[derive(Debug)]
@@ -32,6 +35,27 @@ pub(crate) struct Segment {
     pub(crate) end_offset: u64,
     /// The mapped bytes of a sealed segment.
     pub(crate) map: Option<Bytes>,
+    /// Alive while any `Bytes` of `map` (the map itself, or a payload a reader holds) is.
+    pub(crate) map_users: Option<Weak<Bytes>>,
+    /// The highest index whose record this use of the file may hold, live or not: records a
+    /// truncation cut, or a withdrawn batch wrote, stay in the bytes after the live ones. A
+    /// recycled file may only serve a segment that starts above it.
+    pub(crate) written_max: LogIndex,
+}
+
+/// Wraps the mapped bytes of a sealed segment so that the store can tell when no `Bytes` of
+/// them is alive any more (every slice shares the one owner, which holds the only `Arc`).
+pub(crate) fn tracked_map(bytes: Bytes) -> (Bytes, Weak<Bytes>) {
+    /// Owner of the tracked bytes (`Bytes::from_owner` needs `AsRef<[u8]>`).
+    struct Held(Arc<Bytes>);
+    impl AsRef<[u8]> for Held {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    let held = Arc::new(bytes);
+    let users = Arc::downgrade(&held);
+    (Bytes::from_owner(Held(held)), users)
 }
 
 impl Segment {
@@ -66,7 +90,9 @@ pub(crate) enum Stop {
     /// The bytes at `offset` are not a valid record (zero, torn or corrupt).
     Invalid { offset: usize, error: RecordError },
     /// A record with a valid checksum that does not continue the log (wrong index, falling
-    /// term): never the result of a torn write, so always corruption.
+    /// term): never the result of a torn write, so always corruption. (In a recycled segment a
+    /// record of an index below the segment's first one is `Invalid` with
+    /// [`RecordError::Stale`] instead: the file's earlier use left it.)
     Inconsistent { offset: usize, reason: String },
 }
 
@@ -81,8 +107,16 @@ pub(crate) struct Scan {
 }
 
 /// Scans the records of a segment whose bytes (header included) are `bytes`, expecting indexes
-/// from `first` on and terms not below `prev_term`, and stopping after `last` if given.
-pub(crate) fn scan(bytes: &[u8], first: LogIndex, prev_term: Term, last: Option<LogIndex>) -> Scan {
+/// from `first` on and terms not below `prev_term`, and stopping after `last` if given. In a
+/// `recycled` segment a valid record of an index below `first` ends the scan as invalid
+/// ([`RecordError::Stale`]): the file's earlier use left it.
+pub(crate) fn scan(
+    bytes: &[u8],
+    first: LogIndex,
+    prev_term: Term,
+    last: Option<LogIndex>,
+    recycled: bool,
+) -> Scan {
     let mut out = Scan {
         offsets: Vec::new(),
         term_changes: Vec::new(),
@@ -106,6 +140,11 @@ pub(crate) fn scan(bytes: &[u8], first: LogIndex, prev_term: Term, last: Option<
                 break;
             }
         };
+        if recycled && header.index < first {
+            let error = RecordError::Stale(header.index.get());
+            out.stop = Some(Stop::Invalid { offset, error });
+            break;
+        }
         if header.index != expected {
             let reason =
                 format!("record holds index {} where {} was expected", header.index, expected);
@@ -176,6 +215,31 @@ pub(crate) fn find_record_after(
     None
 }
 
+/// The end of the last valid record after `from` whose index is past `after`, or `from` if
+/// there is none: in a recycled segment, how far a cut tail holds records of the segment's own
+/// use (what follows them is the file's earlier use, or nothing).
+pub(crate) fn records_end_after(bytes: &[u8], from: usize, after: LogIndex) -> usize {
+    let mut end = from;
+    let mut at = from;
+    while let Some((offset, header)) = find_record_after(bytes, at, after) {
+        end = end.max(offset + record_size_bytes(header.payload_bytes as usize));
+        at = offset;
+    }
+    end
+}
+
+/// The highest index of a valid record after `from` whose index is past `after`, if any: what
+/// a truncation cut (or a withdrawn batch wrote) after a sealed segment's live records.
+pub(crate) fn max_index_after(bytes: &[u8], from: usize, after: LogIndex) -> Option<LogIndex> {
+    let mut max = None;
+    let mut at = from;
+    while let Some((offset, header)) = find_record_after(bytes, at, after) {
+        max = max.max(Some(header.index));
+        at = offset;
+    }
+    max
+}
+
 /// The offset after the last non-zero byte of `bytes[from..]`, or `from` if all are zero.
 pub(crate) fn nonzero_end(bytes: &[u8], from: usize) -> usize {
     bytes[from..].iter().rposition(|&b| b != 0).map_or(from, |p| from + p + 1)
@@ -207,11 +271,11 @@ mod tests {
     #[test]
     fn scan_reads_records_and_stops_at_zeros() {
         let bytes = segment_bytes(&[1, 1, 2]);
-        let s = scan(&bytes, LogIndex(10), Term(1), None);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
         assert_eq!(s.offsets.len(), 3);
         assert_eq!(s.term_changes, vec![(LogIndex(10), Term(1)), (LogIndex(12), Term(2))]);
         assert!(matches!(s.stop, Some(Stop::Invalid { error: RecordError::Zero, .. })));
-        let s = scan(&bytes, LogIndex(10), Term(1), Some(LogIndex(11)));
+        let s = scan(&bytes, LogIndex(10), Term(1), Some(LogIndex(11)), false);
         assert_eq!(s.offsets.len(), 2);
         assert_eq!(s.stop, None);
     }
@@ -244,20 +308,20 @@ mod tests {
             let gap = boundary - at;
             put(&mut bytes, boundary, records_before as u64);
             put(&mut bytes, boundary + size, records_before as u64 + 1);
-            let s = scan(&bytes, LogIndex(10), Term(1), None);
+            let s = scan(&bytes, LogIndex(10), Term(1), None, false);
             assert_eq!(s.offsets.len(), records_before + 2, "gap of {gap} bytes");
             assert_eq!(s.offsets[records_before] as usize, boundary);
             assert_eq!(s.end_offset, boundary + 2 * size);
             // A non-zero byte in the gap: not a gap, the scan stops there.
             let mut dirty = bytes.clone();
             dirty[boundary - 1] = 1;
-            let s = scan(&dirty, LogIndex(10), Term(1), None);
+            let s = scan(&dirty, LogIndex(10), Term(1), None, false);
             assert_eq!(s.offsets.len(), records_before);
             assert!(matches!(s.stop, Some(Stop::Invalid { offset, .. }) if offset == at));
             // The record at the boundary is not the one due: the scan stops at the gap.
             let mut skip = bytes.clone();
             put(&mut skip, boundary, records_before as u64 + 1);
-            let s = scan(&skip, LogIndex(10), Term(1), None);
+            let s = scan(&skip, LogIndex(10), Term(1), None, false);
             assert_eq!(s.offsets.len(), records_before);
         }
         // A gap shorter than a record header (24 bytes): the bytes there do not decode as
@@ -283,24 +347,57 @@ mod tests {
             1,
             b"abcde",
         );
-        let s = scan(&bytes, LogIndex(10), Term(1), None);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
         assert_eq!(s.offsets.len(), 2);
     }
 
     #[test]
     fn falling_terms_and_wrong_indexes_are_inconsistent() {
         let bytes = segment_bytes(&[3, 2]);
-        let s = scan(&bytes, LogIndex(10), Term(1), None);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
         assert!(matches!(s.stop, Some(Stop::Inconsistent { .. })));
-        let s = scan(&bytes, LogIndex(9), Term(1), None);
+        let s = scan(&bytes, LogIndex(9), Term(1), None, false);
         assert!(matches!(s.stop, Some(Stop::Inconsistent { .. })));
+    }
+
+    /// In a recycled segment, a valid record of an index below the segment's first one (the
+    /// file's earlier use) ends the scan as invalid, where a fresh segment calls it corruption;
+    /// a record of a later index out of place stays corruption in both.
+    #[test]
+    fn a_stale_record_ends_a_recycled_segment_and_is_corruption_in_a_fresh_one() {
+        let mut bytes = segment_bytes(&[1, 1, 1]);
+        // The third record becomes one of index 3: what an earlier use of the file left there.
+        let at = SEGMENT_HEADER_BYTES + 2 * record_size_bytes(5);
+        encode_record(
+            &mut bytes[at..at + record_size_bytes(5)],
+            LogIndex(3),
+            Term(1),
+            EntryKind::Normal,
+            0,
+            b"abcde",
+        );
+        let s = scan(&bytes, LogIndex(10), Term(1), None, true);
+        assert_eq!(s.offsets.len(), 2);
+        assert_eq!(s.end_offset, at);
+        assert_eq!(s.stop, Some(Stop::Invalid { offset: at, error: RecordError::Stale(3) }));
+        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
+        assert!(matches!(s.stop, Some(Stop::Inconsistent { offset, .. }) if offset == at));
+        // The records of this use after it are found; the stale one is not.
+        assert_eq!(records_end_after(&bytes, SEGMENT_HEADER_BYTES, LogIndex(9)), at);
+        assert_eq!(records_end_after(&bytes, at, LogIndex(9)), at);
+        let mut out_of_place = segment_bytes(&[1, 1, 1, 1]);
+        let third = SEGMENT_HEADER_BYTES + 2 * record_size_bytes(5);
+        let fourth = third + record_size_bytes(5);
+        out_of_place.copy_within(fourth..fourth + record_size_bytes(5), third);
+        let s = scan(&out_of_place, LogIndex(10), Term(1), None, true);
+        assert!(matches!(s.stop, Some(Stop::Inconsistent { offset, .. }) if offset == third));
     }
 
     #[test]
     fn finds_a_valid_record_behind_a_bad_one() {
         let mut bytes = segment_bytes(&[1, 1, 1]);
         bytes[SEGMENT_HEADER_BYTES + 36] ^= 1;
-        let s = scan(&bytes, LogIndex(10), Term(1), None);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
         let Some(Stop::Invalid { offset, .. }) = s.stop else { panic!("expected a stop") };
         assert_eq!(
             find_record_after(&bytes, offset, LogIndex(9)).map(|f| f.1.index),

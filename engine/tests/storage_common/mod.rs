@@ -49,6 +49,8 @@ pub fn small_options(direct_io: bool) -> LogOptions {
         zero_chunk_bytes: 4 * 1024,
         // Batches submitted while one is in flight are pipelined (where a test submits twice).
         batches_in_flight_max: 2,
+        // Compacted segments are kept and reused as later ones (where a test compacts).
+        recycled_segments_max: 2,
     }
 }
 

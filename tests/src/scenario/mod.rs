@@ -56,6 +56,8 @@ pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
     zero_fill: ZeroFill::BatchBytesBelow(1 << 20),
     zero_chunk_bytes: 4 << 10,
     batches_in_flight_max: 1,
+    // Replicas never compact (no snapshots), so nothing is recycled.
+    recycled_segments_max: 2,
 };
 
 /// A cluster under a test's complete control.

@@ -94,6 +94,13 @@ pub struct LogOptions {
     /// default, 1, waits: on the benchmark machine (two vCPUs, a 3-node cluster) pipelining
     /// gained no throughput and worsened the tail (docs/benchmarks.md, "Pipelined batches").
     pub batches_in_flight_max: usize,
+    /// How many files of compacted segments [`LogStore::compact_before`] keeps, under a
+    /// temporary name, to reuse as later segments instead of creating and zero-filling new
+    /// ones: a recycled file's blocks were all written before, so batches written into it need
+    /// no extent conversion and no zeros (docs/format.md, "Recycled segments"). 0 removes every
+    /// compacted segment. Kept files hold disk space until they are reused or the log is closed
+    /// or reopened (open removes them).
+    pub recycled_segments_max: usize,
 }
 
 /// The most batches [`LogOptions::batches_in_flight_max`] allows.
@@ -113,6 +120,7 @@ impl Default for LogOptions {
             zero_fill: ZeroFill::BatchBytesBelow(1 << 20),
             zero_chunk_bytes: 1 << 20,
             batches_in_flight_max: 1,
+            recycled_segments_max: 2,
         }
     }
 }
@@ -162,6 +170,10 @@ pub struct LogStats {
     /// Bytes of prepared segments that were not zero-filled yet when they became active (the
     /// policy did not allow it, or the zero-fill had not kept up with the writer).
     pub prepared_unzeroed_bytes: u64,
+    /// Compacted segments whose files were kept for reuse instead of removed.
+    pub segments_recycled: u64,
+    /// Of `roll_overs_prepared`, those whose segment was a recycled file.
+    pub roll_overs_recycled: u64,
 }
 
 impl LogStats {
@@ -183,6 +195,8 @@ impl LogStats {
                 self.prepared_unzeroed_bytes,
                 other.prepared_unzeroed_bytes,
             ),
+            segments_recycled: op(self.segments_recycled, other.segments_recycled),
+            roll_overs_recycled: op(self.roll_overs_recycled, other.roll_overs_recycled),
         }
     }
 
@@ -506,6 +520,7 @@ impl<D: Disk> Drop for LogStore<D> {
         if !self.bg.has_in_flight() {
             self.discard_spare();
         }
+        self.discard_recycled();
         for s in &self.segments {
             if let Some(f) = s.file {
                 self.disk.close(f);

@@ -26,9 +26,10 @@ use super::{LogOptions, LogStats, LogStore, Recovery, BATCHES_IN_FLIGHT_LIMIT};
 use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
 use crate::storage::error::{Corruption, OpenError};
 use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
-use crate::storage::format::{RecordError, SEGMENT_HEADER_BYTES, SEGMENT_VERSION};
+use crate::storage::format::{RecordError, SEGMENT_HEADER_BYTES};
 use crate::storage::hard_state::{HardStateFile, LoadError};
-use crate::storage::segment::{find_record_after, nonzero_end, scan, Segment, Stop};
+use crate::storage::segment::{find_record_after, nonzero_end, records_end_after, scan};
+use crate::storage::segment::{max_index_after, tracked_map, Segment, Stop};
 use crate::storage::terms::TermRuns;
 use bytes::Bytes;
 use raftwal_wire::tls::names::format_cluster_id;
@@ -235,7 +236,6 @@ impl<D: Disk> LogStore<D> {
                 self.options.log_id
             )));
         }
-        debug_assert_eq!(SEGMENT_VERSION, 1);
         Ok(Found { id, path: path.to_path_buf(), file, header, bytes })
     }
 
@@ -282,7 +282,8 @@ impl<D: Disk> LogStore<D> {
             return Err(corrupt(&found.path, 0, Some(first.prev()), reason));
         }
         let limit = next.map(|n| n.0.prev());
-        let s = scan(&found.bytes, first, found.header.prev_term, limit);
+        let recycled = found.header.recycled;
+        let s = scan(&found.bytes, first, found.header.prev_term, limit, recycled);
         let len = found.bytes.len();
         if s.end_offset > len {
             // The file ends inside the zero padding after its last valid record (the record's
@@ -353,7 +354,17 @@ impl<D: Disk> LogStore<D> {
                     }
                     from = at;
                 }
-                let end = nonzero_end(&found.bytes, *offset);
+                // A fresh segment holds zeros after its records, so every non-zero byte from
+                // the cut on was written by this use of the file: all of it goes. A recycled
+                // segment holds what its earlier use wrote there, records of indexes below
+                // `first` that no scan takes for this use's (`RecordError::Stale`), and need
+                // not go: only this use's records after the cut do (zeroing the rest of a
+                // 64 MiB file at every start would cost more than the recycling saves).
+                let end = if recycled {
+                    records_end_after(&found.bytes, *offset, first.prev())
+                } else {
+                    nonzero_end(&found.bytes, *offset)
+                };
                 if end > *offset {
                     torn = (end - *offset) as u64;
                     tracing::warn!(file = %found.path.display(), offset, bytes = torn, "cutting a torn tail");
@@ -373,13 +384,36 @@ impl<D: Disk> LogStore<D> {
         self.written_index = self.last_index;
         self.durable_index = self.last_index;
         let end_offset = s.end_offset as u64;
+        let last_live = first.plus(s.offsets.len() as u64).prev();
+        // A sealed segment may hold records a truncation cut after its live ones (or a
+        // withdrawn batch wrote there): the file must not be recycled for a segment that
+        // starts at or below them.
+        let written_max = match next {
+            Some(_) => max_index_after(&found.bytes, s.end_offset, last_live)
+                .map_or(last_live, |m| m.max(last_live)),
+            None => last_live,
+        };
+        let (map, map_users) = match next {
+            Some(_) => {
+                let (map, users) = tracked_map(found.bytes.slice(..s.end_offset));
+                (Some(map), Some(users))
+            }
+            None => (None, None),
+        };
         let segment = Segment {
             id: found.id,
             file: next.is_none().then_some(found.file),
             offsets: s.offsets,
             end_offset,
-            map: next.is_some().then(|| found.bytes.slice(..s.end_offset)),
+            map,
+            map_users,
+            written_max,
         };
+        if next.is_none() && recycled {
+            // Its blocks were all written in the file's earlier use: no zeros ahead of the
+            // writer.
+            self.activated(true);
+        }
         if next.is_some() {
             self.disk.close(found.file);
         } else if self.options.direct_io {

@@ -14,7 +14,9 @@
 //!   segment holding `i` keeps its records after `i` on disk (they are the old log's), and
 //!   recovery ignores them because the next segment starts at `i + 1`.
 //! - `compact_before(i)` removes whole sealed segments from the front, with a directory fsync
-//!   after each, so a crash leaves a suffix of the log, never a gap.
+//!   after each, so a crash leaves a suffix of the log, never a gap. A removal may instead be a
+//!   rename to a `.tmp` name (the file is kept for reuse, `recycled_segments_max`): for the
+//!   log the same, since `open` removes `.tmp` files.
 
 use super::LogStore;
 use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
@@ -145,13 +147,26 @@ impl<D: Disk> LogStore<D> {
                 self.tail_payload_bytes -= e.data.len();
             }
             let path = seg.path(&self.dir);
+            let users = seg.map_users.clone();
+            let held_below = seg.written_max.next().max(next_first);
             drop(seg);
-            if let Err(e) = self.disk.remove(&path).and_then(|()| self.disk.sync_dir(&self.dir)) {
+            // A recycled file is written again: only when no reader still holds a payload
+            // mapped from it (an unlinked file's map stays valid; a rewritten one's would not).
+            let recycle = self.wants_recycled() && users.is_some_and(|u| u.strong_count() == 0);
+            let kept = recycle.then(|| self.dir.join(format!("recycled-{}.tmp", seg_stem(&path))));
+            let gone = match &kept {
+                Some(tmp) => self.disk.rename(&path, tmp),
+                None => self.disk.remove(&path),
+            };
+            if let Err(e) = gone.and_then(|()| self.disk.sync_dir(&self.dir)) {
                 self.set_poison(format!("removing compacted segment {}: {e}", path.display()));
                 return Err(CompactError::Io {
                     context: format!("removing {}", path.display()),
                     source: e,
                 });
+            }
+            if let Some(tmp) = kept {
+                self.keep_recycled(tmp, held_below);
             }
         }
         Ok(())
@@ -244,4 +259,9 @@ impl<D: Disk> LogStore<D> {
         self.set_poison(format!("truncation failed while {context}: {e}"));
         TruncateError::Io { context: context.to_owned(), source: e }
     }
+}
+
+/// The file name of a segment's path without its `.seg` suffix.
+fn seg_stem(path: &std::path::Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }

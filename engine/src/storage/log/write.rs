@@ -23,7 +23,7 @@ use crate::storage::format::SEGMENT_HEADER_BYTES;
 use crate::storage::format::{
     align_down, align_up, encode_record, record_size_bytes, SegmentHeader, SegmentId,
 };
-use crate::storage::segment::Segment;
+use crate::storage::segment::{tracked_map, Segment};
 use raftwal_wire::types::{Entry, LogIndex, Term};
 use std::io;
 use std::path::PathBuf;
@@ -295,6 +295,8 @@ impl<D: Disk> LogStore<D> {
             flight.writes_pending += 1;
         }
         self.written_index = flight.through;
+        let active = self.segments.back_mut().expect("a log always has an active segment");
+        active.written_max = active.written_max.max(flight.through);
         self.stats.batches += 1;
         self.stats.entries += count as u64;
         self.stats.data_syncs += 1;
@@ -531,7 +533,9 @@ impl<D: Disk> LogStore<D> {
     pub(super) fn seal_active(&mut self) -> io::Result<()> {
         let active = self.segments.back_mut().expect("a log always has an active segment");
         let file = active.file.expect("the active segment has an open file");
-        active.map = Some(self.disk.map(file, active.end_offset)?);
+        let (map, users) = tracked_map(self.disk.map(file, active.end_offset)?);
+        active.map = Some(map);
+        active.map_users = Some(users);
         active.file = None;
         self.disk.close(file);
         Ok(())
@@ -549,7 +553,7 @@ impl<D: Disk> LogStore<D> {
         let file = self
             .disk
             .open(&tmp, OpenOptions { create_new: true, direct: self.options.direct_io })?;
-        let block = self.header_block(id, prev_term);
+        let block = self.header_block(id, prev_term, false);
         let made = self
             .disk
             .allocate(file, self.options.segment_size_bytes)
@@ -579,19 +583,23 @@ impl<D: Disk> LogStore<D> {
             offsets: Vec::new(),
             end_offset: SEGMENT_HEADER_BYTES as u64,
             map: None,
+            map_users: None,
+            written_max: p.id.0.prev(),
         });
         self.tail_block.clear();
         self.activated(p.prepared_ahead);
         Ok(())
     }
 
-    /// The header block of segment `id`, zero-padded to its full size.
-    pub(super) fn header_block(&self, id: SegmentId, prev_term: Term) -> IoBuf {
+    /// The header block of segment `id`, zero-padded to its full size; `recycled` for a file
+    /// recycled from a compacted segment.
+    pub(super) fn header_block(&self, id: SegmentId, prev_term: Term, recycled: bool) -> IoBuf {
         let header = SegmentHeader {
             first_index: id.0,
             prev_term,
             cluster_id: self.options.cluster_id,
             log_id: self.options.log_id,
+            recycled,
         };
         let mut block = IoBuf::with_capacity(SEGMENT_HEADER_BYTES);
         block.resize_zeroed(SEGMENT_HEADER_BYTES);

@@ -1,0 +1,156 @@
+//! Recycled segments: `compact_before` keeps the files of compacted segments and later
+//! segments reuse them (docs/format.md, "Recycled segments"). A recycled file still holds its
+//! earlier use's records after the new ones; these tests check that they never come back as
+//! entries, that a file is reused only where that is safe (no reader holds a payload mapped from
+//! it, no record it holds has an index at or above the new segment's first), and that restarts
+//! neither cut nor rewrite what they should not.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
+
+mod storage_common;
+
+use raftwal::storage::format::SegmentHeader;
+use raftwal::storage::{LogOptions, LogStore, SimDisk, Tear};
+use raftwal_wire::types::{Entry, LogIndex};
+use std::path::Path;
+use std::rc::Rc;
+use storage_common::{assert_genuine, entries, entry, read_all, small_options};
+
+const DIR: &str = "/logs/recycle";
+
+fn options() -> LogOptions {
+    small_options(true)
+}
+
+fn open(disk: &Rc<SimDisk>) -> LogStore<SimDisk> {
+    LogStore::open(Path::new(DIR), options(), disk.clone()).expect("open").0
+}
+
+/// Appends `count` entries of `term` and waits until they are durable.
+fn write(log: &mut LogStore<SimDisk>, count: u64, term: u64) {
+    for _ in 0..count {
+        let next = log.last_index().get() + 1;
+        log.append(&entries(next, 1, term)).unwrap();
+        if next.is_multiple_of(3) {
+            log.flush().unwrap();
+        }
+    }
+    log.flush().unwrap();
+}
+
+/// The header of every segment file, by name.
+fn headers(disk: &SimDisk) -> Vec<(String, SegmentHeader)> {
+    disk.file_names(Path::new(DIR))
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .map(|n| {
+            let bytes = disk.file_bytes(&Path::new(DIR).join(&n)).unwrap();
+            (n, SegmentHeader::decode(&bytes).unwrap())
+        })
+        .collect()
+}
+
+/// Checks that the log holds exactly `from..=to`, every entry genuine and of the terms given.
+fn assert_holds(log: &LogStore<SimDisk>, from: u64, to: u64, term_of: impl Fn(u64) -> u64) {
+    assert_eq!(log.first_index(), LogIndex(from));
+    assert_eq!(log.last_index(), LogIndex(to));
+    let mut next = from;
+    while next <= to {
+        let got = log.read(LogIndex(next), 1 << 20).unwrap();
+        for e in &got {
+            assert_genuine(e);
+            assert_eq!(e.term.get(), term_of(e.index.get()), "entry {} of the wrong term", e.index);
+        }
+        next += got.len() as u64;
+    }
+}
+
+/// A log that compacts behind its writer reuses the compacted files; a clean restart reads
+/// exactly the log (the earlier use's records after the last one are neither entries nor a torn
+/// tail), and so does a crash that loses the last batch.
+#[test]
+fn compacted_files_are_reused_and_their_old_records_never_come_back() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    for _ in 0..12 {
+        write(&mut log, 40, 1);
+        log.compact_before(LogIndex(log.durable_index().get().saturating_sub(30))).unwrap();
+        log.check_invariants();
+    }
+    let stats = log.stats();
+    assert!(stats.segments_recycled >= 4, "{stats:?}");
+    assert!(stats.roll_overs_recycled >= 4, "{stats:?}");
+    let recycled = headers(&disk).iter().filter(|(_, h)| h.recycled).count();
+    assert!(recycled > 0, "a live segment is a recycled file");
+    let (first, last) = (log.first_index().get(), log.last_index().get());
+    drop(log);
+    let (log, recovery) = LogStore::open(Path::new(DIR), options(), disk.clone()).unwrap();
+    assert_eq!(recovery.torn_tail_bytes, 0, "a clean restart cut bytes");
+    assert_holds(&log, first, last, |_| 1);
+    drop(log);
+
+    // The power fails with a batch in flight, its write torn: recovery cuts it and nothing else.
+    let mut log = open(&disk);
+    log.append(&entries(last + 1, 20, 1)).unwrap();
+    log.submit().unwrap();
+    disk.crash(Tear::LastWrite { seed: 3 });
+    drop(log);
+    let (log, _) = LogStore::open(Path::new(DIR), options(), disk.clone()).unwrap();
+    assert!(log.last_index().get() >= last);
+    assert_holds(&log, first, log.last_index().get(), |_| 1);
+}
+
+/// A payload read from a sealed segment is a slice of its map: while a reader holds one, the
+/// file is removed at compaction (its map stays valid), not recycled (its bytes would change
+/// under the reader).
+#[test]
+fn a_payload_a_reader_holds_keeps_its_file_from_being_recycled() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    write(&mut log, 120, 1);
+    let held: Vec<Entry> = log.read(LogIndex(1), 4096).unwrap();
+    assert!(!held.is_empty());
+    let copy: Vec<Entry> = held.iter().map(|e| entry(e.index.get(), e.term.get())).collect();
+    // Segments 1 to 3 go: the first one, which the reader maps, is removed; the others are kept.
+    log.compact_before(LogIndex(100)).unwrap();
+    let names = disk.file_names(Path::new(DIR));
+    assert!(!names.contains(&"recycled-00000000000000000001.tmp".to_owned()), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("recycled-")), "{names:?}");
+    write(&mut log, 200, 1);
+    assert_eq!(held, copy, "a held payload changed");
+}
+
+/// A truncation leaves the records it cut in the bytes of the segment it cut into. When that
+/// segment is compacted, its file may not serve a segment whose first index is at or below
+/// those records (they would read as the new segment's own): it is removed instead.
+#[test]
+fn a_file_holding_cut_records_is_never_reused_below_them() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    // Segment 1 gets entries of term 1; the cut at 5 leaves 6.. of term 1 in its bytes.
+    write(&mut log, 20, 1);
+    assert_eq!(log.first_index(), LogIndex(1));
+    log.truncate_after(LogIndex(5)).unwrap();
+    write(&mut log, 60, 2);
+    // Compacting before 6 keeps the file of segment 1 (entries 1 to 5 live, up to 20 cut).
+    let recycled_before = log.stats().segments_recycled;
+    log.compact_before(LogIndex(6)).unwrap();
+    assert_eq!(log.first_index(), LogIndex(6));
+    assert!(log.stats().segments_recycled > recycled_before, "{:?}", log.stats());
+    // One more roll-over, after which that file is the segment prepared ahead.
+    let rolled = log.stats().roll_overs_prepared;
+    while log.stats().roll_overs_prepared == rolled {
+        write(&mut log, 5, 2);
+    }
+    // A new leader cuts back to 5: the new segment 6 must not be that file, whose records 6 to
+    // 20 of term 1 would follow the new ones (a restart would take them for records of
+    // batches written after the new ones were durable: corruption).
+    let recycled_rolls = log.stats().roll_overs_recycled;
+    log.truncate_after(LogIndex(5)).unwrap();
+    assert_eq!(log.stats().roll_overs_recycled, recycled_rolls, "the file was reused below");
+    write(&mut log, 3, 3);
+    assert_holds(&log, 6, 8, |_| 3);
+    drop(log);
+    let (log, _) = LogStore::open(Path::new(DIR), options(), disk.clone()).unwrap();
+    assert_holds(&log, 6, 8, |_| 3);
+    assert_eq!(read_all(&log, 1 << 20), vec![6, 7, 8]);
+}
