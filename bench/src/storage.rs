@@ -23,6 +23,15 @@
 //! 8-byte index in front, which raft-engine needs) and reused. Both systems therefore copy the
 //! same payloads from the same `concurrency` buffers into their write buffers every batch,
 //! which for 256 entries of 1 KiB stay in the CPU's cache across batches.
+//!
+//! Retention: by default both logs run as a write-ahead log does in its steady state, dropping
+//! what lies more than `--retain-mib` behind the durable end. raftwal calls `compact_before` after
+//! every batch (it keeps the compacted files and writes later segments into them); raft-engine
+//! gets `compact_to` and `purge_expired_files` each time half of that span was written, with
+//! its files of raftwal's segment size and a purge threshold of twice that (so it recycles
+//! its purged files too). Each cell first runs untimed until three times the span was written
+//! or `--warmup-s` passed, so the clock starts in that steady state. `--grow` keeps everything
+//! instead: the log grows into new files for the whole cell (the method before retention).
 
 use crate::report::{latency_histogram_ns, Format, LatencyUs, Progress, Report, ResultRow};
 use crate::storage_raft_engine;
@@ -89,6 +98,22 @@ pub(crate) struct StorageArgs {
     /// raftwal's zero-filled segments are. The reference before the change; for comparison.
     #[arg(long)]
     pub(crate) raw_unwritten: bool,
+    /// Keep this many MiB of the newest entries and compact the rest away after every batch
+    /// (raftwal) or every half of it (raft-engine), as a write-ahead log in its steady state
+    /// does; the compacted files are recycled.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) retain_mib: u64,
+    /// raft-engine's file size in MiB under retention (its purge threshold is twice that).
+    /// Default: raftwal's segment size.
+    #[arg(long)]
+    pub(crate) raft_engine_file_mib: Option<u64>,
+    /// Never compact: the log grows into new files for the whole cell.
+    #[arg(long)]
+    pub(crate) grow: bool,
+    /// Untimed appends before each cell of raftwal and raft-engine (not with `--grow`): until
+    /// three times `--retain-mib` was written or this many seconds passed.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) warmup_s: f64,
     /// Rounds per cell: each round measures every system (with `--modes`, every I/O setting)
     /// for `--duration-s`, starting one later than the round before, so they alternate in time
     /// and share the disk's ups and downs. A row sums its rounds (and lists each round's
@@ -137,6 +162,10 @@ impl Default for StorageArgs {
             zero_fill: None,
             zero_chunk_kib: None,
             raw_unwritten: false,
+            retain_mib: 64,
+            grow: false,
+            raft_engine_file_mib: None,
+            warmup_s: 1.0,
             rounds: 1,
         }
     }
@@ -242,6 +271,7 @@ impl Measured {
                 .with("background_mb", (log.background_bytes as f64 / 1e5).round() / 10.0)
                 .with("segments_prepared", log.roll_overs_prepared)
                 .with("segments_created", log.segments_created)
+                .with("segments_recycled", log.roll_overs_recycled)
                 .with(
                     "prepared_unzeroed_mb",
                     (log.prepared_unzeroed_bytes as f64 / 1e5).round() / 10.0,
@@ -306,6 +336,40 @@ pub(crate) fn payload_for(source: &Bytes, index: u64, len: usize) -> Bytes {
     source.slice(at..at + len)
 }
 
+/// How a cell keeps its log's size (`--retain-mib`, `--warmup-s`); `None` with `--grow`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Retention {
+    /// Bytes of the newest entries kept (payload and record framing).
+    pub(crate) bytes: u64,
+    /// The longest untimed run before the clock starts.
+    pub(crate) warmup: Duration,
+    /// raft-engine's file size (`--raft-engine-file-mib`).
+    pub(crate) raft_engine_file_bytes: u64,
+}
+
+impl Retention {
+    fn of(args: &StorageArgs) -> Option<Retention> {
+        (!args.grow).then(|| Retention {
+            bytes: args.retain_mib << 20,
+            warmup: Duration::from_secs_f64(args.warmup_s.max(0.0)),
+            raft_engine_file_bytes: args
+                .raft_engine_file_mib
+                .map_or(LogOptions::default().segment_size_bytes, |m| m << 20),
+        })
+    }
+
+    /// Entries of `payload` bytes that fill the span kept.
+    pub(crate) fn entries(&self, payload: usize) -> u64 {
+        let record = raftwal::storage::format::record_size_bytes(payload) as u64;
+        (self.bytes / record).max(1)
+    }
+
+    /// Whether the untimed run that started at `start` and wrote `entries` is long enough.
+    pub(crate) fn warmed_up(&self, start: Instant, entries: u64, payload: usize) -> bool {
+        entries >= 3 * self.entries(payload) || start.elapsed() >= self.warmup
+    }
+}
+
 fn run_raftwal(
     dir: &Path,
     mode: IoMode,
@@ -332,16 +396,13 @@ fn run_raftwal(
         zero_chunk_bytes,
         ..defaults
     };
+    let retention = Retention::of(args);
     let (mut log, _) = LogStore::open(dir, options, disk.clone()).map_err(std::io::Error::other)?;
-    let mut hist = latency_histogram_ns();
     let mut batch: Vec<Entry> = Vec::with_capacity(concurrency);
     let mut next = 1u64;
-    let start = now();
-    let deadline = start + duration;
-    let before = disk.stats();
-    let log_before = log.stats();
-    let mut entries = 0u64;
-    loop {
+    // One batch of `concurrency` appends, made durable; then, under retention, what lies more
+    // than the span kept behind the durable end is compacted. Returns the batch's latency.
+    let mut one_batch = |log: &mut LogStore<UringDisk>| -> std::io::Result<u64> {
         batch.clear();
         for _ in 0..concurrency {
             batch.push(Entry {
@@ -360,11 +421,35 @@ fn run_raftwal(
             log.submit().map_err(std::io::Error::other)?;
             log.wait().map_err(std::io::Error::other)?;
         }
-        let done = now();
-        let latency = done.duration_since(appended_at).as_nanos() as u64;
+        let latency = now().duration_since(appended_at).as_nanos() as u64;
+        if let Some(r) = retention {
+            let durable = log.durable_index().get();
+            let keep = r.entries(payload);
+            if durable > keep {
+                log.compact_before(LogIndex(durable + 1 - keep)).map_err(std::io::Error::other)?;
+            }
+        }
+        Ok(latency)
+    };
+    if let Some(r) = retention {
+        let start = now();
+        let mut written = 0u64;
+        while !r.warmed_up(start, written, payload) {
+            one_batch(&mut log)?;
+            written += concurrency as u64;
+        }
+    }
+    let mut hist = latency_histogram_ns();
+    let start = now();
+    let deadline = start + duration;
+    let before = disk.stats();
+    let log_before = log.stats();
+    let mut entries = 0u64;
+    loop {
+        let latency = one_batch(&mut log)?;
         hist.record_n(latency.max(1), concurrency as u64).map_err(std::io::Error::other)?;
         entries += concurrency as u64;
-        if done >= deadline {
+        if now() >= deadline {
             break;
         }
     }
@@ -378,8 +463,8 @@ fn run_raftwal(
         payload_bytes_total: entries * payload as u64,
         elapsed,
         latency_ns: hist,
-        // Every fdatasync and directory fsync: the batches', the roll-overs' and the background
-        // ones of the segment prepared ahead.
+        // Every fdatasync and directory fsync: the batches', the roll-overs', the compactions'
+        // and the background ones of the segment prepared ahead.
         fsyncs: disk_delta.op_syncs + disk_delta.other_syncs + disk_delta.background_syncs,
         batches: log_delta.batches,
         fdatasync_ns: None,
@@ -487,9 +572,14 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                                 args.raw_unwritten,
                             )?
                         }
-                        "raft-engine" => {
-                            storage_raft_engine::run(&dir, payload, concurrency, duration, &source)?
-                        }
+                        "raft-engine" => storage_raft_engine::run(
+                            &dir,
+                            payload,
+                            concurrency,
+                            duration,
+                            &source,
+                            Retention::of(args),
+                        )?,
                         other => {
                             return Err(std::io::Error::other(format!("unknown system {other}")))
                         }

@@ -6,12 +6,18 @@
 //! the way a raft store hands it one ready batch at a time. Entries are protobuf `BytesValue`
 //! messages whose first 8 bytes carry the index (raft-engine needs the index from the message);
 //! the messages are built once and reused, so the loop measures raft-engine, not the benchmark.
+//!
+//! Under retention (the default: `Retention`) its files are raftwal's segment size and its purge
+//! threshold twice that (its own defaults, 128 MiB and 10 GiB, would never purge within a
+//! cell), and the loop calls `compact_to` and `purge_expired_files` each time half the span
+//! kept was written; raft-engine then recycles its purged files (`enable_log_recycle`, on by
+//! default), as raftwal recycles its compacted segments.
 
 use crate::report::latency_histogram_ns;
-use crate::storage::{now, payload_for, Measured};
+use crate::storage::{now, payload_for, Measured, Retention};
 use bytes::Bytes;
 use protobuf::well_known_types::BytesValue;
-use raft_engine::{Config, Engine, LogBatch, MessageExt};
+use raft_engine::{Config, Engine, LogBatch, MessageExt, ReadableSize};
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -41,9 +47,14 @@ pub(crate) fn run(
     concurrency: usize,
     duration: Duration,
     source: &Bytes,
+    retention: Option<Retention>,
 ) -> io::Result<Measured> {
     std::fs::create_dir_all(dir)?;
-    let config = Config { dir: dir.to_string_lossy().into_owned(), ..Config::default() };
+    let mut config = Config { dir: dir.to_string_lossy().into_owned(), ..Config::default() };
+    if let Some(r) = retention {
+        config.target_file_size = ReadableSize(r.raft_engine_file_bytes);
+        config.purge_threshold = ReadableSize(2 * r.raft_engine_file_bytes);
+    }
     let engine = Engine::open(config).map_err(io::Error::other)?;
     let mut pool: Vec<BytesValue> = (0..concurrency as u64)
         .map(|k| {
@@ -54,12 +65,11 @@ pub(crate) fn run(
             m
         })
         .collect();
-    let mut hist = latency_histogram_ns();
     let mut next = 1u64;
-    let (mut entries, mut writes) = (0u64, 0u64);
-    let start = now();
-    let deadline = start + duration;
-    loop {
+    let mut compacted_at = 0u64;
+    // One sync write of `concurrency` entries; then, under retention, every half span kept,
+    // compaction and a purge. Returns the write's latency.
+    let mut one_write = |engine: &Engine| -> io::Result<u64> {
         for m in &mut pool {
             m.value[..8].copy_from_slice(&next.to_le_bytes());
             next += 1;
@@ -68,12 +78,35 @@ pub(crate) fn run(
         let mut batch = LogBatch::default();
         batch.add_entries::<Entries>(REGION_ID, &pool).map_err(io::Error::other)?;
         engine.write(&mut batch, true).map_err(io::Error::other)?;
-        let done = now();
+        let latency = now().duration_since(began).as_nanos() as u64;
+        if let Some(r) = retention {
+            let (durable, keep) = (next - 1, r.entries(payload));
+            if durable > keep && durable - compacted_at >= keep / 2 {
+                engine.compact_to(REGION_ID, durable + 1 - keep);
+                engine.purge_expired_files().map_err(io::Error::other)?;
+                compacted_at = durable;
+            }
+        }
+        Ok(latency)
+    };
+    if let Some(r) = retention {
+        let start = now();
+        let mut written = 0u64;
+        while !r.warmed_up(start, written, payload) {
+            one_write(&engine)?;
+            written += concurrency as u64;
+        }
+    }
+    let mut hist = latency_histogram_ns();
+    let (mut entries, mut writes) = (0u64, 0u64);
+    let start = now();
+    let deadline = start + duration;
+    loop {
+        let latency = one_write(&engine)?;
         writes += 1;
         entries += concurrency as u64;
-        let latency = done.duration_since(began).as_nanos() as u64;
         hist.record_n(latency.max(1), concurrency as u64).map_err(io::Error::other)?;
-        if done >= deadline {
+        if now() >= deadline {
             break;
         }
     }
