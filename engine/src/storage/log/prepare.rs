@@ -21,9 +21,10 @@
 //! 2. A zero-fill write of the active segment covers only blocks at or after the block-aligned
 //!    end of every record written or in flight, and no batch write overlaps a zero-fill write in
 //!    flight (`submit` stops a batch before it).
-//! 3. The spare never holds a record: it is a `.tmp` file (removed by `open`) until roll-over or
-//!    truncation writes its header, syncs it and renames it into place. So a torn or partial
-//!    zero-fill is either zeros or a file recovery never reads.
+//! 3. The spare never holds a record of its coming use: it is a `.tmp` file (removed by `open`)
+//!    until roll-over or truncation writes its header, syncs it and renames it into place. So a
+//!    torn or partial zero-fill is either zeros or a file recovery never reads. (A recycled
+//!    spare holds its earlier use's records, all below its `held_below`: invariant 6.)
 //! 4. A failed background op never poisons the log: it concerns bytes that hold no record. The
 //!    spare is discarded (roll-over falls back to creating a segment), or zero-filling of the
 //!    active segment stops.
