@@ -623,3 +623,63 @@ fn a_segment_made_under_a_smaller_size_is_preallocated_to_the_new_one() {
     let (log, _) = LogStore::open(Path::new(DIR), large, disk.clone()).unwrap();
     assert!(log.last_index() >= LogIndex(next - 1));
 }
+
+/// A truncation to the last index of a segment replaces the next segment (which starts right
+/// after it) by the new one, but first removes the segments after that one: for a moment the
+/// segment it replaces is the last one. If an earlier truncation cut into that segment, the
+/// records it cut follow its live ones; at a crash in that moment recovery must not read them
+/// as entries.
+#[test]
+fn a_truncation_that_replaces_a_segment_never_brings_back_what_an_earlier_one_cut_from_it() {
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        zero_fill: raftwal::storage::ZeroFill::Never,
+        ..small_options(true)
+    };
+    // Segment 1 holds 1 to 50 (51 to 100 cut); segment 51 holds 51 to 55 of term 2 (56 to 60
+    // cut); segment 56 holds 56 to 58 of term 3. Truncating after 50 replaces segment 51.
+    let setup = |disk: &Rc<SimDisk>| {
+        let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+        log.append(&entries(1, 100, 1)).unwrap();
+        log.flush().unwrap();
+        log.truncate_after(LogIndex(50)).unwrap();
+        log.append(&entries(51, 10, 2)).unwrap();
+        log.flush().unwrap();
+        log.truncate_after(LogIndex(55)).unwrap();
+        log.append(&entries(56, 3, 3)).unwrap();
+        log.flush().unwrap();
+        log
+    };
+    let probe = Rc::new(SimDisk::new());
+    let mut log = setup(&probe);
+    let before = probe.stats().points;
+    log.truncate_after(LogIndex(50)).unwrap();
+    let points = probe.stats().points - before;
+    assert!(points >= 4, "the truncation crosses several points ({points})");
+    for at in 0..=points {
+        let disk = Rc::new(SimDisk::new());
+        let mut log = setup(&disk);
+        let crash_at = disk.stats().points + at;
+        disk.set_faults(SimFaults { crash_at_point: Some(crash_at), ..SimFaults::default() });
+        let cut = log.truncate_after(LogIndex(50)).is_ok() && !disk.is_crashed();
+        disk.crash(Tear::None);
+        drop(log);
+        let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone())
+            .unwrap_or_else(|e| panic!("crash at point {at}: {e}"));
+        let last = recovery.last_index.get();
+        assert!(last >= 50, "crash at point {at}: entries before the cut lost ({last})");
+        if cut {
+            assert_eq!(last, 50, "crash after the truncation returned");
+        }
+        // The log before the truncation, or a prefix of it: never 56 to 60 of term 2.
+        assert!(last <= 58, "crash at point {at}: records an earlier truncation cut came back");
+        for i in 1..=last {
+            let term = match i {
+                ..=50 => 1,
+                51..=55 => 2,
+                _ => 3,
+            };
+            assert_eq!(log.term(LogIndex(i)), Some(Term(term)), "crash at point {at}: index {i}");
+        }
+    }
+}

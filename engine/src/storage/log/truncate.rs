@@ -2,10 +2,12 @@
 //!
 //! Owns: the order of file operations that keeps every crash point a valid log (docs/format.md,
 //! "Truncation" and "Compaction"):
-//! - `truncate_after(i)`: if the segment holding `i` is sealed, it will be the last one for a
-//!   moment, and recovery reads a last segment to its end: so first, while the segments after
-//!   it still limit what recovery reads of it, the bytes after its last record (the records an
-//!   earlier truncation cut, which must never come back) are overwritten with zeros and synced.
+//! - `truncate_after(i)`: if segments start after `i + 1`, the segment before them (the one
+//!   holding `i`, or the one starting at `i + 1` that the new segment replaces) will be the
+//!   last one for a moment, and recovery reads a last segment to its end: so first, while the
+//!   segments after it still limit what recovery reads of it, the bytes after its last record
+//!   (the records an earlier truncation cut, which must never come back) are overwritten with
+//!   zeros and synced.
 //!   Then a new segment starting at `i + 1` is prepared under a temporary name (the segment
 //!   prepared ahead, if there is one; so running out of space changes nothing). Then the
 //!   segments after `i + 1` are removed from the last one backwards with a directory fsync
@@ -57,20 +59,19 @@ impl<D: Disk> LogStore<D> {
         if let Err(e) = self.wait_background() {
             return Err(self.truncate_failed("waiting for background work", e));
         }
-        // The segment that holds `index` becomes the last one once the segments after it are
-        // gone: clear what an earlier truncation left after its records first, while those
-        // segments still bound what recovery reads of it (and before anything is prepared, so
-        // running out of space here leaves nothing behind).
-        // (None when the cut is before the first segment, which the new one then replaces.)
-        let holder = self.segments.partition_point(|s| s.first_index() <= index).checked_sub(1);
-        let needs_clearing = holder.is_some_and(|k| {
-            let replaced = self.segments[k].last_index() == index
-                && self.segments.get(k + 1).is_some_and(|s| s.first_index() == index.next());
-            k + 1 < self.segments.len() && !replaced
-        });
-        if let (Some(holder), true) = (holder, needs_clearing) {
-            let from = self.segments[holder].end_offset;
-            if let Err(e) = self.zero_after_records(holder, from, None) {
+        // The segments after the new end are removed before the new segment is renamed into
+        // place, last first: for a moment the segment before them is the last one. That is the
+        // segment holding `index`, or, when the new segment replaces one that starts at
+        // `index + 1`, that one. Recovery reads a last segment to its end, so clear what an
+        // earlier truncation left after its records first, while the segments after it still
+        // bound what recovery reads of it (and before anything is prepared, so running out of
+        // space here leaves nothing behind). (None when no segment starts at or before
+        // `index + 1`: the new one replaces them all.)
+        let exposed =
+            self.segments.partition_point(|s| s.first_index() <= index.next()).checked_sub(1);
+        if let Some(k) = exposed.filter(|&k| k + 1 < self.segments.len()) {
+            let from = self.segments[k].end_offset;
+            if let Err(e) = self.zero_after_records(k, from, None) {
                 if e.kind() == io::ErrorKind::StorageFull {
                     return Err(TruncateError::NoSpace(e));
                 }
