@@ -8,9 +8,11 @@
 
 mod storage_common;
 
-use raftwal::storage::format::SegmentHeader;
-use raftwal::storage::{LogOptions, LogStore, SimDisk, Tear};
-use raftwal_wire::types::{Entry, LogIndex};
+use bytes::Bytes;
+use raftwal::storage::format::{encode_record, record_size_bytes, SegmentHeader};
+use raftwal::storage::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use raftwal::storage::{LogOptions, LogStore, SimDisk, Tear, ZeroFill};
+use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
 use storage_common::{assert_genuine, entries, entry, read_all, small_options};
@@ -153,4 +155,62 @@ fn a_file_holding_cut_records_is_never_reused_below_them() {
     let (log, _) = LogStore::open(Path::new(DIR), options(), disk.clone()).unwrap();
     assert_holds(&log, 6, 8, |_| 3);
     assert_eq!(read_all(&log, 1 << 20), vec![6, 7, 8]);
+}
+
+/// A recycled file's bytes after the new records are its earlier use's, payloads included, and
+/// a payload may hold bytes that form valid records (a copy of some log's segment, say). Here
+/// the payload of entry 1 holds records of indexes 906 to 913 where, once its file serves
+/// segment 778, the records of 778 to 905 end: a restart must not read them as entries nobody
+/// appended.
+#[test]
+fn records_held_in_an_earlier_use_s_payloads_never_read_as_entries() {
+    let options =
+        LogOptions { zero_fill: ZeroFill::Never, batches_in_flight_max: 1, ..small_options(true) };
+    let (segment, empty) = (options.segment_size_bytes as usize, record_size_bytes(0));
+    let plain = |index: u64, data: Vec<u8>| Entry {
+        index: LogIndex(index),
+        term: Term(1),
+        kind: EntryKind::Normal,
+        data: Bytes::from(data),
+    };
+    // Segment 1: entries 1 (8000 bytes) and 2 (4000 bytes), then 3 to 9 (empty) fill it.
+    // Segments 10 and 394 hold 384 empty entries each; the file of segment 1, compacted once
+    // segment 10 is active, serves segment 778. Its 128 records end at the block boundary 8192,
+    // which the payload of entry 1 crosses 4064 bytes in.
+    let (first_fill, per_segment) =
+        (2 + (segment - 4096 - 8032 - 4032) / empty, (segment - 4096) / empty);
+    let reused_first = (first_fill + 1 + 2 * per_segment) as u64;
+    assert_eq!(reused_first, 778);
+    let boundary = SEGMENT_HEADER_BYTES + 128 * empty;
+    let mut payload = vec![0u8; 8000];
+    for k in 0..8 {
+        let at = boundary - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES + k * empty;
+        let index = LogIndex(reused_first + 128 + k as u64);
+        encode_record(&mut payload[at..at + empty], index, Term(1), EntryKind::Normal, 0, &[]);
+    }
+    let disk = Rc::new(SimDisk::new());
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    log.append(&[plain(1, payload), plain(2, vec![7; 4000])]).unwrap();
+    log.flush().unwrap();
+    let mut next = 3;
+    while next < reused_first + 128 {
+        log.append(&[plain(next, Vec::new())]).unwrap();
+        log.flush().unwrap();
+        next += 1;
+        if log.first_index() == LogIndex(1) && log.stats().roll_overs_prepared > 0 {
+            log.compact_before(LogIndex(next)).unwrap();
+        }
+        if next == reused_first + 1 {
+            assert_eq!(log.stats().roll_overs_recycled, 1, "{:?}", log.stats());
+        }
+    }
+    let last = log.last_index();
+    drop(log);
+    let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    assert_eq!(
+        recovery.last_index,
+        last,
+        "entries nobody appended: {:?}",
+        log.read(last.next(), 99)
+    );
 }

@@ -26,7 +26,7 @@
 
 use crate::checker::entry_hash;
 use raftwal::storage::format::{
-    decode_record, record_size_bytes, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES,
+    decode_record_seeded, record_size_bytes, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES,
     RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use raftwal::storage::{SimDisk, HARD_STATE_FILE};
@@ -73,6 +73,8 @@ struct SegmentRead {
     end_offset: usize,
     /// The offset of the last record read, if any.
     last_record: Option<usize>,
+    /// The initial value of its records' CRC (`SegmentHeader::record_seed`).
+    seed: u32,
 }
 
 /// The durable image of one log directory. See the module documentation.
@@ -217,7 +219,8 @@ impl DurableImage {
     fn last_record_unchanged(&self, bytes: &[u8]) -> bool {
         let Some(read) = self.segments.last() else { return false };
         let Some(at) = read.last_record else { return true };
-        let Ok(header) = decode_record(bytes.get(at..).unwrap_or_default()) else { return false };
+        let record = bytes.get(at..).unwrap_or_default();
+        let Ok(header) = decode_record_seeded(record, read.seed) else { return false };
         let payload = &bytes[at + RECORD_HEADER_BYTES..][..header.payload_bytes as usize];
         let entry = DurableEntry { term: header.term, hash: entry_hash(header.kind, payload) };
         header.index == self.last_index() && self.entries.last() == Some(&entry)
@@ -265,6 +268,7 @@ impl DurableImage {
             path,
             end_offset: SEGMENT_HEADER_BYTES,
             last_record: None,
+            seed: header.record_seed(),
         });
         self.continue_segment(disk, ids, position)
     }
@@ -281,6 +285,7 @@ impl DurableImage {
         let (mut end_offset, mut last_record) =
             (self.segments[position].end_offset, self.segments[position].last_record);
         let path = &self.segments[position].path;
+        let seed = self.segments[position].seed;
         let (mut entries, mut last_term) = (Vec::new(), self.term(self.last_index()));
         let outcome = disk.with_durable_bytes(path, |bytes| {
             let mut next = self.last_index().next();
@@ -288,27 +293,28 @@ impl DurableImage {
                 // The first invalid record ends the log (zeros, or a torn tail), unless it is
                 // the gap before a pipelined batch: zeros up to the next block boundary, where
                 // the record of the expected index starts (docs/format.md, "Recovery").
-                let header = match decode_record(bytes.get(end_offset..).unwrap_or_default()) {
-                    Ok(header) => header,
-                    Err(_) => {
-                        let boundary = end_offset.next_multiple_of(BLOCK_SIZE_BYTES);
-                        let gap = bytes.get(end_offset..boundary).unwrap_or_default();
-                        let after = bytes.get(boundary..).unwrap_or_default();
-                        match decode_record(after) {
-                            Ok(h)
-                                if boundary > end_offset
-                                    && gap.len() == boundary - end_offset
-                                    && gap.iter().all(|&b| b == 0)
-                                    && h.index == next
-                                    && last_term.is_none_or(|term| h.term >= term) =>
-                            {
-                                end_offset = boundary;
-                                h
+                let header =
+                    match decode_record_seeded(bytes.get(end_offset..).unwrap_or_default(), seed) {
+                        Ok(header) => header,
+                        Err(_) => {
+                            let boundary = end_offset.next_multiple_of(BLOCK_SIZE_BYTES);
+                            let gap = bytes.get(end_offset..boundary).unwrap_or_default();
+                            let after = bytes.get(boundary..).unwrap_or_default();
+                            match decode_record_seeded(after, seed) {
+                                Ok(h)
+                                    if boundary > end_offset
+                                        && gap.len() == boundary - end_offset
+                                        && gap.iter().all(|&b| b == 0)
+                                        && h.index == next
+                                        && last_term.is_none_or(|term| h.term >= term) =>
+                                {
+                                    end_offset = boundary;
+                                    h
+                                }
+                                _ => break,
                             }
-                            _ => break,
                         }
-                    }
-                };
+                    };
                 if header.index != next || last_term.is_some_and(|term| header.term < term) {
                     return Err(ImageError(format!(
                         "durable {} holds {}/{} at offset {} where index {next} (term at least \

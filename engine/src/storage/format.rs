@@ -149,6 +149,15 @@ impl SegmentHeader {
     pub fn encode(&self, out: &mut [u8]) {
         assert!(out.len() >= SEGMENT_HEADER_BYTES, "segment header buffer too small");
         out[..SEGMENT_HEADER_BYTES].fill(0);
+        let (fields, crc_at) = self.fields();
+        out[..crc_at].copy_from_slice(&fields[..crc_at]);
+        let crc = crc32fast::hash(&out[0..crc_at]);
+        out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// The header's bytes before its checksum, and where the checksum goes.
+    fn fields(&self) -> ([u8; 52], usize) {
+        let mut out = [0u8; 52];
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
         let version = if self.recycled { 2u32 } else { 1 };
         out[8..12].copy_from_slice(&version.to_le_bytes());
@@ -157,14 +166,28 @@ impl SegmentHeader {
         out[24..32].copy_from_slice(&self.prev_term.get().to_le_bytes());
         out[32..40].copy_from_slice(&self.cluster_id.get().to_le_bytes());
         out[40..48].copy_from_slice(&self.log_id.get().to_le_bytes());
-        let crc_at = if self.recycled {
+        if self.recycled {
             out[48..52].copy_from_slice(&SEGMENT_FLAG_RECYCLED.to_le_bytes());
-            52
+            (out, 52)
         } else {
-            48
-        };
-        let crc = crc32fast::hash(&out[0..crc_at]);
-        out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+            (out, 48)
+        }
+    }
+
+    /// The initial value of the CRC of every record of this segment: 0 in a fresh segment
+    /// (version 1: plain CRC32), and in a recycled one (version 2) the header's own checksum,
+    /// so that a record's CRC covers the header's bytes 0..52 followed by the record's. The
+    /// bytes after a recycled segment's records are what the file's earlier use wrote there,
+    /// payloads included, and a payload may hold bytes that form a valid record of any index
+    /// (a copy of another log's or another segment's records, say): checksummed without the
+    /// header, they could read as this segment's records. Records of an earlier use, or copied
+    /// from any segment with another first index or log, fail this segment's checksum.
+    pub fn record_seed(&self) -> u32 {
+        if !self.recycled {
+            return 0;
+        }
+        let (fields, crc_at) = self.fields();
+        crc32fast::hash(&fields[..crc_at])
     }
 
     /// Decodes and checks a header from the start of a segment file.
@@ -261,7 +284,8 @@ pub enum RecordError {
 }
 
 /// Writes one record (header and payload, padded with zeros) at the start of `out`, which must
-/// be exactly [`record_size_bytes`]`(payload.len())` long.
+/// be exactly [`record_size_bytes`]`(payload.len())` long, as a fresh (version 1) segment holds
+/// it: [`encode_record_seeded`] with seed 0.
 #[inline]
 pub fn encode_record(
     out: &mut [u8],
@@ -270,6 +294,21 @@ pub fn encode_record(
     kind: EntryKind,
     batch_offset: u32,
     payload: &[u8],
+) {
+    encode_record_seeded(out, index, term, kind, batch_offset, payload, 0);
+}
+
+/// [`encode_record`] for a segment whose records' CRC starts from `seed`
+/// ([`SegmentHeader::record_seed`]).
+#[inline]
+pub fn encode_record_seeded(
+    out: &mut [u8],
+    index: LogIndex,
+    term: Term,
+    kind: EntryKind,
+    batch_offset: u32,
+    payload: &[u8],
+    seed: u32,
 ) {
     debug_assert_eq!(out.len(), record_size_bytes(payload.len()));
     let len = u32::try_from(payload.len()).expect("payload size was checked at append");
@@ -282,15 +321,23 @@ pub fn encode_record(
     let end = RECORD_HEADER_BYTES + payload.len();
     out[RECORD_HEADER_BYTES..end].copy_from_slice(payload);
     out[end..].fill(0);
-    let mut hasher = crc32fast::Hasher::new();
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed);
     hasher.update(&out[4..end]);
     out[0..4].copy_from_slice(&hasher.finalize().to_le_bytes());
 }
 
-/// Decodes and checks the record at the start of `bytes` (which may run on past the record).
-/// Returns the header; the payload is `bytes[RECORD_HEADER_BYTES..][..payload_bytes]`.
+/// Decodes and checks the record at the start of `bytes` (which may run on past the record),
+/// as a fresh (version 1) segment holds it: [`decode_record_seeded`] with seed 0. Returns the
+/// header; the payload is `bytes[RECORD_HEADER_BYTES..][..payload_bytes]`.
 #[inline]
 pub fn decode_record(bytes: &[u8]) -> Result<RecordHeader, RecordError> {
+    decode_record_seeded(bytes, 0)
+}
+
+/// [`decode_record`] for a segment whose records' CRC starts from `seed`
+/// ([`SegmentHeader::record_seed`]).
+#[inline]
+pub fn decode_record_seeded(bytes: &[u8], seed: u32) -> Result<RecordHeader, RecordError> {
     if bytes.len() < RECORD_HEADER_BYTES {
         return Err(RecordError::HeaderTruncated);
     }
@@ -306,7 +353,9 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordHeader, RecordError> {
             return Err(RecordError::PayloadTruncated(payload_bytes));
         }
     };
-    if crc32fast::hash(&bytes[4..end]) != stored_crc {
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed);
+    hasher.update(&bytes[4..end]);
+    if hasher.finalize() != stored_crc {
         if stored_crc == 0 && bytes[..end].iter().all(|&b| b == 0) {
             return Err(RecordError::Zero);
         }
@@ -389,6 +438,50 @@ mod tests {
         let mut bad = buf.clone();
         bad[20] ^= 1;
         assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadChecksum));
+    }
+
+    /// A recycled segment's records are checksummed from its header's checksum: a record of
+    /// another segment (a fresh one, or a recycled one with another first index) fails it, and
+    /// so does its own record read as a fresh segment's. A fresh segment's records are plain
+    /// CRC32, byte for byte what earlier builds wrote.
+    #[test]
+    fn recycled_segments_checksum_records_from_their_header() {
+        let header = |first: u64, recycled: bool| SegmentHeader {
+            first_index: LogIndex(first),
+            prev_term: Term(2),
+            cluster_id: ClusterId(9),
+            log_id: LogId(1),
+            recycled,
+        };
+        assert_eq!(header(100, false).record_seed(), 0);
+        let (seed, other) = (header(100, true).record_seed(), header(200, true).record_seed());
+        assert_ne!(seed, 0);
+        assert_ne!(seed, other);
+        let mut block = vec![0u8; SEGMENT_HEADER_BYTES];
+        header(100, true).encode(&mut block);
+        assert_eq!(seed, u32::from_le_bytes(array(&block[52..56])), "the header's checksum");
+        let record = |seed: u32| {
+            let mut buf = vec![0u8; record_size_bytes(5)];
+            encode_record_seeded(
+                &mut buf,
+                LogIndex(150),
+                Term(2),
+                EntryKind::Normal,
+                0,
+                b"abcde",
+                seed,
+            );
+            buf
+        };
+        assert_eq!(decode_record_seeded(&record(seed), seed).map(|h| h.index), Ok(LogIndex(150)));
+        assert_eq!(decode_record_seeded(&record(0), seed), Err(RecordError::BadChecksum));
+        assert_eq!(decode_record_seeded(&record(other), seed), Err(RecordError::BadChecksum));
+        assert_eq!(decode_record(&record(seed)), Err(RecordError::BadChecksum));
+        let mut plain = vec![0u8; record_size_bytes(5)];
+        encode_record(&mut plain, LogIndex(150), Term(2), EntryKind::Normal, 0, b"abcde");
+        assert_eq!(plain, record(0));
+        let crc = crc32fast::hash(&plain[4..RECORD_HEADER_BYTES + 5]);
+        assert_eq!(u32::from_le_bytes(array(&plain[0..4])), crc);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::storage::disk::FileId;
 use crate::storage::format::RecordHeader;
 use crate::storage::format::{align_up, record_size_bytes, BLOCK_SIZE_BYTES, SEGMENT_HEADER_BYTES};
 use crate::storage::format::{
-    decode_record, RecordError, SegmentId, RECORD_ALIGN, RECORD_HEADER_BYTES,
+    decode_record_seeded, RecordError, SegmentId, RECORD_ALIGN, RECORD_HEADER_BYTES,
 };
 use bytes::Bytes;
 use raftwal_wire::types::{EntryKind, LogIndex, Term};
@@ -41,6 +41,8 @@ pub(crate) struct Segment {
     /// truncation cut, or a withdrawn batch wrote, stay in the bytes after the live ones. A
     /// recycled file may only serve a segment that starts above it.
     pub(crate) written_max: LogIndex,
+    /// The initial value of its records' CRC (`SegmentHeader::record_seed`: 0 unless recycled).
+    pub(crate) seed: u32,
 }
 
 /// Wraps the mapped bytes of a sealed segment so that the store can tell when no `Bytes` of
@@ -107,14 +109,16 @@ pub(crate) struct Scan {
 }
 
 /// Scans the records of a segment whose bytes (header included) are `bytes`, expecting indexes
-/// from `first` on and terms not below `prev_term`, and stopping after `last` if given. In a
-/// `recycled` segment a valid record of an index below `first` ends the scan as invalid
-/// ([`RecordError::Stale`]): the file's earlier use left it.
+/// from `first` on and terms not below `prev_term`, and stopping after `last` if given; records'
+/// checksums start from `seed` (`SegmentHeader::record_seed`). In a `recycled` segment a valid
+/// record of an index below `first` ends the scan as invalid ([`RecordError::Stale`]): the
+/// file's earlier use left it.
 pub(crate) fn scan(
     bytes: &[u8],
     first: LogIndex,
     prev_term: Term,
     last: Option<LogIndex>,
+    seed: u32,
     recycled: bool,
 ) -> Scan {
     let mut out = Scan {
@@ -127,11 +131,11 @@ pub(crate) fn scan(
     let mut expected = first;
     let mut term = prev_term;
     while last.is_none_or(|l| expected <= l) {
-        let header = match decode_record(bytes.get(offset..).unwrap_or_default()) {
+        let header = match decode_record_seeded(bytes.get(offset..).unwrap_or_default(), seed) {
             Ok(h) => h,
             // A gap shorter than a record header does not decode as zeros: check for one
             // whatever the error.
-            Err(_) if gap_before_record(bytes, offset, expected, term) => {
+            Err(_) if gap_before_record(bytes, offset, expected, term, seed) => {
                 offset = align_up(offset, BLOCK_SIZE_BYTES);
                 continue;
             }
@@ -177,7 +181,13 @@ pub(crate) fn scan(
 /// valid record of index `expected` (term not below `term`) starts at that boundary: the gap a
 /// pipelined batch leaves before itself. Nothing else leaves one: a record of the index that
 /// was due at `offset` can only sit further on if the writer put it there.
-fn gap_before_record(bytes: &[u8], offset: usize, expected: LogIndex, term: Term) -> bool {
+fn gap_before_record(
+    bytes: &[u8],
+    offset: usize,
+    expected: LogIndex,
+    term: Term,
+    seed: u32,
+) -> bool {
     let boundary = align_up(offset, BLOCK_SIZE_BYTES);
     if boundary == offset || boundary >= bytes.len() {
         return false;
@@ -185,15 +195,18 @@ fn gap_before_record(bytes: &[u8], offset: usize, expected: LogIndex, term: Term
     if bytes[offset..boundary].iter().any(|&b| b != 0) {
         return false;
     }
-    decode_record(&bytes[boundary..]).is_ok_and(|h| h.index == expected && h.term >= term)
+    decode_record_seeded(&bytes[boundary..], seed)
+        .is_ok_and(|h| h.index == expected && h.term >= term)
 }
 
-/// Looks for a valid record after `from` whose index is past `after` (a record that a torn
-/// write cannot explain). Cheap field checks come before the checksum, so garbage costs little.
+/// Looks for a valid record (checksum from `seed`) after `from` whose index is past `after` (a
+/// record that a torn write cannot explain). Cheap field checks come before the checksum, so
+/// garbage costs little.
 pub(crate) fn find_record_after(
     bytes: &[u8],
     from: usize,
     after: LogIndex,
+    seed: u32,
 ) -> Option<(usize, RecordHeader)> {
     let mut offset = from - from % RECORD_ALIGN + RECORD_ALIGN;
     while offset + RECORD_HEADER_BYTES <= bytes.len() {
@@ -206,7 +219,7 @@ pub(crate) fn find_record_after(
             && EntryKind::from_u8(h[24]).is_some()
             && h[25..28].iter().all(|&b| b == 0);
         if plausible {
-            if let Ok(header) = decode_record(&bytes[offset..]) {
+            if let Ok(header) = decode_record_seeded(&bytes[offset..], seed) {
                 return Some((offset, header));
             }
         }
@@ -218,10 +231,10 @@ pub(crate) fn find_record_after(
 /// The end of the last valid record after `from` whose index is past `after`, or `from` if
 /// there is none: in a recycled segment, how far a cut tail holds records of the segment's own
 /// use (what follows them is the file's earlier use, or nothing).
-pub(crate) fn records_end_after(bytes: &[u8], from: usize, after: LogIndex) -> usize {
+pub(crate) fn records_end_after(bytes: &[u8], from: usize, after: LogIndex, seed: u32) -> usize {
     let mut end = from;
     let mut at = from;
-    while let Some((offset, header)) = find_record_after(bytes, at, after) {
+    while let Some((offset, header)) = find_record_after(bytes, at, after, seed) {
         end = end.max(offset + record_size_bytes(header.payload_bytes as usize));
         at = offset;
     }
@@ -230,10 +243,15 @@ pub(crate) fn records_end_after(bytes: &[u8], from: usize, after: LogIndex) -> u
 
 /// The highest index of a valid record after `from` whose index is past `after`, if any: what
 /// a truncation cut (or a withdrawn batch wrote) after a sealed segment's live records.
-pub(crate) fn max_index_after(bytes: &[u8], from: usize, after: LogIndex) -> Option<LogIndex> {
+pub(crate) fn max_index_after(
+    bytes: &[u8],
+    from: usize,
+    after: LogIndex,
+    seed: u32,
+) -> Option<LogIndex> {
     let mut max = None;
     let mut at = from;
-    while let Some((offset, header)) = find_record_after(bytes, at, after) {
+    while let Some((offset, header)) = find_record_after(bytes, at, after, seed) {
         max = max.max(Some(header.index));
         at = offset;
     }
@@ -271,11 +289,11 @@ mod tests {
     #[test]
     fn scan_reads_records_and_stops_at_zeros() {
         let bytes = segment_bytes(&[1, 1, 2]);
-        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, 0, false);
         assert_eq!(s.offsets.len(), 3);
         assert_eq!(s.term_changes, vec![(LogIndex(10), Term(1)), (LogIndex(12), Term(2))]);
         assert!(matches!(s.stop, Some(Stop::Invalid { error: RecordError::Zero, .. })));
-        let s = scan(&bytes, LogIndex(10), Term(1), Some(LogIndex(11)), false);
+        let s = scan(&bytes, LogIndex(10), Term(1), Some(LogIndex(11)), 0, false);
         assert_eq!(s.offsets.len(), 2);
         assert_eq!(s.stop, None);
     }
@@ -308,20 +326,20 @@ mod tests {
             let gap = boundary - at;
             put(&mut bytes, boundary, records_before as u64);
             put(&mut bytes, boundary + size, records_before as u64 + 1);
-            let s = scan(&bytes, LogIndex(10), Term(1), None, false);
+            let s = scan(&bytes, LogIndex(10), Term(1), None, 0, false);
             assert_eq!(s.offsets.len(), records_before + 2, "gap of {gap} bytes");
             assert_eq!(s.offsets[records_before] as usize, boundary);
             assert_eq!(s.end_offset, boundary + 2 * size);
             // A non-zero byte in the gap: not a gap, the scan stops there.
             let mut dirty = bytes.clone();
             dirty[boundary - 1] = 1;
-            let s = scan(&dirty, LogIndex(10), Term(1), None, false);
+            let s = scan(&dirty, LogIndex(10), Term(1), None, 0, false);
             assert_eq!(s.offsets.len(), records_before);
             assert!(matches!(s.stop, Some(Stop::Invalid { offset, .. }) if offset == at));
             // The record at the boundary is not the one due: the scan stops at the gap.
             let mut skip = bytes.clone();
             put(&mut skip, boundary, records_before as u64 + 1);
-            let s = scan(&skip, LogIndex(10), Term(1), None, false);
+            let s = scan(&skip, LogIndex(10), Term(1), None, 0, false);
             assert_eq!(s.offsets.len(), records_before);
         }
         // A gap shorter than a record header (24 bytes): the bytes there do not decode as
@@ -347,16 +365,16 @@ mod tests {
             1,
             b"abcde",
         );
-        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, 0, false);
         assert_eq!(s.offsets.len(), 2);
     }
 
     #[test]
     fn falling_terms_and_wrong_indexes_are_inconsistent() {
         let bytes = segment_bytes(&[3, 2]);
-        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, 0, false);
         assert!(matches!(s.stop, Some(Stop::Inconsistent { .. })));
-        let s = scan(&bytes, LogIndex(9), Term(1), None, false);
+        let s = scan(&bytes, LogIndex(9), Term(1), None, 0, false);
         assert!(matches!(s.stop, Some(Stop::Inconsistent { .. })));
     }
 
@@ -376,20 +394,20 @@ mod tests {
             0,
             b"abcde",
         );
-        let s = scan(&bytes, LogIndex(10), Term(1), None, true);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, 0, true);
         assert_eq!(s.offsets.len(), 2);
         assert_eq!(s.end_offset, at);
         assert_eq!(s.stop, Some(Stop::Invalid { offset: at, error: RecordError::Stale(3) }));
-        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, 0, false);
         assert!(matches!(s.stop, Some(Stop::Inconsistent { offset, .. }) if offset == at));
         // The records of this use after it are found; the stale one is not.
-        assert_eq!(records_end_after(&bytes, SEGMENT_HEADER_BYTES, LogIndex(9)), at);
-        assert_eq!(records_end_after(&bytes, at, LogIndex(9)), at);
+        assert_eq!(records_end_after(&bytes, SEGMENT_HEADER_BYTES, LogIndex(9), 0), at);
+        assert_eq!(records_end_after(&bytes, at, LogIndex(9), 0), at);
         let mut out_of_place = segment_bytes(&[1, 1, 1, 1]);
         let third = SEGMENT_HEADER_BYTES + 2 * record_size_bytes(5);
         let fourth = third + record_size_bytes(5);
         out_of_place.copy_within(fourth..fourth + record_size_bytes(5), third);
-        let s = scan(&out_of_place, LogIndex(10), Term(1), None, true);
+        let s = scan(&out_of_place, LogIndex(10), Term(1), None, 0, true);
         assert!(matches!(s.stop, Some(Stop::Inconsistent { offset, .. }) if offset == third));
     }
 
@@ -397,10 +415,10 @@ mod tests {
     fn finds_a_valid_record_behind_a_bad_one() {
         let mut bytes = segment_bytes(&[1, 1, 1]);
         bytes[SEGMENT_HEADER_BYTES + 36] ^= 1;
-        let s = scan(&bytes, LogIndex(10), Term(1), None, false);
+        let s = scan(&bytes, LogIndex(10), Term(1), None, 0, false);
         let Some(Stop::Invalid { offset, .. }) = s.stop else { panic!("expected a stop") };
         assert_eq!(
-            find_record_after(&bytes, offset, LogIndex(9)).map(|f| f.1.index),
+            find_record_after(&bytes, offset, LogIndex(9), 0).map(|f| f.1.index),
             Some(LogIndex(11))
         );
         assert_eq!(

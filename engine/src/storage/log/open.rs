@@ -283,7 +283,8 @@ impl<D: Disk> LogStore<D> {
         }
         let limit = next.map(|n| n.0.prev());
         let recycled = found.header.recycled;
-        let s = scan(&found.bytes, first, found.header.prev_term, limit, recycled);
+        let seed = found.header.record_seed();
+        let s = scan(&found.bytes, first, found.header.prev_term, limit, seed, recycled);
         let len = found.bytes.len();
         if s.end_offset > len {
             // The file ends inside the zero padding after its last valid record (the record's
@@ -344,7 +345,9 @@ impl<D: Disk> LogStore<D> {
                 // the bad one was durable proves it was synced, and perhaps acknowledged.
                 let expected = last_good.next();
                 let mut from = *offset;
-                while let Some((at, header)) = find_record_after(&found.bytes, from, last_good) {
+                while let Some((at, header)) =
+                    find_record_after(&found.bytes, from, last_good, seed)
+                {
                     if header.unsynced_from() > expected {
                         let reason = format!(
                             "{error}, followed by a valid record of index {} (written after it was durable) at offset {at}",
@@ -361,7 +364,7 @@ impl<D: Disk> LogStore<D> {
                 // not go: only this use's records after the cut do (zeroing the rest of a
                 // 64 MiB file at every start would cost more than the recycling saves).
                 let end = if recycled {
-                    records_end_after(&found.bytes, *offset, first.prev())
+                    records_end_after(&found.bytes, *offset, first.prev(), seed)
                 } else {
                     nonzero_end(&found.bytes, *offset)
                 };
@@ -389,7 +392,7 @@ impl<D: Disk> LogStore<D> {
         // withdrawn batch wrote there): the file must not be recycled for a segment that
         // starts at or below them.
         let written_max = match next {
-            Some(_) => max_index_after(&found.bytes, s.end_offset, last_live)
+            Some(_) => max_index_after(&found.bytes, s.end_offset, last_live, seed)
                 .map_or(last_live, |m| m.max(last_live)),
             None => last_live,
         };
@@ -408,6 +411,7 @@ impl<D: Disk> LogStore<D> {
             map,
             map_users,
             written_max,
+            seed,
         };
         if next.is_none() && recycled {
             // Its blocks were all written in the file's earlier use: no zeros ahead of the

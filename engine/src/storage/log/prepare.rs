@@ -494,7 +494,7 @@ impl<D: Disk> LogStore<D> {
             return None;
         }
         let recycled = spare.held_below.is_some();
-        let block = self.header_block(id, prev_term, recycled);
+        let (block, seed) = self.header_block(id, prev_term, recycled);
         let written = self
             .disk
             .write_at(spare.file, 0, block.as_slice())
@@ -509,7 +509,7 @@ impl<D: Disk> LogStore<D> {
         self.stats.roll_overs_prepared += 1;
         self.stats.roll_overs_recycled += u64::from(recycled);
         self.stats.prepared_unzeroed_bytes += self.options.segment_size_bytes - spare.zeroed_to;
-        Some(Prepared::new(id, spare.file, spare.tmp, path, true))
+        Some(Prepared::new(id, spare.file, spare.tmp, path, true, seed))
     }
 
     /// Asserts invariants 1, 2 and 5 of the module documentation.

@@ -8,7 +8,7 @@
 use super::LogStore;
 use crate::storage::disk::Disk;
 use crate::storage::error::{Corruption, ReadError};
-use crate::storage::format::{decode_record, RECORD_HEADER_BYTES};
+use crate::storage::format::{decode_record_seeded, RECORD_HEADER_BYTES};
 use crate::storage::segment::Segment;
 use bytes::{Bytes, BytesMut};
 use raftwal_wire::types::{Entry, LogIndex};
@@ -100,7 +100,7 @@ impl<D: Disk> LogStore<D> {
         let mut index = from;
         while index < to {
             let at = (seg.offset_of(index) - start) as usize;
-            let header = decode_record(&data[at..])
+            let header = decode_record_seeded(&data[at..], seg.seed)
                 .map_err(|e| self.corrupt(seg, start + at as u64, index, &e.to_string()))?;
             if header.index != index {
                 return Err(self.corrupt(

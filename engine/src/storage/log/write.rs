@@ -21,7 +21,7 @@ use crate::storage::disk::{Completion, Disk, FileId, IoBuf, OpenOptions, WriteOp
 use crate::storage::error::{AppendError, CompletionError, SubmitError};
 use crate::storage::format::SEGMENT_HEADER_BYTES;
 use crate::storage::format::{
-    align_down, align_up, encode_record, record_size_bytes, SegmentHeader, SegmentId,
+    align_down, align_up, encode_record_seeded, record_size_bytes, SegmentHeader, SegmentId,
 };
 use crate::storage::segment::{tracked_map, Segment};
 use raftwal_wire::types::{Entry, LogIndex, Term};
@@ -36,6 +36,8 @@ pub(super) struct Prepared {
     path: PathBuf,
     /// Made ahead in the background (the spare), rather than on the spot.
     prepared_ahead: bool,
+    /// The initial value of its records' CRC (`SegmentHeader::record_seed` of its header).
+    seed: u32,
 }
 
 impl Prepared {
@@ -45,8 +47,9 @@ impl Prepared {
         tmp: PathBuf,
         path: PathBuf,
         prepared_ahead: bool,
+        seed: u32,
     ) -> Prepared {
-        Prepared { id, file, tmp, path, prepared_ahead }
+        Prepared { id, file, tmp, path, prepared_ahead, seed }
     }
 }
 
@@ -163,6 +166,7 @@ impl<D: Disk> LogStore<D> {
         let zero_limit = self.bg.active_write_limit();
         let active = self.segments.back_mut().expect("a log always has an active segment");
         let file = active.file.expect("the active segment has an open file");
+        let seed = active.seed;
         let (mut bytes, mut count, mut end) = (0usize, 0usize, start);
         for e in self.tail.range(first_pos..) {
             let size = record_size_bytes(e.data.len());
@@ -246,13 +250,14 @@ impl<D: Disk> LogStore<D> {
                 let size = record_size_bytes(e.data.len());
                 let batch_offset = u32::try_from(e.index.get() - unsynced_from.get())
                     .expect("fewer than 2^32 entries are in flight (batches are bounded)");
-                encode_record(
+                encode_record_seeded(
                     &mut buf.as_mut_slice()[pos..pos + size],
                     e.index,
                     e.term,
                     e.kind,
                     batch_offset,
                     &e.data,
+                    seed,
                 );
                 let offset = u32::try_from(active.end_offset)
                     .expect("segments are at most 4 GiB (checked at open)");
@@ -553,7 +558,7 @@ impl<D: Disk> LogStore<D> {
         let file = self
             .disk
             .open(&tmp, OpenOptions { create_new: true, direct: self.options.direct_io })?;
-        let block = self.header_block(id, prev_term, false);
+        let (block, seed) = self.header_block(id, prev_term, false);
         let made = self
             .disk
             .allocate(file, self.options.segment_size_bytes)
@@ -566,7 +571,7 @@ impl<D: Disk> LogStore<D> {
             let _ = self.disk.remove(&tmp);
             return Err(e);
         }
-        Ok(Prepared { id, file, tmp, path, prepared_ahead: false })
+        Ok(Prepared { id, file, tmp, path, prepared_ahead: false, seed })
     }
 
     /// Renames a prepared segment into place, syncs the directory and makes it the active one.
@@ -585,15 +590,21 @@ impl<D: Disk> LogStore<D> {
             map: None,
             map_users: None,
             written_max: p.id.0.prev(),
+            seed: p.seed,
         });
         self.tail_block.clear();
         self.activated(p.prepared_ahead);
         Ok(())
     }
 
-    /// The header block of segment `id`, zero-padded to its full size; `recycled` for a file
-    /// recycled from a compacted segment.
-    pub(super) fn header_block(&self, id: SegmentId, prev_term: Term, recycled: bool) -> IoBuf {
+    /// The header block of segment `id`, zero-padded to its full size, and the initial value of
+    /// its records' CRC; `recycled` for a file recycled from a compacted segment.
+    pub(super) fn header_block(
+        &self,
+        id: SegmentId,
+        prev_term: Term,
+        recycled: bool,
+    ) -> (IoBuf, u32) {
         let header = SegmentHeader {
             first_index: id.0,
             prev_term,
@@ -604,7 +615,7 @@ impl<D: Disk> LogStore<D> {
         let mut block = IoBuf::with_capacity(SEGMENT_HEADER_BYTES);
         block.resize_zeroed(SEGMENT_HEADER_BYTES);
         header.encode(block.as_mut_slice());
-        block
+        (block, header.record_seed())
     }
 
     /// Creates and installs a segment (used for the first segment of a new log).
