@@ -21,10 +21,10 @@
 //! 2. A zero-fill write of the active segment covers only blocks at or after the block-aligned
 //!    end of every record written or in flight, and no batch write overlaps a zero-fill write in
 //!    flight (`submit` stops a batch before it).
-//! 3. The spare never holds a record of its coming use: it is a `.tmp` file (removed by `open`)
-//!    until roll-over or truncation writes its header, syncs it and renames it into place. So a
-//!    torn or partial zero-fill is either zeros or a file recovery never reads. (A recycled
-//!    spare holds its earlier use's records, all below its `held_below`: invariant 6.)
+//! 3. The spare is a `.tmp` file (removed by `open`) until roll-over or truncation writes its
+//!    header, syncs it and renames it into place: recovery never reads it before. One made from
+//!    a new file never holds a record, so a torn or partial zero-fill is zeros either way; one
+//!    made from a recycled file holds its earlier use's (invariant 6).
 //! 4. A failed background op never poisons the log: it concerns bytes that hold no record. The
 //!    spare is discarded (roll-over falls back to creating a segment), or zero-filling of the
 //!    active segment stops.
@@ -85,7 +85,8 @@ enum Op {
 struct Spare {
     file: FileId,
     tmp: PathBuf,
-    /// Bytes from the start known written (zeros).
+    /// Bytes from the start known written (zeros; for a recycled file, the whole file, written
+    /// in its earlier use).
     zeroed_to: u64,
     /// `zeroed_to` as of the last completed fdatasync, if any.
     synced_to: Option<u64>,
@@ -486,9 +487,9 @@ impl<D: Disk> LogStore<D> {
         assert!(self.bg.in_flight.is_none(), "wait for the background op first");
         let spare = self.bg.spare.take()?;
         if spare.held_below.is_some_and(|below| id.0 < below) {
-            // Records of its earlier use could read as this segment's (invariant 6). Never
-            // the case for the log's own roll-overs and truncations, which start segments above
-            // every compacted index.
+            // Records of its earlier use could read as this segment's (invariant 6): it held
+            // records a truncation cut (or a withdrawn batch wrote) past its live ones, and the
+            // log, cut back since, now starts a segment at or below them.
             self.disk.close(spare.file);
             let _ = self.disk.remove(&spare.tmp);
             return None;
