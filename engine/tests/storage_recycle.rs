@@ -11,7 +11,8 @@ mod storage_common;
 use bytes::Bytes;
 use raftwal::storage::format::{encode_record, record_size_bytes, SegmentHeader};
 use raftwal::storage::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use raftwal::storage::{LogOptions, LogStore, SimDisk, Tear, ZeroFill};
+use raftwal::storage::{FlushError, LogOptions, LogStore, SimDisk, SimFaults, SubmitError};
+use raftwal::storage::{Tear, ZeroFill};
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
@@ -213,4 +214,45 @@ fn records_held_in_an_earlier_use_s_payloads_never_read_as_entries() {
         "entries nobody appended: {:?}",
         log.read(last.next(), 99)
     );
+}
+
+/// The remedy for a full disk is compaction; with recycling it keeps the compacted files
+/// instead of freeing their space. When the log ran out of space preparing its next segment,
+/// the next segment must then come from a kept file: the queued entries go out.
+#[test]
+fn compaction_after_running_out_of_space_lets_the_log_go_on() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    // Room for the hard state and three segment files (two segments and the one prepared
+    // ahead): the fourth, prepared after the second roll-over, does not fit.
+    let used: usize = disk
+        .file_names(Path::new(DIR))
+        .iter()
+        .map(|n| disk.file_bytes(&Path::new(DIR).join(n)).unwrap().len())
+        .sum();
+    let segment = options().segment_size_bytes;
+    let capacity = used as u64 + 2 * segment + 1000;
+    disk.set_faults(SimFaults { capacity_bytes: Some(capacity), ..SimFaults::default() });
+    let mut next = 1;
+    let err = loop {
+        log.append(&entries(next, 4, 1)).unwrap();
+        next += 4;
+        match log.flush() {
+            Ok(_) => assert!(next < 1000, "the disk never filled up"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, FlushError::Submit(SubmitError::NoSpace(_))), "{err}");
+    // Every segment but the active one goes; their files are kept for reuse.
+    log.compact_before(log.durable_index()).unwrap();
+    assert!(log.stats().segments_recycled > 0, "{:?}", log.stats());
+    let last = log.last_index();
+    assert_eq!(log.flush().unwrap(), last, "the queued entries went out");
+    log.append(&entries(last.get() + 1, 20, 1)).unwrap();
+    log.flush().unwrap();
+    let (first, last) = (log.first_index().get(), log.last_index().get());
+    drop(log);
+    disk.set_faults(SimFaults::default());
+    let log = open(&disk);
+    assert_holds(&log, first, last, |_| 1);
 }

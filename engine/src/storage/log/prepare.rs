@@ -480,20 +480,29 @@ impl<D: Disk> LogStore<D> {
         result
     }
 
-    /// Turns the spare, if there is one, into segment `id`: writes its header, syncs it. The
-    /// caller renames it into place. `None` when there is no spare (or it just failed: the
-    /// caller creates a segment the slow way).
+    /// Turns the spare, if there is one (else a kept file of a compacted segment, if one fits),
+    /// into segment `id`: writes its header, syncs it. The caller renames it into place. `None`
+    /// when there is neither (or it just failed: the caller creates a segment the slow way).
     pub(super) fn take_spare(&mut self, id: SegmentId, prev_term: Term) -> Option<Prepared> {
         assert!(self.bg.in_flight.is_none(), "wait for the background op first");
-        let spare = self.bg.spare.take()?;
-        if spare.held_below.is_some_and(|below| id.0 < below) {
-            // Records of its earlier use could read as this segment's (invariant 6): it held
-            // records a truncation cut (or a withdrawn batch wrote) past its live ones, and the
-            // log, cut back since, now starts a segment at or below them.
-            self.disk.close(spare.file);
-            let _ = self.disk.remove(&spare.tmp);
-            return None;
-        }
+        let spare = loop {
+            // No spare (making one failed, for lack of space say, and is not tried again before
+            // the next roll-over): a kept file of a compacted segment serves, which needs no
+            // space. Compaction is how space is freed, and it keeps these files.
+            if self.bg.spare.is_none() && !self.recycle_spare() {
+                return None;
+            }
+            let spare = self.bg.spare.take()?;
+            if spare.held_below.is_some_and(|below| id.0 < below) {
+                // Records of its earlier use could read as this segment's (invariant 6): it
+                // held records a truncation cut (or a withdrawn batch wrote) past its live
+                // ones, and the log, cut back since, now starts a segment at or below them.
+                self.disk.close(spare.file);
+                let _ = self.disk.remove(&spare.tmp);
+                continue;
+            }
+            break spare;
+        };
         let recycled = spare.held_below.is_some();
         let (block, seed) = self.header_block(id, prev_term, recycled);
         let written = self
