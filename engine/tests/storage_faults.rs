@@ -631,6 +631,18 @@ fn a_segment_made_under_a_smaller_size_is_preallocated_to_the_new_one() {
 /// as entries.
 #[test]
 fn a_truncation_that_replaces_a_segment_never_brings_back_what_an_earlier_one_cut_from_it() {
+    replaced_segment_truncation_at_every_point(false);
+}
+
+/// The same, while a reader holds payloads of the segment to clear: the truncation copies its
+/// live records to a new file renamed over it instead of writing zeros into the file the
+/// reader's payloads are views of; a crash at every point of that copy recovers as well.
+#[test]
+fn a_truncation_that_rewrites_a_held_segment_never_brings_back_what_an_earlier_one_cut() {
+    replaced_segment_truncation_at_every_point(true);
+}
+
+fn replaced_segment_truncation_at_every_point(hold: bool) {
     let options = raftwal::storage::LogOptions {
         segment_size_bytes: 1 << 20,
         zero_fill: raftwal::storage::ZeroFill::Never,
@@ -648,17 +660,23 @@ fn a_truncation_that_replaces_a_segment_never_brings_back_what_an_earlier_one_cu
         log.truncate_after(LogIndex(55)).unwrap();
         log.append(&entries(56, 3, 3)).unwrap();
         log.flush().unwrap();
-        log
+        // A reader holds payloads read from segment 51's map (past the tail cache).
+        let held = if hold { log.read(LogIndex(51), 1 << 20).unwrap() } else { Vec::new() };
+        (log, held)
     };
     let probe = Rc::new(SimDisk::new());
-    let mut log = setup(&probe);
+    let (mut log, held) = setup(&probe);
+    let copies: Vec<_> = held.iter().map(|e| e.data.to_vec()).collect();
     let before = probe.stats().points;
+    let rewritten = log.stats().segments_rewritten;
     log.truncate_after(LogIndex(50)).unwrap();
+    assert_eq!(log.stats().segments_rewritten - rewritten, u64::from(hold), "{:?}", log.stats());
+    assert!(held.iter().map(|e| e.data.to_vec()).eq(copies), "a held payload changed");
     let points = probe.stats().points - before;
     assert!(points >= 4, "the truncation crosses several points ({points})");
     for at in 0..=points {
         let disk = Rc::new(SimDisk::new());
-        let mut log = setup(&disk);
+        let (mut log, _held) = setup(&disk);
         let crash_at = disk.stats().points + at;
         disk.set_faults(SimFaults { crash_at_point: Some(crash_at), ..SimFaults::default() });
         let cut = log.truncate_after(LogIndex(50)).is_ok() && !disk.is_crashed();

@@ -220,3 +220,47 @@ fn pipelined_buffered_batches_need_syncs_on_the_writers_thread() {
         assert!(LogStore::open(&root.path().join("d"), direct, disk(mode)).is_ok(), "{mode:?}");
     }
 }
+
+/// Payloads read from a sealed segment are views of its file's pages. A truncation that makes a
+/// sealed segment the last one clears the records an earlier truncation cut after its live
+/// ones (while later segments still bound what recovery reads of it) and must not write into
+/// a file a reader still holds payloads of, read before the earlier cut: the
+/// held bytes would change under the reader (buffered, they did at once; with O_DIRECT once the
+/// mapped pages are read again from the device). Such a segment is copied to a new file
+/// instead, and the reader keeps the old one's pages.
+#[test]
+fn held_payloads_never_change_under_a_truncation() {
+    for direct_io in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("log");
+        let disk = disk(FsyncMode::Thread);
+        let options = LogOptions { batches_in_flight_max: 1, ..small_options(direct_io) };
+        let (mut log, _) = LogStore::open(&dir, options, disk.clone()).unwrap();
+        log.append(&entries(1, 100, 1)).unwrap();
+        log.flush().unwrap();
+        // Entries 10 to 20 sit in the first segment, sealed since, past the tail cache.
+        let held = log.read(LogIndex(10), 4096).unwrap();
+        assert!(held.len() >= 5 && held.last().unwrap().index < LogIndex(25), "{}", held.len());
+        let copies: Vec<Vec<u8>> = held.iter().map(|e| e.data.to_vec()).collect();
+        // A first truncation cuts into the first segment: the records after 12 stay in its
+        // bytes, bounded by the new segment 13. (The reader holds payloads of the segment
+        // already, so its clearing there copies it: the store maps the copy from then on.)
+        let rewritten = log.stats().segments_rewritten;
+        log.truncate_after(LogIndex(12)).unwrap();
+        log.append(&entries(13, 30, 2)).unwrap();
+        log.flush().unwrap();
+        // A deeper one makes the first segment the last one for a moment: its bytes after 12,
+        // where the held payloads of 13 to 20 are, are cleared first.
+        log.truncate_after(LogIndex(11)).unwrap();
+        assert!(log.stats().segments_rewritten > rewritten, "{:?}", log.stats());
+        log.append(&entries(12, 6, 3)).unwrap();
+        log.flush().unwrap();
+        let now: Vec<Vec<u8>> = held.iter().map(|e| e.data.to_vec()).collect();
+        assert_eq!(now, copies, "a held payload changed (direct_io {direct_io})");
+        drop(held);
+        drop(log);
+        let (log, _) = LogStore::open(&dir, options, disk.clone()).unwrap();
+        assert_eq!(read_all(&log), (1..=17).collect::<Vec<_>>());
+        assert_eq!(log.term(LogIndex(17)), Some(Term(3)));
+    }
+}

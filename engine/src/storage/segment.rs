@@ -9,10 +9,13 @@
 //!    except that a record may start at the next block boundary instead, after a gap of zeros
 //!    (a pipelined batch: docs/format.md). `offsets[k + 1] - offsets[k]` bounds the payload.
 //! 2. `end_offset` is the offset after the last record (or [`SEGMENT_HEADER_BYTES`]).
-//! 3. A sealed segment has `map` covering `[0, end_offset)` and no open file; it is never
-//!    written again while it is part of the log. Only the last segment of a log is active
-//!    (unsealed). Its file is recycled after compaction only when no `Bytes` handed out of its
-//!    map is alive any more (`map_users`), since a recycled file is written again.
+//! 3. A sealed segment has `map` covering at least `[0, end_offset)` and no open file. Only the
+//!    last segment of a log is active (unsealed). A sealed segment's file is written again
+//!    only by a truncation that clears its bytes after its live records, and only when no
+//!    reader holds a payload of its map (`SharedMap::has_readers`; otherwise the live records
+//!    are copied to a new file renamed over it, and the readers keep the old one); it is
+//!    recycled after compaction under the same condition, since a recycled file is written
+//!    again.
 
 use crate::storage::disk::FileId;
 use crate::storage::format::RecordHeader;
@@ -23,7 +26,7 @@ use crate::storage::format::{
 use bytes::Bytes;
 use raftwal_wire::types::{EntryKind, LogIndex, Term};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 /// A segment of the log, as the store tracks it.
 #[derive(Debug)]
@@ -34,9 +37,7 @@ pub(crate) struct Segment {
     pub(crate) offsets: Vec<u32>,
     pub(crate) end_offset: u64,
     /// The mapped bytes of a sealed segment.
-    pub(crate) map: Option<Bytes>,
-    /// Alive while any `Bytes` of `map` (the map itself, or a payload a reader holds) is.
-    pub(crate) map_users: Option<Weak<Bytes>>,
+    pub(crate) map: Option<SharedMap>,
     /// The highest index whose record this use of the file may hold, live or not: records a
     /// truncation cut, or a withdrawn batch wrote, stay in the bytes after the live ones. A
     /// recycled file may only serve a segment that starts above it.
@@ -45,19 +46,42 @@ pub(crate) struct Segment {
     pub(crate) seed: u32,
 }
 
-/// Wraps the mapped bytes of a sealed segment so that the store can tell when no `Bytes` of
-/// them is alive any more (every slice shares the one owner, which holds the only `Arc`).
-pub(crate) fn tracked_map(bytes: Bytes) -> (Bytes, Weak<Bytes>) {
-    /// Owner of the tracked bytes (`Bytes::from_owner` needs `AsRef<[u8]>`).
-    struct Held(Arc<Bytes>);
-    impl AsRef<[u8]> for Held {
-        fn as_ref(&self) -> &[u8] {
-            &self.0
-        }
+/// The mapped bytes of a sealed segment, handing out slices that the store can count: it may
+/// write the file again (a truncation's clearing, recycling) only while no reader holds one,
+/// since a reader's payload is a view of the file's pages.
+#[derive(Debug)]
+pub(crate) struct SharedMap(Arc<Bytes>);
+
+/// The owner of the slices a [`SharedMap`] hands out: one `Arc` per slice handed out, so the
+/// `Arc`'s count says how many are alive (`Bytes` counts its clones apart, unseen).
+struct Held {
+    map: Arc<Bytes>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.end]
     }
-    let held = Arc::new(bytes);
-    let users = Arc::downgrade(&held);
-    (Bytes::from_owner(Held(held)), users)
+}
+
+impl SharedMap {
+    pub(crate) fn new(bytes: Bytes) -> SharedMap {
+        SharedMap(Arc::new(bytes))
+    }
+
+    /// The bytes of `range`, as a `Bytes` that keeps the map counted while it (or any slice of
+    /// it) is alive. One small allocation per call (the owner), not per entry.
+    pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> Bytes {
+        assert!(range.start <= range.end && range.end <= self.0.len(), "slice inside the map");
+        Bytes::from_owner(Held { map: self.0.clone(), start: range.start, end: range.end })
+    }
+
+    /// True while a slice handed out by [`SharedMap::slice`] (or a slice of one) is alive.
+    pub(crate) fn has_readers(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
 }
 
 impl Segment {

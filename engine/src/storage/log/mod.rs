@@ -174,6 +174,9 @@ pub struct LogStats {
     pub segments_recycled: u64,
     /// Of `roll_overs_prepared`, those whose segment was a recycled file.
     pub roll_overs_recycled: u64,
+    /// Sealed segments a truncation cleared by copying their live records to a new file,
+    /// because a reader held a payload of the old one.
+    pub segments_rewritten: u64,
 }
 
 impl LogStats {
@@ -197,6 +200,7 @@ impl LogStats {
             ),
             segments_recycled: op(self.segments_recycled, other.segments_recycled),
             roll_overs_recycled: op(self.roll_overs_recycled, other.roll_overs_recycled),
+            segments_rewritten: op(self.segments_rewritten, other.segments_rewritten),
         }
     }
 

@@ -29,7 +29,7 @@ use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLO
 use crate::storage::format::{RecordError, SEGMENT_HEADER_BYTES};
 use crate::storage::hard_state::{HardStateFile, LoadError};
 use crate::storage::segment::{find_record_after, nonzero_end, records_end_after, scan};
-use crate::storage::segment::{max_index_after, tracked_map, Segment, Stop};
+use crate::storage::segment::{max_index_after, Segment, SharedMap, Stop};
 use crate::storage::terms::TermRuns;
 use bytes::Bytes;
 use raftwal_wire::tls::names::format_cluster_id;
@@ -396,20 +396,13 @@ impl<D: Disk> LogStore<D> {
                 .map_or(last_live, |m| m.max(last_live)),
             None => last_live,
         };
-        let (map, map_users) = match next {
-            Some(_) => {
-                let (map, users) = tracked_map(found.bytes.slice(..s.end_offset));
-                (Some(map), Some(users))
-            }
-            None => (None, None),
-        };
+        let map = next.map(|_| SharedMap::new(found.bytes.slice(..s.end_offset)));
         let segment = Segment {
             id: found.id,
             file: next.is_none().then_some(found.file),
             offsets: s.offsets,
             end_offset,
             map,
-            map_users,
             written_max,
             seed,
         };

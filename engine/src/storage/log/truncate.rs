@@ -24,6 +24,7 @@ use super::LogStore;
 use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
 use crate::storage::error::{CompactError, CompletionError, TruncateError};
 use crate::storage::format::{align_down, align_up, SegmentId, BLOCK_SIZE_BYTES};
+use crate::storage::segment::SharedMap;
 use raftwal_wire::types::LogIndex;
 use std::io;
 
@@ -148,12 +149,12 @@ impl<D: Disk> LogStore<D> {
                 self.tail_payload_bytes -= e.data.len();
             }
             let path = seg.path(&self.dir);
-            let users = seg.map_users.clone();
+            let readers = seg.map.as_ref().is_some_and(|m| m.has_readers());
             let held_below = seg.written_max.next().max(next_first);
             drop(seg);
             // A recycled file is written again: only when no reader still holds a payload
             // mapped from it (an unlinked file's map stays valid; a rewritten one's would not).
-            let recycle = self.wants_recycled() && users.is_some_and(|u| u.strong_count() == 0);
+            let recycle = self.wants_recycled() && !readers;
             let kept = recycle.then(|| self.dir.join(format!("recycled-{}.tmp", seg_stem(&path))));
             let gone = match &kept {
                 Some(tmp) => self.disk.rename(&path, tmp),
@@ -207,6 +208,12 @@ impl<D: Disk> LogStore<D> {
     /// first block, and fdatasyncs the file. Records there can never be read again, after any
     /// crash. Blocks the thread: it runs only for a truncation that makes a sealed segment the
     /// last one and after a withdrawal, never per batch.
+    ///
+    /// A sealed segment whose map a reader still holds a payload of is not written in place
+    /// (the payload is a view of the file's pages, and would change under the reader): its
+    /// bytes up to `from` are copied to a new file, which is synced and renamed over it; the
+    /// readers keep the old file's pages, and so does the store's map (its live records are
+    /// the same) until it maps the new file.
     pub(super) fn zero_after_records(
         &mut self,
         k: usize,
@@ -214,10 +221,25 @@ impl<D: Disk> LogStore<D> {
         to: Option<u64>,
     ) -> io::Result<()> {
         let seg = &self.segments[k];
+        let path = seg.path(&self.dir);
         let (file, opened) = match seg.file {
             Some(file) => (file, false),
+            None if seg.map.as_ref().is_some_and(|m| m.has_readers()) => {
+                assert!(to.is_none(), "a sealed segment is cleared to its end");
+                self.rewrite_sealed(&path, from)?;
+                self.stats.segments_rewritten += 1;
+                // Map the new file; if that fails, the old map still holds the same records.
+                let options = OpenOptions { create_new: false, direct: false };
+                let end = self.segments[k].end_offset;
+                if let Ok(file) = self.disk.open(&path, options) {
+                    if let Ok(bytes) = self.disk.map(file, end) {
+                        self.segments[k].map = Some(SharedMap::new(bytes));
+                    }
+                    self.disk.close(file);
+                }
+                return Ok(());
+            }
             None => {
-                let path = seg.path(&self.dir);
                 let options = OpenOptions { create_new: false, direct: self.options.direct_io };
                 (self.disk.open(&path, options)?, true)
             }
@@ -227,6 +249,65 @@ impl<D: Disk> LogStore<D> {
             self.disk.close(file);
         }
         done
+    }
+
+    /// Replaces the sealed segment file at `path` by a copy of its bytes up to `from` (zeros
+    /// after, to the same length): made as `<name>.rewrite.tmp`, synced, renamed over it, and
+    /// the directory synced. A crash before the rename leaves the old file (and a `.tmp` file
+    /// that open removes); after it, the copy.
+    fn rewrite_sealed(&mut self, path: &std::path::Path, from: u64) -> io::Result<()> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = self.dir.join(format!("{name}.rewrite.tmp"));
+        let direct = self.options.direct_io;
+        let old = self.disk.open(path, OpenOptions { create_new: false, direct })?;
+        let new = match self.disk.open(&tmp, OpenOptions { create_new: true, direct }) {
+            Ok(new) => new,
+            Err(e) => {
+                self.disk.close(old);
+                return Err(e);
+            }
+        };
+        let copied = self.copy_prefix(old, new, from);
+        self.disk.close(old);
+        self.disk.close(new);
+        let installed = copied
+            .and_then(|()| self.disk.rename(&tmp, path))
+            .and_then(|()| self.disk.sync_dir(&self.dir));
+        if installed.is_err() {
+            let _ = self.disk.remove(&tmp);
+        }
+        installed
+    }
+
+    /// Copies `[0, from)` of `old` into `new` (allocated to `old`'s size, zeros after `from`)
+    /// and syncs `new`.
+    fn copy_prefix(&mut self, old: FileId, new: FileId, from: u64) -> io::Result<()> {
+        let size = self.disk.size(old)?;
+        self.disk.allocate(new, size)?;
+        let end = align_up(from as usize, BLOCK_SIZE_BYTES) as u64;
+        let mut buf = IoBuf::with_capacity(ZERO_WRITE_BYTES_MAX);
+        let mut at = 0u64;
+        while at < end {
+            let len = ((end - at) as usize).min(ZERO_WRITE_BYTES_MAX);
+            buf.resize_zeroed(len);
+            buf.as_mut_slice().fill(0);
+            let keep = ((from - at) as usize).min(len);
+            let mut got = 0;
+            // Reads whole blocks (O_DIRECT); a file cut inside the padding of its last record
+            // ends early, and the missing bytes are padding, zeros by format.
+            while got < keep {
+                let n =
+                    self.disk.read_at(old, at + got as u64, &mut buf.as_mut_slice()[got..len])?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            buf.as_mut_slice()[keep..].fill(0);
+            self.disk.write_at(new, at, buf.as_slice())?;
+            at += len as u64;
+        }
+        self.disk.sync(new)
     }
 
     fn zero_file_range(&mut self, file: FileId, from: u64, to: Option<u64>) -> io::Result<()> {

@@ -23,7 +23,7 @@ use crate::storage::format::SEGMENT_HEADER_BYTES;
 use crate::storage::format::{
     align_down, align_up, encode_record_seeded, record_size_bytes, SegmentHeader, SegmentId,
 };
-use crate::storage::segment::{tracked_map, Segment};
+use crate::storage::segment::{Segment, SharedMap};
 use raftwal_wire::types::{Entry, LogIndex, Term};
 use std::io;
 use std::path::PathBuf;
@@ -538,9 +538,7 @@ impl<D: Disk> LogStore<D> {
     pub(super) fn seal_active(&mut self) -> io::Result<()> {
         let active = self.segments.back_mut().expect("a log always has an active segment");
         let file = active.file.expect("the active segment has an open file");
-        let (map, users) = tracked_map(self.disk.map(file, active.end_offset)?);
-        active.map = Some(map);
-        active.map_users = Some(users);
+        active.map = Some(SharedMap::new(self.disk.map(file, active.end_offset)?));
         active.file = None;
         self.disk.close(file);
         Ok(())
@@ -588,7 +586,6 @@ impl<D: Disk> LogStore<D> {
             offsets: Vec::new(),
             end_offset: SEGMENT_HEADER_BYTES as u64,
             map: None,
-            map_users: None,
             written_max: p.id.0.prev(),
             seed: p.seed,
         });
