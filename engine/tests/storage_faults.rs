@@ -12,7 +12,7 @@ use raftwal::storage::{
 use raftwal_wire::types::{HardState, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{entries, small_options};
+use storage_common::{bytes_used, entries, one_segment_options, small_options};
 
 const DIR: &str = "/logs/f";
 
@@ -134,12 +134,8 @@ fn out_of_space_is_a_clear_error_and_keeps_durable_entries() {
     let disk = Rc::new(SimDisk::new());
     let mut log = open(&disk);
     // Room for the hard state, the first segment and nothing more.
-    let used: usize = disk
-        .file_names(Path::new(DIR))
-        .iter()
-        .map(|n| disk.file_bytes(&Path::new(DIR).join(n)).unwrap().len())
-        .sum();
-    disk.set_faults(SimFaults { capacity_bytes: Some(used as u64 + 1000), ..SimFaults::default() });
+    let used = bytes_used(&disk, Path::new(DIR));
+    disk.set_faults(SimFaults { capacity_bytes: Some(used + 1000), ..SimFaults::default() });
     let mut next = 1;
     let err = loop {
         log.append(&entries(next, 4, 1)).unwrap();
@@ -176,15 +172,8 @@ fn out_of_space_is_a_clear_error_and_keeps_durable_entries() {
 fn out_of_space_then_restart_keeps_every_durable_entry() {
     let disk = Rc::new(SimDisk::new());
     let mut log = open(&disk);
-    let used: usize = disk
-        .file_names(Path::new(DIR))
-        .iter()
-        .map(|n| disk.file_bytes(&Path::new(DIR).join(n)).unwrap().len())
-        .sum();
-    disk.set_faults(SimFaults {
-        capacity_bytes: Some(used as u64 + 20_000),
-        ..SimFaults::default()
-    });
+    let used = bytes_used(&disk, Path::new(DIR));
+    disk.set_faults(SimFaults { capacity_bytes: Some(used + 20_000), ..SimFaults::default() });
     let mut next = 1;
     while log.flush().is_ok() {
         log.append(&entries(next, 3, 1)).unwrap();
@@ -541,11 +530,7 @@ fn a_truncation_that_meets_enospc_withdraws_and_goes_on() {
 /// the records the first truncation removed.
 #[test]
 fn a_deeper_truncation_never_brings_back_what_an_earlier_one_cut() {
-    let options = raftwal::storage::LogOptions {
-        segment_size_bytes: 1 << 20,
-        zero_fill: raftwal::storage::ZeroFill::Never,
-        ..small_options(true)
-    };
+    let options = one_segment_options();
     let setup = |disk: &Rc<SimDisk>| {
         let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
         log.append(&entries(1, 100, 1)).unwrap();
@@ -643,11 +628,7 @@ fn a_truncation_that_rewrites_a_held_segment_never_brings_back_what_an_earlier_o
 }
 
 fn replaced_segment_truncation_at_every_point(hold: bool) {
-    let options = raftwal::storage::LogOptions {
-        segment_size_bytes: 1 << 20,
-        zero_fill: raftwal::storage::ZeroFill::Never,
-        ..small_options(true)
-    };
+    let options = one_segment_options();
     // Segment 1 holds 1 to 50 (51 to 100 cut); segment 51 holds 51 to 55 of term 2 (56 to 60
     // cut); segment 56 holds 56 to 58 of term 3. Truncating after 50 replaces segment 51.
     let setup = |disk: &Rc<SimDisk>| {

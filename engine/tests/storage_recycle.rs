@@ -16,7 +16,7 @@ use raftwal::storage::{Tear, ZeroFill};
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{assert_genuine, entries, entry, read_all, small_options};
+use storage_common::{assert_genuine, bytes_used, entries, entry, read_all, small_options};
 
 const DIR: &str = "/logs/recycle";
 
@@ -225,13 +225,9 @@ fn compaction_after_running_out_of_space_lets_the_log_go_on() {
     let mut log = open(&disk);
     // Room for the hard state and three segment files (two segments and the one prepared
     // ahead): the fourth, prepared after the second roll-over, does not fit.
-    let used: usize = disk
-        .file_names(Path::new(DIR))
-        .iter()
-        .map(|n| disk.file_bytes(&Path::new(DIR).join(n)).unwrap().len())
-        .sum();
+    let used = bytes_used(&disk, Path::new(DIR));
     let segment = options().segment_size_bytes;
-    let capacity = used as u64 + 2 * segment + 1000;
+    let capacity = used + 2 * segment + 1000;
     disk.set_faults(SimFaults { capacity_bytes: Some(capacity), ..SimFaults::default() });
     let mut next = 1;
     let err = loop {

@@ -74,3 +74,17 @@ pub fn read_all<D: Disk>(log: &LogStore<D>, read_bytes_max: usize) -> Vec<u64> {
     }
     out
 }
+
+/// Bytes of every file in `dir` on the simulated disk (to give it a capacity just above).
+pub fn bytes_used(disk: &raftwal::storage::SimDisk, dir: &std::path::Path) -> u64 {
+    disk.file_names(dir)
+        .iter()
+        .map(|n| disk.file_bytes(&dir.join(n)).map_or(0, |b| b.len() as u64))
+        .sum()
+}
+
+/// One segment of 1 MiB holds a whole test's entries; no zero-fill (for the truncation tests,
+/// whose crash points are the truncation's own).
+pub fn one_segment_options() -> LogOptions {
+    LogOptions { segment_size_bytes: 1 << 20, zero_fill: ZeroFill::Never, ..small_options(true) }
+}
