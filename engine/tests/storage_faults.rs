@@ -12,7 +12,9 @@ use raftwal::storage::{
 use raftwal_wire::types::{HardState, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{bytes_used, entries, one_segment_options, small_options};
+use storage_common::{
+    append_until_flush_fails, bytes_used, entries, one_segment_options, small_options,
+};
 
 const DIR: &str = "/logs/f";
 
@@ -137,14 +139,7 @@ fn out_of_space_is_a_clear_error_and_keeps_durable_entries() {
     let used = bytes_used(&disk, Path::new(DIR));
     disk.set_faults(SimFaults { capacity_bytes: Some(used + 1000), ..SimFaults::default() });
     let mut next = 1;
-    let err = loop {
-        log.append(&entries(next, 4, 1)).unwrap();
-        next += 4;
-        match log.flush() {
-            Ok(_) => assert!(next < 1000, "the disk never filled up"),
-            Err(e) => break e,
-        }
-    };
+    let err = append_until_flush_fails(&mut log, &mut next);
     match &err {
         FlushError::Submit(SubmitError::NoSpace(e)) => {
             assert_eq!(e.kind(), std::io::ErrorKind::StorageFull)

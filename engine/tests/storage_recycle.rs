@@ -16,7 +16,9 @@ use raftwal::storage::{Tear, ZeroFill};
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{assert_genuine, bytes_used, entries, entry, read_all, small_options};
+use storage_common::{
+    append_until_flush_fails, assert_genuine, bytes_used, entries, entry, read_all, small_options,
+};
 
 const DIR: &str = "/logs/recycle";
 
@@ -230,14 +232,7 @@ fn compaction_after_running_out_of_space_lets_the_log_go_on() {
     let capacity = used + 2 * segment + 1000;
     disk.set_faults(SimFaults { capacity_bytes: Some(capacity), ..SimFaults::default() });
     let mut next = 1;
-    let err = loop {
-        log.append(&entries(next, 4, 1)).unwrap();
-        next += 4;
-        match log.flush() {
-            Ok(_) => assert!(next < 1000, "the disk never filled up"),
-            Err(e) => break e,
-        }
-    };
+    let err = append_until_flush_fails(&mut log, &mut next);
     assert!(matches!(err, FlushError::Submit(SubmitError::NoSpace(_))), "{err}");
     // Every segment but the active one goes; their files are kept for reuse.
     log.compact_before(log.durable_index()).unwrap();

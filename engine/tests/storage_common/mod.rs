@@ -88,3 +88,19 @@ pub fn bytes_used(disk: &raftwal::storage::SimDisk, dir: &std::path::Path) -> u6
 pub fn one_segment_options() -> LogOptions {
     LogOptions { segment_size_bytes: 1 << 20, zero_fill: ZeroFill::Never, ..small_options(true) }
 }
+
+/// Appends entries of term 1, four at a time from `*next`, flushing each time, until a flush
+/// fails; returns the error. Panics if 1,000 entries went in (the disk never filled up).
+pub fn append_until_flush_fails<D: Disk>(
+    log: &mut LogStore<D>,
+    next: &mut u64,
+) -> raftwal::storage::FlushError {
+    loop {
+        log.append(&entries(*next, 4, 1)).unwrap();
+        *next += 4;
+        match log.flush() {
+            Ok(_) => assert!(*next < 1000, "the disk never filled up"),
+            Err(e) => return e,
+        }
+    }
+}
