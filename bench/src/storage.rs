@@ -336,6 +336,41 @@ pub(crate) fn payload_for(source: &Bytes, index: u64, len: usize) -> Bytes {
     source.slice(at..at + len)
 }
 
+/// The batch `raw` writes in a cell: raftwal's mean batch there, in entries and in bytes.
+///
+/// raftwal's mean batch can hold fewer entries than `concurrency`: an append that crosses a
+/// segment's end goes out as two batches (at 16 KiB x 256, one append in about 16), and so
+/// `raw`, writing batches of the mean size, must be credited with the entries those bytes hold,
+/// not with `concurrency` per batch, or its MB/s counts payload it never wrote.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawBatch {
+    /// Entries per batch: raftwal's `batch_entries_mean`.
+    pub(crate) entries: f64,
+    /// Bytes per batch: those entries' records.
+    pub(crate) bytes: f64,
+}
+
+impl RawBatch {
+    fn of(raftwal: &Measured, payload: usize) -> RawBatch {
+        let entries = raftwal.batch_entries_mean();
+        let record = raftwal::storage::format::record_size_bytes(payload) as f64;
+        RawBatch { entries, bytes: entries * record }
+    }
+
+    /// Measures `raw` writing this batch again and again for `duration`.
+    fn run_raw(
+        self,
+        dir: &Path,
+        mode: IoMode,
+        payload: usize,
+        duration: Duration,
+        unwritten: bool,
+    ) -> std::io::Result<Measured> {
+        let bytes = self.bytes.round() as usize;
+        storage_raw::run(dir, mode, bytes, self.entries, payload, duration, unwritten)
+    }
+}
+
 /// How a cell keeps its log's size (`--retain-mib`, `--warmup-s`); `None` with `--grow`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Retention {
@@ -529,7 +564,7 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
     for &payload in &args.payloads {
         for &concurrency in &args.concurrency {
             // The mean batch raftwal formed in this cell so far, which `raw` writes.
-            let mut raftwal_batch_bytes: Option<f64> = None;
+            let mut raftwal_batch: Option<RawBatch> = None;
             let mut totals: Vec<Totals> = items.iter().map(|_| Totals::default()).collect();
             for round in 0..rounds {
                 // Each round starts one item later, so none always runs first (or right after
@@ -556,21 +591,13 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                             run_raftwal(&dir, mode, args, payload, concurrency, duration, &source)?
                         }
                         "raw" => {
-                            let Some(batch_bytes) = raftwal_batch_bytes else {
+                            let Some(batch) = raftwal_batch else {
                                 return Err(std::io::Error::other(
                                     "raw needs raftwal measured first in the same run",
                                 ));
                             };
-                            totals[at].raw_batch_bytes.push(batch_bytes);
-                            storage_raw::run(
-                                &dir,
-                                mode,
-                                batch_bytes.round() as usize,
-                                concurrency as u64,
-                                payload,
-                                duration,
-                                args.raw_unwritten,
-                            )?
+                            totals[at].raw_batch_bytes.push(batch.bytes);
+                            batch.run_raw(&dir, mode, payload, duration, args.raw_unwritten)?
                         }
                         "raft-engine" => storage_raft_engine::run(
                             &dir,
@@ -588,10 +615,7 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
                     totals[at].add(measured)?;
                     if system == "raftwal" {
                         if let Some(m) = &totals[at].sum {
-                            let batch_entries = m.batch_entries_mean();
-                            let record =
-                                raftwal::storage::format::record_size_bytes(payload) as f64;
-                            raftwal_batch_bytes = Some(batch_entries * record);
+                            raftwal_batch = Some(RawBatch::of(m, payload));
                         }
                     }
                 }
@@ -646,6 +670,36 @@ mod tests {
             raftwal: raftwal.then_some(stats),
             fdatasync_ns: None,
         }
+    }
+
+    /// At 16 KiB x 256 raftwal's appends of 256 entries go out as 241 entries per batch on
+    /// average (each roll-over splits one append in two); `raw` writes batches of that size and
+    /// must report the payload those batches hold, not 256 entries' worth per batch.
+    #[test]
+    fn raw_is_credited_with_the_entries_its_batches_hold() {
+        let payload = 16384;
+        let record = raftwal::storage::format::record_size_bytes(payload) as f64;
+        // 1,600 appends of 256 entries in 1,700 batches: 100 appends crossed a segment's end.
+        let mut raftwal = measured(1600 * 256, 1, 100_000, true);
+        raftwal.batches = 1700;
+        let batch = RawBatch::of(&raftwal, payload);
+        assert!((batch.entries - 1600.0 * 256.0 / 1700.0).abs() < 1e-9);
+        assert!((batch.bytes - batch.entries * record).abs() < 1e-6);
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mode =
+            IoMode { direct_io: true, fsync_mode: FsyncMode::Thread, zero_fill: ZeroFill::Never };
+        let raw = batch.run_raw(dir.path(), mode, payload, Duration::from_millis(20), false);
+        let raw = raw.expect("raw runs");
+        assert!(raw.batches > 0);
+        // The payload credited is the payload of the records written, to within one entry.
+        let written = raw.batches as f64 * batch.bytes.round() / record * payload as f64;
+        let credited = raw.payload_bytes_total as f64;
+        assert!(
+            (credited - written).abs() <= payload as f64,
+            "credited {credited} B of payload for {written} B written in {} batches",
+            raw.batches
+        );
     }
 
     #[test]

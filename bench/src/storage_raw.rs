@@ -52,12 +52,13 @@ fn prewrite(file: &std::fs::File, len: u64) -> io::Result<()> {
 }
 
 /// Writes batches of `batch_bytes` (each standing for `entries_per_batch` entries of `payload`
-/// bytes) for `duration`, into blocks written before unless `unwritten`.
+/// bytes, the entries whose records fill `batch_bytes`; a mean, so not always whole) for
+/// `duration`, into blocks written before unless `unwritten`.
 pub(crate) fn run(
     dir: &Path,
     mode: IoMode,
     batch_bytes: usize,
-    entries_per_batch: u64,
+    entries_per_batch: f64,
     payload: usize,
     duration: Duration,
     unwritten: bool,
@@ -89,6 +90,9 @@ pub(crate) fn run(
         prewrite(&file, region)?;
     }
     let (mut batches, mut fsyncs) = (0u64, 0u64);
+    // Each batch's latency counts once per entry it stands for (whole entries: the histogram's
+    // weights; the mean's fraction shows in `entries` below).
+    let weight = (entries_per_batch.round() as u64).max(1);
     let start = now();
     let deadline = start + duration;
     loop {
@@ -125,12 +129,12 @@ pub(crate) fn run(
         offset = end;
         let done = now();
         let latency = done.duration_since(began).as_nanos() as u64;
-        hist.record_n(latency.max(1), entries_per_batch).map_err(io::Error::other)?;
+        hist.record_n(latency.max(1), weight).map_err(io::Error::other)?;
         if done >= deadline {
             break;
         }
     }
-    let entries = batches * entries_per_batch;
+    let entries = (batches as f64 * entries_per_batch).round() as u64;
     Ok(Measured {
         entries,
         payload_bytes_total: entries * payload as u64,
@@ -157,7 +161,7 @@ mod tests {
         let mode =
             IoMode { direct_io: true, fsync_mode: FsyncMode::Thread, zero_fill: ZeroFill::Never };
         let m =
-            run(dir.path(), mode, 64 << 10, 64, 1024, Duration::from_millis(20), false).unwrap();
+            run(dir.path(), mode, 64 << 10, 64.0, 1024, Duration::from_millis(20), false).unwrap();
         assert!(m.batches > 0);
         let file = std::fs::File::open(dir.path().join("raw.dat")).unwrap();
         // SAFETY: lseek on a valid open descriptor with plain integers.
