@@ -543,19 +543,8 @@ fn a_deeper_truncation_never_brings_back_what_an_earlier_one_cut() {
     assert!(points >= 4, "the truncation crosses several points ({points})");
     for at in 0..=points {
         let disk = Rc::new(SimDisk::new());
-        let mut log = setup(&disk);
-        let crash_at = disk.stats().points + at;
-        disk.set_faults(SimFaults { crash_at_point: Some(crash_at), ..SimFaults::default() });
-        let cut = log.truncate_after(LogIndex(40)).is_ok() && !disk.is_crashed();
-        disk.crash(Tear::None);
-        drop(log);
-        let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone())
-            .unwrap_or_else(|e| panic!("crash at point {at}: {e}"));
-        let last = recovery.last_index.get();
-        assert!(last >= 40, "crash at point {at}: entries before the cut lost ({last})");
-        if cut {
-            assert_eq!(last, 40, "crash after the truncation returned");
-        }
+        let log = setup(&disk);
+        let (log, last) = crash_truncation_at(&disk, log, options, 40, at);
         for i in 1..=last {
             let term = if i <= 50 { 1 } else { 2 };
             assert_eq!(log.term(LogIndex(i)), Some(Term(term)), "crash at point {at}: index {i}");
@@ -652,19 +641,8 @@ fn replaced_segment_truncation_at_every_point(hold: bool) {
     assert!(points >= 4, "the truncation crosses several points ({points})");
     for at in 0..=points {
         let disk = Rc::new(SimDisk::new());
-        let (mut log, _held) = setup(&disk);
-        let crash_at = disk.stats().points + at;
-        disk.set_faults(SimFaults { crash_at_point: Some(crash_at), ..SimFaults::default() });
-        let cut = log.truncate_after(LogIndex(50)).is_ok() && !disk.is_crashed();
-        disk.crash(Tear::None);
-        drop(log);
-        let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone())
-            .unwrap_or_else(|e| panic!("crash at point {at}: {e}"));
-        let last = recovery.last_index.get();
-        assert!(last >= 50, "crash at point {at}: entries before the cut lost ({last})");
-        if cut {
-            assert_eq!(last, 50, "crash after the truncation returned");
-        }
+        let (log, _held) = setup(&disk);
+        let (log, last) = crash_truncation_at(&disk, log, options, 50, at);
         // The log before the truncation, or a prefix of it: never 56 to 60 of term 2.
         assert!(last <= 58, "crash at point {at}: records an earlier truncation cut came back");
         for i in 1..=last {
@@ -676,4 +654,29 @@ fn replaced_segment_truncation_at_every_point(hold: bool) {
             assert_eq!(log.term(LogIndex(i)), Some(Term(term)), "crash at point {at}: index {i}");
         }
     }
+}
+
+/// Runs `log.truncate_after(to)` on `disk` with a crash at its `at`-th write or sync point,
+/// reopens, and checks what every crash must leave: every entry up to `to`, and exactly those
+/// when the truncation returned before the crash. Returns the reopened log and its last index.
+fn crash_truncation_at(
+    disk: &Rc<SimDisk>,
+    mut log: LogStore<SimDisk>,
+    options: raftwal::storage::LogOptions,
+    to: u64,
+    at: u64,
+) -> (LogStore<SimDisk>, u64) {
+    let crash_at = disk.stats().points + at;
+    disk.set_faults(SimFaults { crash_at_point: Some(crash_at), ..SimFaults::default() });
+    let cut = log.truncate_after(LogIndex(to)).is_ok() && !disk.is_crashed();
+    disk.crash(Tear::None);
+    drop(log);
+    let (log, recovery) = LogStore::open(Path::new(DIR), options, disk.clone())
+        .unwrap_or_else(|e| panic!("crash at point {at}: {e}"));
+    let last = recovery.last_index.get();
+    assert!(last >= to, "crash at point {at}: entries before the cut lost ({last})");
+    if cut {
+        assert_eq!(last, to, "crash after the truncation returned");
+    }
+    (log, last)
 }
