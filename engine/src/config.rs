@@ -168,11 +168,27 @@ pub struct TransportTuning {
     pub bulk_window_bytes: usize,
     /// Largest frame sent or accepted.
     pub frame_size_bytes_max: u32,
+    /// Client connections the node serves at once (all shards together); one more is closed at
+    /// once with close code 5 (busy) and the reason.
+    pub client_connections_max: usize,
+    /// Bytes all client connections together may make the node hold (requests waiting for an
+    /// answer and the room reserved for it, answers and subscription batches not yet taken by
+    /// QUIC). While it is reached, no client request is read and subscriptions wait.
+    pub client_memory_bytes_max: usize,
+    /// The same bound for one client connection, all its streams together, so that one
+    /// connection cannot take the whole node's.
+    pub client_connection_memory_bytes_max: usize,
 }
 
 impl Default for TransportTuning {
     fn default() -> TransportTuning {
-        TransportTuning { bulk_window_bytes: 8 << 20, frame_size_bytes_max: 16 << 20 }
+        TransportTuning {
+            bulk_window_bytes: 8 << 20,
+            frame_size_bytes_max: 16 << 20,
+            client_connections_max: 1024,
+            client_memory_bytes_max: 1 << 30,
+            client_connection_memory_bytes_max: 64 << 20,
+        }
     }
 }
 

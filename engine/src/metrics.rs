@@ -7,6 +7,7 @@
 //! Must not: lock or allocate on the shard's hot path. Every update is a relaxed atomic add on
 //! memory only the owning shard writes, once per batch or per client request, never per entry.
 
+use raftwal_wire::transport::ClientLimits;
 use raftwal_wire::types::{LogId, NodeId};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -190,6 +191,7 @@ type Distribution = (&'static str, &'static str, f64, fn(&LogMetrics) -> &Histog
 pub struct NodeMetrics {
     node: NodeId,
     logs: Vec<Arc<LogMetrics>>,
+    clients: Option<ClientLimits>,
 }
 
 impl NodeMetrics {
@@ -198,7 +200,19 @@ impl NodeMetrics {
         NodeMetrics {
             node,
             logs: (0..log_count).map(|l| Arc::new(LogMetrics::new(LogId(l)))).collect(),
+            clients: None,
         }
+    }
+
+    /// Reports the node's client connections and the bytes held for them too.
+    pub fn with_client_limits(mut self, limits: ClientLimits) -> NodeMetrics {
+        self.clients = Some(limits);
+        self
+    }
+
+    /// The node's client limits and their use, when known.
+    pub fn client_limits(&self) -> Option<&ClientLimits> {
+        self.clients.as_ref()
     }
 
     /// The metrics of `log`, if the node has it.
@@ -267,6 +281,34 @@ impl NodeMetrics {
             for m in &self.logs {
                 let labels = format!("node=\"{}\",log=\"{}\"", self.node, m.log);
                 get(m).render(&mut out, name, &labels, scale);
+            }
+        }
+        if let Some(clients) = &self.clients {
+            let node = self.node;
+            for (name, help, value) in [
+                (
+                    "raftwal_client_connections",
+                    "Client connections served now.",
+                    clients.connections(),
+                ),
+                (
+                    "raftwal_client_connections_max",
+                    "Client connections served at most (transport.client_connections_max).",
+                    clients.connections_max(),
+                ),
+                (
+                    "raftwal_client_memory_bytes",
+                    "Bytes held for client connections: requests waiting, reserved answers, queued answers and subscription batches.",
+                    clients.memory_bytes(),
+                ),
+                (
+                    "raftwal_client_memory_bytes_max",
+                    "Bytes all client connections may make the node hold (transport.client_memory_bytes_max).",
+                    clients.memory_bytes_max(),
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
             }
         }
         out

@@ -18,6 +18,7 @@ use crate::runtime::command::{Command, ShardHandle};
 use crate::runtime::shard::{self, ShardContext};
 use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::tls::TlsIdentity;
+use raftwal_wire::transport::ClientLimits;
 use raftwal_wire::types::{ClusterId, LogId, NodeId};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -65,7 +66,13 @@ impl Node {
         let dir_lock = lock_data_dir(&config.data_dir)?;
         check_data_dir(&config.data_dir, cluster, config.id)?;
         let config = Arc::new(config);
-        let metrics = Arc::new(NodeMetrics::new(config.id, config.log_count));
+        let client_limits = ClientLimits::new(
+            config.transport.client_connections_max,
+            config.transport.client_memory_bytes_max,
+        );
+        let metrics = Arc::new(
+            NodeMetrics::new(config.id, config.log_count).with_client_limits(client_limits.clone()),
+        );
         let shard_count = config.shard_count();
         let (handles, inboxes): (Vec<_>, Vec<_>) =
             (0..shard_count).map(|_| ShardHandle::new()).unzip();
@@ -82,6 +89,7 @@ impl Node {
                 inbox,
                 shards: handles.clone(),
                 metrics: metrics.clone(),
+                client_limits: client_limits.clone(),
                 start_abandoned: start_abandoned.clone(),
             };
             let started = started_tx.clone();

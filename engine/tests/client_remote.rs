@@ -166,3 +166,58 @@ fn a_client_of_another_cluster_is_told_at_once() {
         }
     });
 }
+
+/// A node that serves its maximum of client connections (`transport.client_connections_max`,
+/// counted over all its shards) closes one more at once with the reason; the remote client
+/// moves on and, when every node is full, says why. The metrics show the count, and a slot
+/// given back serves the next client.
+#[test]
+fn a_node_serving_its_maximum_of_clients_says_so() {
+    let cluster = Cluster::start_with(1, |c| {
+        c.shards = Some(2);
+        c.transport.client_connections_max = 1;
+    });
+    cluster.wait_leader(T);
+    let node = cluster.node(1);
+    let addr = cluster.configs[0].listen;
+    runtime().block_on(async {
+        let identity = TlsIdentity::load_client(&cluster.tls_dir()).unwrap();
+        let endpoint = ClientEndpoint::open(
+            &identity,
+            "127.0.0.1:0".parse().unwrap(),
+            &QuicTuning::default(),
+            FrameLimits::default(),
+        )
+        .unwrap();
+        // The one slot, taken on shard 1's port; the client below dials shard 0's.
+        let second_shard = std::net::SocketAddr::new(addr.ip(), addr.port() + 1);
+        let holder = endpoint.connect(second_shard).await.unwrap();
+        let limits = node.metrics().client_limits().unwrap().clone();
+        let deadline = tokio::time::Instant::now() + T;
+        while limits.connections() != 1 {
+            assert!(tokio::time::Instant::now() < deadline, "the connection was never counted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let text = node.metrics().render();
+        assert!(text.contains("raftwal_client_connections{node=\"1\"} 1"), "{text}");
+        assert!(text.contains("raftwal_client_connections_max{node=\"1\"} 1"), "{text}");
+
+        let mut config = ClientConfig::new(vec![addr], cluster.tls_dir(), LogId(0));
+        config.retry_deadline = Duration::from_secs(1);
+        let client = Client::new(config.clone()).unwrap();
+        match client.append(Bytes::from_static(b"x")).await {
+            Err(ClientError::Unavailable(message)) => {
+                assert!(message.contains("maximum of 1 client connections"), "{message}");
+            }
+            other => panic!("expected the node to be full, got {other:?}"),
+        }
+        drop(holder);
+        endpoint.close();
+        while limits.connections() != 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the slot was never given back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let client = Client::new(config).unwrap();
+        client.append(Bytes::from_static(b"y")).await.unwrap();
+    });
+}

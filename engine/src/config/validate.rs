@@ -25,6 +25,9 @@
 //!    `raft.inflight_size_bytes_max`, `raft.entry_cache_size_bytes_max`) are positive, and
 //!    `transport.bulk_window_bytes >= raft.inflight_size_bytes_max`, so the core's flow control
 //!    stops sending before the transport's window refuses a message.
+//! 7. The client limits (`transport.client_connections_max`, `transport.client_memory_bytes_max`,
+//!    `transport.client_connection_memory_bytes_max`) are positive: a node with a limit of 0
+//!    would serve no client at all.
 //!
 //! Every setting that the consensus core, the store or the transport would refuse later is
 //! refused here, by its name: the node's start opens the logs only after validation, and a
@@ -213,6 +216,18 @@ impl NodeConfig {
                 return Err(ConfigError::Zero(what));
             }
         }
+        for (value, what) in [
+            (self.transport.client_connections_max, "transport.client_connections_max"),
+            (self.transport.client_memory_bytes_max, "transport.client_memory_bytes_max"),
+            (
+                self.transport.client_connection_memory_bytes_max,
+                "transport.client_connection_memory_bytes_max",
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(what));
+            }
+        }
         if self.transport.bulk_window_bytes < self.raft.inflight_size_bytes_max {
             return Err(ConfigError::WindowBelowInflight {
                 window: self.transport.bulk_window_bytes,
@@ -348,6 +363,19 @@ mod tests {
         let mut c = base();
         c.raft.entry_cache_size_bytes_max = 0;
         refusal(&c, &["raft.entry_cache_size_bytes_max"]);
+    }
+
+    #[test]
+    fn zero_client_limits_are_refused_by_name() {
+        let mut c = base();
+        c.transport.client_connections_max = 0;
+        refusal(&c, &["transport.client_connections_max"]);
+        let mut c = base();
+        c.transport.client_memory_bytes_max = 0;
+        refusal(&c, &["transport.client_memory_bytes_max"]);
+        let mut c = base();
+        c.transport.client_connection_memory_bytes_max = 0;
+        refusal(&c, &["transport.client_connection_memory_bytes_max"]);
     }
 
     #[test]

@@ -36,7 +36,8 @@ use raftwal_wire::codec::FrameLimits;
 use raftwal_wire::message::Message;
 use raftwal_wire::tls::TlsIdentity;
 use raftwal_wire::transport::{
-    ClientRequestEvent, SubscribeEvent, Transport, TransportConfig, TransportEvent, TransportEvents,
+    ClientLimits, ClientRequestEvent, SubscribeEvent, Transport, TransportConfig, TransportEvent,
+    TransportEvents,
 };
 use raftwal_wire::types::{ClusterId, LogId};
 use std::collections::BTreeMap;
@@ -66,6 +67,8 @@ pub(crate) struct ShardContext {
     pub(crate) inbox: ShardInbox,
     pub(crate) shards: Vec<ShardHandle>,
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// The node's client limits, shared by every shard's transport.
+    pub(crate) client_limits: ClientLimits,
     /// Set by the node when another shard failed to start: this one stops opening logs (a
     /// node with hundreds of logs would otherwise open them all before it could exit).
     pub(crate) start_abandoned: Arc<AtomicBool>,
@@ -137,6 +140,7 @@ impl Shard {
             inbox,
             shards,
             metrics,
+            client_limits,
             start_abandoned,
         } = context;
         let shard_error = |message: String| StartError::Shard { shard: index, message };
@@ -152,6 +156,9 @@ impl Shard {
         let addr = NodeConfig::shard_addr(config.listen, index);
         let mut transport_config = TransportConfig::new(config.id, addr);
         transport_config.bulk_window_bytes = config.transport.bulk_window_bytes;
+        transport_config.client_connection_memory_bytes =
+            config.transport.client_connection_memory_bytes_max;
+        transport_config.client_limits = client_limits;
         transport_config.frame_limits = FrameLimits::new(config.transport.frame_size_bytes_max)
             .map_err(|e| shard_error(format!("transport.frame_size_bytes_max: {e}")))?;
         let (transport, events) = Transport::bind(transport_config, &identity)

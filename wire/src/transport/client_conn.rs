@@ -13,7 +13,7 @@
 use super::close_code;
 use super::queue::{PushError, SendQueue};
 use super::quic::{client_config, open_endpoint, EndpointError, QuicTuning};
-use super::reader::{FrameReader, ReadFrameError};
+use super::reader::{read_error_text, write_error_text, FrameReader, ReadFrameError};
 use crate::client::{
     ClientError, ClientRequest, ClientResponse, EntriesBatch, RequestId, SubscribeRequest,
 };
@@ -242,7 +242,7 @@ impl ClientConnection {
         enc.take_chunks(&mut chunks);
         send.write_all_chunks(&mut chunks)
             .await
-            .map_err(|e| RequestError::ConnectionLost(e.to_string()))?;
+            .map_err(|e| RequestError::ConnectionLost(write_error_text(&e)))?;
         Ok(Subscription { _send: send, reader: FrameReader::new(recv, self.limits), id })
     }
 
@@ -275,7 +275,9 @@ async fn read_answers(
             Ok(Some(frame)) => frame,
             Ok(None) => break RequestError::ConnectionLost("the node ended the session".into()),
             Err(ReadFrameError::Decode(e)) => break RequestError::Protocol(e),
-            Err(ReadFrameError::Stream(e)) => break RequestError::ConnectionLost(e.to_string()),
+            Err(ReadFrameError::Stream(e)) => {
+                break RequestError::ConnectionLost(read_error_text(&e))
+            }
         };
         match decode_client_response(frame) {
             Ok((id, response)) => {
@@ -313,7 +315,7 @@ impl Subscription {
             Ok(None) => return Ok(None),
             Err(ReadFrameError::Decode(e)) => return Err(RequestError::Protocol(e)),
             Err(ReadFrameError::Stream(e)) => {
-                return Err(RequestError::ConnectionLost(e.to_string()))
+                return Err(RequestError::ConnectionLost(read_error_text(&e)))
             }
         };
         match decode_client_response(frame).map_err(RequestError::Protocol)? {

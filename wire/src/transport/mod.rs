@@ -35,6 +35,7 @@
 //! 4. Every message delivered came from the authenticated peer (`from` is the peer's node id,
 //!    `to` is ours) on the stream its kind belongs to; anything else closes the connection.
 
+mod budget;
 mod client_conn;
 mod link;
 mod queue;
@@ -42,6 +43,7 @@ mod quic;
 mod reader;
 mod serve_client;
 
+pub use budget::ClientLimits;
 pub use client_conn::{ClientConnection, ClientEndpoint, ConnectError, RequestError, Subscription};
 pub use quic::{
     client_config, open_endpoint, server_config, EndpointError, QuicTuning,
@@ -77,6 +79,8 @@ pub mod close_code {
     pub const REPLACED: u32 = 3;
     /// The remote did not complete the link set-up in time.
     pub const SETUP_TIMEOUT: u32 = 4;
+    /// The node serves as many client connections as it may; try again later or elsewhere.
+    pub const BUSY: u32 = 5;
 }
 
 /// The transport's settings.
@@ -99,6 +103,13 @@ pub struct TransportConfig {
     pub inbound_control_budget_bytes: usize,
     /// Bytes of requests one client connection may have waiting for an answer.
     pub client_inbound_budget_bytes: usize,
+    /// Bytes one client connection may make the node hold, all its streams together: requests
+    /// waiting for an answer, the room reserved for their answers, queued answers and
+    /// subscription batches. Nothing more is read or queued for it while it holds this much.
+    pub client_connection_memory_bytes: usize,
+    /// Node-wide client limits (connections, bytes held for all of them): give every shard's
+    /// config a clone of the same value, so that they share the counts.
+    pub client_limits: ClientLimits,
     /// Window of one client stream's responses (requests stop being read while it is full).
     pub client_response_window_bytes: usize,
     /// Window of one subscription's stream.
@@ -125,6 +136,8 @@ impl TransportConfig {
             inbound_bulk_budget_bytes: 64 * 1024 * 1024,
             inbound_control_budget_bytes: 4 * 1024 * 1024,
             client_inbound_budget_bytes: 32 * 1024 * 1024,
+            client_connection_memory_bytes: 64 * 1024 * 1024,
+            client_limits: ClientLimits::new(1024, 1 << 30),
             client_response_window_bytes: 4 * 1024 * 1024,
             subscription_window_bytes: 4 * 1024 * 1024,
             setup_timeout: Duration::from_secs(5),
@@ -226,6 +239,9 @@ pub struct TransportStats {
     pub connections_refused: u64,
     /// Connections closed because the remote sent invalid frames.
     pub protocol_errors: u64,
+    /// Client connections closed at once because the node served its maximum
+    /// ([`close_code::BUSY`]).
+    pub clients_refused_busy: u64,
     /// Peer links that came up (each reconnect counts).
     pub links_established: u64,
     /// Messages dropped because the peer was not connected.
@@ -238,6 +254,7 @@ pub struct TransportStats {
 struct Counters {
     connections_refused: AtomicU64,
     protocol_errors: AtomicU64,
+    clients_refused_busy: AtomicU64,
     links_established: AtomicU64,
     dropped_not_connected: AtomicU64,
     dropped_window_full: AtomicU64,
@@ -413,6 +430,7 @@ impl Transport {
         TransportStats {
             connections_refused: c.connections_refused.load(Ordering::Relaxed),
             protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
+            clients_refused_busy: c.clients_refused_busy.load(Ordering::Relaxed),
             links_established: c.links_established.load(Ordering::Relaxed),
             dropped_not_connected: c.dropped_not_connected.load(Ordering::Relaxed),
             dropped_window_full: c.dropped_window_full.load(Ordering::Relaxed),

@@ -15,7 +15,11 @@
 //! 3. Once closed (stream error or shutdown), every push is refused and the queue holds nothing.
 //! 4. Once finishing, every push is refused; the writer sends what is queued, then finishes the
 //!    stream cleanly and closes the queue.
+//! 5. A client stream's queue charges its `in_flight_bytes` to its connection's and the node's
+//!    [`ClientCharge`] as well; a push that checks the window is also refused while either is
+//!    full, and `has_room` / `wait_for_room` look at them too.
 
+use super::budget::ClientCharge;
 use crate::codec::{EncodeError, FrameEncoder, FrameLimits};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,10 +56,21 @@ pub(crate) struct SendQueue {
     /// Wakes tasks waiting for room in the window.
     room: Notify,
     window_bytes: usize,
+    /// A client stream's budgets, charged with `in_flight_bytes` (peer streams have none).
+    charge: Option<ClientCharge>,
 }
 
 impl SendQueue {
     pub(crate) fn new(limits: FrameLimits, window_bytes: usize) -> Arc<SendQueue> {
+        SendQueue::charging(limits, window_bytes, None)
+    }
+
+    /// A queue whose queued bytes are charged to `charge` too (a client stream's).
+    pub(crate) fn charging(
+        limits: FrameLimits,
+        window_bytes: usize,
+        charge: Option<ClientCharge>,
+    ) -> Arc<SendQueue> {
         Arc::new(SendQueue {
             state: Mutex::new(State {
                 encoder: FrameEncoder::new(limits),
@@ -68,7 +83,12 @@ impl SendQueue {
             work: Notify::new(),
             room: Notify::new(),
             window_bytes,
+            charge,
         })
+    }
+
+    fn budgets_have_room(&self) -> bool {
+        self.charge.as_ref().is_none_or(|c| c.has_room())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -89,13 +109,19 @@ impl SendQueue {
         if state.closed || state.finishing {
             return Err(PushError::Closed);
         }
-        if !over_window && state.in_flight_bytes >= self.window_bytes {
+        if !over_window && (state.in_flight_bytes >= self.window_bytes || !self.budgets_have_room())
+        {
             state.refused = true;
             return Err(PushError::WindowFull);
         }
         let before = state.encoder.pending_size_bytes();
         encode(&mut state.encoder).map_err(PushError::Encode)?;
-        state.in_flight_bytes += state.encoder.pending_size_bytes() - before;
+        let added = state.encoder.pending_size_bytes() - before;
+        state.in_flight_bytes += added;
+        // Charged under the lock, so that a close or a drain releases only what was charged.
+        if let Some(charge) = &self.charge {
+            charge.charge(added);
+        }
         drop(state);
         self.work.notify_one();
         Ok(())
@@ -104,7 +130,7 @@ impl SendQueue {
     /// Whether a push would be accepted now.
     pub(crate) fn has_room(&self) -> bool {
         let state = self.lock();
-        !state.closed && state.in_flight_bytes < self.window_bytes
+        !state.closed && state.in_flight_bytes < self.window_bytes && self.budgets_have_room()
     }
 
     /// Bytes queued or being written.
@@ -116,16 +142,29 @@ impl SendQueue {
     pub(crate) async fn wait_for_room(&self) -> bool {
         loop {
             let notified = self.room.notified();
-            {
+            let window_full = {
                 let state = self.lock();
                 if state.closed {
                     return false;
                 }
-                if state.in_flight_bytes < self.window_bytes {
-                    return true;
-                }
+                state.in_flight_bytes >= self.window_bytes
+            };
+            if window_full {
+                notified.await;
+                continue;
             }
-            notified.await;
+            let Some(charge) = &self.charge else {
+                return true;
+            };
+            if charge.has_room() {
+                return true;
+            }
+            // The window has room but a budget has not: wait for the budget, or for the queue
+            // to close (which also wakes `room`).
+            tokio::select! {
+                _ = charge.wait_for_room() => {}
+                _ = notified => {}
+            }
         }
     }
 
@@ -165,7 +204,10 @@ impl SendQueue {
         state.closed = true;
         let mut dropped = Vec::new();
         state.encoder.take_chunks(&mut dropped);
-        state.in_flight_bytes = 0;
+        let released = std::mem::take(&mut state.in_flight_bytes);
+        if let Some(charge) = &self.charge {
+            charge.release(released);
+        }
         drop(state);
         self.work.notify_one();
         self.room.notify_waiters();
@@ -231,7 +273,12 @@ impl SendQueue {
             }
             let wake = {
                 let mut state = self.lock();
-                state.in_flight_bytes = state.in_flight_bytes.saturating_sub(batch_bytes);
+                // A close while writing already released (and zeroed) what was in flight.
+                let drained = batch_bytes.min(state.in_flight_bytes);
+                state.in_flight_bytes -= drained;
+                if let Some(charge) = &self.charge {
+                    charge.release(drained);
+                }
                 let below_half = state.in_flight_bytes <= self.window_bytes / 2;
                 let wake = state.refused && below_half;
                 if wake {

@@ -18,6 +18,24 @@ pub(crate) enum ReadFrameError {
     Stream(#[from] quinn::ReadError),
 }
 
+/// A stream error as text that keeps the connection's reason: quinn's own text for a lost
+/// connection is only "connection lost", while its cause holds the node's close code and reason
+/// (for example a node that serves its maximum of clients).
+pub(crate) fn read_error_text(e: &quinn::ReadError) -> String {
+    match e {
+        quinn::ReadError::ConnectionLost(cause) => format!("connection lost: {cause}"),
+        other => other.to_string(),
+    }
+}
+
+/// The same for a write.
+pub(crate) fn write_error_text(e: &quinn::WriteError) -> String {
+    match e {
+        quinn::WriteError::ConnectionLost(cause) => format!("connection lost: {cause}"),
+        other => other.to_string(),
+    }
+}
+
 /// Frames from one receive stream.
 #[derive(Debug)]
 pub(crate) struct FrameReader {

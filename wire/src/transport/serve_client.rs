@@ -19,7 +19,14 @@
 //!    and [`SubscriptionSink::ready`] says when to go on.
 //! 4. Bytes that are not valid requests close the whole connection with the reason; other clients
 //!    and peers are not affected.
+//! 5. Beyond the per-stream bounds, everything a connection makes the node hold (requests
+//!    waiting for an answer with the room reserved for it, queued answers and subscription
+//!    batches) is charged to the connection's budget and the node's (`budget.rs`): no request is
+//!    read and no batch queued while either is full. A node serves at most
+//!    `ClientLimits::connections_max` client connections; one more is closed with
+//!    [`close_code::BUSY`] and the reason.
 
+use super::budget::{ByteBudget, ClientCharge, HeldCharge};
 use super::queue::{PushError, SendQueue};
 use super::reader::{FrameReader, ReadFrameError};
 use super::{bump, close_code, Shared, TransportEvent};
@@ -128,6 +135,8 @@ pub struct Responder {
     answered: bool,
     reserved_bytes: usize,
     _credit: OwnedSemaphorePermit,
+    /// The request and its answer's room, charged to the connection's and the node's budgets.
+    _held: HeldCharge,
 }
 
 impl Responder {
@@ -251,8 +260,23 @@ pub(super) async fn serve(shared: Arc<Shared>, connection: quinn::Connection) {
         connection.close(quinn::VarInt::from_u32(close_code::REFUSED), e.to_string().as_bytes());
         return;
     }
+    let limits = &shared.config.client_limits;
+    let Some(_slot) = limits.try_connect() else {
+        bump(&shared.counters.clients_refused_busy);
+        let reason = format!(
+            "the node serves its maximum of {} client connections; try again later or another node",
+            limits.connections_max()
+        );
+        warn!("refused client at {remote}: {reason}");
+        connection.close(quinn::VarInt::from_u32(close_code::BUSY), reason.as_bytes());
+        return;
+    };
     let frame_max = shared.config.frame_limits.frame_size_bytes_max() as usize;
     let budget = Arc::new(Semaphore::new(shared.config.client_inbound_budget_bytes.max(frame_max)));
+    let charge = ClientCharge {
+        connection: Arc::new(ByteBudget::new(shared.config.client_connection_memory_bytes)),
+        node: limits.node_budget(),
+    };
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
@@ -262,6 +286,7 @@ pub(super) async fn serve(shared: Arc<Shared>, connection: quinn::Connection) {
                     send,
                     recv,
                     budget.clone(),
+                    charge.clone(),
                 ));
             }
             Err(e) => {
@@ -287,6 +312,7 @@ async fn serve_stream(
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     budget: Arc<Semaphore>,
+    charge: ClientCharge,
 ) {
     let config = &shared.config;
     let remote = connection.remote_address();
@@ -330,7 +356,7 @@ async fn serve_stream(
                 } else {
                     config.client_response_window_bytes
                 };
-                let queue = SendQueue::new(config.frame_limits, window);
+                let queue = SendQueue::charging(config.frame_limits, window, Some(charge.clone()));
                 let writer = queue.clone();
                 tokio::spawn(async move {
                     if let Err(e) = writer.run_writer(stream, || {}).await {
@@ -364,8 +390,25 @@ async fn serve_stream(
             out.queue.release(reserved_bytes);
             return;
         };
-        let responder =
-            Responder { out, id, remote, answered: false, reserved_bytes, _credit: credit };
+        // And while the connection, or all clients of the node together, hold too much.
+        let room = tokio::select! {
+            _ = charge.wait_for_room() => true,
+            _ = connection.closed() => false,
+        };
+        if !room {
+            out.queue.release(reserved_bytes);
+            return;
+        }
+        let held = HeldCharge::new(charge.clone(), cost as usize + reserved_bytes);
+        let responder = Responder {
+            out,
+            id,
+            remote,
+            answered: false,
+            reserved_bytes,
+            _credit: credit,
+            _held: held,
+        };
         shared.emit(TransportEvent::ClientRequest(ClientRequestEvent { request, responder }));
     }
 }

@@ -1,0 +1,262 @@
+//! Node-wide client limits over loopback QUIC: the most client connections a node serves (shared
+//! by its shards' transports), and the bytes one connection, and all of them together, may make
+//! the node hold however many streams they open.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use bytes::Bytes;
+use raftwal_wire::client::*;
+use raftwal_wire::codec::FrameLimits;
+use raftwal_wire::tls::certs::ClusterCa;
+use raftwal_wire::tls::names::cluster_name;
+use raftwal_wire::tls::ALPN_CLIENT;
+use raftwal_wire::transport::*;
+use raftwal_wire::types::*;
+use std::time::Duration;
+use support::*;
+
+fn client(ca: &ClusterCa, tuning: &QuicTuning) -> ClientEndpoint {
+    ClientEndpoint::open(&client_identity(ca), loopback(), tuning, FrameLimits::default()).unwrap()
+}
+
+/// Answers one Status request the node delivers.
+async fn answer_status(events: &mut TransportEvents) {
+    let event = wait_for(events, |e| match e {
+        TransportEvent::ClientRequest(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    let answer = ClientResponse::NotLeader(NotLeader { log: LogId(1), leader: None });
+    event.responder.respond(&answer).unwrap();
+}
+
+async fn status_is_answered(conn: &ClientConnection, events: &mut TransportEvents) {
+    let request = ClientRequest::Status(StatusRequest { log: LogId(1) });
+    let (answer, ()) = tokio::join!(conn.request(&request), answer_status(events));
+    assert!(matches!(answer.unwrap(), ClientResponse::NotLeader(_)));
+}
+
+/// Two transports stand for two shards of one node: they share one `ClientLimits`, so the
+/// connection limit counts both; one more connection is closed with BUSY and the reason, and a
+/// slot given back is taken again.
+#[tokio::test]
+async fn connections_beyond_the_nodes_maximum_are_refused_as_busy() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let ca = ClusterCa::generate(None).unwrap();
+    let limits = ClientLimits::new(2, 1 << 30);
+    let mut c1 = fast_config(1, loopback());
+    c1.client_limits = limits.clone();
+    let mut c2 = fast_config(1, loopback());
+    c2.client_limits = limits.clone();
+    let (shard0, mut e0) = start(c1, &node_identity(&ca, 1));
+    let (shard1, mut e1) = start(c2, &node_identity(&ca, 1));
+    let tuning = QuicTuning::default();
+
+    let first = client(&ca, &tuning);
+    let conn0 = first.connect(shard0.local_addr().unwrap()).await.unwrap();
+    status_is_answered(&conn0, &mut e0).await;
+    let second = client(&ca, &tuning);
+    let conn1 = second.connect(shard1.local_addr().unwrap()).await.unwrap();
+    status_is_answered(&conn1, &mut e1).await;
+    assert_eq!(limits.connections(), 2);
+
+    // A third connection, to either shard, is closed at once with the reason.
+    let endpoint = open_endpoint(loopback(), None, &tuning).unwrap();
+    let config = client_config(&client_identity(&ca), ALPN_CLIENT, &tuning).unwrap();
+    let third = endpoint
+        .connect_with(config.clone(), shard0.local_addr().unwrap(), &cluster_name(ca.cluster()))
+        .unwrap()
+        .await
+        .unwrap();
+    match tokio::time::timeout(DEADLINE, third.closed()).await.unwrap() {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code.into_inner(), u64::from(close_code::BUSY));
+            let reason = String::from_utf8_lossy(&c.reason).into_owned();
+            assert!(reason.contains("maximum of 2 client connections"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(shard0.stats().clients_refused_busy, 1);
+    assert!(logs.text().contains("maximum of 2 client connections"), "{}", logs.text());
+    assert_eq!(limits.connections(), 2, "a refused connection holds no slot");
+
+    // The first client goes away; its slot is given back and taken by a new connection.
+    drop(conn0);
+    first.close();
+    wait_until(|| limits.connections() == 1).await;
+    let again = client(&ca, &tuning);
+    let conn = again.connect(shard1.local_addr().unwrap()).await.unwrap();
+    status_is_answered(&conn, &mut e1).await;
+    assert_eq!(limits.connections(), 2);
+    shard0.close();
+    shard1.close();
+    second.close();
+    again.close();
+    endpoint.close(0u32.into(), b"");
+}
+
+const BATCH_ENTRIES: u64 = 8;
+const ENTRY_BYTES: usize = 1024;
+
+fn batch(first: u64) -> Vec<Entry> {
+    (0..BATCH_ENTRIES)
+        .map(|i| Entry {
+            index: LogIndex(first + i),
+            term: Term(2),
+            kind: EntryKind::Normal,
+            data: Bytes::from(vec![(first + i) as u8; ENTRY_BYTES]),
+        })
+        .collect()
+}
+
+const BATCH_BYTES: usize = BATCH_ENTRIES as usize * ENTRY_BYTES;
+
+/// Opens `count` subscriptions on `conn` and takes their sinks from the node's events.
+async fn subscribe(
+    conn: &ClientConnection,
+    events: &mut TransportEvents,
+    count: usize,
+) -> (Vec<Subscription>, Vec<SubscriptionSink>) {
+    let mut subscriptions = Vec::new();
+    let mut sinks = Vec::new();
+    for _ in 0..count {
+        let request = SubscribeRequest { log: LogId(7), from: LogIndex(1) };
+        subscriptions.push(conn.subscribe(request).await.unwrap());
+        let event = wait_for(events, |e| match e {
+            TransportEvent::Subscribe(s) => Some(s),
+            _ => None,
+        })
+        .await;
+        sinks.push(event.sink);
+    }
+    (subscriptions, sinks)
+}
+
+/// Sends batches into every sink until each refuses, giving QUIC time to take what it will;
+/// returns the payload bytes each sink accepted.
+async fn fill(sinks: &[SubscriptionSink]) -> Vec<usize> {
+    let mut accepted = vec![0usize; sinks.len()];
+    let mut next = vec![1u64; sinks.len()];
+    let mut refused_rounds = 0;
+    // Full everywhere, several times in a row with pauses between: QUIC has taken what its
+    // windows allow and the node's queues are at their bounds.
+    while refused_rounds < 5 {
+        let mut any = false;
+        for (i, sink) in sinks.iter().enumerate() {
+            loop {
+                match sink.try_send(&batch(next[i])) {
+                    Ok(()) => {
+                        accepted[i] += BATCH_BYTES;
+                        next[i] += BATCH_ENTRIES;
+                        any = true;
+                    }
+                    Err(SinkError::Full) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        refused_rounds = if any { 0 } else { refused_rounds + 1 };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    accepted
+}
+
+/// Subscribers that do not read: each subscription's window alone (1 MiB) would let one
+/// connection's four streams make the node hold 4 MiB; the connection's budget (256 KiB) stops
+/// it far below, a second connection gets its own share, and once the node's budget (512 KiB)
+/// is spent a third connection's subscription waits with an empty window (and its requests are
+/// not read) until a subscriber reads and makes room.
+#[tokio::test]
+async fn subscribers_that_do_not_read_stay_within_the_connection_and_node_budgets() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let connection_budget = 256 * 1024;
+    let node_budget = 512 * 1024;
+    let limits = ClientLimits::new(16, node_budget);
+    let mut config = fast_config(1, loopback());
+    config.subscription_window_bytes = 1024 * 1024;
+    config.client_connection_memory_bytes = connection_budget;
+    config.client_limits = limits.clone();
+    let (t1, mut e1) = start(config, &node_identity(&ca, 1));
+    let addr = t1.local_addr().unwrap();
+    // Small receive windows: QUIC takes at most 128 KiB of a connection's bytes, and each of its
+    // four streams its own 32 KiB of that (so reading one stream never waits for another).
+    let quic_window = 128 * 1024;
+    let tuning = QuicTuning {
+        stream_receive_window_bytes: 32 * 1024,
+        connection_receive_window_bytes: quic_window as u32,
+        ..QuicTuning::default()
+    };
+    // What a connection may be accepted beyond its budget: what QUIC took, plus the batch each
+    // of its streams pushed while the budget was just below its limit.
+    let streams = 4;
+    let slack = quic_window + streams * (BATCH_BYTES + 1024);
+
+    let a = client(&ca, &tuning);
+    let conn_a = a.connect(addr).await.unwrap();
+    let (mut subs_a, sinks_a) = subscribe(&conn_a, &mut e1, streams).await;
+    let accepted_each_a = fill(&sinks_a).await;
+    let accepted_a: usize = accepted_each_a.iter().sum();
+    assert!(
+        accepted_a <= connection_budget + slack,
+        "one connection's unread subscriptions were accepted {accepted_a} bytes, budget \
+         {connection_budget}"
+    );
+    assert!(accepted_a >= connection_budget, "the budget is used: {accepted_a}");
+    assert!(limits.memory_bytes() >= connection_budget - BATCH_BYTES);
+
+    // A second connection has a share of its own.
+    let b = client(&ca, &tuning);
+    let conn_b = b.connect(addr).await.unwrap();
+    let (_subs_b, sinks_b) = subscribe(&conn_b, &mut e1, streams).await;
+    let accepted_b: usize = fill(&sinks_b).await.iter().sum();
+    assert!(accepted_b >= BATCH_BYTES, "the second connection was served: {accepted_b}");
+    let held = limits.memory_bytes();
+    assert!(
+        held >= node_budget && held <= node_budget + 2 * streams * (BATCH_BYTES + 1024),
+        "{held} bytes held for clients, node budget {node_budget}"
+    );
+
+    // The node's budget is spent: a third connection's subscription has an empty window but no
+    // room, and its Status request is not read.
+    let c = client(&ca, &tuning);
+    let conn_c = c.connect(addr).await.unwrap();
+    let (_subs_c, sinks_c) = subscribe(&conn_c, &mut e1, 1).await;
+    let sink_c = &sinks_c[0];
+    assert!(!sink_c.has_room());
+    assert_eq!(sink_c.try_send(&batch(1)), Err(SinkError::Full));
+    let status = ClientRequest::Status(StatusRequest { log: LogId(1) });
+    let request_c = conn_c.request(&status);
+    tokio::pin!(request_c);
+    let early = tokio::time::timeout(Duration::from_millis(300), async {
+        tokio::select! {
+            _ = &mut request_c => panic!("answered without the node reading it"),
+            r = e1.recv() => r,
+        }
+    })
+    .await;
+    assert!(early.is_err(), "the node read a request with its client budget spent");
+
+    // The first connection's subscribers read: room is made, the third subscription goes on and
+    // the waiting request is read and answered.
+    let reader = async {
+        for (sub, accepted) in subs_a.iter_mut().zip(&accepted_each_a) {
+            let mut got = 0usize;
+            while got < *accepted {
+                got += sub.next().await.unwrap().unwrap().entries.len() * ENTRY_BYTES;
+            }
+        }
+    };
+    let (_, ready) = tokio::join!(reader, tokio::time::timeout(DEADLINE, sink_c.ready()));
+    ready.expect("room was made").unwrap();
+    sink_c.try_send(&batch(1)).unwrap();
+    let (answer, ()) = tokio::join!(request_c, answer_status(&mut e1));
+    assert!(matches!(answer.unwrap(), ClientResponse::NotLeader(_)));
+    t1.close();
+    for endpoint in [a, b, c] {
+        endpoint.close();
+    }
+}
