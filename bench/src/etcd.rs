@@ -229,11 +229,30 @@ impl EtcdCluster {
             .ok_or_else(|| "leader is not a running member".to_owned())
     }
 
-    /// Kills the leader with SIGKILL (for failover runs) and returns its name.
-    pub(crate) async fn kill_leader(&mut self) -> Result<String, String> {
+    /// Kills the leader with SIGKILL (for failover runs), or with `graceful` stops it with
+    /// SIGTERM (etcd then transfers its leadership before it exits), and returns its name.
+    pub(crate) async fn kill_leader(&mut self, graceful: bool) -> Result<String, String> {
         let url = self.leader_url().await?;
         let m = self.members.iter_mut().find(|m| m.client_url == url).ok_or("leader vanished")?;
         if let Some(mut child) = m.child.take() {
+            if graceful {
+                // kill(1) rather than kill(2): the workspace has no unsafe code. The child is not
+                // reaped yet, so its pid is still its own.
+                let sent = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .map_err(|e| format!("cannot run kill: {e}"))?;
+                if !sent.success() {
+                    return Err(format!("kill -TERM {} failed: {sent}", child.id()));
+                }
+                // Wait for the exit without blocking the load generator's thread; a member that
+                // does not exit within 10 s is killed.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while matches!(child.try_wait(), Ok(None)) && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -245,19 +245,22 @@ impl RaftwalCluster {
     }
 
     /// Takes node `id` out of the cluster and stops it on a thread of its own (stopping joins
-    /// the node's threads; the load generator must not wait for that).
-    pub(crate) fn stop_node(&mut self, id: u64) -> bool {
+    /// the node's threads; the load generator must not wait for that). Without `graceful` it
+    /// halts, as a crash looks to its peers: no leadership handover (the failover run then
+    /// measures an election); with it, a leader hands its leadership over first.
+    pub(crate) fn stop_node(&mut self, id: u64, graceful: bool) -> bool {
         let Some(node) = self.nodes.get_mut(id as usize - 1).and_then(Option::take) else {
             return false;
         };
-        std::thread::spawn(move || node.shutdown());
+        std::thread::spawn(move || if graceful { node.shutdown() } else { node.halt() });
         true
     }
 
-    /// Stops every node (blocking: call it off the async runtime's thread).
+    /// Stops every node (blocking: call it off the async runtime's thread), without handing
+    /// leadership from one stopping node to the next.
     pub(crate) fn stop(&mut self) {
         for node in self.nodes.iter_mut().filter_map(Option::take) {
-            node.shutdown();
+            node.halt();
         }
     }
 }

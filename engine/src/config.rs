@@ -62,6 +62,13 @@ pub struct RaftTuning {
     pub entry_cache_size_bytes_max: usize,
 }
 
+impl RaftTuning {
+    /// The base election timeout: `election_timeout_ticks` ticks of `tick_ms`.
+    pub fn election_timeout(&self) -> Duration {
+        Duration::from_millis(self.tick_ms.saturating_mul(u64::from(self.election_timeout_ticks)))
+    }
+}
+
 impl Default for RaftTuning {
     fn default() -> RaftTuning {
         RaftTuning {

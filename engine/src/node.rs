@@ -117,7 +117,7 @@ impl Node {
             _dir_lock: dir_lock,
         };
         if let Some(e) = spawn_error {
-            node.stop();
+            node.stop(false);
             return Err(e);
         }
         let mut first_error = None;
@@ -139,14 +139,14 @@ impl Node {
             }
         }
         if let Some(e) = first_error {
-            node.stop();
+            node.stop(false);
             return Err(e);
         }
         if let Some(addr) = config.metrics {
             match metrics::serve(addr, node.metrics.clone()) {
                 Ok(bound) => node.metrics_addr = Some(bound),
                 Err(e) => {
-                    node.stop();
+                    node.stop(false);
                     return Err(StartError::Shard {
                         shard: 0,
                         message: format!("cannot serve metrics on {addr}: {e}"),
@@ -218,15 +218,27 @@ impl Node {
         Some(Log::new(log, shard))
     }
 
-    /// Stops every shard: pending appends are answered with `ShuttingDown`, batches in flight
-    /// finish, hard states are saved, connections are closed. Returns once all threads exited.
+    /// Stops the node gracefully. First, every log this node leads is handed to a connected
+    /// peer whose log the leader brings up to date, which then campaigns at once (leadership
+    /// transfer), so that the cluster goes on without waiting out an election timeout; this
+    /// lasts until the new leader is heard from, at most two election timeouts. Appends that
+    /// arrive meanwhile are refused as during any transfer (remote clients retry, and find the
+    /// new leader). Then as [`Node::halt`]. Returns once all threads exited.
     pub fn shutdown(mut self) {
-        self.stop();
+        self.stop(true);
     }
 
-    fn stop(&mut self) {
+    /// Stops every shard at once, without handing leadership over (to the peers, as a crash
+    /// looks; dropping a `Node` does the same): pending appends are answered with
+    /// `ShuttingDown`, batches in flight finish, hard states are saved, connections are closed.
+    /// Returns once all threads exited.
+    pub fn halt(mut self) {
+        self.stop(false);
+    }
+
+    fn stop(&mut self, hand_over: bool) {
         for shard in &self.shards {
-            let _ = shard.send(Command::Shutdown);
+            let _ = shard.send(Command::Shutdown { hand_over });
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -236,7 +248,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.stop();
+        self.stop(false);
     }
 }
 

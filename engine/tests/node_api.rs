@@ -250,3 +250,40 @@ fn a_shard_that_cannot_listen_fails_the_start_with_its_own_cause() {
         Ok(_) => panic!("the start succeeded without shard 1's port"),
     }
 }
+
+/// A graceful shutdown hands the leadership of each log the node leads to a peer before it
+/// stops, so the cluster does not wait out an election timeout. With a 3 s election timeout, the
+/// two other nodes agree on a new leader, in a higher term, as soon as `shutdown` returns (a
+/// halted leader's followers would keep its term for at least 3 s); the new leader holds every
+/// committed entry and takes appends.
+#[test]
+fn a_graceful_shutdown_hands_leadership_over() {
+    let mut cluster = Cluster::start_with(3, |c| {
+        c.raft.election_timeout_ticks = 300;
+        c.log_count = 2;
+        c.shards = Some(2);
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(60));
+    let log = cluster.log(leader);
+    let before = log.status_blocking().unwrap();
+    for i in 0..20u32 {
+        log.append_blocking(Bytes::from(i.to_string())).unwrap();
+    }
+    cluster.shut_down(leader);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let statuses: Vec<_> =
+        others.iter().map(|id| cluster.log(*id).status_blocking().unwrap()).collect();
+    let new_leader = statuses[0].leader.expect("a leader right after the shutdown");
+    assert_ne!(new_leader.get(), leader);
+    for status in &statuses {
+        assert_eq!(status.leader, Some(new_leader), "{statuses:?}");
+        assert!(status.term > before.term, "{statuses:?}");
+    }
+    let log = cluster.log(new_leader.get());
+    let next = log.append_blocking(Bytes::from_static(b"after")).unwrap();
+    let entries = log.read_blocking(LogIndex(1), ReadLimit::entries(100)).unwrap();
+    let mut expected: Vec<Bytes> = (0..20u32).map(|i| Bytes::from(i.to_string())).collect();
+    expected.push(Bytes::from_static(b"after"));
+    assert_eq!(data(&entries), expected);
+    assert_eq!(entries.last().unwrap().index, next.index);
+}

@@ -82,6 +82,11 @@ pub(crate) struct ClusterArgs {
     /// latency spike.
     #[arg(long)]
     pub(crate) failover: bool,
+    /// With --failover: stop the leader gracefully instead of killing it. raftwal's leader
+    /// hands its leadership to a follower first (`Node::shutdown`, as `raftwal serve` does on
+    /// SIGTERM); etcd's leader gets SIGTERM, on which etcd also transfers its leadership.
+    #[arg(long, requires = "failover")]
+    pub(crate) graceful: bool,
     /// Run a peer system side by side (alternating runs on the same disk).
     #[arg(long, value_enum)]
     pub(crate) peer: Option<Peer>,
@@ -177,6 +182,8 @@ struct RunExtras {
     /// Logs the load was spread over (raftwal), when more than one.
     logs: u64,
     failover: Option<(f64, f64)>,
+    /// The failover stopped the leader gracefully (`--graceful`) rather than killing it.
+    failover_graceful: bool,
 }
 
 /// The whole job.
@@ -411,6 +418,7 @@ fn row(
     }
     if let Some((gap_ms, spike_ms)) = extras.failover {
         row = row
+            .with("failover_stop", if extras.failover_graceful { "graceful" } else { "kill" })
             .with("unavailable_ms", tenth(gap_ms))
             .with("max_latency_after_kill_ms", tenth(spike_ms));
     }
@@ -445,6 +453,7 @@ mod tests {
         send_quantum_us: 50,
         sweep: None,
         failover: false,
+        graceful: false,
         peer: None,
         rounds: 1,
         no_floor_run: false,

@@ -66,6 +66,7 @@ pub(super) async fn run_raftwal(
     let window = {
         let cluster = cluster.clone();
         let (warmup, duration, failover) = (workload.warmup, workload.duration, args.failover);
+        let graceful = args.graceful;
         tokio::task::spawn_local(async move {
             tokio::time::sleep(warmup).await;
             let logs = cluster.borrow().logs();
@@ -78,7 +79,7 @@ pub(super) async fn run_raftwal(
                 tokio::time::sleep(duration / 2).await;
                 let logs = cluster.borrow().logs();
                 if let Some(victim) = agreed_leader(&logs).await {
-                    if cluster.borrow_mut().stop_node(victim) {
+                    if cluster.borrow_mut().stop_node(victim, graceful) {
                         killed_at = Some(Instant::now());
                     }
                 }
@@ -129,6 +130,7 @@ pub(super) async fn run_raftwal(
     }
     if let Some(killed) = killed_at {
         extras.failover = Some(failover_figures(&result, killed, result.end));
+        extras.failover_graceful = args.graceful;
     }
     for c in &clients {
         c.close();
@@ -205,13 +207,13 @@ pub(super) async fn run_etcd(
     let target = Rc::new(cluster.target().await?);
     // The killer task owns the cluster while the load runs, and hands it back at the end.
     let at = workload.warmup + workload.duration / 2;
-    let failover = args.failover;
+    let (failover, graceful) = (args.failover, args.graceful);
     let killer = tokio::task::spawn_local(async move {
         let mut killed = None;
         if failover {
             tokio::time::sleep(at).await;
             let when = Instant::now();
-            killed = cluster.kill_leader().await.ok().map(|_| when);
+            killed = cluster.kill_leader(graceful).await.ok().map(|_| when);
         }
         (cluster, killed)
     });
@@ -230,6 +232,7 @@ pub(super) async fn run_etcd(
     let (cluster, killed) = killer.await.map_err(|e| e.to_string())?;
     if let Some(killed) = killed {
         extras.failover = Some(failover_figures(&result, killed, result.end));
+        extras.failover_graceful = args.graceful;
     }
     drop(cluster);
     Ok((result, extras))

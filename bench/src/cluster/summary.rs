@@ -96,7 +96,11 @@ pub(super) fn summarize(
             ));
         }
         if let Some(gap) = r.extra.get("unavailable_ms") {
-            lines.push(format!("failover: {gap} ms without a commit"));
+            let how = match r.extra.get("failover_stop").and_then(|s| s.as_str()) {
+                Some("graceful") => "leader stopped gracefully",
+                _ => "leader killed",
+            };
+            lines.push(format!("failover ({how}): {gap} ms without a commit"));
         }
     }
     // Two readings of "an fdatasync": the bare call after its write (strict), and a small

@@ -83,6 +83,8 @@ pub(crate) struct Replica<D: Disk> {
     pub(crate) failed: Option<String>,
     /// The current [`Replica::drive`] queued AppendEntries (this replica leads).
     sent_appends: bool,
+    /// The node is stopping and hands this log's leadership over ([`Replica::hand_over`]).
+    pub(crate) handing_over: bool,
 }
 
 impl<D: Disk> Replica<D> {
@@ -123,6 +125,7 @@ impl<D: Disk> Replica<D> {
             subscribers: Subscribers::new(log),
             failed: None,
             sent_appends: false,
+            handing_over: false,
         };
         replica.apply_committed(commit);
         replica.publish_gauges();

@@ -23,6 +23,7 @@ use raftwal_wire::client::{
 use raftwal_wire::transport::{ClientRequestEvent, SubscribeEvent};
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, NodeId};
 use std::time::Instant;
+use tracing::info;
 
 /// Entries one remote read returns at most when the client asks for more.
 const REMOTE_READ_BYTES_MAX: usize = 4 << 20;
@@ -279,6 +280,43 @@ impl<D: Disk> Replica<D> {
             CoreTransferError::NotLeader { .. } => TransferError::NotLeader,
             _ => TransferError::BadTarget(to),
         })
+    }
+
+    /// Starts handing this log's leadership over before the node stops: to the connected peer
+    /// whose log is the most complete (the lowest id among equals), which the core brings up to
+    /// date and then tells to campaign at once. Returns whether a handover is under way.
+    pub(crate) fn hand_over(&mut self) -> bool {
+        if self.core.role() != Role::Leader || self.failed.is_some() {
+            return false;
+        }
+        let best = self
+            .config
+            .peers
+            .iter()
+            .filter(|peer| self.transport.is_connected(peer.id))
+            .filter_map(|peer| {
+                let view = self.core.progress(peer.id)?;
+                Some((view.match_index, std::cmp::Reverse(peer.id)))
+            })
+            .max();
+        let Some((_, std::cmp::Reverse(to))) = best else {
+            return false;
+        };
+        let started = match self.core.transfer_target() {
+            Some(_) => true,
+            None => self.core.transfer_leadership(to).is_ok(),
+        };
+        if started {
+            info!(log = %self.log, to = %to, "handing leadership over");
+            self.handing_over = true;
+        }
+        started
+    }
+
+    /// Whether a handover started by [`Replica::hand_over`] still waits for another node to
+    /// lead (this one heard from it).
+    pub(crate) fn handing_over(&self) -> bool {
+        self.handing_over && !matches!(self.core.leader(), Some(l) if l != self.node)
     }
 
     /// A request from a remote client.

@@ -96,6 +96,8 @@ struct Shard {
     room_tx: RoomWaker,
     room_rx: mpsc::UnboundedReceiver<(LogId, u64)>,
     stopping: bool,
+    /// Handing leadership over before stopping: when it started and until when it may last.
+    handover: Option<(Instant, Instant)>,
 }
 
 /// The body of a shard thread: opens the shard, reports its address (or why it could not start)
@@ -229,6 +231,7 @@ impl Shard {
             room_tx,
             room_rx,
             stopping: false,
+            handover: None,
         })
     }
 
@@ -284,7 +287,56 @@ impl Shard {
             for replica in self.replicas.values_mut() {
                 replica.submit_to_disk();
             }
+            if let Some((started, deadline)) = self.handover {
+                self.check_handover(started, deadline, now);
+            }
         }
+    }
+
+    /// Starts stopping: at once, or once the logs this shard leads have another leader.
+    fn begin_stop(&mut self, hand_over: bool, now: Instant) {
+        if self.stopping || self.handover.is_some() {
+            return;
+        }
+        let mut handing_over = 0;
+        if hand_over {
+            for replica in self.replicas.values_mut() {
+                handing_over += usize::from(replica.hand_over());
+            }
+        }
+        if handing_over == 0 {
+            self.stopping = true;
+            return;
+        }
+        // The core abandons a transfer after an election timeout; the target's election and its
+        // first heartbeat take at most another.
+        let deadline = now + self.config.raft.election_timeout() * 2;
+        info!(shard = self.index, logs = handing_over, "handing leadership over before stopping");
+        self.handover = Some((now, deadline));
+    }
+
+    /// Stops once every log whose leadership this shard hands over has heard from its new
+    /// leader, or once the handover's time is up.
+    fn check_handover(&mut self, started: Instant, deadline: Instant, now: Instant) {
+        let waiting: Vec<LogId> = self
+            .replicas
+            .iter()
+            .filter(|(_, replica)| replica.handing_over())
+            .map(|(log, _)| *log)
+            .collect();
+        if waiting.is_empty() {
+            let took = now.saturating_duration_since(started);
+            info!(shard = self.index, "leadership handed over in {took:?}");
+        } else if now >= deadline {
+            warn!(
+                shard = self.index,
+                "leadership of logs {waiting:?} not handed over in time; stopping anyway"
+            );
+        } else {
+            return;
+        }
+        self.handover = None;
+        self.stopping = true;
     }
 
     /// Which shard owns `log`, if this node has it.
@@ -407,7 +459,7 @@ impl Shard {
             Command::Peer(message) => self.on_peer_message(message, false),
             Command::Client(event) => self.on_client_request(event, now, false),
             Command::ClientSubscribe(event) => self.on_subscribe(event, false),
-            Command::Shutdown => self.stopping = true,
+            Command::Shutdown { hand_over } => self.begin_stop(hand_over, now),
         }
     }
 

@@ -102,7 +102,15 @@ impl Cluster {
         }
     }
 
+    /// Stops node `id` as a crash looks to its peers (no leadership handover).
     pub(crate) fn stop(&mut self, id: u64) {
+        if let Some(node) = self.nodes[(id - 1) as usize].take() {
+            node.halt();
+        }
+    }
+
+    /// Stops node `id` gracefully: a leader hands its leadership over first.
+    pub(crate) fn shut_down(&mut self, id: u64) {
         if let Some(node) = self.nodes[(id - 1) as usize].take() {
             node.shutdown();
         }
