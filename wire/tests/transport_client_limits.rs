@@ -260,3 +260,39 @@ async fn subscribers_that_do_not_read_stay_within_the_connection_and_node_budget
         endpoint.close();
     }
 }
+
+/// A transport whose runtime ends without closing it (a shard thread that stops, while the
+/// node's other shards go on) gives back everything its client streams had charged to the
+/// node's budget, which the other shards share, and its connection slots: its writer tasks,
+/// which would have released the queued bytes, are dropped with the runtime.
+#[test]
+fn a_transport_dropped_with_its_runtime_gives_back_its_charges() {
+    let limits = ClientLimits::new(16, 64 * 1024 * 1024);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (transport, events, endpoint, conn, subscriptions, sinks) = runtime.block_on(async {
+        let ca = ClusterCa::generate(None).unwrap();
+        let mut config = fast_config(1, loopback());
+        config.subscription_window_bytes = 1024 * 1024;
+        config.client_limits = limits.clone();
+        let (transport, mut events) = start(config, &node_identity(&ca, 1));
+        // Small receive windows: the client's QUIC takes little, the rest stays queued.
+        let tuning = QuicTuning {
+            stream_receive_window_bytes: 32 * 1024,
+            connection_receive_window_bytes: 128 * 1024,
+            ..QuicTuning::default()
+        };
+        let endpoint = client(&ca, &tuning);
+        let conn = endpoint.connect(transport.local_addr().unwrap()).await.unwrap();
+        let (subscriptions, sinks) = subscribe(&conn, &mut events, 2).await;
+        fill(&sinks).await;
+        (transport, events, endpoint, conn, subscriptions, sinks)
+    });
+    assert!(limits.memory_bytes() > 0, "the unread batches are charged");
+    assert_eq!(limits.connections(), 1);
+    // The shard's state goes first, then its runtime with every task of the transport.
+    drop((sinks, events, transport));
+    drop(runtime);
+    assert_eq!(limits.memory_bytes(), 0, "a dropped transport still holds the node's budget");
+    assert_eq!(limits.connections(), 0);
+    drop((subscriptions, conn, endpoint));
+}

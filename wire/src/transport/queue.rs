@@ -17,7 +17,9 @@
 //!    stream cleanly and closes the queue.
 //! 5. A client stream's queue charges its `in_flight_bytes` to its connection's and the node's
 //!    [`ClientCharge`] as well; a push that checks the window is also refused while either is
-//!    full, and `has_room` / `wait_for_room` look at them too.
+//!    full, and `has_room` / `wait_for_room` look at them too. What is still charged when the
+//!    queue is dropped unclosed (its writer task was dropped with its runtime) is released then:
+//!    the node's budget is shared with transports that live on.
 
 use super::budget::ClientCharge;
 use crate::codec::{EncodeError, FrameEncoder, FrameLimits};
@@ -290,6 +292,17 @@ impl SendQueue {
             if wake {
                 on_writable();
             }
+        }
+    }
+}
+
+impl Drop for SendQueue {
+    fn drop(&mut self) {
+        // Only a writer dropped before it closed the queue (its runtime ended without the
+        // transport being closed) leaves bytes charged; `close` zeroed them otherwise.
+        if let Some(charge) = &self.charge {
+            let state = self.state.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+            charge.release(std::mem::take(&mut state.in_flight_bytes));
         }
     }
 }
