@@ -180,7 +180,7 @@ pub struct TransportTuning {
     pub client_connections_max: usize,
     /// Bytes all client connections together may make the node hold (requests waiting for an
     /// answer and the room reserved for it, answers and subscription batches not yet taken by
-    /// QUIC). While it is reached, no client request is read and subscriptions wait.
+    /// QUIC). While it is reached, no client request is admitted and subscriptions wait.
     pub client_memory_bytes_max: usize,
     /// The same bound for one client connection, all its streams together, so that one
     /// connection cannot take the whole node's.

@@ -20,10 +20,11 @@ pub(crate) enum ReadFrameError {
 
 /// A stream error as text that keeps the connection's reason: quinn's own text for a lost
 /// connection is only "connection lost", while its cause holds the node's close code and reason
-/// (for example a node that serves its maximum of clients).
+/// (for example a node that serves its maximum of clients). For a lost connection it is the
+/// cause alone, as it goes into a `RequestError::ConnectionLost`, whose text says the rest.
 pub(crate) fn read_error_text(e: &quinn::ReadError) -> String {
     match e {
-        quinn::ReadError::ConnectionLost(cause) => format!("connection lost: {cause}"),
+        quinn::ReadError::ConnectionLost(cause) => cause.to_string(),
         other => other.to_string(),
     }
 }
@@ -31,7 +32,7 @@ pub(crate) fn read_error_text(e: &quinn::ReadError) -> String {
 /// The same for a write.
 pub(crate) fn write_error_text(e: &quinn::WriteError) -> String {
     match e {
-        quinn::WriteError::ConnectionLost(cause) => format!("connection lost: {cause}"),
+        quinn::WriteError::ConnectionLost(cause) => cause.to_string(),
         other => other.to_string(),
     }
 }

@@ -22,7 +22,9 @@
 //! 5. Beyond the per-stream bounds, everything a connection makes the node hold (requests
 //!    waiting for an answer with the room reserved for it, queued answers and subscription
 //!    batches) is charged to the connection's budget and the node's (`budget.rs`): no request is
-//!    read and no batch queued while either is full. A node serves at most
+//!    admitted and no batch queued while either is full (a stream may hold the one request it
+//!    read while it waits for admission, uncharged: it cannot know the budgets' room before it
+//!    reads, and charging it first would let waiting streams hold the budget among themselves). A node serves at most
 //!    `ClientLimits::connections_max` client connections; one more is closed with
 //!    [`close_code::BUSY`] and the reason.
 
