@@ -314,9 +314,12 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Whether a handover started by [`Replica::hand_over`] still waits for another node to
-    /// lead (this one heard from it).
+    /// lead (this one heard from it). Not once the log's storage failed here: the replica is no
+    /// longer driven, so it would never hear of one, and stopping cannot wait for it.
     pub(crate) fn handing_over(&self) -> bool {
-        self.handing_over && !matches!(self.core.leader(), Some(l) if l != self.node)
+        self.handing_over
+            && self.failed.is_none()
+            && !matches!(self.core.leader(), Some(l) if l != self.node)
     }
 
     /// A request from a remote client.

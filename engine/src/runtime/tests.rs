@@ -18,9 +18,10 @@ use crate::subscription::Subscription;
 use bytes::Bytes;
 use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
+use raftwal_wire::message::{Message, MessageBody, RequestVoteResponse};
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
-use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId};
+use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId, Term};
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -127,6 +128,27 @@ impl Harness {
         panic!("node 1 did not become leader");
     }
 
+    /// Makes node 1 the leader of several voters by hand: its election timer runs out, and
+    /// node 2 grants its pre-vote and then its vote.
+    pub(super) fn elect_with_node_2(&mut self) {
+        for _ in 0..100 {
+            if self.replica.core.role() == Role::PreCandidate {
+                break;
+            }
+            self.replica.tick();
+            self.turn();
+        }
+        assert_eq!(self.replica.core.role(), Role::PreCandidate);
+        let pre_vote = RequestVoteResponse { pre_vote: true, granted: true };
+        let term = self.replica.core.term().next();
+        self.replica.step(from_peer(2, term, MessageBody::RequestVoteResponse(pre_vote)));
+        self.settle();
+        let vote = RequestVoteResponse { pre_vote: false, granted: true };
+        self.replica.step(from_peer(2, term, MessageBody::RequestVoteResponse(vote)));
+        self.settle();
+        assert_eq!(self.replica.core.role(), Role::Leader);
+    }
+
     /// A local append of `data`, not yet driven.
     pub(super) fn append(&mut self, data: &'static [u8]) -> AppendRx {
         let (tx, rx) = oneshot::channel();
@@ -157,6 +179,11 @@ impl Harness {
             }
         }
     }
+}
+
+/// A message of log 0 from node `from` to node 1.
+pub(super) fn from_peer(from: u64, term: Term, body: MessageBody) -> Message {
+    Message { log: LOG, from: NodeId(from), to: NodeId(1), term, body }
 }
 
 fn open(disk: &Rc<SimDisk>, config: &Arc<NodeConfig>, transport: &Transport) -> Replica<SimDisk> {
@@ -317,4 +344,27 @@ fn a_lagging_subscriber_of_a_log_that_fails_learns_the_failure_after_its_backlog
         Some(ReadError::Storage { .. }) => {}
         other => panic!("the subscriber was not told why its log stopped: {other:?}"),
     }
+}
+
+#[test]
+fn a_log_whose_storage_failed_while_handing_over_is_not_waited_for() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.elect_with_node_2();
+    h.disk.set_manual(true);
+    drop(h.append(b"one"));
+    h.settle();
+    // The node stops and hands the log over to node 2; then the write in flight fails.
+    h.replica.core.transfer_leadership(NodeId(2)).unwrap();
+    h.replica.handing_over = true;
+    assert!(h.replica.handing_over());
+    h.disk.set_faults(crate::storage::SimFaults { fail_next_sync: true, ..Default::default() });
+    h.disk.run_pending(usize::MAX);
+    h.disk.set_manual(false);
+    h.settle();
+    assert!(h.replica.failed.is_some());
+    // The replica is no longer driven: it can never hear of another leader, and the shard
+    // would keep the whole node running for it until the handover's deadline.
+    assert!(!h.replica.handing_over(), "the shard waits for a log that stopped on this node");
 }
