@@ -397,8 +397,9 @@ impl<D: Disk> Replica<D> {
         self.publish_gauges();
     }
 
-    /// Follows a change of the core's role: a deposed leader fails its waiting appends, a new
-    /// one learns which client entries its log holds above what it applied. Runs after every
+    /// Follows a change of the core's role: a deposed leader fails its waiting appends with
+    /// `LeadershipLost` (their entries may still commit: a leadership transfer, as a graceful
+    /// shutdown starts, hands the new leader a log that holds them), a new one learns which client entries its log holds above what it applied. Runs after every
     /// drive, and before a remote append is looked up: the core may have become leader earlier
     /// in this loop turn (a tick, a vote), before the replica was driven, and a retry handled
     /// then must find the entries the log already holds rather than append them again.
@@ -412,7 +413,7 @@ impl<D: Disk> Replica<D> {
         }
         if self.role == Role::Leader && role != Role::Leader {
             let hint = self.leader_info(leader);
-            self.waiters.fail_all(self.log, &Failure::NotLeader(hint));
+            self.waiters.fail_all(self.log, &Failure::LeadershipLost(hint));
             self.pending_tags.clear();
             self.proposals.clear();
         }

@@ -18,7 +18,7 @@ use crate::subscription::Subscription;
 use bytes::Bytes;
 use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
-use raftwal_wire::message::{Message, MessageBody, RequestVoteResponse};
+use raftwal_wire::message::{Message, MessageBody, RequestVote, RequestVoteResponse};
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
 use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId, Term};
@@ -367,4 +367,35 @@ fn a_log_whose_storage_failed_while_handing_over_is_not_waited_for() {
     // The replica is no longer driven: it can never hear of another leader, and the shard
     // would keep the whole node running for it until the handover's deadline.
     assert!(!h.replica.handing_over(), "the shard waits for a log that stopped on this node");
+}
+
+#[test]
+fn a_leader_that_hands_over_tells_local_appends_in_flight_they_may_still_commit() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.elect_with_node_2();
+    let mut rx = h.append(b"one");
+    h.settle();
+    assert!(rx.try_recv().is_err(), "committed without a follower");
+    let last = h.replica.core.last_index();
+    let term = h.replica.core.term();
+    // Node 2 received the entry and, told to campaign (a leadership transfer, as a graceful
+    // shutdown starts), asks for votes: its log holds the entry, which its term's no-op will
+    // commit.
+    let request = RequestVote {
+        pre_vote: false,
+        last_log_index: last,
+        last_log_term: term,
+        leadership_transfer: true,
+    };
+    h.replica.step(from_peer(2, term.next(), MessageBody::RequestVote(request)));
+    h.settle();
+    assert_eq!(h.replica.core.role(), Role::Follower);
+    match rx.try_recv() {
+        Ok(Err(AppendError::LeadershipLost { .. })) => {}
+        // `NotLeader` tells the caller to append on the leader: the entry would be in the log
+        // twice.
+        other => panic!("an append that may still commit was answered {other:?}"),
+    }
 }
