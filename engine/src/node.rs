@@ -221,7 +221,9 @@ impl Node {
     /// Stops the node gracefully. First, every log this node leads is handed to a connected
     /// peer whose log the leader brings up to date, which then campaigns at once (leadership
     /// transfer), so that the cluster goes on without waiting out an election timeout; this
-    /// lasts until the new leader is heard from, at most two election timeouts. Appends that
+    /// lasts until the new leader is heard from, at most two election timeouts. A peer that
+    /// does not take the leadership, or hands it back, is followed by the next one, and a log
+    /// this node comes to lead meanwhile (from a peer that stops too) is handed on. Appends that
     /// arrive meanwhile are refused as during any transfer (remote clients retry, and find the
     /// new leader). Then as [`Node::halt`]. Returns once all threads exited.
     pub fn shutdown(mut self) {

@@ -5,7 +5,7 @@ mod support;
 
 use bytes::Bytes;
 use raftwal::{AppendError, LogEntry, ReadLimit};
-use raftwal_wire::types::LogIndex;
+use raftwal_wire::types::{LogId, LogIndex};
 use std::time::Duration;
 use support::{wait_until, Cluster};
 
@@ -286,4 +286,48 @@ fn a_graceful_shutdown_hands_leadership_over() {
     expected.push(Bytes::from_static(b"after"));
     assert_eq!(data(&entries), expected);
     assert_eq!(entries.last().unwrap().index, next.index);
+}
+
+/// Two nodes that lead a log each stop at the same time (five nodes: the other three go on).
+/// Among followers with equally complete logs, each hands its log to the lowest id: node 1 gives
+/// log 0 to node 2 while node 2 gives log 1 to node 1, so each comes to lead a log while it is
+/// stopping, and must hand that one on too rather than stop as its leader (a peer a handover
+/// already asked is not asked again, so the two cannot pass a log back and forth). Once both
+/// `shutdown`s returned, the three running nodes agree on a leader for each log, and it is one
+/// of them; had a stopping node kept a log, they would agree on it, stopped, until their
+/// election timeout (3 s) ran out.
+#[test]
+fn leaders_that_stop_together_leave_their_logs_to_the_nodes_that_go_on() {
+    let mut cluster = Cluster::start_with(5, |c| {
+        c.raft.election_timeout_ticks = 300;
+        c.log_count = 2;
+    });
+    cluster.make_leader(LogId(0), 1);
+    cluster.make_leader(LogId(1), 2);
+    let stopping: Vec<_> = [1, 2].iter().map(|id| cluster.nodes[id - 1].take().unwrap()).collect();
+    let barrier = std::sync::Barrier::new(stopping.len());
+    std::thread::scope(|scope| {
+        for node in stopping {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                node.shutdown();
+            });
+        }
+    });
+    for log in [LogId(0), LogId(1)] {
+        let mut agreed = None;
+        wait_until(Duration::from_secs(60), "the running nodes to agree on a leader", || {
+            let views: Vec<_> = (3..=5)
+                .map(|id| {
+                    let status = cluster.node(id).log(log).unwrap().status_blocking().unwrap();
+                    (status.leader, status.term)
+                })
+                .collect();
+            agreed = views[0].0.filter(|_| views.iter().all(|v| *v == views[0]));
+            agreed.is_some()
+        });
+        let leader = agreed.unwrap().get();
+        assert!((3..=5).contains(&leader), "log {log} is left to node {leader}, which stopped");
+    }
 }

@@ -45,8 +45,9 @@ pub(crate) enum Command {
     /// A client subscription for a log this shard owns, received by another shard.
     ClientSubscribe(SubscribeEvent),
     /// Stop: answer what is pending with `ShuttingDown`, save state, close the endpoint. With
-    /// `hand_over`, first hand the leadership of every log this shard leads to a connected peer
-    /// (bounded by two election timeouts), so that the cluster need not wait for an election.
+    /// `hand_over`, first hand the leadership of every log this shard leads, or comes to lead
+    /// meanwhile, to a connected peer (bounded by two election timeouts), so that the cluster
+    /// need not wait for an election.
     Shutdown { hand_over: bool },
 }
 

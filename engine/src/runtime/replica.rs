@@ -85,6 +85,8 @@ pub(crate) struct Replica<D: Disk> {
     sent_appends: bool,
     /// The node is stopping and hands this log's leadership over ([`Replica::hand_over`]).
     pub(crate) handing_over: bool,
+    /// The peers that handover has asked to take the leadership, in order.
+    pub(crate) handover_tried: Vec<NodeId>,
 }
 
 impl<D: Disk> Replica<D> {
@@ -126,6 +128,7 @@ impl<D: Disk> Replica<D> {
             failed: None,
             sent_appends: false,
             handing_over: false,
+            handover_tried: Vec::new(),
         };
         replica.apply_committed(commit);
         replica.publish_gauges();

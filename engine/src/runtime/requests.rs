@@ -282,17 +282,35 @@ impl<D: Disk> Replica<D> {
         })
     }
 
-    /// Starts handing this log's leadership over before the node stops: to the connected peer
-    /// whose log is the most complete (the lowest id among equals), which the core brings up to
-    /// date and then tells to campaign at once. Returns whether a handover is under way.
+    /// Moves the handover of this log's leadership along while the node stops, and says whether
+    /// the stop must still wait for it.
+    ///
+    /// A leader with a transfer under way waits for it. A leader without one (the handover's
+    /// start, a transfer the core abandoned after an election timeout, or leadership this node
+    /// won while stopping, from a peer that stops too and handed its log here) starts a transfer
+    /// to the connected peer whose log is the most complete (the lowest id among equals), among
+    /// the peers this handover has not tried yet: a target that took no leadership, or handed
+    /// it back, is not tried again, so two nodes that stop together cannot pass a log back and
+    /// forth. The core brings the target up to date and then tells it to campaign at once. A
+    /// replica that stepped down waits until it hears of the new leader. Nothing is waited for
+    /// once the log's storage failed here (the replica is no longer driven), nor when no peer
+    /// is left to try.
     pub(crate) fn hand_over(&mut self) -> bool {
-        if self.core.role() != Role::Leader || self.failed.is_some() {
+        if self.failed.is_some() {
             return false;
+        }
+        if self.core.role() != Role::Leader {
+            return self.handing_over && self.core.leader().is_none();
+        }
+        if self.core.transfer_target().is_some() {
+            self.handing_over = true;
+            return true;
         }
         let best = self
             .config
             .peers
             .iter()
+            .filter(|peer| !self.handover_tried.contains(&peer.id))
             .filter(|peer| self.transport.is_connected(peer.id))
             .filter_map(|peer| {
                 let view = self.core.progress(peer.id)?;
@@ -302,24 +320,13 @@ impl<D: Disk> Replica<D> {
         let Some((_, std::cmp::Reverse(to))) = best else {
             return false;
         };
-        let started = match self.core.transfer_target() {
-            Some(_) => true,
-            None => self.core.transfer_leadership(to).is_ok(),
-        };
-        if started {
-            info!(log = %self.log, to = %to, "handing leadership over");
-            self.handing_over = true;
+        if self.core.transfer_leadership(to).is_err() {
+            return false;
         }
-        started
-    }
-
-    /// Whether a handover started by [`Replica::hand_over`] still waits for another node to
-    /// lead (this one heard from it). Not once the log's storage failed here: the replica is no
-    /// longer driven, so it would never hear of one, and stopping cannot wait for it.
-    pub(crate) fn handing_over(&self) -> bool {
-        self.handing_over
-            && self.failed.is_none()
-            && !matches!(self.core.leader(), Some(l) if l != self.node)
+        info!(log = %self.log, to = %to, "handing leadership over");
+        self.handover_tried.push(to);
+        self.handing_over = true;
+        true
     }
 
     /// A request from a remote client.

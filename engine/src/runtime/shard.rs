@@ -275,6 +275,10 @@ impl Shard {
                 let Ok(command) = self.inbox.rx.try_recv() else { break };
                 self.on_command(command, now);
             }
+            // Before the replicas are driven, so that a transfer it starts leaves in this turn.
+            if let Some((started, deadline)) = self.handover {
+                self.check_handover(started, deadline, now);
+            }
             let mut send_first = false;
             for replica in self.replicas.values_mut() {
                 send_first |= replica.drive(&self.room_tx);
@@ -287,13 +291,11 @@ impl Shard {
             for replica in self.replicas.values_mut() {
                 replica.submit_to_disk();
             }
-            if let Some((started, deadline)) = self.handover {
-                self.check_handover(started, deadline, now);
-            }
         }
     }
 
-    /// Starts stopping: at once, or once the logs this shard leads have another leader.
+    /// Starts stopping: at once, or once the logs this shard leads have another leader
+    /// ([`Replica::hand_over`]).
     fn begin_stop(&mut self, hand_over: bool, now: Instant) {
         if self.stopping || self.handover.is_some() {
             return;
@@ -308,21 +310,21 @@ impl Shard {
             self.stopping = true;
             return;
         }
-        // The core abandons a transfer after an election timeout; the target's election and its
-        // first heartbeat take at most another.
+        // The core abandons a transfer after an election timeout (the handover then tries the
+        // next peer); a target's election and its first heartbeat take much less.
         let deadline = now + self.config.raft.election_timeout() * 2;
         info!(shard = self.index, logs = handing_over, "handing leadership over before stopping");
         self.handover = Some((now, deadline));
     }
 
-    /// Stops once every log whose leadership this shard hands over has heard from its new
-    /// leader, or once the handover's time is up.
+    /// Moves the handover along (a log this shard leads again, or newly, is handed over in
+    /// turn), and stops once no log this shard hands over is led here or waits to hear from its
+    /// new leader, or once the handover's time is up.
     fn check_handover(&mut self, started: Instant, deadline: Instant, now: Instant) {
         let waiting: Vec<LogId> = self
             .replicas
-            .iter()
-            .filter(|(_, replica)| replica.handing_over())
-            .map(|(log, _)| *log)
+            .iter_mut()
+            .filter_map(|(log, replica)| replica.hand_over().then_some(*log))
             .collect();
         if waiting.is_empty() {
             let took = now.saturating_duration_since(started);

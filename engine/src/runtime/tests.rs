@@ -355,10 +355,9 @@ fn a_log_whose_storage_failed_while_handing_over_is_not_waited_for() {
     h.disk.set_manual(true);
     drop(h.append(b"one"));
     h.settle();
-    // The node stops and hands the log over to node 2; then the write in flight fails.
+    // The node stops while the log is handed over to node 2; then the write in flight fails.
     h.replica.core.transfer_leadership(NodeId(2)).unwrap();
-    h.replica.handing_over = true;
-    assert!(h.replica.handing_over());
+    assert!(h.replica.hand_over(), "a stop does not wait for the transfer under way");
     h.disk.set_faults(crate::storage::SimFaults { fail_next_sync: true, ..Default::default() });
     h.disk.run_pending(usize::MAX);
     h.disk.set_manual(false);
@@ -366,7 +365,7 @@ fn a_log_whose_storage_failed_while_handing_over_is_not_waited_for() {
     assert!(h.replica.failed.is_some());
     // The replica is no longer driven: it can never hear of another leader, and the shard
     // would keep the whole node running for it until the handover's deadline.
-    assert!(!h.replica.handing_over(), "the shard waits for a log that stopped on this node");
+    assert!(!h.replica.hand_over(), "the shard waits for a log that stopped on this node");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 // Test harness code: failures here are test failures, and it waits on real time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+use raftwal::raft::Role;
 use raftwal::{Log, Node, NodeConfig, PeerConfig};
 use raftwal_wire::tls::ClusterCerts;
 use raftwal_wire::types::{LogId, NodeId};
@@ -120,6 +121,29 @@ impl Cluster {
         assert!(self.nodes[(id - 1) as usize].is_none());
         let node = Node::start(self.configs[(id - 1) as usize].clone()).unwrap();
         self.nodes[(id - 1) as usize] = Some(node);
+    }
+
+    /// Makes node `to` the leader of `log`, every other node (all must run) its follower with
+    /// the whole log (so that a handover from `to` may pick any of them).
+    pub(crate) fn make_leader(&self, log: LogId, to: u64) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        wait_until(Duration::from_secs(60), "the leader and a caught-up log", || {
+            let statuses: Vec<_> = self
+                .running()
+                .map(|id| self.node(id).log(log).unwrap().status_blocking().unwrap())
+                .collect();
+            let Some(leader) = statuses.iter().find(|s| s.role == Role::Leader) else {
+                return false;
+            };
+            if leader.node.get() != to {
+                // Refused (busy, or not the leader any more): the next round asks again.
+                let from = self.node(leader.node.get()).log(log).unwrap();
+                let _ = runtime.block_on(from.transfer_leadership(NodeId(to)));
+                return false;
+            }
+            statuses.iter().all(|s| s.leader == Some(leader.node) && s.term == leader.term)
+                && leader.peers.iter().all(|p| p.match_index == leader.last_index)
+        });
     }
 
     pub(crate) fn client_addrs(&self) -> Vec<SocketAddr> {
