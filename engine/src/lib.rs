@@ -81,6 +81,6 @@ mod subscription;
 pub use config::{NodeConfig, PeerConfig};
 pub use error::{AppendError, LeaderInfo, ReadError, StartError, StatusError, TransferError};
 pub use log::{BatchPosition, Log, LogEntry, LogStatus, PeerStatus, Position, ReadLimit};
-pub use node::{Node, IDENTITY_FILE};
+pub use node::{HaltHandle, Node, IDENTITY_FILE};
 pub use runtime::source::StoreSource;
 pub use subscription::{BlockingIter, Subscription};

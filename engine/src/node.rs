@@ -238,12 +238,35 @@ impl Node {
         self.stop(false);
     }
 
+    /// A handle that halts this node from another thread, for example while
+    /// [`Node::shutdown`] waits for a handover: shards still handing leadership over stop at
+    /// once, as with [`Node::halt`].
+    pub fn halt_handle(&self) -> HaltHandle {
+        HaltHandle { shards: self.shards.clone() }
+    }
+
     fn stop(&mut self, hand_over: bool) {
         for shard in &self.shards {
             let _ = shard.send(Command::Shutdown { hand_over });
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Halts a node from another thread ([`Node::halt_handle`]).
+#[derive(Clone, Debug)]
+pub struct HaltHandle {
+    shards: Vec<ShardHandle>,
+}
+
+impl HaltHandle {
+    /// Tells every shard to stop at once, without (further) handing leadership over. Does not
+    /// wait: the thread in [`Node::shutdown`] or [`Node::halt`] returns once the shards exited.
+    pub fn halt(&self) {
+        for shard in &self.shards {
+            let _ = shard.send(Command::Shutdown { hand_over: false });
         }
     }
 }

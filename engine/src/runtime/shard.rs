@@ -297,7 +297,16 @@ impl Shard {
     /// Starts stopping: at once, or once the logs this shard leads have another leader
     /// ([`Replica::hand_over`]).
     fn begin_stop(&mut self, hand_over: bool, now: Instant) {
-        if self.stopping || self.handover.is_some() {
+        if self.stopping {
+            return;
+        }
+        if self.handover.is_some() {
+            // A halt during a handover (a second signal to `raftwal serve`) stops at once.
+            if !hand_over {
+                warn!(shard = self.index, "stopping without waiting for the handover");
+                self.handover = None;
+                self.stopping = true;
+            }
             return;
         }
         let mut handing_over = 0;

@@ -161,8 +161,33 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         info!("metrics on http://{addr}/metrics");
     }
     let signal = runtime.block_on(watch_until(&node, interrupted));
-    info!("{} received; shutting down", signal.name());
-    node.shutdown();
+    info!("{} received; shutting down (a second signal stops at once)", signal.name());
+    // The graceful stop waits for the leadership handover (at most two election timeouts); a
+    // second signal halts the node without waiting for it.
+    let second = {
+        let _entered = runtime.enter();
+        interrupt::interrupted()?
+    };
+    let halt = node.halt_handle();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let stopper = std::thread::Builder::new()
+        .name("raftwal-stop".into())
+        .spawn(move || {
+            node.shutdown();
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| format!("cannot start the stopping thread: {e}"))?;
+    runtime.block_on(async {
+        tokio::select! {
+            _ = done_rx => {}
+            signal = second => {
+                warn!("{} received again; stopping without waiting for the handover", signal.name());
+                halt.halt();
+            }
+        }
+    });
+    // The shutdown thread ends once every shard has stopped.
+    let _ = stopper.join();
     info!("stopped");
     Ok(())
 }
