@@ -74,7 +74,12 @@ pub(crate) struct Replica<D: Disk> {
     pub(crate) pending_tags: HashMap<(ClientId, ClientSeq), LogIndex>,
     /// Every committed entry up to here was applied to the deduplication table.
     applied: LogIndex,
-    /// The commit index the waiters and subscribers last saw.
+    /// The commit index the waiters and subscribers last saw, as of the last drive: every entry
+    /// up to it is in the store, and is the committed one. The core's commit index may run ahead
+    /// between stepping a message and the next drive (a follower commits the entries of an
+    /// AppendEntries as it steps it, before they reach the store, where a deposed leader's
+    /// entries may still sit at those indices), so reads go by this one
+    /// ([`Replica::readable_commit`]).
     commit_seen: LogIndex,
     pub(crate) subscribers: Subscribers,
     role: Role,
@@ -123,7 +128,8 @@ impl<D: Disk> Replica<D> {
             dedup: DedupTable::default(),
             pending_tags: HashMap::new(),
             applied,
-            commit_seen: LogIndex::ZERO,
+            // The restored commit index is within the durable log.
+            commit_seen: commit,
             subscribers: Subscribers::new(log),
             failed: None,
             sent_appends: false,
@@ -133,6 +139,12 @@ impl<D: Disk> Replica<D> {
         replica.apply_committed(commit);
         replica.publish_gauges();
         replica
+    }
+
+    /// The highest index reads and subscribers may serve: committed, and in the store as the
+    /// committed entry (see `commit_seen`).
+    pub(crate) fn readable_commit(&self) -> LogIndex {
+        self.commit_seen
     }
 
     /// The leader as callers should be told of it: its id and its client address for this log.

@@ -172,7 +172,7 @@ impl<D: Disk> Replica<D> {
         entries_max: usize,
         bytes_max: usize,
     ) -> Result<Vec<Entry>, ReadError> {
-        let commit = self.core.commit_index();
+        let commit = self.readable_commit();
         let first = self.store.first_index();
         if from < first && from <= commit {
             return Err(ReadError::Compacted { requested: from, first_index: first });
@@ -219,14 +219,14 @@ impl<D: Disk> Replica<D> {
     /// Adds a local subscriber.
     pub(crate) fn subscribe_local(&mut self, sink: LocalSink, from: LogIndex, waker: &RoomWaker) {
         self.subscribers.add_local(sink, from, self.store.first_index());
-        self.subscribers.deliver(&self.store, self.core.commit_index(), waker);
+        self.subscribers.deliver(&self.store, self.readable_commit(), waker);
         self.end_subscribers_if_failed();
     }
 
     /// Adds a remote subscriber.
     pub(crate) fn subscribe_remote(&mut self, event: SubscribeEvent, waker: &RoomWaker) {
         self.subscribers.add_remote(event.sink, event.request.from, self.store.first_index());
-        self.subscribers.deliver(&self.store, self.core.commit_index(), waker);
+        self.subscribers.deliver(&self.store, self.readable_commit(), waker);
         self.end_subscribers_if_failed();
     }
 
@@ -245,7 +245,7 @@ impl<D: Disk> Replica<D> {
     /// A subscriber has room again.
     pub(crate) fn resume_subscriber(&mut self, id: u64, waker: &RoomWaker) {
         self.subscribers.room(id);
-        self.subscribers.deliver(&self.store, self.core.commit_index(), waker);
+        self.subscribers.deliver(&self.store, self.readable_commit(), waker);
     }
 
     /// The log's status on this node.

@@ -8,7 +8,7 @@ use super::subscribers::RoomWaker;
 use super::waiters::AppendReply;
 use crate::config::{NodeConfig, PeerConfig};
 use crate::error::{AppendError, ReadError};
-use crate::log::{BatchPosition, LogEntry};
+use crate::log::{BatchPosition, LogEntry, ReadLimit};
 use crate::metrics::LogMetrics;
 use crate::raft::{Config as RaftConfig, RaftCore, Role};
 use crate::runtime::clock;
@@ -18,10 +18,12 @@ use crate::subscription::Subscription;
 use bytes::Bytes;
 use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
-use raftwal_wire::message::{Message, MessageBody, RequestVote, RequestVoteResponse};
+use raftwal_wire::message::{
+    AppendEntries, Message, MessageBody, RequestVote, RequestVoteResponse,
+};
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
-use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId, Term};
+use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -397,4 +399,94 @@ fn a_leader_that_hands_over_tells_local_appends_in_flight_they_may_still_commit(
         // twice.
         other => panic!("an append that may still commit was answered {other:?}"),
     }
+}
+/// An AppendEntries from `from` in `term`: `entries` (term, payload) from `prev.0 + 1` on.
+fn append_entries(
+    from: u64,
+    term: u64,
+    prev: (u64, u64),
+    leader_commit: u64,
+    entries: &[(u64, &'static [u8])],
+) -> Message {
+    let entries = entries
+        .iter()
+        .enumerate()
+        .map(|(offset, (term, data))| Entry {
+            index: LogIndex(prev.0 + 1 + offset as u64),
+            term: Term(*term),
+            kind: EntryKind::Normal,
+            data: Bytes::from_static(data),
+        })
+        .collect();
+    Message {
+        log: LOG,
+        from: NodeId(from),
+        to: NodeId(1),
+        term: Term(term),
+        body: MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(prev.0),
+            prev_log_term: Term(prev.1),
+            leader_commit: LogIndex(leader_commit),
+            entries,
+        }),
+    }
+}
+
+/// The core learns entries and a commit index that covers them as soon as it steps a leader's
+/// AppendEntries; the store has them only once the replica is driven. A read or a subscriber
+/// served in between (the shard takes every event and command of a loop turn before it drives
+/// the replicas) must not take the store's entries at those indices for committed ones: there
+/// may be none yet, or the entries of a deposed leader that the new ones replace.
+#[test]
+fn a_follower_serves_no_entry_of_a_replaced_suffix_in_the_turn_it_learns_the_commit() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    // Node 2 leads term 1; its two entries reach this follower's disk but never commit.
+    h.replica.step(append_entries(2, 1, (0, 0), 0, &[(1, b"old-1"), (1, b"old-2")]));
+    h.settle();
+    assert_eq!(h.replica.store.durable_index(), LogIndex(2));
+    // Node 3 leads term 2, replaces them and commits its own, then three more entries.
+    h.replica.step(append_entries(3, 2, (0, 0), 2, &[(2, b"new-1"), (2, b"new-2")]));
+    h.replica.step(append_entries(3, 2, (2, 2), 5, &[(2, b"new-3"), (2, b"new-4"), (2, b"new-5")]));
+    assert_eq!(h.replica.core.commit_index(), LogIndex(5));
+    // In the same loop turn, before the replica is driven: a read, a new subscriber.
+    let read = h.replica.read_local(LogIndex(1), ReadLimit::entries(100));
+    let mut sub = h.subscribe(1);
+    let (early, end) = drain(&mut sub);
+    assert!(end.is_none(), "the subscriber was ended: {end:?}");
+    let read = read.expect("a read of committed entries failed");
+    for entry in read.iter().chain(&early) {
+        assert_eq!(entry.term, Term(2), "an entry that never committed was served: {entry:?}");
+    }
+    h.settle();
+    let read = h.replica.read_local(LogIndex(1), ReadLimit::entries(100)).unwrap();
+    let texts: Vec<&[u8]> = read.iter().map(|e| &e.data[..]).collect();
+    assert_eq!(texts, [&b"new-1"[..], b"new-2", b"new-3", b"new-4", b"new-5"]);
+    let (late, end) = drain(&mut sub);
+    assert!(end.is_none(), "the subscriber was ended: {end:?}");
+    let seen: Vec<&[u8]> = early.iter().chain(&late).map(|e| &e.data[..]).collect();
+    assert_eq!(seen, texts, "the subscriber skipped or repeated entries");
+}
+
+/// A read and a subscriber past the store's end, in the turn a follower learns entries and a
+/// commit index that covers them: nothing to serve yet, which is no storage error.
+#[test]
+fn a_follower_read_past_its_stored_end_in_the_turn_it_learns_the_commit_is_no_error() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
+    h.settle();
+    h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
+    let read = h.replica.read_local(LogIndex(3), ReadLimit::entries(100));
+    assert!(read.is_ok(), "a read of a committed index failed: {read:?}");
+    let mut sub = h.subscribe(3);
+    let (_, end) = drain(&mut sub);
+    assert!(end.is_none(), "a subscriber from a committed index was ended: {end:?}");
+    h.settle();
+    let (entries, end) = drain(&mut sub);
+    assert!(end.is_none(), "{end:?}");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].data, "three");
 }
