@@ -427,6 +427,10 @@ impl<D: Disk> Replica<D> {
             info!(log = %self.log, term = %self.core.term(), "leader is now {now}");
         }
         if self.role == Role::Leader && role != Role::Leader {
+            // The waiting entries went out to the followers and may still commit under the next
+            // leader: not `NotLeader`, which tells a local caller to append again at the leader
+            // (a remote client hears NotLeader either way and retries with the same sequence
+            // numbers, which the log deduplicates).
             let hint = self.leader_info(leader);
             self.waiters.fail_all(self.log, &Failure::LeadershipLost(hint));
             self.pending_tags.clear();
