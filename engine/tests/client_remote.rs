@@ -52,6 +52,24 @@ fn appends_through_a_follower_are_redirected_to_the_leader() {
     });
 }
 
+/// `Client::append_batch` with a single entry: the node acknowledges it as a batch, so the
+/// client reports where it landed instead of a protocol error for an append that committed.
+#[test]
+fn a_batch_of_one_entry_is_acknowledged_as_a_batch() {
+    let cluster = Cluster::start(1);
+    let leader = cluster.wait_leader(T);
+    let nodes = vec![cluster.configs[(leader - 1) as usize].listen];
+    runtime().block_on(async {
+        let client = Client::new(ClientConfig::new(nodes, cluster.tls_dir(), LogId(0))).unwrap();
+        let batch = client.append_batch(vec![Bytes::from_static(b"alone")]).await;
+        let batch = batch.expect("a committed batch of one entry was reported as failed");
+        assert_eq!(batch.count, 1);
+        let entries = client.read(batch.first_index, 10).await.unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].data, "alone");
+    });
+}
+
 #[test]
 fn a_retried_append_is_applied_once() {
     let cluster = Cluster::start(3);

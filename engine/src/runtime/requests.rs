@@ -338,7 +338,8 @@ impl<D: Disk> Replica<D> {
                 self.append_remote(vec![r.tagged], reply, now);
             }
             ClientRequest::AppendBatch(r) => {
-                let reply = AppendReply::Remote { responder, batch: r.items.len() != 1 };
+                // Answered with AppendedBatch whatever its size: that is what the client waits for.
+                let reply = AppendReply::Remote { responder, batch: true };
                 self.append_remote(r.items, reply, now);
             }
             ClientRequest::Read(r) => {
