@@ -70,6 +70,40 @@ fn a_batch_of_one_entry_is_acknowledged_as_a_batch() {
     });
 }
 
+/// A node configured with a frame limit below what one subscriber batch (1 MiB of payload) or
+/// one read (4 MiB) carries once every entry's framing is counted: it still serves a remote
+/// tail and a remote read, in more frames, instead of failing to encode them.
+#[test]
+fn a_remote_tail_and_read_fit_the_node_frame_limit() {
+    // The smallest frame limit the default entry size allows.
+    let cluster = Cluster::start_with(1, |c| c.transport.frame_size_bytes_max = (1 << 20) + 4096);
+    let leader = cluster.wait_leader(T);
+    // Small entries: their framing takes the batch over the limit.
+    let (batches, per_batch) = (20u32, 1000u32);
+    let log = cluster.log(leader);
+    for b in 0..batches {
+        let data = (0..per_batch).map(|i| Bytes::from(format!("{:064}", b * per_batch + i)));
+        log.append_batch_blocking(data.collect()).unwrap();
+    }
+    let total = batches * per_batch;
+    let mut config = ClientConfig::new(cluster.client_addrs(), cluster.tls_dir(), LogId(0));
+    config.retry_deadline = Duration::from_secs(2);
+    let rt = runtime();
+    let client = rt.block_on(async { Arc::new(Client::new(config).unwrap()) });
+    rt.block_on(async {
+        let entries = client.read(LogIndex(1), total).await.expect("a remote read failed");
+        assert!(!entries.is_empty());
+        for (i, entry) in entries.iter().enumerate() {
+            assert_eq!(entry.data, format!("{i:064}"));
+        }
+        let mut tail = client.subscribe(LogIndex(1));
+        for i in 0..total {
+            let entry = tail.next().await.expect("the remote tail failed");
+            assert_eq!(entry.data, format!("{i:064}"));
+        }
+    });
+}
+
 #[test]
 fn a_retried_append_is_applied_once() {
     let cluster = Cluster::start(3);

@@ -103,6 +103,7 @@ impl<D: Disk> Replica<D> {
         metrics: Arc<LogMetrics>,
     ) -> Replica<D> {
         let log = core.config().log;
+        let frame_bytes_max = config.transport.frame_size_bytes_max as usize;
         let saved = store.hard_state();
         // Rebuild the deduplication table from the recent committed past (see dedup's window).
         let commit = core.commit_index();
@@ -130,7 +131,7 @@ impl<D: Disk> Replica<D> {
             applied,
             // The restored commit index is within the durable log.
             commit_seen: commit,
-            subscribers: Subscribers::new(log),
+            subscribers: Subscribers::new(log, frame_bytes_max),
             failed: None,
             sent_appends: false,
             handing_over: false,

@@ -12,7 +12,7 @@ use crate::metrics::LogMetrics;
 use crate::raft::{ProposeError, Role, TransferError as CoreTransferError};
 use crate::runtime::dedup::Lookup;
 use crate::runtime::replica::Replica;
-use crate::runtime::subscribers::{LocalSink, RoomWaker};
+use crate::runtime::subscribers::{fit_frame, LocalSink, RoomWaker};
 use crate::runtime::waiters::{AppendReply, Failure, Waiter};
 use crate::storage::{Disk, ReadError as StoreReadError};
 use bytes::Bytes;
@@ -348,7 +348,10 @@ impl<D: Disk> Replica<D> {
                 } else {
                     let bytes = (r.size_bytes_max as usize).min(REMOTE_READ_BYTES_MAX);
                     match self.read_committed(r.from, r.count_max as usize, bytes) {
-                        Ok(entries) => {
+                        Ok(mut entries) => {
+                            // One frame carries the answer: at most the node's frame limit.
+                            let frame = self.config.transport.frame_size_bytes_max as usize;
+                            fit_frame(&mut entries, frame);
                             ClientResponse::Entries(EntriesBatch { log: self.log, entries })
                         }
                         Err(ReadError::Compacted { first_index, .. }) => error(

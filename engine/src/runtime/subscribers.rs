@@ -18,6 +18,7 @@
 
 use crate::error::ReadError;
 use crate::log::LogEntry;
+use crate::raft::ENTRY_OVERHEAD_BYTES;
 use crate::storage::{Disk, LogStore, ReadError as StoreReadError};
 use raftwal_wire::client::{ClientError, ErrorCode};
 use raftwal_wire::transport::{SinkError, SubscriptionSink};
@@ -29,6 +30,26 @@ use tokio::sync::mpsc::error::TrySendError;
 
 /// Payload bytes read per delivered batch, about.
 pub(crate) const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// Bytes an Entries frame takes besides its entries, counted generously (request id, log, first
+/// index, entry count).
+const ENTRIES_FRAME_OVERHEAD_BYTES: usize = 64;
+
+/// Cuts `entries` to the longest prefix (at least one entry) that one Entries frame of at most
+/// `frame_bytes_max` bytes carries, counting each entry's framing (`ENTRY_OVERHEAD_BYTES`, more
+/// than the wire's). A node's frame limit may be as low as its largest entry allows, well below
+/// a batch of many small entries with their framing; the rest goes in the next frame.
+pub(crate) fn fit_frame(entries: &mut Vec<Entry>, frame_bytes_max: usize) {
+    let mut size = ENTRIES_FRAME_OVERHEAD_BYTES;
+    let keep = entries
+        .iter()
+        .position(|e| {
+            size += e.data.len() + ENTRY_OVERHEAD_BYTES;
+            size > frame_bytes_max
+        })
+        .unwrap_or(entries.len());
+    entries.truncate(keep.max(1));
+}
 
 /// The shard's end of a local subscription.
 #[derive(Debug)]
@@ -77,15 +98,23 @@ pub(crate) struct Subscribers {
     log: LogId,
     list: Vec<Subscriber>,
     next_remote_id: u64,
+    /// The largest frame the transport sends (a remote subscriber's batch must fit in one).
+    frame_bytes_max: usize,
     /// Payload bytes pushed to subscribers, for metrics.
     bytes_out: u64,
 }
 
 impl Subscribers {
-    pub(crate) fn new(log: LogId) -> Subscribers {
+    pub(crate) fn new(log: LogId, frame_bytes_max: usize) -> Subscribers {
         // Remote ids count down from the top so they never meet the local ids counted up by
         // `Subscription`.
-        Subscribers { log, list: Vec::new(), next_remote_id: u64::MAX, bytes_out: 0 }
+        Subscribers {
+            log,
+            list: Vec::new(),
+            next_remote_id: u64::MAX,
+            frame_bytes_max,
+            bytes_out: 0,
+        }
     }
 
     /// Payload bytes delivered so far.
@@ -139,11 +168,12 @@ impl Subscribers {
         waker: &RoomWaker,
     ) {
         let log = self.log;
+        let frame_bytes_max = self.frame_bytes_max;
         let mut bytes_out = 0;
         let mut position = 0;
         while position < self.list.len() {
             let s = &mut self.list[position];
-            match deliver_one(s, store, commit, log, waker, &mut bytes_out) {
+            match deliver_one(s, store, commit, log, frame_bytes_max, waker, &mut bytes_out) {
                 Outcome::Paused => position += 1,
                 Outcome::Remove => {
                     self.list.swap_remove(position);
@@ -201,6 +231,7 @@ fn deliver_one<D: Disk>(
     store: &LogStore<D>,
     commit: LogIndex,
     log: LogId,
+    frame_bytes_max: usize,
     waker: &RoomWaker,
     bytes_out: &mut u64,
 ) -> Outcome {
@@ -234,10 +265,13 @@ fn deliver_one<D: Disk>(
                 }
             }
         }
-        let entries = match read_batch(store, s.next, commit) {
+        let mut entries = match read_batch(store, s.next, commit) {
             Ok(entries) => entries,
             Err(e) => return fail(log, e),
         };
+        if let Sink::Remote { .. } = s.sink {
+            fit_frame(&mut entries, frame_bytes_max);
+        }
         let Some(last) = entries.last().map(|e| e.index) else {
             return Outcome::Paused;
         };
@@ -258,6 +292,11 @@ fn deliver_one<D: Disk>(
             Sink::Remote { sink, .. } => match sink.try_send(&entries) {
                 Ok(()) => {}
                 Err(SinkError::Full) => continue,
+                // Said to the subscriber, or its stream would wait for entries that never come.
+                Err(SinkError::Encode(e)) => {
+                    let reason = format!("cannot encode entries from {}: {e}", s.next);
+                    return Outcome::Fail(ReadError::Storage { log, reason }, ErrorCode::Internal);
+                }
                 Err(_) => return Outcome::Remove,
             },
         }
