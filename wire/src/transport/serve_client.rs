@@ -383,9 +383,15 @@ async fn serve_stream(
         if !out.queue.reserve(reserved_bytes).await {
             return;
         }
-        let credit = tokio::select! {
-            credit = budget.clone().acquire_many_owned(cost) => credit.ok(),
-            _ = connection.closed() => None,
+        // The waits below race the connection's end, and `Connection::closed` takes quinn's
+        // connection lock and registers a waker: only when there is something to wait for, not
+        // once per request.
+        let credit = match budget.clone().try_acquire_many_owned(cost) {
+            Ok(credit) => Some(credit),
+            Err(_) => tokio::select! {
+                credit = budget.clone().acquire_many_owned(cost) => credit.ok(),
+                _ = connection.closed() => None,
+            },
         };
         // The semaphore is never closed: no credit means the connection is gone.
         let Some(credit) = credit else {
@@ -393,10 +399,11 @@ async fn serve_stream(
             return;
         };
         // And while the connection, or all clients of the node together, hold too much.
-        let room = tokio::select! {
-            _ = charge.wait_for_room() => true,
-            _ = connection.closed() => false,
-        };
+        let room = charge.has_room()
+            || tokio::select! {
+                _ = charge.wait_for_room() => true,
+                _ = connection.closed() => false,
+            };
         if !room {
             out.queue.release(reserved_bytes);
             return;
