@@ -8,9 +8,6 @@ use raftwal::client::{Client, ClientConfig, ClientError};
 use raftwal_wire::client::{
     AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, TaggedPayload,
 };
-use raftwal_wire::codec::FrameLimits;
-use raftwal_wire::tls::TlsIdentity;
-use raftwal_wire::transport::{ClientEndpoint, QuicTuning};
 use raftwal_wire::types::{LogId, LogIndex};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,14 +107,7 @@ fn a_retried_append_is_applied_once() {
     let leader = cluster.wait_leader(T);
     let addr = cluster.configs[(leader - 1) as usize].listen;
     runtime().block_on(async {
-        let identity = TlsIdentity::load_client(&cluster.tls_dir()).unwrap();
-        let endpoint = ClientEndpoint::open(
-            &identity,
-            "127.0.0.1:0".parse().unwrap(),
-            &QuicTuning::default(),
-            FrameLimits::default(),
-        )
-        .unwrap();
+        let endpoint = cluster.client_endpoint();
         let connection = endpoint.connect(addr).await.unwrap();
         let append = |seq: u64, data: &'static str| {
             ClientRequest::Append(AppendRequest {
@@ -233,14 +223,7 @@ fn a_node_serving_its_maximum_of_clients_says_so() {
     let node = cluster.node(1);
     let addr = cluster.configs[0].listen;
     runtime().block_on(async {
-        let identity = TlsIdentity::load_client(&cluster.tls_dir()).unwrap();
-        let endpoint = ClientEndpoint::open(
-            &identity,
-            "127.0.0.1:0".parse().unwrap(),
-            &QuicTuning::default(),
-            FrameLimits::default(),
-        )
-        .unwrap();
+        let endpoint = cluster.client_endpoint();
         // The one slot, taken on shard 1's port; the client below dials shard 0's.
         let second_shard = std::net::SocketAddr::new(addr.ip(), addr.port() + 1);
         let holder = endpoint.connect(second_shard).await.unwrap();

@@ -17,9 +17,6 @@ use raftwal_wire::client::{
     AppendBatchRequest, AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq,
     ErrorCode, TaggedPayload,
 };
-use raftwal_wire::codec::FrameLimits;
-use raftwal_wire::tls::TlsIdentity;
-use raftwal_wire::transport::{ClientEndpoint, QuicTuning};
 use raftwal_wire::types::{LogId, LogIndex};
 use std::time::Duration;
 use support::Cluster;
@@ -39,14 +36,7 @@ fn a_retried_batch_is_acknowledged_only_when_all_of_it_is_in_the_log() {
     let addr = cluster.configs[(leader - 1) as usize].listen;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let identity = TlsIdentity::load_client(&cluster.tls_dir()).unwrap();
-        let endpoint = ClientEndpoint::open(
-            &identity,
-            "127.0.0.1:0".parse().unwrap(),
-            &QuicTuning::default(),
-            FrameLimits::default(),
-        )
-        .unwrap();
+        let endpoint = cluster.client_endpoint();
         let connection = endpoint.connect(addr).await.unwrap();
 
         let applied = match connection.request(&batch(vec![item(1, "a"), item(2, "b")])).await {

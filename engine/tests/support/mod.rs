@@ -67,6 +67,19 @@ impl Cluster {
         Cluster { dir, configs, nodes }
     }
 
+    /// A raw client endpoint with the cluster's client certificate (call it inside a tokio
+    /// runtime), for tests that speak the client protocol themselves.
+    pub(crate) fn client_endpoint(&self) -> raftwal_wire::transport::ClientEndpoint {
+        let identity = raftwal_wire::tls::TlsIdentity::load_client(&self.tls_dir()).unwrap();
+        raftwal_wire::transport::ClientEndpoint::open(
+            &identity,
+            "127.0.0.1:0".parse().unwrap(),
+            &raftwal_wire::transport::QuicTuning::default(),
+            raftwal_wire::codec::FrameLimits::default(),
+        )
+        .unwrap()
+    }
+
     pub(crate) fn node(&self, id: u64) -> &Node {
         self.nodes[(id - 1) as usize].as_ref().expect("node is running")
     }
