@@ -126,8 +126,10 @@ impl Subscribers {
         self.list.is_empty()
     }
 
-    /// Adds a local subscriber from `from` (at least the log's first stored index).
+    /// Adds a local subscriber from `from` (at least the log's first stored index; 0, which
+    /// holds no entry, subscribes from the start, as 1).
     pub(crate) fn add_local(&mut self, sink: LocalSink, from: LogIndex, first: LogIndex) {
+        let from = from.max(LogIndex(1));
         if from < first {
             let _ =
                 sink.tx.try_send(Err(ReadError::Compacted { requested: from, first_index: first }));
@@ -136,8 +138,9 @@ impl Subscribers {
         self.list.push(Subscriber { id: sink.id, next: from, sink: Sink::Local(sink) });
     }
 
-    /// Adds a remote subscriber from `from`.
+    /// Adds a remote subscriber from `from` (0 as 1, as for a local one).
     pub(crate) fn add_remote(&mut self, sink: SubscriptionSink, from: LogIndex, first: LogIndex) {
+        let from = from.max(LogIndex(1));
         if from < first {
             sink.end(Some(ClientError {
                 code: ErrorCode::Compacted,
@@ -148,7 +151,7 @@ impl Subscribers {
         let id = self.next_remote_id;
         self.next_remote_id -= 1;
         let sink = Sink::Remote { sink: Arc::new(sink), waiting: false };
-        self.list.push(Subscriber { id, next: from.max(LogIndex(1)), sink });
+        self.list.push(Subscriber { id, next: from, sink });
     }
 
     /// Marks subscriber `id` as having room again (its waker fired or its consumer resumed).

@@ -241,6 +241,27 @@ fn a_local_append_is_answered_once_durable_with_its_position() {
     assert!(end.is_none());
 }
 
+/// Index 0 holds no entry; reading or subscribing from it reads from the start, as from 1, on
+/// a log that was never compacted (it answered `Compacted { requested: 0, first_index: 1 }`).
+#[test]
+fn a_read_or_subscription_from_index_0_starts_at_the_first_entry() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    let mut rx = h.append(b"one");
+    h.settle();
+    assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+    let read = h.replica.read_local(LogIndex(0), ReadLimit::entries(10)).unwrap();
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0].data, Bytes::from_static(b"one"));
+    let mut sub = h.subscribe(0);
+    let (entries, end) = drain(&mut sub);
+    assert_eq!(entries.len(), 1, "{entries:?} {end:?}");
+    assert_eq!(entries[0].data, Bytes::from_static(b"one"));
+    assert!(end.is_none(), "{end:?}");
+}
+
 #[test]
 fn a_subscriber_that_arrives_after_the_log_was_poisoned_is_ended() {
     let rt = runtime();
