@@ -81,8 +81,11 @@ impl DedupTable {
         if !self.clients.contains_key(&client) && self.clients.len() >= CLIENTS_MAX {
             self.evict_oldest();
         }
+        // The window grows as the client appends: most clients (a CLI run, a short-lived
+        // program) append a few entries, and room for 1,024 up front would be 24 KiB for each of
+        // up to 4,096 clients, per log.
         let window = self.clients.entry(client).or_insert_with(|| ClientWindow {
-            recent: VecDeque::with_capacity(SEQS_PER_CLIENT),
+            recent: VecDeque::new(),
             floor: ClientSeq(0),
             last_used: index,
         });
@@ -125,6 +128,19 @@ impl DedupTable {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_client_that_appended_little_holds_little() {
+        let mut t = DedupTable::default();
+        for client in 0..CLIENTS_MAX as u64 {
+            t.record(ClientId(client), ClientSeq(1), LogIndex(client + 1), Term(1));
+        }
+        let held: usize = t.clients.values().map(|w| w.recent.capacity()).sum();
+        assert!(
+            held <= CLIENTS_MAX * 8,
+            "{held} window slots reserved for {CLIENTS_MAX} clients of one append each"
+        );
+    }
 
     #[test]
     fn retries_are_answered_with_the_first_position() {
