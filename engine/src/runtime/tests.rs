@@ -512,35 +512,6 @@ fn a_follower_read_past_its_stored_end_in_the_turn_it_learns_the_commit_is_no_er
     assert_eq!(entries[0].data, "three");
 }
 
-/// A vote (or pre-vote) for node 1 from node 2, in the term it asks for.
-fn grant(h: &Harness, pre_vote: bool) -> Message {
-    let term = h.replica.core.term().get() + u64::from(pre_vote);
-    Message {
-        log: LOG,
-        from: NodeId(2),
-        to: NodeId(1),
-        term: Term(term),
-        body: MessageBody::RequestVoteResponse(RequestVoteResponse { pre_vote, granted: true }),
-    }
-}
-
-/// Ticks node 1 of three into an election and grants it node 2's votes until it leads.
-fn elect_with_node_2(h: &mut Harness) {
-    for _ in 0..100 {
-        match h.replica.core.role() {
-            Role::Leader => {
-                h.settle();
-                return;
-            }
-            Role::PreCandidate => h.replica.step(grant(h, true)),
-            Role::Candidate => h.replica.step(grant(h, false)),
-            Role::Follower => h.replica.tick(),
-        }
-        h.turn();
-    }
-    panic!("node 1 did not become leader");
-}
-
 /// A leader deposed while a local append waits for its commit: the entry went out to the
 /// followers and may still commit under the next leader, so the caller is told
 /// `LeadershipLost` (read to check), not `NotLeader`, which says to append at the leader and
@@ -550,7 +521,7 @@ fn a_local_append_waiting_when_its_leader_is_deposed_may_still_commit() {
     let rt = runtime();
     let _entered = rt.enter();
     let mut h = Harness::new(3);
-    elect_with_node_2(&mut h);
+    h.elect_with_node_2();
     let mut rx = h.append(b"in flight");
     h.settle();
     assert!(rx.try_recv().is_err(), "answered before a majority held it");
