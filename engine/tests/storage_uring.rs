@@ -1,5 +1,5 @@
 //! The real io_uring disk: several logs share one ring with completions routed to the right
-//! log, the eventfd signals completions, and segment roll-over, truncation, compaction and
+//! log, the eventfd signals completions, and segment roll-over, truncation, compaction, reset and
 //! recovery work on real files, with and without O_DIRECT, in every fsync mode.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
@@ -262,5 +262,41 @@ fn held_payloads_never_change_under_a_truncation() {
         let (log, _) = LogStore::open(&dir, options, disk.clone()).unwrap();
         assert_eq!(read_all(&log), (1..=17).collect::<Vec<_>>());
         assert_eq!(log.term(LogIndex(17)), Some(Term(3)));
+    }
+}
+
+/// `reset_to` on real files: below the log (compacted), inside it and beyond it, each followed
+/// by appends across roll-overs and a reopen that finds the new log.
+#[test]
+fn reset_on_real_files() {
+    for direct_io in [true, false] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("r");
+        let options = LogOptions { batches_in_flight_max: 1, ..small_options(direct_io) };
+        let disk = disk(FsyncMode::Ring);
+        let (mut log, _) = LogStore::open(&dir, options, disk.clone()).unwrap();
+        log.append(&entries(1, 150, 1)).unwrap();
+        log.flush().unwrap();
+        log.compact_before(LogIndex(100)).unwrap();
+        assert!(log.first_index() > LogIndex(21));
+        for (index, term) in [(20u64, 2u64), (60, 3), (500, 4)] {
+            log.reset_to(LogIndex(index), Term(term)).unwrap();
+            assert_eq!(log.first_index(), LogIndex(index + 1));
+            assert_eq!(log.last_index(), LogIndex(index));
+            log.append(&entries(index + 1, 100, term)).unwrap();
+            log.flush().unwrap();
+            drop(log);
+            let (reopened, recovery) = LogStore::open(&dir, options, disk.clone()).unwrap();
+            log = reopened;
+            assert_eq!(recovery.first_index, LogIndex(index + 1));
+            assert_eq!(recovery.last_index, LogIndex(index + 100));
+            assert_eq!(log.term(LogIndex(index)), Some(Term(term)));
+            assert_eq!(read_all(&log), (index + 1..=index + 100).collect::<Vec<_>>());
+        }
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".base")), "{names:?}");
     }
 }

@@ -226,6 +226,53 @@ pub enum TruncateError {
     },
 }
 
+/// Why [`crate::storage::LogStore::reset_to`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// See [`Poisoned`].
+    #[error(transparent)]
+    Poisoned(#[from] Poisoned),
+    /// The requested start cannot be a log's: index 0 with a term other than 0 (no entry 0
+    /// exists, so its term is 0), or index `u64::MAX` (no entry can follow it). Nothing
+    /// changed.
+    #[error("cannot reset the log to start after index {index} of term {term}: {reason}")]
+    InvalidStart {
+        /// The requested index.
+        index: LogIndex,
+        /// The requested term.
+        term: Term,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The saved hard state's commit index is above the requested index: the entries between
+    /// were committed on this node's word, and a reset must never drop committed entries
+    /// (recovery also relies on the commit index being in the log). Nothing changed.
+    #[error(
+        "cannot reset the log to start after index {index}: the saved commit index is {commit}"
+    )]
+    BelowCommit {
+        /// The requested index.
+        index: LogIndex,
+        /// The saved commit index.
+        commit: LogIndex,
+    },
+    /// No space for the new base segment (or for clearing the bytes of a segment that must be
+    /// cleared first); the log is unchanged and usable, except that the batches that were in
+    /// flight were waited for. Free space (compact) and try again.
+    #[error("no space left for the reset's new segment: {0}")]
+    NoSpace(io::Error),
+    /// A batch in flight or a file operation failed; the log is now poisoned. Reopening it
+    /// recovers either the old log (possibly without some of its entries after the index) or
+    /// the reset one.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        /// What the store was doing.
+        context: String,
+        /// The system error.
+        source: io::Error,
+    },
+}
+
 /// Why [`crate::storage::LogStore::compact_before`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {

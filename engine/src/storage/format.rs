@@ -25,12 +25,29 @@ impl SegmentId {
 
     /// Parses a file name made by [`SegmentId::file_name`]; `None` for any other name.
     pub fn parse_file_name(name: &str) -> Option<SegmentId> {
-        let digits = name.strip_suffix(".seg")?;
-        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse::<u64>().ok().map(|v| SegmentId(LogIndex(v)))
+        parse_digits(name.strip_suffix(".seg")?)
     }
+
+    /// The name a reset gives a new base segment while segments of the old log, all of them
+    /// starting after it, are still in place (`LogStore::reset_to`, docs/format.md "Reset"):
+    /// the first index, zero-padded, and `.base`. Recovery renames it to
+    /// [`SegmentId::file_name`] if no segment is left, and removes it otherwise.
+    pub fn pending_base_file_name(self) -> String {
+        format!("{:020}.base", self.0.get())
+    }
+
+    /// Parses a file name made by [`SegmentId::pending_base_file_name`].
+    pub fn parse_pending_base_file_name(name: &str) -> Option<SegmentId> {
+        parse_digits(name.strip_suffix(".base")?)
+    }
+}
+
+/// Twenty decimal digits as a segment id.
+fn parse_digits(digits: &str) -> Option<SegmentId> {
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok().map(|v| SegmentId(LogIndex(v)))
 }
 
 impl fmt::Display for SegmentId {
@@ -52,15 +69,23 @@ pub const SEGMENT_HEADER_BYTES: usize = BLOCK_SIZE_BYTES;
 /// The magic number at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RAFTWALS";
 /// The newest segment format version this build writes and reads. Version 1 is a segment made
-/// from a new file; version 2 adds the flags field, written for a recycled file (its bytes after
-/// the records may hold records of the file's earlier use). A fresh segment is still written as
-/// version 1.
+/// from a new file; version 2 adds the flags field, written when a flag is set: for a recycled
+/// file (its bytes after the records may hold records of the file's earlier use) or a base
+/// segment (a reset's new start). A segment with no flag is still written as version 1.
 pub const SEGMENT_VERSION: u32 = 2;
 /// The oldest segment format version this build reads.
 pub const SEGMENT_VERSION_MIN: u32 = 1;
 /// Header flag (version 2): the file was recycled from a compacted segment, so records of its
 /// earlier use (all of indexes below this segment's first index) may follow the last record.
 pub const SEGMENT_FLAG_RECYCLED: u32 = 1;
+/// Header flag (version 2): a base segment, written by `LogStore::reset_to`. Segments with a
+/// smaller first index are not part of the log: recovery starts the log at the base segment
+/// with the highest first index and removes the segments before it. A build that knows only
+/// [`SEGMENT_FLAG_RECYCLED`] refuses the header (`unknown segment header flags`) rather than
+/// read the old segments before it as part of the log.
+pub const SEGMENT_FLAG_BASE: u32 = 2;
+/// Every flag this build knows.
+const SEGMENT_FLAGS_KNOWN: u32 = SEGMENT_FLAG_RECYCLED | SEGMENT_FLAG_BASE;
 /// The largest payload a record may carry (the length field is 32 bits, and the whole record
 /// must fit in one O_DIRECT batch buffer of a reasonable size).
 pub const PAYLOAD_BYTES_MAX: usize = 64 << 20;
@@ -107,6 +132,9 @@ pub struct SegmentHeader {
     /// record may hold records of its earlier use, every one of an index below `first_index`
     /// (written as version 2 with [`SEGMENT_FLAG_RECYCLED`]; a fresh segment is version 1).
     pub recycled: bool,
+    /// A base segment (a reset's new start): segments with a smaller first index are not part
+    /// of the log (written as version 2 with [`SEGMENT_FLAG_BASE`]).
+    pub base: bool,
 }
 
 /// Eight magic bytes as `0x` and hexadecimal, with their text when they are printable ASCII.
@@ -144,8 +172,8 @@ pub enum HeaderError {
 
 impl SegmentHeader {
     /// Writes the header into the first [`SEGMENT_HEADER_BYTES`] of `out` (the rest is zeroed):
-    /// version 1 (checksum at byte 48) for a fresh segment, version 2 (flags at byte 48,
-    /// checksum at byte 52) for a recycled one.
+    /// version 1 (checksum at byte 48) when no flag is set, version 2 (flags at byte 48,
+    /// checksum at byte 52) for a recycled or base segment.
     pub fn encode(&self, out: &mut [u8]) {
         assert!(out.len() >= SEGMENT_HEADER_BYTES, "segment header buffer too small");
         out[..SEGMENT_HEADER_BYTES].fill(0);
@@ -159,19 +187,32 @@ impl SegmentHeader {
     fn fields(&self) -> ([u8; 52], usize) {
         let mut out = [0u8; 52];
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        let version = if self.recycled { 2u32 } else { 1 };
+        let flags = self.flags();
+        let version = if flags != 0 { 2u32 } else { 1 };
         out[8..12].copy_from_slice(&version.to_le_bytes());
         out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.first_index.get().to_le_bytes());
         out[24..32].copy_from_slice(&self.prev_term.get().to_le_bytes());
         out[32..40].copy_from_slice(&self.cluster_id.get().to_le_bytes());
         out[40..48].copy_from_slice(&self.log_id.get().to_le_bytes());
-        if self.recycled {
-            out[48..52].copy_from_slice(&SEGMENT_FLAG_RECYCLED.to_le_bytes());
+        if flags != 0 {
+            out[48..52].copy_from_slice(&flags.to_le_bytes());
             (out, 52)
         } else {
             (out, 48)
         }
+    }
+
+    /// The flags field (0 for a version 1 header).
+    fn flags(&self) -> u32 {
+        let mut flags = 0;
+        if self.recycled {
+            flags |= SEGMENT_FLAG_RECYCLED;
+        }
+        if self.base {
+            flags |= SEGMENT_FLAG_BASE;
+        }
+        flags
     }
 
     /// The initial value of the CRC of every record of this segment: 0 in a fresh segment
@@ -214,7 +255,7 @@ impl SegmentHeader {
             _ if v1 || v2 => return Err(HeaderError::UnsupportedVersion(version)),
             _ => return Err(HeaderError::BadChecksum),
         };
-        if flags & !SEGMENT_FLAG_RECYCLED != 0 {
+        if flags & !SEGMENT_FLAGS_KNOWN != 0 {
             return Err(HeaderError::UnknownFlags(flags));
         }
         Ok(SegmentHeader {
@@ -223,6 +264,7 @@ impl SegmentHeader {
             cluster_id: ClusterId(u64_at(bytes, 32)),
             log_id: LogId(u64_at(bytes, 40)),
             recycled: flags & SEGMENT_FLAG_RECYCLED != 0,
+            base: flags & SEGMENT_FLAG_BASE != 0,
         })
     }
 }
@@ -427,6 +469,7 @@ mod tests {
             cluster_id: ClusterId(9),
             log_id: LogId(1),
             recycled: false,
+            base: false,
         };
         let mut buf = vec![0u8; SEGMENT_HEADER_BYTES];
         h.encode(&mut buf);
@@ -452,6 +495,7 @@ mod tests {
             cluster_id: ClusterId(9),
             log_id: LogId(1),
             recycled,
+            base: false,
         };
         assert_eq!(header(100, false).record_seed(), 0);
         let (seed, other) = (header(100, true).record_seed(), header(200, true).record_seed());
@@ -484,11 +528,53 @@ mod tests {
         assert_eq!(u32::from_le_bytes(array(&plain[0..4])), crc);
     }
 
+    /// The base flag: a version 2 header, alone or with `recycled`; a header without flags is
+    /// still version 1, byte for byte; a build that knows only `recycled` refuses it, and an
+    /// unknown bit is refused.
+    #[test]
+    fn base_segment_headers_are_version_2_with_their_flag() {
+        let h = |recycled: bool, base: bool| SegmentHeader {
+            first_index: LogIndex(42),
+            prev_term: Term(5),
+            cluster_id: ClusterId(9),
+            log_id: LogId(1),
+            recycled,
+            base,
+        };
+        let encoded = |h: SegmentHeader| {
+            let mut buf = vec![0u8; SEGMENT_HEADER_BYTES];
+            h.encode(&mut buf);
+            buf
+        };
+        let plain = encoded(h(false, false));
+        assert_eq!(u32::from_le_bytes(array(&plain[8..12])), 1);
+        assert_eq!(u32::from_le_bytes(array(&plain[48..52])), crc32fast::hash(&plain[..48]));
+        for (recycled, base, flags) in [(false, true, 2u32), (true, true, 3), (true, false, 1)] {
+            let buf = encoded(h(recycled, base));
+            assert_eq!(u32::from_le_bytes(array(&buf[8..12])), 2);
+            assert_eq!(u32::from_le_bytes(array(&buf[48..52])), flags);
+            assert_eq!(SegmentHeader::decode(&buf), Ok(h(recycled, base)));
+            // What the build before the base flag checked: any flag but `recycled` is refused.
+            assert_eq!(flags & !SEGMENT_FLAG_RECYCLED != 0, base);
+        }
+        // The seed of a recycled segment covers its flags: base or not, records differ.
+        assert_ne!(h(true, true).record_seed(), h(true, false).record_seed());
+        assert_eq!(h(false, true).record_seed(), 0);
+        let mut unknown = encoded(h(false, true));
+        unknown[48..52].copy_from_slice(&6u32.to_le_bytes());
+        let crc = crc32fast::hash(&unknown[..52]);
+        unknown[52..56].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&unknown), Err(HeaderError::UnknownFlags(6)));
+    }
+
     #[test]
     fn segment_names_round_trip() {
         let id = SegmentId(LogIndex(12345));
         assert_eq!(SegmentId::parse_file_name(&id.file_name()), Some(id));
         assert_eq!(SegmentId::parse_file_name("12345.seg"), None);
         assert_eq!(SegmentId::parse_file_name("hard_state"), None);
+        assert_eq!(SegmentId::parse_pending_base_file_name(&id.pending_base_file_name()), Some(id));
+        assert_eq!(SegmentId::parse_pending_base_file_name(&id.file_name()), None);
+        assert_eq!(SegmentId::parse_file_name(&id.pending_base_file_name()), None);
     }
 }

@@ -40,7 +40,7 @@ pub use disk::{
 };
 pub use error::{
     AppendError, CompactError, CompletionError, Corruption, FlushError, HardStateError, OpenError,
-    Poisoned, ReadError, SubmitError, TruncateError,
+    Poisoned, ReadError, ResetError, SubmitError, TruncateError,
 };
 pub use format::SegmentId;
 pub use hard_state::HARD_STATE_FILE;

@@ -40,6 +40,7 @@
 mod open;
 mod prepare;
 mod read;
+mod reset;
 mod truncate;
 mod write;
 

@@ -20,6 +20,12 @@
 //!    shortens a preallocated file), and segments without a hard state file.
 //! 4. What recovery read is synced before it is reported durable (a killed process may have
 //!    left it in the caches only).
+//! 5. A reset's base segment (header flag `base`) starts the log: the segments before the base
+//!    segment with the highest first index are removed (and the directory synced) before any
+//!    record is read. A base segment still under its pending name (`<first index>.base`: a
+//!    reset below every segment crashed before renaming it into place) is removed while any
+//!    segment is left (the reset had not reached its commit point) and renamed into place
+//!    otherwise (docs/format.md, "Reset").
 
 use super::prepare::Background;
 use super::{LogOptions, LogStats, LogStore, Recovery, BATCHES_IN_FLIGHT_LIMIT};
@@ -105,6 +111,35 @@ fn corrupt(path: &Path, offset: usize, index: Option<LogIndex>, reason: String) 
     })
 }
 
+/// Finishes or undoes a reset that crashed while its base segment had its pending name
+/// (`<first index>.base`, docs/format.md "Reset"): with no segment left, the reset had passed
+/// its commit point (the removal of the old log's last segment), and the file is renamed to
+/// its segment name; with segments left, it had not, and the file is removed. Returns whether
+/// it changed the directory (and synced it).
+fn resolve_pending_base(disk: &impl Disk, dir: &Path, names: &[String]) -> Result<bool, OpenError> {
+    let mut pending: Vec<SegmentId> =
+        names.iter().filter_map(|n| SegmentId::parse_pending_base_file_name(n)).collect();
+    if pending.is_empty() {
+        return Ok(false);
+    }
+    pending.sort();
+    let segments_left = names.iter().any(|n| SegmentId::parse_file_name(n).is_some());
+    let newest = pending.last().copied();
+    for id in pending {
+        let from = dir.join(id.pending_base_file_name());
+        if !segments_left && Some(id) == newest {
+            tracing::warn!(file = %from.display(), "finishing a reset that crashed after its commit point");
+            disk.rename(&from, &dir.join(id.file_name()))
+                .map_err(io_err(format!("renaming {} into place", from.display())))?;
+        } else {
+            tracing::warn!(file = %from.display(), "undoing a reset that crashed before its commit point");
+            disk.remove(&from).map_err(io_err(format!("removing {}", from.display())))?;
+        }
+    }
+    disk.sync_dir(dir).map_err(io_err("syncing the directory"))?;
+    Ok(true)
+}
+
 /// A segment found on disk, before its records are scanned.
 struct Found {
     id: SegmentId,
@@ -134,6 +169,9 @@ impl<D: Disk> LogStore<D> {
         if !tmp.is_empty() {
             disk.sync_dir(dir).map_err(io_err("syncing the directory"))?;
             names.retain(|n| !n.ends_with(".tmp"));
+        }
+        if resolve_pending_base(&*disk, dir, &names)? {
+            names = disk.list_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
         }
         let hard = HardStateFile::open(&*disk, dir, &names).map_err(|e| match e {
             LoadError::Io(context, source) if source.kind() == io::ErrorKind::StorageFull => {
@@ -244,10 +282,25 @@ impl<D: Disk> LogStore<D> {
         // Every header first: a stray or foreign file is named as what it is, rather than
         // making the segment before it look cut short (a sealed segment is read up to the next
         // one's first index).
-        for &id in ids {
+        let mut start = 0;
+        for (k, &id) in ids.iter().enumerate() {
             let found = self.open_segment(id, false)?;
             self.disk.close(found.file);
+            if found.header.base {
+                start = k;
+            }
         }
+        // The log starts at the base segment with the highest first index (a reset's): the
+        // segments before it are the log it replaced, which the reset was removing.
+        if start > 0 {
+            for id in &ids[..start] {
+                let path = self.dir.join(id.file_name());
+                tracing::warn!(file = %path.display(), "removing a segment before the log's base segment");
+                self.disk.remove(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            }
+            self.disk.sync_dir(&self.dir).map_err(io_err("syncing the directory"))?;
+        }
+        let ids = &ids[start..];
         let mut torn = 0u64;
         for (k, &id) in ids.iter().enumerate() {
             let last = k + 1 == ids.len();

@@ -481,9 +481,15 @@ impl<D: Disk> LogStore<D> {
     }
 
     /// Turns the spare, if there is one (else a kept file of a compacted segment, if one fits),
-    /// into segment `id`: writes its header, syncs it. The caller renames it into place. `None`
-    /// when there is neither (or it just failed: the caller creates a segment the slow way).
-    pub(super) fn take_spare(&mut self, id: SegmentId, prev_term: Term) -> Option<Prepared> {
+    /// into segment `id` (a base segment if `base`: a reset's): writes its header, syncs it. The
+    /// caller renames it into place. `None` when there is neither (or it just failed: the
+    /// caller creates a segment the slow way).
+    pub(super) fn take_spare(
+        &mut self,
+        id: SegmentId,
+        prev_term: Term,
+        base: bool,
+    ) -> Option<Prepared> {
         assert!(self.bg.in_flight.is_none(), "wait for the background op first");
         let spare = loop {
             // No spare (making one failed, for lack of space say, and is not tried again before
@@ -504,7 +510,7 @@ impl<D: Disk> LogStore<D> {
             break spare;
         };
         let recycled = spare.held_below.is_some();
-        let (block, seed) = self.header_block(id, prev_term, recycled);
+        let (block, seed) = self.header_block(id, prev_term, recycled, base);
         let written = self
             .disk
             .write_at(spare.file, 0, block.as_slice())

@@ -79,8 +79,9 @@ impl<D: Disk> LogStore<D> {
                 return Err(self.truncate_failed("clearing a segment's bytes after its records", e));
             }
         }
-        let prepared = self.take_spare(id, prev_term);
-        let prepared = match prepared.map_or_else(|| self.prepare_segment(id, prev_term), Ok) {
+        let prepared = self.take_spare(id, prev_term, false);
+        let prepared = match prepared.map_or_else(|| self.prepare_segment(id, prev_term, false), Ok)
+        {
             Ok(p) => p,
             Err(e) if e.kind() == io::ErrorKind::StorageFull => {
                 return Err(TruncateError::NoSpace(e))

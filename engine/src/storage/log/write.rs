@@ -51,6 +51,17 @@ impl Prepared {
     ) -> Prepared {
         Prepared { id, file, tmp, path, prepared_ahead, seed }
     }
+
+    /// The name it has now (its temporary name until [`Prepared::renamed`] says otherwise).
+    pub(super) fn tmp(&self) -> &std::path::Path {
+        &self.tmp
+    }
+
+    /// The caller renamed the file to `name` (still not its segment name):
+    /// `LogStore::install_segment` renames it from there.
+    pub(super) fn renamed(&mut self, name: PathBuf) {
+        self.tmp = name;
+    }
 }
 
 impl<D: Disk> LogStore<D> {
@@ -508,8 +519,8 @@ impl<D: Disk> LogStore<D> {
             });
         }
         let prepared = match self
-            .take_spare(next, prev_term)
-            .map_or_else(|| self.prepare_segment(next, prev_term), Ok)
+            .take_spare(next, prev_term, false)
+            .map_or_else(|| self.prepare_segment(next, prev_term, false), Ok)
         {
             Ok(p) => p,
             Err(e) if e.kind() == io::ErrorKind::StorageFull => {
@@ -544,11 +555,13 @@ impl<D: Disk> LogStore<D> {
         Ok(())
     }
 
-    /// Creates a segment under a temporary name: preallocated, header written and synced.
+    /// Creates a segment under a temporary name: preallocated, header written and synced;
+    /// `base` for a reset's base segment.
     pub(super) fn prepare_segment(
         &mut self,
         id: SegmentId,
         prev_term: Term,
+        base: bool,
     ) -> io::Result<Prepared> {
         self.stats.segments_created += 1;
         let path = self.dir.join(id.file_name());
@@ -556,7 +569,7 @@ impl<D: Disk> LogStore<D> {
         let file = self
             .disk
             .open(&tmp, OpenOptions { create_new: true, direct: self.options.direct_io })?;
-        let (block, seed) = self.header_block(id, prev_term, false);
+        let (block, seed) = self.header_block(id, prev_term, false, base);
         let made = self
             .disk
             .allocate(file, self.options.segment_size_bytes)
@@ -595,12 +608,14 @@ impl<D: Disk> LogStore<D> {
     }
 
     /// The header block of segment `id`, zero-padded to its full size, and the initial value of
-    /// its records' CRC; `recycled` for a file recycled from a compacted segment.
+    /// its records' CRC; `recycled` for a file recycled from a compacted segment, `base` for a
+    /// reset's base segment.
     pub(super) fn header_block(
         &self,
         id: SegmentId,
         prev_term: Term,
         recycled: bool,
+        base: bool,
     ) -> (IoBuf, u32) {
         let header = SegmentHeader {
             first_index: id.0,
@@ -608,6 +623,7 @@ impl<D: Disk> LogStore<D> {
             cluster_id: self.options.cluster_id,
             log_id: self.options.log_id,
             recycled,
+            base,
         };
         let mut block = IoBuf::with_capacity(SEGMENT_HEADER_BYTES);
         block.resize_zeroed(SEGMENT_HEADER_BYTES);
@@ -617,7 +633,7 @@ impl<D: Disk> LogStore<D> {
 
     /// Creates and installs a segment (used for the first segment of a new log).
     pub(super) fn create_segment(&mut self, id: SegmentId, prev_term: Term) -> io::Result<()> {
-        let prepared = self.prepare_segment(id, prev_term)?;
+        let prepared = self.prepare_segment(id, prev_term, false)?;
         self.install_segment(prepared)
     }
 }
