@@ -680,3 +680,46 @@ fn crash_truncation_at(
     }
     (log, last)
 }
+
+/// A truncation far back removes several segments, last first: each of them but the first is
+/// the last segment for a moment. One of them holds records an earlier truncation cut after its
+/// live ones; at a crash in that moment recovery must not read them as entries.
+#[test]
+fn a_truncation_never_brings_back_what_an_earlier_one_cut_from_a_later_segment() {
+    let options = small_options(true);
+    // 1 to 100 of term 1 (101 to 120 cut), 101 to 150 of term 2 (151 to 160 cut), 151 to 170
+    // of term 3, on 16 KiB segments: the segments holding 100 and 150 keep their cut records.
+    let setup = |disk: &Rc<SimDisk>| {
+        let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+        for (from, count, term, cut) in [(1, 120, 1, 100), (101, 60, 2, 150), (151, 20, 3, 170)] {
+            for k in 0..count {
+                log.append(&entries(from + k, 1, term)).unwrap();
+                if k % 5 == 4 {
+                    log.flush().unwrap();
+                }
+            }
+            log.flush().unwrap();
+            log.truncate_after(LogIndex(cut)).unwrap();
+        }
+        log
+    };
+    let probe = Rc::new(SimDisk::new());
+    let mut log = setup(&probe);
+    let before = probe.stats().points;
+    log.truncate_after(LogIndex(30)).unwrap();
+    let points = probe.stats().points - before;
+    for at in 0..=points {
+        let disk = Rc::new(SimDisk::new());
+        let log = setup(&disk);
+        let (log, last) = crash_truncation_at(&disk, log, options, 30, at);
+        assert!(last <= 170, "crash at point {at}: records an earlier truncation cut came back");
+        for i in 1..=last {
+            let term = match i {
+                ..=100 => 1,
+                101..=150 => 2,
+                _ => 3,
+            };
+            assert_eq!(log.term(LogIndex(i)), Some(Term(term)), "crash at point {at}: index {i}");
+        }
+    }
+}

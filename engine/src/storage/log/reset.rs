@@ -82,20 +82,11 @@ impl<D: Disk> LogStore<D> {
         // the one before the active segment.
         let exposed_from =
             self.segments.partition_point(|s| s.first_index() <= id.0).saturating_sub(1);
-        for k in exposed_from..self.segments.len().saturating_sub(1) {
-            let seg = &self.segments[k];
-            if seg.written_max <= seg.last_index() {
-                // Zeros after its records (or an earlier use's records, below its first
-                // index): nothing there reads as an entry.
-                continue;
+        if let Err(e) = self.clear_exposed(exposed_from) {
+            if e.kind() == io::ErrorKind::StorageFull {
+                return Err(ResetError::NoSpace(e));
             }
-            let from = seg.end_offset;
-            if let Err(e) = self.zero_after_records(k, from, None) {
-                if e.kind() == io::ErrorKind::StorageFull {
-                    return Err(ResetError::NoSpace(e));
-                }
-                return Err(self.reset_failed("clearing a segment's bytes after its records", e));
-            }
+            return Err(self.reset_failed("clearing a segment's bytes after its records", e));
         }
         // Step 3.
         let prepared = self.take_spare(id, term, true);

@@ -7,7 +7,8 @@
 //!   last one for a moment, and recovery reads a last segment to its end: so first, while the
 //!   segments after it still limit what recovery reads of it, the bytes after its last record
 //!   (the records an earlier truncation cut, which must never come back) are overwritten with
-//!   zeros and synced.
+//!   zeros and synced, and so are those of every segment between it and the last one that
+//!   holds such records (each is the last one for a moment while the ones after it go).
 //!   Then a new segment starting at `i + 1` is prepared under a temporary name (the segment
 //!   prepared ahead, if there is one; so running out of space changes nothing). Then the
 //!   segments after `i + 1` are removed from the last one backwards with a directory fsync
@@ -70,9 +71,14 @@ impl<D: Disk> LogStore<D> {
         // `index + 1`: the new one replaces them all.)
         let exposed =
             self.segments.partition_point(|s| s.first_index() <= index.next()).checked_sub(1);
+        // The segments between it and the last one are each the last one for a moment too,
+        // while the ones after them are removed: those that may hold records after their live
+        // ones (an earlier truncation cut into them) are cleared as well.
         if let Some(k) = exposed.filter(|&k| k + 1 < self.segments.len()) {
             let from = self.segments[k].end_offset;
-            if let Err(e) = self.zero_after_records(k, from, None) {
+            if let Err(e) =
+                self.zero_after_records(k, from, None).and_then(|()| self.clear_exposed(k + 1))
+            {
                 if e.kind() == io::ErrorKind::StorageFull {
                     return Err(TruncateError::NoSpace(e));
                 }
@@ -200,6 +206,26 @@ impl<D: Disk> LogStore<D> {
                     })
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Clears the bytes after the live records of the segments from `from` up to the one before
+    /// the last, where records may follow them (records an earlier truncation cut, or that
+    /// withdrawn batches wrote: `written_max` is above the last live index). A truncation or a
+    /// reset removes the segments after such a segment last first, which makes it the last
+    /// segment for a moment, and recovery reads a last segment to its end: those records must
+    /// be gone first, while the segments after it still bound what recovery reads of it.
+    pub(super) fn clear_exposed(&mut self, from: usize) -> io::Result<()> {
+        for k in from..self.segments.len().saturating_sub(1) {
+            let seg = &self.segments[k];
+            if seg.written_max <= seg.last_index() {
+                // Zeros after its records (or an earlier use's records, of indexes below its
+                // first one): nothing there reads as an entry.
+                continue;
+            }
+            let end = seg.end_offset;
+            self.zero_after_records(k, end, None)?;
         }
         Ok(())
     }
