@@ -111,7 +111,10 @@ const RECOVERY_DIR: &str = "/fuzz/log";
 /// entries, every other one submitted while the one before is in flight (pipelined), to a fresh
 /// simulated disk; after entry 80 it compacts the first two segments away, whose files the
 /// next segments reuse, so the last segment is a recycled file with an earlier use's records
-/// after its own. Closes it and returns the entries it holds (from its first index on).
+/// after its own; after entry 110 it resets the log to start after entry 105 of term 4 (the
+/// old log holds term 5 there) and writes 106 on again, so the log's first segment is a base
+/// segment (`LogStore::reset_to`). Closes it and returns the entries it holds (from its first
+/// index on).
 fn base_log(disk: &Rc<SimDisk>) -> Vec<Entry> {
     let dir = Path::new(RECOVERY_DIR);
     let (mut log, _) =
@@ -122,6 +125,11 @@ fn base_log(disk: &Rc<SimDisk>) -> Vec<Entry> {
     while index < 150 {
         if index >= 80 && log.first_index() == LogIndex(1) {
             log.compact_before(LogIndex(60)).expect("the base log compacts");
+        }
+        if index >= 110 && log.first_index() < LogIndex(106) {
+            log.reset_to(LogIndex(105), Term(4)).expect("the base log resets");
+            index = 105;
+            written.clear();
         }
         batch += 1;
         let entries: Vec<Entry> = (0..(batch % 7 + 1))
@@ -149,6 +157,7 @@ fn base_log(disk: &Rc<SimDisk>) -> Vec<Entry> {
     }
     assert!(log.stats().pipelined_batches > 0, "the base log pipelines batches");
     assert!(log.stats().roll_overs_recycled >= 2, "the base log reuses compacted files");
+    assert_eq!(log.first_index(), LogIndex(106), "the base log was reset");
     let first = log.first_index();
     drop(log);
     written.retain(|e| e.index >= first);
@@ -161,10 +170,10 @@ fn base_log(disk: &Rc<SimDisk>) -> Vec<Entry> {
 /// fail with an error; it must not panic. When it succeeds, every recovered entry must read
 /// back, and opening once more must recover the same log (a cut torn tail stays cut). When the
 /// edits only cut files and flipped at most three bits, the recovered log must moreover be a
-/// prefix of the written one, entry for entry: CRC32 catches every error of up to three bits in
-/// a record of this size, and a cut only removes. (Overwrites and more flips are left out of
-/// that check: they can make a record whose checksum matches, which no checksum can tell from a
-/// written one.)
+/// prefix of the written one, entry for entry, starting after the reset's (105, term 4): CRC32
+/// catches every error of up to three bits in a record or header of this size, and a cut only
+/// removes. (Overwrites and more flips are left out of that check: they can make a record whose
+/// checksum matches, which no checksum can tell from a written one.)
 pub fn recovery(data: &[u8]) -> bool {
     let disk = Rc::new(SimDisk::new());
     let written = base_log(&disk);
@@ -219,6 +228,7 @@ pub fn recovery(data: &[u8]) -> bool {
         assert!(first.len() <= written.len(), "recovered more entries than were written");
         let head = written.first().map_or(LogIndex(1), |e| e.index);
         assert_eq!(log.first_index(), head, "recovery dropped the log's head");
+        assert_eq!(log.term(head.prev()), Some(Term(4)), "the reset's previous term was lost");
         if let Some(i) = first.iter().zip(&written).position(|(got, wrote)| got != wrote) {
             panic!(
                 "entry {} recovered as {:?} but written as {:?} (payloads equal: {})",

@@ -1,5 +1,5 @@
-//! Property test: random append / submit / complete / truncate / compact / reopen sequences on
-//! the simulated disk agree with an in-memory model of the log.
+//! Property test: random append / submit / complete / truncate / compact / reset / reopen
+//! sequences on the simulated disk agree with an in-memory model of the log.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
@@ -13,14 +13,34 @@ use storage_common::{entries, small_options};
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { count: u64, term_bump: bool },
+    Append {
+        count: u64,
+        term_bump: bool,
+    },
     Submit,
     Complete,
     Flush,
-    Truncate { back: u64 },
-    Compact { fraction: u8 },
-    SaveHardState { term: u64, vote: Option<u64> },
-    Reopen { complete_first: bool, tear: Option<u64> },
+    Truncate {
+        back: u64,
+    },
+    Compact {
+        fraction: u8,
+    },
+    /// `reset_to` below the log (`at` 0), inside it (1) or beyond it (2), `offset` entries away
+    /// from its first or last index, with a term up to one below or above the current one.
+    Reset {
+        at: u8,
+        offset: u64,
+        term_step: u64,
+    },
+    SaveHardState {
+        term: u64,
+        vote: Option<u64>,
+    },
+    Reopen {
+        complete_first: bool,
+        tear: Option<u64>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -31,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Flush),
         2 => (0u64..40).prop_map(|back| Op::Truncate { back }),
         1 => (0u8..=100).prop_map(|fraction| Op::Compact { fraction }),
+        1 => (0u8..3, 0u64..60, 0u64..3).prop_map(|(at, offset, term_step)| Op::Reset { at, offset, term_step }),
         1 => (1u64..5, proptest::option::of(0u64..3)).prop_map(|(term, vote)| Op::SaveHardState { term, vote }),
         1 => (any::<bool>(), proptest::option::of(any::<u64>()))
             .prop_map(|(complete_first, tear)| Op::Reopen { complete_first, tear }),
@@ -44,6 +65,9 @@ struct Model {
     durable: u64,
     term: u64,
     hard_state: HardState,
+    /// The term of entry `first - 1`, when the model knows it (after a reset, until the next
+    /// compaction).
+    prev_term: Option<u64>,
 }
 
 impl Model {
@@ -61,6 +85,9 @@ fn check(log: &LogStore<SimDisk>, model: &Model) {
     assert_eq!(log.last_index(), LogIndex(model.last()), "last index");
     assert!(log.durable_index() >= LogIndex(model.durable), "durable index went back");
     assert_eq!(log.hard_state(), model.hard_state);
+    if let Some(t) = model.prev_term {
+        assert_eq!(log.term(LogIndex(model.first - 1)), Some(Term(t)), "term before the first");
+    }
     for e in &model.entries {
         assert_eq!(log.term(e.index), Some(e.term), "term of {:?}", e.index);
     }
@@ -87,6 +114,7 @@ fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
         durable: 0,
         term: 1,
         hard_state: HardState::default(),
+        prev_term: None,
     };
     for op in ops {
         match op {
@@ -132,7 +160,26 @@ fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
                     "compaction kept too little"
                 );
                 model.entries.drain(..(first - model.first) as usize);
+                if first != model.first {
+                    model.prev_term = None;
+                }
                 model.first = first;
+            }
+            Op::Reset { at, offset, term_step } => {
+                let index = match at {
+                    0 => (model.first - 1).saturating_sub(offset),
+                    1 => model.last().saturating_sub(offset).max(model.first - 1),
+                    _ => model.last() + offset,
+                }
+                // Never below the saved commit index (refused with `ResetError::BelowCommit`).
+                .max(model.hard_state.commit.get());
+                let term = if index == 0 { 0 } else { (model.term + term_step).max(2) - 1 };
+                log.reset_to(LogIndex(index), Term(term)).expect("reset");
+                model.entries.clear();
+                model.first = index + 1;
+                model.durable = index;
+                model.prev_term = Some(term);
+                model.term = model.term.max(term);
             }
             Op::SaveHardState { term, vote } => {
                 let hs = HardState {
