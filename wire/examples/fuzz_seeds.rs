@@ -110,6 +110,14 @@ fn messages() -> Vec<(&'static str, Message)> {
                 read_index: Some(LogIndex(8)),
             })),
         ),
+        (
+            "log-start",
+            m(MessageBody::LogStart(LogStart {
+                index: LogIndex(40),
+                term: Term(3),
+                leader_commit: LogIndex(52),
+            })),
+        ),
     ]
 }
 

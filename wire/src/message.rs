@@ -46,6 +46,10 @@ pub enum MessageBody {
     ReadIndex(ReadIndex),
     /// The answer to [`MessageBody::ReadIndex`].
     ReadIndexResponse(ReadIndexResponse),
+    /// The leader no longer holds the entries this follower lacks: the follower's log is to
+    /// start after the leader's entry `index` (an empty snapshot). Answered with
+    /// [`AppendEntriesResponse::Success`] once the follower's log durably starts there.
+    LogStart(LogStart),
 }
 
 /// Body of a vote request.
@@ -139,6 +143,21 @@ pub struct ReadIndexResponse {
     pub read_index: Option<LogIndex>,
 }
 
+/// Body of a log-start message: the follower's log is to start after entry `index` of `term`.
+///
+/// The leader sends it when the entries a follower needs were compacted away from its own log.
+/// Every entry up to `index` is committed, so a follower that holds `(index, term)` keeps its
+/// log, and one that does not replaces its whole log with an empty one starting at `index + 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogStart {
+    /// The last entry the follower's log is to start after (the leader's first index - 1).
+    pub index: LogIndex,
+    /// The term of the leader's entry at `index`.
+    pub term: Term,
+    /// The leader's commit index (at least `index`).
+    pub leader_commit: LogIndex,
+}
+
 impl Message {
     /// A short name of the message kind, for logs and traces.
     pub fn kind_name(&self) -> &'static str {
@@ -154,6 +173,7 @@ impl Message {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::ReadIndex(_) => "ReadIndex",
             MessageBody::ReadIndexResponse(_) => "ReadIndexResponse",
+            MessageBody::LogStart(_) => "LogStart",
         }
     }
 }

@@ -21,6 +21,9 @@ macro_rules! injected_bug {
             AckBeforeFsync,
             /// Votes are granted without the election restriction (paper 5.4.1).
             NoElectionRestriction,
+            /// A follower that replaces its log on a leader's log start acknowledges the start
+            /// at once, before the replaced log is durable.
+            LogStartAckEarly,
         }
     };
 }
@@ -33,11 +36,12 @@ injected_bug!(pub(crate));
 impl InjectedBug {
     /// Every plantable bug.
     #[cfg(feature = "bug-injection")]
-    pub const ALL: [InjectedBug; 4] = [
+    pub const ALL: [InjectedBug; 5] = [
         InjectedBug::CommitOldTerm,
         InjectedBug::VoteNotDurable,
         InjectedBug::AckBeforeFsync,
         InjectedBug::NoElectionRestriction,
+        InjectedBug::LogStartAckEarly,
     ];
 
     /// The bug's command-line name (`commit-old-term`, ...).
@@ -48,6 +52,7 @@ impl InjectedBug {
             InjectedBug::VoteNotDurable => "vote-not-durable",
             InjectedBug::AckBeforeFsync => "ack-before-fsync",
             InjectedBug::NoElectionRestriction => "no-election-restriction",
+            InjectedBug::LogStartAckEarly => "log-start-ack-early",
         }
     }
 
@@ -63,6 +68,7 @@ impl InjectedBug {
             InjectedBug::VoteNotDurable => 2,
             InjectedBug::AckBeforeFsync => 4,
             InjectedBug::NoElectionRestriction => 8,
+            InjectedBug::LogStartAckEarly => 16,
         }
     }
 }

@@ -213,6 +213,7 @@ impl RaftCore {
                     let from_leader = matches!(
                         body,
                         MessageBody::AppendEntries(_)
+                            | MessageBody::LogStart(_)
                             | MessageBody::Heartbeat(_)
                             | MessageBody::TimeoutNow
                     );
@@ -239,6 +240,7 @@ impl RaftCore {
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
             MessageBody::ReadIndex(request) => self.handle_read_index_request(from, request),
             MessageBody::ReadIndexResponse(response) => self.handle_read_index_response(response),
+            MessageBody::LogStart(start) => return self.handle_log_start(from, start),
         }
         Ok(())
     }
@@ -281,9 +283,26 @@ impl RaftCore {
         }
     }
 
+    /// Forgets the entries before `first`: the driver compacted them away from storage (or is
+    /// about to) and they need not be sent to followers any more; a follower that still needs
+    /// them is told to start its log after the new first index - 1 ([`MessageBody::LogStart`]).
+    /// Only committed entries that are durable here are compacted: `first` is clamped to
+    /// `min(commit, durable) + 1`. Returns the log's first index afterwards.
+    pub fn compact_before(&mut self, first: LogIndex) -> LogIndex {
+        let limit = self.log.commit().min(self.log.durable()).next();
+        self.log.compact_before(first.min(limit));
+        self.log.base().next()
+    }
+
+    /// Index of the first entry the core's log holds (1 unless compacted or reset).
+    pub fn first_index(&self) -> LogIndex {
+        self.log.base().next()
+    }
+
     /// Whether [`RaftCore::ready`] would return something to do.
     pub fn has_ready(&self) -> bool {
         self.hard_state() != self.handed_hard_state
+            || self.log.has_pending_start()
             || self.log.has_unstable()
             || !self.out.is_empty()
             || self.log.commit() > self.handed_commit
@@ -301,6 +320,7 @@ impl RaftCore {
         let previous = self.handed_hard_state;
         self.handed_hard_state = hard_state;
         let vote_changed = hard_state.term != previous.term || hard_state.vote != previous.vote;
+        let log_start = self.log.take_pending_start();
         let entries = self.log.take_unstable();
         let commit = self.log.commit();
         let committed = (commit > self.handed_commit).then_some(commit);
@@ -318,8 +338,9 @@ impl RaftCore {
         messages.retain(current);
         messages_after_persist.retain(current);
         Ready {
-            must_sync: vote_changed || !entries.is_empty(),
+            must_sync: vote_changed || !entries.is_empty() || log_start.is_some(),
             hard_state: (hard_state != previous).then_some(hard_state),
+            log_start,
             entries,
             messages,
             messages_after_persist,

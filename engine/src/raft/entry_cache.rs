@@ -86,6 +86,21 @@ impl EntryCache {
         }
     }
 
+    /// Drops the entries before `index` (compacted away; they must be durable), or every entry
+    /// when `index` is past the cache, which then restarts at `index`.
+    pub(crate) fn drop_before(&mut self, index: LogIndex) {
+        while self.first < index {
+            match self.entries.pop_front() {
+                Some(front) => self.size_bytes -= entry_size_bytes(&front),
+                None => {
+                    self.first = index;
+                    return;
+                }
+            }
+            self.first = self.first.next();
+        }
+    }
+
     /// The cached entry at `index`, if cached.
     #[cfg(test)]
     pub(crate) fn get(&self, index: LogIndex) -> Option<&Entry> {

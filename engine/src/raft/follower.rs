@@ -16,7 +16,7 @@
 use crate::raft::core::{RaftCore, Role};
 use crate::raft::errors::StepError;
 use raftwal_wire::message::{
-    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody,
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, LogStart, MessageBody,
 };
 use raftwal_wire::types::{NodeId, Term};
 
@@ -76,6 +76,34 @@ impl RaftCore {
         }
         self.log.commit_to(leader_commit.min(last_new));
         self.answer_append(from, last_new);
+        Ok(())
+    }
+
+    /// The leader compacted away the entries this replica lacks and names the entry its log now
+    /// starts after. Every entry up to it is committed: a replica that holds it (or has
+    /// committed past it) keeps its log; any other replaces its whole log with an empty one
+    /// starting there (none of its entries after its commit index can be committed: they do
+    /// not match the leader's, Log Matching). The answer is a success for `index`, sent once
+    /// the replaced log is durable.
+    pub(super) fn handle_log_start(
+        &mut self,
+        from: NodeId,
+        start: LogStart,
+    ) -> Result<(), StepError> {
+        self.accept_leader(from, "LogStart")?;
+        let LogStart { index, term, leader_commit } = start;
+        let commit = self.log.commit();
+        if index > commit && self.log.term_at(index) != Some(term) {
+            self.log.reset_to(index, term);
+            if self.bugs.has(crate::raft::bugs::InjectedBug::LogStartAckEarly) {
+                self.leader_match = index;
+                self.acknowledged = index;
+                let success = AppendEntriesResponse::Success { match_index: index };
+                self.send(from, MessageBody::AppendEntriesResponse(success));
+            }
+        }
+        self.log.commit_to(leader_commit.min(index));
+        self.answer_append(from, index);
         Ok(())
     }
 
@@ -160,7 +188,9 @@ impl RaftCore {
 mod tests {
     use crate::raft::{Config, EmptyLog, RaftCore};
     use bytes::Bytes;
-    use raftwal_wire::message::{AppendEntries, AppendEntriesResponse, Message, MessageBody};
+    use raftwal_wire::message::{
+        AppendEntries, AppendEntriesResponse, LogStart, Message, MessageBody,
+    };
     use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
 
     fn entry(index: u64, term: u64) -> Entry {
@@ -212,5 +242,122 @@ mod tests {
             _ => None,
         });
         assert_eq!(acked, Some(LogIndex(5)), "the stale report acknowledges the restored entries");
+    }
+
+    fn log_start(from: u64, term: u64, index: u64, index_term: u64, commit: u64) -> Message {
+        let body = MessageBody::LogStart(LogStart {
+            index: LogIndex(index),
+            term: Term(index_term),
+            leader_commit: LogIndex(commit),
+        });
+        Message { log: LogId(1), from: NodeId(from), to: NodeId(1), term: Term(term), body }
+    }
+
+    fn successes(messages: &[Message]) -> Vec<LogIndex> {
+        messages
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success {
+                    match_index,
+                }) => Some(match_index),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A follower with entries 1..=5: 1..=3 of term 1, 4..=5 of `tail_term`, all durable, the
+    /// first three committed.
+    fn follower_with_five(tail_term: u64) -> RaftCore {
+        let voters = (1..=3).map(NodeId).collect();
+        let mut c = RaftCore::new(Config::new(NodeId(1), LogId(1), voters)).expect("valid");
+        let entries = (1..=5).map(|i| entry(i, if i <= 3 { 1 } else { tail_term })).collect();
+        let mut first = append(2, tail_term, (0, 0), entries);
+        if let MessageBody::AppendEntries(a) = &mut first.body {
+            a.leader_commit = LogIndex(3);
+        }
+        c.step(first).expect("valid");
+        let ready = c.ready(&EmptyLog);
+        let (index, term) = ready.persist_point().expect("entries");
+        c.persisted(index, term);
+        c.ready(&EmptyLog);
+        assert_eq!(c.commit_index(), LogIndex(3));
+        c
+    }
+
+    #[test]
+    fn a_follower_behind_the_leaders_first_entry_starts_its_log_after_it() {
+        let mut c = follower_with_five(1);
+        // Leader 3 of term 2 compacted through 8 (of term 2) and committed 9.
+        c.step(log_start(3, 2, 8, 2, 9)).expect("valid");
+        let ready = c.ready(&EmptyLog);
+        assert_eq!(ready.log_start, Some((LogIndex(8), Term(2))), "the driver resets the log");
+        assert!(ready.entries.is_empty());
+        assert!(ready.must_sync);
+        assert_eq!(ready.persist_point(), Some((LogIndex(8), Term(2))));
+        assert!(
+            successes(&ready.messages).is_empty(),
+            "nothing is acknowledged before it is durable"
+        );
+        assert_eq!(c.first_index(), LogIndex(9));
+        assert_eq!(c.last_index(), LogIndex(8));
+        assert_eq!(c.term_at(LogIndex(8)), Some(Term(2)));
+        assert_eq!(c.term_at(LogIndex(5)), None, "the old entries are gone");
+        assert_eq!(c.commit_index(), LogIndex(8), "everything up to the start is committed");
+        assert!(c.hard_state().commit <= LogIndex(3), "the persisted commit waits for the reset");
+        c.check_invariants().expect("valid");
+        // A late durability report of the old log is ignored; the reset's is acknowledged.
+        c.persisted(LogIndex(5), Term(1));
+        assert!(successes(&c.ready(&EmptyLog).messages).is_empty());
+        c.persisted(LogIndex(8), Term(2));
+        assert_eq!(successes(&c.ready(&EmptyLog).messages), vec![LogIndex(8)]);
+        // The leader's entries follow.
+        c.step(append(3, 2, (8, 2), vec![entry(9, 2), entry(10, 2)])).expect("valid");
+        let ready = c.ready(&EmptyLog);
+        assert_eq!(ready.entries.iter().map(|e| e.index.get()).collect::<Vec<_>>(), vec![9, 10]);
+        assert_eq!(ready.log_start, None);
+        c.check_invariants().expect("valid");
+    }
+
+    #[test]
+    fn a_follower_that_holds_the_named_entry_keeps_its_log() {
+        let mut c = follower_with_five(1);
+        c.step(log_start(3, 2, 4, 1, 6)).expect("valid");
+        let ready = c.ready(&EmptyLog);
+        assert_eq!(ready.log_start, None, "the log holds (4, 1): nothing to replace");
+        assert_eq!(successes(&ready.messages), vec![LogIndex(4)]);
+        assert_eq!(c.last_index(), LogIndex(5));
+        assert_eq!(c.commit_index(), LogIndex(4));
+        // Behind the commit index the log is known to match whatever the term says.
+        c.step(log_start(3, 2, 2, 1, 6)).expect("valid");
+        assert_eq!(c.ready(&EmptyLog).log_start, None);
+        assert_eq!(c.first_index(), LogIndex(1));
+    }
+
+    #[test]
+    fn a_follower_replaces_a_conflicting_uncommitted_suffix_but_never_committed_entries() {
+        let mut c = follower_with_five(2);
+        // Leader 3 of term 3: its entry 5 is of term 3, so entries 4 and 5 of term 2 here were
+        // never committed.
+        c.step(log_start(3, 3, 5, 3, 5)).expect("valid");
+        assert_eq!(c.ready(&EmptyLog).log_start, Some((LogIndex(5), Term(3))));
+        assert_eq!(c.term_at(LogIndex(5)), Some(Term(3)));
+        c.check_invariants().expect("valid");
+        // A start at or below the commit index changes nothing, whatever term it names.
+        let mut c = follower_with_five(2);
+        c.step(log_start(3, 3, 3, 2, 5)).expect("valid");
+        assert_eq!(c.ready(&EmptyLog).log_start, None);
+        assert_eq!(c.term_at(LogIndex(3)), Some(Term(1)));
+    }
+
+    #[test]
+    fn malformed_log_starts_are_refused() {
+        let mut c = follower_with_five(1);
+        for (index, index_term, commit, term) in
+            [(0, 1, 4, 2), (4, 0, 4, 2), (4, 3, 4, 2), (4, 1, 3, 2), (u64::MAX, 1, u64::MAX, 2)]
+        {
+            let refused = c.step(log_start(3, term, index, index_term, commit));
+            assert!(refused.is_err(), "({index}, {index_term}, {commit}) in term {term}");
+        }
+        assert_eq!(c.last_index(), LogIndex(5));
     }
 }

@@ -5,8 +5,10 @@
 //! Must not: write. The core never writes the log itself; it hands entries to the driver in a
 //! [`crate::raft::Ready`], and the driver writes them.
 //! Invariants the core relies on (an implementation must keep them):
-//! 1. The log is the prefix `1..=last_index()` with no holes; `term(i)` is `Some` for every
-//!    `i` in `1..=last_index()`, `Some(Term::ZERO)` for `i = 0`, and never decreases with `i`.
+//! 1. The log is `first_index()..=last_index()` with no holes (`first_index() <= last_index() + 1`;
+//!    entries before `first_index()` were compacted away and are committed); `term(i)` is `Some`
+//!    for every `i` in `first_index() - 1..=last_index()` (`Some(Term::ZERO)` for `i = 0`) and
+//!    never decreases with `i`.
 //! 2. `read` returns consecutive entries starting exactly at `first`, never past `last`, and at
 //!    least one entry when `first <= last` (even when that one entry exceeds `size_bytes_max`).
 //! 3. The core only asks `read` for entries it was told are durable (through
@@ -22,6 +24,12 @@ pub trait LogSource {
     /// Index of the last stored entry; `LogIndex::ZERO` for an empty log. Used when the core is
     /// restored, to learn the log's extent.
     fn last_index(&self) -> LogIndex;
+
+    /// Index of the first stored entry: 1 for a log never compacted; after compaction, the
+    /// entries before it are gone and only the term of `first_index() - 1` is known.
+    fn first_index(&self) -> LogIndex {
+        LogIndex(1)
+    }
 
     /// Term of the entry at `index` without I/O: `Some(Term::ZERO)` for index 0, `None` beyond
     /// the last stored entry.

@@ -7,13 +7,17 @@
 //! [`LogView::take_unstable`]); overwrite a committed entry.
 //! Invariants:
 //! 1. `commit <= last_index` and `durable <= last_index`.
-//! 2. `cache.first_index() <= durable + 1` (every entry not yet durable is cached) and
-//!    `cache.first_index() <= unstable_from` (every entry not yet handed out is cached); the
-//!    cache ends at `last_index`.
+//! 2. `cache.first_index() <= max(durable, base) + 1` (every entry not yet durable is cached)
+//!    and `cache.first_index() <= unstable_from` (every entry not yet handed out is cached); the
+//!    cache ends at `last_index`. `base` is the entry before the first one the log holds (0
+//!    unless compacted or reset); every entry up to it is committed.
 //! 3. `unstable_from <= last_index + 1`: entries `unstable_from..=last_index` have not been
 //!    handed to the driver yet.
 //! 4. `durable` only counts entries of this very log: when a suffix is overwritten, `durable`
 //!    drops below it, and a durability report is accepted only if its term matches.
+//! 5. `pending_start`, when set, is `(base, term of base)`: the log was reset to start after it
+//!    (a leader's [`raftwal_wire::message::LogStart`]) and the driver has not been told yet.
+//!    Until the reset is reported durable, `durable` may lie below `base`.
 
 use crate::raft::entry_cache::{entry_size_bytes, EntryCache};
 use crate::raft::errors::RestoreError;
@@ -31,6 +35,7 @@ pub(crate) struct LogView {
     durable: LogIndex,
     unstable_from: LogIndex,
     cache_size_bytes_max: usize,
+    pending_start: Option<(LogIndex, Term)>,
 }
 
 /// A batch of entries read for one AppendEntries, with their total charged size.
@@ -55,8 +60,12 @@ impl LogView {
         if commit > last {
             return Err(RestoreError::CommitBeyondLog { commit, last });
         }
+        // Entries up to the base were committed when they were compacted away (or when a leader
+        // started this log after them); the persisted commit index may be older.
+        let commit = commit.max(terms.base());
         Ok(LogView {
             cache: EntryCache::new(last.next()),
+            pending_start: None,
             commit,
             durable: last,
             unstable_from: last.next(),
@@ -75,6 +84,53 @@ impl LogView {
 
     pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
         self.terms.term_at(index)
+    }
+
+    /// The entry before the first one the log holds (0 unless compacted or reset).
+    pub(crate) fn base(&self) -> LogIndex {
+        self.terms.base()
+    }
+
+    /// Forgets the entries before `first`, which must be committed and durable (the caller
+    /// clamps). Returns whether the base moved.
+    pub(crate) fn compact_before(&mut self, first: LogIndex) -> bool {
+        let base = first.prev();
+        if base <= self.base() {
+            return false;
+        }
+        assert!(
+            base <= self.commit && base <= self.durable,
+            "only committed, durable entries are compacted"
+        );
+        self.terms.compact_before(first);
+        self.cache.drop_before(first);
+        true
+    }
+
+    /// Replaces the whole log with an empty one that starts after `(index, term)`, which the
+    /// leader has committed; the driver is told through [`LogView::take_pending_start`].
+    /// Entries at or below the commit index are never replaced: the caller only resets when the
+    /// log does not hold `(index, term)` and `index` is above the commit index.
+    pub(crate) fn reset_to(&mut self, index: LogIndex, term: Term) {
+        assert!(index > self.commit, "a reset never replaces committed entries");
+        // What is durable and committed stays true of the new log (those entries match every
+        // leader's); nothing after the commit index is known durable any more.
+        self.durable = self.durable.min(self.commit);
+        self.terms.reset_to(index, term);
+        self.cache = EntryCache::new(index.next());
+        self.unstable_from = index.next();
+        self.commit = index;
+        self.pending_start = Some((index, term));
+    }
+
+    /// The reset the driver has not been told about yet, if any (see [`LogView::reset_to`]).
+    pub(crate) fn take_pending_start(&mut self) -> Option<(LogIndex, Term)> {
+        self.pending_start.take()
+    }
+
+    /// Whether a reset waits to be handed to the driver.
+    pub(crate) fn has_pending_start(&self) -> bool {
+        self.pending_start.is_some()
     }
 
     pub(crate) fn commit(&self) -> LogIndex {
@@ -205,6 +261,9 @@ impl LogView {
         if from > self.last_index() {
             return Ok(batch);
         }
+        if from <= self.base() {
+            return Err(LogReadError::Unavailable { index: from });
+        }
         if from >= self.cache.first_index() {
             batch.size_bytes =
                 self.cache.copy_from(from, size_bytes_max, count_max, &mut batch.entries);
@@ -235,13 +294,21 @@ impl LogView {
         if self.commit > last || self.durable > last {
             return Err("commit and durable indexes stay within the log (invariant 1)");
         }
-        if self.cache.first_index() > self.durable.next()
+        if self.cache.first_index() > self.durable.max(self.base()).next()
             || self.cache.first_index() > self.unstable_from
         {
             return Err("entries not durable or not handed out are cached (invariant 2)");
         }
         if self.unstable_from > last.next() {
             return Err("the handed-out mark stays within the log (invariant 3)");
+        }
+        if self.commit < self.base() {
+            return Err("entries up to the base are committed (invariant 2)");
+        }
+        if self.pending_start.is_some_and(|(index, term)| {
+            index != self.base() || self.terms.term_at(index) != Some(term)
+        }) {
+            return Err("a pending reset names the log's base (invariant 5)");
         }
         if self.cache.first_index().plus(self.cache.entry_count() as u64) != last.next() {
             return Err("the cache ends at the log's last entry (invariant 2)");

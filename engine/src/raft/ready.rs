@@ -28,7 +28,10 @@ pub struct ReadState {
 /// Everything the core wants done, drained by [`crate::raft::RaftCore::ready`].
 ///
 /// The driver's duties, in order:
-/// 1. Write `hard_state` (when `Some`) and `entries` (replacing any stored suffix from the first
+/// 1. When `log_start` is `Some((index, term))`, replace the stored log with an empty one that
+///    starts after entry `index` of `term` (the leader compacted away what this replica lacks;
+///    every entry up to `index` is committed), after the writes of earlier `Ready`s. Then write
+///    `hard_state` (when `Some`) and `entries` (replacing any stored suffix from the first
 ///    entry's index on) to storage. Writes of successive `Ready`s must reach the disk in order.
 /// 2. Send `messages` at once (they may overtake the writes of step 1: a leader's AppendEntries go
 ///    out in parallel with its own disk write, thesis 10.2.1).
@@ -46,6 +49,9 @@ pub struct ReadState {
 /// 5. Answer the reads in `read_states`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
+    /// Replace the stored log with an empty one starting after `(index, term)` before writing
+    /// `entries` (step 1).
+    pub log_start: Option<(LogIndex, Term)>,
     /// The hard state to persist, when it changed since the last `Ready`. Its commit index never
     /// exceeds what this replica already holds durably, so it may reach the disk before, after
     /// or without this `Ready`'s entries.
@@ -69,14 +75,15 @@ pub struct Ready {
 
 impl Ready {
     /// The `(index, term)` to report to [`crate::raft::RaftCore::persisted`] once this `Ready`'s
-    /// writes are durable: its last entry, if it has entries.
+    /// writes are durable: its last entry, if it has entries, or else the start of a reset log.
     pub fn persist_point(&self) -> Option<(LogIndex, Term)> {
-        self.entries.last().map(|entry| (entry.index, entry.term))
+        self.entries.last().map(|entry| (entry.index, entry.term)).or(self.log_start)
     }
 
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
+            && self.log_start.is_none()
             && self.entries.is_empty()
             && self.messages.is_empty()
             && self.messages_after_persist.is_empty()
@@ -114,6 +121,7 @@ pub(crate) fn needs_persist(body: &MessageBody) -> bool {
         MessageBody::AppendEntriesResponse(AppendEntriesResponse::Reject { .. })
         | MessageBody::HeartbeatResponse(_) => true,
         MessageBody::AppendEntries(_)
+        | MessageBody::LogStart(_)
         | MessageBody::Heartbeat(_)
         | MessageBody::TimeoutNow
         | MessageBody::ReadIndex(_)

@@ -15,7 +15,7 @@ use crate::raft::errors::StepError;
 use crate::raft::log_source::LogSource;
 use crate::raft::progress::ReplicationState;
 use raftwal_wire::message::{
-    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody,
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, LogStart, MessageBody,
 };
 use raftwal_wire::types::{LogIndex, NodeId};
 
@@ -94,6 +94,10 @@ impl RaftCore {
         while self.peers[position].wants_append(last_index) {
             let next = self.peers[position].next_index;
             let prev_log_index = next.prev();
+            if prev_log_index < self.log.base() {
+                self.send_log_start(position);
+                continue;
+            }
             let prev_log_term = self
                 .log
                 .term_at(prev_log_index)
@@ -129,6 +133,21 @@ impl RaftCore {
             };
             self.send(to, MessageBody::AppendEntries(append));
         }
+    }
+
+    /// The follower needs entries this leader compacted away: its log is to start after the
+    /// leader's base instead (the entries up to it are committed). Sent like an AppendEntries
+    /// that ends at the base, on the same ordered stream, so in Replicate state the entries
+    /// after it follow at once.
+    fn send_log_start(&mut self, position: usize) {
+        let index = self.log.base();
+        let term = self.log.term_at(index).expect("the base's term is known");
+        let leader_commit = self.log.commit();
+        let progress = &mut self.peers[position];
+        progress.sent_append(index, 0);
+        progress.commit_sent = progress.commit_sent.max(leader_commit.min(index));
+        let to = progress.node;
+        self.send(to, MessageBody::LogStart(LogStart { index, term, leader_commit }));
     }
 
     fn broadcast_heartbeat(&mut self) {
@@ -217,5 +236,135 @@ impl RaftCore {
             progress.read_context_acked = progress.read_context_acked.max(context);
             self.confirm_reads();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::raft::{Config, EmptyLog, RaftCore, ReplicationState, Role};
+    use bytes::Bytes;
+    use raftwal_wire::message::{
+        AppendEntriesResponse, LogStart, Message, MessageBody, RequestVoteResponse,
+    };
+    use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId, Term};
+
+    fn answer(core: &RaftCore, from: u64, term: Term, body: MessageBody) -> Message {
+        Message { log: LogId(1), from: NodeId(from), to: core.id(), term, body }
+    }
+
+    /// Node 1 of three, elected with node 2's votes.
+    fn leader() -> RaftCore {
+        let voters = (1..=3).map(NodeId).collect();
+        let mut core = RaftCore::new(Config::new(NodeId(1), LogId(1), voters)).expect("valid");
+        for _ in 0..100 {
+            if core.role() == Role::Leader {
+                return core;
+            }
+            core.tick();
+            let ready = core.ready(&EmptyLog);
+            if let Some((index, term)) = ready.persist_point() {
+                core.persisted(index, term);
+            }
+            let requests = ready.messages.iter().chain(&ready.messages_after_persist);
+            let votes: Vec<Message> = requests
+                .filter_map(|m| match m.body {
+                    MessageBody::RequestVote(r) if m.to == NodeId(2) => {
+                        let body = RequestVoteResponse { pre_vote: r.pre_vote, granted: true };
+                        Some(answer(&core, 2, m.term, MessageBody::RequestVoteResponse(body)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for vote in votes {
+                core.step(vote).expect("valid");
+            }
+        }
+        panic!("node 1 was not elected");
+    }
+
+    fn sent_to(ready_messages: &[Message], to: u64) -> Vec<MessageBody> {
+        ready_messages.iter().filter(|m| m.to == NodeId(to)).map(|m| m.body.clone()).collect()
+    }
+
+    #[test]
+    fn a_leader_tells_a_follower_behind_its_first_entry_where_its_log_starts() {
+        let mut core = leader();
+        let term = core.term();
+        let payloads = (0..10).map(|_| (EntryKind::Normal, Bytes::from_static(b"x")));
+        let proposed = core.propose(payloads).expect("leader");
+        let ready = core.ready(&EmptyLog);
+        let (index, entry_term) = ready.persist_point().expect("entries");
+        core.persisted(index, entry_term);
+        let success = |m: u64| {
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success {
+                match_index: LogIndex(m),
+            })
+        };
+        core.step(answer(&core, 2, term, success(proposed.last_index.get()))).expect("valid");
+        assert_eq!(core.commit_index(), proposed.last_index);
+        core.ready(&EmptyLog);
+        // Compaction stops at what is committed and durable.
+        assert_eq!(core.compact_before(LogIndex(1_000)), proposed.last_index.next());
+        assert_eq!(core.compact_before(LogIndex(3)), proposed.last_index.next(), "never back");
+        core.check_invariants().expect("valid");
+        // Node 3 never answered; its probe is refused at the start of the log.
+        let reject = MessageBody::AppendEntriesResponse(AppendEntriesResponse::Reject {
+            rejected_index: LogIndex(0),
+            hint_index: LogIndex(0),
+            hint_term: Term(0),
+        });
+        core.step(answer(&core, 3, term, reject)).expect("valid");
+        let ready = core.ready(&EmptyLog);
+        let start =
+            LogStart { index: proposed.last_index, term, leader_commit: proposed.last_index };
+        assert_eq!(sent_to(&ready.messages, 3), vec![MessageBody::LogStart(start)]);
+        // Its answer switches it to pipelining from the start on.
+        core.step(answer(&core, 3, term, success(proposed.last_index.get()))).expect("valid");
+        let progress = core.progress(NodeId(3)).expect("leader");
+        assert_eq!(progress.state, ReplicationState::Replicate);
+        assert_eq!(progress.match_index, proposed.last_index);
+        let more = core.propose([(EntryKind::Normal, Bytes::from_static(b"y"))]).expect("leader");
+        let ready = core.ready(&EmptyLog);
+        let to_3 = sent_to(&ready.messages, 3);
+        assert!(
+            matches!(&to_3[..], [MessageBody::AppendEntries(a)]
+                if a.prev_log_index == proposed.last_index
+                    && a.entries.first().map(|e| e.index) == Some(more.first_index)),
+            "{to_3:?}"
+        );
+        core.check_invariants().expect("valid");
+    }
+
+    #[test]
+    fn a_pipelining_leader_sends_the_start_then_the_entries_after_it() {
+        let mut core = leader();
+        let term = core.term();
+        let proposed =
+            core.propose([(EntryKind::Normal, Bytes::from_static(b"a"))]).expect("leader");
+        let ready = core.ready(&EmptyLog);
+        let (index, entry_term) = ready.persist_point().expect("entries");
+        core.persisted(index, entry_term);
+        let success = |m: LogIndex| {
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index: m })
+        };
+        // Node 3 holds only the leader's no-op: it pipelines from there.
+        core.step(answer(&core, 2, term, success(proposed.last_index))).expect("valid");
+        core.step(answer(&core, 3, term, success(proposed.first_index.prev()))).expect("valid");
+        core.ready(&EmptyLog);
+        // Node 3's window is not full, but its next entry is compacted away.
+        core.report_unreachable(NodeId(3));
+        core.step(answer(&core, 3, term, success(proposed.first_index.prev()))).expect("valid");
+        assert_eq!(core.compact_before(proposed.last_index.next()), proposed.last_index.next());
+        let more = core.propose([(EntryKind::Normal, Bytes::from_static(b"b"))]).expect("leader");
+        let ready = core.ready(&EmptyLog);
+        let to_3 = sent_to(&ready.messages, 3);
+        assert!(
+            matches!(&to_3[..], [MessageBody::LogStart(s), MessageBody::AppendEntries(a)]
+                if s.index == proposed.last_index
+                    && a.prev_log_index == proposed.last_index
+                    && a.entries.first().map(|e| e.index) == Some(more.first_index)),
+            "{to_3:?}"
+        );
+        core.check_invariants().expect("valid");
     }
 }

@@ -85,6 +85,20 @@ impl RaftCore {
                     return Err(malformed("index 0 has term 0"));
                 }
             }
+            MessageBody::LogStart(start) => {
+                if start.index == LogIndex::ZERO || start.term == Term::ZERO {
+                    return Err(malformed("a log starts after an entry of some term"));
+                }
+                if start.index == LogIndex(u64::MAX) {
+                    return Err(malformed("no entry can follow the start"));
+                }
+                if start.term > message.term {
+                    return Err(malformed("the entry's term is above the leader's term"));
+                }
+                if start.leader_commit < start.index {
+                    return Err(malformed("the leader's commit is below the start it names"));
+                }
+            }
             MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { .. })
             | MessageBody::RequestVoteResponse(_)
             | MessageBody::Heartbeat(_)
@@ -101,7 +115,9 @@ impl RaftCore {
     /// catches up. Everything else is dropped.
     pub(super) fn handle_stale_term(&mut self, from: NodeId, body: &MessageBody) {
         match body {
-            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => self.send(
+            MessageBody::AppendEntries(_)
+            | MessageBody::LogStart(_)
+            | MessageBody::Heartbeat(_) => self.send(
                 from,
                 MessageBody::HeartbeatResponse(HeartbeatResponse { read_context: None }),
             ),

@@ -28,6 +28,10 @@ impl<D: Disk> LogSource for StoreSource<'_, D> {
         self.0.last_index()
     }
 
+    fn first_index(&self) -> LogIndex {
+        self.0.first_index()
+    }
+
     fn term(&self, index: LogIndex) -> Option<Term> {
         self.0.term(index)
     }

@@ -78,6 +78,12 @@ impl MessageSummary {
                 Detail::Read { request_id: response.request_id, index: response.read_index }
             }
             MessageBody::TimeoutNow => Detail::Nothing,
+            MessageBody::LogStart(start) => Detail::Append {
+                prev_index: start.index,
+                prev_term: start.term,
+                count: 0,
+                commit: start.leader_commit,
+            },
         };
         MessageSummary {
             from: message.from,

@@ -92,6 +92,8 @@ pub enum FrameType {
     ReadIndex = 0x17,
     /// Raft ReadIndex response.
     ReadIndexResponse = 0x18,
+    /// Raft log start (the follower's log starts after an entry the leader names).
+    LogStart = 0x19,
     /// Client: append one payload.
     Append = 0x40,
     /// Client: append several payloads, in order.
@@ -131,6 +133,7 @@ impl FrameType {
             0x16 => TimeoutNow,
             0x17 => ReadIndex,
             0x18 => ReadIndexResponse,
+            0x19 => LogStart,
             0x40 => Append,
             0x41 => AppendBatch,
             0x42 => Read,

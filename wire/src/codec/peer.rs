@@ -11,8 +11,8 @@ use super::entries::{get_run, put_run, run_size};
 use super::error::{DecodeError, EncodeError};
 use super::frame::FrameType;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, Message, MessageBody,
-    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, LogStart, Message,
+    MessageBody, ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse,
 };
 use crate::types::{ClusterId, LogId, LogIndex, NodeId, Term};
 
@@ -114,6 +114,7 @@ impl FrameEncoder {
                 let size = 8 + option_size(r.read_index.map(LogIndex::get));
                 (FrameType::ReadIndexResponse, size, size as usize)
             }
+            MessageBody::LogStart(_) => (FrameType::LogStart, 24, 24),
         };
         self.begin_frame(
             frame_type,
@@ -177,6 +178,11 @@ impl FrameEncoder {
             MessageBody::ReadIndexResponse(r) => {
                 self.put_u64(r.request_id);
                 self.put_option_u64(r.read_index.map(LogIndex::get));
+            }
+            MessageBody::LogStart(l) => {
+                self.put_u64(l.index.get());
+                self.put_u64(l.term.get());
+                self.put_u64(l.leader_commit.get());
             }
         }
         self.end_frame();
@@ -314,6 +320,14 @@ pub fn decode_peer_frame(frame: RawFrame) -> Result<PeerFrame, DecodeError> {
                 read_index: cur.option_u64("read index response index")?.map(LogIndex),
             });
             (body, "ReadIndexResponse")
+        }
+        FrameType::LogStart => {
+            let body = MessageBody::LogStart(LogStart {
+                index: LogIndex(cur.u64("log start index")?),
+                term: Term(cur.u64("log start term")?),
+                leader_commit: LogIndex(cur.u64("log start leader commit")?),
+            });
+            (body, "LogStart")
         }
         other => {
             return Err(DecodeError::UnexpectedFrameType { found: other, context: "a peer stream" })

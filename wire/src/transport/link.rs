@@ -315,7 +315,8 @@ async fn read_stream(
                 message.from, message.to
             ));
         }
-        let is_bulk = matches!(message.body, MessageBody::AppendEntries(_));
+        let is_bulk =
+            matches!(message.body, MessageBody::AppendEntries(_) | MessageBody::LogStart(_));
         if is_bulk != (kind == StreamKind::Bulk) {
             break LinkError::Protocol(format!("{} on the {kind:?} stream", message.kind_name()));
         }

@@ -402,7 +402,7 @@ impl Transport {
             return Err(SendError::NotConnected(peer));
         };
         let queue = match message.body {
-            MessageBody::AppendEntries(_) => &link.bulk,
+            MessageBody::AppendEntries(_) | MessageBody::LogStart(_) => &link.bulk,
             _ => &link.control,
         };
         queue.push_with(false, |enc| enc.encode_message(message)).map_err(|e| match e {
