@@ -120,6 +120,13 @@ pub struct StorageTuning {
     /// worsened the tail (docs/benchmarks.md, "Pipelined batches"); a host whose CPUs are not
     /// the bottleneck may differ.
     pub batches_in_flight: usize,
+    /// Retention: each log keeps at least this many bytes of its newest segments
+    /// (`segment_size_bytes` each) and removes older segments once every entry in them is
+    /// committed, durable on this node and applied; 0 (the default) keeps everything, and the
+    /// log grows until [`crate::Log::compact`] is called. Each node applies it to its own log;
+    /// a follower that falls behind the leader's first index starts its log over from there
+    /// (docs/operations.md, "Retention and compaction").
+    pub retention_bytes: u64,
 }
 
 /// The node's default [`StorageTuning::zero_chunk_bytes`].
@@ -136,6 +143,7 @@ impl Default for StorageTuning {
             tail_cache_bytes_max: log.tail_cache_bytes_max,
             zero_chunk_bytes: NODE_ZERO_CHUNK_BYTES,
             batches_in_flight: log.batches_in_flight_max,
+            retention_bytes: 0,
         }
     }
 }

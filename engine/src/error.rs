@@ -205,6 +205,20 @@ pub enum StatusError {
     UnknownLog(LogId),
 }
 
+/// Why [`crate::Log::compact`] could not compact.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CompactError {
+    /// The log's storage failed on this node (or failed while compacting); the log stopped here.
+    #[error("log storage failed: {0}")]
+    Storage(String),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// The node hosts no such log.
+    #[error("unknown log {0}")]
+    UnknownLog(LogId),
+}
+
 /// Why a leadership transfer could not start.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TransferError {

@@ -79,7 +79,9 @@ pub mod storage;
 mod subscription;
 
 pub use config::{NodeConfig, PeerConfig};
-pub use error::{AppendError, LeaderInfo, ReadError, StartError, StatusError, TransferError};
+pub use error::{
+    AppendError, CompactError, LeaderInfo, ReadError, StartError, StatusError, TransferError,
+};
 pub use log::{BatchPosition, Log, LogEntry, LogStatus, PeerStatus, Position, ReadLimit};
 pub use node::{HaltHandle, Node, IDENTITY_FILE};
 pub use runtime::source::StoreSource;

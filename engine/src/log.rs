@@ -9,7 +9,7 @@
 //! of its term is internal and skipped, so indices increase but may skip a position at a
 //! leadership change; the deduplication header of a remote client's entry is stripped.
 
-use crate::error::{AppendError, ReadError, StatusError, TransferError};
+use crate::error::{AppendError, CompactError, ReadError, StatusError, TransferError};
 use crate::raft::Role;
 use crate::runtime::command::{Command, ShardHandle};
 use crate::subscription::Subscription;
@@ -285,6 +285,41 @@ impl Log {
             #[allow(clippy::disallowed_methods)]
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    fn send_compact(
+        &self,
+        before: LogIndex,
+    ) -> Result<oneshot::Receiver<Result<LogIndex, CompactError>>, CompactError> {
+        let (reply, rx) = oneshot::channel();
+        self.shard
+            .send(Command::Compact { log: self.id, before, reply })
+            .map_err(|_| CompactError::ShuttingDown)?;
+        Ok(rx)
+    }
+
+    /// Tells this node that it no longer needs the entries before index `before` (the
+    /// embedding application has, say, checkpointed the state they built): the node removes the
+    /// files that hold only such entries. Resolves to the log's first index afterwards.
+    ///
+    /// It is local to this node, as a snapshot is in etcd: each node compacts its own log. Only
+    /// entries that are committed, durable here and applied go, and only whole segments
+    /// (`storage.segment_size_bytes`), so the first index may stay below `before`. Reads and
+    /// subscriptions from before the first index fail with `Compacted` afterwards. When this
+    /// node leads and a follower still needs compacted entries (it was down, or far behind),
+    /// the follower is told to start its log after the leader's first index - 1 and loses its
+    /// own older entries, as a Kafka follower does when its leader's retention passed it.
+    /// `storage.retention_bytes` compacts automatically.
+    pub async fn compact(&self, before: LogIndex) -> Result<LogIndex, CompactError> {
+        let rx = self.send_compact(before)?;
+        answer(rx, CompactError::ShuttingDown).await
+    }
+
+    /// [`Log::compact`] for callers without an async runtime. Must not be called from inside
+    /// one.
+    pub fn compact_blocking(&self, before: LogIndex) -> Result<LogIndex, CompactError> {
+        let rx = self.send_compact(before)?;
+        answer_blocking(rx, CompactError::ShuttingDown)
     }
 
     /// Asks this node, which must lead the log, to hand leadership to `to` (thesis 3.10).

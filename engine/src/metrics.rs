@@ -129,6 +129,11 @@ pub struct LogMetrics {
     pub commit_index: AtomicU64,
     /// Last index in the log.
     pub last_index: AtomicU64,
+    /// First index the log still holds (1 until it is compacted or reset).
+    pub first_index: AtomicU64,
+    /// Times a leader told this node to start its log after an entry it lacked, replacing
+    /// its log (the leader had compacted the entries this node needed).
+    pub log_resets: AtomicU64,
     /// Whether this node leads the log (0 or 1).
     pub is_leader: AtomicU64,
     /// Times this node saw the leader change (including to "no leader").
@@ -161,6 +166,8 @@ impl LogMetrics {
             term: AtomicU64::new(0),
             commit_index: AtomicU64::new(0),
             last_index: AtomicU64::new(0),
+            first_index: AtomicU64::new(1),
+            log_resets: AtomicU64::new(0),
             is_leader: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -224,7 +231,10 @@ impl NodeMetrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let us = 1e-6;
-        let counters: [Scalar; 8] = [
+        let counters: [Scalar; 9] = [
+            ("raftwal_log_resets_total", "Logs replaced by a leader's log start.", |m| {
+                &m.log_resets
+            }),
             ("raftwal_append_requests_total", "Append requests received.", |m| &m.append_requests),
             ("raftwal_entries_proposed_total", "Entries proposed as leader.", |m| {
                 &m.entries_proposed
@@ -251,9 +261,10 @@ impl NodeMetrics {
                 let _ = writeln!(out, "{name}{{node=\"{}\",log=\"{}\"}} {v}", self.node, m.log);
             }
         }
-        let gauges: [Scalar; 4] = [
+        let gauges: [Scalar; 5] = [
             ("raftwal_term", "Current term.", |m| &m.term),
             ("raftwal_commit_index", "Commit index.", |m| &m.commit_index),
+            ("raftwal_first_index", "First index the log still holds.", |m| &m.first_index),
             ("raftwal_last_index", "Last index in the log.", |m| &m.last_index),
             ("raftwal_is_leader", "1 when this node leads the log.", |m| &m.is_leader),
         ];

@@ -22,7 +22,7 @@
 //! 2. Once `failed` is set, the replica never writes or sends again.
 
 use crate::config::NodeConfig;
-use crate::error::LeaderInfo;
+use crate::error::{CompactError, LeaderInfo};
 use crate::metrics::LogMetrics;
 use crate::raft::{RaftCore, Ready, Role};
 use crate::runtime::clock;
@@ -259,6 +259,22 @@ impl<D: Disk> Replica<D> {
                 self.save_hard_state(hard_state)?;
             }
         }
+        if let Some((index, term)) = ready.log_start {
+            // The leader compacted away what this replica lacks: the store replaces the log,
+            // durably, after the batches in flight (the old log's). What waited for those
+            // waits for the new start instead.
+            warn!(
+                log = %self.log,
+                "the leader's log starts after {index} (term {term}), beyond this node's;                  replacing this node's log (entries up to {index} are no longer here)"
+            );
+            self.store.reset_to(index, term).map_err(|e| e.to_string())?;
+            self.persist_points.clear();
+            self.batches_in_flight.clear();
+            for (need, _) in &mut self.after_persist {
+                *need = (*need).min(index);
+            }
+            LogMetrics::add(&self.metrics.log_resets, 1);
+        }
         if let Some(first) = ready.entries.first() {
             if first.index <= self.store.last_index() {
                 // A follower replaces a conflicting suffix (never a committed entry: paper 5.3).
@@ -368,6 +384,7 @@ impl<D: Disk> Replica<D> {
             return;
         }
         self.core.tick();
+        self.apply_retention();
         self.ticks_since_commit_save += 1;
         let commit = self.core.commit_index().min(self.store.durable_index());
         if self.ticks_since_commit_save >= COMMIT_SAVE_INTERVAL_TICKS && commit > self.saved.commit
@@ -448,6 +465,7 @@ impl<D: Disk> Replica<D> {
         LogMetrics::set(&self.metrics.term, self.core.term().get());
         LogMetrics::set(&self.metrics.commit_index, self.core.commit_index().get());
         LogMetrics::set(&self.metrics.last_index, self.core.last_index().get());
+        LogMetrics::set(&self.metrics.first_index, self.store.first_index().get());
         LogMetrics::set(&self.metrics.is_leader, u64::from(self.role == Role::Leader));
     }
 
@@ -501,6 +519,55 @@ impl<D: Disk> Replica<D> {
                 }
             }
             next = last_read.next();
+        }
+    }
+
+    /// Forgets the entries before `before` on this node, as far as it may: only entries that
+    /// are committed, durable here and applied (the deduplication table has seen them), and only
+    /// whole segments of the store. Returns the log's first index afterwards. The core forgets
+    /// the same entries, so a follower that still needs them is told where the log starts
+    /// instead (docs/design.md, "Compaction").
+    pub(crate) fn compact(&mut self, before: LogIndex) -> Result<LogIndex, CompactError> {
+        if let Some(reason) = &self.failed {
+            return Err(CompactError::Storage(reason.clone()));
+        }
+        if self.core.first_index() > self.store.first_index() {
+            // A leader's log start stepped since the last drive: the store's log is about to be
+            // replaced (at the next drive), and nothing of it is compacted meanwhile.
+            return Ok(self.store.first_index());
+        }
+        let limit = before
+            .min(self.core.commit_index().next())
+            .min(self.core.durable_index().next())
+            .min(self.applied.next());
+        if limit > self.store.first_index() {
+            if let Err(e) = self.store.compact_before(limit) {
+                let reason = format!("compacting before {limit}: {e}");
+                self.fail_storage(reason.clone());
+                return Err(CompactError::Storage(reason));
+            }
+        }
+        let first = self.store.first_index();
+        let core_first = self.core.compact_before(first);
+        debug_assert_eq!(core_first, first, "the core forgets what the store removed");
+        Ok(first)
+    }
+
+    /// Compacts the segments that `storage.retention_bytes` no longer keeps: the newest
+    /// segments whose total size reaches it stay, with the segment being written.
+    fn apply_retention(&mut self) {
+        let retain = self.config.storage.retention_bytes;
+        if retain == 0 {
+            return;
+        }
+        let segment = self.config.storage.segment_size_bytes.max(1);
+        let keep = usize::try_from(retain.div_ceil(segment)).unwrap_or(usize::MAX).max(1);
+        let Some(first_kept) = self.store.segment_first_indexes().rev().nth(keep - 1) else {
+            return;
+        };
+        if first_kept > self.store.first_index() {
+            // A failure stops the log and is logged by `fail_storage`.
+            let _ = self.compact(first_kept);
         }
     }
 

@@ -20,7 +20,7 @@
 //! while the loop sleeps.
 
 use crate::config::NodeConfig;
-use crate::error::{AppendError, ReadError, StartError, StatusError, TransferError};
+use crate::error::{AppendError, CompactError, ReadError, StartError, StatusError, TransferError};
 use crate::metrics::NodeMetrics;
 use crate::raft::{Config as RaftConfig, RaftCore};
 use crate::runtime::clock;
@@ -457,6 +457,13 @@ impl Shard {
                 let result = match self.replicas.get(&log) {
                     Some(replica) => Ok(replica.status()),
                     None => Err(StatusError::UnknownLog(log)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Compact { log, before, reply } => {
+                let result = match self.replicas.get_mut(&log) {
+                    Some(replica) => replica.compact(before),
+                    None => Err(CompactError::UnknownLog(log)),
                 };
                 let _ = reply.send(result);
             }

@@ -282,6 +282,12 @@ impl<D: Disk> LogStore<D> {
         self.terms.prev_index().next()
     }
 
+    /// The first index of each segment, oldest first (the last one is the segment written to).
+    /// `compact_before(i)` removes the segments before the one holding `i`.
+    pub fn segment_first_indexes(&self) -> impl DoubleEndedIterator<Item = LogIndex> + '_ {
+        self.segments.iter().map(|segment| segment.first_index())
+    }
+
     /// The last index appended (durable or not).
     pub fn last_index(&self) -> LogIndex {
         self.last_index

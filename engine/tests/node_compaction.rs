@@ -1,0 +1,162 @@
+//! Compaction and retention on an in-process 3-node cluster over loopback QUIC, with real files:
+//! `Log::compact` removes whole segments of committed entries, `storage.retention_bytes` does it
+//! on its own, and a follower that needs entries its leader compacted away starts its log over
+//! after the leader's first index - 1 (a log start) and follows from there.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
+
+mod support;
+
+use bytes::Bytes;
+use raftwal::{LogEntry, NodeConfig, ReadError, ReadLimit};
+use raftwal_wire::types::LogIndex;
+use std::time::Duration;
+use support::{wait_until, Cluster};
+
+const T: Duration = Duration::from_secs(20);
+
+/// The smallest segments the store takes (16 KiB), so a few dozen entries fill one.
+fn small_segments(config: &mut NodeConfig) {
+    config.storage.segment_size_bytes = 16 << 10;
+    config.entry_size_bytes_max = 4 << 10;
+}
+
+fn metric(text: &str, name: &str, node: u64) -> u64 {
+    let key = format!("{name}{{node=\"{node}\",log=\"0\"}} ");
+    let line =
+        text.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key}:\n{text}"));
+    line[key.len()..].trim().parse().expect("a metric is an integer")
+}
+
+fn payload(i: u32) -> Bytes {
+    let mut data = format!("entry {i} ").into_bytes();
+    data.resize(1000, b'.');
+    Bytes::from(data)
+}
+
+fn data(entries: &[LogEntry]) -> Vec<Bytes> {
+    entries.iter().map(|e| e.data.clone()).collect()
+}
+
+/// Appends `count` entries from `from` on through `log`; returns the last index.
+fn append_many(log: &raftwal::Log, from: u32, count: u32) -> LogIndex {
+    let mut last = LogIndex::ZERO;
+    for chunk in (from..from + count).collect::<Vec<_>>().chunks(10) {
+        let batch = log.append_batch_blocking(chunk.iter().map(|i| payload(*i)).collect()).unwrap();
+        last = batch.last_index();
+    }
+    last
+}
+
+/// Reads the whole log of `log` from `from` on.
+fn read_all(log: &raftwal::Log, from: LogIndex) -> Vec<LogEntry> {
+    let mut out: Vec<LogEntry> = Vec::new();
+    let mut next = from;
+    loop {
+        let entries = log.read_blocking(next, ReadLimit::entries(1000)).unwrap();
+        let Some(last) = entries.last() else { return out };
+        next = last.index.next();
+        out.extend(entries);
+    }
+}
+
+#[test]
+fn a_follower_behind_the_leaders_compacted_log_starts_over_after_it() {
+    let mut cluster = Cluster::start_with(3, small_segments);
+    let leader = cluster.wait_leader(T);
+    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    let other = (1..=3).find(|id| *id != leader && *id != behind).unwrap();
+    let log = cluster.log(leader);
+    append_many(&log, 0, 20);
+    cluster.stop(behind);
+    // About 60 entries of 1 KiB fill four segments or more while `behind` is down.
+    let last = append_many(&log, 20, 60);
+    let first = log.compact_blocking(last).unwrap();
+    assert!(first > LogIndex(30), "whole segments before {last} went: the log starts at {first}");
+    assert!(first <= last.next());
+    let status = log.status_blocking().unwrap();
+    assert_eq!(status.first_index, first);
+    // Reads before the first index say so; reads from it return the entries.
+    let compacted = log.read_blocking(LogIndex(1), ReadLimit::entries(10));
+    assert_eq!(compacted, Err(ReadError::Compacted { requested: LogIndex(1), first_index: first }));
+    let kept = read_all(&log, first);
+    assert_eq!(kept.first().map(|e| e.index), Some(first));
+    assert_eq!(kept.last().map(|e| e.index), Some(last));
+    // The follower that was down lacks entries the leader no longer has: it is told where the
+    // leader's log starts, replaces its own, and follows from there.
+    cluster.restart(behind);
+    let after = append_many(&log, 80, 5);
+    let follower = cluster.log(behind);
+    wait_until(T, "the follower catches up", || {
+        follower.status_blocking().unwrap().commit_index >= after
+    });
+    let status = follower.status_blocking().unwrap();
+    assert_eq!(status.first_index, first, "its log starts where the leader's does");
+    let entries = read_all(&follower, first);
+    assert_eq!(entries.first().map(|e| e.index), Some(first));
+    assert_eq!(entries.last().map(|e| e.index), Some(after));
+    assert_eq!(data(&entries), data(&read_all(&log, first)), "the same entries as the leader's");
+    let text = cluster.node(behind).metrics().render();
+    assert_eq!(metric(&text, "raftwal_log_resets_total", behind), 1);
+    assert_eq!(metric(&text, "raftwal_first_index", behind), first.get());
+    // The follower that kept up kept its whole log: compaction is each node's own.
+    let kept_all = cluster.log(other).status_blocking().unwrap();
+    assert_eq!(kept_all.first_index, LogIndex(1));
+    // Restarted, the reset follower recovers the log it was given.
+    cluster.stop(behind);
+    cluster.restart(behind);
+    let follower = cluster.log(behind);
+    wait_until(T, "the follower restarts", || {
+        follower.status_blocking().unwrap().commit_index >= after
+    });
+    assert_eq!(follower.status_blocking().unwrap().first_index, first);
+    assert_eq!(data(&read_all(&follower, first)), data(&read_all(&log, first)));
+}
+
+#[test]
+fn compaction_keeps_what_is_not_committed_and_whole_segments() {
+    let cluster = Cluster::start_with(3, small_segments);
+    let leader = cluster.wait_leader(T);
+    let log = cluster.log(leader);
+    // Nothing but the leader's no-op: the one segment is the one written to.
+    assert_eq!(log.compact_blocking(LogIndex(1_000)).unwrap(), LogIndex(1));
+    let last = append_many(&log, 0, 40);
+    // Far beyond the commit index: only entries up to it go, and only whole segments, so the
+    // segment being written stays.
+    let first = log.compact_blocking(LogIndex(1_000_000)).unwrap();
+    assert!(first > LogIndex(1) && first <= last, "first index {first}, last {last}");
+    // Compacting before an earlier index changes nothing.
+    assert_eq!(log.compact_blocking(LogIndex(2)).unwrap(), first);
+    let entries = read_all(&log, first);
+    assert_eq!(entries.last().map(|e| e.index), Some(last));
+    // The log goes on.
+    let next = log.append_blocking(payload(99)).unwrap();
+    assert_eq!(next.index, last.next());
+}
+
+#[test]
+fn retention_keeps_the_newest_segments_on_every_node() {
+    const RETAIN: u64 = 48 << 10;
+    let cluster = Cluster::start_with(3, |c| {
+        small_segments(c);
+        c.storage.retention_bytes = RETAIN;
+    });
+    let leader = cluster.wait_leader(T);
+    let log = cluster.log(leader);
+    // About 200 KiB: a dozen segments of 16 KiB, of which retention keeps three.
+    let last = append_many(&log, 0, 200);
+    for id in 1..=3 {
+        let log = cluster.log(id);
+        wait_until(T, "retention compacts", || {
+            let status = log.status_blocking().unwrap();
+            status.commit_index >= last && status.first_index > LogIndex(100)
+        });
+        let status = log.status_blocking().unwrap();
+        // Three segments of 16 KiB hold at most about 45 entries of 1 KiB.
+        assert!(last.get() - status.first_index.get() < 60, "node {id}: {status:?}");
+        let entries = read_all(&log, status.first_index);
+        assert_eq!(entries.first().map(|e| e.index), Some(status.first_index), "node {id}");
+        assert_eq!(entries.last().map(|e| e.index), Some(last), "node {id}");
+        assert_eq!(entries.last().map(|e| e.data.clone()), Some(payload(199)), "node {id}");
+    }
+}
