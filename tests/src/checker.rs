@@ -256,7 +256,10 @@ impl Checker {
             }
         }
         let commit = core.commit_index();
-        let mut index = view.commit_checked.next();
+        // Entries before the base (the entry before the first one the log holds) were compacted
+        // away or replaced by a leader's log start: only the base's term is still known.
+        let base = core.first_index().prev();
+        let mut index = view.commit_checked.next().max(base).max(LogIndex(1));
         while index <= commit {
             let Some(entry_term) = core.term_at(index) else {
                 return Err(violation(
@@ -265,6 +268,16 @@ impl Checker {
                 ));
             };
             let offset = usize::try_from(index.get() - 1).expect("index fits");
+            if offset > self.committed.len() {
+                return Err(violation(
+                    Property::StateMachineSafety,
+                    format!(
+                        "{id:?} committed {index:?}, but only {} entries were seen committed: its \
+                         log starts after entries no replica committed",
+                        self.committed.len()
+                    ),
+                ));
+            }
             match self.committed.get(offset) {
                 Some(committed) if committed.term != entry_term => {
                     return Err(violation(
@@ -302,6 +315,12 @@ impl Checker {
         };
         let index = LogIndex(offset as u64 + 1);
         let expected = self.committed[offset];
+        if index < core.first_index().prev() {
+            // The leader's log starts after it: it compacted the entry away, or a leader told it
+            // to start there; either way the entry was committed when it went, and the base's
+            // term, checked when it was committed, ties the rest to it.
+            return Ok(());
+        }
         if core.term_at(index) != Some(expected.term) {
             return Err(violation(
                 Property::LeaderCompleteness,
@@ -387,9 +406,15 @@ impl Checker {
                 .expect("a proposal's size fits in memory");
             let expected =
                 DurableEntry { term: acknowledged.term, hash: acknowledged.hashes[offset] };
+            // A replica whose durable log starts after the entry compacted it away (only
+            // committed entries go, and the committed log's terms are checked) or was told by a
+            // leader to start after it: it held the entry as long as the log needed it.
             let holders = replicas
                 .iter()
-                .filter(|replica| replica.store().durable().entry(index) == Some(expected))
+                .filter(|replica| {
+                    let image = replica.store().durable();
+                    image.entry(index) == Some(expected) || index < image.first_index()
+                })
                 .count();
             if holders < self.majority {
                 return Err(violation(
@@ -478,14 +503,20 @@ impl Checker {
             MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }) => {
                 let in_log = sender.core().and_then(|core| core.term_at(*match_index));
                 let on_disk = image.term(*match_index);
-                if on_disk.is_none() || on_disk != in_log {
+                // Below the durable log's base the entry was compacted away (or replaced by a
+                // log start): it is committed, so it matches the leader's.
+                let compacted = match_index.next() < image.first_index();
+                if !compacted && (on_disk.is_none() || on_disk != in_log) {
                     return broken(format!(
                         "it acknowledges {match_index:?}, which its durable log holds as \
                          {on_disk:?} and its log as {in_log:?}"
                     ));
                 }
             }
-            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) | MessageBody::TimeoutNow
+            MessageBody::AppendEntries(_)
+            | MessageBody::LogStart(_)
+            | MessageBody::Heartbeat(_)
+            | MessageBody::TimeoutNow
                 if durable.term < term =>
             {
                 return broken("its term as leader is not durable".to_string());

@@ -95,6 +95,9 @@ pub struct DurableImage {
     hard_state_path: PathBuf,
     /// The durable bytes of the hard state file when last decoded.
     hard_state_bytes: Vec<u8>,
+    /// A reset's base segment still under its pending name (`<first index>.base`), which is the
+    /// log when no segment is left (recovery renames it into place).
+    pending_base: Option<SegmentId>,
 }
 
 impl DurableImage {
@@ -111,12 +114,18 @@ impl DurableImage {
             names_read: None,
             hard_state_path: dir.join(HARD_STATE_FILE),
             hard_state_bytes: Vec::new(),
+            pending_base: None,
         }
     }
 
     /// The durable hard state (the default before the file is durable).
     pub fn hard_state(&self) -> HardState {
         self.hard_state
+    }
+
+    /// The first index of the durable log (1 unless compacted or reset).
+    pub fn first_index(&self) -> LogIndex {
+        self.first
     }
 
     /// The last durable index (`first - 1` when no entry is durable).
@@ -158,13 +167,11 @@ impl DurableImage {
                 self.segments.iter().map(|read| read.id).collect()
             } else {
                 self.names_read = Some(namespace_points);
-                let mut ids: Vec<SegmentId> = disk
-                    .durable_file_names(&self.dir)
-                    .iter()
-                    .filter_map(|name| SegmentId::parse_file_name(name))
-                    .collect();
+                let names = disk.durable_file_names(&self.dir);
+                let mut ids: Vec<SegmentId> =
+                    names.iter().filter_map(|name| SegmentId::parse_file_name(name)).collect();
                 ids.sort();
-                ids
+                self.log_segments(disk, ids, &names)?
             };
         if reread == Reread::IfChanged && self.read_appended(disk, &ids)? {
             return Ok(None);
@@ -179,12 +186,47 @@ impl DurableImage {
         let mut lost = None;
         for (offset, old_entry) in old_entries.iter().enumerate() {
             let index = old_first.plus(offset as u64);
+            if index < self.first {
+                // Compacted away from the front (or replaced by a log start): the caller
+                // judges a moved first index on its own ([`DurableImage::first_index`]).
+                continue;
+            }
             if self.entry(index) != Some(*old_entry) {
                 lost = Some(index);
                 break;
             }
         }
         Ok(lost)
+    }
+
+    /// The segments that make up the log, as recovery reads them (docs/format.md, "Reset"): from
+    /// the base segment with the highest first index on (the segments before it are the log a
+    /// reset replaced); with no segment at all, a reset's base segment under its pending name.
+    fn log_segments(
+        &mut self,
+        disk: &SimDisk,
+        ids: Vec<SegmentId>,
+        names: &[String],
+    ) -> Result<Vec<SegmentId>, ImageError> {
+        self.pending_base = None;
+        if ids.is_empty() {
+            let pending =
+                names.iter().filter_map(|name| SegmentId::parse_pending_base_file_name(name)).max();
+            self.pending_base = pending;
+            return Ok(pending.into_iter().collect());
+        }
+        let mut start = 0;
+        for (position, id) in ids.iter().enumerate() {
+            let path = self.dir.join(id.file_name());
+            let header = disk
+                .with_durable_bytes(&path, SegmentHeader::decode)
+                .ok_or_else(|| ImageError(format!("{} vanished while being read", path.display())))?
+                .map_err(|error| ImageError(format!("durable {}: {error}", path.display())))?;
+            if header.base {
+                start = position;
+            }
+        }
+        Ok(ids[start..].to_vec())
     }
 
     /// The incremental reading: continues the last segment and reads segments added after it.
@@ -234,7 +276,11 @@ impl DurableImage {
         position: usize,
     ) -> Result<(), ImageError> {
         let id = ids[position];
-        let path = self.dir.join(id.file_name());
+        let path = if self.pending_base == Some(id) {
+            self.dir.join(id.pending_base_file_name())
+        } else {
+            self.dir.join(id.file_name())
+        };
         let header = disk
             .with_durable_bytes(&path, SegmentHeader::decode)
             .ok_or_else(|| ImageError(format!("{} vanished while being read", path.display())))?

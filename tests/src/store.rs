@@ -16,11 +16,11 @@
 
 use crate::durable::{DurableImage, ImageError, Reread};
 use raftwal::storage::{
-    AppendError, HardStateError, LogOptions, LogStats, LogStore, Recovery, SimDisk, SubmitError,
-    Tear, TruncateError,
+    AppendError, CompactError, HardStateError, LogOptions, LogStats, LogStore, Recovery,
+    ResetError, SimDisk, SubmitError, Tear, TruncateError,
 };
 use raftwal::StoreSource;
-use raftwal_wire::types::{Entry, EntryKind, HardState, LogIndex};
+use raftwal_wire::types::{Entry, EntryKind, HardState, LogIndex, Term};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -42,6 +42,10 @@ pub struct SimStore {
     /// may vanish until the log has cleared them (`LogStore::has_withdrawn_records`), however
     /// many refreshes that takes.
     withdrawn_from: Option<LogIndex>,
+    /// The highest first index the durable log may have: compactions and log starts the
+    /// driver asked for move it; durable entries vanishing from the front beyond it are an
+    /// error.
+    start_allowed: LogIndex,
     /// A full disk: the space the files may use, restored after every crash.
     capacity_bytes: Option<u64>,
     /// What the log stores closed so far wrote.
@@ -66,6 +70,7 @@ impl SimStore {
             log: None,
             truncated_from: None,
             withdrawn_from: None,
+            start_allowed: LogIndex(1),
             capacity_bytes: None,
             retired: LogStats::default(),
             check_recovery: true,
@@ -128,6 +133,7 @@ impl SimStore {
         if let Some(from) = self.durable.refresh(&self.disk, Reread::Full)? {
             return Err(ImageError(format!("recovery lost durable entries from {from}")));
         }
+        self.check_start()?;
         if !self.check_recovery {
             self.log = Some(log);
             return Ok(recovery);
@@ -141,6 +147,13 @@ impl SimStore {
                 "hard state {:?}, durable {:?}",
                 recovery.hard_state,
                 durable.hard_state()
+            ));
+        }
+        if recovery.first_index != durable.first_index() {
+            return mismatch(format!(
+                "log starts at {}, durable at {}",
+                recovery.first_index,
+                durable.first_index()
             ));
         }
         if recovery.last_index != durable.last_index() {
@@ -186,6 +199,44 @@ impl SimStore {
             self.note_withdrawal();
         }
         result
+    }
+
+    /// Removes the segments whose entries are all before `index` (the driver decided they are
+    /// committed and no longer needed): durable entries before the new first index may vanish.
+    pub fn compact_before(&mut self, index: LogIndex) -> Result<LogIndex, CompactError> {
+        let log = self.log.as_mut().expect("only an open log compacts");
+        // A crash in the middle leaves any suffix of the segments removed so far.
+        self.start_allowed = self.start_allowed.max(index);
+        log.compact_before(index)?;
+        Ok(log.first_index())
+    }
+
+    /// Replaces the log with an empty one starting after `(index, term)` (a leader's log
+    /// start): every durable entry may vanish, the first index may move to `index + 1`, and
+    /// entries after `index` may change.
+    pub fn reset_to(&mut self, index: LogIndex, term: Term) -> Result<(), ResetError> {
+        let log = self.log.as_mut().expect("only an open log resets");
+        let from = index.next();
+        self.start_allowed = self.start_allowed.max(from);
+        self.truncated_from = Some(self.truncated_from.map_or(from, |earlier| earlier.min(from)));
+        let withdrawn_before = log.stats().withdrawn_batches;
+        let result = log.reset_to(index, term);
+        if self.log.as_ref().is_some_and(|log| log.stats().withdrawn_batches > withdrawn_before) {
+            self.note_withdrawal();
+        }
+        result
+    }
+
+    /// The durable log may start only where a compaction or a log start allowed it to.
+    fn check_start(&self) -> Result<(), ImageError> {
+        let first = self.durable.first_index();
+        if first > self.start_allowed {
+            return Err(ImageError(format!(
+                "the durable log starts at {first}, but nothing compacted or reset it past {}",
+                self.start_allowed
+            )));
+        }
+        Ok(())
     }
 
     /// Batches were withdrawn (a write found no space): entries after the durable index that
@@ -242,6 +293,7 @@ impl SimStore {
             Reread::IfChanged
         };
         let lost = self.durable.refresh(&self.disk, reread)?;
+        self.check_start()?;
         let allowed = self.take_allowance();
         match lost {
             Some(from) if allowed.is_none_or(|allowed| from < allowed) => Err(ImageError(format!(
@@ -261,7 +313,9 @@ impl SimStore {
         self.retire_log();
         self.apply_capacity();
         let allowed = self.take_allowance();
-        match self.durable.refresh(&self.disk, Reread::Full)? {
+        let lost = self.durable.refresh(&self.disk, Reread::Full)?;
+        self.check_start()?;
+        match lost {
             Some(from) if allowed.is_none_or(|allowed| from < allowed) => Err(ImageError(format!(
                 "the crash lost durable entry {from}, which no truncation removed"
             ))),

@@ -92,3 +92,48 @@ fn durability_a_torn_batch_leaves_a_clean_prefix() {
     }
     assert!(outcomes.len() > 1, "different tears keep different prefixes: {outcomes:?}");
 }
+
+#[test]
+fn compaction_a_follower_behind_the_leaders_first_index_starts_its_log_over() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.crash(3);
+    // About 130 bytes a record: 300 entries fill a few 16 KiB segments while n3 is down.
+    let payload = "x".repeat(100);
+    let mut last = LogIndex(1);
+    for _ in 0..30 {
+        let batch = vec![payload.as_str(); 10];
+        last = cluster.propose(1, &batch).expect("leader").last_index;
+        cluster.settle();
+    }
+    assert_eq!(cluster.commit(1), last);
+    let first = cluster.compact(1, last.next());
+    assert!(first > LogIndex(100), "whole segments went: the log starts at {first:?}");
+    assert_eq!(cluster.store(1).durable().first_index(), first);
+    // n2 compacts less: each replica's compaction is its own.
+    let first_2 = cluster.compact(2, LogIndex(50));
+    assert!(first_2 < first);
+    // n3 needs entries n1 no longer has: n1 tells it where its log starts, and n3 replaces its
+    // log (durably, before it acknowledges) and follows.
+    cluster.restart(3);
+    cluster.run_until(&[1], 20, |c| c.commit(3) == last);
+    let starts: Vec<_> = cluster
+        .sent()
+        .iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::LogStart(start) if m.to == NodeId(3) => Some(start.index),
+            _ => None,
+        })
+        .collect();
+    assert!(starts.contains(&first.prev()), "{starts:?}");
+    assert_eq!(cluster.core(3).first_index(), first);
+    assert_eq!(cluster.store(3).durable().first_index(), first);
+    assert_eq!(cluster.store(3).durable().last_index(), last);
+    // The log goes on from there, and n3 restarts from the log it was given.
+    let more = cluster.propose(1, &["after"]).expect("leader").last_index;
+    cluster.settle();
+    assert_eq!(cluster.commit(3), more);
+    cluster.crash(3).restart(3);
+    assert_eq!(cluster.core(3).first_index(), first);
+    cluster.run_until(&[1], 10, |c| c.commit(3) == more);
+}

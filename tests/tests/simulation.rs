@@ -82,6 +82,14 @@ fn planted_bug_no_election_restriction_is_caught() {
 }
 
 #[test]
+fn planted_bug_log_start_ack_early_is_caught() {
+    caught_within_2000_seeds(
+        PlantedBug::Core(InjectedBug::LogStartAckEarly),
+        &[Property::PersistBeforeSend, Property::AcknowledgedDurability],
+    );
+}
+
+#[test]
 fn planted_bug_reopen_poisoned_log_is_caught() {
     // A replica whose log a failed fsync poisoned restarts in the same boot, and recovery reads
     // the writes the fsync failed to make durable from the page cache (it does not drop the

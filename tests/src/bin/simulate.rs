@@ -141,7 +141,7 @@ fn main() -> ExitCode {
     println!(
         "totals: {} events, {:.1} s virtual, {} entries committed, {} proposals acknowledged, \
          {} leader terms, {} network faults, {} messages delivered, {} dropped, \
-         {} reads answered, {} transfers",
+         {} reads answered, {} transfers, {} compactions, {} log starts sent",
         total.events,
         total.virtual_us as f64 / 1e6,
         total.committed,
@@ -151,7 +151,9 @@ fn main() -> ExitCode {
         total.delivered,
         total.dropped,
         total.reads_answered,
-        total.transfers
+        total.transfers,
+        total.compactions,
+        total.log_starts
     );
     println!(
         "storage: {} crashes ({} inside a disk operation, {} with a torn last write; {} \
@@ -260,6 +262,8 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.dropped += run.dropped;
     total.reads_answered += run.reads_answered;
     total.transfers += run.transfers;
+    total.compactions += run.compactions;
+    total.log_starts += run.log_starts;
     total.torn_crashes += run.torn_crashes;
     total.process_kills += run.process_kills;
     total.torn_tails_cut += run.torn_tails_cut;

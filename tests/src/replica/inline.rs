@@ -27,7 +27,7 @@
 
 use super::{Down, Replica};
 use crate::checker::{Property, Violation};
-use raftwal::storage::{AppendError, CompletionError, SubmitError, TruncateError};
+use raftwal::storage::{AppendError, CompletionError, ResetError, SubmitError, TruncateError};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{Entry, HardState, LogIndex, Term};
 use std::collections::VecDeque;
@@ -58,6 +58,7 @@ impl Replica {
     pub(super) fn handle_ready_inline(
         &mut self,
         hard_state: Option<HardState>,
+        log_start: Option<(LogIndex, Term)>,
         entries: &[Entry],
         persist_point: Option<(LogIndex, Term)>,
         after_persist: Vec<Message>,
@@ -67,6 +68,9 @@ impl Replica {
             if (hard_state.term, hard_state.vote) != (saved.term, saved.vote) {
                 self.save_hard_state_inline(hard_state)?;
             }
+        }
+        if let Some((index, term)) = log_start {
+            self.reset_inline(index, term)?;
         }
         if let Some(first) = entries.first() {
             let log = self.store.log().expect("a Ready is handled only while the replica is up");
@@ -123,6 +127,31 @@ impl Replica {
         }
         self.inline.after_persist.push_back((need, after_persist));
         Ok(Vec::new())
+    }
+
+    /// A leader's log start: the store replaces its log, durably (waiting for its batch in
+    /// flight), and the points and messages that waited for the old log wait for the new start.
+    fn reset_inline(&mut self, index: LogIndex, term: Term) -> Result<(), Down> {
+        let durable_before = self.store.log().expect("up").durable_index();
+        match self.store.reset_to(index, term) {
+            Ok(()) => {}
+            Err(ResetError::NoSpace(error)) => {
+                // Nothing changed (but for the batch in flight, which the reset waited for),
+                // and the runtime gives up on the log here.
+                self.check_refusal(durable_before, true)?;
+                return Err(Down::Stopped(format!("starting the log after {index}: {error}")));
+            }
+            Err(error) => {
+                let what = format!("starting the log after {index}: {error}");
+                return Err(self.down(what, durable_before));
+            }
+        }
+        self.inline.persist_points.clear();
+        for (need, _) in &mut self.inline.after_persist {
+            *need = (*need).min(index);
+        }
+        self.reported_durable = self.reported_durable.min(index.prev());
+        Ok(())
     }
 
     fn save_hard_state_inline(&mut self, hard_state: HardState) -> Result<(), Down> {

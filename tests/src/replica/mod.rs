@@ -46,6 +46,8 @@ struct PendingWrite {
     /// The hard state to save, when its term or vote changed (or its commit index, if the
     /// replica persists it).
     hard_state: Option<HardState>,
+    /// A leader's log start: the stored log is replaced before `entries` are written.
+    log_start: Option<(LogIndex, Term)>,
     entries: Vec<Entry>,
     after_persist: Vec<Message>,
 }
@@ -255,6 +257,7 @@ impl Replica {
             DriverOrder::Runtime => {
                 let released = self.handle_ready_inline(
                     ready.hard_state,
+                    ready.log_start,
                     &ready.entries,
                     persist_point,
                     ready.messages_after_persist,
@@ -271,10 +274,13 @@ impl Replica {
                 }
                 let write = PendingWrite {
                     hard_state,
+                    log_start: ready.log_start,
                     entries: ready.entries,
                     after_persist: ready.messages_after_persist,
                 };
-                let nothing_to_write = write.hard_state.is_none() && write.entries.is_empty();
+                let nothing_to_write = write.hard_state.is_none()
+                    && write.log_start.is_none()
+                    && write.entries.is_empty();
                 if nothing_to_write && self.queued.is_empty() && self.group.is_none() {
                     // Every earlier write is durable already: the messages may leave at once.
                     drained.send.extend(write.after_persist);
@@ -298,6 +304,41 @@ impl Replica {
         }
         drained.read_states = ready.read_states;
         Ok(drained)
+    }
+
+    /// Forgets the entries before `before`, as the runtime's `Log::compact` does: only
+    /// committed entries durable here, only whole segments of the store, and the core forgets
+    /// what the store removed. Returns the log's first index afterwards.
+    pub fn compact(&mut self, before: LogIndex) -> Result<LogIndex, Down> {
+        let Some(core) = self.core.as_ref() else {
+            return Ok(LogIndex::ZERO);
+        };
+        let store_first = self.store.log().expect("up").first_index();
+        if core.first_index() > store_first {
+            // A leader's log start the writer has not carried out yet: the store's log is
+            // about to be replaced, and nothing of it is compacted meanwhile.
+            return Ok(store_first);
+        }
+        let limit = before.min(core.commit_index().next()).min(core.durable_index().next());
+        let durable_before = self.store.log().expect("up").durable_index();
+        let first = match self.store.compact_before(limit) {
+            Ok(first) => first,
+            Err(error) => {
+                return Err(self.down(format!("compacting before {limit}: {error}"), durable_before))
+            }
+        };
+        let core = self.core.as_mut().expect("checked above");
+        let core_first = core.compact_before(first);
+        if core_first != first {
+            return Err(Down::Broken(Violation {
+                property: Property::CoreError,
+                detail: format!(
+                    "{:?}: the store starts at {first} after compacting, the core at {core_first}",
+                    self.config.id
+                ),
+            }));
+        }
+        Ok(first)
     }
 
     /// One tick of the core's clock (in the runtime's order, also the occasional save of a

@@ -18,7 +18,7 @@
 
 use super::{Down, PendingWrite, Replica};
 use crate::checker::{Property, Violation};
-use raftwal::storage::{AppendError, CompletionError, SubmitError, TruncateError};
+use raftwal::storage::{AppendError, CompletionError, ResetError, SubmitError, TruncateError};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{HardState, LogIndex};
 
@@ -150,6 +150,25 @@ impl Replica {
                 return Ok(None);
             };
             let durable_before = self.store.log().expect("up").durable_index();
+            if let Some((index, term)) = write.log_start {
+                assert!(!self.store.log().expect("up").has_in_flight(), "a reset never waits");
+                match self.store.reset_to(index, term) {
+                    Ok(()) => {}
+                    Err(ResetError::NoSpace(_)) => return self.blocked(durable_before).map(Some),
+                    Err(error) => {
+                        let what = format!("starting the log after {index}: {error}");
+                        return Err(self.down(what, durable_before));
+                    }
+                }
+                // Its start is durable now (the reset syncs): the core hears it at once.
+                self.reported_durable = self.reported_durable.min(index.prev());
+                self.report_durable();
+                let group = self.group.as_mut().expect("a group runs");
+                let applied = group.applied;
+                group.writes[applied].log_start = None;
+            }
+            let group = self.group.as_ref().expect("a group runs");
+            let write = &group.writes[group.applied];
             if let Some(first) = write.entries.first() {
                 let log = self.store.log().expect("up");
                 if first.index <= log.last_index() {

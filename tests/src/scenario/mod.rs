@@ -56,7 +56,7 @@ pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
     zero_fill: ZeroFill::BatchBytesBelow(1 << 20),
     zero_chunk_bytes: 4 << 10,
     batches_in_flight_max: 1,
-    // Replicas never compact (no snapshots), so nothing is recycled.
+    // Compacted segments are kept for reuse, as the node does.
     recycled_segments_max: 2,
 };
 
@@ -510,6 +510,19 @@ impl Cluster {
     pub fn fill_disk(&mut self, node: u64, slack_bytes: Option<u64>) -> &mut Cluster {
         self.replicas[Cluster::position(node)].store_mut().set_full(slack_bytes);
         self
+    }
+
+    /// Compacts `node`'s log before `before` (as `Log::compact`: whole segments of committed,
+    /// durable entries); returns its first index afterwards.
+    pub fn compact(&mut self, node: u64, before: LogIndex) -> LogIndex {
+        let position = Cluster::position(node);
+        let first = match self.replicas[position].compact(before) {
+            Ok(first) => first,
+            Err(down) => panic!("n{node} compacts: {down:?}"),
+        };
+        self.after_disk(position);
+        self.step(node);
+        first
     }
 
     /// Restarts `node` from its durable state.

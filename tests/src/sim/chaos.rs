@@ -130,6 +130,12 @@ impl World {
             }
         } else if choose(weights.disk_fault) {
             self.disk_fault();
+        } else if choose(weights.compact) {
+            let up: Vec<usize> = (0..n).filter(|node| self.replicas[*node].is_up()).collect();
+            if !up.is_empty() {
+                let node = up[self.rng.index(up.len())];
+                self.chaos_compact(node)?;
+            }
         } else {
             self.drop_per_million = self.rng.below(self.profile.drop_per_million_max + 1);
             self.duplicate_per_million = self.rng.below(self.profile.duplicate_per_million_max + 1);
@@ -142,6 +148,36 @@ impl World {
             );
         }
         Ok(())
+    }
+
+    /// Compacts `node`'s log before a random index up to its commit index + 1, as an
+    /// application that checkpointed its state would (`Log::compact`).
+    fn chaos_compact(&mut self, node: usize) -> Result<(), Violation> {
+        let Some(core) = self.replicas[node].core() else {
+            return Ok(());
+        };
+        let (first, commit) = (core.first_index(), core.commit_index());
+        if commit < first {
+            return Ok(());
+        }
+        // Half the time all it may (an application that keeps up), else anywhere.
+        let before = if self.rng.chance(500_000) {
+            commit.next()
+        } else {
+            LogIndex(self.rng.range(first.get(), commit.get() + 1))
+        };
+        match self.replicas[node].compact(before) {
+            Ok(now_first) => {
+                self.summary.compactions += u64::from(now_first > first);
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Compact { node: id_of(node), before, first: now_first },
+                );
+                self.refresh_durable(node)?;
+                self.after_input(node)
+            }
+            Err(down) => self.handle_down(node, down),
+        }
     }
 
     pub(super) fn network_fault(&mut self) {

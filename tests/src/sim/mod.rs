@@ -173,6 +173,10 @@ pub struct RunSummary {
     pub dropped: u64,
     /// Reads answered with an index.
     pub reads_answered: u64,
+    /// Compactions that removed segments (the replica's first index moved).
+    pub compactions: u64,
+    /// Log starts sent by leaders to followers behind their first index.
+    pub log_starts: u64,
     /// Leadership transfers requested and accepted.
     pub transfers: u64,
     /// Virtual microseconds from the end of the faults to the first acknowledged new commit.

@@ -11,7 +11,7 @@
 use super::trace::{MessageSummary, TraceEvent};
 use super::world::{id_of, position_of, Event, Phase, World};
 use crate::checker::{Property, Violation};
-use raftwal_wire::message::Message;
+use raftwal_wire::message::{Message, MessageBody};
 
 impl World {
     pub(super) fn deliver(&mut self, message: Message) -> Result<(), Violation> {
@@ -40,6 +40,9 @@ impl World {
 
     pub(super) fn send(&mut self, message: Message) -> Result<(), Violation> {
         let (from, to) = (position_of(message.from), position_of(message.to));
+        if matches!(message.body, MessageBody::LogStart(_)) {
+            self.summary.log_starts += 1;
+        }
         if self.options.lemma_checks {
             self.checker.on_send(&self.replicas[from], &message)?;
         }

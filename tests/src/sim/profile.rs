@@ -43,6 +43,8 @@ pub(crate) struct ChaosWeights {
     pub(crate) network_quality: u64,
     /// Fail a replica's next fsync, fill its disk, or free a full one.
     pub(crate) disk_fault: u64,
+    /// Compact a replica's log before a random index up to its commit index.
+    pub(crate) compact: u64,
 }
 
 impl ChaosWeights {
@@ -56,6 +58,7 @@ impl ChaosWeights {
             + self.transfer
             + self.network_quality
             + self.disk_fault
+            + self.compact
     }
 }
 
@@ -164,6 +167,7 @@ impl Profile {
                 transfer: rng.range(0, 6),
                 network_quality: rng.range(0, 4),
                 disk_fault: [0, 0, 1, 3][rng.index(4)],
+                compact: [0, 3, 10, 30][rng.index(4)],
             },
             fault_duration_us: rng.range(500_000, 2_500_000),
             client_count: rng.range(1, 3) as usize,

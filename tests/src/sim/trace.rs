@@ -148,6 +148,7 @@ pub(crate) enum TraceEvent {
     EndOfFaults,
     NetworkQuality { drop_per_million: u64, duplicate_per_million: u64 },
     Transfer { from: NodeId, to: NodeId, accepted: bool },
+    Compact { node: NodeId, before: LogIndex, first: LogIndex },
     ReadStart { node: NodeId, request_id: u64, acknowledged: LogIndex },
     ReadAnswer { node: NodeId, request_id: u64, index: Option<LogIndex> },
 }
@@ -181,6 +182,9 @@ impl fmt::Display for TraceEvent {
                 }
                 DiskFault::Freed => write!(f, "{node:?} disk has room again"),
             },
+            TraceEvent::Compact { node, before, first } => {
+                write!(f, "{node:?} compacts before {before:?}: its log starts at {first:?}")
+            }
             TraceEvent::ArmCrash { node, points } => {
                 write!(f, "{node:?} will crash after {points} more disk write or sync points")
             }
