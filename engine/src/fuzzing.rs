@@ -18,8 +18,8 @@ use crate::storage::format::{
 use crate::storage::{LogOptions, LogStore, SimDisk, ZeroFill};
 use bytes::Bytes;
 use raftwal_wire::message::{
-    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, Message, MessageBody,
-    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, LogStart, Message,
+    MessageBody, ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse,
 };
 use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
 use std::path::Path;
@@ -246,20 +246,57 @@ pub fn recovery(data: &[u8]) -> bool {
     true
 }
 
-/// The replica's stored log, as the oracle's driver keeps it.
+/// The replica's stored log, as the oracle's driver keeps it: the entries after `base`, whose
+/// term is `base_term` (a compacted or reset log starts after its base).
 #[derive(Default)]
-struct Stored(Vec<Entry>);
+struct Stored {
+    base: LogIndex,
+    base_term: Term,
+    entries: Vec<Entry>,
+}
+
+impl Stored {
+    fn offset(&self, index: LogIndex) -> Option<usize> {
+        let offset = index.get().checked_sub(self.base.get() + 1)?;
+        usize::try_from(offset).ok()
+    }
+
+    /// Writes a `Ready`'s entries, replacing the stored suffix from the first one on.
+    fn write(&mut self, entries: &[Entry]) {
+        if let Some(first) = entries.first() {
+            let keep = self.offset(first.index).expect("entries follow the base");
+            self.entries.truncate(keep);
+            self.entries.extend(entries.iter().cloned());
+        }
+    }
+
+    /// Forgets the entries before `first`.
+    fn compact_before(&mut self, first: LogIndex) {
+        let Some(drop) = self.offset(first) else { return };
+        if drop == 0 {
+            return;
+        }
+        let base = first.prev();
+        self.base_term = self.term(base).expect("the new base is stored");
+        self.entries.drain(..drop.min(self.entries.len()));
+        self.base = base;
+    }
+}
 
 impl LogSource for Stored {
+    fn first_index(&self) -> LogIndex {
+        self.base.next()
+    }
+
     fn last_index(&self) -> LogIndex {
-        LogIndex(self.0.len() as u64)
+        self.base.plus(self.entries.len() as u64)
     }
 
     fn term(&self, index: LogIndex) -> Option<Term> {
-        match index.get() {
-            0 => Some(Term::ZERO),
-            i => self.0.get(i as usize - 1).map(|e| e.term),
+        if index == self.base {
+            return Some(self.base_term);
         }
+        self.offset(index).and_then(|offset| self.entries.get(offset)).map(|e| e.term)
     }
 
     fn read(
@@ -272,7 +309,7 @@ impl LogSource for Stored {
         let mut size = 0;
         let mut index = first;
         while index <= last {
-            let Some(entry) = self.0.get(index.get() as usize - 1) else {
+            let Some(entry) = self.offset(index).and_then(|offset| self.entries.get(offset)) else {
                 return Err(LogReadError::Unavailable { index });
             };
             if !out.is_empty() && size + entry.data.len() + ENTRY_OVERHEAD_BYTES > size_bytes_max {
@@ -305,7 +342,7 @@ fn message(input: &mut Reader<'_>) -> Message {
     let (a, b, c) = (index(), index(), index());
     let flags = input.u8();
     let small_term = Term(u64::from(flags >> 5));
-    let body = match input.u8() % 10 {
+    let body = match input.u8() % 11 {
         0 => MessageBody::RequestVote(RequestVote {
             pre_vote: flags & 1 != 0,
             last_log_index: a,
@@ -348,6 +385,7 @@ fn message(input: &mut Reader<'_>) -> Message {
         }),
         7 => MessageBody::TimeoutNow,
         8 => MessageBody::ReadIndex(ReadIndex { request_id: c.get() }),
+        9 => MessageBody::LogStart(LogStart { index: a, term: small_term, leader_commit: b }),
         _ => MessageBody::ReadIndexResponse(ReadIndexResponse {
             request_id: c.get(),
             read_index: (flags & 1 != 0).then_some(b),
@@ -372,7 +410,7 @@ pub fn raft_step(data: &[u8]) -> bool {
     let mut input = Reader(data);
     let mut accepted = false;
     while !input.is_empty() {
-        match input.u8() % 8 {
+        match input.u8() % 9 {
             0 => core.tick(),
             1 => {
                 let payloads = vec![(EntryKind::Normal, Bytes::from(vec![input.u8(); 3]))];
@@ -380,14 +418,22 @@ pub fn raft_step(data: &[u8]) -> bool {
             }
             2 => {
                 let ready = core.ready(&stored);
-                if let Some(first) = ready.entries.first() {
-                    stored.0.truncate(first.index.get() as usize - 1);
-                    stored.0.extend(ready.entries.iter().cloned());
+                if let Some((index, term)) = ready.log_start {
+                    stored = Stored { base: index, base_term: term, entries: Vec::new() };
                 }
+                stored.write(&ready.entries);
                 if let Some((index, term)) = ready.persist_point() {
                     core.persisted(index, term);
                 }
             }
+            3 if core.first_index() <= stored.first_index() => {
+                // The driver compacts (not while a log start waits for the next drain, as the
+                // runtime): the core forgets what it may, the store the same.
+                let first = core.compact_before(LogIndex(u64::from(input.u8() % 32)));
+                assert!(first <= core.commit_index().next(), "only committed entries go");
+                stored.compact_before(first);
+            }
+            3 => {}
             _ => {
                 let message = message(&mut input);
                 accepted |= core.step(message).is_ok();
