@@ -554,15 +554,16 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Compacts the segments that `storage.retention_bytes` no longer keeps: the newest
-    /// segments whose total size reaches it stay, with the segment being written.
+    /// sealed segments whose total size reaches it stay, with the segment being written (which
+    /// may hold next to nothing, right after a roll-over, so it is not counted).
     fn apply_retention(&mut self) {
         let retain = self.config.storage.retention_bytes;
         if retain == 0 {
             return;
         }
         let segment = self.config.storage.segment_size_bytes.max(1);
-        let keep = usize::try_from(retain.div_ceil(segment)).unwrap_or(usize::MAX).max(1);
-        let Some(first_kept) = self.store.segment_first_indexes().rev().nth(keep - 1) else {
+        let keep = usize::try_from(retain.div_ceil(segment)).unwrap_or(usize::MAX);
+        let Some(first_kept) = self.store.segment_first_indexes().rev().nth(keep) else {
             return;
         };
         if first_kept > self.store.first_index() {

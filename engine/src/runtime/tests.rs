@@ -536,3 +536,43 @@ fn a_local_append_waiting_when_its_leader_is_deposed_may_still_commit() {
         other => panic!("expected LeadershipLost, got {other:?}"),
     }
 }
+
+/// `storage.retention_bytes` keeps the newest segments that hold at least that many bytes, the
+/// segment being written besides: right after a roll-over that segment holds next to nothing,
+/// and counting it as one of the kept segments would leave the log far below the retention.
+#[test]
+fn retention_keeps_at_least_its_bytes_right_after_a_roll_over() {
+    const SEGMENT: u64 = 16 << 10;
+    const RETAIN: u64 = SEGMENT;
+    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with(1, |c| {
+        c.storage.segment_size_bytes = SEGMENT;
+        c.entry_size_bytes_max = 4 << 10;
+        c.storage.retention_bytes = RETAIN;
+    });
+    h.elect();
+    // Append until the segment being written was just started and holds one entry.
+    for _ in 0..200 {
+        drop(h.append(&PAYLOAD));
+        h.settle();
+        let firsts: Vec<LogIndex> = h.replica.store.segment_first_indexes().collect();
+        if firsts.len() >= 3 && firsts.last() == Some(&h.replica.store.last_index()) {
+            break;
+        }
+    }
+    let last = h.replica.store.last_index();
+    assert_eq!(h.replica.store.segment_first_indexes().last(), Some(last), "no roll-over");
+    assert_eq!(h.replica.core.commit_index(), last);
+    h.replica.tick();
+    h.settle();
+    let first = h.replica.store.first_index();
+    assert!(first > LogIndex(1), "retention compacted nothing");
+    // Every segment but the one being written is full: they must hold the retention.
+    let sealed = h.replica.store.segment_first_indexes().count() as u64 - 1;
+    assert!(
+        sealed * SEGMENT >= RETAIN,
+        "retention of {RETAIN} bytes kept {sealed} full segments, entries {first}..={last}"
+    );
+}
