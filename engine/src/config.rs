@@ -120,12 +120,12 @@ pub struct StorageTuning {
     /// worsened the tail (docs/benchmarks.md, "Pipelined batches"); a host whose CPUs are not
     /// the bottleneck may differ.
     pub batches_in_flight: usize,
-    /// Retention: each log keeps its newest full segments (`segment_size_bytes` each) that hold
-    /// at least this many bytes, and the segment being written, and removes older segments
-    /// once every entry in them is committed, durable on this node and applied; 0 (the
-    /// default) keeps everything, and the log grows until [`crate::Log::compact`] is called.
-    /// Each node applies it to its own log; a follower that falls behind the leader's first
-    /// index starts its log over from there (docs/operations.md, "Retention and compaction").
+    /// Retention: each log keeps its newest sealed segments whose records hold at least this
+    /// many bytes, and the segment being written, and removes older segments once every entry
+    /// in them is committed, durable on this node and applied; 0 (the default) keeps
+    /// everything, and the log grows until [`crate::Log::compact`] is called. Each node applies
+    /// it to its own log; a follower that falls behind the leader's first index starts its log
+    /// over from there (docs/operations.md, "Retention and compaction").
     pub retention_bytes: u64,
 }
 

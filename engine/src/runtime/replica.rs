@@ -553,17 +553,21 @@ impl<D: Disk> Replica<D> {
         Ok(first)
     }
 
-    /// Compacts the segments that `storage.retention_bytes` no longer keeps: the newest
-    /// sealed segments whose total size reaches it stay, with the segment being written (which
-    /// may hold next to nothing, right after a roll-over, so it is not counted).
+    /// Compacts the segments that `storage.retention_bytes` no longer keeps: the newest sealed
+    /// segments whose records total at least that many bytes stay, and the segment being
+    /// written besides them (right after a roll-over it holds next to nothing, so it is not
+    /// counted; a segment a truncation or a reset cut short counts what it holds).
     fn apply_retention(&mut self) {
         let retain = self.config.storage.retention_bytes;
         if retain == 0 {
             return;
         }
-        let segment = self.config.storage.segment_size_bytes.max(1);
-        let keep = usize::try_from(retain.div_ceil(segment)).unwrap_or(usize::MAX);
-        let Some(first_kept) = self.store.segment_first_indexes().rev().nth(keep) else {
+        let mut kept = 0u64;
+        let first_kept = self.store.segment_extents().rev().skip(1).find_map(|(first, bytes)| {
+            kept = kept.saturating_add(bytes);
+            (kept >= retain).then_some(first)
+        });
+        let Some(first_kept) = first_kept else {
             return;
         };
         if first_kept > self.store.first_index() {

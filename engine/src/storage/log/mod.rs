@@ -282,10 +282,14 @@ impl<D: Disk> LogStore<D> {
         self.terms.prev_index().next()
     }
 
-    /// The first index of each segment, oldest first (the last one is the segment written to).
-    /// `compact_before(i)` removes the segments before the one holding `i`.
-    pub fn segment_first_indexes(&self) -> impl DoubleEndedIterator<Item = LogIndex> + '_ {
-        self.segments.iter().map(|segment| segment.first_index())
+    /// The first index of each segment and the bytes of its records (header and the bytes
+    /// after the last record not counted), oldest first; the last one is the segment written
+    /// to. `compact_before(i)` removes the segments before the one holding `i`.
+    pub fn segment_extents(&self) -> impl DoubleEndedIterator<Item = (LogIndex, u64)> + '_ {
+        self.segments.iter().map(|segment| {
+            let record_bytes = segment.end_offset.saturating_sub(SEGMENT_HEADER_BYTES as u64);
+            (segment.first_index(), record_bytes)
+        })
     }
 
     /// The last index appended (durable or not).
