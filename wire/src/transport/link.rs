@@ -24,7 +24,7 @@ use crate::tls::names::node_name;
 use crate::tls::{check_peer_name, ALPN_CLIENT, ALPN_PEER};
 use crate::types::NodeId;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -103,8 +103,37 @@ pub(super) async fn accept_loop(shared: Arc<Shared>) {
     }
 }
 
+/// One handshake in progress, counted in `Shared::handshakes` until dropped.
+struct HandshakeSlot<'a>(&'a AtomicUsize);
+
+impl Drop for HandshakeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
+    let in_progress = shared.handshakes.fetch_add(1, Ordering::Relaxed);
+    let slot = HandshakeSlot(&shared.handshakes);
+    if in_progress >= shared.config.handshakes_before_retry
+        && !incoming.remote_address_validated()
+        && incoming.may_retry()
+    {
+        // Many handshakes at once: before holding any state, make the sender show that it
+        // receives at its address (a spoofed flood never answers the Retry).
+        bump(&shared.counters.handshake_retries);
+        if let Err(e) = incoming.retry() {
+            debug!("could not answer {remote} with a Retry: {e}");
+        }
+        return;
+    }
+    if in_progress >= shared.config.handshakes_max {
+        bump(&shared.counters.handshakes_refused);
+        debug!("refused connection from {remote}: {in_progress} handshakes in progress");
+        incoming.refuse();
+        return;
+    }
     let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
@@ -126,6 +155,7 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
     };
+    drop(slot);
     let alpn = connection
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())

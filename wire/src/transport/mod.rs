@@ -61,7 +61,7 @@ use link::Link;
 use queue::PushError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use thiserror::Error;
@@ -116,6 +116,13 @@ pub struct TransportConfig {
     pub subscription_window_bytes: usize,
     /// Time allowed for the TLS handshake plus the Hello exchange.
     pub setup_timeout: Duration,
+    /// Handshakes in progress above which a connection attempt from an address QUIC has not
+    /// validated is answered with a stateless Retry: the sender must show it receives at its
+    /// address before the endpoint keeps any state for it, so a flood from spoofed addresses
+    /// costs one packet each and holds nothing.
+    pub handshakes_before_retry: usize,
+    /// Handshakes in progress above which connection attempts are refused outright.
+    pub handshakes_max: usize,
     /// First pause before redialing a peer; doubled after each failure.
     pub reconnect_backoff_min: Duration,
     /// Longest pause before redialing a peer.
@@ -141,6 +148,8 @@ impl TransportConfig {
             client_response_window_bytes: 4 * 1024 * 1024,
             subscription_window_bytes: 4 * 1024 * 1024,
             setup_timeout: Duration::from_secs(5),
+            handshakes_before_retry: 64,
+            handshakes_max: 1024,
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(2),
             quic: QuicTuning::default(),
@@ -242,6 +251,12 @@ pub struct TransportStats {
     /// Client connections closed at once because the node served its maximum
     /// ([`close_code::BUSY`]).
     pub clients_refused_busy: u64,
+    /// Connection attempts answered with a Retry because many handshakes were in progress
+    /// ([`TransportConfig::handshakes_before_retry`]).
+    pub handshake_retries: u64,
+    /// Connection attempts refused because [`TransportConfig::handshakes_max`] handshakes were
+    /// in progress.
+    pub handshakes_refused: u64,
     /// Peer links that came up (each reconnect counts).
     pub links_established: u64,
     /// Messages dropped because the peer was not connected.
@@ -255,6 +270,8 @@ struct Counters {
     connections_refused: AtomicU64,
     protocol_errors: AtomicU64,
     clients_refused_busy: AtomicU64,
+    handshake_retries: AtomicU64,
+    handshakes_refused: AtomicU64,
     links_established: AtomicU64,
     dropped_not_connected: AtomicU64,
     dropped_window_full: AtomicU64,
@@ -287,6 +304,8 @@ struct Shared {
     counters: Counters,
     shutdown: watch::Sender<bool>,
     next_link_id: AtomicU64,
+    /// TLS handshakes (and Hello exchanges) in progress on this endpoint.
+    handshakes: AtomicUsize,
 }
 
 impl Shared {
@@ -337,6 +356,7 @@ impl Transport {
             counters: Counters::default(),
             shutdown: watch::channel(false).0,
             next_link_id: AtomicU64::new(1),
+            handshakes: AtomicUsize::new(0),
             config,
         });
         tokio::spawn(link::accept_loop(shared.clone()));
@@ -431,6 +451,8 @@ impl Transport {
             connections_refused: c.connections_refused.load(Ordering::Relaxed),
             protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
             clients_refused_busy: c.clients_refused_busy.load(Ordering::Relaxed),
+            handshake_retries: c.handshake_retries.load(Ordering::Relaxed),
+            handshakes_refused: c.handshakes_refused.load(Ordering::Relaxed),
             links_established: c.links_established.load(Ordering::Relaxed),
             dropped_not_connected: c.dropped_not_connected.load(Ordering::Relaxed),
             dropped_window_full: c.dropped_window_full.load(Ordering::Relaxed),
