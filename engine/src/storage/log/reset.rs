@@ -28,9 +28,10 @@
 //! 6. Remove the segments before the base segment, then one directory fsync, before
 //!    returning: a later truncation may replace the base segment by one without the flag.
 
+use super::truncate::InFlightWaitError;
 use super::LogStore;
 use crate::storage::disk::Disk;
-use crate::storage::error::{CompletionError, ResetError};
+use crate::storage::error::ResetError;
 use crate::storage::format::SegmentId;
 use crate::storage::terms::TermRuns;
 use raftwal_wire::types::{LogIndex, Term};
@@ -175,24 +176,14 @@ impl<D: Disk> LogStore<D> {
         Ok(())
     }
 
-    /// Waits for the batches in flight, if any, and takes their completions. Batches that ran
-    /// out of space are withdrawn, which is no failure here (their entries are dropped anyway).
+    /// [`LogStore::wait_in_flight`] for a reset: a failed wait poisons the log.
     fn wait_batches_for_reset(&mut self) -> Result<(), ResetError> {
-        while self.has_in_flight() {
-            if let Err(e) = self.disk.wait(self.owner) {
-                return Err(self.reset_failed("waiting for the batch in flight", e));
+        self.wait_in_flight().map_err(|e| match e {
+            InFlightWaitError::Wait(e) => self.reset_failed("waiting for the batch in flight", e),
+            InFlightWaitError::Completion(source) => {
+                ResetError::Io { context: "completing the batch in flight".into(), source }
             }
-            match self.process_completions() {
-                Ok(_) | Err(CompletionError::NoSpace(_)) => {}
-                Err(e) => {
-                    return Err(ResetError::Io {
-                        context: "completing the batch in flight".into(),
-                        source: io::Error::other(e.to_string()),
-                    })
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     fn reset_failed(&mut self, context: &str, e: io::Error) -> ResetError {

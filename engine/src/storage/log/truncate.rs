@@ -29,6 +29,13 @@ use crate::storage::segment::SharedMap;
 use raftwal_wire::types::LogIndex;
 use std::io;
 
+/// Why [`LogStore::wait_in_flight`] failed: waiting for the disk (which poisons the log), or
+/// completing a batch (which poisoned it already).
+pub(super) enum InFlightWaitError {
+    Wait(io::Error),
+    Completion(io::Error),
+}
+
 /// The largest write of zeros [`LogStore::zero_after_records`] issues at once.
 const ZERO_WRITE_BYTES_MAX: usize = 1 << 20;
 
@@ -190,24 +197,32 @@ impl<D: Disk> LogStore<D> {
         self.last_index = index;
     }
 
-    /// Waits for the batches in flight, if any, and takes their completions. Batches that ran
-    /// out of space are withdrawn (their entries stay queued), which is no failure here.
-    fn wait_idle(&mut self) -> Result<(), TruncateError> {
+    /// Waits for the batches in flight, if any, and takes their completions, before a
+    /// truncation or a reset. Batches that ran out of space are withdrawn, which is no failure
+    /// here (a truncation keeps their entries queued, a reset drops them).
+    pub(super) fn wait_in_flight(&mut self) -> Result<(), InFlightWaitError> {
         while self.has_in_flight() {
-            if let Err(e) = self.disk.wait(self.owner) {
-                return Err(self.truncate_failed("waiting for the batch in flight", e));
-            }
+            self.disk.wait(self.owner).map_err(InFlightWaitError::Wait)?;
             match self.process_completions() {
                 Ok(_) | Err(CompletionError::NoSpace(_)) => {}
                 Err(e) => {
-                    return Err(TruncateError::Io {
-                        context: "completing the batch in flight".into(),
-                        source: io::Error::other(e.to_string()),
-                    })
+                    return Err(InFlightWaitError::Completion(io::Error::other(e.to_string())))
                 }
             }
         }
         Ok(())
+    }
+
+    /// [`LogStore::wait_in_flight`] for a truncation: a failed wait poisons the log.
+    fn wait_idle(&mut self) -> Result<(), TruncateError> {
+        self.wait_in_flight().map_err(|e| match e {
+            InFlightWaitError::Wait(e) => {
+                self.truncate_failed("waiting for the batch in flight", e)
+            }
+            InFlightWaitError::Completion(source) => {
+                TruncateError::Io { context: "completing the batch in flight".into(), source }
+            }
+        })
     }
 
     /// Clears the bytes after the live records of the segments from `from` up to the one before
