@@ -265,7 +265,8 @@ impl<D: Disk> Replica<D> {
             // waits for the new start instead.
             warn!(
                 log = %self.log,
-                "the leader's log starts after {index} (term {term}), beyond this node's;                  replacing this node's log (entries up to {index} are no longer here)"
+                "the leader's log starts after {index} (term {term}), beyond this node's; \
+                 replacing this node's log (entries up to {index} are no longer here)"
             );
             self.store.reset_to(index, term).map_err(|e| e.to_string())?;
             self.persist_points.clear();
