@@ -228,6 +228,10 @@ pub enum TransferError {
     /// The target is not a member, or is this node.
     #[error("node {0} is not another member of the cluster")]
     BadTarget(NodeId),
+    /// A transfer (to the node named) is under way: wait for it to finish, or to be abandoned
+    /// after an election timeout, and ask again.
+    #[error("a transfer of leadership to node {0} is under way")]
+    Busy(NodeId),
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,

@@ -279,7 +279,10 @@ impl<D: Disk> Replica<D> {
     pub(crate) fn transfer(&mut self, to: NodeId) -> Result<(), TransferError> {
         self.core.transfer_leadership(to).map_err(|e| match e {
             CoreTransferError::NotLeader { .. } => TransferError::NotLeader,
-            _ => TransferError::BadTarget(to),
+            CoreTransferError::Busy { to: under_way } => TransferError::Busy(under_way),
+            CoreTransferError::UnknownPeer { .. } | CoreTransferError::AlreadyLeader => {
+                TransferError::BadTarget(to)
+            }
         })
     }
 

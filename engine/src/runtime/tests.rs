@@ -7,7 +7,7 @@ use super::replica::Replica;
 use super::subscribers::RoomWaker;
 use super::waiters::AppendReply;
 use crate::config::{NodeConfig, PeerConfig};
-use crate::error::{AppendError, ReadError};
+use crate::error::{AppendError, ReadError, TransferError};
 use crate::log::{BatchPosition, LogEntry, ReadLimit};
 use crate::metrics::LogMetrics;
 use crate::raft::{Config as RaftConfig, RaftCore, Role};
@@ -581,4 +581,18 @@ fn retention_keeps_at_least_its_bytes_right_after_a_roll_over() {
     let held: u64 = sealed.iter().sum();
     assert!(held >= RETAIN, "retention of {RETAIN} bytes kept {held} in {sealed:?}, {first}..");
     assert!(held - sealed[0] < RETAIN, "retention kept more than it needs: {sealed:?}");
+}
+
+/// A transfer asked for while another is under way says so, naming the target of the one under
+/// way (it read as a bad target before); a target that is no other member is a bad target.
+#[test]
+fn a_transfer_during_another_is_busy() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with(3, |_| {});
+    h.elect_with_node_2();
+    assert_eq!(h.replica.transfer(NodeId(2)), Ok(()));
+    assert_eq!(h.replica.transfer(NodeId(3)), Err(TransferError::Busy(NodeId(2))));
+    assert_eq!(h.replica.transfer(NodeId(9)), Err(TransferError::BadTarget(NodeId(9))));
+    assert_eq!(h.replica.transfer(NodeId(1)), Err(TransferError::BadTarget(NodeId(1))));
 }
