@@ -47,13 +47,7 @@ fn durability_a_full_disk_loses_nothing_and_the_replica_catches_up_once_freed() 
     // About 130 bytes a record: a 16 KiB segment fills after about a hundred entries. n3 had
     // prepared its next segment before its disk filled, so it rolls over into that one, but
     // the segment after it cannot be allocated.
-    let payload = "x".repeat(100);
-    let mut last = LogIndex(1);
-    for _ in 0..30 {
-        let batch = vec![payload.as_str(); 10];
-        last = cluster.propose(1, &batch).expect("leader").last_index;
-        cluster.settle();
-    }
+    let last = propose_300_records(&mut cluster);
     assert_eq!(cluster.commit(1), last, "n1 and n2 commit without n3");
     assert!(cluster.is_up(3), "a full disk does not stop the replica");
     let durable_3 = cluster.durable_log_terms(3);
@@ -99,13 +93,7 @@ fn compaction_a_follower_behind_the_leaders_first_index_starts_its_log_over() {
     cluster.elect(1);
     cluster.crash(3);
     // About 130 bytes a record: 300 entries fill a few 16 KiB segments while n3 is down.
-    let payload = "x".repeat(100);
-    let mut last = LogIndex(1);
-    for _ in 0..30 {
-        let batch = vec![payload.as_str(); 10];
-        last = cluster.propose(1, &batch).expect("leader").last_index;
-        cluster.settle();
-    }
+    let last = propose_300_records(&mut cluster);
     assert_eq!(cluster.commit(1), last);
     let first = cluster.compact(1, last.next());
     assert!(first > LogIndex(100), "whole segments went: the log starts at {first:?}");
@@ -136,4 +124,17 @@ fn compaction_a_follower_behind_the_leaders_first_index_starts_its_log_over() {
     cluster.crash(3).restart(3);
     assert_eq!(cluster.core(3).first_index(), first);
     cluster.run_until(&[1], 10, |c| c.commit(3) == more);
+}
+
+/// Proposes 300 entries of 100 bytes at leader n1, ten at a time, letting each batch settle;
+/// returns the last index. About 130 bytes a record, so they fill a few 16 KiB segments.
+fn propose_300_records(cluster: &mut Cluster) -> LogIndex {
+    let payload = "x".repeat(100);
+    let mut last = LogIndex(1);
+    for _ in 0..30 {
+        let batch = vec![payload.as_str(); 10];
+        last = cluster.propose(1, &batch).expect("leader").last_index;
+        cluster.settle();
+    }
+    last
 }
