@@ -1,5 +1,5 @@
 //! The `raftwal` commands as a user runs them: a `dev` cluster driven by `append`, `read`,
-//! `status` and `tail`, the errors a user sees (unreachable cluster, oversized entry), and the
+//! `status`, `tail` and `compact`, the errors a user sees (unreachable cluster, oversized entry), and the
 //! start errors of `serve` (malformed config, bad peer list, missing certificates, another
 //! cluster's data directory), each with its exit status and message.
 
@@ -67,7 +67,7 @@ fn start_dev(dir: &std::path::Path) -> Dev {
 }
 
 #[test]
-fn a_dev_cluster_serves_append_read_status_and_tail() {
+fn a_dev_cluster_serves_append_read_status_tail_and_compact() {
     let dir = tempfile::tempdir().unwrap();
     let dev = start_dev(&dir.path().join("dev"));
     let c = ["--cluster", dev.cluster.as_str(), "--tls-dir", dev.tls.as_str()];
@@ -217,6 +217,42 @@ fn a_dev_cluster_serves_append_read_status_and_tail() {
     let (status, out, err) = run(&args(&v), &input);
     assert!(status.success(), "{}{err}", &out[..out.len().min(2000)]);
     assert_eq!(json_lines(&out).len(), 40, "{out}");
+
+    // Compact: one line per node with its first index afterwards. Nothing here filled a
+    // segment (64 MiB by default), and only whole segments go, so every log still starts at 1.
+    let v = with("compact", &["--before", &last.to_string()]);
+    let (status, out, err) = run(&args(&v), b"");
+    assert!(status.success(), "{out}{err}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3, "{out}");
+    for l in &lines {
+        assert_eq!(l["first_index"].as_u64(), Some(1), "{out}");
+        assert!(l["id"].is_u64() && l["addr"].is_string(), "{out}");
+    }
+    // A node that does not answer gets an error line, and the command fails: not every disk
+    // was trimmed.
+    let (status, out, err) = run(
+        &[
+            "compact",
+            "--cluster",
+            &both,
+            "--tls-dir",
+            &dev.tls,
+            "--attempt-timeout-ms",
+            "500",
+            "--before",
+            "5",
+        ],
+        b"",
+    );
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[..3].iter().all(|l| l["first_index"].is_u64()), "{out}");
+    assert!(lines[3]["error"].is_string(), "{out}");
+    assert!(err.contains("1 of 4 nodes did not compact"), "{err}");
+    let (status, _, err) = run(&args(&with("compact", &["--before", "0"])), b"");
+    assert_eq!(status.code(), Some(2), "{err}");
 
     dev.proc.signal(libc::SIGINT);
     assert!(dev.proc.wait(T).success(), "dev exits cleanly on Ctrl-C");

@@ -1,15 +1,18 @@
 //! Compaction and retention on an in-process 3-node cluster over loopback QUIC, with real files:
 //! `Log::compact` removes whole segments of committed entries, `storage.retention_bytes` does it
 //! on its own, and a follower that needs entries its leader compacted away starts its log over
-//! after the leader's first index - 1 (a log start) and follows from there.
+//! after the leader's first index - 1 (a log start) and follows from there. A remote client
+//! compacts the node it asks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod support;
 
 use bytes::Bytes;
+use raftwal::client::{Client, ClientConfig, ClientError};
 use raftwal::{LogEntry, NodeConfig, ReadError, ReadLimit};
-use raftwal_wire::types::LogIndex;
+use raftwal_wire::client::ErrorCode;
+use raftwal_wire::types::{LogId, LogIndex};
 use std::time::Duration;
 use support::{wait_until, Cluster};
 
@@ -165,4 +168,61 @@ fn retention_keeps_the_newest_segments_on_every_node() {
         assert_eq!(entries.last().map(|e| e.index), Some(last), "node {id}");
         assert_eq!(entries.last().map(|e| e.data.clone()), Some(payload(199)), "node {id}");
     }
+}
+
+/// `Client::compact_on` (the `raftwal compact` command's request) compacts the node it asks,
+/// and only that node, with the same limits as `Log::compact`.
+#[test]
+fn a_remote_client_compacts_the_node_it_asks() {
+    let cluster = Cluster::start_with(3, small_segments);
+    let leader = cluster.wait_leader(T);
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let log = cluster.log(leader);
+    let last = append_many(&log, 0, 60);
+    for id in 1..=3 {
+        let log = cluster.log(id);
+        wait_until(T, "every node commits", || log.status_blocking().unwrap().commit_index >= last);
+    }
+    let addr = |id: u64| cluster.configs[(id - 1) as usize].listen;
+    let tls = cluster.tls_dir();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = Client::new(ClientConfig::new(vec![addr(follower)], &tls, LogId(0))).unwrap();
+        // The node applies what it committed on its next turn: ask until it compacted.
+        let mut compacted = client.compact_on(addr(follower), last).await.unwrap();
+        let deadline = tokio::time::Instant::now() + T;
+        while compacted.first_index <= LogIndex(30) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            compacted = client.compact_on(addr(follower), last).await.unwrap();
+        }
+        let first = compacted.first_index;
+        assert!(first > LogIndex(30) && first <= last, "first index {first}, last {last}");
+        assert_eq!((compacted.node.get(), compacted.log), (follower, LogId(0)));
+        assert_eq!(client.status_of(addr(follower)).await.unwrap().first_index, first);
+        // Only the node asked: the leader keeps its whole log.
+        assert_eq!(client.status_of(addr(leader)).await.unwrap().first_index, LogIndex(1));
+        // Reads there before the first index are refused as compacted; from it, they work.
+        match client.read(LogIndex(1), 10).await {
+            Err(ClientError::Refused { code: ErrorCode::Compacted, message }) => {
+                assert!(message.contains(&format!("starts at {first}")), "{message}")
+            }
+            other => panic!("a read of a compacted index answered {other:?}"),
+        }
+        assert_eq!(client.read(first, 1).await.unwrap()[0].index, first);
+        // Compacting before an earlier index changes nothing: the first index never moves back.
+        let again = client.compact_on(addr(follower), LogIndex(2)).await.unwrap();
+        assert_eq!(again.first_index, first);
+        // A log the node does not have is refused with a reason.
+        let other_log = Client::new(ClientConfig::new(vec![addr(leader)], &tls, LogId(5))).unwrap();
+        match other_log.compact_on(addr(leader), last).await {
+            Err(ClientError::Refused { code: ErrorCode::UnknownLog, .. }) => {}
+            other => panic!("compacting an unknown log answered {other:?}"),
+        }
+    });
+    // The follower still follows.
+    let next = append_many(&log, 60, 5);
+    let follower_log = cluster.log(follower);
+    wait_until(T, "the compacted follower follows", || {
+        follower_log.status_blocking().unwrap().commit_index >= next
+    });
 }

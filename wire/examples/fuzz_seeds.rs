@@ -148,6 +148,7 @@ fn requests() -> Vec<(&'static str, ClientRequest)> {
         ),
         ("subscribe", ClientRequest::Subscribe(SubscribeRequest { log, from: LogIndex(5) })),
         ("status", ClientRequest::Status(StatusRequest { log })),
+        ("compact", ClientRequest::Compact(CompactRequest { log, before: LogIndex(100) })),
     ]
 }
 
@@ -185,6 +186,14 @@ fn responses() -> Vec<(&'static str, ClientResponse)> {
                 first_index: LogIndex(1),
                 last_index: LogIndex(9),
                 commit_index: LogIndex(8),
+            }),
+        ),
+        (
+            "compacted",
+            ClientResponse::Compacted(Compacted {
+                log,
+                node: NodeId(2),
+                first_index: LogIndex(65),
             }),
         ),
         ("not-leader", ClientResponse::NotLeader(NotLeader { log, leader: Some(hint_v4) })),

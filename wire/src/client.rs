@@ -198,6 +198,17 @@ pub struct StatusRequest {
     pub log: LogId,
 }
 
+/// Compact the receiving node's copy of a log: forget its entries before `before`, as far as
+/// that node may (only committed, durable and applied entries, and only whole segments).
+/// Compaction is per node, like an etcd member's snapshots: send it to each node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactRequest {
+    /// The log.
+    pub log: LogId,
+    /// Forget entries before this index (as far as the node may).
+    pub before: LogIndex,
+}
+
 /// A client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientRequest {
@@ -211,6 +222,8 @@ pub enum ClientRequest {
     Subscribe(SubscribeRequest),
     /// A log's status; answered by [`ClientResponse::Status`].
     Status(StatusRequest),
+    /// Compact the receiving node's copy; answered by [`ClientResponse::Compacted`].
+    Compact(CompactRequest),
 }
 
 impl ClientRequest {
@@ -222,6 +235,7 @@ impl ClientRequest {
             ClientRequest::Read(r) => r.log,
             ClientRequest::Subscribe(r) => r.log,
             ClientRequest::Status(r) => r.log,
+            ClientRequest::Compact(r) => r.log,
         }
     }
 
@@ -233,6 +247,7 @@ impl ClientRequest {
             ClientRequest::Read(_) => "Read",
             ClientRequest::Subscribe(_) => "Subscribe",
             ClientRequest::Status(_) => "Status",
+            ClientRequest::Compact(_) => "Compact",
         }
     }
 }
@@ -310,6 +325,19 @@ pub struct LogStatus {
     pub last_index: LogIndex,
     /// Its commit index.
     pub commit_index: LogIndex,
+}
+
+/// The answering node compacted its copy of a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compacted {
+    /// The log.
+    pub log: LogId,
+    /// The answering node.
+    pub node: NodeId,
+    /// The node's first index afterwards: entries before it are gone there. It may be below the
+    /// index asked for (entries not yet committed, durable or applied on that node, or the rest
+    /// of a segment, stay) and never moves back.
+    pub first_index: LogIndex,
 }
 
 /// The node that answered is not the leader of the log.
@@ -392,6 +420,8 @@ pub enum ClientResponse {
     Entries(EntriesBatch),
     /// Answers [`ClientRequest::Status`].
     Status(LogStatus),
+    /// Answers [`ClientRequest::Compact`].
+    Compacted(Compacted),
     /// Any request that needs the leader reached a node that is not the leader.
     NotLeader(NotLeader),
     /// Any request failed.
@@ -406,6 +436,7 @@ impl ClientResponse {
             ClientResponse::AppendedBatch(_) => "AppendedBatch",
             ClientResponse::Entries(_) => "Entries",
             ClientResponse::Status(_) => "Status",
+            ClientResponse::Compacted(_) => "Compacted",
             ClientResponse::NotLeader(_) => "NotLeader",
             ClientResponse::Error(_) => "Error",
         }

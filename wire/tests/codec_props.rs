@@ -130,7 +130,11 @@ fn arb_request() -> impl Strategy<Value = ClientRequest> {
         (log.clone(), any::<u64>()).prop_map(|(log, f)| ClientRequest::Subscribe(
             SubscribeRequest { log, from: LogIndex(f) }
         )),
-        log.prop_map(|log| ClientRequest::Status(StatusRequest { log })),
+        log.clone().prop_map(|log| ClientRequest::Status(StatusRequest { log })),
+        (log, any::<u64>()).prop_map(|(log, b)| ClientRequest::Compact(CompactRequest {
+            log,
+            before: LogIndex(b)
+        })),
     ]
 }
 
@@ -196,6 +200,9 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
                     commit_index: LogIndex(c),
                 })
             }),
+        (log.clone(), any::<u64>(), any::<u64>()).prop_map(|(log, n, f)| {
+            ClientResponse::Compacted(Compacted { log, node: NodeId(n), first_index: LogIndex(f) })
+        }),
         (log, arb_hint())
             .prop_map(|(log, leader)| ClientResponse::NotLeader(NotLeader { log, leader })),
         (arb_code(), ".{0,40}")

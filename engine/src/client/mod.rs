@@ -1,4 +1,4 @@
-//! The remote client: append, read, subscribe and status over QUIC, to any node of a cluster.
+//! The remote client: append, read, subscribe, status and compact over QUIC, to any node of a cluster.
 //!
 //! Owns: [`Client`] (one QUIC endpoint with the cluster's client certificate, a connection to
 //! the node it believes leads, the client id and the next sequence number), its retry policy,
@@ -22,7 +22,7 @@ use crate::log::{BatchPosition, LogEntry, Position};
 use bytes::Bytes;
 use raftwal_wire::client::{
     AppendBatchRequest, AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq,
-    ErrorCode, LogStatus, ReadRequest, StatusRequest, TaggedPayload,
+    CompactRequest, Compacted, ErrorCode, LogStatus, ReadRequest, StatusRequest, TaggedPayload,
 };
 use raftwal_wire::codec::FrameLimits;
 use raftwal_wire::tls::TlsIdentity;
@@ -430,6 +430,37 @@ impl Client {
 
     /// The log's status on the node at `node`.
     pub async fn status_of(&self, node: SocketAddr) -> Result<LogStatus, ClientError> {
+        let request = ClientRequest::Status(StatusRequest { log: self.config.log });
+        match self.ask(node, &request).await? {
+            ClientResponse::Status(status) => Ok(status),
+            other => Err(refusal(other, "status")),
+        }
+    }
+
+    /// Compacts the log on the node at `node`: that node forgets its entries before `before`,
+    /// as far as it may (only entries committed, durable and applied there, and only whole
+    /// segments; see [`crate::Log::compact`]). Returns the node's first index afterwards, which
+    /// may be below `before`. Compaction is per node: ask each node whose disk should be
+    /// trimmed. A follower that still needs the removed entries from a leader that compacted
+    /// starts its log over after them (docs/design.md, "Compaction").
+    pub async fn compact_on(
+        &self,
+        node: SocketAddr,
+        before: LogIndex,
+    ) -> Result<Compacted, ClientError> {
+        let request = ClientRequest::Compact(CompactRequest { log: self.config.log, before });
+        match self.ask(node, &request).await? {
+            ClientResponse::Compacted(compacted) => Ok(compacted),
+            other => Err(refusal(other, "compact")),
+        }
+    }
+
+    /// One request to the node at `node`, on a connection of its own, without retries.
+    async fn ask(
+        &self,
+        node: SocketAddr,
+        request: &ClientRequest,
+    ) -> Result<ClientResponse, ClientError> {
         let connect = self.endpoint.connect(node);
         let connection = match tokio::time::timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(connection)) => connection,
@@ -438,22 +469,13 @@ impl Client {
                 return Err(ClientError::Unavailable(format!("{node}: connection timed out")))
             }
         };
-        let request = ClientRequest::Status(StatusRequest { log: self.config.log });
         let response =
-            tokio::time::timeout(self.config.attempt_timeout, connection.request(&request))
+            tokio::time::timeout(self.config.attempt_timeout, connection.request(request))
                 .await
                 .map_err(|_| ClientError::Unavailable(format!("{node}: no answer in time")))?
                 .map_err(|e| ClientError::Unavailable(format!("{node}: {e}")))?;
         connection.close();
-        match response {
-            ClientResponse::Status(status) => Ok(status),
-            ClientResponse::Error(e) => {
-                Err(ClientError::Refused { code: e.code, message: e.message })
-            }
-            other => {
-                Err(ClientError::Protocol(format!("{} to a status request", other.kind_name())))
-            }
-        }
+        Ok(response)
     }
 
     pub(crate) fn config(&self) -> &ClientConfig {
@@ -467,6 +489,15 @@ impl Client {
     /// Closes every connection.
     pub fn close(&self) {
         self.endpoint.close();
+    }
+}
+
+/// An answer to a one-node request ([`Client::status_of`], [`Client::compact_on`]) that is
+/// not its success.
+fn refusal(response: ClientResponse, what: &str) -> ClientError {
+    match response {
+        ClientResponse::Error(e) => ClientError::Refused { code: e.code, message: e.message },
+        other => ClientError::Protocol(format!("{} to a {what} request", other.kind_name())),
     }
 }
 

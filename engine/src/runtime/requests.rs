@@ -373,6 +373,17 @@ impl<D: Disk> Replica<D> {
             ClientRequest::Status(_) => {
                 let _ = responder.respond(&ClientResponse::Status(self.wire_status()));
             }
+            ClientRequest::Compact(r) => {
+                let response = match self.compact(r.before) {
+                    Ok(first_index) => ClientResponse::Compacted(client::Compacted {
+                        log: self.log,
+                        node: self.node,
+                        first_index,
+                    }),
+                    Err(e) => error(ErrorCode::Poisoned, e.to_string()),
+                };
+                let _ = responder.respond(&response);
+            }
             ClientRequest::Subscribe(_) => {
                 // The transport delivers subscriptions as their own event, with a sink.
                 let _ = responder.respond(&invalid("subscribe on a request stream"));

@@ -13,8 +13,9 @@ use super::error::{DecodeError, EncodeError};
 use super::frame::FrameType;
 use crate::client::{
     AppendBatchRequest, AppendRequest, Appended, AppendedBatch, ClientError, ClientRequest,
-    ClientResponse, EntriesBatch, ErrorCode, LeaderHint, LogStatus, NotLeader, ReadRequest,
-    RequestId, Role, StatusRequest, SubscribeRequest, TaggedPayload, TAG_SIZE_BYTES,
+    ClientResponse, CompactRequest, Compacted, EntriesBatch, ErrorCode, LeaderHint, LogStatus,
+    NotLeader, ReadRequest, RequestId, Role, StatusRequest, SubscribeRequest, TaggedPayload,
+    TAG_SIZE_BYTES,
 };
 use crate::types::{Entry, LogId, LogIndex, NodeId, Term};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -106,6 +107,7 @@ impl FrameEncoder {
             ClientRequest::Read(_) => (FrameType::Read, 16, 16),
             ClientRequest::Subscribe(_) => (FrameType::Subscribe, 8, 8),
             ClientRequest::Status(_) => (FrameType::Status, 0, 0),
+            ClientRequest::Compact(_) => (FrameType::Compact, 8, 8),
         };
         self.begin_frame(frame_type, 16 + fields_size, 16 + inline)?;
         self.put_u64(id.get());
@@ -128,6 +130,7 @@ impl FrameEncoder {
             }
             ClientRequest::Subscribe(s) => self.put_u64(s.from.get()),
             ClientRequest::Status(_) => {}
+            ClientRequest::Compact(c) => self.put_u64(c.before.get()),
         }
         self.end_frame();
         Ok(())
@@ -186,6 +189,7 @@ impl FrameEncoder {
                 let size = 8 + 1 + 8 + hint_size(&s.leader) + 24;
                 (FrameType::StatusResponse, s.log, size as u64, size)
             }
+            ClientResponse::Compacted(c) => (FrameType::Compacted, c.log, 16, 16),
             ClientResponse::NotLeader(n) => {
                 let size = hint_size(&n.leader);
                 (FrameType::NotLeader, n.log, size as u64, size)
@@ -215,6 +219,10 @@ impl FrameEncoder {
                 self.put_u64(s.first_index.get());
                 self.put_u64(s.last_index.get());
                 self.put_u64(s.commit_index.get());
+            }
+            ClientResponse::Compacted(c) => {
+                self.put_u64(c.node.get());
+                self.put_u64(c.first_index.get());
             }
             ClientResponse::NotLeader(n) => self.put_hint(&n.leader),
             ClientResponse::Entries(_) | ClientResponse::Error(_) => {
@@ -302,6 +310,10 @@ pub fn decode_client_request(frame: RawFrame) -> Result<(RequestId, ClientReques
             (ClientRequest::Subscribe(SubscribeRequest { log, from }), "Subscribe")
         }
         FrameType::Status => (ClientRequest::Status(StatusRequest { log }), "Status"),
+        FrameType::Compact => {
+            let before = LogIndex(cur.u64("compact before index")?);
+            (ClientRequest::Compact(CompactRequest { log, before }), "Compact")
+        }
         other => {
             return Err(DecodeError::UnexpectedFrameType {
                 found: other,
@@ -380,6 +392,14 @@ pub fn decode_client_response(frame: RawFrame) -> Result<(RequestId, ClientRespo
                 commit_index: LogIndex(cur.u64("status commit index")?),
             };
             (ClientResponse::Status(s), "StatusResponse")
+        }
+        FrameType::Compacted => {
+            let c = Compacted {
+                log,
+                node: NodeId(cur.u64("compacted node")?),
+                first_index: LogIndex(cur.u64("compacted first index")?),
+            };
+            (ClientResponse::Compacted(c), "Compacted")
         }
         FrameType::NotLeader => {
             let n = NotLeader { log, leader: get_hint(&mut cur)? };

@@ -104,6 +104,8 @@ pub enum FrameType {
     Subscribe = 0x43,
     /// Client: ask for a log's status.
     Status = 0x44,
+    /// Client: compact the receiving node's copy of a log.
+    Compact = 0x45,
     /// Server: one payload appended.
     Appended = 0x60,
     /// Server: a batch appended.
@@ -116,6 +118,8 @@ pub enum FrameType {
     NotLeader = 0x64,
     /// Server: the request failed.
     Error = 0x65,
+    /// Server: the receiving node compacted its copy of a log.
+    Compacted = 0x66,
 }
 
 impl FrameType {
@@ -139,12 +143,14 @@ impl FrameType {
             0x42 => Read,
             0x43 => Subscribe,
             0x44 => Status,
+            0x45 => Compact,
             0x60 => Appended,
             0x61 => AppendedBatch,
             0x62 => Entries,
             0x63 => StatusResponse,
             0x64 => NotLeader,
             0x65 => Error,
+            0x66 => Compacted,
             _ => return None,
         })
     }

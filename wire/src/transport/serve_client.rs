@@ -3,8 +3,9 @@
 //!
 //! A client connection must present a client certificate of this cluster
 //! (`client.c<cluster>.raftwal`). Each bidirectional stream is either a *session* (any number of
-//! Append, AppendBatch, Read and Status requests, answered by request id, possibly out of order)
-//! or a *subscription* (exactly one Subscribe request, then a stream of Entries frames).
+//! Append, AppendBatch, Read, Status and Compact requests, answered by request id, possibly out
+//! of order) or a *subscription* (exactly one Subscribe request, then a stream of Entries
+//! frames).
 //!
 //! Invariants:
 //! 1. Every delivered request gets exactly one answer: [`Responder::respond`], or, when the
@@ -425,7 +426,7 @@ async fn serve_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{LeaderHint, LogStatus, NotLeader, Role};
+    use crate::client::{Compacted, LeaderHint, LogStatus, NotLeader, Role};
     use crate::codec::{FrameEncoder, FrameLimits};
     use crate::types::{LogIndex, NodeId, Term};
 
@@ -471,6 +472,11 @@ mod tests {
                 first_index: big,
                 last_index: big,
                 commit_index: big,
+            }),
+            ClientResponse::Compacted(Compacted {
+                log: LogId(u64::MAX),
+                node: NodeId(u64::MAX),
+                first_index: big,
             }),
         ];
         for answer in &answers {

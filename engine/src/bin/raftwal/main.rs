@@ -1,5 +1,5 @@
 //! The `raftwal` command line: run a node, a local development cluster, and the client commands
-//! that append to, read, tail and inspect a cluster.
+//! that append to, read, tail, inspect and compact a cluster.
 //!
 //! Owns: argument parsing (clap), logging set-up, and the mapping of each command's outcome to
 //! an exit status. Each command group lives in a file of its own; the work itself is done by the
@@ -13,6 +13,7 @@
 mod append;
 mod certs;
 mod client_args;
+mod compact;
 mod dev;
 mod input;
 mod interrupt;
@@ -51,6 +52,8 @@ enum Command {
     Tail(read::TailArgs),
     /// Print each node's view of a log, one JSON line per node.
     Status(status::StatusArgs),
+    /// Ask each node to forget its entries of a log before an index; one JSON line per node.
+    Compact(compact::CompactArgs),
 }
 
 impl Command {
@@ -63,6 +66,7 @@ impl Command {
             Command::Read(_) => "read",
             Command::Tail(_) => "tail",
             Command::Status(_) => "status",
+            Command::Compact(_) => "compact",
         }
     }
 
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Read(args) => read::run_read(args),
         Command::Tail(args) => read::run_tail(args),
         Command::Status(args) => status::run(args),
+        Command::Compact(args) => compact::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,14 +1,14 @@
 //! The JSON lines the data commands print, one object per line.
 //!
-//! Owns: the shape of every line on standard output of `append`, `read`, `tail` and `status`
-//! (documented in docs/operations.md), and the encoding of entry bytes: a payload that is valid
-//! UTF-8 is printed as the string `"data"`, any other as standard base64 in `"data_b64"`, so that
-//! every byte survives the round trip.
+//! Owns: the shape of every line on standard output of `append`, `read`, `tail`, `status` and
+//! `compact` (documented in docs/operations.md), and the encoding of entry bytes: a payload that
+//! is valid UTF-8 is printed as the string `"data"`, any other as standard base64 in
+//! `"data_b64"`, so that every byte survives the round trip.
 //! Must not: print anything but these lines on standard output (logs go to standard error).
 
 use base64::Engine as _;
 use raftwal::LogEntry;
-use raftwal_wire::client::{LogStatus, Role};
+use raftwal_wire::client::{Compacted, LogStatus, Role};
 use serde::Serialize;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -88,9 +88,32 @@ impl StatusLine {
     }
 }
 
-/// `status`: a node that did not answer.
+/// `compact`: what one node did.
 #[derive(Debug, Serialize)]
-pub(crate) struct StatusErrorLine<'a> {
+pub(crate) struct CompactedLine {
+    /// The address asked.
+    addr: SocketAddr,
+    /// The node's id.
+    id: u64,
+    log: u64,
+    /// The node's first index afterwards.
+    first_index: u64,
+}
+
+impl CompactedLine {
+    pub(crate) fn new(addr: SocketAddr, compacted: &Compacted) -> CompactedLine {
+        CompactedLine {
+            addr,
+            id: compacted.node.get(),
+            log: compacted.log.get(),
+            first_index: compacted.first_index.get(),
+        }
+    }
+}
+
+/// `status` and `compact`: a node that did not answer, or refused.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeErrorLine<'a> {
     pub(crate) addr: SocketAddr,
     pub(crate) error: &'a str,
 }
@@ -169,7 +192,7 @@ mod tests {
         let text = line(&StatusLine::new(addr, &no_leader));
         assert!(text.contains("\"role\":\"candidate\",\"term\":5,\"leader\":null"), "{text}");
         assert_eq!(
-            line(&StatusErrorLine { addr, error: "timed out" }),
+            line(&NodeErrorLine { addr, error: "timed out" }),
             "{\"addr\":\"127.0.0.1:7000\",\"error\":\"timed out\"}\n"
         );
     }

@@ -8,10 +8,12 @@
 
 use crate::client_args::ClusterArgs;
 use crate::interrupt;
-use crate::output::{write_line, StatusErrorLine, StatusLine};
+use crate::output::{write_line, NodeErrorLine, StatusLine};
 use clap::Args;
 use raftwal::client::{Client, ClientError};
+use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Arguments of `raftwal status`.
@@ -29,33 +31,19 @@ pub(crate) fn run(args: StatusArgs) -> Result<(), String> {
 
 async fn status(args: StatusArgs) -> Result<(), String> {
     let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
-    let asks: Vec<_> = args
-        .cluster
-        .cluster
-        .iter()
-        .map(|&addr| {
-            let client = client.clone();
-            (addr, tokio::spawn(async move { client.status_of(addr).await }))
-        })
-        .collect();
+    let answers = ask_each(&client, &args.cluster.cluster, |client, addr| async move {
+        client.status_of(addr).await
+    });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut answered = 0;
-    for (addr, ask) in asks {
-        let written = match ask.await {
-            Ok(Ok(status)) => {
+    for (addr, answer) in answers.await {
+        let written = match answer {
+            Ok(status) => {
                 answered += 1;
                 write_line(&mut out, &StatusLine::new(addr, &status))
             }
-            Ok(Err(e)) => {
-                // One node was asked: say what failed there, not "no node answered".
-                let error = match e {
-                    ClientError::Unavailable(reason) => reason,
-                    other => other.to_string(),
-                };
-                write_line(&mut out, &StatusErrorLine { addr, error: &error })
-            }
-            Err(e) => write_line(&mut out, &StatusErrorLine { addr, error: &e.to_string() }),
+            Err(error) => write_line(&mut out, &NodeErrorLine { addr, error: &error }),
         };
         written.map_err(|e| format!("cannot write standard output: {e}"))?;
     }
@@ -65,4 +53,32 @@ async fn status(args: StatusArgs) -> Result<(), String> {
         return Err("no node answered".into());
     }
     Ok(())
+}
+
+/// Asks every node at `addrs` at once (`ask` makes one request to one node) and returns their
+/// answers in the order of `addrs`, each a success or what failed at that node.
+pub(crate) async fn ask_each<T, F, Fut>(
+    client: &Arc<Client>,
+    addrs: &[SocketAddr],
+    ask: F,
+) -> Vec<(SocketAddr, Result<T, String>)>
+where
+    T: Send + 'static,
+    F: Fn(Arc<Client>, SocketAddr) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>> + Send + 'static,
+{
+    let asks: Vec<_> =
+        addrs.iter().map(|&addr| (addr, tokio::spawn(ask(client.clone(), addr)))).collect();
+    let mut answers = Vec::with_capacity(asks.len());
+    for (addr, ask) in asks {
+        let answer = match ask.await {
+            Ok(Ok(value)) => Ok(value),
+            // One node was asked: say what failed there, not "no node answered".
+            Ok(Err(ClientError::Unavailable(reason))) => Err(reason),
+            Ok(Err(other)) => Err(other.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        answers.push((addr, answer));
+    }
+    answers
 }
