@@ -127,6 +127,13 @@ pub struct StorageTuning {
     /// it to its own log; a follower that falls behind the leader's first index starts its log
     /// over from there (docs/operations.md, "Retention and compaction").
     pub retention_bytes: u64,
+    /// Retention by age, in milliseconds: each log removes its sealed segments last written
+    /// more than this long ago (their file's modification time, so the age survives restarts)
+    /// once every entry in them is committed, durable on this node and applied; the segment
+    /// being written stays. 0 (the default) keeps segments whatever their age. With
+    /// [`StorageTuning::retention_bytes`] as well, a segment goes when either would remove it,
+    /// as in Kafka. Checked about once a second.
+    pub retention_ms: u64,
 }
 
 /// The node's default [`StorageTuning::zero_chunk_bytes`].
@@ -144,6 +151,7 @@ impl Default for StorageTuning {
             zero_chunk_bytes: NODE_ZERO_CHUNK_BYTES,
             batches_in_flight: log.batches_in_flight_max,
             retention_bytes: 0,
+            retention_ms: 0,
         }
     }
 }

@@ -309,7 +309,7 @@ impl Log {
     /// node leads and a follower still needs compacted entries (it was down, or far behind),
     /// the follower is told to start its log after the leader's first index - 1 and loses its
     /// own older entries, as a Kafka follower does when its leader's retention passed it.
-    /// `storage.retention_bytes` compacts automatically.
+    /// `storage.retention_bytes` and `storage.retention_ms` compact automatically.
     pub async fn compact(&self, before: LogIndex) -> Result<LogIndex, CompactError> {
         let rx = self.send_compact(before)?;
         answer(rx, CompactError::ShuttingDown).await

@@ -226,3 +226,74 @@ fn a_remote_client_compacts_the_node_it_asks() {
         follower_log.status_blocking().unwrap().commit_index >= next
     });
 }
+
+/// The segment files of a node's log 0, oldest first (the last one is being written).
+fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "seg") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The first index of the segment in `path` (its name).
+fn segment_first(path: &std::path::Path) -> LogIndex {
+    LogIndex(path.file_stem().unwrap().to_str().unwrap().parse().unwrap())
+}
+
+/// `storage.retention_ms` removes the sealed segments last written longer ago than that, by
+/// their files' modification times, and keeps the others and the segment being written.
+#[test]
+#[allow(clippy::disallowed_methods)] // Sets files' times against the wall clock.
+fn age_retention_removes_the_segments_written_long_ago() {
+    let cluster = Cluster::start_with(3, |c| {
+        small_segments(c);
+        c.storage.retention_ms = 3_600_000;
+    });
+    let leader = cluster.wait_leader(T);
+    let log = cluster.log(leader);
+    let last = append_many(&log, 0, 60);
+    for id in 1..=3 {
+        let log = cluster.log(id);
+        wait_until(T, "every node commits", || log.status_blocking().unwrap().commit_index >= last);
+    }
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for id in 1..=3 {
+        let files = segment_files(&cluster.configs[(id - 1) as usize].data_dir);
+        assert!(files.len() >= 5, "node {id}: 60 entries of 1 KiB fill several segments");
+        // Every segment but the newest two sealed ones and the one being written was last
+        // written two hours ago, as if the node had stood still since.
+        let (old, recent) = files.split_at(files.len() - 3);
+        for path in old {
+            let file = std::fs::File::options().write(true).open(path).unwrap();
+            file.set_modified(two_hours_ago).unwrap();
+        }
+        let expected = segment_first(&recent[0]);
+        let log = cluster.log(id);
+        wait_until(T, "age retention compacts", || {
+            log.status_blocking().unwrap().first_index >= expected
+        });
+        // Only the old segments went.
+        let status = log.status_blocking().unwrap();
+        assert_eq!(status.first_index, expected, "node {id}");
+        let entries = read_all(&log, expected);
+        assert_eq!(entries.first().map(|e| e.index), Some(expected), "node {id}");
+        assert_eq!(entries.last().map(|e| e.index), Some(last), "node {id}");
+        assert_eq!(segment_files(&cluster.configs[(id - 1) as usize].data_dir), recent);
+    }
+    // The log goes on.
+    let next = append_many(&log, 60, 5);
+    for id in 1..=3 {
+        let log = cluster.log(id);
+        wait_until(T, "every node commits", || log.status_blocking().unwrap().commit_index >= next);
+    }
+}

@@ -723,3 +723,16 @@ fn a_truncation_never_brings_back_what_an_earlier_one_cut_from_a_later_segment()
         }
     }
 }
+
+/// A disk that cannot tell when a file was written keeps every segment from time-based
+/// retention: an unknown age is never taken for an old one.
+#[test]
+fn a_disk_without_file_times_keeps_every_segment_from_age_retention() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    log.append(&entries(1, 150, 1)).unwrap();
+    log.flush().unwrap();
+    assert!(log.segment_extents().count() >= 5);
+    let far_future = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1 << 40);
+    assert_eq!(log.sealed_before(far_future), LogIndex(1));
+}

@@ -300,3 +300,43 @@ fn reset_on_real_files() {
         assert!(names.iter().all(|n| !n.ends_with(".base")), "{names:?}");
     }
 }
+
+/// `sealed_before` reads the sealed segments' modification times, oldest first: it names the
+/// first segment written at or after the cutoff, never the segment being written, and stops
+/// at the first segment that is not older (a younger segment keeps every later one).
+#[test]
+#[allow(clippy::disallowed_methods)] // Sets files' times against the wall clock.
+fn sealed_before_goes_by_the_files_modification_times() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t");
+    let options = LogOptions { batches_in_flight_max: 1, ..small_options(true) };
+    let disk = disk(FsyncMode::Dsync);
+    let (mut log, _) = LogStore::open(&dir, options, disk.clone()).unwrap();
+    log.append(&entries(1, 150, 1)).unwrap();
+    log.flush().unwrap();
+    let starts: Vec<LogIndex> = log.segment_extents().map(|(first, _)| first).collect();
+    assert!(starts.len() >= 5, "150 entries fill several segments: {starts:?}");
+    let now = std::time::SystemTime::now();
+    let hour = std::time::Duration::from_secs(3600);
+    // Everything was written just now: nothing is older than an hour ago.
+    assert_eq!(log.sealed_before(now - hour), starts[0]);
+    // Every sealed segment is older than a moment from now: all may go, the active one stays.
+    let later = now + hour;
+    assert_eq!(log.sealed_before(later), *starts.last().unwrap());
+    // The two oldest files were last written two hours ago: they may go, the rest stay.
+    let age = |first: LogIndex, when: std::time::SystemTime| {
+        let name = dir.join(format!("{:020}.seg", first.get()));
+        let file = std::fs::File::options().write(true).open(name).unwrap();
+        file.set_modified(when).unwrap();
+    };
+    age(starts[0], now - 2 * hour);
+    age(starts[1], now - 2 * hour);
+    assert_eq!(log.sealed_before(now - hour), starts[2]);
+    // A younger segment before older ones keeps them: the ages are read oldest first.
+    age(starts[3], now - 2 * hour);
+    assert_eq!(log.sealed_before(now - hour), starts[2]);
+    // Compacting there removes the two aged segments.
+    log.compact_before(log.sealed_before(now - hour)).unwrap();
+    assert_eq!(log.first_index(), starts[2]);
+    assert_eq!(read_all(&log), (starts[2].get()..=150).collect::<Vec<_>>());
+}

@@ -1,5 +1,6 @@
-//! The runtime's clock: the one place the engine reads the time (for metrics and for seeding the
-//! election-timeout generator). The consensus core never does; it counts ticks.
+//! The runtime's clock: the one place the engine reads the time (for metrics, for time-based
+//! retention and for seeding the election-timeout generator). The consensus core never does;
+//! it counts ticks.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -7,6 +8,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 #[allow(clippy::disallowed_methods)] // This module is the clock seam.
 pub(crate) fn now() -> Instant {
     Instant::now()
+}
+
+/// Now, on the wall clock (what file modification times are compared with).
+#[allow(clippy::disallowed_methods)] // This module is the clock seam.
+pub(crate) fn wall_now() -> SystemTime {
+    SystemTime::now()
 }
 
 /// A seed that differs between replicas and between restarts: the election timeouts of replicas

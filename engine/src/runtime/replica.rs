@@ -37,7 +37,7 @@ use raftwal_wire::transport::{SendError, Transport};
 use raftwal_wire::types::{EntryKind, HardState, LogId, LogIndex, NodeId, Term};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 /// Ticks between lazy saves of a commit-only hard state change.
@@ -59,6 +59,8 @@ pub(crate) struct Replica<D: Disk> {
     /// The hard state last made durable.
     saved: HardState,
     ticks_since_commit_save: u64,
+    /// Ticks since `storage.retention_ms` last looked at the segments' ages.
+    ticks_since_age_check: u64,
     /// (index, term) of each batch of entries handed to the store, not yet reported durable.
     persist_points: VecDeque<(LogIndex, Term)>,
     /// Messages that may leave once the store is durable up to the index they carry.
@@ -121,6 +123,7 @@ impl<D: Disk> Replica<D> {
             metrics,
             saved,
             ticks_since_commit_save: 0,
+            ticks_since_age_check: 0,
             persist_points: VecDeque::new(),
             after_persist: VecDeque::new(),
             batches_in_flight: VecDeque::new(),
@@ -554,26 +557,38 @@ impl<D: Disk> Replica<D> {
         Ok(first)
     }
 
-    /// Compacts the segments that `storage.retention_bytes` no longer keeps: the newest sealed
-    /// segments whose records total at least that many bytes stay, and the segment being
-    /// written besides them (right after a roll-over it holds next to nothing, so it is not
-    /// counted; a segment a truncation or a reset cut short counts what it holds).
+    /// Compacts the segments that retention no longer keeps. By bytes: the newest sealed
+    /// segments whose records total at least `storage.retention_bytes` stay, and the segment
+    /// being written besides them (right after a roll-over it holds next to nothing, so it is
+    /// not counted; a segment a truncation or a reset cut short counts what it holds). By age,
+    /// about once a second: sealed segments last written more than `storage.retention_ms` ago
+    /// go. A segment goes when either says so.
     fn apply_retention(&mut self) {
-        let retain = self.config.storage.retention_bytes;
-        if retain == 0 {
-            return;
+        let storage = &self.config.storage;
+        let mut limit = LogIndex::ZERO;
+        if storage.retention_bytes > 0 {
+            let mut kept = 0u64;
+            let first_kept =
+                self.store.segment_extents().rev().skip(1).find_map(|(first, bytes)| {
+                    kept = kept.saturating_add(bytes);
+                    (kept >= storage.retention_bytes).then_some(first)
+                });
+            limit = limit.max(first_kept.unwrap_or(LogIndex::ZERO));
         }
-        let mut kept = 0u64;
-        let first_kept = self.store.segment_extents().rev().skip(1).find_map(|(first, bytes)| {
-            kept = kept.saturating_add(bytes);
-            (kept >= retain).then_some(first)
-        });
-        let Some(first_kept) = first_kept else {
-            return;
-        };
-        if first_kept > self.store.first_index() {
+        if storage.retention_ms > 0 {
+            self.ticks_since_age_check += 1;
+            let interval = (1000 / self.config.raft.tick_ms.max(1)).max(1);
+            if self.ticks_since_age_check >= interval {
+                self.ticks_since_age_check = 0;
+                let age = Duration::from_millis(storage.retention_ms);
+                if let Some(cutoff) = clock::wall_now().checked_sub(age) {
+                    limit = limit.max(self.store.sealed_before(cutoff));
+                }
+            }
+        }
+        if limit > self.store.first_index() {
             // A failure stops the log and is logged by `fail_storage`.
-            let _ = self.compact(first_kept);
+            let _ = self.compact(limit);
         }
     }
 

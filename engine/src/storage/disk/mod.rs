@@ -42,6 +42,7 @@ pub use uring_options::{FsyncMode, UringOptions, UringStats};
 use bytes::Bytes;
 use std::io;
 use std::path::Path;
+use std::time::SystemTime;
 
 /// An open file of one disk. Only meaningful to the disk that returned it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -144,6 +145,9 @@ pub trait Disk {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// When the file was last written (its mtime), for time-based retention. A disk that keeps
+    /// no times answers an error of kind `Unsupported`.
+    fn modified(&self, path: &Path) -> io::Result<SystemTime>;
     /// A read-only view of the first `len` bytes of a file whose first `len` bytes will not
     /// change again (a sealed segment; a later truncation may still clear bytes after them):
     /// an mmap on a real disk.

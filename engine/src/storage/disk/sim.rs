@@ -34,6 +34,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Faults to inject; set them with [`SimDisk::set_faults`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -639,6 +640,11 @@ impl Disk for SimDisk {
         s.point()?;
         s.written_names.remove(path);
         Ok(())
+    }
+
+    fn modified(&self, _path: &Path) -> io::Result<SystemTime> {
+        // The simulated disk has no clock: time-based retention keeps every segment on it.
+        Err(io::Error::new(io::ErrorKind::Unsupported, "the simulated disk keeps no times"))
     }
 
     fn map(&self, file: FileId, len: u64) -> io::Result<Bytes> {

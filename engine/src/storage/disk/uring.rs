@@ -28,6 +28,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::time::SystemTime;
 
 #[derive(Debug)]
 struct OpenFile {
@@ -521,6 +522,10 @@ impl Disk for UringDisk {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn modified(&self, path: &Path) -> io::Result<SystemTime> {
+        std::fs::metadata(path)?.modified()
     }
 
     fn map(&self, file: FileId, len: u64) -> io::Result<Bytes> {

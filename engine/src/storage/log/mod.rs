@@ -55,6 +55,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 pub use prepare::ZeroFill;
 
@@ -290,6 +291,22 @@ impl<D: Disk> LogStore<D> {
             let record_bytes = segment.end_offset.saturating_sub(SEGMENT_HEADER_BYTES as u64);
             (segment.first_index(), record_bytes)
         })
+    }
+
+    /// Where time-based retention may compact up to: the first index of the oldest sealed
+    /// segment last written at or after `cutoff` (the segment being written when every sealed
+    /// one is older). Looks at the sealed segments oldest first and stops at the first one that
+    /// is not older, or whose time the disk cannot tell (it is kept, and so is every segment
+    /// after it): one file status per segment that may go, and one more.
+    pub fn sealed_before(&self, cutoff: SystemTime) -> LogIndex {
+        let sealed = self.segments.len().saturating_sub(1);
+        for segment in self.segments.iter().take(sealed) {
+            let written = self.disk.modified(&self.dir.join(segment.id.file_name()));
+            if !written.is_ok_and(|time| time < cutoff) {
+                return segment.first_index();
+            }
+        }
+        self.segments.back().map_or(self.first_index(), Segment::first_index)
     }
 
     /// The last index appended (durable or not).
