@@ -330,6 +330,12 @@ impl NodeConfig {
         voters
     }
 
+    /// The largest data of an entry this node stores: a payload of
+    /// [`NodeConfig::entry_size_bytes_max`] and a remote client's 16-byte tag.
+    pub fn entry_data_bytes_max(&self) -> usize {
+        self.entry_size_bytes_max.saturating_add(raftwal_wire::client::TAG_SIZE_BYTES)
+    }
+
     /// The consensus clock's tick.
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.raft.tick_ms)

@@ -296,3 +296,47 @@ fn a_transport_dropped_with_its_runtime_gives_back_its_charges() {
     assert_eq!(limits.connections(), 0);
     drop((subscriptions, conn, endpoint));
 }
+
+/// A Read holds room in its session's window for what it asked for (and one entry of the
+/// largest size the node stores), not a whole frame: many small Reads of one session are
+/// delivered to the node at once, before any is answered. With a frame's room each (16 MiB),
+/// the 4 MiB window admitted one at a time; here each takes about 4.5 KiB.
+#[tokio::test]
+async fn small_reads_of_one_session_are_delivered_together() {
+    const READS: usize = 64;
+    let ca = ClusterCa::generate(None).unwrap();
+    let mut config = fast_config(1, loopback());
+    config.entry_data_bytes_max = 4096 + TAG_SIZE_BYTES;
+    let (shard, mut events) = start(config, &node_identity(&ca, 1));
+    let endpoint = client(&ca, &QuicTuning::default());
+    let conn = std::sync::Arc::new(endpoint.connect(shard.local_addr().unwrap()).await.unwrap());
+    let read = ClientRequest::Read(ReadRequest {
+        log: LogId(1),
+        from: LogIndex(1),
+        count_max: 10,
+        size_bytes_max: 4096,
+    });
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..READS {
+        let (conn, read) = (conn.clone(), read.clone());
+        reads.spawn(async move { conn.request(&read).await });
+    }
+    let mut delivered = Vec::new();
+    while delivered.len() < READS {
+        delivered.push(
+            wait_for(&mut events, |e| match e {
+                TransportEvent::ClientRequest(r) => Some(r),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    // Every Read arrived while none was answered.
+    for event in delivered {
+        let answer = ClientResponse::Entries(EntriesBatch { log: LogId(1), entries: batch(1) });
+        event.responder.respond(&answer).unwrap();
+    }
+    while let Some(answer) = reads.join_next().await {
+        assert!(matches!(answer.unwrap().unwrap(), ClientResponse::Entries(_)));
+    }
+}

@@ -20,13 +20,12 @@ use raftwal_wire::client::{
     self, ClientError, ClientRequest, ClientResponse, EntriesBatch, ErrorCode, LeaderHint,
     TaggedPayload,
 };
-use raftwal_wire::transport::{ClientRequestEvent, SubscribeEvent};
+use raftwal_wire::transport::{
+    read_answer_body_bytes_max, ClientRequestEvent, SubscribeEvent, READ_ANSWER_PAYLOAD_BYTES_MAX,
+};
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, NodeId};
 use std::time::Instant;
 use tracing::info;
-
-/// Entries one remote read returns at most when the client asks for more.
-const REMOTE_READ_BYTES_MAX: usize = 4 << 20;
 
 impl<D: Disk> Replica<D> {
     /// Appends payloads from the embedding API (untagged: local callers do not retry over a
@@ -350,12 +349,17 @@ impl<D: Disk> Replica<D> {
                 let response = if r.count_max == 0 || r.size_bytes_max == 0 {
                     invalid("a read must allow at least one entry and one byte")
                 } else {
-                    let bytes = (r.size_bytes_max as usize).min(REMOTE_READ_BYTES_MAX);
+                    let bytes = (r.size_bytes_max as usize).min(READ_ANSWER_PAYLOAD_BYTES_MAX);
                     match self.read_committed(r.from, r.count_max as usize, bytes) {
                         Ok(mut entries) => {
-                            // One frame carries the answer: at most the node's frame limit.
-                            let frame = self.config.transport.frame_size_bytes_max as usize;
-                            fit_frame(&mut entries, frame);
+                            // The answer fits the room the transport reserved for it, which is
+                            // at most a frame.
+                            let room = read_answer_body_bytes_max(
+                                &r,
+                                self.config.transport.frame_size_bytes_max,
+                                self.config.entry_data_bytes_max(),
+                            );
+                            fit_frame(&mut entries, room);
                             ClientResponse::Entries(EntriesBatch { log: self.log, entries })
                         }
                         Err(ReadError::Compacted { first_index, .. }) => error(

@@ -161,6 +161,7 @@ impl Shard {
         transport_config.client_connection_memory_bytes =
             config.transport.client_connection_memory_bytes_max;
         transport_config.client_limits = client_limits;
+        transport_config.entry_data_bytes_max = config.entry_data_bytes_max();
         transport_config.frame_limits = FrameLimits::new(config.transport.frame_size_bytes_max)
             .map_err(|e| shard_error(format!("transport.frame_size_bytes_max: {e}")))?;
         let (transport, events) = Transport::bind(transport_config, &identity)

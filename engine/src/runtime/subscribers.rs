@@ -18,10 +18,11 @@
 
 use crate::error::ReadError;
 use crate::log::LogEntry;
-use crate::raft::ENTRY_OVERHEAD_BYTES;
 use crate::storage::{Disk, LogStore, ReadError as StoreReadError};
 use raftwal_wire::client::{ClientError, ErrorCode};
-use raftwal_wire::transport::{SinkError, SubscriptionSink};
+use raftwal_wire::transport::{
+    SinkError, SubscriptionSink, READ_ANSWER_ENTRY_OVERHEAD_BYTES, READ_ANSWER_FIXED_BYTES,
+};
 use raftwal_wire::types::{Entry, LogId, LogIndex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -31,20 +32,18 @@ use tokio::sync::mpsc::error::TrySendError;
 /// Payload bytes read per delivered batch, about.
 pub(crate) const BATCH_BYTES_MAX: usize = 1 << 20;
 
-/// Bytes an Entries frame takes besides its entries, counted generously (request id, log, first
-/// index, entry count).
-const ENTRIES_FRAME_OVERHEAD_BYTES: usize = 64;
-
 /// Cuts `entries` to the longest prefix (at least one entry) that one Entries frame of at most
-/// `frame_bytes_max` bytes carries, counting each entry's framing (`ENTRY_OVERHEAD_BYTES`, more
-/// than the wire's). A node's frame limit may be as low as its largest entry allows, well below
-/// a batch of many small entries with their framing; the rest goes in the next frame.
+/// `frame_bytes_max` bytes carries, counting each entry's framing and the frame's fixed fields
+/// as the transport does when it reserves room for a Read's answer
+/// ([`raftwal_wire::transport::read_answer_body_bytes_max`]: more than the wire's own). A
+/// node's frame limit may be as low as its largest entry allows, well below a batch of many
+/// small entries with their framing; the rest goes in the next frame.
 pub(crate) fn fit_frame(entries: &mut Vec<Entry>, frame_bytes_max: usize) {
-    let mut size = ENTRIES_FRAME_OVERHEAD_BYTES;
+    let mut size = READ_ANSWER_FIXED_BYTES;
     let keep = entries
         .iter()
         .position(|e| {
-            size += e.data.len() + ENTRY_OVERHEAD_BYTES;
+            size += e.data.len() + READ_ANSWER_ENTRY_OVERHEAD_BYTES;
             size > frame_bytes_max
         })
         .unwrap_or(entries.len());

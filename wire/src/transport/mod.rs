@@ -50,7 +50,9 @@ pub use quic::{
     MTU_UPPER_BOUND_MAX_BYTES,
 };
 pub use serve_client::{
-    ClientRequestEvent, RespondError, Responder, SinkError, SubscribeEvent, SubscriptionSink,
+    read_answer_body_bytes_max, ClientRequestEvent, RespondError, Responder, SinkError,
+    SubscribeEvent, SubscriptionSink, READ_ANSWER_ENTRY_OVERHEAD_BYTES, READ_ANSWER_FIXED_BYTES,
+    READ_ANSWER_PAYLOAD_BYTES_MAX,
 };
 
 use crate::codec::{EncodeError, FrameLimits};
@@ -114,6 +116,10 @@ pub struct TransportConfig {
     pub client_response_window_bytes: usize,
     /// Window of one subscription's stream.
     pub subscription_window_bytes: usize,
+    /// The largest entry data (payload and, for a client's entry, its 16-byte tag) the node
+    /// stores: a Read's answer always carries its first entry, so the room reserved for the
+    /// answer counts one entry of this size ([`read_answer_body_bytes_max`]).
+    pub entry_data_bytes_max: usize,
     /// Time allowed for the TLS handshake plus the Hello exchange.
     pub setup_timeout: Duration,
     /// Handshakes in progress above which a connection attempt from an address QUIC has not
@@ -147,6 +153,7 @@ impl TransportConfig {
             client_limits: ClientLimits::new(1024, 1 << 30),
             client_response_window_bytes: 4 * 1024 * 1024,
             subscription_window_bytes: 4 * 1024 * 1024,
+            entry_data_bytes_max: (1 << 20) + crate::client::TAG_SIZE_BYTES,
             setup_timeout: Duration::from_secs(5),
             handshakes_before_retry: 64,
             handshakes_max: 1024,

@@ -11,8 +11,8 @@
 //! 1. Every delivered request gets exactly one answer: [`Responder::respond`], or, when the
 //!    responder is dropped unanswered, an `Internal` error sent on its behalf.
 //! 2. Requests a connection has waiting for an answer hold credit from its budget, and room for
-//!    their answer in their stream's window ([`answer_bytes_max`]: a frame for a Read, a small
-//!    bound for the rest); when either is spent (a client that does not read its answers fills
+//!    their answer in their stream's window ([`answer_bytes_max`]: for a Read what it asked for,
+//!    up to a frame, a small bound for the rest); when either is spent (a client that does not read its answers fills
 //!    the window), the stream's requests are not read any more, so a client cannot make the node
 //!    buffer without bound: a session stream's queued answers stay within its window plus one
 //!    answer.
@@ -34,7 +34,7 @@ use super::queue::{PushError, SendQueue};
 use super::reader::{FrameReader, ReadFrameError};
 use super::{bump, close_code, Shared, TransportEvent};
 use crate::client::{
-    ClientError, ClientRequest, ClientResponse, ErrorCode, RequestId, SubscribeRequest,
+    ClientError, ClientRequest, ClientResponse, ErrorCode, ReadRequest, RequestId, SubscribeRequest,
 };
 use crate::codec::{decode_client_request, EncodeError, FRAME_HEADER_SIZE_BYTES};
 use crate::tls::check_peer_name;
@@ -103,12 +103,54 @@ pub(crate) const ANSWER_MESSAGE_BYTES_MAX: usize = 1024;
 /// error with a message of at most [`ANSWER_MESSAGE_BYTES_MAX`] bytes.
 const SMALL_ANSWER_BYTES_MAX: usize = 2048;
 
+/// Payload bytes a Read's answer carries at most besides its first entry, whatever the Read
+/// asked for.
+pub const READ_ANSWER_PAYLOAD_BYTES_MAX: usize = 4 << 20;
+
+/// Bytes counted for each entry of a Read's answer besides its data: more than the entry run's
+/// 13 bytes of framing, so that the count is an upper bound.
+pub const READ_ANSWER_ENTRY_OVERHEAD_BYTES: usize = 32;
+
+/// Bytes counted for a Read's answer besides its entries (request id, log, first index, entry
+/// count), generously.
+pub const READ_ANSWER_FIXED_BYTES: usize = 64;
+
+/// The most the body of the answer to `read` may take: at most `count_max` entries with their
+/// framing, their data within the size the Read asked for (at most
+/// [`READ_ANSWER_PAYLOAD_BYTES_MAX`]) or one entry of up to `entry_data_bytes_max`, whichever is
+/// more, and never more than a frame, nor less than any other answer. The node reserves room for
+/// this much when it admits the Read, and cuts the answer to it (counting each entry's data
+/// plus [`READ_ANSWER_ENTRY_OVERHEAD_BYTES`], and [`READ_ANSWER_FIXED_BYTES`] once, and keeping
+/// at least one entry): a Read that asks for little holds little of its stream's window and of
+/// the connection's and node's budgets.
+pub fn read_answer_body_bytes_max(
+    read: &ReadRequest,
+    frame_size_bytes_max: u32,
+    entry_data_bytes_max: usize,
+) -> usize {
+    let data = (read.size_bytes_max as usize).min(READ_ANSWER_PAYLOAD_BYTES_MAX);
+    let data = data.max(entry_data_bytes_max);
+    let framing = (read.count_max as usize).saturating_mul(READ_ANSWER_ENTRY_OVERHEAD_BYTES);
+    READ_ANSWER_FIXED_BYTES
+        .saturating_add(framing)
+        .saturating_add(data)
+        .min(frame_size_bytes_max as usize)
+        .max(SMALL_ANSWER_BYTES_MAX)
+}
+
 /// The most the answer to `request` can take in its stream's queue, reserved when the request is
-/// admitted: a Read's answer is a batch of entries of up to a frame (its first entry is sent
-/// even when larger than the size the Read asked for), any other answer is small.
-pub(crate) fn answer_bytes_max(request: &ClientRequest, frame_size_bytes_max: u32) -> usize {
+/// admitted: a Read's answer is a batch of entries ([`read_answer_body_bytes_max`]), any other
+/// answer is small.
+pub(crate) fn answer_bytes_max(
+    request: &ClientRequest,
+    frame_size_bytes_max: u32,
+    entry_data_bytes_max: usize,
+) -> usize {
     match request {
-        ClientRequest::Read(_) => FRAME_HEADER_SIZE_BYTES + frame_size_bytes_max as usize,
+        ClientRequest::Read(read) => {
+            FRAME_HEADER_SIZE_BYTES
+                + read_answer_body_bytes_max(read, frame_size_bytes_max, entry_data_bytes_max)
+        }
         _ => SMALL_ANSWER_BYTES_MAX,
     }
 }
@@ -380,7 +422,11 @@ async fn serve_stream(
         }
         // Stop reading while the client does not read its answers (their room in the window is
         // taken), or while its connection has too many requests waiting for one.
-        let reserved_bytes = answer_bytes_max(&request, config.frame_limits.frame_size_bytes_max());
+        let reserved_bytes = answer_bytes_max(
+            &request,
+            config.frame_limits.frame_size_bytes_max(),
+            config.entry_data_bytes_max,
+        );
         if !out.queue.reserve(reserved_bytes).await {
             return;
         }
@@ -483,5 +529,56 @@ mod tests {
             let bytes = encoded_bytes(answer);
             assert!(bytes <= SMALL_ANSWER_BYTES_MAX, "{} takes {bytes}", answer.kind_name());
         }
+    }
+
+    fn entries_answer(sizes: &[usize]) -> ClientResponse {
+        let entries = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, size)| Entry {
+                index: LogIndex(u64::MAX / 2 + i as u64),
+                term: Term(u64::MAX),
+                kind: crate::types::EntryKind::Normal,
+                data: bytes::Bytes::from(vec![7u8; *size]),
+            })
+            .collect();
+        ClientResponse::Entries(crate::client::EntriesBatch { log: LogId(u64::MAX), entries })
+    }
+
+    fn read(count_max: u32, size_bytes_max: u32) -> ClientRequest {
+        ClientRequest::Read(ReadRequest {
+            log: LogId(1),
+            from: LogIndex(1),
+            count_max,
+            size_bytes_max,
+        })
+    }
+
+    #[test]
+    fn a_reads_answer_fits_the_room_reserved_for_it() {
+        let frame = 16 << 20;
+        let entry_max = 4096 + 16;
+        // As many entries as asked for, with the bytes asked for between them.
+        let answer = entries_answer(&[100; 10]);
+        let room = answer_bytes_max(&read(10, 1000), frame, entry_max);
+        assert!(encoded_bytes(&answer) <= room);
+        // Empty entries: their framing alone.
+        let answer = entries_answer(&[0; 500]);
+        assert!(encoded_bytes(&answer) <= answer_bytes_max(&read(500, 1), frame, entry_max));
+        // One entry larger than the Read asked for, sent all the same.
+        let answer = entries_answer(&[entry_max]);
+        assert!(encoded_bytes(&answer) <= answer_bytes_max(&read(1, 1), frame, entry_max));
+        // A small Read holds little: about what it asked for and one entry of the largest size.
+        assert!(room < 2 * entry_max + 1000, "{room}");
+        // A Read that asks for everything holds a frame at most, and any answer at least.
+        let all = answer_bytes_max(&read(u32::MAX, u32::MAX), frame, usize::MAX);
+        assert_eq!(all, FRAME_HEADER_SIZE_BYTES + frame as usize);
+        let none = answer_bytes_max(&read(0, 0), frame, 0);
+        assert!(none >= SMALL_ANSWER_BYTES_MAX);
+        let refused = ClientResponse::Error(ClientError {
+            code: ErrorCode::InvalidRequest,
+            message: "x".repeat(5000),
+        });
+        assert!(encoded_bytes(&refused) <= none);
     }
 }
