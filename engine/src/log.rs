@@ -214,7 +214,8 @@ impl Log {
 
     /// Committed entries from index `from` on, within `limit`; empty when nothing is committed at
     /// or after `from` yet. Served by this node from its own log, leader or not. Entries start
-    /// at index 1; `from` 0 reads from the start too.
+    /// at index 1; `from` 0 reads from the first entry this node still has, wherever compaction
+    /// left it (a `from` below that answers [`ReadError::Compacted`]).
     pub async fn read(&self, from: LogIndex, limit: ReadLimit) -> Result<Vec<LogEntry>, ReadError> {
         let rx = self.send_read(from, limit)?;
         answer(rx, ReadError::ShuttingDown).await
@@ -230,8 +231,9 @@ impl Log {
         answer_blocking(rx, ReadError::ShuttingDown)
     }
 
-    /// A stream of committed entries from index `from` on (0 as 1), as they commit, on this node
-    /// (leader or follower), across leader changes. Its buffer is bounded: a consumer that stops reading
+    /// A stream of committed entries from index `from` on (0: from the first entry this node
+    /// still has, wherever compaction left it), as they commit, on this node (leader or
+    /// follower), across leader changes. Its buffer is bounded: a consumer that stops reading
     /// pauses delivery to itself, and nothing else.
     pub fn subscribe(&self, from: LogIndex) -> Subscription {
         Subscription::start(self.id, self.shard.clone(), from)

@@ -84,6 +84,11 @@ fn a_follower_behind_the_leaders_compacted_log_starts_over_after_it() {
     assert_eq!(compacted, Err(ReadError::Compacted { requested: LogIndex(1), first_index: first }));
     let kept = read_all(&log, first);
     assert_eq!(kept.first().map(|e| e.index), Some(first));
+    // Index 0 reads and subscribes from the first entry the node still has.
+    let from_zero = log.read_blocking(LogIndex(0), ReadLimit::entries(1)).unwrap();
+    assert_eq!(from_zero.first().map(|e| e.index), Some(first));
+    let mut tail = log.subscribe(LogIndex(0));
+    assert_eq!(tail.next_blocking().unwrap().unwrap().index, first);
     assert_eq!(kept.last().map(|e| e.index), Some(last));
     // The follower that was down lacks entries the leader no longer has: it is told where the
     // leader's log starts, replaces its own, and follows from there.
@@ -187,7 +192,8 @@ fn a_remote_client_compacts_the_node_it_asks() {
     let tls = cluster.tls_dir();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let client = Client::new(ClientConfig::new(vec![addr(follower)], &tls, LogId(0))).unwrap();
+        let config = ClientConfig::new(vec![addr(follower)], &tls, LogId(0));
+        let client = std::sync::Arc::new(Client::new(config).unwrap());
         // The node applies what it committed on its next turn: ask until it compacted.
         let mut compacted = client.compact_on(addr(follower), last).await.unwrap();
         let deadline = tokio::time::Instant::now() + T;
@@ -209,6 +215,11 @@ fn a_remote_client_compacts_the_node_it_asks() {
             other => panic!("a read of a compacted index answered {other:?}"),
         }
         assert_eq!(client.read(first, 1).await.unwrap()[0].index, first);
+        // Index 0 reads and tails from the first entry the node still has.
+        assert_eq!(client.read(LogIndex(0), 1).await.unwrap()[0].index, first);
+        let mut tail = client.subscribe(LogIndex(0));
+        let tailed = tokio::time::timeout(T, tail.next()).await.unwrap().unwrap();
+        assert_eq!(tailed.index, first);
         // Compacting before an earlier index changes nothing: the first index never moves back.
         let again = client.compact_on(addr(follower), LogIndex(2)).await.unwrap();
         assert_eq!(again.first_index, first);

@@ -402,7 +402,8 @@ impl Client {
         .await
     }
 
-    /// Committed entries from `from`, at most `count_max` of them (fewer at the end of what is
+    /// Committed entries from `from` (0: from the first entry the node reached still has,
+    /// wherever compaction left it), at most `count_max` of them (fewer at the end of what is
     /// committed), from whichever node the client reaches.
     pub async fn read(&self, from: LogIndex, count_max: u32) -> Result<Vec<LogEntry>, ClientError> {
         let mut next = from;

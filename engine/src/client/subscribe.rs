@@ -37,7 +37,9 @@ impl RemoteSubscription {
     pub(super) fn new(client: Arc<Client>, from: LogIndex, node: usize) -> RemoteSubscription {
         RemoteSubscription {
             client,
-            next: from.max(LogIndex(1)),
+            // 0 stays 0 until the first entry arrives: the node serving it starts at its own
+            // first entry.
+            next: from,
             node,
             stream: None,
             buffer: VecDeque::new(),
@@ -46,7 +48,8 @@ impl RemoteSubscription {
         }
     }
 
-    /// The index of the next entry this subscription will yield (or skip, if it is a no-op).
+    /// The index of the next entry this subscription will yield (or skip, if it is a no-op); 0
+    /// until the first entry of a subscription from 0 arrived.
     pub fn next_index(&self) -> LogIndex {
         self.next
     }
@@ -133,6 +136,10 @@ impl RemoteSubscription {
                         if entry.index < self.next {
                             continue;
                         }
+                        if self.next == LogIndex::ZERO {
+                            // From the node's first entry: wherever that is.
+                            self.next = entry.index;
+                        }
                         if entry.index != self.next {
                             let why = format!(
                                 "stream skipped from {} to {}; resubscribing",
@@ -175,8 +182,9 @@ fn no_retry_fixes(code: ErrorCode) -> bool {
 }
 
 impl Client {
-    /// Tails committed entries from `from` on, starting at the first configured node and moving
-    /// to the next one when a node fails.
+    /// Tails committed entries from `from` on (0: from the first entry the node reached still
+    /// has, wherever compaction left it), starting at the first configured node and moving to
+    /// the next one when a node fails.
     pub fn subscribe(self: &Arc<Self>, from: LogIndex) -> RemoteSubscription {
         RemoteSubscription::new(self.clone(), from, 0)
     }

@@ -171,10 +171,11 @@ impl<D: Disk> Replica<D> {
         entries_max: usize,
         bytes_max: usize,
     ) -> Result<Vec<Entry>, ReadError> {
-        // Index 0 holds no entry: reading from it reads from the start, as from 1.
-        let from = from.max(LogIndex(1));
         let commit = self.readable_commit();
         let first = self.store.first_index();
+        // Index 0 holds no entry: reading from it reads from the first entry this node still
+        // has, wherever compaction left it.
+        let from = if from == LogIndex::ZERO { first } else { from };
         if from < first && from <= commit {
             return Err(ReadError::Compacted { requested: from, first_index: first });
         }

@@ -126,9 +126,9 @@ impl Subscribers {
     }
 
     /// Adds a local subscriber from `from` (at least the log's first stored index; 0, which
-    /// holds no entry, subscribes from the start, as 1).
+    /// holds no entry, subscribes from the first stored index, wherever compaction left it).
     pub(crate) fn add_local(&mut self, sink: LocalSink, from: LogIndex, first: LogIndex) {
-        let from = from.max(LogIndex(1));
+        let from = if from == LogIndex::ZERO { first } else { from };
         if from < first {
             let _ =
                 sink.tx.try_send(Err(ReadError::Compacted { requested: from, first_index: first }));
@@ -137,9 +137,9 @@ impl Subscribers {
         self.list.push(Subscriber { id: sink.id, next: from, sink: Sink::Local(sink) });
     }
 
-    /// Adds a remote subscriber from `from` (0 as 1, as for a local one).
+    /// Adds a remote subscriber from `from` (0 from the first stored index, as for a local one).
     pub(crate) fn add_remote(&mut self, sink: SubscriptionSink, from: LogIndex, first: LogIndex) {
-        let from = from.max(LogIndex(1));
+        let from = if from == LogIndex::ZERO { first } else { from };
         if from < first {
             sink.end(Some(ClientError {
                 code: ErrorCode::Compacted,

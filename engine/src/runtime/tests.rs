@@ -241,7 +241,7 @@ fn a_local_append_is_answered_once_durable_with_its_position() {
     assert!(end.is_none());
 }
 
-/// Index 0 holds no entry; reading or subscribing from it reads from the start, as from 1, on
+/// Index 0 holds no entry; reading or subscribing from it reads from the first entry, on
 /// a log that was never compacted (it answered `Compacted { requested: 0, first_index: 1 }`).
 #[test]
 fn a_read_or_subscription_from_index_0_starts_at_the_first_entry() {

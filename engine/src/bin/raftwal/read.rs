@@ -27,8 +27,9 @@ pub(crate) struct ReadArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
     /// First index to print (entries below are skipped; indices of internal entries never
-    /// print).
-    #[arg(long, default_value_t = 1, value_name = "I")]
+    /// print); 0, the default, is the first entry the node reached still has (retention and
+    /// compaction remove older ones).
+    #[arg(long, default_value_t = 0, value_name = "I")]
     from: u64,
     /// Entries to print at most (at least 1); without it, every entry committed on the node
     /// reached.
@@ -41,8 +42,9 @@ pub(crate) struct ReadArgs {
 pub(crate) struct TailArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
-    /// First index to print; entries then follow as they commit.
-    #[arg(long, default_value_t = 1, value_name = "I")]
+    /// First index to print; entries then follow as they commit. 0, the default, is the first
+    /// entry the node reached still has.
+    #[arg(long, default_value_t = 0, value_name = "I")]
     from: u64,
 }
 
@@ -69,7 +71,7 @@ async fn read(args: ReadArgs) -> Result<(), String> {
     let client = Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut next = LogIndex(args.from.max(1));
+    let mut next = LogIndex(args.from);
     let mut remaining = args.count.unwrap_or(u64::MAX);
     while remaining > 0 {
         let page = u32::try_from(remaining.min(READ_PAGE_ENTRIES)).unwrap_or(u32::MAX);
@@ -96,7 +98,7 @@ async fn tail(args: TailArgs) -> Result<(), String> {
     let interrupted = interrupt::interrupted()?;
     tokio::pin!(interrupted);
     let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
-    let mut subscription = client.subscribe(LogIndex(args.from.max(1)));
+    let mut subscription = client.subscribe(LogIndex(args.from));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut unflushed = false;
