@@ -183,6 +183,36 @@ fn a_dev_cluster_serves_append_read_status_tail_and_compact() {
     assert_eq!(tailed.len(), 15);
     drop(tailed);
 
+    // A tail from the end prints only what commits after it started: lines are appended until
+    // it prints one, and none of the entries committed before it started comes out.
+    let (_, out, _) = run(&args(&with("status", &[])), b"");
+    let before = json_lines(&out).iter().filter_map(|l| l["commit_index"].as_u64()).max().unwrap();
+    let mut command = Command::new(bin());
+    command.args(args(&with("tail", &["--from", "end"]))).stdout(Stdio::piped());
+    let mut tail = Proc::spawn("tail --from end", &mut command);
+    let tailed = Arc::new(Mutex::new(Vec::new()));
+    let sink = tailed.clone();
+    let reader = cli_support::read_json_lines(tail.take_stdout(), move |v| {
+        sink.lock().unwrap().push(Entry::from_json(&v));
+    });
+    let mut k = 0;
+    wait_until(T, "the tail from the end to print a new entry", || {
+        k += 1;
+        let (status, _, _) = run(&args(&with("append", &[])), format!("fresh {k}\n").as_bytes());
+        assert!(status.success());
+        !tailed.lock().unwrap().is_empty()
+    });
+    tail.signal(libc::SIGTERM);
+    assert!(tail.wait(T).success());
+    reader.join().unwrap();
+    for entry in tailed.lock().unwrap().iter() {
+        assert!(entry.index > before, "{} was committed before the tail started", entry.index);
+        assert!(entry.data.starts_with(b"fresh "), "{:?}", String::from_utf8_lossy(&entry.data));
+    }
+    let (status, _, err) = run(&args(&with("tail", &["--from", "later"])), b"");
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("neither an index nor `end`"), "{err}");
+
     // A tail of a log the cluster does not have fails at once, as a read does, however long it
     // may retry.
     let err_path = dir.path().join("tail-unknown.err");

@@ -43,9 +43,26 @@ pub(crate) struct TailArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
     /// First index to print; entries then follow as they commit. 0, the default, is the first
-    /// entry the node reached still has.
-    #[arg(long, default_value_t = 0, value_name = "I")]
-    from: u64,
+    /// entry the node reached still has; `end` prints only entries committed after the node
+    /// reached answered (the first listed node that answers).
+    #[arg(long, default_value = "0", value_name = "I|end", value_parser = parse_tail_from)]
+    from: TailFrom,
+}
+
+/// Where `tail` starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TailFrom {
+    /// At this index (0: the node's first entry).
+    Index(u64),
+    /// After the last entry committed on the node reached when the command starts.
+    End,
+}
+
+fn parse_tail_from(text: &str) -> Result<TailFrom, String> {
+    if text == "end" {
+        return Ok(TailFrom::End);
+    }
+    text.parse().map(TailFrom::Index).map_err(|_| format!("{text:?} is neither an index nor `end`"))
 }
 
 /// What stopped output.
@@ -90,6 +107,22 @@ async fn read(args: ReadArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The commit index of the first node in `nodes` that answers, and that node's position in
+/// the list.
+async fn first_commit_index(
+    client: &Client,
+    nodes: &[std::net::SocketAddr],
+) -> Result<(usize, LogIndex), String> {
+    let mut failures = Vec::new();
+    for (position, &addr) in nodes.iter().enumerate() {
+        match client.status_of(addr).await {
+            Ok(status) => return Ok((position, status.commit_index)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(format!("no node answered: {}", failures.join("; ")))
+}
+
 pub(crate) fn run_tail(args: TailArgs) -> Result<(), String> {
     interrupt::runtime()?.block_on(tail(args))
 }
@@ -98,7 +131,13 @@ async fn tail(args: TailArgs) -> Result<(), String> {
     let interrupted = interrupt::interrupted()?;
     tokio::pin!(interrupted);
     let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
-    let mut subscription = client.subscribe(LogIndex(args.from));
+    let mut subscription = match args.from {
+        TailFrom::Index(from) => client.subscribe(LogIndex(from)),
+        TailFrom::End => {
+            let (node, commit) = first_commit_index(&client, &args.cluster.cluster).await?;
+            client.subscribe_at(node, commit.next())
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut unflushed = false;
