@@ -205,6 +205,28 @@ pub enum StatusError {
     UnknownLog(LogId),
 }
 
+/// Why [`crate::Log::read_index`] could not give a linearizable read point.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ReadIndexError {
+    /// No leader is known (an election is under way, or this node is cut off from the others):
+    /// retry after an election timeout.
+    #[error("no leader is known")]
+    NoLeader,
+    /// The leader could not confirm with a majority that it still leads (it lost leadership,
+    /// or this node's request or its answer was lost): retry.
+    #[error("the leader could not confirm its leadership; retry")]
+    NotConfirmed,
+    /// The log's storage failed on this node; the log stopped here.
+    #[error("log storage failed: {0}")]
+    Storage(String),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// The node hosts no such log.
+    #[error("unknown log {0}")]
+    UnknownLog(LogId),
+}
+
 /// Why [`crate::Log::compact`] could not compact.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CompactError {

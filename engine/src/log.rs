@@ -9,7 +9,9 @@
 //! of its term is internal and skipped, so indices increase but may skip a position at a
 //! leadership change; the deduplication header of a remote client's entry is stripped.
 
-use crate::error::{AppendError, CompactError, ReadError, StatusError, TransferError};
+use crate::error::{
+    AppendError, CompactError, ReadError, ReadIndexError, StatusError, TransferError,
+};
 use crate::raft::Role;
 use crate::runtime::command::{Command, ShardHandle};
 use crate::subscription::Subscription;
@@ -237,6 +239,37 @@ impl Log {
     /// pauses delivery to itself, and nothing else.
     pub fn subscribe(&self, from: LogIndex) -> Subscription {
         Subscription::start(self.id, self.shard.clone(), from)
+    }
+
+    /// A linearizable read point (ReadIndex, thesis 6.4): the cluster's commit index as of this
+    /// call, returned once this node can serve reads up to it. A read from this node started
+    /// after it returns sees every entry committed before the call, on a follower too (an
+    /// append acknowledged to anyone before the call is there). The leader confirms with a
+    /// majority that it still leads (one heartbeat round, shared by the reads of that moment);
+    /// a follower asks its leader. Without it, a follower's reads may trail the leader's commit
+    /// index by a round trip. [`ReadIndexError::NoLeader`] and [`ReadIndexError::NotConfirmed`]
+    /// ask for a retry. Waits while this node catches up: bound it with a timeout if this node
+    /// may be cut off from the leader after the leader answered.
+    pub async fn read_index(&self) -> Result<LogIndex, ReadIndexError> {
+        let rx = self.send_read_index()?;
+        answer(rx, ReadIndexError::ShuttingDown).await
+    }
+
+    /// [`Log::read_index`] for callers without an async runtime. Must not be called from inside
+    /// one.
+    pub fn read_index_blocking(&self) -> Result<LogIndex, ReadIndexError> {
+        let rx = self.send_read_index()?;
+        answer_blocking(rx, ReadIndexError::ShuttingDown)
+    }
+
+    fn send_read_index(
+        &self,
+    ) -> Result<oneshot::Receiver<Result<LogIndex, ReadIndexError>>, ReadIndexError> {
+        let (reply, rx) = oneshot::channel();
+        self.shard
+            .send(Command::ReadIndex { log: self.id, reply })
+            .map_err(|_| ReadIndexError::ShuttingDown)?;
+        Ok(rx)
     }
 
     /// The log's state on this node.

@@ -112,6 +112,12 @@ fn a_dev_cluster_serves_append_read_status_tail_and_compact() {
     let v = with("read", &["--from", &first.to_string(), "--count", "2"]);
     let (_, out, _) = run(&args(&v), b"");
     assert_eq!(json_lines(&out).len(), 2, "{out}");
+    let v = with("read", &["--linearizable"]);
+    let (status, out, err) = run(&args(&v), b"");
+    assert!(status.success(), "{err}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 13, "{out}");
+    assert_eq!(lines[12]["data"], "no newline", "{out}");
 
     // Status: one line per node, all agreeing on one leader; an unreachable node gets an error
     // line and the command still succeeds.

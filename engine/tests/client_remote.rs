@@ -256,3 +256,28 @@ fn a_node_serving_its_maximum_of_clients_says_so() {
         client.append(Bytes::from_static(b"y")).await.unwrap();
     });
 }
+
+/// `Client::read_linearizable` through a follower holds every entry acknowledged before it.
+#[test]
+fn a_linearizable_read_on_a_follower_sees_every_acknowledged_append() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let leader_addr = vec![cluster.configs[(leader - 1) as usize].listen];
+    let follower_addr = vec![cluster.configs[(follower - 1) as usize].listen];
+    runtime().block_on(async {
+        let writer =
+            Client::new(ClientConfig::new(leader_addr, cluster.tls_dir(), LogId(0))).unwrap();
+        let reader =
+            Client::new(ClientConfig::new(follower_addr, cluster.tls_dir(), LogId(0))).unwrap();
+        for i in 0..20u32 {
+            let position = writer.append(Bytes::from(format!("entry {i}"))).await.unwrap();
+            let read = reader.read_linearizable(position.index, 1).await.unwrap();
+            assert_eq!(read.first().map(|e| e.index), Some(position.index), "entry {i}");
+            assert_eq!(read[0].data, format!("entry {i}"));
+        }
+        // From 0: the follower's first entry, linearizably too.
+        let all = reader.read_linearizable(LogIndex(0), 100).await.unwrap();
+        assert_eq!(all.len(), 20, "{all:?}");
+    });
+}

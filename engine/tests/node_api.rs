@@ -331,3 +331,30 @@ fn leaders_that_stop_together_leave_their_logs_to_the_nodes_that_go_on() {
         assert!((3..=5).contains(&leader), "log {log} is left to node {leader}, which stopped");
     }
 }
+
+/// `Log::read_index` on a follower: once it returns, a read there holds every entry the
+/// leader had acknowledged; a leader cut off from the majority gives no read point.
+#[test]
+fn linearizable_reads_on_a_follower_and_none_on_a_cut_off_leader() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let log = cluster.log(leader);
+    let follower_log = cluster.log(follower);
+    for i in 0..20u32 {
+        let position = log.append_blocking(Bytes::from(format!("entry {i}"))).unwrap();
+        let point = follower_log.read_index_blocking().unwrap();
+        assert!(point >= position.index, "read point {point} before acknowledged {position:?}");
+        let read = follower_log.read_blocking(position.index, ReadLimit::entries(1)).unwrap();
+        assert_eq!(read.first().map(|e| e.index), Some(position.index), "entry {i}");
+        assert_eq!(read[0].data, format!("entry {i}"));
+    }
+    // The leader alone: it cannot confirm with a majority that it still leads.
+    for id in (1..=3).filter(|id| *id != leader) {
+        cluster.stop(id);
+    }
+    match log.read_index_blocking() {
+        Err(raftwal::ReadIndexError::NotConfirmed | raftwal::ReadIndexError::NoLeader) => {}
+        other => panic!("a leader cut off from the majority answered {other:?}"),
+    }
+}

@@ -144,6 +144,17 @@ fn requests() -> Vec<(&'static str, ClientRequest)> {
                 from: LogIndex(1),
                 count_max: 100,
                 size_bytes_max: 65536,
+                linearizable: false,
+            }),
+        ),
+        (
+            "read-linearizable",
+            ClientRequest::Read(ReadRequest {
+                log,
+                from: LogIndex(0),
+                count_max: 10,
+                size_bytes_max: 4096,
+                linearizable: true,
             }),
         ),
         ("subscribe", ClientRequest::Subscribe(SubscribeRequest { log, from: LogIndex(5) })),

@@ -180,6 +180,12 @@ pub struct ReadRequest {
     /// At most about this many bytes of entry data (at least one entry is returned when one is
     /// available, even if it is larger).
     pub size_bytes_max: u32,
+    /// A linearizable read (frame `ReadLinearizable` instead of `Read`): the node first learns
+    /// the cluster's commit index as of the request (ReadIndex: its leader confirms with a
+    /// majority that it still leads) and answers once it can serve reads up to there, so the
+    /// answer holds every entry committed before the request was made. Without it the node
+    /// answers from its own commit index at once, which on a follower may trail the leader's.
+    pub linearizable: bool,
 }
 
 /// Stream committed entries from `from` on, as they commit.

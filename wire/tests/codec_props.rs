@@ -119,14 +119,17 @@ fn arb_request() -> impl Strategy<Value = ClientRequest> {
             .prop_map(|(log, tagged)| ClientRequest::Append(AppendRequest { log, tagged })),
         (log.clone(), proptest::collection::vec(arb_tagged(), 0..8))
             .prop_map(|(log, items)| ClientRequest::AppendBatch(AppendBatchRequest { log, items })),
-        (log.clone(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(log, f, c, s)| {
-            ClientRequest::Read(ReadRequest {
-                log,
-                from: LogIndex(f),
-                count_max: c,
-                size_bytes_max: s,
-            })
-        }),
+        (log.clone(), any::<u64>(), any::<u32>(), any::<u32>(), any::<bool>()).prop_map(
+            |(log, f, c, s, linearizable)| {
+                ClientRequest::Read(ReadRequest {
+                    log,
+                    from: LogIndex(f),
+                    count_max: c,
+                    size_bytes_max: s,
+                    linearizable,
+                })
+            }
+        ),
         (log.clone(), any::<u64>()).prop_map(|(log, f)| ClientRequest::Subscribe(
             SubscribeRequest { log, from: LogIndex(f) }
         )),

@@ -315,6 +315,7 @@ async fn small_reads_of_one_session_are_delivered_together() {
         from: LogIndex(1),
         count_max: 10,
         size_bytes_max: 4096,
+        linearizable: false,
     });
     let mut reads = tokio::task::JoinSet::new();
     for _ in 0..READS {

@@ -64,6 +64,7 @@ async fn pipelined_requests_are_delivered_in_order_and_answered_by_id() {
             from: LogIndex(1),
             count_max: 10,
             size_bytes_max: 1 << 20,
+            linearizable: false,
         }),
     ];
     let hint = LeaderHint { node: NodeId(3), client_addr: Some("10.1.2.3:7000".parse().unwrap()) };
@@ -371,6 +372,7 @@ async fn answers_a_client_does_not_read_stay_within_the_response_window() {
             from: LogIndex(1),
             count_max: 1,
             size_bytes_max: frame_max,
+            linearizable: false,
         };
         enc.encode_request(RequestId(id), &ClientRequest::Read(read)).unwrap();
     }

@@ -406,6 +406,29 @@ impl Client {
     /// wherever compaction left it), at most `count_max` of them (fewer at the end of what is
     /// committed), from whichever node the client reaches.
     pub async fn read(&self, from: LogIndex, count_max: u32) -> Result<Vec<LogEntry>, ClientError> {
+        self.read_with(from, count_max, false).await
+    }
+
+    /// [`Client::read`], linearizable: the node reached first learns the cluster's commit index
+    /// as of the request (its leader confirms with a majority that it still leads) and answers
+    /// once it can serve reads up to there, so the entries returned include every entry
+    /// committed before this call, whichever replica answers (an append acknowledged to anyone
+    /// before is there). Costs a round trip from the leader to a majority; a plain read may
+    /// trail the leader by a few hundred microseconds on a follower.
+    pub async fn read_linearizable(
+        &self,
+        from: LogIndex,
+        count_max: u32,
+    ) -> Result<Vec<LogEntry>, ClientError> {
+        self.read_with(from, count_max, true).await
+    }
+
+    async fn read_with(
+        &self,
+        from: LogIndex,
+        count_max: u32,
+        linearizable: bool,
+    ) -> Result<Vec<LogEntry>, ClientError> {
         let mut next = from;
         loop {
             let request = ClientRequest::Read(ReadRequest {
@@ -413,6 +436,7 @@ impl Client {
                 from: next,
                 count_max: count_max.max(1),
                 size_bytes_max: 4 << 20,
+                linearizable,
             });
             let raw = self
                 .call(&request, |response| match response {

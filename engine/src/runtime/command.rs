@@ -5,7 +5,9 @@
 //! shard's loop).
 //! Must not: touch a shard's state; only the shard thread does, when it drains its commands.
 
-use crate::error::{AppendError, CompactError, ReadError, StatusError, TransferError};
+use crate::error::{
+    AppendError, CompactError, ReadError, ReadIndexError, StatusError, TransferError,
+};
 use crate::log::{BatchPosition, LogEntry, LogStatus, ReadLimit};
 use crate::runtime::subscribers::LocalSink;
 use bytes::Bytes;
@@ -36,6 +38,8 @@ pub(crate) enum Command {
     ResumeSubscriber { log: LogId, id: u64 },
     /// A log's status.
     Status { log: LogId, reply: Reply<Result<LogStatus, StatusError>> },
+    /// A linearizable read point of `log`, once this node can serve reads up to it.
+    ReadIndex { log: LogId, reply: Reply<Result<LogIndex, ReadIndexError>> },
     /// Forget the entries of `log` before `before` on this node.
     Compact { log: LogId, before: LogIndex, reply: Reply<Result<LogIndex, CompactError>> },
     /// Hand leadership of `log` to `to`.

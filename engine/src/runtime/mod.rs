@@ -4,7 +4,7 @@
 //! Owns: the shard threads ([`shard`]), the replica driver ([`replica`], [`requests`]), the
 //! commands other threads send to a shard ([`command`]), and what a replica keeps beside its core
 //! and store: waiting appends ([`waiters`]), the deduplication table ([`dedup`]), subscribers
-//! ([`subscribers`]).
+//! ([`subscribers`]), linearizable reads waiting for their read index ([`read_index`]).
 //! Must not: be reached except through [`command::ShardHandle`]s: shards share nothing.
 //!
 //! docs/design.md walks through the write path step by step.
@@ -13,6 +13,7 @@ pub(crate) mod clock;
 pub(crate) mod command;
 pub(crate) mod dedup;
 pub(crate) mod disk_wake;
+pub(crate) mod read_index;
 pub(crate) mod replica;
 pub(crate) mod requests;
 pub(crate) mod shard;

@@ -22,11 +22,12 @@
 //! 2. Once `failed` is set, the replica never writes or sends again.
 
 use crate::config::NodeConfig;
-use crate::error::{CompactError, LeaderInfo};
+use crate::error::{CompactError, LeaderInfo, ReadIndexError};
 use crate::metrics::LogMetrics;
 use crate::raft::{RaftCore, Ready, Role};
 use crate::runtime::clock;
 use crate::runtime::dedup::{DedupTable, REBUILD_ENTRIES_MAX};
+use crate::runtime::read_index::ReadIndexes;
 use crate::runtime::source::StoreSource;
 use crate::runtime::subscribers::{RoomWaker, Subscribers};
 use crate::runtime::waiters::{Failure, Waiters};
@@ -84,6 +85,8 @@ pub(crate) struct Replica<D: Disk> {
     /// ([`Replica::readable_commit`]).
     commit_seen: LogIndex,
     pub(crate) subscribers: Subscribers,
+    /// Linearizable reads waiting for their read index.
+    pub(crate) read_indexes: ReadIndexes,
     role: Role,
     leader: Option<NodeId>,
     /// Why the log's storage failed, once it did.
@@ -135,6 +138,7 @@ impl<D: Disk> Replica<D> {
             // The restored commit index is within the durable log.
             commit_seen: commit,
             subscribers: Subscribers::new(log, frame_bytes_max),
+            read_indexes: ReadIndexes::default(),
             failed: None,
             sent_appends: false,
             handing_over: false,
@@ -308,6 +312,12 @@ impl<D: Disk> Replica<D> {
                 self.after_persist.push_back((need, ready.messages_after_persist));
             }
         }
+        for state in &ready.read_states {
+            // Confirmed reads wait for their index to become readable (`after_progress`).
+            if let Some(reply) = self.read_indexes.answered(state.request_id, state.read_index) {
+                self.fail_read_index(reply, ReadIndexError::NotConfirmed);
+            }
+        }
         Ok(())
     }
 
@@ -425,6 +435,11 @@ impl<D: Disk> Replica<D> {
                 &self.metrics,
                 now,
             );
+        }
+        if self.read_indexes.has_confirmed() {
+            for (index, reply) in self.read_indexes.take_readable(self.commit_seen) {
+                self.serve_read_index(index, reply);
+            }
         }
         if !self.subscribers.is_empty() {
             let before = self.subscribers.bytes_out();
@@ -600,6 +615,9 @@ impl<D: Disk> Replica<D> {
             crate::error::ReadError::Storage { log: self.log, reason: reason.clone() },
             raftwal_wire::client::ErrorCode::Poisoned,
         );
+        for reply in self.read_indexes.take_all() {
+            self.fail_read_index(reply, ReadIndexError::Storage(reason.clone()));
+        }
         self.failed = Some(reason);
     }
 
@@ -616,6 +634,9 @@ impl<D: Disk> Replica<D> {
             crate::error::ReadError::ShuttingDown,
             raftwal_wire::client::ErrorCode::ShuttingDown,
         );
+        for reply in self.read_indexes.take_all() {
+            self.fail_read_index(reply, ReadIndexError::ShuttingDown);
+        }
         if self.failed.is_some() {
             return;
         }

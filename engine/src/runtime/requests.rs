@@ -1,16 +1,20 @@
 //! What callers ask of a replica: appends (local and remote, with deduplication of remote
-//! retries), reads of committed entries, subscriptions, status and leadership transfer.
+//! retries), reads of committed entries (linearizable ones through a read index), subscriptions,
+//! status, compaction and leadership transfer.
 //!
 //! Owns: turning requests into proposals, waiters, reads and answers.
 //! Must not: answer an append before its commit (the waiters do that), or serve an entry above
 //! the commit index: reads and subscriptions show committed entries only, so every replica
 //! serves the same bytes and reads never need the leader.
 
-use crate::error::{LeaderInfo, ReadError, TransferError};
+use crate::error::{LeaderInfo, ReadError, ReadIndexError, TransferError};
 use crate::log::{BatchPosition, LogEntry, LogStatus, PeerStatus, ReadLimit};
 use crate::metrics::LogMetrics;
-use crate::raft::{ProposeError, Role, TransferError as CoreTransferError};
+use crate::raft::{
+    ProposeError, ReadIndexError as CoreReadIndexError, Role, TransferError as CoreTransferError,
+};
 use crate::runtime::dedup::Lookup;
+use crate::runtime::read_index::ReadIndexReply;
 use crate::runtime::replica::Replica;
 use crate::runtime::subscribers::{fit_frame, LocalSink, RoomWaker};
 use crate::runtime::waiters::{AppendReply, Failure, Waiter};
@@ -18,7 +22,7 @@ use crate::storage::{Disk, ReadError as StoreReadError};
 use bytes::Bytes;
 use raftwal_wire::client::{
     self, ClientError, ClientRequest, ClientResponse, EntriesBatch, ErrorCode, LeaderHint,
-    TaggedPayload,
+    NotLeader, ReadRequest, TaggedPayload,
 };
 use raftwal_wire::transport::{
     read_answer_body_bytes_max, ClientRequestEvent, SubscribeEvent, READ_ANSWER_PAYLOAD_BYTES_MAX,
@@ -347,33 +351,14 @@ impl<D: Disk> Replica<D> {
                 self.append_remote(r.items, reply, now);
             }
             ClientRequest::Read(r) => {
-                let response = if r.count_max == 0 || r.size_bytes_max == 0 {
-                    invalid("a read must allow at least one entry and one byte")
+                if r.count_max == 0 || r.size_bytes_max == 0 {
+                    let _ = responder
+                        .respond(&invalid("a read must allow at least one entry and one byte"));
+                } else if r.linearizable {
+                    self.read_index(ReadIndexReply::Remote { responder, read: r });
                 } else {
-                    let bytes = (r.size_bytes_max as usize).min(READ_ANSWER_PAYLOAD_BYTES_MAX);
-                    match self.read_committed(r.from, r.count_max as usize, bytes) {
-                        Ok(mut entries) => {
-                            // The answer fits the room the transport reserved for it, which is
-                            // at most a frame.
-                            let room = read_answer_body_bytes_max(
-                                &r,
-                                self.config.transport.frame_size_bytes_max,
-                                self.config.entry_data_bytes_max(),
-                            );
-                            fit_frame(&mut entries, room);
-                            ClientResponse::Entries(EntriesBatch { log: self.log, entries })
-                        }
-                        Err(ReadError::Compacted { first_index, .. }) => error(
-                            ErrorCode::Compacted,
-                            format!(
-                                "index {} is compacted; the log starts at {first_index}",
-                                r.from
-                            ),
-                        ),
-                        Err(e) => error(ErrorCode::Internal, e.to_string()),
-                    }
-                };
-                let _ = responder.respond(&response);
+                    let _ = responder.respond(&self.answer_read(&r));
+                }
             }
             ClientRequest::Status(_) => {
                 let _ = responder.respond(&ClientResponse::Status(self.wire_status()));
@@ -392,6 +377,85 @@ impl<D: Disk> Replica<D> {
             ClientRequest::Subscribe(_) => {
                 // The transport delivers subscriptions as their own event, with a sink.
                 let _ = responder.respond(&invalid("subscribe on a request stream"));
+            }
+        }
+    }
+
+    /// The answer to a remote Read (valid: at least one entry and one byte) from this replica's
+    /// log, now.
+    fn answer_read(&self, r: &ReadRequest) -> ClientResponse {
+        let bytes = (r.size_bytes_max as usize).min(READ_ANSWER_PAYLOAD_BYTES_MAX);
+        match self.read_committed(r.from, r.count_max as usize, bytes) {
+            Ok(mut entries) => {
+                // The answer fits the room the transport reserved for it, which is at most a
+                // frame.
+                let room = read_answer_body_bytes_max(
+                    r,
+                    self.config.transport.frame_size_bytes_max,
+                    self.config.entry_data_bytes_max(),
+                );
+                fit_frame(&mut entries, room);
+                ClientResponse::Entries(EntriesBatch { log: self.log, entries })
+            }
+            Err(ReadError::Compacted { first_index, .. }) => error(
+                ErrorCode::Compacted,
+                format!("index {} is compacted; the log starts at {first_index}", r.from),
+            ),
+            Err(e) => error(ErrorCode::Internal, e.to_string()),
+        }
+    }
+
+    /// Starts a linearizable read: the core finds the cluster's commit index as of now (on a
+    /// follower, by asking the leader), and the reply is answered once this replica can serve
+    /// reads up to it (`Replica::after_progress`).
+    pub(crate) fn read_index(&mut self, reply: ReadIndexReply) {
+        if let Some(reason) = &self.failed {
+            let reason = reason.clone();
+            self.fail_read_index(reply, ReadIndexError::Storage(reason));
+            return;
+        }
+        let id = self.read_indexes.register(reply);
+        if let Err(CoreReadIndexError::NoLeader) = self.core.read_index(id) {
+            if let Some(reply) = self.read_indexes.withdraw(id) {
+                self.fail_read_index(reply, ReadIndexError::NoLeader);
+            }
+        }
+    }
+
+    /// Answers a linearizable read whose read index this replica can now serve.
+    pub(crate) fn serve_read_index(&self, index: LogIndex, reply: ReadIndexReply) {
+        match reply {
+            ReadIndexReply::Local(reply) => {
+                let _ = reply.send(Ok(index));
+            }
+            ReadIndexReply::Remote { responder, read } => {
+                let _ = responder.respond(&self.answer_read(&read));
+            }
+        }
+    }
+
+    /// Answers a linearizable read that cannot be served.
+    pub(crate) fn fail_read_index(&self, reply: ReadIndexReply, failure: ReadIndexError) {
+        match reply {
+            ReadIndexReply::Local(reply) => {
+                let _ = reply.send(Err(failure));
+            }
+            ReadIndexReply::Remote { responder, .. } => {
+                let response = match failure {
+                    // The client retries: at the leader it names, or after a pause.
+                    ReadIndexError::NoLeader | ReadIndexError::NotConfirmed => {
+                        let leader = self.leader_info(self.core.leader()).map(hint);
+                        ClientResponse::NotLeader(NotLeader { log: self.log, leader })
+                    }
+                    ReadIndexError::Storage(reason) => error(ErrorCode::Poisoned, reason),
+                    ReadIndexError::ShuttingDown => {
+                        error(ErrorCode::ShuttingDown, "node is shutting down".into())
+                    }
+                    ReadIndexError::UnknownLog(log) => {
+                        error(ErrorCode::UnknownLog, format!("this node has no log {log}"))
+                    }
+                };
+                let _ = responder.respond(&response);
             }
         }
     }

@@ -20,12 +20,15 @@
 //! while the loop sleeps.
 
 use crate::config::NodeConfig;
-use crate::error::{AppendError, CompactError, ReadError, StartError, StatusError, TransferError};
+use crate::error::{
+    AppendError, CompactError, ReadError, ReadIndexError, StartError, StatusError, TransferError,
+};
 use crate::metrics::NodeMetrics;
 use crate::raft::{Config as RaftConfig, RaftCore};
 use crate::runtime::clock;
 use crate::runtime::command::{Command, ShardHandle, ShardInbox};
 use crate::runtime::disk_wake::DiskWake;
+use crate::runtime::read_index::ReadIndexReply;
 use crate::runtime::replica::Replica;
 use crate::runtime::source::StoreSource;
 use crate::runtime::subscribers::RoomWaker;
@@ -461,6 +464,12 @@ impl Shard {
                 };
                 let _ = reply.send(result);
             }
+            Command::ReadIndex { log, reply } => match self.replicas.get_mut(&log) {
+                Some(replica) => replica.read_index(ReadIndexReply::Local(reply)),
+                None => {
+                    let _ = reply.send(Err(ReadIndexError::UnknownLog(log)));
+                }
+            },
             Command::Compact { log, before, reply } => {
                 let result = match self.replicas.get_mut(&log) {
                     Some(replica) => replica.compact(before),

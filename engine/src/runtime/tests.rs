@@ -3,11 +3,12 @@
 //! transport (its peers are never connected, so what the replica sends goes nowhere).
 
 use super::command::{Command, ShardHandle, ShardInbox};
+use super::read_index::ReadIndexReply;
 use super::replica::Replica;
 use super::subscribers::RoomWaker;
 use super::waiters::AppendReply;
 use crate::config::{NodeConfig, PeerConfig};
-use crate::error::{AppendError, ReadError, TransferError};
+use crate::error::{AppendError, ReadError, ReadIndexError, TransferError};
 use crate::log::{BatchPosition, LogEntry, ReadLimit};
 use crate::metrics::LogMetrics;
 use crate::raft::{Config as RaftConfig, RaftCore, Role};
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::message::{
-    AppendEntries, Message, MessageBody, RequestVote, RequestVoteResponse,
+    AppendEntries, Message, MessageBody, ReadIndexResponse, RequestVote, RequestVoteResponse,
 };
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
@@ -595,4 +596,88 @@ fn a_transfer_during_another_is_busy() {
     assert_eq!(h.replica.transfer(NodeId(3)), Err(TransferError::Busy(NodeId(2))));
     assert_eq!(h.replica.transfer(NodeId(9)), Err(TransferError::BadTarget(NodeId(9))));
     assert_eq!(h.replica.transfer(NodeId(1)), Err(TransferError::BadTarget(NodeId(1))));
+}
+
+/// A linearizable read through the embedding API, not yet driven.
+fn read_index(h: &mut Harness) -> oneshot::Receiver<Result<LogIndex, ReadIndexError>> {
+    let (tx, rx) = oneshot::channel();
+    h.replica.read_index(ReadIndexReply::Local(tx));
+    rx
+}
+
+/// A single voter confirms its own leadership: the read index is its commit index.
+#[test]
+fn a_single_voters_read_index_is_its_commit_index() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    let mut append = h.append(b"one");
+    h.settle();
+    let position = append.try_recv().unwrap().unwrap();
+    let mut rx = read_index(&mut h);
+    h.settle();
+    assert_eq!(rx.try_recv().expect("answered"), Ok(position.first_index));
+}
+
+/// A follower's read point is the leader's commit index, and it is answered only once the
+/// follower itself can serve reads up to there: a read from it right after may not miss an
+/// entry the leader had committed.
+#[test]
+fn a_followers_read_index_waits_until_it_can_serve_the_leaders_commit() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    // Node 2 leads term 1 and has committed index 1 here.
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
+    h.settle();
+    let mut rx = read_index(&mut h);
+    h.settle();
+    assert!(rx.try_recv().is_err(), "answered before the leader confirmed");
+    // The leader answers the forwarded request (the replica's first, id 1) with its commit
+    // index, 3, which this follower has not seen yet.
+    let answer = ReadIndexResponse { request_id: 1, read_index: Some(LogIndex(3)) };
+    h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(answer)));
+    h.settle();
+    assert!(rx.try_recv().is_err(), "answered before this follower could serve index 3");
+    // The entries and the commit index reach it.
+    h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
+    h.settle();
+    assert_eq!(rx.try_recv().expect("answered"), Ok(LogIndex(3)));
+    let read = h.replica.read_local(LogIndex(1), ReadLimit::entries(100)).unwrap();
+    assert_eq!(read.last().map(|e| e.index), Some(LogIndex(3)));
+}
+
+/// Without a leader there is no read point; a leader deposed before a majority confirmed it
+/// answers its waiting reads with a failure, never with an index.
+#[test]
+fn no_read_index_without_a_confirmed_leader() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    let mut rx = read_index(&mut h);
+    assert_eq!(rx.try_recv().expect("answered at once"), Err(ReadIndexError::NoLeader));
+    h.elect_with_node_2();
+    let mut rx = read_index(&mut h);
+    h.settle();
+    assert!(rx.try_recv().is_err(), "answered before a majority confirmed the leader");
+    // Node 3 leads a later term.
+    let term = h.replica.core.term().get() + 1;
+    let last = h.replica.core.last_index().get();
+    h.replica.step(append_entries(3, term, (last, term - 1), 0, &[]));
+    h.settle();
+    assert_eq!(rx.try_recv().expect("answered"), Err(ReadIndexError::NotConfirmed));
+}
+
+/// Reads waiting for their read point are answered when the log stops on the node.
+#[test]
+fn waiting_read_indexes_are_answered_at_shutdown() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.elect_with_node_2();
+    let mut rx = read_index(&mut h);
+    h.settle();
+    h.replica.shut_down();
+    assert_eq!(rx.try_recv().expect("answered"), Err(ReadIndexError::ShuttingDown));
 }

@@ -104,6 +104,7 @@ impl FrameEncoder {
                 }
                 (FrameType::AppendBatch, size, inline)
             }
+            ClientRequest::Read(r) if r.linearizable => (FrameType::ReadLinearizable, 16, 16),
             ClientRequest::Read(_) => (FrameType::Read, 16, 16),
             ClientRequest::Subscribe(_) => (FrameType::Subscribe, 8, 8),
             ClientRequest::Status(_) => (FrameType::Status, 0, 0),
@@ -296,14 +297,16 @@ pub fn decode_client_request(frame: RawFrame) -> Result<(RequestId, ClientReques
             }
             (ClientRequest::AppendBatch(AppendBatchRequest { log, items }), "AppendBatch")
         }
-        FrameType::Read => {
+        FrameType::Read | FrameType::ReadLinearizable => {
             let request = ReadRequest {
                 log,
                 from: LogIndex(cur.u64("read from index")?),
                 count_max: cur.u32("read count max")?,
                 size_bytes_max: cur.u32("read size max")?,
+                linearizable: frame_type == FrameType::ReadLinearizable,
             };
-            (ClientRequest::Read(request), "Read")
+            let name = if request.linearizable { "ReadLinearizable" } else { "Read" };
+            (ClientRequest::Read(request), name)
         }
         FrameType::Subscribe => {
             let from = LogIndex(cur.u64("subscribe from index")?);

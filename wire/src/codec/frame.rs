@@ -106,6 +106,8 @@ pub enum FrameType {
     Status = 0x44,
     /// Client: compact the receiving node's copy of a log.
     Compact = 0x45,
+    /// Client: read committed entries, linearizably (a Read's body).
+    ReadLinearizable = 0x46,
     /// Server: one payload appended.
     Appended = 0x60,
     /// Server: a batch appended.
@@ -144,6 +146,7 @@ impl FrameType {
             0x43 => Subscribe,
             0x44 => Status,
             0x45 => Compact,
+            0x46 => ReadLinearizable,
             0x60 => Appended,
             0x61 => AppendedBatch,
             0x62 => Entries,

@@ -551,6 +551,7 @@ mod tests {
             from: LogIndex(1),
             count_max,
             size_bytes_max,
+            linearizable: false,
         })
     }
 

@@ -35,6 +35,11 @@ pub(crate) struct ReadArgs {
     /// reached.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+    /// Read linearizably: every entry committed before the command started is printed (up to
+    /// --count), even from a follower that has not heard of the latest commits yet (each page
+    /// waits for the leader to confirm with a majority that it still leads).
+    #[arg(long)]
+    linearizable: bool,
 }
 
 /// Arguments of `raftwal tail`.
@@ -92,7 +97,12 @@ async fn read(args: ReadArgs) -> Result<(), String> {
     let mut remaining = args.count.unwrap_or(u64::MAX);
     while remaining > 0 {
         let page = u32::try_from(remaining.min(READ_PAGE_ENTRIES)).unwrap_or(u32::MAX);
-        let entries = client.read(next, page).await.map_err(|e| e.to_string())?;
+        let entries = if args.linearizable {
+            client.read_linearizable(next, page).await
+        } else {
+            client.read(next, page).await
+        };
+        let entries = entries.map_err(|e| e.to_string())?;
         let Some(last) = entries.last() else { break };
         next = last.index.next();
         for entry in entries.iter().take(usize::try_from(remaining).unwrap_or(usize::MAX)) {

@@ -1,0 +1,88 @@
+//! Linearizable reads: read points from the core's ReadIndex (thesis 6.4), for the embedding
+//! API's [`crate::Log::read_index`] and a remote client's linearizable Read.
+//!
+//! Owns: [`ReadIndexes`], the reads waiting for the core's answer and then for this replica to
+//! be able to serve reads up to it, and [`ReadIndexReply`], the ways to answer one.
+//! Must not: answer before the replica's readable commit index (committed, and in its store as
+//! the committed entry) reached the read index: a read served earlier could miss an entry the
+//! cluster committed before the request.
+//!
+//! Invariants:
+//! 1. Every registered read is answered exactly once: by the replica once its read index is
+//!    readable, with a failure when the core could not confirm it (the core answers every
+//!    request: an index, or `None` when leadership could not be confirmed), or when the log
+//!    stops (storage failure, shutdown).
+
+use crate::error::ReadIndexError;
+use crate::runtime::command::Reply;
+use raftwal_wire::client::ReadRequest;
+use raftwal_wire::transport::Responder;
+use raftwal_wire::types::LogIndex;
+use std::collections::HashMap;
+
+/// How to answer one linearizable read.
+#[derive(Debug)]
+pub(crate) enum ReadIndexReply {
+    /// The embedding API: the read index itself.
+    Local(Reply<Result<LogIndex, ReadIndexError>>),
+    /// A remote client's linearizable Read, served from this replica once its read index is
+    /// readable.
+    Remote { responder: Responder, read: ReadRequest },
+}
+
+/// The linearizable reads of one replica.
+#[derive(Debug, Default)]
+pub(crate) struct ReadIndexes {
+    next_id: u64,
+    /// Waiting for the core's answer, by request id.
+    asked: HashMap<u64, ReadIndexReply>,
+    /// Answered by the core: waiting until the replica can serve reads up to the index.
+    confirmed: Vec<(LogIndex, ReadIndexReply)>,
+}
+
+impl ReadIndexes {
+    /// Registers a read; returns the request id to hand to the core.
+    pub(crate) fn register(&mut self, reply: ReadIndexReply) -> u64 {
+        self.next_id += 1;
+        self.asked.insert(self.next_id, reply);
+        self.next_id
+    }
+
+    /// Takes back a read the core refused at once.
+    pub(crate) fn withdraw(&mut self, id: u64) -> Option<ReadIndexReply> {
+        self.asked.remove(&id)
+    }
+
+    /// The core's answer to request `id`: the read waits for `index` to become readable, or,
+    /// when leadership could not be confirmed, is handed back to be failed.
+    pub(crate) fn answered(&mut self, id: u64, index: Option<LogIndex>) -> Option<ReadIndexReply> {
+        let reply = self.asked.remove(&id)?;
+        match index {
+            Some(index) => {
+                self.confirmed.push((index, reply));
+                None
+            }
+            None => Some(reply),
+        }
+    }
+
+    /// Whether a confirmed read waits for its index to become readable.
+    pub(crate) fn has_confirmed(&self) -> bool {
+        !self.confirmed.is_empty()
+    }
+
+    /// The confirmed reads whose index `readable` covers, to be answered now.
+    pub(crate) fn take_readable(&mut self, readable: LogIndex) -> Vec<(LogIndex, ReadIndexReply)> {
+        let (now, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.confirmed).into_iter().partition(|(i, _)| *i <= readable);
+        self.confirmed = later;
+        now
+    }
+
+    /// Every read, to be failed (the log stops on this node).
+    pub(crate) fn take_all(&mut self) -> Vec<ReadIndexReply> {
+        let mut all: Vec<ReadIndexReply> = self.asked.drain().map(|(_, reply)| reply).collect();
+        all.extend(self.confirmed.drain(..).map(|(_, reply)| reply));
+        all
+    }
+}
