@@ -8,7 +8,9 @@
 //! 1. Three nodes elect a leader; 20 lines are appended and acknowledged.
 //! 2. The leader is cut off. An append sent to it from inside its namespace is never
 //!    acknowledged (it cannot reach a majority), and it stops calling itself leader (CheckQuorum).
-//! 3. The other two elect a leader and acknowledge 20 more lines.
+//! 3. The other two elect a leader and acknowledge 20 more lines. A plain read on the cut-off
+//!    node answers without them (its own, stale, commit index); a linearizable read there fails
+//!    (no leader can confirm it), and one on the majority's side holds them.
 //! 4. The link comes back: all three converge on one log that holds every acknowledged line at
 //!    its acknowledged index, on every node, and not the line the cut-off leader took in.
 //! 5. A follower is cut off while 20 more lines are appended (the majority still commits), then
@@ -345,6 +347,21 @@ fn a_cut_off_leader_acknowledges_nothing_and_the_majority_goes_on() {
     let second = cluster.wait_leader(&client_ns, &rest);
     assert_ne!(second, leader);
     acked.extend(cluster.append(&rest, &lines("during", 20)));
+    // The cut-off node's own log lacks those lines. A plain read there answers from it (stale,
+    // and documented so); a linearizable read there cannot be confirmed by any leader and
+    // fails rather than answer without them.
+    let cut_off = cluster.net.node_ns(leader);
+    let quick = ["--attempt-timeout-ms", "1000", "--retry-s", "3"];
+    let (status, out, err) = cluster.cli(&cut_off, "read", &[leader], &quick, b"");
+    assert!(status.success(), "{err}");
+    assert!(!out.contains("during"), "the cut-off node cannot have the new lines: {out}");
+    let linearizable = ["--linearizable", quick[0], quick[1], quick[2], quick[3]];
+    let (status, out, err) = cluster.cli(&cut_off, "read", &[leader], &linearizable, b"");
+    assert_eq!(status.code(), Some(1), "a linearizable read was served stale: {out}{err}");
+    // On the majority's side it holds every acknowledged line, through any node.
+    let (status, out, err) = cluster.cli(&client_ns, "read", &rest, &["--linearizable"], b"");
+    assert!(status.success(), "{err}");
+    assert_eq!(out.matches("during").count(), 20, "{out}");
 
     // 4. Heal: one log everywhere, without the cut-off leader's line.
     cluster.net.set_link(leader, true);
