@@ -66,6 +66,20 @@ fn start_dev(dir: &std::path::Path) -> Dev {
     Dev { proc, cluster: field("cluster:"), tls: field("tls-dir:") }
 }
 
+/// A `raftwal tail` process with these arguments, the entries it printed so far, and the
+/// thread that reads them.
+fn spawn_tail(arguments: &[String]) -> (Proc, Arc<Mutex<Vec<Entry>>>, std::thread::JoinHandle<()>) {
+    let mut command = Command::new(bin());
+    command.args(args(arguments)).stdout(Stdio::piped());
+    let mut tail = Proc::spawn(arguments.join(" "), &mut command);
+    let tailed = Arc::new(Mutex::new(Vec::new()));
+    let sink = tailed.clone();
+    let reader = cli_support::read_json_lines(tail.take_stdout(), move |v| {
+        sink.lock().unwrap().push(Entry::from_json(&v));
+    });
+    (tail, tailed, reader)
+}
+
 #[test]
 fn a_dev_cluster_serves_append_read_status_tail_and_compact() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,14 +181,7 @@ fn a_dev_cluster_serves_append_read_status_tail_and_compact() {
     assert!(status.success() && json_lines(&out).len() == 1, "{out}{err}");
 
     // Tail: everything from the start, then new entries as they commit; SIGTERM ends it.
-    let mut command = Command::new(bin());
-    command.args(args(&with("tail", &["--from", "1"]))).stdout(Stdio::piped());
-    let mut tail = Proc::spawn("tail", &mut command);
-    let tailed = Arc::new(Mutex::new(Vec::new()));
-    let sink = tailed.clone();
-    let reader = cli_support::read_json_lines(tail.take_stdout(), move |v| {
-        sink.lock().unwrap().push(Entry::from_json(&v));
-    });
+    let (tail, tailed, reader) = spawn_tail(&with("tail", &["--from", "1"]));
     wait_until(T, "the tail to catch up", || tailed.lock().unwrap().len() >= 14);
     let (status, _, _) = run(&args(&with("append", &[])), b"tailed\n");
     assert!(status.success());
@@ -193,14 +200,7 @@ fn a_dev_cluster_serves_append_read_status_tail_and_compact() {
     // it prints one, and none of the entries committed before it started comes out.
     let (_, out, _) = run(&args(&with("status", &[])), b"");
     let before = json_lines(&out).iter().filter_map(|l| l["commit_index"].as_u64()).max().unwrap();
-    let mut command = Command::new(bin());
-    command.args(args(&with("tail", &["--from", "end"]))).stdout(Stdio::piped());
-    let mut tail = Proc::spawn("tail --from end", &mut command);
-    let tailed = Arc::new(Mutex::new(Vec::new()));
-    let sink = tailed.clone();
-    let reader = cli_support::read_json_lines(tail.take_stdout(), move |v| {
-        sink.lock().unwrap().push(Entry::from_json(&v));
-    });
+    let (tail, tailed, reader) = spawn_tail(&with("tail", &["--from", "end"]));
     let mut k = 0;
     wait_until(T, "the tail from the end to print a new entry", || {
         k += 1;
