@@ -51,6 +51,22 @@ pub enum StartError {
         /// This node's id.
         node: NodeId,
     },
+    /// A log this node created before has lost its directory (or its hard state): the node
+    /// would start it over with no memory of its votes and entries, which can break Raft's
+    /// guarantees (a second vote in a term it voted in, an acknowledgement counted twice).
+    #[error(
+        "log {log}: this node created it before ({record} lists it), but {dir} holds no log: its \
+         votes and entries are lost, and a node that forgot them can break Raft's guarantees if \
+         it takes part again; restore the directory (docs/operations.md, \"Errors and what to do\")"
+    )]
+    LostLog {
+        /// The log.
+        log: LogId,
+        /// Its directory.
+        dir: PathBuf,
+        /// The file that records the logs this node created.
+        record: PathBuf,
+    },
     /// The data directory could not be prepared (created, read, its identity file written).
     #[error("data directory {dir}: {message}")]
     DataDir {

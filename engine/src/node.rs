@@ -20,10 +20,11 @@ use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::tls::TlsIdentity;
 use raftwal_wire::transport::ClientLimits;
 use raftwal_wire::types::{ClusterId, LogId, NodeId};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,6 +32,11 @@ use tracing::warn;
 
 /// Name of the data directory's identity file.
 pub const IDENTITY_FILE: &str = "raftwal.id";
+
+/// Name of the data directory's record of the logs this node created, one log id per line. A
+/// log it lists whose directory holds no log any more was lost (the node refuses to start),
+/// where a log it does not list is new (its directory is created).
+pub const LOGS_FILE: &str = "raftwal.logs";
 
 /// Name of the data directory's lock file (it holds the running node's process id).
 pub(crate) const LOCK_FILE: &str = "raftwal.lock";
@@ -65,6 +71,7 @@ impl Node {
         let cluster = identity.cluster();
         let dir_lock = lock_data_dir(&config.data_dir)?;
         check_data_dir(&config.data_dir, cluster, config.id)?;
+        let created = logs_kept(&config.data_dir, config.log_count)?;
         let config = Arc::new(config);
         let client_limits = ClientLimits::new(
             config.transport.client_connections_max,
@@ -139,6 +146,11 @@ impl Node {
             }
         }
         if let Some(e) = first_error {
+            node.stop(false);
+            return Err(e);
+        }
+        // Every configured log now has its directory and hard state: record them.
+        if let Err(e) = record_logs(&config.data_dir, &created, config.log_count) {
             node.stop(false);
             return Err(e);
         }
@@ -310,6 +322,79 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
         }
         Err(std::fs::TryLockError::Error(e)) => Err(fail(format!("cannot lock {LOCK_FILE}: {e}"))),
     }
+}
+
+/// The directory of `log` in the data directory `dir`.
+pub(crate) fn log_dir(dir: &Path, log: LogId) -> PathBuf {
+    dir.join(format!("log-{}", log.get()))
+}
+
+/// The logs this node created before (its [`LOGS_FILE`]; a data directory from before the file
+/// existed: its log directories that hold anything), after checking that each of them below
+/// `log_count` still holds its log. A log started over from nothing would have forgotten
+/// its votes and the entries it acknowledged (the store already refuses segments without their
+/// hard state; this catches a whole directory gone).
+fn logs_kept(dir: &Path, log_count: u64) -> Result<BTreeSet<u64>, StartError> {
+    let fail = |message: String| StartError::DataDir { dir: dir.to_owned(), message };
+    let record = dir.join(LOGS_FILE);
+    // Anything at the log's path is left to the store to open or refuse (a file in its place
+    // is an I/O error, segments without their hard state corruption): lost is nothing there,
+    // or an empty directory.
+    let holds_log = |log: u64| {
+        let path = log_dir(dir, LogId(log));
+        match std::fs::read_dir(&path) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    };
+    let created: BTreeSet<u64> = match std::fs::read_to_string(&record) {
+        Ok(text) => text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| line.trim().parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| fail(format!("{LOGS_FILE} is unreadable: {text:?}")))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let names = std::fs::read_dir(dir).map_err(|e| fail(format!("cannot list: {e}")))?;
+            names
+                .filter_map(|entry| {
+                    entry.ok()?.file_name().to_str()?.strip_prefix("log-")?.parse().ok()
+                })
+                .filter(|log| holds_log(*log))
+                .collect()
+        }
+        Err(e) => return Err(fail(format!("cannot read {LOGS_FILE}: {e}"))),
+    };
+    if let Some(&log) = created.iter().find(|&&log| log < log_count && !holds_log(log)) {
+        return Err(StartError::LostLog {
+            log: LogId(log),
+            dir: log_dir(dir, LogId(log)),
+            record: record.clone(),
+        });
+    }
+    Ok(created)
+}
+
+/// Records that this node created logs `0..log_count` besides those in `created` (durably,
+/// replacing the file), once their directories hold their logs.
+fn record_logs(dir: &Path, created: &BTreeSet<u64>, log_count: u64) -> Result<(), StartError> {
+    let all: BTreeSet<u64> = created.iter().copied().chain(0..log_count).collect();
+    if all == *created && dir.join(LOGS_FILE).exists() {
+        return Ok(());
+    }
+    let text: String = all.iter().map(|log| format!("{log}\n")).collect();
+    let tmp = dir.join(format!("{LOGS_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(LOGS_FILE))?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| StartError::DataDir {
+        dir: dir.to_owned(),
+        message: format!("cannot write {LOGS_FILE}: {e}"),
+    })
 }
 
 /// Creates the data directory and its identity file, or checks that they are this node's.

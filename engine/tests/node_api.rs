@@ -358,3 +358,44 @@ fn linearizable_reads_on_a_follower_and_none_on_a_cut_off_leader() {
         other => panic!("a leader cut off from the majority answered {other:?}"),
     }
 }
+
+/// A node whose log directory is gone (moved away, a disk that lost it) does not start that
+/// log over from nothing: it would have forgotten its votes and the entries it acknowledged.
+/// Logs added to the configuration later are new, and start.
+#[test]
+fn a_node_refuses_to_start_a_log_it_lost() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    cluster.log(leader).append_blocking(Bytes::from_static(b"kept")).unwrap();
+    let node = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.stop(node);
+    let config = cluster.configs[(node - 1) as usize].clone();
+    let record = std::fs::read_to_string(config.data_dir.join(raftwal::LOGS_FILE)).unwrap();
+    assert_eq!(record, "0\n");
+    // A data directory from before the record existed gets one from its log directories.
+    std::fs::remove_file(config.data_dir.join(raftwal::LOGS_FILE)).unwrap();
+    cluster.restart(node);
+    cluster.stop(node);
+    let record = std::fs::read_to_string(config.data_dir.join(raftwal::LOGS_FILE)).unwrap();
+    assert_eq!(record, "0\n");
+    // The log's directory moved away: the node does not start.
+    let log_dir = config.data_dir.join("log-0");
+    let moved = config.data_dir.join("log-0.moved");
+    std::fs::rename(&log_dir, &moved).unwrap();
+    match raftwal::Node::start(config.clone()) {
+        Err(raftwal::StartError::LostLog { log, dir, .. }) => {
+            assert_eq!((log, dir), (LogId(0), log_dir.clone()));
+        }
+        Err(other) => panic!("expected LostLog, got {other}"),
+        Ok(_) => panic!("a node that lost its log started it over"),
+    }
+    assert!(!log_dir.exists(), "nothing was created in its place");
+    // Restored, it starts; with a second log configured, that one is new on every node.
+    std::fs::rename(&moved, &log_dir).unwrap();
+    let mut more = config.clone();
+    more.log_count = 2;
+    let started = raftwal::Node::start(more).unwrap();
+    drop(started);
+    let record = std::fs::read_to_string(config.data_dir.join(raftwal::LOGS_FILE)).unwrap();
+    assert_eq!(record, "0\n1\n");
+}

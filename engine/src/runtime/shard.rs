@@ -184,7 +184,7 @@ impl Shard {
             let Some(log_metrics) = metrics.log(log).cloned() else {
                 return Err(shard_error(format!("no metrics for log {log}")));
             };
-            let dir = config.data_dir.join(format!("log-{}", log.get()));
+            let dir = crate::node::log_dir(&config.data_dir, log);
             let options = LogOptions {
                 segment_size_bytes: config.storage.segment_size_bytes,
                 direct_io: config.storage.direct_io,
