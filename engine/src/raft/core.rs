@@ -17,7 +17,7 @@ use crate::raft::config::{Config, ConfigError};
 use crate::raft::election::VoteTally;
 use crate::raft::errors::{ProposeError, RestoreError, StepError};
 use crate::raft::log_source::{EmptyLog, LogSource};
-use crate::raft::log_view::LogView;
+use crate::raft::log_view::{LogView, LAST_INDEX_MAX};
 use crate::raft::progress::{Progress, ProgressView};
 use crate::raft::read_index::ReadQueue;
 use crate::raft::ready::{needs_persist, Outbox, Ready};
@@ -260,6 +260,13 @@ impl RaftCore {
         }
         let first_index = self.log.last_index().next();
         for (kind, data) in payloads {
+            if self.log.last_index() >= LAST_INDEX_MAX {
+                // Nothing of the batch was handed out yet: take back what went in.
+                if self.log.last_index() >= first_index {
+                    self.log.truncate_from(first_index);
+                }
+                return Err(ProposeError::LogFull { last_index: LAST_INDEX_MAX });
+            }
             self.log.append(self.term, kind, data);
         }
         let last_index = self.log.last_index();

@@ -12,6 +12,7 @@
 
 use crate::raft::bugs::InjectedBug;
 use crate::raft::core::{RaftCore, Role};
+use crate::raft::log_view::LAST_INDEX_MAX;
 use crate::raft::progress::Progress;
 use raftwal_wire::message::{MessageBody, RequestVote, RequestVoteResponse};
 use raftwal_wire::types::{EntryKind, LogIndex, NodeId, Term};
@@ -59,9 +60,11 @@ impl RaftCore {
     /// Whether an election can follow the current term. The gateway refuses messages of the
     /// largest term (`validate`), so an election in it could never be won, and one after it
     /// does not exist: a replica that reached the term below it (a peer may send any term
-    /// up to there) stays where it is rather than overflow.
+    /// up to there) stays where it is rather than overflow. Likewise a replica whose log holds
+    /// the largest index ([`LAST_INDEX_MAX`]: a peer may send entries or a log start up to
+    /// there) does not campaign: the no-op a new leader appends would not fit.
     fn election_possible(&self) -> bool {
-        self.term < Term(u64::MAX - 1)
+        self.term < Term(u64::MAX - 1) && self.log.last_index() < LAST_INDEX_MAX
     }
 
     /// A follower's or candidate's tick: start an election when the timer runs out.

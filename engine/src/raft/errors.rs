@@ -27,6 +27,16 @@ pub enum ProposeError {
     /// The batch held no payload.
     #[error("the batch is empty")]
     EmptyBatch,
+    /// The log holds an entry at the largest index a log can hold ([`LAST_INDEX_MAX`]), or the
+    /// batch would pass it: no entry can be appended any more. Only a peer's message naming an
+    /// index near the top of the range (or a damaged disk) brings a log there.
+    ///
+    /// [`LAST_INDEX_MAX`]: crate::raft::LAST_INDEX_MAX
+    #[error("the log is full: no entry can follow index {last_index}")]
+    LogFull {
+        /// The largest index a log can hold.
+        last_index: LogIndex,
+    },
 }
 
 /// Why [`crate::raft::RaftCore::step`] dropped a message. The core's state did not change; the

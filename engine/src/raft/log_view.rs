@@ -26,6 +26,13 @@ use crate::raft::term_runs::TermRuns;
 use bytes::Bytes;
 use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
 
+/// The largest index a log holds: one below the top of the range, so that the index after the
+/// last entry (`last_index + 1`, where the next entry goes and where reads and subscriptions stop)
+/// always exists. The gateway refuses peers' entries and log starts past it, a leader refuses
+/// proposals past it ([`crate::raft::ProposeError::LogFull`]) and a replica whose log reached it
+/// does not campaign (a new leader's no-op would not fit).
+pub const LAST_INDEX_MAX: LogIndex = LogIndex(u64::MAX - 1);
+
 /// The log as the consensus core sees it.
 #[derive(Clone, Debug)]
 pub(crate) struct LogView {
@@ -189,7 +196,8 @@ impl LogView {
         Ok(())
     }
 
-    fn truncate_from(&mut self, index: LogIndex) {
+    /// Removes the entries from `index` on (none of them committed).
+    pub(crate) fn truncate_from(&mut self, index: LogIndex) {
         assert!(index > self.commit, "committed entries are never removed");
         self.terms.truncate_after(index.prev());
         self.cache.truncate_from(index);

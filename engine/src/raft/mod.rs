@@ -44,5 +44,6 @@ pub use config::{Config, ConfigError, ENTRY_OVERHEAD_BYTES};
 pub use core::{InvariantViolation, Proposed, RaftCore, Role};
 pub use errors::{ProposeError, ReadIndexError, RestoreError, StepError, TransferError};
 pub use log_source::{EmptyLog, LogReadError, LogSource};
+pub use log_view::LAST_INDEX_MAX;
 pub use progress::{ProgressView, ReplicationState};
 pub use ready::{ReadState, Ready};

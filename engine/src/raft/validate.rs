@@ -251,3 +251,82 @@ mod tests {
         assert!(matches!(result, Err(StepError::Malformed { .. })));
     }
 }
+
+#[cfg(test)]
+mod top_of_the_log {
+    use crate::raft::{Config, EmptyLog, ProposeError, RaftCore, Role, LAST_INDEX_MAX};
+    use bytes::Bytes;
+    use raftwal_wire::message::{LogStart, Message, MessageBody, RequestVoteResponse};
+    use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId, Term};
+
+    fn from_2(term: u64, body: MessageBody) -> Message {
+        Message { log: LogId(1), from: NodeId(2), to: NodeId(1), term: Term(term), body }
+    }
+
+    /// A follower whose log a leader started after `top` (the gateway lets a log start through
+    /// up to the last index but one).
+    fn started_after(top: LogIndex, pre_vote: bool) -> RaftCore {
+        let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let mut config = Config::new(NodeId(1), LogId(1), voters);
+        config.election_timeout_ticks = 4;
+        config.pre_vote = pre_vote;
+        let mut c = RaftCore::new(config).expect("a valid configuration");
+        let start = LogStart { index: top, term: Term(1), leader_commit: top };
+        c.step(from_2(1, MessageBody::LogStart(start))).expect("valid");
+        let ready = c.ready(&EmptyLog);
+        let (index, term) = ready.persist_point().expect("a reset");
+        c.persisted(index, term);
+        c.ready(&EmptyLog);
+        assert_eq!(c.last_index(), top);
+        c
+    }
+
+    /// Before the fix, a replica at the top won an election and its no-op (or the next
+    /// proposal) went to index u64::MAX: the next `last_index + 1` overflowed (a panic of the
+    /// shard thread: overflow checks are on in release builds).
+    #[test]
+    fn a_replica_whose_log_is_full_neither_panics_nor_passes_the_last_index() {
+        for top in [LAST_INDEX_MAX, LogIndex(u64::MAX - 2), LogIndex(u64::MAX - 3)] {
+            for pre_vote in [false, true] {
+                let mut c = started_after(top, pre_vote);
+                let mut led = false;
+                for round in 0..100 {
+                    c.tick();
+                    let term = c.term().get();
+                    for pre_vote in [true, false] {
+                        let vote = RequestVoteResponse { pre_vote, granted: true };
+                        let vote_term = if pre_vote && c.role() == Role::PreCandidate {
+                            term + 1
+                        } else {
+                            term
+                        };
+                        let _ = c.step(from_2(vote_term, MessageBody::RequestVoteResponse(vote)));
+                    }
+                    if c.role() == Role::Leader {
+                        led = true;
+                        let before = c.last_index();
+                        let x = || (EntryKind::Normal, Bytes::from_static(b"x"));
+                        match c.propose([x(), x()]) {
+                            Ok(proposed) => assert!(proposed.last_index <= LAST_INDEX_MAX),
+                            Err(ProposeError::LogFull { .. }) => {
+                                assert_eq!(c.last_index(), before, "a refused batch is taken back")
+                            }
+                            Err(other) => panic!("round {round}: {other}"),
+                        }
+                        let _ = c.propose([x()]);
+                    }
+                    let ready = c.ready(&EmptyLog);
+                    if let Some((index, term)) = ready.persist_point() {
+                        c.persisted(index, term);
+                    }
+                    c.check_invariants().expect("valid");
+                    assert!(c.last_index() <= LAST_INDEX_MAX, "round {round}");
+                }
+                // A log with room for the no-op elects its replica, which then fills it; a
+                // full one does not.
+                assert_eq!(led, top < LAST_INDEX_MAX, "log started after {top}");
+                assert_eq!(c.last_index(), LAST_INDEX_MAX, "the leader filled its log");
+            }
+        }
+    }
+}

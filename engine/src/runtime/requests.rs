@@ -92,6 +92,11 @@ impl<D: Disk> Replica<D> {
             Err(ProposeError::EmptyBatch) => {
                 reply.fail(self.log, Failure::EmptyBatch);
             }
+            // No write can succeed any more, here or (once they hold as much) on the other
+            // replicas: the operator's matter, like a storage failure.
+            Err(error @ ProposeError::LogFull { .. }) => {
+                reply.fail(self.log, Failure::Poisoned(error.to_string()));
+            }
         }
     }
 

@@ -27,7 +27,7 @@ impl World {
         self.believed_leader[client] = match error {
             ProposeError::NotLeader { leader } => leader.map(position_of),
             ProposeError::TransferInProgress { to } => Some(position_of(to)),
-            ProposeError::EmptyBatch => self.believed_leader[client],
+            ProposeError::EmptyBatch | ProposeError::LogFull { .. } => self.believed_leader[client],
         };
     }
 
