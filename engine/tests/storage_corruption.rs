@@ -444,3 +444,62 @@ fn a_truncation_clears_a_segment_cut_inside_its_last_padding() {
     let log = open(&disk).unwrap();
     assert_eq!(log.last_index(), LogIndex(count - 1));
 }
+
+/// A log directory whose only segment starts at `first` and holds records of the indexes
+/// `records` (term 1 each).
+fn only_segment_at(first: u64, records: &[u64]) -> Rc<SimDisk> {
+    use raftwal::storage::Disk;
+    let disk = Rc::new(SimDisk::new());
+    let (mut log, _) = LogStore::open(Path::new(DIR), small_options(true), disk.clone()).unwrap();
+    log.save_hard_state(HardState { term: Term(1), vote: None, commit: LogIndex(0) }).unwrap();
+    drop(log);
+    for name in disk.file_names(Path::new(DIR)).into_iter().filter(|n| n.ends_with(".seg")) {
+        disk.remove(&path(&name)).unwrap();
+    }
+    disk.sync_dir(Path::new(DIR)).unwrap();
+    let options = small_options(true);
+    let header = SegmentHeader {
+        first_index: LogIndex(first),
+        prev_term: Term(1),
+        cluster_id: options.cluster_id,
+        log_id: options.log_id,
+        recycled: false,
+        base: false,
+    };
+    let mut bytes = vec![0u8; options.segment_size_bytes as usize];
+    header.encode(&mut bytes);
+    let mut at = SEGMENT_HEADER_BYTES;
+    for &index in records {
+        let size = record_size_bytes(1);
+        raftwal::storage::format::encode_record(
+            &mut bytes[at..at + size],
+            LogIndex(index),
+            Term(1),
+            EntryKind::Normal,
+            0,
+            b"x",
+        );
+        at += size;
+    }
+    disk.put_file(&path(&format!("{first:020}.seg")), &bytes);
+    disk
+}
+
+/// A record at index u64::MAX leaves no index after the log's last entry: recovery refuses it
+/// as corruption, naming the file, rather than overflow counting past it (a panic).
+#[test]
+fn a_record_at_the_largest_index_is_corruption_not_a_panic() {
+    let disk = only_segment_at(u64::MAX, &[u64::MAX]);
+    expect_corrupt(&disk, &format!("{:020}.seg", u64::MAX), Some(SEGMENT_HEADER_BYTES as u64));
+    let disk = only_segment_at(u64::MAX - 1, &[u64::MAX - 1, u64::MAX]);
+    let name = format!("{:020}.seg", u64::MAX - 1);
+    let second = SEGMENT_HEADER_BYTES + record_size_bytes(1);
+    expect_corrupt(&disk, &name, Some(second as u64));
+    // Up to the index below it, a log opens and reads.
+    let disk = only_segment_at(u64::MAX - 2, &[u64::MAX - 2, u64::MAX - 1]);
+    let log = open(&disk).unwrap();
+    assert_eq!(log.last_index(), LogIndex(u64::MAX - 1));
+    let read = log.read(LogIndex(u64::MAX - 2), usize::MAX).unwrap();
+    assert_eq!(read.len(), 2);
+    log.check_invariants();
+}

@@ -17,6 +17,7 @@
 //!    recycled after compaction under the same condition, since a recycled file is written
 //!    again.
 
+use crate::raft::LAST_INDEX_MAX;
 use crate::storage::disk::FileId;
 use crate::storage::format::RecordHeader;
 use crate::storage::format::{align_up, record_size_bytes, BLOCK_SIZE_BYTES, SEGMENT_HEADER_BYTES};
@@ -181,6 +182,13 @@ pub(crate) fn scan(
         }
         if header.term < term {
             let reason = format!("record term {} is below the previous term {}", header.term, term);
+            out.stop = Some(Stop::Inconsistent { offset, reason });
+            break;
+        }
+        if header.index > LAST_INDEX_MAX {
+            // No log holds it: no index could follow the log's last entry.
+            let reason =
+                format!("record holds index {}, past the largest a log holds", header.index);
             out.stop = Some(Stop::Inconsistent { offset, reason });
             break;
         }
