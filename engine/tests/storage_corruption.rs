@@ -503,3 +503,21 @@ fn a_record_at_the_largest_index_is_corruption_not_a_panic() {
     assert_eq!(read.len(), 2);
     log.check_invariants();
 }
+
+/// Index 0 is the empty prefix before every log's first entry, never an entry: a segment that
+/// says it starts there is refused, naming the file (before the fix, counting its records from
+/// index 0 underflowed: a panic).
+#[test]
+fn a_segment_starting_at_index_0_is_refused() {
+    for records in [&[][..], &[0][..], &[0, 1][..]] {
+        let disk = only_segment_at(0, records);
+        match open(&disk) {
+            Err(OpenError::Corrupt(c)) => {
+                assert_eq!(c.file, path(&format!("{:020}.seg", 0)), "{records:?}: {c}");
+                assert!(c.reason.contains("index 0"), "{records:?}: {c}");
+            }
+            Err(other) => panic!("{records:?}: expected corruption, got {other}"),
+            Ok(_) => panic!("{records:?}: a segment of index 0 was accepted"),
+        }
+    }
+}

@@ -265,6 +265,13 @@ impl<D: Disk> LogStore<D> {
                 header.first_index, id.0
             )));
         }
+        if header.first_index == LogIndex::ZERO {
+            // Index 0 is the empty prefix before a log's first entry, never an entry: counting
+            // a segment's records from it would count below it.
+            let reason = "the header says the segment starts at index 0, which holds no entry \
+                          (a log's first entry has index 1)";
+            return Err(corrupt(path, 16, None, reason.to_owned()));
+        }
         if header.cluster_id != self.options.cluster_id || header.log_id != self.options.log_id {
             return Err(foreign(format!(
                 "cluster {} log {}, expected cluster {} log {}",
