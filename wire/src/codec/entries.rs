@@ -14,7 +14,7 @@
 //! carries `first_index`. That saves 8 bytes per entry and makes "consecutive" true by
 //! construction on the receiving side.
 //!
-//! Invariants of a decoded run: consecutive indices without overflow; every kind known; a Noop
+//! Invariants of a decoded run: consecutive indices below u64::MAX (which no entry holds); every kind known; a Noop
 //! carries no data; a Tagged entry carries at least its 16-byte client id and sequence header.
 
 use super::cursor::Cursor;
@@ -70,7 +70,9 @@ pub(crate) fn put_run(enc: &mut FrameEncoder, entries: &[Entry]) {
 pub(crate) fn get_run(cur: &mut Cursor, first_index: LogIndex) -> Result<Vec<Entry>, DecodeError> {
     let count = u64::from(cur.u32("entry count")?);
     let count = cur.check_count(count, ENTRY_HEADER_SIZE_BYTES, "entry")?;
-    if count > 0 && first_index.get().checked_add(count as u64 - 1).is_none() {
+    // No entry holds index u64::MAX: the index after a log's last entry must exist (where the
+    // next entry goes, where a reader goes on), so the run must end below it.
+    if count > 0 && first_index.get().checked_add(count as u64).is_none() {
         return Err(DecodeError::IndexOverflow { first: first_index.get(), count: count as u64 });
     }
     let mut entries = Vec::with_capacity(count);
@@ -84,9 +86,8 @@ pub(crate) fn get_run(cur: &mut Cursor, first_index: LogIndex) -> Result<Vec<Ent
         let data = cur.bytes(size, "entry data")?;
         check_entry_data(kind, data.len())?;
         entries.push(Entry { index, term, kind, data });
-        // Overflow was excluded above for every index of the run; the last increment may
-        // step past it only when the run ends at u64::MAX, and then it is never used.
-        index = LogIndex(index.get().wrapping_add(1));
+        // The run ends below u64::MAX (checked above), so this never overflows.
+        index = index.next();
     }
     Ok(entries)
 }

@@ -83,7 +83,7 @@ pub enum DecodeError {
         /// Bytes left in the frame.
         available: usize,
     },
-    /// Entry indices would pass the largest index.
+    /// Entry indices would reach u64::MAX, which no entry holds (no index could follow it).
     #[error("entry indices overflow: first index {first} with {count} entries")]
     IndexOverflow {
         /// Index of the first entry.
