@@ -235,7 +235,7 @@ impl RaftCore {
             }
             MessageBody::Heartbeat(heartbeat) => return self.handle_heartbeat(from, heartbeat),
             MessageBody::HeartbeatResponse(response) => {
-                self.handle_heartbeat_response(from, response)
+                return self.handle_heartbeat_response(from, response)
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
             MessageBody::ReadIndex(request) => self.handle_read_index_request(from, request),

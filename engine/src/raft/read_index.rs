@@ -60,6 +60,11 @@ impl ReadQueue {
         self.round_open
     }
 
+    /// The last context a heartbeat carried (0: none): a follower can echo no later one.
+    pub(crate) fn last_sent_context(&self) -> u64 {
+        self.last_sent_context
+    }
+
     /// The context a heartbeat sent now carries: it closes the open round (invariant 1), and
     /// repeats the latest context while reads wait, so a lost heartbeat does not stall them.
     pub(crate) fn context_for_heartbeat(&mut self) -> Option<u64> {

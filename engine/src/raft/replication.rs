@@ -219,13 +219,26 @@ impl RaftCore {
     }
 
     /// A follower's answer to a heartbeat: it is alive (CheckQuorum), a paused probe may go
-    /// again, and it confirms leadership for read-index rounds up to the echoed context.
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
+    /// again, and it confirms leadership for read-index rounds up to the echoed context. An echo
+    /// of a context no heartbeat carried is refused: counted, it would confirm every later
+    /// round for that follower before it heard of them.
+    pub(super) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        response: HeartbeatResponse,
+    ) -> Result<(), StepError> {
         if self.role != Role::Leader {
-            return;
+            return Ok(());
+        }
+        if response.read_context.is_some_and(|context| context > self.reads.last_sent_context()) {
+            return Err(StepError::Malformed {
+                kind: "HeartbeatResponse",
+                from,
+                reason: "echoes a read context no heartbeat carried",
+            });
         }
         let Some(position) = self.peer_position(from) else {
-            return;
+            return Ok(());
         };
         let progress = &mut self.peers[position];
         progress.recent_active = true;
@@ -236,15 +249,17 @@ impl RaftCore {
             progress.read_context_acked = progress.read_context_acked.max(context);
             self.confirm_reads();
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::raft::{Config, EmptyLog, RaftCore, ReplicationState, Role};
+    use crate::raft::{Config, EmptyLog, RaftCore, ReplicationState, Role, StepError};
     use bytes::Bytes;
     use raftwal_wire::message::{
-        AppendEntriesResponse, LogStart, Message, MessageBody, RequestVoteResponse,
+        AppendEntriesResponse, Heartbeat, HeartbeatResponse, LogStart, Message, MessageBody,
+        RequestVoteResponse,
     };
     use raftwal_wire::types::{EntryKind, LogId, LogIndex, NodeId, Term};
 
@@ -366,5 +381,54 @@ mod tests {
             "{to_3:?}"
         );
         core.check_invariants().expect("valid");
+    }
+
+    /// The read context a heartbeat carries names a round of reads; a follower's echo of it
+    /// confirms this leader for that round. An echo of a context no heartbeat carried yet (here
+    /// u64::MAX) used to be recorded as the follower's acknowledgement of every round to come:
+    /// with it, a later read was confirmed by the leader and that echo alone, without a majority
+    /// hearing from the leader after the read arrived (a deposed leader could serve stale reads).
+    #[test]
+    fn an_echo_of_a_read_context_never_sent_confirms_no_later_read() {
+        let mut core = leader();
+        let term = core.term();
+        let ready = core.ready(&EmptyLog);
+        let (index, entry_term) = ready.persist_point().expect("the no-op");
+        core.persisted(index, entry_term);
+        let success = MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success {
+            match_index: core.last_index(),
+        });
+        core.step(answer(&core, 2, term, success)).expect("valid");
+        assert_eq!(core.commit_index(), core.last_index(), "the no-op commits: reads may go");
+        core.ready(&EmptyLog);
+        let echo = |context: u64| {
+            MessageBody::HeartbeatResponse(HeartbeatResponse { read_context: Some(context) })
+        };
+        let context_sent = |ready: &crate::raft::Ready| {
+            ready.messages.iter().find_map(|m| match m.body {
+                MessageBody::Heartbeat(Heartbeat { read_context: Some(context), .. }) => {
+                    Some(context)
+                }
+                _ => None,
+            })
+        };
+        // A first read, confirmed by node 2's echo of its round.
+        core.read_index(1).expect("leader");
+        let first_round = context_sent(&core.ready(&EmptyLog)).expect("a read round");
+        core.step(answer(&core, 2, term, echo(first_round))).expect("valid");
+        assert_eq!(core.ready(&EmptyLog).read_states.len(), 1);
+        // Node 3 echoes a context no heartbeat carried.
+        let refused = core.step(answer(&core, 3, term, echo(u64::MAX)));
+        // A second read; its round's heartbeat goes out, and only an old echo of node 2's comes
+        // back (a duplicate): nobody confirmed the leader after the read arrived.
+        core.read_index(2).expect("leader");
+        let second_round = context_sent(&core.ready(&EmptyLog)).expect("a read round");
+        assert!(second_round > first_round);
+        core.step(answer(&core, 2, term, echo(first_round))).expect("valid");
+        assert!(core.ready(&EmptyLog).read_states.is_empty(), "the read waits for a majority");
+        core.step(answer(&core, 3, term, echo(second_round))).expect("valid");
+        let answered = core.ready(&EmptyLog).read_states;
+        assert_eq!(answered.iter().map(|r| r.request_id).collect::<Vec<_>>(), vec![2]);
+        assert!(matches!(refused, Err(StepError::Malformed { .. })), "{refused:?}");
     }
 }
