@@ -155,6 +155,17 @@ impl HardStateFile {
         for slot in 0..2 {
             let at = slot * SECTOR_SIZE_BYTES;
             match decode_slot(&bytes[at..at + SECTOR_SIZE_BYTES]) {
+                // A save writes sequence number `seq` into slot `seq % 2`, never the last
+                // number (none could follow it): a slot that says otherwise was not written by
+                // a save, and the next save would overflow or overwrite the newest state.
+                Ok(Some((seq, _))) if seq % 2 != slot as u64 || seq == u64::MAX => {
+                    disk.close(file);
+                    let reason = format!(
+                        "hard state slot {slot} holds sequence number {seq}, which no save \
+                         writes there"
+                    );
+                    return Err(corrupt(at, reason));
+                }
                 Ok(Some(found)) if best.is_none_or(|b| found.0 > b.0) => best = Some(found),
                 Ok(_) => {}
                 Err(reason) => {
@@ -252,6 +263,36 @@ mod tests {
             disk.flip_bit(&dir.join(HARD_STATE_FILE), at, 1);
             let names = disk.list_dir(dir).unwrap();
             assert!(matches!(HardStateFile::open(&disk, dir, &names), Err(LoadError::Corrupt(_))));
+        }
+    }
+
+    /// A slot as the writer never leaves it (checksum valid): the last sequence number, after
+    /// which no save can follow (its `seq + 1` overflowed at the next save: a panic), or a
+    /// sequence number in the other slot's place (the next save would overwrite the newest
+    /// state instead of the older one, which the crash-safety of a save rests on).
+    #[test]
+    fn a_slot_no_save_could_have_written_is_corruption() {
+        let hs = HardState { term: Term(3), vote: Some(NodeId(1)), commit: LogIndex(7) };
+        for (slot, seq) in [(1usize, u64::MAX), (0, u64::MAX), (0, 5), (1, 4)] {
+            let disk = SimDisk::new();
+            let dir = Path::new("/log");
+            disk.create_dir_all(dir).unwrap();
+            let mut f = HardStateFile::open(&disk, dir, &[]).unwrap();
+            f.save(&disk, hs).unwrap();
+            let mut crafted = vec![0u8; SECTOR_SIZE_BYTES];
+            encode_slot(seq, &hs, &mut crafted);
+            disk.overwrite(&dir.join(HARD_STATE_FILE), slot * SECTOR_SIZE_BYTES, &crafted);
+            let names = disk.list_dir(dir).unwrap();
+            match HardStateFile::open(&disk, dir, &names) {
+                Err(LoadError::Corrupt(c)) => {
+                    assert_eq!(c.offset, (slot * SECTOR_SIZE_BYTES) as u64, "{c:?}");
+                }
+                Err(other) => panic!("slot {slot}, seq {seq}: {other:?}"),
+                Ok(mut f) => {
+                    let saved = f.save(&disk, hs);
+                    panic!("slot {slot}, seq {seq} accepted (and saved: {saved:?})");
+                }
+            }
         }
     }
 }
