@@ -446,8 +446,16 @@ fn a_truncation_clears_a_segment_cut_inside_its_last_padding() {
 }
 
 /// A log directory whose only segment starts at `first` and holds records of the indexes
-/// `records` (term 1 each).
+/// `records` (term 1 each, one byte of payload).
 fn only_segment_at(first: u64, records: &[u64]) -> Rc<SimDisk> {
+    let records: Vec<(u64, EntryKind, &[u8])> =
+        records.iter().map(|&index| (index, EntryKind::Normal, &b"x"[..])).collect();
+    only_segment_with(first, &records)
+}
+
+/// A log directory whose only segment starts at `first` and holds `records` (index, kind and
+/// payload; term 1 each).
+fn only_segment_with(first: u64, records: &[(u64, EntryKind, &[u8])]) -> Rc<SimDisk> {
     use raftwal::storage::Disk;
     let disk = Rc::new(SimDisk::new());
     let (mut log, _) = LogStore::open(Path::new(DIR), small_options(true), disk.clone()).unwrap();
@@ -469,15 +477,15 @@ fn only_segment_at(first: u64, records: &[u64]) -> Rc<SimDisk> {
     let mut bytes = vec![0u8; options.segment_size_bytes as usize];
     header.encode(&mut bytes);
     let mut at = SEGMENT_HEADER_BYTES;
-    for &index in records {
-        let size = record_size_bytes(1);
+    for &(index, kind, payload) in records {
+        let size = record_size_bytes(payload.len());
         raftwal::storage::format::encode_record(
             &mut bytes[at..at + size],
             LogIndex(index),
             Term(1),
-            EntryKind::Normal,
+            kind,
             0,
-            b"x",
+            payload,
         );
         at += size;
     }
@@ -520,4 +528,26 @@ fn a_segment_starting_at_index_0_is_refused() {
             Ok(_) => panic!("{records:?}: a segment of index 0 was accepted"),
         }
     }
+}
+
+/// A no-op carries no data and a tagged entry at least its 16-byte client id and sequence
+/// number: the wire decoder refuses anything else, so a record breaking that rule (checksum
+/// valid) could be sent to no follower and no client, and their links would fail on it again and
+/// again. Recovery refuses it as corruption, naming file and offset.
+#[test]
+fn a_record_whose_payload_does_not_fit_its_kind_is_corruption() {
+    let tag = [7u8; 16];
+    for (kind, payload) in [
+        (EntryKind::Noop, &b"x"[..]),
+        (EntryKind::Tagged, &tag[..15]),
+        (EntryKind::Tagged, &b""[..]),
+    ] {
+        let second = SEGMENT_HEADER_BYTES + record_size_bytes(1);
+        let records = [(1, EntryKind::Normal, &b"x"[..]), (2, kind, payload)];
+        let disk = only_segment_with(1, &records);
+        expect_corrupt(&disk, &format!("{:020}.seg", 1), Some(second as u64));
+    }
+    let records = [(1, EntryKind::Noop, &b""[..]), (2, EntryKind::Tagged, &tag[..])];
+    let log = open(&only_segment_with(1, &records)).unwrap();
+    assert_eq!(log.last_index(), LogIndex(2));
 }

@@ -25,6 +25,7 @@ use crate::storage::format::{
     decode_record_seeded, RecordError, SegmentId, RECORD_ALIGN, RECORD_HEADER_BYTES,
 };
 use bytes::Bytes;
+use raftwal_wire::client::TAG_SIZE_BYTES;
 use raftwal_wire::types::{EntryKind, LogIndex, Term};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -185,6 +186,11 @@ pub(crate) fn scan(
             out.stop = Some(Stop::Inconsistent { offset, reason });
             break;
         }
+        if let Some(reason) = kind_mismatch(header.kind, header.payload_bytes) {
+            // The writer stores what the consensus core and the wire accept: never this.
+            out.stop = Some(Stop::Inconsistent { offset, reason });
+            break;
+        }
         if header.index > LAST_INDEX_MAX {
             // No log holds it: no index could follow the log's last entry.
             let reason =
@@ -207,6 +213,21 @@ pub(crate) fn scan(
         expected = expected.next();
     }
     out
+}
+
+/// Why a record's payload size does not fit its kind, if it does not: a no-op carries no data
+/// and a tagged entry at least its client id and sequence number (the rules the wire decoder
+/// enforces, so a record breaking them could not even be sent to a follower or a client).
+fn kind_mismatch(kind: EntryKind, payload_bytes: u32) -> Option<String> {
+    match kind {
+        EntryKind::Noop if payload_bytes != 0 => {
+            Some(format!("no-op record with {payload_bytes} bytes of payload"))
+        }
+        EntryKind::Tagged if (payload_bytes as usize) < TAG_SIZE_BYTES => Some(format!(
+            "tagged record of {payload_bytes} bytes, shorter than its {TAG_SIZE_BYTES}-byte tag"
+        )),
+        _ => None,
+    }
 }
 
 /// True when the bytes from `offset` (inside a block) to the next block boundary are zero and a
