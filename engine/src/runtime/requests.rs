@@ -151,9 +151,13 @@ impl<D: Disk> Replica<D> {
         now: Instant,
     ) {
         let count = items.len() as u64;
-        let last_index = first_index.plus(count - 1);
         let Some(last) = items.last() else {
             return reply.fail(self.log, Failure::EmptyBatch);
+        };
+        // A batch whose last item would pass the largest index (the log was started near it)
+        // cannot be in the log as one run: at most a prefix of it is.
+        let Some(last_index) = first_index.get().checked_add(count - 1).map(LogIndex) else {
+            return reply.fail(self.log, Failure::PartialBatch { first_index });
         };
         let key = (last.client_id(), last.seq());
         if let Lookup::Applied { index, term } = self.dedup.lookup(key.0, key.1) {

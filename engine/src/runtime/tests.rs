@@ -681,3 +681,32 @@ fn waiting_read_indexes_are_answered_at_shutdown() {
     h.replica.shut_down();
     assert_eq!(rx.try_recv().expect("answered"), Err(ReadIndexError::ShuttingDown));
 }
+
+/// A leader whose log a peer started near the top of the index range (a LogStart the gateway
+/// lets through): a client's retry of a batch whose first item is in the log at index `i`
+/// names its last item at `i + count - 1`, past u64::MAX for a long batch. That sum
+/// overflowed (a panic of the shard thread); the retry is refused as a partial batch instead
+/// (only a prefix of it can be in the log).
+#[test]
+fn a_retried_batch_that_would_pass_the_last_index_is_refused_not_a_panic() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    let top = LogIndex(u64::MAX - 10);
+    let start = raftwal_wire::message::LogStart { index: top, term: Term(1), leader_commit: top };
+    h.replica.step(from_peer(2, Term(1), MessageBody::LogStart(start)));
+    h.settle();
+    assert_eq!(h.replica.store.last_index(), top);
+    h.elect_with_node_2();
+    let item = |seq| TaggedPayload::new(ClientId(7), ClientSeq(seq), Bytes::from_static(b"x"));
+    let (tx, _first) = oneshot::channel();
+    h.replica.append_remote(vec![item(1)], AppendReply::Local(tx), clock::now());
+    h.settle();
+    // The retry comes back as a longer batch (a client bug, or a forged request).
+    let (tx, mut rx) = oneshot::channel();
+    let retry = (1..=20).map(item).collect();
+    h.replica.append_remote(retry, AppendReply::Local(tx), clock::now());
+    h.settle();
+    assert!(rx.try_recv().expect("answered").is_err(), "the retry is refused");
+    assert_eq!(h.replica.failed, None);
+}
