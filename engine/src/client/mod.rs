@@ -21,8 +21,9 @@ pub use subscribe::RemoteSubscription;
 use crate::log::{BatchPosition, LogEntry, Position};
 use bytes::Bytes;
 use raftwal_wire::client::{
-    AppendBatchRequest, AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq,
-    CompactRequest, Compacted, ErrorCode, LogStatus, ReadRequest, StatusRequest, TaggedPayload,
+    AppendBatchRequest, AppendRequest, AppendedBatch, ClientId, ClientRequest, ClientResponse,
+    ClientSeq, CompactRequest, Compacted, ErrorCode, LogStatus, ReadRequest, StatusRequest,
+    TaggedPayload,
 };
 use raftwal_wire::codec::FrameLimits;
 use raftwal_wire::tls::TlsIdentity;
@@ -392,11 +393,7 @@ impl Client {
         let request =
             ClientRequest::AppendBatch(AppendBatchRequest { log: self.config.log, items });
         self.call(&request, |response| match response {
-            ClientResponse::AppendedBatch(a) => Ok(Attempt::Done(BatchPosition {
-                first_index: a.first_index,
-                count: u64::from(a.count),
-                term: a.term,
-            })),
+            ClientResponse::AppendedBatch(a) => batch_position(&a, count).map(Attempt::Done),
             other => common(other),
         })
         .await
@@ -527,6 +524,21 @@ fn refusal(response: ClientResponse, what: &str) -> ClientError {
 }
 
 /// How every request reads the answers that are not its own success.
+/// The position a node's answer gives a batch of `count` entries, when it can be one: that many
+/// entries, from index 1 on, ending below u64::MAX (the index no entry holds). Anything else
+/// does not answer the request; taken as it came, a start near u64::MAX made
+/// [`BatchPosition::last_index`] overflow (a panic in the caller).
+fn batch_position(answer: &AppendedBatch, count: u64) -> Result<BatchPosition, ClientError> {
+    let first = answer.first_index.get();
+    if u64::from(answer.count) != count || first == 0 || first.checked_add(count).is_none() {
+        return Err(ClientError::Protocol(format!(
+            "a batch of {count} entries answered as {} entries from index {first}",
+            answer.count
+        )));
+    }
+    Ok(BatchPosition { first_index: answer.first_index, count, term: answer.term })
+}
+
 fn common<T>(response: ClientResponse) -> Result<Attempt<T>, ClientError> {
     match response {
         ClientResponse::NotLeader(n) => Ok(Attempt::Redirect(n.leader.and_then(|l| l.client_addr))),
@@ -545,4 +557,42 @@ fn common<T>(response: ClientResponse) -> Result<Attempt<T>, ClientError> {
 async fn pause(backoff: &mut Duration) {
     tokio::time::sleep(*backoff).await;
     *backoff = (*backoff * 2).min(Duration::from_millis(500));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{batch_position, ClientError};
+    use raftwal_wire::client::AppendedBatch;
+    use raftwal_wire::types::{LogId, LogIndex, Term};
+
+    /// A node's answer to a batch is taken only when it can be the batch's position; whatever
+    /// is taken gives its last index without overflow.
+    #[test]
+    fn an_answer_that_cannot_be_the_batch_position_is_a_protocol_error() {
+        let answer = |first: u64, count: u32| AppendedBatch {
+            log: LogId(0),
+            first_index: LogIndex(first),
+            count,
+            term: Term(1),
+        };
+        let cases = [
+            (answer(7, 3), 3, true),
+            (answer(u64::MAX - 3, 3), 3, true),
+            (answer(u64::MAX - 2, 3), 3, false),
+            (answer(u64::MAX, 2), 2, false),
+            (answer(7, 2), 3, false),
+            (answer(0, 1), 1, false),
+        ];
+        for (answer, count, taken) in cases {
+            match batch_position(&answer, count) {
+                Ok(position) => {
+                    assert!(taken, "{answer:?} taken for a batch of {count}");
+                    assert_eq!(position.count, count);
+                    assert_eq!(position.last_index().get(), answer.first_index.get() + count - 1);
+                }
+                Err(ClientError::Protocol(_)) => assert!(!taken, "{answer:?} refused"),
+                Err(other) => panic!("{answer:?}: {other}"),
+            }
+        }
+    }
 }
