@@ -448,14 +448,23 @@ fn a_truncation_clears_a_segment_cut_inside_its_last_padding() {
 /// A log directory whose only segment starts at `first` and holds records of the indexes
 /// `records` (term 1 each, one byte of payload).
 fn only_segment_at(first: u64, records: &[u64]) -> Rc<SimDisk> {
-    let records: Vec<(u64, EntryKind, &[u8])> =
+    let records: Vec<Record<'_>> =
         records.iter().map(|&index| (index, EntryKind::Normal, &b"x"[..])).collect();
     only_segment_with(first, &records)
 }
 
 /// A log directory whose only segment starts at `first` and holds `records` (index, kind and
 /// payload; term 1 each).
-fn only_segment_with(first: u64, records: &[(u64, EntryKind, &[u8])]) -> Rc<SimDisk> {
+fn only_segment_with(first: u64, records: &[Record<'_>]) -> Rc<SimDisk> {
+    segments_with(&[(first, records)])
+}
+
+/// A record to write: index, kind and payload.
+type Record<'a> = (u64, EntryKind, &'a [u8]);
+
+/// A log directory whose segments are `segments`: the first index of each and its records
+/// (term 1 each), one after the other from the header on.
+fn segments_with(segments: &[(u64, &[Record<'_>])]) -> Rc<SimDisk> {
     use raftwal::storage::Disk;
     let disk = Rc::new(SimDisk::new());
     let (mut log, _) = LogStore::open(Path::new(DIR), small_options(true), disk.clone()).unwrap();
@@ -466,30 +475,32 @@ fn only_segment_with(first: u64, records: &[(u64, EntryKind, &[u8])]) -> Rc<SimD
     }
     disk.sync_dir(Path::new(DIR)).unwrap();
     let options = small_options(true);
-    let header = SegmentHeader {
-        first_index: LogIndex(first),
-        prev_term: Term(1),
-        cluster_id: options.cluster_id,
-        log_id: options.log_id,
-        recycled: false,
-        base: false,
-    };
-    let mut bytes = vec![0u8; options.segment_size_bytes as usize];
-    header.encode(&mut bytes);
-    let mut at = SEGMENT_HEADER_BYTES;
-    for &(index, kind, payload) in records {
-        let size = record_size_bytes(payload.len());
-        raftwal::storage::format::encode_record(
-            &mut bytes[at..at + size],
-            LogIndex(index),
-            Term(1),
-            kind,
-            0,
-            payload,
-        );
-        at += size;
+    for &(first, records) in segments {
+        let header = SegmentHeader {
+            first_index: LogIndex(first),
+            prev_term: Term(1),
+            cluster_id: options.cluster_id,
+            log_id: options.log_id,
+            recycled: false,
+            base: false,
+        };
+        let mut bytes = vec![0u8; options.segment_size_bytes as usize];
+        header.encode(&mut bytes);
+        let mut at = SEGMENT_HEADER_BYTES;
+        for &(index, kind, payload) in records {
+            let size = record_size_bytes(payload.len());
+            raftwal::storage::format::encode_record(
+                &mut bytes[at..at + size],
+                LogIndex(index),
+                Term(1),
+                kind,
+                0,
+                payload,
+            );
+            at += size;
+        }
+        disk.put_file(&path(&format!("{first:020}.seg")), &bytes);
     }
-    disk.put_file(&path(&format!("{first:020}.seg")), &bytes);
     disk
 }
 
@@ -550,4 +561,38 @@ fn a_record_whose_payload_does_not_fit_its_kind_is_corruption() {
     let records = [(1, EntryKind::Noop, &b""[..]), (2, EntryKind::Tagged, &tag[..])];
     let log = open(&only_segment_with(1, &records)).unwrap();
     assert_eq!(log.last_index(), LogIndex(2));
+}
+
+/// Records after a sealed segment's live ones (a truncation cut them) are not part of the log,
+/// but the highest index among them bounds which later segment the file may be recycled for.
+/// One of index u64::MAX (checksum valid) is no record this log ever wrote: open refuses it as
+/// corruption (before the fix, compacting the segment away counted one past it: a panic).
+#[test]
+fn a_cut_record_of_the_largest_index_after_a_sealed_segment_is_corruption() {
+    let top = u64::MAX;
+    let x = &b"x"[..];
+    let live: Vec<Record<'_>> =
+        (top - 10..=top - 6).map(|index| (index, EntryKind::Normal, x)).collect();
+    let mut sealed = live.clone();
+    sealed.extend([(top - 5, EntryKind::Normal, x), (top, EntryKind::Normal, x)]);
+    let last: Vec<Record<'_>> = vec![(top - 5, EntryKind::Normal, x)];
+    let disk = segments_with(&[(top - 10, &sealed), (top - 5, &last)]);
+    match open(&disk) {
+        Err(OpenError::Corrupt(c)) => {
+            assert_eq!(c.file, path(&format!("{:020}.seg", top - 10)), "{c}");
+            assert_eq!(c.index, Some(LogIndex(top)), "{c}");
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(mut log) => {
+            let compacted = log.compact_before(LogIndex(top - 5));
+            panic!("opened (and compacted: {compacted:?})");
+        }
+    }
+    // Without it, the log opens and compacts.
+    let mut sealed = live;
+    sealed.push((top - 5, EntryKind::Normal, x));
+    let mut log = open(&segments_with(&[(top - 10, &sealed), (top - 5, &last)])).unwrap();
+    log.compact_before(LogIndex(top - 5)).unwrap();
+    assert_eq!(log.first_index(), LogIndex(top - 5));
+    assert_eq!(log.last_index(), LogIndex(top - 5));
 }

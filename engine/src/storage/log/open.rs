@@ -29,6 +29,7 @@
 
 use super::prepare::Background;
 use super::{LogOptions, LogStats, LogStore, Recovery, BATCHES_IN_FLIGHT_LIMIT};
+use crate::raft::LAST_INDEX_MAX;
 use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
 use crate::storage::error::{Corruption, OpenError};
 use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
@@ -456,6 +457,14 @@ impl<D: Disk> LogStore<D> {
                 .map_or(last_live, |m| m.max(last_live)),
             None => last_live,
         };
+        if written_max > LAST_INDEX_MAX {
+            // No log holds that index (the index after it would not exist), so this log never
+            // wrote it: the bytes are not a truncation's leftovers.
+            let reason = "a record after the live records holds an index past the largest a \
+                          log holds"
+                .to_owned();
+            return Err(corrupt(&found.path, s.end_offset, Some(written_max), reason));
+        }
         let map = next.map(|_| SharedMap::new(found.bytes.slice(..s.end_offset)));
         let segment = Segment {
             id: found.id,
