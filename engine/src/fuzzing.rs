@@ -450,7 +450,9 @@ pub fn raft_step(data: &[u8]) -> bool {
 mod tests {
     //! Hand-made inputs at the top of the integer ranges, through the oracles.
 
-    use super::raft_step;
+    use super::{raft_step, record};
+    use crate::storage::format::{encode_record, SegmentHeader, SEGMENT_HEADER_BYTES};
+    use raftwal_wire::types::{ClusterId, EntryKind, LogId, LogIndex, Term};
 
     /// The `raft_step` input of a message from node 2: term byte, three index bytes (252 to
     /// 255 give the top four u64s), flags (the small term in the top three bits), kind.
@@ -486,6 +488,48 @@ mod tests {
         // (u64::MAX as the start is refused at the gateway; the votes are taken all the same.)
         for index in [252, 253, 254, 255] {
             assert!(raft_step(&leader_at_the_top(index)), "index byte {index}");
+        }
+    }
+
+    /// Records and segment headers with fields at the top of their ranges decode (or are
+    /// refused) without a panic, and what decodes encodes back to the same bytes.
+    #[test]
+    fn records_and_headers_with_the_largest_fields_round_trip() {
+        let mut bytes = vec![0u8; 64];
+        encode_record(
+            &mut bytes[..40],
+            LogIndex(u64::MAX),
+            Term(u64::MAX),
+            EntryKind::Tagged,
+            u32::MAX,
+            &[9; 8],
+        );
+        assert!(record(&bytes), "index and term u64::MAX, batch offset u32::MAX");
+        // A batch offset reaching before index 1 is refused.
+        encode_record(
+            &mut bytes[..40],
+            LogIndex(u64::from(u32::MAX)),
+            Term(1),
+            EntryKind::Normal,
+            u32::MAX,
+            &[9; 8],
+        );
+        assert!(!record(&bytes));
+        // A payload length of u32::MAX runs past the bytes: refused.
+        bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(!record(&bytes));
+        let mut block = vec![0u8; SEGMENT_HEADER_BYTES];
+        for (first_index, recycled, base) in [(u64::MAX, false, false), (0, true, true)] {
+            let header = SegmentHeader {
+                first_index: LogIndex(first_index),
+                prev_term: Term(u64::MAX),
+                cluster_id: ClusterId(u64::MAX),
+                log_id: LogId(u64::MAX),
+                recycled,
+                base,
+            };
+            header.encode(&mut block);
+            assert!(record(&block), "{header:?}");
         }
     }
 }
