@@ -409,11 +409,17 @@ impl Checker {
             // A replica whose durable log starts after the entry compacted it away (only
             // committed entries go, and the committed log's terms are checked) or was told by a
             // leader to start after it: it held the entry as long as the log needed it.
+            // A replica that lost its durable state and has not rejoined yet counts as a holder:
+            // the loss is a failure outside Raft's model, which the rejoin protocol repairs
+            // (it catches up past every committed entry before it votes), and when it has
+            // rejoined every acknowledged entry is checked again without this allowance.
             let holders = replicas
                 .iter()
                 .filter(|replica| {
                     let image = replica.store().durable();
-                    image.entry(index) == Some(expected) || index < image.first_index()
+                    replica.rejoining()
+                        || image.entry(index) == Some(expected)
+                        || index < image.first_index()
                 })
                 .count();
             if holders < self.majority {
@@ -542,6 +548,12 @@ impl Checker {
         let mut refusers: Vec<(Term, LogIndex)> = Vec::with_capacity(replicas.len());
         let mut threats: Vec<(NodeId, (Term, LogIndex))> = Vec::new();
         for replica in replicas {
+            if replica.rejoining() {
+                // It refuses every vote and never campaigns until it holds every committed
+                // entry (module `rejoin` of the core).
+                refusers.push((Term(u64::MAX), LogIndex(u64::MAX)));
+                continue;
+            }
             let image = replica.store().durable();
             let durable_last = image.last_index();
             let durable_position = (image.term(durable_last).unwrap_or(Term::ZERO), durable_last);

@@ -337,6 +337,29 @@ impl SimStore {
         }
     }
 
+    /// The node's disk is replaced by an empty one (a disk swapped after a failure, or a log
+    /// directory moved away): its log and hard state are gone. The node must be down. The new
+    /// disk keeps the old one's order of running queued ops (the device model) and its
+    /// stale-cache setting (a planted bug); its durable image and allowances start over. The
+    /// log store, if open, is dropped first.
+    pub fn wipe(&mut self, keeps_stale_cache: bool) {
+        self.retire_log();
+        let disk = Rc::new(SimDisk::new());
+        disk.set_manual(true);
+        disk.set_keeps_stale_cache(keeps_stale_cache);
+        let reorder_seed = self.disk.faults().reorder_seed;
+        let mut faults = disk.faults();
+        faults.reorder_seed = reorder_seed;
+        disk.set_faults(faults);
+        self.disk = disk;
+        self.durable = DurableImage::new(&self.dir);
+        self.truncated_from = None;
+        self.withdrawn_from = None;
+        self.start_allowed = LogIndex(1);
+        self.capacity_bytes = None;
+        self.invariants_checked = None;
+    }
+
     /// What every log store of this node wrote: batches, entries, data fsyncs, bytes, and the
     /// background work (zero-fill writes and fsyncs, roll-overs into a prepared segment).
     pub fn batch_stats(&self) -> LogStats {

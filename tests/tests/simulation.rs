@@ -90,6 +90,22 @@ fn planted_bug_log_start_ack_early_is_caught() {
 }
 
 #[test]
+fn planted_bug_rejoin_without_query_is_caught() {
+    // A wiped replica takes part at once as a fresh one: its lost copies of committed entries
+    // are no longer protected, its lost acknowledgements no longer durable, its lost votes may
+    // be cast again.
+    caught_within_2000_seeds(
+        PlantedBug::Core(InjectedBug::RejoinWithoutQuery),
+        &[
+            Property::LeaderCompleteness,
+            Property::AcknowledgedDurability,
+            Property::ElectionSafety,
+            Property::StateMachineSafety,
+        ],
+    );
+}
+
+#[test]
 fn planted_bug_reopen_poisoned_log_is_caught() {
     // A replica whose log a failed fsync poisoned restarts in the same boot, and recovery reads
     // the writes the fsync failed to make durable from the page cache (it does not drop the

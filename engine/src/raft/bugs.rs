@@ -24,6 +24,11 @@ macro_rules! injected_bug {
             /// A follower that replaces its log on a leader's log start acknowledges the start
             /// at once, before the replaced log is durable.
             LogStartAckEarly,
+            /// A replica restarted to rejoin after losing its durable state skips the rejoin
+            /// protocol and takes part at once, as a fresh replica (planted by
+            /// `RaftCore::inject_bug` itself, so only test builds name it).
+            #[cfg_attr(not(feature = "bug-injection"), allow(dead_code))]
+            RejoinWithoutQuery,
         }
     };
 }
@@ -36,12 +41,13 @@ injected_bug!(pub(crate));
 impl InjectedBug {
     /// Every plantable bug.
     #[cfg(feature = "bug-injection")]
-    pub const ALL: [InjectedBug; 5] = [
+    pub const ALL: [InjectedBug; 6] = [
         InjectedBug::CommitOldTerm,
         InjectedBug::VoteNotDurable,
         InjectedBug::AckBeforeFsync,
         InjectedBug::NoElectionRestriction,
         InjectedBug::LogStartAckEarly,
+        InjectedBug::RejoinWithoutQuery,
     ];
 
     /// The bug's command-line name (`commit-old-term`, ...).
@@ -53,6 +59,7 @@ impl InjectedBug {
             InjectedBug::AckBeforeFsync => "ack-before-fsync",
             InjectedBug::NoElectionRestriction => "no-election-restriction",
             InjectedBug::LogStartAckEarly => "log-start-ack-early",
+            InjectedBug::RejoinWithoutQuery => "rejoin-without-query",
         }
     }
 
@@ -69,6 +76,7 @@ impl InjectedBug {
             InjectedBug::AckBeforeFsync => 4,
             InjectedBug::NoElectionRestriction => 8,
             InjectedBug::LogStartAckEarly => 16,
+            InjectedBug::RejoinWithoutQuery => 32,
         }
     }
 }

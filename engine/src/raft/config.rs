@@ -54,6 +54,11 @@ pub struct Config {
     /// instance derived from its id and the wall clock at start); the simulator derives it from
     /// its run seed so that a run replays exactly.
     pub timeout_seed: u64,
+    /// Start in the rejoin state (module `rejoin`): this replica lost its durable Raft state
+    /// (log and hard state) and must learn the cluster's terms and catch up before it votes or
+    /// acknowledges anything. Off by default; the driver sets it while its rejoin marker
+    /// exists.
+    pub rejoin: bool,
 }
 
 impl Config {
@@ -75,6 +80,7 @@ impl Config {
             inflight_size_bytes_max: 32 << 20,
             entry_cache_size_bytes_max: 64 << 20,
             timeout_seed: id.get(),
+            rejoin: false,
         }
     }
 

@@ -21,6 +21,7 @@ use crate::raft::log_view::{LogView, LAST_INDEX_MAX};
 use crate::raft::progress::{Progress, ProgressView};
 use crate::raft::read_index::ReadQueue;
 use crate::raft::ready::{needs_persist, Outbox, Ready};
+use crate::raft::rejoin::Rejoin;
 use crate::raft::rng::TimeoutRng;
 use crate::raft::transfer::Transfer;
 use bytes::Bytes;
@@ -99,6 +100,11 @@ pub struct RaftCore {
     pub(super) log_read_failures: u64,
     /// Reused buffer for quorum computations (no allocation per commit check).
     pub(super) scratch: Vec<u64>,
+    /// The rejoin protocol's progress while this replica rejoins after losing its durable
+    /// state (`rejoin`); `None` otherwise.
+    pub(super) rejoin: Option<Rejoin>,
+    /// The rejoin ended since the last `Ready` (reported as `Ready::rejoined`).
+    pub(super) rejoined: bool,
 }
 
 impl RaftCore {
@@ -165,8 +171,13 @@ impl RaftCore {
             handed_commit,
             bugs: BugSet::default(),
             log_read_failures: 0,
+            rejoin: None,
+            rejoined: false,
         };
         core.reset_election_timer();
+        if core.config.rejoin {
+            core.start_rejoin();
+        }
         Ok(core)
     }
 
@@ -174,6 +185,10 @@ impl RaftCore {
     #[cfg(feature = "bug-injection")]
     pub fn inject_bug(&mut self, bug: InjectedBug) {
         self.bugs.insert(bug);
+        if bug == InjectedBug::RejoinWithoutQuery && self.rejoin.take().is_some() {
+            // The replica takes part at once, as a fresh one: its probes are not sent.
+            self.out = Outbox::default();
+        }
     }
 
     /// One unit of logical time. Followers and candidates count toward their election timeout;
@@ -190,6 +205,20 @@ impl RaftCore {
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         self.validate(&message)?;
         let Message { from, term, body, .. } = message;
+        if self.rejoin_querying() && !self.rejoin_hear(from, term, &body) {
+            return Ok(());
+        }
+        let result = self.step_message(from, term, body);
+        self.rejoin_check_done();
+        result
+    }
+
+    fn step_message(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        body: MessageBody,
+    ) -> Result<(), StepError> {
         if term > self.term {
             match &body {
                 // A pre-vote request carries the term its sender would campaign in; it changes
@@ -288,6 +317,7 @@ impl RaftCore {
             Role::Follower => self.acknowledge_durable(),
             Role::PreCandidate | Role::Candidate => {}
         }
+        self.rejoin_check_done();
     }
 
     /// Forgets the entries before `first`: the driver compacted them away from storage (or is
@@ -313,6 +343,7 @@ impl RaftCore {
             || self.log.has_unstable()
             || !self.out.is_empty()
             || self.log.commit() > self.handed_commit
+            || self.rejoined
             || (self.role == Role::Leader && self.replication_pending())
     }
 
@@ -353,6 +384,7 @@ impl RaftCore {
             messages_after_persist,
             committed,
             read_states: std::mem::take(&mut self.out.read_states),
+            rejoined: std::mem::take(&mut self.rejoined),
         }
     }
 
@@ -450,6 +482,7 @@ impl RaftCore {
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let violation = |what| InvariantViolation { node: self.config.id, what };
         self.log.check().map_err(violation)?;
+        self.check_rejoin().map_err(violation)?;
         match self.role {
             Role::Leader => {
                 if self.leader != Some(self.config.id) || self.vote != Some(self.config.id) {

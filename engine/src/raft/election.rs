@@ -69,6 +69,10 @@ impl RaftCore {
 
     /// A follower's or candidate's tick: start an election when the timer runs out.
     pub(super) fn tick_election(&mut self) {
+        if self.rejoin.is_some() {
+            self.tick_rejoin();
+            return;
+        }
         self.age_forwarded_reads();
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.randomized_election_timeout {
@@ -127,6 +131,7 @@ impl RaftCore {
             self.reset_election_timer();
         }
         if leader_changed {
+            self.rejoin_leader_changed();
             self.fail_forwarded_reads();
             self.leader_match = LogIndex::ZERO;
             self.acknowledged = LogIndex::ZERO;
@@ -223,6 +228,12 @@ impl RaftCore {
     pub(super) fn handle_request_vote(&mut self, from: NodeId, term: Term, request: RequestVote) {
         let up_to_date = self.log.is_up_to_date(request.last_log_term, request.last_log_index)
             || self.bugs.has(InjectedBug::NoElectionRestriction);
+        if self.rejoin.is_some() {
+            // A rejoining replica grants nothing (module `rejoin`); it refuses in its own term.
+            let refusal = RequestVoteResponse { pre_vote: request.pre_vote, granted: false };
+            self.send(from, MessageBody::RequestVoteResponse(refusal));
+            return;
+        }
         if request.pre_vote {
             // Grant when a real election at `term` could succeed: the term is newer, no leader
             // was heard from recently, and the log is at least as up-to-date.

@@ -35,6 +35,7 @@ impl RaftCore {
             self.become_follower(self.term, Some(from));
         }
         self.election_elapsed = 0;
+        self.rejoin_maybe_ask();
         Ok(())
     }
 

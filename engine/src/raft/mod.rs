@@ -15,6 +15,7 @@
 //! - `commit`: the commit rule; `read_index`: ReadIndex; `transfer`: leadership transfer;
 //! - `progress`: per-follower flow control; `log_view`, `term_runs`, `entry_cache`: the log;
 //! - `validate`: the gateway for untrusted messages;
+//! - `rejoin`: rejoining after the loss of the durable state;
 //! - `ready`: the output value; `config`, `errors`, `log_source`, `rng`, `bugs`.
 //!
 //! docs/design.md describes the inputs, outputs and invariants in prose.
@@ -32,6 +33,7 @@ mod log_view;
 mod progress;
 mod read_index;
 mod ready;
+mod rejoin;
 mod replication;
 mod rng;
 mod term_runs;
@@ -47,3 +49,4 @@ pub use log_source::{EmptyLog, LogReadError, LogSource};
 pub use log_view::LAST_INDEX_MAX;
 pub use progress::{ProgressView, ReplicationState};
 pub use ready::{ReadState, Ready};
+pub use rejoin::REJOIN_READ_REQUEST_ID;

@@ -157,6 +157,14 @@ impl Progress {
         self.ticks_since_ack = 0;
     }
 
+    /// The follower lost its log (it is rejoining, `rejoin`): nothing is known to match any
+    /// more. Probe again from the leader's end, as a new leader does.
+    pub(crate) fn forget_match(&mut self, last_index: LogIndex) {
+        self.match_index = LogIndex::ZERO;
+        self.become_probe();
+        self.next_index = last_index.next();
+    }
+
     pub(crate) fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
         self.next_index = self.match_index.next();

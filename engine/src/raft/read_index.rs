@@ -16,6 +16,7 @@
 use crate::raft::core::{RaftCore, Role};
 use crate::raft::errors::ReadIndexError;
 use crate::raft::ready::ReadState;
+use crate::raft::rejoin::REJOIN_READ_REQUEST_ID;
 use raftwal_wire::message::{MessageBody, ReadIndex, ReadIndexResponse};
 use raftwal_wire::types::{LogIndex, NodeId};
 use std::collections::VecDeque;
@@ -99,7 +100,13 @@ impl RaftCore {
             self.reads.awaiting_commit.push((request_id, origin));
             return;
         }
-        let read_index = self.log.commit();
+        // A rejoining follower's catch-up read is answered with the last index (module
+        // `rejoin`, step 3): entries the leader may still commit on its lost acknowledgements.
+        let read_index = if request_id == REJOIN_READ_REQUEST_ID && origin != self.config.id {
+            self.log.last_index()
+        } else {
+            self.log.commit()
+        };
         if self.config.voters.len() == 1 {
             self.answer_read(request_id, origin, Some(read_index));
             return;
@@ -185,6 +192,9 @@ impl RaftCore {
     /// A follower forwarded a read.
     pub(super) fn handle_read_index_request(&mut self, from: NodeId, request: ReadIndex) {
         if self.role == Role::Leader {
+            if request.request_id == REJOIN_READ_REQUEST_ID {
+                self.forget_follower_log(from);
+            }
             self.leader_read(request.request_id, from);
         } else {
             self.answer_read(request.request_id, from, None);
@@ -193,6 +203,11 @@ impl RaftCore {
 
     /// The leader answered a forwarded read.
     pub(super) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
+        if self.rejoin.is_some()
+            && self.rejoin_read_answered(response.request_id, response.read_index)
+        {
+            return;
+        }
         let Some(position) = self
             .forwarded_reads
             .iter()

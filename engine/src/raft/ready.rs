@@ -71,6 +71,10 @@ pub struct Ready {
     /// has entries, or the term or vote changed. When only the commit index changed, the hard
     /// state may be written lazily (the commit index is never needed for safety).
     pub must_sync: bool,
+    /// The replica finished rejoining after the loss of its durable state (module `rejoin`):
+    /// once this `Ready`'s hard state is durable, the driver may drop its rejoin marker, and
+    /// the replica restarts normally from then on.
+    pub rejoined: bool,
 }
 
 impl Ready {
@@ -89,6 +93,7 @@ impl Ready {
             && self.messages_after_persist.is_empty()
             && self.committed.is_none()
             && self.read_states.is_empty()
+            && !self.rejoined
     }
 }
 

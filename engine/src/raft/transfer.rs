@@ -69,7 +69,7 @@ impl RaftCore {
     /// TimeoutNow from the current leader: campaign at once, skipping PreVote, and mark the
     /// requests so voters set aside their leader lease.
     pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.role == Role::Follower && self.leader == Some(from) {
+        if self.role == Role::Follower && self.leader == Some(from) && self.rejoin.is_none() {
             self.campaign(true);
         }
     }

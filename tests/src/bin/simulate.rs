@@ -141,7 +141,8 @@ fn main() -> ExitCode {
     println!(
         "totals: {} events, {:.1} s virtual, {} entries committed, {} proposals acknowledged, \
          {} leader terms, {} network faults, {} messages delivered, {} dropped, \
-         {} reads answered, {} transfers, {} compactions, {} log starts sent",
+         {} reads answered, {} transfers, {} compactions, {} log starts sent, {} replicas \
+         wiped, {} rejoins completed",
         total.events,
         total.virtual_us as f64 / 1e6,
         total.committed,
@@ -153,7 +154,9 @@ fn main() -> ExitCode {
         total.reads_answered,
         total.transfers,
         total.compactions,
-        total.log_starts
+        total.log_starts,
+        total.wipes,
+        total.rejoins
     );
     println!(
         "storage: {} crashes ({} inside a disk operation, {} with a torn last write; {} \
@@ -264,6 +267,8 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.transfers += run.transfers;
     total.compactions += run.compactions;
     total.log_starts += run.log_starts;
+    total.wipes += run.wipes;
+    total.rejoins += run.rejoins;
     total.torn_crashes += run.torn_crashes;
     total.process_kills += run.process_kills;
     total.torn_tails_cut += run.torn_tails_cut;

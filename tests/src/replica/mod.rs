@@ -77,6 +77,8 @@ pub struct Drained {
     pub resolved: Vec<(PendingProposal, bool)>,
     /// Answers to read-index requests.
     pub read_states: Vec<ReadState>,
+    /// The core reported the end of its rejoin.
+    pub rejoined: bool,
 }
 
 /// Why a replica stopped on its own, in the middle of a disk operation.
@@ -140,6 +142,12 @@ pub struct Replica {
     handed_hard_state: HardState,
     /// The durable index last reported to the core.
     reported_durable: LogIndex,
+    /// The rejoin marker (the runtime keeps it as a file): set when the disk is wiped, kept
+    /// across crashes, dropped once the core reported the end of its rejoin and the hard state
+    /// of that moment is durable. While set, the core restarts with `Config::rejoin`.
+    rejoin_marker: bool,
+    /// The term and vote that must be durable before the marker is dropped.
+    marker_drop_after: Option<(Term, Option<NodeId>)>,
 }
 
 impl Replica {
@@ -166,6 +174,8 @@ impl Replica {
             full_disk_refusals: 0,
             handed_hard_state: HardState::default(),
             reported_durable: LogIndex::ZERO,
+            rejoin_marker: false,
+            marker_drop_after: None,
         };
         let seed = replica.config.timeout_seed;
         replica.restart(seed)?;
@@ -303,6 +313,11 @@ impl Replica {
             }
         }
         drained.read_states = ready.read_states;
+        if ready.rejoined {
+            drained.rejoined = true;
+            self.marker_drop_after = Some((core.term(), core.vote()));
+            self.settle_rejoin_marker();
+        }
         Ok(drained)
     }
 
@@ -500,7 +515,39 @@ impl Replica {
         self.store.kill();
     }
 
+    /// Replaces the disk by an empty one and sets the rejoin marker: the replica goes down (if
+    /// it is up) and restarts with nothing but the marker.
+    pub fn wipe(&mut self, keeps_stale_cache: bool) {
+        self.forget();
+        self.store.wipe(keeps_stale_cache);
+        self.rejoin_marker = true;
+    }
+
+    /// Whether the rejoin marker is set (wiped, and not yet known rejoined durably).
+    pub fn has_rejoin_marker(&self) -> bool {
+        self.rejoin_marker
+    }
+
+    /// Whether the replica lost its durable state and has not rejoined yet: it is down with
+    /// its marker set, or its core is rejoining. It grants no vote, and its copies of entries
+    /// are gone until it has caught up.
+    pub fn rejoining(&self) -> bool {
+        self.rejoin_marker && self.core.as_ref().is_none_or(RaftCore::is_rejoining)
+    }
+
+    /// Drops the rejoin marker once the hard state of the moment the core rejoined is durable
+    /// (the runtime deletes its marker file then).
+    pub fn settle_rejoin_marker(&mut self) {
+        let Some((term, vote)) = self.marker_drop_after else { return };
+        let durable = self.store.durable().hard_state();
+        if durable.term > term || (durable.term == term && durable.vote == vote) {
+            self.rejoin_marker = false;
+            self.marker_drop_after = None;
+        }
+    }
+
     fn forget(&mut self) {
+        self.marker_drop_after = None;
         self.core = None;
         self.queued.clear();
         self.group = None;
@@ -519,6 +566,7 @@ impl Replica {
             detail: format!("{:?}: {error}", self.config.id),
         })?;
         self.config.timeout_seed = timeout_seed;
+        self.config.rejoin = self.rejoin_marker;
         let mut core =
             RaftCore::restore(self.config.clone(), recovery.hard_state, &self.store.source())
                 .map_err(|error| Violation {
@@ -531,6 +579,10 @@ impl Replica {
                 })?;
         for bug in &self.bugs {
             core.inject_bug(*bug);
+        }
+        if !core.is_rejoining() {
+            // A planted bug skipped the protocol: the marker has no more meaning.
+            self.rejoin_marker = false;
         }
         self.core = Some(core);
         self.handed_hard_state = recovery.hard_state;

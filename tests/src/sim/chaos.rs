@@ -136,6 +136,14 @@ impl World {
                 let node = up[self.rng.index(up.len())];
                 self.chaos_compact(node)?;
             }
+        } else if choose(weights.wipe) {
+            // One replica at a time lost its state: none is wiped while another one still has
+            // its rejoin marker (a wipe is a failure, as a crash is).
+            let marked = (0..n).any(|node| self.replicas[node].has_rejoin_marker());
+            if n > 1 && !marked {
+                let node = self.rng.index(n);
+                self.chaos_wipe(node)?;
+            }
         } else {
             self.drop_per_million = self.rng.below(self.profile.drop_per_million_max + 1);
             self.duplicate_per_million = self.rng.below(self.profile.duplicate_per_million_max + 1);

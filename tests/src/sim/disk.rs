@@ -19,6 +19,7 @@ use super::PlantedBug;
 use crate::checker::{Property, Violation};
 use crate::replica::Down;
 use raftwal::storage::Tear;
+use raftwal_wire::types::LogIndex;
 
 /// Why a replica went down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +111,7 @@ impl World {
             return Ok(());
         }
         self.refresh_durable(node)?;
+        self.replicas[node].settle_rejoin_marker();
         self.replicas[node].store_mut().check_log_invariants().map_err(|detail| Violation {
             property: Property::StorageFault,
             detail: format!("{:?}: {detail}", id_of(node)),
@@ -241,6 +243,30 @@ impl World {
         Ok(())
     }
 
+    /// The injector wipes a replica: its disk is replaced by an empty one (a failed disk
+    /// swapped, or a log directory moved away) and it restarts with the rejoin marker set, so
+    /// its core rejoins (`raftwal::raft` module `rejoin`). A replica that is up goes down first
+    /// (as a process whose machine lost its disk); one that is down restarts as scheduled.
+    pub(super) fn chaos_wipe(&mut self, node: usize) -> Result<(), Violation> {
+        let was_up = self.replicas[node].is_up();
+        let keeps_stale_cache = self.options.bug == Some(PlantedBug::ReopenPoisonedLog);
+        self.replicas[node].wipe(keeps_stale_cache);
+        self.wiped_at[node] = self.now;
+        self.summary.wipes += 1;
+        self.trace.record(self.now, TraceEvent::Wipe { node: id_of(node), was_up });
+        if was_up {
+            self.epochs[node] += 1;
+            self.drain_scheduled[node] = false;
+            self.disk_step_scheduled[node] = false;
+            self.seen[node] = None;
+            self.reads.retain(|read| read.node != node);
+            let downtime = self.rng.range(1_000, self.profile.downtime_max_us);
+            let epoch = self.epochs[node];
+            self.schedule(self.now + downtime, Event::Restart { node, epoch });
+        }
+        Ok(())
+    }
+
     /// A replica restarts: it reopens its log from the disk (recovery is checked against the
     /// durable image) and its core is restored from what recovery returned.
     pub(super) fn restart(&mut self, node: usize) -> Result<(), Violation> {
@@ -248,6 +274,10 @@ impl World {
         let recovery = self.replicas[node].restart(seed)?;
         self.summary.torn_tails_cut += u64::from(recovery.torn_tail_bytes > 0);
         self.checker.on_restart(node);
+        if self.wiped_at[node] > 0 {
+            // A wiped replica that does not rejoin (a planted bug) holds none of its old copies.
+            self.checker.on_durable_loss(LogIndex(1), &self.replicas)?;
+        }
         let core = self.replicas[node].core().expect("just restarted");
         self.trace.record(
             self.now,
@@ -306,7 +336,14 @@ impl World {
     /// often without the missing replica.
     pub(super) fn make_one_sick(&mut self) -> Result<(), Violation> {
         let Some(sickness) = self.profile.sick_after_heal else { return Ok(()) };
-        let node = self.rng.index(self.options.nodes);
+        let mut node = self.rng.index(self.options.nodes);
+        // A replica still rejoining needs every other one to finish: it is the one that stays
+        // sick, so the others are a healthy majority.
+        if let Some(rejoining) =
+            (0..self.options.nodes).find(|n| self.replicas[*n].has_rejoin_marker())
+        {
+            node = rejoining;
+        }
         self.stays_down = Some(node);
         match sickness {
             Sickness::Down => self.node_down(node, DownCause::Sick),

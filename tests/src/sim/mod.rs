@@ -179,6 +179,10 @@ pub struct RunSummary {
     pub log_starts: u64,
     /// Leadership transfers requested and accepted.
     pub transfers: u64,
+    /// Replicas whose disk was replaced by an empty one (they restart to rejoin).
+    pub wipes: u64,
+    /// Wiped replicas whose core completed the rejoin protocol.
+    pub rejoins: u64,
     /// Virtual microseconds from the end of the faults to the first acknowledged new commit.
     pub recovery_us: u64,
     /// Whether a replica stayed sick (down, or poisoned) through the liveness phase.

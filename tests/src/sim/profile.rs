@@ -45,6 +45,9 @@ pub(crate) struct ChaosWeights {
     pub(crate) disk_fault: u64,
     /// Compact a replica's log before a random index up to its commit index.
     pub(crate) compact: u64,
+    /// Replace a replica's disk by an empty one; it restarts to rejoin (at most one replica
+    /// wiped or rejoining at a time). Drawn by [`Profile::draw_wipes`].
+    pub(crate) wipe: u64,
 }
 
 impl ChaosWeights {
@@ -59,6 +62,7 @@ impl ChaosWeights {
             + self.network_quality
             + self.disk_fault
             + self.compact
+            + self.wipe
     }
 }
 
@@ -168,6 +172,7 @@ impl Profile {
                 network_quality: rng.range(0, 4),
                 disk_fault: [0, 0, 1, 3][rng.index(4)],
                 compact: [0, 3, 10, 30][rng.index(4)],
+                wipe: 0,
             },
             fault_duration_us: rng.range(500_000, 2_500_000),
             client_count: rng.range(1, 3) as usize,
@@ -244,6 +249,14 @@ impl Profile {
         let mut rng = SimRng::new(seed ^ 0x7069_7065_6c69_6e65);
         self.log_options.batches_in_flight_max = [1, 2, 3][rng.index(3)];
         self.disk_reorder = self.log_options.batches_in_flight_max > 1 && rng.chance(600_000);
+    }
+
+    /// Draws how often replicas are wiped, from a stream of its own derived from `seed` (as
+    /// [`Profile::draw_pipelining`]): runs without wipes are the runs they were before. Half
+    /// the runs wipe, with a weight about that of the other rare faults.
+    pub(crate) fn draw_wipes(&mut self, seed: u64) {
+        let mut rng = SimRng::new(seed ^ 0x7769_7065_7769_7065);
+        self.chaos.wipe = [0, 0, 2, 5][rng.index(4)];
     }
 
     /// The core configuration of replica `id` under this profile.

@@ -143,6 +143,8 @@ pub(crate) enum TraceEvent {
     Acknowledged { node: NodeId, tag: u64, first: LogIndex, last: LogIndex, term: Term },
     Down { node: NodeId, cause: DownCause, in_place: bool, torn: bool, durable_last: LogIndex },
     Restart { node: NodeId, term: Term, last: LogIndex, commit: LogIndex },
+    Wipe { node: NodeId, was_up: bool },
+    Rejoined { node: NodeId },
     Partition { blocked: u64, nodes: usize },
     HealNetwork,
     EndOfFaults,
@@ -214,6 +216,12 @@ impl fmt::Display for TraceEvent {
                 };
                 write!(f, "{node:?} {what} (durable log ends at {durable_last:?}{tear}{boot})")
             }
+            TraceEvent::Wipe { node, was_up } => write!(
+                f,
+                "{node:?} WIPED{}: its disk is replaced by an empty one; it restarts to rejoin",
+                if *was_up { " (it was up)" } else { "" }
+            ),
+            TraceEvent::Rejoined { node } => write!(f, "{node:?} has rejoined"),
             TraceEvent::Restart { node, term, last, commit } => {
                 write!(f, "{node:?} restarts: {term:?}, log ends at {last:?}, commit {commit:?}")
             }

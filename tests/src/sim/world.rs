@@ -27,7 +27,8 @@ use std::collections::BinaryHeap;
 #[derive(Debug)]
 pub(super) enum Event {
     Tick(usize),
-    Deliver(Message),
+    /// A message arrives; it was sent at the given virtual time.
+    Deliver(Message, u64),
     Drain(usize),
     /// The disk of `node` had time for the next operation of its writer's group.
     DiskStep {
@@ -130,8 +131,14 @@ pub(super) struct World {
     pub(super) next_request_id: u64,
     pub(super) summary: RunSummary,
     pub(super) done: bool,
+    /// A proposal made after the heal was acknowledged (the run ends once every wiped replica
+    /// that is not the sick one has rejoined too).
+    pub(super) recovered: bool,
     /// The replica that does not restart any more (it stays sick through the liveness phase).
     pub(super) stays_down: Option<usize>,
+    /// When each replica's disk was last wiped (0: never): messages sent to it before then
+    /// are not delivered to the new process.
+    pub(super) wiped_at: Vec<u64>,
 }
 
 pub(super) fn id_of(position: usize) -> NodeId {
@@ -148,6 +155,7 @@ impl World {
         let mut rng = SimRng::new(options.seed);
         let mut profile = Profile::draw(&mut rng, options.nodes);
         profile.draw_pipelining(options.seed);
+        profile.draw_wipes(options.seed);
         let voters: Vec<NodeId> = (0..options.nodes).map(id_of).collect();
         let bugs: Vec<_> = match options.bug {
             Some(PlantedBug::Core(bug)) => vec![bug],
@@ -212,7 +220,9 @@ impl World {
             next_request_id: 0,
             summary,
             done: false,
+            recovered: false,
             stays_down: None,
+            wiped_at: vec![0; options.nodes],
             options,
         }
     }
@@ -295,7 +305,7 @@ impl World {
                     }
                 }
             }
-            Event::Deliver(message) => self.deliver(message)?,
+            Event::Deliver(message, sent_at) => self.deliver(message, sent_at)?,
             Event::Drain(node) => {
                 self.drain_scheduled[node] = false;
                 if self.replicas[node].is_up() {
@@ -417,12 +427,24 @@ impl World {
                 },
             );
             if let Phase::Liveness { healed_at, baseline } = self.phase {
-                if proposed.last_index > baseline {
+                if proposed.last_index > baseline && !self.recovered {
                     self.summary.recovery_us = self.now - healed_at;
-                    self.done = true;
+                    self.recovered = true;
                 }
             }
         }
+        if drained.rejoined {
+            self.summary.rejoins += 1;
+            self.trace.record(self.now, TraceEvent::Rejoined { node: id_of(node) });
+            // Caught up: every acknowledged entry is durable on a majority again, this replica
+            // counted as what its disk holds.
+            self.checker.on_durable_loss(LogIndex(1), &self.replicas)?;
+        }
+        // The liveness phase ends with a new commit and with every wiped replica rejoined
+        // (but the one that stays sick): the rejoin must complete within the same deadline.
+        self.done = self.recovered
+            && (0..self.options.nodes)
+                .all(|other| Some(other) == self.stays_down || !self.replicas[other].rejoining());
         for read_state in drained.read_states {
             let Some(position) = self
                 .reads
