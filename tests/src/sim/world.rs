@@ -343,6 +343,21 @@ impl World {
             Event::EndOfFaults => self.end_faults()?,
             Event::LivenessDeadline => {
                 if let Phase::Liveness { healed_at, baseline } = self.phase {
+                    if self.recovered {
+                        let waiting: Vec<NodeId> = (0..self.options.nodes)
+                            .filter(|node| self.replicas[*node].rejoining())
+                            .map(id_of)
+                            .collect();
+                        return Err(Violation {
+                            property: Property::Liveness,
+                            detail: format!(
+                                "commits resumed, but {waiting:?} did not finish rejoining within \
+                                 {} election timeouts after the faults healed at {} ms",
+                                self.liveness_timeouts(),
+                                healed_at / 1000
+                            ),
+                        });
+                    }
                     return Err(Violation {
                         property: Property::Liveness,
                         detail: format!(
