@@ -114,12 +114,13 @@ impl RaftCore {
         matches!(&self.rejoin, Some(Rejoin { phase: Phase::Query { .. }, .. }))
     }
 
-    /// Step 1 at start: probe every peer (or, alone, end the query at once).
+    /// Step 1 at start: probe every peer. A replica without peers has nothing to learn or catch
+    /// up from (whatever it lost is lost): it is done at once.
     pub(super) fn start_rejoin(&mut self) {
-        self.rejoin = Some(Rejoin::new(self.term, self.vote));
         if self.config.voters.len() == 1 {
-            self.complete_term_query();
+            self.rejoined = true;
         } else {
+            self.rejoin = Some(Rejoin::new(self.term, self.vote));
             self.send_probes();
         }
     }
@@ -448,6 +449,15 @@ mod tests {
         let mut core = RaftCore::new(config(false)).expect("valid");
         core.step(from(2, 1, vote_request(false))).expect("valid");
         assert_eq!(grants(&drain(&mut core)), 1);
+    }
+
+    #[test]
+    fn a_replica_without_peers_rejoins_at_once() {
+        let mut config = Config::new(NodeId(1), LogId(1), vec![NodeId(1)]);
+        config.rejoin = true;
+        let mut core = RaftCore::new(config).expect("valid");
+        assert!(!core.is_rejoining());
+        assert!(drain(&mut core).rejoined);
     }
 
     #[test]
