@@ -245,6 +245,14 @@ pub struct NodeConfig {
     /// Address to serve Prometheus metrics on (`GET /metrics`), if any.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// This node lost the data of some logs (a replaced disk, a log directory gone): each log
+    /// whose directory is missing or empty rejoins the cluster instead of being refused. It
+    /// learns the terms of every peer (all must answer), takes no vote until it has caught up
+    /// with a leader, and then takes part as before (docs/design.md, "Rejoining after the loss
+    /// of durable state"). Never set it when the cluster starts for the first time: nodes that
+    /// all rejoin elect no leader. Logs that hold their data are not affected.
+    #[serde(default)]
+    pub rejoin: bool,
     /// Consensus tuning.
     #[serde(default)]
     pub raft: RaftTuning,
@@ -286,6 +294,7 @@ impl NodeConfig {
             log_count: default_log_count(),
             entry_size_bytes_max: default_entry_size_bytes_max(),
             metrics: None,
+            rejoin: false,
             raft: RaftTuning::default(),
             storage: StorageTuning::default(),
             transport: TransportTuning::default(),

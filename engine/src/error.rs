@@ -57,7 +57,9 @@ pub enum StartError {
     #[error(
         "log {log}: this node created it before ({record} lists it), but {dir} holds no log: its \
          votes and entries are lost, and a node that forgot them can break Raft's guarantees if \
-         it takes part again; restore the directory (docs/operations.md, \"Errors and what to do\")"
+         it takes part as if nothing happened; restore the directory, or start the node once \
+         with --rejoin (NodeConfig::rejoin) to rejoin the cluster safely (docs/operations.md, \
+         \"Errors and what to do\")"
     )]
     LostLog {
         /// The log.

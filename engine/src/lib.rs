@@ -84,6 +84,6 @@ pub use error::{
     TransferError,
 };
 pub use log::{BatchPosition, Log, LogEntry, LogStatus, PeerStatus, Position, ReadLimit};
-pub use node::{HaltHandle, Node, IDENTITY_FILE, LOGS_FILE};
+pub use node::{HaltHandle, Node, IDENTITY_FILE, LOGS_FILE, REJOIN_MARKER};
 pub use runtime::source::StoreSource;
 pub use subscription::{BlockingIter, Subscription};

@@ -136,6 +136,8 @@ pub struct LogMetrics {
     pub log_resets: AtomicU64,
     /// Whether this node leads the log (0 or 1).
     pub is_leader: AtomicU64,
+    /// Whether this node's copy of the log is rejoining after a loss of its data (0 or 1).
+    pub rejoining: AtomicU64,
     /// Times this node saw the leader change (including to "no leader").
     pub leader_changes: AtomicU64,
     /// Entry payload bytes received from clients and peers.
@@ -169,6 +171,7 @@ impl LogMetrics {
             first_index: AtomicU64::new(1),
             log_resets: AtomicU64::new(0),
             is_leader: AtomicU64::new(0),
+            rejoining: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -261,12 +264,17 @@ impl NodeMetrics {
                 let _ = writeln!(out, "{name}{{node=\"{}\",log=\"{}\"}} {v}", self.node, m.log);
             }
         }
-        let gauges: [Scalar; 5] = [
+        let gauges: [Scalar; 6] = [
             ("raftwal_term", "Current term.", |m| &m.term),
             ("raftwal_commit_index", "Commit index.", |m| &m.commit_index),
             ("raftwal_first_index", "First index the log still holds.", |m| &m.first_index),
             ("raftwal_last_index", "Last index in the log.", |m| &m.last_index),
             ("raftwal_is_leader", "1 when this node leads the log.", |m| &m.is_leader),
+            (
+                "raftwal_rejoining",
+                "1 while this node's copy of the log rejoins after a loss of its data.",
+                |m| &m.rejoining,
+            ),
         ];
         for (name, help, get) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

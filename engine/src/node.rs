@@ -38,6 +38,10 @@ pub const IDENTITY_FILE: &str = "raftwal.id";
 /// where a log it does not list is new (its directory is created).
 pub const LOGS_FILE: &str = "raftwal.logs";
 
+/// Name of the file in a log's directory that says the log lost its data and rejoins the
+/// cluster (created by a start with [`NodeConfig::rejoin`], removed once it caught up).
+pub const REJOIN_MARKER: &str = "REJOIN";
+
 /// Name of the data directory's lock file (it holds the running node's process id).
 pub(crate) const LOCK_FILE: &str = "raftwal.lock";
 
@@ -71,7 +75,7 @@ impl Node {
         let cluster = identity.cluster();
         let dir_lock = lock_data_dir(&config.data_dir)?;
         check_data_dir(&config.data_dir, cluster, config.id)?;
-        let created = logs_kept(&config.data_dir, config.log_count)?;
+        let created = logs_kept(&config.data_dir, config.log_count, config.rejoin)?;
         let config = Arc::new(config);
         let client_limits = ClientLimits::new(
             config.transport.client_connections_max,
@@ -331,10 +335,12 @@ pub(crate) fn log_dir(dir: &Path, log: LogId) -> PathBuf {
 
 /// The logs this node created before (its [`LOGS_FILE`]; a data directory from before the file
 /// existed: its log directories that hold anything), after checking that each of them below
-/// `log_count` still holds its log. A log started over from nothing would have forgotten
-/// its votes and the entries it acknowledged (the store already refuses segments without their
-/// hard state; this catches a whole directory gone).
-fn logs_kept(dir: &Path, log_count: u64) -> Result<BTreeSet<u64>, StartError> {
+/// `log_count` still holds its log. A log started over from nothing would have forgotten its
+/// votes and the entries it acknowledged (the store already refuses segments without their hard
+/// state; this catches a whole directory gone): unless `rejoin` is set, such a log is refused;
+/// with it, every log below `log_count` whose directory is missing or empty gets a rejoin
+/// marker ([`REJOIN_MARKER`]), and opens in the rejoin state until it caught up.
+fn logs_kept(dir: &Path, log_count: u64, rejoin: bool) -> Result<BTreeSet<u64>, StartError> {
     let fail = |message: String| StartError::DataDir { dir: dir.to_owned(), message };
     let record = dir.join(LOGS_FILE);
     // Anything at the log's path is left to the store to open or refuse (a file in its place
@@ -365,7 +371,13 @@ fn logs_kept(dir: &Path, log_count: u64) -> Result<BTreeSet<u64>, StartError> {
         }
         Err(e) => return Err(fail(format!("cannot read {LOGS_FILE}: {e}"))),
     };
-    if let Some(&log) = created.iter().find(|&&log| log < log_count && !holds_log(log)) {
+    if rejoin {
+        for log in (0..log_count).filter(|log| !holds_log(*log)) {
+            mark_rejoin(&log_dir(dir, LogId(log)))
+                .map_err(|e| fail(format!("cannot mark log {log} to rejoin: {e}")))?;
+            warn!(log, "log {log} holds no data here: it rejoins the cluster");
+        }
+    } else if let Some(&log) = created.iter().find(|&&log| log < log_count && !holds_log(log)) {
         return Err(StartError::LostLog {
             log: LogId(log),
             dir: log_dir(dir, LogId(log)),
@@ -373,6 +385,18 @@ fn logs_kept(dir: &Path, log_count: u64) -> Result<BTreeSet<u64>, StartError> {
         });
     }
     Ok(created)
+}
+
+/// Creates the log directory `dir` with its rejoin marker, durably.
+fn mark_rejoin(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let marker = std::fs::File::create(dir.join(REJOIN_MARKER))?;
+    marker.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()?;
+    match dir.parent() {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Records that this node created logs `0..log_count` besides those in `created` (durably,

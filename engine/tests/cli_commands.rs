@@ -411,8 +411,8 @@ fn serve_refuses_bad_starts_with_clear_messages() {
     let mut command = Command::new(bin());
     command.arg("serve").args(&args).stdout(Stdio::null()).stderr(Stdio::null());
     let node = Proc::spawn("serve a", &mut command);
-    wait_until(T, "the node to write its identity", || {
-        dir.path().join("d1").join(raftwal::IDENTITY_FILE).exists()
+    wait_until(T, "the node to start (it records its logs last)", || {
+        dir.path().join("d1").join(raftwal::LOGS_FILE).exists()
     });
     node.signal(libc::SIGTERM);
     assert!(node.wait(T).success());
@@ -433,4 +433,19 @@ fn serve_refuses_bad_starts_with_clear_messages() {
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(text.contains("log 0 in") && text.contains("I/O error"), "{text}");
     assert!(!text.contains("corruption"), "{text}");
+
+    // The log's directory gone: the node does not start the log over, and says how to rejoin;
+    // with --rejoin this one-node cluster rejoins at once (it has no peer to hear from).
+    std::fs::remove_file(&log_dir).unwrap();
+    let (status, text) = serve(&args);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("holds no log") && text.contains("--rejoin"), "{text}");
+    let mut command = Command::new(bin());
+    command.arg("serve").args(&args).arg("--rejoin").stdout(Stdio::null()).stderr(Stdio::null());
+    let node = Proc::spawn("serve --rejoin", &mut command);
+    wait_until(T, "the log to rejoin", || {
+        log_dir.join("hard_state").exists() && !log_dir.join(raftwal::REJOIN_MARKER).exists()
+    });
+    node.signal(libc::SIGTERM);
+    assert!(node.wait(T).success());
 }

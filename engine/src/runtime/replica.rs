@@ -312,6 +312,18 @@ impl<D: Disk> Replica<D> {
                 self.after_persist.push_back((need, ready.messages_after_persist));
             }
         }
+        if ready.rejoined {
+            // The hard state of this Ready (saved above) and every entry up to the catch-up
+            // point are durable: the log no longer needs to rejoin after a restart.
+            let dir = crate::node::log_dir(&self.config.data_dir, self.log);
+            let removed = std::fs::remove_file(dir.join(crate::node::REJOIN_MARKER))
+                .and_then(|()| std::fs::File::open(&dir)?.sync_all());
+            if let Err(e) = removed {
+                // The log rejoins again after a restart, which is safe.
+                warn!(log = %self.log, "cannot remove the rejoin marker: {e}");
+            }
+            info!(log = %self.log, "rejoined: caught up with the cluster, taking part again");
+        }
         for state in &ready.read_states {
             // Confirmed reads wait for their index to become readable (`after_progress`).
             if let Some(reply) = self.read_indexes.answered(state.request_id, state.read_index) {
@@ -486,6 +498,7 @@ impl<D: Disk> Replica<D> {
         LogMetrics::set(&self.metrics.last_index, self.core.last_index().get());
         LogMetrics::set(&self.metrics.first_index, self.store.first_index().get());
         LogMetrics::set(&self.metrics.is_leader, u64::from(self.role == Role::Leader));
+        LogMetrics::set(&self.metrics.rejoining, u64::from(self.core.is_rejoining()));
     }
 
     /// Applies committed entries up to `commit` to the deduplication table.

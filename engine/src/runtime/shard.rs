@@ -213,12 +213,14 @@ impl Shard {
                 recovery.hard_state.term,
                 recovery.hard_state.commit
             );
-            let core = RaftCore::restore(
-                raft_config(&config, log),
-                recovery.hard_state,
-                &StoreSource(&store),
-            )
-            .map_err(|e| StartError::Restore { log, message: e.to_string() })?;
+            let mut raft = raft_config(&config, log);
+            // A log that lost its data rejoins until it caught up (the marker outlives restarts).
+            raft.rejoin = dir.join(crate::node::REJOIN_MARKER).exists();
+            if raft.rejoin {
+                warn!(log = %log, "rejoining: this node takes no vote until it caught up");
+            }
+            let core = RaftCore::restore(raft, recovery.hard_state, &StoreSource(&store))
+                .map_err(|e| StartError::Restore { log, message: e.to_string() })?;
             let replica = Replica::new(config.clone(), core, store, transport.clone(), log_metrics);
             replicas.insert(log, replica);
         }

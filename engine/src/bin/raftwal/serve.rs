@@ -56,6 +56,11 @@ pub(crate) struct ServeArgs {
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     metrics: Option<SocketAddr>,
+    /// This node lost the data of some logs (a replaced disk, a log directory gone): those logs
+    /// rejoin the cluster, taking no vote until they caught up with a leader (every peer must
+    /// answer first). Never on a cluster's first start. Works with --config too.
+    #[arg(long)]
+    rejoin: bool,
 }
 
 /// Parses one `ID=HOST:PORT` peer.
@@ -74,7 +79,8 @@ impl ServeArgs {
     /// The node's configuration: the file's, or the flags'.
     fn node_config(self) -> Result<NodeConfig, String> {
         if let Some(path) = &self.config {
-            let config = NodeConfig::from_toml_file(path).map_err(|e| e.to_string())?;
+            let mut config = NodeConfig::from_toml_file(path).map_err(|e| e.to_string())?;
+            config.rejoin |= self.rejoin;
             refuse_listen_port_zero(&config)?;
             return Ok(config);
         }
@@ -87,6 +93,7 @@ impl ServeArgs {
         let mut config = NodeConfig::new(NodeId(id), listen, self.peers, data_dir, tls_dir);
         config.shards = self.shards.map(usize::from);
         config.metrics = self.metrics;
+        config.rejoin = self.rejoin;
         config.validate().map_err(|e| e.to_string())?;
         refuse_listen_port_zero(&config)?;
         Ok(config)

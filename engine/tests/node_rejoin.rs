@@ -1,0 +1,117 @@
+//! A node that lost a log's data (its directory gone) on an in-process 3-node cluster over
+//! loopback QUIC: refused at start unless told to rejoin; rejoining, it learns every peer's
+//! term, catches up with a leader before it takes part (it takes no vote until then), keeps
+//! rejoining across a restart until it is done, and then takes part as before.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
+
+mod support;
+
+use bytes::Bytes;
+use raftwal::{LogEntry, ReadLimit};
+use raftwal_wire::types::LogIndex;
+use std::time::Duration;
+use support::{wait_until, Cluster};
+
+const T: Duration = Duration::from_secs(30);
+
+fn metric(cluster: &Cluster, name: &str, node: u64) -> u64 {
+    let text = cluster.node(node).metrics().render();
+    let key = format!("{name}{{node=\"{node}\",log=\"0\"}} ");
+    let line =
+        text.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key}:\n{text}"));
+    line[key.len()..].trim().parse().expect("a metric is an integer")
+}
+
+fn read_all(log: &raftwal::Log) -> Vec<LogEntry> {
+    let mut out: Vec<LogEntry> = Vec::new();
+    let mut next = LogIndex(1);
+    loop {
+        let entries = log.read_blocking(next, ReadLimit::entries(1000)).unwrap();
+        let Some(last) = entries.last() else { return out };
+        next = last.index.next();
+        out.extend(entries);
+    }
+}
+
+fn append_many(log: &raftwal::Log, from: u32, count: u32) -> LogIndex {
+    let mut last = LogIndex::ZERO;
+    for i in from..from + count {
+        last = log.append_blocking(Bytes::from(format!("entry {i}"))).unwrap().index;
+    }
+    last
+}
+
+/// Removes node `id`'s directory of log 0, as a replaced disk or an operator would.
+fn lose_log(cluster: &Cluster, id: u64) -> std::path::PathBuf {
+    let dir = cluster.configs[(id - 1) as usize].data_dir.join("log-0");
+    std::fs::remove_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_node_that_lost_its_log_rejoins_catches_up_and_takes_part_again() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    let node = (1..=3).find(|id| *id != leader).unwrap();
+    let last = append_many(&cluster.log(leader), 0, 50);
+    cluster.stop(node);
+    let dir = lose_log(&cluster, node);
+    cluster.configs[(node - 1) as usize].rejoin = true;
+    cluster.restart(node);
+    let rejoined = cluster.log(node);
+    wait_until(T, "the node to rejoin", || {
+        metric(&cluster, "raftwal_rejoining", node) == 0
+            && rejoined.status_blocking().unwrap().commit_index >= last
+    });
+    assert!(!dir.join(raftwal::REJOIN_MARKER).exists(), "the marker goes once it rejoined");
+    assert_eq!(
+        read_all(&rejoined).iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        read_all(&cluster.log(leader)).iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        "it holds the leader's log"
+    );
+    // It takes part again: with the leader gone, it and the third node elect one and commit.
+    cluster.stop(leader);
+    let second = cluster.wait_leader(T);
+    assert_ne!(second, leader);
+    let more = append_many(&cluster.log(second), 50, 5);
+    for id in (1..=3).filter(|id| *id != leader) {
+        let log = cluster.log(id);
+        wait_until(T, "both commit", || log.status_blocking().unwrap().commit_index >= more);
+    }
+    // Restarted without the flag, its log is an ordinary one now.
+    cluster.configs[(node - 1) as usize].rejoin = false;
+    cluster.stop(node);
+    cluster.restart(node);
+    assert_eq!(metric(&cluster, "raftwal_rejoining", node), 0);
+}
+
+/// A rejoining node learns the term of every peer before anything else: with one peer down it
+/// stays rejoining (the cluster goes on with the two others), restarted without the flag too
+/// (the marker outlives the process), and finishes once the peer is back.
+#[test]
+fn a_rejoin_waits_for_every_peer_and_outlives_a_restart() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    let node = (1..=3).find(|id| *id != leader).unwrap();
+    let other = (1..=3).find(|id| *id != leader && *id != node).unwrap();
+    let last = append_many(&cluster.log(leader), 0, 20);
+    cluster.stop(node);
+    cluster.stop(other);
+    let dir = lose_log(&cluster, node);
+    cluster.configs[(node - 1) as usize].rejoin = true;
+    cluster.restart(node);
+    assert_eq!(metric(&cluster, "raftwal_rejoining", node), 1);
+    assert!(dir.join(raftwal::REJOIN_MARKER).exists());
+    cluster.stop(node);
+    cluster.configs[(node - 1) as usize].rejoin = false;
+    cluster.restart(node);
+    assert_eq!(metric(&cluster, "raftwal_rejoining", node), 1, "the marker keeps it rejoining");
+    cluster.restart(other);
+    let rejoined = cluster.log(node);
+    wait_until(T, "the node to rejoin once every peer answered", || {
+        metric(&cluster, "raftwal_rejoining", node) == 0
+            && rejoined.status_blocking().unwrap().commit_index >= last
+    });
+    assert!(!dir.join(raftwal::REJOIN_MARKER).exists());
+}
