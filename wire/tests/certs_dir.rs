@@ -94,3 +94,29 @@ fn a_mismatched_key_or_a_damaged_file_is_named() {
     let e = TlsIdentity::load_node(b.path(), NodeId(1)).unwrap_err().to_string();
     assert!(e.contains("CA certificate") && e.contains("ca.pem"), "{e}");
 }
+
+#[test]
+fn a_cluster_id_file_or_certificate_of_another_run_is_named() {
+    let a = tempfile::tempdir().unwrap();
+    let certs = ClusterCerts::generate(None, &[NodeId(1), NodeId(2)]).unwrap();
+    certs.write_to_dir(a.path()).unwrap();
+    let file = |name: &str| a.path().join(name);
+
+    // Node 2's certificate and key copied as node 1's: node 1's name is missing.
+    std::fs::copy(file("node-2.pem"), file("node-1.pem")).unwrap();
+    std::fs::copy(file("node-2.key.pem"), file("node-1.key.pem")).unwrap();
+    let e = TlsIdentity::load_node(a.path(), NodeId(1)).unwrap_err().to_string();
+    let cluster = format!("{:016x}", certs.cluster.get());
+    let cert = file("node-1.pem").display().to_string();
+    assert!(e.contains(&format!("{cert} is not valid for n1.c{cluster}.raftwal")), "{e}");
+
+    // A cluster-id file of another run: the node and the client refuse to load, naming it,
+    // instead of starting under a cluster id their certificates do not carry.
+    std::fs::write(file("cluster-id"), "1234567890abcdef\n").unwrap();
+    let e = TlsIdentity::load_node(a.path(), NodeId(2)).unwrap_err().to_string();
+    let id_file = file("cluster-id").display().to_string();
+    assert!(e.contains("is not valid for n2.c1234567890abcdef.raftwal"), "{e}");
+    assert!(e.contains(&format!("{id_file} (1234567890abcdef)")), "{e}");
+    let e = TlsIdentity::load_client(a.path()).unwrap_err().to_string();
+    assert!(e.contains("is not valid for client.c1234567890abcdef.raftwal"), "{e}");
+}

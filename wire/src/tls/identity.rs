@@ -10,7 +10,7 @@
 use super::certs::{
     node_cert_file, node_key_file, CA_CERT_FILE, CLIENT_CERT_FILE, CLIENT_KEY_FILE, CLUSTER_ID_FILE,
 };
-use super::names::parse_cluster_id;
+use super::names::{client_name, format_cluster_id, node_name, parse_cluster_id};
 use crate::types::{ClusterId, NodeId};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::pem::PemObject;
@@ -57,6 +57,23 @@ pub enum IdentityError {
         key: String,
         /// The certificate document (with its file, when loaded from one).
         certificate: String,
+    },
+    /// The certificate is not the one the cluster id file and the node id ask for: the
+    /// `cluster-id` file and the certificate are not from one `raftwal certs` run, or the
+    /// certificate is another node's (or the client's) renamed.
+    #[error(
+        "the {certificate} is not valid for {expected}, the name that {cluster_id} ({cluster}) \
+         asks for: use the cluster-id and certificate files of one `raftwal certs` run"
+    )]
+    NameMismatch {
+        /// The certificate document (with its file).
+        certificate: String,
+        /// The name the certificate must carry.
+        expected: String,
+        /// The cluster id file.
+        cluster_id: PathBuf,
+        /// The cluster id that file holds, as 16 hex digits.
+        cluster: String,
     },
     /// rustls refused the certificates or key (a bad CA, ...).
     #[error("TLS configuration refused: {0}")]
@@ -176,34 +193,69 @@ impl TlsIdentity {
         Ok(TlsIdentity { cluster, roots: Arc::new(roots), chain, key: private })
     }
 
-    /// Loads node `node`'s identity from a directory written by `raftwal certs`.
+    /// Loads node `node`'s identity from a directory written by `raftwal certs`. The
+    /// certificate must carry node `node`'s name in the cluster of the `cluster-id` file.
     pub fn load_node(dir: &Path, node: NodeId) -> Result<TlsIdentity, IdentityError> {
-        TlsIdentity::load(dir, &node_cert_file(dir, node), &node_key_file(dir, node))
+        let cert_path = node_cert_file(dir, node);
+        TlsIdentity::load(dir, &cert_path, &node_key_file(dir, node), |c| node_name(c, node))
     }
 
-    /// Loads the client identity from a directory written by `raftwal certs`.
+    /// Loads the client identity from a directory written by `raftwal certs`. The certificate
+    /// must carry the client name of the cluster of the `cluster-id` file.
     pub fn load_client(dir: &Path) -> Result<TlsIdentity, IdentityError> {
-        TlsIdentity::load(dir, &dir.join(CLIENT_CERT_FILE), &dir.join(CLIENT_KEY_FILE))
+        let cert_path = dir.join(CLIENT_CERT_FILE);
+        TlsIdentity::load(dir, &cert_path, &dir.join(CLIENT_KEY_FILE), client_name)
     }
 
     /// Loads the cluster id and CA from `dir`, and the certificate and key from their files;
-    /// errors name the file they are about.
-    fn load(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<TlsIdentity, IdentityError> {
+    /// errors name the file they are about. The certificate must carry the name `name` gives
+    /// for the cluster id: otherwise peers would refuse this party only once it connects, and
+    /// a node would first have written the wrong cluster id into its data directory.
+    fn load(
+        dir: &Path,
+        cert_path: &Path,
+        key_path: &Path,
+        name: impl Fn(ClusterId) -> String,
+    ) -> Result<TlsIdentity, IdentityError> {
         let cluster = read_cluster_id(dir)?;
         let ca_path = dir.join(CA_CERT_FILE);
         let (ca, cert, key) = (read(&ca_path)?, read(cert_path)?, read(key_path)?);
-        TlsIdentity::from_documents(
+        let identity = TlsIdentity::from_documents(
             cluster,
             Document::file("CA certificate", &ca_path, &ca),
             Document::file("certificate", cert_path, &cert),
             Document::file("key", key_path, &key),
-        )
+        )?;
+        let expected = name(cluster);
+        let document = Document::file("certificate", cert_path, &cert);
+        let leaf = identity.chain.first().ok_or_else(|| document.invalid("no certificate"))?;
+        if !carries_name(leaf, &expected, &document)? {
+            return Err(IdentityError::NameMismatch {
+                certificate: document.name,
+                expected,
+                cluster_id: dir.join(CLUSTER_ID_FILE),
+                cluster: format_cluster_id(cluster),
+            });
+        }
+        Ok(identity)
     }
 
     /// The cluster this identity belongs to.
     pub fn cluster(&self) -> ClusterId {
         self.cluster
     }
+}
+
+/// Whether `leaf` carries the DNS name `expected`.
+fn carries_name(
+    leaf: &CertificateDer<'static>,
+    expected: &str,
+    document: &Document<'_>,
+) -> Result<bool, IdentityError> {
+    let parsed =
+        rustls::server::ParsedCertificate::try_from(leaf).map_err(|e| document.invalid(e))?;
+    let name = ServerName::try_from(expected.to_owned()).map_err(|e| document.invalid(e))?;
+    Ok(rustls::client::verify_server_name(&parsed, &name).is_ok())
 }
 
 fn read_cluster_id(dir: &Path) -> Result<ClusterId, IdentityError> {
