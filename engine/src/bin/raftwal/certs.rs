@@ -8,7 +8,7 @@
 use clap::Args;
 use raftwal_wire::tls::certs::ClusterCerts;
 use raftwal_wire::tls::names::{format_cluster_id, parse_cluster_id};
-use raftwal_wire::types::NodeId;
+use raftwal_wire::types::{ClusterId, NodeId};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `raftwal certs`.
@@ -20,26 +20,26 @@ pub(crate) struct CertsArgs {
     /// Number of nodes.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     nodes: u64,
-    /// Cluster id as hexadecimal; a random one when omitted.
-    #[arg(long)]
-    cluster_id: Option<String>,
+    /// Cluster id as hexadecimal (up to 16 digits); a random one when omitted.
+    #[arg(long, value_name = "HEX", value_parser = parse_cluster_id_arg)]
+    cluster_id: Option<ClusterId>,
+}
+
+/// Parses `--cluster-id`, so that a malformed id is a usage error (status 2) like any other
+/// malformed value.
+fn parse_cluster_id_arg(text: &str) -> Result<ClusterId, String> {
+    parse_cluster_id(text)
+        .ok_or_else(|| format!("invalid cluster id {text:?}: expected up to 16 hex digits"))
 }
 
 pub(crate) fn run(args: CertsArgs) -> Result<(), String> {
-    let report = certs(&args.out, args.nodes, args.cluster_id.as_deref())?;
+    let report = certs(&args.out, args.nodes, args.cluster_id)?;
     print!("{report}");
     Ok(())
 }
 
 /// Writes the certificates and returns the report to print.
-pub(crate) fn certs(out: &Path, nodes: u64, cluster_id: Option<&str>) -> Result<String, String> {
-    let cluster =
-        match cluster_id {
-            Some(text) => Some(parse_cluster_id(text).ok_or_else(|| {
-                format!("invalid cluster id {text:?}: expected up to 16 hex digits")
-            })?),
-            None => None,
-        };
+pub(crate) fn certs(out: &Path, nodes: u64, cluster: Option<ClusterId>) -> Result<String, String> {
     let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
     let generated = ClusterCerts::generate(cluster, &ids).map_err(|e| e.to_string())?;
     let files = generated.write_to_dir(out).map_err(|e| e.to_string())?;
@@ -60,13 +60,12 @@ pub(crate) fn certs(out: &Path, nodes: u64, cluster_id: Option<&str>) -> Result<
 mod tests {
     use super::*;
     use raftwal_wire::tls::TlsIdentity;
-    use raftwal_wire::types::ClusterId;
 
     #[test]
     fn certs_writes_loadable_identities_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("certs");
-        let report = certs(&out, 3, Some("00000000000000ab")).unwrap();
+        let report = certs(&out, 3, Some(ClusterId(0xab))).unwrap();
         assert!(
             report.contains("cluster id 00000000000000ab (3 nodes); wrote 11 files"),
             "{report}"
@@ -78,6 +77,6 @@ mod tests {
         assert_eq!(TlsIdentity::load_client(&out).unwrap().cluster(), ClusterId(0xab));
         let again = certs(&out, 3, None).unwrap_err();
         assert!(again.contains("exists"), "{again}");
-        assert!(certs(&out, 1, Some("not-hex")).unwrap_err().contains("invalid cluster id"));
+        assert!(parse_cluster_id_arg("not-hex").unwrap_err().contains("invalid cluster id"));
     }
 }

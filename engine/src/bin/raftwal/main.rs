@@ -133,4 +133,17 @@ mod tests {
             assert!(e.to_string().contains("Usage: raftwal"), "{name}: {e}");
         }
     }
+
+    #[test]
+    fn a_malformed_cluster_id_is_a_usage_error() {
+        // docs/operations.md: a malformed value exits with status 2, before anything is written.
+        for bad in ["zz", "00000000000000000ab", ""] {
+            let args = ["raftwal", "certs", "--out", "x", "--nodes", "3", "--cluster-id", bad];
+            let e = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+        let args = ["raftwal", "certs", "--out", "x", "--nodes", "3", "--cluster-id", "0xab"];
+        assert!(Cli::try_parse_from(args).is_ok());
+    }
 }
