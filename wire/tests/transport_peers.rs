@@ -103,6 +103,29 @@ async fn refuses_a_peer_of_another_cluster_signed_by_the_same_ca() {
     t2.close();
 }
 
+#[tokio::test]
+async fn a_peer_turning_connections_away_is_not_a_tls_refusal() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let ca = ClusterCa::generate(None).unwrap();
+    // Node 2 refuses every connection attempt before its handshake, as an endpoint does while
+    // it stops or while it holds its maximum of handshakes.
+    let mut config = fast_config(2, loopback());
+    config.handshakes_max = 0;
+    config.handshakes_before_retry = usize::MAX;
+    let (t1, _e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
+    let (t2, _e2) = start(config, &node_identity(&ca, 2));
+    t1.add_peer(NodeId(2), t2.local_addr().unwrap());
+
+    wait_until(|| t2.stats().handshakes_refused >= 2).await;
+    assert!(!t1.is_connected(NodeId(2)));
+    assert_eq!(t1.stats().connections_refused, 0, "no certificate was refused");
+    let text = logs.text();
+    assert!(!text.contains("TLS handshake with peer n2"), "no TLS blame: {text}");
+    t1.close();
+    t2.close();
+}
+
 /// A hand-driven peer: a raw quinn connection with a chosen certificate and chosen frames.
 async fn rogue_connect(identity: &TlsIdentity, to: SocketAddr, name: &str) -> quinn::Connection {
     let tuning = QuicTuning::default();

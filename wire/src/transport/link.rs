@@ -445,6 +445,15 @@ async fn dial_once(shared: &Arc<Shared>, peer: NodeId, addr: SocketAddr) -> Resu
             warn!("TLS handshake with {who} failed: {e}");
             return Err(e.to_string());
         }
+        Ok(Err(quinn::ConnectionError::ConnectionClosed(close)))
+            if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            // The peer's endpoint turned the attempt away before any TLS: it is stopping, or
+            // holds its maximum of handshakes. Nothing is wrong with the certificates, and the
+            // next attempt may succeed (a rolling restart meets this at every stop).
+            debug!("{who} is not accepting connections (stopping, or too many handshakes)");
+            return Err(close.to_string());
+        }
         Ok(Err(quinn::ConnectionError::ConnectionClosed(close))) => {
             // The peer refused this node's certificate during the handshake.
             bump(&shared.counters.connections_refused);
