@@ -21,8 +21,8 @@ pub use validate::{
 
 use crate::storage::FsyncMode;
 use raftwal_wire::types::{LogId, NodeId};
-use serde::Deserialize;
-use std::net::SocketAddr;
+use serde::{Deserialize, Deserializer};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,7 +32,9 @@ use std::time::Duration;
 pub struct PeerConfig {
     /// The peer's node id.
     pub id: NodeId,
-    /// The peer's address (its shard 0; shard `i` listens on this port + `i`).
+    /// The peer's address (its shard 0; shard `i` listens on this port + `i`). In a file,
+    /// `host:port`, a host name resolved once, when the file is read.
+    #[serde(deserialize_with = "deserialize_addr")]
     pub addr: SocketAddr,
 }
 
@@ -223,7 +225,9 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// This node's address: shard 0's UDP port; shard `i` listens on this port + `i`. Peers and
     /// clients both connect here (the TLS ALPN tells them apart). Port 0 (the system picks one,
-    /// see `Node::client_addr`) only for a one-shard node without peers.
+    /// see `Node::client_addr`) only for a one-shard node without peers. In a file,
+    /// `host:port`, a host name resolved once, when the file is read.
+    #[serde(deserialize_with = "deserialize_addr")]
     pub listen: SocketAddr,
     /// The other members of the cluster.
     #[serde(default)]
@@ -243,7 +247,7 @@ pub struct NodeConfig {
     #[serde(default = "default_entry_size_bytes_max")]
     pub entry_size_bytes_max: usize,
     /// Address to serve Prometheus metrics on (`GET /metrics`), if any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deserialize_optional_addr")]
     pub metrics: Option<SocketAddr>,
     /// This node lost the data of some logs (a replaced disk, a log directory gone): each log
     /// whose directory is missing or empty rejoins the cluster instead of being refused. It
@@ -262,6 +266,31 @@ pub struct NodeConfig {
     /// Transport tuning.
     #[serde(default)]
     pub transport: TransportTuning,
+}
+
+/// Parses `host:port`: an IP address, or a host name resolved now (the first address wins), as
+/// `raftwal serve` reads its flags, so that a file and the flags accept the same addresses.
+pub fn resolve_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!("{text:?} is not host:port (the port is missing)"));
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+fn deserialize_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    resolve_addr(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+}
+
+fn deserialize_optional_addr<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    deserialize_addr(deserializer).map(Some)
 }
 
 fn default_log_count() -> u64 {
@@ -504,6 +533,29 @@ tick_ms = 20
         std::fs::write(&path, format!("{HEAD}[storage]\nfsync = \"osync\"\n")).unwrap();
         let e = NodeConfig::from_toml_file(&path).unwrap_err();
         assert!(e.to_string().contains("osync"), "{e}");
+    }
+
+    #[test]
+    fn toml_addresses_take_host_names_as_the_flags_do() {
+        // docs/operations.md: "Addresses are `host:port`; a host name is resolved once, at
+        // start", for the file as for the flags.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let text = "id = 2\nlisten = \"localhost:7100\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\n\
+                    metrics = \"localhost:9100\"\n\
+                    peers = [ { id = 1, addr = \"localhost:7000\" } ]\n";
+        std::fs::write(&path, text).unwrap();
+        let c = NodeConfig::from_toml_file(&path).unwrap();
+        assert!(c.listen.ip().is_loopback() && c.listen.port() == 7100, "{c:?}");
+        assert!(c.peers[0].addr.ip().is_loopback() && c.peers[0].addr.port() == 7000, "{c:?}");
+        assert_eq!(c.metrics.map(|m| m.port()), Some(9100));
+        std::fs::write(
+            &path,
+            "id = 2\nlisten = \"127.0.0.1\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\n",
+        )
+        .unwrap();
+        let e = NodeConfig::from_toml_file(&path).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("the port is missing"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use clap::Args;
 use raftwal::client::ClientConfig;
 use raftwal_wire::types::LogId;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,18 +45,10 @@ impl ClusterArgs {
     }
 }
 
-/// Parses `host:port` (an IP address or a name, resolved now; the first address wins).
+/// Parses `host:port` (an IP address or a name, resolved now; the first address wins), as a
+/// config file's addresses are read.
 pub(crate) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if !text.contains(':') {
-        return Err(format!("{text:?} is not host:port (the port is missing)"));
-    }
-    text.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{text:?} resolves to no address"))
+    raftwal::config::resolve_addr(text)
 }
 
 #[cfg(test)]
