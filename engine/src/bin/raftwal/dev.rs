@@ -41,14 +41,25 @@ pub(crate) struct DevArgs {
     shards: u16,
 }
 
-/// Makes certificates for nodes 1..=n in `dir`, unless a previous run did (then they must
-/// cover every node).
+/// Makes certificates for nodes 1..=n in `dir`, unless a previous run did (then they must be
+/// for exactly these nodes: the nodes' logs are those of that run's cluster, and a run with
+/// fewer nodes would let a minority of it elect a leader and commit alone, overwriting, when
+/// the whole cluster runs again, entries the others had committed).
 fn ensure_certs(dir: &Path, nodes: u64) -> Result<(), String> {
     if dir.join(CA_CERT_FILE).exists() {
         if let Some(missing) = (1..=nodes).find(|n| !node_cert_file(dir, NodeId(*n)).exists()) {
             return Err(format!(
                 "{} holds the certificates of a smaller dev cluster (no certificate for node \
                  {missing}): use a new --dir, or the same --nodes as before",
+                dir.display()
+            ));
+        }
+        let extra = nodes + 1;
+        if node_cert_file(dir, NodeId(extra)).exists() {
+            return Err(format!(
+                "{} holds the certificates of a larger dev cluster (a certificate for node \
+                 {extra}), whose logs the nodes hold: use a new --dir, or the same --nodes as \
+                 before",
                 dir.display()
             ));
         }
@@ -204,14 +215,16 @@ mod tests {
     }
 
     #[test]
-    fn certificates_are_made_once_and_must_cover_every_node() {
+    fn certificates_are_made_once_and_must_match_the_nodes() {
         let dir = tempfile::tempdir().unwrap();
         let tls = dir.path().join("tls");
         ensure_certs(&tls, 2).unwrap();
         ensure_certs(&tls, 2).unwrap();
-        ensure_certs(&tls, 1).unwrap();
         let e = ensure_certs(&tls, 3).unwrap_err();
         assert!(e.contains("no certificate for node 3"), "{e}");
+        // Fewer nodes on the logs of a larger cluster: a minority would commit alone.
+        let e = ensure_certs(&tls, 1).unwrap_err();
+        assert!(e.contains("larger dev cluster (a certificate for node 2)"), "{e}");
     }
 
     #[test]
