@@ -18,6 +18,7 @@ use raftwal_wire::tls::{TlsIdentity, ALPN_PEER};
 use raftwal_wire::transport::*;
 use raftwal_wire::types::*;
 use std::net::SocketAddr;
+use std::time::Duration;
 use support::*;
 
 #[tokio::test]
@@ -287,6 +288,75 @@ async fn links_come_back_after_either_peer_restarts() {
     t2.send(&heartbeat(2, 1, 3)).unwrap();
     assert_eq!(wait_message(&mut e1).await, heartbeat(2, 1, 3));
     assert!(t1.stats().dropped_not_connected == 0 && t2.stats().links_established == 2);
+    t1.close();
+    t2.close();
+}
+
+/// Runs a node's transport on a thread and runtime of its own until `crash` is sent; then drops
+/// the runtime with everything on it, so that no close reaches the peers, and then the transport,
+/// which closes its socket: a crash.
+fn crashable_node(
+    config: TransportConfig,
+    identity: TlsIdentity,
+    crash: tokio::sync::oneshot::Receiver<()>,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let transport = runtime.block_on(async {
+            let transport = start(config, &identity);
+            addr_tx.send(transport.0.local_addr().unwrap()).unwrap();
+            let _ = crash.await;
+            transport
+        });
+        drop(runtime);
+        drop(transport);
+    });
+    (addr_rx.recv().unwrap(), thread)
+}
+
+#[tokio::test]
+async fn a_peer_restarted_after_a_crash_is_reconnected_before_the_idle_timeout() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let (id1, id2) = (node_identity(&ca, 1), node_identity(&ca, 2));
+    let id2_again = TlsIdentity::clone(&id2);
+    // An idle timeout far beyond the test's deadline: only a stateless reset can end the dead
+    // connection in time.
+    let config = |node, addr| {
+        let mut c = fast_config(node, addr);
+        c.quic.idle_timeout = Duration::from_secs(600);
+        c
+    };
+    let (t1, mut e1) = start(config(1, loopback()), &id1);
+    let addr1 = t1.local_addr().unwrap();
+    // Node 2 (the acceptor: the lower id dials) on a runtime of its own.
+    let (crash, crashed) = tokio::sync::oneshot::channel();
+    let (addr2, thread) = crashable_node(config(2, loopback()), id2_again, crashed);
+    t1.add_peer(NodeId(2), addr2);
+    wait_connected(&mut e1, 2).await;
+    crash.send(()).unwrap();
+    thread.join().unwrap();
+
+    // Node 2 comes back on its address. Node 1 still holds the old connection and sends on it
+    // (heartbeats go out every few ticks); the new endpoint answers with stateless resets that
+    // node 1 recognises, so it redials.
+    let (t2, mut e2) = restart(config(2, addr2), &id2).await;
+    t2.add_peer(NodeId(1), addr1);
+    tokio::time::timeout(DEADLINE, async {
+        let mut context = 0;
+        loop {
+            context += 1;
+            if t1.send(&heartbeat(1, 2, context)).is_err() {
+                break; // The old link is gone.
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("node 1 kept the dead connection to node 2");
+    wait_connected(&mut e1, 2).await;
+    t1.send(&heartbeat(1, 2, 0)).unwrap();
+    assert_eq!(wait_message(&mut e2).await, heartbeat(1, 2, 0));
     t1.close();
     t2.close();
 }

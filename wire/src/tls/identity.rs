@@ -244,6 +244,18 @@ impl TlsIdentity {
     pub fn cluster(&self) -> ClusterId {
         self.cluster
     }
+
+    /// A secret that stays the same across restarts with this identity: HMAC-SHA256, keyed
+    /// with the private key, of a fixed label. A node keys its QUIC stateless resets with it
+    /// (RFC 9000, 10.3), which a peer recognises only when they come from the key that issued
+    /// its connection's ids: so a node that lost its connections in a crash can reset them.
+    pub fn stateless_reset_key(&self) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.secret_der());
+        let tag = ring::hmac::sign(&key, b"raftwal QUIC stateless reset key v1");
+        let mut out = [0; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
 }
 
 /// Whether `leaf` carries the DNS name `expected`.

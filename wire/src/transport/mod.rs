@@ -46,7 +46,7 @@ mod serve_client;
 pub use budget::ClientLimits;
 pub use client_conn::{ClientConnection, ClientEndpoint, ConnectError, RequestError, Subscription};
 pub use quic::{
-    client_config, open_endpoint, server_config, EndpointError, QuicTuning,
+    client_config, open_endpoint, open_node_endpoint, server_config, EndpointError, QuicTuning,
     MTU_UPPER_BOUND_MAX_BYTES,
 };
 pub use serve_client::{
@@ -346,7 +346,7 @@ impl Transport {
     ) -> Result<(Transport, TransportEvents), BindError> {
         let server = server_config(identity, &[ALPN_PEER, ALPN_CLIENT], &config.quic)?;
         let peer_client_config = client_config(identity, ALPN_PEER, &config.quic)?;
-        let endpoint = open_endpoint(config.listen_addr, Some(server), &config.quic)?;
+        let endpoint = open_node_endpoint(config.listen_addr, server, &config.quic, identity)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let frame_max = config.frame_limits.frame_size_bytes_max() as usize;
         // A budget smaller than one frame could never admit that frame: round it up.

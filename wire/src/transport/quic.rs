@@ -154,6 +154,63 @@ pub fn open_endpoint(
     server: Option<quinn::ServerConfig>,
     tuning: &QuicTuning,
 ) -> Result<quinn::Endpoint, EndpointError> {
+    open_endpoint_with(addr, server, tuning, quinn::EndpointConfig::default())
+}
+
+/// [`open_endpoint`] for a node: its stateless-reset key is derived from the node's identity
+/// (see [`TlsIdentity::stateless_reset_key`]) instead of drawn at random, so that after a
+/// crash the restarted node answers its peers' packets on their old connections with resets
+/// they recognise. Without that, a peer that dialed the node would keep the dead connection
+/// until the idle timeout, and the restarted node, which waits for that peer to dial, would
+/// stay cut off from it as long.
+pub fn open_node_endpoint(
+    addr: SocketAddr,
+    server: quinn::ServerConfig,
+    tuning: &QuicTuning,
+    identity: &TlsIdentity,
+) -> Result<quinn::Endpoint, EndpointError> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.stateless_reset_key());
+    let mut config = quinn::EndpointConfig::new(Arc::new(key));
+    config.cid_generator(|| Box::new(RandomCids { next: 0 }));
+    open_endpoint_with(addr, Some(server), tuning, config)
+}
+
+/// Random 8-byte connection ids, all of which the endpoint takes for possibly its own. quinn's
+/// default generator signs its ids with a key drawn at each start and drops packets for ids it
+/// did not sign, so a restarted node would never answer its old connections' packets with the
+/// reset that ends them. A reset answers only a packet larger than itself, at most one per
+/// 20 ms (quinn's `min_reset_interval`).
+struct RandomCids {
+    /// Ids handed out when the system has no randomness to give: an id must be unique among
+    /// this endpoint's connections, not secret (it travels in clear).
+    next: u64,
+}
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let mut bytes = [0; 8];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+            bytes = self.next.to_le_bytes();
+            self.next = self.next.wrapping_add(1);
+        }
+        quinn::ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
+fn open_endpoint_with(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    tuning: &QuicTuning,
+    mut endpoint_config: quinn::EndpointConfig,
+) -> Result<quinn::Endpoint, EndpointError> {
     let socket =
         std::net::UdpSocket::bind(addr).map_err(|source| EndpointError::Bind { addr, source })?;
     size_socket_buffers(&socket);
@@ -163,7 +220,6 @@ pub fn open_endpoint(
     })?;
     // quinn's default (1472) would cap every peer's path MTU discovery at Ethernet's size, on
     // loopback too, whatever the transport configuration asks for.
-    let mut endpoint_config = quinn::EndpointConfig::default();
     endpoint_config
         .max_udp_payload_size(tuning.mtu_bytes())
         .expect("1200 to 6500 bytes is within QUIC's bounds");
