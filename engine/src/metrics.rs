@@ -12,7 +12,7 @@ use raftwal_wire::types::{LogId, NodeId};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -334,38 +334,63 @@ impl NodeMetrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr` from a thread of its own until the process exits. Returns the
-/// bound address.
+/// Requests served at once by the metrics endpoint; a connection beyond them is closed at once.
+const METRICS_CONNECTIONS_MAX: usize = 16;
+
+/// Serves `GET /metrics` on `addr` from a thread of its own until the process exits, each
+/// connection on a thread of its own (at most [`METRICS_CONNECTIONS_MAX`]), so that a client
+/// that is slow to send its request, or never sends it, cannot hold up the others' scrapes.
+/// Returns the bound address.
 pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let serving = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("raftwal-metrics".into()).spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut request_line = String::new();
-            let mut reader = BufReader::new(&stream);
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
+            let Ok(stream) = stream else { continue };
+            if serving.fetch_add(1, Ordering::Relaxed) >= METRICS_CONNECTIONS_MAX {
+                serving.fetch_sub(1, Ordering::Relaxed);
+                continue; // Dropping the stream closes it.
             }
-            // Drain the headers; the request has no body we care about.
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
+            let (metrics, done) = (metrics.clone(), serving.clone());
+            let spawned =
+                std::thread::Builder::new().name("raftwal-metrics-conn".into()).spawn(move || {
+                    answer(stream, &metrics);
+                    done.fetch_sub(1, Ordering::Relaxed);
+                });
+            if spawned.is_err() {
+                // The closure, and with it the stream, was dropped unrun.
+                serving.fetch_sub(1, Ordering::Relaxed);
             }
-            let (status, body) = if request_line.starts_with("GET /metrics") {
-                ("200 OK", metrics.render())
-            } else {
-                ("404 Not Found", "only GET /metrics is served\n".to_owned())
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
         }
     })?;
     Ok(bound)
+}
+
+/// Reads one request from `stream` and answers it.
+fn answer(mut stream: std::net::TcpStream, metrics: &NodeMetrics) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut request_line = String::new();
+    let mut reader = BufReader::new(&stream);
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    // Drain the headers; the request has no body we care about.
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    let (status, body) = if request_line.starts_with("GET /metrics") {
+        ("200 OK", metrics.render())
+    } else {
+        ("404 Not Found", "only GET /metrics is served\n".to_owned())
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 #[cfg(test)]
@@ -394,6 +419,40 @@ mod tests {
         assert!(text.contains("raftwal_commit_index{node=\"3\",log=\"1\"} 42"), "{text}");
         assert!(text.contains("# TYPE raftwal_fsync_latency_seconds histogram"));
         assert_eq!(text.matches("raftwal_term{").count(), 2);
+    }
+
+    #[test]
+    fn a_client_that_never_finishes_its_request_does_not_hold_up_the_others() {
+        let m = Arc::new(NodeMetrics::new(NodeId(1), 1));
+        let addr = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+        // A client that sends a header line now and then, never the end of its request.
+        let mut slow = std::net::TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let trickle = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let (lock, wait) = (std::sync::Mutex::new(()), std::sync::Condvar::new());
+                while !done.load(Ordering::Relaxed) {
+                    if slow.write_all(b"X-Slow: 1\r\n").is_err() {
+                        return;
+                    }
+                    let guard = lock.lock().unwrap();
+                    let _ = wait.wait_timeout(guard, Duration::from_millis(100)).unwrap();
+                }
+            })
+        };
+        // Another scrape is answered meanwhile (the read timeout only turns a hang into a
+        // failure).
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        let read = std::io::Read::read_to_string(&mut s, &mut body);
+        done.store(true, Ordering::Relaxed);
+        trickle.join().unwrap();
+        read.unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     }
 
     #[test]
