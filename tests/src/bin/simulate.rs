@@ -187,11 +187,12 @@ fn main() -> ExitCode {
     );
     println!(
         "slowest recovery after healing: {:.1} ms at seed {} (deadline: {} election timeouts, \
-         {} with CheckQuorum only)",
+         {} with CheckQuorum only, {} times as many while a wiped replica rejoins)",
         slowest_healed.0 as f64 / 1e3,
         slowest_healed.1,
         args.liveness_timeouts,
-        args.liveness_timeouts * sim::CHECK_QUORUM_ONLY_LIVENESS_FACTOR
+        args.liveness_timeouts * sim::CHECK_QUORUM_ONLY_LIVENESS_FACTOR,
+        sim::REJOIN_LIVENESS_FACTOR
     );
     for (index, class) in by_options.iter().enumerate() {
         if class.runs > 0 {

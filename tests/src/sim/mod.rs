@@ -25,7 +25,7 @@ mod trace;
 mod world;
 
 use crate::checker::Violation;
-pub use chaos::{CHECK_QUORUM_ONLY_LIVENESS_FACTOR, SICK_LIVENESS_FACTOR};
+pub use chaos::{CHECK_QUORUM_ONLY_LIVENESS_FACTOR, REJOIN_LIVENESS_FACTOR, SICK_LIVENESS_FACTOR};
 
 /// One election timeout of the simulated cores, in virtual microseconds (the liveness deadline
 /// is counted in these).

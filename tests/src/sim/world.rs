@@ -136,6 +136,8 @@ pub(super) struct World {
     pub(super) recovered: bool,
     /// The replica that does not restart any more (it stays sick through the liveness phase).
     pub(super) stays_down: Option<usize>,
+    /// A replica (not the one that stays sick) was still rejoining when the faults healed.
+    pub(super) rejoining_at_heal: bool,
     /// When each replica's disk was last wiped (0: never): messages sent to it before then
     /// are not delivered to the new process.
     pub(super) wiped_at: Vec<u64>,
@@ -222,6 +224,7 @@ impl World {
             done: false,
             recovered: false,
             stays_down: None,
+            rejoining_at_heal: false,
             wiped_at: vec![0; options.nodes],
             options,
         }
