@@ -7,7 +7,7 @@ use bytes::Bytes;
 use raftwal::{AppendError, LogEntry, ReadLimit};
 use raftwal_wire::types::{LogId, LogIndex};
 use std::time::Duration;
-use support::{wait_until, Cluster};
+use support::{metric, wait_until, Cluster};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -136,14 +136,6 @@ fn clean_restart_of_every_node_keeps_the_log() {
         expected.push("after".into());
         assert_eq!(texts, expected, "node {id}");
     }
-}
-
-/// The value of `name` with labels `{node="N",log="0"}` in a Prometheus text rendering.
-fn metric(text: &str, name: &str, node: u64) -> u64 {
-    let key = format!("{name}{{node=\"{node}\",log=\"0\"}} ");
-    let line =
-        text.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key}:\n{text}"));
-    line[key.len()..].trim().parse().expect("a counter is an integer")
 }
 
 #[test]

@@ -14,7 +14,7 @@ use raftwal::{LogEntry, NodeConfig, ReadError, ReadLimit};
 use raftwal_wire::client::ErrorCode;
 use raftwal_wire::types::{LogId, LogIndex};
 use std::time::Duration;
-use support::{wait_until, Cluster};
+use support::{metric, read_all, wait_until, Cluster};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -22,13 +22,6 @@ const T: Duration = Duration::from_secs(20);
 fn small_segments(config: &mut NodeConfig) {
     config.storage.segment_size_bytes = 16 << 10;
     config.entry_size_bytes_max = 4 << 10;
-}
-
-fn metric(text: &str, name: &str, node: u64) -> u64 {
-    let key = format!("{name}{{node=\"{node}\",log=\"0\"}} ");
-    let line =
-        text.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key}:\n{text}"));
-    line[key.len()..].trim().parse().expect("a metric is an integer")
 }
 
 fn payload(i: u32) -> Bytes {
@@ -49,18 +42,6 @@ fn append_many(log: &raftwal::Log, from: u32, count: u32) -> LogIndex {
         last = batch.last_index();
     }
     last
-}
-
-/// Reads the whole log of `log` from `from` on.
-fn read_all(log: &raftwal::Log, from: LogIndex) -> Vec<LogEntry> {
-    let mut out: Vec<LogEntry> = Vec::new();
-    let mut next = from;
-    loop {
-        let entries = log.read_blocking(next, ReadLimit::entries(1000)).unwrap();
-        let Some(last) = entries.last() else { return out };
-        next = last.index.next();
-        out.extend(entries);
-    }
 }
 
 #[test]

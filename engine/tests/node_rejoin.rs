@@ -8,30 +8,14 @@
 mod support;
 
 use bytes::Bytes;
-use raftwal::{LogEntry, ReadLimit};
 use raftwal_wire::types::LogIndex;
 use std::time::Duration;
-use support::{wait_until, Cluster};
+use support::{read_all, wait_until, Cluster};
 
 const T: Duration = Duration::from_secs(30);
 
-fn metric(cluster: &Cluster, name: &str, node: u64) -> u64 {
-    let text = cluster.node(node).metrics().render();
-    let key = format!("{name}{{node=\"{node}\",log=\"0\"}} ");
-    let line =
-        text.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key}:\n{text}"));
-    line[key.len()..].trim().parse().expect("a metric is an integer")
-}
-
-fn read_all(log: &raftwal::Log) -> Vec<LogEntry> {
-    let mut out: Vec<LogEntry> = Vec::new();
-    let mut next = LogIndex(1);
-    loop {
-        let entries = log.read_blocking(next, ReadLimit::entries(1000)).unwrap();
-        let Some(last) = entries.last() else { return out };
-        next = last.index.next();
-        out.extend(entries);
-    }
+fn rejoining(cluster: &Cluster, node: u64) -> u64 {
+    support::metric(&cluster.node(node).metrics().render(), "raftwal_rejoining", node)
 }
 
 fn append_many(log: &raftwal::Log, from: u32, count: u32) -> LogIndex {
@@ -61,13 +45,15 @@ fn a_node_that_lost_its_log_rejoins_catches_up_and_takes_part_again() {
     cluster.restart(node);
     let rejoined = cluster.log(node);
     wait_until(T, "the node to rejoin", || {
-        metric(&cluster, "raftwal_rejoining", node) == 0
-            && rejoined.status_blocking().unwrap().commit_index >= last
+        rejoining(&cluster, node) == 0 && rejoined.status_blocking().unwrap().commit_index >= last
     });
     assert!(!dir.join(raftwal::REJOIN_MARKER).exists(), "the marker goes once it rejoined");
     assert_eq!(
-        read_all(&rejoined).iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
-        read_all(&cluster.log(leader)).iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        read_all(&rejoined, LogIndex(1)).iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        read_all(&cluster.log(leader), LogIndex(1))
+            .iter()
+            .map(|e| e.data.clone())
+            .collect::<Vec<_>>(),
         "it holds the leader's log"
     );
     // It takes part again: with the leader gone, it and the third node elect one and commit.
@@ -83,7 +69,7 @@ fn a_node_that_lost_its_log_rejoins_catches_up_and_takes_part_again() {
     cluster.configs[(node - 1) as usize].rejoin = false;
     cluster.stop(node);
     cluster.restart(node);
-    assert_eq!(metric(&cluster, "raftwal_rejoining", node), 0);
+    assert_eq!(rejoining(&cluster, node), 0);
 }
 
 /// A rejoining node learns the term of every peer before anything else: with one peer down it
@@ -101,17 +87,16 @@ fn a_rejoin_waits_for_every_peer_and_outlives_a_restart() {
     let dir = lose_log(&cluster, node);
     cluster.configs[(node - 1) as usize].rejoin = true;
     cluster.restart(node);
-    assert_eq!(metric(&cluster, "raftwal_rejoining", node), 1);
+    assert_eq!(rejoining(&cluster, node), 1);
     assert!(dir.join(raftwal::REJOIN_MARKER).exists());
     cluster.stop(node);
     cluster.configs[(node - 1) as usize].rejoin = false;
     cluster.restart(node);
-    assert_eq!(metric(&cluster, "raftwal_rejoining", node), 1, "the marker keeps it rejoining");
+    assert_eq!(rejoining(&cluster, node), 1, "the marker keeps it rejoining");
     cluster.restart(other);
     let rejoined = cluster.log(node);
     wait_until(T, "the node to rejoin once every peer answered", || {
-        metric(&cluster, "raftwal_rejoining", node) == 0
-            && rejoined.status_blocking().unwrap().commit_index >= last
+        rejoining(&cluster, node) == 0 && rejoined.status_blocking().unwrap().commit_index >= last
     });
     assert!(!dir.join(raftwal::REJOIN_MARKER).exists());
 }

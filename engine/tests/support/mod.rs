@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use raftwal::raft::Role;
-use raftwal::{Log, Node, NodeConfig, PeerConfig};
+use raftwal::{Log, LogEntry, Node, NodeConfig, PeerConfig, ReadLimit};
 use raftwal_wire::tls::ClusterCerts;
-use raftwal_wire::types::{LogId, NodeId};
+use raftwal_wire::types::{LogId, LogIndex, NodeId};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -170,5 +170,25 @@ pub(crate) fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMu
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The value of `name` with labels `{node="N",log="0"}` in a Prometheus text rendering.
+pub(crate) fn metric(text: &str, name: &str, node: u64) -> u64 {
+    let key = format!("{name}{{node=\"{node}\",log=\"0\"}} ");
+    let line =
+        text.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key}:\n{text}"));
+    line[key.len()..].trim().parse().expect("a metric is an integer")
+}
+
+/// Every committed entry of `log` on its node from `from` on.
+pub(crate) fn read_all(log: &Log, from: LogIndex) -> Vec<LogEntry> {
+    let mut out: Vec<LogEntry> = Vec::new();
+    let mut next = from;
+    loop {
+        let entries = log.read_blocking(next, ReadLimit::entries(1000)).unwrap();
+        let Some(last) = entries.last() else { return out };
+        next = last.index.next();
+        out.extend(entries);
     }
 }
