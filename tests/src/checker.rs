@@ -512,6 +512,13 @@ impl Checker {
                 // Below the durable log's base the entry was compacted away (or replaced by a
                 // log start): it is committed, so it matches the leader's.
                 let compacted = match_index.next() < image.first_index();
+                // Below the base of the core's log the entry is committed too: the answer was
+                // queued while the core held it, and a log start stepped before the drain
+                // replaced the core's log (not the disk yet) with one starting after it. The
+                // disk must still hold it.
+                let below_core_base = in_log.is_none()
+                    && sender.core().is_some_and(|core| match_index.next() < core.first_index());
+                let in_log = if below_core_base { on_disk } else { in_log };
                 if !compacted && (on_disk.is_none() || on_disk != in_log) {
                     return broken(format!(
                         "it acknowledges {match_index:?}, which its durable log holds as \

@@ -211,6 +211,12 @@ fn regressions_seeds_that_once_failed() {
         // in the checker (`LogStore::has_withdrawn_records`; store test
         // records_of_withdrawn_batches_may_vanish_until_the_log_cleared_them).
         (1_144_984, 3, "withdrawn durable entries cleared after a later refresh"),
+        // A rejoining follower far behind queued a Success for its committed, durable i310;
+        // before the driver drained it, a LogStart for i311 replaced the core's log (not yet
+        // the disk's), and the lemma check, made against the core at sending, found no i310.
+        // The answer is true (the entry is committed and on disk); fixed in the checker: below
+        // the core's base an acknowledged entry must be on disk.
+        (3_030_781, 5, "a queued acknowledgement below a log start stepped before the drain"),
     ];
     for (seed, nodes, cause) in seeds {
         if let Err(failure) = sim::run(&SimOptions::new(*seed, *nodes)) {
