@@ -160,7 +160,19 @@ pub enum AppendError {
         /// The original failure.
         reason: String,
     },
-    /// The node is shutting down.
+    /// The node stopped (shut down or halted) while the append waited for its commit. Its
+    /// entries are in this node's log and went out to the followers, so they may or may not
+    /// commit (under another leader, or here after a restart): read the log to check before
+    /// appending them again. A remote client is answered `ShuttingDown` and retries elsewhere
+    /// with the same sequence numbers, which the log deduplicates.
+    #[error("node of log {log} stopped before the entry committed; it may still commit")]
+    Interrupted {
+        /// The log.
+        log: LogId,
+    },
+    /// The node is shutting down and did not take the append: nothing of it is in the log, so
+    /// appending it again (on another node) is safe. (An append it had taken already is
+    /// answered [`AppendError::Interrupted`].)
     #[error("node is shutting down")]
     ShuttingDown,
     /// The node hosts no such log.

@@ -172,7 +172,9 @@ impl Log {
     }
 
     /// Appends one entry; resolves once it is committed (durable on a majority). Only the leader
-    /// accepts appends ([`AppendError::NotLeader`] names it otherwise).
+    /// accepts appends ([`AppendError::NotLeader`] names it otherwise). Two errors leave the
+    /// outcome open, the entry being in the log already: [`AppendError::LeadershipLost`] and
+    /// [`AppendError::Interrupted`] (read the log to check before appending it again).
     pub async fn append(&self, data: Bytes) -> Result<Position, AppendError> {
         let rx = self.send_append(vec![data])?;
         let batch = answer(rx, AppendError::ShuttingDown).await?;

@@ -247,9 +247,12 @@ impl Node {
     }
 
     /// Stops every shard at once, without handing leadership over (to the peers, as a crash
-    /// looks; dropping a `Node` does the same): pending appends are answered with
+    /// looks; dropping a `Node` does the same): appends waiting for their commit are answered
+    /// with [`AppendError::Interrupted`] (their entries may still commit), later ones with
     /// `ShuttingDown`, batches in flight finish, hard states are saved, connections are closed.
     /// Returns once all threads exited.
+    ///
+    /// [`AppendError::Interrupted`]: crate::AppendError::Interrupted
     pub fn halt(mut self) {
         self.stop(false);
     }

@@ -640,9 +640,11 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Stops: answers waiters and subscribers, lets the batch in flight finish, saves the hard
-    /// state with the durable part of the commit index.
+    /// state with the durable part of the commit index. A waiting append is told that it may
+    /// still commit (`Interrupted`): its entries are in the log, went out to the followers, and
+    /// the next leader (or this node, restarted) may commit them.
     pub(crate) fn shut_down(&mut self) {
-        self.waiters.fail_all(self.log, &Failure::ShuttingDown);
+        self.waiters.fail_all(self.log, &Failure::Interrupted);
         self.subscribers.end_all(
             crate::error::ReadError::ShuttingDown,
             raftwal_wire::client::ErrorCode::ShuttingDown,

@@ -435,6 +435,11 @@ impl Shard {
 
     fn on_command(&mut self, command: Command, now: Instant) {
         match command {
+            Command::Append { reply, .. } if self.stopping => {
+                // Not proposed: the replicas are not driven again, and a proposal now would be
+                // answered `Interrupted` (it may commit) though it never reached the log.
+                let _ = reply.send(Err(AppendError::ShuttingDown));
+            }
             Command::Append { log, payloads, reply } => match self.replicas.get_mut(&log) {
                 Some(replica) => replica.append_local(payloads, AppendReply::Local(reply), now),
                 None => {

@@ -710,3 +710,37 @@ fn a_retried_batch_that_would_pass_the_last_index_is_refused_not_a_panic() {
     assert!(rx.try_recv().expect("answered").is_err(), "the retry is refused");
     assert_eq!(h.replica.failed, None);
 }
+
+/// A node that stops while a local append waits for its commit: the entry is in its log
+/// (durable: the stop lets the batch in flight finish) and went out to the followers, so it
+/// may still commit, here after a restart or under another leader. `ShuttingDown`, which
+/// says the append was not taken (retry it), would have the caller append it twice.
+#[test]
+fn a_local_append_waiting_when_its_node_stops_is_told_it_may_still_commit() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.elect_with_node_2();
+    let mut rx = h.append(b"in flight");
+    h.settle();
+    assert!(rx.try_recv().is_err(), "answered before a majority held it");
+    let index = h.replica.core.last_index();
+    h.replica.shut_down();
+    let answer = rx.try_recv().expect("the waiting append was not answered");
+    // The node starts again and leads with node 2's vote; node 2 holds the log: the entry
+    // commits.
+    h.restart();
+    h.elect_with_node_2();
+    let last = h.replica.core.last_index();
+    let term = h.replica.core.term();
+    let ack = raftwal_wire::message::AppendEntriesResponse::Success { match_index: last };
+    h.replica.step(from_peer(2, term, MessageBody::AppendEntriesResponse(ack)));
+    h.settle();
+    assert!(h.replica.core.commit_index() >= index);
+    let read = h.replica.read_local(index, ReadLimit::entries(1)).unwrap();
+    assert_eq!(read[0].data, Bytes::from_static(b"in flight"), "the entry committed");
+    match answer {
+        Err(AppendError::Interrupted { .. }) => {}
+        other => panic!("an append that committed after all was answered {other:?}"),
+    }
+}

@@ -47,7 +47,8 @@ pub(crate) enum Failure {
     },
     EmptyBatch,
     Poisoned(String),
-    ShuttingDown,
+    /// The node stopped while the append waited for its commit: its entries may still commit.
+    Interrupted,
 }
 
 fn hint(leader: Option<LeaderInfo>) -> Option<LeaderHint> {
@@ -100,7 +101,7 @@ impl AppendReply {
                     }
                     Failure::EmptyBatch => AppendError::EmptyBatch,
                     Failure::Poisoned(reason) => AppendError::Poisoned { log, reason },
-                    Failure::ShuttingDown => AppendError::ShuttingDown,
+                    Failure::Interrupted => AppendError::Interrupted { log },
                 };
                 let _ = reply.send(Err(error));
             }
@@ -141,7 +142,9 @@ impl AppendReply {
                         ErrorCode::Poisoned,
                         format!("log refuses writes after a storage failure: {reason}"),
                     ),
-                    Failure::ShuttingDown => {
+                    // The client retries elsewhere with the same sequence numbers: the log's
+                    // deduplication makes that safe even if the entries do commit.
+                    Failure::Interrupted => {
                         error(ErrorCode::ShuttingDown, "node is shutting down".into())
                     }
                 };
