@@ -11,7 +11,7 @@ use super::{Client, ClientError};
 use crate::log::LogEntry;
 use raftwal_wire::client::{ErrorCode, SubscribeRequest};
 use raftwal_wire::transport::{ClientConnection, RequestError, Subscription};
-use raftwal_wire::types::LogIndex;
+use raftwal_wire::types::{Entry, LogIndex};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,6 +100,33 @@ impl RemoteSubscription {
         self.node = self.node.wrapping_add(1);
     }
 
+    /// Takes the entries of a batch the node streamed: those from `next` on, in order, into the
+    /// buffer (internal ones only move `next`), and those below `next` (already taken) are
+    /// passed over. An entry past `next` is a skip: the entries before it are kept and `next`
+    /// stays right after them, and the error says why the stream must be dropped.
+    fn take_batch(&mut self, entries: &[Entry]) -> Result<(), String> {
+        for entry in entries {
+            if entry.index < self.next {
+                continue;
+            }
+            if self.next == LogIndex::ZERO {
+                // From the node's first entry: wherever that is.
+                self.next = entry.index;
+            }
+            if entry.index != self.next {
+                return Err(format!(
+                    "stream skipped from {} to {}; resubscribing",
+                    self.next, entry.index
+                ));
+            }
+            self.next = entry.index.next();
+            if let Some(user) = LogEntry::from_entry(entry) {
+                self.buffer.push_back(user);
+            }
+        }
+        Ok(())
+    }
+
     /// The next committed entry. Fails when no node could serve the subscription for the
     /// client's retry deadline, or at once when a node refused it for a reason no retry fixes
     /// (no such log, the entries wanted were compacted away, an invalid request).
@@ -132,27 +159,8 @@ impl RemoteSubscription {
             let Some((_, stream)) = self.stream.as_mut() else { continue };
             match stream.next().await {
                 Ok(Some(batch)) => {
-                    for entry in &batch.entries {
-                        if entry.index < self.next {
-                            continue;
-                        }
-                        if self.next == LogIndex::ZERO {
-                            // From the node's first entry: wherever that is.
-                            self.next = entry.index;
-                        }
-                        if entry.index != self.next {
-                            let why = format!(
-                                "stream skipped from {} to {}; resubscribing",
-                                self.next, entry.index
-                            );
-                            self.buffer.clear();
-                            self.fail_over(why);
-                            break;
-                        }
-                        self.next = entry.index.next();
-                        if let Some(user) = LogEntry::from_entry(entry) {
-                            self.buffer.push_back(user);
-                        }
+                    if let Err(why) = self.take_batch(&batch.entries) {
+                        self.fail_over(why);
                     }
                     // Progress: the node serves us; the deadline counts from the last progress.
                     deadline = tokio::time::Instant::now() + retry_deadline;
@@ -193,5 +201,46 @@ impl Client {
     /// consumers over the replicas).
     pub fn subscribe_at(self: &Arc<Self>, node: usize, from: LogIndex) -> RemoteSubscription {
         RemoteSubscription::new(self.clone(), from, node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RemoteSubscription;
+    use crate::client::{Client, ClientConfig};
+    use bytes::Bytes;
+    use raftwal_wire::tls::ClusterCerts;
+    use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
+    use std::sync::Arc;
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(1),
+            kind: EntryKind::Normal,
+            data: Bytes::from(index.to_string()),
+        }
+    }
+
+    /// A stream that skips an index (a faulty node) is dropped and the subscription goes on
+    /// elsewhere from the first index it lacks; the entries of the same batch before the skip
+    /// were in order and are yielded. Dropping them too, with `next` already past them, left a
+    /// gap in what the subscriber saw, which is what the check is there to prevent.
+    #[test]
+    fn a_stream_that_skips_an_index_leaves_no_gap() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _entered = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
+        let config = ClientConfig::new(vec!["127.0.0.1:9".parse().unwrap()], dir.path(), LogId(0));
+        let client = Arc::new(Client::new(config).unwrap());
+        let mut subscription = RemoteSubscription::new(client, LogIndex(5), 0);
+        let skipping = [entry(5), entry(6), entry(7), entry(9)];
+        assert!(subscription.take_batch(&skipping).is_err(), "the skip went unnoticed");
+        assert_eq!(subscription.next_index(), LogIndex(8));
+        // Another node serves the rest, from 8 (with 7 again, which is passed over).
+        subscription.take_batch(&[entry(7), entry(8), entry(9)]).unwrap();
+        let seen: Vec<u64> = subscription.buffer.iter().map(|e| e.index.get()).collect();
+        assert_eq!(seen, [5, 6, 7, 8, 9], "skipped or repeated entries");
     }
 }
