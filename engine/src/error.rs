@@ -152,7 +152,10 @@ pub enum AppendError {
         log: LogId,
     },
     /// The log's storage failed (an fsync or write error) and refuses writes for good: the node
-    /// needs an operator. Other replicas go on serving.
+    /// needs an operator. Other replicas go on serving. An append that was already waiting for
+    /// its commit when the storage failed may still commit: its entries went out to the
+    /// followers, which go on without this node (read another replica to check).
+    /// An append refused up front was not taken.
     #[error("log {log} refuses writes after a storage failure: {reason}")]
     Poisoned {
         /// The log.
@@ -211,6 +214,11 @@ pub enum ReadError {
         reason: String,
     },
     /// The subscriber fell behind and was dropped; subscribe again from the next index wanted.
+    ///
+    /// Not returned by this version: a subscriber that falls behind is never dropped. Delivery
+    /// to it pauses while its buffer is full (which bounds its memory) and resumes as it reads;
+    /// if compaction or retention removes entries it has not read meanwhile, it ends with
+    /// [`ReadError::Compacted`] naming the first index still stored.
     #[error("subscriber lagged behind and was dropped; resubscribe from {next}")]
     Lagged {
         /// The next index the subscriber would have received.
