@@ -6,7 +6,7 @@ mod support;
 use bytes::Bytes;
 use raftwal::client::{Client, ClientConfig, ClientError};
 use raftwal_wire::client::{
-    AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, TaggedPayload,
+    AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, ErrorCode, TaggedPayload,
 };
 use raftwal_wire::types::{LogId, LogIndex};
 use std::sync::Arc;
@@ -64,6 +64,30 @@ fn a_batch_of_one_entry_is_acknowledged_as_a_batch() {
         let entries = client.read(batch.first_index, 10).await.unwrap();
         assert_eq!(entries.len(), 1, "{entries:?}");
         assert_eq!(entries[0].data, "alone");
+    });
+}
+
+/// A batch of entries each within the node's entry limit but together larger than a frame:
+/// the client cannot send it, and says so as a refusal to fix (split the batch), not as an
+/// unexpected answer from the node (a protocol bug to report, which it was reported as).
+#[test]
+fn a_batch_too_large_for_a_frame_is_refused_as_such() {
+    let cluster = Cluster::start(1);
+    let leader = cluster.wait_leader(T);
+    let nodes = vec![cluster.configs[(leader - 1) as usize].listen];
+    runtime().block_on(async {
+        let client = Client::new(ClientConfig::new(nodes, cluster.tls_dir(), LogId(0))).unwrap();
+        let entry = Bytes::from(vec![7u8; cluster.configs[0].entry_size_bytes_max]);
+        let batch = vec![entry; 20];
+        match client.append_batch(batch).await {
+            Err(ClientError::Refused { code: ErrorCode::InvalidRequest, .. }) => {}
+            other => panic!("a batch larger than a frame was answered {other:?}"),
+        }
+        // Nothing of it reached the log, and the client goes on.
+        let position = client.append(Bytes::from_static(b"after")).await.unwrap();
+        let entries = client.read(LogIndex(1), 100).await.unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].index, position.index);
     });
 }
 

@@ -81,7 +81,9 @@ pub enum ClientError {
     /// would append it again.
     #[error("no node answered before the deadline; last failure: {0}")]
     Unavailable(String),
-    /// A node refused the request for a reason a retry does not fix.
+    /// A node refused the request for a reason a retry does not fix, or the client could not
+    /// send it at all (`InvalidRequest`: a request larger than a frame, such as a batch of many
+    /// large entries; nothing of it was sent).
     #[error("refused ({code:?}): {message}")]
     Refused {
         /// What the node said, for programs.
@@ -321,6 +323,16 @@ impl Client {
                 Ok(Ok(response)) => interpret(response)?,
                 Ok(Err(RequestError::ConnectionLost(e))) => Attempt::Retry(e),
                 Ok(Err(e @ RequestError::Protocol(_))) => Attempt::Retry(e.to_string()),
+                // Nothing was sent: the request is larger than a frame, which no node takes.
+                Ok(Err(RequestError::Encode(e))) => {
+                    return Err(ClientError::Refused {
+                        code: ErrorCode::InvalidRequest,
+                        message: format!(
+                            "the request cannot be sent ({e}): split it (a batch into smaller \
+                             batches)"
+                        ),
+                    })
+                }
                 Ok(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
                 Err(_) => {
                     Attempt::Retry(format!("{}: no answer in time", connection.remote_addr()))
