@@ -155,6 +155,15 @@ impl Current {
         self.down.push((addr, now + DOWN_FOR));
     }
 
+    /// A node named `addr` as the leader: prefer it, and forget that it failed lately. The
+    /// redirect is newer than the failure (an attempt that timed out on a slow leader, say);
+    /// skipping it would send the client back to a follower that redirects it again at once,
+    /// a loop without a pause until the mark expires.
+    fn prefer(&mut self, addr: SocketAddr) {
+        self.down.retain(|(a, _)| *a != addr);
+        self.preferred = Some(addr);
+    }
+
     /// The node to connect to: the preferred one, else the next in turn that is not down (or
     /// the next in turn, when every node is down).
     fn target(&mut self, nodes: &[SocketAddr], now: tokio::time::Instant) -> SocketAddr {
@@ -282,7 +291,7 @@ impl Client {
         let mut current = self.current();
         current.connection = None;
         match next {
-            Some(addr) => current.preferred = Some(addr),
+            Some(addr) => current.prefer(addr),
             None => {
                 current.preferred = None;
                 current.rotation = current.rotation.wrapping_add(1);
@@ -573,9 +582,26 @@ async fn pause(backoff: &mut Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::{batch_position, ClientError};
+    use super::{batch_position, ClientError, Current};
     use raftwal_wire::client::AppendedBatch;
     use raftwal_wire::types::{LogId, LogIndex, Term};
+
+    /// A redirect to a node the client marked down sends the client there, not back to the
+    /// follower that redirected it (which would redirect it again, with no pause between).
+    #[test]
+    fn a_redirect_to_a_node_marked_down_is_followed() {
+        let nodes: Vec<std::net::SocketAddr> =
+            (0..3).map(|i| ([127, 0, 0, 1], 7000 + i).into()).collect();
+        let now = tokio::time::Instant::now();
+        let mut current = Current::default();
+        current.mark_down(nodes[2], now);
+        assert_eq!(current.target(&nodes, now), nodes[0], "a node marked down is skipped");
+        current.prefer(nodes[2]);
+        assert_eq!(current.target(&nodes, now), nodes[2]);
+        // A later failure of the leader marks it down again.
+        current.mark_down(nodes[2], now);
+        assert_eq!(current.target(&nodes, now), nodes[0]);
+    }
 
     /// A node's answer to a batch is taken only when it can be the batch's position; whatever
     /// is taken gives its last index without overflow.
