@@ -21,7 +21,7 @@
 
 mod storage_common;
 
-use raftwal::storage::{LogOptions, LogStore, SimDisk, SimFaults, Tear, ZeroFill};
+use raftwal::storage::{Disk, LogOptions, LogStore, SimDisk, SimFaults, Tear, ZeroFill};
 use raftwal_wire::types::{HardState, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -366,4 +366,48 @@ fn crash_at_every_point_without_zero_fill() {
 #[test]
 fn crash_at_every_point_zero_fill_by_batch_size() {
     crash_everywhere(true, ZeroFill::BatchBytesBelow(2048));
+}
+
+/// A new log's directory is a name in its parent directory, and like a file's name it survives
+/// a power loss only once that directory is fsynced: everything the log acknowledges (its vote,
+/// its entries) lives under it. Opening a log in a directory that does not exist yet (nor its
+/// parent) and losing power after the first vote and batch were durable keeps both.
+#[test]
+fn a_new_log_s_directory_outlives_a_power_loss() {
+    let disk = Rc::new(SimDisk::new());
+    let dir = Path::new("/data/node-1/log-0");
+    let (mut log, _) = LogStore::open(dir, small_options(true), disk.clone()).unwrap();
+    let voted = HardState { term: Term(3), vote: Some(NodeId(2)), commit: LogIndex(0) };
+    log.save_hard_state(voted).unwrap();
+    log.append(&entries(1, 5, 3)).unwrap();
+    assert_eq!(log.flush().unwrap(), LogIndex(5));
+    disk.crash(Tear::None);
+    drop(log);
+    let (log, recovery) = LogStore::open(dir, small_options(true), disk.clone()).unwrap();
+    assert_eq!(recovery.hard_state, voted, "the vote is lost with the log's directory");
+    assert_eq!(read_all(&log), (1..=5).map(|i| (i, 3)).collect::<Vec<_>>());
+}
+
+/// The same after a kill between the directory's creation and its parent's fsync: the restart
+/// finds the directory (the kernel still has it) with no log in it, and must not take it as
+/// durable. (Its parent is durable, as a node's data directory is.)
+#[test]
+fn a_new_log_s_directory_left_by_a_killed_open_outlives_a_power_loss() {
+    let disk = Rc::new(SimDisk::new());
+    let dir = Path::new("/data/node-1/log-0");
+    disk.create_dir_all(dir.parent().unwrap()).unwrap();
+    disk.sync_dir(Path::new("/")).unwrap();
+    disk.sync_dir(Path::new("/data")).unwrap();
+    disk.create_dir_all(dir).unwrap();
+    disk.restart_process();
+    let (mut log, _) = LogStore::open(dir, small_options(true), disk.clone()).unwrap();
+    let voted = HardState { term: Term(3), vote: Some(NodeId(2)), commit: LogIndex(0) };
+    log.save_hard_state(voted).unwrap();
+    log.append(&entries(1, 5, 3)).unwrap();
+    assert_eq!(log.flush().unwrap(), LogIndex(5));
+    disk.crash(Tear::None);
+    drop(log);
+    let (log, recovery) = LogStore::open(dir, small_options(true), disk.clone()).unwrap();
+    assert_eq!(recovery.hard_state, voted, "the vote is lost with the log's directory");
+    assert_eq!(read_all(&log), (1..=5).map(|i| (i, 3)).collect::<Vec<_>>());
 }

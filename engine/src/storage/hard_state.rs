@@ -235,6 +235,7 @@ mod tests {
         let disk = SimDisk::new();
         let dir = Path::new("/log");
         disk.create_dir_all(dir).unwrap();
+        disk.sync_dir(Path::new("/")).unwrap();
         let mut f = HardStateFile::open(&disk, dir, &[]).unwrap();
         assert_eq!(f.state(), HardState::default());
         for t in 1..=5 {

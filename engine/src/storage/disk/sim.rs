@@ -16,9 +16,13 @@
 //!    forgets that the written bytes were dirty, as Linux does: a later fdatasync that succeeds
 //!    does not make them durable (fsyncgate).
 //! 2. Creating, renaming and removing a name changes the directory's written table; an fsync of
-//!    the directory copies it to the durable table. Directories themselves are durable at once.
+//!    the directory copies it to the durable table. A directory made by [`Disk::create_dir_all`]
+//!    is such a name too: it is durable once its parent directory was fsynced after its
+//!    creation (and its parent is durable). Directories the disk never made (the root, and
+//!    those of files a test puts in place) stand for ones that were there before: durable.
 //! 3. A crash replaces every written image and table with its durable one; with a tear, a prefix
-//!    of whole sectors of the most recent unsynced write survives.
+//!    of whole sectors of the most recent unsynced write survives. A directory that was not
+//!    durable is gone, with every name in it.
 //! 4. Ops queued with `submit` run, in submission order (or in an order drawn from
 //!    [`SimFaults::reorder_seed`]), when an owner reaps or waits (or when the test calls
 //!    [`SimDisk::run_pending`] in manual mode).
@@ -106,7 +110,10 @@ struct State {
     next_inode: u64,
     written_names: BTreeMap<PathBuf, u64>,
     durable_names: BTreeMap<PathBuf, u64>,
+    /// Directories made by `create_dir_all` (the written table of their parents).
     dirs: Vec<PathBuf>,
+    /// Of those, the ones whose parent was fsynced since they were made.
+    durable_dirs: Vec<PathBuf>,
     files: BTreeMap<u32, OpenFile>,
     next_file: u32,
     owners: BTreeMap<u32, VecDeque<Completion>>,
@@ -179,6 +186,27 @@ impl State {
         live.sort_unstable();
         live.dedup();
         live.iter().filter_map(|i| self.inodes.get(i)).map(|n| n.written.len() as u64).sum()
+    }
+
+    /// Whether `dir` exists: the root, a directory made by `create_dir_all`, or one holding
+    /// files or directories (a directory the disk did not make was there before).
+    fn dir_exists(&self, dir: &Path) -> bool {
+        let below = |p: &PathBuf| p.starts_with(dir) && p.as_path() != dir;
+        dir.parent().is_none()
+            || self.dirs.iter().any(|d| d == dir || below(d))
+            || self.written_names.keys().any(below)
+    }
+
+    /// Whether `dir` survives a crash: every directory on its path that the disk made had its
+    /// parent fsynced since.
+    fn dir_durable(&self, dir: &Path) -> bool {
+        dir.ancestors()
+            .all(|a| !self.dirs.iter().any(|d| d == a) || self.durable_dirs.iter().any(|d| d == a))
+    }
+
+    /// Whether the name `path` would survive a crash (its directory does).
+    fn name_durable(&self, path: &Path) -> bool {
+        self.durable_names.contains_key(path) && path.parent().is_none_or(|d| self.dir_durable(d))
     }
 
     fn check_space(&self, inode: u64, new_len: usize) -> io::Result<()> {
@@ -375,6 +403,18 @@ impl SimDisk {
                 }
             }
         }
+        // A directory whose creation was not durable is gone, and so is everything in it.
+        let durable_dirs: Vec<PathBuf> =
+            s.dirs.iter().filter(|d| s.dir_durable(d)).cloned().collect();
+        let names: BTreeMap<PathBuf, u64> = s
+            .durable_names
+            .iter()
+            .filter(|(p, _)| s.name_durable(p))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        s.dirs = durable_dirs.clone();
+        s.durable_dirs = durable_dirs;
+        s.durable_names = names;
         s.written_names = s.durable_names.clone();
         let live: Vec<u64> = s.durable_names.values().copied().collect();
         s.inodes.retain(|id, _| live.contains(id));
@@ -494,9 +534,10 @@ impl Disk for SimDisk {
         if s.crashed {
             return Err(crashed_error());
         }
-        if !s.dirs.iter().any(|d| d == dir) {
-            s.dirs.push(dir.to_path_buf());
-        }
+        // Top down: each directory missing on the path is made (not durable yet).
+        let missing: Vec<PathBuf> =
+            dir.ancestors().filter(|a| !s.dir_exists(a)).map(Path::to_path_buf).collect();
+        s.dirs.extend(missing.into_iter().rev());
         Ok(())
     }
 
@@ -505,9 +546,7 @@ impl Disk for SimDisk {
         if s.crashed {
             return Err(crashed_error());
         }
-        if !s.dirs.iter().any(|d| d == dir)
-            && !s.written_names.keys().any(|p| p.parent() == Some(dir))
-        {
+        if !s.dir_exists(dir) {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
         Ok(names_in(&s.written_names, dir))
@@ -617,6 +656,9 @@ impl Disk for SimDisk {
             .collect();
         s.durable_names.retain(|p, _| !in_dir(p));
         s.durable_names.extend(written);
+        let made: Vec<PathBuf> =
+            s.dirs.iter().filter(|d| in_dir(d) && !s.durable_dirs.contains(d)).cloned().collect();
+        s.durable_dirs.extend(made);
         Ok(())
     }
 

@@ -14,6 +14,9 @@ impl SimDisk {
     /// leave), sorted.
     pub fn durable_file_names(&self, dir: &Path) -> Vec<String> {
         let s = self.state.borrow();
+        if !s.dir_durable(dir) {
+            return Vec::new();
+        }
         names_in(&s.durable_names, dir)
     }
 
@@ -22,6 +25,9 @@ impl SimDisk {
     /// durable table has no such name. `read` must not call the disk.
     pub fn with_durable_bytes<R>(&self, path: &Path, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let s = self.state.borrow();
+        if !s.name_durable(path) {
+            return None;
+        }
         let inode = s.durable_names.get(path)?;
         let bytes = s.inodes.get(inode).map(|node| node.durable.as_slice()).unwrap_or_default();
         Some(read(bytes))

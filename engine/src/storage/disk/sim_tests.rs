@@ -10,6 +10,7 @@ fn unsynced_data_and_names_are_lost_at_crash() {
     let d = SimDisk::new();
     let dir = Path::new("/d");
     d.create_dir_all(dir).unwrap();
+    d.sync_dir(Path::new("/")).unwrap();
     let f = d.open(&dir.join("a"), opts(true)).unwrap();
     d.write_at(f, 0, b"durable").unwrap();
     d.sync(f).unwrap();
@@ -72,6 +73,7 @@ fn durable_views_show_only_what_a_crash_would_keep() {
     let d = SimDisk::new();
     let dir = Path::new("/d");
     d.create_dir_all(dir).unwrap();
+    d.sync_dir(Path::new("/")).unwrap();
     let path = dir.join("a");
     let f = d.open(&path, opts(true)).unwrap();
     d.allocate(f, 16).unwrap();
@@ -92,4 +94,34 @@ fn durable_views_show_only_what_a_crash_would_keep() {
     assert_eq!(d.with_durable_bytes(&path, <[u8]>::to_vec), Some(synced));
     d.crash(Tear::None);
     assert_eq!(d.file_bytes(&path).unwrap()[..3], *b"abc", "the views agree with a crash");
+}
+
+#[test]
+fn a_directory_lasts_only_once_its_parent_is_synced() {
+    let d = SimDisk::new();
+    let dir = Path::new("/a/b");
+    d.create_dir_all(dir).unwrap();
+    assert!(d.list_dir(dir).unwrap().is_empty());
+    let path = dir.join("f");
+    let f = d.open(&path, opts(true)).unwrap();
+    d.write_at(f, 0, b"abc").unwrap();
+    d.sync(f).unwrap();
+    d.sync_dir(dir).unwrap();
+    d.sync_dir(Path::new("/")).unwrap();
+    assert!(d.durable_file_names(dir).is_empty(), "/a/b is not durable in /a yet");
+    assert_eq!(d.with_durable_bytes(&path, <[u8]>::len), None);
+    d.crash(Tear::None);
+    assert_eq!(d.file_bytes(&path), None, "the file went with its directory");
+    assert_eq!(d.list_dir(dir).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert!(d.list_dir(Path::new("/a")).unwrap().is_empty(), "/a was synced in /");
+
+    d.create_dir_all(dir).unwrap();
+    let f = d.open(&path, opts(true)).unwrap();
+    d.write_at(f, 0, b"abc").unwrap();
+    d.sync(f).unwrap();
+    d.sync_dir(dir).unwrap();
+    d.sync_dir(Path::new("/a")).unwrap();
+    assert_eq!(d.durable_file_names(dir), ["f"]);
+    d.crash(Tear::None);
+    assert_eq!(d.file_bytes(&path).unwrap(), b"abc");
 }

@@ -34,7 +34,7 @@ use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
 use crate::storage::error::{Corruption, OpenError};
 use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
 use crate::storage::format::{RecordError, SEGMENT_HEADER_BYTES};
-use crate::storage::hard_state::{HardStateFile, LoadError};
+use crate::storage::hard_state::{HardStateFile, LoadError, HARD_STATE_FILE};
 use crate::storage::segment::{find_record_after, nonzero_end, records_end_after, scan};
 use crate::storage::segment::{max_index_after, Segment, SharedMap, Stop};
 use crate::storage::terms::TermRuns;
@@ -141,6 +141,48 @@ fn resolve_pending_base(disk: &impl Disk, dir: &Path, names: &[String]) -> Resul
     Ok(true)
 }
 
+/// Creates `dir` and the directories missing above it, each made durable in its parent (an
+/// fsync of the parent, top down) before anything is written in it: a directory's entry, like a
+/// file's name, survives a power loss only after that fsync, and a log whose directory vanished
+/// would come back empty, its vote and its acknowledged entries gone with it (docs/format.md,
+/// media assumption 5). A directory that exists is left as it is, unless it holds no hard state
+/// yet (a new log): an open killed between its `mkdir` and that fsync left it there, possibly
+/// not durable, so its parent is synced then too. (Not the directories above it: only a store
+/// that made several levels and was killed before syncing them leaves those behind.)
+fn create_dir_durably(disk: &impl Disk, dir: &Path) -> Result<(), OpenError> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    let mut names = None;
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty()) {
+        match disk.list_dir(d) {
+            Ok(found) => {
+                names = Some(found);
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(d),
+            Err(e) => return Err(io_err(format!("listing {}", d.display()))(e)),
+        }
+        at = d.parent();
+    }
+    if missing.is_empty() {
+        if names.is_some_and(|names| names.iter().any(|n| n == HARD_STATE_FILE)) {
+            return Ok(());
+        }
+        missing.push(dir);
+    } else {
+        disk.create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    }
+    // Top down: a directory's entry is durable only once the directory holding it is.
+    for d in missing.iter().rev() {
+        let parent = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        disk.sync_dir(parent).map_err(io_err(format!("syncing {}", parent.display())))?;
+    }
+    Ok(())
+}
+
 /// A segment found on disk, before its records are scanned.
 struct Found {
     id: SegmentId,
@@ -161,7 +203,7 @@ impl<D: Disk> LogStore<D> {
         disk: Rc<D>,
     ) -> Result<(LogStore<D>, Recovery), OpenError> {
         validate(&options, &*disk)?;
-        disk.create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        create_dir_durably(&*disk, dir)?;
         let mut names = disk.list_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
         let tmp: Vec<String> = names.iter().filter(|n| n.ends_with(".tmp")).cloned().collect();
         for name in &tmp {
