@@ -28,6 +28,9 @@
 //! 7. The client limits (`transport.client_connections_max`, `transport.client_memory_bytes_max`,
 //!    `transport.client_connection_memory_bytes_max`) are positive: a node with a limit of 0
 //!    would serve no client at all.
+//! 8. `transport.frame_size_bytes_max` is within the codec's bounds ([`FrameLimits::new`]: 4 KiB
+//!    to 256 MiB), which the transport would otherwise refuse only when a shard binds, after
+//!    the data directory was created and stamped.
 //!
 //! Every setting that the consensus core, the store or the transport would refuse later is
 //! refused here, by its name: the node's start opens the logs only after validation, and a
@@ -36,6 +39,7 @@
 use super::{ConfigError, FsyncChoice, NodeConfig};
 use crate::storage::format::{BLOCK_SIZE_BYTES, PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES};
 use raftwal_wire::client::TAG_SIZE_BYTES;
+use raftwal_wire::codec::{FrameLimits, LimitsError};
 use raftwal_wire::types::NodeId;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -84,7 +88,24 @@ impl NodeConfig {
         self.check_storage()?;
         self.check_ports(shards)?;
         self.check_flow()?;
+        self.check_frame_size()?;
         self.check_entry_size()
+    }
+
+    /// Invariant 8: the transport accepts the frame limit.
+    fn check_frame_size(&self) -> Result<(), ConfigError> {
+        let frame = self.transport.frame_size_bytes_max;
+        match FrameLimits::new(frame) {
+            Ok(_) => Ok(()),
+            Err(LimitsError::FrameSizeOutOfRange { floor_bytes, ceiling_bytes, .. }) => {
+                Err(ConfigError::OutOfRange {
+                    what: "transport.frame_size_bytes_max",
+                    value: u64::from(frame),
+                    min: u64::from(floor_bytes),
+                    max: u64::from(ceiling_bytes),
+                })
+            }
+        }
     }
 
     /// Invariant 1: ids.
@@ -350,6 +371,24 @@ mod tests {
         let mut c = base();
         c.transport.bulk_window_bytes = c.raft.inflight_size_bytes_max;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_frame_size_the_transport_refuses_is_refused_by_validation() {
+        // docs/operations.md: validation refuses what the node would refuse later, before any
+        // file is opened; the transport refuses frame limits above 256 MiB when a shard binds,
+        // after the data directory was created and stamped.
+        let ceiling = raftwal_wire::codec::FRAME_SIZE_BYTES_CEILING;
+        for frame in [ceiling + 1, u32::MAX] {
+            let mut c = base();
+            c.transport.frame_size_bytes_max = frame;
+            let e = refusal(&c, &["transport.frame_size_bytes_max", &ceiling.to_string()]);
+            assert!(e.contains(&frame.to_string()), "{e}");
+        }
+        let mut c = base();
+        c.transport.frame_size_bytes_max = ceiling;
+        c.validate().unwrap();
+        raftwal_wire::codec::FrameLimits::new(ceiling).unwrap();
     }
 
     #[test]
