@@ -240,7 +240,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub shards: Option<usize>,
     /// Number of logs the cluster keeps: log ids `0..log_count`, 1 to [`LOG_COUNT_MAX`]. Each log
-    /// preallocates a segment (`storage.segment_size_bytes`) on every node when it opens.
+    /// preallocates two segments (`storage.segment_size_bytes` each: the active one and the
+    /// next, prepared ahead) on every node when it opens.
     #[serde(default = "default_log_count")]
     pub log_count: u64,
     /// Largest payload of one entry.

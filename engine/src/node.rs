@@ -45,7 +45,8 @@ pub const REJOIN_MARKER: &str = "REJOIN";
 /// Name of the data directory's lock file (it holds the running node's process id).
 pub(crate) const LOCK_FILE: &str = "raftwal.lock";
 
-/// A running node. Dropping it shuts it down (as [`Node::shutdown`] does).
+/// A running node. Dropping it stops it as [`Node::halt`] does, without handing leadership
+/// over; call [`Node::shutdown`] for the graceful stop.
 #[derive(Debug)]
 pub struct Node {
     id: NodeId,

@@ -62,7 +62,8 @@ pub use prepare::ZeroFill;
 /// Settings of one log.
 #[derive(Clone, Copy, Debug)]
 pub struct LogOptions {
-    /// Bytes each segment file is preallocated to; a multiple of 4096, at most 4 GiB.
+    /// Bytes each segment file is preallocated to; a multiple of 4096 from 16 KiB to 4 GiB minus
+    /// 4 KiB (record offsets are 32-bit).
     pub segment_size_bytes: u64,
     /// Write segments with O_DIRECT (block-aligned batch writes) instead of through the page
     /// cache. docs/benchmarks.md has the measurement behind the default.
