@@ -138,6 +138,8 @@ pub struct LogMetrics {
     pub is_leader: AtomicU64,
     /// Whether this node's copy of the log is rejoining after a loss of its data (0 or 1).
     pub rejoining: AtomicU64,
+    /// Subscribers of the log served by this node (local and remote).
+    pub subscribers: AtomicU64,
     /// Times this node saw the leader change (including to "no leader").
     pub leader_changes: AtomicU64,
     /// Entry payload bytes received from clients and peers.
@@ -172,6 +174,7 @@ impl LogMetrics {
             log_resets: AtomicU64::new(0),
             is_leader: AtomicU64::new(0),
             rejoining: AtomicU64::new(0),
+            subscribers: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -264,7 +267,7 @@ impl NodeMetrics {
                 let _ = writeln!(out, "{name}{{node=\"{}\",log=\"{}\"}} {v}", self.node, m.log);
             }
         }
-        let gauges: [Scalar; 6] = [
+        let gauges: [Scalar; 7] = [
             ("raftwal_term", "Current term.", |m| &m.term),
             ("raftwal_commit_index", "Commit index.", |m| &m.commit_index),
             ("raftwal_first_index", "First index the log still holds.", |m| &m.first_index),
@@ -274,6 +277,11 @@ impl NodeMetrics {
                 "raftwal_rejoining",
                 "1 while this node's copy of the log rejoins after a loss of its data.",
                 |m| &m.rejoining,
+            ),
+            (
+                "raftwal_subscribers",
+                "Subscribers of the log served by this node (embedding API and clients).",
+                |m| &m.subscribers,
             ),
         ];
         for (name, help, get) in gauges {

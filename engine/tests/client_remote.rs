@@ -6,7 +6,8 @@ mod support;
 use bytes::Bytes;
 use raftwal::client::{Client, ClientConfig, ClientError};
 use raftwal_wire::client::{
-    AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, ErrorCode, TaggedPayload,
+    AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, ErrorCode, SubscribeRequest,
+    TaggedPayload,
 };
 use raftwal_wire::types::{LogId, LogIndex};
 use std::sync::Arc;
@@ -303,5 +304,48 @@ fn a_linearizable_read_on_a_follower_sees_every_acknowledged_append() {
         // From 0: the follower's first entry, linearizably too.
         let all = reader.read_linearizable(LogIndex(0), 100).await.unwrap();
         assert_eq!(all.len(), 20, "{all:?}");
+    });
+}
+
+/// Clients that tail an idle log and leave, one after another (`raftwal tail` run in a loop,
+/// a consumer that reconnects): the node drops each subscription whose client went away,
+/// although no entry commits that a delivery could notice it with. It kept them all, each
+/// with its stream's send queue.
+#[test]
+fn subscriptions_of_clients_that_left_an_idle_log_are_dropped() {
+    let cluster = Cluster::start(1);
+    cluster.wait_leader(T);
+    let node = cluster.node(1);
+    let addr = cluster.configs[0].listen;
+    let subscribers = || support::metric(&node.metrics().render(), "raftwal_subscribers", 1);
+    runtime().block_on(async {
+        let client =
+            Client::new(ClientConfig::new(vec![addr], cluster.tls_dir(), LogId(0))).unwrap();
+        client.append(Bytes::from_static(b"x")).await.unwrap();
+        let endpoint = cluster.client_endpoint();
+        for _ in 0..20 {
+            let connection = endpoint.connect(addr).await.unwrap();
+            let request = SubscribeRequest { log: LogId(0), from: LogIndex(1) };
+            let mut subscription = connection.subscribe(request).await.unwrap();
+            // Caught up: the node delivered everything committed.
+            let batch = subscription.next().await.unwrap().expect("a batch");
+            assert!(batch.entries.iter().any(|e| e.data.ends_with(b"x")), "{batch:?}");
+            drop(subscription);
+            drop(connection);
+        }
+        // A subscriber that stays, so that the count has something to hold.
+        let connection = endpoint.connect(addr).await.unwrap();
+        let request = SubscribeRequest { log: LogId(0), from: LogIndex(1) };
+        let mut kept = connection.subscribe(request).await.unwrap();
+        kept.next().await.unwrap().expect("a batch");
+        let deadline = tokio::time::Instant::now() + T;
+        while subscribers() != 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} subscribers kept for 1 client still subscribed",
+                subscribers()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     });
 }

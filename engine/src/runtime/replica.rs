@@ -410,6 +410,7 @@ impl<D: Disk> Replica<D> {
             return;
         }
         self.core.tick();
+        self.subscribers.forget_gone();
         self.apply_retention();
         self.ticks_since_commit_save += 1;
         let commit = self.core.commit_index().min(self.store.durable_index());
@@ -499,6 +500,7 @@ impl<D: Disk> Replica<D> {
         LogMetrics::set(&self.metrics.first_index, self.store.first_index().get());
         LogMetrics::set(&self.metrics.is_leader, u64::from(self.role == Role::Leader));
         LogMetrics::set(&self.metrics.rejoining, u64::from(self.core.is_rejoining()));
+        LogMetrics::set(&self.metrics.subscribers, self.subscribers.len() as u64);
     }
 
     /// Applies committed entries up to `commit` to the deduplication table.

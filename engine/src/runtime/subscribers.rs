@@ -13,6 +13,9 @@
 //! 2. A paused subscriber is woken exactly when its sink has room again: a local sink by the
 //!    consumer's resume command (the `stalled` flag is raised before the final re-check, so the
 //!    consumer cannot miss it), a remote sink by a task waiting for room.
+//! 3. A subscriber whose consumer went away is dropped at its next delivery or the log's next
+//!    tick ([`Subscribers::forget_gone`]), whichever comes first: the list holds the live
+//!    subscribers and, for at most a tick, those that just left.
 //!
 //! [`Subscription`]: crate::Subscription
 
@@ -125,6 +128,11 @@ impl Subscribers {
         self.list.is_empty()
     }
 
+    /// Subscribers kept now.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
     /// Adds a local subscriber from `from` (at least the log's first stored index; 0, which
     /// holds no entry, subscribes from the first stored index, wherever compaction left it).
     pub(crate) fn add_local(&mut self, sink: LocalSink, from: LogIndex, first: LogIndex) {
@@ -151,6 +159,19 @@ impl Subscribers {
         self.next_remote_id -= 1;
         let sink = Sink::Remote { sink: Arc::new(sink), waiting: false };
         self.list.push(Subscriber { id, next: from, sink });
+    }
+
+    /// Drops the subscribers whose consumer went away (a dropped [`Subscription`], a closed
+    /// stream or connection). A delivery notices that too, but only a subscriber with entries
+    /// to deliver gets one: without this, a log that commits nothing (idle, or without a
+    /// leader) would keep every subscriber that came and went.
+    ///
+    /// [`Subscription`]: crate::Subscription
+    pub(crate) fn forget_gone(&mut self) {
+        self.list.retain(|s| match &s.sink {
+            Sink::Local(local) => !local.tx.is_closed(),
+            Sink::Remote { sink, .. } => !sink.is_closed(),
+        });
     }
 
     /// Marks subscriber `id` as having room again (its waker fired or its consumer resumed).

@@ -346,6 +346,35 @@ fn a_remote_entry_of_the_largest_payload_the_configuration_allows_does_not_poiso
     assert_eq!(position.count, 1);
 }
 
+/// A subscriber whose consumer went away is forgotten although the log commits nothing more:
+/// a program (or `raftwal tail` run in a loop) that subscribes and leaves again and again, on a
+/// log that is idle or has no leader, made the node keep every subscriber it ever had, since
+/// only a delivery noticed that its consumer was gone.
+#[test]
+fn subscribers_whose_consumer_went_away_are_forgotten_on_an_idle_log() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    let mut rx = h.append(b"one");
+    h.settle();
+    assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+    let mut kept = h.subscribe(0);
+    for _ in 0..100 {
+        let mut gone = h.subscribe(0);
+        let (entries, end) = drain(&mut gone);
+        assert_eq!((entries.len(), end), (1, None));
+        drop(gone);
+        h.replica.tick();
+        h.settle();
+    }
+    assert_eq!(h.replica.subscribers.len(), 1, "only the subscriber still consumed is kept");
+    drop(h.append(b"two"));
+    h.settle();
+    let (entries, end) = drain(&mut kept);
+    assert_eq!((entries.len(), end), (2, None));
+}
+
 #[test]
 fn a_lagging_subscriber_of_a_log_that_fails_learns_the_failure_after_its_backlog() {
     let rt = runtime();
