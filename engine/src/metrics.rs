@@ -11,9 +11,10 @@ use raftwal_wire::transport::ClientLimits;
 use raftwal_wire::types::{LogId, NodeId};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds: 10 us to about 21 s, doubling.
@@ -345,16 +346,62 @@ impl NodeMetrics {
 /// Requests served at once by the metrics endpoint; a connection beyond them is closed at once.
 const METRICS_CONNECTIONS_MAX: usize = 16;
 
-/// Serves `GET /metrics` on `addr` from a thread of its own until the process exits, each
-/// connection on a thread of its own (at most [`METRICS_CONNECTIONS_MAX`]), so that a client
-/// that is slow to send its request, or never sends it, cannot hold up the others' scrapes.
-/// Returns the bound address.
-pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<SocketAddr> {
+/// A metrics endpoint started by [`serve`]. Dropping it stops the endpoint: its listening
+/// socket is closed (the address is free again) and its thread has ended when the drop returns.
+/// A connection being answered then finishes on its own thread, within its read and write
+/// timeouts.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// The address the endpoint listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // The thread waits in `accept`: a connection of our own wakes it, and it sees the flag.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        match TcpStream::connect_timeout(&wake, Duration::from_secs(5)) {
+            Ok(_) => {
+                if let Some(thread) = self.thread.take() {
+                    let _ = thread.join();
+                }
+            }
+            // Not waited for: the thread stops at its next connection.
+            Err(e) => tracing::warn!("metrics endpoint on {}: cannot stop it: {e}", self.addr),
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `addr` from a thread of its own until the returned server is
+/// dropped, each connection on a thread of its own (at most [`METRICS_CONNECTIONS_MAX`]), so
+/// that a client that is slow to send its request, or never sends it, cannot hold up the
+/// others' scrapes.
+pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<MetricsServer> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     let serving = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new().name("raftwal-metrics".into()).spawn(move || {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stop = stopping.clone();
+    let thread = std::thread::Builder::new().name("raftwal-metrics".into()).spawn(move || {
         for stream in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                return; // Dropping the listener closes it.
+            }
             let Ok(stream) = stream else { continue };
             if serving.fetch_add(1, Ordering::Relaxed) >= METRICS_CONNECTIONS_MAX {
                 serving.fetch_sub(1, Ordering::Relaxed);
@@ -372,7 +419,7 @@ pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<Soc
             }
         }
     })?;
-    Ok(bound)
+    Ok(MetricsServer { addr: bound, stopping, thread: Some(thread) })
 }
 
 /// Reads one request from `stream` and answers it.
@@ -432,7 +479,8 @@ mod tests {
     #[test]
     fn a_client_that_never_finishes_its_request_does_not_hold_up_the_others() {
         let m = Arc::new(NodeMetrics::new(NodeId(1), 1));
-        let addr = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+        let server = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+        let addr = server.local_addr();
         // A client that sends a header line now and then, never the end of its request.
         let mut slow = std::net::TcpStream::connect(addr).unwrap();
         slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
@@ -466,7 +514,8 @@ mod tests {
     #[test]
     fn served_over_http() {
         let m = Arc::new(NodeMetrics::new(NodeId(1), 1));
-        let addr = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+        let server = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+        let addr = server.local_addr();
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut body = String::new();

@@ -56,7 +56,8 @@ pub struct Node {
     threads: Vec<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     metrics: Arc<NodeMetrics>,
-    metrics_addr: Option<SocketAddr>,
+    /// The metrics endpoint, when configured; stopped with the node.
+    metrics_server: Option<metrics::MetricsServer>,
     /// Holds the data directory's lock; dropped after the shards stopped (`Drop` stops them
     /// first).
     _dir_lock: std::fs::File,
@@ -125,7 +126,7 @@ impl Node {
             threads,
             addrs: vec![config.listen; shard_count],
             metrics,
-            metrics_addr: None,
+            metrics_server: None,
             _dir_lock: dir_lock,
         };
         if let Some(e) = spawn_error {
@@ -161,7 +162,7 @@ impl Node {
         }
         if let Some(addr) = config.metrics {
             match metrics::serve(addr, node.metrics.clone()) {
-                Ok(bound) => node.metrics_addr = Some(bound),
+                Ok(server) => node.metrics_server = Some(server),
                 Err(e) => {
                     node.stop(false);
                     return Err(StartError::Shard {
@@ -223,7 +224,7 @@ impl Node {
 
     /// Where metrics are served, when configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_addr
+        self.metrics_server.as_ref().map(metrics::MetricsServer::local_addr)
     }
 
     /// A handle on log `log`, if the cluster has it (`log < log_count`).
@@ -272,6 +273,9 @@ impl Node {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        // Closes its port and ends its thread, so that a node started again in this process
+        // can serve metrics on the same address.
+        self.metrics_server = None;
     }
 }
 

@@ -391,3 +391,21 @@ fn a_node_refuses_to_start_a_log_it_lost() {
     let record = std::fs::read_to_string(config.data_dir.join(raftwal::LOGS_FILE)).unwrap();
     assert_eq!(record, "0\n1\n");
 }
+
+/// A node's metrics endpoint stops with the node: its port is closed and free again, so a
+/// program that stops a node and starts it again in the same process serves metrics again.
+/// The endpoint's thread outlived the node (serving the stopped node's metrics for good), and
+/// the restart failed with "cannot serve metrics on ...: address in use".
+#[test]
+fn a_stopped_nodes_metrics_endpoint_closes_and_its_address_serves_the_restarted_node() {
+    let mut cluster = Cluster::start_with(1, |c| c.metrics = Some("127.0.0.1:0".parse().unwrap()));
+    cluster.wait_leader(T);
+    let addr = cluster.node(1).metrics_addr().expect("metrics served");
+    assert!(std::net::TcpStream::connect(addr).is_ok(), "served while the node runs");
+    cluster.stop(1);
+    let refused = std::net::TcpStream::connect(addr);
+    assert!(refused.is_err(), "the endpoint of a stopped node still accepts connections");
+    cluster.configs[0].metrics = Some(addr);
+    cluster.restart(1);
+    assert_eq!(cluster.node(1).metrics_addr(), Some(addr));
+}
