@@ -410,7 +410,7 @@ pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<Met
             let (metrics, done) = (metrics.clone(), serving.clone());
             let spawned =
                 std::thread::Builder::new().name("raftwal-metrics-conn".into()).spawn(move || {
-                    answer(stream, &metrics);
+                    answer(stream, &metrics, REQUEST_TIME_MAX);
                     done.fetch_sub(1, Ordering::Relaxed);
                 });
             if spawned.is_err() {
@@ -422,24 +422,61 @@ pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<Met
     Ok(MetricsServer { addr: bound, stopping, thread: Some(thread) })
 }
 
-/// Reads one request from `stream` and answers it.
-fn answer(mut stream: std::net::TcpStream, metrics: &NodeMetrics) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+/// The most of one request the endpoint reads, request line and headers (a scrape sends a few
+/// hundred bytes); a longer one is answered 400 and closed.
+const REQUEST_BYTES_MAX: u64 = 16 * 1024;
+
+/// How long one connection may take to send its request and take its answer; then it is
+/// closed, however it trickles its bytes.
+const REQUEST_TIME_MAX: Duration = Duration::from_secs(10);
+
+/// A connection read with one deadline for all its reads: each read waits at most until then.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    until: std::time::Instant,
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(crate::runtime::clock::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        std::io::Read::read(&mut &*self.stream, buf)
+    }
+}
+
+/// Reads the request line and the headers, at most [`REQUEST_BYTES_MAX`] bytes of them: the
+/// request line when the request ended (a blank line) within them, `None` when it did not (too
+/// long, cut short, or out of time).
+fn read_request(reader: impl std::io::Read) -> Option<String> {
+    let mut reader = BufReader::new(std::io::Read::take(reader, REQUEST_BYTES_MAX));
     let mut request_line = String::new();
-    let mut reader = BufReader::new(&stream);
-    if reader.read_line(&mut request_line).is_err() {
-        return;
+    match reader.read_line(&mut request_line) {
+        Ok(_) if request_line.ends_with('\n') => {}
+        _ => return None,
     }
-    // Drain the headers; the request has no body we care about.
     let mut line = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+    loop {
         line.clear();
+        match reader.read_line(&mut line) {
+            Ok(_) if !line.ends_with('\n') => return None,
+            Ok(_) if line == "\r\n" || line == "\n" => return Some(request_line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
     }
-    let (status, body) = if request_line.starts_with("GET /metrics") {
-        ("200 OK", metrics.render())
-    } else {
-        ("404 Not Found", "only GET /metrics is served\n".to_owned())
+}
+
+/// Reads one request from `stream` and answers it, all within `time_max`.
+fn answer(mut stream: TcpStream, metrics: &NodeMetrics, time_max: Duration) {
+    let until = crate::runtime::clock::now() + time_max;
+    let _ = stream.set_write_timeout(Some(time_max));
+    let (status, body) = match read_request(Deadline { stream: &stream, until }) {
+        Some(line) if line.starts_with("GET /metrics") => ("200 OK", metrics.render()),
+        Some(_) => ("404 Not Found", "only GET /metrics is served\n".to_owned()),
+        None => ("400 Bad Request", "the request did not end in time or in size\n".to_owned()),
     };
     let _ = write!(
         stream,
@@ -509,6 +546,57 @@ mod tests {
         trickle.join().unwrap();
         read.unwrap();
         assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    }
+
+    /// A client that sends a request line without end: the endpoint reads a bounded part of it
+    /// and closes the connection. It read on without bound (a `String` growing with every
+    /// byte sent, for as long as the client kept sending).
+    #[test]
+    fn a_request_without_end_is_read_no_further_than_a_bound() {
+        let m = Arc::new(NodeMetrics::new(NodeId(1), 1));
+        let server = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+        let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        // Far more than the socket buffers of both ends hold: the writes go through only
+        // while the endpoint reads.
+        let total: usize = 256 << 20;
+        let chunk = vec![b'a'; 1 << 20];
+        let mut written = 0;
+        while written < total {
+            match s.write(&chunk) {
+                Ok(n) => written += n,
+                Err(_) => break,
+            }
+        }
+        assert!(written < total, "the endpoint read all {written} bytes of one request line");
+    }
+
+    /// A client that sends its request slowly, a byte now and then, without end: the endpoint
+    /// closes the connection once its time for a request is up. Each byte reset the timeout of
+    /// one read only, so such a client held a connection thread (of 16) for as long as it liked,
+    /// and 16 of them stopped every scrape.
+    #[test]
+    fn a_request_that_never_ends_is_closed_when_its_time_is_up() {
+        let m = Arc::new(NodeMetrics::new(NodeId(1), 1));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let served = std::thread::spawn(move || answer(stream, &m, Duration::from_millis(300)));
+        client.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        let (lock, wait) = (std::sync::Mutex::new(()), std::sync::Condvar::new());
+        // The test's own guard against a hang, far beyond the endpoint's time.
+        let give_up = crate::runtime::clock::now() + Duration::from_secs(60);
+        let closed = loop {
+            if client.write_all(b"x").is_err() {
+                break true;
+            }
+            if crate::runtime::clock::now() > give_up {
+                break false;
+            }
+            let guard = lock.lock().unwrap();
+            let _ = wait.wait_timeout(guard, Duration::from_millis(20)).unwrap();
+        };
+        assert!(closed, "the endpoint still reads a request that began a minute ago");
+        served.join().unwrap();
     }
 
     #[test]
