@@ -338,6 +338,12 @@ impl NodeMetrics {
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
                 let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
             }
+            let name = "raftwal_client_connections_timed_out_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Client connections that ended by the idle timeout (their client vanished without closing them).\n# TYPE {name} counter"
+            );
+            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {}", clients.connections_timed_out());
         }
         out
     }

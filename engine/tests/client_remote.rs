@@ -349,3 +349,31 @@ fn subscriptions_of_clients_that_left_an_idle_log_are_dropped() {
         }
     });
 }
+
+/// A program that closes its client and exits at once (as every `raftwal` client command
+/// does): the node hears of the close. The close only left with the client's tasks, which the
+/// exit ended first, so the node held each such connection, with one of its client slots,
+/// until the idle timeout: `raftwal append` run in a loop kept hundreds of dead connections on
+/// its leader, a hundred runs a second would have filled its 1,024 slots.
+#[test]
+fn a_client_closed_before_its_program_exits_does_not_leave_its_connection_to_time_out() {
+    let cluster = Cluster::start(1);
+    cluster.wait_leader(T);
+    let addr = cluster.configs[0].listen;
+    let limits = cluster.node(1).metrics().client_limits().unwrap().clone();
+    for _ in 0..3 {
+        let program = runtime();
+        program.block_on(async {
+            let client =
+                Client::new(ClientConfig::new(vec![addr], cluster.tls_dir(), LogId(0))).unwrap();
+            client.append(Bytes::from_static(b"x")).await.unwrap();
+            client.close_and_wait().await;
+        });
+        // The program exits: its runtime, and the client's tasks with it, are gone.
+        drop(program);
+    }
+    support::wait_until(Duration::from_secs(60), "the connections' end", || {
+        limits.connections() == 0
+    });
+    assert_eq!(limits.connections_timed_out(), 0, "connections ended by the idle timeout");
+}

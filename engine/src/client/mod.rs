@@ -142,6 +142,9 @@ struct Current {
     refused_by_tls: Vec<SocketAddr>,
 }
 
+/// The longest [`Client::close_and_wait`] waits for its closes to leave.
+pub const CLOSE_WAIT_MAX: Duration = Duration::from_secs(1);
+
 /// How long a node that just failed is skipped.
 const DOWN_FOR: Duration = Duration::from_secs(2);
 
@@ -529,9 +532,22 @@ impl Client {
         &self.endpoint
     }
 
-    /// Closes every connection.
+    /// Closes every connection. The closes leave with the client's tasks: a program that exits
+    /// right after (its runtime gone) leaves its connections to the nodes' idle timeout; use
+    /// [`Client::close_and_wait`] before exiting.
     pub fn close(&self) {
         self.endpoint.close();
+    }
+
+    /// Closes every connection and waits until the nodes were told (their closes sent), at
+    /// most [`CLOSE_WAIT_MAX`]. Call it before a program exits: a connection whose close never
+    /// left is held by its node, with one of its client connection slots
+    /// (`transport.client_connections_max`), until the idle timeout (10 s), so a program run
+    /// many times a second could fill a node's slots with connections of runs long gone.
+    pub async fn close_and_wait(&self) {
+        self.endpoint.close();
+        // A node that does not answer is not waited for beyond the bound.
+        let _ = tokio::time::timeout(CLOSE_WAIT_MAX, self.endpoint.wait_idle()).await;
     }
 }
 

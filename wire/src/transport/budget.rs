@@ -17,7 +17,7 @@
 //!    already reserved for.
 //! 3. A waiter for room is woken when `used` falls from at or above the limit to below it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -142,6 +142,8 @@ impl Drop for HeldCharge {
 struct Shared {
     connections_max: usize,
     connections: AtomicUsize,
+    /// Connections that ended by the idle timeout (their client never said it closed them).
+    timed_out: AtomicU64,
     memory: Arc<ByteBudget>,
 }
 
@@ -161,6 +163,7 @@ impl ClientLimits {
             shared: Arc::new(Shared {
                 connections_max: connections_max.max(1),
                 connections: AtomicUsize::new(0),
+                timed_out: AtomicU64::new(0),
                 memory: Arc::new(ByteBudget::new(memory_bytes_max)),
             }),
         }
@@ -174,6 +177,14 @@ impl ClientLimits {
     /// Client connections being served now.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::Acquire)
+    }
+
+    /// Client connections that ended by the idle timeout since the node started: clients that
+    /// vanished without closing their connection (a process killed, a network gone, or a
+    /// program that exited before its close reached the node), each of which held a connection
+    /// slot until then.
+    pub fn connections_timed_out(&self) -> u64 {
+        self.shared.timed_out.load(Ordering::Relaxed)
     }
 
     /// The bytes all client connections together may make the node hold.
@@ -216,6 +227,13 @@ impl ClientLimits {
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot {
     limits: ClientLimits,
+}
+
+impl ConnectionSlot {
+    /// The connection ended by the idle timeout.
+    pub(crate) fn timed_out(&self) {
+        self.limits.shared.timed_out.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for ConnectionSlot {

@@ -132,9 +132,16 @@ impl ClientEndpoint {
         Ok(ClientConnection { connection, session, limits: self.limits })
     }
 
-    /// Closes the endpoint and every connection on it.
+    /// Closes the endpoint and every connection on it. The closes leave with the endpoint's
+    /// tasks: a program that exits right after should wait for [`ClientEndpoint::wait_idle`]
+    /// first, or the nodes hold its connections until their idle timeout.
     pub fn close(&self) {
         self.endpoint.close(quinn::VarInt::from_u32(close_code::SHUTDOWN), b"client closing");
+    }
+
+    /// Waits until every connection of the endpoint is closed and its close was sent.
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
     }
 }
 

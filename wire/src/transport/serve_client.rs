@@ -306,7 +306,7 @@ pub(super) async fn serve(shared: Arc<Shared>, connection: quinn::Connection) {
         return;
     }
     let limits = &shared.config.client_limits;
-    let Some(_slot) = limits.try_connect() else {
+    let Some(slot) = limits.try_connect() else {
         bump(&shared.counters.clients_refused_busy);
         let reason = format!(
             "the node serves its maximum of {} client connections; try again later or another node",
@@ -335,6 +335,9 @@ pub(super) async fn serve(shared: Arc<Shared>, connection: quinn::Connection) {
                 ));
             }
             Err(e) => {
+                if e == quinn::ConnectionError::TimedOut {
+                    slot.timed_out();
+                }
                 debug!("client at {remote} is gone: {e}");
                 return;
             }

@@ -153,6 +153,13 @@ pub(crate) fn run(args: AppendArgs) -> Result<(), String> {
 
 async fn append(args: AppendArgs) -> Result<(), String> {
     let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
+    let result = append_with(&client, args).await;
+    // However the command ends: the nodes hear of the close before the process exits.
+    client.close_and_wait().await;
+    result
+}
+
+async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), String> {
     let batch_max = args.batch as usize;
     // Bounded by ENTRY_SIZE_BYTES_CEILING through clap.
     let entry_size_bytes_max = usize::try_from(args.entry_size_bytes_max)
@@ -238,7 +245,7 @@ async fn append(args: AppendArgs) -> Result<(), String> {
                 if !request.lines.is_empty() {
                     let count = request.lines.len() as u64;
                     in_flight_entries += request.lines.len();
-                    let answer = send(&client, request.lines);
+                    let answer = send(client, request.lines);
                     in_flight.push_back(InFlight { first_line: next_line, count, answer });
                     next_line += count;
                 }
@@ -261,7 +268,6 @@ async fn append(args: AppendArgs) -> Result<(), String> {
         }
     }
     out.flush().map_err(|e| format!("cannot write standard output: {e}"))?;
-    client.close();
     match failure {
         None => Ok(()),
         Some((line, error)) => Err(format!(

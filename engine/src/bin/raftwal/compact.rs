@@ -37,8 +37,15 @@ pub(crate) fn run(args: CompactArgs) -> Result<(), String> {
 
 async fn compact(args: CompactArgs) -> Result<(), String> {
     let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
+    let result = compact_with(&client, args).await;
+    // However the command ends: the nodes hear of the close before the process exits.
+    client.close_and_wait().await;
+    result
+}
+
+async fn compact_with(client: &Arc<Client>, args: CompactArgs) -> Result<(), String> {
     let before = LogIndex(args.before);
-    let answers = ask_each(&client, &args.cluster.cluster, move |client, addr| async move {
+    let answers = ask_each(client, &args.cluster.cluster, move |client, addr| async move {
         client.compact_on(addr, before).await
     });
     let stdout = std::io::stdout();
@@ -56,7 +63,6 @@ async fn compact(args: CompactArgs) -> Result<(), String> {
         written.map_err(|e| format!("cannot write standard output: {e}"))?;
     }
     out.flush().map_err(|e| format!("cannot write standard output: {e}"))?;
-    client.close();
     if failed > 0 {
         return Err(format!("{failed} of {} nodes did not compact", answers.len()));
     }

@@ -91,6 +91,13 @@ pub(crate) fn run_read(args: ReadArgs) -> Result<(), String> {
 
 async fn read(args: ReadArgs) -> Result<(), String> {
     let client = Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?;
+    let result = read_with(&client, args).await;
+    // However the command ends: the nodes hear of the close before the process exits.
+    client.close_and_wait().await;
+    result
+}
+
+async fn read_with(client: &Client, args: ReadArgs) -> Result<(), String> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut next = LogIndex(args.from);
@@ -113,7 +120,6 @@ async fn read(args: ReadArgs) -> Result<(), String> {
         }
     }
     let _ = written(out.flush())?;
-    client.close();
     Ok(())
 }
 
@@ -141,10 +147,21 @@ async fn tail(args: TailArgs) -> Result<(), String> {
     let interrupted = interrupt::interrupted()?;
     tokio::pin!(interrupted);
     let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
+    let result = tail_with(&client, args, interrupted).await;
+    // However the command ends: the nodes hear of the close before the process exits.
+    client.close_and_wait().await;
+    result
+}
+
+async fn tail_with(
+    client: &Arc<Client>,
+    args: TailArgs,
+    mut interrupted: std::pin::Pin<&mut impl std::future::Future<Output = interrupt::Signal>>,
+) -> Result<(), String> {
     let mut subscription = match args.from {
         TailFrom::Index(from) => client.subscribe(LogIndex(from)),
         TailFrom::End => {
-            let (node, commit) = first_commit_index(&client, &args.cluster.cluster).await?;
+            let (node, commit) = first_commit_index(client, &args.cluster.cluster).await?;
             client.subscribe_at(node, commit.next())
         }
     };
@@ -174,6 +191,5 @@ async fn tail(args: TailArgs) -> Result<(), String> {
         unflushed = false;
     }
     let _ = written(out.flush())?;
-    client.close();
     Ok(())
 }

@@ -31,7 +31,14 @@ pub(crate) fn run(args: StatusArgs) -> Result<(), String> {
 
 async fn status(args: StatusArgs) -> Result<(), String> {
     let client = Arc::new(Client::new(args.cluster.client_config()).map_err(|e| e.to_string())?);
-    let answers = ask_each(&client, &args.cluster.cluster, |client, addr| async move {
+    let result = status_with(&client, args).await;
+    // However the command ends: the nodes hear of the close before the process exits.
+    client.close_and_wait().await;
+    result
+}
+
+async fn status_with(client: &Arc<Client>, args: StatusArgs) -> Result<(), String> {
+    let answers = ask_each(client, &args.cluster.cluster, |client, addr| async move {
         client.status_of(addr).await
     });
     let stdout = std::io::stdout();
@@ -48,7 +55,6 @@ async fn status(args: StatusArgs) -> Result<(), String> {
         written.map_err(|e| format!("cannot write standard output: {e}"))?;
     }
     out.flush().map_err(|e| format!("cannot write standard output: {e}"))?;
-    client.close();
     if answered == 0 {
         return Err("no node answered".into());
     }
