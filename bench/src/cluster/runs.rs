@@ -270,7 +270,7 @@ mod tests {
             .collect();
         LoadResult {
             latency_ns,
-            completed: acks.len() as u64,
+            acked_in_window: acks.len() as u64,
             errors: 0,
             error_samples: Vec::new(),
             dropped: 0,
