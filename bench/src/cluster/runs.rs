@@ -273,7 +273,7 @@ mod tests {
             acked_in_window: acks.len() as u64,
             errors: 0,
             error_samples: Vec::new(),
-            dropped: 0,
+            queued: 0,
             send_lag_ns: latency_histogram_ns(),
             elapsed: Duration::from_millis(end_ms),
             end: ms(end_ms),
