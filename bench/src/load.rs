@@ -193,6 +193,13 @@ impl Shared {
         }
     }
 
+    /// Counts a failed attempt at the request issued at `issued`, which is tried again.
+    fn attempt_failed(&mut self, issued: Instant, e: String) {
+        if self.in_window(issued) {
+            self.error(e);
+        }
+    }
+
     fn error(&mut self, e: String) {
         self.errors += 1;
         if self.error_samples.len() < 8 && !self.error_samples.contains(&e) {
@@ -318,6 +325,38 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
     }
 }
 
+/// Pause between a failed attempt and the next: keeps a dead target from turning the loop into
+/// a spin.
+const RETRY_PAUSE: Duration = Duration::from_millis(1);
+
+/// Appends `payload` as request (`worker`, `seq`), issued at `issued`, trying again after each
+/// failed attempt (a leader change, a dead member) until the target acknowledges it or the
+/// drain after the window is over. Returns when the last attempt ended and its outcome. The
+/// request's latency runs from `issued`, so the failed attempts' time is in it; each failed
+/// attempt counts as an error. (A retry sent as a new request, measured from its own send,
+/// would leave that time out of every figure.)
+async fn append_until_acked<T: AppendTarget>(
+    target: &T,
+    shared: &Rc<RefCell<Shared>>,
+    (worker, seq): (usize, u64),
+    payload: &Bytes,
+    issued: Instant,
+) -> (Instant, Result<u64, String>) {
+    let give_up = shared.borrow().end + DRAIN;
+    loop {
+        let outcome = target.append(worker, seq, payload.clone()).await;
+        #[allow(clippy::disallowed_methods)]
+        let done = Instant::now();
+        match outcome {
+            Err(e) if done < give_up => {
+                shared.borrow_mut().attempt_failed(issued, e);
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            outcome => return (done, outcome),
+        }
+    }
+}
+
 async fn closed_loop<T: AppendTarget + 'static>(
     target: Rc<T>,
     shared: Rc<RefCell<Shared>>,
@@ -337,17 +376,10 @@ async fn closed_loop<T: AppendTarget + 'static>(
                     break;
                 }
                 shared.borrow_mut().issue(sent);
-                let outcome = target.append(worker, seq, payload.clone()).await;
-                #[allow(clippy::disallowed_methods)]
-                let done = Instant::now();
-                let failed = outcome.is_err();
+                let (done, outcome) =
+                    append_until_acked(&*target, &shared, (worker, seq), &payload, sent).await;
                 shared.borrow_mut().record(sent, done, outcome);
                 seq += 1;
-                if failed {
-                    // A failing target (leader change, restart) is retried by the next request;
-                    // pausing briefly keeps a dead target from turning the loop into a spin.
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
             }
         }));
     }
@@ -418,9 +450,8 @@ async fn open_loop<T: AppendTarget + 'static>(
                 #[allow(clippy::disallowed_methods)]
                 let sent = Instant::now();
                 shared.borrow_mut().record_send_lag(intended, sent);
-                let outcome = target.append(worker, k, payload).await;
-                #[allow(clippy::disallowed_methods)]
-                let done = Instant::now();
+                let (done, outcome) =
+                    append_until_acked(&*target, &shared, (worker, k), &payload, intended).await;
                 shared.borrow_mut().record(intended, done, outcome);
             });
         }
@@ -621,6 +652,51 @@ mod tests {
         assert!(result.acks.iter().any(|a| a.done > result.end));
         let sent_in_warmup = target.served.get() - result.latency_ns.len();
         assert!(sent_in_warmup > 0, "the warm-up's appends are not counted");
+    }
+
+    /// Fails every other attempt, each failure after `FAIL_AFTER`; succeeds at once otherwise.
+    struct Flaky(std::cell::Cell<u64>);
+
+    const FAIL_AFTER: Duration = Duration::from_millis(20);
+
+    impl AppendTarget for Flaky {
+        async fn append(&self, _worker: usize, _seq: u64, _payload: Bytes) -> Result<u64, String> {
+            let n = self.0.get() + 1;
+            self.0.set(n);
+            if n % 2 == 1 {
+                tokio::time::sleep(FAIL_AFTER).await;
+                return Err("no leader".into());
+            }
+            Ok(n)
+        }
+    }
+
+    /// A failed attempt is tried again for the same append, whose latency runs from the first
+    /// attempt; each failure is counted. (The retry was a new append measured from its own
+    /// send: every latency here was the instant success, the 20 ms failures out of sight.)
+    #[test]
+    fn a_failed_attempt_stays_in_the_latency_of_its_append() {
+        let workload = Workload {
+            payload_bytes: 16,
+            concurrency: 1,
+            rate_per_s: None,
+            send_quantum: SEND_QUANTUM,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(100),
+        };
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let result = tokio::task::LocalSet::new().block_on(&rt, async {
+            run(Rc::new(Flaky(std::cell::Cell::new(0))), &workload, false, |_, _| {}).await
+        });
+        assert!(!result.latency_ns.is_empty());
+        // Each append failed once (20 ms at least), then succeeded.
+        assert!(
+            result.latency_ns.min() >= FAIL_AFTER.as_nanos() as u64,
+            "min latency {} us",
+            result.latency_ns.min() / 1000
+        );
+        assert_eq!(result.errors, result.latency_ns.len(), "{:?}", result.error_samples);
     }
 
     #[test]
