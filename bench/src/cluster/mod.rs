@@ -186,11 +186,35 @@ struct RunExtras {
     failover_graceful: bool,
 }
 
+/// The command line's numbers the job cannot run with, as a message (before anything starts:
+/// a value `Duration` cannot hold panicked, a rate of 0 panicked inside the generator and left
+/// the run without load, an infinite one sent with no schedule).
+fn check_args(args: &ClusterArgs) -> Result<(), String> {
+    if args.payload_bytes == 0 || args.concurrency == 0 {
+        return Err("payload and concurrency must be positive".into());
+    }
+    let seconds = |name: &str, v: f64, zero_ok: bool| match Duration::try_from_secs_f64(v) {
+        Ok(d) if zero_ok || !d.is_zero() => Ok(()),
+        _ => Err(format!(
+            "--{name} must be a {} number of seconds, not {v}",
+            if zero_ok { "finite non-negative" } else { "finite positive" }
+        )),
+    };
+    seconds("duration-s", args.duration_s, false)?;
+    seconds("warmup-s", args.warmup_s, true)?;
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!(
+                "--rate must be a finite positive number of appends/s, not {rate}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The whole job.
 pub(crate) fn run(args: &ClusterArgs) -> Result<(), String> {
-    if args.payload_bytes == 0 || args.concurrency == 0 || args.duration_s <= 0.0 {
-        return Err("payload, concurrency and duration must be positive".into());
-    }
+    check_args(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -552,6 +576,30 @@ mod tests {
         assert!(
             row["send_lag_us_p99"].as_f64().unwrap() >= row["send_lag_us_p50"].as_f64().unwrap()
         );
+    }
+
+    /// Numbers the job cannot run with are refused with a message before anything starts (they
+    /// panicked, or ran a cluster with no load or an unpaced one).
+    #[test]
+    fn bad_numbers_are_refused_before_anything_starts() {
+        let out = tempfile::tempdir().unwrap();
+        let bad = [
+            ClusterArgs { duration_s: f64::NAN, ..ARGS },
+            ClusterArgs { duration_s: f64::INFINITY, ..ARGS },
+            ClusterArgs { duration_s: 0.0, ..ARGS },
+            ClusterArgs { warmup_s: -1.0, ..ARGS },
+            ClusterArgs { rate: Some(0.0), ..ARGS },
+            ClusterArgs { rate: Some(-5.0), ..ARGS },
+            ClusterArgs { rate: Some(f64::INFINITY), ..ARGS },
+            ClusterArgs { concurrency: 0, ..ARGS },
+        ];
+        for args in bad {
+            let args = short_job(out.path(), args);
+            let err = run(&args).expect_err("refused");
+            assert!(err.contains("must be"), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing ran");
+        assert!(check_args(&ClusterArgs { warmup_s: 0.0, rate: Some(0.5), ..ARGS }).is_ok());
     }
 
     #[test]
