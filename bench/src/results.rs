@@ -129,11 +129,19 @@ fn charts(cells: &[CellRecord], sweep: &[SweepPoint]) -> Vec<(&'static str, Char
         },
     ));
     if !sweep.is_empty() {
-        let mut systems: Vec<&str> = sweep.iter().map(|p| p.system.as_str()).collect();
-        systems.dedup();
+        // Each system once (rounds alternate the systems, so a system's points are not
+        // neighbours), its points drawn from left to right whatever round they came from.
+        let mut systems: Vec<&str> = Vec::new();
+        for point in sweep {
+            if !systems.contains(&point.system.as_str()) {
+                systems.push(&point.system);
+            }
+        }
         let mut series = Vec::new();
         for system in systems {
-            let points: Vec<&SweepPoint> = sweep.iter().filter(|p| p.system == system).collect();
+            let mut points: Vec<&SweepPoint> =
+                sweep.iter().filter(|p| p.system == system).collect();
+            points.sort_by(|a, b| a.entries_per_s.total_cmp(&b.entries_per_s));
             series.push(Series {
                 name: format!("{system} p50"),
                 points: points.iter().map(|p| (p.entries_per_s, p.p50_ms)).collect(),
@@ -200,6 +208,36 @@ fn html(report: &Report, charts: &[(&str, Chart)], summary: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sweep of two rounds alternating two systems: one p50 and one p99 series per system,
+    /// each with all its points in order of throughput.
+    #[test]
+    fn a_sweep_over_rounds_draws_each_system_once() {
+        let point = |system: &str, entries_per_s: f64| SweepPoint {
+            system: system.into(),
+            entries_per_s,
+            p50_ms: entries_per_s / 1000.0,
+            p99_ms: entries_per_s / 100.0,
+        };
+        let sweep = [
+            point("raftwal", 1000.0),
+            point("raftwal", 3000.0),
+            point("etcd", 500.0),
+            point("etcd", 1500.0),
+            point("raftwal", 900.0),
+            point("raftwal", 3100.0),
+            point("etcd", 600.0),
+            point("etcd", 1400.0),
+        ];
+        let charts = charts(&[], &sweep);
+        let (_, sweep_chart) = charts.last().expect("a sweep chart");
+        let names: Vec<&str> = sweep_chart.series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["raftwal p50", "raftwal p99", "etcd p50", "etcd p99"]);
+        let xs: Vec<f64> = sweep_chart.series[0].points.iter().map(|p| p.0).collect();
+        assert_eq!(xs, [900.0, 1000.0, 3000.0, 3100.0]);
+        let xs: Vec<f64> = sweep_chart.series[3].points.iter().map(|p| p.0).collect();
+        assert_eq!(xs, [500.0, 600.0, 1400.0, 1500.0]);
+    }
 
     #[test]
     fn timestamps_are_civil_utc() {
