@@ -487,6 +487,18 @@ mod tests {
         }
     }
 
+    /// Runs `workload` against a fresh [`Serial`] target on a fresh current-thread runtime,
+    /// keeping the acknowledgements; returns the target too, to ask what it served.
+    fn run_serial(workload: &Workload) -> (LoadResult, Rc<Serial>) {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let target =
+            Rc::new(Serial { busy_until: std::cell::Cell::new(None), served: Default::default() });
+        let result = tokio::task::LocalSet::new()
+            .block_on(&rt, run(target.clone(), workload, true, |_, _| {}));
+        (result, target)
+    }
+
     /// Runs `workload` against [`Instant0`] on a fresh current-thread runtime.
     fn run_instant(workload: &Workload, keep_acks: bool) -> LoadResult {
         let rt =
@@ -562,14 +574,7 @@ mod tests {
             warmup: Duration::ZERO,
             duration: Duration::from_millis(200),
         };
-        let rt =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let target =
-            Rc::new(Serial { busy_until: std::cell::Cell::new(None), served: Default::default() });
-        let result = tokio::task::LocalSet::new().block_on(&rt, {
-            let target = target.clone();
-            async move { run(target, &workload, true, |_, _| {}).await }
-        });
+        let (result, _) = run_serial(&workload);
         // Due at 0, 1, ..., 199 ms: 200 appends, none waiting for a slot (4096 may be outstanding).
         assert_eq!(result.queued, 0);
         assert_eq!(result.errors, 0, "{:?}", result.error_samples);
@@ -601,14 +606,7 @@ mod tests {
             warmup: Duration::ZERO,
             duration: Duration::from_millis(200),
         };
-        let rt =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let target =
-            Rc::new(Serial { busy_until: std::cell::Cell::new(None), served: Default::default() });
-        let result = tokio::task::LocalSet::new().block_on(&rt, {
-            let target = target.clone();
-            async move { run(target, &workload, true, |_, _| {}).await }
-        });
+        let (result, _) = run_serial(&workload);
         assert_eq!(result.errors, 0, "{:?}", result.error_samples);
         assert_eq!(result.latency_ns.len(), 200, "every due append is measured");
         assert!(result.queued > 0, "the target serves half the rate: sends waited for a slot");
@@ -632,14 +630,7 @@ mod tests {
             warmup: Duration::from_millis(30),
             duration: Duration::from_millis(100),
         };
-        let rt =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let target =
-            Rc::new(Serial { busy_until: std::cell::Cell::new(None), served: Default::default() });
-        let result = tokio::task::LocalSet::new().block_on(&rt, {
-            let (target, workload) = (target.clone(), workload.clone());
-            async move { run(target, &workload, true, |_, _| {}).await }
-        });
+        let (result, target) = run_serial(&workload);
         assert_eq!(result.errors, 0);
         let start = result.end - workload.duration - workload.warmup;
         let measure_start = start + workload.warmup;
