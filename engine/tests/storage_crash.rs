@@ -368,14 +368,9 @@ fn crash_at_every_point_zero_fill_by_batch_size() {
     crash_everywhere(true, ZeroFill::BatchBytesBelow(2048));
 }
 
-/// A new log's directory is a name in its parent directory, and like a file's name it survives
-/// a power loss only once that directory is fsynced: everything the log acknowledges (its vote,
-/// its entries) lives under it. Opening a log in a directory that does not exist yet (nor its
-/// parent) and losing power after the first vote and batch were durable keeps both.
-#[test]
-fn a_new_log_s_directory_outlives_a_power_loss() {
-    let disk = Rc::new(SimDisk::new());
-    let dir = Path::new("/data/node-1/log-0");
+/// Opens the log in `dir`, votes and makes five entries durable, loses power, and checks that
+/// the reopened log kept the vote and the entries.
+fn vote_append_and_lose_power_then_reopen(disk: &Rc<SimDisk>, dir: &Path) {
     let (mut log, _) = LogStore::open(dir, small_options(true), disk.clone()).unwrap();
     let voted = HardState { term: Term(3), vote: Some(NodeId(2)), commit: LogIndex(0) };
     log.save_hard_state(voted).unwrap();
@@ -386,6 +381,17 @@ fn a_new_log_s_directory_outlives_a_power_loss() {
     let (log, recovery) = LogStore::open(dir, small_options(true), disk.clone()).unwrap();
     assert_eq!(recovery.hard_state, voted, "the vote is lost with the log's directory");
     assert_eq!(read_all(&log), (1..=5).map(|i| (i, 3)).collect::<Vec<_>>());
+}
+
+/// A new log's directory is a name in its parent directory, and like a file's name it survives
+/// a power loss only once that directory is fsynced: everything the log acknowledges (its vote,
+/// its entries) lives under it. Opening a log in a directory that does not exist yet (nor its
+/// parent) and losing power after the first vote and batch were durable keeps both.
+#[test]
+fn a_new_log_s_directory_outlives_a_power_loss() {
+    let disk = Rc::new(SimDisk::new());
+    let dir = Path::new("/data/node-1/log-0");
+    vote_append_and_lose_power_then_reopen(&disk, dir);
 }
 
 /// The same after a kill between the directory's creation and its parent's fsync: the restart
@@ -400,14 +406,5 @@ fn a_new_log_s_directory_left_by_a_killed_open_outlives_a_power_loss() {
     disk.sync_dir(Path::new("/data")).unwrap();
     disk.create_dir_all(dir).unwrap();
     disk.restart_process();
-    let (mut log, _) = LogStore::open(dir, small_options(true), disk.clone()).unwrap();
-    let voted = HardState { term: Term(3), vote: Some(NodeId(2)), commit: LogIndex(0) };
-    log.save_hard_state(voted).unwrap();
-    log.append(&entries(1, 5, 3)).unwrap();
-    assert_eq!(log.flush().unwrap(), LogIndex(5));
-    disk.crash(Tear::None);
-    drop(log);
-    let (log, recovery) = LogStore::open(dir, small_options(true), disk.clone()).unwrap();
-    assert_eq!(recovery.hard_state, voted, "the vote is lost with the log's directory");
-    assert_eq!(read_all(&log), (1..=5).map(|i| (i, 3)).collect::<Vec<_>>());
+    vote_append_and_lose_power_then_reopen(&disk, dir);
 }
