@@ -196,8 +196,12 @@ impl Shard {
                 log_id: log,
                 ..LogOptions::default()
             };
+            // Recovery reads every stored record: its time grows with what the log holds, so
+            // the line below says how long it took.
+            let opening = crate::runtime::clock::now();
             let (store, recovery) = LogStore::open(&dir, options, disk.clone())
                 .map_err(|source| StartError::Storage { log, dir: dir.clone(), source })?;
+            let took = opening.elapsed();
             if recovery.torn_tail_bytes > 0 {
                 warn!(
                     log = %log,
@@ -207,9 +211,10 @@ impl Shard {
             }
             info!(
                 log = %log,
-                "opened: entries {}..={}, term {}, commit {}",
+                "opened in {took:.1?}: entries {}..={} in {} segments, term {}, commit {}",
                 recovery.first_index,
                 recovery.last_index,
+                recovery.segments,
                 recovery.hard_state.term,
                 recovery.hard_state.commit
             );
