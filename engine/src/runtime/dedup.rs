@@ -102,11 +102,18 @@ impl DedupTable {
         let last_used = window.last_used;
         if seq >= window.floor {
             if let Err(position) = window.recent.binary_search_by_key(&seq, |&(s, _, _)| s) {
-                window.recent.insert(position, (seq, index, term));
-                if window.recent.len() > SEQS_PER_CLIENT {
+                if window.recent.len() < SEQS_PER_CLIENT {
+                    window.recent.insert(position, (seq, index, term));
+                } else if position == 0 {
+                    // Full, and older than every number kept: it would be the one to go.
+                    window.floor = ClientSeq(seq.get() + 1);
+                } else {
+                    // Full: the oldest goes before the new one comes, so the buffer never
+                    // holds more than the window (one more would double its room).
                     if let Some((dropped, _, _)) = window.recent.pop_front() {
                         window.floor = ClientSeq(dropped.get() + 1);
                     }
+                    window.recent.insert(position - 1, (seq, index, term));
                 }
             }
         }
@@ -162,6 +169,25 @@ mod tests {
             held <= CLIENTS_MAX * 8,
             "{held} window slots reserved for {CLIENTS_MAX} clients of one append each"
         );
+    }
+
+    /// A client that appended more than its window holds room for the window, not twice that
+    /// (a buffer that held one more than the window before dropping the oldest doubled its
+    /// room: 48 KiB instead of 24 KiB per client, up to 192 MiB per log).
+    #[test]
+    fn a_full_window_keeps_no_more_room_than_the_window() {
+        let mut t = DedupTable::default();
+        for seq in 1..=3 * SEQS_PER_CLIENT as u64 {
+            t.record(ClientId(7), ClientSeq(seq), LogIndex(seq), Term(1));
+        }
+        let window = &t.clients[&ClientId(7)];
+        assert_eq!(window.recent.len(), SEQS_PER_CLIENT);
+        assert!(
+            window.recent.capacity() < 2 * SEQS_PER_CLIENT,
+            "room for {} numbers in a window of {SEQS_PER_CLIENT}",
+            window.recent.capacity()
+        );
+        assert_eq!(window.floor, ClientSeq(2 * SEQS_PER_CLIENT as u64 + 1));
     }
 
     #[test]
