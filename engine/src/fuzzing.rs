@@ -164,86 +164,180 @@ fn base_log(disk: &Rc<SimDisk>) -> Vec<Entry> {
     written
 }
 
+/// One edit of a file of the base log.
+enum Edit {
+    Overwrite(String, usize, Vec<u8>),
+    Cut(String, usize),
+    Flip(String, usize, u8),
+}
+
+impl Edit {
+    fn apply(&self, disk: &SimDisk, dir: &Path) {
+        match self {
+            Edit::Overwrite(name, offset, bytes) => {
+                disk.overwrite(&dir.join(name), *offset, bytes);
+            }
+            Edit::Cut(name, len) => {
+                disk.set_file_len(&dir.join(name), *len);
+            }
+            Edit::Flip(name, offset, bit) => {
+                disk.flip_bit(&dir.join(name), *offset, *bit);
+            }
+        }
+    }
+}
+
+/// Every entry of `log`, read in runs; panics if a read fails.
+fn read_all(log: &LogStore<SimDisk>) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let mut next = log.first_index();
+    while next <= log.last_index() {
+        let got = log.read(next, 1 << 20).expect("a recovered entry reads back");
+        let last = got.last().expect("a read below the last index returns entries");
+        assert_eq!(got[0].index, next, "a read starts where asked");
+        next = last.index.next();
+        entries.extend(got);
+    }
+    entries
+}
+
+/// The entries of `log` that read back, one at a time: a read may find a damaged record (a
+/// sealed segment's records are checked when read, not at open, unless
+/// `check_sealed_at_open`), which must be an error, never a panic nor other bytes.
+fn read_each(log: &LogStore<SimDisk>) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let mut next = log.first_index();
+    while next <= log.last_index() {
+        match log.read(next, 0) {
+            Ok(got) => {
+                assert_eq!(got.len(), 1, "a read of at most 0 bytes returns one entry");
+                assert_eq!(got[0].index, next, "a read starts where asked");
+                entries.extend(got);
+            }
+            Err(crate::storage::ReadError::Corrupt(_)) => {}
+            Err(e) => panic!("reading recovered entry {next}: {e}"),
+        }
+        next = next.next();
+    }
+    entries
+}
+
 /// Opens a log whose files `data` damaged: it writes a valid base log on the simulated disk,
-/// then applies edits read from `data` (pick a file among the segments and the hard state;
-/// overwrite bytes at an offset, cut the file, or flip a bit), and opens it again. Opening may
-/// fail with an error; it must not panic. When it succeeds, every recovered entry must read
-/// back, and opening once more must recover the same log (a cut torn tail stays cut). When the
-/// edits only cut files and flipped at most three bits, the recovered log must moreover be a
-/// prefix of the written one, entry for entry, starting after the reset's (105, term 4): CRC32
-/// catches every error of up to three bits in a record or header of this size, and a cut only
-/// removes. (Overwrites and more flips are left out of that check: they can make a record whose
-/// checksum matches, which no checksum can tell from a written one.)
+/// then applies edits read from `data` (pick a file among the segments, their index files and
+/// the hard state; overwrite bytes at an offset, cut the file, or flip a bit), and opens it
+/// again, twice over: on one copy checking every record at open (`check_sealed_at_open`), on
+/// another trusting the sealed segments' index files where they pass their checks. Opening
+/// may fail with an error; it must not panic. When the checking open succeeds, every
+/// recovered entry must read back, and opening once more must recover the same log (a cut
+/// torn tail stays cut). When the edits only cut files and flipped at most three bits, the
+/// recovered log must moreover be a prefix of the written one, entry for entry, starting after
+/// the reset's (105, term 4): CRC32 catches every error of up to three bits in a record, a
+/// header or an index of this size, and a cut only removes; and then the trusting open must
+/// recover the same log whenever the checking one does. (Overwrites and more flips are left
+/// out of those checks: they can make a record or an index whose checksum matches, which no
+/// checksum can tell from a written one.) The trusting open's reads may find damage the
+/// checking open would have refused to open with; every entry they return must be the
+/// written one when the edits were few flips and cuts.
 pub fn recovery(data: &[u8]) -> bool {
-    let disk = Rc::new(SimDisk::new());
-    let written = base_log(&disk);
+    let checked = Rc::new(SimDisk::new());
+    let trusting = Rc::new(SimDisk::new());
+    let written = base_log(&checked);
+    base_log(&trusting);
     let (mut overwrote, mut flips) = (false, 0);
     let dir = Path::new(RECOVERY_DIR);
     let mut input = Reader(data);
     let mut edits = 0;
     while !input.is_empty() && edits < 16 {
         edits += 1;
-        let files = disk.file_names(dir);
+        let files = checked.file_names(dir);
         if files.is_empty() {
             break;
         }
-        let path = dir.join(&files[usize::from(input.u8()) % files.len()]);
-        let len = disk.file_bytes(&path).map_or(0, |b| b.len());
+        let name = files[usize::from(input.u8()) % files.len()].clone();
+        let len = checked.file_bytes(&dir.join(&name)).map_or(0, |b| b.len());
         let op = input.u8();
         let offset = usize::from(input.u16()) % len.max(1);
-        match op % 3 {
+        let edit = match op % 3 {
             0 => {
                 let n = usize::from(input.u8() % 32);
                 let bytes = input.bytes(n).to_vec();
                 overwrote |= !bytes.is_empty();
-                disk.overwrite(&path, offset, &bytes);
+                Edit::Overwrite(name, offset, bytes)
             }
-            1 => {
-                disk.set_file_len(&path, offset);
-            }
+            1 => Edit::Cut(name, offset),
             _ => {
                 flips += 1;
-                disk.flip_bit(&path, offset, input.u8() % 8);
+                Edit::Flip(name, offset, input.u8() % 8)
             }
-        }
+        };
+        edit.apply(&checked, dir);
+        edit.apply(&trusting, dir);
     }
-    let Ok((log, recovery)) = LogStore::open(dir, recovery_options(), disk.clone()) else {
-        return false;
-    };
-    let read_all = |log: &LogStore<SimDisk>| -> Vec<Entry> {
-        let mut entries = Vec::new();
-        let mut next = log.first_index();
-        while next <= log.last_index() {
-            let got = log.read(next, 1 << 20).expect("a recovered entry reads back");
-            let last = got.last().expect("a read below the last index returns entries");
-            assert_eq!(got[0].index, next, "a read starts where asked");
-            next = last.index.next();
-            entries.extend(got);
+    let few = !overwrote && flips <= 3;
+    let checking = LogOptions { check_sealed_at_open: true, ..recovery_options() };
+    let checked_log = match LogStore::open(dir, checking, checked.clone()) {
+        Ok((log, recovery)) => {
+            let first = read_all(&log);
+            assert_eq!(first.len() as u64, recovery.last_index.get() + 1 - log.first_index().get());
+            assert_eq!(recovery.segments_indexed, 0, "a checking open took an index");
+            if few {
+                assert!(first.len() <= written.len(), "recovered more entries than were written");
+                let head = written.first().map_or(LogIndex(1), |e| e.index);
+                assert_eq!(log.first_index(), head, "recovery dropped the log's head");
+                assert_eq!(
+                    log.term(head.prev()),
+                    Some(Term(4)),
+                    "the reset's previous term was lost"
+                );
+                if let Some(i) = first.iter().zip(&written).position(|(got, wrote)| got != wrote) {
+                    panic!(
+                        "entry {} recovered as {:?} but written as {:?} (payloads equal: {})",
+                        written[i].index,
+                        first[i],
+                        written[i],
+                        first[i].data == written[i].data
+                    );
+                }
+            }
+            drop(log);
+            let (again, _) =
+                LogStore::open(dir, checking, checked.clone()).expect("a recovered log reopens");
+            assert_eq!(read_all(&again), first, "opening twice recovered different logs");
+            Some(first)
         }
-        entries
+        Err(_) => None,
     };
-    let first = read_all(&log);
-    assert_eq!(first.len() as u64, recovery.last_index.get() + 1 - log.first_index().get());
-    if !overwrote && flips <= 3 {
-        assert!(first.len() <= written.len(), "recovered more entries than were written");
-        let head = written.first().map_or(LogIndex(1), |e| e.index);
-        assert_eq!(log.first_index(), head, "recovery dropped the log's head");
-        assert_eq!(log.term(head.prev()), Some(Term(4)), "the reset's previous term was lost");
-        if let Some(i) = first.iter().zip(&written).position(|(got, wrote)| got != wrote) {
-            panic!(
-                "entry {} recovered as {:?} but written as {:?} (payloads equal: {})",
-                written[i].index,
-                first[i],
-                written[i],
-                first[i].data == written[i].data
-            );
+    let trusted = match LogStore::open(dir, recovery_options(), trusting.clone()) {
+        Ok((log, _)) => {
+            let got = read_each(&log);
+            if few {
+                for e in &got {
+                    let k = written.iter().position(|w| w.index == e.index);
+                    assert_eq!(
+                        k.map(|k| &written[k]),
+                        Some(e),
+                        "entry {} read back wrong",
+                        e.index
+                    );
+                }
+            }
+            let range = (log.first_index(), log.last_index());
+            drop(log);
+            let (again, _) = LogStore::open(dir, recovery_options(), trusting.clone())
+                .expect("a log recovered from its index files reopens");
+            assert_eq!((again.first_index(), again.last_index()), range, "reopened differently");
+            assert_eq!(read_each(&again), got, "opening twice read different entries");
+            Some((range, got))
         }
+        Err(_) => None,
+    };
+    if let (Some(first), true) = (&checked_log, few) {
+        let (range, got) = trusted.expect("the trusting open fails where the checking one did not");
+        let first_index = first.first().map_or(range.0, |e| e.index);
+        assert_eq!(range.0, first_index, "the trusting open starts elsewhere");
+        assert_eq!(&got, first, "the trusting open recovered another log");
     }
-    drop(log);
-    let (again, _) =
-        LogStore::open(dir, recovery_options(), disk.clone()).expect("a recovered log reopens");
-    assert_eq!(read_all(&again), first, "opening twice recovered different logs");
-    true
+    checked_log.is_some()
 }
 
 /// The replica's stored log, as the oracle's driver keeps it: the entries after `base`, whose

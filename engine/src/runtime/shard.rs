@@ -192,12 +192,14 @@ impl Shard {
                 tail_cache_bytes_max: config.storage.tail_cache_bytes_max,
                 zero_chunk_bytes: config.storage.zero_chunk_bytes,
                 batches_in_flight_max: config.storage.batches_in_flight,
+                check_sealed_at_open: config.storage.check_sealed_at_open,
                 cluster_id: cluster,
                 log_id: log,
                 ..LogOptions::default()
             };
-            // Recovery reads every stored record: its time grows with what the log holds, so
-            // the line below says how long it took.
+            // Recovery reads the last segment's records and the sealed segments' index files
+            // (all their records where an index is missing or refused, or with
+            // `check_sealed_at_open`): the line below says how long it took.
             let opening = crate::runtime::clock::now();
             let (store, recovery) = LogStore::open(&dir, options, disk.clone())
                 .map_err(|source| StartError::Storage { log, dir: dir.clone(), source })?;
@@ -211,10 +213,11 @@ impl Shard {
             }
             info!(
                 log = %log,
-                "opened in {took:.1?}: entries {}..={} in {} segments, term {}, commit {}",
+                "opened in {took:.1?}: entries {}..={} in {} segments ({} from their index), term {}, commit {}",
                 recovery.first_index,
                 recovery.last_index,
                 recovery.segments,
+                recovery.segments_indexed,
                 recovery.hard_state.term,
                 recovery.hard_state.commit
             );

@@ -96,7 +96,7 @@ const _: () = assert!(BLOCK_SIZE_BYTES.is_multiple_of(SECTOR_SIZE_BYTES));
 const _: () = assert!(SEGMENT_HEADER_FIELDS_BYTES <= SECTOR_SIZE_BYTES);
 
 /// Bytes of the meaningful part of the segment header (the rest of the block is zero).
-const SEGMENT_HEADER_FIELDS_BYTES: usize = 56;
+pub(crate) const SEGMENT_HEADER_FIELDS_BYTES: usize = 56;
 
 /// Rounds `n` up to a multiple of `align` (a power of two).
 #[inline]

@@ -30,6 +30,7 @@ pub mod disk;
 mod error;
 pub mod format;
 mod hard_state;
+mod index;
 mod log;
 mod segment;
 mod terms;

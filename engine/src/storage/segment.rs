@@ -218,7 +218,7 @@ pub(crate) fn scan(
 /// Why a record's payload size does not fit its kind, if it does not: a no-op carries no data
 /// and a tagged entry at least its client id and sequence number (the rules the wire decoder
 /// enforces, so a record breaking them could not even be sent to a follower or a client).
-fn kind_mismatch(kind: EntryKind, payload_bytes: u32) -> Option<String> {
+pub(crate) fn kind_mismatch(kind: EntryKind, payload_bytes: u32) -> Option<String> {
     match kind {
         EntryKind::Noop if payload_bytes != 0 => {
             Some(format!("no-op record with {payload_bytes} bytes of payload"))

@@ -37,6 +37,32 @@ impl TermRuns {
         self.runs.last().map_or(self.prev_term, |r| r.1)
     }
 
+    /// Records that the entries `first..=last` (`first` must be `last_index + 1`) have the
+    /// terms `changes` says: (index, term) where the term changes, the first at `first`.
+    pub(crate) fn push_runs(&mut self, changes: &[(LogIndex, Term)], last: LogIndex) {
+        for &(index, term) in changes {
+            debug_assert!(index <= last);
+            self.last_index = index.prev();
+            self.push(index, term);
+        }
+        self.last_index = last;
+    }
+
+    /// (index, term) where the term changes among the entries `first..=last` (stored ones),
+    /// starting with `first`'s term at `first`.
+    pub(crate) fn changes_in(&self, first: LogIndex, last: LogIndex) -> Vec<(LogIndex, Term)> {
+        let mut out = Vec::new();
+        if first > last {
+            return out;
+        }
+        if let Some(term) = self.term(first) {
+            out.push((first, term));
+        }
+        let from = self.runs.partition_point(|r| r.0 <= first);
+        out.extend(self.runs[from..].iter().take_while(|r| r.0 <= last).copied());
+        out
+    }
+
     /// Records that entry `index` (which must be `last_index + 1`) has `term`.
     #[inline]
     pub(crate) fn push(&mut self, index: LogIndex, term: Term) {
@@ -116,5 +142,32 @@ mod tests {
         t.compact_before(LogIndex(5));
         assert_eq!(t.term(LogIndex(4)), Some(Term(7)));
         assert_eq!(t.last_term(), Term(7));
+    }
+
+    #[test]
+    fn changes_in_a_range_rebuild_the_same_runs() {
+        let mut t = TermRuns::new(LogIndex(9), Term(1));
+        for (i, term) in [(10, 1), (11, 1), (12, 3), (13, 3), (14, 3), (15, 4), (16, 6)] {
+            t.push(LogIndex(i), Term(term));
+        }
+        let c = |v: &[(u64, u64)]| -> Vec<(LogIndex, Term)> {
+            v.iter().map(|&(i, t)| (LogIndex(i), Term(t))).collect()
+        };
+        assert_eq!(
+            t.changes_in(LogIndex(10), LogIndex(16)),
+            c(&[(10, 1), (12, 3), (15, 4), (16, 6)])
+        );
+        assert_eq!(t.changes_in(LogIndex(13), LogIndex(15)), c(&[(13, 3), (15, 4)]));
+        assert_eq!(t.changes_in(LogIndex(12), LogIndex(12)), c(&[(12, 3)]));
+        assert_eq!(t.changes_in(LogIndex(14), LogIndex(13)), c(&[]));
+        // Two segments' worth of changes, pushed as runs, give the terms pushed one by one.
+        let mut u = TermRuns::new(LogIndex(9), Term(1));
+        u.push_runs(&t.changes_in(LogIndex(10), LogIndex(13)), LogIndex(13));
+        u.push_runs(&t.changes_in(LogIndex(14), LogIndex(16)), LogIndex(16));
+        for i in 9..=17 {
+            assert_eq!(u.term(LogIndex(i)), t.term(LogIndex(i)), "term of {i}");
+        }
+        assert_eq!(u.last_term(), Term(6));
+        assert_eq!(u.runs, t.runs, "equal neighbours merged");
     }
 }

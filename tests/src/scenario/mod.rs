@@ -58,6 +58,8 @@ pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
     batches_in_flight_max: 1,
     // Compacted segments are kept for reuse, as the node does.
     recycled_segments_max: 2,
+    // Sealed segments open from their index files, as the node's do.
+    check_sealed_at_open: false,
 };
 
 /// A cluster under a test's complete control.

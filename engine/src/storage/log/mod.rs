@@ -37,6 +37,7 @@
 //! 6. At most one background op is in flight; its tag has `BACKGROUND_TAG` set, a batch's
 //!    never does (`prepare.rs` lists its own invariants).
 
+mod index;
 mod open;
 mod prepare;
 mod read;
@@ -104,6 +105,11 @@ pub struct LogOptions {
     /// compacted segment. Kept files hold disk space until they are reused or the log is closed
     /// or reopened (open removes them).
     pub recycled_segments_max: usize,
+    /// Open scans every sealed segment's records, checking each checksum, instead of taking
+    /// what its index file says (docs/format.md, "Segment index files"): a start then reads
+    /// every stored byte. Off, a sealed segment's records are checked when they are read, as
+    /// every read does, and only the records an index's checks decode are read at open.
+    pub check_sealed_at_open: bool,
 }
 
 /// The most batches [`LogOptions::batches_in_flight_max`] allows.
@@ -124,6 +130,7 @@ impl Default for LogOptions {
             zero_chunk_bytes: 1 << 20,
             batches_in_flight_max: 1,
             recycled_segments_max: 2,
+            check_sealed_at_open: false,
         }
     }
 }
@@ -141,6 +148,9 @@ pub struct Recovery {
     pub torn_tail_bytes: u64,
     /// Segment files found.
     pub segments: usize,
+    /// Of those, sealed segments opened from their index file instead of a scan of their
+    /// records (docs/format.md, "Segment index files").
+    pub segments_indexed: usize,
 }
 
 /// Counters of the log's write path.
@@ -180,6 +190,8 @@ pub struct LogStats {
     /// Sealed segments a truncation cleared by copying their live records to a new file,
     /// because a reader held a payload of the old one.
     pub segments_rewritten: u64,
+    /// Index files of sealed segments written (docs/format.md, "Segment index files").
+    pub indexes_written: u64,
 }
 
 impl LogStats {
@@ -204,6 +216,7 @@ impl LogStats {
             segments_recycled: op(self.segments_recycled, other.segments_recycled),
             roll_overs_recycled: op(self.roll_overs_recycled, other.roll_overs_recycled),
             segments_rewritten: op(self.segments_rewritten, other.segments_rewritten),
+            indexes_written: op(self.indexes_written, other.indexes_written),
         }
     }
 
@@ -276,6 +289,8 @@ pub struct LogStore<D: Disk> {
     /// Byte range of the active segment after its last record where withdrawn batches may
     /// have left records; cleared before the next batch is written.
     scrub: Option<(u64, u64)>,
+    /// Sealed segments `open` took from their index files (`Recovery::segments_indexed`).
+    indexed_at_open: usize,
 }
 
 impl<D: Disk> LogStore<D> {

@@ -2,8 +2,9 @@
 //!
 //! Owns: the checks a log directory must pass before the store trusts it. It removes leftover
 //! temporary files (from a creation or truncation that crashed before its rename), checks every
-//! segment header and every record checksum, cuts a torn tail off the last segment, and
-//! rebuilds the in-memory index.
+//! segment header and every record checksum (a sealed segment's records are taken from its
+//! index file instead when that passes its checks: module `index`), cuts a torn tail off the
+//! last segment, and rebuilds the in-memory index.
 //!
 //! The rules (docs/format.md, "Recovery"):
 //! 1. A sealed segment (any but the last) must hold every index up to the next segment's first
@@ -250,6 +251,7 @@ impl<D: Disk> LogStore<D> {
             stats: LogStats::default(),
             bg: Background::new(),
             scrub: None,
+            indexed_at_open: 0,
         };
         let torn_tail_bytes = if ids.is_empty() {
             store.create_segment(SegmentId(LogIndex(1)), Term::ZERO).map_err(|e| {
@@ -261,7 +263,7 @@ impl<D: Disk> LogStore<D> {
             })?;
             0
         } else {
-            let torn = store.recover_segments(&ids)?;
+            let torn = store.recover_segments(&ids, &names)?;
             store.sync_recovered()?;
             torn
         };
@@ -271,6 +273,7 @@ impl<D: Disk> LogStore<D> {
             last_index: store.last_index,
             torn_tail_bytes,
             segments: store.segments.len(),
+            segments_indexed: store.indexed_at_open,
         };
         Ok((store, recovery))
     }
@@ -327,8 +330,9 @@ impl<D: Disk> LogStore<D> {
         Ok(Found { id, path: path.to_path_buf(), file, header, bytes })
     }
 
-    /// Scans every segment; returns the bytes of torn tail cut off.
-    fn recover_segments(&mut self, ids: &[SegmentId]) -> Result<u64, OpenError> {
+    /// Scans every segment (or reads its index: module `index`); returns the bytes of torn
+    /// tail cut off. `names` lists the directory.
+    fn recover_segments(&mut self, ids: &[SegmentId], names: &[String]) -> Result<u64, OpenError> {
         // Every header first: a stray or foreign file is named as what it is, rather than
         // making the segment before it look cut short (a sealed segment is read up to the next
         // one's first index).
@@ -346,16 +350,39 @@ impl<D: Disk> LogStore<D> {
             for id in &ids[..start] {
                 let path = self.dir.join(id.file_name());
                 tracing::warn!(file = %path.display(), "removing a segment before the log's base segment");
-                self.disk.remove(&path).map_err(io_err(format!("removing {}", path.display())))?;
+                self.remove_index(*id)
+                    .and_then(|()| self.disk.remove(&path))
+                    .map_err(io_err(format!("removing {}", path.display())))?;
             }
             self.disk.sync_dir(&self.dir).map_err(io_err("syncing the directory"))?;
         }
         let ids = &ids[start..];
+        // Index files stand only beside sealed segments: the last segment's (it will be
+        // written again) and those left without a segment go, before anything is written.
+        let sealed = &ids[..ids.len() - 1];
+        let mut indexed = Vec::new();
+        let mut stale = false;
+        for id in names.iter().filter_map(|n| SegmentId::parse_index_file_name(n)) {
+            if sealed.binary_search(&id).is_ok() {
+                indexed.push(id);
+                continue;
+            }
+            let path = self.dir.join(id.index_file_name());
+            tracing::debug!(file = %path.display(), "removing an index file of no sealed segment");
+            // (Those of segments before the base segment went with them above.)
+            self.remove_index(id).map_err(io_err(format!("removing {}", path.display())))?;
+            stale = true;
+        }
+        if stale {
+            self.disk.sync_dir(&self.dir).map_err(io_err("syncing the directory"))?;
+        }
+        indexed.sort();
         let mut torn = 0u64;
         for (k, &id) in ids.iter().enumerate() {
             let last = k + 1 == ids.len();
             let mut found = self.open_segment(id, last)?;
-            let result = self.recover_one(&mut found, ids.get(k + 1).copied());
+            let has_index = indexed.binary_search(&id).is_ok();
+            let result = self.recover_one(&mut found, ids.get(k + 1).copied(), has_index);
             match result {
                 Ok(t) => torn = t,
                 Err(e) => {
@@ -371,6 +398,7 @@ impl<D: Disk> LogStore<D> {
         &mut self,
         found: &mut Found,
         next: Option<SegmentId>,
+        has_index: bool,
     ) -> Result<u64, OpenError> {
         let first = found.id.0;
         if self.segments.is_empty() {
@@ -387,7 +415,27 @@ impl<D: Disk> LogStore<D> {
         let limit = next.map(|n| n.0.prev());
         let recycled = found.header.recycled;
         let seed = found.header.record_seed();
-        let s = scan(&found.bytes, first, found.header.prev_term, limit, seed, recycled);
+        // A sealed segment's index stands for its scan if it passes the checks against the
+        // segment (module `index`); a missing or refused one costs the scan, which writes it.
+        let indexed = match next {
+            Some(next) if has_index && !self.options.check_sealed_at_open => {
+                let prev_term = found.header.prev_term;
+                match self.load_index(found.id, &found.bytes, next.0, prev_term, seed) {
+                    Ok(indexed) => Some(indexed),
+                    Err(reason) => {
+                        let file = self.dir.join(found.id.index_file_name());
+                        tracing::warn!(file = %file.display(), %reason, "not using a segment's index file: scanning the segment");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let from_index = indexed.as_ref().map(|i| i.written_max);
+        let s = match indexed {
+            Some(indexed) => indexed.scan,
+            None => scan(&found.bytes, first, found.header.prev_term, limit, seed, recycled),
+        };
         let len = found.bytes.len();
         if s.end_offset > len {
             // The file ends inside the zero padding after its last valid record (the record's
@@ -478,13 +526,8 @@ impl<D: Disk> LogStore<D> {
                 }
             }
         }
-        for (k, _) in s.offsets.iter().enumerate() {
-            let index = first.plus(k as u64);
-            let term = match s.term_changes.binary_search_by(|c| c.0.cmp(&index)) {
-                Ok(at) => s.term_changes[at].1,
-                Err(at) => s.term_changes[at - 1].1,
-            };
-            self.terms.push(index, term);
+        if !s.offsets.is_empty() {
+            self.terms.push_runs(&s.term_changes, first.plus(s.offsets.len() as u64).prev());
         }
         self.last_index = first.plus(s.offsets.len() as u64).prev();
         self.written_index = self.last_index;
@@ -494,10 +537,11 @@ impl<D: Disk> LogStore<D> {
         // A sealed segment may hold records a truncation cut after its live ones (or a
         // withdrawn batch wrote there): the file must not be recycled for a segment that
         // starts at or below them.
-        let written_max = match next {
-            Some(_) => max_index_after(&found.bytes, s.end_offset, last_live, seed)
+        let written_max = match (next, from_index) {
+            (Some(_), Some(written_max)) => written_max,
+            (Some(_), None) => max_index_after(&found.bytes, s.end_offset, last_live, seed)
                 .map_or(last_live, |m| m.max(last_live)),
-            None => last_live,
+            (None, _) => last_live,
         };
         if written_max > LAST_INDEX_MAX {
             // No log holds that index (the index after it would not exist), so this log never
@@ -530,6 +574,13 @@ impl<D: Disk> LogStore<D> {
             self.tail_block.extend_from_slice(&found.bytes[partial..s.end_offset]);
         }
         self.segments.push_back(segment);
+        if next.is_some() {
+            if from_index.is_some() {
+                self.indexed_at_open += 1;
+            } else {
+                self.write_index(self.segments.len() - 1);
+            }
+        }
         Ok(torn)
     }
 

@@ -108,17 +108,25 @@ impl<D: Disk> LogStore<D> {
                 self.disk.close(f);
             }
             let path = seg.path(&self.dir);
-            if let Err(e) = self.disk.remove(&path).and_then(|()| self.disk.sync_dir(&self.dir)) {
+            let removed = self
+                .remove_index(seg.id)
+                .and_then(|()| self.disk.remove(&path))
+                .and_then(|()| self.disk.sync_dir(&self.dir));
+            if let Err(e) = removed {
                 self.disk.close(prepared.file);
                 return Err(self.reset_failed("removing a segment after the new start", e));
             }
         }
         let back = self.segments.back().expect("a log always has a segment");
         if back.first_index() == id.0 {
-            // The base segment replaces this one (the rename is atomic).
+            // The base segment replaces this one (the rename is atomic); its index goes first.
             let seg = self.segments.pop_back().expect("checked non-empty");
             if let Some(f) = seg.file {
                 self.disk.close(f);
+            }
+            if let Err(e) = self.remove_index(seg.id) {
+                self.disk.close(prepared.file);
+                return Err(self.reset_failed("removing a replaced segment's index", e));
             }
         } else if back.file.is_some() {
             // Kept readable from its map until its file is removed (or if the reset fails).
@@ -140,9 +148,13 @@ impl<D: Disk> LogStore<D> {
                 return Err(self.reset_failed("naming the base segment pending", e));
             }
             prepared.renamed(name);
-            let path = self.segments[0].path(&self.dir);
+            let (id, path) = (self.segments[0].id, self.segments[0].path(&self.dir));
             // The commit point: no segment is left, so recovery takes the pending base segment.
-            if let Err(e) = self.disk.remove(&path).and_then(|()| self.disk.sync_dir(&self.dir)) {
+            let removed = self
+                .remove_index(id)
+                .and_then(|()| self.disk.remove(&path))
+                .and_then(|()| self.disk.sync_dir(&self.dir));
+            if let Err(e) = removed {
                 self.disk.close(prepared.file);
                 return Err(self.reset_failed("removing the old log's last segment", e));
             }
@@ -164,9 +176,9 @@ impl<D: Disk> LogStore<D> {
             return Ok(());
         }
         for seg in old {
-            let path = seg.path(&self.dir);
+            let (id, path) = (seg.id, seg.path(&self.dir));
             drop(seg);
-            if let Err(e) = self.disk.remove(&path) {
+            if let Err(e) = self.remove_index(id).and_then(|()| self.disk.remove(&path)) {
                 return Err(self.reset_failed("removing a segment before the new start", e));
             }
         }

@@ -114,7 +114,10 @@ impl<D: Disk> LogStore<D> {
                 self.disk.close(f);
             }
             let path = seg.path(&self.dir);
-            let removed = self.disk.remove(&path).and_then(|()| self.disk.sync_dir(&self.dir));
+            let removed = self
+                .remove_index(seg.id)
+                .and_then(|()| self.disk.remove(&path))
+                .and_then(|()| self.disk.sync_dir(&self.dir));
             if let Err(e) = removed {
                 self.disk.close(prepared.file);
                 return Err(self.truncate_failed("removing a truncated segment", e));
@@ -122,10 +125,15 @@ impl<D: Disk> LogStore<D> {
         }
         let back = self.segments.back_mut().expect("a log always has a segment");
         if back.first_index() == index.next() {
-            // The new segment replaces this one (the rename below is atomic).
+            // The new segment replaces this one (the rename below is atomic); its index goes
+            // first, or it would describe the new one.
             let seg = self.segments.pop_back().expect("checked non-empty");
             if let Some(f) = seg.file {
                 self.disk.close(f);
+            }
+            if let Err(e) = self.remove_index(seg.id) {
+                self.disk.close(prepared.file);
+                return Err(self.truncate_failed("removing a replaced segment's index", e));
             }
         } else {
             let keep = (index.get() + 1 - back.first_index().get()) as usize;
@@ -162,7 +170,7 @@ impl<D: Disk> LogStore<D> {
                 let e = self.tail.pop_front().expect("checked non-empty");
                 self.tail_payload_bytes -= e.data.len();
             }
-            let path = seg.path(&self.dir);
+            let (id, path) = (seg.id, seg.path(&self.dir));
             let readers = seg.map.as_ref().is_some_and(|m| m.has_readers());
             let held_below = seg.written_max.next().max(next_first);
             drop(seg);
@@ -170,10 +178,10 @@ impl<D: Disk> LogStore<D> {
             // mapped from it (an unlinked file's map stays valid; a rewritten one's would not).
             let recycle = self.wants_recycled() && !readers;
             let kept = recycle.then(|| self.dir.join(format!("recycled-{}.tmp", seg_stem(&path))));
-            let gone = match &kept {
+            let gone = self.remove_index(id).and_then(|()| match &kept {
                 Some(tmp) => self.disk.rename(&path, tmp),
                 None => self.disk.remove(&path),
-            };
+            });
             if let Err(e) = gone.and_then(|()| self.disk.sync_dir(&self.dir)) {
                 self.set_poison(format!("removing compacted segment {}: {e}", path.display()));
                 return Err(CompactError::Io {

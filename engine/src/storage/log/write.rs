@@ -534,7 +534,12 @@ impl<D: Disk> LogStore<D> {
                 });
             }
         };
-        let sealed = self.seal_active().and_then(|()| self.install_segment(prepared));
+        let sealed = self.seal_active().and_then(|()| {
+            // Before the next segment is installed, whose directory fsync names it durably
+            // (its bytes need no fdatasync: module `index`).
+            self.write_index(self.segments.len() - 1);
+            self.install_segment(prepared)
+        });
         if let Err(e) = sealed {
             self.set_poison(format!("rolling over to segment {next}: {e}"));
             return Err(SubmitError::Io {
