@@ -11,6 +11,7 @@ mod etcd;
 mod floor;
 mod load;
 mod plot;
+mod recovery;
 mod report;
 mod results;
 mod storage;
@@ -38,6 +39,8 @@ enum Bench {
     Storage(storage::StorageArgs),
     /// QUIC transport: AppendEntries streaming and round trips, beside raw quinn.
     Transport(transport::TransportArgs),
+    /// Opening a stored log: from the sealed segments' index files and checking every record.
+    Recovery(recovery::RecoveryArgs),
 }
 
 /// The nodes' own log (elections, warnings) goes to standard error only when `RUST_LOG` asks
@@ -59,6 +62,7 @@ fn main() {
     let result = match args.bench {
         Some(Bench::Storage(a)) => storage::run(&a).map_err(|e| e.to_string()),
         Some(Bench::Transport(a)) => transport::run(&a),
+        Some(Bench::Recovery(a)) => recovery::run(&a),
         None => cluster::run(&args.cluster),
     };
     if let Err(e) = result {
