@@ -142,6 +142,12 @@ pub struct StorageTuning {
     /// reads the index files and a few records per segment, and a sealed segment's records are
     /// checked when they are read, as every read does.
     pub check_sealed_at_open: bool,
+    /// How many sealed segments of each log stay mapped, the newest ones (0 maps none): reads
+    /// from them hand out payloads without a copy, reads from older ones copy with `pread`.
+    /// The kernel bounds the maps of a process (`vm.max_map_count`, 65,530 by default), and a
+    /// log that cannot map the segment it seals is poisoned on the node, so keep `log_count`
+    /// times this well below it.
+    pub sealed_segments_mapped_max: usize,
 }
 
 /// The node's default [`StorageTuning::zero_chunk_bytes`].
@@ -161,6 +167,7 @@ impl Default for StorageTuning {
             retention_bytes: 0,
             retention_ms: 0,
             check_sealed_at_open: log.check_sealed_at_open,
+            sealed_segments_mapped_max: log.sealed_segments_mapped_max,
         }
     }
 }

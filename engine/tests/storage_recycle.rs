@@ -104,24 +104,31 @@ fn compacted_files_are_reused_and_their_old_records_never_come_back() {
     assert_holds(&log, first, log.last_index().get(), |_| 1);
 }
 
-/// A payload read from a sealed segment is a slice of its map: while a reader holds one, the
-/// file is removed at compaction (its map stays valid), not recycled (its bytes would change
-/// under the reader).
+/// A payload read from a mapped sealed segment is a slice of its map: while a reader holds one,
+/// the file is removed at compaction (its map stays valid), not recycled (its bytes would change
+/// under the reader). A payload read from a segment no longer mapped
+/// (`sealed_segments_mapped_max`) is a copy, and the file is recycled under it.
 #[test]
 fn a_payload_a_reader_holds_keeps_its_file_from_being_recycled() {
-    let disk = Rc::new(SimDisk::new());
-    let mut log = open(&disk);
-    write(&mut log, 120, 1);
-    let held: Vec<Entry> = log.read(LogIndex(1), 4096).unwrap();
-    assert!(!held.is_empty());
-    let copy: Vec<Entry> = held.iter().map(|e| entry(e.index.get(), e.term.get())).collect();
-    // Segments 1 to 3 go: the first one, which the reader maps, is removed; the others are kept.
-    log.compact_before(LogIndex(100)).unwrap();
-    let names = disk.file_names(Path::new(DIR));
-    assert!(!names.contains(&"recycled-00000000000000000001.tmp".to_owned()), "{names:?}");
-    assert!(names.iter().any(|n| n.starts_with("recycled-")), "{names:?}");
-    write(&mut log, 200, 1);
-    assert_eq!(held, copy, "a held payload changed");
+    for mapped_max in [usize::MAX, 0] {
+        let disk = Rc::new(SimDisk::new());
+        let options = LogOptions { sealed_segments_mapped_max: mapped_max, ..options() };
+        let mut log = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap().0;
+        write(&mut log, 120, 1);
+        let held: Vec<Entry> = log.read(LogIndex(1), 4096).unwrap();
+        assert!(!held.is_empty());
+        let copy: Vec<Entry> = held.iter().map(|e| entry(e.index.get(), e.term.get())).collect();
+        // Segments 1 to 3 go: the first one, if the reader maps it, is removed; the others are
+        // kept.
+        log.compact_before(LogIndex(100)).unwrap();
+        let names = disk.file_names(Path::new(DIR));
+        let first_kept = names.contains(&"recycled-00000000000000000001.tmp".to_owned());
+        assert_eq!(first_kept, mapped_max == 0, "{mapped_max}: {names:?}");
+        assert!(names.iter().any(|n| n.starts_with("recycled-")), "{names:?}");
+        write(&mut log, 200, 1);
+        assert!(log.stats().roll_overs_recycled > 0, "a kept file was reused");
+        assert_eq!(held, copy, "{mapped_max}: a held payload changed");
+    }
 }
 
 /// A truncation leaves the records it cut in the bytes of the segment it cut into. When that

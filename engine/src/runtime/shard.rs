@@ -193,6 +193,7 @@ impl Shard {
                 zero_chunk_bytes: config.storage.zero_chunk_bytes,
                 batches_in_flight_max: config.storage.batches_in_flight,
                 check_sealed_at_open: config.storage.check_sealed_at_open,
+                sealed_segments_mapped_max: config.storage.sealed_segments_mapped_max,
                 cluster_id: cluster,
                 log_id: log,
                 ..LogOptions::default()

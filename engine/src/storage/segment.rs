@@ -9,8 +9,9 @@
 //!    except that a record may start at the next block boundary instead, after a gap of zeros
 //!    (a pipelined batch: docs/format.md). `offsets[k + 1] - offsets[k]` bounds the payload.
 //! 2. `end_offset` is the offset after the last record (or [`SEGMENT_HEADER_BYTES`]).
-//! 3. A sealed segment has `map` covering at least `[0, end_offset)` and no open file. Only the
-//!    last segment of a log is active (unsealed). A sealed segment's file is written again
+//! 3. A sealed segment has no open file, and `map`, when it is mapped (the newest
+//!    `sealed_segments_mapped_max` sealed segments, and those a reader holds payloads of),
+//!    covers at least `[0, end_offset)`. Only the last segment of a log is active (unsealed). A sealed segment's file is written again
 //!    only by a truncation that clears its bytes after its live records, and only when no
 //!    reader holds a payload of its map (`SharedMap::has_readers`; otherwise the live records
 //!    are copied to a new file renamed over it, and the readers keep the old one); it is

@@ -53,6 +53,8 @@ pub fn small_options(direct_io: bool) -> LogOptions {
         recycled_segments_max: 2,
         // Sealed segments open from their index files, where they are valid.
         check_sealed_at_open: false,
+        // The newest two sealed segments mapped: reads of older ones pread.
+        sealed_segments_mapped_max: 2,
     }
 }
 

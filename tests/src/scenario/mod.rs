@@ -60,6 +60,7 @@ pub const SCENARIO_LOG_OPTIONS: LogOptions = LogOptions {
     recycled_segments_max: 2,
     // Sealed segments open from their index files, as the node's do.
     check_sealed_at_open: false,
+    sealed_segments_mapped_max: 16,
 };
 
 /// A cluster under a test's complete control.

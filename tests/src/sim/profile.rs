@@ -184,31 +184,42 @@ impl Profile {
             torn_writes: rng.chance(500_000),
             armed_crash_per_million: [0, 250_000, 500_000][rng.index(3)],
             disk_retry_us: rng.range(2_000, 30_000),
-            log_options: LogOptions {
-                segment_size_bytes: [16 << 10, 32 << 10, 64 << 10][rng.index(3)],
-                direct_io: rng.chance(700_000),
-                // Batches small enough that a group takes several, but not so small that a
-                // slow disk falls behind the clients for good (that is overload, not a bug).
-                batch_bytes_max: [16 << 10, 64 << 10, 8 << 20][rng.index(3)],
-                tail_cache_bytes_max: [0, 4 << 10, 16 << 20][rng.index(3)],
-                write_chunk_bytes: [1 << 10, 512 << 10][rng.index(2)],
-                // Chunks that double from an eighth of a block: every batch above 512 bytes is
-                // written in several chunks of growing size, so crashes land between them
-                // (smaller batches still take the single write that carries the fdatasync).
-                write_chunk_first_bytes: 512,
-                log_id: LogId(7),
-                // Background work on every path: no zeros (the prepared segment's header block
-                // only), zeros always, zeros only while batches are small (the default policy,
-                // and one that a few large batches switch off), in chunks from one block (many
-                // background ops between batches) to more than a whole segment.
-                zero_fill: [
-                    ZeroFill::Never,
-                    ZeroFill::Always,
-                    ZeroFill::BatchBytesBelow(1 << 20),
-                    ZeroFill::BatchBytesBelow(2 << 10),
-                ][rng.index(4)],
-                zero_chunk_bytes: [4 << 10, 8 << 10, 1 << 20][rng.index(3)],
-                ..LogOptions::default()
+            log_options: {
+                let segment_size_bytes = [16 << 10, 32 << 10, 64 << 10][rng.index(3)];
+                LogOptions {
+                    segment_size_bytes,
+                    // With the segment size (no draw of its own, so a seed's other draws stay
+                    // what they were): every sealed segment read with pread, the newest two
+                    // mapped, or the node's default.
+                    sealed_segments_mapped_max: match segment_size_bytes {
+                        s if s == 16 << 10 => 0,
+                        s if s == 32 << 10 => 2,
+                        _ => LogOptions::default().sealed_segments_mapped_max,
+                    },
+                    direct_io: rng.chance(700_000),
+                    // Batches small enough that a group takes several, but not so small that a
+                    // slow disk falls behind the clients for good (that is overload, not a bug).
+                    batch_bytes_max: [16 << 10, 64 << 10, 8 << 20][rng.index(3)],
+                    tail_cache_bytes_max: [0, 4 << 10, 16 << 20][rng.index(3)],
+                    write_chunk_bytes: [1 << 10, 512 << 10][rng.index(2)],
+                    // Chunks that double from an eighth of a block: every batch above 512 bytes is
+                    // written in several chunks of growing size, so crashes land between them
+                    // (smaller batches still take the single write that carries the fdatasync).
+                    write_chunk_first_bytes: 512,
+                    log_id: LogId(7),
+                    // Background work on every path: no zeros (the prepared segment's header block
+                    // only), zeros always, zeros only while batches are small (the default policy,
+                    // and one that a few large batches switch off), in chunks from one block (many
+                    // background ops between batches) to more than a whole segment.
+                    zero_fill: [
+                        ZeroFill::Never,
+                        ZeroFill::Always,
+                        ZeroFill::BatchBytesBelow(1 << 20),
+                        ZeroFill::BatchBytesBelow(2 << 10),
+                    ][rng.index(4)],
+                    zero_chunk_bytes: [4 << 10, 8 << 10, 1 << 20][rng.index(3)],
+                    ..LogOptions::default()
+                }
             },
             disk_reorder: false,
             driver_order: if rng.chance(500_000) {

@@ -110,6 +110,13 @@ pub struct LogOptions {
     /// every stored byte. Off, a sealed segment's records are checked when they are read, as
     /// every read does, and only the records an index's checks decode are read at open.
     pub check_sealed_at_open: bool,
+    /// How many sealed segments stay mapped (the newest ones): reads from a mapped segment
+    /// hand out its bytes without a copy, reads from an unmapped one `pread` a copy (one
+    /// `open`, `pread`, `close` per run of entries read). The kernel bounds the maps of a
+    /// process (`vm.max_map_count`, 65,530 by default), so mapping every sealed segment of
+    /// every log would bound what a node can store. A segment a reader still holds payloads of
+    /// stays mapped until they are dropped.
+    pub sealed_segments_mapped_max: usize,
 }
 
 /// The most batches [`LogOptions::batches_in_flight_max`] allows.
@@ -131,6 +138,7 @@ impl Default for LogOptions {
             batches_in_flight_max: 1,
             recycled_segments_max: 2,
             check_sealed_at_open: false,
+            sealed_segments_mapped_max: 16,
         }
     }
 }
@@ -294,6 +302,28 @@ pub struct LogStore<D: Disk> {
 }
 
 impl<D: Disk> LogStore<D> {
+    /// Unmaps the sealed segments beyond the newest `sealed_segments_mapped_max`, except those
+    /// a reader still holds payloads of (unmapping them would be safe for the reader, whose
+    /// payload keeps its map alive, but the store could no longer tell that the file must not
+    /// be written: a truncation's clearing, recycling). Reads of an unmapped segment `pread`.
+    pub(super) fn unmap_old(&mut self) {
+        let cap = self.options.sealed_segments_mapped_max;
+        let sealed = self.segments.len().saturating_sub(1);
+        let mut mapped = 0;
+        for s in self.segments.range_mut(..sealed).rev() {
+            let Some(map) = &s.map else { continue };
+            mapped += 1;
+            if mapped > cap && !map.has_readers() {
+                s.map = None;
+            }
+        }
+    }
+
+    /// Sealed segments mapped now (see [`LogOptions::sealed_segments_mapped_max`]).
+    pub fn mapped_segments(&self) -> usize {
+        self.segments.iter().filter(|s| s.map.is_some()).count()
+    }
+
     /// The first stored index (`last_index + 1` when the log is empty).
     pub fn first_index(&self) -> LogIndex {
         self.terms.prev_index().next()
@@ -483,7 +513,7 @@ impl<D: Disk> LogStore<D> {
         for (k, s) in self.segments.iter().enumerate() {
             let active = k + 1 == self.segments.len();
             assert!(s.first_index() <= next, "segments leave no gap");
-            assert_eq!(active, s.map.is_none(), "only the last segment is active");
+            assert!(!active || s.map.is_none(), "only sealed segments are mapped");
             assert_eq!(active, s.file.is_some(), "only the active segment has an open file");
             if active || s.last_index() >= next {
                 next = s.last_index().next();

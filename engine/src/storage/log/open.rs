@@ -264,6 +264,7 @@ impl<D: Disk> LogStore<D> {
             0
         } else {
             let torn = store.recover_segments(&ids, &names)?;
+            store.unmap_old();
             store.sync_recovered()?;
             torn
         };

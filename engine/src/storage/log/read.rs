@@ -1,12 +1,13 @@
 //! The read path of [`LogStore`]: entries by index, as `Bytes`.
 //!
 //! Owns: choosing where an entry's bytes come from: the in-memory tail (recent and not yet
-//! durable entries, no copy), a sealed segment's map (no copy), or the active segment's file
-//! (one `pread` for a whole run of entries). Every record read from a segment has its checksum
+//! durable entries, no copy), a sealed segment's map (no copy), or, for the active segment and
+//! sealed segments no longer mapped (`LogOptions::sealed_segments_mapped_max`), the file (one
+//! `pread` for a whole run of entries; a sealed segment's file is opened for the read). Every record read from a segment has its checksum
 //! and index checked again: bytes from a disk are never trusted.
 
 use super::LogStore;
-use crate::storage::disk::Disk;
+use crate::storage::disk::{Disk, FileId, OpenOptions};
 use crate::storage::error::{Corruption, ReadError};
 use crate::storage::format::{decode_record_seeded, RECORD_HEADER_BYTES};
 use crate::storage::segment::Segment;
@@ -77,15 +78,25 @@ impl<D: Disk> LogStore<D> {
             return Ok(());
         }
         let (start, end) = (seg.offset_of(from), seg.end_of(to.prev()));
-        let data = match &seg.map {
-            Some(map) => map.slice(start as usize..end as usize),
-            None => {
-                let file = seg.file.expect("the active segment has an open file");
+        let data = match (&seg.map, seg.file) {
+            (Some(map), _) => map.slice(start as usize..end as usize),
+            (None, open) => {
+                // The active segment's open file, or a sealed segment no longer mapped
+                // (`LogOptions::sealed_segments_mapped_max`): opened for this read.
+                let io = |source| ReadError::Io { segment: seg.id, source };
+                let file = match open {
+                    Some(file) => file,
+                    None => {
+                        let options = OpenOptions { create_new: false, direct: false };
+                        self.disk.open(&seg.path(&self.dir), options).map_err(io)?
+                    }
+                };
                 let mut buf = BytesMut::zeroed((end - start) as usize);
-                let n = self
-                    .disk
-                    .read_at(file, start, &mut buf)
-                    .map_err(|source| ReadError::Io { segment: seg.id, source })?;
+                let read = read_fully(&*self.disk, file, start, &mut buf);
+                if open.is_none() {
+                    self.disk.close(file);
+                }
+                let n = read.map_err(io)?;
                 if n != buf.len() {
                     return Err(self.corrupt(
                         seg,
@@ -127,4 +138,22 @@ impl<D: Disk> LogStore<D> {
             reason: reason.to_owned(),
         })
     }
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends; the bytes read.
+fn read_fully(
+    disk: &impl Disk,
+    file: FileId,
+    offset: u64,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = disk.read_at(file, offset + got as u64, &mut buf[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
 }

@@ -162,6 +162,7 @@ impl<D: Disk> LogStore<D> {
         if let Err(e) = self.install_segment(prepared) {
             return Err(self.reset_failed("installing the base segment", e));
         }
+        self.unmap_old();
         // The new log, in memory (its base segment is durably in place).
         self.tail.clear();
         self.tail_payload_bytes = 0;

@@ -151,6 +151,7 @@ impl<D: Disk> LogStore<D> {
         if let Err(e) = self.install_segment(prepared) {
             return Err(self.truncate_failed("installing the new last segment", e));
         }
+        self.unmap_old();
         self.drop_tail_after(index);
         self.written_index = index;
         self.durable_index = index;

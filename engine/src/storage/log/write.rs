@@ -540,6 +540,7 @@ impl<D: Disk> LogStore<D> {
             self.write_index(self.segments.len() - 1);
             self.install_segment(prepared)
         });
+        self.unmap_old();
         if let Err(e) = sealed {
             self.set_poison(format!("rolling over to segment {next}: {e}"));
             return Err(SubmitError::Io {
