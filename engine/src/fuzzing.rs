@@ -101,6 +101,8 @@ fn recovery_options() -> LogOptions {
         // Every other batch is pipelined behind the one before: the base log has the gaps
         // before pipelined batches too.
         batches_in_flight_max: 2,
+        // The two newest sealed segments mapped: reads of the others pread.
+        sealed_segments_mapped_max: 2,
         ..LogOptions::default()
     }
 }
