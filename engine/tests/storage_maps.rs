@@ -6,7 +6,8 @@
 
 mod storage_common;
 
-use raftwal::storage::{LogOptions, LogStore, SimDisk};
+use raftwal::storage::{Disk, LogOptions, LogStore, SimDisk};
+use raftwal_wire::types::LogIndex;
 use std::path::Path;
 use std::rc::Rc;
 use storage_common::{assert_genuine, entries, small_options};
@@ -84,4 +85,135 @@ fn a_segment_a_reader_holds_stays_mapped_until_the_payload_is_dropped() {
     }
     assert_eq!(log.mapped_segments(), 1, "released, it is unmapped at the next roll-over");
     assert_reads_back(&log);
+}
+
+/// Entries with 8-byte payloads: a record of 40 bytes, so a 256 KiB segment holds more records
+/// than a read takes offsets from an index file at once (4,096).
+fn tiny(from: u64, count: u64, term: u64) -> Vec<raftwal_wire::types::Entry> {
+    (from..from + count)
+        .map(|i| raftwal_wire::types::Entry {
+            index: LogIndex(i),
+            term: raftwal_wire::types::Term(term),
+            kind: raftwal_wire::types::EntryKind::Normal,
+            data: bytes::Bytes::copy_from_slice(&(i ^ (term << 40)).to_le_bytes()),
+        })
+        .collect()
+}
+
+fn assert_tiny(e: &raftwal_wire::types::Entry, term_of: impl Fn(u64) -> u64) {
+    let i = e.index.get();
+    assert_eq!(e.term.get(), term_of(i), "term of {i}");
+    assert_eq!(e.data[..], (i ^ (term_of(i) << 40)).to_le_bytes(), "payload of {i}");
+}
+
+fn tiny_options(mapped_max: usize) -> LogOptions {
+    LogOptions { segment_size_bytes: 256 << 10, batch_bytes_max: 64 << 10, ..options(mapped_max) }
+}
+
+/// Reads every entry of `log` in runs of up to `max_bytes` (checking each); returns how many
+/// reads it took.
+fn read_tiny(log: &LogStore<SimDisk>, max_bytes: usize, term_of: &dyn Fn(u64) -> u64) -> usize {
+    let (mut next, mut reads) = (log.first_index(), 0);
+    while next <= log.last_index() {
+        let got = log.read(next, max_bytes).unwrap();
+        for (k, e) in got.iter().enumerate() {
+            assert_eq!(e.index, next.plus(k as u64), "a read's entries follow each other");
+        }
+        got.iter().for_each(|e| assert_tiny(e, term_of));
+        next = next.plus(got.len() as u64);
+        reads += 1;
+    }
+    reads
+}
+
+#[test]
+fn unmapped_segments_give_up_their_offsets_and_read_them_from_their_index_files() {
+    let disk = Rc::new(SimDisk::new());
+    let (mut log, _) = LogStore::open(Path::new(DIR), tiny_options(1), disk.clone()).unwrap();
+    for _ in 0..40 {
+        let next = log.last_index().get() + 1;
+        log.append(&tiny(next, 1000, 1)).unwrap();
+        log.flush().unwrap();
+    }
+    log.check_invariants();
+    let sealed = segments(&disk) - 1;
+    assert!(sealed >= 4, "{sealed} sealed segments");
+    assert_eq!(log.unloaded_segments(), sealed - 1, "all but the newest sealed one");
+    // One read of everything crosses the reads of offsets (4,096 records at a time) and the
+    // segments.
+    assert_eq!(read_tiny(&log, 64 << 20, &|_| 1), 1);
+    drop(log);
+    let (log, _) = LogStore::open(Path::new(DIR), tiny_options(1), disk.clone()).unwrap();
+    log.check_invariants();
+    assert_eq!(log.unloaded_segments(), sealed - 1, "after reopening");
+    read_tiny(&log, 3000, &|_| 1);
+}
+
+#[test]
+fn a_truncation_into_a_segment_without_its_offsets_cuts_exactly_there() {
+    let disk = Rc::new(SimDisk::new());
+    let (mut log, _) = LogStore::open(Path::new(DIR), tiny_options(0), disk.clone()).unwrap();
+    for _ in 0..30 {
+        let next = log.last_index().get() + 1;
+        log.append(&tiny(next, 1000, 1)).unwrap();
+        log.flush().unwrap();
+    }
+    assert!(log.unloaded_segments() >= 3);
+    // Cut in the middle of the second segment, which holds no offsets in memory.
+    let (second, _) = log.segment_extents().nth(1).unwrap();
+    let cut = second.get() + 2500;
+    log.truncate_after(LogIndex(cut)).unwrap();
+    log.check_invariants();
+    assert_eq!(log.last_index(), LogIndex(cut));
+    let next = cut + 1;
+    log.append(&tiny(next, 9000, 2)).unwrap();
+    log.flush().unwrap();
+    let term_of = move |i: u64| if i > cut { 2 } else { 1 };
+    read_tiny(&log, 1 << 20, &term_of);
+    drop(log);
+    let (log, _) = LogStore::open(Path::new(DIR), tiny_options(0), disk.clone()).unwrap();
+    assert_eq!(log.last_index(), LogIndex(cut + 9000));
+    read_tiny(&log, 1 << 20, &term_of);
+}
+
+#[test]
+fn a_damaged_or_missing_index_file_under_a_running_log_is_a_read_error_never_a_wrong_entry() {
+    let disk = Rc::new(SimDisk::new());
+    let (mut log, _) = LogStore::open(Path::new(DIR), tiny_options(0), disk.clone()).unwrap();
+    for _ in 0..12 {
+        let next = log.last_index().get() + 1;
+        log.append(&tiny(next, 1000, 1)).unwrap();
+        log.flush().unwrap();
+    }
+    let (first, _) = log.segment_extents().next().unwrap();
+    let index = Path::new(DIR).join(raftwal::storage::SegmentId(first).index_file_name());
+    let len = disk.file_bytes(&index).unwrap().len();
+    let mut errors = 0;
+    // Bits of the offsets (after the header fields and one term change), a few hundred apart.
+    for offset in (112..len - 4).step_by(397) {
+        for bit in [0u8, 3, 7] {
+            assert!(disk.flip_bit(&index, offset, bit));
+            let mut next = first;
+            while next <= log.last_index() {
+                match log.read(next, 4096) {
+                    Ok(got) => {
+                        got.iter().for_each(|e| assert_tiny(e, |_| 1));
+                        next = next.plus(got.len() as u64);
+                    }
+                    Err(raftwal::storage::ReadError::Corrupt(_)) => {
+                        errors += 1;
+                        next = next.next();
+                    }
+                    Err(e) => panic!("reading {next}: {e}"),
+                }
+            }
+            assert!(disk.flip_bit(&index, offset, bit));
+        }
+    }
+    assert!(errors > 0, "some flipped offsets were noticed");
+    disk.remove(&index).unwrap();
+    match log.read(first, 4096) {
+        Err(raftwal::storage::ReadError::Io { .. }) => {}
+        other => panic!("reading with the index file gone: {other:?}"),
+    }
 }

@@ -62,6 +62,11 @@ impl SegmentId {
 }
 
 impl SegmentIndex {
+    /// Where the record offsets start in the encoded file.
+    pub(crate) fn offsets_at(&self) -> u64 {
+        (FIXED_BYTES + self.term_changes.len() * TERM_CHANGE_BYTES) as u64
+    }
+
     /// The encoded file, checksum last.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let len = FIXED_BYTES

@@ -8,15 +8,17 @@
 //!    records are contiguous, `offsets[k + 1] = offsets[k] + record_size_bytes(payload k)`,
 //!    except that a record may start at the next block boundary instead, after a gap of zeros
 //!    (a pipelined batch: docs/format.md). `offsets[k + 1] - offsets[k]` bounds the payload.
+//!    While `unloaded`, `offsets` is empty and the segment's index file (`index_at`) holds
+//!    them; only a sealed segment that is not mapped gives them up.
 //! 2. `end_offset` is the offset after the last record (or [`SEGMENT_HEADER_BYTES`]).
 //! 3. A sealed segment has no open file, and `map`, when it is mapped (the newest
 //!    `sealed_segments_mapped_max` sealed segments, and those a reader holds payloads of),
-//!    covers at least `[0, end_offset)`. Only the last segment of a log is active (unsealed). A sealed segment's file is written again
-//!    only by a truncation that clears its bytes after its live records, and only when no
-//!    reader holds a payload of its map (`SharedMap::has_readers`; otherwise the live records
-//!    are copied to a new file renamed over it, and the readers keep the old one); it is
-//!    recycled after compaction under the same condition, since a recycled file is written
-//!    again.
+//!    covers at least `[0, end_offset)`. Only the last segment of a log is active (unsealed).
+//!    A sealed segment's file is written again only by a truncation that clears its bytes
+//!    after its live records, and only when no reader holds a payload of its map
+//!    (`SharedMap::has_readers`; otherwise the live records are copied to a new file renamed
+//!    over it, and the readers keep the old one); it is recycled after compaction under the
+//!    same condition, since a recycled file is written again.
 
 use crate::raft::LAST_INDEX_MAX;
 use crate::storage::disk::FileId;
@@ -37,10 +39,18 @@ pub(crate) struct Segment {
     pub(crate) id: SegmentId,
     /// The open file, for the active segment.
     pub(crate) file: Option<FileId>,
+    /// The offset of each record (empty while `unloaded`).
     pub(crate) offsets: Vec<u32>,
     pub(crate) end_offset: u64,
-    /// The mapped bytes of a sealed segment.
+    /// The mapped bytes of a sealed segment (the newest ones only:
+    /// `LogOptions::sealed_segments_mapped_max`).
     pub(crate) map: Option<SharedMap>,
+    /// Where the record offsets start in the segment's index file, when that file lists (at
+    /// least) its live records: set when the store wrote it, or took it at open.
+    pub(crate) index_at: Option<u64>,
+    /// The number of records, while `offsets` is not in memory (a sealed segment no longer
+    /// mapped whose index file lists them: reads take the offsets they need from it).
+    pub(crate) unloaded: Option<usize>,
     /// The highest index whose record this use of the file may hold, live or not: records a
     /// truncation cut, or a withdrawn batch wrote, stay in the bytes after the live ones. A
     /// recycled file may only serve a segment that starts above it.
@@ -92,24 +102,18 @@ impl Segment {
         self.id.0
     }
 
+    /// The number of records.
+    pub(crate) fn records(&self) -> usize {
+        self.unloaded.unwrap_or(self.offsets.len())
+    }
+
     /// The index of the last record, or `first - 1` when the segment holds none.
     pub(crate) fn last_index(&self) -> LogIndex {
-        LogIndex(self.id.0.get() + self.offsets.len() as u64 - 1)
+        LogIndex(self.id.0.get() + self.records() as u64 - 1)
     }
 
     pub(crate) fn path(&self, dir: &Path) -> PathBuf {
         dir.join(self.id.file_name())
-    }
-
-    /// The offset of the record of `index` (which the segment holds).
-    pub(crate) fn offset_of(&self, index: LogIndex) -> u64 {
-        u64::from(self.offsets[(index.get() - self.id.0.get()) as usize])
-    }
-
-    /// The offset just past the record of `index` (which the segment holds).
-    pub(crate) fn end_of(&self, index: LogIndex) -> u64 {
-        let k = (index.get() - self.id.0.get()) as usize;
-        self.offsets.get(k + 1).map_or(self.end_offset, |&o| u64::from(o))
     }
 }
 

@@ -20,10 +20,11 @@
 use super::LogStore;
 use crate::raft::LAST_INDEX_MAX;
 use crate::storage::disk::{Disk, OpenOptions};
+use crate::storage::format::SegmentHeader;
 use crate::storage::format::{decode_record_seeded, record_size_bytes, SegmentId};
 use crate::storage::format::{RECORD_ALIGN, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::storage::index::{SegmentIndex, INDEX_SEGMENT_HEADER_BYTES};
-use crate::storage::segment::{kind_mismatch, max_index_after, Scan};
+use crate::storage::segment::{kind_mismatch, max_index_after, scan, Scan};
 use raftwal_wire::types::{LogIndex, Term};
 use std::io;
 
@@ -32,6 +33,8 @@ use std::io;
 pub(super) struct Indexed {
     pub(super) scan: Scan,
     pub(super) written_max: LogIndex,
+    /// Where the record offsets start in the index file.
+    pub(super) offsets_at: u64,
 }
 
 impl<D: Disk> LogStore<D> {
@@ -40,6 +43,9 @@ impl<D: Disk> LogStore<D> {
     pub(super) fn write_index(&mut self, k: usize) {
         let seg = &self.segments[k];
         let Some(map) = &seg.map else { return };
+        if seg.unloaded.is_some() {
+            return;
+        }
         let header = map.slice(0..INDEX_SEGMENT_HEADER_BYTES.min(seg.end_offset as usize));
         if header.len() < INDEX_SEGMENT_HEADER_BYTES || seg.offsets.is_empty() {
             return;
@@ -67,12 +73,43 @@ impl<D: Disk> LogStore<D> {
             done.and_then(|()| self.disk.rename(&tmp, &path))
         })();
         match written {
-            Ok(()) => self.stats.indexes_written += 1,
+            Ok(()) => {
+                self.stats.indexes_written += 1;
+                self.segments[k].index_at = Some(index.offsets_at());
+            }
             Err(e) => {
                 let _ = self.disk.remove(&tmp);
                 tracing::warn!(segment = %id, error = %e, "could not write a segment's index file; the next start scans the segment instead");
             }
         }
+    }
+
+    /// Brings sealed segment `k`'s record offsets back into memory (it gave them up when it was
+    /// unmapped), from a scan of its records: the source of truth, for the rare operation
+    /// that needs them all (a truncation that cuts into the segment).
+    pub(super) fn reload_offsets(&mut self, k: usize) -> io::Result<()> {
+        let seg = &self.segments[k];
+        let Some(count) = seg.unloaded else { return Ok(()) };
+        let (first, seed, path) = (seg.first_index(), seg.seed, seg.path(&self.dir));
+        let prev_term = self.terms.term(first.prev()).unwrap_or(Term::ZERO);
+        let file = self.disk.open(&path, OpenOptions { create_new: false, direct: false })?;
+        let mapped = self.disk.size(file).and_then(|size| self.disk.map(file, size));
+        self.disk.close(file);
+        let bytes = mapped?;
+        let header = SegmentHeader::decode(&bytes).map_err(|e| io::Error::other(e.to_string()))?;
+        let last = first.plus(count as u64).prev();
+        let s = scan(&bytes, first, prev_term, Some(last), seed, header.recycled);
+        if s.offsets.len() != count {
+            return Err(io::Error::other(format!(
+                "{} holds {} valid records where the log has {count}",
+                path.display(),
+                s.offsets.len()
+            )));
+        }
+        let seg = &mut self.segments[k];
+        seg.offsets = s.offsets;
+        seg.unloaded = None;
+        Ok(())
     }
 
     /// Removes segment `id`'s index file, if there is one: before the segment file is removed
@@ -213,5 +250,5 @@ fn check_index(
     }
     let scan =
         Scan { offsets: offsets.to_vec(), term_changes: changes, end_offset: end, stop: None };
-    Ok(Indexed { scan, written_max })
+    Ok(Indexed { scan, written_max, offsets_at: index.offsets_at() })
 }

@@ -306,17 +306,40 @@ impl<D: Disk> LogStore<D> {
     /// a reader still holds payloads of (unmapping them would be safe for the reader, whose
     /// payload keeps its map alive, but the store could no longer tell that the file must not
     /// be written: a truncation's clearing, recycling). Reads of an unmapped segment `pread`.
+    /// An unmapped segment whose index file lists its records also gives up its offsets: reads
+    /// take the ones they need from the index file.
     pub(super) fn unmap_old(&mut self) {
         let cap = self.options.sealed_segments_mapped_max;
         let sealed = self.segments.len().saturating_sub(1);
         let mut mapped = 0;
-        for s in self.segments.range_mut(..sealed).rev() {
-            let Some(map) = &s.map else { continue };
-            mapped += 1;
-            if mapped > cap && !map.has_readers() {
-                s.map = None;
+        for k in (0..sealed).rev() {
+            if self.segments[k].map.is_some() {
+                mapped += 1;
+                if mapped > cap {
+                    self.unmap_segment(k);
+                }
             }
         }
+    }
+
+    /// Unmaps sealed segment `k` (and gives up its offsets if its index file lists them),
+    /// unless a reader holds payloads of its map.
+    pub(super) fn unmap_segment(&mut self, k: usize) {
+        let s = &mut self.segments[k];
+        if s.map.as_ref().is_some_and(|m| m.has_readers()) {
+            return;
+        }
+        s.map = None;
+        if s.index_at.is_some() && s.unloaded.is_none() {
+            s.unloaded = Some(s.offsets.len());
+            s.offsets = Vec::new();
+        }
+    }
+
+    /// Sealed segments whose record offsets are not in memory (see
+    /// [`LogOptions::sealed_segments_mapped_max`]).
+    pub fn unloaded_segments(&self) -> usize {
+        self.segments.iter().filter(|s| s.unloaded.is_some()).count()
     }
 
     /// Sealed segments mapped now (see [`LogOptions::sealed_segments_mapped_max`]).
@@ -514,6 +537,11 @@ impl<D: Disk> LogStore<D> {
             let active = k + 1 == self.segments.len();
             assert!(s.first_index() <= next, "segments leave no gap");
             assert!(!active || s.map.is_none(), "only sealed segments are mapped");
+            if s.unloaded.is_some() {
+                assert!(!active, "the active segment keeps its offsets");
+                assert!(s.offsets.is_empty() && s.map.is_none(), "an unloaded segment is unmapped");
+                assert!(s.index_at.is_some(), "an unloaded segment's index file lists its records");
+            }
             assert_eq!(active, s.file.is_some(), "only the active segment has an open file");
             if active || s.last_index() >= next {
                 next = s.last_index().next();

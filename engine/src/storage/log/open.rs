@@ -384,6 +384,12 @@ impl<D: Disk> LogStore<D> {
             let mut found = self.open_segment(id, last)?;
             let has_index = indexed.binary_search(&id).is_ok();
             let result = self.recover_one(&mut found, ids.get(k + 1).copied(), has_index);
+            // Only the newest sealed segments stay mapped (and keep their offsets): unmap the
+            // others as recovery goes, so it never holds more maps than the log will.
+            let mapped_from = sealed.len().saturating_sub(self.options.sealed_segments_mapped_max);
+            if result.is_ok() && !last && k < mapped_from {
+                self.unmap_segment(self.segments.len() - 1);
+            }
             match result {
                 Ok(t) => torn = t,
                 Err(e) => {
@@ -433,6 +439,7 @@ impl<D: Disk> LogStore<D> {
             _ => None,
         };
         let from_index = indexed.as_ref().map(|i| i.written_max);
+        let index_at = indexed.as_ref().map(|i| i.offsets_at);
         let s = match indexed {
             Some(indexed) => indexed.scan,
             None => scan(&found.bytes, first, found.header.prev_term, limit, seed, recycled),
@@ -559,6 +566,8 @@ impl<D: Disk> LogStore<D> {
             offsets: s.offsets,
             end_offset,
             map,
+            index_at,
+            unloaded: None,
             written_max,
             seed,
         };

@@ -9,10 +9,13 @@
 use super::LogStore;
 use crate::storage::disk::{Disk, FileId, OpenOptions};
 use crate::storage::error::{Corruption, ReadError};
-use crate::storage::format::{decode_record_seeded, RECORD_HEADER_BYTES};
+use crate::storage::format::{decode_record_seeded, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::storage::segment::Segment;
 use bytes::{Bytes, BytesMut};
 use raftwal_wire::types::{Entry, LogIndex};
+
+/// The most record offsets a read takes from an index file at once (16 KiB).
+const OFFSETS_READ_MAX: usize = 4096;
 
 impl<D: Disk> LogStore<D> {
     /// Reads entries from `from` on, up to `max_bytes` of payload (always at least one entry
@@ -53,6 +56,8 @@ impl<D: Disk> LogStore<D> {
     }
 
     /// Appends entries of `seg` from `from` (below `stop`) to `out` while they fit `max_bytes`.
+    /// A segment whose offsets are not in memory gives at most [`OFFSETS_READ_MAX`] entries
+    /// per call (the offsets it reads from the index file at once).
     fn read_segment(
         &self,
         seg: &Segment,
@@ -62,12 +67,29 @@ impl<D: Disk> LogStore<D> {
         bytes: &mut usize,
         out: &mut Vec<Entry>,
     ) -> Result<(), ReadError> {
-        let last = seg.last_index().min(stop.prev());
+        let k0 = (from.get() - seg.first_index().get()) as usize;
+        // `view[j]` is the offset of the record of `from + j`; the record's end is the next
+        // one's offset, or the segment's end after its last record.
+        let loaded;
+        let view: &[u32] = match seg.unloaded {
+            None => &seg.offsets[k0..],
+            Some(count) => {
+                loaded = self.offsets_from_index(seg, k0, count)?;
+                &loaded
+            }
+        };
+        let available = match seg.unloaded {
+            None => view.len(),
+            Some(count) => (count - k0).min(OFFSETS_READ_MAX),
+        };
+        let end_of = |j: usize| view.get(j + 1).map_or(seg.end_offset, |&o| u64::from(o));
+        let last = seg.last_index().min(stop.prev()).min(from.plus(available as u64 - 1));
         let mut to = from;
         let mut payload = 0usize;
         // Choose the run first, from the offset table alone: record sizes bound payload sizes.
         while to <= last {
-            let size = (seg.end_of(to) - seg.offset_of(to)) as usize - RECORD_HEADER_BYTES;
+            let j = (to.get() - from.get()) as usize;
+            let size = (end_of(j) - u64::from(view[j])) as usize - RECORD_HEADER_BYTES;
             if !(out.is_empty() && to == from) && *bytes + payload + size > max_bytes {
                 break;
             }
@@ -77,7 +99,8 @@ impl<D: Disk> LogStore<D> {
         if to == from {
             return Ok(());
         }
-        let (start, end) = (seg.offset_of(from), seg.end_of(to.prev()));
+        let run = (to.get() - from.get()) as usize;
+        let (start, end) = (u64::from(view[0]), end_of(run - 1));
         let data = match (&seg.map, seg.file) {
             (Some(map), _) => map.slice(start as usize..end as usize),
             (None, open) => {
@@ -108,9 +131,9 @@ impl<D: Disk> LogStore<D> {
                 buf.freeze()
             }
         };
-        let mut index = from;
-        while index < to {
-            let at = (seg.offset_of(index) - start) as usize;
+        for (j, &offset) in view[..run].iter().enumerate() {
+            let index = from.plus(j as u64);
+            let at = (u64::from(offset) - start) as usize;
             let header = decode_record_seeded(&data[at..], seg.seed)
                 .map_err(|e| self.corrupt(seg, start + at as u64, index, &e.to_string()))?;
             if header.index != index {
@@ -125,9 +148,58 @@ impl<D: Disk> LogStore<D> {
             let payload: Bytes = data.slice(body..body + header.payload_bytes as usize);
             *bytes += payload.len();
             out.push(Entry { index, term: header.term, kind: header.kind, data: payload });
-            index = index.next();
         }
         Ok(())
+    }
+
+    /// The offsets of records `k0..` of `seg` (of `count`), read from its index file: at most
+    /// [`OFFSETS_READ_MAX`], and the next record's offset after them if there is one. Checked
+    /// as recovery checks an index (they follow the header, grow by at least a record header,
+    /// and end inside the records), so the read path can trust their arithmetic; their records'
+    /// checksums are checked as they are read.
+    fn offsets_from_index(
+        &self,
+        seg: &Segment,
+        k0: usize,
+        count: usize,
+    ) -> Result<Vec<u32>, ReadError> {
+        let at = seg.index_at.expect("an unloaded segment's index file lists its offsets");
+        let n = (count - k0).min(OFFSETS_READ_MAX);
+        let want = n + usize::from(k0 + n < count);
+        let path = self.dir.join(seg.id.index_file_name());
+        let io = |source| ReadError::Io { segment: seg.id, source };
+        let file =
+            self.disk.open(&path, OpenOptions { create_new: false, direct: false }).map_err(io)?;
+        let mut buf = vec![0u8; want * 4];
+        let read = read_fully(&*self.disk, file, at + 4 * k0 as u64, &mut buf);
+        self.disk.close(file);
+        let bad = |reason: String| {
+            ReadError::Corrupt(Corruption {
+                file: path.clone(),
+                offset: at + 4 * k0 as u64,
+                index: Some(seg.first_index().plus(k0 as u64)),
+                reason,
+            })
+        };
+        if read.map_err(io)? != buf.len() {
+            return Err(bad("the index file is shorter than its segment's records".to_owned()));
+        }
+        let offsets: Vec<u32> =
+            buf.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let first_ok = k0 > 0 || offsets[0] as usize == SEGMENT_HEADER_BYTES;
+        let ordered =
+            offsets.windows(2).all(|w| w[1] >= w[0].saturating_add(RECORD_HEADER_BYTES as u32));
+        let starts_ok = offsets[0] as usize >= SEGMENT_HEADER_BYTES;
+        let last = u64::from(offsets[offsets.len() - 1]);
+        let end_ok = if want > n {
+            last <= seg.end_offset
+        } else {
+            last + RECORD_HEADER_BYTES as u64 <= seg.end_offset
+        };
+        if !(first_ok && ordered && starts_ok && end_ok) {
+            return Err(bad("the index file's offsets do not fit its segment".to_owned()));
+        }
+        Ok(offsets)
     }
 
     fn corrupt(&self, seg: &Segment, offset: u64, index: LogIndex, reason: &str) -> ReadError {

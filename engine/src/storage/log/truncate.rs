@@ -123,6 +123,16 @@ impl<D: Disk> LogStore<D> {
                 return Err(self.truncate_failed("removing a truncated segment", e));
             }
         }
+        let k = self.segments.len() - 1;
+        let keep = (index.get() + 1).saturating_sub(self.segments[k].first_index().get()) as usize;
+        let cut_into = self.segments[k].first_index() <= index;
+        if cut_into && self.segments[k].unloaded.is_some() && keep < self.segments[k].records() {
+            // The cut needs the offset of its first cut record.
+            if let Err(e) = self.reload_offsets(k) {
+                self.disk.close(prepared.file);
+                return Err(self.truncate_failed("reading the offsets of the segment cut into", e));
+            }
+        }
         let back = self.segments.back_mut().expect("a log always has a segment");
         if back.first_index() == index.next() {
             // The new segment replaces this one (the rename below is atomic); its index goes
@@ -136,7 +146,6 @@ impl<D: Disk> LogStore<D> {
                 return Err(self.truncate_failed("removing a replaced segment's index", e));
             }
         } else {
-            let keep = (index.get() + 1 - back.first_index().get()) as usize;
             if keep < back.offsets.len() {
                 back.end_offset = u64::from(back.offsets[keep]);
                 back.offsets.truncate(keep);

@@ -605,6 +605,8 @@ impl<D: Disk> LogStore<D> {
             offsets: Vec::new(),
             end_offset: SEGMENT_HEADER_BYTES as u64,
             map: None,
+            index_at: None,
+            unloaded: None,
             written_max: p.id.0.prev(),
             seed: p.seed,
         });
