@@ -724,6 +724,59 @@ fn a_truncation_never_brings_back_what_an_earlier_one_cut_from_a_later_segment()
     }
 }
 
+/// A truncation that cuts only the last record of a sealed segment leaves that one record right
+/// after the segment's live ones. Reopened, the log must still know the segment holds it (its
+/// `written_max`, from the segment's index file or a scan of its bytes after the live records):
+/// a truncation further back clears such records before the segment is the last one for a
+/// moment, and a crash in that moment must not bring the cut entry back.
+#[test]
+fn a_single_record_an_earlier_truncation_cut_never_comes_back_after_a_restart() {
+    for check_sealed_at_open in [false, true] {
+        let options = raftwal::storage::LogOptions { check_sealed_at_open, ..small_options(true) };
+        // 1 to 150 of term 1 on 16 KiB segments; then the last record of the segment before
+        // the active one is cut, the log goes on in term 2 and is reopened.
+        let setup = |disk: &Rc<SimDisk>| {
+            let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+            for k in 0..150 {
+                log.append(&entries(1 + k, 1, 1)).unwrap();
+                if k % 5 == 4 {
+                    log.flush().unwrap();
+                }
+            }
+            log.flush().unwrap();
+            let (cut_from, _) = log.segment_extents().next_back().unwrap();
+            let (sealed, _) = log.segment_extents().rev().nth(1).unwrap();
+            let kept = cut_from.get() - 2;
+            log.truncate_after(LogIndex(kept)).unwrap();
+            log.append(&entries(kept + 1, 20, 2)).unwrap();
+            log.flush().unwrap();
+            drop(log);
+            let (log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+            (log, kept, sealed.get())
+        };
+        let probe = Rc::new(SimDisk::new());
+        let (mut log, kept, sealed) = setup(&probe);
+        let to = sealed - 5;
+        let before = probe.stats().points;
+        log.truncate_after(LogIndex(to)).unwrap();
+        let points = probe.stats().points - before;
+        assert!(points >= 4, "the truncation crosses several points ({points})");
+        for at in 0..=points {
+            let disk = Rc::new(SimDisk::new());
+            let (log, _, _) = setup(&disk);
+            let (log, last) = crash_truncation_at(&disk, log, options, to, at);
+            for i in 1..=last {
+                let term = if i <= kept { 1 } else { 2 };
+                assert_eq!(
+                    log.term(LogIndex(i)),
+                    Some(Term(term)),
+                    "check_sealed_at_open {check_sealed_at_open}, crash at point {at}: index {i}"
+                );
+            }
+        }
+    }
+}
+
 /// A disk that cannot tell when a file was written keeps every segment from time-based
 /// retention: an unknown age is never taken for an old one.
 #[test]

@@ -266,7 +266,16 @@ pub(crate) fn find_record_after(
     after: LogIndex,
     seed: u32,
 ) -> Option<(usize, RecordHeader)> {
-    let mut offset = from - from % RECORD_ALIGN + RECORD_ALIGN;
+    find_record_from(bytes, from - from % RECORD_ALIGN + RECORD_ALIGN, after, seed)
+}
+
+/// [`find_record_after`], looking at `offset` (a multiple of [`RECORD_ALIGN`]) first.
+fn find_record_from(
+    bytes: &[u8],
+    mut offset: usize,
+    after: LogIndex,
+    seed: u32,
+) -> Option<(usize, RecordHeader)> {
     while offset + RECORD_HEADER_BYTES <= bytes.len() {
         let h = &bytes[offset..offset + RECORD_HEADER_BYTES];
         let mut idx = [0u8; 8];
@@ -299,8 +308,12 @@ pub(crate) fn records_end_after(bytes: &[u8], from: usize, after: LogIndex, seed
     end
 }
 
-/// The highest index of a valid record after `from` whose index is past `after`, if any: what
-/// a truncation cut (or a withdrawn batch wrote) after a sealed segment's live records.
+/// The highest index of a valid record at or after `from` whose index is past `after`, if
+/// any: what a truncation cut (or a withdrawn batch wrote) after a sealed segment's live
+/// records, which end at `from`. The first of them starts right there (a truncation cuts the
+/// records that follow the live ones), so `from` itself is looked at: a single record cut from
+/// a segment's end must count, or a later truncation would not clear it before the segment is
+/// the last one for a moment, and a crash then would bring the cut entry back.
 pub(crate) fn max_index_after(
     bytes: &[u8],
     from: usize,
@@ -308,10 +321,10 @@ pub(crate) fn max_index_after(
     seed: u32,
 ) -> Option<LogIndex> {
     let mut max = None;
-    let mut at = from;
-    while let Some((offset, header)) = find_record_after(bytes, at, after, seed) {
+    let mut found = find_record_from(bytes, align_up(from, RECORD_ALIGN), after, seed);
+    while let Some((offset, header)) = found {
         max = max.max(Some(header.index));
-        at = offset;
+        found = find_record_after(bytes, offset, after, seed);
     }
     max
 }
@@ -467,6 +480,21 @@ mod tests {
         out_of_place.copy_within(fourth..fourth + record_size_bytes(5), third);
         let s = scan(&out_of_place, LogIndex(10), Term(1), None, 0, true);
         assert!(matches!(s.stop, Some(Stop::Inconsistent { offset, .. }) if offset == third));
+    }
+
+    /// A truncation that cut only the last record leaves it right where the live records end:
+    /// the highest index after them counts it, as it counts any record further on.
+    #[test]
+    fn the_record_right_after_the_live_ones_counts_for_the_highest_index_after_them() {
+        let bytes = segment_bytes(&[1, 1, 1]);
+        let live_end = SEGMENT_HEADER_BYTES + 2 * record_size_bytes(5);
+        assert_eq!(max_index_after(&bytes, live_end, LogIndex(11), 0), Some(LogIndex(12)));
+        let one_live = SEGMENT_HEADER_BYTES + record_size_bytes(5);
+        assert_eq!(max_index_after(&bytes, one_live, LogIndex(10), 0), Some(LogIndex(12)));
+        let end = SEGMENT_HEADER_BYTES + 3 * record_size_bytes(5);
+        assert_eq!(max_index_after(&bytes, end, LogIndex(12), 0), None);
+        // Records of indexes not past `after` do not count, wherever they are.
+        assert_eq!(max_index_after(&bytes, live_end, LogIndex(12), 0), None);
     }
 
     #[test]
