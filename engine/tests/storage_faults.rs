@@ -777,6 +777,106 @@ fn a_single_record_an_earlier_truncation_cut_never_comes_back_after_a_restart() 
     }
 }
 
+/// 1 to 150 of term 1 on 16 KiB segments, cut 4 entries into the segment before the active one
+/// (the rest of its records stay on disk), then 20 entries of term 2. Returns the log, the last
+/// index kept of term 1, the first index of the segment cut into and that of the one before it.
+fn cut_into_a_sealed_segment(
+    disk: &Rc<SimDisk>,
+    options: raftwal::storage::LogOptions,
+) -> (LogStore<SimDisk>, u64, u64, u64) {
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    for k in 0..150 {
+        log.append(&entries(1 + k, 1, 1)).unwrap();
+        if k % 5 == 4 {
+            log.flush().unwrap();
+        }
+    }
+    log.flush().unwrap();
+    let (cut_in, _) = log.segment_extents().rev().nth(1).unwrap();
+    let (before_it, _) = log.segment_extents().rev().nth(2).unwrap();
+    let kept = cut_in.get() + 3;
+    log.truncate_after(LogIndex(kept)).unwrap();
+    log.append(&entries(kept + 1, 20, 2)).unwrap();
+    log.flush().unwrap();
+    (log, kept, cut_in.get(), before_it.get())
+}
+
+/// Reopens the log `cut_into_a_sealed_segment` made after `trouble` hit a truncation (and the
+/// process restarted), then truncates into the segment before the one cut into, crashing
+/// (power loss) at each of its points: the entries that segment's cut records held never come
+/// back.
+fn cut_records_never_come_back_after(
+    trouble: impl Fn(&Rc<SimDisk>, &mut LogStore<SimDisk>, u64, u64, u64),
+    what: &str,
+) {
+    let options = small_options(true);
+    let probe = Rc::new(SimDisk::new());
+    let (mut log, _, _, before_it) = cut_into_a_sealed_segment(&probe, options);
+    let to = before_it + 2;
+    let start = probe.stats().points;
+    log.truncate_after(LogIndex(to)).unwrap();
+    let points = probe.stats().points - start;
+    for crash_at in 0..=points {
+        let what = format!("{what}, then a power loss at point {crash_at} of a truncation");
+        let disk = Rc::new(SimDisk::new());
+        let (mut log, kept, cut_in, before_it) = cut_into_a_sealed_segment(&disk, options);
+        trouble(&disk, &mut log, kept, cut_in, before_it);
+        disk.restart_process();
+        drop(log);
+        let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+        let at = disk.stats().points + crash_at;
+        disk.set_faults(SimFaults { crash_at_point: Some(at), ..SimFaults::default() });
+        let _ = log.truncate_after(LogIndex(to));
+        disk.crash(Tear::None);
+        drop(log);
+        let (log, _) = LogStore::open(Path::new(DIR), options, disk.clone())
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        for i in 1..=log.last_index().get() {
+            let term = if i <= kept { 1 } else { 2 };
+            assert_eq!(log.term(LogIndex(i)), Some(Term(term)), "{what}: index {i}");
+        }
+    }
+}
+
+/// A truncation clears the records an earlier one cut from a sealed segment (its bytes after
+/// its live records) before that segment is the last one for a moment: a write of zeros, then
+/// an fdatasync. Killed between the two, the process restarts with the zeros in the page cache
+/// and the records still on the device; recovery must not take the zeros for what the file
+/// durably holds, or a truncation after the restart leaves the records there, and a power loss
+/// while it makes that segment the last one brings them back.
+#[test]
+fn records_a_killed_truncation_was_clearing_never_come_back_after_a_power_loss() {
+    let probe = Rc::new(SimDisk::new());
+    let (mut log, _, _, before_it) = cut_into_a_sealed_segment(&probe, small_options(true));
+    let start = probe.stats().points;
+    log.truncate_after(LogIndex(before_it + 2)).unwrap();
+    let points = probe.stats().points - start;
+    for kill_at in 0..points {
+        cut_records_never_come_back_after(
+            |disk, log, _, _, before_it| {
+                let at = disk.stats().points + kill_at;
+                disk.set_faults(SimFaults { crash_at_point: Some(at), ..SimFaults::default() });
+                assert!(log.truncate_after(LogIndex(before_it + 2)).is_err(), "no kill");
+            },
+            &format!("a kill at point {kill_at} of a truncation"),
+        );
+    }
+}
+
+/// The same when the fdatasync of those zeros failed (the log is poisoned and the process
+/// restarts in the same boot): the zeros stay readable from the page cache, never written.
+#[test]
+fn records_a_truncation_failed_to_clear_never_come_back_after_a_power_loss() {
+    cut_records_never_come_back_after(
+        |disk, log, kept, _, _| {
+            // A truncation into the segment cut into clears its cut records first.
+            disk.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
+            assert!(log.truncate_after(LogIndex(kept - 1)).is_err(), "the fdatasync failed");
+        },
+        "a failed fdatasync while clearing",
+    );
+}
+
 /// A disk that cannot tell when a file was written keeps every segment from time-based
 /// retention: an unknown age is never taken for an old one.
 #[test]

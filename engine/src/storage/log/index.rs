@@ -35,6 +35,9 @@ pub(super) struct Indexed {
     pub(super) written_max: LogIndex,
     /// Where the record offsets start in the index file.
     pub(super) offsets_at: u64,
+    /// The bytes after the live records were read for `written_max` (the index says the file
+    /// may hold records there).
+    pub(super) searched: bool,
 }
 
 impl<D: Disk> LogStore<D> {
@@ -240,7 +243,8 @@ fn check_index(
     }
     // The index's highest written index was right at sealing; a truncation may have cleared
     // records after the live ones since. Only then is there anything to look for.
-    let written_max = if index.written_max > last {
+    let searched = index.written_max > last;
+    let written_max = if searched {
         max_index_after(bytes, end, last, seed).map_or(last, |m| m.max(last))
     } else {
         last
@@ -250,5 +254,5 @@ fn check_index(
     }
     let scan =
         Scan { offsets: offsets.to_vec(), term_changes: changes, end_offset: end, stop: None };
-    Ok(Indexed { scan, written_max, offsets_at: index.offsets_at() })
+    Ok(Indexed { scan, written_max, offsets_at: index.offsets_at(), searched })
 }

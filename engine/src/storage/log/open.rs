@@ -279,17 +279,28 @@ impl<D: Disk> LogStore<D> {
         Ok((store, recovery))
     }
 
-    fn open_segment(&self, id: SegmentId, last: bool) -> Result<Found, OpenError> {
+    /// Opens and maps segment `id` (`last`: the log's last segment, written with O_DIRECT if
+    /// the options say so); `drop_cache`: read what the device holds (below).
+    fn open_segment(
+        &self,
+        id: SegmentId,
+        last: bool,
+        drop_cache: bool,
+    ) -> Result<Found, OpenError> {
         let path = self.dir.join(id.file_name());
         let direct = last && self.options.direct_io;
         let file = self
             .disk
             .open(&path, OpenOptions { create_new: false, direct })
             .map_err(io_err(format!("opening {}", path.display())))?;
-        // Only the last segment can hold writes whose fdatasync failed (a segment is sealed
-        // after every batch in it was synced): Linux keeps serving those pages from its cache
-        // in this boot, so read what the device holds instead.
-        let dropped = if last { self.disk.drop_clean_cache(file) } else { Ok(()) };
+        // The last segment can hold writes whose fdatasync failed, and so can a sealed one:
+        // the zeros a truncation writes over the records cut after its live ones, before it
+        // removes the segments after it (`truncate_after`). Linux keeps serving such pages
+        // from its cache in this boot, so read what the device holds instead: a sealed
+        // segment's bytes after its live records say how far its file holds records
+        // (`written_max`), which a later truncation must clear before the segment is the last
+        // one for a moment.
+        let dropped = if drop_cache { self.disk.drop_clean_cache(file) } else { Ok(()) };
         let found = dropped
             .map_err(io_err(format!("dropping the cached pages of {}", path.display())))
             .and_then(|()| self.load_segment(id, &path, file));
@@ -339,7 +350,7 @@ impl<D: Disk> LogStore<D> {
         // one's first index).
         let mut start = 0;
         for (k, &id) in ids.iter().enumerate() {
-            let found = self.open_segment(id, false)?;
+            let found = self.open_segment(id, false, false)?;
             self.disk.close(found.file);
             if found.header.base {
                 start = k;
@@ -381,7 +392,7 @@ impl<D: Disk> LogStore<D> {
         let mut torn = 0u64;
         for (k, &id) in ids.iter().enumerate() {
             let last = k + 1 == ids.len();
-            let mut found = self.open_segment(id, last)?;
+            let mut found = self.open_segment(id, last, true)?;
             let has_index = indexed.binary_search(&id).is_ok();
             let result = self.recover_one(&mut found, ids.get(k + 1).copied(), has_index);
             // Only the newest sealed segments stay mapped (and keep their offsets): unmap the
@@ -438,7 +449,7 @@ impl<D: Disk> LogStore<D> {
             }
             _ => None,
         };
-        let from_index = indexed.as_ref().map(|i| i.written_max);
+        let from_index = indexed.as_ref().map(|i| (i.written_max, i.searched));
         let index_at = indexed.as_ref().map(|i| i.offsets_at);
         let s = match indexed {
             Some(indexed) => indexed.scan,
@@ -546,7 +557,7 @@ impl<D: Disk> LogStore<D> {
         // withdrawn batch wrote there): the file must not be recycled for a segment that
         // starts at or below them.
         let written_max = match (next, from_index) {
-            (Some(_), Some(written_max)) => written_max,
+            (Some(_), Some((written_max, _))) => written_max,
             (Some(_), None) => max_index_after(&found.bytes, s.end_offset, last_live, seed)
                 .map_or(last_live, |m| m.max(last_live)),
             (None, _) => last_live,
@@ -576,6 +587,17 @@ impl<D: Disk> LogStore<D> {
             // writer.
             self.activated(true);
         }
+        // What was read of a sealed segment's bytes after its live records, and stands for
+        // its `written_max` from now on, is made durable first: a process killed between a
+        // truncation's write of zeros over them and its fdatasync left the zeros in the page
+        // cache only, and a power loss after this start would bring the records back.
+        let searched_after = from_index.is_none_or(|(_, searched)| searched);
+        if next.is_some() && searched_after {
+            if let Err(e) = self.disk.sync(found.file) {
+                self.disk.close(found.file);
+                return Err(io_err(format!("syncing {}", found.path.display()))(e));
+            }
+        }
         if next.is_some() {
             self.disk.close(found.file);
         } else if self.options.direct_io {
@@ -598,8 +620,9 @@ impl<D: Disk> LogStore<D> {
     /// a write and before its fdatasync (or after a rename and before the directory fsync)
     /// leaves the data in the page cache or the device's volatile cache, where recovery reads
     /// it as valid; without this a power loss after the restart could take entries, or a
-    /// segment's name, the node had since acknowledged. Sealed segments need nothing: a segment
-    /// is sealed only after every batch in it completed its fdatasync.
+    /// segment's name, the node had since acknowledged. Sealed segments need nothing more: a
+    /// segment is sealed only after every batch in it completed its fdatasync, and those whose
+    /// bytes after the live records recovery read were synced then (`recover_one`).
     fn sync_recovered(&self) -> Result<(), OpenError> {
         if let Some(file) = self.segments.back().and_then(|s| s.file) {
             // A segment made under a smaller `segment_size_bytes` is filled to the current one:
