@@ -1,16 +1,20 @@
 //! Index files of sealed segments (docs/format.md, "Segment index files"): a sealed segment's
 //! index stands for the scan of its records at open when it passes its checks; a missing,
 //! damaged or stale one costs a scan (and is written again), never an entry; index files live
-//! only beside sealed segments; and a damaged record an index lets open skip is found when it
-//! is read.
+//! only beside sealed segments; a damaged record an index lets open skip is found when it is
+//! read; and at every crash point of a workload that truncates, compacts, resets and reopens,
+//! open recovers an allowed log, the same from the index files as from a scan.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
 
 use raftwal::storage::format::{decode_record, record_size_bytes, SegmentId};
 use raftwal::storage::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use raftwal::storage::{Disk, LogOptions, LogStore, OpenError, ReadError, Recovery, SimDisk, Tear};
+use raftwal::storage::{Disk, LogOptions, LogStore, OpenError, ReadError, Recovery, SimDisk};
+use raftwal::storage::{SimFaults, Tear};
 use raftwal_wire::types::{LogIndex, Term};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::path::Path;
 use std::rc::Rc;
 use storage_common::{assert_genuine, entries, small_options};
@@ -284,4 +288,231 @@ fn after_a_power_loss_unsynced_index_files_are_refused_and_written_again() {
     drop(log);
     let (_, recovery) = open(&disk);
     assert_eq!(recovery.segments_indexed, segments - 1);
+}
+
+/// The directory the crash tests work in.
+const CRASH_DIR: &str = "/logs/index-crash";
+
+/// What the caller of `crash_workload` was told: the log as it sees it (appended entries
+/// included, a truncation's or a reset's effect once it returned) and how far it is durable.
+#[derive(Default)]
+struct Told {
+    /// index -> term of every entry of the caller's log.
+    current: BTreeMap<u64, u64>,
+    /// Entries up to here were reported durable (and not truncated since).
+    durable: u64,
+    /// A truncation or reset under way, to this index: entries after it may be gone.
+    cutting: Option<u64>,
+}
+
+impl Told {
+    fn append(&mut self, log: &mut LogStore<SimDisk>, count: u64, term: u64) -> Result<(), String> {
+        let mut k = 0;
+        while k < count {
+            let n = (count - k).min(k % 4 + 1);
+            let next = log.last_index().get() + 1;
+            self.current.extend((next..next + n).map(|i| (i, term)));
+            log.append(&entries(next, n, term)).map_err(|e| e.to_string())?;
+            self.durable = log.flush().map_err(|e| e.to_string())?.get();
+            k += n;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, log: &mut LogStore<SimDisk>, to: u64) -> Result<(), String> {
+        self.cutting = Some(to);
+        log.truncate_after(LogIndex(to)).map_err(|e| e.to_string())?;
+        self.current.retain(|&i, _| i <= to);
+        self.durable = self.durable.min(to);
+        self.cutting = None;
+        Ok(())
+    }
+
+    fn reset(&mut self, log: &mut LogStore<SimDisk>, to: u64, term: u64) -> Result<(), String> {
+        self.cutting = Some(to.min(self.durable));
+        log.reset_to(LogIndex(to), Term(term)).map_err(|e| e.to_string())?;
+        self.current.clear();
+        self.durable = to;
+        self.cutting = None;
+        Ok(())
+    }
+
+    /// A log recovered after a crash holds only entries of the caller's log, and every entry
+    /// reported durable (unless a truncation or reset dropping it was under way).
+    fn check(&self, log: &LogStore<SimDisk>, what: &str) {
+        log.check_invariants();
+        let required = self.cutting.map_or(self.durable, |to| self.durable.min(to));
+        let last = log.last_index().get();
+        assert!(last >= required, "{what}: durable entries lost: last {last} < {required}");
+        for (i, term) in view(log).3 {
+            assert_eq!(self.current.get(&i), Some(&term), "{what}: entry {i} of term {term}");
+        }
+    }
+}
+
+/// The `.seg` names of the log in `CRASH_DIR`, sorted.
+fn crash_segments(disk: &SimDisk) -> Vec<SegmentId> {
+    let mut ids: Vec<SegmentId> = disk
+        .file_names(Path::new(CRASH_DIR))
+        .iter()
+        .filter_map(|n| SegmentId::parse_file_name(n))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Roll-overs; truncations into sealed segments, reopenings that take those segments from
+/// their index files (which list the records cut after the live ones), and truncations
+/// further back that clear the records cut from them (from `written_max`, which such a
+/// segment's index file gave); a truncation that replaces a sealed segment; compactions whose
+/// files are recycled; resets inside, below and beyond the log; and more reopenings.
+fn crash_workload(disk: &Rc<SimDisk>, told: &mut Told) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let dir = Path::new(CRASH_DIR);
+    let open = || LogStore::open(dir, options(), disk.clone()).map(|o| o.0).map_err(|x| e(&x));
+    let mut log = open()?;
+    told.append(&mut log, 150, 1)?;
+    let ids = crash_segments(disk);
+    // Cut into the segment before the active one, then into the one before that: its
+    // records after the cut stay on disk, listed in its index file.
+    let (a, b) = (ids[ids.len() - 3], ids[ids.len() - 2]);
+    told.truncate(&mut log, b.0.get() + 3)?;
+    told.append(&mut log, 60, 2)?;
+    told.truncate(&mut log, a.0.get() + 3)?;
+    told.append(&mut log, 80, 3)?;
+    drop(log);
+    let mut log = open()?;
+    // Back into the segment before it, which is the last one for a moment while the later
+    // ones go: its cut records are cleared first (its written_max came from its index file).
+    told.truncate(&mut log, a.0.get() - 5)?;
+    told.append(&mut log, 80, 4)?;
+    let first = log.first_index().get();
+    log.compact_before(LogIndex(first + 70)).map_err(|x| e(&x))?;
+    told.append(&mut log, 100, 4)?;
+    drop(log);
+    let mut log = open()?;
+    // Replace the last sealed segment.
+    let ids = crash_segments(disk);
+    told.truncate(&mut log, ids[ids.len() - 2].0.get() - 1)?;
+    told.append(&mut log, 50, 5)?;
+    let first = log.first_index().get();
+    log.compact_before(LogIndex(first + 60)).map_err(|x| e(&x))?;
+    let inside = log.last_index().get() - 30;
+    told.reset(&mut log, inside, 6)?;
+    told.append(&mut log, 90, 7)?;
+    drop(log);
+    let mut log = open()?;
+    let below = log.first_index().get() - 5;
+    told.reset(&mut log, below, 8)?;
+    told.append(&mut log, 70, 8)?;
+    let beyond = log.last_index().get() + 20;
+    told.reset(&mut log, beyond, 9)?;
+    told.append(&mut log, 70, 9)?;
+    Ok(())
+}
+
+/// A copy of the files of `CRASH_DIR` on a new disk, as they are now (durable there).
+fn copy_of(disk: &SimDisk) -> Rc<SimDisk> {
+    let dir = Path::new(CRASH_DIR);
+    let copy = Rc::new(SimDisk::new());
+    for name in disk.file_names(dir) {
+        copy.put_file(&dir.join(&name), &disk.file_bytes(&dir.join(&name)).unwrap());
+    }
+    copy
+}
+
+/// Everything a log shows: its first and last index, the term of each index from the one
+/// before the first on, and every entry read, as (index, term) (each checked genuine).
+#[derive(Debug, PartialEq, Eq)]
+struct View(u64, u64, Vec<Option<Term>>, Vec<(u64, u64)>);
+
+fn view(log: &LogStore<SimDisk>) -> View {
+    let (first, last) = (log.first_index().get(), log.last_index().get());
+    let terms = (first - 1..=last + 1).map(|i| log.term(LogIndex(i))).collect();
+    let mut entries = Vec::new();
+    let mut next = first;
+    while next <= last {
+        let got = log.read(LogIndex(next), 1 << 13).unwrap();
+        for e in &got {
+            assert_genuine(e);
+            entries.push((e.index.get(), e.term.get()));
+        }
+        next += got.len() as u64;
+    }
+    View(first, last, terms, entries)
+}
+
+/// What a log opened from a crashed directory does next: cut into its sealed segments,
+/// compact every sealed segment (recycling two files), write across several roll-overs into
+/// the recycled files, reopen. Returns the log and what was recycled.
+fn go_on(disk: &Rc<SimDisk>, mut log: LogStore<SimDisk>, check: bool) -> impl PartialEq + Debug {
+    let before = log.stats();
+    let last = log.last_index().get();
+    let first = log.first_index().get();
+    let mut term = log.term(LogIndex(last)).unwrap().get() + 1;
+    if last > first + 45 {
+        log.truncate_after(LogIndex(last - 45)).unwrap();
+        crash_write(&mut log, 10, term);
+        term += 1;
+    }
+    log.compact_before(log.last_index()).unwrap();
+    crash_write(&mut log, 120, term);
+    let stats = log.stats().since(&before);
+    drop(log);
+    let options = LogOptions { check_sealed_at_open: check, ..options() };
+    let (log, _) = LogStore::open(Path::new(CRASH_DIR), options, disk.clone()).unwrap();
+    (view(&log), stats.segments_recycled, stats.roll_overs_recycled)
+}
+
+fn crash_write(log: &mut LogStore<SimDisk>, count: u64, term: u64) {
+    Told::default().append(log, count, term).unwrap();
+}
+
+/// At every write and sync point of `crash_workload`, a power loss (with and without a torn
+/// last write) and a killed process. The directory left opens to an allowed log, the same
+/// whether open takes the sealed segments from their index files or scans them all; and both
+/// logs go on the same.
+#[test]
+fn every_crash_point_opens_the_same_with_and_without_index_files() {
+    let clean = Rc::new(SimDisk::new());
+    crash_workload(&clean, &mut Told::default()).expect("the workload runs without faults");
+    let points = clean.stats().points;
+    let checking = LogOptions { check_sealed_at_open: true, ..options() };
+    let dir = Path::new(CRASH_DIR);
+    let mut indexed = 0;
+    for point in 0..points {
+        for crash in 0..3u64 {
+            let what = format!("crash {crash} at point {point} of {points}");
+            let disk = Rc::new(SimDisk::new());
+            disk.set_faults(SimFaults { crash_at_point: Some(point), ..SimFaults::default() });
+            let mut told = Told::default();
+            let outcome = crash_workload(&disk, &mut told);
+            assert!(outcome.is_err() || disk.is_crashed(), "{what}: no crash");
+            match crash {
+                0 => disk.restart_process(),
+                1 => disk.crash(Tear::None),
+                _ => disk.crash(Tear::LastWrite { seed: point * 7 + 3 }),
+            }
+            let (scanning, trusting) = (copy_of(&disk), copy_of(&disk));
+            let (scanned, r1) = LogStore::open(dir, checking, scanning.clone())
+                .unwrap_or_else(|e| panic!("{what}: checking open: {e}"));
+            let (trusted, r2) = LogStore::open(dir, options(), trusting.clone())
+                .unwrap_or_else(|e| panic!("{what}: trusting open: {e}"));
+            indexed += r2.segments_indexed;
+            assert_eq!(
+                (r1.first_index, r1.last_index, r1.torn_tail_bytes, r1.segments),
+                (r2.first_index, r2.last_index, r2.torn_tail_bytes, r2.segments),
+                "{what}: recoveries differ"
+            );
+            told.check(&trusted, &what);
+            assert_eq!(view(&scanned), view(&trusted), "{what}: the logs differ");
+            assert_eq!(
+                go_on(&scanning, scanned, true),
+                go_on(&trusting, trusted, false),
+                "{what}: the logs went on differently"
+            );
+        }
+    }
+    println!("{points} points, {indexed} sealed segments opened from their index files");
+    assert!(indexed > points as usize, "the trusting opens took index files ({indexed})");
 }
