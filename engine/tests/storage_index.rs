@@ -130,6 +130,11 @@ fn a_reopened_log_takes_its_sealed_segments_from_their_index_files() {
         open_with(&disk, LogOptions { check_sealed_at_open: true, ..options() });
     assert_eq!(recovery.segments_indexed, 0);
     assert_holds(&scanned, 1, 260, |i| if i > 200 { 6 } else { term_of(i) });
+    // The scans found what the index files list: they stay, and the segments beyond the
+    // mapped ones read their offsets from them.
+    assert_eq!(scanned.stats().indexes_written, 0, "valid index files are not written again");
+    let sealed = names(&disk, ".seg").len() - 1;
+    assert_eq!(scanned.unloaded_segments(), sealed - options().sealed_segments_mapped_max);
 }
 
 #[test]

@@ -607,10 +607,22 @@ impl<D: Disk> LogStore<D> {
         }
         self.segments.push_back(segment);
         if next.is_some() {
+            let k = self.segments.len() - 1;
             if from_index.is_some() {
                 self.indexed_at_open += 1;
+            } else if has_index && self.options.check_sealed_at_open {
+                // Scanned on purpose: the index file stays if it lists what the scan found
+                // (reads of the segment once unmapped take their offsets from it).
+                let next = next.map_or(first, |n| n.0);
+                let prev_term = found.header.prev_term;
+                match self.load_index(found.id, &found.bytes, next, prev_term, seed) {
+                    Ok(i) if i.scan.offsets == self.segments[k].offsets => {
+                        self.segments[k].index_at = Some(i.offsets_at);
+                    }
+                    _ => self.write_index(k),
+                }
             } else {
-                self.write_index(self.segments.len() - 1);
+                self.write_index(k);
             }
         }
         Ok(torn)
