@@ -23,6 +23,7 @@
 use crate::raft::LAST_INDEX_MAX;
 use crate::storage::disk::FileId;
 use crate::storage::format::RecordHeader;
+use crate::storage::format::SEGMENT_HEADER_FIELDS_BYTES;
 use crate::storage::format::{align_up, record_size_bytes, BLOCK_SIZE_BYTES, SEGMENT_HEADER_BYTES};
 use crate::storage::format::{
     decode_record_seeded, RecordError, SegmentId, RECORD_ALIGN, RECORD_HEADER_BYTES,
@@ -32,6 +33,9 @@ use raftwal_wire::client::TAG_SIZE_BYTES;
 use raftwal_wire::types::{EntryKind, LogIndex, Term};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The first bytes of a segment file: its header's fields and checksum.
+pub(crate) type SegmentHeaderBytes = [u8; SEGMENT_HEADER_FIELDS_BYTES];
 
 /// A segment of the log, as the store tracks it.
 #[derive(Debug)]
@@ -48,6 +52,9 @@ pub(crate) struct Segment {
     /// Where the record offsets start in the segment's index file, when that file lists (at
     /// least) its live records: set when the store wrote it, or took it at open.
     pub(crate) index_at: Option<u64>,
+    /// The header's fields and checksum, as the file holds them (for its index file, without
+    /// reading the file: a freshly sealed segment's header is rarely in the page cache).
+    pub(crate) header: SegmentHeaderBytes,
     /// The number of records, while `offsets` is not in memory (a sealed segment no longer
     /// mapped whose index file lists them: reads take the offsets they need from it).
     pub(crate) unloaded: Option<usize>,

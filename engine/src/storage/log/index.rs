@@ -45,22 +45,16 @@ impl<D: Disk> LogStore<D> {
     /// name renamed into place; not synced (module documentation). Errors are logged.
     pub(super) fn write_index(&mut self, k: usize) {
         let seg = &self.segments[k];
-        let Some(map) = &seg.map else { return };
-        if seg.unloaded.is_some() {
-            return;
-        }
-        let header = map.slice(0..INDEX_SEGMENT_HEADER_BYTES.min(seg.end_offset as usize));
-        if header.len() < INDEX_SEGMENT_HEADER_BYTES || seg.offsets.is_empty() {
+        if seg.unloaded.is_some() || seg.file.is_some() || seg.offsets.is_empty() {
             return;
         }
         let index = SegmentIndex {
-            segment_header: header[..].try_into().expect("checked length"),
+            segment_header: seg.header,
             end_offset: seg.end_offset,
             written_max: seg.written_max,
             term_changes: self.terms.changes_in(seg.first_index(), seg.last_index()),
             offsets: seg.offsets.clone(),
         };
-        drop(header);
         let id = seg.id;
         let path = self.dir.join(id.index_file_name());
         let tmp = self.dir.join(format!("{}.tmp", id.index_file_name()));

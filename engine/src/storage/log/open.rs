@@ -579,6 +579,7 @@ impl<D: Disk> LogStore<D> {
             map,
             index_at,
             unloaded: None,
+            header: super::write::header_bytes(&found.bytes),
             written_max,
             seed,
         };

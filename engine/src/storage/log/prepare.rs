@@ -525,7 +525,7 @@ impl<D: Disk> LogStore<D> {
         self.stats.roll_overs_prepared += 1;
         self.stats.roll_overs_recycled += u64::from(recycled);
         self.stats.prepared_unzeroed_bytes += self.options.segment_size_bytes - spare.zeroed_to;
-        Some(Prepared::new(id, spare.file, spare.tmp, path, true, seed))
+        Some(Prepared::new(id, spare.file, spare.tmp, path, true, &block, seed))
     }
 
     /// Asserts invariants 1, 2 and 5 of the module documentation.

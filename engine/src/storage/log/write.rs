@@ -20,10 +20,11 @@ use super::{InFlight, LogStore};
 use crate::storage::disk::{Completion, Disk, FileId, IoBuf, OpenOptions, WriteOp};
 use crate::storage::error::{AppendError, CompletionError, SubmitError};
 use crate::storage::format::SEGMENT_HEADER_BYTES;
+use crate::storage::format::SEGMENT_HEADER_FIELDS_BYTES;
 use crate::storage::format::{
     align_down, align_up, encode_record_seeded, record_size_bytes, SegmentHeader, SegmentId,
 };
-use crate::storage::segment::{Segment, SharedMap};
+use crate::storage::segment::{Segment, SegmentHeaderBytes, SharedMap};
 use raftwal_wire::types::{Entry, LogIndex, Term};
 use std::io;
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub(super) struct Prepared {
     prepared_ahead: bool,
     /// The initial value of its records' CRC (`SegmentHeader::record_seed` of its header).
     seed: u32,
+    /// Its header's fields and checksum, as written (copied into its index file when sealed).
+    header: SegmentHeaderBytes,
 }
 
 impl Prepared {
@@ -47,9 +50,11 @@ impl Prepared {
         tmp: PathBuf,
         path: PathBuf,
         prepared_ahead: bool,
+        block: &IoBuf,
         seed: u32,
     ) -> Prepared {
-        Prepared { id, file, tmp, path, prepared_ahead, seed }
+        let header = header_bytes(block.as_slice());
+        Prepared { id, file, tmp, path, prepared_ahead, seed, header }
     }
 
     /// The name it has now (its temporary name until [`Prepared::renamed`] says otherwise).
@@ -588,7 +593,7 @@ impl<D: Disk> LogStore<D> {
             let _ = self.disk.remove(&tmp);
             return Err(e);
         }
-        Ok(Prepared { id, file, tmp, path, prepared_ahead: false, seed })
+        Ok(Prepared::new(id, file, tmp, path, false, &block, seed))
     }
 
     /// Renames a prepared segment into place, syncs the directory and makes it the active one.
@@ -607,6 +612,7 @@ impl<D: Disk> LogStore<D> {
             map: None,
             index_at: None,
             unloaded: None,
+            header: p.header,
             written_max: p.id.0.prev(),
             seed: p.seed,
         });
@@ -644,4 +650,12 @@ impl<D: Disk> LogStore<D> {
         let prepared = self.prepare_segment(id, prev_term, false)?;
         self.install_segment(prepared)
     }
+}
+
+/// The first [`SEGMENT_HEADER_FIELDS_BYTES`] of a segment file (its header's fields and
+/// checksum): `bytes` holds at least a header block.
+pub(super) fn header_bytes(bytes: &[u8]) -> SegmentHeaderBytes {
+    let mut out = [0u8; SEGMENT_HEADER_FIELDS_BYTES];
+    out.copy_from_slice(&bytes[..SEGMENT_HEADER_FIELDS_BYTES]);
+    out
 }
