@@ -28,6 +28,7 @@
 //!    segment is left (the reset had not reached its commit point) and renamed into place
 //!    otherwise (docs/format.md, "Reset").
 
+use super::index::check_index;
 use super::prepare::Background;
 use super::{LogOptions, LogStats, LogStore, Recovery, BATCHES_IN_FLIGHT_LIMIT};
 use crate::raft::LAST_INDEX_MAX;
@@ -36,6 +37,7 @@ use crate::storage::error::{Corruption, OpenError};
 use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
 use crate::storage::format::{RecordError, SEGMENT_HEADER_BYTES};
 use crate::storage::hard_state::{HardStateFile, LoadError, HARD_STATE_FILE};
+use crate::storage::index::SegmentIndex;
 use crate::storage::segment::{find_record_after, nonzero_end, records_end_after, scan};
 use crate::storage::segment::{max_index_after, Segment, SharedMap, Stop};
 use crate::storage::terms::TermRuns;
@@ -392,9 +394,24 @@ impl<D: Disk> LogStore<D> {
         let mut torn = 0u64;
         for (k, &id) in ids.iter().enumerate() {
             let last = k + 1 == ids.len();
-            let mut found = self.open_segment(id, last, true)?;
+            let next = ids.get(k + 1).copied();
             let has_index = indexed.binary_search(&id).is_ok();
-            let result = self.recover_one(&mut found, ids.get(k + 1).copied(), has_index);
+            // A sealed segment's index file is read first: the segment's cached pages are
+            // dropped (its bytes read from the device) only if what follows its live records
+            // will be searched (module `index`; `open_segment`), which an index that says
+            // nothing follows them spares.
+            let index = match next {
+                Some(_) if has_index && !self.options.check_sealed_at_open => {
+                    Some(self.read_index(id))
+                }
+                _ => None,
+            };
+            let searches_after = match (&index, next) {
+                (Some(Ok(ix)), Some(n)) => ix.written_max > n.0.prev(),
+                _ => true,
+            };
+            let mut found = self.open_segment(id, last, searches_after)?;
+            let result = self.recover_one(&mut found, next, has_index, index);
             // Only the newest sealed segments stay mapped (and keep their offsets): unmap the
             // others as recovery goes, so it never holds more maps than the log will.
             let mapped_from = sealed.len().saturating_sub(self.options.sealed_segments_mapped_max);
@@ -417,6 +434,7 @@ impl<D: Disk> LogStore<D> {
         found: &mut Found,
         next: Option<SegmentId>,
         has_index: bool,
+        index: Option<Result<SegmentIndex, String>>,
     ) -> Result<u64, OpenError> {
         let first = found.id.0;
         if self.segments.is_empty() {
@@ -435,10 +453,12 @@ impl<D: Disk> LogStore<D> {
         let seed = found.header.record_seed();
         // A sealed segment's index stands for its scan if it passes the checks against the
         // segment (module `index`); a missing or refused one costs the scan, which writes it.
-        let indexed = match next {
-            Some(next) if has_index && !self.options.check_sealed_at_open => {
+        let indexed = match (next, index) {
+            (Some(next), Some(index)) => {
                 let prev_term = found.header.prev_term;
-                match self.load_index(found.id, &found.bytes, next.0, prev_term, seed) {
+                let checked = index
+                    .and_then(|ix| check_index(&ix, first, &found.bytes, next.0, prev_term, seed));
+                match checked {
                     Ok(indexed) => Some(indexed),
                     Err(reason) => {
                         let file = self.dir.join(found.id.index_file_name());
