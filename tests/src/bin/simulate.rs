@@ -160,7 +160,7 @@ fn main() -> ExitCode {
     );
     println!(
         "storage: {} crashes ({} inside a disk operation, {} with a torn last write; {} \
-         recoveries cut a torn tail), {} downs of the process only (crashes, poisoned or stopped logs, in a boot that went on), {} disk faults ({} logs poisoned, {} steps refused by a \
+         recoveries cut a torn tail; {} of {} sealed segments reopened from their index file), {} downs of the process only (crashes, poisoned or stopped logs, in a boot that went on), {} disk faults ({} logs poisoned, {} steps refused by a \
          full disk, {} logs given up by the runtime's order on a full disk), {} batches of {} \
          entries ({:.2} entries per batch and fdatasync; {} pipelined, {} withdrawn after a write \
          found no space); background: {} zero-fill writes, {} \
@@ -170,6 +170,8 @@ fn main() -> ExitCode {
         total.crashes_in_disk_ops,
         total.torn_crashes,
         total.torn_tails_cut,
+        total.segments_indexed,
+        total.segments_sealed,
         total.process_kills,
         total.disk_faults,
         total.poisoned,
@@ -273,6 +275,8 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.torn_crashes += run.torn_crashes;
     total.process_kills += run.process_kills;
     total.torn_tails_cut += run.torn_tails_cut;
+    total.segments_indexed += run.segments_indexed;
+    total.segments_sealed += run.segments_sealed;
     total.crashes_in_disk_ops += run.crashes_in_disk_ops;
     total.disk_faults += run.disk_faults;
     total.poisoned += run.poisoned;

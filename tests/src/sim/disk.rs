@@ -273,6 +273,8 @@ impl World {
         let seed = self.rng.fork();
         let recovery = self.replicas[node].restart(seed)?;
         self.summary.torn_tails_cut += u64::from(recovery.torn_tail_bytes > 0);
+        self.summary.segments_indexed += recovery.segments_indexed as u64;
+        self.summary.segments_sealed += recovery.segments.saturating_sub(1) as u64;
         self.checker.on_restart(node);
         if self.wiped_at[node] > 0 {
             // A wiped replica that does not rejoin (a planted bug) holds none of its old copies.

@@ -140,6 +140,10 @@ pub struct RunSummary {
     pub crashes_in_disk_ops: u64,
     /// Restarts whose recovery cut a torn tail off the log.
     pub torn_tails_cut: u64,
+    /// Sealed segments restarts took from their index files instead of scanning them.
+    pub segments_indexed: u64,
+    /// Sealed segments restarts found (every segment but the last).
+    pub segments_sealed: u64,
     /// Disk faults injected: fsyncs made to fail, disks filled.
     pub disk_faults: u64,
     /// Logs poisoned by a failed fsync (each replica then went down).
