@@ -13,7 +13,8 @@ use raftwal_wire::types::{HardState, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
 use storage_common::{
-    append_until_flush_fails, bytes_used, entries, one_segment_options, small_options,
+    append_durably, append_until_flush_fails, bytes_used, entries, one_segment_options,
+    small_options,
 };
 
 const DIR: &str = "/logs/f";
@@ -737,13 +738,7 @@ fn a_single_record_an_earlier_truncation_cut_never_comes_back_after_a_restart() 
         // the active one is cut, the log goes on in term 2 and is reopened.
         let setup = |disk: &Rc<SimDisk>| {
             let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
-            for k in 0..150 {
-                log.append(&entries(1 + k, 1, 1)).unwrap();
-                if k % 5 == 4 {
-                    log.flush().unwrap();
-                }
-            }
-            log.flush().unwrap();
+            append_durably(&mut log, 150, 1, 5);
             let (cut_from, _) = log.segment_extents().next_back().unwrap();
             let (sealed, _) = log.segment_extents().rev().nth(1).unwrap();
             let kept = cut_from.get() - 2;
@@ -785,13 +780,7 @@ fn cut_into_a_sealed_segment(
     options: raftwal::storage::LogOptions,
 ) -> (LogStore<SimDisk>, u64, u64, u64) {
     let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
-    for k in 0..150 {
-        log.append(&entries(1 + k, 1, 1)).unwrap();
-        if k % 5 == 4 {
-            log.flush().unwrap();
-        }
-    }
-    log.flush().unwrap();
+    append_durably(&mut log, 150, 1, 5);
     let (cut_in, _) = log.segment_extents().rev().nth(1).unwrap();
     let (before_it, _) = log.segment_extents().rev().nth(2).unwrap();
     let kept = cut_in.get() + 3;

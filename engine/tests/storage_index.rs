@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{assert_genuine, entries, small_options};
+use storage_common::{append_durably, assert_genuine, entries, small_options};
 
 const DIR: &str = "/logs/index";
 
@@ -37,14 +37,7 @@ fn open(disk: &Rc<SimDisk>) -> (LogStore<SimDisk>, Recovery) {
 
 /// Appends `count` entries of `term` and waits until they are durable.
 fn write(log: &mut LogStore<SimDisk>, count: u64, term: u64) {
-    for _ in 0..count {
-        let next = log.last_index().get() + 1;
-        log.append(&entries(next, 1, term)).unwrap();
-        if next.is_multiple_of(4) {
-            log.flush().unwrap();
-        }
-    }
-    log.flush().unwrap();
+    append_durably(log, count, term, 4);
 }
 
 fn names(disk: &SimDisk, suffix: &str) -> Vec<String> {

@@ -10,7 +10,7 @@ use raftwal::storage::{Disk, LogOptions, LogStore, SimDisk};
 use raftwal_wire::types::LogIndex;
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{assert_genuine, entries, small_options};
+use storage_common::{append_durably, assert_genuine, small_options};
 
 const DIR: &str = "/logs/maps";
 
@@ -19,14 +19,7 @@ fn options(mapped_max: usize) -> LogOptions {
 }
 
 fn write(log: &mut LogStore<SimDisk>, count: u64) {
-    for _ in 0..count {
-        let next = log.last_index().get() + 1;
-        log.append(&entries(next, 1, 1)).unwrap();
-        if next.is_multiple_of(5) {
-            log.flush().unwrap();
-        }
-    }
-    log.flush().unwrap();
+    append_durably(log, count, 1, 5);
     log.check_invariants();
 }
 

@@ -17,7 +17,8 @@ use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
 use storage_common::{
-    append_until_flush_fails, assert_genuine, bytes_used, entries, entry, read_all, small_options,
+    append_durably, append_until_flush_fails, assert_genuine, bytes_used, entries, entry, read_all,
+    small_options,
 };
 
 const DIR: &str = "/logs/recycle";
@@ -32,14 +33,7 @@ fn open(disk: &Rc<SimDisk>) -> LogStore<SimDisk> {
 
 /// Appends `count` entries of `term` and waits until they are durable.
 fn write(log: &mut LogStore<SimDisk>, count: u64, term: u64) {
-    for _ in 0..count {
-        let next = log.last_index().get() + 1;
-        log.append(&entries(next, 1, term)).unwrap();
-        if next.is_multiple_of(3) {
-            log.flush().unwrap();
-        }
-    }
-    log.flush().unwrap();
+    append_durably(log, count, term, 3);
 }
 
 /// The header of every segment file, by name.

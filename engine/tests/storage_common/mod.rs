@@ -108,3 +108,17 @@ pub fn append_until_flush_fails<D: Disk>(
         }
     }
 }
+
+/// Appends `count` entries of `term` after the log's last one, one at a time, flushing after
+/// each index that is a multiple of `flush_every` and at the end: batches of several sizes,
+/// all durable on return.
+pub fn append_durably<D: Disk>(log: &mut LogStore<D>, count: u64, term: u64, flush_every: u64) {
+    for _ in 0..count {
+        let next = log.last_index().get() + 1;
+        log.append(&entries(next, 1, term)).unwrap();
+        if next.is_multiple_of(flush_every) {
+            log.flush().unwrap();
+        }
+    }
+    log.flush().unwrap();
+}
