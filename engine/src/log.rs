@@ -119,7 +119,9 @@ pub struct LogStatus {
     pub term: Term,
     /// The leader it knows of.
     pub leader: Option<NodeId>,
-    /// Its commit index.
+    /// Its commit index, as its reads serve it: every entry up to it is committed and readable
+    /// from this node (a follower's consensus core may have learned a higher one in the same
+    /// loop turn, before the entries reached its store).
     pub commit_index: LogIndex,
     /// The first index it still stores.
     pub first_index: LogIndex,

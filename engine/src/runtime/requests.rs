@@ -280,7 +280,7 @@ impl<D: Disk> Replica<D> {
             role: self.core.role(),
             term: self.core.term(),
             leader: self.core.leader(),
-            commit_index: self.core.commit_index(),
+            commit_index: self.readable_commit(),
             first_index: self.store.first_index(),
             last_index: self.store.last_index(),
             durable_index: self.store.durable_index(),
@@ -483,7 +483,7 @@ impl<D: Disk> Replica<D> {
             leader: self.leader_info(self.core.leader()).map(hint),
             first_index: self.store.first_index(),
             last_index: self.store.durable_index(),
-            commit_index: self.core.commit_index(),
+            commit_index: self.readable_commit(),
         }
     }
 }

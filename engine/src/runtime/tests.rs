@@ -542,6 +542,31 @@ fn a_follower_read_past_its_stored_end_in_the_turn_it_learns_the_commit_is_no_er
     assert_eq!(entries[0].data, "three");
 }
 
+/// A status taken in the turn a follower learns entries and a commit index that covers them
+/// reports the commit index its reads serve, not the core's: a caller that waits for the
+/// status to show an index and then reads must find the entry.
+#[test]
+fn a_followers_status_reports_the_commit_index_its_reads_serve() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
+    h.settle();
+    h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
+    assert_eq!(h.replica.core.commit_index(), LogIndex(3));
+    let status = h.replica.status();
+    let read = h.replica.read_local(LogIndex(1), ReadLimit::entries(100)).unwrap();
+    assert_eq!(
+        read.last().map(|e| e.index),
+        Some(status.commit_index),
+        "the status reports a commit index the reads do not serve yet"
+    );
+    h.settle();
+    assert_eq!(h.replica.status().commit_index, LogIndex(3));
+    let read = h.replica.read_local(LogIndex(1), ReadLimit::entries(100)).unwrap();
+    assert_eq!(read.len(), 3);
+}
+
 /// A leader deposed while a local append waits for its commit: the entry went out to the
 /// followers and may still commit under the next leader, so the caller is told
 /// `LeadershipLost` (read to check), not `NotLeader`, which says to append at the leader and
