@@ -99,6 +99,15 @@ fn assert_tiny(e: &raftwal_wire::types::Entry, term_of: impl Fn(u64) -> u64) {
     assert_eq!(e.data[..], (i ^ (term_of(i) << 40)).to_le_bytes(), "payload of {i}");
 }
 
+/// Appends `batches` durable batches of 1,000 tiny entries of term 1.
+fn append_tiny_batches(log: &mut LogStore<SimDisk>, batches: u64) {
+    for _ in 0..batches {
+        let next = log.last_index().get() + 1;
+        log.append(&tiny(next, 1000, 1)).unwrap();
+        log.flush().unwrap();
+    }
+}
+
 fn tiny_options(mapped_max: usize) -> LogOptions {
     LogOptions { segment_size_bytes: 256 << 10, batch_bytes_max: 64 << 10, ..options(mapped_max) }
 }
@@ -123,11 +132,7 @@ fn read_tiny(log: &LogStore<SimDisk>, max_bytes: usize, term_of: &dyn Fn(u64) ->
 fn unmapped_segments_give_up_their_offsets_and_read_them_from_their_index_files() {
     let disk = Rc::new(SimDisk::new());
     let (mut log, _) = LogStore::open(Path::new(DIR), tiny_options(1), disk.clone()).unwrap();
-    for _ in 0..40 {
-        let next = log.last_index().get() + 1;
-        log.append(&tiny(next, 1000, 1)).unwrap();
-        log.flush().unwrap();
-    }
+    append_tiny_batches(&mut log, 40);
     log.check_invariants();
     let sealed = segments(&disk) - 1;
     assert!(sealed >= 4, "{sealed} sealed segments");
@@ -146,11 +151,7 @@ fn unmapped_segments_give_up_their_offsets_and_read_them_from_their_index_files(
 fn a_truncation_into_a_segment_without_its_offsets_cuts_exactly_there() {
     let disk = Rc::new(SimDisk::new());
     let (mut log, _) = LogStore::open(Path::new(DIR), tiny_options(0), disk.clone()).unwrap();
-    for _ in 0..30 {
-        let next = log.last_index().get() + 1;
-        log.append(&tiny(next, 1000, 1)).unwrap();
-        log.flush().unwrap();
-    }
+    append_tiny_batches(&mut log, 30);
     assert!(log.unloaded_segments() >= 3);
     // Cut in the middle of the second segment, which holds no offsets in memory.
     let (second, _) = log.segment_extents().nth(1).unwrap();
@@ -173,11 +174,7 @@ fn a_truncation_into_a_segment_without_its_offsets_cuts_exactly_there() {
 fn a_damaged_or_missing_index_file_under_a_running_log_is_a_read_error_never_a_wrong_entry() {
     let disk = Rc::new(SimDisk::new());
     let (mut log, _) = LogStore::open(Path::new(DIR), tiny_options(0), disk.clone()).unwrap();
-    for _ in 0..12 {
-        let next = log.last_index().get() + 1;
-        log.append(&tiny(next, 1000, 1)).unwrap();
-        log.flush().unwrap();
-    }
+    append_tiny_batches(&mut log, 12);
     let (first, _) = log.segment_extents().next().unwrap();
     let index = Path::new(DIR).join(raftwal::storage::SegmentId(first).index_file_name());
     let len = disk.file_bytes(&index).unwrap().len();
