@@ -1,9 +1,11 @@
 //! Crash test on the simulated disk: a workload of appends, batches, segment roll-overs, hard
 //! state saves, a truncation and a compaction is crashed at every write and sync point, with and
-//! without a torn last write. After reopening, the log must be a genuine log (every entry one that
-//! was written at its index), must hold every entry that was reported durable (unless a
-//! truncation or compaction asking to drop it was under way), and the hard state must be the last
-//! acknowledged one or the one being saved.
+//! without a torn last write, and after a partial writeback (`Tear::Writeback`: any pages of the
+//! unsynced writes and a prefix of the unsynced name changes survive, so index files that were
+//! never synced are found and trusted, and unsynced batches survive with holes). After reopening,
+//! the log must be a genuine log (every entry one that was written at its index), must hold every
+//! entry that was reported durable (unless a truncation or compaction asking to drop it was under
+//! way), and the hard state must be the last acknowledged one or the one being saved.
 //!
 //! With two batches allowed in flight, some rounds start a second batch before the first
 //! completes; the pipelined runs let the disk run queued ops out of order (a later batch's
@@ -159,6 +161,15 @@ fn check_recovered(log: &LogStore<SimDisk>, rec: &Record, what: &str) {
     }
 }
 
+/// What the power losses with [`Tear::Writeback`] left: how many recoveries took a sealed
+/// segment from its index file, kept entries never reported durable, and cut a torn tail.
+#[derive(Debug, Default)]
+struct WrittenBack {
+    indexed: u32,
+    unsynced_kept: u32,
+    torn_cut: u32,
+}
+
 fn crash_everywhere(direct_io: bool, zero_fill: ZeroFill) {
     crash_everywhere_with(direct_io, zero_fill, 1, None);
 }
@@ -208,8 +219,14 @@ fn crash_everywhere_with(
     let mut crashed_runs = 0;
     // Recoveries that cut bytes although no torn write survived: a hole's later batch.
     let mut holes_cut = 0;
+    let mut written_back = WrittenBack::default();
     for point in 0..points {
-        for tear in [Tear::None, Tear::LastWrite { seed: point * 31 + 7 }] {
+        let tears = [
+            Tear::None,
+            Tear::LastWrite { seed: point * 31 + 7 },
+            Tear::Writeback { seed: point * 131 + 3 },
+        ];
+        for tear in tears {
             let what = format!(
                 "crash at point {point} of {points} ({tear:?}, direct={direct_io}, {zero_fill:?}, \
                  batches={batches}, reorder={reorder:?})"
@@ -236,11 +253,24 @@ fn crash_everywhere_with(
             if tear == Tear::None && recovery.torn_tail_bytes > 0 {
                 holes_cut += 1;
             }
+            if let Tear::Writeback { .. } = tear {
+                written_back.indexed += u32::from(recovery.segments_indexed > 0);
+                written_back.unsynced_kept += u32::from(recovery.last_index.get() > rec.durable);
+                written_back.torn_cut += u32::from(recovery.torn_tail_bytes > 0);
+            }
             check_recovered(&log, &rec, &what);
         }
     }
-    assert_eq!(crashed_runs, 2 * points);
+    assert_eq!(crashed_runs, 3 * points);
     println!("{holes_cut} recoveries cut a batch that was durable behind a lost one");
+    // The caches' writeback at the power loss kept what no fdatasync covered: index files
+    // (never synced) that open then trusted, entries that were never reported durable, and
+    // torn batches that recovery cut.
+    println!("power losses after a partial writeback: {written_back:?}");
+    assert!(
+        written_back.indexed > 0 && written_back.unsynced_kept > 0 && written_back.torn_cut > 0,
+        "{written_back:?}"
+    );
     if reorder.is_none() {
         // In submission order a later batch is never durable before an earlier one.
         assert_eq!(holes_cut, 0);
@@ -284,9 +314,11 @@ fn kill_then_power_loss_everywhere(batches: usize, reorder: Option<u64>) {
             unsynced_seen += 1;
         }
         drop(log);
-        disk.crash(Tear::None);
+        // Every other power loss finds part of what the restarted log wrote written back.
+        let tear = if point % 2 == 0 { Tear::None } else { Tear::Writeback { seed: point } };
+        disk.crash(tear);
         let (log, _) = LogStore::open(dir, options, disk.clone())
-            .unwrap_or_else(|e| panic!("{what}: reopen after the power loss: {e}"));
+            .unwrap_or_else(|e| panic!("{what}: reopen after the power loss ({tear:?}): {e}"));
         let after = (read_all(&log), log.hard_state());
         assert_eq!(after.1, seen.1, "{what}: the hard state read at the restart was lost");
         assert!(

@@ -118,8 +118,8 @@ fn planted_bug_reopen_poisoned_log_is_caught() {
 
 #[test]
 fn the_same_seed_replays_the_same_run() {
-    let mut disk_paths = (0, 0, 0, 0, 0);
-    for seed in [0, 3, 4, 77] {
+    let mut disk_paths = (0, 0, 0, 0, 0, 0);
+    for seed in [0, 3, 26, 77] {
         let options = SimOptions::new(seed, SimOptions::default_nodes(seed));
         let first = sim::run(&options).expect("clean seed");
         let second = sim::run(&options).expect("clean seed");
@@ -130,10 +130,13 @@ fn the_same_seed_replays_the_same_run() {
         disk_paths.2 += first.poisoned;
         disk_paths.3 += first.pipelined_batches;
         disk_paths.4 += first.process_kills;
+        disk_paths.5 += first.written_back_crashes;
     }
     // The replayed runs cover crashes inside disk operations, torn writes, poisoned logs,
-    // pipelined batches and processes restarted in a boot that went on.
-    let covered = [disk_paths.0, disk_paths.1, disk_paths.2, disk_paths.3, disk_paths.4];
+    // pipelined batches, processes restarted in a boot that went on and power losses after a
+    // partial writeback.
+    let covered =
+        [disk_paths.0, disk_paths.1, disk_paths.2, disk_paths.3, disk_paths.4, disk_paths.5];
     assert!(covered.iter().all(|&n| n > 0), "{disk_paths:?}");
     let bug = PlantedBug::Core(InjectedBug::NoElectionRestriction);
     let (_, caught) = first_failure(0, 50, None, Some(bug)).expect("caught within 50 seeds");

@@ -159,8 +159,8 @@ fn main() -> ExitCode {
         total.rejoins
     );
     println!(
-        "storage: {} crashes ({} inside a disk operation, {} with a torn last write; {} \
-         recoveries cut a torn tail; {} of {} sealed segments reopened from their index file), {} downs of the process only (crashes, poisoned or stopped logs, in a boot that went on), {} disk faults ({} logs poisoned, {} steps refused by a \
+        "storage: {} crashes ({} inside a disk operation, {} with a torn last write, {} after a \
+         partial writeback; {} recoveries cut a torn tail; {} of {} sealed segments reopened from their index file), {} downs of the process only (crashes, poisoned or stopped logs, in a boot that went on), {} disk faults ({} logs poisoned, {} steps refused by a \
          full disk, {} logs given up by the runtime's order on a full disk), {} batches of {} \
          entries ({:.2} entries per batch and fdatasync; {} pipelined, {} withdrawn after a write \
          found no space); background: {} zero-fill writes, {} \
@@ -169,6 +169,7 @@ fn main() -> ExitCode {
         total.crashes,
         total.crashes_in_disk_ops,
         total.torn_crashes,
+        total.written_back_crashes,
         total.torn_tails_cut,
         total.segments_indexed,
         total.segments_sealed,
@@ -273,6 +274,7 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.wipes += run.wipes;
     total.rejoins += run.rejoins;
     total.torn_crashes += run.torn_crashes;
+    total.written_back_crashes += run.written_back_crashes;
     total.process_kills += run.process_kills;
     total.torn_tails_cut += run.torn_tails_cut;
     total.segments_indexed += run.segments_indexed;

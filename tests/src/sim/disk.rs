@@ -174,7 +174,8 @@ impl World {
     /// A replica goes down and everything in memory is lost. Either its process dies in a boot
     /// that goes on (the caches keep what was written and not synced: some crashes, half the
     /// poisoned or stopped logs, which a supervisor restarts), or the machine loses power: its
-    /// disk keeps what is durable (and a torn prefix of the last unsynced write in some runs).
+    /// disk keeps what is durable (and a torn prefix of the last unsynced write in some runs,
+    /// or what the caches had written back of the rest).
     /// It restarts after a downtime, unless it stays sick.
     pub(super) fn node_down(&mut self, node: usize, cause: DownCause) -> Result<(), Violation> {
         let in_place = match cause {
@@ -184,18 +185,19 @@ impl World {
             DownCause::Crash => self.rng.chance(250_000),
             DownCause::CrashInDiskOp | DownCause::Sick => false,
         };
-        let mut torn = false;
+        let mut tear = Tear::None;
         let lost_from = if in_place {
             self.replicas[node].kill();
             self.summary.process_kills += 1;
             None
         } else {
-            let tear = if self.profile.torn_writes && self.rng.chance(500_000) {
-                torn = true;
-                Tear::LastWrite { seed: self.rng.next_u64() }
-            } else {
-                Tear::None
-            };
+            // Some power losses tear the last unsynced write (in profiles that tear); some come
+            // after the caches wrote back part of what no fdatasync or directory fsync covered.
+            if self.profile.torn_writes && self.rng.chance(500_000) {
+                tear = Tear::LastWrite { seed: self.rng.next_u64() };
+            } else if self.rng.chance(400_000) {
+                tear = Tear::Writeback { seed: self.rng.next_u64() };
+            }
             self.replicas[node].crash(tear).map_err(|error| Violation {
                 property: Property::DurableImage,
                 detail: format!("{:?}: {error}", id_of(node)),
@@ -216,14 +218,15 @@ impl World {
             DownCause::Stopped => self.summary.stopped += 1,
             DownCause::Sick => {}
         }
-        self.summary.torn_crashes += u64::from(torn);
+        self.summary.torn_crashes += u64::from(matches!(tear, Tear::LastWrite { .. }));
+        self.summary.written_back_crashes += u64::from(matches!(tear, Tear::Writeback { .. }));
         self.trace.record(
             self.now,
             TraceEvent::Down {
                 node: id_of(node),
                 cause,
                 in_place,
-                torn,
+                tear,
                 durable_last: self.replicas[node].store().durable().last_index(),
             },
         );

@@ -132,6 +132,9 @@ pub struct RunSummary {
     pub crashes: u64,
     /// Crashes that kept a torn prefix of the last unsynced write.
     pub torn_crashes: u64,
+    /// Power losses after which part of what was not synced survived (the caches had written
+    /// back some of the pages and, in order, some of the name changes no fsync covered).
+    pub written_back_crashes: u64,
     /// Replicas that went down as a process in a boot that went on (the caches kept what was
     /// written and not synced): some crashes, some poisoned or stopped logs.
     pub process_kills: u64,

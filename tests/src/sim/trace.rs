@@ -7,6 +7,7 @@
 
 use super::disk::{DiskFault, DownCause};
 use raftwal::raft::{ProposeError, Role};
+use raftwal::storage::Tear;
 use raftwal_wire::message::{AppendEntriesResponse, Message, MessageBody};
 use raftwal_wire::types::{LogIndex, NodeId, Term};
 use std::collections::VecDeque;
@@ -141,7 +142,7 @@ pub(crate) enum TraceEvent {
     ArmCrash { node: NodeId, points: u64 },
     Propose { node: NodeId, tag: u64, result: Result<(LogIndex, LogIndex, Term), ProposeError> },
     Acknowledged { node: NodeId, tag: u64, first: LogIndex, last: LogIndex, term: Term },
-    Down { node: NodeId, cause: DownCause, in_place: bool, torn: bool, durable_last: LogIndex },
+    Down { node: NodeId, cause: DownCause, in_place: bool, tear: Tear, durable_last: LogIndex },
     Restart { node: NodeId, term: Term, last: LogIndex, commit: LogIndex },
     Wipe { node: NodeId, was_up: bool },
     Rejoined { node: NodeId },
@@ -200,7 +201,7 @@ impl fmt::Display for TraceEvent {
                 f,
                 "{node:?} acknowledges proposal {tag} ({first:?}..={last:?} {term:?}) to its client"
             ),
-            TraceEvent::Down { node, cause, in_place, torn, durable_last } => {
+            TraceEvent::Down { node, cause, in_place, tear, durable_last } => {
                 let what = match cause {
                     DownCause::Crash => "CRASHES",
                     DownCause::CrashInDiskOp => "CRASHES inside a disk operation",
@@ -208,7 +209,11 @@ impl fmt::Display for TraceEvent {
                     DownCause::Stopped => "STOPS: its replica loop gave up on the log",
                     DownCause::Sick => "GOES DOWN for the liveness phase",
                 };
-                let tear = if *torn { ", the last unsynced write torn" } else { "" };
+                let tear = match tear {
+                    Tear::None => "",
+                    Tear::LastWrite { .. } => ", the last unsynced write torn",
+                    Tear::Writeback { .. } => ", part of what was not synced written back",
+                };
                 let boot = if *in_place {
                     ", its process only: the caches keep what it wrote"
                 } else {

@@ -21,8 +21,10 @@
 //!    creation (and its parent is durable). Directories the disk never made (the root, and
 //!    those of files a test puts in place) stand for ones that were there before: durable.
 //! 3. A crash replaces every written image and table with its durable one; with a tear, a prefix
-//!    of whole sectors of the most recent unsynced write survives. A directory that was not
-//!    durable is gone, with every name in it.
+//!    of whole sectors of the most recent unsynced write survives ([`Tear::LastWrite`]), or the
+//!    caches had written back part of what was not synced ([`Tear::Writeback`]: any pages or
+//!    sectors of any file's unsynced writes, and a prefix, in order, of the name changes no
+//!    directory fsync covered). A directory that was not durable is gone, with every name in it.
 //! 4. Ops queued with `submit` run, in submission order (or in an order drawn from
 //!    [`SimFaults::reorder_seed`]), when an owner reaps or waits (or when the test calls
 //!    [`SimDisk::run_pending`] in manual mode).
@@ -72,6 +74,44 @@ pub enum Tear {
         /// Chooses the number of surviving sectors, deterministically.
         seed: u64,
     },
+    /// The page cache and the device had written back part of what no fdatasync covered, in
+    /// no particular order (docs/format.md, "Media assumptions", rule 3): each 4096-byte page
+    /// of every file's unsynced writes (its dirty range) survives whole, as a subset of its
+    /// sectors, or not at all, and a file grows to hold the bytes that survived past its
+    /// durable length (the gaps read as zeros). Of the name changes (creations, renames,
+    /// removals, directory creations) that no directory fsync covered, a prefix survives, in
+    /// the order they were made, as a journaling file system commits them. `seed` picks the
+    /// share of pages (none, a quarter, half, three quarters or all), which ones, and how many
+    /// name changes.
+    Writeback {
+        /// Chooses what survives, deterministically.
+        seed: u64,
+    },
+}
+
+/// A change to the name tables that no directory fsync has covered yet, for
+/// [`Tear::Writeback`].
+#[derive(Clone, Debug)]
+enum NameOp {
+    /// A file was created under this name.
+    Link(PathBuf, u64),
+    /// This name was removed.
+    Unlink(PathBuf),
+    /// A name was renamed.
+    Rename(PathBuf, PathBuf),
+    /// `create_dir_all` made this directory.
+    MakeDir(PathBuf),
+}
+
+impl NameOp {
+    /// Whether an fsync of `dir` makes this change durable (a rename between two directories
+    /// is taken as durable once either is synced: raftwal renames within one directory).
+    fn in_dir(&self, dir: &Path) -> bool {
+        match self {
+            NameOp::Link(p, _) | NameOp::Unlink(p) | NameOp::MakeDir(p) => p.parent() == Some(dir),
+            NameOp::Rename(from, to) => from.parent() == Some(dir) || to.parent() == Some(dir),
+        }
+    }
 }
 
 /// Counters of what the disk did.
@@ -125,6 +165,8 @@ struct State {
     stats: SimStats,
     /// The most recent unsynced write: (inode, offset, length).
     last_write: Option<(u64, usize, usize)>,
+    /// Name changes no directory fsync covered yet, in the order they were made.
+    name_log: Vec<NameOp>,
     /// Draws made for [`SimFaults::reorder_seed`].
     reorder_draws: u64,
     /// [`Disk::drop_clean_cache`] does nothing (see [`SimDisk::set_keeps_stale_cache`]).
@@ -310,6 +352,65 @@ impl State {
         true
     }
 
+    /// [`Tear::Writeback`]: copies to the durable images what the caches wrote back before the
+    /// power failed, and applies a prefix of the name changes to the durable tables.
+    fn write_back(&mut self, seed: u64) {
+        let mut draws = 0u64;
+        let mut draw = || {
+            draws += 1;
+            splitmix64(seed ^ draws.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        };
+        let page = BLOCK_SIZE_BYTES;
+        let sectors_per_page = page / SECTOR_SIZE_BYTES;
+        // Quarters of the dirty pages that survive, the same share for every file.
+        let share = draw() % 5;
+        for node in self.inodes.values_mut() {
+            let Some((lo, hi)) = node.dirty else { continue };
+            let hi = hi.min(node.written.len());
+            let mut at = lo - lo % page;
+            while at < hi {
+                let roll = draw();
+                if roll % 4 < share {
+                    // Most surviving pages are whole; some are a subset of their sectors.
+                    let sectors = if (roll >> 8) % 8 == 0 { draw() } else { u64::MAX };
+                    for k in 0..sectors_per_page {
+                        let from = (at + k * SECTOR_SIZE_BYTES).max(lo);
+                        let to = (at + (k + 1) * SECTOR_SIZE_BYTES).min(hi);
+                        if from >= to || sectors & (1 << k) == 0 {
+                            continue;
+                        }
+                        if node.durable.len() < to {
+                            node.durable.resize(to, 0);
+                        }
+                        node.durable[from..to].copy_from_slice(&node.written[from..to]);
+                    }
+                }
+                at += page;
+            }
+        }
+        let survive = usize::try_from(draw() % (self.name_log.len() as u64 + 1)).unwrap_or(0);
+        for op in std::mem::take(&mut self.name_log).into_iter().take(survive) {
+            match op {
+                NameOp::Link(path, inode) => {
+                    self.durable_names.insert(path, inode);
+                }
+                NameOp::Unlink(path) => {
+                    self.durable_names.remove(&path);
+                }
+                NameOp::Rename(from, to) => {
+                    if let Some(inode) = self.durable_names.remove(&from) {
+                        self.durable_names.insert(to, inode);
+                    }
+                }
+                NameOp::MakeDir(dir) => {
+                    if !self.durable_dirs.contains(&dir) {
+                        self.durable_dirs.push(dir);
+                    }
+                }
+            }
+        }
+    }
+
     fn run_newest_pending(&mut self) -> bool {
         let Some(last) = self.pending.pop_back() else { return false };
         self.pending.push_front(last);
@@ -384,10 +485,14 @@ impl SimDisk {
 
     /// Crashes and restarts the disk: queued ops are dropped, every open file and owner is
     /// forgotten, and every file and directory goes back to its durable image (keeping a torn
-    /// prefix of the last unsynced write if `tear` says so). Faults are cleared, except the
+    /// prefix of the last unsynced write, or what the caches wrote back, if `tear` says so).
+    /// Faults are cleared, except the
     /// order queued ops run in ([`SimFaults::reorder_seed`]: the device, not a fault).
     pub fn crash(&self, tear: Tear) {
         let mut s = self.state.borrow_mut();
+        if let Tear::Writeback { seed } = tear {
+            s.write_back(seed);
+        }
         if let (Tear::LastWrite { seed }, Some((inode, offset, len))) = (tear, s.last_write) {
             if let Some(node) = s.inodes.get_mut(&inode) {
                 let first_sector = offset / SECTOR_SIZE_BYTES;
@@ -429,6 +534,7 @@ impl SimDisk {
         // The faults are spent; the device's ordering is not a fault and stays.
         s.faults = SimFaults { reorder_seed: s.faults.reorder_seed, ..SimFaults::default() };
         s.last_write = None;
+        s.name_log.clear();
     }
 
     /// The process dies and restarts, the machine does not: queued ops are dropped (never
@@ -537,7 +643,10 @@ impl Disk for SimDisk {
         // Top down: each directory missing on the path is made (not durable yet).
         let missing: Vec<PathBuf> =
             dir.ancestors().filter(|a| !s.dir_exists(a)).map(Path::to_path_buf).collect();
-        s.dirs.extend(missing.into_iter().rev());
+        for dir in missing.into_iter().rev() {
+            s.name_log.push(NameOp::MakeDir(dir.clone()));
+            s.dirs.push(dir);
+        }
         Ok(())
     }
 
@@ -568,6 +677,7 @@ impl Disk for SimDisk {
                 s.next_inode += 1;
                 s.inodes.insert(id, Inode::default());
                 s.written_names.insert(path.to_path_buf(), id);
+                s.name_log.push(NameOp::Link(path.to_path_buf(), id));
                 id
             }
             None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
@@ -659,6 +769,7 @@ impl Disk for SimDisk {
         let made: Vec<PathBuf> =
             s.dirs.iter().filter(|d| in_dir(d) && !s.durable_dirs.contains(d)).cloned().collect();
         s.durable_dirs.extend(made);
+        s.name_log.retain(|op| !op.in_dir(dir));
         Ok(())
     }
 
@@ -671,6 +782,7 @@ impl Disk for SimDisk {
         if let Some(inode) = s.written_names.remove(from) {
             s.written_names.insert(to.to_path_buf(), inode);
         }
+        s.name_log.push(NameOp::Rename(from.to_path_buf(), to.to_path_buf()));
         Ok(())
     }
 
@@ -681,6 +793,7 @@ impl Disk for SimDisk {
         }
         s.point()?;
         s.written_names.remove(path);
+        s.name_log.push(NameOp::Unlink(path.to_path_buf()));
         Ok(())
     }
 

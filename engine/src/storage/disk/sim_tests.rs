@@ -125,3 +125,81 @@ fn a_directory_lasts_only_once_its_parent_is_synced() {
     d.crash(Tear::None);
     assert_eq!(d.file_bytes(&path).unwrap(), b"abc");
 }
+
+#[test]
+fn writeback_keeps_any_pages_and_a_prefix_of_the_name_changes() {
+    let dir = Path::new("/d");
+    let page = BLOCK_SIZE_BYTES;
+    let sector = SECTOR_SIZE_BYTES;
+    let (mut whole, mut none, mut sectors, mut grown) = (0, 0, 0, 0);
+    let mut names_seen = std::collections::BTreeSet::new();
+    for seed in 0..400 {
+        let d = SimDisk::new();
+        d.put_file(&dir.join("x"), b"old");
+        let f = d.open(&dir.join("a"), opts(true)).unwrap();
+        d.write_at(f, 0, &vec![1u8; 4 * page]).unwrap();
+        d.sync(f).unwrap();
+        d.sync_dir(dir).unwrap();
+        // Unsynced: pages 1 and 2 rewritten, page 4 appended; then three name changes.
+        d.write_at(f, page as u64, &vec![2u8; 2 * page]).unwrap();
+        d.write_at(f, 4 * page as u64, &vec![3u8; page]).unwrap();
+        d.open(&dir.join("b"), opts(true)).unwrap();
+        d.rename(&dir.join("b"), &dir.join("c")).unwrap();
+        d.remove(&dir.join("x")).unwrap();
+        d.crash(Tear::Writeback { seed });
+
+        let names = d.file_names(dir);
+        let prefixes = [vec!["a", "x"], vec!["a", "b", "x"], vec!["a", "c", "x"], vec!["a", "c"]];
+        assert!(prefixes.iter().any(|p| *p == names), "seed {seed}: {names:?} is no prefix");
+        names_seen.insert(names);
+        let bytes = d.file_bytes(&dir.join("a")).unwrap();
+        assert!(bytes.len() >= 4 * page && bytes.len() <= 5 * page, "seed {seed}");
+        assert!(bytes.len().is_multiple_of(sector), "seed {seed}: whole sectors survive");
+        for (k, chunk) in bytes.chunks(sector).enumerate() {
+            let allowed: &[u8] = match k * sector / page {
+                0 | 3 => &[1],
+                1 | 2 => &[1, 2],
+                _ => &[0, 3],
+            };
+            assert!(
+                allowed.iter().any(|&b| chunk.iter().all(|&c| c == b)),
+                "seed {seed}: sector {k} holds neither what was durable nor what was written"
+            );
+        }
+        let rewritten: Vec<usize> = (page..3 * page)
+            .step_by(sector)
+            .filter(|&at| bytes[at] == 2)
+            .map(|at| at / sector)
+            .collect();
+        match rewritten.len() {
+            0 => none += 1,
+            16 => whole += 1,
+            n if n % 8 != 0 => sectors += 1,
+            _ => {}
+        }
+        grown += u32::from(bytes.len() > 4 * page);
+    }
+    assert_eq!(names_seen.len(), 4, "every prefix of the name changes survives for some seed");
+    assert!(whole > 0 && none > 0 && sectors > 0 && grown > 0, "{whole} {none} {sectors} {grown}");
+}
+
+#[test]
+fn writeback_keeps_nothing_a_directory_fsync_or_a_failed_fdatasync_settled() {
+    let dir = Path::new("/d");
+    for seed in 0..100 {
+        let d = SimDisk::new();
+        let f = d.open(&dir.join("a"), opts(true)).unwrap();
+        d.open(&dir.join("b"), opts(true)).unwrap();
+        d.sync_dir(dir).unwrap();
+        d.remove(&dir.join("b")).unwrap();
+        d.open(&dir.join("b"), opts(true)).unwrap();
+        d.sync_dir(dir).unwrap();
+        // A failed fdatasync forgot the range: no writeback brings it back.
+        d.write_at(f, 0, b"lost").unwrap();
+        d.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
+        assert!(d.sync(f).is_err());
+        d.crash(Tear::Writeback { seed });
+        assert_eq!(d.file_names(dir), ["a", "b"], "seed {seed}: the synced names stay");
+        assert_eq!(d.file_bytes(&dir.join("a")).unwrap(), b"", "seed {seed}");
+    }
+}
