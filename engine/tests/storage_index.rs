@@ -131,6 +131,47 @@ fn a_reopened_log_takes_its_sealed_segments_from_their_index_files() {
 }
 
 #[test]
+fn open_asks_the_device_ahead_for_everything_the_index_checks_read() {
+    let disk = Rc::new(SimDisk::new());
+    written_log(&disk);
+    // More segments than recovery asks for ahead of itself (64): it asks window by window.
+    let (mut log, _) = open(&disk);
+    write(&mut log, 4000, 5);
+    drop(log);
+    let segments = names(&disk, ".seg").len();
+    assert!(segments > 100, "{segments} segments");
+    disk.take_prefetches();
+    let (_log, recovery) = open(&disk);
+    assert_eq!(recovery.segments_indexed, segments - 1);
+    let asked = disk.take_prefetches();
+    let dir = Path::new(DIR);
+    let covered = |name: &str, at: u64| {
+        asked.iter().any(|(p, o, l)| p == &dir.join(name) && *o <= at && at < o + (*l).max(1))
+    };
+    let seg_names = names(&disk, ".seg");
+    for name in &seg_names {
+        // Every header and first record.
+        assert!(covered(name, 0) && covered(name, SEGMENT_HEADER_BYTES as u64), "{name}");
+    }
+    for name in &seg_names[..segments - 1] {
+        let index = name.replace(".seg", ".idx");
+        assert!(asked.contains(&(dir.join(&index), 0, 0)), "{index} whole");
+        // The last record and both sides of every term change: what the checks decode.
+        let records = record_offsets(&disk, name);
+        let (first, last) = (records[0].1, records[records.len() - 1].1);
+        for (k, &(at, i)) in records.iter().enumerate() {
+            let changes_here = k > 0 && term_of(i) != term_of(i - 1);
+            let before_change = k + 1 < records.len() && term_of(i + 1) != term_of(i);
+            if i == first || i == last || changes_here || before_change {
+                assert!(covered(name, at as u64), "{name}: record {i} at {at} not asked for");
+            }
+        }
+    }
+    // The term changes of this log fall inside segments: those records were asked for too.
+    assert!(asked.len() > 3 * (segments - 1), "{} requests", asked.len());
+}
+
+#[test]
 fn a_missing_damaged_or_cut_index_costs_a_scan_and_is_written_again() {
     let disk = Rc::new(SimDisk::new());
     let segments = written_log(&disk);

@@ -141,6 +141,14 @@ pub trait Disk {
     /// same boot reads them as if they were on disk. Dirty pages stay (they are written back
     /// later); pages of direct I/O never enter the cache.
     fn drop_clean_cache(&self, file: FileId) -> io::Result<()>;
+    /// Advice that `len` bytes of the file from `offset` will be read soon: the device may
+    /// start reading them into the cache now, alongside other such reads
+    /// (`posix_fadvise(POSIX_FADV_WILLNEED)`), so a cold start does not wait for one random
+    /// read after another. Advice only: nothing depends on it, and failures are ignored. The
+    /// default does nothing.
+    fn prefetch(&self, file: FileId, offset: u64, len: u64) {
+        let _ = (file, offset, len);
+    }
     /// Renames a file (atomically replacing `to` if it exists).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.

@@ -167,6 +167,8 @@ struct State {
     last_write: Option<(u64, usize, usize)>,
     /// Name changes no directory fsync covered yet, in the order they were made.
     name_log: Vec<NameOp>,
+    /// [`Disk::prefetch`] advice received: (path, offset, length).
+    prefetches: Vec<(PathBuf, u64, u64)>,
     /// Draws made for [`SimFaults::reorder_seed`].
     reorder_draws: u64,
     /// [`Disk::drop_clean_cache`] does nothing (see [`SimDisk::set_keeps_stale_cache`]).
@@ -551,6 +553,12 @@ impl SimDisk {
         s.faults = SimFaults { reorder_seed: s.faults.reorder_seed, ..SimFaults::default() };
     }
 
+    /// The [`Disk::prefetch`] advice received since the last call, as (path, offset, length),
+    /// in order (the disk does nothing else with it: reads cost nothing here).
+    pub fn take_prefetches(&self) -> Vec<(PathBuf, u64, u64)> {
+        std::mem::take(&mut self.state.borrow_mut().prefetches)
+    }
+
     /// Makes [`Disk::drop_clean_cache`] do nothing: a recovery that trusts the page cache
     /// after a failed fdatasync, planted to prove that the simulator's checker catches it.
     pub fn set_keeps_stale_cache(&self, keeps: bool) {
@@ -752,6 +760,15 @@ impl Disk for SimDisk {
             node.written[held..to].fill(0);
         }
         Ok(())
+    }
+
+    fn prefetch(&self, file: FileId, offset: u64, len: u64) {
+        let mut s = self.state.borrow_mut();
+        let Ok(inode) = s.open_file(file).map(|f| f.inode) else { return };
+        let path = s.written_names.iter().find(|(_, &i)| i == inode).map(|(p, _)| p.clone());
+        if let Some(path) = path {
+            s.prefetches.push((path, offset, len));
+        }
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

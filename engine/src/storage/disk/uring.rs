@@ -516,6 +516,19 @@ impl Disk for UringDisk {
         Ok(())
     }
 
+    fn prefetch(&self, file: FileId, offset: u64, len: u64) {
+        let inner = self.inner.borrow();
+        let Ok(f) = inner.file(file) else { return };
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return;
+        };
+        // SAFETY: as in `drop_clean_cache`. Advice: its result does not matter.
+        let _ = unsafe {
+            libc::posix_fadvise(f.reader().as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED)
+        };
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }

@@ -2,8 +2,9 @@
 //! segment is sealed, read by recovery instead of scanning the segment, removed before the
 //! segment file is.
 //!
-//! Owns: when an index is written and removed, and the checks an index must pass against its
-//! segment before recovery trusts it. An index is never needed: a missing, damaged or stale one
+//! Owns: when an index is written and removed, the checks an index must pass against its
+//! segment before recovery trusts it, and what recovery asks the device for ahead of those
+//! checks (headers, index files, the records the checks decode: advice, `Disk::prefetch`). An index is never needed: a missing, damaged or stale one
 //! costs a scan of its segment (which writes it again), never an entry. So it is written
 //! without an fdatasync, and any error writing it is logged and ignored.
 //!
@@ -133,6 +134,50 @@ impl<D: Disk> LogStore<D> {
         check_index(&index, id.0, bytes, next, prev_term, seed)
     }
 
+    /// Starts the device's reads of segment `id`'s first two blocks (header and first record),
+    /// which recovery's header check reads. Advice only (`Disk::prefetch`).
+    pub(super) fn prefetch_header(&self, id: SegmentId) {
+        self.prefetch_file(&id.file_name(), &[(0, 2 * SEGMENT_HEADER_BYTES as u64)]);
+    }
+
+    /// Starts the device's reads of segment `id`'s whole index file. Advice only.
+    pub(super) fn prefetch_index_file(&self, id: SegmentId) {
+        self.prefetch_file(&id.index_file_name(), &[(0, 0)]);
+    }
+
+    /// Starts the device's reads of the records [`check_index`] will decode in segment `id`,
+    /// whose live records are `id.0..next`, as its (unchecked) `index` places them. Advice
+    /// only: an index that places them wrongly fails its checks all the same.
+    pub(super) fn prefetch_checked_records(
+        &self,
+        id: SegmentId,
+        index: &SegmentIndex,
+        next: LogIndex,
+    ) {
+        let changes: Vec<(LogIndex, Term)> =
+            index.term_changes.iter().copied().take_while(|c| c.0 < next).collect();
+        let ranges: Vec<(u64, u64)> = records_to_check(id.0, next.prev(), &changes)
+            .into_iter()
+            .filter_map(|i| {
+                let k = usize::try_from(i.get().checked_sub(id.0.get())?).ok()?;
+                let at = u64::from(*index.offsets.get(k)?);
+                let end = index.offsets.get(k + 1).map_or(at + 4096, |&o| u64::from(o));
+                Some((at, end.saturating_sub(at).max(1)))
+            })
+            .collect();
+        self.prefetch_file(&id.file_name(), &ranges);
+    }
+
+    fn prefetch_file(&self, name: &str, ranges: &[(u64, u64)]) {
+        let options = OpenOptions { create_new: false, direct: false };
+        if let Ok(file) = self.disk.open(&self.dir.join(name), options) {
+            for &(offset, len) in ranges {
+                self.disk.prefetch(file, offset, len);
+            }
+            self.disk.close(file);
+        }
+    }
+
     /// Reads and decodes segment `id`'s index file (nothing checked against the segment yet).
     pub(super) fn read_index(&self, id: SegmentId) -> Result<SegmentIndex, String> {
         let path = self.dir.join(id.index_file_name());
@@ -203,17 +248,9 @@ pub(super) fn check_index(
         return Err("its term changes are out of order".to_owned());
     }
     let term_of = |i: LogIndex| changes[changes.partition_point(|c| c.0 <= i) - 1].1;
-    // The records to decode: the first, the last live one, and both sides of every change.
     let last = next.prev();
-    let mut check: Vec<LogIndex> = vec![first, last];
-    for &(at, _) in &changes[1..] {
-        check.push(at.prev());
-        check.push(at);
-    }
-    check.sort();
-    check.dedup();
     let mut end = 0usize;
-    for i in check {
+    for i in records_to_check(first, last, &changes) {
         let k = (i.get() - first.get()) as usize;
         let at = offsets[k] as usize;
         let limit = offsets.get(k + 1).map_or(bytes.len(), |&o| o as usize);
@@ -256,4 +293,21 @@ pub(super) fn check_index(
     let scan =
         Scan { offsets: offsets.to_vec(), term_changes: changes, end_offset: end, stop: None };
     Ok(Indexed { scan, written_max, offsets_at: index.offsets_at(), searched })
+}
+
+/// The records [`check_index`] decodes among the live records `first..=last`: the first, the
+/// last, and both sides of every term change after the first (`changes`), sorted, each once.
+fn records_to_check(
+    first: LogIndex,
+    last: LogIndex,
+    changes: &[(LogIndex, Term)],
+) -> Vec<LogIndex> {
+    let mut check: Vec<LogIndex> = vec![first, last];
+    for &(at, _) in changes.iter().skip(1) {
+        check.push(at.prev());
+        check.push(at);
+    }
+    check.sort();
+    check.dedup();
+    check
 }

@@ -49,6 +49,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+/// How many segments ahead of the one it checks recovery reads index files (each starts the
+/// device's reads of the records its checks decode, so they arrive together): at most this many
+/// decoded indexes (4 bytes per record) are held at once.
+const INDEX_READ_AHEAD: usize = 16;
+
+/// How many segments ahead of the one it checks recovery asks the device for headers and index
+/// files (`Disk::prefetch`): enough reads in flight to keep a device busy, and a bounded share
+/// of the page cache however many segments the log holds (64 index files of full 64 MiB
+/// segments of 1 KiB entries are 16 MiB).
+const PREFETCH_AHEAD: usize = 64;
+
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> OpenError {
     let context = context.into();
     move |source| OpenError::Io { context, source }
@@ -347,11 +358,30 @@ impl<D: Disk> LogStore<D> {
     /// Scans every segment (or reads its index: module `index`); returns the bytes of torn
     /// tail cut off. `names` lists the directory.
     fn recover_segments(&mut self, ids: &[SegmentId], names: &[String]) -> Result<u64, OpenError> {
+        // What recovery reads is asked of the device a window ahead, so that its reads are in
+        // flight together rather than one after another (advice only, `Disk::prefetch`): each
+        // segment's first blocks, `PREFETCH_AHEAD` segments ahead of the header check, and
+        // index files as far ahead of the check of their segments (the first window now).
+        let prefetch = !self.options.check_sealed_at_open;
+        let mut headers_asked = 0;
+        if prefetch {
+            let listed: Vec<SegmentId> =
+                names.iter().filter_map(|n| SegmentId::parse_index_file_name(n)).collect();
+            for &id in ids.iter().take(PREFETCH_AHEAD) {
+                if listed.contains(&id) {
+                    self.prefetch_index_file(id);
+                }
+            }
+        }
         // Every header first: a stray or foreign file is named as what it is, rather than
         // making the segment before it look cut short (a sealed segment is read up to the next
         // one's first index).
         let mut start = 0;
         for (k, &id) in ids.iter().enumerate() {
+            while prefetch && headers_asked < ids.len() && headers_asked <= k + PREFETCH_AHEAD {
+                self.prefetch_header(ids[headers_asked]);
+                headers_asked += 1;
+            }
             let found = self.open_segment(id, false, false)?;
             self.disk.close(found.file);
             if found.header.base {
@@ -391,19 +421,46 @@ impl<D: Disk> LogStore<D> {
             self.disk.sync_dir(&self.dir).map_err(io_err("syncing the directory"))?;
         }
         indexed.sort();
+        // A sealed segment's index file is read first: the segment's cached pages are dropped
+        // (its bytes read from the device) only if what follows its live records will be
+        // searched (module `index`; `open_segment`), which an index that says nothing follows
+        // them spares. Index files are read a few segments ahead, each starting the device's
+        // reads of the records its checks will decode.
+        let reads_index: Vec<bool> = (0..ids.len())
+            .map(|k| {
+                k + 1 < ids.len()
+                    && !self.options.check_sealed_at_open
+                    && indexed.binary_search(&ids[k]).is_ok()
+            })
+            .collect();
+        let mut ahead: VecDeque<(usize, Result<SegmentIndex, String>)> = VecDeque::new();
+        let mut read_to = 0;
+        // (The first window of index files was asked for before the base segment was known.)
+        let mut indexes_asked = PREFETCH_AHEAD.saturating_sub(start);
         let mut torn = 0u64;
         for (k, &id) in ids.iter().enumerate() {
             let last = k + 1 == ids.len();
             let next = ids.get(k + 1).copied();
             let has_index = indexed.binary_search(&id).is_ok();
-            // A sealed segment's index file is read first: the segment's cached pages are
-            // dropped (its bytes read from the device) only if what follows its live records
-            // will be searched (module `index`; `open_segment`), which an index that says
-            // nothing follows them spares.
-            let index = match next {
-                Some(_) if has_index && !self.options.check_sealed_at_open => {
-                    Some(self.read_index(id))
+            while indexes_asked < ids.len() && indexes_asked <= k + PREFETCH_AHEAD {
+                if reads_index[indexes_asked] {
+                    self.prefetch_index_file(ids[indexes_asked]);
                 }
+                indexes_asked += 1;
+            }
+            while read_to < ids.len() && read_to <= k + INDEX_READ_AHEAD {
+                if reads_index[read_to] {
+                    let (ahead_id, ahead_next) = (ids[read_to], ids[read_to + 1]);
+                    let index = self.read_index(ahead_id);
+                    if let Ok(index) = &index {
+                        self.prefetch_checked_records(ahead_id, index, ahead_next.0);
+                    }
+                    ahead.push_back((read_to, index));
+                }
+                read_to += 1;
+            }
+            let index = match ahead.front() {
+                Some((j, _)) if *j == k => ahead.pop_front().map(|(_, index)| index),
                 _ => None,
             };
             let searches_after = match (&index, next) {
