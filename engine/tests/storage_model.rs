@@ -1,5 +1,6 @@
 //! Property test: random append / submit / complete / truncate / compact / reset / reopen
-//! sequences on the simulated disk agree with an in-memory model of the log.
+//! sequences on the simulated disk agree with an in-memory model of the log. A reopen follows a
+//! power loss that keeps nothing unsynced, a torn last write, or what a partial writeback saved.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
@@ -37,10 +38,20 @@ enum Op {
         term: u64,
         vote: Option<u64>,
     },
+    /// The power fails (the disk keeping what `tear` says of what was not synced), and the
+    /// log is opened again.
     Reopen {
         complete_first: bool,
-        tear: Option<u64>,
+        tear: Tear,
     },
+}
+
+fn tear() -> impl Strategy<Value = Tear> {
+    prop_oneof![
+        Just(Tear::None),
+        any::<u64>().prop_map(|seed| Tear::LastWrite { seed }),
+        any::<u64>().prop_map(|seed| Tear::Writeback { seed }),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -53,8 +64,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..=100).prop_map(|fraction| Op::Compact { fraction }),
         1 => (0u8..3, 0u64..60, 0u64..3).prop_map(|(at, offset, term_step)| Op::Reset { at, offset, term_step }),
         1 => (1u64..5, proptest::option::of(0u64..3)).prop_map(|(term, vote)| Op::SaveHardState { term, vote }),
-        1 => (any::<bool>(), proptest::option::of(any::<u64>()))
-            .prop_map(|(complete_first, tear)| Op::Reopen { complete_first, tear }),
+        1 => (any::<bool>(), tear()).prop_map(|(complete_first, tear)| Op::Reopen { complete_first, tear }),
     ]
 }
 
@@ -196,7 +206,7 @@ fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
                 }
                 // The process dies: the disk loses what was not synced before the store can
                 // finish its batch in flight.
-                disk.crash(tear.map_or(Tear::None, |seed| Tear::LastWrite { seed }));
+                disk.crash(tear);
                 drop(log);
                 let (reopened, recovery) =
                     LogStore::open(dir, options, disk.clone()).expect("reopen");
