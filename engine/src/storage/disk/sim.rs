@@ -78,10 +78,12 @@ pub enum Tear {
     /// no particular order (docs/format.md, "Media assumptions", rule 3): each 4096-byte page
     /// of every file's unsynced writes (its dirty range) survives whole, as a subset of its
     /// sectors, or not at all, and a file grows to hold the bytes that survived past its
-    /// durable length (the gaps read as zeros). Of the name changes (creations, renames,
-    /// removals, directory creations) that no directory fsync covered, a prefix survives, in
-    /// the order they were made, as a journaling file system commits them. `seed` picks the
-    /// share of pages (none, a quarter, half, three quarters or all), which ones, and how many
+    /// durable length, or (a quarter of the files) to its whole written length, as when the
+    /// file system committed the size and not the data (the gaps read as zeros either way).
+    /// Of the name changes (creations, renames, removals, directory creations) that no
+    /// directory fsync covered, a prefix survives, in the order they were made, as a
+    /// journaling file system commits them. `seed` picks the share of pages (none, a quarter,
+    /// half, three quarters or all), which ones, which files keep their size, and how many
     /// name changes.
     Writeback {
         /// Chooses what survives, deterministically.
@@ -369,6 +371,10 @@ impl State {
         for node in self.inodes.values_mut() {
             let Some((lo, hi)) = node.dirty else { continue };
             let hi = hi.min(node.written.len());
+            if draw() % 4 == 0 && node.durable.len() < node.written.len() {
+                // The size reached the device, its data may not have.
+                node.durable.resize(node.written.len(), 0);
+            }
             let mut at = lo - lo % page;
             while at < hi {
                 let roll = draw();
