@@ -508,9 +508,12 @@ fn crash_write(log: &mut LogStore<SimDisk>, count: u64, term: u64) {
 }
 
 /// At every write and sync point of `crash_workload`, a power loss (with and without a torn
-/// last write) and a killed process. The directory left opens to an allowed log, the same
-/// whether open takes the sealed segments from their index files or scans them all; and both
-/// logs go on the same.
+/// last write, and after a partial writeback), a killed process, and a killed process whose
+/// restart (which trusts index files read from the caches) is followed by a power loss after a
+/// partial writeback. The directory left opens to an allowed log, the same whether open takes
+/// the sealed segments from their index files or scans them all; and both logs go on the same.
+/// Index files are never synced: only a writeback (or the caches, after a kill) saves them, so
+/// the writebacks are what makes opens after a power loss trust index files at all.
 #[test]
 fn every_crash_point_opens_the_same_with_and_without_index_files() {
     let clean = Rc::new(SimDisk::new());
@@ -519,8 +522,10 @@ fn every_crash_point_opens_the_same_with_and_without_index_files() {
     let checking = LogOptions { check_sealed_at_open: true, ..options() };
     let dir = Path::new(CRASH_DIR);
     let mut indexed = 0;
+    // Sealed segments opened from their index files after a power loss with a writeback.
+    let mut indexed_after_writeback = 0;
     for point in 0..points {
-        for crash in 0..3u64 {
+        for crash in 0..5u64 {
             let what = format!("crash {crash} at point {point} of {points}");
             let disk = Rc::new(SimDisk::new());
             disk.set_faults(SimFaults { crash_at_point: Some(point), ..SimFaults::default() });
@@ -530,7 +535,15 @@ fn every_crash_point_opens_the_same_with_and_without_index_files() {
             match crash {
                 0 => disk.restart_process(),
                 1 => disk.crash(Tear::None),
-                _ => disk.crash(Tear::LastWrite { seed: point * 7 + 3 }),
+                2 => disk.crash(Tear::LastWrite { seed: point * 7 + 3 }),
+                3 => disk.crash(Tear::Writeback { seed: point * 131 + 5 }),
+                _ => {
+                    disk.restart_process();
+                    let (log, _) = LogStore::open(dir, options(), disk.clone())
+                        .unwrap_or_else(|e| panic!("{what}: open after the kill: {e}"));
+                    drop(log);
+                    disk.crash(Tear::Writeback { seed: point * 137 + 9 });
+                }
             }
             let (scanning, trusting) = (copy_of(&disk), copy_of(&disk));
             let (scanned, r1) = LogStore::open(dir, checking, scanning.clone())
@@ -538,6 +551,9 @@ fn every_crash_point_opens_the_same_with_and_without_index_files() {
             let (trusted, r2) = LogStore::open(dir, options(), trusting.clone())
                 .unwrap_or_else(|e| panic!("{what}: trusting open: {e}"));
             indexed += r2.segments_indexed;
+            if crash >= 3 {
+                indexed_after_writeback += r2.segments_indexed;
+            }
             assert_eq!(
                 (r1.first_index, r1.last_index, r1.torn_tail_bytes, r1.segments),
                 (r2.first_index, r2.last_index, r2.torn_tail_bytes, r2.segments),
@@ -552,6 +568,10 @@ fn every_crash_point_opens_the_same_with_and_without_index_files() {
             );
         }
     }
-    println!("{points} points, {indexed} sealed segments opened from their index files");
+    println!(
+        "{points} points, {indexed} sealed segments opened from their index files \
+         ({indexed_after_writeback} after a writeback)"
+    );
     assert!(indexed > points as usize, "the trusting opens took index files ({indexed})");
+    assert!(indexed_after_writeback > 0, "no index file saved by a writeback was trusted");
 }

@@ -1,12 +1,14 @@
 //! Property test: random append / submit / complete / truncate / compact / reset / reopen
 //! sequences on the simulated disk agree with an in-memory model of the log. A reopen follows a
-//! power loss that keeps nothing unsynced, a torn last write, or what a partial writeback saved.
+//! power loss that keeps nothing unsynced, a torn last write, or what a partial writeback saved,
+//! or a killed process (the caches keep what it wrote): what a restarted log reports must then
+//! survive every later power loss.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is a failure report.
 
 mod storage_common;
 
 use proptest::prelude::*;
-use raftwal::storage::{LogOptions, LogStore, SimDisk, Tear, ZeroFill};
+use raftwal::storage::{LogOptions, LogStore, SimDisk, SimFaults, Tear, ZeroFill};
 use raftwal_wire::types::{Entry, HardState, LogIndex, NodeId, Term};
 use std::path::Path;
 use std::rc::Rc;
@@ -44,6 +46,12 @@ enum Op {
         complete_first: bool,
         tear: Tear,
     },
+    /// The process is killed after `points` more write and sync points (its batches in
+    /// flight run until then), the machine stays up (the caches keep what was written and not
+    /// synced), and the log is opened again.
+    Kill {
+        points: u64,
+    },
 }
 
 fn tear() -> impl Strategy<Value = Tear> {
@@ -65,6 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, 0u64..60, 0u64..3).prop_map(|(at, offset, term_step)| Op::Reset { at, offset, term_step }),
         1 => (1u64..5, proptest::option::of(0u64..3)).prop_map(|(term, vote)| Op::SaveHardState { term, vote }),
         1 => (any::<bool>(), tear()).prop_map(|(complete_first, tear)| Op::Reopen { complete_first, tear }),
+        1 => (0u64..6).prop_map(|points| Op::Kill { points }),
     ]
 }
 
@@ -199,6 +208,23 @@ fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
                 };
                 log.save_hard_state(hs).expect("save hard state");
                 model.hard_state = hs;
+            }
+            Op::Kill { points } => {
+                // The disk stops while the store finishes its batches in flight (a write may run
+                // and its fdatasync not); the restart reads what the caches hold, synced or not,
+                // and makes it durable.
+                let at = disk.stats().points + points;
+                disk.set_faults(SimFaults { crash_at_point: Some(at), ..disk.faults() });
+                drop(log);
+                disk.restart_process();
+                let (reopened, recovery) =
+                    LogStore::open(dir, options, disk.clone()).expect("reopen after a kill");
+                log = reopened;
+                let last = recovery.last_index.get();
+                assert!(last >= model.durable, "lost durable entries: {last} < {}", model.durable);
+                assert!(last <= model.last(), "recovered entries never appended");
+                model.entries.truncate((last + 1 - model.first) as usize);
+                model.durable = last;
             }
             Op::Reopen { complete_first, tear } => {
                 if complete_first {

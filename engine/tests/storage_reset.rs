@@ -372,8 +372,9 @@ fn reset_workload(
 }
 
 /// Crashes `reset_workload` at each of its write and sync points, with and without a torn
-/// last write, and also kills the process there and then loses power after the restart; every
-/// recovery must be an allowed state. `setup` builds the old log (deterministically);
+/// last write and after a partial writeback, and also kills the process there and then loses
+/// power after the restart (every other time after a partial writeback); every recovery must
+/// be an allowed state. `setup` builds the old log (deterministically);
 /// `index_of` picks the reset's index from the old log's first and last index.
 fn crash_reset_everywhere(
     options: LogOptions,
@@ -410,7 +411,14 @@ fn crash_reset_everywhere(
     drop(log);
     let mut outcomes = (0, 0);
     for at in 0..=points {
-        for tear in [Tear::None, Tear::LastWrite { seed: at * 13 + 5 }, Tear::None] {
+        let tears = [
+            Tear::None,
+            Tear::LastWrite { seed: at * 13 + 5 },
+            Tear::Writeback { seed: at * 131 + 7 },
+            Tear::None,
+        ];
+        for tear in tears {
+            // The second `Tear::None` of each point (an odd run) is a kill instead.
             let kill = tear == Tear::None && outcomes.0 % 2 == 1;
             outcomes.0 += 1;
             let what = format!("reset to ({index}, {term}): crash at point {at} of {points} ({tear:?}, kill {kill})");
@@ -440,9 +448,13 @@ fn crash_reset_everywhere(
                 // What the restarted log read is durable: a power loss now changes nothing.
                 let seen = Shape::of(&log);
                 drop(log);
-                disk.crash(Tear::None);
+                let power_loss =
+                    if at % 2 == 0 { Tear::None } else { Tear::Writeback { seed: at * 137 + 3 } };
+                disk.crash(power_loss);
                 let (log, _) = LogStore::open(Path::new(DIR), options, disk.clone())
-                    .unwrap_or_else(|e| panic!("{what}: reopen after the power loss: {e}"));
+                    .unwrap_or_else(|e| {
+                        panic!("{what}: reopen after the power loss ({power_loss:?}): {e}")
+                    });
                 assert_eq!(Shape::of(&log), seen, "{what}: the power loss changed the log");
             }
         }
