@@ -106,8 +106,11 @@ enum NameOp {
 }
 
 impl NameOp {
-    /// Whether an fsync of `dir` makes this change durable (a rename between two directories
-    /// is taken as durable once either is synced: raftwal renames within one directory).
+    /// Whether an fsync of `dir` makes this change durable. A rename between two directories
+    /// leaves the log at an fsync of either, though only that directory's name table becomes
+    /// durable (the other keeps its durable name, or lacks the new one, until it is synced):
+    /// a file system commits such a rename whole, so the model is not faithful there. raftwal
+    /// renames only within one directory.
     fn in_dir(&self, dir: &Path) -> bool {
         match self {
             NameOp::Link(p, _) | NameOp::Unlink(p) | NameOp::MakeDir(p) => p.parent() == Some(dir),
