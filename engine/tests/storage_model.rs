@@ -122,6 +122,23 @@ fn check(log: &LogStore<SimDisk>, model: &Model) {
     assert!(log.read(LogIndex(model.last() + 1), 100).expect("read at end").is_empty());
 }
 
+/// Opens the log again after a kill or a power loss: it must hold every entry the model had
+/// as durable and nothing the model never had; the model keeps what it recovered, all durable.
+fn reopen(
+    dir: &Path,
+    options: LogOptions,
+    disk: &Rc<SimDisk>,
+    model: &mut Model,
+) -> LogStore<SimDisk> {
+    let (log, recovery) = LogStore::open(dir, options, disk.clone()).expect("reopen");
+    let last = recovery.last_index.get();
+    assert!(last >= model.durable, "lost durable entries: {last} < {}", model.durable);
+    assert!(last <= model.last(), "recovered entries never appended");
+    model.entries.truncate((last + 1 - model.first) as usize);
+    model.durable = last;
+    log
+}
+
 fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
     let dir = Path::new("/logs/a");
     let disk = Rc::new(SimDisk::new());
@@ -217,14 +234,7 @@ fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
                 disk.set_faults(SimFaults { crash_at_point: Some(at), ..disk.faults() });
                 drop(log);
                 disk.restart_process();
-                let (reopened, recovery) =
-                    LogStore::open(dir, options, disk.clone()).expect("reopen after a kill");
-                log = reopened;
-                let last = recovery.last_index.get();
-                assert!(last >= model.durable, "lost durable entries: {last} < {}", model.durable);
-                assert!(last <= model.last(), "recovered entries never appended");
-                model.entries.truncate((last + 1 - model.first) as usize);
-                model.durable = last;
+                log = reopen(dir, options, &disk, &mut model);
             }
             Op::Reopen { complete_first, tear } => {
                 if complete_first {
@@ -234,14 +244,7 @@ fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
                 // finish its batch in flight.
                 disk.crash(tear);
                 drop(log);
-                let (reopened, recovery) =
-                    LogStore::open(dir, options, disk.clone()).expect("reopen");
-                log = reopened;
-                let last = recovery.last_index.get();
-                assert!(last >= model.durable, "lost durable entries: {last} < {}", model.durable);
-                assert!(last <= model.last(), "recovered entries never appended");
-                model.entries.truncate((last + 1 - model.first) as usize);
-                model.durable = last;
+                log = reopen(dir, options, &disk, &mut model);
             }
         }
         check(&log, &model);
