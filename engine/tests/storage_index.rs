@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{append_durably, assert_genuine, entries, small_options};
+use storage_common::{append_durably, assert_genuine, assert_holds, entries, small_options};
 
 const DIR: &str = "/logs/index";
 
@@ -51,22 +51,6 @@ fn assert_indexes_beside_sealed_segments(disk: &SimDisk) {
     for name in names(disk, ".idx") {
         let seg = name.replace(".idx", ".seg");
         assert!(sealed.contains(&seg), "{name} stands beside no sealed segment ({segments:?})");
-    }
-}
-
-/// Checks that the log holds exactly `from..=to`, every entry genuine and of its term.
-fn assert_holds(log: &LogStore<SimDisk>, from: u64, to: u64, term_of: impl Fn(u64) -> u64) {
-    assert_eq!(log.first_index(), LogIndex(from));
-    assert_eq!(log.last_index(), LogIndex(to));
-    let mut next = from;
-    while next <= to {
-        let got = log.read(LogIndex(next), 1 << 20).unwrap();
-        for e in &got {
-            assert_genuine(e);
-            assert_eq!(e.term.get(), term_of(e.index.get()), "entry {} of the wrong term", e.index);
-            assert_eq!(log.term(e.index), Some(e.term), "term({}) disagrees", e.index);
-        }
-        next += got.len() as u64;
     }
 }
 

@@ -17,7 +17,7 @@ use raftwal_wire::types::{Entry, EntryKind, LogIndex, Term};
 use std::path::Path;
 use std::rc::Rc;
 use storage_common::{
-    append_durably, append_until_flush_fails, assert_genuine, bytes_used, entries, entry, read_all,
+    append_durably, append_until_flush_fails, assert_holds, bytes_used, entries, entry, read_all,
     small_options,
 };
 
@@ -46,21 +46,6 @@ fn headers(disk: &SimDisk) -> Vec<(String, SegmentHeader)> {
             (n, SegmentHeader::decode(&bytes).unwrap())
         })
         .collect()
-}
-
-/// Checks that the log holds exactly `from..=to`, every entry genuine and of the terms given.
-fn assert_holds(log: &LogStore<SimDisk>, from: u64, to: u64, term_of: impl Fn(u64) -> u64) {
-    assert_eq!(log.first_index(), LogIndex(from));
-    assert_eq!(log.last_index(), LogIndex(to));
-    let mut next = from;
-    while next <= to {
-        let got = log.read(LogIndex(next), 1 << 20).unwrap();
-        for e in &got {
-            assert_genuine(e);
-            assert_eq!(e.term.get(), term_of(e.index.get()), "entry {} of the wrong term", e.index);
-        }
-        next += got.len() as u64;
-    }
 }
 
 /// A log that compacts behind its writer reuses the compacted files; a clean restart reads

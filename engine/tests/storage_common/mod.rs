@@ -63,6 +63,23 @@ pub fn assert_genuine(e: &Entry) {
     assert_eq!(*e, entry(e.index.get(), e.term.get()), "entry {:?} has foreign bytes", e.index);
 }
 
+/// Checks that the log holds exactly `from..=to`, every entry genuine and of the term
+/// `term_of` gives, which `LogStore::term` agrees with.
+pub fn assert_holds<D: Disk>(log: &LogStore<D>, from: u64, to: u64, term_of: impl Fn(u64) -> u64) {
+    assert_eq!(log.first_index(), LogIndex(from));
+    assert_eq!(log.last_index(), LogIndex(to));
+    let mut next = from;
+    while next <= to {
+        let got = log.read(LogIndex(next), 1 << 20).unwrap();
+        for e in &got {
+            assert_genuine(e);
+            assert_eq!(e.term.get(), term_of(e.index.get()), "entry {} of the wrong term", e.index);
+            assert_eq!(log.term(e.index), Some(e.term), "term({}) disagrees", e.index);
+        }
+        next += got.len() as u64;
+    }
+}
+
 /// The indexes of every entry the log holds, read front to back in reads of at most
 /// `read_bytes_max` payload bytes, each entry checked genuine on the way.
 pub fn read_all<D: Disk>(log: &LogStore<D>, read_bytes_max: usize) -> Vec<u64> {
