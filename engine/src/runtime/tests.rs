@@ -520,16 +520,23 @@ fn a_follower_serves_no_entry_of_a_replaced_suffix_in_the_turn_it_learns_the_com
     assert_eq!(seen, texts, "the subscriber skipped or repeated entries");
 }
 
+/// A follower holding entry 1 (durable) that has just stepped an AppendEntries with entries 2
+/// and 3 and a commit index of 3, in the same turn: nothing of it stored yet.
+fn follower_learning_entries_and_their_commit() -> Harness {
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
+    h.settle();
+    h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
+    h
+}
+
 /// A read and a subscriber past the store's end, in the turn a follower learns entries and a
 /// commit index that covers them: nothing to serve yet, which is no storage error.
 #[test]
 fn a_follower_read_past_its_stored_end_in_the_turn_it_learns_the_commit_is_no_error() {
     let rt = runtime();
     let _entered = rt.enter();
-    let mut h = Harness::new(3);
-    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
-    h.settle();
-    h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
+    let mut h = follower_learning_entries_and_their_commit();
     let read = h.replica.read_local(LogIndex(3), ReadLimit::entries(100));
     assert!(read.is_ok(), "a read of a committed index failed: {read:?}");
     let mut sub = h.subscribe(3);
@@ -549,10 +556,7 @@ fn a_follower_read_past_its_stored_end_in_the_turn_it_learns_the_commit_is_no_er
 fn a_followers_status_reports_the_commit_index_its_reads_serve() {
     let rt = runtime();
     let _entered = rt.enter();
-    let mut h = Harness::new(3);
-    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
-    h.settle();
-    h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
+    let mut h = follower_learning_entries_and_their_commit();
     assert_eq!(h.replica.core.commit_index(), LogIndex(3));
     let status = h.replica.status();
     let read = h.replica.read_local(LogIndex(1), ReadLimit::entries(100)).unwrap();
