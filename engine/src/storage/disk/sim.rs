@@ -497,8 +497,8 @@ impl SimDisk {
     /// Crashes and restarts the disk: queued ops are dropped, every open file and owner is
     /// forgotten, and every file and directory goes back to its durable image (keeping a torn
     /// prefix of the last unsynced write, or what the caches wrote back, if `tear` says so).
-    /// Faults are cleared, except the
-    /// order queued ops run in ([`SimFaults::reorder_seed`]: the device, not a fault).
+    /// Faults are cleared, except the order queued ops run in ([`SimFaults::reorder_seed`]:
+    /// the device, not a fault).
     pub fn crash(&self, tear: Tear) {
         let mut s = self.state.borrow_mut();
         if let Tear::Writeback { seed } = tear {

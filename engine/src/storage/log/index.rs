@@ -4,9 +4,10 @@
 //!
 //! Owns: when an index is written and removed, the checks an index must pass against its
 //! segment before recovery trusts it, and what recovery asks the device for ahead of those
-//! checks (headers, index files, the records the checks decode: advice, `Disk::prefetch`). An index is never needed: a missing, damaged or stale one
-//! costs a scan of its segment (which writes it again), never an entry. So it is written
-//! without an fdatasync, and any error writing it is logged and ignored.
+//! checks (headers, index files, the records the checks decode: advice, `Disk::prefetch`).
+//! An index is never needed: a missing, damaged or stale one costs a scan of its segment
+//! (which writes it again), never an entry. So it is written without an fdatasync, and any
+//! error writing it is logged and ignored.
 //!
 //! Invariants:
 //! 1. An index file `<first>.idx` exists only beside a sealed segment `<first>.seg`: it is
@@ -21,8 +22,8 @@
 use super::LogStore;
 use crate::raft::LAST_INDEX_MAX;
 use crate::storage::disk::{Disk, OpenOptions};
-use crate::storage::format::SegmentHeader;
 use crate::storage::format::{decode_record_seeded, record_size_bytes, SegmentId};
+use crate::storage::format::{SegmentHeader, BLOCK_SIZE_BYTES};
 use crate::storage::format::{RECORD_ALIGN, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::storage::index::{SegmentIndex, INDEX_SEGMENT_HEADER_BYTES};
 use crate::storage::segment::{kind_mismatch, max_index_after, scan, Scan};
@@ -161,7 +162,8 @@ impl<D: Disk> LogStore<D> {
             .filter_map(|i| {
                 let k = usize::try_from(i.get().checked_sub(id.0.get())?).ok()?;
                 let at = u64::from(*index.offsets.get(k)?);
-                let end = index.offsets.get(k + 1).map_or(at + 4096, |&o| u64::from(o));
+                let block = BLOCK_SIZE_BYTES as u64;
+                let end = index.offsets.get(k + 1).map_or(at + block, |&o| u64::from(o));
                 Some((at, end.saturating_sub(at).max(1)))
             })
             .collect();
