@@ -2,8 +2,8 @@
 //! 4.2.3), and leadership transfer (thesis 3.10).
 
 use raftwal::raft::{ProposeError, Role, TransferError};
-use raftwal_tests::scenario::{filter, Cluster};
-use raftwal_wire::message::MessageBody;
+use raftwal_tests::scenario::{filter, Cluster, SCENARIO_LOG};
+use raftwal_wire::message::{Message, MessageBody, RequestVote};
 use raftwal_wire::types::{LogIndex, NodeId};
 
 #[test]
@@ -66,6 +66,55 @@ fn prevote_is_refused_while_a_leader_is_heard() {
         answer.first().map(|m| &m.body),
         Some(MessageBody::RequestVoteResponse(response)) if !response.granted
     ));
+}
+
+#[test]
+fn prevote_is_refused_for_an_election_timeout_after_a_vote() {
+    // The race of simulator seeds 132,291 and 4,930,761: a replica that has just voted, for a
+    // candidate or for itself, knows no leader yet and is not in lease. Were it to grant a
+    // rival's pre-vote for the next term, the rival's election could depose the leader about to
+    // win, through the higher term in its answer to that leader's first message.
+    let mut cluster = Cluster::new(3);
+    cluster.time_out(1).deliver(); // pre-votes
+    cluster.deliver(); // their answers: n1 campaigns in term 2
+    assert_eq!(cluster.role(1), Role::Candidate);
+    cluster.drop_where(filter::to(3));
+    cluster.deliver_where(filter::kind_to("RequestVote", 2));
+    cluster.drop_where(filter::all()); // n2's grant is lost: n1 stays a candidate
+    assert_eq!(cluster.core(2).vote(), Some(NodeId(1)));
+    assert_eq!(cluster.leader_of(2), None, "n2 knows no leader: no lease shields it");
+    let term = cluster.core(1).term();
+    let pre_vote = |cluster: &Cluster, to: u64| Message {
+        log: SCENARIO_LOG,
+        from: NodeId(3),
+        to: NodeId(to),
+        term: term.next(),
+        body: MessageBody::RequestVote(RequestVote {
+            pre_vote: true,
+            last_log_index: cluster.core(3).last_index(),
+            last_log_term: cluster.core(3).last_term(),
+            leadership_transfer: false,
+        }),
+    };
+    let granted = |answers: &[Message]| -> Vec<bool> {
+        answers
+            .iter()
+            .map(|m| matches!(&m.body, MessageBody::RequestVoteResponse(r) if r.granted))
+            .collect()
+    };
+    let asks = [pre_vote(&cluster, 1), pre_vote(&cluster, 2)];
+    cluster.inject(asks).deliver();
+    let answers = cluster.take(filter::kind("PreVoteResponse"));
+    assert_eq!(granted(&answers), [false, false], "the candidate and its voter refuse");
+    // An election timeout after its vote, n2 grants the same pre-vote (its own timer may have
+    // fired meanwhile; its pre-candidacy is lost and changes nothing here).
+    let timeout = cluster.config(2).election_timeout_ticks;
+    cluster.ticks(2, timeout).drop_where(filter::all());
+    assert_eq!(cluster.core(2).term(), term);
+    let ask = pre_vote(&cluster, 2);
+    cluster.inject([ask]).deliver();
+    let answers = cluster.take(filter::kind("PreVoteResponse"));
+    assert_eq!(granted(&answers), [true], "the vote has aged");
 }
 
 #[test]

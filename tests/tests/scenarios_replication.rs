@@ -374,10 +374,16 @@ fn figure_8_an_old_term_entry_on_a_majority_is_not_committed() {
     let holders = [1, 2, 3].iter().filter(|n| cluster.log_terms(**n).get(1) == Some(&2)).count();
     assert_eq!(holders, 3, "index 2 of term 2 is on a majority");
     assert_eq!(cluster.commit(1), LogIndex(0), "but it is not committed (paper 5.4.2)");
-    // Figure 8 (d): S1 crashes; S5 wins with S2, S3, S4 and overwrites index 2.
+    // Figure 8 (d): S1 crashes; S5 wins with S2, S3, S4 and overwrites index 2. Time passes at
+    // every survivor (a voter refuses pre-votes for an election timeout after its vote for S1);
+    // the links among S2, S3 and S4 are cut so that none of them can win instead.
     cluster.crash(1);
     cluster.drop_where(filter::all());
-    cluster.run_until(&[5], 100, |c| c.leader() == Some(5));
+    for (from, to) in [(2, 3), (2, 4), (3, 2), (3, 4), (4, 2), (4, 3)] {
+        cluster.cut(from, to);
+    }
+    cluster.run_until(&[2, 3, 4, 5], 100, |c| c.leader() == Some(5));
+    cluster.heal();
     cluster.tick(5).settle();
     for node in 2..=5 {
         assert_eq!(cluster.log_terms(node)[1], 3, "index 2 now holds S5's term-3 entry");

@@ -78,6 +78,10 @@ pub struct RaftCore {
     /// CheckQuorum period began (leaders).
     pub(super) election_elapsed: u32,
     pub(super) randomized_election_timeout: u32,
+    /// Ticks since this replica last cast a vote (for a candidate or, campaigning, for itself);
+    /// `u32::MAX` before its first since start. Pre-votes are refused for an election timeout
+    /// after a vote.
+    pub(super) ticks_since_vote: u32,
     pub(super) votes: VoteTally,
     /// The followers' progress; empty unless leader.
     pub(super) peers: Vec<Progress>,
@@ -157,6 +161,7 @@ impl RaftCore {
             leader: None,
             log,
             election_elapsed: 0,
+            ticks_since_vote: u32::MAX,
             votes: VoteTally::default(),
             peers: Vec::new(),
             heartbeat_elapsed: 0,
@@ -194,6 +199,7 @@ impl RaftCore {
     /// One unit of logical time. Followers and candidates count toward their election timeout;
     /// a leader counts toward its heartbeat interval and its CheckQuorum period.
     pub fn tick(&mut self) {
+        self.ticks_since_vote = self.ticks_since_vote.saturating_add(1);
         match self.role {
             Role::Leader => self.tick_leader(),
             Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(),

@@ -167,6 +167,7 @@ impl RaftCore {
         self.leave_leadership();
         self.term = self.term.next();
         self.vote = Some(self.config.id);
+        self.ticks_since_vote = 0;
         self.role = Role::Candidate;
         self.leader = None;
         self.fail_forwarded_reads();
@@ -236,8 +237,13 @@ impl RaftCore {
         }
         if request.pre_vote {
             // Grant when a real election at `term` could succeed: the term is newer, no leader
-            // was heard from recently, and the log is at least as up-to-date.
-            let granted = term > self.term && !self.in_lease() && up_to_date;
+            // was heard from recently, and the log is at least as up-to-date. Refuse for an
+            // election timeout after casting a vote (a candidate's own included): the election
+            // voted in may be about to produce a leader this replica has not heard from yet,
+            // and a rival's election for the next term would depose it (the higher term rides
+            // on the rival's answer to that leader's first message).
+            let voted_recently = self.ticks_since_vote < self.config.election_timeout_ticks;
+            let granted = term > self.term && !self.in_lease() && !voted_recently && up_to_date;
             let answer_term = if granted { term } else { self.term };
             self.send_with_term(
                 from,
@@ -252,6 +258,7 @@ impl RaftCore {
         let granted = can_vote && up_to_date;
         if granted {
             self.vote = Some(from);
+            self.ticks_since_vote = 0;
             self.reset_election_timer();
         }
         self.send(
