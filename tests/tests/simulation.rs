@@ -147,6 +147,17 @@ fn the_same_seed_replays_the_same_run() {
     assert_eq!((first.at_us, second.at_us), (caught.at_us, caught.at_us));
 }
 
+/// A follower's truncation or log start that a full disk refuses is held, not given up: the
+/// runtime-order loop keeps that `Ready` and retries it on later ticks, and a run's liveness
+/// phase ends only once no replica holds one (every disk has room after the heal). Seed
+/// 4,930,899 holds one (found by `simulate --verbose`; a change to the simulator may move it).
+#[test]
+fn a_write_a_full_disk_refused_is_held_until_there_is_room() {
+    let options = SimOptions::new(4_930_899, SimOptions::default_nodes(4_930_899));
+    let summary = sim::run(&options).expect("clean seed");
+    assert!(summary.full_disk_holds > 0, "the seed no longer meets the case: {summary:?}");
+}
+
 /// Seeds that failed during development, each with the cause that was fixed. A seed replays
 /// the exact failing run only with the simulator of its day (the profile a seed draws changes
 /// when the simulator does), so each fix also has a scenario test where one could be written;

@@ -17,9 +17,16 @@
 //! 5. When the store reports durability, the core hears it ([`RaftCore::persisted`]): a leader
 //!    counts its own copy only then, a follower acknowledges only then.
 //!
+//! A full disk that refuses the truncation or the log start of step 2 changes nothing on disk
+//! (the store's promise): the replica holds that `Ready` (its hard state already saved) and
+//! carries out nothing of it or of any later one, and serves no commit past what it had seen,
+//! until a retry on a later tick succeeds. Meanwhile the follower is silent to its leader, as
+//! a slow one would be; compaction may free space.
+//!
 //! Invariants:
 //! 1. `persist_points` are increasing and each is above the durable index when queued.
 //! 2. Once `failed` is set, the replica never writes or sends again.
+//! 3. While `held` is set, no other `Ready` is taken from the core and `commit_seen` stays.
 
 use crate::config::NodeConfig;
 use crate::error::{CompactError, LeaderInfo, ReadIndexError};
@@ -31,7 +38,7 @@ use crate::runtime::read_index::ReadIndexes;
 use crate::runtime::source::StoreSource;
 use crate::runtime::subscribers::{RoomWaker, Subscribers};
 use crate::runtime::waiters::{Failure, Waiters};
-use crate::storage::{CompletionError, Disk, LogStore, SubmitError};
+use crate::storage::{CompletionError, Disk, LogStore, ResetError, SubmitError, TruncateError};
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::message::{Message, MessageBody};
 use raftwal_wire::transport::{SendError, Transport};
@@ -91,6 +98,11 @@ pub(crate) struct Replica<D: Disk> {
     leader: Option<NodeId>,
     /// Why the log's storage failed, once it did.
     pub(crate) failed: Option<String>,
+    /// A `Ready` whose truncation or log start a full disk refused (its hard state saved), and
+    /// when it was first refused; retried on the next tick (invariant 3).
+    held: Option<(Ready, Instant)>,
+    /// A tick passed since the held `Ready` was last tried.
+    retry_held: bool,
     /// The current [`Replica::drive`] queued AppendEntries (this replica leads).
     sent_appends: bool,
     /// The node is stopping and hands this log's leadership over ([`Replica::hand_over`]).
@@ -140,6 +152,8 @@ impl<D: Disk> Replica<D> {
             subscribers: Subscribers::new(log, frame_bytes_max),
             read_indexes: ReadIndexes::default(),
             failed: None,
+            held: None,
+            retry_held: false,
             sent_appends: false,
             handing_over: false,
             handover_tried: Vec::new(),
@@ -191,16 +205,35 @@ impl<D: Disk> Replica<D> {
                 self.fail_storage(e);
                 return false;
             }
-            if !self.core.has_ready() {
-                break;
-            }
-            let ready = self.core.ready(&StoreSource(&self.store));
-            if let Err(e) = self.handle_ready(ready) {
+            let (ready, held_since) = match self.held.take() {
+                Some((ready, since)) if std::mem::take(&mut self.retry_held) => {
+                    (ready, Some(since))
+                }
+                Some(held) => {
+                    self.held = Some(held);
+                    break;
+                }
+                None if self.core.has_ready() => (self.core.ready(&StoreSource(&self.store)), None),
+                None => break,
+            };
+            if let Err(e) = self.handle_ready(ready, held_since) {
                 self.fail_storage(e);
                 return false;
             }
+            if self.held.is_some() {
+                break;
+            }
+            if let Some(since) = held_since {
+                info!(
+                    log = %self.log,
+                    "the disk has room again: carried out the write it refused {:.1} s ago",
+                    since.elapsed().as_secs_f64()
+                );
+            }
         }
-        self.after_progress(waker);
+        if self.held.is_none() {
+            self.after_progress(waker);
+        }
         self.sent_appends && self.store.can_start_batch()
     }
 
@@ -260,8 +293,17 @@ impl<D: Disk> Replica<D> {
         Ok(())
     }
 
-    fn handle_ready(&mut self, ready: Ready) -> Result<(), String> {
-        if let Some(hard_state) = ready.hard_state {
+    /// Carries out one `Ready` in the order of the module documentation. `held_since`: the
+    /// `Ready` was held since then and this is a retry (its hard state is saved).
+    fn handle_ready(
+        &mut self,
+        mut ready: Ready,
+        held_since: Option<Instant>,
+    ) -> Result<(), String> {
+        // Taken first: a log start's own point (when there are no entries) must survive the
+        // clearing of `log_start` below.
+        let persist_point = ready.persist_point();
+        if let Some(hard_state) = ready.hard_state.take() {
             if hard_state.term != self.saved.term || hard_state.vote != self.saved.vote {
                 self.save_hard_state(hard_state)?;
             }
@@ -270,12 +312,24 @@ impl<D: Disk> Replica<D> {
             // The leader compacted away what this replica lacks: the store replaces the log,
             // durably, after the batches in flight (the old log's). What waited for those
             // waits for the new start instead.
-            warn!(
-                log = %self.log,
-                "the leader's log starts after {index} (term {term}), beyond this node's; \
-                 replacing this node's log (entries up to {index} are no longer here)"
-            );
-            self.store.reset_to(index, term).map_err(|e| e.to_string())?;
+            if held_since.is_none() {
+                warn!(
+                    log = %self.log,
+                    "the leader's log starts after {index} (term {term}), beyond this node's; \
+                     replacing this node's log (entries up to {index} are no longer here)"
+                );
+            }
+            match self.store.reset_to(index, term) {
+                Ok(()) => {}
+                Err(ResetError::NoSpace(e)) => {
+                    let what = format!("starting the log after {index}: {e}");
+                    self.hold(ready, held_since, &what);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+            // Done: a retry of a later step of this `Ready` must not reset again.
+            ready.log_start = None;
             self.persist_points.clear();
             self.batches_in_flight.clear();
             for (need, _) in &mut self.after_persist {
@@ -287,7 +341,15 @@ impl<D: Disk> Replica<D> {
             if first.index <= self.store.last_index() {
                 // A follower replaces a conflicting suffix (never a committed entry: paper 5.3).
                 let keep = first.index.prev();
-                self.store.truncate_after(keep).map_err(|e| e.to_string())?;
+                match self.store.truncate_after(keep) {
+                    Ok(()) => {}
+                    Err(TruncateError::NoSpace(e)) => {
+                        let what = format!("truncating after {keep}: {e}");
+                        self.hold(ready, held_since, &what);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
                 self.persist_points.retain(|&(index, _)| index <= keep);
                 self.batches_in_flight.retain(|&(_, through, _)| through <= keep);
                 for (need, _) in &mut self.after_persist {
@@ -296,7 +358,7 @@ impl<D: Disk> Replica<D> {
             }
             self.store.append(&ready.entries).map_err(|e| e.to_string())?;
         }
-        if let Some(point) = ready.persist_point() {
+        if let Some(point) = persist_point {
             self.persist_points.push_back(point);
         }
         for message in &ready.messages {
@@ -331,6 +393,19 @@ impl<D: Disk> Replica<D> {
             }
         }
         Ok(())
+    }
+
+    /// Holds `ready`, whose truncation or log start a full disk refused (nothing changed on
+    /// disk), for a retry on the next tick (module documentation, invariant 3).
+    fn hold(&mut self, ready: Ready, held_since: Option<Instant>, what: &str) {
+        if held_since.is_none() {
+            warn!(
+                log = %self.log,
+                "disk full: {what}; this node holds the log's writes and answers until a retry \
+                 (every tick) finds room"
+            );
+        }
+        self.held = Some((ready, held_since.unwrap_or_else(clock::now)));
     }
 
     fn save_hard_state(&mut self, hard_state: HardState) -> Result<(), String> {
@@ -410,6 +485,7 @@ impl<D: Disk> Replica<D> {
             return;
         }
         self.core.tick();
+        self.retry_held = self.held.is_some();
         self.subscribers.forget_gone();
         self.apply_retention();
         self.ticks_since_commit_save += 1;

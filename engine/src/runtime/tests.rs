@@ -14,13 +14,14 @@ use crate::metrics::LogMetrics;
 use crate::raft::{Config as RaftConfig, RaftCore, Role};
 use crate::runtime::clock;
 use crate::runtime::source::StoreSource;
-use crate::storage::{LogOptions, LogStore, SimDisk};
+use crate::storage::{LogOptions, LogStore, SimDisk, SimFaults};
 use crate::subscription::Subscription;
 use bytes::Bytes;
 use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::message::{
-    AppendEntries, Message, MessageBody, ReadIndexResponse, RequestVote, RequestVoteResponse,
+    AppendEntries, LogStart, Message, MessageBody, ReadIndexResponse, RequestVote,
+    RequestVoteResponse,
 };
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
@@ -801,4 +802,95 @@ fn a_local_append_waiting_when_its_node_stops_is_told_it_may_still_commit() {
         Err(AppendError::Interrupted { .. }) => {}
         other => panic!("an append that committed after all was answered {other:?}"),
     }
+}
+
+/// A follower holding entries 1 to 3 of term 1 (1 committed) that has heard of node 3's
+/// leadership in term 2 (the new term saved), on a disk with no room left: the segment prepared
+/// ahead cannot take a new header (the file system needs a block for its metadata) and goes, and
+/// the room it held is taken by then. Its next truncation or log start is refused.
+fn follower_on_a_full_disk() -> Harness {
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one"), (1, b"old-2"), (1, b"old-3")]));
+    h.replica.step(append_entries(3, 2, (1, 1), 1, &[]));
+    // The zero-fill ahead of the writer finishes.
+    let mut writes = u64::MAX;
+    while h.disk.stats().writes != writes {
+        writes = h.disk.stats().writes;
+        h.settle();
+    }
+    assert_eq!(h.replica.store.durable_index(), LogIndex(3));
+    assert_eq!(h.replica.readable_commit(), LogIndex(1));
+    let dir = Path::new("/data/log-0");
+    let used: u64 = h
+        .disk
+        .file_names(dir)
+        .iter()
+        .map(|n| h.disk.file_bytes(&dir.join(n)).map_or(0, |b| b.len() as u64))
+        .sum();
+    let full = SimFaults {
+        capacity_bytes: Some(used - 1),
+        no_space_next_write: true,
+        ..SimFaults::default()
+    };
+    h.disk.set_faults(full);
+    h
+}
+
+/// Ticks (each followed by a settled turn) on a full disk: the replica holds the `Ready` the
+/// disk refused; the store keeps entries 1 to 3 of term 1, and no commit past 1 is served.
+fn ticks_while_full(h: &mut Harness) {
+    for _ in 0..3 {
+        h.replica.tick();
+        h.settle();
+        assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+        assert_eq!(h.replica.readable_commit(), LogIndex(1), "a commit served past the store");
+        assert_eq!(h.replica.store.first_index(), LogIndex(1));
+        let stored = h.replica.store.read(LogIndex(1), 1 << 20).unwrap();
+        let terms: Vec<u64> = stored.iter().map(|e| e.term.get()).collect();
+        assert_eq!(terms, [1, 1, 1], "the refused write changed the log");
+    }
+    h.disk.set_faults(SimFaults::default());
+    h.replica.tick();
+    h.settle();
+    assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+}
+
+/// A full disk that refuses a follower's truncation stops nothing for good: the replica holds
+/// that `Ready` and carries it out on the first tick that finds room.
+#[test]
+fn a_truncation_a_full_disk_refuses_is_carried_out_once_there_is_room() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = follower_on_a_full_disk();
+    // Node 3's entries replace 2 and 3, and it commits them.
+    h.replica.step(append_entries(3, 2, (1, 1), 3, &[(2, b"new-2"), (2, b"new-3")]));
+    ticks_while_full(&mut h);
+    assert_eq!(h.replica.store.durable_index(), LogIndex(3));
+    assert_eq!(h.replica.readable_commit(), LogIndex(3));
+    let read = h.replica.read_local(LogIndex(1), ReadLimit::entries(100)).unwrap();
+    let texts: Vec<&[u8]> = read.iter().map(|e| &e.data[..]).collect();
+    assert_eq!(texts, [&b"one"[..], b"new-2", b"new-3"]);
+}
+
+/// The same for a log start (the leader compacted past this follower): the old log stays whole
+/// while the disk is full, and is replaced once there is room.
+#[test]
+fn a_log_start_a_full_disk_refuses_is_carried_out_once_there_is_room() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = follower_on_a_full_disk();
+    let start = LogStart { index: LogIndex(10), term: Term(2), leader_commit: LogIndex(10) };
+    h.replica.step(from_peer(3, Term(2), MessageBody::LogStart(start)));
+    ticks_while_full(&mut h);
+    // The new start is durable and the core hears it (the follower acknowledges it then).
+    assert_eq!(h.replica.store.durable_index(), LogIndex(10));
+    assert_eq!(h.replica.core.durable_index(), LogIndex(10));
+    h.replica.step(append_entries(3, 2, (10, 2), 11, &[(2, b"eleven")]));
+    h.settle();
+    assert_eq!(h.replica.store.first_index(), LogIndex(11));
+    assert_eq!(h.replica.store.durable_index(), LogIndex(11));
+    assert_eq!(h.replica.readable_commit(), LogIndex(11));
+    let read = h.replica.read_local(LogIndex(11), ReadLimit::entries(100)).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].data, "eleven");
 }

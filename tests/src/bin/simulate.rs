@@ -160,8 +160,8 @@ fn main() -> ExitCode {
     );
     println!(
         "storage: {} crashes ({} inside a disk operation, {} with a torn last write, {} after a \
-         partial writeback; {} recoveries cut a torn tail; {} of {} sealed segments reopened from their index file), {} downs of the process only (crashes, poisoned or stopped logs, in a boot that went on), {} disk faults ({} logs poisoned, {} steps refused by a \
-         full disk, {} logs given up by the runtime's order on a full disk), {} batches of {} \
+         partial writeback; {} recoveries cut a torn tail; {} of {} sealed segments reopened from their index file), {} downs of the process only (crashes or poisoned logs, in a boot that went on), {} disk faults ({} logs poisoned, {} steps refused by a \
+         full disk, {} truncations or log starts held until a full disk had room), {} batches of {} \
          entries ({:.2} entries per batch and fdatasync; {} pipelined, {} withdrawn after a write \
          found no space); background: {} zero-fill writes, {} \
          fdatasyncs of prepared segments, {} roll-overs or truncations into a prepared segment, \
@@ -177,7 +177,7 @@ fn main() -> ExitCode {
         total.disk_faults,
         total.poisoned,
         total.disk_full_refusals,
-        total.stopped,
+        total.full_disk_holds,
         total.batches,
         total.batched_entries,
         total.batched_entries as f64 / total.batches.max(1) as f64,
@@ -282,7 +282,7 @@ fn add(total: &mut RunSummary, run: &RunSummary) {
     total.crashes_in_disk_ops += run.crashes_in_disk_ops;
     total.disk_faults += run.disk_faults;
     total.poisoned += run.poisoned;
-    total.stopped += run.stopped;
+    total.full_disk_holds += run.full_disk_holds;
     total.disk_full_refusals += run.disk_full_refusals;
     total.batches += run.batches;
     total.batched_entries += run.batched_entries;

@@ -4,7 +4,8 @@
 //!
 //! Owns: [`InlineState`]: the persist points handed to the store and not yet reported durable,
 //! the messages waiting for durability, the hard state last saved, the ticks since the commit
-//! index was last saved, and whether the disk refused the last submit for lack of space.
+//! index was last saved, whether the disk refused the last submit for lack of space, and the
+//! `Ready` held because a full disk refused its truncation or log start.
 //! Must not: complete a disk op itself (only a disk step, or the store's own synchronous calls,
 //! do); send a message from `messages_after_persist` before the store is durable up to the last
 //! index it held when the message was handed out.
@@ -20,6 +21,10 @@
 //! 4. `messages_after_persist` wait until the store is durable up to its last index at the time.
 //! 5. When the store reports durability, the core hears the highest persist point covered.
 //!
+//! A full disk that refuses the truncation or the log start of step 2 changes nothing on disk:
+//! the loop holds that `Ready` (its hard state saved), takes no other from the core, and tries
+//! it again after the next tick ([`HeldReady`]).
+//!
 //! Invariants:
 //! 1. `persist_points` increase and each is above the durable index when queued.
 //! 2. The indexes `after_persist` waits for never decrease along the queue, except where a
@@ -27,6 +32,7 @@
 
 use super::{Down, Replica};
 use crate::checker::{Property, Violation};
+use raftwal::raft::ReadState;
 use raftwal::storage::{AppendError, CompletionError, ResetError, SubmitError, TruncateError};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{Entry, HardState, LogIndex, Term};
@@ -43,6 +49,35 @@ pub(super) struct InlineState {
     saved: HardState,
     ticks_since_commit_save: u64,
     pub(super) blocked: bool,
+    /// The `Ready` a full disk refused; nothing else is taken from the core while it is held.
+    pub(super) held: Option<HeldReady>,
+    /// A tick passed since the held `Ready` was last tried.
+    pub(super) retry_held: bool,
+}
+
+/// What of one `Ready` the runtime order carries out (its hard state first, then the rest);
+/// held whole, but for the hard state saved already, when a full disk refuses its truncation
+/// or log start.
+#[derive(Debug)]
+pub(super) struct HeldReady {
+    pub(super) hard_state: Option<HardState>,
+    pub(super) log_start: Option<(LogIndex, Term)>,
+    pub(super) entries: Vec<Entry>,
+    pub(super) persist_point: Option<(LogIndex, Term)>,
+    pub(super) messages: Vec<Message>,
+    pub(super) after_persist: Vec<Message>,
+    pub(super) read_states: Vec<ReadState>,
+    pub(super) rejoined: bool,
+}
+
+/// How carrying out a `Ready` ended.
+pub(super) enum Carried {
+    /// Done: these messages may leave now (`messages`, and those of `after_persist` that need
+    /// nothing more), with the `Ready`'s read states and rejoin report.
+    Done { send: Vec<Message>, read_states: Vec<ReadState>, rejoined: bool },
+    /// A full disk refused its truncation or log start; nothing of it changed the disk (but
+    /// its hard state, saved). It is held for a retry.
+    Held,
 }
 
 impl InlineState {
@@ -53,37 +88,35 @@ impl InlineState {
 }
 
 impl Replica {
-    /// Carries out one `Ready`'s writes in the runtime's order (steps 1, 2 and 4); returns the
-    /// messages of `after_persist` that may leave at once.
-    pub(super) fn handle_ready_inline(
-        &mut self,
-        hard_state: Option<HardState>,
-        log_start: Option<(LogIndex, Term)>,
-        entries: &[Entry],
-        persist_point: Option<(LogIndex, Term)>,
-        after_persist: Vec<Message>,
-    ) -> Result<Vec<Message>, Down> {
-        if let Some(hard_state) = hard_state {
+    /// Carries out one `Ready` in the runtime's order (steps 1 to 4), or holds it (module
+    /// documentation).
+    pub(super) fn carry_out_inline(&mut self, mut ready: HeldReady) -> Result<Carried, Down> {
+        if let Some(hard_state) = ready.hard_state.take() {
             let saved = self.inline.saved;
             if (hard_state.term, hard_state.vote) != (saved.term, saved.vote) {
                 self.save_hard_state_inline(hard_state)?;
             }
         }
-        if let Some((index, term)) = log_start {
-            self.reset_inline(index, term)?;
+        if let Some((index, term)) = ready.log_start {
+            if !self.reset_inline(index, term)? {
+                self.hold(ready);
+                return Ok(Carried::Held);
+            }
+            ready.log_start = None;
         }
-        if let Some(first) = entries.first() {
+        if let Some(first) = ready.entries.first().map(|entry| entry.index) {
             let log = self.store.log().expect("a Ready is handled only while the replica is up");
             let durable_before = log.durable_index();
-            if first.index <= log.last_index() {
-                let keep = first.index.prev();
+            if first <= log.last_index() {
+                let keep = first.prev();
                 match self.store.truncate_after(keep) {
                     Ok(()) => {}
-                    Err(TruncateError::NoSpace(error)) => {
+                    Err(TruncateError::NoSpace(_)) => {
                         // Nothing changed (but for the batch in flight, which the truncation
-                        // waited for), and the runtime gives up on the log here.
+                        // waited for): held for a retry.
                         self.check_refusal(durable_before, true)?;
-                        return Err(Down::Stopped(format!("truncating after {keep}: {error}")));
+                        self.hold(ready);
+                        return Ok(Carried::Held);
                     }
                     Err(error) => {
                         let what = format!("truncating after {keep}: {error}");
@@ -98,7 +131,7 @@ impl Replica {
                 self.reported_durable = self.reported_durable.min(durable);
             }
             let log = self.store.log_mut().expect("up");
-            match log.append(entries) {
+            match log.append(&ready.entries) {
                 Ok(()) => {}
                 Err(AppendError::Poisoned(error)) => {
                     return Err(self.down(format!("appending: {error}"), durable_before));
@@ -114,32 +147,38 @@ impl Replica {
                 }
             }
         }
-        if let Some(point) = persist_point {
+        if let Some(point) = ready.persist_point {
             self.inline.persist_points.push_back(point);
         }
-        if after_persist.is_empty() {
-            return Ok(Vec::new());
+        let mut send = ready.messages;
+        if !ready.after_persist.is_empty() {
+            let log = self.store.log().expect("up");
+            let need = log.last_index();
+            if need <= log.durable_index() && self.inline.after_persist.is_empty() {
+                send.extend(ready.after_persist);
+            } else {
+                self.inline.after_persist.push_back((need, ready.after_persist));
+            }
         }
-        let log = self.store.log().expect("up");
-        let need = log.last_index();
-        if need <= log.durable_index() && self.inline.after_persist.is_empty() {
-            return Ok(after_persist);
-        }
-        self.inline.after_persist.push_back((need, after_persist));
-        Ok(Vec::new())
+        Ok(Carried::Done { send, read_states: ready.read_states, rejoined: ready.rejoined })
+    }
+
+    fn hold(&mut self, ready: HeldReady) {
+        self.inline.held = Some(ready);
+        self.inline.retry_held = false;
     }
 
     /// A leader's log start: the store replaces its log, durably (waiting for its batch in
     /// flight), and the points and messages that waited for the old log wait for the new start.
-    fn reset_inline(&mut self, index: LogIndex, term: Term) -> Result<(), Down> {
+    /// False when a full disk refused it (nothing changed).
+    fn reset_inline(&mut self, index: LogIndex, term: Term) -> Result<bool, Down> {
         let durable_before = self.store.log().expect("up").durable_index();
         match self.store.reset_to(index, term) {
             Ok(()) => {}
-            Err(ResetError::NoSpace(error)) => {
-                // Nothing changed (but for the batch in flight, which the reset waited for),
-                // and the runtime gives up on the log here.
+            Err(ResetError::NoSpace(_)) => {
+                // Nothing changed (but for the batch in flight, which the reset waited for).
                 self.check_refusal(durable_before, true)?;
-                return Err(Down::Stopped(format!("starting the log after {index}: {error}")));
+                return Ok(false);
             }
             Err(error) => {
                 let what = format!("starting the log after {index}: {error}");
@@ -151,7 +190,7 @@ impl Replica {
             *need = (*need).min(index);
         }
         self.reported_durable = self.reported_durable.min(index.prev());
-        Ok(())
+        Ok(true)
     }
 
     fn save_hard_state_inline(&mut self, hard_state: HardState) -> Result<(), Down> {
@@ -254,6 +293,7 @@ impl Replica {
     /// One tick: the core's, and now and then a save of a commit index that moved alone.
     pub(super) fn tick_inline(&mut self) -> Result<(), Down> {
         self.core.as_mut().expect("up").tick();
+        self.inline.retry_held = self.inline.held.is_some();
         self.inline.ticks_since_commit_save += 1;
         let log = self.store.log().expect("up");
         let commit = self.core.as_ref().expect("up").commit_index().min(log.durable_index());

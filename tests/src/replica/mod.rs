@@ -89,10 +89,6 @@ pub enum Down {
     /// A write or fsync failed and poisoned the log (checked: it refuses every write); the
     /// replica stops, as a crashed one would, until it restarts from its disk.
     Poisoned(String),
-    /// The replica loop gave up on the log after an error that did not poison it (the runtime
-    /// does so when a full disk refuses the segment a truncation needs); the replica stops until
-    /// it restarts.
-    Stopped(String),
     /// The storage broke a promise the checker must report.
     Broken(Violation),
 }
@@ -138,6 +134,8 @@ pub struct Replica {
     bugs: Vec<InjectedBug>,
     commit_persistence: CommitPersistence,
     full_disk_refusals: u64,
+    /// `Ready`s held because a full disk refused their truncation or log start (runtime order).
+    full_disk_holds: u64,
     /// The newest hard state handed to the writer (saved or queued).
     handed_hard_state: HardState,
     /// The durable index last reported to the core.
@@ -172,6 +170,7 @@ impl Replica {
             bugs,
             commit_persistence,
             full_disk_refusals: 0,
+            full_disk_holds: 0,
             handed_hard_state: HardState::default(),
             reported_durable: LogIndex::ZERO,
             rejoin_marker: false,
@@ -246,6 +245,16 @@ impl Replica {
         }
         if self.order == DriverOrder::Runtime {
             drained.send.extend(self.reap_inline()?);
+            if self.inline.held.is_some() {
+                // Nothing else is taken from the core while a `Ready` is held; it is tried
+                // again once a tick has passed.
+                if std::mem::take(&mut self.inline.retry_held) {
+                    let held = self.inline.held.take().expect("checked above");
+                    self.carry_out(held, &mut drained)?;
+                }
+                self.submit_inline()?;
+                return Ok(drained);
+            }
         }
         let core = self.core.as_mut().expect("checked above");
         if !core.has_ready() {
@@ -262,22 +271,25 @@ impl Replica {
                 .expect("the entry before handed-out entries is in the core's log");
             drained.entries = ready.entries.clone();
         }
-        drained.send.extend(ready.messages);
+        let committed = ready.committed;
         match self.order {
             DriverOrder::Runtime => {
-                let released = self.handle_ready_inline(
-                    ready.hard_state,
-                    ready.log_start,
-                    &ready.entries,
+                let ready = inline::HeldReady {
+                    hard_state: ready.hard_state,
+                    log_start: ready.log_start,
+                    entries: ready.entries,
                     persist_point,
-                    ready.messages_after_persist,
-                )?;
-                drained.send.extend(released);
-                // A truncation may have waited for the batch in flight.
-                drained.send.extend(self.reap_inline()?);
+                    messages: ready.messages,
+                    after_persist: ready.messages_after_persist,
+                    read_states: ready.read_states,
+                    rejoined: ready.rejoined,
+                };
+                self.carry_out(ready, &mut drained)?;
+                self.full_disk_holds += u64::from(self.inline.held.is_some());
                 self.submit_inline()?;
             }
             DriverOrder::Groups => {
+                drained.send.extend(ready.messages);
                 let hard_state = ready.hard_state.filter(|hard_state| self.needs_save(hard_state));
                 if let Some(hard_state) = hard_state {
                     self.handed_hard_state = hard_state;
@@ -297,10 +309,14 @@ impl Replica {
                 } else if !(nothing_to_write && write.after_persist.is_empty()) {
                     self.queued.push_back(write);
                 }
+                drained.read_states = ready.read_states;
+                if ready.rejoined {
+                    self.note_rejoined(&mut drained);
+                }
             }
         }
         let core = self.core.as_mut().expect("checked above");
-        if let Some(commit) = ready.committed {
+        if let Some(commit) = committed {
             let mut position = 0;
             while position < self.pending.len() {
                 let proposed = self.pending[position].proposed;
@@ -312,13 +328,34 @@ impl Replica {
                 }
             }
         }
-        drained.read_states = ready.read_states;
-        if ready.rejoined {
-            drained.rejoined = true;
-            self.marker_drop_after = Some((core.term(), core.vote()));
-            self.settle_rejoin_marker();
-        }
         Ok(drained)
+    }
+
+    /// Carries out a `Ready` in the runtime's order, or holds it (module `inline`), and adds
+    /// what it released to `drained`.
+    fn carry_out(&mut self, ready: inline::HeldReady, drained: &mut Drained) -> Result<(), Down> {
+        match self.carry_out_inline(ready)? {
+            inline::Carried::Done { send, read_states, rejoined } => {
+                drained.send.extend(send);
+                drained.read_states.extend(read_states);
+                // A truncation may have waited for the batch in flight.
+                drained.send.extend(self.reap_inline()?);
+                if rejoined {
+                    self.note_rejoined(drained);
+                }
+            }
+            inline::Carried::Held => {}
+        }
+        Ok(())
+    }
+
+    /// The core reported the end of its rejoin: the marker goes once the term and vote of now
+    /// are durable.
+    fn note_rejoined(&mut self, drained: &mut Drained) {
+        let core = self.core.as_ref().expect("up");
+        drained.rejoined = true;
+        self.marker_drop_after = Some((core.term(), core.vote()));
+        self.settle_rejoin_marker();
     }
 
     /// Forgets the entries before `before`, as the runtime's `Log::compact` does: only
@@ -451,6 +488,16 @@ impl Replica {
     /// Disk steps and submits a full disk refused so far.
     pub fn full_disk_refusals(&self) -> u64 {
         self.full_disk_refusals
+    }
+
+    /// `Ready`s held because a full disk refused their truncation or log start (runtime order).
+    pub fn full_disk_holds(&self) -> u64 {
+        self.full_disk_holds
+    }
+
+    /// Whether the loop holds a `Ready` a full disk refused (it takes no other meanwhile).
+    pub fn holds_ready(&self) -> bool {
+        self.inline.held.is_some()
     }
 
     /// The disk refused an operation for lack of space: checks that this changed nothing (the

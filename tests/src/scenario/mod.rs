@@ -292,7 +292,7 @@ impl Cluster {
     fn handle_down(&mut self, position: usize, down: Down) {
         match down {
             Down::Broken(violation) => panic!("{violation}"),
-            Down::Crashed | Down::Poisoned(_) | Down::Stopped(_) => {
+            Down::Crashed | Down::Poisoned(_) => {
                 self.crash(position as u64 + 1);
             }
         }

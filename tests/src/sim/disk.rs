@@ -31,8 +31,6 @@ pub(crate) enum DownCause {
     CrashInDiskOp,
     /// A failed write or fsync poisoned its log.
     Poisoned,
-    /// The replica loop gave up on its log after an error that did not poison it.
-    Stopped,
     /// It crashes for good, for the liveness phase.
     Sick,
 }
@@ -58,7 +56,6 @@ impl World {
         match down {
             Down::Crashed => self.node_down(node, DownCause::CrashInDiskOp),
             Down::Poisoned(_) => self.node_down(node, DownCause::Poisoned),
-            Down::Stopped(_) => self.node_down(node, DownCause::Stopped),
             Down::Broken(violation) => Err(violation),
         }
     }
@@ -173,7 +170,7 @@ impl World {
 
     /// A replica goes down and everything in memory is lost. Either its process dies in a boot
     /// that goes on (the caches keep what was written and not synced: some crashes, half the
-    /// poisoned or stopped logs, which a supervisor restarts), or the machine loses power: its
+    /// poisoned logs, which a supervisor restarts), or the machine loses power: its
     /// disk keeps what is durable (and a torn prefix of the last unsynced write in some runs,
     /// or what the caches had written back of the rest).
     /// It restarts after a downtime, unless it stays sick.
@@ -181,7 +178,7 @@ impl World {
         let in_place = match cause {
             // The planted bug: always in place, on a disk whose recovery trusts the cache.
             DownCause::Poisoned if self.options.bug == Some(PlantedBug::ReopenPoisonedLog) => true,
-            DownCause::Poisoned | DownCause::Stopped => self.rng.chance(500_000),
+            DownCause::Poisoned => self.rng.chance(500_000),
             DownCause::Crash => self.rng.chance(250_000),
             DownCause::CrashInDiskOp | DownCause::Sick => false,
         };
@@ -215,7 +212,6 @@ impl World {
                 self.summary.crashes_in_disk_ops += 1;
             }
             DownCause::Poisoned => self.summary.poisoned += 1,
-            DownCause::Stopped => self.summary.stopped += 1,
             DownCause::Sick => {}
         }
         self.summary.torn_crashes += u64::from(matches!(tear, Tear::LastWrite { .. }));

@@ -136,7 +136,7 @@ pub struct RunSummary {
     /// back some of the pages and, in order, some of the name changes no fsync covered).
     pub written_back_crashes: u64,
     /// Replicas that went down as a process in a boot that went on (the caches kept what was
-    /// written and not synced): some crashes, some poisoned or stopped logs.
+    /// written and not synced): some crashes, some poisoned logs.
     pub process_kills: u64,
     /// Crashes that fired inside a disk operation (an armed crash point, or queued writes and
     /// fsyncs run into the crash).
@@ -151,9 +151,9 @@ pub struct RunSummary {
     pub disk_faults: u64,
     /// Logs poisoned by a failed fsync (each replica then went down).
     pub poisoned: u64,
-    /// Replicas whose loop gave up on the log after an error that did not poison it (a full
-    /// disk refusing a truncation, in the runtime's order).
-    pub stopped: u64,
+    /// Truncations and log starts a full disk refused, in the runtime's order: the loop held
+    /// their `Ready` and tried it again on later ticks.
+    pub full_disk_holds: u64,
     /// Disk steps a full disk refused (retried later).
     pub disk_full_refusals: u64,
     /// Batches the log stores wrote (each one write or a few chunk writes, and one fdatasync).

@@ -133,27 +133,102 @@ pub(crate) enum TraceEvent {
     Deliver(MessageSummary),
     Drop(MessageSummary, &'static str),
     Duplicate(MessageSummary),
-    RoleChange { node: NodeId, role: Role, term: Term, leader: Option<NodeId> },
-    Commit { node: NodeId, index: LogIndex },
-    Durable { node: NodeId, index: LogIndex },
-    DurableLoss { node: NodeId, from: LogIndex },
-    DiskFull { node: NodeId },
-    DiskFault { node: NodeId, fault: DiskFault },
-    ArmCrash { node: NodeId, points: u64 },
-    Propose { node: NodeId, tag: u64, result: Result<(LogIndex, LogIndex, Term), ProposeError> },
-    Acknowledged { node: NodeId, tag: u64, first: LogIndex, last: LogIndex, term: Term },
-    Down { node: NodeId, cause: DownCause, in_place: bool, tear: Tear, durable_last: LogIndex },
-    Restart { node: NodeId, term: Term, last: LogIndex, commit: LogIndex },
-    Wipe { node: NodeId, was_up: bool },
-    Rejoined { node: NodeId },
-    Partition { blocked: u64, nodes: usize },
+    RoleChange {
+        node: NodeId,
+        role: Role,
+        term: Term,
+        leader: Option<NodeId>,
+    },
+    Commit {
+        node: NodeId,
+        index: LogIndex,
+    },
+    Durable {
+        node: NodeId,
+        index: LogIndex,
+    },
+    DurableLoss {
+        node: NodeId,
+        from: LogIndex,
+    },
+    DiskFull {
+        node: NodeId,
+    },
+    /// A full disk refused a truncation or log start (`held`), or the held `Ready` went through.
+    Held {
+        node: NodeId,
+        held: bool,
+    },
+    DiskFault {
+        node: NodeId,
+        fault: DiskFault,
+    },
+    ArmCrash {
+        node: NodeId,
+        points: u64,
+    },
+    Propose {
+        node: NodeId,
+        tag: u64,
+        result: Result<(LogIndex, LogIndex, Term), ProposeError>,
+    },
+    Acknowledged {
+        node: NodeId,
+        tag: u64,
+        first: LogIndex,
+        last: LogIndex,
+        term: Term,
+    },
+    Down {
+        node: NodeId,
+        cause: DownCause,
+        in_place: bool,
+        tear: Tear,
+        durable_last: LogIndex,
+    },
+    Restart {
+        node: NodeId,
+        term: Term,
+        last: LogIndex,
+        commit: LogIndex,
+    },
+    Wipe {
+        node: NodeId,
+        was_up: bool,
+    },
+    Rejoined {
+        node: NodeId,
+    },
+    Partition {
+        blocked: u64,
+        nodes: usize,
+    },
     HealNetwork,
     EndOfFaults,
-    NetworkQuality { drop_per_million: u64, duplicate_per_million: u64 },
-    Transfer { from: NodeId, to: NodeId, accepted: bool },
-    Compact { node: NodeId, before: LogIndex, first: LogIndex },
-    ReadStart { node: NodeId, request_id: u64, acknowledged: LogIndex },
-    ReadAnswer { node: NodeId, request_id: u64, index: Option<LogIndex> },
+    NetworkQuality {
+        drop_per_million: u64,
+        duplicate_per_million: u64,
+    },
+    Transfer {
+        from: NodeId,
+        to: NodeId,
+        accepted: bool,
+    },
+    Compact {
+        node: NodeId,
+        before: LogIndex,
+        first: LogIndex,
+    },
+    ReadStart {
+        node: NodeId,
+        request_id: u64,
+        acknowledged: LogIndex,
+    },
+    ReadAnswer {
+        node: NodeId,
+        request_id: u64,
+        index: Option<LogIndex>,
+    },
 }
 
 impl fmt::Display for TraceEvent {
@@ -174,6 +249,14 @@ impl fmt::Display for TraceEvent {
             }
             TraceEvent::DiskFull { node } => {
                 write!(f, "{node:?} disk full: the writer's step is refused, retried later")
+            }
+            TraceEvent::Held { node, held: true } => write!(
+                f,
+                "{node:?} disk full: a truncation or log start is refused; the loop holds its \
+                 Ready and takes no other until a tick's retry finds room"
+            ),
+            TraceEvent::Held { node, held: false } => {
+                write!(f, "{node:?} carries out the Ready it held: the disk had room")
             }
             TraceEvent::DiskFault { node, fault } => match fault {
                 DiskFault::FsyncFails => write!(f, "{node:?} DISK: its next fsync will fail"),
@@ -206,7 +289,6 @@ impl fmt::Display for TraceEvent {
                     DownCause::Crash => "CRASHES",
                     DownCause::CrashInDiskOp => "CRASHES inside a disk operation",
                     DownCause::Poisoned => "STOPS: a failed write or fsync poisoned its log",
-                    DownCause::Stopped => "STOPS: its replica loop gave up on the log",
                     DownCause::Sick => "GOES DOWN for the liveness phase",
                 };
                 let tear = match tear {

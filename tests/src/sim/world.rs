@@ -284,6 +284,7 @@ impl World {
             self.summary.roll_overs_prepared += stats.roll_overs_prepared;
             self.summary.segments_created += stats.segments_created;
             self.summary.disk_full_refusals += replica.full_disk_refusals();
+            self.summary.full_disk_holds += replica.full_disk_holds();
         }
         self.summary.committed = self.checker.committed_count();
         self.summary.leader_terms = self.checker.leader_terms() as u64;
@@ -347,15 +348,20 @@ impl World {
             Event::LivenessDeadline => {
                 if let Phase::Liveness { healed_at, baseline } = self.phase {
                     if self.recovered {
-                        let waiting: Vec<NodeId> = (0..self.options.nodes)
-                            .filter(|node| self.replicas[*node].rejoining())
-                            .map(id_of)
-                            .collect();
+                        let waiting = |waits: fn(&Replica) -> bool| -> Vec<NodeId> {
+                            (0..self.options.nodes)
+                                .filter(|node| waits(&self.replicas[*node]))
+                                .map(id_of)
+                                .collect()
+                        };
                         return Err(Violation {
                             property: Property::Liveness,
                             detail: format!(
-                                "commits resumed, but {waiting:?} did not finish rejoining within \
-                                 {} election timeouts after the faults healed at {} ms",
+                                "commits resumed, but {:?} did not finish rejoining and {:?} \
+                                 still held a write their full disk had refused, within {} \
+                                 election timeouts after the faults healed at {} ms",
+                                waiting(Replica::rejoining),
+                                waiting(Replica::holds_ready),
                                 self.liveness_timeouts(),
                                 healed_at / 1000
                             ),
@@ -397,7 +403,8 @@ impl World {
         // flight reports durability): drain until the core has nothing more to say.
         for _ in 0..16 {
             self.drain_once(node)?;
-            if !self.replicas[node].core().is_some_and(|core| core.has_ready()) {
+            let replica = &self.replicas[node];
+            if replica.holds_ready() || !replica.core().is_some_and(|core| core.has_ready()) {
                 break;
             }
         }
@@ -409,10 +416,15 @@ impl World {
         if !self.replicas[node].is_up() {
             return Ok(());
         }
+        let held_before = self.replicas[node].holds_ready();
         let drained = match self.replicas[node].drain() {
             Ok(drained) => drained,
             Err(down) => return self.handle_down(node, down),
         };
+        let held = self.replicas[node].holds_ready();
+        if held != held_before {
+            self.trace.record(self.now, TraceEvent::Held { node: id_of(node), held });
+        }
         // The drain may have saved a hard state or truncated: the messages are judged against
         // the disk as it is now.
         self.refresh_durable(node)?;
@@ -458,11 +470,14 @@ impl World {
             // counted as what its disk holds.
             self.checker.on_durable_loss(LogIndex(1), &self.replicas)?;
         }
-        // The liveness phase ends with a new commit and with every wiped replica rejoined
-        // (but the one that stays sick): the rejoin must complete within the same deadline.
+        // The liveness phase ends with a new commit, with every wiped replica rejoined (but the
+        // one that stays sick) and with no replica holding a write its full disk refused (every
+        // disk has room since the heal): both must happen within the same deadline.
         self.done = self.recovered
-            && (0..self.options.nodes)
-                .all(|other| Some(other) == self.stays_down || !self.replicas[other].rejoining());
+            && (0..self.options.nodes).all(|other| {
+                let replica = &self.replicas[other];
+                Some(other) == self.stays_down || !(replica.rejoining() || replica.holds_ready())
+            });
         for read_state in drained.read_states {
             let Some(position) = self
                 .reads
