@@ -3,8 +3,8 @@
 
 use raftwal::raft::{ProposeError, Role, TransferError};
 use raftwal_tests::scenario::{filter, Cluster, SCENARIO_LOG};
-use raftwal_wire::message::{Message, MessageBody, RequestVote};
-use raftwal_wire::types::{LogIndex, NodeId};
+use raftwal_wire::message::{Message, MessageBody, RequestVote, RequestVoteResponse};
+use raftwal_wire::types::{LogIndex, NodeId, Term};
 
 #[test]
 fn prevote_a_partitioned_replica_does_not_raise_its_term() {
@@ -68,53 +68,90 @@ fn prevote_is_refused_while_a_leader_is_heard() {
     ));
 }
 
-#[test]
-fn prevote_is_refused_for_an_election_timeout_after_a_vote() {
-    // The race of simulator seeds 132,291 and 4,930,761: a replica that has just voted, for a
-    // candidate or for itself, knows no leader yet and is not in lease. Were it to grant a
-    // rival's pre-vote for the next term, the rival's election could depose the leader about to
-    // win, through the higher term in its answer to that leader's first message.
-    let mut cluster = Cluster::new(3);
-    cluster.time_out(1).deliver(); // pre-votes
-    cluster.deliver(); // their answers: n1 campaigns in term 2
-    assert_eq!(cluster.role(1), Role::Candidate);
-    cluster.drop_where(filter::to(3));
-    cluster.deliver_where(filter::kind_to("RequestVote", 2));
-    cluster.drop_where(filter::all()); // n2's grant is lost: n1 stays a candidate
-    assert_eq!(cluster.core(2).vote(), Some(NodeId(1)));
-    assert_eq!(cluster.leader_of(2), None, "n2 knows no leader: no lease shields it");
-    let term = cluster.core(1).term();
-    let pre_vote = |cluster: &Cluster, to: u64| Message {
+/// A pre-vote request from n3 to `to` for `term`, with n3's log.
+fn pre_vote_from_3(cluster: &Cluster, to: u64, term: Term) -> Message {
+    Message {
         log: SCENARIO_LOG,
         from: NodeId(3),
         to: NodeId(to),
-        term: term.next(),
+        term,
         body: MessageBody::RequestVote(RequestVote {
             pre_vote: true,
             last_log_index: cluster.core(3).last_index(),
             last_log_term: cluster.core(3).last_term(),
             leadership_transfer: false,
         }),
-    };
-    let granted = |answers: &[Message]| -> Vec<bool> {
-        answers
-            .iter()
-            .map(|m| matches!(&m.body, MessageBody::RequestVoteResponse(r) if r.granted))
-            .collect()
-    };
-    let asks = [pre_vote(&cluster, 1), pre_vote(&cluster, 2)];
+    }
+}
+
+/// Whether each of the pre-vote answers on the wire grants (taking them off the wire).
+fn pre_vote_grants(cluster: &mut Cluster) -> Vec<bool> {
+    cluster
+        .take(filter::kind("PreVoteResponse"))
+        .iter()
+        .map(|m| matches!(&m.body, MessageBody::RequestVoteResponse(r) if r.granted))
+        .collect()
+}
+
+/// n1 campaigns in term 2 (its pre-vote passed); its vote requests are still on the wire.
+fn n1_campaigns() -> Cluster {
+    let mut cluster = Cluster::new(3);
+    cluster.time_out(1).deliver(); // pre-votes
+    cluster.deliver(); // their answers: n1 campaigns in term 2
+    assert_eq!(cluster.role(1), Role::Candidate);
+    cluster
+}
+
+#[test]
+fn prevote_is_refused_for_an_election_timeout_after_a_vote() {
+    // The race of simulator seeds 132,291 and 4,930,761: a replica that has just voted, for a
+    // candidate or for itself, knows no leader yet and is not in lease. Were it to grant a
+    // rival's pre-vote for the next term, the rival's election could depose the leader about to
+    // win, through the higher term in its answer to that leader's first message.
+    let mut cluster = n1_campaigns();
+    cluster.drop_where(filter::to(3));
+    cluster.deliver_where(filter::kind_to("RequestVote", 2));
+    cluster.drop_where(filter::all()); // n2's grant is lost: n1 stays a candidate
+    assert_eq!(cluster.core(2).vote(), Some(NodeId(1)));
+    assert_eq!(cluster.leader_of(2), None, "n2 knows no leader: no lease shields it");
+    let term = cluster.core(1).term();
+    let asks =
+        [pre_vote_from_3(&cluster, 1, term.next()), pre_vote_from_3(&cluster, 2, term.next())];
     cluster.inject(asks).deliver();
-    let answers = cluster.take(filter::kind("PreVoteResponse"));
-    assert_eq!(granted(&answers), [false, false], "the candidate and its voter refuse");
+    assert_eq!(pre_vote_grants(&mut cluster), [false, false], "the candidate and its voter refuse");
     // An election timeout after its vote, n2 grants the same pre-vote (its own timer may have
     // fired meanwhile; its pre-candidacy is lost and changes nothing here).
     let timeout = cluster.config(2).election_timeout_ticks;
     cluster.ticks(2, timeout).drop_where(filter::all());
     assert_eq!(cluster.core(2).term(), term);
-    let ask = pre_vote(&cluster, 2);
+    let ask = pre_vote_from_3(&cluster, 2, term.next());
     cluster.inject([ask]).deliver();
-    let answers = cluster.take(filter::kind("PreVoteResponse"));
-    assert_eq!(granted(&answers), [true], "the vote has aged");
+    assert_eq!(pre_vote_grants(&mut cluster), [true], "the vote has aged");
+}
+
+#[test]
+fn prevote_a_candidate_refused_by_a_majority_grants_at_once() {
+    // Its vote for itself will produce no leader: waiting would only hold back a replica that
+    // can win (simulator seed 5,041,387: two candidates whose logs were behind campaigned in
+    // step and, with their voter, kept refusing the pre-votes of the two that could win).
+    let mut cluster = n1_campaigns();
+    cluster.drop_where(filter::all());
+    let term = cluster.core(1).term();
+    let refusal = |from: u64| Message {
+        log: SCENARIO_LOG,
+        from: NodeId(from),
+        to: NodeId(1),
+        term,
+        body: MessageBody::RequestVoteResponse(RequestVoteResponse {
+            pre_vote: false,
+            granted: false,
+        }),
+    };
+    cluster.inject([refusal(2), refusal(3)]).deliver();
+    assert_eq!(cluster.role(1), Role::Follower, "the election is lost");
+    let ask = pre_vote_from_3(&cluster, 1, term.next());
+    cluster.inject([ask]).deliver();
+    assert_eq!(pre_vote_grants(&mut cluster), [true]);
 }
 
 #[test]

@@ -79,8 +79,8 @@ pub struct RaftCore {
     pub(super) election_elapsed: u32,
     pub(super) randomized_election_timeout: u32,
     /// Ticks since this replica last cast a vote (for a candidate or, campaigning, for itself);
-    /// `u32::MAX` before its first since start. Pre-votes are refused for an election timeout
-    /// after a vote.
+    /// `u32::MAX` before its first since start, and once its own election is lost. Pre-votes
+    /// are refused for an election timeout after a vote.
     pub(super) ticks_since_vote: u32,
     pub(super) votes: VoteTally,
     /// The followers' progress; empty unless leader.

@@ -241,7 +241,8 @@ impl RaftCore {
             // election timeout after casting a vote (a candidate's own included): the election
             // voted in may be about to produce a leader this replica has not heard from yet,
             // and a rival's election for the next term would depose it (the higher term rides
-            // on the rival's answer to that leader's first message).
+            // on the rival's answer to that leader's first message). A candidate that lost
+            // its election stops waiting (`handle_vote_response`).
             let voted_recently = self.ticks_since_vote < self.config.election_timeout_ticks;
             let granted = term > self.term && !self.in_lease() && !voted_recently && up_to_date;
             let answer_term = if granted { term } else { self.term };
@@ -293,6 +294,10 @@ impl RaftCore {
             }
         } else if self.votes.count(false) > self.config.voters.len() - quorum {
             // A majority refused: this election is lost; wait for a leader or the next timeout.
+            if !response.pre_vote {
+                // Its vote for itself produces no leader: pre-votes need not wait for it.
+                self.ticks_since_vote = u32::MAX;
+            }
             self.become_follower(self.term, None);
         }
     }
