@@ -481,7 +481,12 @@ fn message(input: &mut Reader<'_>) -> Message {
         }),
         7 => MessageBody::TimeoutNow,
         8 => MessageBody::ReadIndex(ReadIndex { request_id: c.get() }),
-        9 => MessageBody::LogStart(LogStart { index: a, term: small_term, leader_commit: b }),
+        9 => MessageBody::LogStart(LogStart {
+            index: a,
+            term: small_term,
+            leader_commit: b,
+            client_seqs: Vec::new(),
+        }),
         _ => MessageBody::ReadIndexResponse(ReadIndexResponse {
             request_id: c.get(),
             read_index: (flags & 1 != 0).then_some(b),

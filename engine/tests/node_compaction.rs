@@ -11,7 +11,9 @@ mod support;
 use bytes::Bytes;
 use raftwal::client::{Client, ClientConfig, ClientError};
 use raftwal::{LogEntry, NodeConfig, ReadError, ReadLimit};
-use raftwal_wire::client::ErrorCode;
+use raftwal_wire::client::{
+    AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, ErrorCode, TaggedPayload,
+};
 use raftwal_wire::types::{LogId, LogIndex};
 use std::time::Duration;
 use support::{metric, read_all, wait_until, Cluster};
@@ -288,4 +290,76 @@ fn age_retention_removes_the_segments_written_long_ago() {
         let log = cluster.log(id);
         wait_until(T, "every node commits", || log.status_blocking().unwrap().commit_index >= next);
     }
+}
+
+/// A follower that starts its log over never sees the client entries before its leader's first
+/// index: the log start tells it, per client, the highest sequence number among them, and once
+/// it leads it refuses a retry of one of those (the append may be in the log) rather than
+/// append it a second time. Entries it received by replication are still found.
+#[test]
+fn a_follower_that_started_over_refuses_retries_of_entries_it_never_saw() {
+    let mut cluster = Cluster::start_with(3, small_segments);
+    let leader = cluster.wait_leader(T);
+    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    let addrs = cluster.client_addrs();
+    let addr = |id: u64| addrs[(id - 1) as usize];
+    let append = |seq: u64| {
+        let tagged = TaggedPayload::new(ClientId(9), ClientSeq(seq), payload(seq as u32));
+        ClientRequest::Append(AppendRequest { log: LogId(0), tagged })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let endpoint = runtime.block_on(async { cluster.client_endpoint() });
+    cluster.stop(behind);
+    // About 60 entries of 1 KiB fill four segments or more while `behind` is down.
+    let positions = runtime.block_on(async {
+        let connection = endpoint.connect(addr(leader)).await.unwrap();
+        let mut positions = Vec::new();
+        for seq in 1..=60 {
+            match connection.request(&append(seq)).await {
+                Ok(ClientResponse::Appended(a)) => positions.push(a.index),
+                other => panic!("append {seq}: {other:?}"),
+            }
+        }
+        positions
+    });
+    let log = cluster.log(leader);
+    let first = log.compact_blocking(positions[59]).unwrap();
+    assert!(first > positions[30], "the log starts at {first}");
+    cluster.restart(behind);
+    let later = runtime.block_on(async {
+        let connection = endpoint.connect(addr(leader)).await.unwrap();
+        match connection.request(&append(61)).await {
+            Ok(ClientResponse::Appended(a)) => a.index,
+            other => panic!("append 61: {other:?}"),
+        }
+    });
+    let follower = cluster.log(behind);
+    wait_until(T, "the follower catches up", || {
+        follower.status_blocking().unwrap().commit_index >= later
+    });
+    let text = cluster.node(behind).metrics().render();
+    assert_eq!(metric(&text, "raftwal_log_resets_total", behind), 1, "it started over");
+    cluster.make_leader(LogId(0), behind);
+    let last = runtime.block_on(async {
+        let connection = endpoint.connect(addr(behind)).await.unwrap();
+        // Appended before its log's start: refused, not appended again.
+        match connection.request(&append(1)).await {
+            Ok(ClientResponse::Error(e)) => {
+                assert_eq!(e.code, ErrorCode::InvalidRequest);
+                assert!(e.message.contains("deduplication window"), "{}", e.message);
+            }
+            other => panic!("a retry of an entry before the log start answered {other:?}"),
+        }
+        // Received by replication: answered with its position.
+        match connection.request(&append(61)).await {
+            Ok(ClientResponse::Appended(a)) => assert_eq!(a.index, later),
+            other => panic!("a retry of a replicated entry answered {other:?}"),
+        }
+        match connection.request(&append(62)).await {
+            Ok(ClientResponse::Appended(a)) => a.index,
+            other => panic!("a new append answered {other:?}"),
+        }
+    });
+    let status = cluster.log(behind).status_blocking().unwrap();
+    assert_eq!(status.last_index, last, "nothing but the new append was added");
 }

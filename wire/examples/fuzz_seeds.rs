@@ -116,6 +116,7 @@ fn messages() -> Vec<(&'static str, Message)> {
                 index: LogIndex(40),
                 term: Term(3),
                 leader_commit: LogIndex(52),
+                client_seqs: vec![(ClientId(7), ClientSeq(12)), (ClientId(9), ClientSeq(3))],
             })),
         ),
     ]

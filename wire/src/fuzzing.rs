@@ -204,7 +204,11 @@ mod tests {
     #[test]
     fn the_largest_values_decode_where_any_value_is_allowed() {
         let header = [u64le(MAX), u64le(MAX), u64le(MAX), u64le(MAX)].concat();
-        let log_start = frame(0x19, &[&header, &u64le(MAX), &u64le(MAX), &u64le(MAX)]);
+        let client = [u64le(MAX), u64le(MAX)].concat();
+        let log_start = frame(
+            0x19,
+            &[&header, &u64le(MAX), &u64le(MAX), &u64le(MAX), &1u32.to_le_bytes(), &client],
+        );
         assert!(peer_frame(&log_start));
         let heartbeat = frame(0x14, &[&header, &u64le(MAX), &[1], &u64le(MAX)]);
         assert!(peer_frame(&heartbeat));

@@ -6,6 +6,7 @@
 //! Every message carries the sender's current term (`Message::term`), as in the Raft paper, except
 //! where a field's doc says otherwise (PreVote).
 
+use crate::client::{ClientId, ClientSeq};
 use crate::types::{Entry, LogId, LogIndex, NodeId, Term};
 
 /// One Raft message between two members of one log's group.
@@ -148,7 +149,7 @@ pub struct ReadIndexResponse {
 /// The leader sends it when the entries a follower needs were compacted away from its own log.
 /// Every entry up to `index` is committed, so a follower that holds `(index, term)` keeps its
 /// log, and one that does not replaces its whole log with an empty one starting at `index + 1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogStart {
     /// The last entry the follower's log is to start after (the leader's first index - 1).
     pub index: LogIndex,
@@ -156,6 +157,12 @@ pub struct LogStart {
     pub term: Term,
     /// The leader's commit index (at least `index`).
     pub leader_commit: LogIndex,
+    /// For each client whose appends the leader's deduplication table remembers at or before
+    /// `index`, the highest sequence number among them (or below which it forgot them): a
+    /// follower that starts over never sees those entries, and refuses retries of them rather
+    /// than append them again should it lead. Filled by the node's runtime, not by the
+    /// consensus core (which sends it empty).
+    pub client_seqs: Vec<(ClientId, ClientSeq)>,
 }
 
 impl Message {

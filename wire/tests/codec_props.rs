@@ -89,9 +89,21 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
         (any::<u64>(), any::<Option<u64>>()).prop_map(|(r, i)| MessageBody::ReadIndexResponse(
             ReadIndexResponse { request_id: r, read_index: i.map(LogIndex) }
         )),
-        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(i, t, c)| MessageBody::LogStart(
-            LogStart { index: LogIndex(i), term: Term(t), leader_commit: LogIndex(c) }
-        )),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec((any::<u64>(), any::<u64>()), 0..8)
+        )
+            .prop_map(|(i, t, c, seqs)| MessageBody::LogStart(LogStart {
+                index: LogIndex(i),
+                term: Term(t),
+                leader_commit: LogIndex(c),
+                client_seqs: seqs
+                    .into_iter()
+                    .map(|(id, seq)| (ClientId(id), ClientSeq(seq)))
+                    .collect(),
+            })),
     ]
 }
 

@@ -92,7 +92,8 @@ impl RaftCore {
         start: LogStart,
     ) -> Result<(), StepError> {
         self.accept_leader(from, "LogStart")?;
-        let LogStart { index, term, leader_commit } = start;
+        // `client_seqs` is the runtime's (its deduplication table), not the core's.
+        let LogStart { index, term, leader_commit, client_seqs: _ } = start;
         let commit = self.log.commit();
         if index > commit && self.log.term_at(index) != Some(term) {
             self.log.reset_to(index, term);
@@ -250,6 +251,7 @@ mod tests {
             index: LogIndex(index),
             term: Term(index_term),
             leader_commit: LogIndex(commit),
+            client_seqs: Vec::new(),
         });
         Message { log: LogId(1), from: NodeId(from), to: NodeId(1), term: Term(term), body }
     }

@@ -147,7 +147,9 @@ impl RaftCore {
         progress.sent_append(index, 0);
         progress.commit_sent = progress.commit_sent.max(leader_commit.min(index));
         let to = progress.node;
-        self.send(to, MessageBody::LogStart(LogStart { index, term, leader_commit }));
+        // The driver adds what its deduplication table knows (`LogStart::client_seqs`).
+        let start = LogStart { index, term, leader_commit, client_seqs: Vec::new() };
+        self.send(to, MessageBody::LogStart(start));
     }
 
     fn broadcast_heartbeat(&mut self) {
@@ -330,8 +332,12 @@ mod tests {
         });
         core.step(answer(&core, 3, term, reject)).expect("valid");
         let ready = core.ready(&EmptyLog);
-        let start =
-            LogStart { index: proposed.last_index, term, leader_commit: proposed.last_index };
+        let start = LogStart {
+            index: proposed.last_index,
+            term,
+            leader_commit: proposed.last_index,
+            client_seqs: Vec::new(),
+        };
         assert_eq!(sent_to(&ready.messages, 3), vec![MessageBody::LogStart(start)]);
         // Its answer switches it to pipelining from the start on.
         core.step(answer(&core, 3, term, success(proposed.last_index.get()))).expect("valid");

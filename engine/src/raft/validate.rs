@@ -271,7 +271,8 @@ mod top_of_the_log {
         config.election_timeout_ticks = 4;
         config.pre_vote = pre_vote;
         let mut c = RaftCore::new(config).expect("a valid configuration");
-        let start = LogStart { index: top, term: Term(1), leader_commit: top };
+        let start =
+            LogStart { index: top, term: Term(1), leader_commit: top, client_seqs: Vec::new() };
         c.step(from_2(1, MessageBody::LogStart(start))).expect("valid");
         let ready = c.ready(&EmptyLog);
         let (index, term) = ready.persist_point().expect("a reset");

@@ -118,11 +118,66 @@ impl DedupTable {
             }
         }
         if moved {
-            self.order.push_back((last_used, client));
-            if self.order.len() > self.clients.len() + 2 * CLIENTS_MAX {
-                let clients = &self.clients;
-                self.order.retain(|(used, c)| clients.get(c).is_some_and(|w| w.last_used == *used));
+            self.note_use(client, last_used);
+        }
+    }
+
+    /// For each client, the highest sequence number of its entries at or before `through`
+    /// that the table remembers, or, when higher, the one below its window's floor (numbers it
+    /// forgot, which may lie anywhere): what a follower that starts its log after `through`
+    /// needs to refuse retries of entries it never sees ([`DedupTable::raise_floors`]). Sorted
+    /// by client.
+    pub(crate) fn seqs_through(&self, through: LogIndex) -> Vec<(ClientId, ClientSeq)> {
+        let mut seqs: Vec<(ClientId, ClientSeq)> = self
+            .clients
+            .iter()
+            .filter_map(|(client, window)| {
+                let kept = window.recent.iter().rev().find(|e| e.1 <= through).map(|e| e.0);
+                let forgotten = window.floor.get().checked_sub(1).map(ClientSeq);
+                kept.max(forgotten).map(|seq| (*client, seq))
+            })
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
+    /// The log now starts after `at` (a leader's log start): for each `(client, seq)`, the
+    /// entries of that client up to `seq` are taken as applied somewhere at or before `at`,
+    /// where the table cannot point at them, so retries of them are refused
+    /// ([`Lookup::Forgotten`]) rather than appended again. Numbers above stay as they were.
+    pub(crate) fn raise_floors(&mut self, seqs: &[(ClientId, ClientSeq)], at: LogIndex) {
+        for &(client, seq) in seqs {
+            let known = self.clients.contains_key(&client);
+            if !known && self.clients.len() >= CLIENTS_MAX {
+                self.evict_oldest();
             }
+            let window = self.clients.entry(client).or_insert_with(|| ClientWindow {
+                recent: VecDeque::new(),
+                floor: ClientSeq(0),
+                last_used: at,
+            });
+            let moved = !known || at > window.last_used;
+            window.last_used = window.last_used.max(at);
+            let last_used = window.last_used;
+            let floor = ClientSeq(seq.get().saturating_add(1));
+            if floor > window.floor {
+                window.floor = floor;
+                while window.recent.front().is_some_and(|e| e.0 < floor) {
+                    window.recent.pop_front();
+                }
+            }
+            if moved {
+                self.note_use(client, last_used);
+            }
+        }
+    }
+
+    /// Records in `order` that `client`'s last entry is now at `last_used` (invariant 3).
+    fn note_use(&mut self, client: ClientId, last_used: LogIndex) {
+        self.order.push_back((last_used, client));
+        if self.order.len() > self.clients.len() + 2 * CLIENTS_MAX {
+            let clients = &self.clients;
+            self.order.retain(|(used, c)| clients.get(c).is_some_and(|w| w.last_used == *used));
         }
     }
 
@@ -221,6 +276,61 @@ mod tests {
             Lookup::Applied { index: LogIndex(2), term: Term(1) }
         );
         t.check_invariants();
+    }
+
+    /// A follower that starts its log after index 20 learns, per client, the highest number
+    /// at or before 20 (or below the floor); retries of those are refused there, not appended.
+    #[test]
+    fn a_log_start_carries_what_each_client_appended_up_to_it() {
+        let mut leader = DedupTable::default();
+        // Client 1: numbers 1 to 3 at 10 to 12, 4 at 30; number 5 at 15 (out of order).
+        for (seq, index) in [(1, 10), (2, 11), (3, 12), (4, 30), (5, 15)] {
+            leader.record(ClientId(1), ClientSeq(seq), LogIndex(index), Term(1));
+        }
+        // Client 2: only after 20. Client 3: a full window that slid, all after 20.
+        leader.record(ClientId(2), ClientSeq(1), LogIndex(25), Term(1));
+        for seq in 0..SEQS_PER_CLIENT as u64 + 5 {
+            leader.record(ClientId(3), ClientSeq(seq), LogIndex(100 + seq), Term(1));
+        }
+        let seqs = leader.seqs_through(LogIndex(20));
+        assert_eq!(seqs, [(ClientId(1), ClientSeq(5)), (ClientId(3), ClientSeq(4))]);
+        let mut follower = DedupTable::default();
+        follower.record(ClientId(1), ClientSeq(1), LogIndex(10), Term(1));
+        follower.raise_floors(&seqs, LogIndex(20));
+        follower.check_invariants();
+        for seq in 1..=5 {
+            assert_eq!(follower.lookup(ClientId(1), ClientSeq(seq)), Lookup::Forgotten, "{seq}");
+        }
+        assert_eq!(follower.lookup(ClientId(1), ClientSeq(6)), Lookup::Unknown);
+        assert_eq!(follower.lookup(ClientId(2), ClientSeq(1)), Lookup::Unknown);
+        assert_eq!(follower.lookup(ClientId(3), ClientSeq(4)), Lookup::Forgotten);
+        // The entries after 20 arrive by replication and are found as on the leader.
+        follower.record(ClientId(1), ClientSeq(4), LogIndex(30), Term(1));
+        assert_eq!(follower.lookup(ClientId(1), ClientSeq(4)), Lookup::Forgotten);
+        follower.record(ClientId(3), ClientSeq(6), LogIndex(106), Term(1));
+        assert_eq!(
+            follower.lookup(ClientId(3), ClientSeq(6)),
+            Lookup::Applied { index: LogIndex(106), term: Term(1) }
+        );
+        follower.check_invariants();
+    }
+
+    /// Floors for more clients than the table holds: it evicts as it does for records, and the
+    /// clients kept are refused their old numbers.
+    #[test]
+    fn raised_floors_keep_the_table_within_its_clients() {
+        let mut t = DedupTable::default();
+        for c in 0..10u64 {
+            t.record(ClientId(c), ClientSeq(1), LogIndex(c + 1), Term(1));
+        }
+        let seqs: Vec<_> =
+            (100..100 + CLIENTS_MAX as u64).map(|c| (ClientId(c), ClientSeq(9))).collect();
+        t.raise_floors(&seqs, LogIndex(50));
+        t.check_invariants();
+        assert_eq!(t.clients.len(), CLIENTS_MAX);
+        assert_eq!(t.lookup(ClientId(0), ClientSeq(1)), Lookup::Unknown, "the oldest went");
+        assert_eq!(t.lookup(ClientId(100), ClientSeq(9)), Lookup::Forgotten);
+        assert_eq!(t.lookup(ClientId(100), ClientSeq(10)), Lookup::Unknown);
     }
 
     #[test]

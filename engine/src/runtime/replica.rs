@@ -54,6 +54,9 @@ const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
 /// Bytes read per step when applying committed entries.
 const APPLY_READ_BYTES: usize = 4 << 20;
 
+/// A log start's `(index, term)` and its clients' sequence numbers (`LogStart::client_seqs`).
+type LogStartSeqs = ((LogIndex, Term), Vec<(ClientId, ClientSeq)>);
+
 /// One log on this node. See the module documentation.
 #[derive(Debug)]
 pub(crate) struct Replica<D: Disk> {
@@ -103,6 +106,9 @@ pub(crate) struct Replica<D: Disk> {
     held: Option<(Ready, Instant)>,
     /// A tick passed since the held `Ready` was last tried.
     retry_held: bool,
+    /// The `(index, term)` and the clients' sequence numbers of the last log start stepped
+    /// (`LogStart::client_seqs`), for the deduplication table if the core replaces the log.
+    log_start_seqs: Option<LogStartSeqs>,
     /// The current [`Replica::drive`] queued AppendEntries (this replica leads).
     sent_appends: bool,
     /// The node is stopping and hands this log's leadership over ([`Replica::hand_over`]).
@@ -154,6 +160,7 @@ impl<D: Disk> Replica<D> {
             failed: None,
             held: None,
             retry_held: false,
+            log_start_seqs: None,
             sent_appends: false,
             handing_over: false,
             handover_tried: Vec::new(),
@@ -328,6 +335,13 @@ impl<D: Disk> Replica<D> {
                 }
                 Err(e) => return Err(e.to_string()),
             }
+            // The entries up to `index` are gone from here before this node applied them: the
+            // deduplication table takes what the leader's knew of them.
+            if let Some((_, seqs)) =
+                self.log_start_seqs.take().filter(|(start, _)| *start == (index, term))
+            {
+                self.dedup.raise_floors(&seqs, index);
+            }
             // Done: a retry of a later step of this `Ready` must not reset again.
             ready.log_start = None;
             self.persist_points.clear();
@@ -444,6 +458,17 @@ impl<D: Disk> Replica<D> {
 
     /// Sends one message; a peer that cannot take it is reported unreachable to the core.
     fn send(&mut self, message: &Message) {
+        if let MessageBody::LogStart(start) = &message.body {
+            // The core sends it without the clients' sequence numbers; they are this table's.
+            let mut start = start.clone();
+            start.client_seqs = self.dedup.seqs_through(start.index);
+            let filled = Message { body: MessageBody::LogStart(start), ..message.clone() };
+            return self.send_to_peer(&filled);
+        }
+        self.send_to_peer(message);
+    }
+
+    fn send_to_peer(&mut self, message: &Message) {
         if let MessageBody::AppendEntries(append) = &message.body {
             let bytes: usize = append.entries.iter().map(|e| e.data.len()).sum();
             LogMetrics::add(&self.metrics.bytes_out, bytes as u64);
@@ -461,16 +486,28 @@ impl<D: Disk> Replica<D> {
     }
 
     /// A message from a peer.
-    pub(crate) fn step(&mut self, message: Message) {
+    pub(crate) fn step(&mut self, mut message: Message) {
         if self.failed.is_some() {
             return;
         }
-        if let MessageBody::AppendEntries(append) = &message.body {
-            let bytes: usize = append.entries.iter().map(|e| e.data.len()).sum();
-            LogMetrics::add(&self.metrics.bytes_in, bytes as u64);
+        let mut seqs = None;
+        match &mut message.body {
+            MessageBody::AppendEntries(append) => {
+                let bytes: usize = append.entries.iter().map(|e| e.data.len()).sum();
+                LogMetrics::add(&self.metrics.bytes_in, bytes as u64);
+            }
+            MessageBody::LogStart(start) => {
+                seqs = Some(((start.index, start.term), std::mem::take(&mut start.client_seqs)));
+            }
+            _ => {}
         }
-        if let Err(e) = self.core.step(message) {
-            warn!(log = %self.log, "dropped a message: {e}");
+        match self.core.step(message) {
+            Ok(()) => {
+                if seqs.is_some() {
+                    self.log_start_seqs = seqs;
+                }
+            }
+            Err(e) => warn!(log = %self.log, "dropped a message: {e}"),
         }
     }
 

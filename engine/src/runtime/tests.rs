@@ -752,7 +752,12 @@ fn a_retried_batch_that_would_pass_the_last_index_is_refused_not_a_panic() {
     let _entered = rt.enter();
     let mut h = Harness::new(3);
     let top = LogIndex(u64::MAX - 10);
-    let start = raftwal_wire::message::LogStart { index: top, term: Term(1), leader_commit: top };
+    let start = raftwal_wire::message::LogStart {
+        index: top,
+        term: Term(1),
+        leader_commit: top,
+        client_seqs: Vec::new(),
+    };
     h.replica.step(from_peer(2, Term(1), MessageBody::LogStart(start)));
     h.settle();
     assert_eq!(h.replica.store.last_index(), top);
@@ -879,7 +884,12 @@ fn a_log_start_a_full_disk_refuses_is_carried_out_once_there_is_room() {
     let rt = runtime();
     let _entered = rt.enter();
     let mut h = follower_on_a_full_disk();
-    let start = LogStart { index: LogIndex(10), term: Term(2), leader_commit: LogIndex(10) };
+    let start = LogStart {
+        index: LogIndex(10),
+        term: Term(2),
+        leader_commit: LogIndex(10),
+        client_seqs: Vec::new(),
+    };
     h.replica.step(from_peer(3, Term(2), MessageBody::LogStart(start)));
     ticks_while_full(&mut h);
     // The new start is durable and the core hears it (the follower acknowledges it then).

@@ -10,6 +10,7 @@ use super::encoder::FrameEncoder;
 use super::entries::{get_run, put_run, run_size};
 use super::error::{DecodeError, EncodeError};
 use super::frame::FrameType;
+use crate::client::{ClientId, ClientSeq};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, LogStart, Message,
     MessageBody, ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse,
@@ -58,6 +59,8 @@ pub enum PeerFrame {
 }
 
 const MESSAGE_HEADER_SIZE_BYTES: u64 = 32;
+/// One (client id, sequence number) of a LogStart.
+const LOG_START_CLIENT_SIZE_BYTES: usize = 16;
 const HELLO_SIZE_BYTES: u64 = 17;
 
 const VOTE_PRE_VOTE: u8 = 0b01;
@@ -114,7 +117,10 @@ impl FrameEncoder {
                 let size = 8 + option_size(r.read_index.map(LogIndex::get));
                 (FrameType::ReadIndexResponse, size, size as usize)
             }
-            MessageBody::LogStart(_) => (FrameType::LogStart, 24, 24),
+            MessageBody::LogStart(l) => {
+                let size = 28 + LOG_START_CLIENT_SIZE_BYTES * l.client_seqs.len();
+                (FrameType::LogStart, size as u64, size)
+            }
         };
         self.begin_frame(
             frame_type,
@@ -183,6 +189,12 @@ impl FrameEncoder {
                 self.put_u64(l.index.get());
                 self.put_u64(l.term.get());
                 self.put_u64(l.leader_commit.get());
+                // At most one per client the runtime's table holds (thousands), far below u32.
+                self.put_u32(l.client_seqs.len() as u32);
+                for (client, seq) in &l.client_seqs {
+                    self.put_u64(client.get());
+                    self.put_u64(seq.get());
+                }
             }
         }
         self.end_frame();
@@ -322,12 +334,21 @@ pub fn decode_peer_frame(frame: RawFrame) -> Result<PeerFrame, DecodeError> {
             (body, "ReadIndexResponse")
         }
         FrameType::LogStart => {
-            let body = MessageBody::LogStart(LogStart {
-                index: LogIndex(cur.u64("log start index")?),
-                term: Term(cur.u64("log start term")?),
-                leader_commit: LogIndex(cur.u64("log start leader commit")?),
-            });
-            (body, "LogStart")
+            let index = LogIndex(cur.u64("log start index")?);
+            let term = Term(cur.u64("log start term")?);
+            let leader_commit = LogIndex(cur.u64("log start leader commit")?);
+            let count = cur.u32("log start client count")?;
+            let count =
+                cur.check_count(count.into(), LOG_START_CLIENT_SIZE_BYTES, "log start client")?;
+            let mut client_seqs = Vec::with_capacity(count);
+            for _ in 0..count {
+                let client = ClientId(cur.u64("log start client id")?);
+                client_seqs.push((client, ClientSeq(cur.u64("log start client seq")?)));
+            }
+            (
+                MessageBody::LogStart(LogStart { index, term, leader_commit, client_seqs }),
+                "LogStart",
+            )
         }
         other => {
             return Err(DecodeError::UnexpectedFrameType { found: other, context: "a peer stream" })
