@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 /// Ticks between lazy saves of a commit-only hard state change.
-const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
+pub(super) const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
 
 /// Bytes read per step when applying committed entries.
 const APPLY_READ_BYTES: usize = 4 << 20;
@@ -176,6 +176,12 @@ impl<D: Disk> Replica<D> {
         self.commit_seen
     }
 
+    /// Whether a `Ready` a full disk refused is held (invariant 3).
+    #[cfg(test)]
+    pub(super) fn holds_ready(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// The leader as callers should be told of it: its id and its client address for this log.
     pub(crate) fn leader_info(&self, leader: Option<NodeId>) -> Option<LeaderInfo> {
         let leader = leader?;
@@ -277,6 +283,19 @@ impl<D: Disk> Replica<D> {
             self.metrics.fsync_batch_entries.observe(entries);
             self.batches_in_flight.pop_front();
         }
+        self.report_persisted(durable);
+        while self.after_persist.front().is_some_and(|(need, _)| *need <= durable) {
+            if let Some((_, messages)) = self.after_persist.pop_front() {
+                for message in &messages {
+                    self.send(message);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the core of the persist points the store's durable index covers.
+    fn report_persisted(&mut self, durable: LogIndex) {
         let mut persisted = None;
         while let Some(&(index, term)) = self.persist_points.front() {
             if index > durable {
@@ -290,14 +309,15 @@ impl<D: Disk> Replica<D> {
             // and everything before it is durable too.
             self.core.persisted(index, term);
         }
-        while self.after_persist.front().is_some_and(|(need, _)| *need <= durable) {
-            if let Some((_, messages)) = self.after_persist.pop_front() {
-                for message in &messages {
-                    self.send(message);
-                }
-            }
-        }
-        Ok(())
+    }
+
+    /// The commit index a save of a commit-only change may record: committed, and durable in
+    /// this replica's log as the core holds it. Not the store's durable index alone: the core's
+    /// commit index may cover entries the store does not hold yet while older ones sit at those
+    /// indices in the store, durable (a truncation a full disk refused and the replica holds,
+    /// or messages stepped after the last drive), and a restart would claim those committed.
+    fn commit_to_save(&self) -> LogIndex {
+        self.core.hard_state().commit.min(self.store.durable_index())
     }
 
     /// Carries out one `Ready` in the order of the module documentation. `held_since`: the
@@ -526,7 +546,7 @@ impl<D: Disk> Replica<D> {
         self.subscribers.forget_gone();
         self.apply_retention();
         self.ticks_since_commit_save += 1;
-        let commit = self.core.commit_index().min(self.store.durable_index());
+        let commit = self.commit_to_save();
         if self.ticks_since_commit_save >= COMMIT_SAVE_INTERVAL_TICKS && commit > self.saved.commit
         {
             let hard_state = HardState { commit, ..self.saved };
@@ -776,7 +796,8 @@ impl<D: Disk> Replica<D> {
                 return;
             }
         }
-        let commit = self.core.commit_index().min(self.store.durable_index());
+        self.report_persisted(self.store.durable_index());
+        let commit = self.commit_to_save();
         if commit > self.saved.commit {
             let hard_state = HardState { commit, ..self.saved };
             if let Err(e) = self.save_hard_state(hard_state) {

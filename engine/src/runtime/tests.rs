@@ -904,3 +904,48 @@ fn a_log_start_a_full_disk_refuses_is_carried_out_once_there_is_room() {
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].data, "eleven");
 }
+
+/// While a truncation or a log start is held, the core's commit index covers the leader's
+/// entries, which the store does not hold: its old entries 2 and 3 of term 1 (never committed)
+/// still sit there. Neither the lazy save of a commit-only change (every
+/// `COMMIT_SAVE_INTERVAL_TICKS` ticks) nor the save at shutdown may claim them committed, or
+/// the node, restarted, would serve them as the committed ones.
+#[test]
+fn a_held_write_saves_no_commit_over_the_entries_it_replaces() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let start = LogStart {
+        index: LogIndex(10),
+        term: Term(2),
+        leader_commit: LogIndex(10),
+        client_seqs: Vec::new(),
+    };
+    let leader_writes = [
+        vec![append_entries(3, 2, (1, 1), 3, &[(2, b"new-2"), (2, b"new-3")])],
+        vec![
+            from_peer(3, Term(2), MessageBody::LogStart(start)),
+            append_entries(3, 2, (10, 2), 11, &[(2, b"eleven")]),
+        ],
+    ];
+    for messages in leader_writes {
+        let mut h = follower_on_a_full_disk();
+        for message in messages {
+            h.replica.step(message);
+        }
+        h.settle();
+        assert!(h.replica.holds_ready(), "the write is held");
+        for _ in 0..super::replica::COMMIT_SAVE_INTERVAL_TICKS + 1 {
+            h.replica.tick();
+            h.settle();
+        }
+        assert!(h.replica.holds_ready(), "the disk is still full");
+        let saved = h.replica.store.hard_state().commit;
+        assert_eq!(saved, LogIndex(1), "a lazy save covered old entries");
+        h.replica.shut_down();
+        let saved = h.replica.store.hard_state().commit;
+        assert_eq!(saved, LogIndex(1), "the shutdown covered old entries");
+        h.disk.set_faults(SimFaults::default());
+        h.restart();
+        assert_eq!(h.replica.readable_commit(), LogIndex(1), "old entries served as committed");
+    }
+}

@@ -296,7 +296,10 @@ impl Replica {
         self.inline.retry_held = self.inline.held.is_some();
         self.inline.ticks_since_commit_save += 1;
         let log = self.store.log().expect("up");
-        let commit = self.core.as_ref().expect("up").commit_index().min(log.durable_index());
+        // The core's commit capped at its own durable index, as the runtime's: while a `Ready`
+        // is held, its commit index covers entries the store does not hold (older ones sit at
+        // those indices, durable).
+        let commit = self.core.as_ref().expect("up").hard_state().commit.min(log.durable_index());
         if self.inline.ticks_since_commit_save >= COMMIT_SAVE_INTERVAL_TICKS
             && commit > self.inline.saved.commit
         {
