@@ -949,3 +949,27 @@ fn a_held_write_saves_no_commit_over_the_entries_it_replaces() {
         assert_eq!(h.replica.readable_commit(), LogIndex(1), "old entries served as committed");
     }
 }
+
+/// A log start alone in its `Ready` (no entries after it yet): once the store has replaced the
+/// log, durably, the core hears it (the start is the `Ready`'s persist point), and the follower
+/// can acknowledge the start to its leader.
+#[test]
+fn a_log_start_alone_is_reported_durable_to_the_core() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one"), (1, b"two")]));
+    h.settle();
+    assert_eq!(h.replica.core.durable_index(), LogIndex(2));
+    let start = LogStart {
+        index: LogIndex(10),
+        term: Term(2),
+        leader_commit: LogIndex(10),
+        client_seqs: Vec::new(),
+    };
+    h.replica.step(from_peer(3, Term(2), MessageBody::LogStart(start)));
+    h.settle();
+    assert_eq!(h.replica.store.first_index(), LogIndex(11));
+    assert_eq!(h.replica.store.durable_index(), LogIndex(10));
+    assert_eq!(h.replica.core.durable_index(), LogIndex(10), "the core never heard of the start");
+}
