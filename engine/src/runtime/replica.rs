@@ -21,12 +21,14 @@
 //! (the store's promise): the replica holds that `Ready` (its hard state already saved) and
 //! carries out nothing of it or of any later one, and serves no commit past what it had seen,
 //! until a retry on a later tick succeeds. Meanwhile the follower is silent to its leader, as
-//! a slow one would be; compaction may free space.
+//! a paused one would be: the core takes no message, tick or read (they would only pile up
+//! answers in it that cannot leave); compaction may free space.
 //!
 //! Invariants:
 //! 1. `persist_points` are increasing and each is above the durable index when queued.
 //! 2. Once `failed` is set, the replica never writes or sends again.
-//! 3. While `held` is set, no other `Ready` is taken from the core and `commit_seen` stays.
+//! 3. While `held` is set, no other `Ready` is taken from the core, the core takes no message,
+//!    tick or read, and `commit_seen` stays.
 
 use crate::config::NodeConfig;
 use crate::error::{CompactError, LeaderInfo, ReadIndexError};
@@ -177,7 +179,6 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Whether a `Ready` a full disk refused is held (invariant 3).
-    #[cfg(test)]
     pub(super) fn holds_ready(&self) -> bool {
         self.held.is_some()
     }
@@ -510,6 +511,12 @@ impl<D: Disk> Replica<D> {
         if self.failed.is_some() {
             return;
         }
+        if self.held.is_some() {
+            // Nothing the core would answer could leave before the held `Ready` is carried
+            // out: its answers (one per heartbeat) would pile up in its outbox for as long as
+            // the disk stays full. The message is dropped, as the network may drop one.
+            return;
+        }
         let mut seqs = None;
         match &mut message.body {
             MessageBody::AppendEntries(append) => {
@@ -541,8 +548,13 @@ impl<D: Disk> Replica<D> {
         if self.failed.is_some() {
             return;
         }
-        self.core.tick();
-        self.retry_held = self.held.is_some();
+        if self.held.is_some() {
+            // The core waits with the rest (see `step`): its timers would only fill its
+            // outbox with elections no one hears of.
+            self.retry_held = true;
+        } else {
+            self.core.tick();
+        }
         self.subscribers.forget_gone();
         self.apply_retention();
         self.ticks_since_commit_save += 1;

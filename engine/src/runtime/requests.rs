@@ -423,6 +423,11 @@ impl<D: Disk> Replica<D> {
             self.fail_read_index(reply, ReadIndexError::Storage(reason));
             return;
         }
+        if self.holds_ready() {
+            // The request to the leader could not leave (module `replica`): retry elsewhere.
+            self.fail_read_index(reply, ReadIndexError::NotConfirmed);
+            return;
+        }
         let id = self.read_indexes.register(reply);
         if let Err(CoreReadIndexError::NoLeader) = self.core.read_index(id) {
             if let Some(reply) = self.read_indexes.withdraw(id) {

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::message::{
-    AppendEntries, LogStart, Message, MessageBody, ReadIndexResponse, RequestVote,
+    AppendEntries, Heartbeat, LogStart, Message, MessageBody, ReadIndexResponse, RequestVote,
     RequestVoteResponse,
 };
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
@@ -972,4 +972,42 @@ fn a_log_start_alone_is_reported_durable_to_the_core() {
     assert_eq!(h.replica.store.first_index(), LogIndex(11));
     assert_eq!(h.replica.store.durable_index(), LogIndex(10));
     assert_eq!(h.replica.core.durable_index(), LogIndex(10), "the core never heard of the start");
+}
+
+/// While a `Ready` is held, nothing the core would answer can leave: a core that went on taking
+/// its leader's heartbeats and its own ticks would pile up an answer per heartbeat (and its
+/// elections, and a request per read) for as long as the disk stays full. It takes none; the
+/// leader's next heartbeat after the wait brings it up to date.
+#[test]
+fn a_held_ready_piles_up_nothing_in_the_core() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = follower_on_a_full_disk();
+    h.replica.step(append_entries(3, 2, (1, 1), 3, &[(2, b"new-2"), (2, b"new-3")]));
+    h.settle();
+    assert!(h.replica.holds_ready());
+    let heartbeat = |round| {
+        let heartbeat = Heartbeat { leader_commit: LogIndex(3), read_context: Some(round) };
+        from_peer(3, Term(2), MessageBody::Heartbeat(heartbeat))
+    };
+    let timeout = u64::from(h.replica.core.config().election_timeout_ticks);
+    for round in 0..4 * timeout {
+        h.replica.step(heartbeat(round));
+        h.replica.tick();
+        h.settle();
+        assert!(h.replica.holds_ready(), "the disk is still full");
+        assert!(!h.replica.core.has_ready(), "the core piles up what cannot leave");
+    }
+    assert_eq!(h.replica.core.role(), Role::Follower);
+    // A read would wait on a request to the leader that cannot leave: it is refused at once.
+    let mut read = read_index(&mut h);
+    assert_eq!(read.try_recv().expect("answered"), Err(ReadIndexError::NotConfirmed));
+    assert!(!h.replica.core.has_ready());
+    h.disk.set_faults(SimFaults::default());
+    h.replica.tick();
+    h.settle();
+    assert!(!h.replica.holds_ready());
+    h.replica.step(heartbeat(4 * timeout));
+    h.settle();
+    assert_eq!(h.replica.readable_commit(), LogIndex(3));
 }

@@ -23,7 +23,8 @@
 //!
 //! A full disk that refuses the truncation or the log start of step 2 changes nothing on disk:
 //! the loop holds that `Ready` (its hard state saved), takes no other from the core, and tries
-//! it again after the next tick ([`HeldReady`]).
+//! it again after the next tick ([`HeldReady`]). Meanwhile the core takes no tick (nor, in the
+//! world, a message or a read).
 //!
 //! Invariants:
 //! 1. `persist_points` increase and each is above the durable index when queued.
@@ -292,8 +293,12 @@ impl Replica {
 
     /// One tick: the core's, and now and then a save of a commit index that moved alone.
     pub(super) fn tick_inline(&mut self) -> Result<(), Down> {
-        self.core.as_mut().expect("up").tick();
-        self.inline.retry_held = self.inline.held.is_some();
+        if self.inline.held.is_some() {
+            // The core waits with the rest, as the runtime's (no messages reach it either).
+            self.inline.retry_held = true;
+        } else {
+            self.core.as_mut().expect("up").tick();
+        }
         self.inline.ticks_since_commit_save += 1;
         let log = self.store.log().expect("up");
         // The core's commit capped at its own durable index, as the runtime's: while a `Ready`

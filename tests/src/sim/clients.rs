@@ -78,7 +78,9 @@ impl World {
         let node = self.client_target(client);
         self.next_request_id += 1;
         let request_id = self.next_request_id;
-        let Some(core) = self.replicas[node].core_mut() else {
+        // A replica that holds a `Ready` a full disk refused refuses reads, as the runtime's.
+        let holds = self.replicas[node].holds_ready();
+        let Some(core) = self.replicas[node].core_mut().filter(|_| !holds) else {
             self.believed_leader[client] = None;
             return Ok(());
         };

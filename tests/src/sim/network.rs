@@ -29,6 +29,13 @@ impl World {
             self.trace.record(self.now, TraceEvent::Drop(summary, "link cut"));
             return Ok(());
         }
+        if self.replicas[to].holds_ready() {
+            // The runtime's replica drops what it is sent while it holds a `Ready` a full disk
+            // refused: the core's answers could not leave.
+            self.summary.dropped += 1;
+            self.trace.record(self.now, TraceEvent::Drop(summary, "receiver holds a write"));
+            return Ok(());
+        }
         let Some(core) = self.replicas[to].core_mut() else {
             self.summary.dropped += 1;
             self.trace.record(self.now, TraceEvent::Drop(summary, "receiver down"));
