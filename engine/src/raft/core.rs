@@ -342,6 +342,13 @@ impl RaftCore {
         self.log.base().next()
     }
 
+    /// The log start the next [`RaftCore::ready`] hands the driver (`Ready::log_start`): the
+    /// `(index, term)` a stepped [`MessageBody::LogStart`] made this replica start its log
+    /// after, if it replaced the log (it keeps a log that holds that entry or committed past it).
+    pub fn pending_log_start(&self) -> Option<(LogIndex, Term)> {
+        self.log.pending_start()
+    }
+
     /// Whether [`RaftCore::ready`] would return something to do.
     pub fn has_ready(&self) -> bool {
         self.hard_state() != self.handed_hard_state

@@ -140,6 +140,11 @@ impl LogView {
         self.pending_start.is_some()
     }
 
+    /// The reset that waits to be handed to the driver, if any.
+    pub(crate) fn pending_start(&self) -> Option<(LogIndex, Term)> {
+        self.pending_start
+    }
+
     pub(crate) fn commit(&self) -> LogIndex {
         self.commit
     }

@@ -108,8 +108,9 @@ pub(crate) struct Replica<D: Disk> {
     held: Option<(Ready, Instant)>,
     /// A tick passed since the held `Ready` was last tried.
     retry_held: bool,
-    /// The `(index, term)` and the clients' sequence numbers of the last log start stepped
-    /// (`LogStart::client_seqs`), for the deduplication table if the core replaces the log.
+    /// The `(index, term)` and the clients' sequence numbers (`LogStart::client_seqs`) of the
+    /// last log start stepped that made the core replace its log, for the deduplication table
+    /// once the store has replaced it too.
     log_start_seqs: Option<LogStartSeqs>,
     /// The current [`Replica::drive`] queued AppendEntries (this replica leads).
     sent_appends: bool,
@@ -530,8 +531,14 @@ impl<D: Disk> Replica<D> {
         }
         match self.core.step(message) {
             Ok(()) => {
-                if seqs.is_some() {
-                    self.log_start_seqs = seqs;
+                // Only a log start the core carries out: one it keeps its log for (a newer
+                // leader's, stepped in the same turn, at or below the commit index the first
+                // brought) would put its numbers in the place of those of the reset still to
+                // be carried out, which would then raise no floor at all.
+                if let Some(seqs) =
+                    seqs.filter(|(start, _)| self.core.pending_log_start() == Some(*start))
+                {
+                    self.log_start_seqs = Some(seqs);
                 }
             }
             Err(e) => warn!(log = %self.log, "dropped a message: {e}"),

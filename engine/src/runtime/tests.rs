@@ -3,6 +3,7 @@
 //! transport (its peers are never connected, so what the replica sends goes nowhere).
 
 use super::command::{Command, ShardHandle, ShardInbox};
+use super::dedup::Lookup;
 use super::read_index::ReadIndexReply;
 use super::replica::Replica;
 use super::subscribers::RoomWaker;
@@ -1010,4 +1011,31 @@ fn a_held_ready_piles_up_nothing_in_the_core() {
     h.replica.step(heartbeat(4 * timeout));
     h.settle();
     assert_eq!(h.replica.readable_commit(), LogIndex(3));
+}
+
+/// A log start of a newer leader, stepped in the same turn as the one that replaced this
+/// follower's log but one the core keeps its log for (its start is at or below the commit index
+/// the first one brought), must not take the place of the first one's clients: the log is
+/// replaced after entry 10 all the same, and the table must still refuse retries of the
+/// entries up to it (it would append them a second time should this node lead).
+#[test]
+fn a_log_start_the_core_keeps_its_log_for_does_not_lose_the_clients_of_the_one_it_carries_out() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    let start = |index: u64, seq: u64| LogStart {
+        index: LogIndex(index),
+        term: Term(2),
+        leader_commit: LogIndex(10),
+        client_seqs: vec![(ClientId(9), ClientSeq(seq))],
+    };
+    h.replica.step(from_peer(3, Term(2), MessageBody::LogStart(start(10, 5))));
+    h.replica.step(from_peer(2, Term(3), MessageBody::LogStart(start(5, 2))));
+    h.settle();
+    assert_eq!(h.replica.store.first_index(), LogIndex(11), "the log was replaced");
+    for seq in 1..=5 {
+        let found = h.replica.dedup.lookup(ClientId(9), ClientSeq(seq));
+        assert_eq!(found, Lookup::Forgotten, "a retry of {seq} would be appended again");
+    }
+    assert_eq!(h.replica.dedup.lookup(ClientId(9), ClientSeq(6)), Lookup::Unknown);
 }
