@@ -12,7 +12,8 @@ use bytes::Bytes;
 use raftwal::client::{Client, ClientConfig, ClientError};
 use raftwal::{LogEntry, NodeConfig, ReadError, ReadLimit};
 use raftwal_wire::client::{
-    AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, ErrorCode, TaggedPayload,
+    AppendBatchRequest, AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq,
+    ErrorCode, TaggedPayload,
 };
 use raftwal_wire::types::{LogId, LogIndex};
 use std::time::Duration;
@@ -362,4 +363,55 @@ fn a_follower_that_started_over_refuses_retries_of_entries_it_never_saw() {
     });
     let status = cluster.log(behind).status_blocking().unwrap();
     assert_eq!(status.last_index, last, "nothing but the new append was added");
+}
+
+/// A leader whose deduplication table knows more clients than one log start of the frame limit
+/// can carry (8 KiB: 508) still brings a follower that was down while it compacted back: the
+/// log start carries the clients whose entries are newest. One that carried them all could not
+/// be encoded, was dropped each time the leader tried, and the follower never caught up.
+#[test]
+fn a_follower_catches_up_behind_a_leader_with_more_clients_than_a_log_start_frame_holds() {
+    let mut cluster = Cluster::start_with(3, |c| {
+        small_segments(c);
+        c.transport.frame_size_bytes_max = 8 << 10;
+        c.raft.append_size_bytes_max = 4 << 10;
+    });
+    let leader = cluster.wait_leader(T);
+    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    let addrs = cluster.client_addrs();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let endpoint = runtime.block_on(async { cluster.client_endpoint() });
+    cluster.stop(behind);
+    // 600 clients of one entry each, in batches of 30 (4 KiB), over several segments.
+    let last = runtime.block_on(async {
+        let connection = endpoint.connect(addrs[(leader - 1) as usize]).await.unwrap();
+        let mut last = LogIndex::ZERO;
+        for batch in 0..20u64 {
+            let items = (0..30u64)
+                .map(|i| {
+                    let client = ClientId(1000 + batch * 30 + i);
+                    TaggedPayload::new(client, ClientSeq(1), Bytes::from(vec![b'x'; 100]))
+                })
+                .collect();
+            let request = ClientRequest::AppendBatch(AppendBatchRequest { log: LogId(0), items });
+            match connection.request(&request).await {
+                Ok(ClientResponse::AppendedBatch(a)) => {
+                    last = LogIndex(a.first_index.get() + u64::from(a.count) - 1);
+                }
+                other => panic!("batch {batch}: {other:?}"),
+            }
+        }
+        last
+    });
+    let log = cluster.log(leader);
+    let first = log.compact_blocking(last).unwrap();
+    assert!(first > LogIndex(100), "the log starts at {first}");
+    cluster.restart(behind);
+    let after = append_many(&log, 0, 1);
+    let follower = cluster.log(behind);
+    wait_until(T, "the follower catches up", || {
+        follower.status_blocking().unwrap().commit_index >= after
+    });
+    let text = cluster.node(behind).metrics().render();
+    assert_eq!(metric(&text, "raftwal_log_resets_total", behind), 1, "it started over");
 }

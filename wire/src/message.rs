@@ -161,7 +161,9 @@ pub struct LogStart {
     /// `index`, the highest sequence number among them (or below which it forgot them): a
     /// follower that starts over never sees those entries, and refuses retries of them rather
     /// than append them again should it lead. Filled by the node's runtime, not by the
-    /// consensus core (which sends it empty).
+    /// consensus core (which sends it empty): in the order the leader would forget the clients
+    /// (oldest last entry first), and no more than one frame holds
+    /// ([`crate::codec::log_start_clients_max`]; the oldest clients are left out).
     pub client_seqs: Vec<(ClientId, ClientSeq)>,
 }
 

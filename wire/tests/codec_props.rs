@@ -466,3 +466,51 @@ fn decode_errors_say_what_is_wrong() {
         DecodeError::CountTooLarge { what: "entry", count: u32::MAX as u64, available: 0 }
     );
 }
+
+/// A LogStart carries as many clients as `log_start_clients_max` says and no more, at the
+/// smallest frame limit and at the one that holds a whole deduplication table (4,096 clients);
+/// one that claims more clients than its frame holds allocates nothing.
+#[test]
+fn a_log_start_carries_as_many_clients_as_its_frame_holds() {
+    let start = |clients: usize| Message {
+        log: LogId(1),
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(3),
+        body: MessageBody::LogStart(LogStart {
+            index: LogIndex(100),
+            term: Term(2),
+            leader_commit: LogIndex(120),
+            client_seqs: (0..clients as u64).map(|c| (ClientId(c), ClientSeq(c * 7))).collect(),
+        }),
+    };
+    for (frame, clients_max) in [(4096, 252), (4096 * 16 + 60, 4096)] {
+        let limits = FrameLimits::new(frame).unwrap();
+        assert_eq!(log_start_clients_max(&limits), clients_max);
+        let mut enc = FrameEncoder::new(limits);
+        let full = start(clients_max);
+        enc.encode_message(&full).unwrap();
+        let frame_bytes = enc.take_contiguous();
+        let decoded = decode_peer_frame_bytes(frame_bytes, &limits).unwrap();
+        assert_eq!(decoded, PeerFrame::Message(full));
+        assert!(matches!(
+            enc.encode_message(&start(clients_max + 1)),
+            Err(EncodeError::FrameTooLarge { .. })
+        ));
+    }
+    let limits = FrameLimits::default();
+    let mut enc = FrameEncoder::new(limits);
+    enc.encode_message(&start(1)).unwrap();
+    let mut bad = enc.take_contiguous().to_vec();
+    let n = bad.len();
+    bad[n - 20..n - 16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let err = decode_peer_frame_bytes(Bytes::from(bad), &limits).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::CountTooLarge {
+            what: "log start client",
+            count: u32::MAX as u64,
+            available: 16
+        }
+    );
+}

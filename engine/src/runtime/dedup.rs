@@ -125,26 +125,43 @@ impl DedupTable {
     /// For each client, the highest sequence number of its entries at or before `through`
     /// that the table remembers, or, when higher, the one below its window's floor (numbers it
     /// forgot, which may lie anywhere): what a follower that starts its log after `through`
-    /// needs to refuse retries of entries it never sees ([`DedupTable::raise_floors`]). Sorted
-    /// by client.
-    pub(crate) fn seqs_through(&self, through: LogIndex) -> Vec<(ClientId, ClientSeq)> {
-        let mut seqs: Vec<(ClientId, ClientSeq)> = self
+    /// needs to refuse retries of entries it never sees ([`DedupTable::raise_floors`]). At most
+    /// `count_max` of them (what one frame holds): those of the clients whose last entries are
+    /// newest, the others left out as if forgotten. Ordered as the table would forget them
+    /// (oldest last entry first, then by client), so that the follower, which takes them all at
+    /// one index, still forgets them in the leader's order.
+    pub(crate) fn seqs_through(
+        &self,
+        through: LogIndex,
+        count_max: usize,
+    ) -> Vec<(ClientId, ClientSeq)> {
+        let mut seqs: Vec<(LogIndex, ClientId, ClientSeq)> = self
             .clients
             .iter()
             .filter_map(|(client, window)| {
                 let kept = window.recent.iter().rev().find(|e| e.1 <= through).map(|e| e.0);
                 let forgotten = window.floor.get().checked_sub(1).map(ClientSeq);
-                kept.max(forgotten).map(|seq| (*client, seq))
+                kept.max(forgotten).map(|seq| (window.last_used, *client, seq))
             })
             .collect();
-        seqs.sort_unstable();
-        seqs
+        if seqs.len() > count_max {
+            // The `skipped` oldest go first (all of them when nothing fits).
+            let skipped = seqs.len() - count_max;
+            if count_max > 0 {
+                seqs.select_nth_unstable_by_key(skipped, |&(used, client, _)| (used, client));
+            }
+            seqs.drain(..skipped);
+        }
+        seqs.sort_unstable_by_key(|&(used, client, _)| (used, client));
+        seqs.into_iter().map(|(_, client, seq)| (client, seq)).collect()
     }
 
     /// The log now starts after `at` (a leader's log start): for each `(client, seq)`, the
     /// entries of that client up to `seq` are taken as applied somewhere at or before `at`,
     /// where the table cannot point at them, so retries of them are refused
     /// ([`Lookup::Forgotten`]) rather than appended again. Numbers above stay as they were.
+    /// The clients take `at` as their last entry's index, in the order of `seqs` (the order the
+    /// leader would forget them: [`DedupTable::seqs_through`]).
     pub(crate) fn raise_floors(&mut self, seqs: &[(ClientId, ClientSeq)], at: LogIndex) {
         for &(client, seq) in seqs {
             let known = self.clients.contains_key(&client);
@@ -292,7 +309,7 @@ mod tests {
         for seq in 0..SEQS_PER_CLIENT as u64 + 5 {
             leader.record(ClientId(3), ClientSeq(seq), LogIndex(100 + seq), Term(1));
         }
-        let seqs = leader.seqs_through(LogIndex(20));
+        let seqs = leader.seqs_through(LogIndex(20), CLIENTS_MAX);
         assert_eq!(seqs, [(ClientId(1), ClientSeq(5)), (ClientId(3), ClientSeq(4))]);
         let mut follower = DedupTable::default();
         follower.record(ClientId(1), ClientSeq(1), LogIndex(10), Term(1));
@@ -331,6 +348,44 @@ mod tests {
         assert_eq!(t.lookup(ClientId(0), ClientSeq(1)), Lookup::Unknown, "the oldest went");
         assert_eq!(t.lookup(ClientId(100), ClientSeq(9)), Lookup::Forgotten);
         assert_eq!(t.lookup(ClientId(100), ClientSeq(10)), Lookup::Unknown);
+    }
+
+    /// A log start that cannot carry every client carries those whose last entries are
+    /// newest, the oldest first.
+    #[test]
+    fn a_log_start_too_small_for_every_client_carries_the_newest() {
+        let mut t = DedupTable::default();
+        // Client c's last entry is at 100 - c: client 0 is the newest.
+        for c in 0..10u64 {
+            t.record(ClientId(c), ClientSeq(c), LogIndex(100 - c), Term(1));
+        }
+        let seqs = t.seqs_through(LogIndex(200), 3);
+        assert_eq!(seqs, [2, 1, 0].map(|c| (ClientId(c), ClientSeq(c))));
+        assert_eq!(t.seqs_through(LogIndex(200), 0), []);
+        assert_eq!(t.seqs_through(LogIndex(200), 10).len(), 10);
+    }
+
+    /// A follower takes every client of a log start at one index, yet forgets them in the order
+    /// the leader does (its clients' last entries, oldest first), not by client id: otherwise a
+    /// leader and a follower would remember different clients once the table is full.
+    #[test]
+    fn a_follower_forgets_the_clients_of_a_log_start_as_its_leader_does() {
+        let mut leader = DedupTable::default();
+        leader.record(ClientId(2), ClientSeq(1), LogIndex(1), Term(1));
+        leader.record(ClientId(1), ClientSeq(1), LogIndex(2), Term(1));
+        let mut follower = DedupTable::default();
+        follower.raise_floors(&leader.seqs_through(LogIndex(10), CLIENTS_MAX), LogIndex(10));
+        for table in [&mut leader, &mut follower] {
+            for c in 100..100 + CLIENTS_MAX as u64 - 1 {
+                table.record(ClientId(c), ClientSeq(1), LogIndex(c), Term(1));
+            }
+            table.check_invariants();
+        }
+        // Client 2's last entry is the oldest: both forget it, both keep client 1.
+        for table in [&leader, &follower] {
+            assert_eq!(table.lookup(ClientId(2), ClientSeq(1)), Lookup::Unknown);
+            assert_ne!(table.lookup(ClientId(1), ClientSeq(1)), Lookup::Unknown);
+        }
     }
 
     #[test]
@@ -382,6 +437,46 @@ mod tests {
     }
 
     proptest! {
+        /// A follower whose log a leader's log start replaced (after `through`; it had applied
+        /// up to `old` before) and which then applies what follows: with sequence numbers in any
+        /// order, no pair the leader applied at or before `through` is taken for a new one
+        /// there, and a retry is only ever answered with the pair's first position.
+        #[test]
+        fn a_follower_that_started_over_takes_no_old_pair_for_a_new_one(
+            ops in proptest::collection::vec((0u64..4, 0u64..1500), 1..1500),
+            through in 0usize..1500,
+            old in 0usize..1500,
+        ) {
+            let through = through.min(ops.len());
+            let old = old.min(through);
+            let mut leader = DedupTable::default();
+            let mut follower = DedupTable::default();
+            let mut first: HashMap<(u64, u64), LogIndex> = HashMap::new();
+            for (i, (c, s)) in ops.iter().enumerate() {
+                let index = LogIndex(i as u64 + 1);
+                leader.record(ClientId(*c), ClientSeq(*s), index, Term(1));
+                if i < old {
+                    follower.record(ClientId(*c), ClientSeq(*s), index, Term(1));
+                }
+                first.entry((*c, *s)).or_insert(index);
+            }
+            let at = LogIndex(through as u64);
+            follower.raise_floors(&leader.seqs_through(at, CLIENTS_MAX), at);
+            for (i, (c, s)) in ops.iter().enumerate().skip(through) {
+                follower.record(ClientId(*c), ClientSeq(*s), LogIndex(i as u64 + 1), Term(1));
+            }
+            follower.check_invariants();
+            for (c, s) in &ops[..through] {
+                let found = follower.lookup(ClientId(*c), ClientSeq(*s));
+                prop_assert_ne!(found, Lookup::Unknown, "client {} seq {}", c, s);
+            }
+            for (&(c, s), &index) in &first {
+                if let Lookup::Applied { index: found, .. } = follower.lookup(ClientId(c), ClientSeq(s)) {
+                    prop_assert_eq!(found, index, "client {} seq {}", c, s);
+                }
+            }
+        }
+
         /// Against a model that remembers everything: the table never answers a retry with a
         /// position other than the first one recorded, never claims an unrecorded pair, and
         /// remembers at least the last `SEQS_PER_CLIENT` numbers of each client.

@@ -42,7 +42,8 @@ use crate::runtime::subscribers::{RoomWaker, Subscribers};
 use crate::runtime::waiters::{Failure, Waiters};
 use crate::storage::{CompletionError, Disk, LogStore, ResetError, SubmitError, TruncateError};
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
-use raftwal_wire::message::{Message, MessageBody};
+use raftwal_wire::codec::{log_start_clients_max, FrameLimits};
+use raftwal_wire::message::{LogStart, Message, MessageBody};
 use raftwal_wire::transport::{SendError, Transport};
 use raftwal_wire::types::{EntryKind, HardState, LogId, LogIndex, NodeId, Term};
 use std::collections::{HashMap, VecDeque};
@@ -481,13 +482,22 @@ impl<D: Disk> Replica<D> {
     /// Sends one message; a peer that cannot take it is reported unreachable to the core.
     fn send(&mut self, message: &Message) {
         if let MessageBody::LogStart(start) = &message.body {
-            // The core sends it without the clients' sequence numbers; they are this table's.
-            let mut start = start.clone();
-            start.client_seqs = self.dedup.seqs_through(start.index);
+            let start = self.log_start_to_send(start);
             let filled = Message { body: MessageBody::LogStart(start), ..message.clone() };
             return self.send_to_peer(&filled);
         }
         self.send_to_peer(message);
+    }
+
+    /// The core's log start with the clients' sequence numbers, which are this table's (the
+    /// core sends it without them): as many as one frame of the transport holds, or the
+    /// message could not be encoded, and the follower, told nothing, would never catch up.
+    pub(super) fn log_start_to_send(&mut self, start: &LogStart) -> LogStart {
+        let frame = self.config.transport.frame_size_bytes_max;
+        // The configuration was validated (its frame limit is one the transport takes).
+        let clients_max = FrameLimits::new(frame).map_or(0, |l| log_start_clients_max(&l));
+        let client_seqs = self.dedup.seqs_through(start.index, clients_max);
+        LogStart { client_seqs, ..start.clone() }
     }
 
     fn send_to_peer(&mut self, message: &Message) {

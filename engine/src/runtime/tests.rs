@@ -20,6 +20,7 @@ use crate::subscription::Subscription;
 use bytes::Bytes;
 use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
+use raftwal_wire::codec::{FrameEncoder, FrameLimits};
 use raftwal_wire::message::{
     AppendEntries, Heartbeat, LogStart, Message, MessageBody, ReadIndexResponse, RequestVote,
     RequestVoteResponse,
@@ -1038,4 +1039,41 @@ fn a_log_start_the_core_keeps_its_log_for_does_not_lose_the_clients_of_the_one_i
         assert_eq!(found, Lookup::Forgotten, "a retry of {seq} would be appended again");
     }
     assert_eq!(h.replica.dedup.lookup(ClientId(9), ClientSeq(6)), Lookup::Unknown);
+}
+
+/// A leader whose table holds more clients than a log start of its frame limit can carry
+/// (8 KiB: 508 of them) sends the clients whose last entries are newest, in a message the
+/// transport can encode; one that could not be encoded was dropped each time it was sent, and
+/// the follower it was for never caught up.
+#[test]
+fn a_log_start_fits_in_a_frame_whatever_the_number_of_clients() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let frame = 8 << 10;
+    let mut h = Harness::with(3, |c| {
+        c.transport.frame_size_bytes_max = frame;
+        c.entry_size_bytes_max = 1 << 10;
+    });
+    for c in 0..1000u64 {
+        h.replica.dedup.record(ClientId(c), ClientSeq(3), LogIndex(c + 1), Term(1));
+    }
+    let core_start = LogStart {
+        index: LogIndex(2000),
+        term: Term(1),
+        leader_commit: LogIndex(2000),
+        client_seqs: Vec::new(),
+    };
+    let start = h.replica.log_start_to_send(&core_start);
+    let message = Message {
+        log: LOG,
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(2),
+        body: MessageBody::LogStart(start.clone()),
+    };
+    let mut encoder = FrameEncoder::new(FrameLimits::new(frame).unwrap());
+    assert_eq!(encoder.encode_message(&message), Ok(()), "the log start cannot leave");
+    assert_eq!(start.client_seqs.len(), 508);
+    assert_eq!(start.client_seqs.first(), Some(&(ClientId(492), ClientSeq(3))));
+    assert_eq!(start.client_seqs.last(), Some(&(ClientId(999), ClientSeq(3))));
 }

@@ -31,7 +31,7 @@ pub use frame::{
     FrameHeader, FrameLimits, FrameType, FRAME_HEADER_SIZE_BYTES, FRAME_SIZE_BYTES_CEILING,
     PROTOCOL_VERSION,
 };
-pub use peer::{decode_peer_frame, Hello, PeerFrame, StreamKind};
+pub use peer::{decode_peer_frame, log_start_clients_max, Hello, PeerFrame, StreamKind};
 
 /// Decodes one whole frame (header and body, nothing after it) of the peer protocol.
 ///

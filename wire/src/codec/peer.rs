@@ -9,7 +9,7 @@ use super::cursor::Cursor;
 use super::encoder::FrameEncoder;
 use super::entries::{get_run, put_run, run_size};
 use super::error::{DecodeError, EncodeError};
-use super::frame::FrameType;
+use super::frame::{FrameLimits, FrameType};
 use crate::client::{ClientId, ClientSeq};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, LogStart, Message,
@@ -59,6 +59,8 @@ pub enum PeerFrame {
 }
 
 const MESSAGE_HEADER_SIZE_BYTES: u64 = 32;
+/// A LogStart's fields before its clients: index, term, leader commit, client count.
+const LOG_START_FIXED_SIZE_BYTES: usize = 28;
 /// One (client id, sequence number) of a LogStart.
 const LOG_START_CLIENT_SIZE_BYTES: usize = 16;
 const HELLO_SIZE_BYTES: u64 = 17;
@@ -67,6 +69,14 @@ const VOTE_PRE_VOTE: u8 = 0b01;
 const VOTE_TRANSFER: u8 = 0b10;
 const VOTE_RESPONSE_PRE_VOTE: u8 = 0b01;
 const VOTE_RESPONSE_GRANTED: u8 = 0b10;
+
+/// The most `(client id, sequence number)` pairs a [`LogStart`] may carry in one frame under
+/// `limits` (`LogStart::client_seqs`): 252 at the smallest frame limit, 4,096 from 64 KiB and
+/// 60 bytes on. A sender with more leaves some out rather than send what cannot be encoded.
+pub fn log_start_clients_max(limits: &FrameLimits) -> usize {
+    let fixed = MESSAGE_HEADER_SIZE_BYTES as usize + LOG_START_FIXED_SIZE_BYTES;
+    (limits.frame_size_bytes_max() as usize).saturating_sub(fixed) / LOG_START_CLIENT_SIZE_BYTES
+}
 
 fn option_size(value: Option<u64>) -> u64 {
     if value.is_some() {
@@ -118,7 +128,8 @@ impl FrameEncoder {
                 (FrameType::ReadIndexResponse, size, size as usize)
             }
             MessageBody::LogStart(l) => {
-                let size = 28 + LOG_START_CLIENT_SIZE_BYTES * l.client_seqs.len();
+                let size =
+                    LOG_START_FIXED_SIZE_BYTES + LOG_START_CLIENT_SIZE_BYTES * l.client_seqs.len();
                 (FrameType::LogStart, size as u64, size)
             }
         };
