@@ -113,6 +113,12 @@ pub(crate) struct Replica<D: Disk> {
     /// last log start stepped that made the core replace its log, for the deduplication table
     /// once the store has replaced it too.
     log_start_seqs: Option<LogStartSeqs>,
+    /// The index of the last log start this replica sent and the clients' numbers it carried,
+    /// sent again with every log start at that index ([`Replica::log_start_to_send`]).
+    log_start_sent: Option<(LogIndex, Vec<(ClientId, ClientSeq)>)>,
+    /// Log starts built, and how many of them scanned the deduplication table.
+    #[cfg(test)]
+    pub(super) log_starts_built: (u64, u64),
     /// The current [`Replica::drive`] queued AppendEntries (this replica leads).
     sent_appends: bool,
     /// The node is stopping and hands this log's leadership over ([`Replica::hand_over`]).
@@ -165,6 +171,9 @@ impl<D: Disk> Replica<D> {
             held: None,
             retry_held: false,
             log_start_seqs: None,
+            log_start_sent: None,
+            #[cfg(test)]
+            log_starts_built: (0, 0),
             sent_appends: false,
             handing_over: false,
             handover_tried: Vec::new(),
@@ -492,11 +501,36 @@ impl<D: Disk> Replica<D> {
     /// The core's log start with the clients' sequence numbers, which are this table's (the
     /// core sends it without them): as many as one frame of the transport holds, or the
     /// message could not be encoded, and the follower, told nothing, would never catch up.
+    ///
+    /// The table is scanned once per start index, not once per message: that scan reads every
+    /// remembered number (up to 4,096 clients of 1,024, milliseconds of the shard's thread),
+    /// and the core sends a log start again on every heartbeat answer of a follower it probes
+    /// (every heartbeat interval, and every read-index round) until the follower acknowledges
+    /// it, or, when the follower's send window is full, for as long as it stays full. The
+    /// numbers taken at an earlier send stay right: every entry up to the start was applied
+    /// here before it, so what the table learns later is of entries after the start, which
+    /// the follower receives; it may have forgotten clients since, which the follower then
+    /// keeps a little longer.
     pub(super) fn log_start_to_send(&mut self, start: &LogStart) -> LogStart {
-        let frame = self.config.transport.frame_size_bytes_max;
-        // The configuration was validated (its frame limit is one the transport takes).
-        let clients_max = FrameLimits::new(frame).map_or(0, |l| log_start_clients_max(&l));
-        let client_seqs = self.dedup.seqs_through(start.index, clients_max);
+        #[cfg(test)]
+        {
+            self.log_starts_built.0 += 1;
+        }
+        let client_seqs = match &self.log_start_sent {
+            Some((index, seqs)) if *index == start.index => seqs.clone(),
+            _ => {
+                #[cfg(test)]
+                {
+                    self.log_starts_built.1 += 1;
+                }
+                let frame = self.config.transport.frame_size_bytes_max;
+                // The configuration was validated (its frame limit is one the transport takes).
+                let clients_max = FrameLimits::new(frame).map_or(0, |l| log_start_clients_max(&l));
+                let seqs = self.dedup.seqs_through(start.index, clients_max);
+                self.log_start_sent = Some((start.index, seqs.clone()));
+                seqs
+            }
+        };
         LogStart { client_seqs, ..start.clone() }
     }
 

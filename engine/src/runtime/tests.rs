@@ -22,8 +22,8 @@ use futures_core::Stream;
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::codec::{FrameEncoder, FrameLimits};
 use raftwal_wire::message::{
-    AppendEntries, Heartbeat, LogStart, Message, MessageBody, ReadIndexResponse, RequestVote,
-    RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, LogStart, Message,
+    MessageBody, ReadIndexResponse, RequestVote, RequestVoteResponse,
 };
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
@@ -1076,4 +1076,53 @@ fn a_log_start_fits_in_a_frame_whatever_the_number_of_clients() {
     assert_eq!(start.client_seqs.len(), 508);
     assert_eq!(start.client_seqs.first(), Some(&(ClientId(492), ClientSeq(3))));
     assert_eq!(start.client_seqs.last(), Some(&(ClientId(999), ClientSeq(3))));
+}
+
+/// A leader sends a follower it probes a log start again on every heartbeat answer (and every
+/// read-index round) until the follower acknowledges it. Filling in the clients' numbers scans
+/// the whole deduplication table (milliseconds of the shard's thread when it is full): it is
+/// done once per start, not once per message.
+#[test]
+fn a_log_start_sent_again_does_not_scan_the_table_again() {
+    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with(3, |c| {
+        c.storage.segment_size_bytes = 16 << 10;
+        c.entry_size_bytes_max = 4 << 10;
+    });
+    h.elect_with_node_2();
+    let term = h.replica.core.term();
+    for _ in 0..40 {
+        drop(h.append(&PAYLOAD));
+    }
+    h.settle();
+    let last = h.replica.store.last_index();
+    let acked = AppendEntriesResponse::Success { match_index: last };
+    h.replica.step(from_peer(2, term, MessageBody::AppendEntriesResponse(acked)));
+    h.settle();
+    assert_eq!(h.replica.core.commit_index(), last);
+    for c in 0..100u64 {
+        h.replica.dedup.record(ClientId(c), ClientSeq(1), LogIndex(1), Term(1));
+    }
+    let first = h.replica.compact(last).unwrap();
+    assert!(first > LogIndex(2), "nothing compacted");
+    // Node 3 lacks everything: it is told where the log starts, and answers heartbeats (its
+    // answer to the log start never comes).
+    let probe = h.replica.core.progress(NodeId(3)).unwrap();
+    let reject = AppendEntriesResponse::Reject {
+        rejected_index: probe.next_index.prev(),
+        hint_index: LogIndex::ZERO,
+        hint_term: Term(0),
+    };
+    h.replica.step(from_peer(3, term, MessageBody::AppendEntriesResponse(reject)));
+    h.settle();
+    for _ in 0..5 {
+        let answer = HeartbeatResponse { read_context: None };
+        h.replica.step(from_peer(3, term, MessageBody::HeartbeatResponse(answer)));
+        h.settle();
+    }
+    let (built, scanned) = h.replica.log_starts_built;
+    assert!(built >= 6, "the leader sent {built} log starts");
+    assert_eq!(scanned, 1, "{built} log starts scanned the table {scanned} times");
 }
