@@ -140,6 +140,19 @@ pub enum ConfigError {
         /// `raft.inflight_size_bytes_max`.
         inflight: usize,
     },
+    /// An AppendEntries of `raft.append_size_bytes_max` would not fit in one frame: the
+    /// transport could not encode it, and a follower sent one would never catch up.
+    #[error(
+        "raft.append_size_bytes_max ({append}) must be at most transport.frame_size_bytes_max \
+         ({frame}) minus 4096 bytes of framing: a larger AppendEntries cannot be sent, and the \
+         followers it is for never catch up; lower the first or raise the second"
+    )]
+    AppendAboveFrame {
+        /// `raft.append_size_bytes_max`.
+        append: usize,
+        /// `transport.frame_size_bytes_max`.
+        frame: u32,
+    },
     /// The election timeout is longer than [`ELECTION_TIMEOUT_MS_MAX`].
     #[error(
         "raft.election_timeout_ticks ({ticks}) times raft.tick_ms ({tick_ms}) is an election \

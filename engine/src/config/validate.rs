@@ -30,7 +30,9 @@
 //!    would serve no client at all.
 //! 8. `transport.frame_size_bytes_max` is within the codec's bounds ([`FrameLimits::new`]: 4 KiB
 //!    to 256 MiB), which the transport would otherwise refuse only when a shard binds, after
-//!    the data directory was created and stamped.
+//!    the data directory was created and stamped; and an AppendEntries of
+//!    `raft.append_size_bytes_max` (entries and their headers, as the core counts them) fits in
+//!    one frame with 4096 bytes to spare for the message's own fields.
 //!
 //! Every setting that the consensus core, the store or the transport would refuse later is
 //! refused here, by its name: the node's start opens the logs only after validation, and a
@@ -92,20 +94,28 @@ impl NodeConfig {
         self.check_entry_size()
     }
 
-    /// Invariant 8: the transport accepts the frame limit.
+    /// Invariant 8: the transport accepts the frame limit, and every AppendEntries fits in it.
     fn check_frame_size(&self) -> Result<(), ConfigError> {
         let frame = self.transport.frame_size_bytes_max;
-        match FrameLimits::new(frame) {
-            Ok(_) => Ok(()),
-            Err(LimitsError::FrameSizeOutOfRange { floor_bytes, ceiling_bytes, .. }) => {
-                Err(ConfigError::OutOfRange {
-                    what: "transport.frame_size_bytes_max",
-                    value: u64::from(frame),
-                    min: u64::from(floor_bytes),
-                    max: u64::from(ceiling_bytes),
-                })
-            }
+        if let Err(LimitsError::FrameSizeOutOfRange { floor_bytes, ceiling_bytes, .. }) =
+            FrameLimits::new(frame)
+        {
+            return Err(ConfigError::OutOfRange {
+                what: "transport.frame_size_bytes_max",
+                value: u64::from(frame),
+                min: u64::from(floor_bytes),
+                max: u64::from(ceiling_bytes),
+            });
         }
+        // The core fills an AppendEntries up to this many bytes of entries and entry headers
+        // (one larger entry alone is bounded by `entry_size_bytes_max`, invariant 4).
+        if self.raft.append_size_bytes_max > (frame as usize).saturating_sub(4096) {
+            return Err(ConfigError::AppendAboveFrame {
+                append: self.raft.append_size_bytes_max,
+                frame,
+            });
+        }
+        Ok(())
     }
 
     /// Invariant 1: ids.
@@ -389,6 +399,22 @@ mod tests {
         c.transport.frame_size_bytes_max = ceiling;
         c.validate().unwrap();
         raftwal_wire::codec::FrameLimits::new(ceiling).unwrap();
+    }
+
+    /// An AppendEntries the core may fill beyond one frame could never be sent: a follower it
+    /// is for would never catch up (a 10-entry batch of 1 KB each never committed with 8 KiB
+    /// frames and the default 1 MiB appends).
+    #[test]
+    fn appends_larger_than_a_frame_are_refused() {
+        let mut c = base();
+        c.transport.frame_size_bytes_max = 8 << 10;
+        c.entry_size_bytes_max = 1 << 10;
+        let e = refusal(&c, &["raft.append_size_bytes_max", "transport.frame_size_bytes_max"]);
+        assert!(e.contains("8192"), "{e}");
+        c.raft.append_size_bytes_max = (8 << 10) - 4096;
+        c.validate().unwrap();
+        c.raft.append_size_bytes_max += 1;
+        refusal(&c, &["raft.append_size_bytes_max"]);
     }
 
     #[test]
