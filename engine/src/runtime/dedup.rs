@@ -85,20 +85,7 @@ impl DedupTable {
     /// Records a committed tagged entry. A sequence number already recorded keeps its first
     /// position (a duplicate that slipped in is not the one retries are answered with).
     pub(crate) fn record(&mut self, client: ClientId, seq: ClientSeq, index: LogIndex, term: Term) {
-        let known = self.clients.contains_key(&client);
-        if !known && self.clients.len() >= CLIENTS_MAX {
-            self.evict_oldest();
-        }
-        // The window grows as the client appends: most clients (a CLI run, a short-lived
-        // program) append a few entries, and room for 1,024 up front would be 24 KiB for each of
-        // up to 4,096 clients, per log.
-        let window = self.clients.entry(client).or_insert_with(|| ClientWindow {
-            recent: VecDeque::new(),
-            floor: ClientSeq(0),
-            last_used: index,
-        });
-        let moved = !known || index > window.last_used;
-        window.last_used = window.last_used.max(index);
+        let (window, moved) = self.use_window(client, index);
         let last_used = window.last_used;
         if seq >= window.floor {
             if let Err(position) = window.recent.binary_search_by_key(&seq, |&(s, _, _)| s) {
@@ -164,17 +151,7 @@ impl DedupTable {
     /// leader would forget them: [`DedupTable::seqs_through`]).
     pub(crate) fn raise_floors(&mut self, seqs: &[(ClientId, ClientSeq)], at: LogIndex) {
         for &(client, seq) in seqs {
-            let known = self.clients.contains_key(&client);
-            if !known && self.clients.len() >= CLIENTS_MAX {
-                self.evict_oldest();
-            }
-            let window = self.clients.entry(client).or_insert_with(|| ClientWindow {
-                recent: VecDeque::new(),
-                floor: ClientSeq(0),
-                last_used: at,
-            });
-            let moved = !known || at > window.last_used;
-            window.last_used = window.last_used.max(at);
+            let (window, moved) = self.use_window(client, at);
             let last_used = window.last_used;
             let floor = ClientSeq(seq.get().saturating_add(1));
             if floor > window.floor {
@@ -187,6 +164,27 @@ impl DedupTable {
                 self.note_use(client, last_used);
             }
         }
+    }
+
+    /// The window of `client`, whose entry at `index` the table takes: made if the client is
+    /// new (the client whose last entry is oldest goes first when the table is full), its last
+    /// use moved up to `index`. Also whether that use moved, for [`DedupTable::note_use`].
+    fn use_window(&mut self, client: ClientId, index: LogIndex) -> (&mut ClientWindow, bool) {
+        let known = self.clients.contains_key(&client);
+        if !known && self.clients.len() >= CLIENTS_MAX {
+            self.evict_oldest();
+        }
+        // The window grows as the client appends: most clients (a CLI run, a short-lived
+        // program) append a few entries, and room for 1,024 up front would be 24 KiB for each of
+        // up to 4,096 clients, per log.
+        let window = self.clients.entry(client).or_insert_with(|| ClientWindow {
+            recent: VecDeque::new(),
+            floor: ClientSeq(0),
+            last_used: index,
+        });
+        let moved = !known || index > window.last_used;
+        window.last_used = window.last_used.max(index);
+        (window, moved)
     }
 
     /// Records in `order` that `client`'s last entry is now at `last_used` (invariant 3).
