@@ -192,6 +192,14 @@ pub(super) fn from_peer(from: u64, term: Term, body: MessageBody) -> Message {
     Message { log: LOG, from: NodeId(from), to: NodeId(1), term, body }
 }
 
+/// A log start of log 0 from node `from` in `term`: the log starts after entry `index`, of
+/// `term`, the leader's commit index is `index`, and it carries no clients' numbers.
+fn log_start(from: u64, term: u64, index: u64) -> Message {
+    let index = LogIndex(index);
+    let start = LogStart { index, term: Term(term), leader_commit: index, client_seqs: Vec::new() };
+    from_peer(from, Term(term), MessageBody::LogStart(start))
+}
+
 fn open(disk: &Rc<SimDisk>, config: &Arc<NodeConfig>, transport: &Transport) -> Replica<SimDisk> {
     let options = LogOptions {
         segment_size_bytes: config.storage.segment_size_bytes,
@@ -754,13 +762,7 @@ fn a_retried_batch_that_would_pass_the_last_index_is_refused_not_a_panic() {
     let _entered = rt.enter();
     let mut h = Harness::new(3);
     let top = LogIndex(u64::MAX - 10);
-    let start = raftwal_wire::message::LogStart {
-        index: top,
-        term: Term(1),
-        leader_commit: top,
-        client_seqs: Vec::new(),
-    };
-    h.replica.step(from_peer(2, Term(1), MessageBody::LogStart(start)));
+    h.replica.step(log_start(2, 1, top.get()));
     h.settle();
     assert_eq!(h.replica.store.last_index(), top);
     h.elect_with_node_2();
@@ -886,13 +888,7 @@ fn a_log_start_a_full_disk_refuses_is_carried_out_once_there_is_room() {
     let rt = runtime();
     let _entered = rt.enter();
     let mut h = follower_on_a_full_disk();
-    let start = LogStart {
-        index: LogIndex(10),
-        term: Term(2),
-        leader_commit: LogIndex(10),
-        client_seqs: Vec::new(),
-    };
-    h.replica.step(from_peer(3, Term(2), MessageBody::LogStart(start)));
+    h.replica.step(log_start(3, 2, 10));
     ticks_while_full(&mut h);
     // The new start is durable and the core hears it (the follower acknowledges it then).
     assert_eq!(h.replica.store.durable_index(), LogIndex(10));
@@ -916,18 +912,9 @@ fn a_log_start_a_full_disk_refuses_is_carried_out_once_there_is_room() {
 fn a_held_write_saves_no_commit_over_the_entries_it_replaces() {
     let rt = runtime();
     let _entered = rt.enter();
-    let start = LogStart {
-        index: LogIndex(10),
-        term: Term(2),
-        leader_commit: LogIndex(10),
-        client_seqs: Vec::new(),
-    };
     let leader_writes = [
         vec![append_entries(3, 2, (1, 1), 3, &[(2, b"new-2"), (2, b"new-3")])],
-        vec![
-            from_peer(3, Term(2), MessageBody::LogStart(start)),
-            append_entries(3, 2, (10, 2), 11, &[(2, b"eleven")]),
-        ],
+        vec![log_start(3, 2, 10), append_entries(3, 2, (10, 2), 11, &[(2, b"eleven")])],
     ];
     for messages in leader_writes {
         let mut h = follower_on_a_full_disk();
@@ -963,13 +950,7 @@ fn a_log_start_alone_is_reported_durable_to_the_core() {
     h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one"), (1, b"two")]));
     h.settle();
     assert_eq!(h.replica.core.durable_index(), LogIndex(2));
-    let start = LogStart {
-        index: LogIndex(10),
-        term: Term(2),
-        leader_commit: LogIndex(10),
-        client_seqs: Vec::new(),
-    };
-    h.replica.step(from_peer(3, Term(2), MessageBody::LogStart(start)));
+    h.replica.step(log_start(3, 2, 10));
     h.settle();
     assert_eq!(h.replica.store.first_index(), LogIndex(11));
     assert_eq!(h.replica.store.durable_index(), LogIndex(10));
