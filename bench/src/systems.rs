@@ -53,6 +53,8 @@ pub(crate) struct FsyncCounters {
     pub(crate) latency_us_sum: u64,
     /// Of the batches, those started while an earlier one was in flight.
     pub(crate) pipelined: u64,
+    /// Bytes of background zero-fill writes (`storage.zero_fill`).
+    pub(crate) zero_fill_bytes: u64,
 }
 
 impl FsyncCounters {
@@ -63,6 +65,7 @@ impl FsyncCounters {
             entries: self.entries.saturating_sub(before.entries),
             latency_us_sum: self.latency_us_sum.saturating_sub(before.latency_us_sum),
             pipelined: self.pipelined.saturating_sub(before.pipelined),
+            zero_fill_bytes: self.zero_fill_bytes.saturating_sub(before.zero_fill_bytes),
         }
     }
 
@@ -76,6 +79,7 @@ impl FsyncCounters {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StorageOverrides {
     pub(crate) fsync: raftwal::config::FsyncChoice,
+    pub(crate) zero_fill: Option<raftwal::config::ZeroFillChoice>,
     pub(crate) segment_size_bytes: Option<u64>,
     pub(crate) zero_chunk_bytes: Option<usize>,
     pub(crate) batches_in_flight: Option<usize>,
@@ -119,6 +123,9 @@ impl RaftwalCluster {
             config.log_count = logs;
             if let Some(bytes) = storage.segment_size_bytes {
                 config.storage.segment_size_bytes = bytes;
+            }
+            if let Some(choice) = storage.zero_fill {
+                config.storage.zero_fill = choice;
             }
             if let Some(bytes) = storage.zero_chunk_bytes {
                 config.storage.zero_chunk_bytes = bytes;
@@ -187,6 +194,7 @@ impl RaftwalCluster {
             entries: metrics.fsync_batch_entries.sum_total(),
             latency_us_sum: metrics.fsync_latency_us.sum_total(),
             pipelined: metrics.pipelined_batches.load(std::sync::atomic::Ordering::Relaxed),
+            zero_fill_bytes: metrics.zero_fill_bytes.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

@@ -19,7 +19,7 @@ pub use validate::{
     ELECTION_TIMEOUT_MS_MAX, LOG_COUNT_MAX, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
 };
 
-use crate::storage::FsyncMode;
+use crate::storage::{FsyncMode, ZeroFill};
 use raftwal_wire::types::{LogId, NodeId};
 use serde::{Deserialize, Deserializer};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -107,12 +107,24 @@ pub struct StorageTuning {
     pub batch_bytes_max: usize,
     /// Payload bytes of durable entries kept in memory for reads.
     pub tail_cache_bytes_max: usize,
-    /// Size of one background write of zeros ahead of the writer (a positive multiple of 4096).
-    /// A batch that reaches the device behind such a write waits for it, and every log of a
-    /// node (and, on a shared disk, every replica) writes them, so the node keeps them small:
-    /// with 128 KiB instead of the standalone store's 1 MiB, the commit latency p99 at 64
-    /// appenders on the benchmark machine fell from about 3.7 to 1.9 ms at the same
-    /// throughput (docs/benchmarks.md, "Zero-fill writes and the tail").
+    /// Whether each log writes zeros over its preallocated blocks ahead of the writer, so that
+    /// batches write into blocks written before (an O_DIRECT write into never-written blocks
+    /// makes the filesystem convert them, which the batch's flush must commit): `"never"` (the
+    /// default), `"auto"` (while the log's recent batches average below 1 MiB, as the
+    /// standalone store does) or `"always"`. The zeros cost device bandwidth and a batch that
+    /// reaches the device behind one waits for it; on the benchmark machine (three replicas on
+    /// one virtual disk), `"never"` committed 19 to 41 % more appends per second at 64
+    /// appenders with a lower p99, and a lone appender's p50 was the same with half the p99
+    /// (docs/benchmarks.md, "Zero-fill in the cluster"). `"auto"` may pay on a device where an
+    /// operation costs more than its bytes: measure with `raftwal-bench --zero-fill`.
+    pub zero_fill: ZeroFillChoice,
+    /// Size of one background write of zeros ahead of the writer (a positive multiple of 4096),
+    /// under `zero_fill = "auto"` or `"always"`. A batch that reaches the device behind such a
+    /// write waits for it, and every log of a node (and, on a shared disk, every replica)
+    /// writes them, so the node keeps them small: with 128 KiB instead of the standalone
+    /// store's 1 MiB, the commit latency p99 at 64 appenders on the benchmark machine fell
+    /// from about 3.7 to 1.9 ms at the same throughput (docs/benchmarks.md, "Zero-fill writes
+    /// and the tail").
     pub zero_chunk_bytes: usize,
     /// How many batches of one log may be with the disk at once (1 to 8). With 2 or more,
     /// entries that arrive while a batch is being written go to the disk at once in the next
@@ -162,6 +174,7 @@ impl Default for StorageTuning {
             fsync: FsyncChoice::Dsync,
             batch_bytes_max: log.batch_bytes_max,
             tail_cache_bytes_max: log.tail_cache_bytes_max,
+            zero_fill: ZeroFillChoice::Never,
             zero_chunk_bytes: NODE_ZERO_CHUNK_BYTES,
             batches_in_flight: log.batches_in_flight_max,
             retention_bytes: 0,
@@ -195,6 +208,32 @@ impl FsyncChoice {
             FsyncChoice::Thread => FsyncMode::Thread,
             FsyncChoice::Ring => FsyncMode::Ring,
             FsyncChoice::Dsync => FsyncMode::Dsync,
+        }
+    }
+}
+
+/// When a log writes zeros ahead of its writer (see [`StorageTuning::zero_fill`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroFillChoice {
+    /// Segments are only preallocated: batches write into never-written blocks. The default.
+    Never,
+    /// Zeros while the log's recent batches average below 1 MiB (the standalone store's
+    /// default, [`crate::storage::ZeroFill::BatchBytesBelow`]).
+    Auto,
+    /// Zeros as fast as the device takes them.
+    Always,
+}
+
+impl ZeroFillChoice {
+    /// Batches at or above this mean size write without zeros under [`ZeroFillChoice::Auto`].
+    pub const AUTO_BATCH_BYTES_BELOW: usize = 1 << 20;
+
+    pub(crate) fn policy(self) -> ZeroFill {
+        match self {
+            ZeroFillChoice::Never => ZeroFill::Never,
+            ZeroFillChoice::Auto => ZeroFill::BatchBytesBelow(Self::AUTO_BATCH_BYTES_BELOW),
+            ZeroFillChoice::Always => ZeroFill::Always,
         }
     }
 }
@@ -498,6 +537,27 @@ mod tests {
             with_storage_line("zero_chunk_bytes = 1048576").storage.zero_chunk_bytes,
             1 << 20
         );
+    }
+
+    #[test]
+    fn zero_fill_defaults_to_never_and_parses_every_choice() {
+        assert_eq!(StorageTuning::default().zero_fill, ZeroFillChoice::Never);
+        for (text, choice, policy) in [
+            ("never", ZeroFillChoice::Never, ZeroFill::Never),
+            ("auto", ZeroFillChoice::Auto, ZeroFill::BatchBytesBelow(1 << 20)),
+            ("always", ZeroFillChoice::Always, ZeroFill::Always),
+        ] {
+            let c = with_storage_line(&format!("zero_fill = \"{text}\""));
+            assert_eq!(c.storage.zero_fill, choice, "{text}");
+            assert_eq!(choice.policy(), policy, "{text}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let head = "id = 2\nlisten = \"127.0.0.1:7100\"\ndata_dir = \"/d\"\ntls_dir = \"/t\"\n";
+        std::fs::write(&path, format!("{head}[storage]\nzero_fill = \"sometimes\"\n")).unwrap();
+        let e = NodeConfig::from_toml_file(&path).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+        assert!(e.to_string().contains("sometimes"), "{e}");
     }
 
     #[test]

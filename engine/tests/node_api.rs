@@ -4,6 +4,7 @@
 mod support;
 
 use bytes::Bytes;
+use raftwal::config::{StorageTuning, ZeroFillChoice};
 use raftwal::{AppendError, LogEntry, ReadLimit};
 use raftwal_wire::types::{LogId, LogIndex};
 use std::time::Duration;
@@ -138,24 +139,35 @@ fn clean_restart_of_every_node_keeps_the_log() {
     }
 }
 
-#[test]
-fn storage_zero_chunk_bytes_sets_the_size_of_the_zero_fill_writes() {
-    // 8 KiB, far below the default, so writes of the default size would show.
-    const CHUNK: u64 = 8 << 10;
-    let cluster = Cluster::start_with(3, |c| c.storage.zero_chunk_bytes = CHUNK as usize);
+/// Appends 20 batches of 32 entries of 1,000 bytes on `cluster` and waits until every replica
+/// committed them.
+fn append_small_batches_everywhere(cluster: &Cluster) {
     let leader = cluster.wait_leader(T);
     let log = cluster.log(leader);
     let mut last = None;
     for round in 0..20u8 {
         let batch = (0..32).map(|i| Bytes::from(vec![round ^ i; 1000])).collect();
-        last = Some(log.append_batch_blocking(batch).unwrap().last_index());
+        last = Some(log.append_batch_blocking(batch).expect("append").last_index());
     }
-    let last = last.unwrap();
+    let last = last.expect("twenty batches");
     for id in 1..=3 {
         let log = cluster.log(id);
         wait_until(T, "every replica commits", || {
-            log.status_blocking().unwrap().commit_index >= last
+            log.status_blocking().expect("status").commit_index >= last
         });
+    }
+}
+
+#[test]
+fn storage_zero_fill_auto_writes_zeros_in_chunks_of_zero_chunk_bytes() {
+    // 8 KiB, far below the default, so writes of the default size would show.
+    const CHUNK: u64 = 8 << 10;
+    let cluster = Cluster::start_with(3, |c| {
+        c.storage.zero_fill = ZeroFillChoice::Auto;
+        c.storage.zero_chunk_bytes = CHUNK as usize;
+    });
+    append_small_batches_everywhere(&cluster);
+    for id in 1..=3 {
         // Small batches on a fresh log: the store zero-fills ahead of its writer, one chunk at a
         // time (the count is copied after each completion).
         wait_until(T, "zero-fill writes", || {
@@ -168,6 +180,25 @@ fn storage_zero_chunk_bytes_sets_the_size_of_the_zero_fill_writes() {
             bytes > 0 && bytes <= writes * CHUNK,
             "node {id}: {writes} writes of {bytes} bytes"
         );
+    }
+}
+
+#[test]
+fn storage_zero_fill_never_is_the_default_and_writes_only_the_next_segments_header_block() {
+    assert_eq!(StorageTuning::default().zero_fill, ZeroFillChoice::Never);
+    let cluster = Cluster::start(3);
+    append_small_batches_everywhere(&cluster);
+    for id in 1..=3 {
+        // The same load as under "auto" (above), which zero-fills ahead of the writer: here the
+        // only zeros are the prepared next segment's header block (so that the roll-over's
+        // header write converts no extent), one write of 4 KiB.
+        wait_until(T, "the next segment prepared", || {
+            metric(&cluster.node(id).metrics().render(), "raftwal_zero_fill_writes_total", id) >= 1
+        });
+        let text = cluster.node(id).metrics().render();
+        let writes = metric(&text, "raftwal_zero_fill_writes_total", id);
+        let bytes = metric(&text, "raftwal_zero_fill_bytes_total", id);
+        assert_eq!((writes, bytes), (1, 4096), "node {id}");
     }
 }
 

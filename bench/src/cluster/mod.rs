@@ -111,6 +111,10 @@ pub(crate) struct ClusterArgs {
     /// For measuring what segment roll-overs cost.
     #[arg(long)]
     pub(crate) segment_mib: Option<u64>,
+    /// The raftwal nodes' `storage.zero_fill` (default: the node's, `never`): whether each log
+    /// writes zeros ahead of its writer. For measuring what the zeros give or cost.
+    #[arg(long, value_enum)]
+    pub(crate) zero_fill: Option<ZeroFillArg>,
     /// The raftwal nodes' `storage.zero_chunk_bytes`, in KiB (default: the node's, 128 KiB).
     /// For measuring what the background zero-fill writes cost the batches queued behind them.
     #[arg(long, value_parser = clap::value_parser!(u64).range(4..=65536))]
@@ -143,6 +147,27 @@ impl FsyncArg {
             FsyncArg::Thread => raftwal::config::FsyncChoice::Thread,
             FsyncArg::Ring => raftwal::config::FsyncChoice::Ring,
             FsyncArg::Dsync => raftwal::config::FsyncChoice::Dsync,
+        }
+    }
+}
+
+/// The nodes' `storage.zero_fill` setting, as a command-line value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ZeroFillArg {
+    /// Batches write into blocks only preallocated.
+    Never,
+    /// Zeros while the recent batches average below 1 MiB.
+    Auto,
+    /// Zeros as fast as the device takes them.
+    Always,
+}
+
+impl ZeroFillArg {
+    pub(crate) fn choice(self) -> raftwal::config::ZeroFillChoice {
+        match self {
+            ZeroFillArg::Never => raftwal::config::ZeroFillChoice::Never,
+            ZeroFillArg::Auto => raftwal::config::ZeroFillChoice::Auto,
+            ZeroFillArg::Always => raftwal::config::ZeroFillChoice::Always,
         }
     }
 }
@@ -345,6 +370,10 @@ fn settings(args: &ClusterArgs) -> serde_json::Value {
     let storage = raftwal::config::StorageTuning::default();
     // The name the command line takes for it.
     let fsync = clap::ValueEnum::to_possible_value(&args.fsync).map(|v| v.get_name().to_owned());
+    let zero_fill = match args.zero_fill {
+        Some(arg) => clap::ValueEnum::to_possible_value(&arg).map(|v| v.get_name().to_owned()),
+        None => Some(format!("{:?}", storage.zero_fill).to_lowercase()),
+    };
     serde_json::json!({
         "raftwal_version": env!("CARGO_PKG_VERSION"),
         "nodes": args.nodes,
@@ -355,6 +384,7 @@ fn settings(args: &ClusterArgs) -> serde_json::Value {
         "storage": {
             "fsync": fsync,
             "direct_io": storage.direct_io,
+            "zero_fill": zero_fill,
             "segment_size_bytes": args.segment_mib.map_or(storage.segment_size_bytes, |mib| mib << 20),
             "zero_chunk_bytes": args
                 .zero_chunk_kib
@@ -413,6 +443,7 @@ fn row(
             row = row
                 .with("leader_pipelined_pct", tenth(100.0 * f.pipelined as f64 / f.batches as f64));
         }
+        row = row.with("leader_zero_fill_mb_per_s", tenth(f.zero_fill_bytes as f64 / 1e6 / secs));
     }
     if let Some(us) = extras.fsyncs.and_then(|f| f.mean_batch_us()) {
         row = row.with("leader_batch_us_mean", tenth(us));
@@ -485,6 +516,7 @@ mod tests {
         out: PathBuf::new(),
         fsync: FsyncArg::Dsync,
         segment_mib: None,
+        zero_fill: None,
         zero_chunk_kib: None,
         batches_in_flight: None,
         logs: 1,
@@ -530,6 +562,7 @@ mod tests {
         let storage = &doc["settings"]["storage"];
         assert_eq!(storage["fsync"], "dsync", "{storage}");
         assert_eq!(storage["zero_chunk_bytes"], 128 << 10, "{storage}");
+        assert_eq!(storage["zero_fill"], "never", "{storage}");
         assert_eq!(storage["segment_size_bytes"], 64 << 20, "{storage}");
         assert_eq!(doc["settings"]["nodes"], 3);
     }

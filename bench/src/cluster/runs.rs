@@ -1,7 +1,7 @@
 //! One measured run of each system: a fresh cluster, the load, and the figures beside it (the
 //! leader's fsyncs, a follower subscriber's tail lag, a failover's unavailability window).
 
-use super::{ClusterArgs, RunExtras};
+use super::{ClusterArgs, RunExtras, ZeroFillArg};
 use crate::floor;
 use crate::load::{self, Ack, LoadResult, Workload};
 use crate::report::{latency_histogram_ns, Progress};
@@ -30,6 +30,7 @@ pub(super) async fn run_raftwal(
         (args.nodes, dir.to_owned(), args.fsync.choice(), args.logs);
     let storage = StorageOverrides {
         fsync,
+        zero_fill: args.zero_fill.map(ZeroFillArg::choice),
         segment_size_bytes: args.segment_mib.map(|mib| mib << 20),
         zero_chunk_bytes: args.zero_chunk_kib.map(|kib| (kib as usize) << 10),
         batches_in_flight: args.batches_in_flight.map(|n| n as usize),

@@ -191,6 +191,7 @@ impl Shard {
                 batch_bytes_max: config.storage.batch_bytes_max,
                 tail_cache_bytes_max: config.storage.tail_cache_bytes_max,
                 zero_chunk_bytes: config.storage.zero_chunk_bytes,
+                zero_fill: config.storage.zero_fill.policy(),
                 batches_in_flight_max: config.storage.batches_in_flight,
                 check_sealed_at_open: config.storage.check_sealed_at_open,
                 sealed_segments_mapped_max: config.storage.sealed_segments_mapped_max,
