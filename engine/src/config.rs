@@ -113,8 +113,8 @@ pub struct StorageTuning {
     /// default), `"auto"` (while the log's recent batches average below 1 MiB, as the
     /// standalone store does) or `"always"`. The zeros cost device bandwidth and a batch that
     /// reaches the device behind one waits for it; on the benchmark machine (three replicas on
-    /// one virtual disk), `"never"` committed 19 to 41 % more appends per second at 64
-    /// appenders with a lower p99, and a lone appender's p50 was the same with half the p99
+    /// one virtual disk), `"never"` committed 14 to 62 % more appends per second at 64
+    /// appenders (seven alternating pairs) with a lower p99, and a lone appender's p50 was the same with half the p99
     /// (docs/benchmarks.md, "Zero-fill in the cluster"). `"auto"` may pay on a device where an
     /// operation costs more than its bytes: measure with `raftwal-bench --zero-fill`.
     pub zero_fill: ZeroFillChoice,

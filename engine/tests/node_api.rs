@@ -158,6 +158,17 @@ fn append_small_batches_everywhere(cluster: &Cluster) {
     }
 }
 
+/// Node `id`'s zero-fill (writes, bytes) once it made at least `writes_min` writes.
+fn zero_fill_counts(cluster: &Cluster, id: u64, writes_min: u64) -> (u64, u64) {
+    let counts = || {
+        let text = cluster.node(id).metrics().render();
+        let writes = metric(&text, "raftwal_zero_fill_writes_total", id);
+        (writes, metric(&text, "raftwal_zero_fill_bytes_total", id))
+    };
+    wait_until(T, "zero-fill writes", || counts().0 >= writes_min);
+    counts()
+}
+
 #[test]
 fn storage_zero_fill_auto_writes_zeros_in_chunks_of_zero_chunk_bytes() {
     // 8 KiB, far below the default, so writes of the default size would show.
@@ -170,12 +181,7 @@ fn storage_zero_fill_auto_writes_zeros_in_chunks_of_zero_chunk_bytes() {
     for id in 1..=3 {
         // Small batches on a fresh log: the store zero-fills ahead of its writer, one chunk at a
         // time (the count is copied after each completion).
-        wait_until(T, "zero-fill writes", || {
-            metric(&cluster.node(id).metrics().render(), "raftwal_zero_fill_writes_total", id) >= 4
-        });
-        let text = cluster.node(id).metrics().render();
-        let writes = metric(&text, "raftwal_zero_fill_writes_total", id);
-        let bytes = metric(&text, "raftwal_zero_fill_bytes_total", id);
+        let (writes, bytes) = zero_fill_counts(&cluster, id, 4);
         assert!(
             bytes > 0 && bytes <= writes * CHUNK,
             "node {id}: {writes} writes of {bytes} bytes"
@@ -192,13 +198,7 @@ fn storage_zero_fill_never_is_the_default_and_writes_only_the_next_segments_head
         // The same load as under "auto" (above), which zero-fills ahead of the writer: here the
         // only zeros are the prepared next segment's header block (so that the roll-over's
         // header write converts no extent), one write of 4 KiB.
-        wait_until(T, "the next segment prepared", || {
-            metric(&cluster.node(id).metrics().render(), "raftwal_zero_fill_writes_total", id) >= 1
-        });
-        let text = cluster.node(id).metrics().render();
-        let writes = metric(&text, "raftwal_zero_fill_writes_total", id);
-        let bytes = metric(&text, "raftwal_zero_fill_bytes_total", id);
-        assert_eq!((writes, bytes), (1, 4096), "node {id}");
+        assert_eq!(zero_fill_counts(&cluster, id, 1), (1, 4096), "node {id}");
     }
 }
 
