@@ -271,6 +271,14 @@ pub enum CompactError {
     /// The log's storage failed on this node (or failed while compacting); the log stopped here.
     #[error("log storage failed: {0}")]
     Storage(String),
+    /// The clients' sequence numbers, which must be durable before the entries that carry them
+    /// go (a restart rebuilds deduplication from them), could not be saved (a full disk, most
+    /// likely); nothing was compacted. The log goes on; compact again later.
+    #[error(
+        "cannot save the clients' sequence numbers, which must be durable before entries go: \
+         {0}; nothing was compacted"
+    )]
+    ClientSeqs(String),
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,

@@ -363,6 +363,33 @@ fn a_follower_that_started_over_refuses_retries_of_entries_it_never_saw() {
     });
     let status = cluster.log(behind).status_blocking().unwrap();
     assert_eq!(status.last_index, last, "nothing but the new append was added");
+    // Both nodes, restarted (as a crash looks), still know: the old leader saved its clients'
+    // numbers before it compacted, the follower the log start's before it replaced its log.
+    // Their tables are rebuilt from those saves and the entries left.
+    for node in [behind, leader] {
+        cluster.stop(node);
+        cluster.restart(node);
+        cluster.make_leader(LogId(0), node);
+        let before = cluster.log(node).status_blocking().unwrap().last_index;
+        runtime.block_on(async {
+            let connection = endpoint.connect(addr(node)).await.unwrap();
+            for seq in [1, 31] {
+                match connection.request(&append(seq)).await {
+                    Ok(ClientResponse::Error(e)) => {
+                        assert_eq!(e.code, ErrorCode::InvalidRequest);
+                        assert!(e.message.contains("deduplication window"), "{}", e.message);
+                    }
+                    other => panic!("node {node}, restarted, answered a retry of {seq}: {other:?}"),
+                }
+            }
+            match connection.request(&append(61)).await {
+                Ok(ClientResponse::Appended(a)) => assert_eq!(a.index, later),
+                other => panic!("node {node}, restarted, answered a retry of 61: {other:?}"),
+            }
+        });
+        let status = cluster.log(node).status_blocking().unwrap();
+        assert_eq!(status.last_index, before, "node {node} appended a retry again");
+    }
 }
 
 /// A leader whose deduplication table knows more clients than one log start of the frame limit

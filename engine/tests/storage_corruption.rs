@@ -11,7 +11,7 @@ use bytes::Bytes;
 use raftwal::storage::format::{
     decode_record, record_size_bytes, SegmentHeader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use raftwal::storage::{LogStore, OpenError, SimDisk, HARD_STATE_FILE};
+use raftwal::storage::{LogStore, OpenError, SimDisk, CLIENT_SEQS_FILE, HARD_STATE_FILE};
 use raftwal_wire::types::{ClusterId, Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -207,6 +207,31 @@ fn missing_middle_segment_is_a_gap() {
     disk.sync_dir(Path::new(DIR)).unwrap();
     // The segment before the gap ends before the next one starts: entries are missing.
     expect_corrupt(&disk, &segs[0], None);
+}
+
+/// A log whose hard state file is gone (its term and vote with it) is refused, whether
+/// segments or the clients' sequence numbers file (made right after it) show it existed;
+/// opened as a new log, the node could vote twice in a term.
+#[test]
+fn a_missing_hard_state_file_is_corruption() {
+    use raftwal::storage::Disk;
+    let (disk, segs) = build();
+    disk.remove(&path(HARD_STATE_FILE)).unwrap();
+    disk.sync_dir(Path::new(DIR)).unwrap();
+    expect_corrupt(&disk, HARD_STATE_FILE, None);
+    for seg in &segs {
+        disk.remove(&path(seg)).unwrap();
+    }
+    let names = disk.file_names(Path::new(DIR));
+    assert!(names.iter().any(|n| n == CLIENT_SEQS_FILE), "{names:?}");
+    match open(&disk) {
+        Err(OpenError::Corrupt(c)) => {
+            assert_eq!(c.file, path(HARD_STATE_FILE), "{c}");
+            assert!(c.reason.contains("clients' sequence numbers"), "{c}");
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("a log without its hard state opened as a new one"),
+    }
 }
 
 /// Bytes that are not zero in the zero-filled space after the last record of the active

@@ -12,8 +12,12 @@
 //!   retry of an older one is refused ([`Lookup::Forgotten`]) rather than appended twice;
 //! - at most [`CLIENTS_MAX`] clients; when a new client would exceed it, the client whose last
 //!   entry is oldest in the log is forgotten entirely, and a retry from it is appended again;
-//! - after a restart, the table is rebuilt from the last [`REBUILD_ENTRIES_MAX`] committed
-//!   entries; a retry of an append older than that is appended again.
+//! - after a restart, the table is rebuilt from the clients' sequence numbers the log saved
+//!   (`client_seqs`, docs/format.md: each client's highest number up to an index, saved every
+//!   [`CLIENT_SEQS_SAVE_ENTRIES`] applied entries and before the log forgets entries) and the
+//!   committed entries after the save, or the last [`REBUILD_ENTRIES_MAX`] when more: a retry
+//!   of a number the save settled and the entries do not show is refused
+//!   ([`DedupTable::settle`]); one the entries show is answered with its position.
 //!
 //! Invariants:
 //! 1. Each client's window is sorted by sequence number, holds at most `SEQS_PER_CLIENT` of them,
@@ -33,8 +37,14 @@ use std::collections::{HashMap, VecDeque};
 pub(crate) const SEQS_PER_CLIENT: usize = 1024;
 /// Clients remembered.
 pub(crate) const CLIENTS_MAX: usize = 4096;
-/// Committed entries scanned at start to rebuild the table.
+/// Committed entries scanned at start to rebuild the table, at least (more when the last save
+/// of the clients' numbers is older, up to [`REBUILD_AFTER_SAVE_MAX`]).
 pub(crate) const REBUILD_ENTRIES_MAX: u64 = 100_000;
+/// Committed entries scanned at start after the last save of the clients' numbers, at most:
+/// the scan reads them all before the log serves (about a second per million 1 KiB entries).
+pub(crate) const REBUILD_AFTER_SAVE_MAX: u64 = 1_000_000;
+/// Applied entries between two saves of the clients' numbers.
+pub(crate) const CLIENT_SEQS_SAVE_ENTRIES: u64 = REBUILD_ENTRIES_MAX / 2;
 
 /// What the table knows of a (client, sequence number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +63,9 @@ struct ClientWindow {
     recent: VecDeque<(ClientSeq, LogIndex, Term)>,
     /// Sequence numbers below this were dropped from the window.
     floor: ClientSeq,
+    /// Sequence numbers below this are settled by a save of the clients' numbers
+    /// ([`DedupTable::settle`]): those not in `recent` are refused.
+    settled: ClientSeq,
     /// Log index of the client's last applied entry.
     last_used: LogIndex,
 }
@@ -70,14 +83,12 @@ impl DedupTable {
         let Some(window) = self.clients.get(&client) else {
             return Lookup::Unknown;
         };
-        if seq < window.floor {
-            return Lookup::Forgotten;
-        }
         match window.recent.binary_search_by_key(&seq, |&(s, _, _)| s) {
             Ok(position) => {
                 let (_, index, term) = window.recent[position];
                 Lookup::Applied { index, term }
             }
+            Err(_) if seq < window.floor.max(window.settled) => Lookup::Forgotten,
             Err(_) => Lookup::Unknown,
         }
     }
@@ -111,8 +122,9 @@ impl DedupTable {
 
     /// For each client, the highest sequence number of its entries at or before `through`
     /// that the table remembers, or, when higher, the one below its window's floor (numbers it
-    /// forgot, which may lie anywhere): what a follower that starts its log after `through`
-    /// needs to refuse retries of entries it never sees ([`DedupTable::raise_floors`]). At most
+    /// forgot, which may lie anywhere) or below its settled mark: what a follower that starts
+    /// its log after `through` needs to refuse retries of entries it never sees
+    /// ([`DedupTable::raise_floors`]), and what a save of the clients' numbers holds. At most
     /// `count_max` of them (what one frame holds): those of the clients whose last entries are
     /// newest, the others left out as if forgotten. Ordered as the table would forget them
     /// (oldest last entry first, then by client), so that the follower, which takes them all at
@@ -128,7 +140,8 @@ impl DedupTable {
             .filter_map(|(client, window)| {
                 let kept = window.recent.iter().rev().find(|e| e.1 <= through).map(|e| e.0);
                 let forgotten = window.floor.get().checked_sub(1).map(ClientSeq);
-                kept.max(forgotten).map(|seq| (window.last_used, *client, seq))
+                let settled = window.settled.get().checked_sub(1).map(ClientSeq);
+                kept.max(forgotten).max(settled).map(|seq| (window.last_used, *client, seq))
             })
             .collect();
         if seqs.len() > count_max {
@@ -166,6 +179,27 @@ impl DedupTable {
         }
     }
 
+    /// A restart's start: the clients' numbers a save found (`seqs`, in the order
+    /// [`DedupTable::seqs_through`] gives) describe the log up to an index at or after `at`,
+    /// the index the table is rebuilt from. Each client's numbers up to its `seq` are settled:
+    /// a retry of one is answered with its position when the entries after `at` show it, and
+    /// refused ([`Lookup::Forgotten`]) otherwise, never appended again (a pair the log holds
+    /// twice, a retry the table had forgotten before, both before and after `at`, is answered
+    /// with its position after `at`). The clients take `at` as
+    /// their last entry's index, in the order of `seqs`, so the table forgets them in the order
+    /// it would have before the restart; the entries after `at` move them up as they are
+    /// applied.
+    pub(crate) fn settle(&mut self, seqs: &[(ClientId, ClientSeq)], at: LogIndex) {
+        for &(client, seq) in seqs {
+            let (window, moved) = self.use_window(client, at);
+            let last_used = window.last_used;
+            window.settled = window.settled.max(ClientSeq(seq.get().saturating_add(1)));
+            if moved {
+                self.note_use(client, last_used);
+            }
+        }
+    }
+
     /// The window of `client`, whose entry at `index` the table takes: made if the client is
     /// new (the client whose last entry is oldest goes first when the table is full), its last
     /// use moved up to `index`. Also whether that use moved, for [`DedupTable::note_use`].
@@ -180,6 +214,7 @@ impl DedupTable {
         let window = self.clients.entry(client).or_insert_with(|| ClientWindow {
             recent: VecDeque::new(),
             floor: ClientSeq(0),
+            settled: ClientSeq(0),
             last_used: index,
         });
         let moved = !known || index > window.last_used;
@@ -386,6 +421,61 @@ mod tests {
         }
     }
 
+    /// A restart settles what a save held: numbers the entries after the rebuild point show are
+    /// answered with their positions, the others up to the save refused, later ones appended;
+    /// and the table saved again holds what the first save held.
+    #[test]
+    fn a_restart_settles_the_saved_numbers() {
+        let mut before = DedupTable::default();
+        // Client 1: 1 to 10 at 1 to 10 (5 missing, a gap), then 11 at 40. Client 2: 1 at 3.
+        for seq in (1..=10).filter(|&s| s != 5) {
+            before.record(ClientId(1), ClientSeq(seq), LogIndex(seq), Term(1));
+        }
+        before.record(ClientId(2), ClientSeq(1), LogIndex(3), Term(1));
+        let saved = before.seqs_through(LogIndex(10), CLIENTS_MAX);
+        assert_eq!(saved, [(ClientId(2), ClientSeq(1)), (ClientId(1), ClientSeq(10))]);
+        before.record(ClientId(1), ClientSeq(11), LogIndex(40), Term(2));
+        // Restarted: the save describes the log up to 10, the table is rebuilt from 6.
+        let mut after = DedupTable::default();
+        after.settle(&saved, LogIndex(6));
+        for seq in 7..=10 {
+            after.record(ClientId(1), ClientSeq(seq), LogIndex(seq), Term(1));
+        }
+        after.record(ClientId(1), ClientSeq(11), LogIndex(40), Term(2));
+        after.check_invariants();
+        for seq in 1..=6 {
+            assert_eq!(after.lookup(ClientId(1), ClientSeq(seq)), Lookup::Forgotten, "{seq}");
+        }
+        for seq in (7..=11).chain([12]) {
+            assert_eq!(
+                after.lookup(ClientId(1), ClientSeq(seq)),
+                before.lookup(ClientId(1), ClientSeq(seq)),
+                "{seq}"
+            );
+        }
+        assert_eq!(after.lookup(ClientId(2), ClientSeq(1)), Lookup::Forgotten);
+        assert_eq!(after.lookup(ClientId(2), ClientSeq(2)), Lookup::Unknown);
+        assert_eq!(after.lookup(ClientId(3), ClientSeq(1)), Lookup::Unknown);
+        // Saved again, the settled numbers stay: a second restart refuses them too.
+        assert_eq!(
+            after.seqs_through(LogIndex(40), CLIENTS_MAX),
+            before.seqs_through(LogIndex(40), CLIENTS_MAX)
+        );
+        // The clients are forgotten in the order they were before the restart.
+        for table in [&mut before, &mut after] {
+            for c in 100..100 + CLIENTS_MAX as u64 - 1 {
+                table.record(ClientId(c), ClientSeq(1), LogIndex(1000 + c), Term(2));
+            }
+            table.check_invariants();
+            assert_eq!(
+                table.lookup(ClientId(2), ClientSeq(1)),
+                Lookup::Unknown,
+                "client 2 went first"
+            );
+            assert_ne!(table.lookup(ClientId(1), ClientSeq(11)), Lookup::Unknown);
+        }
+    }
+
     #[test]
     fn the_client_with_the_oldest_entry_is_evicted() {
         let mut t = DedupTable::default();
@@ -472,6 +562,64 @@ mod tests {
                 if let Lookup::Applied { index: found, .. } = follower.lookup(ClientId(c), ClientSeq(s)) {
                     prop_assert_eq!(found, index, "client {} seq {}", c, s);
                 }
+            }
+        }
+
+        /// A restart that finds the clients' numbers saved through `through` and rebuilds the
+        /// table from `at` (at or before it): with sequence numbers in any order, no pair applied
+        /// at or before `through` is taken for a new one, a retry is only ever answered with
+        /// one of the pair's positions (the first one when it lies after `at`: a pair applied
+        /// twice before it, a retry the table had forgotten, is answered with its second), and
+        /// the table saved again settles at least what the first save did.
+        #[test]
+        fn a_restarted_table_takes_no_old_pair_for_a_new_one(
+            ops in proptest::collection::vec((0u64..4, 0u64..1500), 1..1500),
+            through in 0usize..1500,
+            at in 0usize..1500,
+        ) {
+            let through = through.min(ops.len());
+            let at = at.min(through);
+            let mut live = DedupTable::default();
+            let mut positions: HashMap<(u64, u64), Vec<LogIndex>> = HashMap::new();
+            let mut saved = Vec::new();
+            for (i, (c, s)) in ops.iter().enumerate() {
+                if i == through {
+                    saved = live.seqs_through(LogIndex(through as u64), CLIENTS_MAX);
+                }
+                let index = LogIndex(i as u64 + 1);
+                live.record(ClientId(*c), ClientSeq(*s), index, Term(1));
+                positions.entry((*c, *s)).or_default().push(index);
+            }
+            if through == ops.len() {
+                saved = live.seqs_through(LogIndex(through as u64), CLIENTS_MAX);
+            }
+            let mut restarted = DedupTable::default();
+            restarted.settle(&saved, LogIndex(at as u64));
+            for (i, (c, s)) in ops.iter().enumerate().skip(at) {
+                restarted.record(ClientId(*c), ClientSeq(*s), LogIndex(i as u64 + 1), Term(1));
+            }
+            restarted.check_invariants();
+            for (c, s) in &ops[..through] {
+                let found = restarted.lookup(ClientId(*c), ClientSeq(*s));
+                prop_assert_ne!(found, Lookup::Unknown, "client {} seq {}", c, s);
+            }
+            for (&(c, s), at_positions) in &positions {
+                let first = at_positions[0];
+                if let Lookup::Applied { index: found, .. } = restarted.lookup(ClientId(c), ClientSeq(s)) {
+                    prop_assert!(at_positions.contains(&found), "client {} seq {}", c, s);
+                    if first.get() > at as u64 {
+                        prop_assert_eq!(found, first, "client {} seq {}", c, s);
+                    }
+                }
+                let before = live.lookup(ClientId(c), ClientSeq(s));
+                if first.get() > at as u64 && matches!(before, Lookup::Applied { .. }) {
+                    // What the rebuild scanned is answered with its position, as before.
+                    prop_assert_eq!(restarted.lookup(ClientId(c), ClientSeq(s)), before);
+                }
+            }
+            let again: HashMap<_, _> = restarted.seqs_through(LogIndex(ops.len() as u64), CLIENTS_MAX).into_iter().collect();
+            for (c, s) in &saved {
+                prop_assert!(again.get(c).is_some_and(|a| a >= s), "client {:?}", c);
             }
         }
 

@@ -2,9 +2,12 @@
 //!
 //! Owns: the glue between [`RaftCore`] and [`LogStore`]: the Ready loop, the order of effects,
 //! durability reports, the leader's waiting appends, the applied index (which feeds the
-//! deduplication table) and the log's subscribers.
+//! deduplication table), the saves of the clients' sequence numbers that let a restart rebuild
+//! that table, and the log's subscribers.
 //! Must not: block, except in the rare synchronous storage operations the store documents
-//! (hard state saves on term or vote changes, truncations, segment roll-over).
+//! (hard state saves on term or vote changes, truncations, segment roll-over, saves of the
+//! clients' sequence numbers: one every `CLIENT_SEQS_SAVE_ENTRIES` applied entries, and before
+//! entries go).
 //!
 //! The order of effects for one [`Ready`] (see its documentation):
 //! 1. A changed term or vote is saved synchronously (an fsync) before anything else, so no
@@ -35,12 +38,17 @@ use crate::error::{CompactError, LeaderInfo, ReadIndexError};
 use crate::metrics::LogMetrics;
 use crate::raft::{RaftCore, Ready, Role};
 use crate::runtime::clock;
-use crate::runtime::dedup::{DedupTable, REBUILD_ENTRIES_MAX};
+use crate::runtime::dedup::{
+    DedupTable, CLIENT_SEQS_SAVE_ENTRIES, REBUILD_AFTER_SAVE_MAX, REBUILD_ENTRIES_MAX,
+};
 use crate::runtime::read_index::ReadIndexes;
 use crate::runtime::source::StoreSource;
 use crate::runtime::subscribers::{RoomWaker, Subscribers};
 use crate::runtime::waiters::{Failure, Waiters};
-use crate::storage::{CompletionError, Disk, LogStore, ResetError, SubmitError, TruncateError};
+use crate::storage::{
+    ClientSeqs, ClientSeqsError, CompletionError, Disk, LogStore, ResetError, SubmitError,
+    TruncateError, CLIENT_SEQS_MAX,
+};
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::codec::{log_start_clients_max, FrameLimits};
 use raftwal_wire::message::{LogStart, Message, MessageBody};
@@ -90,6 +98,12 @@ pub(crate) struct Replica<D: Disk> {
     pub(crate) pending_tags: HashMap<(ClientId, ClientSeq), LogIndex>,
     /// Every committed entry up to here was applied to the deduplication table.
     applied: LogIndex,
+    /// The index the last durable save of the clients' sequence numbers describes the log up
+    /// to (`client_seqs`, docs/format.md), if any.
+    pub(super) client_seqs_through: Option<LogIndex>,
+    /// Why the last save of the clients' sequence numbers failed, and the ticks left before a
+    /// periodic save tries again.
+    client_seqs_failed: Option<(String, u64)>,
     /// The commit index the waiters and subscribers last saw, as of the last drive: every entry
     /// up to it is in the store, and is the committed one. The core's commit index may run ahead
     /// between stepping a message and the next drive (a follower commits the entries of an
@@ -131,17 +145,42 @@ impl<D: Disk> Replica<D> {
     pub(crate) fn new(
         config: Arc<NodeConfig>,
         core: RaftCore,
-        store: LogStore<D>,
+        mut store: LogStore<D>,
         transport: Transport,
         metrics: Arc<LogMetrics>,
     ) -> Replica<D> {
         let log = core.config().log;
         let frame_bytes_max = config.transport.frame_size_bytes_max as usize;
         let saved = store.hard_state();
-        // Rebuild the deduplication table from the recent committed past (see dedup's window).
+        // Rebuild the deduplication table (see dedup's window): from the last save of the
+        // clients' numbers, or the recent committed past when that is later; never more than
+        // `REBUILD_AFTER_SAVE_MAX` entries back, nor before the log's first entry.
         let commit = core.commit_index();
-        let applied = LogIndex(commit.get().saturating_sub(REBUILD_ENTRIES_MAX))
-            .max(store.first_index().prev());
+        let first_index = store.first_index();
+        let recent = LogIndex(commit.get().saturating_sub(REBUILD_ENTRIES_MAX));
+        let oldest = LogIndex(commit.get().saturating_sub(REBUILD_AFTER_SAVE_MAX));
+        let saved_seqs = store.take_client_seqs();
+        let applied = match &saved_seqs {
+            Some(seqs) => recent.min(seqs.through).max(oldest),
+            None => recent,
+        }
+        .max(first_index.prev());
+        match &saved_seqs {
+            Some(seqs) if seqs.through < applied => warn!(
+                log = %log,
+                "the clients' sequence numbers were last saved at {}, before the entries this \
+                 node rebuilds its deduplication table from ({applied} on); a retry of an entry \
+                 in between may be appended again",
+                seqs.through
+            ),
+            None if applied > LogIndex::ZERO => info!(
+                log = %log,
+                "no saved clients' sequence numbers (a log written before they were saved); \
+                 a retry of an entry before {} may be appended again until the first save",
+                applied.next()
+            ),
+            _ => {}
+        }
         let mut replica = Replica {
             log,
             node: core.id(),
@@ -163,6 +202,8 @@ impl<D: Disk> Replica<D> {
             dedup: DedupTable::default(),
             pending_tags: HashMap::new(),
             applied,
+            client_seqs_through: saved_seqs.as_ref().map(|seqs| seqs.through),
+            client_seqs_failed: None,
             // The restored commit index is within the durable log.
             commit_seen: commit,
             subscribers: Subscribers::new(log, frame_bytes_max),
@@ -178,6 +219,9 @@ impl<D: Disk> Replica<D> {
             handing_over: false,
             handover_tried: Vec::new(),
         };
+        if let Some(seqs) = &saved_seqs {
+            replica.dedup.settle(&seqs.seqs, applied);
+        }
         replica.apply_committed(commit);
         replica.publish_gauges();
         replica
@@ -358,6 +402,32 @@ impl<D: Disk> Replica<D> {
                      replacing this node's log (entries up to {index} are no longer here)"
                 );
             }
+            // The entries up to `index` are gone from here before this node applied them: the
+            // deduplication table takes what the leader's knew of them, and a save holds it
+            // before the entries go (a restart finds no entries to rebuild it from). Raising
+            // the floors twice (a held retry) changes nothing.
+            let seqs = self.log_start_seqs.as_ref().filter(|(start, _)| *start == (index, term));
+            if let Some((_, seqs)) = seqs {
+                self.dedup.raise_floors(seqs, index);
+            }
+            if self.client_seqs_through.is_none_or(|through| through < index) {
+                let seqs = ClientSeqs {
+                    through: index,
+                    seqs: self.dedup.seqs_through(index, CLIENT_SEQS_MAX),
+                };
+                match self.store.save_client_seqs(&seqs) {
+                    Ok(()) => self.client_seqs_through = Some(index),
+                    Err(ClientSeqsError::NoSpace(e)) => {
+                        let what = format!(
+                            "saving the clients' sequence numbers before starting the log \
+                             after {index}: {e}"
+                        );
+                        self.hold(ready, held_since, &what);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
             match self.store.reset_to(index, term) {
                 Ok(()) => {}
                 Err(ResetError::NoSpace(e)) => {
@@ -367,13 +437,7 @@ impl<D: Disk> Replica<D> {
                 }
                 Err(e) => return Err(e.to_string()),
             }
-            // The entries up to `index` are gone from here before this node applied them: the
-            // deduplication table takes what the leader's knew of them.
-            if let Some((_, seqs)) =
-                self.log_start_seqs.take().filter(|(start, _)| *start == (index, term))
-            {
-                self.dedup.raise_floors(&seqs, index);
-            }
+            self.log_start_seqs = None;
             // Done: a retry of a later step of this `Ready` must not reset again.
             ready.log_start = None;
             self.persist_points.clear();
@@ -463,6 +527,41 @@ impl<D: Disk> Replica<D> {
         self.saved = hard_state;
         self.ticks_since_commit_save = 0;
         Ok(())
+    }
+
+    /// Saves the clients' sequence numbers up to the applied index (synchronously: an fsync,
+    /// every `CLIENT_SEQS_SAVE_ENTRIES` applied entries and before a compaction). After a
+    /// failure, saves again only once `COMMIT_SAVE_INTERVAL_TICKS` ticks passed, and returns
+    /// the failure meanwhile.
+    fn save_client_seqs(&mut self) -> Result<(), String> {
+        if let Some((reason, ticks)) = &self.client_seqs_failed {
+            if *ticks > 0 {
+                return Err(reason.clone());
+            }
+        }
+        let through = self.applied;
+        let seqs = ClientSeqs { through, seqs: self.dedup.seqs_through(through, CLIENT_SEQS_MAX) };
+        match self.store.save_client_seqs(&seqs) {
+            Ok(()) => {
+                if self.client_seqs_failed.take().is_some() {
+                    info!(log = %self.log, "saved the clients' sequence numbers again");
+                }
+                self.client_seqs_through = Some(through);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if self.client_seqs_failed.is_none() {
+                    warn!(
+                        log = %self.log,
+                        "{reason}; compaction waits for a save, tried again every \
+                         {COMMIT_SAVE_INTERVAL_TICKS} ticks"
+                    );
+                }
+                self.client_seqs_failed = Some((reason.clone(), COMMIT_SAVE_INTERVAL_TICKS));
+                Err(reason)
+            }
+        }
     }
 
     /// Hands the pending entries to the disk in as many batches as the store starts.
@@ -607,6 +706,14 @@ impl<D: Disk> Replica<D> {
             self.core.tick();
         }
         self.subscribers.forget_gone();
+        if let Some((_, ticks)) = &mut self.client_seqs_failed {
+            *ticks = ticks.saturating_sub(1);
+        }
+        let saved_through = self.client_seqs_through.unwrap_or(LogIndex::ZERO);
+        if self.applied.get() >= saved_through.get().saturating_add(CLIENT_SEQS_SAVE_ENTRIES) {
+            // A failure is logged, and retried later; only compaction waits for a save.
+            let _ = self.save_client_seqs();
+        }
         self.apply_retention();
         self.ticks_since_commit_save += 1;
         let commit = self.commit_to_save();
@@ -771,6 +878,11 @@ impl<D: Disk> Replica<D> {
             .min(self.core.durable_index().next())
             .min(self.applied.next());
         if limit > self.store.first_index() {
+            // The entries that go take their clients' numbers with them, unless a save holds
+            // them: a restart rebuilds the deduplication table from the save and what is left.
+            if self.client_seqs_through.is_none_or(|through| through < limit.prev()) {
+                self.save_client_seqs().map_err(CompactError::ClientSeqs)?;
+            }
             if let Err(e) = self.store.compact_before(limit) {
                 let reason = format!("compacting before {limit}: {e}");
                 self.fail_storage(reason.clone());
@@ -813,7 +925,9 @@ impl<D: Disk> Replica<D> {
             }
         }
         if limit > self.store.first_index() {
-            // A failure stops the log and is logged by `fail_storage`.
+            // A storage failure stops the log and is logged by `fail_storage`; a failed save
+            // of the clients' numbers is logged by `save_client_seqs`, and the segments wait
+            // for its retry.
             let _ = self.compact(limit);
         }
     }

@@ -7,7 +7,7 @@
 //! the commit index: reads and subscriptions show committed entries only, so every replica
 //! serves the same bytes and reads never need the leader.
 
-use crate::error::{LeaderInfo, ReadError, ReadIndexError, TransferError};
+use crate::error::{CompactError, LeaderInfo, ReadError, ReadIndexError, TransferError};
 use crate::log::{BatchPosition, LogEntry, LogStatus, PeerStatus, ReadLimit};
 use crate::metrics::LogMetrics;
 use crate::raft::{
@@ -379,6 +379,10 @@ impl<D: Disk> Replica<D> {
                         node: self.node,
                         first_index,
                     }),
+                    // The log goes on: retrying later may succeed.
+                    Err(e @ CompactError::ClientSeqs(_)) => {
+                        error(ErrorCode::Internal, e.to_string())
+                    }
                     Err(e) => error(ErrorCode::Poisoned, e.to_string()),
                 };
                 let _ = responder.respond(&response);

@@ -881,26 +881,57 @@ fn a_truncation_a_full_disk_refuses_is_carried_out_once_there_is_room() {
     assert_eq!(texts, [&b"one"[..], b"new-2", b"new-3"]);
 }
 
-/// The same for a log start (the leader compacted past this follower): the old log stays whole
-/// while the disk is full, and is replaced once there is room.
+/// Makes the full disk of [`follower_on_a_full_disk`] refuse a log start's reset rather than
+/// the save of the clients' numbers before it, which overwrites its file in place (a full disk
+/// lets that through): the reset's first write (into the spare segment, which then goes) and
+/// every write that needs room after it.
+fn refuse_the_reset(h: &Harness) {
+    let faults =
+        SimFaults { no_space_next_write: false, no_space_after_writes: Some(1), ..h.disk.faults() };
+    h.disk.set_faults(faults);
+}
+
+/// The same for a log start (the leader compacted past this follower), whether the disk
+/// refuses the save of the clients' numbers that comes first or the reset: the old log stays
+/// whole while the disk is full, and is replaced once there is room.
 #[test]
 fn a_log_start_a_full_disk_refuses_is_carried_out_once_there_is_room() {
     let rt = runtime();
     let _entered = rt.enter();
-    let mut h = follower_on_a_full_disk();
-    h.replica.step(log_start(3, 2, 10));
-    ticks_while_full(&mut h);
-    // The new start is durable and the core hears it (the follower acknowledges it then).
-    assert_eq!(h.replica.store.durable_index(), LogIndex(10));
-    assert_eq!(h.replica.core.durable_index(), LogIndex(10));
-    h.replica.step(append_entries(3, 2, (10, 2), 11, &[(2, b"eleven")]));
-    h.settle();
-    assert_eq!(h.replica.store.first_index(), LogIndex(11));
-    assert_eq!(h.replica.store.durable_index(), LogIndex(11));
-    assert_eq!(h.replica.readable_commit(), LogIndex(11));
-    let read = h.replica.read_local(LogIndex(11), ReadLimit::entries(100)).unwrap();
-    assert_eq!(read.len(), 1);
-    assert_eq!(read[0].data, "eleven");
+    for refuse_reset in [false, true] {
+        let mut h = follower_on_a_full_disk();
+        if refuse_reset {
+            refuse_the_reset(&h);
+        }
+        h.replica.step(log_start(3, 2, 10));
+        h.settle();
+        assert!(h.replica.holds_ready(), "the disk refused nothing");
+        if refuse_reset {
+            ticks_while_full(&mut h);
+        } else {
+            // Only the save was refused (nothing changed), and the reset needs no room (the
+            // spare segment serves): the retry on the next tick carries both out.
+            assert_eq!(h.replica.readable_commit(), LogIndex(1), "a commit served past the store");
+            let stored = h.replica.store.read(LogIndex(1), 1 << 20).unwrap();
+            assert_eq!(stored.len(), 3, "the refused save changed the log");
+            assert_eq!(h.replica.client_seqs_through, None);
+            h.replica.tick();
+            h.settle();
+            assert!(!h.replica.holds_ready());
+        }
+        // The new start is durable and the core hears it (the follower acknowledges it then).
+        assert_eq!(h.replica.store.durable_index(), LogIndex(10));
+        assert_eq!(h.replica.core.durable_index(), LogIndex(10));
+        assert_eq!(h.replica.client_seqs_through, Some(LogIndex(10)));
+        h.replica.step(append_entries(3, 2, (10, 2), 11, &[(2, b"eleven")]));
+        h.settle();
+        assert_eq!(h.replica.store.first_index(), LogIndex(11));
+        assert_eq!(h.replica.store.durable_index(), LogIndex(11));
+        assert_eq!(h.replica.readable_commit(), LogIndex(11));
+        let read = h.replica.read_local(LogIndex(11), ReadLimit::entries(100)).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].data, "eleven");
+    }
 }
 
 /// While a truncation or a log start is held, the core's commit index covers the leader's
@@ -916,8 +947,11 @@ fn a_held_write_saves_no_commit_over_the_entries_it_replaces() {
         vec![append_entries(3, 2, (1, 1), 3, &[(2, b"new-2"), (2, b"new-3")])],
         vec![log_start(3, 2, 10), append_entries(3, 2, (10, 2), 11, &[(2, b"eleven")])],
     ];
-    for messages in leader_writes {
+    for (i, messages) in leader_writes.into_iter().enumerate() {
         let mut h = follower_on_a_full_disk();
+        if i == 1 {
+            refuse_the_reset(&h);
+        }
         for message in messages {
             h.replica.step(message);
         }
@@ -1106,4 +1140,172 @@ fn a_log_start_sent_again_does_not_scan_the_table_again() {
     let (built, scanned) = h.replica.log_starts_built;
     assert!(built >= 6, "the leader sent {built} log starts");
     assert_eq!(scanned, 1, "{built} log starts scanned the table {scanned} times");
+}
+
+/// A remote client's batch of tagged entries, its numbers `seqs`, each with `payload`; not yet
+/// driven.
+fn append_tagged(
+    h: &mut Harness,
+    client: u64,
+    seqs: std::ops::Range<u64>,
+    payload: &'static [u8],
+) -> AppendRx {
+    let items = seqs
+        .map(|seq| {
+            TaggedPayload::new(ClientId(client), ClientSeq(seq), Bytes::from_static(payload))
+        })
+        .collect();
+    let (tx, rx) = oneshot::channel();
+    h.replica.append_remote(items, AppendReply::Local(tx), clock::now());
+    rx
+}
+
+/// The tagged entries the store holds.
+fn tagged_entries(h: &Harness) -> usize {
+    let first = h.replica.store.first_index();
+    let entries = h.replica.store.read(first, usize::MAX).unwrap();
+    entries.iter().filter(|e| e.kind == EntryKind::Tagged).count()
+}
+
+/// Compaction saves the clients' numbers before the entries go, and a restart rebuilds the
+/// deduplication table from that save and the entries left: a retry of an entry that went is
+/// refused, never appended again, and one of an entry still there is answered with its
+/// position; after a clean stop and after a crash alike. (The table used to be rebuilt from the
+/// entries alone, and took retries of the compacted ones for new appends.)
+#[test]
+fn a_restart_after_compaction_appends_no_retry_of_the_entries_that_went() {
+    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
+    let rt = runtime();
+    let _entered = rt.enter();
+    for clean_stop in [true, false] {
+        let mut h = Harness::with(1, |c| {
+            c.storage.segment_size_bytes = 16 << 10;
+            c.entry_size_bytes_max = 4 << 10;
+        });
+        h.elect();
+        let mut positions = Vec::new();
+        for seq in 1..=40 {
+            let mut rx = append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD);
+            h.settle();
+            positions.push(rx.try_recv().expect("answered").expect("appended"));
+        }
+        let first = h.replica.compact(h.replica.store.last_index()).unwrap();
+        assert!(
+            first > positions[5].first_index,
+            "too little compacted: the log starts at {first}"
+        );
+        let kept = positions.iter().filter(|p| p.first_index >= first).count();
+        assert!(kept > 0, "nothing left to retry against");
+        let names = h.disk.file_names(Path::new("/data/log-0"));
+        assert!(names.iter().any(|n| n == crate::storage::CLIENT_SEQS_FILE), "{names:?}");
+        if clean_stop {
+            h.replica.shut_down();
+        }
+        h.restart();
+        h.elect();
+        for (seq, position) in (1..=40).zip(&positions) {
+            let mut rx = append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD);
+            h.settle();
+            let answer = rx.try_recv().expect("answered");
+            if position.first_index < first {
+                assert!(answer.is_err(), "the retry of {seq} (compacted) got {answer:?}");
+            } else {
+                assert_eq!(answer, Ok(*position), "the retry of {seq} is answered elsewhere");
+            }
+        }
+        assert_eq!(tagged_entries(&h), kept, "a retry was appended again");
+        assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+    }
+}
+
+/// A full disk that refuses the save before a compaction refuses the compaction: nothing goes,
+/// the log goes on, and a compaction after the retry interval (the disk has room again) saves
+/// and compacts.
+#[test]
+fn a_compaction_whose_save_a_full_disk_refuses_removes_nothing() {
+    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with(1, |c| {
+        c.storage.segment_size_bytes = 16 << 10;
+        c.entry_size_bytes_max = 4 << 10;
+    });
+    h.elect();
+    for seq in 1..=40 {
+        drop(append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD));
+        h.settle();
+    }
+    let last = h.replica.store.last_index();
+    h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    let refused = h.replica.compact(last);
+    assert!(
+        matches!(refused, Err(crate::error::CompactError::ClientSeqs(_))),
+        "compaction without a save: {refused:?}"
+    );
+    assert_eq!(h.replica.store.first_index(), LogIndex(1), "entries went without a save");
+    assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+    // The log goes on; an early retry does not write again.
+    let mut rx = append_tagged(&mut h, 7, 41..42, &PAYLOAD);
+    h.settle();
+    assert!(rx.try_recv().expect("answered").is_ok());
+    let writes = h.disk.stats().writes;
+    assert!(h.replica.compact(last).is_err());
+    assert_eq!(h.disk.stats().writes, writes, "a save tried again before its interval");
+    for _ in 0..super::replica::COMMIT_SAVE_INTERVAL_TICKS {
+        h.replica.tick();
+        h.settle();
+    }
+    let first = h.replica.compact(last).unwrap();
+    assert!(first > LogIndex(1), "nothing compacted once there was room");
+    assert_eq!(h.replica.client_seqs_through, Some(h.replica.store.last_index()));
+}
+
+/// The clients' numbers a leader's log start carries are saved before the old log goes: the
+/// follower, restarted, still refuses retries of the entries it never saw.
+#[test]
+fn a_log_starts_clients_outlive_a_restart() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    let start = LogStart {
+        index: LogIndex(10),
+        term: Term(2),
+        leader_commit: LogIndex(10),
+        client_seqs: vec![(ClientId(9), ClientSeq(5))],
+    };
+    h.replica.step(from_peer(3, Term(2), MessageBody::LogStart(start)));
+    h.settle();
+    assert_eq!(h.replica.store.first_index(), LogIndex(11), "the log was replaced");
+    h.restart();
+    for seq in 1..=5 {
+        let found = h.replica.dedup.lookup(ClientId(9), ClientSeq(seq));
+        assert_eq!(found, Lookup::Forgotten, "a retry of {seq} would be appended again");
+    }
+    assert_eq!(h.replica.dedup.lookup(ClientId(9), ClientSeq(6)), Lookup::Unknown);
+}
+
+/// Every `CLIENT_SEQS_SAVE_ENTRIES` applied entries, a tick saves the clients' numbers, so a
+/// restart scans about that many entries at most beyond the recent window, not the whole log.
+#[test]
+fn the_clients_numbers_are_saved_as_entries_are_applied() {
+    use super::dedup::CLIENT_SEQS_SAVE_ENTRIES;
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    h.replica.tick();
+    assert_eq!(h.replica.client_seqs_through, None, "saved with nothing to save");
+    let batch = 1000;
+    let mut seq = 1;
+    while h.replica.store.last_index().get() < CLIENT_SEQS_SAVE_ENTRIES {
+        drop(append_tagged(&mut h, 7, seq..seq + batch, b"x"));
+        seq += batch;
+        h.settle();
+    }
+    h.replica.tick();
+    let through = h.replica.client_seqs_through.expect("no save");
+    assert_eq!(through, h.replica.store.last_index());
+    h.restart();
+    assert_eq!(h.replica.client_seqs_through, Some(through), "the save did not survive");
+    assert_eq!(h.replica.dedup.lookup(ClientId(7), ClientSeq(1)), Lookup::Forgotten);
 }

@@ -118,6 +118,21 @@ pub enum AppendError {
     },
 }
 
+/// Why [`crate::storage::LogStore::save_client_seqs`] failed. None poisons the log: the file's
+/// other slot still holds what the last save wrote.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSeqsError {
+    /// The disk is full; free space (compact) and save again.
+    #[error("no space left to save the clients' sequence numbers: {0}")]
+    NoSpace(io::Error),
+    /// A system call failed.
+    #[error("I/O error while saving the clients' sequence numbers: {0}")]
+    Io(io::Error),
+    /// More pairs than a slot holds (the caller's bug).
+    #[error("{0} clients' sequence numbers, more than the file holds")]
+    TooMany(usize),
+}
+
 /// Why [`crate::storage::LogStore::submit`] did not start a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {

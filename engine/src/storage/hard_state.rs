@@ -13,6 +13,7 @@
 //!    vote twice in one term).
 //! 3. A save returns only after its fdatasync completed.
 
+use crate::storage::client_seqs::CLIENT_SEQS_FILE;
 use crate::storage::disk::{Disk, FileId, OpenOptions};
 use crate::storage::error::Corruption;
 use crate::storage::format::{SegmentId, SECTOR_SIZE_BYTES};
@@ -101,17 +102,20 @@ impl HardStateFile {
     ) -> Result<HardStateFile, LoadError> {
         let path = dir.join(HARD_STATE_FILE);
         if !names.iter().any(|n| n == HARD_STATE_FILE) {
-            // The hard state is made before the first segment, so segments without it mean it
-            // was removed: starting from term 0 with no vote could let the node vote twice in a
-            // term it already voted in.
-            if names.iter().any(|n| SegmentId::parse_file_name(n).is_some()) {
+            // The hard state is made before the first segment and before the clients' sequence
+            // numbers file, so either without it means it was removed: starting from term 0
+            // with no vote could let the node vote twice in a term it already voted in.
+            let segment = names.iter().any(|n| SegmentId::parse_file_name(n).is_some());
+            if segment || names.iter().any(|n| n == CLIENT_SEQS_FILE) {
+                let found = if segment { "segments" } else { "its clients' sequence numbers" };
                 return Err(LoadError::Corrupt(Corruption {
                     file: path,
                     offset: 0,
                     index: None,
-                    reason: "the hard state file is missing while the log has segments (the \
-                             term and vote it held are lost)"
-                        .into(),
+                    reason: format!(
+                        "the hard state file is missing while the log has {found} (the term \
+                         and vote it held are lost)"
+                    ),
                 }));
             }
             let tmp = dir.join(format!("{HARD_STATE_FILE}.tmp"));

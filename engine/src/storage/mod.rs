@@ -26,6 +26,7 @@
 //! assert_eq!(log.read(LogIndex(1), 1 << 20).unwrap()[0].data, "hi");
 //! ```
 
+mod client_seqs;
 pub mod disk;
 mod error;
 pub mod format;
@@ -35,13 +36,14 @@ mod log;
 mod segment;
 mod terms;
 
+pub use client_seqs::{ClientSeqs, CLIENT_SEQS_FILE, CLIENT_SEQS_MAX};
 pub use disk::{
     Disk, FsyncMode, IoBuf, OwnerId, SimDisk, SimFaults, SimStats, Tear, UringDisk, UringOptions,
     UringStats,
 };
 pub use error::{
-    AppendError, CompactError, CompletionError, Corruption, FlushError, HardStateError, OpenError,
-    Poisoned, ReadError, ResetError, SubmitError, TruncateError,
+    AppendError, ClientSeqsError, CompactError, CompletionError, Corruption, FlushError,
+    HardStateError, OpenError, Poisoned, ReadError, ResetError, SubmitError, TruncateError,
 };
 pub use format::SegmentId;
 pub use hard_state::HARD_STATE_FILE;

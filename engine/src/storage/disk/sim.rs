@@ -61,6 +61,9 @@ pub struct SimFaults {
     /// a file system that needs a block for its own metadata (an extent split) even inside
     /// preallocated space.
     pub no_space_next_write: bool,
+    /// The same for one write after this many more writes succeed (`Some(0)`: the next one):
+    /// reaches a write past those a test lets through.
+    pub no_space_after_writes: Option<u64>,
 }
 
 /// What survives of the most recent unsynced write at a crash.
@@ -281,6 +284,14 @@ impl State {
         let end = offset + data.len();
         if std::mem::take(&mut self.faults.no_space_next_write) {
             return Err(no_space());
+        }
+        match &mut self.faults.no_space_after_writes {
+            Some(0) => {
+                self.faults.no_space_after_writes = None;
+                return Err(no_space());
+            }
+            Some(writes) => *writes -= 1,
+            None => {}
         }
         self.check_space(inode, end)?;
         self.point()?;

@@ -32,6 +32,7 @@ use super::index::check_index;
 use super::prepare::Background;
 use super::{LogOptions, LogStats, LogStore, Recovery, BATCHES_IN_FLIGHT_LIMIT};
 use crate::raft::LAST_INDEX_MAX;
+use crate::storage::client_seqs::ClientSeqsFile;
 use crate::storage::disk::{Disk, FileId, IoBuf, OpenOptions};
 use crate::storage::error::{Corruption, OpenError};
 use crate::storage::format::{align_down, align_up, SegmentHeader, SegmentId, BLOCK_SIZE_BYTES};
@@ -237,6 +238,13 @@ impl<D: Disk> LogStore<D> {
             LoadError::Io(context, source) => OpenError::Io { context: context.to_owned(), source },
             LoadError::Corrupt(c) => OpenError::Corrupt(c),
         })?;
+        let (client_seqs, client_seqs_found) = match ClientSeqsFile::open(&*disk, dir, &names) {
+            Ok(opened) => opened,
+            Err(e) => {
+                hard.close(&*disk);
+                return Err(e);
+            }
+        };
         let mut ids: Vec<SegmentId> =
             names.iter().filter_map(|n| SegmentId::parse_file_name(n)).collect();
         ids.sort();
@@ -259,6 +267,8 @@ impl<D: Disk> LogStore<D> {
             in_flight: VecDeque::new(),
             next_tag: 0,
             hard,
+            client_seqs,
+            client_seqs_found,
             poison: None,
             completions: Vec::new(),
             stats: LogStats::default(),
