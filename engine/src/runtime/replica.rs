@@ -47,7 +47,7 @@ use crate::runtime::subscribers::{RoomWaker, Subscribers};
 use crate::runtime::waiters::{Failure, Waiters};
 use crate::storage::{
     ClientSeqs, ClientSeqsError, CompletionError, Disk, LogStore, ResetError, SubmitError,
-    TruncateError, CLIENT_SEQS_MAX,
+    TruncateError, CLIENT_SEQS_GAPS_MAX, CLIENT_SEQS_MAX,
 };
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::codec::{log_start_clients_max, FrameLimits};
@@ -64,6 +64,14 @@ pub(super) const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
 
 /// Bytes read per step when applying committed entries.
 const APPLY_READ_BYTES: usize = 4 << 20;
+
+/// Why a save of the clients' sequence numbers failed.
+#[derive(Clone, Debug)]
+struct SaveFailure {
+    /// The disk had no room (`ClientSeqsError::NoSpace`).
+    no_space: bool,
+    reason: String,
+}
 
 /// A log start's `(index, term)` and its clients' sequence numbers (`LogStart::client_seqs`).
 type LogStartSeqs = ((LogIndex, Term), Vec<(ClientId, ClientSeq)>);
@@ -103,7 +111,7 @@ pub(crate) struct Replica<D: Disk> {
     pub(super) client_seqs_through: Option<LogIndex>,
     /// Why the last save of the clients' sequence numbers failed, and the ticks left before a
     /// periodic save tries again.
-    client_seqs_failed: Option<(String, u64)>,
+    client_seqs_failed: Option<(SaveFailure, u64)>,
     /// The commit index the waiters and subscribers last saw, as of the last drive: every entry
     /// up to it is in the store, and is the committed one. The core's commit index may run ahead
     /// between stepping a message and the next drive (a follower commits the entries of an
@@ -220,7 +228,7 @@ impl<D: Disk> Replica<D> {
             handover_tried: Vec::new(),
         };
         if let Some(seqs) = &saved_seqs {
-            replica.dedup.settle(&seqs.seqs, applied);
+            replica.dedup.settle(&seqs.seqs, &seqs.gaps, applied);
         }
         replica.apply_committed(commit);
         replica.publish_gauges();
@@ -411,10 +419,7 @@ impl<D: Disk> Replica<D> {
                 self.dedup.raise_floors(seqs, index);
             }
             if self.client_seqs_through.is_none_or(|through| through < index) {
-                let seqs = ClientSeqs {
-                    through: index,
-                    seqs: self.dedup.seqs_through(index, CLIENT_SEQS_MAX),
-                };
+                let seqs = self.client_seqs_at(index);
                 match self.store.save_client_seqs(&seqs) {
                     Ok(()) => self.client_seqs_through = Some(index),
                     Err(ClientSeqsError::NoSpace(e)) => {
@@ -533,14 +538,14 @@ impl<D: Disk> Replica<D> {
     /// every `CLIENT_SEQS_SAVE_ENTRIES` applied entries and before a compaction). After a
     /// failure, saves again only once `COMMIT_SAVE_INTERVAL_TICKS` ticks passed, and returns
     /// the failure meanwhile.
-    fn save_client_seqs(&mut self) -> Result<(), String> {
-        if let Some((reason, ticks)) = &self.client_seqs_failed {
+    fn save_client_seqs(&mut self) -> Result<(), SaveFailure> {
+        if let Some((failure, ticks)) = &self.client_seqs_failed {
             if *ticks > 0 {
-                return Err(reason.clone());
+                return Err(failure.clone());
             }
         }
         let through = self.applied;
-        let seqs = ClientSeqs { through, seqs: self.dedup.seqs_through(through, CLIENT_SEQS_MAX) };
+        let seqs = self.client_seqs_at(through);
         match self.store.save_client_seqs(&seqs) {
             Ok(()) => {
                 if self.client_seqs_failed.take().is_some() {
@@ -550,18 +555,33 @@ impl<D: Disk> Replica<D> {
                 Ok(())
             }
             Err(e) => {
-                let reason = e.to_string();
+                let failure = SaveFailure {
+                    no_space: matches!(e, ClientSeqsError::NoSpace(_)),
+                    reason: e.to_string(),
+                };
                 if self.client_seqs_failed.is_none() {
+                    let waits = if failure.no_space {
+                        "compaction, which frees space, goes on without it"
+                    } else {
+                        "compaction waits for a save"
+                    };
                     warn!(
                         log = %self.log,
-                        "{reason}; compaction waits for a save, tried again every \
-                         {COMMIT_SAVE_INTERVAL_TICKS} ticks"
+                        "{}; {waits}; tried again every {COMMIT_SAVE_INTERVAL_TICKS} ticks",
+                        failure.reason
                     );
                 }
-                self.client_seqs_failed = Some((reason.clone(), COMMIT_SAVE_INTERVAL_TICKS));
-                Err(reason)
+                self.client_seqs_failed = Some((failure.clone(), COMMIT_SAVE_INTERVAL_TICKS));
+                Err(failure)
             }
         }
+    }
+
+    /// What a save of the clients' numbers up to `through` holds (docs/format.md).
+    fn client_seqs_at(&self, through: LogIndex) -> ClientSeqs {
+        let seqs = self.dedup.seqs_through(through, CLIENT_SEQS_MAX);
+        let gaps = self.dedup.gaps_through(through, &seqs, CLIENT_SEQS_GAPS_MAX);
+        ClientSeqs { through, seqs, gaps }
     }
 
     /// Hands the pending entries to the disk in as many batches as the store starts.
@@ -710,8 +730,14 @@ impl<D: Disk> Replica<D> {
             *ticks = ticks.saturating_sub(1);
         }
         let saved_through = self.client_seqs_through.unwrap_or(LogIndex::ZERO);
-        if self.applied.get() >= saved_through.get().saturating_add(CLIENT_SEQS_SAVE_ENTRIES) {
-            // A failure is logged, and retried later; only compaction waits for a save.
+        // Due every `CLIENT_SEQS_SAVE_ENTRIES` applied entries, and at once when the log starts
+        // after the last save (a compaction went on without one, for lack of space).
+        if self.applied.get() >= saved_through.get().saturating_add(CLIENT_SEQS_SAVE_ENTRIES)
+            || (saved_through < self.store.first_index().prev()
+                && self.applied >= self.store.first_index().prev())
+        {
+            // A failure is logged, and retried later; only compaction waits for a save (and
+            // not for one a full disk refuses).
             let _ = self.save_client_seqs();
         }
         self.apply_retention();
@@ -880,8 +906,23 @@ impl<D: Disk> Replica<D> {
         if limit > self.store.first_index() {
             // The entries that go take their clients' numbers with them, unless a save holds
             // them: a restart rebuilds the deduplication table from the save and what is left.
+            // A save refused for lack of space does not hold compaction back: compaction is how
+            // a full disk gets space again (the next save then succeeds), and a log that cannot
+            // free space takes no more appends. Until that save, a restart would append a retry
+            // of an entry that went again; the retry would have to come from before the
+            // entries retention keeps.
             if self.client_seqs_through.is_none_or(|through| through < limit.prev()) {
-                self.save_client_seqs().map_err(CompactError::ClientSeqs)?;
+                match self.save_client_seqs() {
+                    Ok(()) => {}
+                    Err(failure) if failure.no_space => warn!(
+                        log = %self.log,
+                        "compacting before {limit} without a save of the clients' sequence \
+                         numbers ({}): until one succeeds, a restart would append a retry of \
+                         an entry before {limit} again",
+                        failure.reason
+                    ),
+                    Err(failure) => return Err(CompactError::ClientSeqs(failure.reason)),
+                }
             }
             if let Err(e) = self.store.compact_before(limit) {
                 let reason = format!("compacting before {limit}: {e}");

@@ -120,14 +120,19 @@ impl<D: Disk> Replica<D> {
             return reply.fail(self.log, Failure::EmptyBatch);
         };
         let key = (first.client_id(), first.seq());
-        match self.dedup.lookup(key.0, key.1) {
+        let found = self.dedup.lookup(key.0, key.1);
+        if !matches!(found, Lookup::Applied { .. }) {
+            if let Some(&first_index) = self.pending_tags.get(&key) {
+                // The entry is in this leader's log, not committed yet. Checked before a
+                // refusal: after a restart, the table's save may settle numbers of entries
+                // applied before it that this leader has yet to commit again.
+                return self.answer_retry(first_index, &items, reply, now);
+            }
+        }
+        match found {
             Lookup::Applied { index, .. } => self.answer_retry(index, &items, reply, now),
             Lookup::Forgotten => reply.fail(self.log, Failure::Forgotten),
             Lookup::Unknown => {
-                if let Some(&first_index) = self.pending_tags.get(&key) {
-                    // The entry is in this leader's log, not committed yet.
-                    return self.answer_retry(first_index, &items, reply, now);
-                }
                 let bytes: usize = items.iter().map(TaggedPayload::payload_size_bytes).sum();
                 LogMetrics::add(&self.metrics.bytes_in, bytes as u64);
                 let tags: Vec<_> = items.iter().map(|t| (t.client_id(), t.seq())).collect();

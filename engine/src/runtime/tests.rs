@@ -28,6 +28,7 @@ use raftwal_wire::message::{
 use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
 use raftwal_wire::transport::{Transport, TransportConfig, TransportEvents};
 use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
+use std::collections::HashMap;
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -1218,11 +1219,11 @@ fn a_restart_after_compaction_appends_no_retry_of_the_entries_that_went() {
     }
 }
 
-/// A full disk that refuses the save before a compaction refuses the compaction: nothing goes,
-/// the log goes on, and a compaction after the retry interval (the disk has room again) saves
-/// and compacts.
+/// A save before a compaction that a full disk refuses does not hold the compaction back
+/// (compaction is what frees space): the entries go, the log goes on, and the next tick after
+/// the retry interval saves. A save that fails otherwise (an I/O error) does hold it back.
 #[test]
-fn a_compaction_whose_save_a_full_disk_refuses_removes_nothing() {
+fn a_full_disk_does_not_hold_compaction_back_but_an_io_error_does() {
     static PAYLOAD: [u8; 1000] = [b'x'; 1000];
     let rt = runtime();
     let _entered = rt.enter();
@@ -1236,18 +1237,14 @@ fn a_compaction_whose_save_a_full_disk_refuses_removes_nothing() {
         h.settle();
     }
     let last = h.replica.store.last_index();
-    h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    h.disk.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
     let refused = h.replica.compact(last);
     assert!(
         matches!(refused, Err(crate::error::CompactError::ClientSeqs(_))),
-        "compaction without a save: {refused:?}"
+        "compaction after a failed save: {refused:?}"
     );
     assert_eq!(h.replica.store.first_index(), LogIndex(1), "entries went without a save");
     assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
-    // The log goes on; an early retry does not write again.
-    let mut rx = append_tagged(&mut h, 7, 41..42, &PAYLOAD);
-    h.settle();
-    assert!(rx.try_recv().expect("answered").is_ok());
     let writes = h.disk.stats().writes;
     assert!(h.replica.compact(last).is_err());
     assert_eq!(h.disk.stats().writes, writes, "a save tried again before its interval");
@@ -1255,9 +1252,125 @@ fn a_compaction_whose_save_a_full_disk_refuses_removes_nothing() {
         h.replica.tick();
         h.settle();
     }
-    let first = h.replica.compact(last).unwrap();
-    assert!(first > LogIndex(1), "nothing compacted once there was room");
-    assert_eq!(h.replica.client_seqs_through, Some(h.replica.store.last_index()));
+    // The disk is full now.
+    let saved = h.replica.client_seqs_through;
+    h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    let first = h.replica.compact(last).expect("a full disk held compaction back");
+    assert!(first > LogIndex(1), "nothing compacted");
+    assert_eq!(h.replica.client_seqs_through, saved, "a save counted that the disk refused");
+    assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+    // The log goes on; an early retry does not write again.
+    let mut rx = append_tagged(&mut h, 7, 41..42, &PAYLOAD);
+    h.settle();
+    assert!(rx.try_recv().expect("answered").is_ok());
+    let writes = h.disk.stats().writes;
+    h.replica.tick();
+    assert_eq!(h.disk.stats().writes, writes, "a save tried again before its interval");
+    // Once the interval passed, a tick saves (the log now starts after the last save).
+    for _ in 0..super::replica::COMMIT_SAVE_INTERVAL_TICKS {
+        h.replica.tick();
+        h.settle();
+    }
+    let through = h.replica.client_seqs_through.expect("no save after the compaction");
+    assert!(through >= first.prev(), "saved through {through}, the log starts at {first}");
+    // Restarted, the retries of the entries that went are refused.
+    h.restart();
+    h.elect();
+    let mut rx = append_tagged(&mut h, 7, 1..2, &PAYLOAD);
+    h.settle();
+    assert!(rx.try_recv().expect("answered").is_err(), "a compacted entry appended again");
+}
+
+/// A number lost in a leader change while later ones committed (a gap) is appended when
+/// retried, after a restart as before it: the save holds the gap, not only the highest number.
+/// (A save used to hold the highest number alone, and a restart refused every number below it
+/// that the rebuilt entries did not show, so the lost append could never be made.)
+#[test]
+fn a_number_lost_before_a_restart_is_appended_when_retried_after_it() {
+    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with(1, |c| {
+        c.storage.segment_size_bytes = 16 << 10;
+        c.entry_size_bytes_max = 4 << 10;
+    });
+    h.elect();
+    // Numbers 3 and 38 never reach the log.
+    let lost = [3, 38];
+    let mut positions = HashMap::new();
+    for seq in (1..=40).filter(|s| !lost.contains(s)) {
+        let mut rx = append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD);
+        h.settle();
+        positions.insert(seq, rx.try_recv().expect("answered").expect("appended"));
+    }
+    let first = h.replica.compact(h.replica.store.last_index()).unwrap();
+    assert!(first > positions[&5].first_index, "too little compacted: the log starts at {first}");
+    h.restart();
+    h.elect();
+    let before = tagged_entries(&h);
+    for seq in lost {
+        let mut rx = append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD);
+        h.settle();
+        let answer = rx.try_recv().expect("answered");
+        let position = answer.unwrap_or_else(|e| panic!("the lost {seq} was refused: {e:?}"));
+        assert!(position.first_index > positions[&40].first_index, "{seq} at {position:?}");
+    }
+    assert_eq!(tagged_entries(&h), before + lost.len());
+    // The numbers around them stay as they were: refused (compacted) or answered.
+    for seq in [2, 4, 37, 39] {
+        let mut rx = append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD);
+        h.settle();
+        let answer = rx.try_recv().expect("answered");
+        if positions[&seq].first_index < first {
+            assert!(answer.is_err(), "the retry of {seq} (compacted) got {answer:?}");
+        } else {
+            assert_eq!(answer, Ok(positions[&seq]), "the retry of {seq}");
+        }
+    }
+    assert_eq!(tagged_entries(&h), before + lost.len(), "a retry was appended again");
+}
+
+/// A retry of an entry that a save settled but the restored commit index does not cover yet
+/// (the commit index is saved less often than the clients' numbers) waits for the entry's
+/// commit under the new leader and is answered with its position, not refused.
+#[test]
+fn a_retry_after_a_restart_waits_for_the_entry_a_save_settled_ahead_of_the_commit() {
+    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    let mut positions = Vec::new();
+    for seq in 1..=10 {
+        let mut rx = append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD);
+        h.settle();
+        positions.push(rx.try_recv().expect("answered").expect("appended"));
+    }
+    // A compaction request saves the clients' numbers (through the applied index) even when
+    // no whole segment can go.
+    h.replica.compact(LogIndex(3)).unwrap();
+    let through = h.replica.client_seqs_through.expect("saved");
+    assert!(through >= positions[9].first_index);
+    h.restart();
+    for _ in 0..100 {
+        if h.replica.core.role() == Role::Leader {
+            break;
+        }
+        h.replica.tick();
+        h.turn();
+    }
+    assert_eq!(h.replica.core.role(), Role::Leader);
+    let position = positions[7];
+    assert!(
+        h.replica.core.commit_index() < position.first_index,
+        "the restored commit index {} covers the entry at {}: nothing to wait for",
+        h.replica.core.commit_index(),
+        position.first_index
+    );
+    let mut rx = append_tagged(&mut h, 7, 8..9, &PAYLOAD);
+    h.settle();
+    assert_eq!(rx.try_recv().expect("answered"), Ok(position));
+    assert_eq!(tagged_entries(&h), 10, "the retry was appended again");
 }
 
 /// The clients' numbers a leader's log start carries are saved before the old log goes: the

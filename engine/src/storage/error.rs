@@ -131,6 +131,9 @@ pub enum ClientSeqsError {
     /// More pairs than a slot holds (the caller's bug).
     #[error("{0} clients' sequence numbers, more than the file holds")]
     TooMany(usize),
+    /// More gap ranges than a slot holds (the caller's bug).
+    #[error("{0} ranges of clients' sequence numbers, more than the file holds")]
+    TooManyGaps(usize),
 }
 
 /// Why [`crate::storage::LogStore::submit`] did not start a batch.

@@ -36,7 +36,7 @@ mod log;
 mod segment;
 mod terms;
 
-pub use client_seqs::{ClientSeqs, CLIENT_SEQS_FILE, CLIENT_SEQS_MAX};
+pub use client_seqs::{ClientSeqs, CLIENT_SEQS_FILE, CLIENT_SEQS_GAPS_MAX, CLIENT_SEQS_MAX};
 pub use disk::{
     Disk, FsyncMode, IoBuf, OwnerId, SimDisk, SimFaults, SimStats, Tear, UringDisk, UringOptions,
     UringStats,
