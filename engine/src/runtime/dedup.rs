@@ -5,8 +5,12 @@
 //! entries in the same order, so replicas that applied the same entries since they started (or
 //! since a leader's log start) hold the same table, and a new leader answers a retry as the old
 //! one would have. A restarted replica's table is rebuilt from a save and the recent entries
-//! (below): it answers no retry differently, except that a retry of an entry the save settled and
-//! the rebuild did not scan is refused rather than answered with its position.
+//! (below): it never takes a pair the log held by the save for a new one, but it may answer a
+//! retry differently: one of an entry the save settled and the rebuild did not scan is refused
+//! rather than answered with its position, one of a gap's number that the live window has since
+//! moved past is appended rather than refused (the number never reached the log, so nothing is
+//! appended twice), and one of a number below everything a client's window recorded is
+//! refused rather than appended.
 //! Must not: depend on anything but the committed log and the saves made of it (no clock, no
 //! arrival order), or a replica's table would differ from the leader's.
 //!
@@ -25,7 +29,10 @@
 //!   gap (a number lost in a leader change while later ones committed) is appended, as before
 //!   the restart. A save holds at most [`crate::storage::CLIENT_SEQS_GAPS_MAX`] gap ranges: a
 //!   client whose ranges do not fit (the clients whose last entries are oldest first) has its
-//!   gaps refused after a restart, never appended twice;
+//!   gaps refused after a restart, never appended twice. Numbers below the lowest one a window
+//!   recorded are never gaps: the window cannot tell them from numbers an earlier window of
+//!   the same client held before the table forgot it. Up to the save, the rebuild records no
+//!   client the save does not name (the table had forgotten it by then);
 //! - a follower that takes a leader's log start learns each client's highest number only
 //!   ([`DedupTable::raise_floors`]): a gap below it is refused there.
 //!
@@ -42,6 +49,9 @@
 use raftwal_wire::client::{ClientId, ClientSeq};
 use raftwal_wire::types::{LogIndex, Term};
 use std::collections::{HashMap, VecDeque};
+
+/// A client's gap in a save: the first and last number of a range (inclusive).
+pub(crate) type GapRange = (ClientId, ClientSeq, ClientSeq);
 
 /// Sequence numbers remembered per client.
 pub(crate) const SEQS_PER_CLIENT: usize = 1024;
@@ -79,6 +89,11 @@ struct ClientWindow {
     /// Inclusive ranges of numbers below `settled` that no entry held when the save was made
     /// (sorted, disjoint): appended when retried, not refused. Empty unless a save said so.
     gaps: Vec<(ClientSeq, ClientSeq)>,
+    /// The lowest number recorded since the window was made, if any. Below it (and below
+    /// `settled`) the window cannot tell a number that never reached the log from one an
+    /// earlier window of the client held before the table forgot it, so a save calls none of
+    /// those a gap.
+    low: Option<ClientSeq>,
     /// Log index of the client's last applied entry.
     last_used: LogIndex,
 }
@@ -89,10 +104,11 @@ impl ClientWindow {
         self.gaps.get(at).is_some_and(|&(first, _)| first <= seq)
     }
 
-    /// Appends to `out` the ranges of numbers from the floor (and from 1) up to `top` that a
-    /// retry would append were the table as it was at `through` (not below the floor, not
-    /// settled but for a gap, held by no entry at or before `through`); stops once `out` holds
-    /// more than `limit` (the caller drops them all then).
+    /// Appends to `out` the ranges of numbers up to `top` that a retry would append were the
+    /// table as it was at `through` and that the window knows no entry held (not below the
+    /// floor; below `settled` only the saved gaps; otherwise not below `low`; held by no entry
+    /// at or before `through`); stops once `out` holds more than `limit` (the caller drops
+    /// them all then).
     fn gaps_up_to(
         &self,
         top: ClientSeq,
@@ -100,14 +116,13 @@ impl ClientWindow {
         out: &mut Vec<(ClientSeq, ClientSeq)>,
         limit: usize,
     ) {
-        // Number 0 is never a gap: clients number their appends from 1 (the client library
-        // does), and every client would otherwise spend a range of the save on it.
-        let floor = self.floor.get().max(1);
-        let settled = self.settled.get();
+        let floor = self.floor.get();
         let top = top.get();
-        // Candidates, in order: the saved gaps below `settled`, then `settled..=top`.
+        // Candidates, in order: the saved gaps below `settled`, then from `settled` (a save
+        // told the window everything below it), or else from `low`, up to `top`.
+        let from = if self.settled > ClientSeq(0) { Some(self.settled) } else { self.low };
         let below = self.gaps.iter().map(|&(first, last)| (first.get(), last.get()));
-        let above = (settled <= top).then_some((settled, top));
+        let above = from.map(|from| from.get()).filter(|&from| from <= top).map(|from| (from, top));
         for (first, last) in below.chain(above) {
             let (first, last) = (first.max(floor), last.min(top));
             if first > last {
@@ -148,6 +163,9 @@ pub(crate) struct DedupTable {
     clients: HashMap<ClientId, ClientWindow>,
     /// Clients by the index of their last applied entry, oldest first (invariant 3).
     order: VecDeque<(LogIndex, ClientId)>,
+    /// The `through` of the save a restart's table was settled from: entries up to it of a
+    /// client the save does not name are not recorded ([`DedupTable::settle`]).
+    replay_through: LogIndex,
 }
 
 impl DedupTable {
@@ -169,8 +187,13 @@ impl DedupTable {
     /// Records a committed tagged entry. A sequence number already recorded keeps its first
     /// position (a duplicate that slipped in is not the one retries are answered with).
     pub(crate) fn record(&mut self, client: ClientId, seq: ClientSeq, index: LogIndex, term: Term) {
+        if index <= self.replay_through && !self.clients.contains_key(&client) {
+            // The table a save came from had forgotten this client by the save (see `settle`).
+            return;
+        }
         let (window, moved) = self.use_window(client, index);
         let last_used = window.last_used;
+        window.low = Some(window.low.map_or(seq, |low| low.min(seq)));
         if seq >= window.floor {
             if let Err(position) = window.recent.binary_search_by_key(&seq, |&(s, _, _)| s) {
                 if window.recent.len() < SEQS_PER_CLIENT {
@@ -254,7 +277,7 @@ impl DedupTable {
 
     /// A restart's start: the clients' numbers a save found (`seqs`, in the order
     /// [`DedupTable::seqs_through`] gives, and `gaps`, as [`DedupTable::gaps_through`] gives)
-    /// describe the log up to an index at or after `at`, the index the table is rebuilt from.
+    /// describe the log up to `through`, at or after `at`, the index the table is rebuilt from.
     /// Each client's numbers up to its `seq` are settled, except those in its gaps: a retry of
     /// one is answered with its position when the entries after `at` show it, and refused
     /// ([`Lookup::Forgotten`]) otherwise, never appended again (a pair the log holds twice, a
@@ -262,15 +285,20 @@ impl DedupTable {
     /// position after `at`). A retry of a number in a gap is appended, as before the restart.
     /// The clients take `at` as their last entry's index, in the order of `seqs`, so the table
     /// forgets them in the order it would have before the restart; the entries after `at` move
-    /// them up as they are applied. Gaps of a client `seqs` does not name, or above its `seq`,
-    /// are ignored; unsorted or overlapping ones are merged (the file's bytes, not trusted to
-    /// be well formed).
+    /// them up as they are applied. The entries up to `through` of a client the save does not
+    /// name are not recorded: the table that made the save had forgotten that client by then,
+    /// and recording it would push out a client the save kept (all of them have `at` for their
+    /// last entry), which that table never did. Gaps of a client `seqs` does not name, or above
+    /// its `seq`, are ignored; unsorted or overlapping ones are merged (the file's bytes, not
+    /// trusted to be well formed).
     pub(crate) fn settle(
         &mut self,
         seqs: &[(ClientId, ClientSeq)],
-        gaps: &[(ClientId, ClientSeq, ClientSeq)],
+        gaps: &[GapRange],
         at: LogIndex,
+        through: LogIndex,
     ) {
+        self.replay_through = self.replay_through.max(through);
         let mut gaps_of: HashMap<ClientId, Vec<(ClientSeq, ClientSeq)>> = HashMap::new();
         for &(client, first, last) in gaps {
             if first <= last {
@@ -315,8 +343,8 @@ impl DedupTable {
         through: LogIndex,
         seqs: &[(ClientId, ClientSeq)],
         ranges_max: usize,
-    ) -> Vec<(ClientId, ClientSeq, ClientSeq)> {
-        let mut kept: Vec<Vec<(ClientId, ClientSeq, ClientSeq)>> = Vec::new();
+    ) -> Vec<GapRange> {
+        let mut kept: Vec<Vec<GapRange>> = Vec::new();
         let mut room = ranges_max;
         let mut ranges = Vec::new();
         for &(client, top) in seqs.iter().rev() {
@@ -347,6 +375,7 @@ impl DedupTable {
             floor: ClientSeq(0),
             settled: ClientSeq(0),
             gaps: Vec::new(),
+            low: None,
             last_used: index,
         });
         let moved = !known || index > window.last_used;
@@ -573,7 +602,7 @@ mod tests {
         before.record(ClientId(1), ClientSeq(11), LogIndex(40), Term(2));
         // Restarted: the save describes the log up to 10, the table is rebuilt from 6.
         let mut after = DedupTable::default();
-        after.settle(&saved, &gaps, LogIndex(6));
+        after.settle(&saved, &gaps, LogIndex(6), LogIndex(10));
         for seq in 7..=10 {
             after.record(ClientId(1), ClientSeq(seq), LogIndex(seq), Term(1));
         }
@@ -631,12 +660,14 @@ mod tests {
         let saved = before.seqs_through(LogIndex(20), CLIENTS_MAX);
         let all = before.gaps_through(LogIndex(20), &saved, usize::MAX);
         let range = |c, first, last| (ClientId(c), ClientSeq(first), ClientSeq(last));
-        assert_eq!(all, [range(1, 2, 2), range(1, 4, 4), range(2, 2, 3), range(3, 1, 2)]);
+        // Client 3's 1 lies below every number its entries held: no gap (it cannot be told
+        // from a number an earlier window of the client held).
+        assert_eq!(all, [range(1, 2, 2), range(1, 4, 4), range(2, 2, 3), range(3, 2, 2)]);
         // Room for two: client 3's one and client 2's one; client 1's two do not fit.
         let some = before.gaps_through(LogIndex(20), &saved, 2);
-        assert_eq!(some, [range(2, 2, 3), range(3, 1, 2)]);
+        assert_eq!(some, [range(2, 2, 3), range(3, 2, 2)]);
         let mut after = DedupTable::default();
-        after.settle(&saved, &some, LogIndex(20));
+        after.settle(&saved, &some, LogIndex(20), LogIndex(20));
         after.record(ClientId(3), ClientSeq(2), LogIndex(30), Term(1));
         after.check_invariants();
         for seq in 0..=5 {
@@ -646,16 +677,92 @@ mod tests {
             assert_eq!(after.lookup(ClientId(2), ClientSeq(seq)), Lookup::Unknown, "{seq}");
         }
         assert_eq!(after.lookup(ClientId(2), ClientSeq(1)), Lookup::Forgotten);
-        assert_eq!(after.lookup(ClientId(3), ClientSeq(1)), Lookup::Unknown);
+        assert_eq!(after.lookup(ClientId(3), ClientSeq(1)), Lookup::Forgotten);
         assert!(matches!(after.lookup(ClientId(3), ClientSeq(2)), Lookup::Applied { .. }));
         // Ranges from the file that overlap, come unsorted, or run past the saved number are
         // merged and trimmed, not trusted.
         let mut odd = DedupTable::default();
         let ranges = [range(2, 3, 3), range(2, 0, 2), range(2, 9, 2), range(2, 4, 40)];
-        odd.settle(&[(ClientId(2), ClientSeq(4))], &ranges, LogIndex(20));
+        odd.settle(&[(ClientId(2), ClientSeq(4))], &ranges, LogIndex(20), LogIndex(20));
         odd.check_invariants();
         assert_eq!(odd.clients[&ClientId(2)].gaps, [(ClientSeq(0), ClientSeq(3))]);
         assert_eq!(odd.lookup(ClientId(2), ClientSeq(4)), Lookup::Forgotten);
+    }
+
+    fn save(t: &DedupTable, through: u64) -> (Vec<(ClientId, ClientSeq)>, Vec<GapRange>) {
+        let seqs = t.seqs_through(LogIndex(through), CLIENTS_MAX);
+        let gaps = t.gaps_through(LogIndex(through), &seqs, crate::storage::CLIENT_SEQS_GAPS_MAX);
+        (seqs, gaps)
+    }
+
+    /// A client the table forgot and that came back has a window that knows nothing of its
+    /// earlier entries: a save calls none of the numbers below its new ones a gap, so a restart
+    /// refuses them (the live table, which forgot the client, would append them again).
+    /// (Review of the gaps: the save called 1 to 9 a gap, and a restart appended 1 to 5 twice.)
+    #[test]
+    fn a_save_calls_no_number_of_a_forgotten_window_a_gap() {
+        let mut t = DedupTable::default();
+        let c = ClientId(1);
+        for s in 1..=5u64 {
+            t.record(c, ClientSeq(s), LogIndex(s), Term(1));
+        }
+        // 4,096 other clients push client 1 out; then it appends 10.
+        for i in 0..CLIENTS_MAX as u64 {
+            t.record(ClientId(1000 + i), ClientSeq(1), LogIndex(6 + i), Term(1));
+        }
+        let through = 6 + CLIENTS_MAX as u64;
+        t.record(c, ClientSeq(10), LogIndex(through), Term(1));
+        let (seqs, gaps) = save(&t, through);
+        assert!(gaps.iter().all(|g| g.0 != c), "gaps of client 1: {gaps:?}");
+        let mut restarted = DedupTable::default();
+        restarted.settle(&seqs, &gaps, LogIndex(through), LogIndex(through));
+        for s in 1..=9u64 {
+            assert_eq!(restarted.lookup(c, ClientSeq(s)), Lookup::Forgotten, "{s}");
+        }
+    }
+
+    /// The rebuild after a restart does not record, up to the save, a client the save does not
+    /// name (the table had forgotten it by then): recording it would push out a client the save
+    /// kept, and each of those, replayed, the next one, so pairs applied before the rebuild's
+    /// start would be taken for new ones. (Review of the gaps; the cascade predates them.)
+    #[test]
+    fn the_rebuild_does_not_push_out_a_client_the_save_kept() {
+        let n = CLIENTS_MAX as u64 - 1;
+        let x = |i: u64| ClientId(100 + i);
+        let (c, late) = (ClientId(1), ClientId(2));
+        let mut ops: Vec<(ClientId, u64)> = Vec::new();
+        for i in 0..n {
+            ops.push((x(i), 1)); // indexes 1 to 4,095
+        }
+        ops.push((c, 1)); // 4,096: the table is full
+        let at = ops.len() as u64;
+        ops.push((c, 2));
+        for i in 0..n {
+            ops.push((x(i), 2)); // client 1's last entry is now the oldest
+        }
+        ops.push((late, 1)); // pushes client 1 out
+        let through = ops.len() as u64;
+        ops.push((ClientId(3), 1)); // after the save: a new client pushes out the oldest
+        let mut live = DedupTable::default();
+        for (i, &(client, s)) in ops.iter().enumerate() {
+            live.record(client, ClientSeq(s), LogIndex(i as u64 + 1), Term(1));
+        }
+        let (seqs, gaps) = save(&live, through);
+        assert!(!seqs.iter().any(|&(client, _)| client == c), "client 1 went by the save");
+        let mut restarted = DedupTable::default();
+        restarted.settle(&seqs, &gaps, LogIndex(at), LogIndex(through));
+        for (i, &(client, s)) in ops.iter().enumerate().skip(at as usize) {
+            restarted.record(client, ClientSeq(s), LogIndex(i as u64 + 1), Term(1));
+        }
+        restarted.check_invariants();
+        let mut remembered: Vec<_> = restarted.clients.keys().copied().collect();
+        let mut expected: Vec<_> = live.clients.keys().copied().collect();
+        remembered.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(remembered, expected, "the restarted table remembers other clients");
+        for i in 1..n {
+            assert_ne!(restarted.lookup(x(i), ClientSeq(1)), Lookup::Unknown, "client {i}");
+        }
     }
 
     #[test]
@@ -780,7 +887,7 @@ mod tests {
             }
             let gaps = live_at_through.gaps_through(LogIndex(through as u64), &saved, usize::MAX);
             let mut restarted = DedupTable::default();
-            restarted.settle(&saved, &gaps, LogIndex(at as u64));
+            restarted.settle(&saved, &gaps, LogIndex(at as u64), LogIndex(through as u64));
             for (i, (c, s)) in ops.iter().enumerate().skip(at) {
                 restarted.record(ClientId(*c), ClientSeq(*s), LogIndex(i as u64 + 1), Term(1));
             }
@@ -803,11 +910,17 @@ mod tests {
                     prop_assert_eq!(restarted.lookup(ClientId(c), ClientSeq(s)), before);
                 }
             }
-            // A number never applied (but 0) that the table appended before the restart, it
-            // appends after it (every gap fitted in the save here).
+            // A number never applied that the table appended before the restart, it appends
+            // after it, unless it lies below every number the client's entries held by
+            // `through` (every gap fitted in the save here).
+            let mut low: HashMap<u64, u64> = HashMap::new();
+            for (c, s) in &ops[..through] {
+                low.entry(*c).and_modify(|l| *l = (*l).min(*s)).or_insert(*s);
+            }
             for c in 0..4u64 {
-                for s in 1..1500u64 {
-                    if !positions.contains_key(&(c, s)) && live.lookup(ClientId(c), ClientSeq(s)) == Lookup::Unknown {
+                for s in 0..1500u64 {
+                    let above_low = low.get(&c).is_none_or(|&l| s >= l);
+                    if above_low && !positions.contains_key(&(c, s)) && live.lookup(ClientId(c), ClientSeq(s)) == Lookup::Unknown {
                         prop_assert_eq!(restarted.lookup(ClientId(c), ClientSeq(s)), Lookup::Unknown, "client {} seq {}", c, s);
                     }
                 }

@@ -228,7 +228,7 @@ impl<D: Disk> Replica<D> {
             handover_tried: Vec::new(),
         };
         if let Some(seqs) = &saved_seqs {
-            replica.dedup.settle(&seqs.seqs, &seqs.gaps, applied);
+            replica.dedup.settle(&seqs.seqs, &seqs.gaps, applied, seqs.through);
         }
         replica.apply_committed(commit);
         replica.publish_gauges();
