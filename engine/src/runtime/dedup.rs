@@ -1079,57 +1079,55 @@ mod tests {
     /// before the restart's save is Unknown to the restarted table only when the live one says
     /// Unknown too; (2) what the live table answers with a position after the rebuild's start,
     /// the restarted one answers with the same.
+    /// The model's log and the replica's two tables: `live`, never restarted, and `cur`, the
+    /// same replica as restarts left it.
+    struct Model {
+        log: Vec<(ClientId, ClientSeq, u64)>,
+        /// Each pair's first index.
+        first: HashMap<(ClientId, ClientSeq), u64>,
+        index: u64,
+        live: DedupTable,
+        cur: DedupTable,
+    }
+
+    impl Model {
+        /// Puts `(c, s)` at the next index of the log; returns the index.
+        fn push(&mut self, c: ClientId, s: ClientSeq) -> u64 {
+            self.index += 1;
+            self.log.push((c, s, self.index));
+            self.first.entry((c, s)).or_insert(self.index);
+            self.index
+        }
+
+        /// Puts `(c, s)` in the log and has both tables apply it.
+        fn apply(&mut self, c: ClientId, s: ClientSeq) {
+            let index = LogIndex(self.push(c, s));
+            self.live.record(c, s, index, Term(1));
+            self.cur.record(c, s, index, Term(1));
+        }
+    }
+
     fn run_model(ops: &[ModelOp]) -> Result<(), TestCaseError> {
         const POOL: u64 = 6000;
-        let mut log: Vec<(ClientId, ClientSeq, u64)> = Vec::new();
-        let mut first: HashMap<(ClientId, ClientSeq), u64> = HashMap::new();
-        let mut index = 0u64;
-        let mut live = DedupTable::default();
-        let mut cur = DedupTable::default();
+        let mut m = Model {
+            log: Vec::new(),
+            first: HashMap::new(),
+            index: 0,
+            live: DedupTable::default(),
+            cur: DedupTable::default(),
+        };
         let mut saved: Option<Saved> = None;
         let mut log_floor = 0u64;
         let mut restarted: Option<(u64, u64)> = None;
         let mut cursor = 0u64;
         let mut burst_seq = [100u64; 6];
-        let apply = |live: &mut DedupTable,
-                     cur: &mut DedupTable,
-                     log: &mut Vec<(ClientId, ClientSeq, u64)>,
-                     first: &mut HashMap<(ClientId, ClientSeq), u64>,
-                     index: &mut u64,
-                     c: ClientId,
-                     s: ClientSeq| {
-            *index += 1;
-            live.record(c, s, LogIndex(*index), Term(1));
-            cur.record(c, s, LogIndex(*index), Term(1));
-            log.push((c, s, *index));
-            first.entry((c, s)).or_insert(*index);
-        };
         for (step, op) in ops.iter().enumerate() {
             match op {
-                ModelOp::Rec(c, s) => {
-                    apply(
-                        &mut live,
-                        &mut cur,
-                        &mut log,
-                        &mut first,
-                        &mut index,
-                        ClientId(*c),
-                        ClientSeq(*s),
-                    );
-                }
+                ModelOp::Rec(c, s) => m.apply(ClientId(*c), ClientSeq(*s)),
                 ModelOp::Burst(c, n) => {
                     for _ in 0..*n {
                         burst_seq[*c as usize] += 1;
-                        let s = ClientSeq(burst_seq[*c as usize]);
-                        apply(
-                            &mut live,
-                            &mut cur,
-                            &mut log,
-                            &mut first,
-                            &mut index,
-                            ClientId(*c),
-                            s,
-                        );
+                        m.apply(ClientId(*c), ClientSeq(burst_seq[*c as usize]));
                     }
                 }
                 ModelOp::Fill(k) => {
@@ -1137,37 +1135,36 @@ mod tests {
                         let id = ClientId(1000 + (cursor % POOL) * 7919 % POOL);
                         let s = ClientSeq(cursor / POOL + 1);
                         cursor += 1;
-                        apply(&mut live, &mut cur, &mut log, &mut first, &mut index, id, s);
+                        m.apply(id, s);
                     }
                 }
-                ModelOp::Save => saved = Some(save_at(&cur, index)),
+                ModelOp::Save => saved = Some(save_at(&m.cur, m.index)),
                 ModelOp::Restart(frac) => {
                     let Some(save) = &saved else { continue };
                     let through = save.2;
                     let at = log_floor + (through - log_floor) * u64::from(*frac) / 100;
-                    cur = restart_from(save, at, &log);
+                    m.cur = restart_from(save, at, &m.log);
                     restarted = Some((at, through));
                 }
                 ModelOp::LogStart(extra) => {
                     // The leader applied what this replica has, then `extra`; its log starts after.
-                    let mut leader = live.clone();
+                    let mut leader = m.live.clone();
                     for &(c, s) in extra {
-                        index += 1;
+                        let index = m.push(ClientId(c), ClientSeq(s));
                         leader.record(ClientId(c), ClientSeq(s), LogIndex(index), Term(1));
-                        log.push((ClientId(c), ClientSeq(s), index));
-                        first.entry((ClientId(c), ClientSeq(s))).or_insert(index);
                     }
-                    index += 1;
-                    let seqs = leader.seqs_through(LogIndex(index), CLIENTS_MAX);
-                    live.raise_floors(&seqs, LogIndex(index));
-                    cur.raise_floors(&seqs, LogIndex(index));
-                    saved = Some(save_at(&cur, index));
-                    log_floor = index;
+                    m.index += 1;
+                    let start = LogIndex(m.index);
+                    let seqs = leader.seqs_through(start, CLIENTS_MAX);
+                    m.live.raise_floors(&seqs, start);
+                    m.cur.raise_floors(&seqs, start);
+                    saved = Some(save_at(&m.cur, m.index));
+                    log_floor = m.index;
                 }
             }
             let Some((at, through)) = restarted else { continue };
-            for (&(c, s), &i) in &first {
-                let (l, r) = (live.lookup(c, s), cur.lookup(c, s));
+            for (&(c, s), &i) in &m.first {
+                let (l, r) = (m.live.lookup(c, s), m.cur.lookup(c, s));
                 if i <= through && r == Lookup::Unknown {
                     prop_assert_eq!(
                         l,

@@ -101,6 +101,15 @@ impl Harness {
         }
     }
 
+    /// [`Harness::new`] with 16 KiB segments and entries of up to 4 KiB, so that a few dozen
+    /// 1 KiB entries fill several segments (for compaction).
+    pub(super) fn with_small_segments(voters: u64) -> Harness {
+        Harness::with(voters, |c| {
+            c.storage.segment_size_bytes = 16 << 10;
+            c.entry_size_bytes_max = 4 << 10;
+        })
+    }
+
     /// Replaces the replica with a new one opened from the same disk, as a process that
     /// stopped without its shutdown (a crash that kept every durable byte) and started again.
     pub(super) fn restart(&mut self) {
@@ -1103,10 +1112,7 @@ fn a_log_start_sent_again_does_not_scan_the_table_again() {
     static PAYLOAD: [u8; 1000] = [b'x'; 1000];
     let rt = runtime();
     let _entered = rt.enter();
-    let mut h = Harness::with(3, |c| {
-        c.storage.segment_size_bytes = 16 << 10;
-        c.entry_size_bytes_max = 4 << 10;
-    });
+    let mut h = Harness::with_small_segments(3);
     h.elect_with_node_2();
     let term = h.replica.core.term();
     for _ in 0..40 {
@@ -1179,10 +1185,7 @@ fn a_restart_after_compaction_appends_no_retry_of_the_entries_that_went() {
     let rt = runtime();
     let _entered = rt.enter();
     for clean_stop in [true, false] {
-        let mut h = Harness::with(1, |c| {
-            c.storage.segment_size_bytes = 16 << 10;
-            c.entry_size_bytes_max = 4 << 10;
-        });
+        let mut h = Harness::with_small_segments(1);
         h.elect();
         let mut positions = Vec::new();
         for seq in 1..=40 {
@@ -1227,10 +1230,7 @@ fn a_full_disk_does_not_hold_compaction_back_but_an_io_error_does() {
     static PAYLOAD: [u8; 1000] = [b'x'; 1000];
     let rt = runtime();
     let _entered = rt.enter();
-    let mut h = Harness::with(1, |c| {
-        c.storage.segment_size_bytes = 16 << 10;
-        c.entry_size_bytes_max = 4 << 10;
-    });
+    let mut h = Harness::with_small_segments(1);
     h.elect();
     for seq in 1..=40 {
         drop(append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD));
@@ -1290,10 +1290,7 @@ fn a_number_lost_before_a_restart_is_appended_when_retried_after_it() {
     static PAYLOAD: [u8; 1000] = [b'x'; 1000];
     let rt = runtime();
     let _entered = rt.enter();
-    let mut h = Harness::with(1, |c| {
-        c.storage.segment_size_bytes = 16 << 10;
-        c.entry_size_bytes_max = 4 << 10;
-    });
+    let mut h = Harness::with_small_segments(1);
     h.elect();
     // Numbers 3 and 38 never reach the log.
     let lost = [3, 38];
