@@ -144,17 +144,22 @@ impl Harness {
         panic!("node 1 did not become leader");
     }
 
-    /// Makes node 1 the leader of several voters by hand: its election timer runs out, and
-    /// node 2 grants its pre-vote and then its vote.
-    pub(super) fn elect_with_node_2(&mut self) {
+    /// Ticks (one loop turn each, no more) until node 1 has `role`.
+    pub(super) fn tick_until(&mut self, role: Role) {
         for _ in 0..100 {
-            if self.replica.core.role() == Role::PreCandidate {
-                break;
+            if self.replica.core.role() == role {
+                return;
             }
             self.replica.tick();
             self.turn();
         }
-        assert_eq!(self.replica.core.role(), Role::PreCandidate);
+        assert_eq!(self.replica.core.role(), role);
+    }
+
+    /// Makes node 1 the leader of several voters by hand: its election timer runs out, and
+    /// node 2 grants its pre-vote and then its vote.
+    pub(super) fn elect_with_node_2(&mut self) {
+        self.tick_until(Role::PreCandidate);
         let pre_vote = RequestVoteResponse { pre_vote: true, granted: true };
         let term = self.replica.core.term().next();
         self.replica.step(from_peer(2, term, MessageBody::RequestVoteResponse(pre_vote)));
@@ -1349,14 +1354,8 @@ fn a_retry_after_a_restart_waits_for_the_entry_a_save_settled_ahead_of_the_commi
     let through = h.replica.client_seqs_through.expect("saved");
     assert!(through >= positions[9].first_index);
     h.restart();
-    for _ in 0..100 {
-        if h.replica.core.role() == Role::Leader {
-            break;
-        }
-        h.replica.tick();
-        h.turn();
-    }
-    assert_eq!(h.replica.core.role(), Role::Leader);
+    // Leader, but no turn more: the new term's first entry is not committed yet.
+    h.tick_until(Role::Leader);
     let position = positions[7];
     assert!(
         h.replica.core.commit_index() < position.first_index,
