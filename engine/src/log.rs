@@ -238,8 +238,10 @@ impl Log {
     }
 
     /// A stream of committed entries from index `from` on (0: from the first entry this node
-    /// still has, wherever compaction left it), as they commit, on this node (leader or
-    /// follower), across leader changes. Its buffer is bounded: a consumer that stops reading
+    /// still has, wherever compaction left it; until the stream has given an entry, it follows
+    /// the log's start should that move past it, as when a follower's log is started over after
+    /// its leader compacted), as they commit, on this node (leader or follower), across leader
+    /// changes. Its buffer is bounded: a consumer that stops reading
     /// pauses delivery to itself, and nothing else.
     pub fn subscribe(&self, from: LogIndex) -> Subscription {
         Subscription::start(self.id, self.shard.clone(), from)

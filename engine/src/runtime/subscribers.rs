@@ -78,6 +78,11 @@ enum Sink {
 struct Subscriber {
     id: u64,
     next: LogIndex,
+    /// Asked from 0 (the first entry this node has, wherever compaction left it) and given
+    /// nothing yet: `next` is the first stored index when it came, and follows the log's start
+    /// should that move past it first (compaction, or a follower's log started after a
+    /// leader's entry), instead of ending the subscription as compacted.
+    from_start: bool,
     sink: Sink,
 }
 
@@ -136,18 +141,20 @@ impl Subscribers {
     /// Adds a local subscriber from `from` (at least the log's first stored index; 0, which
     /// holds no entry, subscribes from the first stored index, wherever compaction left it).
     pub(crate) fn add_local(&mut self, sink: LocalSink, from: LogIndex, first: LogIndex) {
-        let from = if from == LogIndex::ZERO { first } else { from };
+        let from_start = from == LogIndex::ZERO;
+        let from = if from_start { first } else { from };
         if from < first {
             let _ =
                 sink.tx.try_send(Err(ReadError::Compacted { requested: from, first_index: first }));
             return;
         }
-        self.list.push(Subscriber { id: sink.id, next: from, sink: Sink::Local(sink) });
+        self.list.push(Subscriber { id: sink.id, next: from, from_start, sink: Sink::Local(sink) });
     }
 
     /// Adds a remote subscriber from `from` (0 from the first stored index, as for a local one).
     pub(crate) fn add_remote(&mut self, sink: SubscriptionSink, from: LogIndex, first: LogIndex) {
-        let from = if from == LogIndex::ZERO { first } else { from };
+        let from_start = from == LogIndex::ZERO;
+        let from = if from_start { first } else { from };
         if from < first {
             sink.end(Some(ClientError {
                 code: ErrorCode::Compacted,
@@ -158,7 +165,7 @@ impl Subscribers {
         let id = self.next_remote_id;
         self.next_remote_id -= 1;
         let sink = Sink::Remote { sink: Arc::new(sink), waiting: false };
-        self.list.push(Subscriber { id, next: from, sink });
+        self.list.push(Subscriber { id, next: from, from_start, sink });
     }
 
     /// Drops the subscribers whose consumer went away (a dropped [`Subscription`], a closed
@@ -290,6 +297,12 @@ fn deliver_one<D: Disk>(
         }
         let mut entries = match read_batch(store, s.next, commit) {
             Ok(entries) => entries,
+            Err(StoreReadError::Compacted { first_index, .. })
+                if s.from_start && first_index > s.next =>
+            {
+                s.next = first_index;
+                continue;
+            }
             Err(e) => return fail(log, e),
         };
         if let Sink::Remote { .. } = s.sink {
@@ -305,7 +318,7 @@ fn deliver_one<D: Disk>(
                     entries.iter().filter_map(LogEntry::from_entry).collect();
                 if !batch.is_empty() {
                     match local.tx.try_send(Ok(batch)) {
-                        Ok(()) => {}
+                        Ok(()) => s.from_start = false,
                         Err(TrySendError::Closed(_)) => return Outcome::Remove,
                         // Capacity was checked above and only this thread sends.
                         Err(TrySendError::Full(_)) => return Outcome::Paused,
@@ -313,7 +326,7 @@ fn deliver_one<D: Disk>(
                 }
             }
             Sink::Remote { sink, .. } => match sink.try_send(&entries) {
-                Ok(()) => {}
+                Ok(()) => s.from_start = false,
                 Err(SinkError::Full) => continue,
                 // Said to the subscriber, or its stream would wait for entries that never come.
                 Err(SinkError::Encode(e)) => {

@@ -1418,3 +1418,41 @@ fn the_clients_numbers_are_saved_as_entries_are_applied() {
     assert_eq!(h.replica.client_seqs_through, Some(through), "the save did not survive");
     assert_eq!(h.replica.dedup.lookup(ClientId(7), ClientSeq(1)), Lookup::Forgotten);
 }
+
+/// A subscription from 0 asks for the first entry this node has, wherever compaction left it.
+/// A follower that holds nothing yet takes its first stored index (1) for it; when the leader,
+/// which compacted, then starts this follower's log after 10, the subscriber, given nothing
+/// yet, follows the log's start to 11 instead of ending as compacted. (Found by a review:
+/// the subscriber was ended with `Compacted { requested: 1, first_index: 11 }`.) One that was
+/// given an entry already is ended: what it asked for next is gone from this node.
+#[test]
+fn a_subscriber_from_0_follows_a_log_start_until_it_is_given_an_entry() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    let mut from_start = h.subscribe(0);
+    let (entries, end) = drain(&mut from_start);
+    assert_eq!((entries.len(), end.as_ref()), (0, None));
+    // The leader, node 3 in term 2, compacted through 10: the follower's log starts after 10.
+    h.replica.step(log_start(3, 2, 10));
+    h.settle();
+    assert_eq!(h.replica.store.first_index(), LogIndex(11));
+    h.replica.step(append_entries(3, 2, (10, 2), 11, &[(2, b"eleven")]));
+    h.settle();
+    let (entries, end) = drain(&mut from_start);
+    assert!(end.is_none(), "a subscriber from 0 given nothing was ended: {end:?}");
+    assert_eq!(entries.iter().map(|e| e.index.get()).collect::<Vec<_>>(), [11]);
+
+    // Given entry 11, it no longer follows the start: a later log start past 12 ends it.
+    h.replica.step(log_start(2, 3, 20));
+    h.settle();
+    assert_eq!(h.replica.store.first_index(), LogIndex(21));
+    h.replica.step(append_entries(2, 3, (20, 3), 21, &[(3, b"twenty-one")]));
+    h.settle();
+    let (entries, end) = drain(&mut from_start);
+    assert!(entries.is_empty(), "entries past the gap: {entries:?}");
+    assert_eq!(
+        end,
+        Some(ReadError::Compacted { requested: LogIndex(12), first_index: LogIndex(21) })
+    );
+}
