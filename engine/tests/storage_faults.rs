@@ -9,7 +9,7 @@ use raftwal::storage::{
     AppendError, CompletionError, FlushError, HardStateError, LogStore, SimDisk, SimFaults,
     SubmitError, Tear, TruncateError,
 };
-use raftwal_wire::types::{HardState, LogIndex, Term};
+use raftwal_wire::types::{HardState, LogIndex, NodeId, Term};
 use std::path::Path;
 use std::rc::Rc;
 use storage_common::{
@@ -130,6 +130,34 @@ fn failed_hard_state_fsync_poisons() {
     let hs = HardState { term: Term(4), vote: None, commit: LogIndex(0) };
     assert!(matches!(log.save_hard_state(hs), Err(HardStateError::Io(_))));
     assert!(matches!(log.append(&entries(1, 1, 1)), Err(AppendError::Poisoned(_))));
+}
+
+/// A hard state write the file system refuses for lack of space changes nothing: the log is
+/// not poisoned, the saved state is the previous one (also for a reopen), and a later save
+/// goes into the same slot and succeeds.
+#[test]
+fn a_hard_state_write_refused_for_lack_of_space_changes_nothing() {
+    let disk = Rc::new(SimDisk::new());
+    let mut log = open(&disk);
+    let voted = HardState { term: Term(3), vote: Some(NodeId(2)), commit: LogIndex(0) };
+    log.save_hard_state(voted).unwrap();
+    disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    let next = HardState { term: Term(4), vote: None, commit: LogIndex(0) };
+    assert!(matches!(log.save_hard_state(next), Err(HardStateError::NoSpace(_))));
+    assert!(log.poisoned().is_none(), "a refused write poisoned the log");
+    assert_eq!(log.hard_state(), voted);
+    log.append(&entries(1, 1, 3)).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let (log, recovery) =
+        LogStore::open(Path::new(DIR), small_options(true), disk.clone()).unwrap();
+    assert_eq!(recovery.hard_state, voted, "the reopened log lost or changed the saved state");
+    let mut log = log;
+    log.save_hard_state(next).unwrap();
+    log.save_hard_state(HardState { term: Term(5), ..next }).unwrap();
+    drop(log);
+    let (_, recovery) = LogStore::open(Path::new(DIR), small_options(true), disk.clone()).unwrap();
+    assert_eq!(recovery.hard_state.term, Term(5));
 }
 
 #[test]

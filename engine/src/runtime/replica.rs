@@ -20,9 +20,10 @@
 //! 5. When the store reports durability, the core hears it ([`RaftCore::persisted`]): a leader
 //!    counts its own copy only then, a follower acknowledges only then.
 //!
-//! A full disk that refuses the truncation or the log start of step 2 changes nothing on disk
-//! (the store's promise): the replica holds that `Ready` (its hard state already saved) and
-//! carries out nothing of it or of any later one, and serves no commit past what it had seen,
+//! A full disk that refuses the save of a new term or vote of step 1, or the truncation or the
+//! log start of step 2, changes nothing on disk (the store's promise): the replica holds that
+//! `Ready` (with its hard state when that save was refused, else saved already) and carries
+//! out nothing of it or of any later one, and serves no commit past what it had seen,
 //! until a retry on a later tick succeeds. Meanwhile the follower is silent to its leader, as
 //! a paused one would be: the core takes no message, tick or read (they would only pile up
 //! answers in it that cannot leave); compaction may free space.
@@ -46,8 +47,8 @@ use crate::runtime::source::StoreSource;
 use crate::runtime::subscribers::{RoomWaker, Subscribers};
 use crate::runtime::waiters::{Failure, Waiters};
 use crate::storage::{
-    ClientSeqs, ClientSeqsError, CompletionError, Disk, LogStore, ResetError, SubmitError,
-    TruncateError, CLIENT_SEQS_GAPS_MAX, CLIENT_SEQS_MAX,
+    ClientSeqs, ClientSeqsError, CompletionError, Disk, HardStateError, LogStore, ResetError,
+    SubmitError, TruncateError, CLIENT_SEQS_GAPS_MAX, CLIENT_SEQS_MAX,
 };
 use raftwal_wire::client::{ClientId, ClientSeq, TaggedPayload};
 use raftwal_wire::codec::{log_start_clients_max, FrameLimits};
@@ -385,7 +386,8 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Carries out one `Ready` in the order of the module documentation. `held_since`: the
-    /// `Ready` was held since then and this is a retry (its hard state is saved).
+    /// `Ready` was held since then and this is a retry (its hard state is saved, or still in
+    /// it when a full disk refused that save).
     fn handle_ready(
         &mut self,
         mut ready: Ready,
@@ -396,7 +398,21 @@ impl<D: Disk> Replica<D> {
         let persist_point = ready.persist_point();
         if let Some(hard_state) = ready.hard_state.take() {
             if hard_state.term != self.saved.term || hard_state.vote != self.saved.vote {
-                self.save_hard_state(hard_state)?;
+                match self.save_hard_state(hard_state) {
+                    Ok(()) => {}
+                    Err(HardStateError::NoSpace(e)) => {
+                        // Nothing of this `Ready` was carried out, and nothing may leave
+                        // before its term and vote are durable: held whole.
+                        ready.hard_state = Some(hard_state);
+                        let what = format!(
+                            "saving term {} and vote {:?}: {e}",
+                            hard_state.term, hard_state.vote
+                        );
+                        self.hold(ready, held_since, &what);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
             }
         }
         if let Some((index, term)) = ready.log_start {
@@ -510,8 +526,9 @@ impl<D: Disk> Replica<D> {
         Ok(())
     }
 
-    /// Holds `ready`, whose truncation or log start a full disk refused (nothing changed on
-    /// disk), for a retry on the next tick (module documentation, invariant 3).
+    /// Holds `ready`, whose hard state save, truncation or log start a full disk refused
+    /// (nothing changed on disk), for a retry on the next tick (module documentation,
+    /// invariant 3).
     fn hold(&mut self, ready: Ready, held_since: Option<Instant>, what: &str) {
         if held_since.is_none() {
             warn!(
@@ -523,12 +540,14 @@ impl<D: Disk> Replica<D> {
         self.held = Some((ready, held_since.unwrap_or_else(clock::now)));
     }
 
-    fn save_hard_state(&mut self, hard_state: HardState) -> Result<(), String> {
+    /// Saves the hard state. [`HardStateError::NoSpace`] changed nothing: the store is not
+    /// poisoned and the previous state stays saved; any other error poisoned it.
+    fn save_hard_state(&mut self, hard_state: HardState) -> Result<(), HardStateError> {
         // The commit index is never saved past what this replica holds durably: a restart must
         // not claim an entry committed that it no longer has.
         let hard_state =
             HardState { commit: hard_state.commit.min(self.store.durable_index()), ..hard_state };
-        self.store.save_hard_state(hard_state).map_err(|e| e.to_string())?;
+        self.store.save_hard_state(hard_state)?;
         self.saved = hard_state;
         self.ticks_since_commit_save = 0;
         Ok(())
@@ -746,8 +765,15 @@ impl<D: Disk> Replica<D> {
         if self.ticks_since_commit_save >= COMMIT_SAVE_INTERVAL_TICKS && commit > self.saved.commit
         {
             let hard_state = HardState { commit, ..self.saved };
-            if let Err(e) = self.save_hard_state(hard_state) {
-                self.fail_storage(e);
+            match self.save_hard_state(hard_state) {
+                Ok(()) => {}
+                Err(HardStateError::NoSpace(e)) => {
+                    // Optional (the commit index needs no durability for safety): tried again
+                    // after another interval.
+                    warn!(log = %self.log, "disk full: cannot save the commit index ({e}); will retry");
+                    self.ticks_since_commit_save = 0;
+                }
+                Err(e) => self.fail_storage(e.to_string()),
             }
         }
     }

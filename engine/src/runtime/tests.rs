@@ -1456,3 +1456,86 @@ fn a_subscriber_from_0_follows_a_log_start_until_it_is_given_an_entry() {
         Some(ReadError::Compacted { requested: LogIndex(12), first_index: LogIndex(21) })
     );
 }
+
+/// A full disk that refuses the save of a new term (a new leader's first heartbeat) stops
+/// nothing for good either: the store is not poisoned, the `Ready` is held whole (nothing that
+/// depends on the term leaves before it is durable), and the first tick with room saves it and
+/// carries the rest out. (Found by a review: the save poisoned the log, so on a disk already
+/// full a truncation that comes with a new leader's term was never held at all.)
+#[test]
+fn a_new_term_a_full_disk_refuses_is_saved_once_there_is_room() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = follower_on_a_full_disk();
+    // Node 2 leads term 3; its first message replaces this follower's entries 2 and 3.
+    h.replica.step(append_entries(2, 3, (1, 1), 3, &[(3, b"new-2"), (3, b"new-3")]));
+    h.settle();
+    for _ in 0..3 {
+        assert!(h.replica.holds_ready(), "the refused save was not held");
+        assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+        assert!(h.replica.store.poisoned().is_none(), "a full disk poisoned the log");
+        assert_eq!(h.replica.store.hard_state().term, Term(2), "the refused term was saved");
+        assert_eq!(h.replica.readable_commit(), LogIndex(1), "a commit served past the store");
+        let stored = h.replica.store.read(LogIndex(1), 1 << 20).unwrap();
+        let terms: Vec<u64> = stored.iter().map(|e| e.term.get()).collect();
+        assert_eq!(terms, [1, 1, 1], "the refused write changed the log");
+        // The retry on the tick finds the disk full again.
+        h.disk.set_faults(SimFaults { no_space_next_write: true, ..h.disk.faults() });
+        h.replica.tick();
+        h.settle();
+    }
+    h.disk.set_faults(SimFaults::default());
+    h.replica.tick();
+    h.settle();
+    assert!(!h.replica.holds_ready());
+    assert_eq!(h.replica.store.hard_state().term, Term(3));
+    assert_eq!(h.replica.core.durable_index(), LogIndex(3));
+    assert_eq!(h.replica.readable_commit(), LogIndex(3));
+    let read = h.replica.read_local(LogIndex(1), ReadLimit::entries(100)).unwrap();
+    let texts: Vec<&[u8]> = read.iter().map(|e| &e.data[..]).collect();
+    assert_eq!(texts, [&b"one"[..], b"new-2", b"new-3"]);
+}
+
+/// The lazy save of a commit index that moved alone is optional (the commit index needs no
+/// durability for safety): a full disk that refuses it stops nothing, and a later interval
+/// saves it. (Found by a review: the refusal poisoned the log.)
+#[test]
+fn a_commit_save_a_full_disk_refuses_is_made_later() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 0, &[(1, b"one"), (1, b"two"), (1, b"three")]));
+    // The zero-fill ahead of the writer finishes.
+    let mut writes = u64::MAX;
+    while h.disk.stats().writes != writes {
+        writes = h.disk.stats().writes;
+        h.settle();
+    }
+    assert_eq!(h.replica.store.durable_index(), LogIndex(3));
+    let heartbeat = || {
+        let heartbeat = Heartbeat { leader_commit: LogIndex(3), read_context: None };
+        from_peer(2, Term(1), MessageBody::Heartbeat(heartbeat))
+    };
+    h.replica.step(heartbeat());
+    h.settle();
+    assert_eq!(h.replica.readable_commit(), LogIndex(3));
+    let saved_before = h.replica.store.hard_state().commit;
+    assert!(saved_before < LogIndex(3), "saved at once: {saved_before}");
+    h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    let interval = super::replica::COMMIT_SAVE_INTERVAL_TICKS;
+    for _ in 0..interval + 1 {
+        h.replica.step(heartbeat());
+        h.replica.tick();
+        h.settle();
+    }
+    assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+    assert!(h.replica.store.poisoned().is_none(), "a full disk poisoned the log");
+    assert_eq!(h.replica.store.hard_state().commit, saved_before, "the refused save changed it");
+    // The fault refused one write; the next interval saves.
+    for _ in 0..interval + 1 {
+        h.replica.step(heartbeat());
+        h.replica.tick();
+        h.settle();
+    }
+    assert_eq!(h.replica.store.hard_state().commit, LogIndex(3));
+}

@@ -317,4 +317,9 @@ pub enum HardStateError {
     /// must not be relied on (no message that depends on it may leave the node).
     #[error("I/O error while saving the hard state: {0}")]
     Io(io::Error),
+    /// The file system refused the slot's write for lack of space: nothing changed (the saved
+    /// state is the previous one) and the log is not poisoned; the new state is not saved, so
+    /// nothing that depends on it may leave the node until a later save succeeds.
+    #[error("no space to save the hard state: {0}")]
+    NoSpace(io::Error),
 }

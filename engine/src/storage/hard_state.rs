@@ -83,6 +83,15 @@ fn decode_slot(bytes: &[u8]) -> Result<Option<(u64, HardState)>, String> {
     Ok(Some((u64_at(8), hs)))
 }
 
+/// Which step of a hard state save failed.
+#[derive(Debug)]
+pub(crate) enum SaveError {
+    /// Writing the slot.
+    Write(io::Error),
+    /// Its fdatasync.
+    Sync(io::Error),
+}
+
 /// The open hard state file of one log.
 #[derive(Debug)]
 pub(crate) struct HardStateFile {
@@ -194,13 +203,15 @@ impl HardStateFile {
         self.state
     }
 
-    /// Writes `hs` into the slot not holding the current state and fdatasyncs it.
-    pub(crate) fn save<D: Disk>(&mut self, disk: &D, hs: HardState) -> io::Result<()> {
+    /// Writes `hs` into the slot not holding the current state and fdatasyncs it. A failed
+    /// write leaves the current state where it was (the other slot) and the next save writes
+    /// the same slot again; after a failed fdatasync nothing about the slot can be trusted.
+    pub(crate) fn save<D: Disk>(&mut self, disk: &D, hs: HardState) -> Result<(), SaveError> {
         let seq = self.seq + 1;
         encode_slot(seq, &hs, &mut self.slot_buf);
         let at = (seq % 2) * SECTOR_SIZE_BYTES as u64;
-        disk.write_at(self.file, at, &self.slot_buf)?;
-        disk.sync(self.file)?;
+        disk.write_at(self.file, at, &self.slot_buf).map_err(SaveError::Write)?;
+        disk.sync(self.file).map_err(SaveError::Sync)?;
         self.seq = seq;
         self.state = hs;
         Ok(())

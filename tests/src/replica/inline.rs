@@ -34,7 +34,9 @@
 use super::{Down, Replica};
 use crate::checker::{Property, Violation};
 use raftwal::raft::ReadState;
-use raftwal::storage::{AppendError, CompletionError, ResetError, SubmitError, TruncateError};
+use raftwal::storage::{
+    AppendError, CompletionError, HardStateError, ResetError, SubmitError, TruncateError,
+};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{Entry, HardState, LogIndex, Term};
 use std::collections::VecDeque;
@@ -94,8 +96,13 @@ impl Replica {
     pub(super) fn carry_out_inline(&mut self, mut ready: HeldReady) -> Result<Carried, Down> {
         if let Some(hard_state) = ready.hard_state.take() {
             let saved = self.inline.saved;
-            if (hard_state.term, hard_state.vote) != (saved.term, saved.vote) {
-                self.save_hard_state_inline(hard_state)?;
+            if (hard_state.term, hard_state.vote) != (saved.term, saved.vote)
+                && !self.save_hard_state_inline(hard_state)?
+            {
+                // Nothing of this `Ready` was carried out: held whole, its hard state with it.
+                ready.hard_state = Some(hard_state);
+                self.hold(ready);
+                return Ok(Carried::Held);
             }
         }
         if let Some((index, term)) = ready.log_start {
@@ -194,17 +201,26 @@ impl Replica {
         Ok(true)
     }
 
-    fn save_hard_state_inline(&mut self, hard_state: HardState) -> Result<(), Down> {
+    /// Saves the hard state; false when a full disk refused it (nothing changed, the log is
+    /// not poisoned: checked).
+    fn save_hard_state_inline(&mut self, hard_state: HardState) -> Result<bool, Down> {
         let log = self.store.log_mut().expect("up");
         let durable = log.durable_index();
         // A restart must not claim an entry committed that the replica no longer holds.
         let hard_state = HardState { commit: hard_state.commit.min(durable), ..hard_state };
-        if let Err(error) = log.save_hard_state(hard_state) {
-            return Err(self.down(format!("saving the hard state: {error}"), durable));
+        match log.save_hard_state(hard_state) {
+            Ok(()) => {}
+            Err(HardStateError::NoSpace(_)) => {
+                self.check_refusal(durable, false)?;
+                return Ok(false);
+            }
+            Err(error) => {
+                return Err(self.down(format!("saving the hard state: {error}"), durable));
+            }
         }
         self.inline.saved = hard_state;
         self.inline.ticks_since_commit_save = 0;
-        Ok(())
+        Ok(true)
     }
 
     /// Takes the store's completions (step 5): tells the core the highest persist point now
@@ -309,7 +325,10 @@ impl Replica {
             && commit > self.inline.saved.commit
         {
             let hard_state = HardState { commit, ..self.inline.saved };
-            self.save_hard_state_inline(hard_state)?;
+            if !self.save_hard_state_inline(hard_state)? {
+                // Optional: tried again after another interval, as the runtime does.
+                self.inline.ticks_since_commit_save = 0;
+            }
         }
         Ok(())
     }

@@ -18,7 +18,9 @@
 
 use super::{Down, PendingWrite, Replica};
 use crate::checker::{Property, Violation};
-use raftwal::storage::{AppendError, CompletionError, ResetError, SubmitError, TruncateError};
+use raftwal::storage::{
+    AppendError, CompletionError, HardStateError, ResetError, SubmitError, TruncateError,
+};
 use raftwal_wire::message::Message;
 use raftwal_wire::types::{HardState, LogIndex};
 
@@ -83,8 +85,14 @@ impl Replica {
             }
             let log = self.store.log_mut().expect("a group runs only while the replica is up");
             let durable_before = log.durable_index();
-            if let Err(error) = log.save_hard_state(hard_state) {
-                return Err(self.down(format!("saving the hard state: {error}"), durable_before));
+            match log.save_hard_state(hard_state) {
+                Ok(()) => {}
+                // Nothing changed; the group keeps its hard state for the retry.
+                Err(HardStateError::NoSpace(_)) => return self.blocked(durable_before),
+                Err(error) => {
+                    let what = format!("saving the hard state: {error}");
+                    return Err(self.down(what, durable_before));
+                }
             }
             group.hard_state = None;
         } else if let (Stage::DiskStep { ops_max }, true) =

@@ -51,7 +51,7 @@ use crate::storage::error::{
     ClientSeqsError, CompletionError, FlushError, HardStateError, Poisoned,
 };
 use crate::storage::format::{BLOCK_SIZE_BYTES, SEGMENT_HEADER_BYTES};
-use crate::storage::hard_state::HardStateFile;
+use crate::storage::hard_state::{HardStateFile, SaveError};
 use crate::storage::segment::Segment;
 use crate::storage::terms::TermRuns;
 use raftwal_wire::types::{ClusterId, Entry, HardState, LogId, LogIndex, Term};
@@ -467,16 +467,26 @@ impl<D: Disk> LogStore<D> {
     /// Saves the hard state durably (write and fdatasync) before returning. Call it when the
     /// term or vote changes, before sending any message that depends on them; the commit index
     /// needs no durability for safety, so saving it on every commit is optional.
+    ///
+    /// A write the file system refuses for lack of space ([`HardStateError::NoSpace`]) changes
+    /// nothing (the saved state stays the last one, in the other slot) and does not poison the
+    /// log: call again later. Any other failure, and a failed fdatasync whatever its cause,
+    /// poisons it.
     pub fn save_hard_state(&mut self, hs: HardState) -> Result<(), HardStateError> {
         self.check_poison()?;
-        if let Err(e) = self.hard.save(&*self.disk, hs) {
-            self.set_poison(format!(
-                "saving the hard state to {}: {e}",
-                self.hard.path().display()
-            ));
-            return Err(HardStateError::Io(e));
+        match self.hard.save(&*self.disk, hs) {
+            Ok(()) => Ok(()),
+            Err(SaveError::Write(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
+                Err(HardStateError::NoSpace(e))
+            }
+            Err(SaveError::Write(e) | SaveError::Sync(e)) => {
+                self.set_poison(format!(
+                    "saving the hard state to {}: {e}",
+                    self.hard.path().display()
+                ));
+                Err(HardStateError::Io(e))
+            }
         }
-        Ok(())
     }
 
     /// The client sequence numbers file (docs/format.md, "Client sequence numbers") as open
