@@ -66,6 +66,20 @@ pub(super) const COMMIT_SAVE_INTERVAL_TICKS: u64 = 100;
 /// Bytes read per step when applying committed entries.
 const APPLY_READ_BYTES: usize = 4 << 20;
 
+/// How often a disk that stays full is logged again (it is retried every tick).
+const DISK_FULL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A full disk refusing a log's batches ([`Replica::disk_full`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct DiskFull {
+    /// When it was first refused.
+    pub(super) since: Instant,
+    /// When that was last logged.
+    pub(super) logged: Instant,
+    /// A tick passed since the last retry: the next submit tries again.
+    retry: bool,
+}
+
 /// Why a save of the clients' sequence numbers failed.
 #[derive(Clone, Debug)]
 struct SaveFailure {
@@ -127,9 +141,15 @@ pub(crate) struct Replica<D: Disk> {
     leader: Option<NodeId>,
     /// Why the log's storage failed, once it did.
     pub(crate) failed: Option<String>,
-    /// A `Ready` whose truncation or log start a full disk refused (its hard state saved), and
-    /// when it was first refused; retried on the next tick (invariant 3).
+    /// A `Ready` whose hard state save, truncation or log start a full disk refused, and when
+    /// it was first refused; retried on the next tick (invariant 3).
     held: Option<(Ready, Instant)>,
+    /// Set while a full disk refuses this log's batches (a segment it could not start, or a
+    /// batch's write): the batches are retried once per tick, not on every loop turn (a
+    /// refused write completes at once and would wake the loop to fail again), and the refusal
+    /// is logged once, then at most every [`DISK_FULL_LOG_INTERVAL`], and once more when a
+    /// batch is durable again.
+    pub(super) disk_full: Option<DiskFull>,
     /// A tick passed since the held `Ready` was last tried.
     retry_held: bool,
     /// The `(index, term)` and the clients' sequence numbers (`LogStart::client_seqs`) of the
@@ -220,6 +240,7 @@ impl<D: Disk> Replica<D> {
             failed: None,
             held: None,
             retry_held: false,
+            disk_full: None,
             log_start_seqs: None,
             log_start_sent: None,
             #[cfg(test)]
@@ -318,9 +339,15 @@ impl<D: Disk> Replica<D> {
     /// Hands the store's pending entries to the disk (when it can start a batch) and moves the
     /// background preparation of the next segment along.
     pub(crate) fn submit_to_disk(&mut self) {
-        if self.failed.is_none() {
-            self.submit();
+        if self.failed.is_some() {
+            return;
         }
+        if let Some(full) = &mut self.disk_full {
+            if !std::mem::take(&mut full.retry) {
+                return;
+            }
+        }
+        self.submit();
     }
 
     /// Takes the store's completions: moves the durable index, tells the core, releases the
@@ -330,12 +357,22 @@ impl<D: Disk> Replica<D> {
             Ok(durable) => durable,
             Err(CompletionError::NoSpace(e)) => {
                 // The batch was withdrawn and stays queued; the next submit retries it.
-                warn!(log = %self.log, "disk full while writing a batch ({e}); will retry");
+                self.note_disk_full(format_args!("refused a batch's write ({e})"));
                 self.batches_in_flight.clear();
                 self.store.durable_index()
             }
             Err(e) => return Err(e.to_string()),
         };
+        if let Some(DiskFull { since, .. }) = self.disk_full {
+            if self.batches_in_flight.front().is_some_and(|&(_, through, _)| durable >= through) {
+                self.disk_full = None;
+                info!(
+                    log = %self.log,
+                    "the disk has room again: batches are durable again after {:.1} s",
+                    since.elapsed().as_secs_f64()
+                );
+            }
+        }
         let stats = self.store.stats();
         LogMetrics::set(&self.metrics.zero_fill_writes, stats.background_writes);
         LogMetrics::set(&self.metrics.zero_fill_bytes, stats.background_bytes);
@@ -620,9 +657,29 @@ impl<D: Disk> Replica<D> {
             }
             Ok(false) => {}
             Err(SubmitError::NoSpace(e)) => {
-                warn!(log = %self.log, "disk full: cannot start a segment ({e}); will retry");
+                self.note_disk_full(format_args!("cannot start a segment ({e})"));
             }
             Err(e) => self.fail_storage(e.to_string()),
+        }
+    }
+
+    /// Notes that a full disk refused a batch: the batches wait for the next tick, and the
+    /// refusal is logged the first time, then at most every [`DISK_FULL_LOG_INTERVAL`].
+    fn note_disk_full(&mut self, what: std::fmt::Arguments<'_>) {
+        let now = clock::now();
+        match &mut self.disk_full {
+            None => {
+                warn!(log = %self.log, "disk full: {what}; will retry every tick");
+                self.disk_full = Some(DiskFull { since: now, logged: now, retry: false });
+            }
+            Some(full) => {
+                full.retry = false;
+                if now - full.logged >= DISK_FULL_LOG_INTERVAL {
+                    let full_for = (now - full.since).as_secs_f64();
+                    warn!(log = %self.log, "disk still full after {full_for:.0} s: {what}");
+                    full.logged = now;
+                }
+            }
         }
     }
 
@@ -743,6 +800,9 @@ impl<D: Disk> Replica<D> {
             self.retry_held = true;
         } else {
             self.core.tick();
+        }
+        if let Some(full) = &mut self.disk_full {
+            full.retry = true;
         }
         self.subscribers.forget_gone();
         if let Some((_, ticks)) = &mut self.client_seqs_failed {

@@ -1539,3 +1539,47 @@ fn a_commit_save_a_full_disk_refuses_is_made_later() {
     }
     assert_eq!(h.replica.store.hard_state().commit, LogIndex(3));
 }
+
+/// A batch whose write a full disk refuses is withdrawn and retried, once per tick rather than
+/// on every loop turn (a refused write completes at once and would wake the loop to fail
+/// again, spinning), and the appends wait for it; the replica notes the full disk once and
+/// forgets it once a batch is durable again.
+#[test]
+fn a_batch_a_full_disk_refuses_is_retried_every_tick() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.elect();
+    // The zero-fill ahead of the writer finishes: the next write is the batch's.
+    let mut writes = u64::MAX;
+    while h.disk.stats().writes != writes {
+        writes = h.disk.stats().writes;
+        h.settle();
+    }
+    let mut rx = h.append(b"one");
+    h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    h.settle();
+    let noted = h.replica.disk_full.expect("the full disk was not noted");
+    for _ in 0..3 {
+        // Turns without a tick retry nothing.
+        let writes = h.disk.stats().writes;
+        h.settle();
+        h.settle();
+        assert_eq!(h.disk.stats().writes, writes, "retried without a tick");
+        // A tick retries, and the disk refuses again.
+        h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+        h.replica.tick();
+        h.settle();
+        assert!(rx.try_recv().is_err(), "answered although its batch was refused");
+        assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+        assert!(!h.disk.faults().no_space_next_write, "the tick did not retry");
+        let now = h.replica.disk_full.expect("the full disk was forgotten");
+        assert_eq!((now.since, now.logged), (noted.since, noted.logged), "noted again");
+    }
+    h.disk.set_faults(SimFaults::default());
+    h.replica.tick();
+    h.settle();
+    let position = rx.try_recv().expect("answered").expect("appended");
+    assert_eq!(position.first_index, LogIndex(2), "after the leader's no-op");
+    assert!(h.replica.disk_full.is_none(), "a durable batch did not end the full disk");
+}
