@@ -290,7 +290,8 @@ pub enum CompactError {
 /// Why a leadership transfer could not start.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TransferError {
-    /// This node is not the leader.
+    /// This node is not the leader (or its copy of the log failed, which ends its part in the
+    /// log's consensus).
     #[error("node is not the leader")]
     NotLeader,
     /// The target is not a member, or is this node.

@@ -295,6 +295,11 @@ impl<D: Disk> Replica<D> {
 
     /// Starts a leadership transfer.
     pub(crate) fn transfer(&mut self, to: NodeId) -> Result<(), TransferError> {
+        if self.failed.is_some() {
+            // Its storage failed: the replica sends nothing again, so it leads no more (its
+            // peers elect another leader) and no TimeoutNow could leave.
+            return Err(TransferError::NotLeader);
+        }
         self.core.transfer_leadership(to).map_err(|e| match e {
             CoreTransferError::NotLeader { .. } => TransferError::NotLeader,
             CoreTransferError::Busy { to: under_way } => TransferError::Busy(under_way),

@@ -682,6 +682,22 @@ fn a_transfer_during_another_is_busy() {
     assert_eq!(h.replica.transfer(NodeId(1)), Err(TransferError::BadTarget(NodeId(1))));
 }
 
+/// A leader whose log's storage failed leads no more (it sends nothing again): a transfer asked
+/// of it is refused as not the leader's to make, not accepted as if a TimeoutNow could leave.
+/// (Found by a review: it answered `Ok`.)
+#[test]
+fn a_transfer_from_a_leader_whose_storage_failed_is_refused() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with(3, |_| {});
+    h.elect_with_node_2();
+    h.disk.set_faults(crate::storage::SimFaults { fail_next_sync: true, ..Default::default() });
+    drop(h.append(b"lost"));
+    h.settle();
+    assert!(h.replica.failed.is_some());
+    assert_eq!(h.replica.transfer(NodeId(2)), Err(TransferError::NotLeader));
+}
+
 /// A linearizable read through the embedding API, not yet driven.
 fn read_index(h: &mut Harness) -> oneshot::Receiver<Result<LogIndex, ReadIndexError>> {
     let (tx, rx) = oneshot::channel();
