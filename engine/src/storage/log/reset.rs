@@ -8,8 +8,10 @@
 //! 1. Wait for the batches and the background op in flight.
 //! 2. Clear the bytes after the live records of every segment that will be the last one for a
 //!    moment while the segments after it are removed (step 4), where records may follow them
-//!    (records an earlier truncation cut, or withdrawn batches wrote): recovery reads a last
-//!    segment to its end, and those records must never read as entries.
+//!    (records an earlier truncation cut, or withdrawn batches wrote), and those withdrawn
+//!    batches left after the active segment's records: recovery reads a last segment to its
+//!    end, and until the commit point (step 5) it reads the old log, whose removed records
+//!    must never read as entries.
 //! 3. Prepare the base segment `index + 1` (previous term `term`, flag `base`) under a
 //!    temporary name, synced. Running out of space here (or in step 2) changes nothing.
 //! 4. Remove the segments that start after `index + 1`, last first, each followed by a
@@ -83,7 +85,7 @@ impl<D: Disk> LogStore<D> {
         // the one before the active segment.
         let exposed_from =
             self.segments.partition_point(|s| s.first_index() <= id.0).saturating_sub(1);
-        if let Err(e) = self.clear_exposed(exposed_from) {
+        if let Err(e) = self.clear_withdrawn().and_then(|()| self.clear_exposed(exposed_from)) {
             if e.kind() == io::ErrorKind::StorageFull {
                 return Err(ResetError::NoSpace(e));
             }
@@ -96,9 +98,6 @@ impl<D: Disk> LogStore<D> {
             Err(e) if e.kind() == io::ErrorKind::StorageFull => return Err(ResetError::NoSpace(e)),
             Err(e) => return Err(self.reset_failed("preparing the base segment", e)),
         };
-        // The active segment is sealed or removed below: the records of withdrawn batches after
-        // its end are cleared with it (step 2) or go with its file.
-        self.scrub = None;
         // Step 4.
         while self.segments.len() > 1
             && self.segments.back().is_some_and(|s| s.first_index() > id.0)

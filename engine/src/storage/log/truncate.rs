@@ -51,13 +51,17 @@ impl<D: Disk> LogStore<D> {
             return Err(TruncateError::Compacted { index, first_index: self.first_index() });
         }
         if index >= self.written_index {
-            // Only queued entries go: they never reached the disk.
+            // Only queued entries go: they never reached the disk, but for the records of
+            // withdrawn batches, which go first.
+            self.clear_withdrawn_for_truncation()?;
             self.drop_tail_after(index);
             return Ok(());
         }
         self.wait_idle()?;
         if index >= self.written_index {
-            // The batch in flight was withdrawn (no space): the cut entries are all queued.
+            // The batch in flight was withdrawn (no space): the cut entries are all queued, and
+            // what its writes left on the disk goes first.
+            self.clear_withdrawn_for_truncation()?;
             self.drop_tail_after(index);
             return Ok(());
         }
@@ -241,6 +245,28 @@ impl<D: Disk> LogStore<D> {
                 TruncateError::Io { context: "completing the batch in flight".into(), source }
             }
         })
+    }
+
+    /// Clears the records withdrawn batches left after the active segment's records (`scrub`),
+    /// durably (zeros, then an fdatasync), if any: before the next batch writes after them,
+    /// and before a truncation or a reset drops their entries without writing a batch (a crash
+    /// would read them back as entries, some of them durable: a later batch's fdatasync covered
+    /// them). Nothing is in flight while they are pending.
+    pub(super) fn clear_withdrawn(&mut self) -> io::Result<()> {
+        if let Some((from, to)) = self.scrub {
+            let last = self.segments.len() - 1;
+            self.zero_after_records(last, from, Some(to))?;
+            self.scrub = None;
+        }
+        Ok(())
+    }
+
+    fn clear_withdrawn_for_truncation(&mut self) -> Result<(), TruncateError> {
+        match self.clear_withdrawn() {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => Err(TruncateError::NoSpace(e)),
+            Err(e) => Err(self.truncate_failed("clearing the records of withdrawn batches", e)),
+        }
     }
 
     /// Clears the bytes after the live records of the segments from `from` up to the one before

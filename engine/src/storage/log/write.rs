@@ -137,12 +137,11 @@ impl<D: Disk> LogStore<D> {
         if !self.can_start_batch() {
             return Ok(false);
         }
-        if let Some((from, to)) = self.scrub {
+        if self.scrub.is_some() {
             // Withdrawn batches left records after the durable end: clear them (nothing is in
             // flight after a withdrawal), or keep the entries queued while space lacks.
-            let last = self.segments.len() - 1;
-            match self.zero_after_records(last, from, Some(to)) {
-                Ok(()) => self.scrub = None,
+            match self.clear_withdrawn() {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::StorageFull => {
                     return Err(SubmitError::NoSpace(e))
                 }
