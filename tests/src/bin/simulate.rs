@@ -161,7 +161,7 @@ fn main() -> ExitCode {
     println!(
         "storage: {} crashes ({} inside a disk operation, {} with a torn last write, {} after a \
          partial writeback; {} recoveries cut a torn tail; {} of {} sealed segments reopened from their index file), {} downs of the process only (crashes or poisoned logs, in a boot that went on), {} disk faults ({} logs poisoned, {} steps refused by a \
-         full disk, {} truncations or log starts held until a full disk had room), {} batches of {} \
+         full disk, {} writes held until a full disk had room (truncations, log starts, hard state saves)), {} batches of {} \
          entries ({:.2} entries per batch and fdatasync; {} pipelined, {} withdrawn after a write \
          found no space); background: {} zero-fill writes, {} \
          fdatasyncs of prepared segments, {} roll-overs or truncations into a prepared segment, \
