@@ -252,7 +252,9 @@ impl<D: Disk> Replica<D> {
         if let Some(seqs) = &saved_seqs {
             replica.dedup.settle(&seqs.seqs, &seqs.gaps, applied, seqs.through);
         }
-        replica.apply_committed(commit);
+        if let Err(e) = replica.apply_committed(commit) {
+            replica.fail_storage(e);
+        }
         replica.publish_gauges();
         replica
     }
@@ -846,7 +848,7 @@ impl<D: Disk> Replica<D> {
         let commit = self.core.commit_index();
         if commit > self.commit_seen {
             self.commit_seen = commit;
-            self.apply_committed(commit);
+            let applied = self.apply_committed(commit);
             let now = clock::now();
             while self.proposals.front().is_some_and(|(last, _)| *last <= commit) {
                 if let Some((_, since)) = self.proposals.pop_front() {
@@ -863,6 +865,11 @@ impl<D: Disk> Replica<D> {
                 &self.metrics,
                 now,
             );
+            if let Err(e) = applied {
+                // The committed appends were answered first: their entries are committed.
+                self.fail_storage(e);
+                return;
+            }
         }
         if self.read_indexes.has_confirmed() {
             for (index, reply) in self.read_indexes.take_readable(self.commit_seen) {
@@ -902,7 +909,10 @@ impl<D: Disk> Replica<D> {
             self.proposals.clear();
         }
         if self.role != Role::Leader && role == Role::Leader {
-            self.rebuild_pending_tags();
+            if let Err(e) = self.rebuild_pending_tags() {
+                // Without them a retry of an entry it holds would be appended twice.
+                self.fail_storage(e);
+            }
         }
         self.role = role;
         self.leader = leader;
@@ -919,7 +929,7 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Applies committed entries up to `commit` to the deduplication table.
-    fn apply_committed(&mut self, commit: LogIndex) {
+    fn apply_committed(&mut self, commit: LogIndex) -> Result<(), String> {
         while self.applied < commit {
             let entries = match self.store.read(self.applied.next(), APPLY_READ_BYTES) {
                 Ok(entries) => entries,
@@ -927,15 +937,21 @@ impl<D: Disk> Replica<D> {
                     self.applied = first_index.prev().max(self.applied);
                     continue;
                 }
+                // Not in the store yet (the core may learn a commit before its entries are
+                // written here): applied when they are.
+                Err(crate::storage::ReadError::BeyondEnd { .. }) => return Ok(()),
                 Err(e) => {
-                    // The entries stay committed; only deduplication of retries that hit them
-                    // is lost. Leave it to the read path to report the storage error.
-                    warn!(log = %self.log, "cannot apply committed entries: {e}");
-                    return;
+                    // Applying cannot go past it, and the deduplication table would miss every
+                    // client entry from here on: a retry of one could be appended twice, were
+                    // this node to lead, and the log could never be compacted here.
+                    return Err(format!(
+                        "cannot read the committed entries from {} to apply them: {e}",
+                        self.applied.next()
+                    ));
                 }
             };
             if entries.is_empty() {
-                return;
+                return Ok(());
             }
             for entry in entries.iter().take_while(|e| e.index <= commit) {
                 if entry.kind == EntryKind::Tagged {
@@ -948,18 +964,26 @@ impl<D: Disk> Replica<D> {
                 self.applied = entry.index;
             }
         }
+        Ok(())
     }
 
     /// A new leader learns which client entries its log already holds above the applied index
     /// (above the commit index, or committed in this loop turn and not yet in the deduplication
     /// table), so that a retry of one waits for it instead of appending it twice.
-    fn rebuild_pending_tags(&mut self) {
+    fn rebuild_pending_tags(&mut self) -> Result<(), String> {
         self.pending_tags.clear();
         let mut next = self.applied.min(self.core.commit_index()).next();
         let last = self.store.last_index();
         while next <= last {
-            let Ok(entries) = self.store.read(next, APPLY_READ_BYTES) else { return };
-            let Some(last_read) = entries.last().map(|e| e.index) else { return };
+            let entries = match self.store.read(next, APPLY_READ_BYTES) {
+                Ok(entries) => entries,
+                Err(crate::storage::ReadError::Compacted { first_index, .. }) => {
+                    next = first_index.max(next.next());
+                    continue;
+                }
+                Err(e) => return Err(format!("cannot read entry {next} of this log: {e}")),
+            };
+            let Some(last_read) = entries.last().map(|e| e.index) else { return Ok(()) };
             for entry in &entries {
                 if entry.kind == EntryKind::Tagged {
                     if let Some(tagged) = TaggedPayload::from_entry_data(entry.data.clone()) {
@@ -969,6 +993,7 @@ impl<D: Disk> Replica<D> {
             }
             next = last_read.next();
         }
+        Ok(())
     }
 
     /// Forgets the entries before `before` on this node, as far as it may: only entries that

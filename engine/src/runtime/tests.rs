@@ -1599,3 +1599,34 @@ fn a_batch_a_full_disk_refuses_is_retried_every_tick() {
     assert_eq!(position.first_index, LogIndex(2), "after the leader's no-op");
     assert!(h.replica.disk_full.is_none(), "a durable batch did not end the full disk");
 }
+
+/// A committed entry this node cannot read back (its record damaged after the node opened the
+/// log from the sealed segment's index file) stops the log on this node with the reason, rather
+/// than leaving the deduplication table without every client entry after it (a retry of one
+/// could then be appended twice, were this node to lead) and applying, and so compacting,
+/// nothing more. (Found by a review: the failure was logged and applying silently stopped.)
+#[test]
+fn a_committed_entry_that_cannot_be_read_back_stops_the_log_here() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with_small_segments(3);
+    let payloads: Vec<(u64, &'static [u8])> =
+        (1..=12u8).map(|i| (1, &*Box::leak(vec![i; 2000].into_boxed_slice()))).collect();
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &payloads));
+    h.settle();
+    assert_eq!(h.replica.store.durable_index(), LogIndex(12));
+    assert!(h.replica.store.segment_extents().count() > 1, "no segment was sealed");
+    // Entry 3's payload is damaged; reopened, the node takes the sealed segment from its
+    // index file without reading its records.
+    let path = Path::new("/data/log-0/00000000000000000001.seg");
+    let bytes = h.disk.file_bytes(path).expect("the first segment");
+    let at = bytes.windows(2000).position(|w| w.iter().all(|&b| b == 3)).expect("entry 3");
+    assert!(h.disk.flip_bit(path, at + 100, 0));
+    h.restart();
+    assert!(h.replica.failed.is_none(), "{:?}", h.replica.failed);
+    let heartbeat = Heartbeat { leader_commit: LogIndex(12), read_context: None };
+    h.replica.step(from_peer(2, Term(1), MessageBody::Heartbeat(heartbeat)));
+    h.settle();
+    let failed = h.replica.failed.clone().expect("the log went on without entry 3 applied");
+    assert!(failed.contains("to apply them") && failed.contains("(index 3)"), "{failed}");
+}
