@@ -621,3 +621,34 @@ fn a_cut_record_of_the_largest_index_after_a_sealed_segment_is_corruption() {
     assert_eq!(log.first_index(), LogIndex(top - 5));
     assert_eq!(log.last_index(), LogIndex(top - 5));
 }
+
+/// Every segment gone while the hard state holds a term, a vote and a commit index (an
+/// operator's removal, a restore that missed them): the entries this node acknowledged are
+/// lost, and opening an empty log would let it count in quorums as if it never had them. Open
+/// refuses it as corruption of the hard state file, pointing at the rejoin procedure. A hard
+/// state never written (a crash between its creation and the first segment's) opens as new.
+#[test]
+fn a_log_whose_segments_are_gone_is_refused_while_its_hard_state_holds_a_term() {
+    use raftwal::storage::Disk;
+    let (disk, _) = build();
+    for name in disk.file_names(Path::new(DIR)) {
+        if name.ends_with(".seg") || name.ends_with(".idx") {
+            disk.remove(&path(&name)).unwrap();
+        }
+    }
+    expect_corrupt(&disk, HARD_STATE_FILE, None);
+    match open(&disk) {
+        Err(OpenError::Corrupt(c)) => assert!(c.reason.contains("term 3"), "{c}"),
+        other => panic!("{:?}", other.err()),
+    }
+
+    let fresh = Rc::new(SimDisk::new());
+    drop(open(&fresh).unwrap());
+    for name in fresh.file_names(Path::new(DIR)) {
+        if name.ends_with(".seg") {
+            fresh.remove(&path(&name)).unwrap();
+        }
+    }
+    let log = open(&fresh).expect("a never-written hard state without a segment opens as new");
+    assert_eq!(log.last_index(), LogIndex(0));
+}

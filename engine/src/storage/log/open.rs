@@ -44,7 +44,7 @@ use crate::storage::segment::{max_index_after, Segment, SharedMap, Stop};
 use crate::storage::terms::TermRuns;
 use bytes::Bytes;
 use raftwal_wire::tls::names::format_cluster_id;
-use raftwal_wire::types::{LogIndex, Term};
+use raftwal_wire::types::{HardState, LogIndex, Term};
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -277,6 +277,25 @@ impl<D: Disk> LogStore<D> {
             indexed_at_open: 0,
         };
         let torn_tail_bytes = if ids.is_empty() {
+            let saved = store.hard.state();
+            if saved != HardState::default() {
+                // The first segment is made in the open that makes the hard state, before
+                // anything can be saved in it, and no operation removes the last segment:
+                // the segments were lost, and with them entries this node may have
+                // acknowledged. Starting over would break the quorums they counted in.
+                let reason = format!(
+                    "the log has no segment while its hard state holds term {}, vote {:?} and                      commit index {} (its entries are lost; see docs/operations.md,                      \"Rejoining after a loss of data\")",
+                    saved.term, saved.vote, saved.commit
+                );
+                let file = store.hard.path().to_path_buf();
+                store.hard.close(&*store.disk);
+                return Err(OpenError::Corrupt(Corruption {
+                    file,
+                    offset: 0,
+                    index: None,
+                    reason,
+                }));
+            }
             store.create_segment(SegmentId(LogIndex(1)), Term::ZERO).map_err(|e| {
                 if e.kind() == io::ErrorKind::StorageFull {
                     OpenError::NoSpace("creating the first segment".into())
