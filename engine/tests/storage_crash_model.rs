@@ -15,10 +15,10 @@
 mod storage_common;
 
 use raftwal::storage::{LogOptions, LogStore, SimDisk, SimFaults, Tear, ZeroFill};
-use raftwal_wire::types::{Entry, HardState, LogIndex, NodeId, Term};
+use raftwal_wire::types::{HardState, LogIndex, NodeId, Term};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{entries, small_options};
+use storage_common::{entries, small_options, LogModel as Model};
 
 struct Rng(u64);
 
@@ -31,22 +31,6 @@ impl Rng {
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Model {
-    entries: Vec<Entry>,
-    first: u64,
-    durable: u64,
-    term: u64,
-    hard: HardState,
-    prev_term: Option<u64>,
-}
-
-impl Model {
-    fn last(&self) -> u64 {
-        self.first + self.entries.len() as u64 - 1
     }
 }
 
@@ -80,7 +64,7 @@ fn recovered(log: &LogStore<SimDisk>) -> Model {
         first,
         durable: last,
         term,
-        hard: log.hard_state(),
+        hard_state: log.hard_state(),
         prev_term: log.term(LogIndex(first - 1)).map(|t| t.get()),
     }
 }
@@ -97,11 +81,11 @@ fn prefix_of(r: &Model, m: &Model) -> bool {
 }
 
 fn check_outcome(ctx: &str, op: &Op, ok: bool, before: &Model, after: &Model, r: &Model) {
-    let hard_ok = r.hard == before.hard || r.hard == after.hard;
+    let hard_ok = r.hard_state == before.hard_state || r.hard_state == after.hard_state;
     assert!(
         hard_ok,
         "{ctx}: hard state {:?}, before {:?}, after {:?}",
-        r.hard, before.hard, after.hard
+        r.hard_state, before.hard_state, after.hard_state
     );
     let old_log = |lower: u64| {
         r.first == before.first
@@ -171,7 +155,7 @@ fn run(seed: u64, steps: usize, options: LogOptions, nospace: bool) {
         first: 1,
         durable: 0,
         term: 1,
-        hard: HardState::default(),
+        hard_state: HardState::default(),
         prev_term: Some(0),
     };
     for step in 0..steps {
@@ -207,7 +191,7 @@ fn run(seed: u64, steps: usize, options: LogOptions, nospace: bool) {
                     .last()
                     .saturating_sub(back)
                     .max(after.first - 1)
-                    .max(after.hard.commit.get().min(after.last())),
+                    .max(after.hard_state.commit.get().min(after.last())),
             ),
             Op::Compact(fraction) => {
                 let span = after.last() + 1 - after.first;
@@ -219,7 +203,7 @@ fn run(seed: u64, steps: usize, options: LogOptions, nospace: bool) {
                     1 => after.last().saturating_sub(offset).max(after.first - 1),
                     _ => after.last() + offset,
                 }
-                .max(after.hard.commit.get());
+                .max(after.hard_state.commit.get());
                 let term = if index == 0 { 0 } else { after.term.max(1) + rng.below(2) };
                 Op::Reset(index, term)
             }
@@ -286,7 +270,7 @@ fn run(seed: u64, steps: usize, options: LogOptions, nospace: bool) {
             }
             Op::SaveHardState(hs) => {
                 let done = log.save_hard_state(*hs).is_ok();
-                after.hard = *hs;
+                after.hard_state = *hs;
                 done
             }
         };

@@ -9,10 +9,10 @@ mod storage_common;
 
 use proptest::prelude::*;
 use raftwal::storage::{LogOptions, LogStore, SimDisk, SimFaults, Tear, ZeroFill};
-use raftwal_wire::types::{Entry, HardState, LogIndex, NodeId, Term};
+use raftwal_wire::types::{HardState, LogIndex, NodeId, Term};
 use std::path::Path;
 use std::rc::Rc;
-use storage_common::{entries, small_options};
+use storage_common::{entries, small_options, LogModel as Model};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -75,27 +75,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), tear()).prop_map(|(complete_first, tear)| Op::Reopen { complete_first, tear }),
         1 => (0u64..6).prop_map(|points| Op::Kill { points }),
     ]
-}
-
-/// The model: the entries of the log, the first stored index and what is known durable.
-struct Model {
-    entries: Vec<Entry>,
-    first: u64,
-    durable: u64,
-    term: u64,
-    hard_state: HardState,
-    /// The term of entry `first - 1`, when the model knows it (after a reset, until the next
-    /// compaction).
-    prev_term: Option<u64>,
-}
-
-impl Model {
-    fn last(&self) -> u64 {
-        self.first + self.entries.len() as u64 - 1
-    }
-    fn get(&self, index: u64) -> &Entry {
-        &self.entries[(index - self.first) as usize]
-    }
 }
 
 fn check(log: &LogStore<SimDisk>, model: &Model) {

@@ -124,6 +124,16 @@ impl Harness {
         self.replica.submit_to_disk();
     }
 
+    /// Settles until the disk writes nothing more (the zero-fill ahead of the writer included),
+    /// so that the next write is the one a test expects.
+    pub(super) fn settle_writes(&mut self) {
+        let mut writes = u64::MAX;
+        while self.disk.stats().writes != writes {
+            writes = self.disk.stats().writes;
+            self.settle();
+        }
+    }
+
     /// Turns until the disk and the core have nothing left to do.
     pub(super) fn settle(&mut self) {
         for _ in 0..8 {
@@ -853,11 +863,7 @@ fn follower_on_a_full_disk() -> Harness {
     h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one"), (1, b"old-2"), (1, b"old-3")]));
     h.replica.step(append_entries(3, 2, (1, 1), 1, &[]));
     // The zero-fill ahead of the writer finishes.
-    let mut writes = u64::MAX;
-    while h.disk.stats().writes != writes {
-        writes = h.disk.stats().writes;
-        h.settle();
-    }
+    h.settle_writes();
     assert_eq!(h.replica.store.durable_index(), LogIndex(3));
     assert_eq!(h.replica.readable_commit(), LogIndex(1));
     let dir = Path::new("/data/log-0");
@@ -1522,11 +1528,7 @@ fn a_commit_save_a_full_disk_refuses_is_made_later() {
     let mut h = Harness::new(3);
     h.replica.step(append_entries(2, 1, (0, 0), 0, &[(1, b"one"), (1, b"two"), (1, b"three")]));
     // The zero-fill ahead of the writer finishes.
-    let mut writes = u64::MAX;
-    while h.disk.stats().writes != writes {
-        writes = h.disk.stats().writes;
-        h.settle();
-    }
+    h.settle_writes();
     assert_eq!(h.replica.store.durable_index(), LogIndex(3));
     let heartbeat = || {
         let heartbeat = Heartbeat { leader_commit: LogIndex(3), read_context: None };
@@ -1567,11 +1569,7 @@ fn a_batch_a_full_disk_refuses_is_retried_every_tick() {
     let mut h = Harness::new(1);
     h.elect();
     // The zero-fill ahead of the writer finishes: the next write is the batch's.
-    let mut writes = u64::MAX;
-    while h.disk.stats().writes != writes {
-        writes = h.disk.stats().writes;
-        h.settle();
-    }
+    h.settle_writes();
     let mut rx = h.append(b"one");
     h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
     h.settle();

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use raftwal::storage::{Disk, LogOptions, LogStore, ZeroFill};
-use raftwal_wire::types::{ClusterId, Entry, EntryKind, LogId, LogIndex, Term};
+use raftwal_wire::types::{ClusterId, Entry, EntryKind, HardState, LogId, LogIndex, Term};
 
 /// A payload that depends only on (index, term), so any stored copy can be checked.
 pub fn payload(index: u64, term: u64) -> Bytes {
@@ -138,4 +138,27 @@ pub fn append_durably<D: Disk>(log: &mut LogStore<D>, count: u64, term: u64, flu
         }
     }
     log.flush().unwrap();
+}
+
+/// A log as the store should hold it, for the model tests: its entries from `first`, how far
+/// they are durable, the term new entries get, the hard state, and the term of entry
+/// `first - 1` when the model knows it (after a reset, until the next compaction).
+#[derive(Clone, Debug)]
+pub struct LogModel {
+    pub entries: Vec<Entry>,
+    pub first: u64,
+    pub durable: u64,
+    pub term: u64,
+    pub hard_state: HardState,
+    pub prev_term: Option<u64>,
+}
+
+impl LogModel {
+    pub fn last(&self) -> u64 {
+        self.first + self.entries.len() as u64 - 1
+    }
+
+    pub fn get(&self, index: u64) -> &Entry {
+        &self.entries[(index - self.first) as usize]
+    }
 }
