@@ -204,6 +204,19 @@ fn a_remote_client_compacts_the_node_it_asks() {
         let mut tail = client.subscribe(LogIndex(0));
         let tailed = tokio::time::timeout(T, tail.next()).await.unwrap().unwrap();
         assert_eq!(tailed.index, first);
+        // A tail of a compacted index: refused when the only node it knows compacted it, and
+        // served by the next node when that one still holds it (each node compacts its own).
+        match tokio::time::timeout(T, client.subscribe(LogIndex(1)).next()).await.unwrap() {
+            Err(ClientError::Refused { code: ErrorCode::Compacted, .. }) => {}
+            other => panic!("a tail of a compacted index on its only node answered {other:?}"),
+        }
+        let both = ClientConfig::new(vec![addr(follower), addr(leader)], &tls, LogId(0));
+        let both = std::sync::Arc::new(Client::new(both).unwrap());
+        let mut tail = both.subscribe(LogIndex(1));
+        let tailed = tokio::time::timeout(T, tail.next()).await.unwrap().unwrap();
+        // (Index 1 is the first leader's no-op, which a tail does not yield.)
+        assert!(tailed.index < first, "the tail started at {}, not before {first}", tailed.index);
+        assert_eq!(tail.node(), Some(addr(leader)));
         // Compacting before an earlier index changes nothing: the first index never moves back.
         let again = client.compact_on(addr(follower), LogIndex(2)).await.unwrap();
         assert_eq!(again.first_index, first);

@@ -31,6 +31,9 @@ pub struct RemoteSubscription {
     /// Handshakes TLS refused in a row (each at the next node in turn): once every node did,
     /// the certificates are wrong for this cluster and no retry helps.
     refused_by_tls: usize,
+    /// Nodes in a row that answered `Compacted` (each node compacts its own log, so another
+    /// may still hold the entries wanted): once every node did, the entries are gone.
+    compacted_by: usize,
 }
 
 impl RemoteSubscription {
@@ -45,6 +48,7 @@ impl RemoteSubscription {
             buffer: VecDeque::new(),
             last_failure: String::new(),
             refused_by_tls: 0,
+            compacted_by: 0,
         }
     }
 
@@ -129,7 +133,9 @@ impl RemoteSubscription {
 
     /// The next committed entry. Fails when no node could serve the subscription for the
     /// client's retry deadline, or at once when a node refused it for a reason no retry fixes
-    /// (no such log, the entries wanted were compacted away, an invalid request).
+    /// (no such log, an invalid request), or when every configured node in turn answered that
+    /// the entries wanted were compacted away (each node compacts its own log: one that did
+    /// moves the subscription to the next).
     pub async fn next(&mut self) -> Result<LogEntry, ClientError> {
         let retry_deadline = self.client.config().retry_deadline;
         let mut deadline = tokio::time::Instant::now() + retry_deadline;
@@ -159,6 +165,7 @@ impl RemoteSubscription {
             let Some((_, stream)) = self.stream.as_mut() else { continue };
             match stream.next().await {
                 Ok(Some(batch)) => {
+                    self.compacted_by = 0;
                     if let Err(why) = self.take_batch(&batch.entries) {
                         self.fail_over(why);
                     }
@@ -167,6 +174,16 @@ impl RemoteSubscription {
                     backoff = Duration::from_millis(5);
                 }
                 Ok(None) => self.fail_over("the node ended the subscription".into()),
+                Err(RequestError::Server(e))
+                    if e.code == ErrorCode::Compacted
+                        && self.compacted_by + 1 < self.client.config().nodes.len() =>
+                {
+                    // That node's own compaction or retention went past `next`; another
+                    // replica may still hold it.
+                    self.compacted_by += 1;
+                    let addr = self.node_addr();
+                    self.fail_over(format!("{addr}: {}", e.message));
+                }
                 Err(RequestError::Server(e)) if no_retry_fixes(e.code) => {
                     return Err(ClientError::Refused { code: e.code, message: e.message });
                 }
