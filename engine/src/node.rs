@@ -67,8 +67,12 @@ impl Node {
     /// Validates `config`, loads the TLS identity, checks the data directory, starts one thread
     /// per shard (each opens and recovers its logs and binds its endpoint) and returns once all
     /// are serving. On any failure, nothing is left running.
-    pub fn start(config: NodeConfig) -> Result<Node, StartError> {
+    pub fn start(mut config: NodeConfig) -> Result<Node, StartError> {
         config.validate()?;
+        // Fixed once: one per available core asks the calling thread's CPU affinity and the
+        // cgroup's quota, which another thread (or a later moment) may see differently, and every
+        // shard and caller must route a log to the same shard as the threads started here.
+        config.shards = Some(config.shard_count());
         for warning in config.warnings() {
             warn!("{warning}");
         }
@@ -376,13 +380,22 @@ pub(crate) fn log_dir(dir: &Path, log: LogId) -> PathBuf {
 fn logs_kept(dir: &Path, log_count: u64, rejoin: bool) -> Result<BTreeSet<u64>, StartError> {
     let fail = |message: String| StartError::DataDir { dir: dir.to_owned(), message };
     let record = dir.join(LOGS_FILE);
-    // Anything at the log's path is left to the store to open or refuse (a file in its place
-    // is an I/O error, segments without their hard state corruption): lost is nothing there,
-    // or an empty directory.
+    // A directory holding any of the store's files (or the rejoin marker) is left to the store
+    // to open or refuse (segments without their hard state are corruption, and so is a hard
+    // state without segments), and so is anything else at the log's path (a file in its place
+    // is an I/O error): lost is nothing there, or a directory without any of them (empty, or
+    // holding only what a fresh file system puts there, such as `lost+found`).
     let holds_log = |log: u64| {
         let path = log_dir(dir, LogId(log));
         match std::fs::read_dir(&path) {
-            Ok(mut entries) => entries.next().is_some(),
+            Ok(entries) => entries.filter_map(Result::ok).any(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                name == crate::storage::HARD_STATE_FILE
+                    || name == crate::storage::CLIENT_SEQS_FILE
+                    || name == REJOIN_MARKER
+                    || crate::storage::SegmentId::parse_file_name(&name).is_some()
+            }),
             Err(e) => e.kind() != std::io::ErrorKind::NotFound,
         }
     };
@@ -476,6 +489,22 @@ fn check_data_dir(dir: &Path, cluster: ClusterId, node: NodeId) -> Result<(), St
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The identity is written (durably) before anything else: a directory that holds
+            // logs without it is not new, and whose logs and votes they are is unknown, so
+            // taking it as this node's could start one node on another's votes and entries.
+            let names = std::fs::read_dir(dir).map_err(|e| fail(format!("cannot list: {e}")))?;
+            let holds_logs = names.filter_map(Result::ok).any(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                name == LOGS_FILE || name.starts_with("log-")
+            });
+            if holds_logs {
+                return Err(fail(format!(
+                    "it holds logs ({LOGS_FILE} or log-* directories) but no {IDENTITY_FILE}, \
+                     which is written before them: which node's they are is unknown. If they \
+                     are this node's, write {IDENTITY_FILE} back with: {expected:?}"
+                )));
+            }
             let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
             let write = || -> std::io::Result<()> {
                 let mut f = std::fs::File::create(&tmp)?;

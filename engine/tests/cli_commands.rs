@@ -449,3 +449,35 @@ fn serve_refuses_bad_starts_with_clear_messages() {
     node.signal(libc::SIGTERM);
     assert!(node.wait(T).success());
 }
+
+/// A `--retry-s` too large to add to the clock is a usage error (status 2), never a panic.
+/// (Found by a review: `read` panicked with status 101, adding it to `Instant::now()`.)
+#[test]
+fn a_huge_retry_s_is_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let (status, _, _) = run(&["certs", "--out", tls.to_str().unwrap(), "--nodes", "1"], b"");
+    assert!(status.success());
+    let nowhere = free_udp_addr().to_string();
+    let tls_dir = tls.to_str().unwrap();
+    for command in ["read", "append"] {
+        let (status, out, err) = run(
+            &[
+                command,
+                "--cluster",
+                &nowhere,
+                "--tls-dir",
+                tls_dir,
+                "--attempt-timeout-ms",
+                "100",
+                "--retry-s",
+                "18446744073709551615",
+            ],
+            b"a\n",
+        );
+        assert!(
+            status.code() == Some(2) && err.contains("retry-s") && !err.contains("panicked"),
+            "{command} --retry-s u64::MAX: status {status:?}\nstdout: {out}\nstderr: {err}"
+        );
+    }
+}

@@ -309,7 +309,7 @@ impl Client {
         request: &ClientRequest,
         mut interpret: impl FnMut(ClientResponse) -> Result<Attempt<T>, ClientError>,
     ) -> Result<T, ClientError> {
-        let deadline = tokio::time::Instant::now() + self.config.retry_deadline;
+        let deadline = deadline_after(self.config.retry_deadline);
         let mut backoff = Duration::from_millis(5);
         let mut last_failure = String::new();
         // The first attempt is made whatever the deadline, so a failure always has a reason.
@@ -588,6 +588,13 @@ fn common<T>(response: ClientResponse) -> Result<Attempt<T>, ClientError> {
         },
         other => Err(ClientError::Protocol(format!("unexpected {} answer", other.kind_name()))),
     }
+}
+
+/// The instant `wait` from now; a wait too long to add to the clock (a configured deadline of
+/// `u64::MAX` seconds, say) is a century, never an overflow.
+pub(super) fn deadline_after(wait: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Waits `backoff`, then doubles it up to 500 ms.

@@ -138,7 +138,7 @@ impl RemoteSubscription {
     /// moves the subscription to the next).
     pub async fn next(&mut self) -> Result<LogEntry, ClientError> {
         let retry_deadline = self.client.config().retry_deadline;
-        let mut deadline = tokio::time::Instant::now() + retry_deadline;
+        let mut deadline = super::deadline_after(retry_deadline);
         let mut backoff = Duration::from_millis(5);
         // Each call opens a stream at least once whatever the deadline (a zero retry deadline
         // means one attempt), so a failure always has a reason.
@@ -170,7 +170,7 @@ impl RemoteSubscription {
                         self.fail_over(why);
                     }
                     // Progress: the node serves us; the deadline counts from the last progress.
-                    deadline = tokio::time::Instant::now() + retry_deadline;
+                    deadline = super::deadline_after(retry_deadline);
                     backoff = Duration::from_millis(5);
                 }
                 Ok(None) => self.fail_over("the node ended the subscription".into()),

@@ -31,10 +31,14 @@ pub(crate) struct ClusterArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) attempt_timeout_ms: u64,
     /// How long a request is retried across failures and leader changes before the command
-    /// fails, in seconds; 0 makes one attempt.
-    #[arg(long, default_value_t = 30, value_name = "S")]
+    /// fails, in seconds (at most a year); 0 makes one attempt.
+    #[arg(long, default_value_t = 30, value_name = "S",
+          value_parser = clap::value_parser!(u64).range(0..=RETRY_S_MAX))]
     pub(crate) retry_s: u64,
 }
+
+/// The longest `--retry-s`: a year.
+const RETRY_S_MAX: u64 = 365 * 24 * 3600;
 
 impl ClusterArgs {
     pub(crate) fn client_config(&self) -> ClientConfig {
