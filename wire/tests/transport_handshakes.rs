@@ -62,3 +62,33 @@ async fn attempts_beyond_the_handshake_maximum_are_refused() {
     assert!(stats.handshakes_refused >= 1, "{stats:?}");
     assert_eq!(stats.handshake_retries, 0, "{stats:?}");
 }
+
+/// A client certificate passes TLS on the peer protocol too (its name is checked against the
+/// Hello's node once both streams' Hellos are read): the first frame of such a stream is
+/// refused at its header when it declares more than a Hello could hold, so the node closes the
+/// connection at once instead of buffering a frame of up to the frame limit (16 MiB) per stream
+/// until the set-up timeout (5 s). (Found by a review: it took 8 MiB per connection, with no
+/// client slot or budget charged.)
+#[tokio::test]
+async fn a_first_peer_frame_larger_than_a_hello_is_refused_at_its_header() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let (node, _events) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
+    let tuning = QuicTuning::default();
+    let endpoint = open_endpoint(loopback(), None, &tuning).unwrap();
+    let peer_config =
+        client_config(&client_identity(&ca), raftwal_wire::tls::ALPN_PEER, &tuning).unwrap();
+    let name = raftwal_wire::tls::names::node_name(ca.cluster(), NodeId(1));
+    let rogue = endpoint
+        .connect_with(peer_config, node.local_addr().unwrap(), &name)
+        .unwrap()
+        .await
+        .unwrap();
+    // A Hello header (version 1, type 0x01) declaring an 8 MiB body, and 64 KiB of it.
+    let mut frame = vec![1u8, 0x01, 0, 0];
+    frame.extend_from_slice(&(8u32 << 20).to_le_bytes());
+    frame.extend(std::iter::repeat_n(0u8, 64 << 10));
+    let mut stream = rogue.open_uni().await.unwrap();
+    let _ = stream.write_all(&frame).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(2), rogue.closed()).await;
+    assert!(closed.is_ok(), "the node still holds the connection, buffering the frame");
+}

@@ -100,6 +100,12 @@ impl FrameAssembler {
         }
     }
 
+    /// Checks the frames whose headers come next against `limits` instead (a stream whose first
+    /// frame is bounded more tightly than the rest).
+    pub fn set_limits(&mut self, limits: FrameLimits) {
+        self.limits = limits;
+    }
+
     /// Queues a chunk received from the stream.
     pub fn push(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {

@@ -54,6 +54,12 @@ impl FrameLimits {
         Ok(FrameLimits { frame_size_bytes_max })
     }
 
+    /// The smallest limits there are (a frame body of at most 4 KiB): for reading what must be
+    /// small, such as the Hello that opens a peer stream, before the sender is known.
+    pub fn smallest() -> FrameLimits {
+        FrameLimits { frame_size_bytes_max: FRAME_SIZE_BYTES_FLOOR }
+    }
+
     /// The largest frame body accepted, in bytes.
     #[inline]
     pub fn frame_size_bytes_max(&self) -> u32 {

@@ -18,7 +18,7 @@
 use super::queue::SendQueue;
 use super::reader::{FrameReader, ReadFrameError};
 use super::{bump, close_code, serve_client, InboundMessage, PeerEntry, Shared, TransportEvent};
-use crate::codec::{decode_peer_frame, Hello, PeerFrame, StreamKind};
+use crate::codec::{decode_peer_frame, FrameLimits, Hello, PeerFrame, StreamKind};
 use crate::message::MessageBody;
 use crate::tls::names::node_name;
 use crate::tls::{check_peer_name, ALPN_CLIENT, ALPN_PEER};
@@ -200,8 +200,12 @@ async fn accept_streams(
     let mut bulk = None;
     for _ in 0..2 {
         let stream = connection.accept_uni().await?;
-        let mut reader = FrameReader::new(stream, limits);
+        // The Hello is 17 bytes and comes before the sender's name is checked (a client
+        // certificate passes TLS on this protocol too): a larger first frame is refused at its
+        // header rather than buffered up to the frame limit.
+        let mut reader = FrameReader::new(stream, FrameLimits::smallest());
         let hello = read_hello(&mut reader).await?;
+        reader.set_limits(limits);
         let slot = match hello.stream {
             StreamKind::Control => &mut control,
             StreamKind::Bulk => &mut bulk,

@@ -49,6 +49,11 @@ impl FrameReader {
         FrameReader { stream, assembler: FrameAssembler::new(limits) }
     }
 
+    /// Checks the frames whose headers come next against `limits` instead.
+    pub(crate) fn set_limits(&mut self, limits: FrameLimits) {
+        self.assembler.set_limits(limits);
+    }
+
     /// The next frame, or `None` when the stream ended cleanly between frames.
     pub(crate) async fn next(&mut self) -> Result<Option<RawFrame>, ReadFrameError> {
         loop {
