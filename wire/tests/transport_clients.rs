@@ -15,6 +15,7 @@ use raftwal_wire::tls::names::cluster_name;
 use raftwal_wire::tls::ALPN_CLIENT;
 use raftwal_wire::transport::*;
 use raftwal_wire::types::*;
+use std::time::Duration;
 use support::*;
 
 fn append_request(seq: u64, size: usize) -> ClientRequest {
@@ -413,4 +414,123 @@ async fn answers_a_client_does_not_read_stay_within_the_response_window() {
     drop(latest);
     t1.close();
     endpoint.close(0u32.into(), b"");
+}
+
+fn one_mib_append(seq: u64) -> ClientRequest {
+    let payload = Bytes::from(vec![seq as u8; 1024 * 1024]);
+    ClientRequest::Append(AppendRequest {
+        log: LogId(7),
+        tagged: TaggedPayload::new(ClientId(42), ClientSeq(seq), payload),
+    })
+}
+
+/// `ClientConnection::request` sends requests in call order, also once the session window is
+/// full and every caller waits for room: joined appends of one client (tokio::join! rotates
+/// which future it polls first) reach the node in call order. (Found by a review: whichever
+/// waiter was polled first after the wake-up pushed first, and sequence n+1 reached the node
+/// before n.)
+#[tokio::test]
+async fn joined_requests_are_sent_in_call_order_after_the_window_fills() {
+    // The runtime is deterministic; the application's other work (a ticker of a few periods)
+    // decides which joined future is polled first after a wake-up.
+    for tick_ms in 1..=13u64 {
+        let seen = joined_requests_scenario(tick_ms).await;
+        let mut sorted = seen.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            seen, sorted,
+            "appends of one client (sequence numbers in call order 0..12) reached the node out \
+             of call order (ticker {tick_ms} ms)"
+        );
+    }
+}
+
+async fn joined_requests_scenario(tick_ms: u64) -> Vec<u64> {
+    let ca = ClusterCa::generate(None).unwrap();
+    let mut config = fast_config(1, loopback());
+    // The node holds one admitted request (and reads one more) at a time, and takes little
+    // from QUIC, so the client's 4 MiB session window fills.
+    config.client_connection_memory_bytes = 1;
+    config.quic.stream_receive_window_bytes = 64 * 1024;
+    config.quic.connection_receive_window_bytes = 128 * 1024;
+    let (node, mut events) = start(config, &node_identity(&ca, 1));
+    let client = ClientEndpoint::open(
+        &client_identity(&ca),
+        loopback(),
+        &QuicTuning::default(),
+        FrameLimits::default(),
+    )
+    .unwrap();
+    let conn = client.connect(node.local_addr().unwrap()).await.unwrap();
+
+    // The shard: answers requests one by one, slowly, recording their sequence numbers.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shard_done = done.clone();
+    let shard = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut seen = Vec::new();
+        while seen.len() < 12 {
+            let event = wait_for(&mut events, |e| match e {
+                TransportEvent::ClientRequest(r) => Some(r),
+                _ => None,
+            })
+            .await;
+            let ClientRequest::Append(a) = &event.request else { panic!() };
+            seen.push(a.tagged.seq().get());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let answer = ClientResponse::Appended(Appended {
+                log: LogId(7),
+                index: LogIndex(seen.len() as u64),
+                term: Term(1),
+            });
+            event.responder.respond(&answer).unwrap();
+        }
+        shard_done.store(true, std::sync::atomic::Ordering::Relaxed);
+        seen
+    });
+    // Something else the application joins with the requests (here a ticker), as any program
+    // doing other work next to its requests does: it makes the join poll more often.
+    let ticker = async {
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(tick_ms)).await;
+        }
+    };
+
+    let (r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11) = (
+        one_mib_append(0),
+        one_mib_append(1),
+        one_mib_append(2),
+        one_mib_append(3),
+        one_mib_append(4),
+        one_mib_append(5),
+        one_mib_append(6),
+        one_mib_append(7),
+        one_mib_append(8),
+        one_mib_append(9),
+        one_mib_append(10),
+        one_mib_append(11),
+    );
+    let results = tokio::time::timeout(DEADLINE, async {
+        tokio::join!(
+            conn.request(&r0),
+            conn.request(&r1),
+            conn.request(&r2),
+            conn.request(&r3),
+            conn.request(&r4),
+            conn.request(&r5),
+            conn.request(&r6),
+            conn.request(&r7),
+            conn.request(&r8),
+            conn.request(&r9),
+            conn.request(&r10),
+            conn.request(&r11),
+            ticker,
+        )
+    })
+    .await
+    .unwrap();
+    results.0.unwrap();
+    let seen = shard.await.unwrap();
+    node.close();
+    seen
 }

@@ -123,6 +123,7 @@ impl ClientEndpoint {
             queue,
             pending: Mutex::new(Pending { waiting: HashMap::new(), failed: None }),
             next_id: AtomicU64::new(1),
+            send_turn: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(read_answers(
             session.clone(),
@@ -156,6 +157,10 @@ struct Session {
     queue: Arc<SendQueue>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
+    /// Requests take turns to enter the send queue, first come first served (tokio's mutex
+    /// queues its waiters in order): when the window is full, every waiter wakes at once, and
+    /// without turns whichever ran first would be sent first.
+    send_turn: tokio::sync::Mutex<()>,
 }
 
 impl Session {
@@ -215,16 +220,20 @@ impl ClientConnection {
             pending.waiting.insert(id, tx);
         }
         let _give_up = GiveUp { session: &self.session, id };
-        loop {
-            match self.session.queue.push_with(false, |enc| enc.encode_request(id, request)) {
-                Ok(()) => break,
-                Err(PushError::WindowFull) => {
-                    if !self.session.queue.wait_for_room().await {
-                        break; // Closed: the reader reports why through the pending entry.
+        {
+            // Held until the request is queued, not while it is answered.
+            let _turn = self.session.send_turn.lock().await;
+            loop {
+                match self.session.queue.push_with(false, |enc| enc.encode_request(id, request)) {
+                    Ok(()) => break,
+                    Err(PushError::WindowFull) => {
+                        if !self.session.queue.wait_for_room().await {
+                            break; // Closed: the reader reports why through the pending entry.
+                        }
                     }
+                    Err(PushError::Closed) => break,
+                    Err(PushError::Encode(e)) => return Err(RequestError::Encode(e)),
                 }
-                Err(PushError::Closed) => break,
-                Err(PushError::Encode(e)) => return Err(RequestError::Encode(e)),
             }
         }
         match rx.await {
