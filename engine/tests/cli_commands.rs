@@ -294,14 +294,21 @@ fn a_dev_cluster_serves_append_read_status_tail_and_compact() {
     assert!(dev.proc.wait(T).success(), "dev exits cleanly on Ctrl-C");
 }
 
-#[test]
-fn an_unreachable_cluster_fails_the_append_with_an_error_line() {
+/// A one-node cluster's certificates (in a temporary directory, kept while the first value
+/// lives) and an address where no node listens: (directory, TLS directory, address).
+fn certs_and_no_node() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let tls = dir.path().join("tls");
     let (status, _, _) = run(&["certs", "--out", tls.to_str().unwrap(), "--nodes", "1"], b"");
     assert!(status.success());
-    let nowhere = free_udp_addr().to_string();
-    let tls_dir = tls.to_str().unwrap();
+    let tls = tls.to_str().unwrap().to_owned();
+    (dir, tls, free_udp_addr().to_string())
+}
+
+#[test]
+fn an_unreachable_cluster_fails_the_append_with_an_error_line() {
+    let (_dir, tls_dir, nowhere) = certs_and_no_node();
+    let tls_dir = tls_dir.as_str();
     // `append` of `input` to no node, retrying for `retry_s` seconds.
     let append_nowhere = |retry_s: &str, input: &[u8]| {
         let args = ["append", "--cluster", &nowhere, "--tls-dir", tls_dir];
@@ -454,12 +461,8 @@ fn serve_refuses_bad_starts_with_clear_messages() {
 /// (Found by a review: `read` panicked with status 101, adding it to `Instant::now()`.)
 #[test]
 fn a_huge_retry_s_is_refused_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = dir.path().join("tls");
-    let (status, _, _) = run(&["certs", "--out", tls.to_str().unwrap(), "--nodes", "1"], b"");
-    assert!(status.success());
-    let nowhere = free_udp_addr().to_string();
-    let tls_dir = tls.to_str().unwrap();
+    let (_dir, tls_dir, nowhere) = certs_and_no_node();
+    let tls_dir = tls_dir.as_str();
     for command in ["read", "append"] {
         let (status, out, err) = run(
             &[

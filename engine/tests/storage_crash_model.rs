@@ -150,14 +150,7 @@ fn run(seed: u64, steps: usize, options: LogOptions, nospace: bool) {
         disk.set_faults(SimFaults { reorder_seed: Some(seed), ..SimFaults::default() });
     }
     let (mut log, _) = LogStore::open(dir, options, disk.clone()).expect("open");
-    let mut model = Model {
-        entries: Vec::new(),
-        first: 1,
-        durable: 0,
-        term: 1,
-        hard_state: HardState::default(),
-        prev_term: Some(0),
-    };
+    let mut model = Model::empty(Some(0));
     for step in 0..steps {
         let ctx = format!("seed {seed} step {step}");
         if rng.below(4) == 0 && disk.faults().crash_at_point.is_none() {

@@ -123,14 +123,7 @@ fn run(ops: Vec<Op>, direct_io: bool, zero_fill: ZeroFill) {
     let disk = Rc::new(SimDisk::new());
     let options = LogOptions { zero_fill, ..small_options(direct_io) };
     let (mut log, _) = LogStore::open(dir, options, disk.clone()).expect("open");
-    let mut model = Model {
-        entries: Vec::new(),
-        first: 1,
-        durable: 0,
-        term: 1,
-        hard_state: HardState::default(),
-        prev_term: None,
-    };
+    let mut model = Model::empty(None);
     for op in ops {
         match op {
             Op::Append { count, term_bump } => {

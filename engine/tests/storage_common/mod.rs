@@ -154,6 +154,18 @@ pub struct LogModel {
 }
 
 impl LogModel {
+    /// A new log's model: no entry, nothing durable, term 1, the default hard state.
+    pub fn empty(prev_term: Option<u64>) -> LogModel {
+        LogModel {
+            entries: Vec::new(),
+            first: 1,
+            durable: 0,
+            term: 1,
+            hard_state: HardState::default(),
+            prev_term,
+        }
+    }
+
     pub fn last(&self) -> u64 {
         self.first + self.entries.len() as u64 - 1
     }
