@@ -92,3 +92,29 @@ async fn a_first_peer_frame_larger_than_a_hello_is_refused_at_its_header() {
     let closed = tokio::time::timeout(std::time::Duration::from_secs(2), rogue.closed()).await;
     assert!(closed.is_ok(), "the node still holds the connection, buffering the frame");
 }
+
+/// A connection on the peer protocol that never sends its Hellos is closed once the set-up
+/// time is up: one deadline for the TLS handshake and the Hellos together, counted from the
+/// connection's arrival.
+#[tokio::test]
+async fn a_peer_connection_without_hellos_is_closed_when_the_setup_time_is_up() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let mut config = fast_config(1, loopback());
+    config.setup_timeout = std::time::Duration::from_millis(400);
+    let (node, _events) = start(config, &node_identity(&ca, 1));
+    let tuning = QuicTuning::default();
+    let endpoint = open_endpoint(loopback(), None, &tuning).unwrap();
+    let peer_config =
+        client_config(&node_identity(&ca, 2), raftwal_wire::tls::ALPN_PEER, &tuning).unwrap();
+    let name = raftwal_wire::tls::names::node_name(ca.cluster(), NodeId(1));
+    let started = tokio::time::Instant::now();
+    let silent = endpoint
+        .connect_with(peer_config, node.local_addr().unwrap(), &name)
+        .unwrap()
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), silent.closed()).await;
+    assert!(closed.is_ok(), "a connection that sent no Hello is still open after 5 s");
+    let after = started.elapsed();
+    assert!(after >= std::time::Duration::from_millis(300), "closed before its time: {after:?}");
+}

@@ -141,7 +141,8 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let connection = match tokio::time::timeout(shared.config.setup_timeout, connecting).await {
+    let deadline = setup_deadline(&shared);
+    let connection = match tokio::time::timeout_at(deadline, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             // Certificates from another CA, or no certificate, end here.
@@ -161,7 +162,7 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|d| d.protocol);
     match alpn.as_deref() {
-        Some(p) if p == ALPN_PEER => accept_peer(shared, connection).await,
+        Some(p) if p == ALPN_PEER => accept_peer(shared, connection, deadline).await,
         Some(p) if p == ALPN_CLIENT => serve_client::serve(shared, connection).await,
         _ => {
             // rustls only completes a handshake on an ALPN we offered; keep the refusal anyway.
@@ -371,7 +372,18 @@ async fn read_stream(
     error.close(&shared, &connection, &who);
 }
 
-async fn accept_peer(shared: Arc<Shared>, connection: quinn::Connection) {
+/// When a link's set-up (the TLS handshake and the Hellos together) must be done by.
+fn setup_deadline(shared: &Shared) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(shared.config.setup_timeout)
+        .unwrap_or(now + std::time::Duration::from_secs(3600))
+}
+
+async fn accept_peer(
+    shared: Arc<Shared>,
+    connection: quinn::Connection,
+    deadline: tokio::time::Instant,
+) {
     let remote = connection.remote_address();
     let who = format!("peer at {remote}");
     let setup = async {
@@ -395,7 +407,7 @@ async fn accept_peer(shared: Arc<Shared>, connection: quinn::Connection) {
         let queues = open_streams(&shared, &connection, hello.node).await?;
         Ok((hello.node, queues, (control_reader, bulk_reader)))
     };
-    match tokio::time::timeout(shared.config.setup_timeout, setup).await {
+    match tokio::time::timeout_at(deadline, setup).await {
         Ok(Ok((peer, queues, readers))) => {
             run_link(shared, connection, peer, queues, readers).await
         }
@@ -440,7 +452,8 @@ async fn dial_once(shared: &Arc<Shared>, peer: NodeId, addr: SocketAddr) -> Resu
         .endpoint
         .connect_with(shared.peer_client_config.clone(), addr, &name)
         .map_err(|e| e.to_string())?;
-    let connection = match tokio::time::timeout(shared.config.setup_timeout, connecting).await {
+    let deadline = setup_deadline(shared);
+    let connection = match tokio::time::timeout_at(deadline, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(quinn::ConnectionError::TransportError(e))) => {
             // A certificate that is not the expected node of this cluster (another CA, another
@@ -481,7 +494,7 @@ async fn dial_once(shared: &Arc<Shared>, peer: NodeId, addr: SocketAddr) -> Resu
         }
         Ok((queues, (control_reader, bulk_reader)))
     };
-    match tokio::time::timeout(shared.config.setup_timeout, setup).await {
+    match tokio::time::timeout_at(deadline, setup).await {
         Ok(Ok((queues, readers))) => {
             run_link(shared.clone(), connection, peer, queues, readers).await;
             Ok(())
