@@ -233,6 +233,15 @@ pub enum ClientRequest {
 }
 
 impl ClientRequest {
+    /// Memory the decoded request holds beyond its frame's bytes (which its payloads share):
+    /// a batch's items. The node's inbound budget charges the frame's size plus this.
+    pub fn decoded_extra_bytes(&self) -> usize {
+        match self {
+            ClientRequest::AppendBatch(r) => r.items.len() * std::mem::size_of::<TaggedPayload>(),
+            _ => 0,
+        }
+    }
+
     /// The log the request is about (the node routes it to the shard that owns that log).
     pub fn log(&self) -> LogId {
         match self {

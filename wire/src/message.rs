@@ -168,6 +168,19 @@ pub struct LogStart {
 }
 
 impl Message {
+    /// Memory the decoded message holds beyond its frame's bytes (which its entries' data
+    /// share): its lists' elements. Inbound budgets charge the frame's size plus this, so that
+    /// a frame of many tiny entries is counted for what it takes once decoded.
+    pub fn decoded_extra_bytes(&self) -> usize {
+        match &self.body {
+            MessageBody::AppendEntries(a) => a.entries.len() * std::mem::size_of::<Entry>(),
+            MessageBody::LogStart(l) => {
+                l.client_seqs.len() * std::mem::size_of::<(ClientId, ClientSeq)>()
+            }
+            _ => 0,
+        }
+    }
+
     /// A short name of the message kind, for logs and traces.
     pub fn kind_name(&self) -> &'static str {
         match &self.body {

@@ -205,7 +205,12 @@ async fn subscribers_that_do_not_read_stay_within_the_connection_and_node_budget
         "one connection's unread subscriptions were accepted {accepted_a} bytes, budget \
          {connection_budget}"
     );
-    assert!(accepted_a >= connection_budget, "the budget is used: {accepted_a}");
+    // The subscriptions themselves hold part of the budget.
+    let subscriptions_held = streams * SUBSCRIPTION_HELD_BYTES as usize;
+    assert!(
+        accepted_a + subscriptions_held >= connection_budget,
+        "the budget is used: {accepted_a}"
+    );
     assert!(limits.memory_bytes() >= connection_budget - BATCH_BYTES);
 
     // A second connection has a share of its own.
@@ -220,14 +225,11 @@ async fn subscribers_that_do_not_read_stay_within_the_connection_and_node_budget
         "{held} bytes held for clients, node budget {node_budget}"
     );
 
-    // The node's budget is spent: a third connection's subscription has an empty window but no
-    // room, and its Status request is not read.
+    // The node's budget is spent: a third connection's Subscribe and Status request are not
+    // read (a subscription is charged for itself too).
     let c = client(&ca, &tuning);
     let conn_c = c.connect(addr).await.unwrap();
-    let (_subs_c, sinks_c) = subscribe(&conn_c, &mut e1, 1).await;
-    let sink_c = &sinks_c[0];
-    assert!(!sink_c.has_room());
-    assert_eq!(sink_c.try_send(&batch(1)), Err(SinkError::Full));
+    let _sub_c = conn_c.subscribe(SubscribeRequest { log: LogId(7), from: LogIndex(1) }).await;
     let status = ClientRequest::Status(StatusRequest { log: LogId(1) });
     let request_c = conn_c.request(&status);
     tokio::pin!(request_c);
@@ -240,8 +242,8 @@ async fn subscribers_that_do_not_read_stay_within_the_connection_and_node_budget
     .await;
     assert!(early.is_err(), "the node read a request with its client budget spent");
 
-    // The first connection's subscribers read: room is made, the third subscription goes on and
-    // the waiting request is read and answered.
+    // The first connection's subscribers read: room is made, the third subscription is
+    // delivered and takes a batch, and the waiting request is read and answered.
     let reader = async {
         for (sub, accepted) in subs_a.iter_mut().zip(&accepted_each_a) {
             let mut got = 0usize;
@@ -250,15 +252,99 @@ async fn subscribers_that_do_not_read_stay_within_the_connection_and_node_budget
             }
         }
     };
-    let (_, ready) = tokio::join!(reader, tokio::time::timeout(DEADLINE, sink_c.ready()));
-    ready.expect("room was made").unwrap();
+    // Both the Subscribe and the Status request are delivered now (in either order).
+    let delivered = async {
+        let mut sink = None;
+        let mut status = None;
+        while sink.is_none() || status.is_none() {
+            match e1.recv().await.expect("transport closed") {
+                TransportEvent::Subscribe(s) => sink = Some(s.sink),
+                TransportEvent::ClientRequest(r) => status = Some(r.responder),
+                _ => {}
+            }
+        }
+        (sink.unwrap(), status.unwrap())
+    };
+    let (_, delivered) = tokio::join!(reader, tokio::time::timeout(DEADLINE, delivered));
+    let (sink_c, responder) = delivered.expect("room was made");
+    tokio::time::timeout(DEADLINE, sink_c.ready()).await.unwrap().unwrap();
     sink_c.try_send(&batch(1)).unwrap();
-    let (answer, ()) = tokio::join!(request_c, answer_status(&mut e1));
+    responder
+        .respond(&ClientResponse::NotLeader(NotLeader { log: LogId(1), leader: None }))
+        .unwrap();
+    let answer = tokio::time::timeout(DEADLINE, request_c).await.unwrap();
     assert!(matches!(answer.unwrap(), ClientResponse::NotLeader(_)));
     t1.close();
     for endpoint in [a, b, c] {
         endpoint.close();
     }
+}
+
+/// A subscription is charged for itself from the moment it is admitted until the shard drops
+/// its sink, and its Subscribe holds inbound credit while it waits for the shard: a client that
+/// opens and drops subscriptions while the shard does not take them cannot queue them without
+/// bound. A connection whose budget holds three subscriptions gets three delivered, however
+/// many it opens, until the shard drops one.
+#[tokio::test]
+async fn subscriptions_waiting_for_the_shard_or_living_are_charged_to_the_budgets() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let held = SUBSCRIPTION_HELD_BYTES as usize;
+    let limits = ClientLimits::new(16, 1 << 30);
+    let mut config = fast_config(1, loopback());
+    config.client_connection_memory_bytes = 3 * held;
+    config.client_limits = limits.clone();
+    let (t1, mut e1) = start(config, &node_identity(&ca, 1));
+    let tuning = QuicTuning::default();
+    let endpoint = client(&ca, &tuning);
+    let conn = endpoint.connect(t1.local_addr().unwrap()).await.unwrap();
+
+    // The shard lags: it takes no event while the client opens ten subscriptions and drops
+    // each at once.
+    for _ in 0..10 {
+        let request = SubscribeRequest { log: LogId(7), from: LogIndex(1) };
+        drop(conn.subscribe(request).await.unwrap());
+    }
+    wait_until(|| limits.memory_bytes() == 3 * held).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut waiting = Vec::new();
+    while let Some(event) = e1.try_recv() {
+        match event {
+            TransportEvent::Subscribe(s) => waiting.push(s),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(waiting.len(), 3, "subscriptions admitted beyond the connection's budget");
+    assert_eq!(limits.memory_bytes(), 3 * held);
+
+    // The shard takes them and ends them (their subscribers are gone): the charges are given
+    // back and the next three are admitted.
+    for event in waiting.drain(..) {
+        event.sink.end(None);
+    }
+    for _ in 0..3 {
+        let event = wait_for(&mut e1, |e| match e {
+            TransportEvent::Subscribe(s) => Some(s),
+            _ => None,
+        })
+        .await;
+        waiting.push(event);
+    }
+    wait_until(|| limits.memory_bytes() == 3 * held).await;
+    // A live subscription's sink holds its charge after the shard took the event.
+    let sinks: Vec<SubscriptionSink> = waiting.drain(..).map(|e| e.sink).collect();
+    assert_eq!(limits.memory_bytes(), 3 * held);
+    drop(sinks);
+    // The last four are admitted as room is made, and all is given back once they end.
+    for _ in 0..4 {
+        wait_for(&mut e1, |e| match e {
+            TransportEvent::Subscribe(s) => Some(s),
+            _ => None,
+        })
+        .await;
+    }
+    wait_until(|| limits.memory_bytes() == 0).await;
+    t1.close();
+    endpoint.close();
 }
 
 /// A transport whose runtime ends without closing it (a shard thread that stops, while the

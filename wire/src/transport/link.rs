@@ -355,9 +355,15 @@ async fn read_stream(
         if is_bulk != (kind == StreamKind::Bulk) {
             break LinkError::Protocol(format!("{} on the {kind:?} stream", message.kind_name()));
         }
-        let budget = if is_bulk { &shared.bulk_credit } else { &shared.control_credit };
-        // The budget was rounded up to at least one frame, so one frame's cost always fits;
-        // the conversion cannot fail because frames are bounded far below u32::MAX.
+        let (budget, capacity) = if is_bulk {
+            (&shared.bulk_credit, shared.bulk_credit_bytes)
+        } else {
+            (&shared.control_credit, shared.control_credit_bytes)
+        };
+        // The frame and what decoding added to it (a frame of many tiny entries takes several
+        // times its size once decoded), but never more than the whole budget, which was
+        // rounded up to at least one frame: a message always fits an empty budget.
+        let cost = cost.saturating_add(message.decoded_extra_bytes()).min(capacity);
         let cost = u32::try_from(cost).unwrap_or(u32::MAX);
         let credit = tokio::select! {
             credit = budget.clone().acquire_many_owned(cost) => match credit {

@@ -30,7 +30,8 @@
 //! 2. Each stream's queue holds at most its window (plus one frame); a refused send is reported
 //!    ([`SendError::WindowFull`]) and later followed by [`TransportEvent::Writable`].
 //! 3. Incoming messages wait in the event channel only while they hold credit from a byte budget
-//!    (bulk and control separately); when it is spent, the stream readers stop reading, QUIC flow
+//!    (bulk and control separately), for their frame's size plus what decoding added
+//!    ([`Message::decoded_extra_bytes`]), at most the whole budget; when it is spent, the stream readers stop reading, QUIC flow
 //!    control stops the sender, and the sender's window fills: backpressure end to end.
 //! 4. Every message delivered came from the authenticated peer (`from` is the peer's node id,
 //!    `to` is ours) on the stream its kind belongs to; anything else closes the connection.
@@ -52,7 +53,7 @@ pub use quic::{
 pub use serve_client::{
     read_answer_body_bytes_max, ClientRequestEvent, RespondError, Responder, SinkError,
     SubscribeEvent, SubscriptionSink, READ_ANSWER_ENTRY_OVERHEAD_BYTES, READ_ANSWER_FIXED_BYTES,
-    READ_ANSWER_PAYLOAD_BYTES_MAX,
+    READ_ANSWER_PAYLOAD_BYTES_MAX, SUBSCRIPTION_HELD_BYTES,
 };
 
 use crate::codec::{EncodeError, FrameLimits};
@@ -308,6 +309,9 @@ struct Shared {
     peers: Mutex<HashMap<NodeId, PeerEntry>>,
     bulk_credit: Arc<Semaphore>,
     control_credit: Arc<Semaphore>,
+    /// The budgets' sizes (each at least one frame).
+    bulk_credit_bytes: usize,
+    control_credit_bytes: usize,
     counters: Counters,
     shutdown: watch::Sender<bool>,
     next_link_id: AtomicU64,
@@ -360,6 +364,8 @@ impl Transport {
             peers: Mutex::new(HashMap::new()),
             bulk_credit: Arc::new(Semaphore::new(bulk)),
             control_credit: Arc::new(Semaphore::new(control)),
+            bulk_credit_bytes: bulk,
+            control_credit_bytes: control,
             counters: Counters::default(),
             shutdown: watch::channel(false).0,
             next_link_id: AtomicU64::new(1),

@@ -22,7 +22,7 @@
 //!    and peers are not affected.
 //! 5. Beyond the per-stream bounds, everything a connection makes the node hold (requests
 //!    waiting for an answer with the room reserved for it, queued answers and subscription
-//!    batches) is charged to the connection's budget and the node's (`budget.rs`): no request is
+//!    batches, and each subscription itself, [`SUBSCRIPTION_HELD_BYTES`]) is charged to the connection's budget and the node's (`budget.rs`): no request is
 //!    admitted and no batch queued while either is full (a stream may hold the one request it
 //!    read while it waits for admission, uncharged: it cannot know the budgets' room before it
 //!    reads, and charging it first would let waiting streams hold the budget among themselves). A node serves at most
@@ -102,6 +102,12 @@ pub(crate) const ANSWER_MESSAGE_BYTES_MAX: usize = 1024;
 /// request id and the largest fixed fields (a `Status`, a `NotLeader` with its hint), or an
 /// error with a message of at most [`ANSWER_MESSAGE_BYTES_MAX`] bytes.
 const SMALL_ANSWER_BYTES_MAX: usize = 2048;
+
+/// Bytes counted for a subscription besides its queued batches (its queue, its writer task, its
+/// QUIC stream, its cursor in the log's subscriber list), generously: charged to its
+/// connection's and the node's budgets from admission until the subscription ends, and the
+/// inbound credit its Subscribe holds until the shard takes it.
+pub const SUBSCRIPTION_HELD_BYTES: u32 = 4096;
 
 /// Payload bytes a Read's answer carries at most besides its first entry, whatever the Read
 /// asked for.
@@ -243,6 +249,9 @@ pub struct SubscribeEvent {
     pub request: SubscribeRequest,
     /// Where committed entries go.
     pub sink: SubscriptionSink,
+    /// Credit from the connection's inbound budget while the event waits for the shard: given
+    /// back when the shard has taken the request and the sink out of it.
+    _credit: OwnedSemaphorePermit,
 }
 
 /// The outgoing side of one subscription: batches of committed entries, bounded by a window.
@@ -251,6 +260,9 @@ pub struct SubscriptionSink {
     out: Arc<StreamOut>,
     id: RequestId,
     log: LogId,
+    /// The subscription's own memory, [`SUBSCRIPTION_HELD_BYTES`], charged to the connection's
+    /// and the node's budgets while it lives.
+    _held: HeldCharge,
 }
 
 impl SubscriptionSink {
@@ -317,7 +329,8 @@ pub(super) async fn serve(shared: Arc<Shared>, connection: quinn::Connection) {
         return;
     };
     let frame_max = shared.config.frame_limits.frame_size_bytes_max() as usize;
-    let budget = Arc::new(Semaphore::new(shared.config.client_inbound_budget_bytes.max(frame_max)));
+    let budget_bytes = shared.config.client_inbound_budget_bytes.max(frame_max);
+    let budget = Arc::new(Semaphore::new(budget_bytes));
     let charge = ClientCharge {
         connection: Arc::new(ByteBudget::new(shared.config.client_connection_memory_bytes)),
         node: limits.node_budget(),
@@ -331,6 +344,7 @@ pub(super) async fn serve(shared: Arc<Shared>, connection: quinn::Connection) {
                     send,
                     recv,
                     budget.clone(),
+                    budget_bytes,
                     charge.clone(),
                 ));
             }
@@ -360,6 +374,7 @@ async fn serve_stream(
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     budget: Arc<Semaphore>,
+    budget_bytes: usize,
     charge: ClientCharge,
 ) {
     let config = &shared.config;
@@ -380,11 +395,15 @@ async fn serve_stream(
                 return;
             }
         };
-        let cost = u32::try_from(frame.body().len().max(1)).unwrap_or(u32::MAX);
+        let frame_bytes = frame.body().len().max(1);
         let (id, request) = match decode_client_request(frame) {
             Ok(r) => r,
             Err(e) => return protocol_error(&shared, &connection, e.to_string()),
         };
+        // The frame and what decoding added to it, within the budget (at least one frame), so
+        // that a request always fits an empty budget.
+        let cost = frame_bytes.saturating_add(request.decoded_extra_bytes()).min(budget_bytes);
+        let cost = u32::try_from(cost).unwrap_or(u32::MAX);
         if subscribed {
             return protocol_error(
                 &shared,
@@ -419,8 +438,21 @@ async fn serve_stream(
         };
         if let ClientRequest::Subscribe(request) = request {
             subscribed = true;
-            let sink = SubscriptionSink { out, id, log: request.log };
-            shared.emit(TransportEvent::Subscribe(SubscribeEvent { request, sink }));
+            // A subscription waits for the shard, and then lives, with memory of its own (its
+            // queue, its writer task, its place in the log's subscriber list): admitted and
+            // charged like a request, so that a client that opens and drops subscriptions
+            // faster than the shard takes them cannot queue them without bound.
+            let cost = SUBSCRIPTION_HELD_BYTES.min(u32::try_from(budget_bytes).unwrap_or(u32::MAX));
+            let Some(credit) = admit(&budget, &charge, &connection, cost).await else {
+                return;
+            };
+            let held = HeldCharge::new(charge.clone(), SUBSCRIPTION_HELD_BYTES as usize);
+            let sink = SubscriptionSink { out, id, log: request.log, _held: held };
+            shared.emit(TransportEvent::Subscribe(SubscribeEvent {
+                request,
+                sink,
+                _credit: credit,
+            }));
             continue;
         }
         // Stop reading while the client does not read its answers (their room in the window is
@@ -433,31 +465,10 @@ async fn serve_stream(
         if !out.queue.reserve(reserved_bytes).await {
             return;
         }
-        // The waits below race the connection's end, and `Connection::closed` takes quinn's
-        // connection lock and registers a waker: only when there is something to wait for, not
-        // once per request.
-        let credit = match budget.clone().try_acquire_many_owned(cost) {
-            Ok(credit) => Some(credit),
-            Err(_) => tokio::select! {
-                credit = budget.clone().acquire_many_owned(cost) => credit.ok(),
-                _ = connection.closed() => None,
-            },
-        };
-        // The semaphore is never closed: no credit means the connection is gone.
-        let Some(credit) = credit else {
+        let Some(credit) = admit(&budget, &charge, &connection, cost).await else {
             out.queue.release(reserved_bytes);
             return;
         };
-        // And while the connection, or all clients of the node together, hold too much.
-        let room = charge.has_room()
-            || tokio::select! {
-                _ = charge.wait_for_room() => true,
-                _ = connection.closed() => false,
-            };
-        if !room {
-            out.queue.release(reserved_bytes);
-            return;
-        }
         let held = HeldCharge::new(charge.clone(), cost as usize + reserved_bytes);
         let responder = Responder {
             out,
@@ -470,6 +481,34 @@ async fn serve_stream(
         };
         shared.emit(TransportEvent::ClientRequest(ClientRequestEvent { request, responder }));
     }
+}
+
+/// Waits until a connection may have one more request (or subscription) of `cost` bytes waiting
+/// for the shard: credit from its inbound budget, then room in its and the node's memory
+/// budgets. `None` when the connection is gone first.
+async fn admit(
+    budget: &Arc<Semaphore>,
+    charge: &ClientCharge,
+    connection: &quinn::Connection,
+    cost: u32,
+) -> Option<OwnedSemaphorePermit> {
+    // The waits race the connection's end, and `Connection::closed` takes quinn's connection
+    // lock and registers a waker: only when there is something to wait for, not once per
+    // request.
+    let credit = match budget.clone().try_acquire_many_owned(cost) {
+        Ok(credit) => credit,
+        // The semaphore is never closed: no credit means the connection is gone.
+        Err(_) => tokio::select! {
+            credit = budget.clone().acquire_many_owned(cost) => credit.ok()?,
+            _ = connection.closed() => return None,
+        },
+    };
+    let room = charge.has_room()
+        || tokio::select! {
+            _ = charge.wait_for_room() => true,
+            _ = connection.closed() => false,
+        };
+    room.then_some(credit)
 }
 
 #[cfg(test)]
