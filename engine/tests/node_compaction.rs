@@ -217,6 +217,9 @@ fn a_remote_client_compacts_the_node_it_asks() {
         // (Index 1 is the first leader's no-op, which a tail does not yield.)
         assert!(tailed.index < first, "the tail started at {}, not before {first}", tailed.index);
         assert_eq!(tail.node(), Some(addr(leader)));
+        // So is a read: the follower it asks first compacted index 1, the leader serves it.
+        let read = both.read(LogIndex(1), 10).await.unwrap();
+        assert!(read[0].index < first, "the read started at {}, not before {first}", read[0].index);
         // Compacting before an earlier index changes nothing: the first index never moves back.
         let again = client.compact_on(addr(follower), LogIndex(2)).await.unwrap();
         assert_eq!(again.first_index, first);

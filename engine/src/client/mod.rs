@@ -28,13 +28,14 @@ use raftwal_wire::client::{
 use raftwal_wire::codec::FrameLimits;
 use raftwal_wire::tls::TlsIdentity;
 use raftwal_wire::transport::{ClientConnection, ClientEndpoint, QuicTuning, RequestError};
-use raftwal_wire::types::{LogId, LogIndex};
+use raftwal_wire::types::{Entry, LogId, LogIndex};
 use seq_window::{SeqWindow, DEDUP_WINDOW_SEQS};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
+use tracing::debug;
 
 /// How to reach a cluster.
 #[derive(Clone, Debug)]
@@ -425,7 +426,9 @@ impl Client {
 
     /// Committed entries from `from` (0: from the first entry the node reached still has,
     /// wherever compaction left it), at most `count_max` of them (fewer at the end of what is
-    /// committed), from whichever node the client reaches.
+    /// committed), from whichever node the client reaches; when that node has compacted them
+    /// away, from any other node that still has them (`Refused` with `Compacted` only when no
+    /// node does).
     pub async fn read(&self, from: LogIndex, count_max: u32) -> Result<Vec<LogEntry>, ClientError> {
         self.read_with(from, count_max, false).await
     }
@@ -459,12 +462,20 @@ impl Client {
                 size_bytes_max: 4 << 20,
                 linearizable,
             });
-            let raw = self
+            let answer = self
                 .call(&request, |response| match response {
                     ClientResponse::Entries(batch) => Ok(Attempt::Done(batch.entries)),
                     other => common(other),
                 })
-                .await?;
+                .await;
+            let raw = match answer {
+                Ok(raw) => raw,
+                Err(ClientError::Refused { code: ErrorCode::Compacted, message }) => self
+                    .read_elsewhere(&request)
+                    .await
+                    .ok_or(ClientError::Refused { code: ErrorCode::Compacted, message })?,
+                Err(e) => return Err(e),
+            };
             let Some(last) = raw.last().map(|e| e.index) else { return Ok(Vec::new()) };
             let entries: Vec<LogEntry> = raw.iter().filter_map(LogEntry::from_entry).collect();
             if !entries.is_empty() {
@@ -472,6 +483,20 @@ impl Client {
             }
             next = last.next();
         }
+    }
+
+    /// A read that one node refused as compacted, asked of every node in turn: each node
+    /// compacts its own log, so another replica may still hold the entries. `None` when none
+    /// answers with them.
+    async fn read_elsewhere(&self, request: &ClientRequest) -> Option<Vec<Entry>> {
+        for node in &self.config.nodes {
+            match self.ask(*node, request).await {
+                Ok(ClientResponse::Entries(batch)) => return Some(batch.entries),
+                Ok(other) => debug!("{node} did not serve the read: {}", other.kind_name()),
+                Err(e) => debug!("{node} did not serve the read: {e}"),
+            }
+        }
+        None
     }
 
     /// The log's status on the node at `node`.
