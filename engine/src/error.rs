@@ -96,6 +96,15 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// The metrics endpoint could not listen (its TCP port is taken, or the address is not
+    /// local). Checked before any shard starts or any log opens.
+    #[error("cannot serve metrics on {addr}: {source}: choose another --metrics address")]
+    Metrics {
+        /// The configured metrics address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
     /// A shard could not open its io_uring ring or its QUIC endpoint.
     #[error("shard {shard}: {message}")]
     Shard {

@@ -90,6 +90,15 @@ impl Node {
         let metrics = Arc::new(
             NodeMetrics::new(config.id, config.log_count).with_client_limits(client_limits.clone()),
         );
+        // The metrics port first: a port in use fails the start before any log opens, with
+        // the metrics address to blame.
+        let metrics_server = match config.metrics {
+            Some(addr) => Some(
+                metrics::serve(addr, metrics.clone())
+                    .map_err(|source| StartError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
         let shard_count = config.shard_count();
         let (handles, inboxes): (Vec<_>, Vec<_>) =
             (0..shard_count).map(|_| ShardHandle::new()).unzip();
@@ -130,7 +139,7 @@ impl Node {
             threads,
             addrs: vec![config.listen; shard_count],
             metrics,
-            metrics_server: None,
+            metrics_server,
             _dir_lock: dir_lock,
         };
         if let Some(e) = spawn_error {
@@ -163,18 +172,6 @@ impl Node {
         if let Err(e) = record_logs(&config.data_dir, &created, config.log_count) {
             node.stop(false);
             return Err(e);
-        }
-        if let Some(addr) = config.metrics {
-            match metrics::serve(addr, node.metrics.clone()) {
-                Ok(server) => node.metrics_server = Some(server),
-                Err(e) => {
-                    node.stop(false);
-                    return Err(StartError::Shard {
-                        shard: 0,
-                        message: format!("cannot serve metrics on {addr}: {e}"),
-                    });
-                }
-            }
         }
         Ok(node)
     }

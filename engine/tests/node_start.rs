@@ -1,6 +1,7 @@
 //! Starting a node on a data directory that is not what it seems: a listed log whose
 //! directory lost the log's files but is not empty, a directory holding another node's logs
-//! without its identity file, and the default shard count seen from a thread pinned to one core.
+//! without its identity file, the default shard count seen from a thread pinned to one core, and
+//! a metrics address in use.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 // One test pins a thread to a core (sched_setaffinity), as an embedding program may.
@@ -138,4 +139,39 @@ fn a_node_with_default_shards_serves_every_log_to_a_pinned_thread() {
     });
     node.halt();
     from_pinned.expect("log 1 appends from a thread pinned to one core");
+}
+
+/// A metrics address in use fails the start at once, naming the metrics address (not a shard),
+/// before any shard starts or any log is created, and leaves the data directory free for the
+/// next try. (Found by a review: the port was bound only after every log had opened, and the
+/// error blamed shard 0.)
+#[test]
+fn a_metrics_address_in_use_fails_the_start_before_any_log_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [raftwal_wire::types::NodeId(1)];
+    raftwal_wire::tls::ClusterCerts::generate(None, &ids)
+        .unwrap()
+        .write_to_dir(&dir.path().join("tls"))
+        .unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = Cluster::configs(dir.path(), 1).remove(0);
+    config.metrics = Some(taken.local_addr().unwrap());
+    match Node::start(config.clone()) {
+        Err(e @ StartError::Metrics { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&taken.local_addr().unwrap().to_string()), "{text}");
+            assert!(!text.contains("shard"), "{text}");
+        }
+        Err(other) => panic!("refused, but not for the metrics address: {other}"),
+        Ok(node) => {
+            node.halt();
+            panic!("started with its metrics address taken");
+        }
+    }
+    assert!(!config.data_dir.join("log-0").exists(), "a log was created before the check");
+    // With the port free, the same directory starts (the failed start left no lock behind).
+    drop(taken);
+    let node = Node::start(config).unwrap();
+    assert!(node.metrics_addr().is_some());
+    node.halt();
 }
