@@ -326,6 +326,24 @@ fn an_unreachable_cluster_fails_the_append_with_an_error_line() {
     let error = json_lines(&out)[0]["error"].as_str().unwrap().to_owned();
     assert!(error.contains("no node answered") && error.contains(&nowhere), "{error}");
     assert!(!error.contains("no attempt made"), "{error}");
+    // Standard input that cannot be read (a directory): line 1 gets its error line, in the
+    // same shape as an unacknowledged line, and the command fails saying why. (Found by a
+    // review: only the final message on standard error said so.)
+    let unreadable = std::fs::File::open(_dir.path()).unwrap();
+    let output = Command::new(bin())
+        .args(["append", "--cluster", &nowhere, "--tls-dir", tls_dir])
+        .stdin(unreadable)
+        .output()
+        .unwrap();
+    let (out, err) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{out}{err}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["line"], 1, "{out}");
+    assert!(lines[0]["error"].as_str().unwrap().contains("cannot read standard input"), "{out}");
+    assert!(err.contains("input line 1 was not acknowledged"), "{err}");
+
     // Values that cannot work are usage errors: a read of zero entries, a zero attempt timeout.
     for (command, flag) in [("read", "--count"), ("read", "--attempt-timeout-ms")] {
         let (status, out, err) =

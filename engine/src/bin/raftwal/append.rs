@@ -75,17 +75,21 @@ struct Request {
 
 /// The answer for a line over the entry size, which is not sent: the error a node gives for an
 /// entry over its maximum.
-fn refuse_too_long(max_bytes: usize) -> JoinHandle<Result<(u64, u64), ClientError>> {
-    tokio::spawn(async move {
-        Err(ClientError::Refused {
-            code: ErrorCode::InvalidRequest,
-            message: format!(
-                "entry of more than {max_bytes} bytes exceeds the maximum of {max_bytes} (not \
-                 sent, and the rest of the line not read; a cluster with a larger \
-                 entry_size_bytes_max needs --entry-size-bytes-max)"
-            ),
-        })
-    })
+fn refuse_too_long(max_bytes: usize) -> JoinHandle<Result<(u64, u64), String>> {
+    let error = ClientError::Refused {
+        code: ErrorCode::InvalidRequest,
+        message: format!(
+            "entry of more than {max_bytes} bytes exceeds the maximum of {max_bytes} (not sent, \
+             and the rest of the line not read; a cluster with a larger entry_size_bytes_max \
+             needs --entry-size-bytes-max)"
+        ),
+    };
+    fail_now(error.to_string())
+}
+
+/// An answer that is an error at once (a line not sent).
+fn fail_now(error: String) -> JoinHandle<Result<(u64, u64), String>> {
+    tokio::spawn(async move { Err(error) })
 }
 
 /// A request in flight: the input lines `first_line..first_line + count` (numbered from 1).
@@ -93,31 +97,30 @@ fn refuse_too_long(max_bytes: usize) -> JoinHandle<Result<(u64, u64), ClientErro
 struct InFlight {
     first_line: u64,
     count: u64,
-    answer: JoinHandle<Result<(u64, u64), ClientError>>,
+    answer: JoinHandle<Result<(u64, u64), String>>,
 }
 
 /// Sends `lines` as one request; the task resolves to the (first index, term) of the entries.
-fn send(
-    client: &Arc<Client>,
-    mut lines: Vec<Bytes>,
-) -> JoinHandle<Result<(u64, u64), ClientError>> {
+fn send(client: &Arc<Client>, lines: Vec<Bytes>) -> JoinHandle<Result<(u64, u64), String>> {
     let client = client.clone();
-    tokio::spawn(async move {
-        if lines.len() == 1 {
-            let data = lines.pop().unwrap_or_default();
-            let position = client.append(data).await?;
-            return Ok((position.index.get(), position.term.get()));
-        }
-        let count = lines.len() as u64;
-        let batch = client.append_batch(lines).await?;
-        if batch.count != count {
-            return Err(ClientError::Protocol(format!(
-                "{} entries acknowledged for a batch of {count}",
-                batch.count
-            )));
-        }
-        Ok((batch.first_index.get(), batch.term.get()))
-    })
+    tokio::spawn(async move { append_lines(&client, lines).await.map_err(|e| e.to_string()) })
+}
+
+async fn append_lines(client: &Client, mut lines: Vec<Bytes>) -> Result<(u64, u64), ClientError> {
+    if lines.len() == 1 {
+        let data = lines.pop().unwrap_or_default();
+        let position = client.append(data).await?;
+        return Ok((position.index.get(), position.term.get()));
+    }
+    let count = lines.len() as u64;
+    let batch = client.append_batch(lines).await?;
+    if batch.count != count {
+        return Err(ClientError::Protocol(format!(
+            "{} entries acknowledged for a batch of {count}",
+            batch.count
+        )));
+    }
+    Ok((batch.first_index.get(), batch.term.get()))
 }
 
 /// Prints the answer for one request: a position per line, or an error per line. Returns the
@@ -125,7 +128,7 @@ fn send(
 fn print_answer(
     out: &mut impl Write,
     request: &InFlight,
-    answer: Result<Result<(u64, u64), ClientError>, tokio::task::JoinError>,
+    answer: Result<Result<(u64, u64), String>, tokio::task::JoinError>,
 ) -> Result<Option<String>, String> {
     let write_failed = |e: std::io::Error| format!("cannot write standard output: {e}");
     let error = match answer {
@@ -136,7 +139,7 @@ fn print_answer(
             }
             return Ok(None);
         }
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(e)) => e,
         Err(e) => format!("the request's task failed: {e}"),
     };
     for offset in 0..request.count {
@@ -202,6 +205,7 @@ async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), Strin
                 let mut request = Request::default();
                 let mut next = input;
                 let mut too_long = false;
+                let mut read_failed = None;
                 // Whatever else is ready joins this request, up to the batch size and the entry
                 // size in bytes (so that a request always fits a frame); what does not fit
                 // comes next.
@@ -229,7 +233,8 @@ async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), Strin
                             break;
                         }
                         Some(Input::Failed(e)) => {
-                            failure = Some((next_line + request.lines.len() as u64, e));
+                            input_open = false;
+                            read_failed = Some(e);
                             break;
                         }
                     }
@@ -253,6 +258,13 @@ async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), Strin
                     // Answered in input order, after the lines before it.
                     in_flight_entries += 1;
                     let answer = refuse_too_long(entry_size_bytes_max);
+                    in_flight.push_back(InFlight { first_line: next_line, count: 1, answer });
+                    next_line += 1;
+                }
+                if let Some(error) = read_failed {
+                    // The line that could not be read gets its error line, in input order.
+                    in_flight_entries += 1;
+                    let answer = fail_now(error);
                     in_flight.push_back(InFlight { first_line: next_line, count: 1, answer });
                     next_line += 1;
                 }
