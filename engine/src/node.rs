@@ -76,6 +76,9 @@ impl Node {
         for warning in config.warnings() {
             warn!("{warning}");
         }
+        if let Some(warning) = map_count_warning(&config, read_max_map_count()) {
+            warn!("{warning}");
+        }
         let identity = TlsIdentity::load_node(&config.tls_dir, config.id)
             .map_err(|source| StartError::Tls { dir: config.tls_dir.clone(), source })?;
         let cluster = identity.cluster();
@@ -611,5 +614,48 @@ mod tests {
         assert!(matches!(e, StartError::ForeignDataDir { .. }), "{e}");
         let e = check_data_dir(dir.path(), ClusterId(7), NodeId(2)).unwrap_err();
         assert!(e.to_string().contains("belongs to cluster"), "{e}");
+    }
+}
+
+/// The kernel's bound on a process's memory maps (`vm.max_map_count`), when it can be read.
+fn read_max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()
+}
+
+/// A warning when the node's logs could hold more than half of the process's maps
+/// (`max_map_count`) in sealed segments kept mapped: beyond the bound, new segments are sealed
+/// unmapped (slower reads), and a start that runs out while opening the logs fails.
+fn map_count_warning(config: &NodeConfig, max_map_count: Option<u64>) -> Option<String> {
+    let bound = max_map_count?;
+    let per_log = config.storage.sealed_segments_mapped_max as u64 + 1;
+    let needed = config.log_count.saturating_mul(per_log);
+    (needed > bound / 2).then(|| {
+        format!(
+            "{} logs with storage.sealed_segments_mapped_max = {} may keep up to {needed} memory \
+             maps, more than half the process's bound (vm.max_map_count = {bound}): raise the \
+             sysctl or lower the setting (docs/operations.md)",
+            config.log_count, config.storage.sealed_segments_mapped_max
+        )
+    })
+}
+
+#[cfg(test)]
+mod map_count_tests {
+    use super::*;
+    use crate::config::PeerConfig;
+
+    #[test]
+    fn many_logs_with_many_mapped_segments_are_warned_of_against_the_bound() {
+        let peers = vec![PeerConfig { id: NodeId(2), addr: "127.0.0.1:7100".parse().unwrap() }];
+        let mut config =
+            NodeConfig::new(NodeId(1), "127.0.0.1:7000".parse().unwrap(), peers, "/d", "/t");
+        config.log_count = 1024;
+        // The defaults fit the kernel's default bound.
+        assert_eq!(map_count_warning(&config, Some(65_530)), None);
+        assert_eq!(map_count_warning(&config, None), None);
+        config.storage.sealed_segments_mapped_max = 64;
+        let warning = map_count_warning(&config, Some(65_530)).expect("a warning");
+        assert!(warning.contains("66560") && warning.contains("65530"), "{warning}");
+        assert_eq!(map_count_warning(&config, Some(1 << 20)), None);
     }
 }

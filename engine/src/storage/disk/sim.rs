@@ -64,6 +64,9 @@ pub struct SimFaults {
     /// The same for one write after this many more writes succeed (`Some(0)`: the next one):
     /// reaches a write past those a test lets through.
     pub no_space_after_writes: Option<u64>,
+    /// Fail every map with ENOMEM, as `mmap` does once the process holds `vm.max_map_count`
+    /// maps.
+    pub maps_fail: bool,
 }
 
 /// What survives of the most recent unsynced write at a crash.
@@ -841,6 +844,9 @@ impl Disk for SimDisk {
 
     fn map(&self, file: FileId, len: u64) -> io::Result<Bytes> {
         let s = self.state.borrow();
+        if s.faults.maps_fail {
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        }
         let inode = s.open_file(file)?.inode;
         let image = s.inodes.get(&inode).map(|n| n.written.as_slice()).unwrap_or_default();
         let len = usize::try_from(len).unwrap_or(usize::MAX);

@@ -128,11 +128,9 @@ impl<D: Disk> LogStore<D> {
                 return Err(self.reset_failed("removing a replaced segment's index", e));
             }
         } else if back.file.is_some() {
-            // Kept readable from its map until its file is removed (or if the reset fails).
-            if let Err(e) = self.seal_active() {
-                self.disk.close(prepared.file);
-                return Err(self.reset_failed("sealing the active segment", e));
-            }
+            // Kept readable (from its map, or its file) until its file is removed, or if the
+            // reset fails.
+            self.seal_active();
         }
         // Step 5.
         let pending = self.segments.front().is_some_and(|s| s.first_index() > id.0);

@@ -538,12 +538,11 @@ impl<D: Disk> LogStore<D> {
                 });
             }
         };
-        let sealed = self.seal_active().and_then(|()| {
-            // Before the next segment is installed, whose directory fsync names it durably
-            // (its bytes need no fdatasync: module `index`).
-            self.write_index(self.segments.len() - 1);
-            self.install_segment(prepared)
-        });
+        self.seal_active();
+        // Before the next segment is installed, whose directory fsync names it durably (its
+        // bytes need no fdatasync: module `index`).
+        self.write_index(self.segments.len() - 1);
+        let sealed = self.install_segment(prepared);
         self.unmap_old();
         if let Err(e) = sealed {
             self.set_poison(format!("rolling over to segment {next}: {e}"));
@@ -556,13 +555,24 @@ impl<D: Disk> LogStore<D> {
     }
 
     /// Maps the active segment read-only and closes its file: it is never written again.
-    pub(super) fn seal_active(&mut self) -> io::Result<()> {
+    /// When it cannot be mapped (the process is out of maps, `vm.max_map_count`, or of address
+    /// space), it is sealed unmapped, as a segment beyond `sealed_segments_mapped_max` is, and
+    /// reads `pread` it: a log does not fail for want of a map.
+    pub(super) fn seal_active(&mut self) {
         let active = self.segments.back_mut().expect("a log always has an active segment");
         let file = active.file.expect("the active segment has an open file");
-        active.map = Some(SharedMap::new(self.disk.map(file, active.end_offset)?));
+        match self.disk.map(file, active.end_offset) {
+            Ok(bytes) => active.map = Some(SharedMap::new(bytes)),
+            Err(e) => tracing::warn!(
+                segment = %active.id,
+                error = %e,
+                "cannot map a sealed segment; reads of it read the file instead (with many \
+                 logs, raise the vm.max_map_count sysctl or lower \
+                 storage.sealed_segments_mapped_max)"
+            ),
+        }
         active.file = None;
         self.disk.close(file);
-        Ok(())
     }
 
     /// Creates a segment under a temporary name: preallocated, header written and synced;
