@@ -1,7 +1,7 @@
 //! Handshake limits over loopback QUIC: with many handshakes in progress, a connection attempt
 //! from an address QUIC has not validated is answered with a stateless Retry (a real client
 //! answers it and connects; a spoofed flood holds no state), and beyond the maximum, attempts
-//! are refused.
+//! are refused; a peer connection counts until its Hellos are read.
 
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -117,4 +117,46 @@ async fn a_peer_connection_without_hellos_is_closed_when_the_setup_time_is_up() 
     assert!(closed.is_ok(), "a connection that sent no Hello is still open after 5 s");
     let after = started.elapsed();
     assert!(after >= std::time::Duration::from_millis(300), "closed before its time: {after:?}");
+}
+
+/// A peer connection counts as a handshake in progress until its Hellos are read: with a
+/// maximum of two, two silent peer connections (TLS done, no Hello) hold both slots, and a
+/// client's attempt is refused until the set-up deadline closes them and frees the slots.
+/// (Found by a review: the count ended with the TLS handshake, so connections that never sent
+/// their Hellos were not bounded by it.)
+#[tokio::test]
+async fn a_peer_connection_counts_as_a_handshake_until_its_hellos() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let mut config = fast_config(1, loopback());
+    config.handshakes_before_retry = usize::MAX;
+    config.handshakes_max = 2;
+    config.setup_timeout = std::time::Duration::from_millis(1500);
+    let (node, _events) = start(config, &node_identity(&ca, 1));
+    let addr = node.local_addr().unwrap();
+    let tuning = QuicTuning::default();
+    let endpoint = open_endpoint(loopback(), None, &tuning).unwrap();
+    let peer_config =
+        client_config(&node_identity(&ca, 2), raftwal_wire::tls::ALPN_PEER, &tuning).unwrap();
+    let name = raftwal_wire::tls::names::node_name(ca.cluster(), NodeId(1));
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        let c = endpoint.connect_with(peer_config.clone(), addr, &name).unwrap().await.unwrap();
+        silent.push(c);
+    }
+    let refused = client(&ca).connect(addr).await;
+    assert!(refused.is_err(), "a third set-up was let in while two peers held the slots");
+    assert!(node.stats().handshakes_refused >= 1, "{:?}", node.stats());
+    // The set-up deadline closes the silent connections and gives their slots back.
+    for c in &silent {
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), c.closed()).await;
+        assert!(closed.is_ok(), "a connection that sent no Hello is still open after 5 s");
+    }
+    let later = client(&ca);
+    let mut connected = later.connect(addr).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while connected.is_err() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        connected = later.connect(addr).await;
+    }
+    assert!(connected.is_ok(), "the slots were not given back: {:?}", connected.err());
 }

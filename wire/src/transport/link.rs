@@ -24,7 +24,7 @@ use crate::tls::names::node_name;
 use crate::tls::{check_peer_name, ALPN_CLIENT, ALPN_PEER};
 use crate::types::NodeId;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -103,19 +103,20 @@ pub(super) async fn accept_loop(shared: Arc<Shared>) {
     }
 }
 
-/// One handshake in progress, counted in `Shared::handshakes` until dropped.
-struct HandshakeSlot<'a>(&'a AtomicUsize);
+/// One connection being set up (its TLS handshake, then a peer's Hellos), counted in
+/// `Shared::handshakes` until dropped.
+struct HandshakeSlot(Arc<Shared>);
 
-impl Drop for HandshakeSlot<'_> {
+impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.handshakes.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
     let in_progress = shared.handshakes.fetch_add(1, Ordering::Relaxed);
-    let slot = HandshakeSlot(&shared.handshakes);
+    let slot = HandshakeSlot(shared.clone());
     if in_progress >= shared.config.handshakes_before_retry
         && !incoming.remote_address_validated()
         && incoming.may_retry()
@@ -156,14 +157,19 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
     };
-    drop(slot);
     let alpn = connection
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|d| d.protocol);
     match alpn.as_deref() {
-        Some(p) if p == ALPN_PEER => accept_peer(shared, connection, deadline).await,
-        Some(p) if p == ALPN_CLIENT => serve_client::serve(shared, connection).await,
+        // A peer's set-up counts until its Hellos are read (a certificate holder that never
+        // sends them holds a slot until the set-up deadline, not an uncounted connection); a
+        // client's ends with the handshake (client connections have their own bound).
+        Some(p) if p == ALPN_PEER => accept_peer(shared, connection, deadline, slot).await,
+        Some(p) if p == ALPN_CLIENT => {
+            drop(slot);
+            serve_client::serve(shared, connection).await
+        }
         _ => {
             // rustls only completes a handshake on an ALPN we offered; keep the refusal anyway.
             bump(&shared.counters.connections_refused);
@@ -389,6 +395,7 @@ async fn accept_peer(
     shared: Arc<Shared>,
     connection: quinn::Connection,
     deadline: tokio::time::Instant,
+    slot: HandshakeSlot,
 ) {
     let remote = connection.remote_address();
     let who = format!("peer at {remote}");
@@ -413,7 +420,9 @@ async fn accept_peer(
         let queues = open_streams(&shared, &connection, hello.node).await?;
         Ok((hello.node, queues, (control_reader, bulk_reader)))
     };
-    match tokio::time::timeout_at(deadline, setup).await {
+    let setup = tokio::time::timeout_at(deadline, setup).await;
+    drop(slot);
+    match setup {
         Ok(Ok((peer, queues, readers))) => {
             run_link(shared, connection, peer, queues, readers).await
         }

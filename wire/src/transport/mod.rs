@@ -128,7 +128,9 @@ pub struct TransportConfig {
     /// address before the endpoint keeps any state for it, so a flood from spoofed addresses
     /// costs one packet each and holds nothing.
     pub handshakes_before_retry: usize,
-    /// Handshakes in progress above which connection attempts are refused outright.
+    /// Handshakes in progress above which connection attempts are refused outright. A
+    /// connection on the peer protocol counts until its Hellos are read (at most
+    /// `setup_timeout`), a client's until its TLS handshake is done.
     pub handshakes_max: usize,
     /// First pause before redialing a peer; doubled after each failure.
     pub reconnect_backoff_min: Duration,
