@@ -423,6 +423,53 @@ async fn the_inbound_budget_counts_decoded_entries_not_only_frame_bytes() {
     t2.close();
 }
 
+/// A sender refused with `WindowFull` is told `Writable` also when the link goes away before
+/// its window drained (the peer stopped, or a newer connection replaced the link), so that one
+/// waiting for room looks again instead of waiting for good. (Found by a review: only a drained
+/// window said so, and a replaced link's window never drains.)
+#[tokio::test]
+async fn a_full_window_whose_link_goes_away_is_followed_by_writable() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let small = |node, addr| {
+        let mut c = fast_config(node, addr);
+        c.frame_limits = FrameLimits::new(64 * 1024).unwrap();
+        c.bulk_window_bytes = 128 * 1024;
+        c.inbound_bulk_budget_bytes = 64 * 1024;
+        c.quic.stream_receive_window_bytes = 128 * 1024;
+        c.quic.connection_receive_window_bytes = 256 * 1024;
+        c
+    };
+    let (t1, mut e1) = start(small(1, loopback()), &node_identity(&ca, 1));
+    let (t2, mut e2) = start(small(2, loopback()), &node_identity(&ca, 2));
+    t1.add_peer(NodeId(2), t2.local_addr().unwrap());
+    t2.add_peer(NodeId(1), t1.local_addr().unwrap());
+    wait_connected(&mut e1, 2).await;
+    wait_connected(&mut e2, 1).await;
+    // Node 2 holds what it is delivered and reads no more: node 1's window fills.
+    let mut held = Vec::new();
+    let mut prev = 0;
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match t1.send(&append(1, 2, prev, 16, 1024)) {
+                Ok(()) => prev += 16,
+                Err(SendError::WindowFull(_)) => return,
+                Err(e) => panic!("unexpected {e}"),
+            }
+            tokio::task::yield_now().await;
+            while let Some(event) = e2.try_recv() {
+                held.push(event);
+            }
+        }
+    })
+    .await
+    .expect("the window fills");
+    // Node 2 stops without reading on: the link goes, and node 1 hears Writable.
+    t2.close();
+    drop(held);
+    wait_for(&mut e1, |e| matches!(e, TransportEvent::Writable(NodeId(2))).then_some(())).await;
+    t1.close();
+}
+
 #[tokio::test]
 async fn pipelined_appends_fill_the_window_then_resume_in_order_while_heartbeats_pass() {
     let ca = ClusterCa::generate(None).unwrap();

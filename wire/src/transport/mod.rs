@@ -188,7 +188,8 @@ pub enum SendError {
     /// No live connection to the peer right now (it is being dialed, or refused us).
     #[error("peer {0:?} is not connected")]
     NotConnected(NodeId),
-    /// The peer's queue is full; a [`TransportEvent::Writable`] follows once it drains.
+    /// The peer's queue is full; a [`TransportEvent::Writable`] follows once it drains, or once
+    /// its link is gone (closed, or replaced by a newer connection: then look again).
     #[error("send window to peer {0:?} is full")]
     WindowFull(NodeId),
     /// The message cannot be encoded (too large for a frame, entries not consecutive).
@@ -225,7 +226,9 @@ pub enum TransportEvent {
     /// The link to the peer is gone; sends to it fail until it is back. Raft may treat the peer
     /// as unreachable (probe it).
     PeerDisconnected(NodeId),
-    /// A send to the peer was refused because its window was full, and the window has drained.
+    /// A send to the peer was refused because its window was full, and the window has drained
+    /// or its link is gone (a send then goes to the link that replaced it, or fails with
+    /// [`SendError::NotConnected`]).
     Writable(NodeId),
     /// A client request other than Subscribe, with the handle to answer it.
     ClientRequest(ClientRequestEvent),

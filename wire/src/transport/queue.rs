@@ -11,7 +11,7 @@
 //!    written). A push is refused while it is at or above the window, so it never exceeds the
 //!    window by more than one frame.
 //! 2. After a refusal, the owner is told (through `on_writable`) once the queue has drained to
-//!    half the window, so it can resume without polling.
+//!    half the window, or once the queue closed, so it can resume without polling.
 //! 3. Once closed (stream error or shutdown), every push is refused and the queue holds nothing.
 //! 4. Once finishing, every push is refused; the writer sends what is queued, then finishes the
 //!    stream cleanly and closes the queue.
@@ -230,8 +230,23 @@ impl SendQueue {
     /// fails. `on_writable` runs after a refused push once the queue is down to half the window.
     pub(crate) async fn run_writer(
         self: Arc<SendQueue>,
-        mut stream: quinn::SendStream,
+        stream: quinn::SendStream,
         on_writable: impl Fn(),
+    ) -> Result<(), quinn::WriteError> {
+        let result = self.clone().write_until_closed(stream, &on_writable).await;
+        // The queue is closed now: an owner refused earlier is told all the same, so that one
+        // waiting for room learns to look again (and finds the link gone or replaced) rather
+        // than wait for a wake-up that cannot come.
+        if std::mem::take(&mut self.lock().refused) {
+            on_writable();
+        }
+        result
+    }
+
+    async fn write_until_closed(
+        self: Arc<SendQueue>,
+        mut stream: quinn::SendStream,
+        on_writable: &impl Fn(),
     ) -> Result<(), quinn::WriteError> {
         let mut chunks: Vec<Bytes> = Vec::new();
         // Resolves when the receiver stops the stream or the connection ends: an idle writer
