@@ -292,6 +292,41 @@ async fn links_come_back_after_either_peer_restarts() {
     t2.close();
 }
 
+/// A removed peer stays out: its link is closed, the connections it keeps dialing are refused,
+/// and sends to it fail as to an unknown peer, until it is added again. (Found by a review: a
+/// removed peer that dialed again was registered as if never removed.)
+#[tokio::test]
+async fn a_removed_peer_is_refused_until_added_again() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
+    let (t2, mut e2) = start(fast_config(2, loopback()), &node_identity(&ca, 2));
+    let (addr1, addr2) = (t1.local_addr().unwrap(), t2.local_addr().unwrap());
+    t1.add_peer(NodeId(2), addr2);
+    t2.add_peer(NodeId(1), addr1);
+    wait_connected(&mut e2, 1).await;
+
+    // Node 2 (the acceptor) removes node 1, which keeps dialing it.
+    t2.remove_peer(NodeId(1));
+    assert_eq!(t2.send(&heartbeat(2, 1, 1)), Err(SendError::UnknownPeer(NodeId(1))));
+    wait_for(&mut e1, |e| matches!(e, TransportEvent::PeerDisconnected(NodeId(2))).then_some(()))
+        .await;
+    let refused_before = t2.stats().connections_refused;
+    wait_until(|| t2.stats().connections_refused >= refused_before + 2).await;
+    assert!(!t2.is_connected(NodeId(1)));
+    while let Some(event) = e2.try_recv() {
+        assert!(!matches!(event, TransportEvent::PeerConnected(_)), "a removed peer got in");
+    }
+
+    // Added again, it is let in and served.
+    t2.add_peer(NodeId(1), addr1);
+    wait_connected(&mut e2, 1).await;
+    wait_until(|| t1.is_connected(NodeId(2))).await;
+    t1.send(&heartbeat(1, 2, 2)).unwrap();
+    assert_eq!(wait_message(&mut e2).await, heartbeat(1, 2, 2));
+    t1.close();
+    t2.close();
+}
+
 /// Runs a node's transport on a thread and runtime of its own until `crash` is sent; then drops
 /// the runtime with everything on it, so that no close reaches the peers, and then the transport,
 /// which closes its socket: a crash.

@@ -272,7 +272,17 @@ async fn run_link(
         Arc::new(Link { id, connection: connection.clone(), control: queues.0, bulk: queues.1 });
     let replaced = {
         let mut peers = shared.peers();
-        let entry = peers.entry(peer).or_insert(PeerEntry { addr: None, link: None, dialer: None });
+        let entry = peers.entry(peer).or_insert_with(PeerEntry::unknown);
+        if entry.removed {
+            drop(peers);
+            bump(&shared.counters.connections_refused);
+            warn!(
+                "refused peer {peer:?} at {}: removed from the configuration",
+                connection.remote_address()
+            );
+            link.close(close_code::REFUSED, "peer removed from the configuration");
+            return;
+        }
         entry.link.replace(link.clone())
     };
     if let Some(old) = replaced {

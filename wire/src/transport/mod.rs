@@ -298,9 +298,19 @@ fn bump(counter: &AtomicU64) {
 struct PeerEntry {
     addr: Option<SocketAddr>,
     link: Option<Arc<Link>>,
+    /// Removed from the configuration ([`Transport::remove_peer`]): its connections are
+    /// refused and nothing is sent to it until it is added again.
+    removed: bool,
     /// The dial loop that owns this peer, if this node dials it. A loop whose id is no longer
     /// here (the peer was removed, or removed and added again) stops.
     dialer: Option<u64>,
+}
+
+impl PeerEntry {
+    /// A peer known only from its connection, or before it is added.
+    fn unknown() -> PeerEntry {
+        PeerEntry { addr: None, link: None, removed: false, dialer: None }
+    }
 }
 
 /// State shared by the transport handle and its tasks.
@@ -404,8 +414,9 @@ impl Transport {
         assert_ne!(peer, self.shared.config.node, "a node is not its own peer");
         let dial = self.shared.config.node < peer;
         let mut peers = self.shared.peers();
-        let entry = peers.entry(peer).or_insert(PeerEntry { addr: None, link: None, dialer: None });
+        let entry = peers.entry(peer).or_insert_with(PeerEntry::unknown);
         entry.addr = Some(addr);
+        entry.removed = false;
         if dial && entry.dialer.is_none() {
             let id = self.shared.next_link_id.fetch_add(1, Ordering::Relaxed);
             entry.dialer = Some(id);
@@ -413,11 +424,19 @@ impl Transport {
         }
     }
 
-    /// Forgets `peer`: closes its link and stops dialing it.
+    /// Forgets `peer`: closes its link, stops dialing it, and refuses its connections (sends
+    /// to it fail with [`SendError::UnknownPeer`]) until it is added again.
     pub fn remove_peer(&self, peer: NodeId) {
-        let entry = self.shared.peers().remove(&peer);
-        if let Some(link) = entry.and_then(|e| e.link) {
-            link.close(close_code::SHUTDOWN, "peer removed from the configuration");
+        let link = {
+            let mut peers = self.shared.peers();
+            let entry = peers.entry(peer).or_insert_with(PeerEntry::unknown);
+            entry.removed = true;
+            entry.addr = None;
+            entry.dialer = None;
+            entry.link.take()
+        };
+        if let Some(link) = link {
+            link.close(close_code::REFUSED, "peer removed from the configuration");
         }
     }
 
@@ -432,7 +451,8 @@ impl Transport {
         let peer = message.to;
         let link = {
             let peers = self.shared.peers();
-            let entry = peers.get(&peer).ok_or(SendError::UnknownPeer(peer))?;
+            let entry =
+                peers.get(&peer).filter(|e| !e.removed).ok_or(SendError::UnknownPeer(peer))?;
             entry.link.clone()
         };
         let Some(link) = link else {
