@@ -236,6 +236,76 @@ async fn subscription_is_bounded_by_its_window_and_resumes_when_read() {
     client.close();
 }
 
+/// A subscription ended while another holder of its sink waits for room (the node's task that
+/// resumes a paused subscriber) still reaches its subscriber with the reason, after the batches
+/// queued before it, and the waiting holder's wait fails instead of lasting. (Found by a review:
+/// the node ended a shared sink without the reason, and the stream finished only when the last
+/// holder let go.)
+#[tokio::test]
+async fn a_subscription_ended_while_shared_tells_its_reason() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let mut config = fast_config(1, loopback());
+    config.subscription_window_bytes = 16 * 1024;
+    config.quic.stream_receive_window_bytes = 32 * 1024;
+    config.quic.connection_receive_window_bytes = 64 * 1024;
+    let (t1, mut e1) = start(config, &node_identity(&ca, 1));
+    let (client, conn) = connect_client(&ca, &t1).await;
+    let mut sub =
+        conn.subscribe(SubscribeRequest { log: LogId(7), from: LogIndex(1) }).await.unwrap();
+    let sink = wait_for(&mut e1, |e| match e {
+        TransportEvent::Subscribe(s) => Some(s.sink),
+        _ => None,
+    })
+    .await;
+    let sink = std::sync::Arc::new(sink);
+    let entry = |index: u64| Entry {
+        index: LogIndex(index),
+        term: Term(2),
+        kind: EntryKind::Normal,
+        data: Bytes::from(vec![index as u8; 1024]),
+    };
+    // Nobody reads: the sink fills.
+    let mut next = 1u64;
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match sink.try_send(&[entry(next)]) {
+                Ok(()) => next += 1,
+                Err(SinkError::Full) => return,
+                Err(e) => panic!("{e}"),
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the sink fills while nobody reads");
+    let waiter = {
+        let sink = sink.clone();
+        tokio::spawn(async move { sink.ready().await })
+    };
+    sink.end(Some(ClientError { code: ErrorCode::Poisoned, message: "disk failed".into() }));
+    // The subscriber gets every batch sent, then the reason.
+    let mut expect = 1u64;
+    let reason = loop {
+        match sub.next().await {
+            Ok(Some(batch)) => {
+                for e in batch.entries {
+                    assert_eq!(e.index, LogIndex(expect));
+                    expect += 1;
+                }
+            }
+            Err(RequestError::Server(e)) => break e,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(expect, next, "batches sent before the end were lost");
+    assert_eq!((reason.code, reason.message.as_str()), (ErrorCode::Poisoned, "disk failed"));
+    let waited = tokio::time::timeout(DEADLINE, waiter).await.expect("the wait lasts").unwrap();
+    assert_eq!(waited, Err(SinkError::Closed));
+    assert!(sink.is_closed());
+    t1.close();
+    client.close();
+}
+
 #[tokio::test]
 async fn garbage_client_is_closed_and_other_clients_are_served() {
     let logs = LogCapture::default();

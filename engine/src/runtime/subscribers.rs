@@ -234,11 +234,9 @@ fn end_one(sink: Sink, error: ReadError, code: ErrorCode) {
             }
         }
         Sink::Remote { sink, .. } => {
-            // A task waiting for room may share the sink; the stream then ends when it drops its
-            // copy, without the error text.
-            if let Ok(sink) = Arc::try_unwrap(sink) {
-                sink.end(Some(ClientError { code, message: error.to_string() }));
-            }
+            // A task waiting for room may share the sink: ending it finishes the stream all the
+            // same (with the error text), and the task's wait then fails.
+            sink.end(Some(ClientError { code, message: error.to_string() }));
         }
     }
 }

@@ -298,13 +298,16 @@ impl SubscriptionSink {
     }
 
     /// Ends the subscription, with an error for the subscriber when given (for example
-    /// [`ErrorCode::SubscriberLagged`]); the stream is finished once everything queued is sent.
-    pub fn end(self, error: Option<ClientError>) {
+    /// [`ErrorCode::SubscriberLagged`]); the stream is finished once everything queued is sent,
+    /// also while other holders of the sink (a task waiting for room) still keep it: nothing
+    /// more is queued after this, and [`SubscriptionSink::ready`] then fails.
+    pub fn end(&self, error: Option<ClientError>) {
         if let Some(error) = error {
             let response = ClientResponse::Error(error);
             // A gone subscriber needs no explanation.
             let _ = self.out.queue.push_with(true, |enc| enc.encode_response(self.id, &response));
         }
+        self.out.queue.finish();
     }
 }
 
