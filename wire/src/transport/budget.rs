@@ -1,7 +1,8 @@
 //! What clients may make a node hold, counted per connection and for the whole node.
 //!
-//! A client connection's requests waiting for an answer, the room reserved for their answers,
-//! and the answers and subscription batches queued for it and not yet taken by QUIC are charged
+//! A client connection's requests waiting for an answer, its Subscribes waiting for the shard,
+//! the room reserved for the answers, and the answers and subscription batches queued for it and
+//! not yet taken by QUIC are charged
 //! to two [`ByteBudget`]s: the connection's own and the node's ([`ClientLimits`], shared by every
 //! shard's transport). Nothing new is admitted while either is at or above its limit: a request
 //! is not read, a subscription batch is refused (the subscription waits, see
@@ -11,10 +12,10 @@
 //! Invariants:
 //! 1. `used` is the sum of the charges not yet released; every charge is released exactly once
 //!    (queued bytes when QUIC takes them or the queue closes, admission charges when their
-//!    request is answered or dropped).
+//!    request is answered or dropped, or when the shard takes their Subscribe).
 //! 2. Admission happens only while `used` is below the limit, so `used` exceeds it by at most
-//!    what the admitters that saw room at the same moment charge (one frame each), plus answers
-//!    already reserved for.
+//!    what the admitters that saw room at the same moment charge (one frame, or one Subscribe's
+//!    charge, each), plus answers already reserved for.
 //! 3. A waiter for room is woken when `used` falls from at or above the limit to below it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -192,8 +193,9 @@ impl ClientLimits {
         self.shared.memory.limit()
     }
 
-    /// Bytes held for client connections now: requests waiting for an answer, room reserved for
-    /// their answers, answers and subscription batches not yet taken by QUIC.
+    /// Bytes held for client connections now: requests waiting for an answer, Subscribes
+    /// waiting for the shard, room reserved for their answers, answers and subscription batches
+    /// not yet taken by QUIC.
     pub fn memory_bytes(&self) -> usize {
         self.shared.memory.used()
     }

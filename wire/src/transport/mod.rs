@@ -76,7 +76,8 @@ pub mod close_code {
     pub const SHUTDOWN: u32 = 0;
     /// The remote sent bytes that are not valid frames, or frames out of place.
     pub const PROTOCOL_ERROR: u32 = 1;
-    /// The remote is not who it may be: wrong cluster, certificate not matching its claim.
+    /// The remote is not who it may be: wrong cluster, certificate not matching its claim, or a
+    /// peer removed from the configuration ([`super::Transport::remove_peer`]).
     pub const REFUSED: u32 = 2;
     /// A newer connection from the same peer replaced this one.
     pub const REPLACED: u32 = 3;
@@ -107,8 +108,8 @@ pub struct TransportConfig {
     /// Bytes of requests one client connection may have waiting for an answer.
     pub client_inbound_budget_bytes: usize,
     /// Bytes one client connection may make the node hold, all its streams together: requests
-    /// waiting for an answer, the room reserved for their answers, queued answers and
-    /// subscription batches. Nothing more is read or queued for it while it holds this much.
+    /// waiting for an answer, Subscribes waiting for the shard, the room reserved for their
+    /// answers, queued answers and subscription batches. Nothing more is read or queued for it while it holds this much.
     pub client_connection_memory_bytes: usize,
     /// Node-wide client limits (connections, bytes held for all of them): give every shard's
     /// config a clone of the same value, so that they share the counts.

@@ -22,7 +22,7 @@
 //!    and peers are not affected.
 //! 5. Beyond the per-stream bounds, everything a connection makes the node hold (requests
 //!    waiting for an answer with the room reserved for it, queued answers and subscription
-//!    batches, and each subscription itself, [`SUBSCRIPTION_HELD_BYTES`]) is charged to the connection's budget and the node's (`budget.rs`): no request is
+//!    batches, and each Subscribe waiting for the shard, [`SUBSCRIPTION_HELD_BYTES`]) is charged to the connection's budget and the node's (`budget.rs`): no request is
 //!    admitted and no batch queued while either is full (a stream may hold the one request it
 //!    read while it waits for admission, uncharged: it cannot know the budgets' room before it
 //!    reads, and charging it first would let waiting streams hold the budget among themselves). A node serves at most
@@ -103,10 +103,9 @@ pub(crate) const ANSWER_MESSAGE_BYTES_MAX: usize = 1024;
 /// error with a message of at most [`ANSWER_MESSAGE_BYTES_MAX`] bytes.
 const SMALL_ANSWER_BYTES_MAX: usize = 2048;
 
-/// Bytes counted for a subscription besides its queued batches (its queue, its writer task, its
-/// QUIC stream, its cursor in the log's subscriber list), generously: charged to its
-/// connection's and the node's budgets from admission until the subscription ends, and the
-/// inbound credit its Subscribe holds until the shard takes it.
+/// Bytes counted for a Subscribe waiting for the shard (its queue, its writer task, its QUIC
+/// stream), generously: inbound credit, and a charge to its connection's and the node's memory
+/// budgets, from its admission until the shard takes it.
 pub const SUBSCRIPTION_HELD_BYTES: u32 = 4096;
 
 /// Payload bytes a Read's answer carries at most besides its first entry, whatever the Read
@@ -249,9 +248,14 @@ pub struct SubscribeEvent {
     pub request: SubscribeRequest,
     /// Where committed entries go.
     pub sink: SubscriptionSink,
-    /// Credit from the connection's inbound budget while the event waits for the shard: given
-    /// back when the shard has taken the request and the sink out of it.
+    /// Credit from the connection's inbound budget, and [`SUBSCRIPTION_HELD_BYTES`] charged to
+    /// its and the node's memory budgets, while the event waits for the shard: given back when
+    /// the shard has taken the request and the sink out of it. (A live subscription holds no
+    /// charge of its own: QUIC's stream limit bounds how many a connection has, and a charge
+    /// held for its whole life could fill a budget with nothing queued, which no reading would
+    /// ever empty.)
     _credit: OwnedSemaphorePermit,
+    _held: HeldCharge,
 }
 
 /// The outgoing side of one subscription: batches of committed entries, bounded by a window.
@@ -260,9 +264,6 @@ pub struct SubscriptionSink {
     out: Arc<StreamOut>,
     id: RequestId,
     log: LogId,
-    /// The subscription's own memory, [`SUBSCRIPTION_HELD_BYTES`], charged to the connection's
-    /// and the node's budgets while it lives.
-    _held: HeldCharge,
 }
 
 impl SubscriptionSink {
@@ -300,7 +301,8 @@ impl SubscriptionSink {
     /// Ends the subscription, with an error for the subscriber when given (for example
     /// [`ErrorCode::SubscriberLagged`]); the stream is finished once everything queued is sent,
     /// also while other holders of the sink (a task waiting for room) still keep it: nothing
-    /// more is queued after this, and [`SubscriptionSink::ready`] then fails.
+    /// more is queued after this ([`SubscriptionSink::try_send`] answers `Closed`), and
+    /// [`SubscriptionSink::ready`] fails once the stream is finished.
     pub fn end(&self, error: Option<ClientError>) {
         if let Some(error) = error {
             let response = ClientResponse::Error(error);
@@ -441,21 +443,18 @@ async fn serve_stream(
         };
         if let ClientRequest::Subscribe(request) = request {
             subscribed = true;
-            // A subscription waits for the shard, and then lives, with memory of its own (its
-            // queue, its writer task, its place in the log's subscriber list): admitted and
-            // charged like a request, so that a client that opens and drops subscriptions
-            // faster than the shard takes them cannot queue them without bound.
+            // A Subscribe waits for the shard with memory of its own (its queue, its writer
+            // task): admitted and charged like a request until the shard takes it, so that a
+            // client that opens and drops subscriptions faster than the shard takes them cannot
+            // queue them without bound.
             let cost = SUBSCRIPTION_HELD_BYTES.min(u32::try_from(budget_bytes).unwrap_or(u32::MAX));
             let Some(credit) = admit(&budget, &charge, &connection, cost).await else {
                 return;
             };
-            let held = HeldCharge::new(charge.clone(), SUBSCRIPTION_HELD_BYTES as usize);
-            let sink = SubscriptionSink { out, id, log: request.log, _held: held };
-            shared.emit(TransportEvent::Subscribe(SubscribeEvent {
-                request,
-                sink,
-                _credit: credit,
-            }));
+            let held = HeldCharge::new(charge.clone(), cost as usize);
+            let sink = SubscriptionSink { out, id, log: request.log };
+            let event = SubscribeEvent { request, sink, _credit: credit, _held: held };
+            shared.emit(TransportEvent::Subscribe(event));
             continue;
         }
         // Stop reading while the client does not read its answers (their room in the window is
