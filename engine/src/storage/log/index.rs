@@ -92,9 +92,19 @@ impl<D: Disk> LogStore<D> {
         let (first, seed, path) = (seg.first_index(), seg.seed, seg.path(&self.dir));
         let prev_term = self.terms.term(first.prev()).unwrap_or(Term::ZERO);
         let file = self.disk.open(&path, OpenOptions { create_new: false, direct: false })?;
-        let mapped = self.disk.size(file).and_then(|size| self.disk.map(file, size));
+        let bytes = self.disk.size(file).and_then(|size| {
+            // A map when the process has one to spare, else a copy: a truncation does not fail
+            // for want of a map either.
+            self.disk.map(file, size).or_else(|_| {
+                let len = usize::try_from(size).map_err(io::Error::other)?;
+                let mut buf = bytes::BytesMut::zeroed(len);
+                let got = super::read::read_fully(&*self.disk, file, 0, &mut buf)?;
+                buf.truncate(got);
+                Ok(buf.freeze())
+            })
+        });
         self.disk.close(file);
-        let bytes = mapped?;
+        let bytes = bytes?;
         let header = SegmentHeader::decode(&bytes).map_err(|e| io::Error::other(e.to_string()))?;
         let last = first.plus(count as u64).prev();
         let s = scan(&bytes, first, prev_term, Some(last), seed, header.recycled);

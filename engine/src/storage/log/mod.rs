@@ -314,14 +314,17 @@ impl<D: Disk> LogStore<D> {
     /// be written: a truncation's clearing, recycling). Reads of an unmapped segment `pread`.
     /// An unmapped segment whose index file lists its records also gives up its offsets: reads
     /// take the ones they need from the index file.
+    /// A segment sealed unmapped (its map failed: the process out of maps) counts as one of
+    /// the newest while it keeps its offsets, and gives them up like a mapped one beyond them.
     pub(super) fn unmap_old(&mut self) {
         let cap = self.options.sealed_segments_mapped_max;
         let sealed = self.segments.len().saturating_sub(1);
-        let mut mapped = 0;
+        let mut kept = 0;
         for k in (0..sealed).rev() {
-            if self.segments[k].map.is_some() {
-                mapped += 1;
-                if mapped > cap {
+            let s = &self.segments[k];
+            if s.map.is_some() || (s.unloaded.is_none() && s.index_at.is_some()) {
+                kept += 1;
+                if kept > cap {
                     self.unmap_segment(k);
                 }
             }

@@ -213,7 +213,7 @@ impl<D: Disk> LogStore<D> {
 }
 
 /// Reads into `buf` from `offset` until it is full or the file ends; the bytes read.
-fn read_fully(
+pub(super) fn read_fully(
     disk: &impl Disk,
     file: FileId,
     offset: u64,
