@@ -274,7 +274,9 @@ impl RaftCore {
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
             MessageBody::ReadIndex(request) => self.handle_read_index_request(from, request),
-            MessageBody::ReadIndexResponse(response) => self.handle_read_index_response(response),
+            MessageBody::ReadIndexResponse(response) => {
+                self.handle_read_index_response(from, response)
+            }
             MessageBody::LogStart(start) => return self.handle_log_start(from, start),
         }
         Ok(())

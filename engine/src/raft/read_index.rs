@@ -201,11 +201,17 @@ impl RaftCore {
         }
     }
 
-    /// The leader answered a forwarded read.
-    pub(super) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
+    /// The leader answered a forwarded read. Only the leader the reads were forwarded to
+    /// answers them (they fail when the leader changes): an answer from any other node is
+    /// ignored. The ids are the runtime's, unique across its restarts, so an answer to a read
+    /// of this replica's previous process matches none of the reads waiting now.
+    pub(super) fn handle_read_index_response(&mut self, from: NodeId, response: ReadIndexResponse) {
         if self.rejoin.is_some()
             && self.rejoin_read_answered(response.request_id, response.read_index)
         {
+            return;
+        }
+        if self.leader != Some(from) {
             return;
         }
         let Some(position) = self

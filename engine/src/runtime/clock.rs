@@ -16,6 +16,19 @@ pub(crate) fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
+/// A number that differs between processes (drawn from the operating system's randomness, with
+/// the time and the process id), for ids that must not repeat across a restart.
+#[allow(clippy::disallowed_methods)] // This module is the clock and randomness seam.
+pub(crate) fn process_unique() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the operating system's randomness.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// A seed that differs between replicas and between restarts: the election timeouts of replicas
 /// must not stay in lock step.
 #[allow(clippy::disallowed_methods)] // This module is the clock seam.

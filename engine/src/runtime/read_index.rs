@@ -12,6 +12,11 @@
 //!    readable, with a failure when the core could not confirm it (the core answers every
 //!    request: an index, or `None` when leadership could not be confirmed), or when the log
 //!    stops (storage failure, shutdown).
+//! 2. Request ids are unique across restarts of the process (they start at a random point
+//!    below `u64::MAX / 2`, so they never reach the rejoin read's id either): the core matches a
+//!    leader's answer to a forwarded read by id alone, and an answer to the previous process's
+//!    read must not answer a read of this one, which may have started after entries the old
+//!    read's index misses were acknowledged.
 
 use crate::error::ReadIndexError;
 use crate::runtime::command::Reply;
@@ -31,8 +36,9 @@ pub(crate) enum ReadIndexReply {
 }
 
 /// The linearizable reads of one replica.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReadIndexes {
+    /// The id of the last read registered (invariant 2).
     next_id: u64,
     /// Waiting for the core's answer, by request id.
     asked: HashMap<u64, ReadIndexReply>,
@@ -41,6 +47,17 @@ pub(crate) struct ReadIndexes {
 }
 
 impl ReadIndexes {
+    /// No reads; ids from a point drawn from `unique` (invariant 2).
+    pub(crate) fn new(unique: u64) -> ReadIndexes {
+        ReadIndexes { next_id: unique >> 1, asked: HashMap::new(), confirmed: Vec::new() }
+    }
+
+    /// The id of the read registered last (for tests that answer it as a leader would).
+    #[cfg(test)]
+    pub(crate) fn last_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Registers a read; returns the request id to hand to the core.
     pub(crate) fn register(&mut self, reply: ReadIndexReply) -> u64 {
         self.next_id += 1;

@@ -29,7 +29,9 @@
 //! answers in it that cannot leave); compaction may free space.
 //!
 //! Invariants:
-//! 1. `persist_points` are increasing and each is above the durable index when queued.
+//! 1. `persist_points` are increasing and each is above the durable index when queued; none
+//!    covers an entry that a `Ready` taken from the core replaces (dropped when the `Ready` is
+//!    carried out, or held).
 //! 2. Once `failed` is set, the replica never writes or sends again.
 //! 3. While `held` is set, no other `Ready` is taken from the core, the core takes no message,
 //!    tick or read, and `commit_seen` stays.
@@ -162,6 +164,9 @@ pub(crate) struct Replica<D: Disk> {
     /// Log starts built, and how many of them scanned the deduplication table.
     #[cfg(test)]
     pub(super) log_starts_built: (u64, u64),
+    /// Every message handed to the transport for a peer, for tests that check what left.
+    #[cfg(test)]
+    pub(super) sent: Vec<Message>,
     /// The current [`Replica::drive`] queued AppendEntries (this replica leads).
     sent_appends: bool,
     /// The node is stopping and hands this log's leadership over ([`Replica::hand_over`]).
@@ -236,7 +241,7 @@ impl<D: Disk> Replica<D> {
             // The restored commit index is within the durable log.
             commit_seen: commit,
             subscribers: Subscribers::new(log, frame_bytes_max),
-            read_indexes: ReadIndexes::default(),
+            read_indexes: ReadIndexes::new(crate::runtime::clock::process_unique()),
             failed: None,
             held: None,
             retry_held: false,
@@ -245,6 +250,8 @@ impl<D: Disk> Replica<D> {
             log_start_sent: None,
             #[cfg(test)]
             log_starts_built: (0, 0),
+            #[cfg(test)]
+            sent: Vec::new(),
             sent_appends: false,
             handing_over: false,
             handover_tried: Vec::new(),
@@ -569,6 +576,18 @@ impl<D: Disk> Replica<D> {
     /// (nothing changed on disk), for a retry on the next tick (module documentation,
     /// invariant 3).
     fn hold(&mut self, ready: Ready, held_since: Option<Instant>, what: &str) {
+        // The core's log is the held `Ready`'s from now on: the points of batches whose entries
+        // it replaces must not be reported while it is held (they would be taken for the new
+        // entries at the same index and term after an overwrite and back, and acknowledge
+        // entries the retry rewrites before they are durable).
+        if ready.log_start.is_some() {
+            self.persist_points.clear();
+        } else if let Some(first) =
+            ready.entries.first().filter(|e| e.index <= self.store.last_index())
+        {
+            let keep = first.index.prev();
+            self.persist_points.retain(|&(index, _)| index <= keep);
+        }
         if held_since.is_none() {
             warn!(
                 log = %self.log,
@@ -732,6 +751,8 @@ impl<D: Disk> Replica<D> {
     }
 
     fn send_to_peer(&mut self, message: &Message) {
+        #[cfg(test)]
+        self.sent.push(message.clone());
         if let MessageBody::AppendEntries(append) = &message.body {
             let bytes: usize = append.entries.iter().map(|e| e.data.len()).sum();
             LogMetrics::add(&self.metrics.bytes_out, bytes as u64);

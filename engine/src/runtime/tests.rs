@@ -744,9 +744,10 @@ fn a_followers_read_index_waits_until_it_can_serve_the_leaders_commit() {
     let mut rx = read_index(&mut h);
     h.settle();
     assert!(rx.try_recv().is_err(), "answered before the leader confirmed");
-    // The leader answers the forwarded request (the replica's first, id 1) with its commit
-    // index, 3, which this follower has not seen yet.
-    let answer = ReadIndexResponse { request_id: 1, read_index: Some(LogIndex(3)) };
+    // The leader answers the forwarded request with its commit index, 3, which this follower
+    // has not seen yet.
+    let request_id = h.replica.read_indexes.last_id();
+    let answer = ReadIndexResponse { request_id, read_index: Some(LogIndex(3)) };
     h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(answer)));
     h.settle();
     assert!(rx.try_recv().is_err(), "answered before this follower could serve index 3");
@@ -1627,4 +1628,100 @@ fn a_committed_entry_that_cannot_be_read_back_stops_the_log_here() {
     h.settle();
     let failed = h.replica.failed.clone().expect("the log went on without entry 3 applied");
     assert!(failed.contains("to apply them") && failed.contains("(index 3)"), "{failed}");
+}
+
+/// The leader's answer to a read this follower forwarded before it restarted does not answer a
+/// read of the new process, which started after entries 2 and 3 were acknowledged: read ids do
+/// not repeat across restarts. (Found by a review: ids started at 1 in every process, and the
+/// old read's index, 1, answered the new read.)
+#[test]
+fn a_read_answer_meant_for_the_previous_process_answers_no_new_read() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
+    h.settle();
+    let mut before = read_index(&mut h);
+    h.settle();
+    assert!(before.try_recv().is_err(), "forwarded, waiting for the leader");
+    let old_id = h.replica.read_indexes.last_id();
+    h.restart();
+    // Entries 2 and 3 commit after the restart; then a new linearizable read starts.
+    h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
+    h.settle();
+    assert_eq!(h.replica.readable_commit(), LogIndex(3));
+    let mut after = read_index(&mut h);
+    h.settle();
+    let new_id = h.replica.read_indexes.last_id();
+    assert_ne!(old_id, new_id, "a read id repeated across a restart");
+    // The leader's answer to the previous process's read (its commit index then, 1), and one
+    // from a node that is not the leader, answer nothing.
+    let old = ReadIndexResponse { request_id: old_id, read_index: Some(LogIndex(1)) };
+    h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(old)));
+    let forged = ReadIndexResponse { request_id: new_id, read_index: Some(LogIndex(1)) };
+    h.replica.step(from_peer(3, Term(1), MessageBody::ReadIndexResponse(forged)));
+    h.settle();
+    assert!(after.try_recv().is_err(), "answered by a read that was not its own");
+    // The leader's answer to this read does.
+    let answer = ReadIndexResponse { request_id: new_id, read_index: Some(LogIndex(3)) };
+    h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(answer)));
+    h.settle();
+    assert_eq!(after.try_recv().expect("answered"), Ok(LogIndex(3)));
+}
+
+/// A `Ready` held by a full disk was taken from the core, whose log is the held one's: the
+/// durability of a batch whose entries it replaces is not reported meanwhile. After an
+/// overwrite and back in one turn (entries 4 and 5 of term 1 replaced by term 2's 4, then
+/// written back by term 3's leader), a report of the first batch's (5, term 1) would be taken
+/// for the rewritten entries, and their acknowledgement would leave before the retry made them
+/// durable. (Found by a review: `reap` reported the old point while the `Ready` was held.)
+#[test]
+fn a_held_ready_lets_no_replaced_batch_acknowledge_its_entries() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    // Five voters, so that leader 2 can win term 3 without node 1 and node 3.
+    let mut h = Harness::new(5);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one"), (1, b"two"), (1, b"three")]));
+    h.settle_writes();
+    assert_eq!(h.replica.store.durable_index(), LogIndex(3));
+    h.disk.set_manual(true);
+    // Entries 4 and 5 of term 1, written, not durable yet.
+    h.replica.step(append_entries(2, 1, (3, 1), 1, &[(1, b"four"), (1, b"five")]));
+    h.turn();
+    assert_eq!(
+        (h.replica.store.last_index(), h.replica.store.durable_index()),
+        (LogIndex(5), LogIndex(3))
+    );
+    // In one turn: term 2's leader replaces 4, term 3's leader writes 4 and 5 of term 1 back;
+    // the save of term 3 finds no room, and the `Ready` is held.
+    h.replica.step(append_entries(3, 2, (3, 1), 1, &[(2, b"four-b")]));
+    h.replica.step(append_entries(2, 3, (3, 1), 1, &[(1, b"four"), (1, b"five")]));
+    h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    h.turn();
+    assert!(h.replica.holds_ready());
+    // The first batch completes while the `Ready` is held; then room comes back and the retry
+    // carries the `Ready` out (truncate after 3, write 4 and 5 again).
+    h.disk.run_pending(usize::MAX);
+    h.turn();
+    assert!(h.replica.holds_ready());
+    h.disk.set_faults(SimFaults::default());
+    h.replica.sent.clear();
+    h.replica.tick();
+    h.replica.drive(&h.room_tx);
+    let durable = h.replica.store.durable_index();
+    let acked = h
+        .replica
+        .sent
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }) => {
+                Some(match_index)
+            }
+            _ => None,
+        })
+        .max();
+    assert!(
+        acked.is_none_or(|acked| acked <= durable),
+        "acknowledged up to {acked:?} while the store is durable only up to {durable}"
+    );
 }

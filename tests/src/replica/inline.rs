@@ -27,7 +27,9 @@
 //! world, a message or a read).
 //!
 //! Invariants:
-//! 1. `persist_points` increase and each is above the durable index when queued.
+//! 1. `persist_points` increase and each is above the durable index when queued; none covers
+//!    an entry that a `Ready` taken from the core replaces (dropped when it is carried out, or
+//!    held).
 //! 2. The indexes `after_persist` waits for never decrease along the queue, except where a
 //!    truncation lowered them (to the truncation point, which is durable).
 
@@ -172,6 +174,17 @@ impl Replica {
     }
 
     fn hold(&mut self, ready: HeldReady) {
+        // As the runtime: the core's log is the held `Ready`'s, so the points of batches whose
+        // entries it replaces are not reported while it is held.
+        if ready.log_start.is_some() {
+            self.inline.persist_points.clear();
+        } else if let Some(first) = ready.entries.first().map(|entry| entry.index) {
+            let last = self.store.log().map_or(LogIndex::ZERO, |log| log.last_index());
+            if first <= last {
+                let keep = first.prev();
+                self.inline.persist_points.retain(|(index, _)| *index <= keep);
+            }
+        }
         self.inline.held = Some(ready);
         self.inline.retry_held = false;
     }
