@@ -21,15 +21,26 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use support::*;
 
-#[tokio::test]
-async fn peers_exchange_messages_both_ways_on_both_streams() {
-    let ca = ClusterCa::generate(None).unwrap();
-    let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
-    let (t2, mut e2) = start(fast_config(2, loopback()), &node_identity(&ca, 2));
+/// Nodes 1 and 2 of `ca` with `config(node)`, each a peer of the other, once both see the link
+/// up.
+async fn connected_pair(
+    ca: &ClusterCa,
+    config: impl Fn(u64) -> TransportConfig,
+) -> ((Transport, TransportEvents), (Transport, TransportEvents)) {
+    let (t1, mut e1) = start(config(1), &node_identity(ca, 1));
+    let (t2, mut e2) = start(config(2), &node_identity(ca, 2));
     t1.add_peer(NodeId(2), t2.local_addr().unwrap());
     t2.add_peer(NodeId(1), t1.local_addr().unwrap());
     wait_connected(&mut e1, 2).await;
     wait_connected(&mut e2, 1).await;
+    ((t1, e1), (t2, e2))
+}
+
+#[tokio::test]
+async fn peers_exchange_messages_both_ways_on_both_streams() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let ((t1, mut e1), (t2, mut e2)) =
+        connected_pair(&ca, |node| fast_config(node, loopback())).await;
 
     // The dialer (1) and the acceptor (2) both send, on the control and on the bulk stream.
     t1.send(&heartbeat(1, 2, 11)).unwrap();
@@ -298,12 +309,9 @@ async fn links_come_back_after_either_peer_restarts() {
 #[tokio::test]
 async fn a_removed_peer_is_refused_until_added_again() {
     let ca = ClusterCa::generate(None).unwrap();
-    let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
-    let (t2, mut e2) = start(fast_config(2, loopback()), &node_identity(&ca, 2));
-    let (addr1, addr2) = (t1.local_addr().unwrap(), t2.local_addr().unwrap());
-    t1.add_peer(NodeId(2), addr2);
-    t2.add_peer(NodeId(1), addr1);
-    wait_connected(&mut e2, 1).await;
+    let ((t1, mut e1), (t2, mut e2)) =
+        connected_pair(&ca, |node| fast_config(node, loopback())).await;
+    let addr1 = t1.local_addr().unwrap();
 
     // Node 2 (the acceptor) removes node 1, which keeps dialing it.
     t2.remove_peer(NodeId(1));
@@ -411,12 +419,7 @@ async fn the_inbound_budget_counts_decoded_entries_not_only_frame_bytes() {
         c.inbound_bulk_budget_bytes = budget;
         c
     };
-    let (t1, mut e1) = start(config(1, loopback()), &node_identity(&ca, 1));
-    let (t2, mut e2) = start(config(2, loopback()), &node_identity(&ca, 2));
-    t1.add_peer(NodeId(2), t2.local_addr().unwrap());
-    t2.add_peer(NodeId(1), t1.local_addr().unwrap());
-    wait_connected(&mut e1, 2).await;
-    wait_connected(&mut e2, 1).await;
+    let ((t1, _e1), (t2, mut e2)) = connected_pair(&ca, |node| config(node, loopback())).await;
 
     // 2,000 empty entries a message: 26 KB on the wire, over 100 KB decoded.
     let per_message = 2000;
@@ -474,12 +477,7 @@ async fn a_full_window_whose_link_goes_away_is_followed_by_writable() {
         c.quic.connection_receive_window_bytes = 256 * 1024;
         c
     };
-    let (t1, mut e1) = start(small(1, loopback()), &node_identity(&ca, 1));
-    let (t2, mut e2) = start(small(2, loopback()), &node_identity(&ca, 2));
-    t1.add_peer(NodeId(2), t2.local_addr().unwrap());
-    t2.add_peer(NodeId(1), t1.local_addr().unwrap());
-    wait_connected(&mut e1, 2).await;
-    wait_connected(&mut e2, 1).await;
+    let ((t1, mut e1), (t2, mut e2)) = connected_pair(&ca, |node| small(node, loopback())).await;
     // Node 2 holds what it is delivered and reads no more: node 1's window fills.
     let mut held = Vec::new();
     let mut prev = 0;
@@ -519,12 +517,7 @@ async fn pipelined_appends_fill_the_window_then_resume_in_order_while_heartbeats
         c.quic.connection_receive_window_bytes = 512 * 1024;
         c
     };
-    let (t1, mut e1) = start(small(1, loopback()), &node_identity(&ca, 1));
-    let (t2, mut e2) = start(small(2, loopback()), &node_identity(&ca, 2));
-    t1.add_peer(NodeId(2), t2.local_addr().unwrap());
-    t2.add_peer(NodeId(1), t1.local_addr().unwrap());
-    wait_connected(&mut e1, 2).await;
-    wait_connected(&mut e2, 1).await;
+    let ((t1, mut e1), (t2, mut e2)) = connected_pair(&ca, |node| small(node, loopback())).await;
 
     // Many AppendEntries without waiting for any answer (pipelining), 16 entries of 1 KiB
     // each, while the receiver holds every delivered message (its budget stays spent).
