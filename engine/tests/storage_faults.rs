@@ -1102,3 +1102,24 @@ fn a_truncation_into_a_segment_without_offsets_needs_no_map() {
     append_small_batches(&mut log, 2);
     assert_eq!(log.last_index(), LogIndex(cut + 2000));
 }
+
+/// With maps working, a segment whose offsets a truncation read back (and left unmapped) takes
+/// no newer segment's place among the mapped ones, and gives its offsets up again once beyond
+/// the newest.
+#[test]
+fn a_segment_whose_offsets_were_read_back_displaces_no_newer_mapped_one() {
+    let disk = Rc::new(SimDisk::new());
+    let (mut log, _) = LogStore::open(Path::new(DIR), one_mapped_options(), disk.clone()).unwrap();
+    append_small_batches(&mut log, 30);
+    assert!(log.unloaded_segments() >= 3);
+    let (second, _) = log.segment_extents().nth(1).unwrap();
+    let cut = second.get() + 2500;
+    log.truncate_after(LogIndex(cut)).unwrap();
+    log.check_invariants();
+    append_small_batches(&mut log, 30);
+    log.check_invariants();
+    let sealed = log.segment_extents().count() - 1;
+    assert_eq!(log.mapped_segments(), 1);
+    assert_eq!(log.unloaded_segments(), sealed - 1);
+    assert_eq!(read_small(&log), (1..=cut + 30_000).collect::<Vec<_>>());
+}

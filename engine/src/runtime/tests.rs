@@ -1725,3 +1725,57 @@ fn a_held_ready_lets_no_replaced_batch_acknowledge_its_entries() {
         "acknowledged up to {acked:?} while the store is durable only up to {durable}"
     );
 }
+
+/// The points a held `Ready` drops cost no acknowledgement: a batch covering 2 to 5 has its
+/// point at 5; a `Ready` replacing 4 is held (its term's save refused), which drops that point
+/// though 2 and 3 stay; the batch completes while held; once the retry carries the `Ready` out,
+/// the new entry 4's point covers 2 and 3, and the follower acknowledges 4.
+#[test]
+fn a_held_ready_that_drops_a_straddling_point_still_acknowledges_after_the_retry() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
+    h.settle_writes();
+    assert_eq!(h.replica.store.durable_index(), LogIndex(1));
+    h.disk.set_manual(true);
+    let entries: [(u64, &[u8]); 4] = [(1, b"two"), (1, b"three"), (1, b"four"), (1, b"five")];
+    h.replica.step(append_entries(2, 1, (1, 1), 1, &entries));
+    h.turn();
+    assert_eq!(
+        (h.replica.store.last_index(), h.replica.store.durable_index()),
+        (LogIndex(5), LogIndex(1))
+    );
+    // Term 2's leader, node 3, replaces 4: the save of term 2 is refused and the Ready held.
+    h.replica.step(append_entries(3, 2, (3, 1), 1, &[(2, b"four-b")]));
+    h.disk.set_faults(SimFaults { no_space_next_write: true, ..SimFaults::default() });
+    h.turn();
+    assert!(h.replica.holds_ready());
+    h.disk.run_pending(usize::MAX);
+    h.turn();
+    assert!(h.replica.holds_ready());
+    assert_eq!(h.replica.store.durable_index(), LogIndex(5));
+    assert_eq!(h.replica.core.durable_index(), LogIndex(1), "a replaced point was reported");
+    // Room again: the retry carries the Ready out, and the disk completes everything.
+    h.disk.set_faults(SimFaults::default());
+    h.disk.set_manual(false);
+    h.replica.sent.clear();
+    h.replica.tick();
+    h.settle_writes();
+    assert!(!h.replica.holds_ready());
+    assert_eq!(h.replica.store.durable_index(), LogIndex(4));
+    assert_eq!(h.replica.core.durable_index(), LogIndex(4), "durable entries never reported");
+    let acked = h
+        .replica
+        .sent
+        .iter()
+        .filter(|m| m.to == NodeId(3))
+        .filter_map(|m| match m.body {
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index }) => {
+                Some(match_index)
+            }
+            _ => None,
+        })
+        .max();
+    assert_eq!(acked, Some(LogIndex(4)), "sent: {:?}", h.replica.sent);
+}

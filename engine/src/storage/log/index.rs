@@ -94,13 +94,17 @@ impl<D: Disk> LogStore<D> {
         let file = self.disk.open(&path, OpenOptions { create_new: false, direct: false })?;
         let bytes = self.disk.size(file).and_then(|size| {
             // A map when the process has one to spare, else a copy: a truncation does not fail
-            // for want of a map either.
+            // for want of a map either, and a copy the heap cannot hold (a process out of
+            // address space) is an error of this truncation, not an abort.
             self.disk.map(file, size).or_else(|_| {
                 let len = usize::try_from(size).map_err(io::Error::other)?;
-                let mut buf = bytes::BytesMut::zeroed(len);
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(len)
+                    .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e.to_string()))?;
+                buf.resize(len, 0);
                 let got = super::read::read_fully(&*self.disk, file, 0, &mut buf)?;
                 buf.truncate(got);
-                Ok(buf.freeze())
+                Ok(bytes::Bytes::from(buf))
             })
         });
         self.disk.close(file);
