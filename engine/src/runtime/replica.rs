@@ -925,6 +925,17 @@ impl<D: Disk> Replica<D> {
             // (a remote client hears NotLeader either way and retries with the same sequence
             // numbers, which the log deduplicates).
             let hint = self.leader_info(leader);
+            // Those the core's commit index covers committed (a follower's acknowledgement and
+            // the next leader's message can both arrive in one turn): answered as such first.
+            let core = &self.core;
+            self.waiters.complete(
+                self.log,
+                core.commit_index(),
+                |i| core.term_at(i),
+                hint,
+                &self.metrics,
+                clock::now(),
+            );
             self.waiters.fail_all(self.log, &Failure::LeadershipLost(hint));
             self.pending_tags.clear();
             self.proposals.clear();

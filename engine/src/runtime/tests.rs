@@ -1779,3 +1779,28 @@ fn a_held_ready_that_drops_a_straddling_point_still_acknowledges_after_the_retry
         .max();
     assert_eq!(acked, Some(LogIndex(4)), "sent: {:?}", h.replica.sent);
 }
+
+/// An append whose entry commits in the loop turn its leader is deposed (a follower's
+/// acknowledgement, then a later term's leader, both stepped before the drive) is answered with
+/// its position, not `LeadershipLost`: a local caller, with no deduplication, would append it
+/// again. (Found by a review: the role change failed every waiter before the commit answered
+/// them.)
+#[test]
+fn an_append_committed_in_the_turn_its_leader_is_deposed_is_answered_committed() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.elect_with_node_2();
+    let term = h.replica.core.term();
+    let mut rx = h.append(b"one");
+    h.settle();
+    assert!(rx.try_recv().is_err(), "answered before a majority held it");
+    let last = h.replica.core.last_index();
+    let ack = AppendEntriesResponse::Success { match_index: last };
+    h.replica.step(from_peer(2, term, MessageBody::AppendEntriesResponse(ack)));
+    assert!(h.replica.core.commit_index() >= last, "not committed");
+    h.replica.step(append_entries(3, term.get() + 1, (last.get(), term.get()), last.get(), &[]));
+    h.settle();
+    let answer = rx.try_recv().expect("answered");
+    assert_eq!(answer.map(|position| position.first_index), Ok(last));
+}
