@@ -160,6 +160,21 @@ pub enum AppendError {
         /// The log.
         log: LogId,
     },
+    /// The leader's own disk is far behind its appends (a slow or stalled device; the followers
+    /// may still be committing them): it holds what it has not written in memory, and takes no
+    /// more until its disk catches up. Retry shortly; nothing was appended.
+    #[error(
+        "log {log}: the leader's disk is {undurable_bytes} bytes behind its appends (at most \
+         {limit_bytes} are held in memory); retry shortly"
+    )]
+    Backlogged {
+        /// The log.
+        log: LogId,
+        /// Payload bytes appended and not durable on the leader (at least).
+        undurable_bytes: usize,
+        /// The most the leader holds so.
+        limit_bytes: usize,
+    },
     /// The log's storage failed (an fsync or write error) and refuses writes for good: the node
     /// needs an operator. Other replicas go on serving. An append that was already waiting for
     /// its commit when the storage failed may still commit: its entries went out to the

@@ -31,6 +31,12 @@ use raftwal_wire::types::{Entry, EntryKind, LogIndex, NodeId};
 use std::time::Instant;
 use tracing::info;
 
+/// Payload bytes a leader holds appended and not yet durable on its own disk before it refuses
+/// appends ([`Failure::Backlogged`]): far above what batching keeps in flight (a batch is at
+/// most `storage.batch_bytes_max`, 8 MiB by default), so only a disk that stalls or is much
+/// slower than the followers' meets it.
+pub(crate) const LEADER_UNDURABLE_BYTES_MAX: usize = 128 << 20;
+
 impl<D: Disk> Replica<D> {
     /// Appends payloads from the embedding API (untagged: local callers do not retry over a
     /// network, so they need no deduplication).
@@ -53,6 +59,13 @@ impl<D: Disk> Replica<D> {
         }
         if self.core.role() != Role::Leader {
             return Some(Failure::NotLeader(self.leader_info(self.core.leader())));
+        }
+        // A leader whose own disk lags (its followers may still commit the entries) would
+        // otherwise hold every entry it has not written in memory, without bound.
+        let undurable_bytes = self.store.undurable_payload_bytes_min();
+        if undurable_bytes > LEADER_UNDURABLE_BYTES_MAX {
+            let limit_bytes = LEADER_UNDURABLE_BYTES_MAX;
+            return Some(Failure::Backlogged { undurable_bytes, limit_bytes });
         }
         let max_bytes = self.config.entry_size_bytes_max;
         sizes

@@ -1804,3 +1804,50 @@ fn an_append_committed_in_the_turn_its_leader_is_deposed_is_answered_committed()
     let answer = rx.try_recv().expect("answered");
     assert_eq!(answer.map(|position| position.first_index), Ok(last));
 }
+
+/// A leader whose own disk stalls while its followers commit its appends holds what it has not
+/// written in memory up to a bound, then refuses appends as backlogged until its disk catches
+/// up. (Found by a review: with the followers acknowledging, every append was taken and
+/// acknowledged while the leader's unwritten tail grew without bound.)
+#[test]
+fn a_leader_whose_disk_stalls_refuses_appends_past_its_backlog_bound() {
+    static PAYLOAD: [u8; 512 << 10] = [b'x'; 512 << 10];
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.elect_with_node_2();
+    h.settle_writes();
+    let term = h.replica.core.term();
+    h.disk.set_manual(true);
+    let limit = crate::runtime::requests::LEADER_UNDURABLE_BYTES_MAX;
+    let mut refused = None;
+    for _ in 0..1000 {
+        let mut rx = h.append(&PAYLOAD);
+        h.turn();
+        let last = h.replica.core.last_index();
+        for peer in [2, 3] {
+            let ack = AppendEntriesResponse::Success { match_index: last };
+            h.replica.step(from_peer(peer, term, MessageBody::AppendEntriesResponse(ack)));
+        }
+        h.turn();
+        match rx.try_recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                refused = Some(e);
+                break;
+            }
+            Err(e) => panic!("not answered: {e:?}"),
+        }
+    }
+    let Some(AppendError::Backlogged { undurable_bytes, limit_bytes, .. }) = refused else {
+        panic!("never refused: {refused:?}");
+    };
+    assert_eq!(limit_bytes, limit);
+    assert!(undurable_bytes > limit && undurable_bytes <= limit + PAYLOAD.len());
+    // The disk catches up: appends are taken again.
+    h.disk.set_manual(false);
+    h.settle_writes();
+    let mut rx = h.append(&PAYLOAD);
+    h.turn();
+    assert!(rx.try_recv().is_err(), "refused again: {:?}", rx.try_recv());
+}

@@ -36,6 +36,11 @@ pub(crate) enum Failure {
     NotLeader(Option<LeaderInfo>),
     LeadershipLost(Option<LeaderInfo>),
     TransferInProgress,
+    /// The leader's disk is this many payload bytes behind (at least), over the limit.
+    Backlogged {
+        undurable_bytes: usize,
+        limit_bytes: usize,
+    },
     TooLarge {
         size_bytes: usize,
         max_bytes: usize,
@@ -91,6 +96,9 @@ impl AppendReply {
                     Failure::NotLeader(leader) => AppendError::NotLeader { log, leader },
                     Failure::LeadershipLost(_) => AppendError::LeadershipLost { log },
                     Failure::TransferInProgress => AppendError::TransferInProgress { log },
+                    Failure::Backlogged { undurable_bytes, limit_bytes } => {
+                        AppendError::Backlogged { log, undurable_bytes, limit_bytes }
+                    }
                     Failure::TooLarge { size_bytes, max_bytes } => {
                         AppendError::TooLarge { size_bytes, max_bytes }
                     }
@@ -117,6 +125,13 @@ impl AppendReply {
                     Failure::TransferInProgress => error(
                         ErrorCode::Overloaded,
                         "leadership transfer in progress; retry shortly".into(),
+                    ),
+                    Failure::Backlogged { undurable_bytes, limit_bytes } => error(
+                        ErrorCode::Overloaded,
+                        format!(
+                            "the leader's disk is {undurable_bytes} bytes behind its appends (at \
+                             most {limit_bytes} are held in memory); retry shortly"
+                        ),
                     ),
                     Failure::TooLarge { size_bytes, max_bytes } => error(
                         ErrorCode::InvalidRequest,

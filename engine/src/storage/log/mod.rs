@@ -392,6 +392,13 @@ impl<D: Disk> LogStore<D> {
         self.last_index
     }
 
+    /// A lower bound of the payload bytes appended and not durable yet, which the store holds
+    /// in memory until they are (its tail holds them and at most `tail_cache_bytes_max` of
+    /// durable ones): how far the disk is behind the appends.
+    pub fn undurable_payload_bytes_min(&self) -> usize {
+        self.tail_payload_bytes.saturating_sub(self.options.tail_cache_bytes_max)
+    }
+
     /// Every entry up to this index is durable: acknowledge up to here, no further.
     pub fn durable_index(&self) -> LogIndex {
         self.durable_index
