@@ -10,8 +10,10 @@
 //! Invariants:
 //! 1. Every registered read is answered exactly once: by the replica once its read index is
 //!    readable, with a failure when the core could not confirm it (the core answers every
-//!    request: an index, or `None` when leadership could not be confirmed), or when the log
-//!    stops (storage failure, shutdown).
+//!    request: an index, or `None` when leadership could not be confirmed), when the log
+//!    stops (storage failure, shutdown), or, once confirmed, when the replica loses its leader
+//!    before its index became readable (a client retries; it would otherwise wait as long as
+//!    the partition lasts).
 //! 2. Request ids are unique across restarts of the process (they start at a random point
 //!    below `u64::MAX / 2`, so they never reach the rejoin read's id either): the core matches a
 //!    leader's answer to a forwarded read by id alone, and an answer to the previous process's
@@ -97,6 +99,12 @@ impl ReadIndexes {
     }
 
     /// Every read, to be failed (the log stops on this node).
+    /// The confirmed reads, to be failed: their replica lost its leader, and nothing says when
+    /// it will hear of the commits that make their indexes readable.
+    pub(crate) fn take_confirmed(&mut self) -> Vec<ReadIndexReply> {
+        self.confirmed.drain(..).map(|(_, reply)| reply).collect()
+    }
+
     pub(crate) fn take_all(&mut self) -> Vec<ReadIndexReply> {
         let mut all: Vec<ReadIndexReply> = self.asked.drain().map(|(_, reply)| reply).collect();
         all.extend(self.confirmed.drain(..).map(|(_, reply)| reply));

@@ -940,6 +940,11 @@ impl<D: Disk> Replica<D> {
             self.pending_tags.clear();
             self.proposals.clear();
         }
+        if leader.is_none() && self.leader.is_some() {
+            for reply in self.read_indexes.take_confirmed() {
+                self.fail_read_index(reply, ReadIndexError::NoLeader);
+            }
+        }
         if self.role != Role::Leader && role == Role::Leader {
             if let Err(e) = self.rebuild_pending_tags() {
                 // Without them a retry of an entry it holds would be appended twice.

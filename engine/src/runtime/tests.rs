@@ -1851,3 +1851,33 @@ fn a_leader_whose_disk_stalls_refuses_appends_past_its_backlog_bound() {
     h.turn();
     assert!(rx.try_recv().is_err(), "refused again: {:?}", rx.try_recv());
 }
+
+/// A follower's read whose index its leader confirmed, and which then hears from no leader (the
+/// leader cut off right after answering), is failed with `NoLeader` once the follower loses its
+/// leader, rather than waiting as long as the partition lasts. (Found by a review: nothing but
+/// the commit index, a storage failure or shutdown answered it.)
+#[test]
+fn a_confirmed_follower_read_fails_when_its_leader_is_lost() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
+    h.settle();
+    let mut rx = read_index(&mut h);
+    h.settle();
+    let request_id = h.replica.read_indexes.last_id();
+    let answer = ReadIndexResponse { request_id, read_index: Some(LogIndex(3)) };
+    h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(answer)));
+    h.settle();
+    assert!(rx.try_recv().is_err(), "answered before this follower could serve index 3");
+    // No leader is heard from again: the follower's election timeout passes.
+    for _ in 0..1000 {
+        h.replica.tick();
+        h.settle();
+        if h.replica.core.leader().is_none() {
+            break;
+        }
+    }
+    assert_eq!(h.replica.core.leader(), None, "the follower kept its leader");
+    assert_eq!(rx.try_recv().expect("answered"), Err(ReadIndexError::NoLeader));
+}
