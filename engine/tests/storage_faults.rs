@@ -1066,6 +1066,12 @@ fn read_small(log: &LogStore<SimDisk>) -> Vec<u64> {
     got
 }
 
+/// An index 2,500 entries into the log's second segment.
+fn inside_the_second_segment(log: &LogStore<SimDisk>) -> u64 {
+    let (second, _) = log.segment_extents().nth(1).unwrap();
+    second.get() + 2500
+}
+
 /// Segments sealed unmapped give up their record offsets beyond the newest
 /// `sealed_segments_mapped_max`, as mapped ones do: a node out of maps does not keep 4 bytes per
 /// entry of every segment in memory. (Found by a review: only mapped segments were counted, so
@@ -1094,8 +1100,7 @@ fn a_truncation_into_a_segment_without_offsets_needs_no_map() {
     append_small_batches(&mut log, 30);
     assert!(log.unloaded_segments() >= 3);
     disk.set_faults(SimFaults { maps_fail: true, ..SimFaults::default() });
-    let (second, _) = log.segment_extents().nth(1).unwrap();
-    let cut = second.get() + 2500;
+    let cut = inside_the_second_segment(&log);
     log.truncate_after(LogIndex(cut)).unwrap();
     log.check_invariants();
     assert_eq!(read_small(&log), (1..=cut).collect::<Vec<_>>());
@@ -1112,8 +1117,7 @@ fn a_segment_whose_offsets_were_read_back_displaces_no_newer_mapped_one() {
     let (mut log, _) = LogStore::open(Path::new(DIR), one_mapped_options(), disk.clone()).unwrap();
     append_small_batches(&mut log, 30);
     assert!(log.unloaded_segments() >= 3);
-    let (second, _) = log.segment_extents().nth(1).unwrap();
-    let cut = second.get() + 2500;
+    let cut = inside_the_second_segment(&log);
     log.truncate_after(LogIndex(cut)).unwrap();
     log.check_invariants();
     append_small_batches(&mut log, 30);

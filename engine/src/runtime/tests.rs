@@ -715,6 +715,23 @@ fn read_index(h: &mut Harness) -> oneshot::Receiver<Result<LogIndex, ReadIndexEr
     rx
 }
 
+/// Makes the replica a follower of node 2 (term 1, index 1 committed) and starts a
+/// linearizable read, which it forwards to node 2: the read and its request id.
+fn forwarded_read(h: &mut Harness) -> (oneshot::Receiver<Result<LogIndex, ReadIndexError>>, u64) {
+    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
+    h.settle();
+    let rx = read_index(h);
+    h.settle();
+    (rx, h.replica.read_indexes.last_id())
+}
+
+/// Node `from`'s answer of term 1 to read `request_id`, stepped and settled.
+fn answer_read(h: &mut Harness, from: u64, request_id: u64, read_index: u64) {
+    let answer = ReadIndexResponse { request_id, read_index: Some(LogIndex(read_index)) };
+    h.replica.step(from_peer(from, Term(1), MessageBody::ReadIndexResponse(answer)));
+    h.settle();
+}
+
 /// A single voter confirms its own leadership: the read index is its commit index.
 #[test]
 fn a_single_voters_read_index_is_its_commit_index() {
@@ -739,17 +756,11 @@ fn a_followers_read_index_waits_until_it_can_serve_the_leaders_commit() {
     let _entered = rt.enter();
     let mut h = Harness::new(3);
     // Node 2 leads term 1 and has committed index 1 here.
-    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
-    h.settle();
-    let mut rx = read_index(&mut h);
-    h.settle();
+    let (mut rx, request_id) = forwarded_read(&mut h);
     assert!(rx.try_recv().is_err(), "answered before the leader confirmed");
     // The leader answers the forwarded request with its commit index, 3, which this follower
     // has not seen yet.
-    let request_id = h.replica.read_indexes.last_id();
-    let answer = ReadIndexResponse { request_id, read_index: Some(LogIndex(3)) };
-    h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(answer)));
-    h.settle();
+    answer_read(&mut h, 2, request_id, 3);
     assert!(rx.try_recv().is_err(), "answered before this follower could serve index 3");
     // The entries and the commit index reach it.
     h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
@@ -1639,12 +1650,8 @@ fn a_read_answer_meant_for_the_previous_process_answers_no_new_read() {
     let rt = runtime();
     let _entered = rt.enter();
     let mut h = Harness::new(3);
-    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
-    h.settle();
-    let mut before = read_index(&mut h);
-    h.settle();
+    let (mut before, old_id) = forwarded_read(&mut h);
     assert!(before.try_recv().is_err(), "forwarded, waiting for the leader");
-    let old_id = h.replica.read_indexes.last_id();
     h.restart();
     // Entries 2 and 3 commit after the restart; then a new linearizable read starts.
     h.replica.step(append_entries(2, 1, (1, 1), 3, &[(1, b"two"), (1, b"three")]));
@@ -1656,16 +1663,11 @@ fn a_read_answer_meant_for_the_previous_process_answers_no_new_read() {
     assert_ne!(old_id, new_id, "a read id repeated across a restart");
     // The leader's answer to the previous process's read (its commit index then, 1), and one
     // from a node that is not the leader, answer nothing.
-    let old = ReadIndexResponse { request_id: old_id, read_index: Some(LogIndex(1)) };
-    h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(old)));
-    let forged = ReadIndexResponse { request_id: new_id, read_index: Some(LogIndex(1)) };
-    h.replica.step(from_peer(3, Term(1), MessageBody::ReadIndexResponse(forged)));
-    h.settle();
+    answer_read(&mut h, 2, old_id, 1);
+    answer_read(&mut h, 3, new_id, 1);
     assert!(after.try_recv().is_err(), "answered by a read that was not its own");
     // The leader's answer to this read does.
-    let answer = ReadIndexResponse { request_id: new_id, read_index: Some(LogIndex(3)) };
-    h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(answer)));
-    h.settle();
+    answer_read(&mut h, 2, new_id, 3);
     assert_eq!(after.try_recv().expect("answered"), Ok(LogIndex(3)));
 }
 
@@ -1861,14 +1863,8 @@ fn a_confirmed_follower_read_fails_when_its_leader_is_lost() {
     let rt = runtime();
     let _entered = rt.enter();
     let mut h = Harness::new(3);
-    h.replica.step(append_entries(2, 1, (0, 0), 1, &[(1, b"one")]));
-    h.settle();
-    let mut rx = read_index(&mut h);
-    h.settle();
-    let request_id = h.replica.read_indexes.last_id();
-    let answer = ReadIndexResponse { request_id, read_index: Some(LogIndex(3)) };
-    h.replica.step(from_peer(2, Term(1), MessageBody::ReadIndexResponse(answer)));
-    h.settle();
+    let (mut rx, request_id) = forwarded_read(&mut h);
+    answer_read(&mut h, 2, request_id, 3);
     assert!(rx.try_recv().is_err(), "answered before this follower could serve index 3");
     // No leader is heard from again: the follower's election timeout passes.
     for _ in 0..1000 {
