@@ -175,6 +175,14 @@ pub enum AppendError {
         /// The most the leader holds so.
         limit_bytes: usize,
     },
+    /// The leader's disk is full: a write it needs before any other (a new term, for a single
+    /// voter) was refused, and it takes no appends until a retry (every tick) finds room.
+    /// Retry shortly; nothing was appended.
+    #[error("log {log}: the leader's disk is full; it takes no appends until there is room")]
+    DiskFull {
+        /// The log.
+        log: LogId,
+    },
     /// The log's storage failed (an fsync or write error) and refuses writes for good: the node
     /// needs an operator. Other replicas go on serving. An append that was already waiting for
     /// its commit when the storage failed may still commit: its entries went out to the
@@ -278,6 +286,11 @@ pub enum ReadIndexError {
     /// or this node's request or its answer was lost): retry.
     #[error("the leader could not confirm its leadership; retry")]
     NotConfirmed,
+    /// The leader confirmed the read index, but this replica did not reach it within ten
+    /// election timeouts (it is far behind its leader): read from the leader (a remote client
+    /// is sent there), or retry.
+    #[error("this replica did not catch up to read index {0} in time; read from the leader")]
+    Lagging(LogIndex),
     /// The log's storage failed on this node; the log stopped here.
     #[error("log storage failed: {0}")]
     Storage(String),

@@ -254,8 +254,9 @@ impl Log {
     /// majority that it still leads (one heartbeat round, shared by the reads of that moment);
     /// a follower asks its leader. Without it, a follower's reads may trail the leader's commit
     /// index by a round trip. [`ReadIndexError::NoLeader`] and [`ReadIndexError::NotConfirmed`]
-    /// ask for a retry. Waits while this node catches up: bound it with a timeout if this node
-    /// may be cut off from the leader after the leader answered.
+    /// ask for a retry. Waits while this node catches up, at most ten election timeouts
+    /// ([`ReadIndexError::Lagging`]: read from the leader), and fails with `NoLeader` if this node
+    /// loses its leader meanwhile.
     pub async fn read_index(&self) -> Result<LogIndex, ReadIndexError> {
         let rx = self.send_read_index()?;
         answer(rx, ReadIndexError::ShuttingDown).await

@@ -1,8 +1,8 @@
 //! Scenario tests of linearizable reads by ReadIndex (thesis 6.4).
 
-use raftwal::raft::ReadIndexError;
+use raftwal::raft::{ReadIndexError, READS_WAITING_MAX};
 use raftwal_tests::scenario::{filter, Cluster};
-use raftwal_wire::message::MessageBody;
+use raftwal_wire::message::{MessageBody, ReadIndex, ReadIndexResponse};
 use raftwal_wire::types::{LogIndex, NodeId};
 
 #[test]
@@ -142,4 +142,47 @@ fn read_index_a_forwarded_read_whose_answer_is_lost_fails_after_an_election_time
     let (_, state) = cluster.read_answer(read).expect("given up on");
     assert_eq!(state.read_index, None);
     assert_eq!(cluster.leader_of(2), Some(1), "the follower still follows");
+}
+
+/// A follower that forwards reads without end does not grow the leader's queue without bound:
+/// past `READS_WAITING_MAX` waiting reads, a forwarded one is answered `None` (retry) at once,
+/// and the ones taken are still confirmed. (Found by a review: every forwarded read was queued.)
+#[test]
+fn a_leader_refuses_forwarded_reads_past_its_bound() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.propose(1, &["a"]).expect("leader");
+    cluster.settle();
+    cluster.read_index(2);
+    let forwarded = cluster.take(filter::kind("ReadIndex"));
+    let [template] = &forwarded[..] else { panic!("one forwarded read: {forwarded:?}") };
+    let first_id = 1_000_000u64;
+    let count = READS_WAITING_MAX as u64 + 2;
+    cluster.inject((first_id..first_id + count).map(|request_id| {
+        let mut message = template.clone();
+        message.body = MessageBody::ReadIndex(ReadIndex { request_id });
+        message
+    }));
+    cluster.deliver_where(filter::kind("ReadIndex"));
+    let answers = |cluster: &Cluster| -> Vec<ReadIndexResponse> {
+        cluster
+            .wire()
+            .iter()
+            .filter_map(|m| match &m.body {
+                MessageBody::ReadIndexResponse(answer) => Some(*answer),
+                _ => None,
+            })
+            .collect()
+    };
+    let refused = answers(&cluster);
+    let refused_ids: Vec<u64> = refused.iter().map(|a| a.request_id).collect();
+    assert_eq!(refused_ids, [first_id + count - 2, first_id + count - 1], "refused at once");
+    assert!(refused.iter().all(|a| a.read_index.is_none()), "{refused:?}");
+    cluster.drop_where(filter::kind("ReadIndexResponse"));
+    // The queued ones are confirmed by the next heartbeat round.
+    cluster.deliver_where(filter::kind("Heartbeat"));
+    cluster.deliver_where(filter::kind("HeartbeatResponse"));
+    let confirmed = answers(&cluster);
+    assert_eq!(confirmed.len(), READS_WAITING_MAX);
+    assert!(confirmed.iter().all(|a| a.read_index == Some(LogIndex(2))));
 }

@@ -48,5 +48,6 @@ pub use errors::{ProposeError, ReadIndexError, RestoreError, StepError, Transfer
 pub use log_source::{EmptyLog, LogReadError, LogSource};
 pub use log_view::LAST_INDEX_MAX;
 pub use progress::{ProgressView, ReplicationState};
+pub use read_index::READS_WAITING_MAX;
 pub use ready::{ReadState, Ready};
 pub use rejoin::REJOIN_READ_REQUEST_ID;

@@ -9,7 +9,8 @@
 //! 1. Read contexts grow strictly; a read registered while round `c` is open is confirmed only by
 //!    acknowledgements of contexts `>= c`, all sent after it was registered.
 //! 2. Reads are confirmed in registration order.
-//! 3. When leadership ends, every pending read is answered with `None` (retry). A follower's
+//! 3. When leadership ends, every pending read is answered with `None` (retry), as is a
+//!    forwarded read that finds `READS_WAITING_MAX` reads waiting already. A follower's
 //!    forwarded read is answered with `None` when its leader changes, or after an election
 //!    timeout without an answer (the request or its answer was lost), so every read is answered.
 
@@ -20,6 +21,12 @@ use crate::raft::rejoin::REJOIN_READ_REQUEST_ID;
 use raftwal_wire::message::{MessageBody, ReadIndex, ReadIndexResponse};
 use raftwal_wire::types::{LogIndex, NodeId};
 use std::collections::VecDeque;
+
+/// The most reads a leader keeps waiting (for its first commit in the term, or for a heartbeat
+/// round) before it answers a follower's forwarded read with `None` at once (retry): a peer that
+/// forwards reads without end must not grow the leader's queues without bound. Far above what
+/// admission lets the nodes' clients have in flight.
+pub const READS_WAITING_MAX: usize = 1 << 16;
 
 #[derive(Clone, Copy, Debug)]
 struct PendingRead {
@@ -191,7 +198,8 @@ impl RaftCore {
 
     /// A follower forwarded a read.
     pub(super) fn handle_read_index_request(&mut self, from: NodeId, request: ReadIndex) {
-        if self.role == Role::Leader {
+        let waiting = self.reads.confirming.len() + self.reads.awaiting_commit.len();
+        if self.role == Role::Leader && waiting < READS_WAITING_MAX {
             if request.request_id == REJOIN_READ_REQUEST_ID {
                 self.forget_follower_log(from);
             }

@@ -13,7 +13,9 @@
 //!    request: an index, or `None` when leadership could not be confirmed), when the log
 //!    stops (storage failure, shutdown), or, once confirmed, when the replica loses its leader
 //!    before its index became readable (a client retries; it would otherwise wait as long as
-//!    the partition lasts).
+//!    the partition lasts), or when its index did not become readable within
+//!    `CONFIRMED_WAIT_ELECTION_TIMEOUTS` election timeouts (a replica far behind, or a leader
+//!    that answered an index it never commits: the read is sent to the leader instead).
 //! 2. Request ids are unique across restarts of the process (they start at a random point
 //!    below `u64::MAX / 2`, so they never reach the rejoin read's id either): the core matches a
 //!    leader's answer to a forwarded read by id alone, and an answer to the previous process's
@@ -26,6 +28,11 @@ use raftwal_wire::client::ReadRequest;
 use raftwal_wire::transport::Responder;
 use raftwal_wire::types::LogIndex;
 use std::collections::HashMap;
+
+/// How many election timeouts a confirmed read waits for its index to become readable before it
+/// fails with [`ReadIndexError::Lagging`]: a follower that keeps its leader catches up within
+/// milliseconds unless it is far behind, when the leader serves the read sooner.
+pub(crate) const CONFIRMED_WAIT_ELECTION_TIMEOUTS: u32 = 10;
 
 /// How to answer one linearizable read.
 #[derive(Debug)]
@@ -44,8 +51,9 @@ pub(crate) struct ReadIndexes {
     next_id: u64,
     /// Waiting for the core's answer, by request id.
     asked: HashMap<u64, ReadIndexReply>,
-    /// Answered by the core: waiting until the replica can serve reads up to the index.
-    confirmed: Vec<(LogIndex, ReadIndexReply)>,
+    /// Answered by the core: waiting until the replica can serve reads up to the index, with
+    /// the ticks waited so.
+    confirmed: Vec<(LogIndex, u32, ReadIndexReply)>,
 }
 
 impl ReadIndexes {
@@ -78,7 +86,7 @@ impl ReadIndexes {
         let reply = self.asked.remove(&id)?;
         match index {
             Some(index) => {
-                self.confirmed.push((index, reply));
+                self.confirmed.push((index, 0, reply));
                 None
             }
             None => Some(reply),
@@ -93,21 +101,34 @@ impl ReadIndexes {
     /// The confirmed reads whose index `readable` covers, to be answered now.
     pub(crate) fn take_readable(&mut self, readable: LogIndex) -> Vec<(LogIndex, ReadIndexReply)> {
         let (now, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.confirmed).into_iter().partition(|(i, _)| *i <= readable);
+            std::mem::take(&mut self.confirmed).into_iter().partition(|(i, ..)| *i <= readable);
         self.confirmed = later;
-        now
+        now.into_iter().map(|(index, _, reply)| (index, reply)).collect()
     }
 
-    /// Every read, to be failed (the log stops on this node).
+    /// One tick passed: the confirmed reads that have now waited `limit_ticks`, to be failed
+    /// with their index (invariant 1).
+    pub(crate) fn age(&mut self, limit_ticks: u32) -> Vec<(LogIndex, ReadIndexReply)> {
+        for (_, waited, _) in &mut self.confirmed {
+            *waited = waited.saturating_add(1);
+        }
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.confirmed)
+            .into_iter()
+            .partition(|(_, waited, _)| *waited >= limit_ticks);
+        self.confirmed = waiting;
+        expired.into_iter().map(|(index, _, reply)| (index, reply)).collect()
+    }
+
     /// The confirmed reads, to be failed: their replica lost its leader, and nothing says when
     /// it will hear of the commits that make their indexes readable.
     pub(crate) fn take_confirmed(&mut self) -> Vec<ReadIndexReply> {
-        self.confirmed.drain(..).map(|(_, reply)| reply).collect()
+        self.confirmed.drain(..).map(|(.., reply)| reply).collect()
     }
 
+    /// Every read, to be failed (the log stops on this node).
     pub(crate) fn take_all(&mut self) -> Vec<ReadIndexReply> {
         let mut all: Vec<ReadIndexReply> = self.asked.drain().map(|(_, reply)| reply).collect();
-        all.extend(self.confirmed.drain(..).map(|(_, reply)| reply));
+        all.extend(self.confirmed.drain(..).map(|(.., reply)| reply));
         all
     }
 }

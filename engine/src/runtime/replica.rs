@@ -26,7 +26,8 @@
 //! out nothing of it or of any later one, and serves no commit past what it had seen,
 //! until a retry on a later tick succeeds. Meanwhile the follower is silent to its leader, as
 //! a paused one would be: the core takes no message, tick or read (they would only pile up
-//! answers in it that cannot leave); compaction may free space.
+//! answers in it that cannot leave), and a leader (a single voter that won its election in the
+//! held `Ready`) takes no append (`DiskFull`); compaction may free space.
 //!
 //! Invariants:
 //! 1. `persist_points` are increasing and each is above the durable index when queued; none
@@ -34,7 +35,7 @@
 //!    carried out, or held).
 //! 2. Once `failed` is set, the replica never writes or sends again.
 //! 3. While `held` is set, no other `Ready` is taken from the core, the core takes no message,
-//!    tick or read, and `commit_seen` stays.
+//!    tick, read or proposal, and `commit_seen` stays.
 
 use crate::config::NodeConfig;
 use crate::error::{CompactError, LeaderInfo, ReadIndexError};
@@ -44,7 +45,7 @@ use crate::runtime::clock;
 use crate::runtime::dedup::{
     DedupTable, CLIENT_SEQS_SAVE_ENTRIES, REBUILD_AFTER_SAVE_MAX, REBUILD_ENTRIES_MAX,
 };
-use crate::runtime::read_index::ReadIndexes;
+use crate::runtime::read_index::{ReadIndexes, CONFIRMED_WAIT_ELECTION_TIMEOUTS};
 use crate::runtime::source::StoreSource;
 use crate::runtime::subscribers::{RoomWaker, Subscribers};
 use crate::runtime::waiters::{Failure, Waiters};
@@ -826,6 +827,16 @@ impl<D: Disk> Replica<D> {
         }
         if let Some(full) = &mut self.disk_full {
             full.retry = true;
+        }
+        if self.read_indexes.has_confirmed() {
+            let limit = self
+                .core
+                .config()
+                .election_timeout_ticks
+                .saturating_mul(CONFIRMED_WAIT_ELECTION_TIMEOUTS);
+            for (index, reply) in self.read_indexes.age(limit) {
+                self.fail_read_index(reply, ReadIndexError::Lagging(index));
+            }
         }
         self.subscribers.forget_gone();
         if let Some((_, ticks)) = &mut self.client_seqs_failed {

@@ -60,6 +60,11 @@ impl<D: Disk> Replica<D> {
         if self.core.role() != Role::Leader {
             return Some(Failure::NotLeader(self.leader_info(self.core.leader())));
         }
+        // The core takes no proposal while a `Ready` is held (module `replica`, invariant 3):
+        // its entries could not be written, and would pile up in memory.
+        if self.holds_ready() {
+            return Some(Failure::DiskFull);
+        }
         // A leader whose own disk lags (its followers may still commit the entries) would
         // otherwise hold every entry it has not written in memory, without bound.
         let undurable_bytes = self.store.undurable_payload_bytes_min();
@@ -484,7 +489,9 @@ impl<D: Disk> Replica<D> {
             ReadIndexReply::Remote { responder, .. } => {
                 let response = match failure {
                     // The client retries: at the leader it names, or after a pause.
-                    ReadIndexError::NoLeader | ReadIndexError::NotConfirmed => {
+                    ReadIndexError::NoLeader
+                    | ReadIndexError::NotConfirmed
+                    | ReadIndexError::Lagging(_) => {
                         let leader = self.leader_info(self.core.leader()).map(hint);
                         ClientResponse::NotLeader(NotLeader { log: self.log, leader })
                     }

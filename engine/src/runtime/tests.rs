@@ -1078,6 +1078,48 @@ fn a_held_ready_piles_up_nothing_in_the_core() {
     assert_eq!(h.replica.readable_commit(), LogIndex(3));
 }
 
+/// A single voter wins its election in the `Ready` that saves its new term: when a full disk
+/// refuses that save, the `Ready` is held, yet the core already leads. It takes no append until
+/// the retry saves the term: the proposals would pile up in the core's memory for as long as the
+/// disk stays full. (Found by a review: appends went on into the core, and the store's backlog
+/// bound never saw them.)
+#[test]
+fn a_single_voter_whose_new_term_a_full_disk_refuses_takes_no_append() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(1);
+    h.settle_writes();
+    let full =
+        SimFaults { capacity_bytes: Some(0), no_space_next_write: true, ..SimFaults::default() };
+    h.disk.set_faults(full);
+    h.tick_until(Role::Leader);
+    h.settle();
+    assert!(h.replica.holds_ready(), "the refused save of the new term was not held");
+    let last = h.replica.core.last_index();
+    for _ in 0..3 {
+        let mut rx = h.append(b"while full");
+        h.turn();
+        match rx.try_recv() {
+            Ok(Err(AppendError::DiskFull { .. })) => {}
+            other => panic!("an append while the disk is full: {other:?}"),
+        }
+        assert_eq!(h.replica.core.last_index(), last, "the core took a proposal");
+        // The retry on the tick finds the disk full again.
+        h.disk.set_faults(SimFaults { no_space_next_write: true, ..h.disk.faults() });
+        h.replica.tick();
+        h.settle();
+        assert!(h.replica.holds_ready());
+    }
+    h.disk.set_faults(SimFaults::default());
+    h.replica.tick();
+    h.settle();
+    assert!(!h.replica.holds_ready());
+    let mut rx = h.append(b"with room");
+    h.settle();
+    let position = rx.try_recv().expect("answered").expect("appended");
+    assert_eq!(position.first_index, last.next());
+}
+
 /// A log start of a newer leader, stepped in the same turn as the one that replaced this
 /// follower's log but one the core keeps its log for (its start is at or below the commit index
 /// the first one brought), must not take the place of the first one's clients: the log is
@@ -1876,4 +1918,30 @@ fn a_confirmed_follower_read_fails_when_its_leader_is_lost() {
     }
     assert_eq!(h.replica.core.leader(), None, "the follower kept its leader");
     assert_eq!(rx.try_recv().expect("answered"), Err(ReadIndexError::NoLeader));
+}
+
+/// A follower's read whose confirmed index it does not reach (its leader keeps it, but the index
+/// is far ahead: a follower catching up a long backlog, or a leader that answered an index it
+/// never commits) fails with `Lagging` after ten election timeouts instead of waiting without
+/// bound. (Found by a review: such a read waited as long as the leader kept this follower.)
+#[test]
+fn a_confirmed_follower_read_that_stays_unreadable_fails_as_lagging() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    let (mut rx, request_id) = forwarded_read(&mut h);
+    let far = u64::MAX / 4;
+    answer_read(&mut h, 2, request_id, far);
+    let limit = h.replica.core.config().election_timeout_ticks
+        * crate::runtime::read_index::CONFIRMED_WAIT_ELECTION_TIMEOUTS;
+    for tick in 0..limit {
+        assert!(rx.try_recv().is_err(), "answered after {tick} ticks");
+        // The leader keeps this follower: a heartbeat every tick.
+        let heartbeat = Heartbeat { leader_commit: LogIndex(1), read_context: None };
+        h.replica.step(from_peer(2, Term(1), MessageBody::Heartbeat(heartbeat)));
+        h.replica.tick();
+        h.settle();
+        assert_eq!(h.replica.core.leader(), Some(NodeId(2)));
+    }
+    assert_eq!(rx.try_recv().expect("answered"), Err(ReadIndexError::Lagging(LogIndex(far))));
 }

@@ -41,6 +41,8 @@ pub(crate) enum Failure {
         undurable_bytes: usize,
         limit_bytes: usize,
     },
+    /// The leader holds a `Ready` a full disk refused (module `replica`, invariant 3).
+    DiskFull,
     TooLarge {
         size_bytes: usize,
         max_bytes: usize,
@@ -99,6 +101,7 @@ impl AppendReply {
                     Failure::Backlogged { undurable_bytes, limit_bytes } => {
                         AppendError::Backlogged { log, undurable_bytes, limit_bytes }
                     }
+                    Failure::DiskFull => AppendError::DiskFull { log },
                     Failure::TooLarge { size_bytes, max_bytes } => {
                         AppendError::TooLarge { size_bytes, max_bytes }
                     }
@@ -132,6 +135,12 @@ impl AppendReply {
                             "the leader's disk is {undurable_bytes} bytes behind its appends (at \
                              most {limit_bytes} are held in memory); retry shortly"
                         ),
+                    ),
+                    Failure::DiskFull => error(
+                        ErrorCode::Overloaded,
+                        "the leader's disk is full; it takes no appends until there is room; \
+                         retry shortly"
+                            .into(),
                     ),
                     Failure::TooLarge { size_bytes, max_bytes } => error(
                         ErrorCode::InvalidRequest,
