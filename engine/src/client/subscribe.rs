@@ -31,15 +31,16 @@ pub struct RemoteSubscription {
     /// Handshakes TLS refused in a row (each at the next node in turn): once every node did,
     /// the certificates are wrong for this cluster and no retry helps.
     refused_by_tls: usize,
-    /// Nodes in a row that answered `Compacted` (each node compacts its own log, so another
-    /// may still hold the entries wanted): once every node did, the entries are gone.
-    compacted_by: usize,
+    /// Per node of the client's list, whether it answered `Compacted` since the last batch
+    /// (each node compacts its own log, so another may still hold the entries wanted): once
+    /// every node did, the entries are gone. Per node, not a count: a node asked again after
+    /// another failed for an unrelated reason (a restart) is still one node.
+    compacted_at: Vec<bool>,
 }
 
 impl RemoteSubscription {
     pub(super) fn new(client: Arc<Client>, from: LogIndex, node: usize) -> RemoteSubscription {
         RemoteSubscription {
-            client,
             // 0 stays 0 until the first entry arrives: the node serving it starts at its own
             // first entry.
             next: from,
@@ -48,7 +49,8 @@ impl RemoteSubscription {
             buffer: VecDeque::new(),
             last_failure: String::new(),
             refused_by_tls: 0,
-            compacted_by: 0,
+            compacted_at: vec![false; client.config().nodes.len()],
+            client,
         }
     }
 
@@ -133,9 +135,9 @@ impl RemoteSubscription {
 
     /// The next committed entry. Fails when no node could serve the subscription for the
     /// client's retry deadline, or at once when a node refused it for a reason no retry fixes
-    /// (no such log, an invalid request), or when every configured node in turn answered that
-    /// the entries wanted were compacted away (each node compacts its own log: one that did
-    /// moves the subscription to the next).
+    /// (no such log, an invalid request), or when every configured node answered that the
+    /// entries wanted were compacted away (each node compacts its own log: one that did moves
+    /// the subscription to the next; a node that answered so twice counts once).
     pub async fn next(&mut self) -> Result<LogEntry, ClientError> {
         let retry_deadline = self.client.config().retry_deadline;
         let mut deadline = super::deadline_after(retry_deadline);
@@ -165,7 +167,7 @@ impl RemoteSubscription {
             let Some((_, stream)) = self.stream.as_mut() else { continue };
             match stream.next().await {
                 Ok(Some(batch)) => {
-                    self.compacted_by = 0;
+                    self.compacted_at.fill(false);
                     if let Err(why) = self.take_batch(&batch.entries) {
                         self.fail_over(why);
                     }
@@ -174,13 +176,14 @@ impl RemoteSubscription {
                     backoff = Duration::from_millis(5);
                 }
                 Ok(None) => self.fail_over("the node ended the subscription".into()),
-                Err(RequestError::Server(e))
-                    if e.code == ErrorCode::Compacted
-                        && self.compacted_by + 1 < self.client.config().nodes.len() =>
-                {
+                Err(RequestError::Server(e)) if e.code == ErrorCode::Compacted => {
                     // That node's own compaction or retention went past `next`; another
                     // replica may still hold it.
-                    self.compacted_by += 1;
+                    let at = self.node % self.compacted_at.len();
+                    self.compacted_at[at] = true;
+                    if self.compacted_at.iter().all(|c| *c) {
+                        return Err(ClientError::Refused { code: e.code, message: e.message });
+                    }
                     let addr = self.node_addr();
                     self.fail_over(format!("{addr}: {}", e.message));
                 }
@@ -259,5 +262,57 @@ mod tests {
         subscription.take_batch(&[entry(7), entry(8), entry(9)]).unwrap();
         let seen: Vec<u64> = subscription.buffer.iter().map(|e| e.index.get()).collect();
         assert_eq!(seen, [5, 6, 7, 8, 9], "skipped or repeated entries");
+    }
+
+    /// Two nodes: the first compacted the entries wanted, the second is restarting (it ends the
+    /// first subscription with `ShuttingDown`) and then serves them. The subscription gives up
+    /// as compacted only once every node answered so; the first node answering twice, around
+    /// the second's restart, is not every node, and the entries are still there to be had.
+    #[test]
+    fn a_node_compacted_twice_around_anothers_restart_is_not_every_node() {
+        use raftwal_wire::client::{ClientError as WireError, ErrorCode};
+        use raftwal_wire::tls::TlsIdentity;
+        use raftwal_wire::transport::{Transport, TransportConfig, TransportEvent};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _entered = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        ClusterCerts::generate(None, &[NodeId(1), NodeId(2)])
+            .unwrap()
+            .write_to_dir(dir.path())
+            .unwrap();
+        let mut addrs = Vec::new();
+        for node in [1, 2] {
+            let identity = TlsIdentity::load_node(dir.path(), NodeId(node)).unwrap();
+            let config = TransportConfig::new(NodeId(node), "127.0.0.1:0".parse().unwrap());
+            let (transport, mut events) = Transport::bind(config, &identity).unwrap();
+            addrs.push(transport.local_addr().unwrap());
+            runtime.spawn(async move {
+                let _transport = transport;
+                let mut sinks = Vec::new();
+                let mut served = 0;
+                while let Some(event) = events.recv().await {
+                    let TransportEvent::Subscribe(event) = event else { continue };
+                    served += 1;
+                    let end = |code, message: &str| {
+                        Some(WireError { code, message: message.to_string() })
+                    };
+                    if node == 1 {
+                        event.sink.end(end(ErrorCode::Compacted, "compacted here"));
+                    } else if served == 1 {
+                        event.sink.end(end(ErrorCode::ShuttingDown, "restarting"));
+                    } else {
+                        let from = event.request.from.get();
+                        event.sink.try_send(&[entry(from), entry(from + 1)]).unwrap();
+                        sinks.push(event.sink);
+                    }
+                }
+            });
+        }
+        let mut config = ClientConfig::new(addrs, dir.path(), LogId(0));
+        config.retry_deadline = std::time::Duration::from_secs(10);
+        let client = Arc::new(Client::new(config).unwrap());
+        let mut subscription = RemoteSubscription::new(client, LogIndex(5), 0);
+        let got = runtime.block_on(subscription.next());
+        assert_eq!(got.map(|e| e.index), Ok(LogIndex(5)), "the second node holds the entry");
     }
 }
