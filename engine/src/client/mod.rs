@@ -427,8 +427,9 @@ impl Client {
     /// Committed entries from `from` (0: from the first entry the node reached still has,
     /// wherever compaction left it), at most `count_max` of them (fewer at the end of what is
     /// committed), from whichever node the client reaches; when that node has compacted them
-    /// away, from any other node that still has them (`Refused` with `Compacted` only when no
-    /// node does).
+    /// away, from any other node that still has them (`Refused` with `Compacted` only when
+    /// every node that answers says it compacted them; a node that fails otherwise, restarting
+    /// or unreachable, is asked again until the retry deadline).
     pub async fn read(&self, from: LogIndex, count_max: u32) -> Result<Vec<LogEntry>, ClientError> {
         self.read_with(from, count_max, false).await
     }
@@ -470,10 +471,9 @@ impl Client {
                 .await;
             let raw = match answer {
                 Ok(raw) => raw,
-                Err(ClientError::Refused { code: ErrorCode::Compacted, message }) => self
-                    .read_elsewhere(&request)
-                    .await
-                    .ok_or(ClientError::Refused { code: ErrorCode::Compacted, message })?,
+                Err(ClientError::Refused { code: ErrorCode::Compacted, message }) => {
+                    self.read_elsewhere(&request, message).await?
+                }
                 Err(e) => return Err(e),
             };
             let Some(last) = raw.last().map(|e| e.index) else { return Ok(Vec::new()) };
@@ -485,18 +485,51 @@ impl Client {
         }
     }
 
-    /// A read that one node refused as compacted, asked of every node in turn: each node
-    /// compacts its own log, so another replica may still hold the entries. `None` when none
-    /// answers with them.
-    async fn read_elsewhere(&self, request: &ClientRequest) -> Option<Vec<Entry>> {
-        for node in &self.config.nodes {
-            match self.ask(*node, request).await {
-                Ok(ClientResponse::Entries(batch)) => return Some(batch.entries),
-                Ok(other) => debug!("{node} did not serve the read: {}", other.kind_name()),
-                Err(e) => debug!("{node} did not serve the read: {e}"),
+    /// A read that one node refused as compacted (`compacted`: what it said), asked of every
+    /// node in turn: each node compacts its own log, so another replica may still hold the
+    /// entries. Refused as compacted only when every node answered so; a node that failed
+    /// otherwise (restarting, unreachable) may hold them, so the round is repeated until the
+    /// retry deadline, and the last such failure is reported after it.
+    async fn read_elsewhere(
+        &self,
+        request: &ClientRequest,
+        compacted: String,
+    ) -> Result<Vec<Entry>, ClientError> {
+        let deadline = deadline_after(self.config.retry_deadline);
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let mut failure = None;
+            for node in &self.config.nodes {
+                let why = match self.ask(*node, request).await {
+                    Ok(ClientResponse::Entries(batch)) => return Ok(batch.entries),
+                    Ok(other) => match common::<()>(other) {
+                        Ok(Attempt::Retry(why)) => format!("{node}: {why}"),
+                        Ok(_) => format!("{node}: no leader to confirm the read"),
+                        // Compacted there too, or a refusal no retry at that node fixes.
+                        Err(e) => {
+                            debug!("{node} did not serve the read: {e}");
+                            continue;
+                        }
+                    },
+                    // Says which node.
+                    Err(ClientError::Unavailable(why)) => why,
+                    Err(e) => format!("{node}: {e}"),
+                };
+                // A failure that may pass (a restart, an unreachable node): ask again.
+                debug!("the read failed: {why}");
+                failure = Some(why);
             }
+            let Some(failure) = failure else {
+                return Err(ClientError::Refused {
+                    code: ErrorCode::Compacted,
+                    message: compacted,
+                });
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Unavailable(failure));
+            }
+            pause(&mut backoff).await;
         }
-        None
     }
 
     /// The log's status on the node at `node`.
@@ -649,6 +682,70 @@ mod tests {
         // A later failure of the leader marks it down again.
         current.mark_down(nodes[2], now);
         assert_eq!(current.target(&nodes, now), nodes[0]);
+    }
+
+    /// Two nodes: the first compacted the entries a read wants, the second is restarting (it
+    /// answers its first request with `ShuttingDown`) and then serves them. The read is refused
+    /// as compacted only once every node said so: a node that could not answer may still hold
+    /// the entries, and it does here.
+    #[test]
+    fn a_read_is_refused_as_compacted_only_when_every_node_said_so() {
+        use super::{Client, ClientConfig};
+        use bytes::Bytes;
+        use raftwal_wire::client::{
+            ClientError as WireError, ClientResponse, EntriesBatch, ErrorCode,
+        };
+        use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
+        use raftwal_wire::transport::{Transport, TransportConfig, TransportEvent};
+        use raftwal_wire::types::{Entry, EntryKind, NodeId};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _entered = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        ClusterCerts::generate(None, &[NodeId(1), NodeId(2)])
+            .unwrap()
+            .write_to_dir(dir.path())
+            .unwrap();
+        let mut addrs = Vec::new();
+        for node in [1, 2] {
+            let identity = TlsIdentity::load_node(dir.path(), NodeId(node)).unwrap();
+            let config = TransportConfig::new(NodeId(node), "127.0.0.1:0".parse().unwrap());
+            let (transport, mut events) = Transport::bind(config, &identity).unwrap();
+            addrs.push(transport.local_addr().unwrap());
+            runtime.spawn(async move {
+                let _transport = transport;
+                let mut answered = 0;
+                while let Some(event) = events.recv().await {
+                    let TransportEvent::ClientRequest(event) = event else { continue };
+                    answered += 1;
+                    let error = |code, message: &str| {
+                        ClientResponse::Error(WireError { code, message: message.to_string() })
+                    };
+                    let response = if node == 1 {
+                        error(ErrorCode::Compacted, "compacted here")
+                    } else if answered == 1 {
+                        error(ErrorCode::ShuttingDown, "restarting")
+                    } else {
+                        let entry = Entry {
+                            index: LogIndex(5),
+                            term: Term(1),
+                            kind: EntryKind::Normal,
+                            data: Bytes::from_static(b"five"),
+                        };
+                        ClientResponse::Entries(EntriesBatch {
+                            log: LogId(0),
+                            entries: vec![entry],
+                        })
+                    };
+                    event.responder.respond(&response).unwrap();
+                }
+            });
+        }
+        let mut config = ClientConfig::new(addrs, dir.path(), LogId(0));
+        config.retry_deadline = std::time::Duration::from_secs(10);
+        let client = Client::new(config).unwrap();
+        let read = runtime.block_on(client.read(LogIndex(5), 10));
+        let indices = read.map(|entries| entries.iter().map(|e| e.index).collect::<Vec<_>>());
+        assert_eq!(indices, Ok(vec![LogIndex(5)]), "the second node holds the entry");
     }
 
     /// A node's answer to a batch is taken only when it can be the batch's position; whatever
