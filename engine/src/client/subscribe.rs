@@ -134,13 +134,17 @@ impl RemoteSubscription {
     }
 
     /// The next committed entry. Fails when no node could serve the subscription for the
-    /// client's retry deadline, or at once when a node refused it for a reason no retry fixes
+    /// client's retry deadline (counted from the failure, however long the tail had waited for
+    /// entries before), or at once when a node refused it for a reason no retry fixes
     /// (no such log, an invalid request), or when every configured node answered that the
     /// entries wanted were compacted away (each node compacts its own log: one that did moves
     /// the subscription to the next; a node that answered so twice counts once).
     pub async fn next(&mut self) -> Result<LogEntry, ClientError> {
         let retry_deadline = self.client.config().retry_deadline;
-        let mut deadline = super::deadline_after(retry_deadline);
+        // Counts from the first moment since the last progress that there was no stream (the
+        // call's start, or the failure of the stream): not from the call's start, which on an
+        // idle log may be long before a node failed.
+        let mut deadline = None;
         let mut backoff = Duration::from_millis(5);
         // Each call opens a stream at least once whatever the deadline (a zero retry deadline
         // means one attempt), so a failure always has a reason.
@@ -150,6 +154,8 @@ impl RemoteSubscription {
                 return Ok(entry);
             }
             if self.stream.is_none() {
+                let deadline =
+                    *deadline.get_or_insert_with(|| super::deadline_after(retry_deadline));
                 if opened && tokio::time::Instant::now() >= deadline {
                     return Err(ClientError::Unavailable(self.last_failure.clone()));
                 }
@@ -171,8 +177,8 @@ impl RemoteSubscription {
                     if let Err(why) = self.take_batch(&batch.entries) {
                         self.fail_over(why);
                     }
-                    // Progress: the node serves us; the deadline counts from the last progress.
-                    deadline = super::deadline_after(retry_deadline);
+                    // Progress: the node serves us; the deadline counts from the next failure.
+                    deadline = None;
                     backoff = Duration::from_millis(5);
                 }
                 Ok(None) => self.fail_over("the node ended the subscription".into()),
@@ -314,5 +320,61 @@ mod tests {
         let mut subscription = RemoteSubscription::new(client, LogIndex(5), 0);
         let got = runtime.block_on(subscription.next());
         assert_eq!(got.map(|e| e.index), Ok(LogIndex(5)), "the second node holds the entry");
+    }
+
+    /// A tail waits on an idle log longer than the retry deadline; then its node restarts (it
+    /// ends the subscription, refuses the next one, then serves again). The retry deadline
+    /// counts from the failure, not from when the tail started waiting: the tail goes on.
+    #[test]
+    fn a_tail_idle_longer_than_the_retry_deadline_survives_a_restart_of_its_node() {
+        use raftwal_wire::client::{ClientError as WireError, ErrorCode};
+        use raftwal_wire::tls::TlsIdentity;
+        use raftwal_wire::transport::{Transport, TransportConfig, TransportEvent};
+        use std::time::Duration;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _entered = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
+        let identity = TlsIdentity::load_node(dir.path(), NodeId(1)).unwrap();
+        let config = TransportConfig::new(NodeId(1), "127.0.0.1:0".parse().unwrap());
+        let (transport, mut events) = Transport::bind(config, &identity).unwrap();
+        let addr = transport.local_addr().unwrap();
+        let idle = Duration::from_millis(2500);
+        runtime.spawn(async move {
+            let _transport = transport;
+            let mut served = 0;
+            let mut sinks = Vec::new();
+            while let Some(event) = events.recv().await {
+                let TransportEvent::Subscribe(event) = event else { continue };
+                served += 1;
+                let restarting =
+                    || Some(WireError { code: ErrorCode::ShuttingDown, message: "restart".into() });
+                let from = event.request.from.get();
+                match served {
+                    1 => {
+                        // Entry 5, then nothing for a while, then the restart.
+                        event.sink.try_send(&[entry(from)]).unwrap();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(idle).await;
+                            event.sink.end(restarting());
+                        });
+                    }
+                    2 => event.sink.end(restarting()),
+                    _ => {
+                        event.sink.try_send(&[entry(from)]).unwrap();
+                        sinks.push(event.sink);
+                    }
+                }
+            }
+        });
+        let mut config = ClientConfig::new(vec![addr], dir.path(), LogId(0));
+        config.retry_deadline = Duration::from_secs(1);
+        let client = Arc::new(Client::new(config).unwrap());
+        let mut subscription = RemoteSubscription::new(client, LogIndex(5), 0);
+        runtime.block_on(async {
+            assert_eq!(subscription.next().await.map(|e| e.index), Ok(LogIndex(5)));
+            let got = subscription.next().await;
+            assert_eq!(got.map(|e| e.index), Ok(LogIndex(6)), "the tail ended at a restart");
+        });
     }
 }
