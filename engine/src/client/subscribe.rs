@@ -149,6 +149,12 @@ impl RemoteSubscription {
         // Each call opens a stream at least once whatever the deadline (a zero retry deadline
         // means one attempt), so a failure always has a reason.
         let mut opened = false;
+        // Whether the last attempt failed before its stream served a batch (the connection
+        // failed, or the node ended the subscription at once): the next one waits `backoff`
+        // first, so that a node that refuses every subscription is not asked again in a loop
+        // as fast as handshakes complete. A stream that served and then failed is replaced
+        // at once.
+        let mut pause = false;
         loop {
             if let Some(entry) = self.buffer.pop_front() {
                 return Ok(entry);
@@ -156,17 +162,20 @@ impl RemoteSubscription {
             if self.stream.is_none() {
                 let deadline =
                     *deadline.get_or_insert_with(|| super::deadline_after(retry_deadline));
+                if pause {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
                 if opened && tokio::time::Instant::now() >= deadline {
                     return Err(ClientError::Unavailable(self.last_failure.clone()));
                 }
                 opened = true;
+                pause = true;
                 if let Err(e) = self.open().await {
                     if self.refused_by_tls >= self.client.config().nodes.len() {
                         return Err(super::refused_by_tls(&e));
                     }
                     self.fail_over(e);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
                     continue;
                 }
             }
@@ -180,6 +189,7 @@ impl RemoteSubscription {
                     // Progress: the node serves us; the deadline counts from the next failure.
                     deadline = None;
                     backoff = Duration::from_millis(5);
+                    pause = false;
                 }
                 Ok(None) => self.fail_over("the node ended the subscription".into()),
                 Err(RequestError::Server(e)) if e.code == ErrorCode::Compacted => {
@@ -320,6 +330,46 @@ mod tests {
         let mut subscription = RemoteSubscription::new(client, LogIndex(5), 0);
         let got = runtime.block_on(subscription.next());
         assert_eq!(got.map(|e| e.index), Ok(LogIndex(5)), "the second node holds the entry");
+    }
+
+    /// A node that ends every subscription at once with an error worth retrying (its copy of
+    /// the log is poisoned, say) is asked again after a pause that grows, as one that cannot be
+    /// reached is, not in a loop of handshakes as fast as they complete.
+    #[test]
+    fn a_node_that_ends_every_subscription_at_once_is_retried_with_pauses() {
+        use raftwal_wire::client::{ClientError as WireError, ErrorCode};
+        use raftwal_wire::tls::TlsIdentity;
+        use raftwal_wire::transport::{Transport, TransportConfig, TransportEvent};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::Duration;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _entered = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
+        let identity = TlsIdentity::load_node(dir.path(), NodeId(1)).unwrap();
+        let config = TransportConfig::new(NodeId(1), "127.0.0.1:0".parse().unwrap());
+        let (transport, mut events) = Transport::bind(config, &identity).unwrap();
+        let addr = transport.local_addr().unwrap();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counted = asked.clone();
+        runtime.spawn(async move {
+            let _transport = transport;
+            while let Some(event) = events.recv().await {
+                let TransportEvent::Subscribe(event) = event else { continue };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let message = "log refuses writes after a storage failure".into();
+                event.sink.end(Some(WireError { code: ErrorCode::Poisoned, message }));
+            }
+        });
+        let mut config = ClientConfig::new(vec![addr], dir.path(), LogId(0));
+        config.retry_deadline = Duration::from_secs(1);
+        let client = Arc::new(Client::new(config).unwrap());
+        let mut subscription = RemoteSubscription::new(client, LogIndex(5), 0);
+        let got = runtime.block_on(subscription.next());
+        assert!(matches!(got, Err(crate::client::ClientError::Unavailable(_))), "{got:?}");
+        // Pauses of 5 ms doubling to 500 ms fit 8 attempts in a second.
+        let asked = asked.load(Ordering::SeqCst);
+        assert!(asked <= 12, "asked {asked} times in a second");
     }
 
     /// A tail waits on an idle log longer than the retry deadline; then its node restarts (it
