@@ -126,6 +126,35 @@ fn a_remote_tail_and_read_fit_the_node_frame_limit() {
     });
 }
 
+/// A node configured with frames larger than the default (allowed up to 256 MiB) holds an entry
+/// that needs one: a remote read and a remote tail get it, rather than refusing the node's
+/// frame as over the client's own default limit on every attempt until the retry deadline.
+#[test]
+fn a_remote_read_and_tail_take_frames_as_large_as_the_node_sends() {
+    let cluster = Cluster::start_with(1, |c| {
+        c.transport.frame_size_bytes_max = 32 << 20;
+        c.entry_size_bytes_max = 20 << 20;
+        c.raft.append_size_bytes_max = 24 << 20;
+        c.storage.batch_bytes_max = 24 << 20;
+        c.storage.segment_size_bytes = 64 << 20;
+    });
+    let leader = cluster.wait_leader(T);
+    let big = Bytes::from(vec![7u8; 17 << 20]);
+    let position = cluster.log(leader).append_blocking(big.clone()).unwrap();
+    let mut config = ClientConfig::new(cluster.client_addrs(), cluster.tls_dir(), LogId(0));
+    config.retry_deadline = Duration::from_secs(2);
+    let rt = runtime();
+    let client = rt.block_on(async { Arc::new(Client::new(config).unwrap()) });
+    rt.block_on(async {
+        let read = client.read(position.index, 1).await.map(|e| e.into_iter().next());
+        let read = read.map(|e| e.map(|e| (e.index, e.data.len())));
+        assert_eq!(read, Ok(Some((position.index, big.len()))), "the remote read");
+        let mut tail = client.subscribe(position.index);
+        let tailed = tail.next().await.map(|e| (e.index, e.data.len()));
+        assert_eq!(tailed, Ok((position.index, big.len())), "the remote tail");
+    });
+}
+
 #[test]
 fn a_retried_append_is_applied_once() {
     let cluster = Cluster::start(3);

@@ -60,6 +60,12 @@ impl FrameLimits {
         FrameLimits { frame_size_bytes_max: FRAME_SIZE_BYTES_FLOOR }
     }
 
+    /// The largest limits there are (a frame body of at most [`FRAME_SIZE_BYTES_CEILING`]): for
+    /// reading what a node of any configuration may send, such as a client's answers.
+    pub fn largest() -> FrameLimits {
+        FrameLimits { frame_size_bytes_max: FRAME_SIZE_BYTES_CEILING }
+    }
+
     /// The largest frame body accepted, in bytes.
     #[inline]
     pub fn frame_size_bytes_max(&self) -> u32 {

@@ -9,6 +9,13 @@
 //! Invariants: every request gets exactly one outcome (its answer, or a [`RequestError`] when the
 //! connection fails); requests in flight are bounded by the session window (a request waits for
 //! room rather than growing the queue).
+//!
+//! Limits: requests are encoded under the endpoint's [`FrameLimits`] (one larger is refused
+//! before anything is sent); answers and subscription batches are read under the largest limit
+//! there is ([`FrameLimits::largest`]), as a node may be configured with frames up to it
+//! (`transport.frame_size_bytes_max`) and then holds entries, and answers reads, that need them.
+//! A frame's body is allocated only once all of it arrived, so a node cannot make the client
+//! hold more than it actually sent.
 
 use super::close_code;
 use super::queue::{PushError, SendQueue};
@@ -128,7 +135,7 @@ impl ClientEndpoint {
         tokio::spawn(read_answers(
             session.clone(),
             connection.clone(),
-            FrameReader::new(recv, self.limits),
+            FrameReader::new(recv, FrameLimits::largest()),
         ));
         Ok(ClientConnection { connection, session, limits: self.limits })
     }
@@ -259,7 +266,7 @@ impl ClientConnection {
         send.write_all_chunks(&mut chunks)
             .await
             .map_err(|e| RequestError::ConnectionLost(write_error_text(&e)))?;
-        Ok(Subscription { _send: send, reader: FrameReader::new(recv, self.limits), id })
+        Ok(Subscription { _send: send, reader: FrameReader::new(recv, FrameLimits::largest()), id })
     }
 
     /// The node's address.
