@@ -320,12 +320,24 @@ impl Client {
                 return Err(ClientError::Unavailable(last_failure));
             }
             attempted = true;
-            let connection = match self.connection().await {
-                Ok(connection) => connection,
-                Err(e) if self.refused_by_every_node() => return Err(refused_by_tls(&e)),
-                Err(e) => {
+            // Bounded by the deadline (or one connect timeout, for the first attempt): while
+            // the nodes cannot be reached, the requests in flight wait for one connection
+            // attempt at a time, and the last in line would otherwise wait for all of them.
+            let wait_until = deadline.max(deadline_after(self.config.connect_timeout));
+            let connection = match tokio::time::timeout_at(wait_until, self.connection()).await {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(e)) if self.refused_by_every_node() => return Err(refused_by_tls(&e)),
+                Ok(Err(e)) => {
                     last_failure = e;
                     pause(&mut backoff).await;
+                    continue;
+                }
+                Err(_) => {
+                    if last_failure.is_empty() {
+                        last_failure = "no node reached before the retry deadline (waited for \
+                                        other requests' connection attempts)"
+                            .into();
+                    }
                     continue;
                 }
             };
@@ -682,6 +694,50 @@ mod tests {
         // A later failure of the leader marks it down again.
         current.mark_down(nodes[2], now);
         assert_eq!(current.target(&nodes, now), nodes[0]);
+    }
+
+    /// Requests in flight while no node can be reached wait for one connection attempt at a
+    /// time; each still fails by its retry deadline (plus one connect timeout), not after every
+    /// attempt queued ahead of it. (Found by a review: the last of 16 appends waited for 16
+    /// connect timeouts in turn.)
+    #[test]
+    fn appends_while_no_node_answers_fail_by_their_deadline() {
+        use super::{Client, ClientConfig, ClientError};
+        use bytes::Bytes;
+        use raftwal_wire::tls::ClusterCerts;
+        use raftwal_wire::types::NodeId;
+        use std::time::Duration;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _entered = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
+        // A socket that never answers: every handshake runs into the connect timeout.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut config =
+            ClientConfig::new(vec![silent.local_addr().unwrap()], dir.path(), LogId(0));
+        config.connect_timeout = Duration::from_millis(300);
+        config.retry_deadline = Duration::from_secs(1);
+        let client = std::sync::Arc::new(Client::new(config).unwrap());
+        let started = tokio::time::Instant::now();
+        let waits = runtime.block_on(async {
+            let appends = (0..16).map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let result = client.append(Bytes::from_static(b"x")).await;
+                    (result, started.elapsed())
+                })
+            });
+            let mut waits = Vec::new();
+            for append in appends.collect::<Vec<_>>() {
+                let (result, waited) = append.await.unwrap();
+                assert!(matches!(result, Err(ClientError::Unavailable(_))), "{result:?}");
+                waits.push(waited);
+            }
+            waits
+        });
+        // Deadline 1 s plus one connect timeout and a pause; 16 attempts in turn take 4.8 s.
+        let longest = waits.iter().max().unwrap();
+        assert!(*longest < Duration::from_millis(3000), "waited {longest:?}: {waits:?}");
     }
 
     /// Two nodes: the first compacted the entries a read wants, the second is restarting (it
