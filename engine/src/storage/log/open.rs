@@ -575,9 +575,11 @@ impl<D: Disk> LogStore<D> {
             let mut padded = found.bytes.to_vec();
             padded.resize(s.end_offset, 0);
             found.bytes = Bytes::from(padded);
-            if next.is_none() {
-                // The active segment is read with pread and written on: give the file its
-                // padding back, durably, as a torn tail's zeros are.
+            if next.is_none() || s.stop.is_none() {
+                // The active segment is read with pread and written on, and a sealed one is
+                // read from its file once it is no longer mapped (a read of the record would
+                // find the file shorter than its index says): give the file its padding back,
+                // durably, as a torn tail's zeros are.
                 self.zero_range(found, len, s.end_offset)?;
             }
         }
