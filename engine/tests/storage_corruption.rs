@@ -264,10 +264,12 @@ fn flipped_bit_in_the_header_of_a_prepared_segment() {
     expect_bad_segment(&disk, &segs[2], "checksum");
 }
 
-/// A file cut inside the zero padding after its last record (found by the `recovery` fuzz
-/// target, where it panicked at open) loses no record: the record's header and payload are
-/// whole, and the padding is zeros by format. Both for a sealed segment and the active one,
-/// which then takes more appends.
+/// A sealed segment's file cut inside the zero padding after its last record (found by the
+/// `recovery` fuzz target, where it panicked at open) loses no record: the record's header and
+/// payload are whole, the padding is zeros by format, and the next segment says where its
+/// records end; the log then takes more appends. The active segment cut there is corruption,
+/// named, with nothing changed: no record bounds what the cut took after it
+/// (`a_last_segment_cut_inside_the_padding_of_an_earlier_record_is_corruption`).
 #[test]
 fn a_file_cut_inside_the_padding_of_its_last_record_keeps_every_record() {
     let record = |index: u64| Entry {
@@ -299,6 +301,19 @@ fn a_file_cut_inside_the_padding_of_its_last_record_keeps_every_record() {
         }
         assert!(end < at, "the last record must have padding to cut");
         disk.set_file_len(&path(name), end);
+        if !sealed {
+            let cut = disk.file_bytes(&path(name)).unwrap();
+            match open(&disk) {
+                Err(OpenError::Corrupt(c)) => {
+                    assert_eq!((c.file, c.offset), (path(name), end as u64));
+                    assert_eq!(c.index, Some(LogIndex(601)));
+                }
+                Err(other) => panic!("expected corruption, got {other}"),
+                Ok(_) => panic!("an active segment cut inside its padding opened"),
+            }
+            assert_eq!(disk.file_bytes(&path(name)).unwrap(), cut, "the file was changed");
+            continue;
+        }
         let mut log = open(&disk).unwrap_or_else(|e| panic!("sealed {sealed}: {e}"));
         assert_eq!(log.last_index(), LogIndex(600));
         let all: Vec<Entry> = log.read(LogIndex(1), usize::MAX).unwrap();
@@ -700,5 +715,33 @@ fn a_sealed_segment_cut_inside_its_last_padding_stays_readable_unmapped() {
             .read(LogIndex(from), 1)
             .unwrap_or_else(|e| panic!("entry {from} of an opened log is unreadable: {e}"));
         storage_common::assert_genuine(&got[0]);
+    }
+}
+
+/// A last segment cut (by something outside raftwal) inside the zero padding of a record that
+/// is not its last lost the records after it, which were durable: the file then looks exactly
+/// like one cut inside the padding of its last record, so neither is read as a whole log.
+#[test]
+fn a_last_segment_cut_inside_the_padding_of_an_earlier_record_is_corruption() {
+    let (disk, segs) = build();
+    let active = segs.last().unwrap();
+    let bytes = disk.file_bytes(&path(active)).unwrap();
+    let records = record_offsets(&bytes);
+    // A record with padding after its payload, followed by at least one more.
+    let (at, len) = *records[..records.len() - 1]
+        .iter()
+        .find(|&&(_, len)| !(RECORD_HEADER_BYTES + len).is_multiple_of(8))
+        .expect("a record with padding before the last one");
+    disk.set_file_len(&path(active), at + RECORD_HEADER_BYTES + len);
+    match open(&disk) {
+        Err(OpenError::Corrupt(c)) => {
+            assert_eq!(c.file, path(active), "{c}");
+            assert_eq!(c.offset, (at + RECORD_HEADER_BYTES + len) as u64, "{c}");
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(log) => panic!(
+            "a cut-short segment lost durable records silently (the log ends at {})",
+            log.last_index()
+        ),
     }
 }

@@ -17,8 +17,9 @@
 //! 3. Anything else (a bad record with valid ones after it, a valid record out of sequence, a
 //!    gap between segments) is corruption: open fails, naming file, offset and index. So is a
 //!    cut at or below the hard state's commit index (committed entries were durable), a
-//!    record running past the end of a last segment shorter than a segment (a crash never
-//!    shortens a preallocated file), and segments without a hard state file.
+//!    record running past the end of a last segment shorter than a segment, or a last segment
+//!    ending inside a record's padding (a crash never shortens a preallocated file), and
+//!    segments without a hard state file.
 //! 4. What recovery read is synced before it is reported durable (a killed process may have
 //!    left it in the caches only).
 //! 5. A reset's base segment (header flag `base`) starts the log: the segments before the base
@@ -108,8 +109,9 @@ fn validate(options: &LogOptions, disk: &impl Disk) -> Result<(), OpenError> {
 
 /// Whether the last segment's scan stopped at a record that runs past the end of a file shorter
 /// than a segment: a crash never shortens a preallocated file, so something cut it and the
-/// records past the cut are lost. (A file cut inside the zeros after its last record loses
-/// nothing and is accepted: `recover_one`.)
+/// records past the cut are lost. (A last segment cut inside the padding of a record is
+/// refused too, and a sealed one cut inside its last live record's padding loses nothing and
+/// is accepted: `recover_one`.)
 fn cut_short(bytes: &[u8], offset: usize, error: &RecordError, segment_size: u64) -> bool {
     let truncated =
         matches!(error, RecordError::HeaderTruncated | RecordError::PayloadTruncated(_));
@@ -562,9 +564,24 @@ impl<D: Disk> LogStore<D> {
             None => scan(&found.bytes, first, found.header.prev_term, limit, seed, recycled),
         };
         let len = found.bytes.len();
+        if s.end_offset > len && next.is_none() {
+            // The last segment ends inside the zero padding after a valid record. No write of
+            // raftwal leaves a file there (records are written whole with their padding, and
+            // segments preallocated): something outside raftwal cut it, and nothing bounds
+            // what it took after that record, which may be durable records (a cut inside a
+            // record is refused alike: `cut_short`).
+            let index = first.plus(s.offsets.len() as u64);
+            let reason = format!(
+                "the file ends inside the padding of the record before index {index} ({len} \
+                 bytes; no raftwal write ends a segment file there: something outside raftwal \
+                 cut it, and the records after the cut are lost)"
+            );
+            return Err(corrupt(&found.path, len, Some(index), reason));
+        }
         if s.end_offset > len {
-            // The file ends inside the zero padding after its last valid record (the record's
-            // header and payload are whole: their checksum held). The padding is zeros by
+            // A sealed segment's file ends inside the zero padding after its last valid record
+            // (the record's header and payload are whole: their checksum held). Its live
+            // records end there (the next segment starts after them), the padding is zeros by
             // format and outside the checksum, so read the missing bytes as zeros.
             tracing::warn!(
                 file = %found.path.display(),
@@ -575,11 +592,10 @@ impl<D: Disk> LogStore<D> {
             let mut padded = found.bytes.to_vec();
             padded.resize(s.end_offset, 0);
             found.bytes = Bytes::from(padded);
-            if next.is_none() || s.stop.is_none() {
-                // The active segment is read with pread and written on, and a sealed one is
-                // read from its file once it is no longer mapped (a read of the record would
-                // find the file shorter than its index says): give the file its padding back,
-                // durably, as a torn tail's zeros are.
+            if s.stop.is_none() {
+                // The segment is read from its file once it is no longer mapped (a read of the
+                // record would find the file shorter than its index says): give the file its
+                // padding back, durably, as a torn tail's zeros are.
                 self.zero_range(found, len, s.end_offset)?;
             }
         }
