@@ -745,3 +745,40 @@ fn a_last_segment_cut_inside_the_padding_of_an_earlier_record_is_corruption() {
         ),
     }
 }
+
+/// A record whose checksum holds was written whole where it lies: no torn write makes one.
+/// When such a record in the last batch of the log holds a field this build does not know (a
+/// kind a later build writes, reserved bytes set, a batch offset before index 1), it is
+/// corruption, not a torn tail: cutting it would drop a durable, perhaps acknowledged, entry
+/// (say one a newer build wrote, after a downgrade).
+#[test]
+fn a_checksummed_record_with_an_unknown_field_is_never_cut_as_a_torn_tail() {
+    for what in ["unknown kind", "reserved bytes", "batch offset"] {
+        let (disk, segs) = build();
+        let active = segs.last().unwrap();
+        let bytes = disk.file_bytes(&path(active)).unwrap();
+        let &(at, len) = record_offsets(&bytes).last().unwrap();
+        assert_eq!(decode_record(&bytes[at..]).unwrap().index, LogIndex(100));
+        let mut record = bytes[at..at + RECORD_HEADER_BYTES + len].to_vec();
+        match what {
+            "unknown kind" => record[24] = 3,
+            "reserved bytes" => record[26] = 1,
+            _ => record[28..32].copy_from_slice(&u32::MAX.to_le_bytes()),
+        }
+        let crc = crc32fast::hash(&record[4..]);
+        record[..4].copy_from_slice(&crc.to_le_bytes());
+        assert!(decode_record(&record).is_err(), "{what}: the edit must not decode");
+        disk.overwrite(&path(active), at, &record);
+        match open(&disk) {
+            Err(OpenError::Corrupt(c)) => {
+                assert_eq!((c.file, c.offset), (path(active), at as u64), "{what}");
+                assert_eq!(c.index, Some(LogIndex(100)), "{what}");
+            }
+            Err(other) => panic!("{what}: expected corruption, got {other}"),
+            Ok(log) => panic!(
+                "{what}: a record written whole was cut as a torn tail (the log ends at {})",
+                log.last_index()
+            ),
+        }
+    }
+}

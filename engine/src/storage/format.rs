@@ -325,6 +325,20 @@ pub enum RecordError {
     Stale(u64),
 }
 
+impl RecordError {
+    /// Whether the record's checksum held (a field then holds a value this build does not
+    /// know): such a record was written whole where it lies, by a writer that meant it, never
+    /// by a torn write.
+    pub fn checksum_held(&self) -> bool {
+        matches!(
+            self,
+            RecordError::UnknownKind(_)
+                | RecordError::ReservedNotZero
+                | RecordError::BadBatchOffset(_)
+        )
+    }
+}
+
 /// Writes one record (header and payload, padded with zeros) at the start of `out`, which must
 /// be exactly [`record_size_bytes`]`(payload.len())` long, as a fresh (version 1) segment holds
 /// it: [`encode_record_seeded`] with seed 0.

@@ -130,7 +130,8 @@ pub(crate) enum Stop {
     /// The bytes at `offset` are not a valid record (zero, torn or corrupt).
     Invalid { offset: usize, error: RecordError },
     /// A record with a valid checksum that does not continue the log (wrong index, falling
-    /// term): never the result of a torn write, so always corruption. (In a recycled segment a
+    /// term) or holds a field this build does not know (`RecordError::checksum_held`): never
+    /// the result of a torn write, so always corruption. (In a recycled segment a
     /// record of an index below the segment's first one is `Invalid` with
     /// [`RecordError::Stale`] instead: the file's earlier use left it.)
     Inconsistent { offset: usize, reason: String },
@@ -171,6 +172,13 @@ pub(crate) fn scan(
     while last.is_none_or(|l| expected <= l) {
         let header = match decode_record_seeded(bytes.get(offset..).unwrap_or_default(), seed) {
             Ok(h) => h,
+            // Its checksum held: written whole where it lies (a later build's kind, say), so
+            // never the end of a torn tail, which recovery would cut.
+            Err(error) if error.checksum_held() => {
+                let reason = format!("{error} (in a record whose checksum holds)");
+                out.stop = Some(Stop::Inconsistent { offset, reason });
+                break;
+            }
             // A gap shorter than a record header does not decode as zeros: check for one
             // whatever the error.
             Err(_) if gap_before_record(bytes, offset, expected, term, seed) => {
