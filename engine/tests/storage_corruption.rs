@@ -782,3 +782,49 @@ fn a_checksummed_record_with_an_unknown_field_is_never_cut_as_a_torn_tail() {
         }
     }
 }
+
+/// The same at the start of a pipelined batch, after the gap of zeros before it: a record whose
+/// checksum holds at the block boundary was written there, so the gap is stepped over and the
+/// record is corruption, not the start of a torn tail.
+#[test]
+fn a_checksummed_record_with_an_unknown_field_after_a_pipelined_gap_is_never_cut() {
+    let options = raftwal::storage::LogOptions {
+        segment_size_bytes: 1 << 20,
+        batches_in_flight_max: 2,
+        ..small_options(true)
+    };
+    let disk = Rc::new(SimDisk::new());
+    let (mut log, _) = LogStore::open(Path::new(DIR), options, disk.clone()).unwrap();
+    log.append(&entries(1, 5, 1)).unwrap();
+    assert!(log.submit().unwrap());
+    log.append(&entries(6, 5, 1)).unwrap();
+    assert!(log.submit().unwrap(), "the second batch is pipelined");
+    assert_eq!(log.flush().unwrap(), LogIndex(10));
+    drop(log);
+    let name = path(&raftwal::storage::SegmentId(LogIndex(1)).file_name());
+    let bytes = disk.file_bytes(&name).unwrap();
+    let fifth = record_offsets(&bytes).len();
+    assert_eq!(fifth, 5, "the pipelined batch starts after a gap");
+    let at = (SEGMENT_HEADER_BYTES + 1..bytes.len())
+        .step_by(4096)
+        .map(|b| b.next_multiple_of(4096))
+        .find(|&b| decode_record(&bytes[b..]).is_ok_and(|h| h.index == LogIndex(6)))
+        .expect("record 6 at a block boundary");
+    let len = decode_record(&bytes[at..]).unwrap().payload_bytes as usize;
+    let mut record = bytes[at..at + RECORD_HEADER_BYTES + len].to_vec();
+    record[24] = 3;
+    let crc = crc32fast::hash(&record[4..]);
+    record[..4].copy_from_slice(&crc.to_le_bytes());
+    disk.overwrite(&name, at, &record);
+    match LogStore::open(Path::new(DIR), options, disk.clone()) {
+        Err(OpenError::Corrupt(c)) => {
+            assert_eq!((c.file, c.offset), (name, at as u64));
+            assert_eq!(c.index, Some(LogIndex(6)));
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok((log, _)) => panic!(
+            "a record written whole was cut as a torn tail (the log ends at {})",
+            log.last_index()
+        ),
+    }
+}

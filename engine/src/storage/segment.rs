@@ -251,8 +251,9 @@ pub(crate) fn kind_mismatch(kind: EntryKind, payload_bytes: u32) -> Option<Strin
 }
 
 /// True when the bytes from `offset` (inside a block) to the next block boundary are zero and a
-/// valid record of index `expected` (term not below `term`) starts at that boundary: the gap a
-/// pipelined batch leaves before itself. Nothing else leaves one: a record of the index that
+/// valid record of index `expected` (term not below `term`) starts at that boundary, or one
+/// whose checksum holds with a field this build does not know: the gap a pipelined batch
+/// leaves before itself. Nothing else leaves one: a record of the index that
 /// was due at `offset` can only sit further on if the writer put it there.
 fn gap_before_record(
     bytes: &[u8],
@@ -268,8 +269,13 @@ fn gap_before_record(
     if bytes[offset..boundary].iter().any(|&b| b != 0) {
         return false;
     }
-    decode_record_seeded(&bytes[boundary..], seed)
-        .is_ok_and(|h| h.index == expected && h.term >= term)
+    match decode_record_seeded(&bytes[boundary..], seed) {
+        Ok(h) => h.index == expected && h.term >= term,
+        // A record whose checksum holds was written at the boundary, as only the writer does
+        // after a gap: step over the gap, and the scan stops at the record as inconsistent
+        // rather than at the gap, where recovery would take it for a torn tail and cut it.
+        Err(error) => error.checksum_held(),
+    }
 }
 
 /// Looks for a valid record (checksum from `seed`) after `from` whose index is past `after` (a
