@@ -95,6 +95,10 @@ pub enum ClientError {
     /// A node answered with something that does not answer the request (a protocol bug).
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// The client was closed ([`Client::close`]) before the request got its answer. An append
+    /// may or may not have been applied, as for `Unavailable`.
+    #[error("the client was closed")]
+    Closed,
 }
 
 /// The error once TLS refused the handshake with every node (`last`: the latest refusal).
@@ -127,6 +131,9 @@ pub struct Client {
     /// Held while connecting, so that concurrent requests wait for one connection attempt
     /// instead of each making their own.
     connecting: tokio::sync::Mutex<()>,
+    /// Set by [`Client::close`]: requests and tails in flight end with `Closed` instead of
+    /// retrying against an endpoint that can no longer connect.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -217,6 +224,7 @@ impl Client {
             seqs: SeqWindow::new(1),
             current: Mutex::new(Current::default()),
             connecting: tokio::sync::Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -316,6 +324,9 @@ impl Client {
         // The first attempt is made whatever the deadline, so a failure always has a reason.
         let mut attempted = false;
         loop {
+            if self.is_closed() {
+                return Err(ClientError::Closed);
+            }
             if attempted && tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::Unavailable(last_failure));
             }
@@ -510,6 +521,9 @@ impl Client {
         let deadline = deadline_after(self.config.retry_deadline);
         let mut backoff = Duration::from_millis(5);
         loop {
+            if self.is_closed() {
+                return Err(ClientError::Closed);
+            }
             let mut failure = None;
             for node in &self.config.nodes {
                 let why = match self.ask(*node, request).await {
@@ -606,7 +620,13 @@ impl Client {
     /// right after (its runtime gone) leaves its connections to the nodes' idle timeout; use
     /// [`Client::close_and_wait`] before exiting.
     pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
         self.endpoint.close();
+    }
+
+    /// Whether [`Client::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Closes every connection and waits until the nodes were told (their closes sent), at
@@ -615,7 +635,7 @@ impl Client {
     /// (`transport.client_connections_max`), until the idle timeout (10 s), so a program run
     /// many times a second could fill a node's slots with connections of runs long gone.
     pub async fn close_and_wait(&self) {
-        self.endpoint.close();
+        self.close();
         // A node that does not answer is not waited for beyond the bound.
         let _ = tokio::time::timeout(CLOSE_WAIT_MAX, self.endpoint.wait_idle()).await;
     }
@@ -738,6 +758,43 @@ mod tests {
         // Deadline 1 s plus one connect timeout and a pause; 16 attempts in turn take 4.8 s.
         let longest = waits.iter().max().unwrap();
         assert!(*longest < Duration::from_millis(3000), "waited {longest:?}: {waits:?}");
+    }
+
+    /// Closing a client ends its requests and tails in flight with `Closed` at once, rather
+    /// than leaving them to retry against an endpoint that can no longer connect until their
+    /// deadline. (Found by a review: they waited out the whole retry deadline.)
+    #[test]
+    fn closing_a_client_ends_its_requests_and_tails_in_flight() {
+        use super::{Client, ClientConfig, ClientError};
+        use bytes::Bytes;
+        use raftwal_wire::tls::ClusterCerts;
+        use raftwal_wire::types::NodeId;
+        use std::time::Duration;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _entered = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
+        // A socket that never answers: every attempt fails and is retried.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut config =
+            ClientConfig::new(vec![silent.local_addr().unwrap()], dir.path(), LogId(0));
+        config.connect_timeout = Duration::from_millis(200);
+        config.retry_deadline = Duration::from_secs(60);
+        let client = std::sync::Arc::new(Client::new(config).unwrap());
+        runtime.block_on(async {
+            let appender = client.clone();
+            let append =
+                tokio::spawn(async move { appender.append(Bytes::from_static(b"x")).await });
+            let mut tail = client.subscribe(LogIndex(1));
+            let tail = tokio::spawn(async move { tail.next().await.map(|e| e.index) });
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            client.close();
+            let bound = Duration::from_secs(10);
+            let append = tokio::time::timeout(bound, append).await.expect("the append still waits");
+            assert_eq!(append.unwrap(), Err(ClientError::Closed));
+            let tail = tokio::time::timeout(bound, tail).await.expect("the tail still waits");
+            assert_eq!(tail.unwrap(), Err(ClientError::Closed));
+        });
     }
 
     /// Two nodes: the first compacted the entries a read wants, the second is restarting (it

@@ -160,6 +160,9 @@ impl RemoteSubscription {
                 return Ok(entry);
             }
             if self.stream.is_none() {
+                if self.client.is_closed() {
+                    return Err(ClientError::Closed);
+                }
                 let deadline =
                     *deadline.get_or_insert_with(|| super::deadline_after(retry_deadline));
                 if pause {
