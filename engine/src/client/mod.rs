@@ -374,6 +374,12 @@ impl Client {
                     Attempt::Retry(format!("{}: no answer in time", connection.remote_addr()))
                 }
             };
+            let outcome = match outcome {
+                Attempt::Redirect(Some(hint)) => {
+                    Attempt::Redirect(Some(reachable(hint, connection.remote_addr())))
+                }
+                other => other,
+            };
             match outcome {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Redirect(Some(addr)) if addr != connection.remote_addr() => {
@@ -687,6 +693,18 @@ pub(super) fn deadline_after(wait: Duration) -> tokio::time::Instant {
     now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
+/// Where to follow a leader hint from the node at `answered_by`. A node that names itself gives
+/// its own listening address, which is the unspecified address when it listens on every
+/// interface (`0.0.0.0:7000`): not a place another host can reach, so the address the client
+/// reached that node at stands in for it, with the hint's port (a shard's).
+fn reachable(hint: SocketAddr, answered_by: SocketAddr) -> SocketAddr {
+    if hint.ip().is_unspecified() {
+        SocketAddr::new(answered_by.ip(), hint.port())
+    } else {
+        hint
+    }
+}
+
 /// Waits `backoff`, then doubles it up to 500 ms.
 async fn pause(backoff: &mut Duration) {
     tokio::time::sleep(*backoff).await;
@@ -758,6 +776,18 @@ mod tests {
         // Deadline 1 s plus one connect timeout and a pause; 16 attempts in turn take 4.8 s.
         let longest = waits.iter().max().unwrap();
         assert!(*longest < Duration::from_millis(3000), "waited {longest:?}: {waits:?}");
+    }
+
+    /// A leader hint naming the unspecified address (a node listening on every interface that
+    /// names itself) is followed at the address the client reached that node at; any other
+    /// hint as it is.
+    #[test]
+    fn a_hint_of_the_unspecified_address_is_followed_where_the_node_was_reached() {
+        use super::reachable;
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(reachable(at("0.0.0.0:7001"), at("10.0.0.5:7000")), at("10.0.0.5:7001"));
+        assert_eq!(reachable(at("[::]:7001"), at("[fd00::5]:7000")), at("[fd00::5]:7001"));
+        assert_eq!(reachable(at("10.0.0.6:7000"), at("10.0.0.5:7000")), at("10.0.0.6:7000"));
     }
 
     /// Closing a client ends its requests and tails in flight with `Closed` at once, rather
