@@ -589,7 +589,14 @@ impl<D: Disk> LogStore<D> {
                 end = s.end_offset,
                 "segment file ends inside the padding of its last record"
             );
-            let mut padded = found.bytes.to_vec();
+            // Up to a segment's size (4 GiB at most): a failed allocation is an error, not an
+            // abort.
+            let mut padded = Vec::new();
+            padded.try_reserve_exact(s.end_offset).map_err(|e| OpenError::Io {
+                context: format!("reading {} with its padding", found.path.display()),
+                source: std::io::Error::new(std::io::ErrorKind::OutOfMemory, e.to_string()),
+            })?;
+            padded.extend_from_slice(&found.bytes);
             padded.resize(s.end_offset, 0);
             found.bytes = Bytes::from(padded);
             if s.stop.is_none() {
