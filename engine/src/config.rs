@@ -308,7 +308,9 @@ pub struct NodeConfig {
     /// learns the terms of every peer (all must answer), takes no vote until it has caught up
     /// with a leader, and then takes part as before (docs/design.md, "Rejoining after the loss
     /// of durable state"). Never set it when the cluster starts for the first time: nodes that
-    /// all rejoin elect no leader. Logs that hold their data are not affected.
+    /// all rejoin elect no leader. Logs that hold their data are not affected, nor are logs new
+    /// to this node (not listed in its `raftwal.logs`, as when `log_count` grows); without a
+    /// `raftwal.logs` (a whole data directory lost), every log without data rejoins.
     #[serde(default)]
     pub rejoin: bool,
     /// Consensus tuning.

@@ -375,8 +375,10 @@ pub(crate) fn log_dir(dir: &Path, log: LogId) -> PathBuf {
 /// `log_count` still holds its log. A log started over from nothing would have forgotten its
 /// votes and the entries it acknowledged (the store already refuses segments without their hard
 /// state; this catches a whole directory gone): unless `rejoin` is set, such a log is refused;
-/// with it, every log below `log_count` whose directory is missing or empty gets a rejoin
-/// marker ([`REJOIN_MARKER`]), and opens in the rejoin state until it caught up.
+/// with it, every such log below `log_count` (every log whose directory is missing or empty,
+/// when there is no [`LOGS_FILE`]: a whole data directory lost) gets a rejoin marker
+/// ([`REJOIN_MARKER`]), and opens in the rejoin state until it caught up. A log the record does
+/// not list is new, with or without `rejoin`.
 fn logs_kept(dir: &Path, log_count: u64, rejoin: bool) -> Result<BTreeSet<u64>, StartError> {
     let fail = |message: String| StartError::DataDir { dir: dir.to_owned(), message };
     let record = dir.join(LOGS_FILE);
@@ -399,6 +401,7 @@ fn logs_kept(dir: &Path, log_count: u64, rejoin: bool) -> Result<BTreeSet<u64>, 
             Err(e) => e.kind() != std::io::ErrorKind::NotFound,
         }
     };
+    let mut recorded = true;
     let created: BTreeSet<u64> = match std::fs::read_to_string(&record) {
         Ok(text) => text
             .lines()
@@ -407,6 +410,7 @@ fn logs_kept(dir: &Path, log_count: u64, rejoin: bool) -> Result<BTreeSet<u64>, 
             .collect::<Result<_, _>>()
             .map_err(|_| fail(format!("{LOGS_FILE} is unreadable: {text:?}")))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            recorded = false;
             let names = std::fs::read_dir(dir).map_err(|e| fail(format!("cannot list: {e}")))?;
             names
                 .filter_map(|entry| {
@@ -418,7 +422,12 @@ fn logs_kept(dir: &Path, log_count: u64, rejoin: bool) -> Result<BTreeSet<u64>, 
         Err(e) => return Err(fail(format!("cannot read {LOGS_FILE}: {e}"))),
     };
     if rejoin {
-        for log in (0..log_count).filter(|log| !holds_log(*log)) {
+        // A log the record does not list is new, with the flag as without it: marked, it
+        // would take no vote until it caught up with a leader, and a majority of nodes started
+        // so (a flag left on while `log_count` grows) could never elect one. Without a record
+        // (a whole data directory lost, or one from before the record) any log may be lost.
+        let lost = |log: &u64| (!recorded || created.contains(log)) && !holds_log(*log);
+        for log in (0..log_count).filter(lost) {
             mark_rejoin(&log_dir(dir, LogId(log)))
                 .map_err(|e| fail(format!("cannot mark log {log} to rejoin: {e}")))?;
             warn!(log, "log {log} holds no data here: it rejoins the cluster");

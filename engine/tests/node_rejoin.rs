@@ -100,3 +100,43 @@ fn a_rejoin_waits_for_every_peer_and_outlives_a_restart() {
     });
     assert!(!dir.join(raftwal::REJOIN_MARKER).exists());
 }
+
+/// `rejoin` is for the logs a node lost: a log it never had (one `log_count` adds, unlisted in
+/// its `raftwal.logs`) is new, with or without the flag. Here two of three nodes still carry
+/// `rejoin = true` from an earlier loss when the cluster is restarted with a second log. (Found
+/// by a review: every log without data got the rejoin marker, the new one too; a rejoining
+/// node grants no vote until it caught up with a leader, so with two of three nodes rejoining
+/// log 1 could never elect one, and the marker kept it so after restarts without the flag.)
+#[test]
+fn a_log_added_while_rejoin_is_set_is_new_and_elects_a_leader() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader(T);
+    append_many(&cluster.log(leader), 0, 5);
+    for id in 1..=3 {
+        cluster.stop(id);
+    }
+    for (i, config) in cluster.configs.iter_mut().enumerate() {
+        config.log_count = 2;
+        config.rejoin = i < 2;
+    }
+    for id in 1..=3 {
+        cluster.restart(id);
+    }
+    let log_1 = |id: u64| cluster.node(id).log(raftwal_wire::types::LogId(1)).unwrap();
+    for id in 1..=2 {
+        let marker = cluster.configs[id - 1].data_dir.join("log-1").join(raftwal::REJOIN_MARKER);
+        assert!(!marker.exists(), "node {id} marked the new log 1 to rejoin");
+    }
+    wait_until(T, "log 1 to elect a leader", || {
+        (1..=3).any(|id| log_1(id).status_blocking().unwrap().role == raftwal::raft::Role::Leader)
+    });
+    let leader_1 = (1..=3)
+        .find(|id| log_1(*id).status_blocking().unwrap().role == raftwal::raft::Role::Leader)
+        .unwrap();
+    log_1(leader_1).append_blocking(Bytes::from_static(b"new log")).unwrap();
+    // Log 0, which every node holds, rejoins nowhere.
+    for id in 1..=3 {
+        assert_eq!(rejoining(&cluster, id), 0, "node {id}");
+    }
+    cluster.wait_leader(T);
+}
