@@ -11,9 +11,11 @@
 //! 1. Every registered read is answered exactly once: by the replica once its read index is
 //!    readable, with a failure when the core could not confirm it (the core answers every
 //!    request: an index, or `None` when leadership could not be confirmed), when the log
-//!    stops (storage failure, shutdown), or, once confirmed, when the replica loses its leader
-//!    before its index became readable (a client retries; it would otherwise wait as long as
-//!    the partition lasts), or when its index did not become readable within
+//!    stops (storage failure, shutdown), before the core answered when the replica holds a
+//!    `Ready` a full disk refused (the core takes no message or tick meanwhile, so its answer
+//!    would wait for as long as the disk stays full), or, once confirmed, when the replica
+//!    loses its leader before its index became readable (a client retries; it would otherwise
+//!    wait as long as the partition lasts), or when its index did not become readable within
 //!    `CONFIRMED_WAIT_ELECTION_TIMEOUTS` election timeouts (a replica far behind, or a leader
 //!    that answered an index it never commits: the read is sent to the leader instead).
 //! 2. Request ids are unique across restarts of the process (they start at a random point
@@ -123,6 +125,13 @@ impl ReadIndexes {
     /// it will hear of the commits that make their indexes readable.
     pub(crate) fn take_confirmed(&mut self) -> Vec<ReadIndexReply> {
         self.confirmed.drain(..).map(|(.., reply)| reply).collect()
+    }
+
+    /// The reads still waiting for the core's answer, to be failed: their replica holds a
+    /// `Ready` a full disk refused, and its core takes no message and no tick until a retry
+    /// finds room, so it neither hears the leader's answer nor ages the request out.
+    pub(crate) fn take_asked(&mut self) -> Vec<ReadIndexReply> {
+        self.asked.drain().map(|(_, reply)| reply).collect()
     }
 
     /// Every read, to be failed (the log stops on this node).

@@ -26,7 +26,8 @@
 //! out nothing of it or of any later one, and serves no commit past what it had seen,
 //! until a retry on a later tick succeeds. Meanwhile the follower is silent to its leader, as
 //! a paused one would be: the core takes no message, tick or read (they would only pile up
-//! answers in it that cannot leave), and a leader (a single voter that won its election in the
+//! answers in it that cannot leave; a read it was asked before is failed, as it would hear
+//! no answer), and a leader (a single voter that won its election in the
 //! held `Ready`) takes no append (`DiskFull`); compaction may free space.
 //!
 //! Invariants:
@@ -595,6 +596,12 @@ impl<D: Disk> Replica<D> {
                 "disk full: {what}; this node holds the log's writes and answers until a retry \
                  (every tick) finds room"
             );
+        }
+        // The core hears no answer to a read it asked for, and ages none out, until then: the
+        // caller retries (as a read asked meanwhile is told, `Replica::read_index`) rather than
+        // wait for as long as the disk stays full.
+        for reply in self.read_indexes.take_asked() {
+            self.fail_read_index(reply, ReadIndexError::NotConfirmed);
         }
         self.held = Some((ready, held_since.unwrap_or_else(clock::now)));
     }

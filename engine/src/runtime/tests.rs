@@ -1945,3 +1945,40 @@ fn a_confirmed_follower_read_that_stays_unreadable_fails_as_lagging() {
     }
     assert_eq!(rx.try_recv().expect("answered"), Err(ReadIndexError::Lagging(LogIndex(far))));
 }
+
+/// A linearizable read this follower forwarded to its leader before a full disk made it hold a
+/// `Ready` is answered (`NotConfirmed`: the caller retries, at the leader say) rather than for
+/// as long as the disk stays full. While it holds, the core takes no message (the leader's
+/// answer is dropped) and no tick (the forwarded request never ages out). (Found by a review:
+/// the read waited through every tick of the full disk, 20 election timeouts here, and would
+/// for as long as the disk stayed full.)
+#[test]
+fn a_read_forwarded_before_a_full_disk_held_the_follower_is_answered() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = follower_on_a_full_disk();
+    // Forwarded to node 3, the leader of term 2.
+    let mut rx = read_index(&mut h);
+    h.settle();
+    assert!(rx.try_recv().is_err(), "no answer yet");
+    // Node 3's entries replace 2 and 3: the full disk refuses the truncation.
+    h.replica.step(append_entries(3, 2, (1, 1), 3, &[(2, b"new-2"), (2, b"new-3")]));
+    h.settle();
+    assert!(h.replica.holds_ready());
+    // The leader's answer arrives meanwhile, and is dropped with every message.
+    let answer = ReadIndexResponse {
+        request_id: h.replica.read_indexes.last_id(),
+        read_index: Some(LogIndex(1)),
+    };
+    h.replica.step(from_peer(3, Term(2), MessageBody::ReadIndexResponse(answer)));
+    let timeout = h.replica.core.config().election_timeout_ticks;
+    for _ in 0..timeout * 20 {
+        h.replica.tick();
+        h.settle();
+    }
+    assert!(h.replica.holds_ready(), "the disk is still full");
+    assert_eq!(
+        rx.try_recv().expect("the read is answered while the disk stays full"),
+        Err(ReadIndexError::NotConfirmed)
+    );
+}
