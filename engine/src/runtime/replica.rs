@@ -27,7 +27,8 @@
 //! until a retry on a later tick succeeds. Meanwhile the follower is silent to its leader, as
 //! a paused one would be: the core takes no message, tick or read (they would only pile up
 //! answers in it that cannot leave; a read it was asked before is failed, as it would hear
-//! no answer), and a leader (a single voter that won its election in the
+//! no answer, and a leader deposed in the held `Ready` answers its waiting appends
+//! `LeadershipLost` at once), and a leader (a single voter that won its election in the
 //! held `Ready`) takes no append (`DiskFull`); compaction may free space.
 //!
 //! Invariants:
@@ -602,6 +603,11 @@ impl<D: Disk> Replica<D> {
         // wait for as long as the disk stays full.
         for reply in self.read_indexes.take_asked() {
             self.fail_read_index(reply, ReadIndexError::NotConfirmed);
+        }
+        // A leader deposed in the held `Ready` (a later term it cannot save yet) answers its
+        // waiting appends now (`observe_role`), not once the disk has room.
+        if self.role == Role::Leader && self.core.role() != Role::Leader {
+            self.observe_role();
         }
         self.held = Some((ready, held_since.unwrap_or_else(clock::now)));
     }

@@ -1982,3 +1982,40 @@ fn a_read_forwarded_before_a_full_disk_held_the_follower_is_answered() {
         Err(ReadIndexError::NotConfirmed)
     );
 }
+
+/// A leader deposed by a later term that a full disk refuses to save holds that `Ready`; the
+/// appends waiting for their commit are answered all the same (`LeadershipLost`: their entries
+/// may still commit) rather than for as long as the disk stays full. (Found by a review: the
+/// role change was only looked at once the held `Ready` was carried out, so they waited through
+/// every tick of the full disk, 20 election timeouts here.)
+#[test]
+fn appends_waiting_on_a_leader_deposed_while_its_disk_is_full_are_answered() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::new(3);
+    h.elect_with_node_2();
+    let mut rx = h.append(b"in flight");
+    h.settle_writes();
+    assert!(rx.try_recv().is_err(), "answered before a majority held it");
+    let full =
+        SimFaults { capacity_bytes: Some(0), no_space_next_write: true, ..SimFaults::default() };
+    h.disk.set_faults(full);
+    // Node 3 leads a later term, which this node cannot save.
+    let term = h.replica.core.term().get() + 1;
+    let last = h.replica.core.last_index().get();
+    h.replica.step(append_entries(3, term, (last, term - 1), 0, &[]));
+    h.settle();
+    assert!(h.replica.holds_ready(), "the refused save of the new term was not held");
+    assert_ne!(h.replica.core.role(), Role::Leader);
+    let timeout = h.replica.core.config().election_timeout_ticks;
+    for _ in 0..timeout * 20 {
+        h.disk.set_faults(SimFaults { no_space_next_write: true, ..h.disk.faults() });
+        h.replica.tick();
+        h.settle();
+    }
+    assert!(h.replica.holds_ready(), "the disk is still full");
+    match rx.try_recv().expect("the waiting append is answered while the disk stays full") {
+        Err(AppendError::LeadershipLost { .. }) => {}
+        other => panic!("expected LeadershipLost, got {other:?}"),
+    }
+}
