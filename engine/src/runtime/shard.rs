@@ -130,6 +130,10 @@ pub(crate) fn run(
             .local_addr()
             .unwrap_or(NodeConfig::shard_addr(shard.config.listen, shard.index));
         let _ = started.send(Ok(addr));
+        // Dropped now, not held for the shard's whole run: a start waits for every shard's
+        // report or the end of all senders, so a shard whose thread dies while opening (its
+        // sender dropped in the unwinding) must not leave the start waiting on this one.
+        drop(started);
         shard.run().await;
         shard.shut_down().await;
     });
