@@ -8,7 +8,7 @@
 
 mod cli_support;
 
-use cli_support::{bin, free_udp_addr, run, wait_until, Entry, Proc};
+use cli_support::{bin, free_udp_addr, run, wait_until, Entry, Proc, ProcCluster};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -501,4 +501,38 @@ fn a_huge_retry_s_is_refused_not_a_panic() {
             "{command} --retry-s u64::MAX: status {status:?}\nstdout: {out}\nstderr: {err}"
         );
     }
+}
+
+/// `append --batch` bounds a request by its lines' bytes, and `--entry-size-bytes-max` may be as
+/// large as the client's frame minus 4096 bytes; but each line of an AppendBatch also costs 20
+/// bytes of framing (its 16-byte deduplication tag and its 4-byte length). 512 lines of 32,760
+/// bytes (16,773,120 bytes: the largest `--entry-size-bytes-max`) made a frame of 16,783,380
+/// bytes, over the client's 16 MiB, and every line of it was refused as "cannot be sent",
+/// though each line is far below every limit. (Found by a review.)
+#[test]
+fn append_batches_at_the_largest_entry_size_fit_in_a_frame() {
+    let cluster = ProcCluster::start(1);
+    cluster.wait_leader(T);
+    // From a file, so that whole batches of lines are ready together.
+    let input = cluster.dir.path().join("input");
+    let mut text = Vec::new();
+    for _ in 0..2048 {
+        text.extend(std::iter::repeat_n(b'z', 32_760));
+        text.push(b'\n');
+    }
+    std::fs::write(&input, text).unwrap();
+    let output = Command::new(bin())
+        .args(["append", "--cluster", &cluster.nodes[0].listen.to_string(), "--tls-dir"])
+        .arg(cluster.tls())
+        .args(["--batch", "512", "--entry-size-bytes-max", "16773120"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    let error = out.lines().find(|l| l.contains("error")).unwrap_or("");
+    assert!(output.status.success(), "{error}\n{err}");
+    let positions = json_lines(&out);
+    assert_eq!(positions.len(), 2048, "{error}");
+    assert!(positions.iter().all(|p| p["index"].is_u64()), "{error}");
 }

@@ -3,8 +3,8 @@
 //!
 //! Owns: grouping the lines of standard input (read on a thread of their own by `input.rs`, so
 //! slow input never stalls answers) into requests (`--batch N`: up to N lines that are ready
-//! together, and at most `--entry-size-bytes-max` bytes of them, so that a request always fits
-//! a frame), the window of requests in flight, and printing the answers in input order.
+//! together, and at most `--entry-size-bytes-max` bytes of them counting each line's framing
+//! ([`BATCH_LINE_FRAMING_BYTES`]), so that a request always fits a frame), the window of requests in flight, and printing the answers in input order.
 //! Must not: print a position before the node acknowledged it (committed on a majority), let
 //! more entries be in flight than the log's deduplication window covers, or send (or buffer) a
 //! line over the entry size: it is answered with the error a node gives for it.
@@ -60,16 +60,26 @@ pub(crate) struct AppendArgs {
           value_parser = clap::value_parser!(u32).range(1..=IN_FLIGHT_ENTRIES_MAX as i64))]
     batch: u32,
     /// The cluster's `entry_size_bytes_max`: a longer line is refused without being sent (or
-    /// read further), and a request of several lines carries at most this many bytes.
+    /// read further), and a request of several lines carries at most this many bytes, 20 bytes
+    /// of framing per line included.
     #[arg(long, default_value_t = ENTRY_SIZE_BYTES_MAX_DEFAULT as u64, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(1..=ENTRY_SIZE_BYTES_CEILING as u64))]
     entry_size_bytes_max: u64,
 }
 
+/// What one line costs in an AppendBatch frame besides its bytes: its deduplication tag and its
+/// length. Counted in a request's size, so that the lines of a request, however many, fit in the
+/// frame that carries them: a node's entries are at most its frame size minus 4096 bytes, and
+/// so is `--entry-size-bytes-max`. (Counting only the lines' bytes, 512 lines of 32,760 bytes,
+/// within the largest `--entry-size-bytes-max`, made a frame 6,164 bytes over the client's 16
+/// MiB, and every line of it was refused as a request that cannot be sent.)
+const BATCH_LINE_FRAMING_BYTES: usize = raftwal_wire::client::TAG_SIZE_BYTES + 4;
+
 /// Lines that go out as one request.
 #[derive(Debug, Default)]
 struct Request {
     lines: Vec<Bytes>,
+    /// The lines' bytes and their framing ([`BATCH_LINE_FRAMING_BYTES`] each).
     size_bytes: usize,
 }
 
@@ -207,8 +217,8 @@ async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), Strin
                 let mut too_long = false;
                 let mut read_failed = None;
                 // Whatever else is ready joins this request, up to the batch size and the entry
-                // size in bytes (so that a request always fits a frame); what does not fit
-                // comes next.
+                // size in bytes, framing included (so that a request always fits a frame); what
+                // does not fit comes next.
                 loop {
                     match next {
                         None => {
@@ -216,7 +226,8 @@ async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), Strin
                             break;
                         }
                         Some(Input::Line(data)) => {
-                            let size_bytes = request.size_bytes + data.len();
+                            let size_bytes =
+                                request.size_bytes + data.len() + BATCH_LINE_FRAMING_BYTES;
                             if !request.lines.is_empty() && size_bytes > entry_size_bytes_max {
                                 lines.hold(Input::Line(data));
                                 break;
@@ -298,5 +309,24 @@ mod tests {
     fn the_entry_size_ceiling_fits_the_clients_frames() {
         let frame = FrameLimits::default().frame_size_bytes_max() as usize;
         assert_eq!(ENTRY_SIZE_BYTES_CEILING, frame - 4096);
+    }
+
+    /// A request of lines whose bytes and framing reach the largest entry size encodes within
+    /// the client's frame, however many lines it has.
+    #[test]
+    fn a_full_batch_of_lines_fits_the_clients_frame() {
+        use raftwal_wire::client::{
+            AppendBatchRequest, ClientId, ClientRequest, ClientSeq, RequestId, TaggedPayload,
+        };
+        use raftwal_wire::codec::FrameEncoder;
+        use raftwal_wire::types::LogId;
+        let lines = IN_FLIGHT_ENTRIES_MAX;
+        let each = ENTRY_SIZE_BYTES_CEILING / lines - BATCH_LINE_FRAMING_BYTES;
+        let items = (0..lines as u64)
+            .map(|seq| TaggedPayload::new(ClientId(1), ClientSeq(seq), vec![7u8; each].into()))
+            .collect();
+        let request = ClientRequest::AppendBatch(AppendBatchRequest { log: LogId(0), items });
+        let mut encoder = FrameEncoder::new(FrameLimits::default());
+        encoder.encode_request(RequestId(1), &request).unwrap();
     }
 }
