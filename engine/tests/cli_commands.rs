@@ -536,3 +536,53 @@ fn append_batches_at_the_largest_entry_size_fit_in_a_frame() {
     assert_eq!(positions.len(), 2048, "{error}");
     assert!(positions.iter().all(|p| p["index"].is_u64()), "{error}");
 }
+
+/// A configuration file that validation accepts starts nodes that work. With
+/// `raft.inflight_message_count_max` near the largest integer a TOML file holds (a "no limit"
+/// an operator may well write), validation passed, and the shard thread of the first node to
+/// win an election panicked ("capacity overflow": the consensus core allocated a window of that
+/// many messages), leaving a process that still ran but answered nothing, and a cluster that
+/// never elected a leader. (Found by a review.)
+#[test]
+fn a_huge_inflight_message_count_still_elects_and_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let (status, _, _) = run(&["certs", "--out", tls.to_str().unwrap(), "--nodes", "2"], b"");
+    assert!(status.success());
+    let addrs = [free_udp_addr(), free_udp_addr()];
+    let log = |id: u64| dir.path().join(format!("node-{id}.log"));
+    let mut nodes = Vec::new();
+    for id in [1u64, 2] {
+        let (own, other) = (addrs[id as usize - 1], addrs[2 - id as usize]);
+        let toml = format!(
+            "id = {id}\nlisten = \"{own}\"\ndata_dir = \"{}\"\ntls_dir = \"{}\"\nshards = 1\n\
+             peers = [ {{ id = {}, addr = \"{other}\" }} ]\n\
+             [raft]\ninflight_message_count_max = 9223372036854775807\n",
+            dir.path().join(format!("data-{id}")).display(),
+            tls.display(),
+            3 - id,
+        );
+        let path = dir.path().join(format!("node-{id}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        let mut command = Command::new(bin());
+        command
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log(id)).unwrap());
+        nodes.push(Proc::spawn(format!("serve node {id}"), &mut command));
+    }
+    let cluster = format!("{},{}", addrs[0], addrs[1]);
+    let tls_dir = tls.to_str().unwrap();
+    let (status, out, err) = run(
+        &["append", "--cluster", &cluster, "--tls-dir", tls_dir, "--retry-s", "20"],
+        b"committed\n",
+    );
+    let logs = [1, 2].map(|id| std::fs::read_to_string(log(id)).unwrap()).join("\n---\n");
+    assert!(status.success(), "{out}{err}\n{logs}");
+    assert!(!logs.contains("panicked"), "{logs}");
+    for node in nodes {
+        node.signal(libc::SIGTERM);
+        assert!(node.wait(T).success());
+    }
+}

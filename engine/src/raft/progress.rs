@@ -52,10 +52,14 @@ pub(crate) struct Inflights {
     size_bytes_max: usize,
 }
 
+/// Slots of a window allocated ahead: `count_max` is a limit (any `usize` is valid
+/// configuration), not a size to allocate; a larger window grows as messages are sent.
+const INFLIGHTS_PREALLOCATED_MAX: usize = 256;
+
 impl Inflights {
     pub(crate) fn new(count_max: usize, size_bytes_max: usize) -> Inflights {
         Inflights {
-            sent: VecDeque::with_capacity(count_max),
+            sent: VecDeque::with_capacity(count_max.min(INFLIGHTS_PREALLOCATED_MAX)),
             size_bytes: 0,
             count_max,
             size_bytes_max,
@@ -307,6 +311,18 @@ mod tests {
 
     fn progress() -> Progress {
         Progress::new(NodeId(2), LogIndex(10), 3, 1000)
+    }
+
+    /// A window of any count can be made: `raft.inflight_message_count_max` is a limit, not a
+    /// size to allocate. (Found by a review: a node configured with a count near the largest a
+    /// TOML file holds passed validation, and its shard thread panicked with "capacity
+    /// overflow" as soon as it won an election, leaving the cluster without a leader.)
+    #[test]
+    fn a_window_of_any_count_is_made_without_allocating_it() {
+        for count_max in [usize::MAX, i64::MAX as usize, 1 << 40] {
+            let inflights = Inflights::new(count_max, usize::MAX);
+            assert!(inflights.is_empty() && !inflights.is_full());
+        }
     }
 
     #[test]
