@@ -235,6 +235,13 @@ fn a_dev_cluster_serves_append_read_status_tail_and_compact() {
     let (status, _, read_err) = run(&args(&with("read", &["--log", "5"])), b"");
     assert_eq!(status.code(), Some(1));
     assert!(read_err.contains("refused (UnknownLog): this node has no log 5"), "{read_err}");
+    // Every node answered `status` of that log with a refusal: the command fails, and does not
+    // say that no node answered. (Found by a review: it said "no node answered".)
+    let (status, out, err) = run(&args(&with("status", &["--log", "5"])), b"");
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert_eq!(json_lines(&out).len(), 3, "{out}");
+    assert!(out.contains("refused (UnknownLog)"), "{out}");
+    assert!(!err.contains("no node answered") && err.contains("3 refused"), "{err}");
 
     // A line far over the maximum (and over any frame) is refused the same way, without being
     // read whole or sent.

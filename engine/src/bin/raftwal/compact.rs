@@ -57,7 +57,7 @@ async fn compact_with(client: &Arc<Client>, args: CompactArgs) -> Result<(), Str
             Ok(compacted) => write_line(&mut out, &CompactedLine::new(*addr, compacted)),
             Err(error) => {
                 failed += 1;
-                write_line(&mut out, &NodeErrorLine { addr: *addr, error })
+                write_line(&mut out, &NodeErrorLine { addr: *addr, error: &error.text })
             }
         };
         written.map_err(|e| format!("cannot write standard output: {e}"))?;

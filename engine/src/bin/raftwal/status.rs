@@ -38,27 +38,47 @@ async fn status(args: StatusArgs) -> Result<(), String> {
 }
 
 async fn status_with(client: &Arc<Client>, args: StatusArgs) -> Result<(), String> {
+    let answers_count = args.cluster.cluster.len();
     let answers = ask_each(client, &args.cluster.cluster, |client, addr| async move {
         client.status_of(addr).await
     });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut answered = 0;
+    let mut refused = 0;
     for (addr, answer) in answers.await {
         let written = match answer {
             Ok(status) => {
                 answered += 1;
                 write_line(&mut out, &StatusLine::new(addr, &status))
             }
-            Err(error) => write_line(&mut out, &NodeErrorLine { addr, error: &error }),
+            Err(NodeError { text, refused: was_refused }) => {
+                refused += usize::from(was_refused);
+                write_line(&mut out, &NodeErrorLine { addr, error: &text })
+            }
         };
         written.map_err(|e| format!("cannot write standard output: {e}"))?;
     }
     out.flush().map_err(|e| format!("cannot write standard output: {e}"))?;
     if answered == 0 {
-        return Err("no node answered".into());
+        // A node that refused (no such log, say) did answer: say so, not "no node answered".
+        return Err(match refused {
+            0 => "no node answered".into(),
+            refused => format!(
+                "no node gave a status: {refused} refused, {} did not answer",
+                answers_count - refused
+            ),
+        });
     }
     Ok(())
+}
+
+/// What failed at one node: its text, and whether the node answered with a refusal (rather than
+/// not answering at all).
+#[derive(Debug)]
+pub(crate) struct NodeError {
+    pub(crate) text: String,
+    pub(crate) refused: bool,
 }
 
 /// Asks every node at `addrs` at once (`ask` makes one request to one node) and returns their
@@ -67,7 +87,7 @@ pub(crate) async fn ask_each<T, F, Fut>(
     client: &Arc<Client>,
     addrs: &[SocketAddr],
     ask: F,
-) -> Vec<(SocketAddr, Result<T, String>)>
+) -> Vec<(SocketAddr, Result<T, NodeError>)>
 where
     T: Send + 'static,
     F: Fn(Arc<Client>, SocketAddr) -> Fut,
@@ -77,12 +97,14 @@ where
         addrs.iter().map(|&addr| (addr, tokio::spawn(ask(client.clone(), addr)))).collect();
     let mut answers = Vec::with_capacity(asks.len());
     for (addr, ask) in asks {
+        let failed = |text: String, refused: bool| Err(NodeError { text, refused });
         let answer = match ask.await {
             Ok(Ok(value)) => Ok(value),
             // One node was asked: say what failed there, not "no node answered".
-            Ok(Err(ClientError::Unavailable(reason))) => Err(reason),
-            Ok(Err(other)) => Err(other.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(Err(ClientError::Unavailable(reason))) => failed(reason, false),
+            Ok(Err(refusal @ ClientError::Refused { .. })) => failed(refusal.to_string(), true),
+            Ok(Err(other)) => failed(other.to_string(), false),
+            Err(e) => failed(e.to_string(), false),
         };
         answers.push((addr, answer));
     }
