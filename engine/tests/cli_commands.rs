@@ -593,3 +593,32 @@ fn a_huge_inflight_message_count_still_elects_and_commits() {
         assert!(node.wait(T).success());
     }
 }
+
+/// A `--cluster` list that starts with an IPv4 address reaches the IPv6 nodes in it too. The
+/// client bound its socket by the first address's family only, so an IPv6 node after an IPv4
+/// one could never be reached ("invalid remote address"): with the IPv4 node down, `status`
+/// and `append` failed although a node they listed was serving. (Found by a review.)
+#[test]
+fn a_cluster_list_of_ipv4_then_ipv6_reaches_the_ipv6_node() {
+    let (dir, tls, nowhere_v4) = certs_and_no_node();
+    let listen = std::net::UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap().to_string();
+    let mut command = Command::new(bin());
+    command
+        .args(["serve", "--id", "1", "--listen", &listen, "--shards", "1", "--tls-dir", &tls])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let node = Proc::spawn("serve on [::1]", &mut command);
+    let only_v6 = ["status", "--cluster", &listen, "--tls-dir", &tls];
+    wait_until(T, "the node to serve", || run(&only_v6, b"").0.success());
+    let both = format!("{nowhere_v4},{listen}");
+    let (status, out, err) =
+        run(&["status", "--cluster", &both, "--tls-dir", &tls, "--attempt-timeout-ms", "500"], b"");
+    assert!(status.success(), "{out}{err}");
+    assert_eq!(json_lines(&out)[1]["id"], 1, "{out}");
+    let (status, out, err) = run(&["append", "--cluster", &both, "--tls-dir", &tls], b"v6\n");
+    assert!(status.success(), "{out}{err}");
+    node.signal(libc::SIGTERM);
+    assert!(node.wait(T).success());
+}

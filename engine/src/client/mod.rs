@@ -204,12 +204,16 @@ fn new_client_id() -> ClientId {
 impl Client {
     /// A client for `config`. Call it inside a tokio runtime; no connection is made yet.
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
-        let Some(first) = config.nodes.first() else {
+        if config.nodes.is_empty() {
             return Err(ClientError::Config("no node address given".into()));
-        };
+        }
         let identity = TlsIdentity::load_client(&config.tls_dir)
             .map_err(|e| ClientError::Config(format!("{}: {e}", config.tls_dir.display())))?;
-        let bind: SocketAddr = if first.is_ipv4() {
+        // An IPv4 socket cannot reach an IPv6 node, so any IPv6 address in the list takes the
+        // IPv6 wildcard (dual-stack: it reaches the IPv4 nodes too); an IPv4-only list keeps
+        // an IPv4 socket, which works on hosts without IPv6. (Binding by the first address
+        // alone left the IPv6 nodes after an IPv4 one unreachable.)
+        let bind: SocketAddr = if config.nodes.iter().all(SocketAddr::is_ipv4) {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
