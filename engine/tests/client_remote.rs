@@ -243,7 +243,7 @@ fn a_client_of_another_cluster_is_told_at_once() {
         .unwrap();
     let nodes: Vec<_> = cluster.configs.iter().map(|c| c.listen).collect();
     runtime().block_on(async {
-        let mut config = ClientConfig::new(nodes, foreign.path().to_path_buf(), LogId(0));
+        let mut config = ClientConfig::new(nodes.clone(), foreign.path().to_path_buf(), LogId(0));
         // Retried until this deadline, the refusal would surface as Unavailable.
         config.retry_deadline = Duration::from_secs(60);
         let client = Arc::new(Client::new(config).unwrap());
@@ -255,6 +255,14 @@ fn a_client_of_another_cluster_is_told_at_once() {
         }
         let mut tail = client.subscribe(LogIndex(1));
         match tail.next().await {
+            Err(ClientError::Config(message)) => {
+                assert!(message.contains("refused the TLS handshake"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+        // So do the requests to one node (`raftwal status`, `raftwal compact`). (Found by a
+        // review: they reported the bare TLS alert as an unreachable node.)
+        match client.status_of(nodes[0]).await {
             Err(ClientError::Config(message)) => {
                 assert!(message.contains("refused the TLS handshake"), "{message}");
             }

@@ -604,6 +604,13 @@ impl Client {
         let connect = self.endpoint.connect(node);
         let connection = match tokio::time::timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(connection)) => connection,
+            // No retry fixes it: said as a configuration error, as for requests to any node.
+            Ok(Err(e)) if e.is_refused_by_tls() => {
+                return Err(ClientError::Config(format!(
+                    "{node} refused the TLS handshake or was refused by it (certificates of \
+                     another cluster?): {e}"
+                )))
+            }
             Ok(Err(e)) => return Err(ClientError::Unavailable(format!("{node}: {e}"))),
             Err(_) => {
                 return Err(ClientError::Unavailable(format!("{node}: connection timed out")))
