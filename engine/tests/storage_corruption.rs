@@ -746,6 +746,21 @@ fn a_last_segment_cut_inside_the_padding_of_an_earlier_record_is_corruption() {
     }
 }
 
+/// `record` (header and payload of a fresh segment's record) with one field this build does not
+/// know (`what`: "unknown kind", "reserved bytes" or "batch offset"), and its checksum made
+/// again so that it holds.
+fn with_unknown_field(record: &[u8], what: &str) -> Vec<u8> {
+    let mut record = record.to_vec();
+    match what {
+        "unknown kind" => record[24] = 3,
+        "reserved bytes" => record[26] = 1,
+        _ => record[28..32].copy_from_slice(&u32::MAX.to_le_bytes()),
+    }
+    let crc = crc32fast::hash(&record[4..]);
+    record[..4].copy_from_slice(&crc.to_le_bytes());
+    record
+}
+
 /// A record whose checksum holds was written whole where it lies: no torn write makes one.
 /// When such a record in the last batch of the log holds a field this build does not know (a
 /// kind a later build writes, reserved bytes set, a batch offset before index 1), it is
@@ -759,14 +774,7 @@ fn a_checksummed_record_with_an_unknown_field_is_never_cut_as_a_torn_tail() {
         let bytes = disk.file_bytes(&path(active)).unwrap();
         let &(at, len) = record_offsets(&bytes).last().unwrap();
         assert_eq!(decode_record(&bytes[at..]).unwrap().index, LogIndex(100));
-        let mut record = bytes[at..at + RECORD_HEADER_BYTES + len].to_vec();
-        match what {
-            "unknown kind" => record[24] = 3,
-            "reserved bytes" => record[26] = 1,
-            _ => record[28..32].copy_from_slice(&u32::MAX.to_le_bytes()),
-        }
-        let crc = crc32fast::hash(&record[4..]);
-        record[..4].copy_from_slice(&crc.to_le_bytes());
+        let record = with_unknown_field(&bytes[at..at + RECORD_HEADER_BYTES + len], what);
         assert!(decode_record(&record).is_err(), "{what}: the edit must not decode");
         disk.overwrite(&path(active), at, &record);
         match open(&disk) {
@@ -811,10 +819,7 @@ fn a_checksummed_record_with_an_unknown_field_after_a_pipelined_gap_is_never_cut
         .find(|&b| decode_record(&bytes[b..]).is_ok_and(|h| h.index == LogIndex(6)))
         .expect("record 6 at a block boundary");
     let len = decode_record(&bytes[at..]).unwrap().payload_bytes as usize;
-    let mut record = bytes[at..at + RECORD_HEADER_BYTES + len].to_vec();
-    record[24] = 3;
-    let crc = crc32fast::hash(&record[4..]);
-    record[..4].copy_from_slice(&crc.to_le_bytes());
+    let record = with_unknown_field(&bytes[at..at + RECORD_HEADER_BYTES + len], "unknown kind");
     disk.overwrite(&name, at, &record);
     match LogStore::open(Path::new(DIR), options, disk.clone()) {
         Err(OpenError::Corrupt(c)) => {

@@ -13,6 +13,8 @@
 //! subscriptions are served by whichever node the client reaches, from its own log, up to its own
 //! commit index: committed entries are the same on every replica, so consumers spread over them.
 
+#[cfg(test)]
+mod fake_nodes;
 mod seq_window;
 mod subscribe;
 
@@ -751,22 +753,15 @@ mod tests {
     /// connect timeouts in turn.)
     #[test]
     fn appends_while_no_node_answers_fail_by_their_deadline() {
-        use super::{Client, ClientConfig, ClientError};
+        use super::fake_nodes::{client_of_a_silent_node, runtime};
+        use super::ClientError;
         use bytes::Bytes;
-        use raftwal_wire::tls::ClusterCerts;
-        use raftwal_wire::types::NodeId;
         use std::time::Duration;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = runtime();
         let _entered = runtime.enter();
-        let dir = tempfile::tempdir().unwrap();
-        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
-        // A socket that never answers: every handshake runs into the connect timeout.
-        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut config =
-            ClientConfig::new(vec![silent.local_addr().unwrap()], dir.path(), LogId(0));
-        config.connect_timeout = Duration::from_millis(300);
-        config.retry_deadline = Duration::from_secs(1);
-        let client = std::sync::Arc::new(Client::new(config).unwrap());
+        // Every handshake runs into the connect timeout.
+        let (_dir, _silent, client) =
+            client_of_a_silent_node(Duration::from_millis(300), Duration::from_secs(1));
         let started = tokio::time::Instant::now();
         let waits = runtime.block_on(async {
             let appends = (0..16).map(|_| {
@@ -806,22 +801,15 @@ mod tests {
     /// deadline. (Found by a review: they waited out the whole retry deadline.)
     #[test]
     fn closing_a_client_ends_its_requests_and_tails_in_flight() {
-        use super::{Client, ClientConfig, ClientError};
+        use super::fake_nodes::{client_of_a_silent_node, runtime};
+        use super::ClientError;
         use bytes::Bytes;
-        use raftwal_wire::tls::ClusterCerts;
-        use raftwal_wire::types::NodeId;
         use std::time::Duration;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = runtime();
         let _entered = runtime.enter();
-        let dir = tempfile::tempdir().unwrap();
-        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
-        // A socket that never answers: every attempt fails and is retried.
-        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut config =
-            ClientConfig::new(vec![silent.local_addr().unwrap()], dir.path(), LogId(0));
-        config.connect_timeout = Duration::from_millis(200);
-        config.retry_deadline = Duration::from_secs(60);
-        let client = std::sync::Arc::new(Client::new(config).unwrap());
+        // Every attempt fails and is retried.
+        let (_dir, _silent, client) =
+            client_of_a_silent_node(Duration::from_millis(200), Duration::from_secs(60));
         runtime.block_on(async {
             let appender = client.clone();
             let append =
@@ -844,29 +832,20 @@ mod tests {
     /// the entries, and it does here.
     #[test]
     fn a_read_is_refused_as_compacted_only_when_every_node_said_so() {
+        use super::fake_nodes::{certs, runtime, spawn_node};
         use super::{Client, ClientConfig};
         use bytes::Bytes;
         use raftwal_wire::client::{
             ClientError as WireError, ClientResponse, EntriesBatch, ErrorCode,
         };
-        use raftwal_wire::tls::{ClusterCerts, TlsIdentity};
-        use raftwal_wire::transport::{Transport, TransportConfig, TransportEvent};
-        use raftwal_wire::types::{Entry, EntryKind, NodeId};
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        use raftwal_wire::transport::TransportEvent;
+        use raftwal_wire::types::{Entry, EntryKind};
+        let runtime = runtime();
         let _entered = runtime.enter();
-        let dir = tempfile::tempdir().unwrap();
-        ClusterCerts::generate(None, &[NodeId(1), NodeId(2)])
-            .unwrap()
-            .write_to_dir(dir.path())
-            .unwrap();
+        let dir = certs(2);
         let mut addrs = Vec::new();
         for node in [1, 2] {
-            let identity = TlsIdentity::load_node(dir.path(), NodeId(node)).unwrap();
-            let config = TransportConfig::new(NodeId(node), "127.0.0.1:0".parse().unwrap());
-            let (transport, mut events) = Transport::bind(config, &identity).unwrap();
-            addrs.push(transport.local_addr().unwrap());
-            runtime.spawn(async move {
-                let _transport = transport;
+            addrs.push(spawn_node(dir.path(), node, move |mut events| async move {
                 let mut answered = 0;
                 while let Some(event) = events.recv().await {
                     let TransportEvent::ClientRequest(event) = event else { continue };
@@ -892,7 +871,7 @@ mod tests {
                     };
                     event.responder.respond(&response).unwrap();
                 }
-            });
+            }));
         }
         let mut config = ClientConfig::new(addrs, dir.path(), LogId(0));
         config.retry_deadline = std::time::Duration::from_secs(10);

@@ -248,8 +248,7 @@ mod tests {
     use super::RemoteSubscription;
     use crate::client::{Client, ClientConfig};
     use bytes::Bytes;
-    use raftwal_wire::tls::ClusterCerts;
-    use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, NodeId, Term};
+    use raftwal_wire::types::{Entry, EntryKind, LogId, LogIndex, Term};
     use std::sync::Arc;
 
     fn entry(index: u64) -> Entry {
@@ -267,10 +266,9 @@ mod tests {
     /// gap in what the subscriber saw, which is what the check is there to prevent.
     #[test]
     fn a_stream_that_skips_an_index_leaves_no_gap() {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = crate::client::fake_nodes::runtime();
         let _entered = runtime.enter();
-        let dir = tempfile::tempdir().unwrap();
-        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
+        let dir = crate::client::fake_nodes::certs(1);
         let config = ClientConfig::new(vec!["127.0.0.1:9".parse().unwrap()], dir.path(), LogId(0));
         let client = Arc::new(Client::new(config).unwrap());
         let mut subscription = RemoteSubscription::new(client, LogIndex(5), 0);
@@ -289,24 +287,15 @@ mod tests {
     /// the second's restart, is not every node, and the entries are still there to be had.
     #[test]
     fn a_node_compacted_twice_around_anothers_restart_is_not_every_node() {
+        use crate::client::fake_nodes::{certs, runtime, spawn_node};
         use raftwal_wire::client::{ClientError as WireError, ErrorCode};
-        use raftwal_wire::tls::TlsIdentity;
-        use raftwal_wire::transport::{Transport, TransportConfig, TransportEvent};
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        use raftwal_wire::transport::TransportEvent;
+        let runtime = runtime();
         let _entered = runtime.enter();
-        let dir = tempfile::tempdir().unwrap();
-        ClusterCerts::generate(None, &[NodeId(1), NodeId(2)])
-            .unwrap()
-            .write_to_dir(dir.path())
-            .unwrap();
+        let dir = certs(2);
         let mut addrs = Vec::new();
         for node in [1, 2] {
-            let identity = TlsIdentity::load_node(dir.path(), NodeId(node)).unwrap();
-            let config = TransportConfig::new(NodeId(node), "127.0.0.1:0".parse().unwrap());
-            let (transport, mut events) = Transport::bind(config, &identity).unwrap();
-            addrs.push(transport.local_addr().unwrap());
-            runtime.spawn(async move {
-                let _transport = transport;
+            addrs.push(spawn_node(dir.path(), node, move |mut events| async move {
                 let mut sinks = Vec::new();
                 let mut served = 0;
                 while let Some(event) = events.recv().await {
@@ -325,7 +314,7 @@ mod tests {
                         sinks.push(event.sink);
                     }
                 }
-            });
+            }));
         }
         let mut config = ClientConfig::new(addrs, dir.path(), LogId(0));
         config.retry_deadline = std::time::Duration::from_secs(10);
@@ -340,23 +329,17 @@ mod tests {
     /// reached is, not in a loop of handshakes as fast as they complete.
     #[test]
     fn a_node_that_ends_every_subscription_at_once_is_retried_with_pauses() {
+        use crate::client::fake_nodes::{certs, runtime, spawn_node};
         use raftwal_wire::client::{ClientError as WireError, ErrorCode};
-        use raftwal_wire::tls::TlsIdentity;
-        use raftwal_wire::transport::{Transport, TransportConfig, TransportEvent};
+        use raftwal_wire::transport::TransportEvent;
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::time::Duration;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = runtime();
         let _entered = runtime.enter();
-        let dir = tempfile::tempdir().unwrap();
-        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
-        let identity = TlsIdentity::load_node(dir.path(), NodeId(1)).unwrap();
-        let config = TransportConfig::new(NodeId(1), "127.0.0.1:0".parse().unwrap());
-        let (transport, mut events) = Transport::bind(config, &identity).unwrap();
-        let addr = transport.local_addr().unwrap();
+        let dir = certs(1);
         let asked = Arc::new(AtomicUsize::new(0));
         let counted = asked.clone();
-        runtime.spawn(async move {
-            let _transport = transport;
+        let addr = spawn_node(dir.path(), 1, move |mut events| async move {
             while let Some(event) = events.recv().await {
                 let TransportEvent::Subscribe(event) = event else { continue };
                 counted.fetch_add(1, Ordering::SeqCst);
@@ -380,21 +363,15 @@ mod tests {
     /// counts from the failure, not from when the tail started waiting: the tail goes on.
     #[test]
     fn a_tail_idle_longer_than_the_retry_deadline_survives_a_restart_of_its_node() {
+        use crate::client::fake_nodes::{certs, runtime, spawn_node};
         use raftwal_wire::client::{ClientError as WireError, ErrorCode};
-        use raftwal_wire::tls::TlsIdentity;
-        use raftwal_wire::transport::{Transport, TransportConfig, TransportEvent};
+        use raftwal_wire::transport::TransportEvent;
         use std::time::Duration;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = runtime();
         let _entered = runtime.enter();
-        let dir = tempfile::tempdir().unwrap();
-        ClusterCerts::generate(None, &[NodeId(1)]).unwrap().write_to_dir(dir.path()).unwrap();
-        let identity = TlsIdentity::load_node(dir.path(), NodeId(1)).unwrap();
-        let config = TransportConfig::new(NodeId(1), "127.0.0.1:0".parse().unwrap());
-        let (transport, mut events) = Transport::bind(config, &identity).unwrap();
-        let addr = transport.local_addr().unwrap();
+        let dir = certs(1);
         let idle = Duration::from_millis(2500);
-        runtime.spawn(async move {
-            let _transport = transport;
+        let addr = spawn_node(dir.path(), 1, move |mut events| async move {
             let mut served = 0;
             let mut sinks = Vec::new();
             while let Some(event) = events.recv().await {
