@@ -4,7 +4,8 @@
 //! Owns: grouping the lines of standard input (read on a thread of their own by `input.rs`, so
 //! slow input never stalls answers) into requests (`--batch N`: up to N lines that are ready
 //! together, and at most `--entry-size-bytes-max` bytes of them counting each line's framing
-//! ([`BATCH_LINE_FRAMING_BYTES`]), so that a request always fits a frame), the window of requests in flight, and printing the answers in input order.
+//! ([`BATCH_LINE_FRAMING_BYTES`]), so that a request always fits a frame), the window of
+//! requests in flight, and printing the answers in input order.
 //! Must not: print a position before the node acknowledged it (committed on a majority), let
 //! more entries be in flight than the log's deduplication window covers, or send (or buffer) a
 //! line over the entry size: it is answered with the error a node gives for it.
