@@ -15,6 +15,9 @@
 //!    its acknowledged index, on every node, and not the line the cut-off leader took in.
 //! 5. A follower is cut off while 20 more lines are appended (the majority still commits), then
 //!    comes back and catches up to the same log.
+//! 6. A `tail` started on a follower, which is then cut off from the other nodes but not from
+//!    the client (blackhole routes between the nodes' namespaces), moves to a node that knows a
+//!    leader and prints the lines the majority commits meanwhile, at their acknowledged indexes.
 //!
 //! It needs root and iproute2 (`ip netns`); without them it says so and does nothing, so the
 //! README's test command still passes on a machine that cannot make namespaces. CI runs as root.
@@ -24,11 +27,12 @@
 
 mod cli_support;
 
-use cli_support::{bin, run_command, wait_until, Entry, Proc};
+use cli_support::{bin, read_json_lines, run_command, wait_until, Entry, Proc};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Generous deadlines: they bound a hang, they do not measure speed.
@@ -115,6 +119,18 @@ impl Net {
     /// Cuts node `id` off from every other namespace (or joins it again).
     fn set_link(&self, id: u64, up: bool) {
         ip(&["-n", &self.hub(), "link", "set", &format!("v{id}"), if up { "up" } else { "down" }]);
+    }
+
+    /// Cuts node `id` off from the other nodes only (or joins it again), both ways, with
+    /// blackhole routes in its namespace and theirs: clients still reach it.
+    fn set_peers_reachable(&self, id: u64, reachable: bool) {
+        let verb = if reachable { "del" } else { "add" };
+        for peer in (1..=NODES).filter(|&p| p != id) {
+            for (ns, to) in [(self.node_ns(id), peer), (self.node_ns(peer), id)] {
+                let dest = format!("10.213.0.{to}/32");
+                ip(&["-n", &ns, "route", verb, "blackhole", &dest]);
+            }
+        }
     }
 }
 
@@ -382,10 +398,51 @@ fn a_cut_off_leader_acknowledges_nothing_and_the_majority_goes_on() {
     cluster.net.set_link(follower, true);
     let last = *acked.values().max().unwrap();
     let commit = cluster.wait_converged(last);
+    check_logs(&cluster, &acked, commit);
+
+    // 6. A tail on a follower that is then cut off from the other nodes, not from clients: the
+    // stream stays open but nothing commits there any more. The tail moves to a node that
+    // knows a leader and prints what the majority commits meanwhile.
+    let now_leader = cluster.wait_leader(&client_ns, &all);
+    let follower = *all.iter().find(|&&id| id != now_leader).unwrap();
+    let others: Vec<u64> = all.iter().copied().filter(|&id| id != follower).collect();
+    let order: Vec<u64> = std::iter::once(follower).chain(others.iter().copied()).collect();
+    let tls = cluster.tls();
+    let from = (commit + 1).to_string();
+    let mut tail = Proc::spawn(
+        "tail",
+        Command::new("ip")
+            .args(["netns", "exec", &client_ns, bin(), "tail", "--cluster"])
+            .arg(cluster_arg(&order))
+            .args(["--tls-dir", tls.to_str().unwrap(), "--from", &from])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let tailed = Arc::new(Mutex::new(Vec::new()));
+    let sink = tailed.clone();
+    let reader = read_json_lines(tail.take_stdout(), move |line| {
+        sink.lock().unwrap().push(Entry::from_json(&line));
+    });
+    cluster.net.set_peers_reachable(follower, false);
+    let moved = lines("tail moved", 20);
+    acked.extend(cluster.append(&others, &moved));
+    wait_until(T, "the tail to print the lines committed past the cut-off follower", || {
+        let tailed = tailed.lock().unwrap();
+        moved.iter().all(|line| tailed.iter().any(|e| e.data == line.as_bytes()))
+    });
+    tail.kill();
+    reader.join().unwrap();
+    for entry in tailed.lock().unwrap().iter() {
+        let data = String::from_utf8_lossy(&entry.data).into_owned();
+        assert_eq!(acked.get(&data), Some(&entry.index), "tailed {data:?} at {}", entry.index);
+    }
+    cluster.net.set_peers_reachable(follower, true);
+    let last = *acked.values().max().unwrap();
+    let commit = cluster.wait_converged(last);
     let log = check_logs(&cluster, &acked, commit);
     eprintln!(
         "leader {leader} cut off, node {second} took over; follower {follower} cut off and \
-         caught up; {} entries, {} acknowledged, identical on every node",
+         caught up, its tail moved on; {} entries, {} acknowledged, identical on every node",
         log.len(),
         acked.len()
     );

@@ -2,16 +2,19 @@
 //! failures.
 //!
 //! Owns: one subscription stream at a time, the next index it expects, and the move to another
-//! node when the stream fails (a node stopped, or ended the stream because it lagged).
+//! node when the stream fails (a node stopped, or ended the stream because it lagged) or its
+//! node knows no leader (cut off from the cluster, so nothing commits there).
 //! Must not: skip, repeat or reorder an entry: every entry it yields has the index right after
 //! the previous one, whichever node served it (no-ops excepted, which it does not yield), and a
 //! stream that breaks that rule is treated as a failed node.
 
 use super::{Client, ClientError};
 use crate::log::LogEntry;
-use raftwal_wire::client::{ErrorCode, SubscribeRequest};
+use raftwal_wire::client::{
+    ClientRequest, ClientResponse, ErrorCode, StatusRequest, SubscribeRequest,
+};
 use raftwal_wire::transport::{ClientConnection, RequestError, Subscription};
-use raftwal_wire::types::{Entry, LogIndex};
+use raftwal_wire::types::{Entry, LogId, LogIndex};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,6 +142,12 @@ impl RemoteSubscription {
     /// (no such log, an invalid request), or when every configured node answered that the
     /// entries wanted were compacted away (each node compacts its own log: one that did moves
     /// the subscription to the next; a node that answered so twice counts once).
+    ///
+    /// While its stream delivers nothing, it asks the node every second whether it knows a
+    /// leader, and moves to the next node when it knows none (a node cut off from the rest of
+    /// the cluster keeps the stream open, but nothing commits there) or does not answer within
+    /// the attempt timeout. A cluster with no leader at all therefore fails the tail after the
+    /// retry deadline, as it fails appends.
     pub async fn next(&mut self) -> Result<LogEntry, ClientError> {
         let retry_deadline = self.client.config().retry_deadline;
         // Counts from the first moment since the last progress that there was no stream (the
@@ -182,8 +191,24 @@ impl RemoteSubscription {
                     continue;
                 }
             }
-            let Some((_, stream)) = self.stream.as_mut() else { continue };
-            match stream.next().await {
+            let Some((connection, stream)) = self.stream.as_mut() else { continue };
+            let log = self.client.config().log;
+            let timeout = self.client.config().attempt_timeout;
+            // Waits for the next batch; while none comes, asks the node now and then whether it
+            // still knows a leader (`Subscription::next` keeps a partial frame across the
+            // cancellation, so the batch is not lost when the check wins).
+            let next = tokio::select! {
+                next = stream.next() => Ok(next),
+                why = leaderless(connection, log, timeout) => Err(why),
+            };
+            let next = match next {
+                Ok(next) => next,
+                Err(why) => {
+                    self.fail_over(why);
+                    continue;
+                }
+            };
+            match next {
                 Ok(Some(batch)) => {
                     self.compacted_at.fill(false);
                     if let Err(why) = self.take_batch(&batch.entries) {
@@ -211,6 +236,37 @@ impl RemoteSubscription {
                 }
                 Err(e) => self.fail_over(e.to_string()),
             }
+        }
+    }
+}
+
+/// How long a stream may deliver nothing before the subscription asks its node whether it
+/// knows a leader, and then again each time it did.
+const LEADER_CHECK_IDLE: Duration = Duration::from_secs(1);
+
+/// Resolves, with the reason to move to another node, once the node at the other end of
+/// `connection` knows no leader for `log` (it is cut off from the rest of the cluster, or the
+/// cluster has none: either way no new entry commits there), or does not answer whether it
+/// does. Asks after [`LEADER_CHECK_IDLE`] and again after each answer naming a leader; never
+/// resolves while the node knows one.
+async fn leaderless(connection: &ClientConnection, log: LogId, timeout: Duration) -> String {
+    let addr = connection.remote_addr();
+    let request = ClientRequest::Status(StatusRequest { log });
+    loop {
+        tokio::time::sleep(LEADER_CHECK_IDLE).await;
+        match tokio::time::timeout(timeout, connection.request(&request)).await {
+            Ok(Ok(ClientResponse::Status(status))) if status.leader.is_some() => {}
+            Ok(Ok(ClientResponse::Status(status))) => {
+                return format!(
+                    "{addr} knows no leader (term {}, commit index {}): no entry commits there",
+                    status.term, status.commit_index
+                )
+            }
+            Ok(Ok(other)) => {
+                return format!("{addr}: the status check got {}", super::refusal(other, "status"))
+            }
+            Ok(Err(e)) => return format!("{addr}: the status check failed: {e}"),
+            Err(_) => return format!("{addr}: no answer to the status check in time"),
         }
     }
 }
@@ -406,5 +462,59 @@ mod tests {
             let got = subscription.next().await;
             assert_eq!(got.map(|e| e.index), Ok(LogIndex(6)), "the tail ended at a restart");
         });
+    }
+
+    /// The first node accepts the subscription but is cut off from the rest of its cluster: it
+    /// keeps the stream open, delivers nothing, and answers a status with no leader. The tail
+    /// moves to the second node, which serves the entries, instead of waiting on the first for
+    /// as long as it is cut off.
+    #[test]
+    fn a_tail_moves_off_a_node_that_knows_no_leader() {
+        use crate::client::fake_nodes::{certs, runtime, spawn_node};
+        use raftwal_wire::client::{ClientResponse, LogStatus, Role};
+        use raftwal_wire::transport::TransportEvent;
+        use raftwal_wire::types::NodeId;
+        use std::time::Duration;
+        let runtime = runtime();
+        let _entered = runtime.enter();
+        let dir = certs(2);
+        let mut addrs = Vec::new();
+        for node in [1, 2] {
+            addrs.push(spawn_node(dir.path(), node, move |mut events| async move {
+                let mut sinks = Vec::new();
+                while let Some(event) = events.recv().await {
+                    match event {
+                        TransportEvent::Subscribe(event) if node == 1 => sinks.push(event.sink),
+                        TransportEvent::Subscribe(event) => {
+                            let from = event.request.from.get();
+                            event.sink.try_send(&[entry(from)]).unwrap();
+                            sinks.push(event.sink);
+                        }
+                        TransportEvent::ClientRequest(request) => {
+                            let status = LogStatus {
+                                log: LogId(0),
+                                node: NodeId(node),
+                                role: Role::Follower,
+                                term: Term(7),
+                                leader: None,
+                                first_index: LogIndex(1),
+                                last_index: LogIndex(4),
+                                commit_index: LogIndex(4),
+                            };
+                            let _ = request.responder.respond(&ClientResponse::Status(status));
+                        }
+                        _ => {}
+                    }
+                }
+            }));
+        }
+        let config = ClientConfig::new(addrs.clone(), dir.path(), LogId(0));
+        let client = Arc::new(Client::new(config).unwrap());
+        let mut subscription = RemoteSubscription::new(client, LogIndex(5), 0);
+        let got = runtime
+            .block_on(tokio::time::timeout(Duration::from_secs(20), subscription.next()))
+            .expect("the tail stayed on the node that knows no leader");
+        assert_eq!(got.map(|e| e.index), Ok(LogIndex(5)));
+        assert_eq!(subscription.node(), Some(addrs[1]), "served by the second node");
     }
 }
