@@ -622,3 +622,96 @@ fn a_cluster_list_of_ipv4_then_ipv6_reaches_the_ipv6_node() {
     node.signal(libc::SIGTERM);
     assert!(node.wait(T).success());
 }
+
+/// An `append` started with its input open, for the interruption test: its standard input, the
+/// JSON lines it printed so far, the thread reading them, and the file its standard error goes to.
+struct OpenAppend {
+    proc: Proc,
+    stdin: std::process::ChildStdin,
+    printed: Arc<Mutex<Vec<serde_json::Value>>>,
+    reader: std::thread::JoinHandle<()>,
+    stderr: std::path::PathBuf,
+}
+
+fn spawn_open_append(cluster: &ProcCluster, name: &str) -> OpenAppend {
+    let stderr = cluster.dir.path().join(format!("{name}.stderr"));
+    let mut command = Command::new(bin());
+    command
+        .args(["append", "--cluster", &cluster.nodes[0].listen.to_string(), "--tls-dir"])
+        .arg(cluster.tls())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    let mut proc = Proc::spawn(name, &mut command);
+    let stdin = proc.child().stdin.take().unwrap();
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let sink = printed.clone();
+    let reader = cli_support::read_json_lines(proc.take_stdout(), move |line| {
+        sink.lock().unwrap().push(line);
+    });
+    OpenAppend { proc, stdin, printed, reader, stderr }
+}
+
+/// `append` stopped with Ctrl-C (SIGINT) stops reading its input, waits for the answers to the
+/// lines in flight and prints their positions, then exits with status 1 saying which lines were
+/// sent; a second SIGINT stops it at once, with an error line for each line whose answer had not
+/// come. Without a handler, the signal killed the process, and with it the positions of lines
+/// already committed but not yet printed.
+#[test]
+fn an_interrupted_append_answers_the_lines_in_flight_and_says_so() {
+    use std::io::Write;
+    const SIGINT: i32 = 2;
+    const SIGCONT: i32 = 18;
+    const SIGSTOP: i32 = 19;
+    // The pause that lets a written line reach the command and its request leave: ordering, not
+    // a measure of speed.
+    let settle = Duration::from_millis(500);
+    let mut cluster = ProcCluster::start(1);
+    cluster.wait_leader(T);
+
+    // Lines 1 to 3 are answered; then the node is frozen, line 4 is sent and waits.
+    let mut append = spawn_open_append(&cluster, "append-1");
+    append.stdin.write_all(b"one\ntwo\nthree\n").unwrap();
+    wait_until(T, "three positions", || append.printed.lock().unwrap().len() == 3);
+    cluster.node(1).proc.as_ref().unwrap().signal(SIGSTOP);
+    append.stdin.write_all(b"four\n").unwrap();
+    std::thread::sleep(settle);
+    append.proc.signal(SIGINT);
+    std::thread::sleep(settle);
+    assert!(
+        append.proc.child().try_wait().unwrap().is_none(),
+        "append exited without the answer to the line in flight"
+    );
+    append.stdin.write_all(b"five\n").unwrap();
+    cluster.node(1).proc.as_ref().unwrap().signal(SIGCONT);
+    let status = append.proc.wait(T);
+    append.reader.join().unwrap();
+    let stderr = std::fs::read_to_string(&append.stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
+    let printed = append.printed.lock().unwrap().clone();
+    assert_eq!(printed.len(), 4, "a position for each line sent, none for line 5: {printed:?}");
+    assert!(printed.iter().all(|p| p["index"].is_u64()), "{printed:?}");
+    assert!(stderr.contains("SIGINT received: input lines up to 4 were sent"), "{stderr}");
+    let entries = cli_support::read_node(cluster.nodes[0].listen, &cluster.tls());
+    let data: Vec<&[u8]> = entries.iter().map(|e| e.data.as_slice()).collect();
+    assert_eq!(data, [b"one".as_slice(), b"two", b"three", b"four"], "line 5 was not sent");
+
+    // A second SIGINT while the answer is still awaited: it stops at once.
+    let mut append = spawn_open_append(&cluster, "append-2");
+    cluster.node(1).proc.as_ref().unwrap().signal(SIGSTOP);
+    append.stdin.write_all(b"six\n").unwrap();
+    std::thread::sleep(settle);
+    append.proc.signal(SIGINT);
+    std::thread::sleep(settle);
+    append.proc.signal(SIGINT);
+    let status = append.proc.wait(T);
+    cluster.node(1).proc.as_ref().unwrap().signal(SIGCONT);
+    append.reader.join().unwrap();
+    let stderr = std::fs::read_to_string(&append.stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
+    let printed = append.printed.lock().unwrap().clone();
+    assert_eq!(printed.len(), 1, "{printed:?}");
+    assert_eq!(printed[0]["line"], 1, "an error line for line 1: {printed:?}");
+    assert!(printed[0]["error"].as_str().unwrap().contains("interrupted"), "{printed:?}");
+    assert!(stderr.contains("may or may not be in the log"), "{stderr}");
+}

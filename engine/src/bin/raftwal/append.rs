@@ -17,6 +17,11 @@
 //! client, docs/operations.md): a retried request's sequence number is never more than the
 //! window behind the newest, so a retry is recognised, never appended twice.
 //!
+//! Interruption: the first SIGINT or SIGTERM stops the input and waits for the answers of the
+//! requests in flight (each line sent gets its position); a second stops the wait, and each line
+//! still in flight gets an error line. Either way the command exits with status 1 saying which
+//! lines were sent.
+//!
 //! Order: without failures, entries land in the log in input order. A request retried after a
 //! leader change may land after requests that followed it; the printed positions say where each
 //! line is.
@@ -31,6 +36,7 @@ use raftwal::client::{Client, ClientError};
 use raftwal::config::ENTRY_SIZE_BYTES_MAX_DEFAULT;
 use raftwal_wire::client::ErrorCode;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -51,7 +57,9 @@ const ENTRY_SIZE_BYTES_CEILING: usize = (16 << 20) - 4096;
 #[derive(Debug, Args)]
 #[command(after_help = "Prints {\"index\":I,\"term\":T} per input line, in input order, once \
     the entry is committed; an unacknowledged line gets {\"line\":N,\"error\":\"...\"}, input \
-    stops being read, and the command exits with status 1.")]
+    stops being read, and the command exits with status 1. SIGINT or SIGTERM stops reading \
+    input, waits for the answers of the lines sent and exits with status 1; a second signal \
+    stops the wait.")]
 pub(crate) struct AppendArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
@@ -190,6 +198,13 @@ async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), Strin
     let mut connected = false;
     let mut failure: Option<(u64, String)> = None;
     let mut unflushed = false;
+    // The first SIGINT or SIGTERM stops the input and waits for the lines in flight; a second
+    // one stops waiting.
+    let interrupted = interrupt::interrupted()?;
+    tokio::pin!(interrupted);
+    let mut stopped_by: Option<interrupt::Signal> = None;
+    let mut second: Option<std::pin::Pin<Box<dyn Future<Output = interrupt::Signal>>>> = None;
+    let mut abandoned = false;
     loop {
         let may_send = input_open
             && failure.is_none()
@@ -200,6 +215,30 @@ async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), Strin
         }
         tokio::select! {
             biased;
+            signal = &mut interrupted, if stopped_by.is_none() => {
+                stopped_by = Some(signal);
+                input_open = false;
+                lines.close();
+                second = Some(Box::pin(interrupt::interrupted()?));
+                if !in_flight.is_empty() {
+                    eprintln!(
+                        "raftwal append: {} received: no more input is read; waiting for the \
+                         answers to the {in_flight_entries} lines in flight (a second signal \
+                         stops at once)",
+                        signal.name()
+                    );
+                }
+            }
+            _ = async { second.as_mut().expect("guarded: set").await }, if second.is_some() => {
+                // Their answers are not waited for: each line gets an error line instead.
+                for request in in_flight.drain(..) {
+                    request.answer.abort();
+                    let error = "the command was interrupted before the answer came".to_owned();
+                    print_answer(&mut out, &request, Ok(Err(error)))?;
+                }
+                abandoned = true;
+                break;
+            }
             answer = async { (&mut in_flight.front_mut().expect("guarded: not empty").answer).await },
                 if !in_flight.is_empty() =>
             {
@@ -292,12 +331,25 @@ async fn append_with(client: &Arc<Client>, args: AppendArgs) -> Result<(), Strin
         }
     }
     out.flush().map_err(|e| format!("cannot write standard output: {e}"))?;
-    match failure {
-        None => Ok(()),
-        Some((line, error)) => Err(format!(
+    match (failure, stopped_by) {
+        (Some((line, error)), _) => Err(format!(
             "input line {line} was not acknowledged ({error}); no later line was read. Lines \
              without a printed position may or may not be in the log"
         )),
+        (None, Some(signal)) => Err(format!(
+            "{} received: {}; no later line was sent (lines read ahead are dropped){}",
+            signal.name(),
+            match next_line - 1 {
+                0 => "no input line was sent".to_owned(),
+                last => format!("input lines up to {last} were sent"),
+            },
+            if abandoned {
+                ". Lines without a printed position may or may not be in the log"
+            } else {
+                ", and each has its printed position"
+            }
+        )),
+        (None, None) => Ok(()),
     }
 }
 
