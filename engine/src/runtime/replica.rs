@@ -210,6 +210,15 @@ impl<D: Disk> Replica<D> {
                  in between may be appended again",
                 seqs.through
             ),
+            // A log that starts after index 1 was compacted or started over, each after a save:
+            // the save is lost (damaged since; the store's open took it for a torn one).
+            None if first_index > LogIndex(1) => warn!(
+                log = %log,
+                "the clients' sequence numbers were saved before this log's first entry \
+                 {first_index}, but no save is left (damaged since); a retry of an entry before \
+                 {} may be appended again",
+                applied.next()
+            ),
             None if applied > LogIndex::ZERO => info!(
                 log = %log,
                 "no saved clients' sequence numbers (a log written before they were saved); \

@@ -2019,3 +2019,66 @@ fn appends_waiting_on_a_leader_deposed_while_its_disk_is_full_are_answered() {
         other => panic!("expected LeadershipLost, got {other:?}"),
     }
 }
+
+/// What a `tracing` subscriber writes, kept for a test to read.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
+    type Writer = CapturedLog;
+
+    fn make_writer(&'a self) -> CapturedLog {
+        self.clone()
+    }
+}
+
+/// A log compacted after the one save of its clients' numbers, whose save then went bad: the
+/// node starts without the numbers (the other slot never held a save), and a retry of an append
+/// before its recent entries may be appended again. That is the same loss as a save older than
+/// the log, which the node warns of; it said it only at the info level, as it does for a log
+/// written before the numbers were saved, though a log that starts after index 1 was compacted
+/// (or started over) and so had a save.
+#[test]
+fn a_lost_only_save_of_a_compacted_log_is_warned_of() {
+    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
+    let rt = runtime();
+    let _entered = rt.enter();
+    let mut h = Harness::with_small_segments(1);
+    h.elect();
+    for seq in 1..=40 {
+        drop(append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD));
+        h.settle();
+    }
+    let last = h.replica.store.last_index();
+    let first = h.replica.compact(last).unwrap();
+    assert!(first > LogIndex(1), "nothing compacted");
+    h.replica.shut_down();
+    // The first save went to slot 1, the second half of the file; slot 0 never held one.
+    let path = Path::new("/data/log-0").join(crate::storage::CLIENT_SEQS_FILE);
+    let size = h.disk.file_bytes(&path).unwrap().len();
+    assert!(h.disk.flip_bit(&path, size / 2 + 20, 3));
+    let captured = CapturedLog::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || h.restart());
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("clients' sequence numbers") && l.contains("may be appended again"))
+        .unwrap_or_else(|| panic!("nothing said of the lost numbers: {text}"));
+    assert!(line.contains("WARN"), "{line}");
+}
