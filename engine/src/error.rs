@@ -115,6 +115,60 @@ pub enum StartError {
     },
 }
 
+/// A shard of a running node stopped without being told to stop ([`crate::Node::failure`],
+/// [`crate::Node::wait_for_failure`]). The logs it owns are no longer served by this node:
+/// calls on their [`crate::Log`] handles fail with `ShuttingDown`, requests for them that reach
+/// the node go unanswered, and their peers hear nothing from this node, as from a crashed one;
+/// the node's other shards go on. Nothing restarts the shard: stop the node ([`crate::Node::halt`];
+/// the lost logs cannot hand their leadership over) and start it again, which recovers them from
+/// the data directory. `raftwal serve` does so itself: it halts the node and exits with status 1,
+/// for a supervisor to restart it.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ShardFailure {
+    /// The shard thread panicked: a bug in raftwal. Report it with the message and the log lines
+    /// before it.
+    #[error(
+        "shard {shard} of node {node} stopped while the node was running: it panicked: {message}"
+    )]
+    Panicked {
+        /// This node.
+        node: NodeId,
+        /// The shard's index.
+        shard: usize,
+        /// The panic's message.
+        message: String,
+    },
+    /// The shard's loop ended on its own: its transport's events ended, which a running shard
+    /// does not expect.
+    #[error(
+        "shard {shard} of node {node} stopped while the node was running: its loop ended: {reason}"
+    )]
+    Ended {
+        /// This node.
+        node: NodeId,
+        /// The shard's index.
+        shard: usize,
+        /// Why the loop ended.
+        reason: String,
+    },
+}
+
+impl ShardFailure {
+    /// The index of the shard that stopped.
+    pub fn shard(&self) -> usize {
+        match self {
+            ShardFailure::Panicked { shard, .. } | ShardFailure::Ended { shard, .. } => *shard,
+        }
+    }
+
+    /// The node whose shard stopped.
+    pub fn node(&self) -> NodeId {
+        match self {
+            ShardFailure::Panicked { node, .. } | ShardFailure::Ended { node, .. } => *node,
+        }
+    }
+}
+
 /// Where the leader is, when known: retry the append there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaderInfo {

@@ -80,8 +80,8 @@ mod subscription;
 
 pub use config::{NodeConfig, PeerConfig};
 pub use error::{
-    AppendError, CompactError, LeaderInfo, ReadError, ReadIndexError, StartError, StatusError,
-    TransferError,
+    AppendError, CompactError, LeaderInfo, ReadError, ReadIndexError, ShardFailure, StartError,
+    StatusError, TransferError,
 };
 pub use log::{BatchPosition, Log, LogEntry, LogStatus, PeerStatus, Position, ReadLimit};
 pub use node::{HaltHandle, Node, IDENTITY_FILE, LOGS_FILE, REJOIN_MARKER};

@@ -1,8 +1,10 @@
 //! [`Node`]: a running raftwal node, as an embedding program sees it.
 //!
 //! Owns: the node's start (configuration, TLS identity, data directory identity, one thread per
-//! shard), its handles on the shards, its metrics, and its shutdown.
-//! Must not: do consensus, storage or network work itself; the shards do.
+//! shard), its handles on the shards, its metrics, its shutdown, and the report of a shard thread
+//! that ended while the node ran ([`Node::failure`]).
+//! Must not: do consensus, storage or network work itself; the shards do. Must not stop or
+//! restart anything on a shard failure: the embedding program decides.
 //!
 //! The data directory records which cluster and node it belongs to (`raftwal.id`, written once,
 //! with a temporary file, an fsync, a rename and an fsync of the directory); a node refuses to
@@ -11,10 +13,11 @@
 //! the kernel drops the lock when the process ends, however it ends.
 
 use crate::config::NodeConfig;
-use crate::error::StartError;
+use crate::error::{ShardFailure, StartError};
 use crate::log::Log;
 use crate::metrics::{self, NodeMetrics};
 use crate::runtime::command::{Command, ShardHandle};
+use crate::runtime::failure::FailureSlot;
 use crate::runtime::shard::{self, ShardContext};
 use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::tls::TlsIdentity;
@@ -58,6 +61,8 @@ pub struct Node {
     metrics: Arc<NodeMetrics>,
     /// The metrics endpoint, when configured; stopped with the node.
     metrics_server: Option<metrics::MetricsServer>,
+    /// The first shard thread that ended while the node ran, once one did.
+    failures: Arc<FailureSlot>,
     /// Holds the data directory's lock; dropped after the shards stopped (`Drop` stops them
     /// first).
     _dir_lock: std::fs::File,
@@ -107,6 +112,7 @@ impl Node {
             (0..shard_count).map(|_| ShardHandle::new()).unzip();
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let start_abandoned = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(FailureSlot::new());
         let mut threads = Vec::with_capacity(shard_count);
         let mut spawn_error = None;
         for (index, inbox) in inboxes.into_iter().enumerate() {
@@ -120,6 +126,7 @@ impl Node {
                 metrics: metrics.clone(),
                 client_limits: client_limits.clone(),
                 start_abandoned: start_abandoned.clone(),
+                failures: failures.clone(),
             };
             let started = started_tx.clone();
             let spawned = std::thread::Builder::new()
@@ -143,6 +150,7 @@ impl Node {
             addrs: vec![config.listen; shard_count],
             metrics,
             metrics_server,
+            failures,
             _dir_lock: dir_lock,
         };
         if let Some(e) = spawn_error {
@@ -238,6 +246,27 @@ impl Node {
         }
         let shard = self.shards.get(self.config.shard_of(log))?.clone();
         Some(Log::new(log, shard))
+    }
+
+    /// The first shard of this node that stopped without being told to (its thread panicked, or
+    /// its loop ended on its own), if one did. `None` while every shard serves, and for shards
+    /// that stopped because the node was told to stop ([`HaltHandle::halt`], as in
+    /// [`Node::halt`] and [`Node::shutdown`]), which is no failure; a panic is reported
+    /// whenever it happens once the shard served, during a stop too. Cheap and non-blocking:
+    /// poll it, or await [`Node::wait_for_failure`].
+    ///
+    /// The node does not act on a failure itself: the failed shard's logs are gone from it
+    /// while the other shards go on. Halt the node and start it again (or exit for a supervisor
+    /// to restart the process, as `raftwal serve` does); see [`ShardFailure`]. The failed
+    /// thread also logs the failure at error level.
+    pub fn failure(&self) -> Option<ShardFailure> {
+        self.failures.get()
+    }
+
+    /// Resolves with the first shard failure ([`Node::failure`]) once there is one (at once if
+    /// there was); never while every shard serves. Any async runtime.
+    pub async fn wait_for_failure(&self) -> ShardFailure {
+        self.failures.wait().await
     }
 
     /// Stops the node gracefully. First, every log this node leads is handed to a connected
@@ -548,6 +577,9 @@ fn parse_identity(text: &str) -> Option<(String, NodeId)> {
     }
     Some((cluster?, node?))
 }
+
+#[cfg(test)]
+mod failure_tests;
 
 #[cfg(test)]
 mod tests {

@@ -55,6 +55,13 @@ pub(crate) enum Command {
     /// meanwhile, to a connected peer (bounded by two election timeouts), so that the cluster
     /// need not wait for an election.
     Shutdown { hand_over: bool },
+    /// Test only: panic in the shard's loop with this message, as a bug there would.
+    #[cfg(test)]
+    Panic { message: &'static str },
+    /// Test only: end the shard's loop without telling it to stop, as the end of its transport's
+    /// events would (which a test cannot bring about: the shard holds its transport).
+    #[cfg(test)]
+    EndLoop { reason: &'static str },
 }
 
 /// The way into one shard from any thread.

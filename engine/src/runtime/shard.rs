@@ -18,16 +18,22 @@
 //!
 //! Invariant: every replica is driven after every batch of inputs, so no Ready is left undrained
 //! while the loop sleeps.
+//!
+//! The loop ends when the node tells the shard to stop ([`Command::Shutdown`]). A thread that
+//! ends otherwise once its shard serves (a panic, or the loop ending on its own) is a failure
+//! of the node: the thread logs it and reports it in the node's [`FailureSlot`] on its way out.
 
 use crate::config::NodeConfig;
 use crate::error::{
-    AppendError, CompactError, ReadError, ReadIndexError, StartError, StatusError, TransferError,
+    AppendError, CompactError, ReadError, ReadIndexError, ShardFailure, StartError, StatusError,
+    TransferError,
 };
 use crate::metrics::NodeMetrics;
 use crate::raft::{Config as RaftConfig, RaftCore};
 use crate::runtime::clock;
 use crate::runtime::command::{Command, ShardHandle, ShardInbox};
 use crate::runtime::disk_wake::DiskWake;
+use crate::runtime::failure::{panic_message, FailureSlot};
 use crate::runtime::read_index::ReadIndexReply;
 use crate::runtime::replica::Replica;
 use crate::runtime::source::StoreSource;
@@ -43,6 +49,7 @@ use raftwal_wire::transport::{
     TransportEvents,
 };
 use raftwal_wire::types::{ClusterId, LogId};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -50,7 +57,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Events or commands taken per loop turn before the replicas are driven (a bound on latency
 /// for the rest when a flood arrives).
@@ -75,6 +82,8 @@ pub(crate) struct ShardContext {
     /// Set by the node when another shard failed to start: this one stops opening logs (a
     /// node with hundreds of logs would otherwise open them all before it could exit).
     pub(crate) start_abandoned: Arc<AtomicBool>,
+    /// Where this thread reports that it ended without being told to stop.
+    pub(crate) failures: Arc<FailureSlot>,
 }
 
 /// What woke the loop.
@@ -99,22 +108,61 @@ struct Shard {
     room_tx: RoomWaker,
     room_rx: mpsc::UnboundedReceiver<(LogId, u64)>,
     stopping: bool,
+    /// The node told this shard to stop ([`Command::Shutdown`]).
+    told_to_stop: bool,
+    /// Why the loop ended without being told to stop, if it did.
+    ended: Option<String>,
     /// Handing leadership over before stopping: when it started and until when it may last.
     handover: Option<(Instant, Instant)>,
 }
 
 /// The body of a shard thread: opens the shard, reports its address (or why it could not start)
-/// on `started`, and runs until told to shut down.
+/// on `started`, and runs until told to shut down. If, once the shard serves, the thread panics
+/// or the loop ends without being told to, logs it and reports it in `context.failures`: the
+/// node goes on without this shard's logs, and only the embedding program can end it.
 pub(crate) fn run(
     context: ShardContext,
     started: std::sync::mpsc::Sender<Result<SocketAddr, StartError>>,
 ) {
     let index = context.index;
+    let node = context.config.id;
+    let failures = context.failures.clone();
+    let serving = Cell::new(false);
+    // The shard's state is dropped as the panic unwinds, and nothing of it is used afterwards:
+    // only the message is kept.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(context, started, &serving)
+    }));
+    let failure = match outcome {
+        Ok(None) => return,
+        Ok(Some(reason)) => ShardFailure::Ended { node, shard: index, reason },
+        Err(payload) if serving.get() => {
+            ShardFailure::Panicked { node, shard: index, message: panic_message(payload.as_ref()) }
+        }
+        Err(payload) => {
+            // The start reports that this thread exited; the message is here.
+            let message = panic_message(payload.as_ref());
+            error!(node = %node, shard = index, "shard {index} panicked while starting: {message}");
+            return;
+        }
+    };
+    error!(node = %node, shard = index, "{failure}");
+    failures.report(failure);
+}
+
+/// [`run`] until the panic catch: sets `serving` once the shard reported its address, and
+/// returns why the loop ended if it was not told to stop.
+fn serve(
+    context: ShardContext,
+    started: std::sync::mpsc::Sender<Result<SocketAddr, StartError>>,
+    serving: &Cell<bool>,
+) -> Option<String> {
+    let index = context.index;
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             let _ = started.send(Err(StartError::Shard { shard: index, message: e.to_string() }));
-            return;
+            return None;
         }
     };
     runtime.block_on(async move {
@@ -122,7 +170,7 @@ pub(crate) fn run(
             Ok(shard) => shard,
             Err(e) => {
                 let _ = started.send(Err(e));
-                return;
+                return None;
             }
         };
         let addr = shard
@@ -134,9 +182,11 @@ pub(crate) fn run(
         // report or the end of all senders, so a shard whose thread dies while opening (its
         // sender dropped in the unwinding) must not leave the start waiting on this one.
         drop(started);
+        serving.set(true);
         shard.run().await;
         shard.shut_down().await;
-    });
+        shard.ended.take()
+    })
 }
 
 impl Shard {
@@ -151,6 +201,7 @@ impl Shard {
             metrics,
             client_limits,
             start_abandoned,
+            failures: _,
         } = context;
         let shard_error = |message: String| StartError::Shard { shard: index, message };
         let disk = UringDisk::new(UringOptions {
@@ -251,6 +302,8 @@ impl Shard {
             room_tx,
             room_rx,
             stopping: false,
+            told_to_stop: false,
+            ended: None,
             handover: None,
         })
     }
@@ -270,10 +323,7 @@ impl Shard {
             match wake {
                 Wake::Disk | Wake::Commands => {}
                 Wake::Event(Some(event)) => self.on_event(event, now),
-                Wake::Event(None) => {
-                    warn!(shard = self.index, "transport closed; shard stops");
-                    self.stopping = true;
-                }
+                Wake::Event(None) => self.end_loop("its transport's events ended"),
                 Wake::Tick => {
                     for replica in self.replicas.values_mut() {
                         replica.tick();
@@ -314,9 +364,21 @@ impl Shard {
         }
     }
 
+    /// Ends the loop, which the node may not have told to stop: then the shard stops as if
+    /// told, and its thread logs and reports the failure with `reason` once it stopped.
+    fn end_loop(&mut self, reason: &str) {
+        if self.told_to_stop {
+            warn!(shard = self.index, "{reason} while stopping; shard stops");
+        } else {
+            self.ended = Some(reason.to_owned());
+        }
+        self.stopping = true;
+    }
+
     /// Starts stopping: at once, or once the logs this shard leads have another leader
     /// ([`Replica::hand_over`]).
     fn begin_stop(&mut self, hand_over: bool, now: Instant) {
+        self.told_to_stop = true;
         if self.stopping {
             return;
         }
@@ -509,6 +571,10 @@ impl Shard {
             Command::Client(event) => self.on_client_request(event, now, false),
             Command::ClientSubscribe(event) => self.on_subscribe(event, false),
             Command::Shutdown { hand_over } => self.begin_stop(hand_over, now),
+            #[cfg(test)]
+            Command::Panic { message } => panic!("{message}"),
+            #[cfg(test)]
+            Command::EndLoop { reason } => self.end_loop(reason),
         }
     }
 

@@ -38,7 +38,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one node of a cluster until SIGTERM or SIGINT.
+    /// Run one node of a cluster until SIGTERM or SIGINT (or until one of its shards fails:
+    /// then it halts the node and exits with status 1).
     Serve(serve::ServeArgs),
     /// Write a cluster CA, node certificates (node ids 1..=N) and a client certificate.
     Certs(certs::CertsArgs),

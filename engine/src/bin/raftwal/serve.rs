@@ -1,21 +1,24 @@
-//! `raftwal serve`: runs one node until SIGTERM or SIGINT, then shuts it down cleanly.
+//! `raftwal serve`: runs one node until SIGTERM or SIGINT, then shuts it down cleanly; or until
+//! one of its shards stops on its own, then halts it and fails (exit status 1), so that a
+//! supervisor restarts a process that lost part of itself rather than leaving it half alive.
 //!
 //! Owns: the node's configuration from flags or from a TOML file (never both: clap refuses the
 //! mix, so a flag can never silently lose to the file or the other way round), the
-//! explanations added to start errors, and the watch that warns when no leader appears.
+//! explanations added to start errors, and the watch that warns when no leader appears and
+//! ends the node when a shard failed ([`raftwal::Node::failure`]).
 //! Must not: weaken any safety default; every setting goes through `NodeConfig::validate`.
 
 use crate::client_args::parse_addr;
 use crate::interrupt;
 use clap::Args;
 use raftwal::storage::OpenError;
-use raftwal::{Node, NodeConfig, PeerConfig, StartError};
+use raftwal::{Node, NodeConfig, PeerConfig, ShardFailure, StartError};
 use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::types::{LogId, NodeId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Flags that describe the node; `--config` replaces all of them.
 const NODE_FLAGS: [&str; 7] = ["id", "listen", "peers", "data_dir", "tls_dir", "shards", "metrics"];
@@ -167,7 +170,19 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(addr) = node.metrics_addr() {
         info!("metrics on http://{addr}/metrics");
     }
-    let signal = runtime.block_on(watch_until(&node, interrupted));
+    let signal = match runtime.block_on(watch_until(&node, interrupted)) {
+        Ok(signal) => signal,
+        Err(failure) => {
+            // The failed shard's logs are gone from this node: no handover is possible for
+            // them, and the other shards' handover would only delay the restart.
+            error!("{failure}; halting the node");
+            node.halt();
+            return Err(format!(
+                "{failure}; the node was halted (docs/operations.md, \"A shard stopped while the \
+                 node was running\")"
+            ));
+        }
+    };
     info!("{} received; shutting down (a second signal stops at once)", signal.name());
     // The graceful stop waits for the leadership handover (at most two election timeouts); a
     // second signal halts the node without waiting for it.
@@ -200,18 +215,22 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 /// Waits for the signal, warning meanwhile when log 0 has had no leader for a while (the usual
-/// sign of peers that are down, unreachable or listed with wrong addresses).
+/// sign of peers that are down, unreachable or listed with wrong addresses); or for a shard of
+/// the node to fail, which ends the wait with the failure.
 async fn watch_until(
     node: &Node,
     interrupted: impl std::future::Future<Output = interrupt::Signal>,
-) -> interrupt::Signal {
+) -> Result<interrupt::Signal, ShardFailure> {
     tokio::pin!(interrupted);
+    let failed = node.wait_for_failure();
+    tokio::pin!(failed);
     let log = node.log(LogId(0));
     let mut check = tokio::time::interval(Duration::from_secs(1));
     let mut leaderless = Duration::ZERO;
     loop {
         tokio::select! {
-            signal = &mut interrupted => return signal,
+            signal = &mut interrupted => return Ok(signal),
+            failure = &mut failed => return Err(failure),
             _ = check.tick() => {}
         }
         let Some(log) = &log else { continue };
