@@ -15,10 +15,11 @@ use raftwal::{Node, NodeConfig, PeerConfig};
 use raftwal_wire::tls::certs::{node_cert_file, ClusterCerts, CA_CERT_FILE};
 use raftwal_wire::tls::names::format_cluster_id;
 use raftwal_wire::types::{LogId, NodeId};
+use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tracing::info;
+use tracing::{error, info};
 
 /// Ports between one dev node's shard 0 and the next node's.
 const PORT_STRIDE: u16 = 10;
@@ -197,8 +198,32 @@ pub(crate) fn run(args: DevArgs) -> Result<(), String> {
         let _ = out.write_all(instructions(&nodes, &tls, leader).as_bytes());
         let _ = out.flush();
         drop(out);
-        Ok::<_, String>(interrupted.await)
-    })?;
+        // Or until a shard of any node stops on its own, as `serve` watches its node.
+        let mut failures: Vec<_> = nodes.iter().map(|n| Box::pin(n.wait_for_failure())).collect();
+        let failed = std::future::poll_fn(|cx| {
+            failures
+                .iter_mut()
+                .find_map(|f| match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(failure) => Some(failure),
+                    std::task::Poll::Pending => None,
+                })
+                .map_or(std::task::Poll::Pending, std::task::Poll::Ready)
+        });
+        tokio::select! {
+            signal = &mut interrupted => Ok(signal),
+            failure = failed => Err(failure),
+        }
+    });
+    let signal = match signal {
+        Ok(signal) => signal,
+        Err(failure) => {
+            error!("{failure}; halting the dev cluster");
+            for node in nodes {
+                node.halt();
+            }
+            return Err(format!("{failure}; the dev cluster was halted"));
+        }
+    };
     info!("{} received; stopping the dev cluster", signal.name());
     for node in nodes {
         node.shutdown();
