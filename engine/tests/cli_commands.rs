@@ -333,6 +333,13 @@ fn an_unreachable_cluster_fails_the_append_with_an_error_line() {
     let error = json_lines(&out)[0]["error"].as_str().unwrap().to_owned();
     assert!(error.contains("no node answered") && error.contains(&nowhere), "{error}");
     assert!(!error.contains("no attempt made"), "{error}");
+    // `tail --from end` asks each node for its commit index first, and says what failed at
+    // each, once (it said "no node answered: no node answered before the deadline; ...").
+    let (status, out, err) =
+        run(&["tail", "--cluster", &nowhere, "--tls-dir", tls_dir, "--from", "end"], b"");
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert!(err.contains("no node gave its commit index") && err.contains(&nowhere), "{err}");
+    assert_eq!(err.matches("no node answered").count(), 0, "{err}");
     // Standard input that cannot be read (a directory): line 1 gets its error line, in the
     // same shape as an unacknowledged line, and the command fails saying why. (Found by a
     // review: only the final message on standard error said so.)

@@ -13,7 +13,7 @@ use crate::client_args::ClusterArgs;
 use crate::interrupt;
 use crate::output::{write_line, EntryLine};
 use clap::Args;
-use raftwal::client::Client;
+use raftwal::client::{Client, ClientError};
 use raftwal_wire::types::LogIndex;
 use std::io::Write;
 use std::sync::Arc;
@@ -133,10 +133,13 @@ async fn first_commit_index(
     for (position, &addr) in nodes.iter().enumerate() {
         match client.status_of(addr).await {
             Ok(status) => return Ok((position, status.commit_index)),
+            // One node was asked: what failed there (it names the node), not "no node
+            // answered" once per node.
+            Err(ClientError::Unavailable(reason)) => failures.push(reason),
             Err(e) => failures.push(e.to_string()),
         }
     }
-    Err(format!("no node answered: {}", failures.join("; ")))
+    Err(format!("no node gave its commit index (for --from end): {}", failures.join("; ")))
 }
 
 pub(crate) fn run_tail(args: TailArgs) -> Result<(), String> {
