@@ -436,20 +436,40 @@ const REQUEST_BYTES_MAX: u64 = 16 * 1024;
 /// closed, however it trickles its bytes.
 const REQUEST_TIME_MAX: Duration = Duration::from_secs(10);
 
-/// A connection read with one deadline for all its reads: each read waits at most until then.
+/// A connection read and written with one deadline for all its reads and writes: each waits at
+/// most until then, so a client that sends its request or takes its answer a few bytes at a
+/// time is closed all the same.
 struct Deadline<'a> {
     stream: &'a TcpStream,
     until: std::time::Instant,
 }
 
-impl std::io::Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl Deadline<'_> {
+    /// The time left, or `TimedOut` when none is.
+    fn left(&self) -> std::io::Result<Duration> {
         let left = self.until.saturating_duration_since(crate::runtime::clock::now());
         if left.is_zero() {
             return Err(std::io::ErrorKind::TimedOut.into());
         }
-        self.stream.set_read_timeout(Some(left))?;
+        Ok(left)
+    }
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
         std::io::Read::read(&mut &*self.stream, buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        Write::write(&mut &*self.stream, buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -475,20 +495,21 @@ fn read_request(reader: impl std::io::Read) -> Option<String> {
     }
 }
 
-/// Reads one request from `stream` and answers it, all within `time_max`.
-fn answer(mut stream: TcpStream, metrics: &NodeMetrics, time_max: Duration) {
+/// Reads one request from `stream` and answers it, all within `time_max`: the answer is cut
+/// off (the connection closed) when the client has not taken it by then.
+fn answer(stream: TcpStream, metrics: &NodeMetrics, time_max: Duration) {
     let until = crate::runtime::clock::now() + time_max;
-    let _ = stream.set_write_timeout(Some(time_max));
     let (status, body) = match read_request(Deadline { stream: &stream, until }) {
         Some(line) if line.starts_with("GET /metrics") => ("200 OK", metrics.render()),
         Some(_) => ("404 Not Found", "only GET /metrics is served\n".to_owned()),
         None => ("400 Bad Request", "the request did not end in time or in size\n".to_owned()),
     };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
+    let mut out = Deadline { stream: &stream, until };
+    let _ = out.write_all(head.as_bytes()).and_then(|()| out.write_all(body.as_bytes()));
 }
 
 #[cfg(test)]
@@ -603,6 +624,51 @@ mod tests {
         };
         assert!(closed, "the endpoint still reads a request that began a minute ago");
         served.join().unwrap();
+    }
+
+    /// A client that takes its answer slowly (a large one: a node of many logs) is closed
+    /// once its time for a request is up, as one that sends its request slowly is. Only each
+    /// write waited at most that long, so a client that read a little now and then held a
+    /// connection thread (of 16) for as long as the answer lasted, hours for a node of 1,024
+    /// logs read a few hundred bytes a second, and 16 of them stopped every scrape.
+    #[test]
+    fn an_answer_taken_slowly_is_closed_when_its_time_is_up() {
+        // The largest `log_count` a node takes: an answer of megabytes, more than the socket
+        // buffers of both ends hold.
+        let m = NodeMetrics::new(NodeId(1), 1024);
+        assert!(m.render().len() > 4 << 20, "an answer the buffers hold");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let served = std::thread::spawn(move || {
+            answer(stream, &m, Duration::from_millis(300));
+            let _ = done_tx.send(());
+        });
+        client.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        // Reads 16 KiB every 20 ms (800 KiB/s): each of the endpoint's writes goes on well
+        // within its time, the whole answer would take several seconds.
+        let (lock, wait) = (std::sync::Mutex::new(()), std::sync::Condvar::new());
+        let started = crate::runtime::clock::now();
+        let mut buf = vec![0u8; 16 << 10];
+        let finished = loop {
+            if done_rx.try_recv().is_ok() {
+                break true;
+            }
+            // Far beyond the endpoint's time: a failure, not a hang of the test.
+            if crate::runtime::clock::now() - started > Duration::from_secs(3) {
+                break false;
+            }
+            if matches!(std::io::Read::read(&mut client, &mut buf), Ok(0) | Err(_)) {
+                break done_rx.recv_timeout(Duration::from_secs(3)).is_ok();
+            }
+            let guard = lock.lock().unwrap();
+            let _ = wait.wait_timeout(guard, Duration::from_millis(20)).unwrap();
+        };
+        drop(client);
+        served.join().unwrap();
+        assert!(finished, "the endpoint still writes an answer begun 3 s ago (its time: 300 ms)");
     }
 
     #[test]
