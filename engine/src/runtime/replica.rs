@@ -931,9 +931,7 @@ impl<D: Disk> Replica<D> {
             }
         }
         if !self.subscribers.is_empty() {
-            let before = self.subscribers.bytes_out();
-            self.subscribers.deliver(&self.store, commit, waker);
-            LogMetrics::add(&self.metrics.bytes_out, self.subscribers.bytes_out() - before);
+            self.deliver_to_subscribers(commit, waker);
         }
         self.publish_gauges();
     }

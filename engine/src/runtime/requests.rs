@@ -256,14 +256,14 @@ impl<D: Disk> Replica<D> {
     /// Adds a local subscriber.
     pub(crate) fn subscribe_local(&mut self, sink: LocalSink, from: LogIndex, waker: &RoomWaker) {
         self.subscribers.add_local(sink, from, self.store.first_index());
-        self.subscribers.deliver(&self.store, self.readable_commit(), waker);
+        self.deliver_to_subscribers(self.readable_commit(), waker);
         self.end_subscribers_if_failed();
     }
 
     /// Adds a remote subscriber.
     pub(crate) fn subscribe_remote(&mut self, event: SubscribeEvent, waker: &RoomWaker) {
         self.subscribers.add_remote(event.sink, event.request.from, self.store.first_index());
-        self.subscribers.deliver(&self.store, self.readable_commit(), waker);
+        self.deliver_to_subscribers(self.readable_commit(), waker);
         self.end_subscribers_if_failed();
     }
 
@@ -282,7 +282,16 @@ impl<D: Disk> Replica<D> {
     /// A subscriber has room again.
     pub(crate) fn resume_subscriber(&mut self, id: u64, waker: &RoomWaker) {
         self.subscribers.room(id);
-        self.subscribers.deliver(&self.store, self.readable_commit(), waker);
+        self.deliver_to_subscribers(self.readable_commit(), waker);
+    }
+
+    /// Delivers to the subscribers what `commit` covers and their sinks take, and counts the
+    /// payload bytes in the metrics, whatever brought the delivery about: a commit, a new
+    /// subscriber behind the commit index, or a subscriber that made room.
+    pub(crate) fn deliver_to_subscribers(&mut self, commit: LogIndex, waker: &RoomWaker) {
+        let before = self.subscribers.bytes_out();
+        self.subscribers.deliver(&self.store, commit, waker);
+        LogMetrics::add(&self.metrics.bytes_out, self.subscribers.bytes_out() - before);
     }
 
     /// The log's status on this node.
