@@ -87,7 +87,7 @@ pub(super) struct DiskFull {
 
 /// Why a save of the clients' sequence numbers failed.
 #[derive(Clone, Debug)]
-struct SaveFailure {
+pub(super) struct SaveFailure {
     /// The disk had no room (`ClientSeqsError::NoSpace`).
     no_space: bool,
     reason: String,
@@ -638,7 +638,7 @@ impl<D: Disk> Replica<D> {
     /// every `CLIENT_SEQS_SAVE_ENTRIES` applied entries and before a compaction). After a
     /// failure, saves again only once `COMMIT_SAVE_INTERVAL_TICKS` ticks passed, and returns
     /// the failure meanwhile.
-    fn save_client_seqs(&mut self) -> Result<(), SaveFailure> {
+    pub(super) fn save_client_seqs(&mut self) -> Result<(), SaveFailure> {
         if let Some((failure, ticks)) = &self.client_seqs_failed {
             if *ticks > 0 {
                 return Err(failure.clone());
@@ -1082,6 +1082,16 @@ impl<D: Disk> Replica<D> {
             .min(self.core.commit_index().next())
             .min(self.core.durable_index().next())
             .min(self.applied.next());
+        // Only whole segments go: the log will start at the last segment start at or before
+        // `limit` (the first segment's own start when none after it is).
+        let limit = self
+            .store
+            .segment_extents()
+            .skip(1)
+            .map(|(first, _)| first)
+            .take_while(|&first| first <= limit)
+            .last()
+            .unwrap_or(self.store.first_index());
         if limit > self.store.first_index() {
             // The entries that go take their clients' numbers with them, unless a save holds
             // them: a restart rebuilds the deduplication table from the save and what is left.
