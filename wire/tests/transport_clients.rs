@@ -306,6 +306,57 @@ async fn a_subscription_ended_while_shared_tells_its_reason() {
     client.close();
 }
 
+async fn next_subscribe(events: &mut TransportEvents) -> SubscribeEvent {
+    wait_for(events, |e| match e {
+        TransportEvent::Subscribe(s) => Some(s),
+        _ => None,
+    })
+    .await
+}
+
+/// A subscription whose sink the node drops without ending it (a Subscribe event dropped before
+/// the shard took it, or a sink dropped after a few batches) ends at its subscriber once the
+/// batches queued before are read, as a clean end of the stream, with the client still sending
+/// nothing. (Found by a review: the stream's reader kept a hold on the stream's outgoing side,
+/// so the stream stayed open and the subscriber waited for as long as the connection lived.)
+#[tokio::test]
+async fn a_subscription_whose_sink_is_dropped_ends_at_its_subscriber() {
+    let ca = ClusterCa::generate(None).unwrap();
+    let (t1, mut e1) = start(fast_config(1, loopback()), &node_identity(&ca, 1));
+    let (client, conn) = connect_client(&ca, &t1).await;
+    // A sink dropped after one batch: the batch arrives, then the end.
+    let mut sub =
+        conn.subscribe(SubscribeRequest { log: LogId(7), from: LogIndex(1) }).await.unwrap();
+    let sink = next_subscribe(&mut e1).await.sink;
+    let entry = Entry {
+        index: LogIndex(1),
+        term: Term(2),
+        kind: EntryKind::Normal,
+        data: Bytes::from_static(b"one"),
+    };
+    sink.try_send(std::slice::from_ref(&entry)).unwrap();
+    drop(sink);
+    let ended = tokio::time::timeout(DEADLINE, async {
+        let batch = sub.next().await.unwrap().unwrap();
+        assert_eq!(batch.entries, vec![entry]);
+        sub.next().await
+    })
+    .await
+    .expect("the subscription stayed open after its sink was dropped");
+    assert_eq!(ended, Ok(None));
+
+    // A Subscribe event dropped whole: the subscription ends at once.
+    let mut sub =
+        conn.subscribe(SubscribeRequest { log: LogId(8), from: LogIndex(1) }).await.unwrap();
+    drop(next_subscribe(&mut e1).await);
+    let ended = tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("the subscription stayed open after its event was dropped");
+    assert_eq!(ended, Ok(None));
+    t1.close();
+    client.close();
+}
+
 #[tokio::test]
 async fn garbage_client_is_closed_and_other_clients_are_served() {
     let logs = LogCapture::default();

@@ -259,6 +259,10 @@ pub struct SubscribeEvent {
 }
 
 /// The outgoing side of one subscription: batches of committed entries, bounded by a window.
+///
+/// Dropping it (the last holder: a task waiting for room may share it) ends the subscription as
+/// [`SubscriptionSink::end`] without an error does: the stream is finished once what is queued
+/// is sent, and the subscriber sees a clean end.
 #[derive(Debug)]
 pub struct SubscriptionSink {
     out: Arc<StreamOut>,
@@ -386,7 +390,11 @@ async fn serve_stream(
     let remote = connection.remote_address();
     let mut reader = FrameReader::new(recv, config.frame_limits);
     let mut send = Some(send);
-    let mut out: Option<Arc<StreamOut>> = None;
+    // A session stream's outgoing side, shared with the responders of its requests. A
+    // subscription's is not kept here: its sink is its only holder, so that the stream finishes
+    // once the node drops the sink, ended or not (this task reads on only to refuse a second
+    // request, and may wait for the client's end of the stream as long as the connection lives).
+    let mut session_out: Option<Arc<StreamOut>> = None;
     let mut subscribed = false;
     loop {
         let frame = match reader.next().await {
@@ -417,10 +425,10 @@ async fn serve_stream(
             );
         }
         let is_subscribe = matches!(request, ClientRequest::Subscribe(_));
-        if is_subscribe && out.is_some() {
+        if is_subscribe && session_out.is_some() {
             return protocol_error(&shared, &connection, "Subscribe on a session stream".into());
         }
-        let out = match (&out, send.take()) {
+        let out = match (&session_out, send.take()) {
             (Some(out), _) => out.clone(),
             (None, Some(stream)) => {
                 let window = if is_subscribe {
@@ -436,10 +444,13 @@ async fn serve_stream(
                     }
                 });
                 let created = Arc::new(StreamOut { queue });
-                out = Some(created.clone());
+                if !is_subscribe {
+                    session_out = Some(created.clone());
+                }
                 created
             }
-            (None, None) => unreachable!("the send side is taken exactly when `out` is set"),
+            // After a Subscribe, every further request was refused above.
+            (None, None) => unreachable!("the send side is taken only by a session or a Subscribe"),
         };
         if let ClientRequest::Subscribe(request) = request {
             subscribed = true;
