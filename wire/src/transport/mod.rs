@@ -260,7 +260,8 @@ impl TransportEvents {
 pub struct TransportStats {
     /// Connections refused or closed for identity: TLS failures, wrong cluster, wrong name.
     pub connections_refused: u64,
-    /// Connections closed because the remote sent invalid frames.
+    /// Connections closed because the remote sent invalid frames, or (a peer) did not finish
+    /// setting its link up in time.
     pub protocol_errors: u64,
     /// Client connections closed at once because the node served its maximum
     /// ([`close_code::BUSY`]).
