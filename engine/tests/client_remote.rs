@@ -6,8 +6,8 @@ mod support;
 use bytes::Bytes;
 use raftwal::client::{Client, ClientConfig, ClientError};
 use raftwal_wire::client::{
-    AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq, ErrorCode, SubscribeRequest,
-    TaggedPayload,
+    AppendBatchRequest, AppendRequest, ClientId, ClientRequest, ClientResponse, ClientSeq,
+    ErrorCode, SubscribeRequest, TaggedPayload,
 };
 use raftwal_wire::types::{LogId, LogIndex};
 use std::sync::Arc;
@@ -90,6 +90,90 @@ fn a_batch_too_large_for_a_frame_is_refused_as_such() {
         assert_eq!(entries.len(), 1, "{entries:?}");
         assert_eq!(entries[0].index, position.index);
     });
+}
+
+/// A node configured with frames smaller than the client's (`transport.frame_size_bytes_max`
+/// of 1 MiB; a client sends frames of up to 16 MiB): a batch of entries each within the node's
+/// entry limit, together over its frame limit, is refused at once, alone, as an invalid request
+/// that says both sizes, and the requests beside it on the same connection are answered. (Found
+/// by a review: the node closed the whole connection at the frame's header, failing every
+/// request in flight on it, and the client retried the batch, closing the connection again each
+/// time, until its deadline, then reported the node unavailable.)
+#[test]
+fn a_request_over_the_node_frame_limit_is_refused_alone() {
+    let frame: u32 = 1 << 20;
+    let cluster = Cluster::start_with(1, |c| {
+        c.transport.frame_size_bytes_max = frame;
+        c.entry_size_bytes_max = 256 << 10;
+        c.raft.append_size_bytes_max = 512 << 10;
+    });
+    cluster.wait_leader(T);
+    let addr = cluster.configs[0].listen;
+    let entry = Bytes::from(vec![7u8; 200 << 10]);
+    runtime().block_on(async {
+        // One connection, three requests pipelined on its session stream: an append, the batch
+        // (8 entries of 200 KiB: 1.6 MiB in one frame), an append.
+        let endpoint = cluster.client_endpoint();
+        let connection = endpoint.connect(addr).await.unwrap();
+        let tagged = |seq: u64, data: Bytes| TaggedPayload::new(ClientId(7), ClientSeq(seq), data);
+        let append = |seq: u64| {
+            ClientRequest::Append(AppendRequest {
+                log: LogId(0),
+                tagged: tagged(seq, Bytes::from(format!("entry {seq}"))),
+            })
+        };
+        let batch = ClientRequest::AppendBatch(AppendBatchRequest {
+            log: LogId(0),
+            items: (2..10).map(|seq| tagged(seq, entry.clone())).collect(),
+        });
+        let (first, last) = (append(1), append(10));
+        let (before, refused, after) = tokio::join!(
+            connection.request(&first),
+            connection.request(&batch),
+            connection.request(&last),
+        );
+        match &refused {
+            Ok(ClientResponse::Error(e)) if e.code == ErrorCode::InvalidRequest => {
+                assert!(e.message.contains(&frame.to_string()), "{}", e.message);
+            }
+            other => panic!(
+                "the oversized batch was answered {other:?} (before it: {before:?}, after it: \
+                 {after:?})"
+            ),
+        }
+        assert!(matches!(before, Ok(ClientResponse::Appended(_))), "{before:?}");
+        assert!(matches!(after, Ok(ClientResponse::Appended(_))), "{after:?}");
+        // The connection goes on.
+        let next = connection.request(&append(11)).await;
+        assert!(matches!(next, Ok(ClientResponse::Appended(_))), "{next:?}");
+
+        // The remote client: the batch is refused at once, not retried until the deadline;
+        // appends in flight beside it commit.
+        let mut config = ClientConfig::new(vec![addr], cluster.tls_dir(), LogId(0));
+        config.retry_deadline = Duration::from_secs(3);
+        let client = Arc::new(Client::new(config).unwrap());
+        let appends: Vec<_> = (0..20u32)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move { client.append(Bytes::from(format!("a{i}"))).await })
+            })
+            .collect();
+        match client.append_batch(vec![entry.clone(); 8]).await {
+            Err(ClientError::Refused { code: ErrorCode::InvalidRequest, message }) => {
+                assert!(message.contains(&frame.to_string()), "{message}");
+            }
+            other => panic!("the oversized batch was answered {other:?}"),
+        }
+        for append in appends {
+            append.await.unwrap().unwrap();
+        }
+        // A batch within the limit goes through on the same client.
+        let fits = client.append_batch(vec![entry.clone(); 4]).await.unwrap();
+        assert_eq!(fits.count, 4);
+    });
+    // Nothing of the refused batches reached the log.
+    let entries = support::read_all(&cluster.log(1), LogIndex(1));
+    assert_eq!(entries.len(), 3 + 20 + 4, "{:?}", entries.len());
 }
 
 /// A node configured with a frame limit below what one subscriber batch (1 MiB of payload) or

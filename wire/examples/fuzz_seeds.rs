@@ -7,7 +7,9 @@
 
 use bytes::Bytes;
 use raftwal_wire::client::*;
-use raftwal_wire::codec::{FrameEncoder, FrameLimits, Hello, StreamKind};
+use raftwal_wire::codec::{
+    FrameEncoder, FrameLimits, FrameType, Hello, StreamKind, PROTOCOL_VERSION,
+};
 use raftwal_wire::message::*;
 use raftwal_wire::types::*;
 use std::path::Path;
@@ -278,6 +280,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data.extend_from_slice(&stream);
         write(&dir, &format!("all-frames-chunk-{}", usize::from(chunk_seed % 64) + 1), &data)?;
     }
+    // The top bit of the first byte has the assembler skip frames over the limit: a request
+    // frame over the fuzz limit (its request id, then filler), then every frame.
+    let oversized_size = raftwal_wire::fuzzing::FUZZ_FRAME_SIZE_BYTES_MAX + 100;
+    let mut data = vec![0x80 | 7u8, PROTOCOL_VERSION, FrameType::AppendBatch.as_u8(), 0, 0];
+    data.extend_from_slice(&oversized_size.to_le_bytes());
+    data.extend_from_slice(&42u64.to_le_bytes());
+    data.resize(data.len() + oversized_size as usize - 8, 0xAB);
+    data.extend_from_slice(&stream);
+    write(&dir, "oversized-skipped-chunk-8", &data)?;
     let mut cut = vec![5u8];
     cut.extend_from_slice(&stream[..stream.len() / 2]);
     write(&dir, "cut-mid-frame", &cut)?;

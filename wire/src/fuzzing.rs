@@ -13,8 +13,8 @@
 
 use crate::codec::{
     decode_client_request, decode_client_request_bytes, decode_client_response,
-    decode_client_response_bytes, decode_peer_frame, decode_peer_frame_bytes, FrameAssembler,
-    FrameEncoder, FrameLimits, FrameType, PeerFrame,
+    decode_client_response_bytes, decode_peer_frame, decode_peer_frame_bytes, Assembled,
+    FrameAssembler, FrameEncoder, FrameLimits, FrameType, PeerFrame, FRAME_HEADER_SIZE_BYTES,
 };
 use bytes::Bytes;
 
@@ -74,9 +74,11 @@ pub fn client_response(data: &[u8]) -> bool {
     true
 }
 
-/// Feeds `data` to a [`FrameAssembler`] as a stream cut into chunks (the first byte picks the
-/// chunk size), and decodes every frame it yields with the decoder its type belongs to, as the
-/// transport's stream readers do.
+/// Feeds `data` to a [`FrameAssembler`] as a stream cut into chunks (the first byte's low six
+/// bits pick the chunk size; its top bit has the assembler skip frames over the limit, up to
+/// twice it, as a node's client streams do), and decodes every frame it yields with the decoder
+/// its type belongs to, as the transport's stream readers do. A skipped frame's body must never
+/// be held: what the assembler buffers stays below a chunk plus a frame.
 pub fn frame_stream(data: &[u8]) -> bool {
     let Some((&seed, stream)) = data.split_first() else {
         return false;
@@ -84,11 +86,18 @@ pub fn frame_stream(data: &[u8]) -> bool {
     let mut decoded_any = false;
     let chunk_size = usize::from(seed % 64) + 1;
     let mut asm = FrameAssembler::new(limits());
+    if seed & 0x80 != 0 {
+        asm.skip_oversized(2 * FUZZ_FRAME_SIZE_BYTES_MAX);
+    }
+    let held_max = chunk_size + FRAME_HEADER_SIZE_BYTES + FUZZ_FRAME_SIZE_BYTES_MAX as usize;
     for chunk in stream.chunks(chunk_size) {
         asm.push(Bytes::copy_from_slice(chunk));
         loop {
-            match asm.next_frame() {
-                Ok(Some(frame)) => {
+            let item = asm.next_item();
+            assert!(asm.buffered_size_bytes() <= held_max, "the assembler holds too much");
+            match item {
+                Ok(Some(Assembled::Oversized(_))) => decoded_any = true,
+                Ok(Some(Assembled::Frame(frame))) => {
                     let t = frame.header().frame_type().as_u8();
                     let ok = if t < FrameType::Append.as_u8() {
                         decode_peer_frame(frame).is_ok()

@@ -86,7 +86,9 @@ pub enum ClientError {
     Unavailable(String),
     /// A node refused the request for a reason a retry does not fix, or the client could not
     /// send it at all (`InvalidRequest`: a request larger than a frame, such as a batch of many
-    /// large entries; nothing of it was sent).
+    /// large entries; nothing of it was sent). A request larger than the node's frames
+    /// (`transport.frame_size_bytes_max`, which may be smaller than the client's 16 MiB) is
+    /// refused by the node alone, `InvalidRequest` with both sizes, and nothing of it applied.
     #[error("refused ({code:?}): {message}")]
     Refused {
         /// What the node said, for programs.
@@ -427,7 +429,9 @@ impl Client {
         .await
     }
 
-    /// Appends entries as consecutive entries; returns once all are committed.
+    /// Appends entries as consecutive entries; returns once all are committed. A batch must
+    /// fit one frame of the node's (`transport.frame_size_bytes_max`, less about 20 bytes per
+    /// entry): a larger one is refused at once (`Refused` with `InvalidRequest`), not retried.
     pub async fn append_batch(&self, data: Vec<Bytes>) -> Result<BatchPosition, ClientError> {
         if data.is_empty() {
             return Err(ClientError::Refused {

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Invariant: a [`FrameHeader`] value only exists with a known version, a known type, zero
-//! reserved bits and a body length within the limits it was decoded (or built) against.
+//! reserved bits and a body length within the limits it was decoded (or built) against. (Inside
+//! the codec, the header of a frame the assembler skips as over its limit is the one exception:
+//! it never leaves the assembler.)
 
 use super::error::{DecodeError, LimitsError};
 
@@ -27,7 +29,7 @@ pub const FRAME_HEADER_SIZE_BYTES: usize = 8;
 pub const FRAME_SIZE_BYTES_CEILING: u32 = 256 * 1024 * 1024;
 
 /// The smallest configurable frame body limit (4 KiB): every fixed-size frame fits in it.
-const FRAME_SIZE_BYTES_FLOOR: u32 = 4 * 1024;
+pub(crate) const FRAME_SIZE_BYTES_FLOOR: u32 = 4 * 1024;
 
 /// The default frame body limit (16 MiB): an AppendEntries batch of several MiB fits.
 const FRAME_SIZE_BYTES_DEFAULT: u32 = 16 * 1024 * 1024;
@@ -190,6 +192,19 @@ impl FrameHeader {
         bytes: &[u8; FRAME_HEADER_SIZE_BYTES],
         limits: &FrameLimits,
     ) -> Result<FrameHeader, DecodeError> {
+        let header = FrameHeader::decode_unbounded(bytes)?;
+        if header.body_size_bytes > limits.frame_size_bytes_max() {
+            return Err(header.too_large(limits));
+        }
+        Ok(header)
+    }
+
+    /// Decodes a header as [`FrameHeader::decode`] does, but without checking its body size
+    /// against any limit: for a reader that skips frames over its limit rather than refusing
+    /// them. The value breaks the type's invariant until the caller checked the size.
+    pub(crate) fn decode_unbounded(
+        bytes: &[u8; FRAME_HEADER_SIZE_BYTES],
+    ) -> Result<FrameHeader, DecodeError> {
         let version = bytes[0];
         if version != PROTOCOL_VERSION {
             return Err(DecodeError::BadVersion { found: version, expected: PROTOCOL_VERSION });
@@ -201,13 +216,15 @@ impl FrameHeader {
             return Err(DecodeError::ReservedBitsSet { found: reserved });
         }
         let body_size_bytes = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        if body_size_bytes > limits.frame_size_bytes_max() {
-            return Err(DecodeError::FrameTooLarge {
-                size_bytes: u64::from(body_size_bytes),
-                max_bytes: limits.frame_size_bytes_max(),
-            });
-        }
         Ok(FrameHeader { frame_type, body_size_bytes })
+    }
+
+    /// The refusal of this header's body size under `limits`.
+    pub(crate) fn too_large(&self, limits: &FrameLimits) -> DecodeError {
+        DecodeError::FrameTooLarge {
+            size_bytes: u64::from(self.body_size_bytes),
+            max_bytes: limits.frame_size_bytes_max(),
+        }
     }
 
     /// The header of a frame the encoder is about to write; the caller has checked the size.

@@ -23,7 +23,7 @@ mod error;
 mod frame;
 mod peer;
 
-pub use assembler::{FrameAssembler, RawFrame};
+pub use assembler::{Assembled, FrameAssembler, OversizedFrame, RawFrame, OVERSIZED_PREFIX_BYTES};
 pub use client::{decode_client_request, decode_client_response};
 pub use encoder::{FrameEncoder, INLINE_PAYLOAD_BYTES_MAX};
 pub use error::{DecodeError, EncodeError, LimitsError};

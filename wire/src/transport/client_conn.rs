@@ -11,7 +11,8 @@
 //! room rather than growing the queue).
 //!
 //! Limits: requests are encoded under the endpoint's [`FrameLimits`] (one larger is refused
-//! before anything is sent); answers and subscription batches are read under the largest limit
+//! before anything is sent; one within them but over the node's own limit is answered by the
+//! node with an `InvalidRequest` error, alone, and the connection goes on); answers and subscription batches are read under the largest limit
 //! there is ([`FrameLimits::largest`]), as a node may be configured with frames up to it
 //! (`transport.frame_size_bytes_max`) and then holds entries, and answers reads, that need them.
 //! A frame's body is allocated only once all of it arrived, so a node cannot make the client

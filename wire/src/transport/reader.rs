@@ -4,7 +4,7 @@
 //! reassembled at most once). Errors distinguish a broken stream (the connection's problem) from
 //! bytes that are not valid frames (the sender's fault, closed with a protocol error).
 
-use crate::codec::{DecodeError, FrameAssembler, FrameLimits, RawFrame};
+use crate::codec::{Assembled, DecodeError, FrameAssembler, FrameLimits, RawFrame};
 use thiserror::Error;
 
 /// Why reading the next frame failed.
@@ -54,18 +54,48 @@ impl FrameReader {
         self.assembler.set_limits(limits);
     }
 
+    /// Skips, rather than refuses, frames over the limit that declare at most `size_bytes_max`
+    /// body bytes ([`FrameAssembler::skip_oversized`]); [`FrameReader::next_item`] reports them.
+    pub(crate) fn skip_oversized(&mut self, size_bytes_max: u32) {
+        self.assembler.skip_oversized(size_bytes_max);
+    }
+
     /// The next frame, or `None` when the stream ended cleanly between frames.
     pub(crate) async fn next(&mut self) -> Result<Option<RawFrame>, ReadFrameError> {
         loop {
             if let Some(frame) = self.assembler.next_frame()? {
                 return Ok(Some(frame));
             }
-            match self.stream.read_chunk(usize::MAX, true).await? {
-                Some(chunk) => self.assembler.push(chunk.bytes),
-                None => {
-                    self.assembler.finish()?;
-                    return Ok(None);
-                }
+            if !self.read_more().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next frame or skipped frame, or `None` when the stream ended cleanly between frames.
+    /// The rest of a skipped frame's body is read and dropped by the calls that follow.
+    pub(crate) async fn next_item(&mut self) -> Result<Option<Assembled>, ReadFrameError> {
+        loop {
+            if let Some(item) = self.assembler.next_item()? {
+                return Ok(Some(item));
+            }
+            if !self.read_more().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Gives the assembler the stream's next chunk; `false` when the stream ended cleanly
+    /// between frames.
+    async fn read_more(&mut self) -> Result<bool, ReadFrameError> {
+        match self.stream.read_chunk(usize::MAX, true).await? {
+            Some(chunk) => {
+                self.assembler.push(chunk.bytes);
+                Ok(true)
+            }
+            None => {
+                self.assembler.finish()?;
+                Ok(false)
             }
         }
     }

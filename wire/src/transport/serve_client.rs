@@ -19,7 +19,11 @@
 //! 3. A subscription buffers at most its window: [`SubscriptionSink::try_send`] refuses beyond it
 //!    and [`SubscriptionSink::ready`] says when to go on.
 //! 4. Bytes that are not valid requests close the whole connection with the reason; other clients
-//!    and peers are not affected.
+//!    and peers are not affected. A session's request whose frame is over the node's frame
+//!    limit (a client configured with larger frames), and at most the largest frame any
+//!    configuration allows, is no such bytes: it is answered alone with `InvalidRequest` as soon
+//!    as its request id is read, and the rest of its frame is read and dropped, never buffered;
+//!    the requests after it on the stream are served as usual.
 //! 5. Beyond the per-stream bounds, everything a connection makes the node hold (requests
 //!    waiting for an answer with the room reserved for it, queued answers and subscription
 //!    batches, and each Subscribe waiting for the shard, [`SUBSCRIPTION_HELD_BYTES`]) is charged to the connection's budget and the node's (`budget.rs`): no request is
@@ -36,7 +40,10 @@ use super::{bump, close_code, Shared, TransportEvent};
 use crate::client::{
     ClientError, ClientRequest, ClientResponse, ErrorCode, ReadRequest, RequestId, SubscribeRequest,
 };
-use crate::codec::{decode_client_request, EncodeError, FRAME_HEADER_SIZE_BYTES};
+use crate::codec::{
+    decode_client_request, Assembled, EncodeError, FrameType, OversizedFrame,
+    FRAME_HEADER_SIZE_BYTES, FRAME_SIZE_BYTES_CEILING,
+};
 use crate::tls::check_peer_name;
 use crate::tls::names::client_name;
 use crate::types::{Entry, LogId};
@@ -389,6 +396,10 @@ async fn serve_stream(
     let config = &shared.config;
     let remote = connection.remote_address();
     let mut reader = FrameReader::new(recv, config.frame_limits);
+    // A request over this node's frame limit may come from a working client configured with
+    // larger frames: it is refused alone (below), its body dropped as it arrives. A frame
+    // declaring more than any configuration allows comes from no working client.
+    reader.skip_oversized(FRAME_SIZE_BYTES_CEILING);
     let mut send = Some(send);
     // A session stream's outgoing side, shared with the responders of its requests. A
     // subscription's is not kept here: its sink is its only holder, so that the stream finishes
@@ -397,8 +408,21 @@ async fn serve_stream(
     let mut session_out: Option<Arc<StreamOut>> = None;
     let mut subscribed = false;
     loop {
-        let frame = match reader.next().await {
-            Ok(Some(frame)) => frame,
+        let frame = match reader.next_item().await {
+            Ok(Some(Assembled::Frame(frame))) => frame,
+            Ok(Some(Assembled::Oversized(oversized))) => {
+                // Only a session's requests are refused alone; anything else this large (a
+                // Subscribe, an answer's frame type, a request after a Subscribe) is no valid
+                // frame here.
+                if subscribed || !is_session_request(oversized.frame_type()) {
+                    return protocol_error(&shared, &connection, oversized.error().to_string());
+                }
+                let out = stream_out(&shared, remote, &charge, &mut session_out, &mut send, false);
+                if !refuse_oversized(&out, &oversized, remote).await {
+                    return;
+                }
+                continue;
+            }
             Ok(None) => return,
             Err(ReadFrameError::Decode(e)) => {
                 return protocol_error(&shared, &connection, e.to_string())
@@ -428,30 +452,7 @@ async fn serve_stream(
         if is_subscribe && session_out.is_some() {
             return protocol_error(&shared, &connection, "Subscribe on a session stream".into());
         }
-        let out = match (&session_out, send.take()) {
-            (Some(out), _) => out.clone(),
-            (None, Some(stream)) => {
-                let window = if is_subscribe {
-                    config.subscription_window_bytes
-                } else {
-                    config.client_response_window_bytes
-                };
-                let queue = SendQueue::charging(config.frame_limits, window, Some(charge.clone()));
-                let writer = queue.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = writer.run_writer(stream, || {}).await {
-                        debug!("client stream to {remote} failed: {e}");
-                    }
-                });
-                let created = Arc::new(StreamOut { queue });
-                if !is_subscribe {
-                    session_out = Some(created.clone());
-                }
-                created
-            }
-            // After a Subscribe, every further request was refused above.
-            (None, None) => unreachable!("the send side is taken only by a session or a Subscribe"),
-        };
+        let out = stream_out(&shared, remote, &charge, &mut session_out, &mut send, is_subscribe);
         if let ClientRequest::Subscribe(request) = request {
             subscribed = true;
             // A Subscribe waits for the shard with memory of its own (its queue, its writer
@@ -494,6 +495,88 @@ async fn serve_stream(
         };
         shared.emit(TransportEvent::ClientRequest(ClientRequestEvent { request, responder }));
     }
+}
+
+/// The outgoing side for a request on a stream: the session's (`session_out`), or, for the
+/// stream's first request, a new one on its send side (`send`), kept as the session's unless
+/// the request is a Subscribe (whose sink is its only holder).
+fn stream_out(
+    shared: &Shared,
+    remote: SocketAddr,
+    charge: &ClientCharge,
+    session_out: &mut Option<Arc<StreamOut>>,
+    send: &mut Option<quinn::SendStream>,
+    is_subscribe: bool,
+) -> Arc<StreamOut> {
+    let config = &shared.config;
+    match (&*session_out, send.take()) {
+        (Some(out), _) => out.clone(),
+        (None, Some(stream)) => {
+            let window = if is_subscribe {
+                config.subscription_window_bytes
+            } else {
+                config.client_response_window_bytes
+            };
+            let queue = SendQueue::charging(config.frame_limits, window, Some(charge.clone()));
+            let writer = queue.clone();
+            tokio::spawn(async move {
+                if let Err(e) = writer.run_writer(stream, || {}).await {
+                    debug!("client stream to {remote} failed: {e}");
+                }
+            });
+            let created = Arc::new(StreamOut { queue });
+            if !is_subscribe {
+                *session_out = Some(created.clone());
+            }
+            created
+        }
+        // After a Subscribe, every further request is refused before it gets here.
+        (None, None) => unreachable!("the send side is taken only by a session or a Subscribe"),
+    }
+}
+
+/// Whether a frame of this type is a request a session stream carries.
+fn is_session_request(frame_type: FrameType) -> bool {
+    matches!(
+        frame_type,
+        FrameType::Append
+            | FrameType::AppendBatch
+            | FrameType::Read
+            | FrameType::ReadLinearizable
+            | FrameType::Status
+            | FrameType::Compact
+    )
+}
+
+/// The answer to a request whose frame is over the node's frame limit: `InvalidRequest`, saying
+/// both sizes.
+fn oversized_refusal(oversized: &OversizedFrame) -> ClientResponse {
+    ClientResponse::Error(ClientError {
+        code: ErrorCode::InvalidRequest,
+        message: format!(
+            "request of {} bytes is over this node's frame limit of {} bytes \
+             (transport.frame_size_bytes_max); nothing of it was applied: split it (a batch \
+             into smaller batches)",
+            oversized.body_size_bytes(),
+            oversized.max_bytes()
+        ),
+    })
+}
+
+/// Answers a request whose frame is over the node's frame limit ([`oversized_refusal`]) on its
+/// session stream, in room reserved as for any answer (so a client that does not read its
+/// answers stops being read here too). The request is never delivered: nothing of it was kept
+/// but its id. `false` when the stream is gone.
+async fn refuse_oversized(out: &StreamOut, oversized: &OversizedFrame, remote: SocketAddr) -> bool {
+    let id = RequestId(u64::from_le_bytes(oversized.prefix()));
+    debug!("refused a request from {remote}: {}", oversized.error());
+    if !out.queue.reserve(SMALL_ANSWER_BYTES_MAX).await {
+        return false;
+    }
+    let refusal = oversized_refusal(oversized);
+    let pushed = out.queue.push_with(true, |enc| enc.encode_response(id, &refusal));
+    out.queue.release(SMALL_ANSWER_BYTES_MAX);
+    pushed.is_ok()
 }
 
 /// Waits until a connection may have one more request (or subscription) of `cost` bytes waiting
@@ -551,6 +634,28 @@ mod tests {
             message: "x".repeat(ANSWER_MESSAGE_BYTES_MAX),
         });
         assert_eq!(bounded(&short).into_owned(), short);
+    }
+
+    /// The refusal of an oversized request says both sizes and fits the room reserved for it.
+    #[test]
+    fn the_refusal_of_an_oversized_request_fits_the_small_bound() {
+        let limits = FrameLimits::new(4096).unwrap();
+        let mut asm = crate::codec::FrameAssembler::new(limits);
+        asm.skip_oversized(FRAME_SIZE_BYTES_CEILING);
+        let size = FRAME_SIZE_BYTES_CEILING;
+        asm.push(bytes::Bytes::from(
+            crate::codec::FrameHeader::for_encode(FrameType::AppendBatch, size).encode().to_vec(),
+        ));
+        asm.push(bytes::Bytes::from(7u64.to_le_bytes().to_vec()));
+        let Ok(Some(Assembled::Oversized(oversized))) = asm.next_item() else { panic!() };
+        let refusal = oversized_refusal(&oversized);
+        let ClientResponse::Error(e) = &refusal else { panic!("{refusal:?}") };
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.message.contains(&format!("{size} bytes")), "{}", e.message);
+        assert!(e.message.contains("4096 bytes"), "{}", e.message);
+        assert!(encoded_bytes(&refusal) <= SMALL_ANSWER_BYTES_MAX);
+        assert!(is_session_request(oversized.frame_type()));
+        assert!(!is_session_request(FrameType::Subscribe));
     }
 
     #[test]
