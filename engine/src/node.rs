@@ -296,7 +296,7 @@ impl Node {
     /// [`Node::shutdown`] waits for a handover: shards still handing leadership over stop at
     /// once, as with [`Node::halt`].
     pub fn halt_handle(&self) -> HaltHandle {
-        HaltHandle { shards: self.shards.clone() }
+        HaltHandle { shards: self.shards.clone(), failures: self.failures.clone() }
     }
 
     fn stop(&mut self, hand_over: bool) {
@@ -316,6 +316,7 @@ impl Node {
 #[derive(Clone, Debug)]
 pub struct HaltHandle {
     shards: Vec<ShardHandle>,
+    failures: Arc<FailureSlot>,
 }
 
 impl HaltHandle {
@@ -325,6 +326,13 @@ impl HaltHandle {
         for shard in &self.shards {
             let _ = shard.send(Command::Shutdown { hand_over: false });
         }
+    }
+
+    /// The node's first shard failure, as [`Node::failure`] gives it: readable after the node
+    /// itself was moved away, for example into the thread that runs [`Node::shutdown`], so that
+    /// a shard that failed during the stop is known once the stop returned.
+    pub fn failure(&self) -> Option<ShardFailure> {
+        self.failures.get()
     }
 }
 

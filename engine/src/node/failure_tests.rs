@@ -140,3 +140,21 @@ fn shards_the_node_stops_report_no_failure() {
         node.halt();
     }
 }
+
+/// A shard that fails while its node stops gracefully (after `raftwal serve` took its signal and
+/// moved the node into the thread that stops it) is known once the stop returned, through the
+/// node's halt handle, so that the process does not exit as if the stop had been clean.
+#[test]
+fn a_shard_failing_during_the_stop_is_known_through_the_halt_handle() {
+    let (_dir, node) = start(2);
+    let handle = node.halt_handle();
+    assert_eq!(handle.failure(), None);
+    node.shards[1].send(Command::Panic { message: "planted bug while stopping" }).unwrap();
+    std::thread::spawn(move || node.shutdown()).join().unwrap();
+    let expected = ShardFailure::Panicked {
+        node: NodeId(1),
+        shard: 1,
+        message: "planted bug while stopping".to_owned(),
+    };
+    assert_eq!(handle.failure(), Some(expected));
+}

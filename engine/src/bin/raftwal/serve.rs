@@ -210,6 +210,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     });
     // The shutdown thread ends once every shard has stopped.
     let _ = stopper.join();
+    if let Some(failure) = halt.failure() {
+        // A shard that failed during the stop: the stop was not clean, and the exit says so.
+        error!("{failure}");
+        return Err(format!(
+            "{failure} (during the stop; docs/operations.md, \"A shard stopped while the node \
+             was running\")"
+        ));
+    }
     info!("stopped");
     Ok(())
 }
