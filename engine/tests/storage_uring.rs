@@ -6,7 +6,7 @@
 
 mod storage_common;
 
-use raftwal::storage::disk::{OpenOptions, WriteOp};
+use raftwal::storage::disk::{OpenOptions, WriteOp, RING_ENTRIES_MIN};
 use raftwal::storage::{Disk, FsyncMode, IoBuf, LogOptions, LogStore, UringDisk, UringOptions};
 use raftwal_wire::types::{LogIndex, Term};
 use std::path::Path;
@@ -339,4 +339,26 @@ fn sealed_before_goes_by_the_files_modification_times() {
     log.compact_before(log.sealed_before(now - hour)).unwrap();
     assert_eq!(log.first_index(), starts[2]);
     assert_eq!(read_all(&log), (starts[2].get()..=150).collect::<Vec<_>>());
+}
+
+/// A ring must hold a write and the fdatasync linked after it, which are queued together: a
+/// ring of one entry used to be accepted, and then refused every single-write batch under
+/// `FsyncMode::Ring` (EBUSY), poisoning a log on a healthy disk at its first batch.
+#[test]
+fn a_ring_too_small_for_a_write_and_its_fdatasync_is_refused() {
+    let small = UringDisk::new(UringOptions { ring_entries: 1, fsync_mode: FsyncMode::Ring });
+    let error = small.expect_err("a ring of one entry cannot hold a write and its fdatasync");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    // The smallest ring allowed carries single-write batches, each with its linked fdatasync.
+    let options = UringOptions { ring_entries: RING_ENTRIES_MIN, fsync_mode: FsyncMode::Ring };
+    let disk = Rc::new(UringDisk::new(options).unwrap());
+    let root = tempfile::tempdir().unwrap();
+    let log_options = LogOptions { batches_in_flight_max: 4, ..small_options(true) };
+    let (mut log, _) = LogStore::open(root.path(), log_options, disk).unwrap();
+    for i in 1..=20u64 {
+        log.append(&entries(i, 1, 1)).unwrap();
+        log.submit().unwrap();
+    }
+    assert_eq!(log.flush().unwrap(), LogIndex(20));
+    assert_eq!(read_all(&log), (1..=20).collect::<Vec<_>>());
 }

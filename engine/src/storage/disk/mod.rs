@@ -36,7 +36,7 @@ mod uring_options;
 
 pub use buf::IoBuf;
 pub use sim::{SimDisk, SimFaults, SimStats, Tear};
-pub use uring::UringDisk;
+pub use uring::{UringDisk, RING_ENTRIES_MIN};
 pub use uring_options::{FsyncMode, UringOptions, UringStats};
 
 use bytes::Bytes;

@@ -94,6 +94,10 @@ pub struct UringDisk {
 
 const USER_DATA_SYNC: u64 = 1;
 
+/// The fewest submission queue entries a [`UringDisk`] accepts: a write with its linked
+/// fdatasync is pushed as two entries at once (`push_round`).
+pub const RING_ENTRIES_MIN: u32 = 2;
+
 /// True when `op` is a data op written with `RWF_DSYNC` instead of followed by an fdatasync
 /// ([`FsyncMode::Dsync`]). A sync-only op (empty buffer) never is: it is the fdatasync, and its
 /// result must be reported.
@@ -106,8 +110,20 @@ fn errno(res: i32) -> io::Error {
 }
 
 impl UringDisk {
-    /// Creates the ring and its eventfd.
+    /// Creates the ring and its eventfd. Refuses (`InvalidInput`) a ring of fewer than
+    /// [`RING_ENTRIES_MIN`] entries: a write and the fdatasync linked after it are queued
+    /// together, and a ring that cannot hold both would refuse every such op.
     pub fn new(options: UringOptions) -> io::Result<UringDisk> {
+        if options.ring_entries < RING_ENTRIES_MIN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "ring_entries is {}, below {RING_ENTRIES_MIN}: a write and its linked \
+                     fdatasync take two entries",
+                    options.ring_entries
+                ),
+            ));
+        }
         let ring = IoUring::new(options.ring_entries)?;
         // SAFETY: eventfd takes no pointers; a negative result is checked before use.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };

@@ -73,7 +73,8 @@ impl UringStats {
 /// Settings of a [`super::UringDisk`].
 #[derive(Clone, Copy, Debug)]
 pub struct UringOptions {
-    /// Submission queue entries of the ring.
+    /// Submission queue entries of the ring: at least [`super::RING_ENTRIES_MIN`] (a write and
+    /// its linked fdatasync are queued together); [`super::UringDisk::new`] refuses fewer.
     pub ring_entries: u32,
     /// Who issues a batch's fdatasync.
     pub fsync_mode: FsyncMode,
