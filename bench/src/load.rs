@@ -439,10 +439,16 @@ async fn open_loop<T: AppendTarget + 'static>(
                 waiting = Some(k);
                 break;
             }
+            // Request k goes out as the (k / workers)-th request of worker k mod workers: each
+            // worker numbers its requests 0, 1, 2, ... as a closed-loop appender does, so a
+            // key-value target that derives its keys from (worker, seq) writes the same key
+            // space in both loops. (Numbering them k gave worker w only the seqs congruent to w,
+            // and etcd 1,024 keys in all instead of 1,024 per worker.)
+            let workers = payloads.len() as u64;
+            let (worker, seq) = ((k % workers) as usize, k / workers);
             k += 1;
             s.issue(intended);
             drop(s);
-            let worker = (k % payloads.len() as u64) as usize;
             let payload = payloads[worker].clone();
             let target = target.clone();
             let shared = shared.clone();
@@ -451,7 +457,7 @@ async fn open_loop<T: AppendTarget + 'static>(
                 let sent = Instant::now();
                 shared.borrow_mut().record_send_lag(intended, sent);
                 let (done, outcome) =
-                    append_until_acked(&*target, &shared, (worker, k), &payload, intended).await;
+                    append_until_acked(&*target, &shared, (worker, seq), &payload, intended).await;
                 shared.borrow_mut().record(intended, done, outcome);
             });
         }
@@ -688,6 +694,51 @@ mod tests {
             result.latency_ns.min() / 1000
         );
         assert_eq!(result.errors, result.latency_ns.len(), "{:?}", result.error_samples);
+    }
+
+    /// Records the (worker, seq) of every request it acknowledges at once.
+    struct Numbering(RefCell<Vec<(usize, u64)>>);
+
+    impl AppendTarget for Numbering {
+        async fn append(&self, worker: usize, seq: u64, _payload: Bytes) -> Result<u64, String> {
+            let mut seen = self.0.borrow_mut();
+            seen.push((worker, seq));
+            Ok(seen.len() as u64)
+        }
+    }
+
+    /// Both loops number each worker's requests 0, 1, 2, ..., so a key-value target that cycles
+    /// each worker over its own keys (etcd's) sees the same key space in both. The open loop
+    /// numbered request k as seq k of worker k mod N: at 64 workers and 1,024 keys per worker,
+    /// etcd's open-loop puts went to 1,024 keys in all.
+    #[test]
+    fn both_loops_number_each_workers_requests_from_zero() {
+        for rate_per_s in [None, Some(4_000.0)] {
+            let workload = Workload {
+                payload_bytes: 16,
+                concurrency: 8,
+                rate_per_s,
+                send_quantum: SEND_QUANTUM,
+                warmup: Duration::ZERO,
+                duration: Duration::from_millis(100),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let target = Rc::new(Numbering(RefCell::new(Vec::new())));
+            tokio::task::LocalSet::new()
+                .block_on(&rt, run(target.clone(), &workload, false, |_, _| {}));
+            let seen = target.0.borrow();
+            assert!(seen.len() >= 16, "{rate_per_s:?}: {} requests", seen.len());
+            for worker in 0..workload.concurrency {
+                let mut seqs: Vec<u64> =
+                    seen.iter().filter(|(w, _)| *w == worker).map(|(_, seq)| *seq).collect();
+                seqs.sort_unstable();
+                let expected: Vec<u64> = (0..seqs.len() as u64).collect();
+                assert_eq!(seqs, expected, "{rate_per_s:?}: worker {worker}");
+            }
+        }
     }
 
     #[test]
