@@ -133,9 +133,45 @@ struct Shared {
     timeline: Vec<u64>,
     keep_acks: bool,
     acks: Vec<Ack>,
-    /// Open loop: the interval between intended sends and the index of the next one not sent
-    /// yet, so that sends of the window never issued are counted when the drain gives up.
-    schedule: Option<(Duration, u64)>,
+    /// Open loop: the schedule and the index of the next send not issued yet, so that sends of
+    /// the window never issued are counted when the drain gives up.
+    schedule: Option<(Schedule, u64)>,
+}
+
+/// An open loop's intended send times: send k is due `k` intervals after the start, in whole
+/// nanoseconds.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    start: Instant,
+    /// At least 1.
+    interval_ns: u64,
+}
+
+impl Schedule {
+    /// The schedule of `rate_per_s` sends a second from `start`; the interval is rounded to the
+    /// nanosecond, and a rate above 10^9 (the command line refuses one) is sent at 10^9.
+    fn new(start: Instant, rate_per_s: f64) -> Schedule {
+        assert!(rate_per_s > 0.0, "rate must be positive");
+        // `as` saturates: a tiny rate's interval is the longest one, never a panic.
+        Schedule { start, interval_ns: ((1e9 / rate_per_s).round() as u64).max(1) }
+    }
+
+    /// When send `k` is due.
+    fn due(&self, k: u64) -> Instant {
+        self.start + Duration::from_nanos(self.interval_ns.saturating_mul(k))
+    }
+
+    /// The index of the first send due at or after `at`.
+    fn first_due_from(&self, at: Instant) -> u64 {
+        let ns = at.saturating_duration_since(self.start).as_nanos();
+        u64::try_from(ns.div_ceil(u128::from(self.interval_ns))).unwrap_or(u64::MAX)
+    }
+
+    /// How many sends, from the `k`-th on, are due in `[from, to)`: counted, not walked (an
+    /// open loop far beyond its slots may owe billions of them).
+    fn count_due(&self, k: u64, from: Instant, to: Instant) -> u64 {
+        self.first_due_from(to).saturating_sub(self.first_due_from(from).max(k))
+    }
 }
 
 /// Nanoseconds from `from` to `to`, at least 1 (HDR histograms record no zero here).
@@ -201,7 +237,15 @@ impl Shared {
     }
 
     fn error(&mut self, e: String) {
-        self.errors += 1;
+        self.errors_counted(1, e);
+    }
+
+    /// Counts `count` errors with the same message.
+    fn errors_counted(&mut self, count: u64, e: String) {
+        if count == 0 {
+            return;
+        }
+        self.errors += count;
         if self.error_samples.len() < 8 && !self.error_samples.contains(&e) {
             self.error_samples.push(e);
         }
@@ -291,21 +335,17 @@ pub(crate) async fn run<T: AppendTarget + 'static>(
     driver.abort();
     let mut s = shared.borrow_mut();
     let unanswered = std::mem::take(&mut s.outstanding_in_window);
-    for _ in 0..unanswered {
-        s.error(format!("no answer {} s after the measured window", DRAIN.as_secs()));
-    }
+    s.errors_counted(
+        unanswered,
+        format!("no answer {} s after the measured window", DRAIN.as_secs()),
+    );
     // An open loop whose queue outlasted the drain: the window's sends it never issued.
-    if let Some((interval, mut k)) = s.schedule.take() {
-        loop {
-            let intended = start + interval.mul_f64(k as f64);
-            if intended >= end {
-                break;
-            }
-            if intended >= measure_start {
-                s.error(format!("not sent {} s after the measured window", DRAIN.as_secs()));
-            }
-            k += 1;
-        }
+    if let Some((schedule, k)) = s.schedule.take() {
+        let unsent = schedule.count_due(k, measure_start, end);
+        s.errors_counted(
+            unsent,
+            format!("not sent {} s after the measured window", DRAIN.as_secs()),
+        );
     }
     let total_buckets =
         ((workload.warmup + workload.duration).as_nanos() / TIMELINE_BUCKET.as_nanos()) as usize;
@@ -396,12 +436,11 @@ async fn open_loop<T: AppendTarget + 'static>(
     max_outstanding: usize,
     quantum: Duration,
 ) {
-    assert!(rate_per_s > 0.0, "rate must be positive");
     let (start, end) = {
         let s = shared.borrow();
         (s.start, s.end)
     };
-    let interval = Duration::from_secs_f64(1.0 / rate_per_s);
+    let schedule = Schedule::new(start, rate_per_s);
     let mut timer = match PreciseTimer::new() {
         Ok(t) => Some(t),
         Err(e) => {
@@ -423,7 +462,7 @@ async fn open_loop<T: AppendTarget + 'static>(
         // requests a stall delayed most out of the figures, the coordinated omission the open
         // loop exists to avoid.
         loop {
-            let intended = start + interval.mul_f64(k as f64);
+            let intended = schedule.due(k);
             if intended >= end {
                 shared.borrow_mut().schedule = None;
                 return;
@@ -461,11 +500,11 @@ async fn open_loop<T: AppendTarget + 'static>(
                 shared.borrow_mut().record(intended, done, outcome);
             });
         }
-        shared.borrow_mut().schedule = Some((interval, k));
+        shared.borrow_mut().schedule = Some((schedule, k));
         // Sleep until the next intended send, but no less than a quantum: requests due within it
         // leave together, at most a quantum late, and the generator wakes at most once per
         // quantum (its CPU is the cluster's CPU on a small machine).
-        let next = (start + interval.mul_f64(k as f64)).max(now + quantum);
+        let next = schedule.due(k).max(now + quantum);
         match &timer {
             Some(t) => {
                 if let Err(e) = t.sleep_until(next).await {
@@ -739,6 +778,26 @@ mod tests {
                 assert_eq!(seqs, expected, "{rate_per_s:?}: worker {worker}");
             }
         }
+    }
+
+    /// An open loop offered far more than its slots let it send (10^9 appends/s, one slot):
+    /// every append due in the window is accounted for, measured or counted as an error, and
+    /// the count of the ones never sent does not walk the schedule one append at a time (it
+    /// formatted an error for each of the 2 x 10^8 here).
+    #[test]
+    fn an_open_loop_far_beyond_its_slots_counts_every_unsent_append() {
+        let workload = Workload {
+            payload_bytes: 16,
+            concurrency: 1,
+            rate_per_s: Some(1e9),
+            send_quantum: SEND_QUANTUM,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(200),
+        };
+        let result = run_instant(&workload, false);
+        let due = 200_000_000;
+        assert_eq!(result.latency_ns.len() + result.errors, due, "{:?}", result.error_samples);
+        assert!(result.errors > due / 2, "{} errors", result.errors);
     }
 
     #[test]

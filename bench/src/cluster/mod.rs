@@ -211,6 +211,9 @@ struct RunExtras {
     failover_graceful: bool,
 }
 
+/// The highest `--rate`: one send per nanosecond, the open loop's schedule resolution.
+const RATE_PER_S_MAX: f64 = 1e9;
+
 /// The command line's numbers the job cannot run with, as a message (before anything starts:
 /// a value `Duration` cannot hold panicked, a rate of 0 panicked inside the generator and left
 /// the run without load, an infinite one sent with no schedule).
@@ -228,9 +231,11 @@ fn check_args(args: &ClusterArgs) -> Result<(), String> {
     seconds("duration-s", args.duration_s, false)?;
     seconds("warmup-s", args.warmup_s, true)?;
     if let Some(rate) = args.rate {
-        if !(rate.is_finite() && rate > 0.0) {
+        // The schedule's resolution is a nanosecond: above 10^9 appends/s every send was due
+        // at the start, and the schedule never reached the end of the window.
+        if !(rate.is_finite() && rate > 0.0 && rate <= RATE_PER_S_MAX) {
             return Err(format!(
-                "--rate must be a finite positive number of appends/s, not {rate}"
+                "--rate must be a positive number of appends/s up to {RATE_PER_S_MAX:e}, not {rate}"
             ));
         }
     }
@@ -633,6 +638,18 @@ mod tests {
         }
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing ran");
         assert!(check_args(&ClusterArgs { warmup_s: 0.0, rate: Some(0.5), ..ARGS }).is_ok());
+        assert!(check_args(&ClusterArgs { rate: Some(1e9), ..ARGS }).is_ok());
+    }
+
+    /// A rate above 10^9 appends/s has no interval at the schedule's nanosecond resolution:
+    /// every send was due at the start, the schedule never reached the end of the window, and
+    /// the run never finished. It is refused like the other numbers the job cannot run with.
+    #[test]
+    fn a_rate_beyond_the_schedules_resolution_is_refused() {
+        for rate in [1.5e9, 1e12, f64::MAX] {
+            let err = check_args(&ClusterArgs { rate: Some(rate), ..ARGS }).expect_err("refused");
+            assert!(err.contains("must be"), "{err}");
+        }
     }
 
     #[test]
