@@ -2,7 +2,8 @@
 //! cluster: one fdatasync of a small O_DIRECT write on the data directory's disk, and one QUIC
 //! round trip on loopback. A committed append needs at least the leader's fdatasync, one round
 //! trip to a follower and the follower's fdatasync (in parallel with the leader's), and one round
-//! trip between client and leader: the floor is 2 fdatasyncs + 2 round trips.
+//! trip between client and leader: the floor is 2 fdatasyncs + 2 round trips. A single
+//! node commits after its own fdatasync and the client's round trip: 1 + 1.
 #![allow(unsafe_code)] // fallocate through libc, with a SAFETY comment.
 #![allow(clippy::disallowed_methods)] // A benchmark reads the clock.
 

@@ -502,7 +502,7 @@ mod tests {
 
     /// A one-second job of a 3-node cluster with the command line's defaults otherwise (the
     /// output directory is set by [`short_job`]).
-    const ARGS: ClusterArgs = ClusterArgs {
+    pub(super) const ARGS: ClusterArgs = ClusterArgs {
         payload_bytes: 1024,
         concurrency: 64,
         duration_s: 1.0,

@@ -108,11 +108,19 @@ pub(super) fn summarize(
     let single = pick("raftwal", 1);
     match rtt_us {
         Some(rtt) => {
-            let strict = 2.0 * disk.fdatasync_us + 2.0 * rtt;
-            let durable = 2.0 * disk.write_fdatasync_us + 2.0 * rtt;
+            // A replicated commit waits for the leader's fdatasync, a round trip to a follower
+            // and the follower's fdatasync, and the client's round trip; a single node commits
+            // after its own fdatasync and the client's round trip alone.
+            let (steps, what) = if args.nodes == 1 {
+                (1.0, "1 fdatasync + 1 round trip")
+            } else {
+                (2.0, "2 fdatasyncs + 2 round trips")
+            };
+            let strict = steps * (disk.fdatasync_us + rtt);
+            let durable = steps * (disk.write_fdatasync_us + rtt);
             lines.push(format!(
                 "floor (same run): fdatasync p50 {:.0} us (write + fdatasync {:.0} us), QUIC round trip p50 {rtt:.0} us \
-                 => 2 fdatasyncs + 2 round trips = {strict:.0} us ({durable:.0} us counting the writes)",
+                 => {what} = {strict:.0} us ({durable:.0} us counting the writes)",
                 disk.fdatasync_us, disk.write_fdatasync_us,
             ));
             if let Some(p50) = median(single.iter().map(|r| r.latency_us.p50).collect()) {
@@ -154,7 +162,47 @@ pub(super) fn summarize(
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::super::tests::ARGS;
+    use super::super::ClusterArgs;
+    use super::{median, summarize};
+    use crate::floor::DiskFloor;
+    use crate::report::{LatencyUs, Report, ResultRow};
+
+    fn row(system: &str, concurrency: u64, entries_per_s: f64, p50: f64, p99: f64) -> ResultRow {
+        ResultRow {
+            system: system.into(),
+            payload_bytes: 1024,
+            concurrency,
+            entries_per_s,
+            mb_per_s: entries_per_s * 1024.0 / 1e6,
+            latency_us: LatencyUs { p50, p90: p99, p99, p999: p99, max: p99 },
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    const DISK: DiskFloor = DiskFloor { fdatasync_us: 100.0, write_fdatasync_us: 150.0 };
+
+    /// A single node commits after its own fdatasync and the client's round trip: its floor is
+    /// 1 fdatasync + 1 round trip, not the replicated 2 + 2 (which made its ratio half of what
+    /// it is). With followers the floor stays 2 + 2.
+    #[test]
+    fn the_floor_of_a_single_node_is_one_fdatasync_and_one_round_trip() {
+        let mut report = Report::new("cluster");
+        report.results.push(row("raftwal", 64, 40_000.0, 1_000.0, 3_000.0));
+        report.results.push(row("raftwal", 1, 2_000.0, 450.0, 600.0));
+        let one = summarize(&ClusterArgs { nodes: 1, ..ARGS }, &report, DISK, Some(50.0));
+        assert!(
+            one.contains("1 fdatasync + 1 round trip = 150 us (200 us counting the writes)"),
+            "{one}"
+        );
+        assert!(one.contains("3.00 x the floor (2.25 x counting the writes)"), "{one}");
+        let three = summarize(&ARGS, &report, DISK, Some(50.0));
+        assert!(
+            three.contains("2 fdatasyncs + 2 round trips = 300 us (400 us counting the writes)"),
+            "{three}"
+        );
+        assert!(three.contains("1.50 x the floor (1.12 x counting the writes)"), "{three}");
+    }
 
     #[test]
     fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
