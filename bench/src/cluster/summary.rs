@@ -19,6 +19,16 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// `ours / theirs` with `digits` decimals and an x, or "no ratio" when `theirs` is no positive
+/// figure (a peer that acknowledged nothing has a throughput and latencies of 0).
+fn ratio(ours: f64, theirs: f64, digits: usize) -> String {
+    if ours.is_finite() && theirs.is_finite() && theirs > 0.0 {
+        format!("{:.*}x", digits, ours / theirs)
+    } else {
+        "no ratio".into()
+    }
+}
+
 /// The figures a reader wants first, as text.
 pub(super) fn summarize(
     args: &ClusterArgs,
@@ -145,16 +155,18 @@ pub(super) fn summarize(
         let our_p99 = median(main.iter().map(|r| r.latency_us.p99).collect()).unwrap_or(f64::NAN);
         let their_p99 = median(etcd.iter().map(|r| r.latency_us.p99).collect()).unwrap_or(f64::NAN);
         lines.push(format!(
-            "raftwal/etcd (medians of {} rounds): throughput {:.1}x ({ours:.0} vs {theirs:.0}/s), commit p99 {:.3}x ({our_p99:.0} vs {their_p99:.0} us)",
+            "raftwal/etcd (medians of {} rounds): throughput {} ({ours:.0} vs {theirs:.0}/s), commit p99 {} ({our_p99:.0} vs {their_p99:.0} us)",
             args.rounds.max(1),
-            ours / theirs,
-            our_p99 / their_p99
+            ratio(ours, theirs, 1),
+            ratio(our_p99, their_p99, 3)
         ));
         let ours1 = median(single.iter().map(|r| r.latency_us.p50).collect());
         let theirs1 = median(pick("etcd", 1).iter().map(|r| r.latency_us.p50).collect());
         if let (Some(a), Some(b)) = (ours1, theirs1) {
-            lines
-                .push(format!("1 appender p50: raftwal {a:.0} us, etcd {b:.0} us ({:.2}x)", a / b));
+            lines.push(format!(
+                "1 appender p50: raftwal {a:.0} us, etcd {b:.0} us ({})",
+                ratio(a, b, 2)
+            ));
         }
     }
     lines.join("\n")
@@ -202,6 +214,22 @@ mod tests {
             "{three}"
         );
         assert!(three.contains("1.50 x the floor (1.12 x counting the writes)"), "{three}");
+    }
+
+    /// An etcd that acknowledged nothing (every put failed: 0/s, an empty histogram) has no
+    /// ratio to show; dividing by its zeros printed "inf" and "NaN" as the comparison.
+    #[test]
+    fn ratios_to_a_peer_that_served_nothing_are_not_printed_as_numbers() {
+        let mut report = Report::new("cluster");
+        report.results.push(row("raftwal", 64, 40_000.0, 1_000.0, 3_000.0));
+        report.results.push(row("raftwal", 1, 2_000.0, 450.0, 600.0));
+        report.results.push(row("etcd", 64, 0.0, 0.0, 0.0));
+        report.results.push(row("etcd", 1, 0.0, 0.0, 0.0));
+        let text = summarize(&ClusterArgs { rounds: 1, ..ARGS }, &report, DISK, Some(50.0));
+        assert!(text.contains("raftwal/etcd"), "{text}");
+        for bad in ["inf", "NaN"] {
+            assert!(!text.contains(bad), "{bad} in {text}");
+        }
     }
 
     #[test]
