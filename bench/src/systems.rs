@@ -295,6 +295,11 @@ pub(crate) struct RaftwalTarget(pub(crate) Vec<Arc<Client>>);
 /// match a log-0 index (the tail lag is log 0's).
 const LOG_SHIFT: u32 = 48;
 
+/// Whether a position [`RaftwalTarget`] returned is an index of log 0.
+pub(crate) fn is_log_0(position: u64) -> bool {
+    position >> LOG_SHIFT == 0
+}
+
 impl AppendTarget for RaftwalTarget {
     async fn append(&self, worker: usize, _seq: u64, payload: Bytes) -> Result<u64, String> {
         let log = worker % self.0.len();

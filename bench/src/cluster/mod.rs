@@ -204,6 +204,9 @@ struct RunExtras {
     tail_delivered: u64,
     /// Of `tail_delivered`, the entries the subscriber had no later than the appender's ack.
     tail_before_ack: u64,
+    /// Acknowledged entries of log 0 the subscriber had not received when it was stopped (in
+    /// the tail lag with the lag they had at least).
+    tail_undelivered: u64,
     /// Logs the load was spread over (raftwal), when more than one.
     logs: u64,
     failover: Option<(f64, f64)>,
@@ -470,7 +473,8 @@ fn row(
         row = row
             .with("tail_lag_us_p50", quantile_us(lag, 0.5))
             .with("tail_lag_us_p99", quantile_us(lag, 0.99))
-            .with("tail_delivered", extras.tail_delivered);
+            .with("tail_delivered", extras.tail_delivered)
+            .with("tail_undelivered", extras.tail_undelivered);
         if extras.tail_delivered > 0 {
             let pct = 100.0 * extras.tail_before_ack as f64 / extras.tail_delivered as f64;
             row = row.with("tail_before_ack_pct", tenth(pct));

@@ -5,7 +5,7 @@ use super::{ClusterArgs, RunExtras, ZeroFillArg};
 use crate::floor;
 use crate::load::{self, Ack, LoadResult, Workload};
 use crate::report::{latency_histogram_ns, Progress};
-use crate::systems::{agreed_leader, RaftwalCluster, RaftwalTarget, StorageOverrides};
+use crate::systems::{agreed_leader, is_log_0, RaftwalCluster, RaftwalTarget, StorageOverrides};
 use raftwal_wire::types::{LogId, LogIndex};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -112,11 +112,15 @@ pub(super) async fn run_raftwal(
     .await;
     let _ = started;
     let (fsyncs, follower_fsyncs, killed_at) = window.await.map_err(|e| e.to_string())?;
-    if let Some(task) = tail_task {
-        // Let the subscriber take what is committed, then stop it.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        task.abort();
-    }
+    let tail_stopped = match tail_task {
+        Some(task) => {
+            // Let the subscriber take what is committed, then stop it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            task.abort();
+            Instant::now()
+        }
+        None => Instant::now(),
+    };
     let mut extras = RunExtras {
         fsyncs: (!args.failover).then_some(fsyncs),
         follower_fsyncs: follower_fsyncs.filter(|_| !args.failover),
@@ -124,10 +128,11 @@ pub(super) async fn run_raftwal(
         ..RunExtras::default()
     };
     if with_tail && args.nodes > 1 {
-        let (lag, count, early) = tail_lag(&result.acks, &delivered.borrow());
-        extras.tail_lag_ns = Some(lag);
-        extras.tail_delivered = count;
-        extras.tail_before_ack = early;
+        let tail = tail_lag(&result.acks, &delivered.borrow(), tail_stopped);
+        extras.tail_lag_ns = Some(tail.lag_ns);
+        extras.tail_delivered = tail.delivered;
+        extras.tail_before_ack = tail.before_ack;
+        extras.tail_undelivered = tail.undelivered;
     }
     if let Some(killed) = killed_at {
         extras.failover = Some(failover_figures(&result, killed, result.end));
@@ -142,27 +147,48 @@ pub(super) async fn run_raftwal(
     Ok((result, extras, rtt))
 }
 
-/// Lag of each delivered entry behind its acknowledgement, the number of entries matched, and
-/// how many of them reached the subscriber no later than the appender saw its ack (recorded as
-/// a lag of zero: the follower's commit notice and the leader's answer travel in parallel).
-fn tail_lag(
-    acks: &[Ack],
-    delivered: &[(u64, Instant)],
-) -> (hdrhistogram::Histogram<u64>, u64, u64) {
-    let acked: HashMap<u64, Instant> = acks.iter().map(|a| (a.position, a.done)).collect();
-    let mut lag = latency_histogram_ns();
-    let (mut count, mut early) = (0, 0);
-    for (index, at) in delivered {
-        if let Some(acked_at) = acked.get(index) {
-            if at <= acked_at {
-                early += 1;
+/// A follower subscriber's lag behind the appenders' acknowledgements of log 0.
+struct TailLag {
+    /// Per acknowledged entry of log 0, ns: from its acknowledgement to its delivery (1 when
+    /// the subscriber had it no later than the ack), or, for an entry never delivered, to when
+    /// the subscriber was stopped (a lower bound of its lag).
+    lag_ns: hdrhistogram::Histogram<u64>,
+    /// Entries delivered, of those acknowledged.
+    delivered: u64,
+    /// Of `delivered`, the entries the subscriber had no later than the appender's ack (the
+    /// follower's commit notice and the leader's answer travel in parallel).
+    before_ack: u64,
+    /// Acknowledged entries the subscriber had not received when it was stopped at `stopped`.
+    undelivered: u64,
+}
+
+/// The tail lag of the entries of log 0 in `acks`, given what the subscriber `delivered` until
+/// it was stopped at `stopped`. An entry never delivered stays in the figures with the lag it
+/// had at least, as an append never answered stays in the errors: leaving it out would report
+/// the lag of the entries that arrived and hide the slowest.
+fn tail_lag(acks: &[Ack], delivered: &[(u64, Instant)], stopped: Instant) -> TailLag {
+    let arrived: HashMap<u64, Instant> = delivered.iter().copied().collect();
+    let mut tail =
+        TailLag { lag_ns: latency_histogram_ns(), delivered: 0, before_ack: 0, undelivered: 0 };
+    for ack in acks.iter().filter(|a| is_log_0(a.position)) {
+        let at = match arrived.get(&ack.position) {
+            Some(at) => {
+                tail.delivered += 1;
+                if *at <= ack.done {
+                    tail.before_ack += 1;
+                }
+                *at
             }
-            let ns = at.saturating_duration_since(*acked_at).as_nanos() as u64;
-            lag.saturating_record(ns.max(1));
-            count += 1;
-        }
+            None => {
+                tail.undelivered += 1;
+                stopped
+            }
+        };
+        let ns =
+            u64::try_from(at.saturating_duration_since(ack.done).as_nanos()).unwrap_or(u64::MAX);
+        tail.lag_ns.saturating_record(ns.max(1));
     }
-    (lag, count, early)
+    tail
 }
 
 /// The longest time without an acknowledgement around the kill, and the slowest append
@@ -299,6 +325,28 @@ mod tests {
         assert!((gap_ms - 870.0).abs() < 1e-6, "gap {gap_ms} ms");
     }
 
+    /// Every acknowledged entry of log 0 is in the tail lag, delivered or not: here 95 of 100
+    /// reached the subscriber 1 ms after their ack and 5 never did.
+    #[test]
+    fn tail_lag_keeps_the_entries_never_delivered() {
+        let t0 = Instant::now();
+        let appends: Vec<(u64, u64)> = (0..100).map(|i| (i, i + 1)).collect();
+        let result = result_with(t0, &appends, 200);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let delivered: Vec<(u64, Instant)> = (1..=95).map(|i| (i, at(i + 1))).collect();
+        // Stopped 300 ms after the last ack (at 100 ms).
+        let tail = tail_lag(&result.acks, &delivered, at(400));
+        assert_eq!((tail.delivered, tail.undelivered), (95, 5));
+        let lag = &tail.lag_ns;
+        assert_eq!(lag.len(), 100, "{} of 100 acknowledged entries in the tail lag", lag.len());
+        // The p99 is an undelivered entry's, at least 300 ms, not the 1 ms of the delivered.
+        assert!(
+            lag.value_at_quantile(0.99) >= 299_000_000,
+            "p99 {} ns",
+            lag.value_at_quantile(0.99)
+        );
+    }
+
     /// Tail lag runs from an entry's acknowledgement (not its send) to its delivery; entries
     /// delivered first count as zero.
     #[test]
@@ -306,8 +354,10 @@ mod tests {
         let t0 = Instant::now();
         let result = result_with(t0, &[(0, 10), (5, 20)], 100);
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let (lag, count, early) = tail_lag(&result.acks, &[(1, at(13)), (2, at(19)), (3, at(30))]);
-        assert_eq!((count, early), (2, 1));
+        let delivered = [(1, at(13)), (2, at(19)), (3, at(30))];
+        let tail = tail_lag(&result.acks, &delivered, at(100));
+        assert_eq!((tail.delivered, tail.before_ack, tail.undelivered), (2, 1, 0));
+        let lag = &tail.lag_ns;
         assert!(lag.max() >= 2_990_000 && lag.max() <= 3_010_000, "{}", lag.max());
     }
 }

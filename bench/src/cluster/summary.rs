@@ -91,9 +91,14 @@ pub(super) fn summarize(
         if let (Some(p50), Some(p99)) =
             (r.extra.get("tail_lag_us_p50"), r.extra.get("tail_lag_us_p99"))
         {
-            let early = r.extra.get("tail_before_ack_pct").map_or(String::new(), |pct| {
+            let mut early = r.extra.get("tail_before_ack_pct").map_or(String::new(), |pct| {
                 format!("; {pct} % arrived before the ack, counted as 0")
             });
+            if let Some(n) = r.extra.get("tail_undelivered").filter(|n| n.as_u64() != Some(0)) {
+                early.push_str(&format!(
+                    "; {n} never arrived before the subscriber stopped, counted to its stop"
+                ));
+            }
             lines.push(format!(
                 "subscriber on a follower: tail lag p50 {p50} us, p99 {p99} us (after the appender's ack{early})"
             ));
