@@ -196,16 +196,18 @@ fn tail_lag(acks: &[Ack], delivered: &[(u64, Instant)], stopped: Instant) -> Tai
 ///
 /// The stop is requested at `killed`, but a node finishes what is in flight while it stops, so
 /// the window is the longest gap between consecutive acknowledgements from the last one before
-/// the request to the end of the run, the end counting as an acknowledgement (a run that never
-/// recovered reports the whole time left).
+/// the request (or the request itself, when there was none) to the end of the run, the end
+/// counting as an acknowledgement (a run that never recovered reports the whole time left).
 fn failover_figures(result: &LoadResult, killed: Instant, end: Instant) -> (f64, f64) {
     let mut acks: Vec<Instant> = result.acks.iter().map(|a| a.done).collect();
     acks.sort();
-    let start = acks.iter().rposition(|at| *at <= killed).unwrap_or(0);
-    let mut tail: Vec<Instant> = acks[start..].to_vec();
-    if tail.is_empty() {
-        tail.push(killed);
-    }
+    // From the last acknowledgement at or before the kill, or from the kill itself when the
+    // window had none before it (starting at the first one after the kill left out the wait
+    // for it, the failover itself).
+    let mut tail: Vec<Instant> = match acks.iter().rposition(|at| *at <= killed) {
+        Some(last) => acks[last..].to_vec(),
+        None => std::iter::once(killed).chain(acks.iter().copied()).collect(),
+    };
     tail.push(end.max(*tail.last().unwrap_or(&end)));
     let gap = tail.windows(2).map(|w| w[1].duration_since(w[0])).max().unwrap_or_default();
     // Only the appends answered after the kill: the slowest of the whole run may predate it.
@@ -323,6 +325,18 @@ mod tests {
         // The longest time without an answer from the last one before the kill: the end of the
         // run after the last answer (870 ms), not the stall before the kill.
         assert!((gap_ms - 870.0).abs() < 1e-6, "gap {gap_ms} ms");
+    }
+
+    /// A run with no acknowledgement before the kill: the time without one runs from the kill
+    /// to the first one after it (490 ms here), not only between the acknowledgements after it.
+    #[test]
+    fn the_failover_gap_runs_from_the_kill_when_nothing_was_acknowledged_before_it() {
+        let t0 = Instant::now();
+        let result = result_with(t0, &[(0, 500), (500, 510), (510, 520)], 600);
+        let killed = t0 + Duration::from_millis(10);
+        let (gap_ms, spike_ms) = failover_figures(&result, killed, result.end);
+        assert!((gap_ms - 490.0).abs() < 1e-6, "gap {gap_ms} ms");
+        assert!((spike_ms - 500.0).abs() < 1e-6, "spike {spike_ms} ms");
     }
 
     /// Every acknowledged entry of log 0 is in the tail lag, delivered or not: here 95 of 100
