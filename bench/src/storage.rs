@@ -386,7 +386,8 @@ impl Retention {
     fn of(args: &StorageArgs) -> Option<Retention> {
         (!args.grow).then(|| Retention {
             bytes: args.retain_mib << 20,
-            warmup: Duration::from_secs_f64(args.warmup_s.max(0.0)),
+            // `run` refused what a `Duration` cannot hold.
+            warmup: Duration::try_from_secs_f64(args.warmup_s).unwrap_or_default(),
             raft_engine_file_bytes: args
                 .raft_engine_file_mib
                 .map_or(LogOptions::default().segment_size_bytes, |m| m << 20),
@@ -508,12 +509,27 @@ fn run_raftwal(
 }
 
 /// Runs the benchmark and prints its report.
+/// The numbers of seconds the benchmark cannot run with, as a message (before anything starts:
+/// one `Duration` cannot hold panicked where the cell's clock was set).
+fn check_seconds(args: &StorageArgs) -> Result<(), String> {
+    let seconds = |name: &str, v: f64, zero_ok: bool| match Duration::try_from_secs_f64(v) {
+        Ok(d) if zero_ok || !d.is_zero() => Ok(()),
+        _ => Err(format!(
+            "--{name} must be a {} number of seconds, not {v}",
+            if zero_ok { "finite non-negative" } else { "finite positive" }
+        )),
+    };
+    seconds("duration-s", args.duration_s, false)?;
+    seconds("warmup-s", args.warmup_s, true)
+}
+
 pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
     if args.concurrency.contains(&0) {
         return Err(std::io::Error::other(
             "appends outstanding (--concurrency) must be at least 1",
         ));
     }
+    check_seconds(args).map_err(std::io::Error::other)?;
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&parent)?;
     let root = tempfile::Builder::new().prefix("raftwal-bench-storage-").tempdir_in(&parent)?;
@@ -652,6 +668,27 @@ pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Seconds a `Duration` cannot hold are refused with a message before anything starts
+    /// (they panicked: `--duration-s -1`, `--duration-s NaN`, `--warmup-s inf`).
+    #[test]
+    fn bad_seconds_are_refused_before_anything_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = [
+            StorageArgs { duration_s: -1.0, ..StorageArgs::default() },
+            StorageArgs { duration_s: f64::NAN, ..StorageArgs::default() },
+            StorageArgs { duration_s: 0.0, ..StorageArgs::default() },
+            StorageArgs { warmup_s: f64::INFINITY, ..StorageArgs::default() },
+            StorageArgs { warmup_s: -0.5, ..StorageArgs::default() },
+        ];
+        for args in bad {
+            let args = StorageArgs { dir: Some(dir.path().to_owned()), ..args };
+            let err = run(&args).expect_err("refused").to_string();
+            assert!(err.contains("must be"), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "nothing ran");
+        assert!(check_seconds(&StorageArgs { warmup_s: 0.0, ..StorageArgs::default() }).is_ok());
+    }
 
     fn measured(entries: u64, secs: u64, latency_ns: u64, raftwal: bool) -> Measured {
         let mut hist = latency_histogram_ns();
