@@ -308,8 +308,10 @@ async fn run_job(args: &ClusterArgs) -> Result<(), String> {
                 latency_ns: result.latency_ns.clone(),
                 timeline: result.timeline.clone(),
             });
-            // The latency floor run: one appender, default job only.
-            if !args.no_floor_run && !args.failover && args.rate.is_none() {
+            // The latency floor run: one appender, default job only, and not after a main run
+            // of one appender (a second, shorter run of the same load would be mixed with it in
+            // the summary's medians).
+            if !args.no_floor_run && !args.failover && args.rate.is_none() && args.concurrency > 1 {
                 let single = Workload {
                     concurrency: 1,
                     rate_per_s: None,
@@ -574,6 +576,25 @@ mod tests {
         assert_eq!(storage["zero_fill"], "never", "{storage}");
         assert_eq!(storage["segment_size_bytes"], 64 << 20, "{storage}");
         assert_eq!(doc["settings"]["nodes"], 3);
+    }
+
+    /// With one appender the main run is the 1-appender run: no second one follows it. (It
+    /// did, a shorter one of the same concurrency, and the summary took the median of both as
+    /// the main run's throughput and latency, and of both again as the 1-appender figures.)
+    #[test]
+    fn a_one_appender_job_runs_once() {
+        let out = tempfile::tempdir().unwrap();
+        let args =
+            short_job(out.path(), ClusterArgs { payload_bytes: 256, concurrency: 1, ..ARGS });
+        run(&args).unwrap();
+        let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        let dir = dirs[0].as_ref().unwrap().path();
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        let rows = doc["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["concurrency"], 1);
     }
 
     /// An open-loop run over three logs: one row, marked open, with the generator's own lateness
