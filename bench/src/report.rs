@@ -8,6 +8,19 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::io::Write;
 
+/// Checks that `value` (the flag `--name`) is a number of seconds a `Duration` holds, finite
+/// and non-negative, and positive unless `zero_ok`: what the command line must pass before a
+/// run starts (a value a `Duration` cannot hold panicked where a clock was set).
+pub(crate) fn check_seconds(name: &str, value: f64, zero_ok: bool) -> Result<(), String> {
+    match std::time::Duration::try_from_secs_f64(value) {
+        Ok(d) if zero_ok || !d.is_zero() => Ok(()),
+        _ => Err(format!(
+            "--{name} must be a {} number of seconds, not {value}",
+            if zero_ok { "finite non-negative" } else { "finite positive" }
+        )),
+    }
+}
+
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub(crate) struct LatencyUs {

@@ -508,21 +508,14 @@ fn run_raftwal(
     })
 }
 
-/// Runs the benchmark and prints its report.
 /// The numbers of seconds the benchmark cannot run with, as a message (before anything starts:
 /// one `Duration` cannot hold panicked where the cell's clock was set).
 fn check_seconds(args: &StorageArgs) -> Result<(), String> {
-    let seconds = |name: &str, v: f64, zero_ok: bool| match Duration::try_from_secs_f64(v) {
-        Ok(d) if zero_ok || !d.is_zero() => Ok(()),
-        _ => Err(format!(
-            "--{name} must be a {} number of seconds, not {v}",
-            if zero_ok { "finite non-negative" } else { "finite positive" }
-        )),
-    };
-    seconds("duration-s", args.duration_s, false)?;
-    seconds("warmup-s", args.warmup_s, true)
+    crate::report::check_seconds("duration-s", args.duration_s, false)?;
+    crate::report::check_seconds("warmup-s", args.warmup_s, true)
 }
 
+/// Runs the benchmark and prints its report.
 pub(crate) fn run(args: &StorageArgs) -> std::io::Result<()> {
     if args.concurrency.contains(&0) {
         return Err(std::io::Error::other(

@@ -224,15 +224,8 @@ fn check_args(args: &ClusterArgs) -> Result<(), String> {
     if args.payload_bytes == 0 || args.concurrency == 0 {
         return Err("payload and concurrency must be positive".into());
     }
-    let seconds = |name: &str, v: f64, zero_ok: bool| match Duration::try_from_secs_f64(v) {
-        Ok(d) if zero_ok || !d.is_zero() => Ok(()),
-        _ => Err(format!(
-            "--{name} must be a {} number of seconds, not {v}",
-            if zero_ok { "finite non-negative" } else { "finite positive" }
-        )),
-    };
-    seconds("duration-s", args.duration_s, false)?;
-    seconds("warmup-s", args.warmup_s, true)?;
+    crate::report::check_seconds("duration-s", args.duration_s, false)?;
+    crate::report::check_seconds("warmup-s", args.warmup_s, true)?;
     if let Some(rate) = args.rate {
         // The schedule's resolution is a nanosecond: above 10^9 appends/s every send was due
         // at the start, and the schedule never reached the end of the window.
@@ -537,6 +530,13 @@ mod tests {
         ClusterArgs { out: out.to_owned(), ..args }
     }
 
+    /// The `results.json` of the one run written under `out`.
+    fn results_document(out: &Path) -> serde_json::Value {
+        let dirs: Vec<_> = std::fs::read_dir(out).unwrap().collect();
+        let dir = dirs[0].as_ref().unwrap().path();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
+    }
+
     /// The whole job on a real 3-node cluster, briefly: every run row has the documented shape,
     /// the figures are positive, and the results directory holds the JSON and the plots. (A
     /// smoke test of the harness; speed is measured by running the benchmark, not here.)
@@ -587,11 +587,7 @@ mod tests {
         let args =
             short_job(out.path(), ClusterArgs { payload_bytes: 256, concurrency: 1, ..ARGS });
         run(&args).unwrap();
-        let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
-        let dir = dirs[0].as_ref().unwrap().path();
-        let doc: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
-                .unwrap();
+        let doc = results_document(out.path());
         let rows = doc["results"].as_array().unwrap();
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0]["concurrency"], 1);
@@ -615,11 +611,7 @@ mod tests {
             },
         );
         run(&args).unwrap();
-        let dirs: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
-        let dir = dirs[0].as_ref().unwrap().path();
-        let doc: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
-                .unwrap();
+        let doc = results_document(out.path());
         let rows = doc["results"].as_array().unwrap();
         assert_eq!(rows.len(), 1, "no 1-appender run after an open loop");
         let row = &rows[0];
