@@ -408,7 +408,14 @@ pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<Met
             if stop.load(Ordering::SeqCst) {
                 return; // Dropping the listener closes it.
             }
-            let Ok(stream) = stream else { continue };
+            let Ok(stream) = stream else {
+                // A failed accept (the process out of descriptors, say) leaves the connection
+                // queued and fails again at once: pause rather than spin a core until it clears.
+                // (This is the endpoint's own thread, never a shard's.)
+                #[allow(clippy::disallowed_methods)]
+                std::thread::sleep(ACCEPT_RETRY_PAUSE);
+                continue;
+            };
             if serving.fetch_add(1, Ordering::Relaxed) >= METRICS_CONNECTIONS_MAX {
                 serving.fetch_sub(1, Ordering::Relaxed);
                 continue; // Dropping the stream closes it.
@@ -427,6 +434,9 @@ pub fn serve(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> std::io::Result<Met
     })?;
     Ok(MetricsServer { addr: bound, stopping, thread: Some(thread) })
 }
+
+/// The pause after a failed accept before the next.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The most of one request the endpoint reads, request line and headers (a scrape sends a few
 /// hundred bytes); a longer one is answered 400 and closed.
