@@ -1343,6 +1343,20 @@ fn a_restart_after_compaction_appends_no_retry_of_the_entries_that_went() {
     }
 }
 
+/// A single voter on 16 KiB segments that leads and holds 40 entries of 1,000 bytes, one per
+/// append of client 7 (sequence numbers 1 to 40), all committed: several sealed segments to
+/// compact. Call inside a runtime.
+fn small_segments_leader_with_40_tagged_entries() -> Harness {
+    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
+    let mut h = Harness::with_small_segments(1);
+    h.elect();
+    for seq in 1..=40 {
+        drop(append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD));
+        h.settle();
+    }
+    h
+}
+
 /// A save before a compaction that a full disk refuses does not hold the compaction back
 /// (compaction is what frees space): the entries go, the log goes on, and the next tick after
 /// the retry interval saves. A save that fails otherwise (an I/O error) does hold it back.
@@ -1351,12 +1365,7 @@ fn a_full_disk_does_not_hold_compaction_back_but_an_io_error_does() {
     static PAYLOAD: [u8; 1000] = [b'x'; 1000];
     let rt = runtime();
     let _entered = rt.enter();
-    let mut h = Harness::with_small_segments(1);
-    h.elect();
-    for seq in 1..=40 {
-        drop(append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD));
-        h.settle();
-    }
+    let mut h = small_segments_leader_with_40_tagged_entries();
     let last = h.replica.store.last_index();
     h.disk.set_faults(SimFaults { fail_next_sync: true, ..SimFaults::default() });
     let refused = h.replica.compact(last);
@@ -2091,15 +2100,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
 /// (or started over) and so had a save.
 #[test]
 fn a_lost_only_save_of_a_compacted_log_is_warned_of() {
-    static PAYLOAD: [u8; 1000] = [b'x'; 1000];
     let rt = runtime();
     let _entered = rt.enter();
-    let mut h = Harness::with_small_segments(1);
-    h.elect();
-    for seq in 1..=40 {
-        drop(append_tagged(&mut h, 7, seq..seq + 1, &PAYLOAD));
-        h.settle();
-    }
+    let mut h = small_segments_leader_with_40_tagged_entries();
     let last = h.replica.store.last_index();
     let first = h.replica.compact(last).unwrap();
     assert!(first > LogIndex(1), "nothing compacted");
